@@ -1,0 +1,35 @@
+"""Base of every record that travels on a Kafka topic.
+
+A record is a pydantic model with a stable schema name and an integer version. On the wire the
+value is JSON (orjson) and the header `xget-schema` says `name/vN`, so a consumer can pick the
+right model, refuse a version it does not know (dead letter, never a crash), and a topic may
+carry more than one record type in order (e.g. posts and the slice-end marker that follows them).
+The Avro-style files in `schemas/` are generated from these models (`python -m libs.records.avro`).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict
+
+SCHEMA_HEADER = "xget-schema"
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=False)
+
+    schema_name: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+
+    @classmethod
+    def schema_id(cls) -> str:
+        return f"{cls.schema_name}/v{cls.schema_version}"
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))
+
+    @classmethod
+    def decode(cls, value: bytes):
+        return cls.model_validate_json(value)

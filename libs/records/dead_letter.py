@@ -1,0 +1,23 @@
+"""A record a service could not handle, with the cause; the consumer keeps going."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field
+
+from .base import Record
+
+
+class DeadLetter(Record):
+    schema_name = "xget.DeadLetter"
+
+    service: str = Field(description="Service that gave up on the record.")
+    source_topic: str
+    partition: int
+    offset: int
+    key: str | None = None
+    value: str = Field(description="The original value, UTF-8 (invalid bytes replaced).")
+    schema_header: str | None = Field(None, description="The original xget-schema header.")
+    error: str = Field(description="Why it could not be handled.")
+    failed_at: datetime

@@ -1,0 +1,56 @@
+"""Raw X responses exactly as X returned them: the durable cache that is never fetched twice."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from .base import Record
+
+EndReason = Literal["exhausted", "target_reached", "failed"]
+
+
+class RawPage(Record):
+    """One X page request and its response, or the marker that ends a slice.
+
+    A slice is a chain of pages: page 0 is requested with no cursor, page n with the Bottom
+    cursor of page n-1. `final` marks the last record of a slice; a final record may carry no
+    response (the target was reached before asking X again).
+    """
+
+    schema_name = "xget.RawPage"
+
+    task_id: str
+    slice_id: str
+    slice_count: int = Field(1, ge=1)
+    page_no: int = Field(ge=0, description="Position of the page within its slice.")
+    keyword: str
+    operation: str = Field(description="X GraphQL operation, e.g. SearchTimeline.")
+    query: str = Field(description="The search query sent to X.")
+    cursor_in: str | None = Field(None, description="Cursor this page was requested with.")
+    cursor_out: str | None = Field(None, description="Bottom cursor X answered with.")
+    http_status: int | None = Field(None, description="X's HTTP status; None when not requested.")
+    account: str | None = Field(None, description="Account name used (never its secrets).")
+    requested_at: datetime
+    elapsed_ms: float = Field(0.0, ge=0)
+    response: str | None = Field(None, description="X's response body, verbatim JSON text.")
+    entries: int = Field(0, ge=0, description="Post entries X returned on this page.")
+    final: bool = Field(False, description="Last record of the slice.")
+    end_reason: EndReason | None = Field(None, description="Why the slice ended (final only).")
+    required_count: int = Field(0, ge=0, description="The task's target, carried for the counter.")
+
+
+class SliceEnd(Record):
+    """Written by the parser on the posts topic after the last post of a slice, in order."""
+
+    schema_name = "xget.SliceEnd"
+
+    task_id: str
+    slice_id: str
+    slice_count: int = Field(1, ge=1)
+    keyword: str
+    end_reason: EndReason
+    required_count: int = Field(0, ge=0)
+    pages: int = Field(ge=0, description="Pages the slice took.")

@@ -1,0 +1,83 @@
+"""Task commands, the search jobs the scheduler derives from them, and task progress."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .base import Record
+
+
+class OnDemandTask(Record):
+    """A client's on-demand collection: posts for a keyword in a time window."""
+
+    schema_name = "xget.OnDemandTask"
+
+    task_id: str = Field(description="Client-chosen or gateway-assigned task id.")
+    keyword: str = Field(min_length=1, max_length=512, description="X search keyword/query.")
+    priority: int = Field(5, ge=1, le=10, description="1 is the highest priority.")
+    required_count: int = Field(
+        0, ge=0, description="Unique posts wanted; 0 means every post that exists in the window."
+    )
+    start_time: datetime = Field(description="Window start (UTC, inclusive).")
+    end_time: datetime = Field(description="Window end (UTC, exclusive).")
+    callback_url: str | None = Field(None, description="Webhook for batch reports.")
+    submitted_at: datetime = Field(description="When the gateway (or client) issued the command.")
+
+    @field_validator("keyword")
+    @classmethod
+    def _strip_keyword(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("keyword must not be blank")
+        return v
+
+    @field_validator("task_id")
+    @classmethod
+    def _task_id_shape(cls, v: str) -> str:
+        if not v or len(v) > 128 or not all(c.isalnum() or c in "-_." for c in v):
+            raise ValueError("task_id must be 1-128 characters of letters, digits, '-', '_', '.'")
+        return v
+
+    @model_validator(mode="after")
+    def _window(self) -> "OnDemandTask":
+        if self.start_time.tzinfo is None or self.end_time.tzinfo is None:
+            raise ValueError("start_time and end_time must carry a timezone (use UTC, e.g. 'Z')")
+        if self.end_time <= self.start_time:
+            raise ValueError("end_time must be after start_time")
+        return self
+
+
+class SearchJob(Record):
+    """One slice of a task for the scraper: a search query over part of the task's window."""
+
+    schema_name = "xget.SearchJob"
+
+    task_id: str = Field(description="The task this slice belongs to.")
+    slice_id: str = Field(description="Unique within the task; stable across restarts.")
+    slice_count: int = Field(1, ge=1, description="How many slices the task was cut into.")
+    keyword: str = Field(description="The task's keyword, for reports and billing.")
+    query: str = Field(description="The X search query, e.g. 'kw since:… until:…'.")
+    product: Literal["Latest", "Top", "Media"] = Field("Latest", description="X search tab.")
+    priority: int = Field(5, ge=1, le=10)
+    required_count: int = Field(0, ge=0, description="The task's target; 0 = exhaust the slice.")
+    start_time: datetime = Field(description="Slice window start (UTC).")
+    end_time: datetime = Field(description="Slice window end (UTC).")
+
+
+class TaskProgress(Record):
+    """The dedup-counter's view of a task: unique posts stored against the target."""
+
+    schema_name = "xget.TaskProgress"
+
+    task_id: str
+    keyword: str
+    status: Literal["running", "completed"] = Field(description="completed = target or exhausted.")
+    collected: int = Field(ge=0, description="Unique posts stored for the task.")
+    target: int = Field(ge=0, description="required_count; 0 = everything that exists.")
+    slices_done: int = Field(0, ge=0)
+    slice_count: int = Field(1, ge=1)
+    end_reason: str | None = Field(None, description="Why it completed: target_reached/exhausted.")
+    updated_at: datetime

@@ -1,0 +1,94 @@
+"""XGet configuration: one pydantic-settings object read from XGET_* environment variables.
+
+Every endpoint (Kafka, ClickHouse, object storage, X itself) is a setting, so the same code
+runs embedded on a laptop, in CI against local servers, and in production — no code change.
+See `.env.example` for every variable with its meaning.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="XGET_", env_file=".env", extra="ignore")
+
+    # --- where the embedded stack keeps its state -------------------------------------------
+    data_dir: str = Field(".xget", description="Root for the embedded stack's data and pid files.")
+
+    # --- Kafka ---------------------------------------------------------------------------------
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
+    topic_prefix: str = Field("", description="Prefix for every topic name (isolates test runs).")
+    kafka_idempotent_producer: bool = Field(
+        True,
+        description="Idempotent producer. Turn off for brokers without InitProducerId v0+ (Tansu).",
+    )
+    kafka_session_timeout_ms: int = Field(10_000, description="Consumer group session timeout.")
+    kafka_heartbeat_interval_ms: int = Field(2_000)
+    kafka_max_poll_records: int = Field(500)
+    kafka_linger_ms: int = Field(5)
+
+    # --- ClickHouse ----------------------------------------------------------------------------
+    clickhouse_dsn: str = Field(
+        "chdb://.xget/clickhouse",
+        description="chdb://PATH for the embedded engine or http(s)://user:pass@host:8123/db.",
+    )
+
+    # --- object storage ------------------------------------------------------------------------
+    object_store_url: str = Field(
+        "file://.xget/objects",
+        description="file://DIR, or s3://BUCKET for an S3 API (MinIO, moto_server) at s3_endpoint.",
+    )
+    s3_endpoint: str = Field("127.0.0.1:9000", description="host:port of the S3 API.")
+    s3_access_key: SecretStr = Field(SecretStr("xget"), description="S3 access key.")
+    s3_secret_key: SecretStr = Field(SecretStr("xget-secret"), description="S3 secret key.")
+    s3_secure: bool = Field(False, description="Use TLS for the S3 API.")
+    s3_region: str = Field("us-east-1")
+
+    # --- X ---------------------------------------------------------------------------------------
+    x_graphql_url: str = Field(
+        "https://x.com/i/api/graphql",
+        description="Base URL of X's web GraphQL API (the simulator's /i/api/graphql here).",
+    )
+    x_media_base: str = Field(
+        "",
+        description="Replaces https://pbs.twimg.com in media URLs when set (simulator, mirror).",
+    )
+    x_transaction_id: Literal["twscrape", "static"] = Field(
+        "twscrape",
+        description="x-client-transaction-id: twscrape's generator (fetches x.com) or a static one.",
+    )
+    x_accounts: SecretStr = Field(
+        SecretStr(""),
+        description="Accounts as 'name:auth_token:ct0' entries separated by commas (bootstrap pool).",
+    )
+    x_request_timeout_s: float = Field(30.0)
+    x_op_search_timeline: str = Field(
+        "hyPfJYJ_XAtDYoslQc-Rgg/SearchTimeline",
+        description="GraphQL operation id/name; X rotates ids, so they are configuration.",
+    )
+    x_page_size: int = Field(20, description="Posts asked per search page.")
+
+    # --- task gateway --------------------------------------------------------------------------
+    gateway_host: str = Field("127.0.0.1")
+    gateway_port: int = Field(8080)
+    api_token: SecretStr = Field(
+        SecretStr("change-me"), description="Bearer token the client sends on every API call."
+    )
+
+    # --- scraper ---------------------------------------------------------------------------------
+    scraper_concurrency: int = Field(8, description="Slices a scraper replica pages in parallel.")
+
+    # --- dedup-counter ---------------------------------------------------------------------------
+    counter_batch_max: int = Field(5_000, description="Posts per ClickHouse insert at most.")
+
+    log_level: str = Field("INFO")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,70 @@
+"""The topic catalogue: every topic XGet uses, its partitions, key and record schemas.
+
+Topics are created up front from this list (`xget topics create`, `make up`): neither local
+broker creates them with the right partition count by itself, and production clusters usually
+forbid auto-creation. A service's parallelism is capped by its input topic's partitions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .records.base import Record
+from .records.dead_letter import DeadLetter
+from .records.pages import RawPage, SliceEnd
+from .records.posts import MediaJob, Post, XUser
+from .records.tasks import OnDemandTask, SearchJob, TaskProgress
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    key: str  # what the record key is
+    schemas: tuple[type[Record], ...]
+    compacted: bool = False
+    retention_ms: int | None = None  # None = broker default
+    doc: str = ""
+
+    def schema_for(self, header: str | None) -> type[Record] | None:
+        for s in self.schemas:
+            if s.schema_id() == header:
+                return s
+        return None
+
+
+TASK_COMMANDS = TopicSpec(
+    "task-commands", 6, "task_id", (OnDemandTask,),
+    doc="Client task commands (HTTP gateway or published directly by the client).",
+)
+SEARCH_JOBS = TopicSpec(
+    "search-jobs", 12, "task_id", (SearchJob,),
+    doc="Slices of tasks for the scraper, derived by the scheduler.",
+)
+RAW_PAGES = TopicSpec(
+    "raw-pages", 12, "task_id", (RawPage,),
+    retention_ms=30 * 24 * 3600 * 1000,
+    doc="Every X response verbatim, before anything else touches it: the never-ask-twice cache.",
+)
+POSTS = TopicSpec(
+    "posts", 12, "task_id", (Post, SliceEnd),
+    doc="Parsed posts in page order per task, each slice closed by its SliceEnd marker.",
+)
+USERS = TopicSpec("users", 6, "user_id", (XUser,), doc="Users seen in responses.")
+MEDIA_JOBS = TopicSpec("media-jobs", 6, "original_url", (MediaJob,), doc="Media to store.")
+TASK_PROGRESS = TopicSpec(
+    "task-progress", 6, "task_id", (TaskProgress,), compacted=True,
+    doc="Latest progress per task from the dedup-counter (compacted).",
+)
+DEAD_LETTERS = TopicSpec(
+    "dead-letters", 3, "original key", (DeadLetter,),
+    doc="Records a service could not handle, with the cause.",
+)
+
+CATALOGUE: tuple[TopicSpec, ...] = (
+    TASK_COMMANDS, SEARCH_JOBS, RAW_PAGES, POSTS, USERS, MEDIA_JOBS, TASK_PROGRESS, DEAD_LETTERS,
+)
+
+
+def topic_name(spec: TopicSpec, prefix: str = "") -> str:
+    return f"{prefix}{spec.name}"
