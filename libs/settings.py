@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     kafka_heartbeat_interval_ms: int = Field(2_000)
     kafka_max_poll_records: int = Field(500)
     kafka_linger_ms: int = Field(5)
+    kafka_compression: Literal["lz4", "gzip", "zstd", "snappy"] | None = Field(
+        None, description="Record compression (lz4 needs cramjam). Off for a local broker.",
+    )
 
     # --- ClickHouse ----------------------------------------------------------------------------
     clickhouse_dsn: str = Field(

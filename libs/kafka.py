@@ -1,0 +1,403 @@
+"""Kafka plumbing shared by every service: typed producer, at-least-once consumer loop,
+partition scans and compacted-topic tables.
+
+Delivery contract (the same for every service):
+  1. fetch a batch, decode each record by its `xget-schema` header;
+  2. hand the decoded batch to the service's handler, which returns the records to emit;
+  3. produce them and wait until the broker acknowledged every one;
+  4. only then commit the input offsets.
+A crash anywhere before 4 re-delivers the batch, so every sink downstream is idempotent.
+A record that cannot be decoded or handled goes to the dead-letter topic with the cause and
+the loop moves on: one bad record never blocks or loses the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from .records.base import SCHEMA_HEADER, Record
+from .records.dead_letter import DeadLetter
+from .settings import Settings
+from .topics import CATALOGUE, DEAD_LETTERS, TopicSpec, topic_name
+
+log = logging.getLogger(__name__)
+
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A record a handler wants published."""
+
+    spec: TopicSpec
+    key: str | None
+    record: Record
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A consumed, decoded record."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    record: Record
+    headers: dict[str, bytes] = field(default_factory=dict)
+    timestamp_ms: int = 0
+
+
+class Producer:
+    """Typed producer: values are Records, keys strings, the schema header is always set."""
+
+    def __init__(self, settings: Settings, client_id: str = "xget"):
+        self.settings = settings
+        self.prefix = settings.topic_prefix
+        self._p = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=settings.kafka_idempotent_producer,
+            linger_ms=settings.kafka_linger_ms,
+            compression_type=settings.kafka_compression,
+            max_request_size=MAX_RECORD_BYTES,
+            max_batch_size=1024 * 1024,
+        )
+        self._started = False
+
+    async def start(self) -> "Producer":
+        if not self._started:
+            await self._p.start()
+            self._started = True
+        return self
+
+    async def stop(self) -> None:
+        if self._started:
+            await self._p.stop()
+            self._started = False
+
+    async def send(self, out: Outgoing) -> asyncio.Future:
+        """Queue a record; returns the future of its broker acknowledgement."""
+        headers = [(SCHEMA_HEADER, out.record.schema_id().encode()), *out.headers]
+        return await self._p.send(
+            topic_name(out.spec, self.prefix),
+            out.record.encode(),
+            key=out.key.encode() if out.key is not None else None,
+            headers=headers,
+        )
+
+    async def send_all(self, outs: Sequence[Outgoing]) -> list:
+        """Publish records in order and wait until the broker acknowledged all of them."""
+        futures = [await self.send(o) for o in outs]
+        return [await f for f in futures]
+
+    async def send_and_wait(self, out: Outgoing):
+        return await (await self.send(out))
+
+    def partition_for(self, spec: TopicSpec, key: str) -> int:
+        """The partition the default partitioner gives `key` (murmur2, as Kafka's Java client)."""
+        from aiokafka.partitioner import murmur2
+
+        return (murmur2(key.encode()) & 0x7FFFFFFF) % spec.partitions
+
+
+def decode(spec: TopicSpec, msg: ConsumerRecord) -> Record:
+    """Decode a consumed record by its schema header; raises ValueError with the cause."""
+    headers = dict(msg.headers or ())
+    schema = headers.get(SCHEMA_HEADER)
+    model = spec.schema_for(schema.decode() if schema else None)
+    if model is None:
+        known = ", ".join(s.schema_id() for s in spec.schemas)
+        raise ValueError(f"unknown schema {schema!r} on {spec.name} (this service reads {known})")
+    if msg.value is None:
+        raise ValueError("empty record value")
+    return model.decode(msg.value)
+
+
+def dead_letter_for(service: str, msg: ConsumerRecord, error: str) -> Outgoing:
+    headers = dict(msg.headers or ())
+    schema = headers.get(SCHEMA_HEADER)
+    key = msg.key.decode(errors="replace") if msg.key is not None else None
+    dl = DeadLetter(
+        service=service,
+        source_topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+        key=key,
+        value=(msg.value or b"").decode(errors="replace"),
+        schema_header=schema.decode(errors="replace") if schema else None,
+        error=error[:4000],
+        failed_at=datetime.now(timezone.utc),
+    )
+    return Outgoing(DEAD_LETTERS, key, dl)
+
+
+def spec_by_topic(prefix: str) -> dict[str, TopicSpec]:
+    return {topic_name(s, prefix): s for s in CATALOGUE}
+
+
+Handler = Callable[[list[Incoming]], Awaitable[list[Outgoing]]]
+
+
+class HandlerError(Exception):
+    """Raised by a handler for one record it rejects: that record is dead-lettered."""
+
+
+def consumer_for(settings: Settings, group_id: str | None, client_id: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=group_id,
+        client_id=client_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=settings.kafka_max_poll_records,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+        rebalance_timeout_ms=max(settings.kafka_session_timeout_ms, 10_000),
+        max_partition_fetch_bytes=MAX_RECORD_BYTES,
+        fetch_max_bytes=4 * MAX_RECORD_BYTES,
+    )
+
+
+class ConsumerLoop:
+    """Runs one service's consumer group with the at-least-once contract described above."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        service: str,
+        inputs: Sequence[TopicSpec],
+        handler: Handler,
+        producer: Producer,
+        *,
+        group_id: str | None = None,
+        batch_timeout_ms: int = 200,
+    ):
+        self.settings = settings
+        self.service = service
+        self.inputs = inputs
+        self.handler = handler
+        self.producer = producer
+        self.group_id = group_id or f"{settings.topic_prefix}{service}"
+        self.batch_timeout_ms = batch_timeout_ms
+        self.specs = spec_by_topic(settings.topic_prefix)
+        self._stop = asyncio.Event()
+        self.processed = 0
+        self.dead_lettered = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        consumer = consumer_for(self.settings, self.group_id, self.service)
+        await consumer.start()
+        consumer.subscribe([topic_name(s, self.settings.topic_prefix) for s in self.inputs])
+        log.info("%s consuming %s as group %s", self.service,
+                 [s.name for s in self.inputs], self.group_id)
+        try:
+            while not self._stop.is_set():
+                batch = await consumer.getmany(timeout_ms=self.batch_timeout_ms)
+                msgs = [m for tp in sorted(batch, key=lambda t: (t.topic, t.partition))
+                        for m in batch[tp]]
+                if not msgs:
+                    continue
+                await self._process(msgs)
+                offsets = {tp: ms[-1].offset + 1 for tp, ms in batch.items() if ms}
+                try:
+                    await consumer.commit(offsets)
+                except (CommitFailedError, IllegalStateError) as e:
+                    # Partitions moved to another member mid-batch: it re-reads from the last
+                    # commit, and every sink is idempotent, so nothing is lost or counted twice.
+                    log.warning("%s commit after rebalance failed (re-delivery follows): %s",
+                                self.service, e)
+        finally:
+            await consumer.stop()
+
+    async def _process(self, msgs: list[ConsumerRecord]) -> None:
+        incoming: list[Incoming] = []
+        outs: list[Outgoing] = []
+        for m in msgs:
+            spec = self.specs[m.topic]
+            try:
+                rec = decode(spec, m)
+            except Exception as e:  # noqa: BLE001 - any decode failure is a dead letter
+                outs.append(dead_letter_for(self.service, m, f"undecodable record: {e}"))
+                self.dead_lettered += 1
+                continue
+            incoming.append(Incoming(
+                m.topic, m.partition, m.offset,
+                m.key.decode() if m.key is not None else None,
+                rec, dict(m.headers or ()), m.timestamp,
+            ))
+        if incoming:
+            outs.extend(await self._handle(incoming, msgs))
+        if outs:
+            await self.producer.send_all(outs)
+        self.processed += len(msgs)
+
+    async def _handle(self, incoming: list[Incoming], msgs: list[ConsumerRecord]) -> list[Outgoing]:
+        try:
+            return await self.handler(incoming)
+        except HandlerError:
+            pass
+        except Exception:  # noqa: BLE001
+            log.exception("%s: batch of %d failed; retrying record by record",
+                          self.service, len(incoming))
+        # Isolate the bad record: handle one at a time, dead-letter only what fails.
+        by_pos = {(m.topic, m.partition, m.offset): m for m in msgs}
+        outs: list[Outgoing] = []
+        for inc in incoming:
+            try:
+                outs.extend(await self.handler([inc]))
+            except Exception as e:  # noqa: BLE001
+                log.warning("%s dead-letters %s[%d]@%d: %s",
+                            self.service, inc.topic, inc.partition, inc.offset, e)
+                outs.append(dead_letter_for(
+                    self.service, by_pos[(inc.topic, inc.partition, inc.offset)],
+                    f"{type(e).__name__}: {e}"))
+                self.dead_lettered += 1
+        return outs
+
+
+async def scan_partition(
+    settings: Settings, spec: TopicSpec, partition: int, start_offset: int,
+    *, deadline_s: float = 60.0,
+) -> AsyncIterator[tuple[ConsumerRecord, Record | None]]:
+    """Read one partition from `start_offset` to its current end, decoding each record.
+
+    The end is the high watermark seen after a fetch (correct on every broker we run; a
+    ListOffsets answer is not, on Tansu).
+    """
+    tp = TopicPartition(topic_name(spec, settings.topic_prefix), partition)
+    consumer = consumer_for(settings, None, "xget-scan")
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        consumer.seek(tp, max(0, start_offset))
+        deadline = time.monotonic() + deadline_s
+        while True:
+            batch = await consumer.getmany(tp, timeout_ms=300)
+            for m in batch.get(tp, []):
+                try:
+                    rec = decode(spec, m)
+                except Exception:  # noqa: BLE001 - undecodable records are skipped here
+                    rec = None
+                yield m, rec
+            hw = consumer.highwater(tp)
+            if hw is not None and await consumer.position(tp) >= hw:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"scan of {tp} did not reach its end in {deadline_s}s")
+    finally:
+        await consumer.stop()
+
+
+class TopicTable:
+    """A live key → latest record view of a (compacted) topic, read from its beginning.
+
+    Used for small state that lives in Kafka (task progress, task commands): every replica
+    rebuilds it at start and then follows the topic, so no local state is ever authoritative.
+    """
+
+    def __init__(self, settings: Settings, spec: TopicSpec,
+                 on_record: Callable[[str | None, Record], None] | None = None):
+        self.settings = settings
+        self.spec = spec
+        self.rows: dict[str, Record] = {}
+        self._on_record = on_record
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task | None = None
+        self._caught_up = asyncio.Event()
+        self._changed = asyncio.Condition()
+
+    async def start(self) -> "TopicTable":
+        c = consumer_for(self.settings, None, f"table-{self.spec.name}")
+        await c.start()
+        name = topic_name(self.spec, self.settings.topic_prefix)
+        parts = c.partitions_for_topic(name)
+        if not parts:
+            await c._client.force_metadata_update()  # noqa: SLF001 - first metadata fetch
+            parts = c.partitions_for_topic(name) or set()
+        if not parts:
+            await c.stop()
+            raise RuntimeError(f"topic {name} does not exist: run `xget topics create`")
+        tps = [TopicPartition(name, p) for p in sorted(parts)]
+        c.assign(tps)
+        await c.seek_to_beginning(*tps)
+        self._consumer = c
+        self._tps = tps
+        self._task = asyncio.create_task(self._follow(), name=f"table-{self.spec.name}")
+        return self
+
+    async def _follow(self) -> None:
+        assert self._consumer is not None
+        c = self._consumer
+        while True:
+            try:
+                batch = await c.getmany(timeout_ms=200)
+            except KafkaError as e:
+                log.warning("table %s fetch failed: %s", self.spec.name, e)
+                await asyncio.sleep(0.5)
+                continue
+            changed = False
+            for ms in batch.values():
+                for m in ms:
+                    try:
+                        rec = decode(self.spec, m)
+                    except Exception as e:  # noqa: BLE001
+                        log.warning("table %s skips %s@%d: %s", self.spec.name, m.partition,
+                                    m.offset, e)
+                        continue
+                    key = m.key.decode() if m.key is not None else None
+                    if key is not None:
+                        self.rows[key] = rec
+                    if self._on_record:
+                        self._on_record(key, rec)
+                    changed = True
+            if not self._caught_up.is_set():
+                done = True
+                for tp in self._tps:
+                    hw = c.highwater(tp)
+                    if hw is None:
+                        # No fetch answered for this partition yet; an empty one answers hw 0.
+                        done = False
+                    elif await c.position(tp) < hw:
+                        done = False
+                if done:
+                    self._caught_up.set()
+            if changed:
+                async with self._changed:
+                    self._changed.notify_all()
+
+    async def wait_caught_up(self, timeout: float = 30.0) -> None:
+        await asyncio.wait_for(self._caught_up.wait(), timeout)
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until predicate() holds (re-checked on each change); False on timeout."""
+        async def _wait():
+            async with self._changed:
+                await self._changed.wait_for(predicate)
+        try:
+            await asyncio.wait_for(_wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+        if self._consumer:
+            await self._consumer.stop()
