@@ -1,0 +1,248 @@
+"""ClickHouse access for XGet: one class for the embedded chdb engine and for a real server.
+
+The DSN (``Settings.clickhouse_dsn``) picks the engine, nothing else changes:
+
+* ``chdb:///abs/path`` or ``chdb://relative/path`` — the embedded chdb engine (ClickHouse 26.9)
+  with its data in that directory. A relative path is resolved against the current working
+  directory (clickhouse-connect would otherwise read ``chdb://.xget/clickhouse`` as
+  host ``.xget`` and database ``clickhouse``). ``chdb://:memory:`` is an in-memory engine.
+  chdb allows ONE data path per process (a second path fails with "EmbeddedServer already
+  initialized"), and a path locked by one process cannot be opened by another: only one
+  service process may own a chdb directory. After every store on a path is ``close()``d the
+  process may open a different path.
+* ``http(s)://user:pass@host:port/db`` — a ClickHouse server over HTTP.
+
+Concurrency: chdb has no async client, so every call — async or sync — runs the sync
+clickhouse-connect client on ONE dedicated worker thread (a single-thread executor). That
+serialises access to the engine and keeps the event loop free; against an HTTP server the
+same code works unchanged. The client itself is created lazily on that worker thread.
+
+Parameters are always bound server-side with clickhouse-connect's ``{name:Type}`` syntax:
+``await store.query_rows("SELECT ... WHERE id = {id:String}", {"id": post_id})``.
+Never format values into SQL.
+
+Insert deduplication tokens — measured with chdb 4.4 / ClickHouse 26.9:
+
+* ``insert(..., dedup_token="batch-42")`` sends ``insert_deduplication_token``. On a plain
+  (non-replicated) ``MergeTree`` or ``ReplacingMergeTree`` this is SILENTLY IGNORED unless the
+  table has ``SETTINGS non_replicated_deduplication_window = N`` (the server default is 0):
+  with the default, inserting the same batch twice with the same token leaves two copies.
+* With ``non_replicated_deduplication_window = N`` (we use 1000 or more), a retried insert
+  with the same token is dropped — exactly one copy — and a different token inserts again.
+  The window counts the last N insert blocks remembered per table, so N must exceed the
+  number of inserts that can happen between a first attempt and its retry.
+* Caveat: with the window set, an insert WITHOUT a token is deduplicated by a hash of its
+  data, so two identical untokenised batches collapse into one. Always pass a token
+  (e.g. derived from the Kafka topic/partition/offset range of the batch).
+* ``ReplacingMergeTree`` collapses duplicate sorting keys only when parts merge (chdb may
+  merge in the background within a second). ``SELECT ... FINAL`` and ``uniqExact(key)`` give
+  exact answers before any merge — verified with merges stopped (``SYSTEM STOP MERGES``).
+  ``FINAL`` is an error on a plain ``MergeTree`` ("doesn't support FINAL").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Sequence, TypeVar
+from urllib.parse import urlsplit
+
+import clickhouse_connect
+
+T = TypeVar("T")
+
+_MEMORY = ("", ":memory:", "memory")
+
+
+def normalize_dsn(dsn: str) -> str:
+    """Return a DSN clickhouse-connect reads as intended (absolute chdb paths)."""
+    if not dsn.startswith("chdb://"):
+        return dsn
+    rest = dsn[len("chdb://"):]
+    path, sep, query = rest.partition("?")
+    if path in _MEMORY:
+        return "chdb://:memory:" if not sep else f"chdb://:memory:?{query}"
+    path = os.path.realpath(os.path.abspath(path))
+    return f"chdb://{path}" + (f"?{query}" if sep else "")
+
+
+def chdb_path(dsn: str) -> str | None:
+    """The data directory of a ``chdb://`` DSN (absolute), or None for servers / memory."""
+    norm = normalize_dsn(dsn)
+    if not norm.startswith("chdb:///"):
+        return None
+    return norm[len("chdb://"):].partition("?")[0]
+
+
+class ClickHouseStore:
+    """Async (and sync) facade over one clickhouse-connect client on one worker thread."""
+
+    def __init__(self, dsn: str, **client_kwargs: Any) -> None:
+        self.dsn = normalize_dsn(dsn)
+        self.is_embedded = self.dsn.startswith("chdb://")
+        self._client_kwargs = client_kwargs
+        self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="clickhouse"
+        )
+        self._client: Any = None
+
+    def __repr__(self) -> str:
+        scheme = urlsplit(self.dsn).scheme
+        return f"ClickHouseStore({scheme}://…)"
+
+    # --- thread plumbing ---------------------------------------------------------------------
+    def _get_client(self) -> Any:  # runs on the worker thread
+        if self._client is None:
+            path = chdb_path(self.dsn)
+            if path:
+                os.makedirs(path, exist_ok=True)
+            self._client = clickhouse_connect.get_client(dsn=self.dsn, **self._client_kwargs)
+        return self._client
+
+    def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Any:
+        def job() -> T:
+            return fn(self._get_client(), *args, **kwargs)
+
+        return job
+
+    def _executor_or_raise(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            raise RuntimeError("ClickHouseStore is closed")
+        return self._executor
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor_or_raise(), self._call(fn, *args, **kwargs))
+
+    def _run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return self._executor_or_raise().submit(self._call(fn, *args, **kwargs)).result()
+
+    # --- operations (run on the worker thread) -------------------------------------------------
+    @staticmethod
+    def _command(client: Any, sql: str, parameters: dict | None, settings: dict | None) -> Any:
+        return client.command(sql, parameters=parameters, settings=settings)
+
+    @staticmethod
+    def _query_rows(client: Any, sql: str, parameters: dict | None, settings: dict | None):
+        return [tuple(r) for r in client.query(sql, parameters=parameters, settings=settings).result_rows]
+
+    @staticmethod
+    def _query_dicts(client: Any, sql: str, parameters: dict | None, settings: dict | None):
+        res = client.query(sql, parameters=parameters, settings=settings)
+        names = res.column_names
+        return [dict(zip(names, r)) for r in res.result_rows]
+
+    @staticmethod
+    def _insert(
+        client: Any,
+        table: str,
+        rows: Sequence[Sequence[Any]],
+        column_names: Sequence[str],
+        dedup_token: str | None,
+        settings: dict | None,
+    ) -> int:
+        if not rows:
+            return 0
+        s = dict(settings or {})
+        if dedup_token is not None:
+            s["insert_deduplication_token"] = dedup_token
+            s.setdefault("insert_deduplicate", 1)
+        database = None
+        if "." in table and not table.startswith("`"):
+            database, table = table.split(".", 1)
+        client.insert(
+            table,
+            [list(r) for r in rows],
+            column_names=list(column_names),
+            database=database,
+            settings=s or None,
+        )
+        return len(rows)
+
+    # --- async API ---------------------------------------------------------------------------
+    async def command(self, sql: str, parameters: dict | None = None, *, settings: dict | None = None) -> Any:
+        return await self._run(self._command, sql, parameters, settings)
+
+    async def query_rows(
+        self, sql: str, parameters: dict | None = None, *, settings: dict | None = None
+    ) -> list[tuple]:
+        return await self._run(self._query_rows, sql, parameters, settings)
+
+    async def query_dicts(
+        self, sql: str, parameters: dict | None = None, *, settings: dict | None = None
+    ) -> list[dict[str, Any]]:
+        return await self._run(self._query_dicts, sql, parameters, settings)
+
+    async def insert(
+        self,
+        table: str,
+        rows: Sequence[Sequence[Any]],
+        column_names: Sequence[str],
+        dedup_token: str | None = None,
+        *,
+        settings: dict | None = None,
+    ) -> int:
+        """Insert rows (a batch). Pass ``dedup_token`` so a retried batch is stored once
+        (requires ``non_replicated_deduplication_window`` on non-replicated tables)."""
+        return await self._run(self._insert, table, rows, column_names, dedup_token, settings)
+
+    # --- sync twins (CLI, migrations) --------------------------------------------------------------
+    def command_sync(self, sql: str, parameters: dict | None = None, *, settings: dict | None = None) -> Any:
+        return self._run_sync(self._command, sql, parameters, settings)
+
+    def query_rows_sync(
+        self, sql: str, parameters: dict | None = None, *, settings: dict | None = None
+    ) -> list[tuple]:
+        return self._run_sync(self._query_rows, sql, parameters, settings)
+
+    def query_dicts_sync(
+        self, sql: str, parameters: dict | None = None, *, settings: dict | None = None
+    ) -> list[dict[str, Any]]:
+        return self._run_sync(self._query_dicts, sql, parameters, settings)
+
+    def insert_sync(
+        self,
+        table: str,
+        rows: Sequence[Sequence[Any]],
+        column_names: Sequence[str],
+        dedup_token: str | None = None,
+        *,
+        settings: dict | None = None,
+    ) -> int:
+        return self._run_sync(self._insert, table, rows, column_names, dedup_token, settings)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the client (releasing the chdb path for this process) and the worker thread."""
+        ex = self._executor
+        if ex is None:
+            return
+
+        def _close() -> None:
+            if self._client is not None:
+                try:
+                    self._client.close()
+                finally:
+                    self._client = None
+
+        try:
+            ex.submit(_close).result()
+        finally:
+            self._executor = None
+            ex.shutdown(wait=True)
+
+    async def aclose(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.close)
+
+    def __enter__(self) -> "ClickHouseStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    async def __aenter__(self) -> "ClickHouseStore":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()

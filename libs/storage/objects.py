@@ -1,0 +1,295 @@
+"""Object storage for XGet: media and batch files, on an S3 API or in a local directory.
+
+``open_object_store(settings)`` picks the backend from ``settings.object_store_url``:
+
+* ``s3://BUCKET`` → :class:`S3ObjectStore` — the ``minio`` client against
+  ``settings.s3_endpoint`` (MinIO in production, ``moto_server`` locally/CI). The bucket is
+  created when missing.
+* ``file://DIR`` → :class:`FileObjectStore` — plain files under DIR (relative to the cwd when
+  relative). Writes are atomic (temp file + ``os.replace``); content type, etag (MD5 hex) and
+  user metadata live in a JSON sidecar under ``DIR/.meta/``.
+
+API choice: the protocol is **async** (services run on asyncio). Both backends are sync at
+heart (minio is a blocking HTTP client), so each async method runs its sync twin in a thread
+(``asyncio.to_thread``); the sync twins (``put_sync``, ``get_sync``, …) are public for CLIs and
+tests. ``get`` of a missing key raises :class:`KeyError`; ``stat`` returns ``None``.
+
+Keys are ``/``-separated relative paths (``media/ab/cd/<sha256>.jpg``,
+``data/2026/11/23/<task>_batch_001.json``); ``..`` segments and leading ``/`` are rejected.
+User metadata keys are lower-case ASCII (S3 normalises them); values are strings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from urllib.parse import quote
+
+if TYPE_CHECKING:  # pragma: no cover
+    from libs.settings import Settings
+
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    content_type: str
+    etag: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    async def put(
+        self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE,
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectInfo: ...
+    async def get(self, key: str) -> bytes: ...
+    async def exists(self, key: str) -> bool: ...
+    async def stat(self, key: str) -> ObjectInfo | None: ...
+    async def list(self, prefix: str = "") -> list[str]: ...
+    def url(self, key: str) -> str: ...
+
+
+def check_key(key: str) -> str:
+    if not key or key.startswith("/") or "\\" in key:
+        raise ValueError(f"invalid object key {key!r}")
+    parts = key.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"invalid object key {key!r}")
+    if parts[0] == ".meta" or any(p.startswith(".tmp-") for p in parts):
+        raise ValueError(f"reserved object key {key!r}")
+    return key
+
+
+def _norm_meta(metadata: dict[str, str] | None) -> dict[str, str]:
+    return {str(k).lower(): str(v) for k, v in (metadata or {}).items()}
+
+
+class _AsyncFacade:
+    """Async methods that run the backend's sync twins in a worker thread."""
+
+    async def put(self, key, data, content_type=DEFAULT_CONTENT_TYPE, metadata=None) -> ObjectInfo:
+        return await asyncio.to_thread(self.put_sync, key, data, content_type, metadata)
+
+    async def get(self, key: str) -> bytes:
+        return await asyncio.to_thread(self.get_sync, key)
+
+    async def exists(self, key: str) -> bool:
+        return await asyncio.to_thread(self.exists_sync, key)
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        return await asyncio.to_thread(self.stat_sync, key)
+
+    async def list(self, prefix: str = "") -> list[str]:
+        return await asyncio.to_thread(self.list_sync, prefix)
+
+    def exists_sync(self, key: str) -> bool:
+        return self.stat_sync(key) is not None
+
+
+# ---------------------------------------------------------------------------------------------
+class FileObjectStore(_AsyncFacade):
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.root = Path(directory).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._meta_root = self.root / ".meta"
+
+    def __repr__(self) -> str:
+        return f"FileObjectStore({str(self.root)!r})"
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def _meta_path(self, key: str) -> Path:
+        return self._meta_root / (check_key(key) + ".json")
+
+    @staticmethod
+    def _atomic_write(path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+
+    def put_sync(self, key, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE,
+                 metadata: dict[str, str] | None = None) -> ObjectInfo:
+        data = bytes(data)
+        info = ObjectInfo(
+            key=key, size=len(data), content_type=content_type or DEFAULT_CONTENT_TYPE,
+            etag=hashlib.md5(data).hexdigest(), metadata=_norm_meta(metadata),
+        )
+        sidecar = json.dumps(
+            {"size": info.size, "content_type": info.content_type, "etag": info.etag,
+             "metadata": info.metadata}
+        ).encode()
+        # Sidecar first: whenever the data file is visible its metadata is already there.
+        self._atomic_write(self._meta_path(key), sidecar)
+        self._atomic_write(self._path(key), data)
+        return info
+
+    def get_sync(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            raise KeyError(key) from None
+
+    def exists_sync(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def stat_sync(self, key: str) -> ObjectInfo | None:
+        p = self._path(key)
+        if not p.is_file():
+            return None
+        try:
+            meta = json.loads(self._meta_path(key).read_text())
+        except (FileNotFoundError, ValueError):
+            data = p.read_bytes()
+            meta = {"content_type": DEFAULT_CONTENT_TYPE, "etag": hashlib.md5(data).hexdigest(),
+                    "metadata": {}}
+        return ObjectInfo(key=key, size=p.stat().st_size, content_type=meta["content_type"],
+                          etag=meta["etag"], metadata=dict(meta.get("metadata") or {}))
+
+    def list_sync(self, prefix: str = "") -> list[str]:
+        out: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            rel_dir = os.path.relpath(dirpath, self.root)
+            if rel_dir == ".":
+                dirnames[:] = [d for d in dirnames if d != ".meta"]
+                rel_dir = ""
+            for fn in filenames:
+                if fn.startswith(".tmp-"):
+                    continue
+                key = f"{rel_dir}/{fn}" if rel_dir else fn
+                key = key.replace(os.sep, "/")
+                if key.startswith(prefix):
+                    out.append(key)
+        return sorted(out)
+
+    def url(self, key: str) -> str:
+        return self._path(key).as_uri()
+
+
+# ---------------------------------------------------------------------------------------------
+class S3ObjectStore(_AsyncFacade):
+    def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str, *,
+                 secure: bool = False, region: str | None = "us-east-1",
+                 create_bucket: bool = True) -> None:
+        from minio import Minio
+
+        self.endpoint = endpoint
+        self.bucket = bucket
+        self.secure = secure
+        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key,
+                            secure=secure, region=region)
+        if create_bucket and not self.client.bucket_exists(bucket):
+            from minio.error import S3Error
+
+            try:
+                self.client.make_bucket(bucket, location=region)
+            except S3Error as exc:  # created concurrently by another replica
+                if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
+
+    def __repr__(self) -> str:
+        return f"S3ObjectStore({self.endpoint!r}, bucket={self.bucket!r})"
+
+    def put_sync(self, key, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE,
+                 metadata: dict[str, str] | None = None) -> ObjectInfo:
+        data = bytes(data)
+        meta = _norm_meta(metadata)
+        res = self.client.put_object(
+            self.bucket, check_key(key), io.BytesIO(data), len(data),
+            content_type=content_type or DEFAULT_CONTENT_TYPE, metadata=meta or None,
+        )
+        return ObjectInfo(key=key, size=len(data), content_type=content_type or DEFAULT_CONTENT_TYPE,
+                          etag=(res.etag or "").strip('"'), metadata=meta)
+
+    def get_sync(self, key: str) -> bytes:
+        from minio.error import S3Error
+
+        try:
+            resp = self.client.get_object(self.bucket, check_key(key))
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
+                raise KeyError(key) from None
+            raise
+        try:
+            return resp.read()
+        finally:
+            resp.close()
+            resp.release_conn()
+
+    def stat_sync(self, key: str) -> ObjectInfo | None:
+        from minio.error import S3Error
+
+        try:
+            st = self.client.stat_object(self.bucket, check_key(key))
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound", "NotFound"):
+                return None
+            raise
+        meta: dict[str, str] = {}
+        for k, v in (st.metadata or {}).items():
+            lk = k.lower()
+            if lk.startswith("x-amz-meta-"):
+                meta[lk[len("x-amz-meta-"):]] = v
+        return ObjectInfo(key=key, size=int(st.size or 0),
+                          content_type=st.content_type or DEFAULT_CONTENT_TYPE,
+                          etag=(st.etag or "").strip('"'), metadata=meta)
+
+    def list_sync(self, prefix: str = "") -> list[str]:
+        return sorted(
+            o.object_name
+            for o in self.client.list_objects(self.bucket, prefix=prefix or None, recursive=True)
+            if not o.is_dir
+        )
+
+    def url(self, key: str) -> str:
+        """Path-style URL of the object (readable as-is only from a public bucket)."""
+        scheme = "https" if self.secure else "http"
+        return f"{scheme}://{self.endpoint}/{self.bucket}/{quote(check_key(key))}"
+
+    def presigned_url(self, key: str, expires_s: int = 7 * 24 * 3600) -> str:
+        from datetime import timedelta
+
+        return self.client.presigned_get_object(self.bucket, check_key(key),
+                                                expires=timedelta(seconds=expires_s))
+
+
+# ---------------------------------------------------------------------------------------------
+def open_object_store(settings: "Settings") -> FileObjectStore | S3ObjectStore:
+    url = settings.object_store_url
+    if url.startswith("file://"):
+        return FileObjectStore(url[len("file://"):])
+    if url.startswith("s3://"):
+        bucket = url[len("s3://"):].strip("/")
+        if not bucket or "/" in bucket:
+            raise ValueError(f"object_store_url {url!r}: expected s3://BUCKET")
+        return S3ObjectStore(
+            settings.s3_endpoint,
+            settings.s3_access_key.get_secret_value(),
+            settings.s3_secret_key.get_secret_value(),
+            bucket,
+            secure=settings.s3_secure,
+            region=settings.s3_region,
+        )
+    raise ValueError(f"unsupported object_store_url {url!r} (use s3://BUCKET or file://DIR)")
