@@ -54,6 +54,11 @@ class Incoming:
     record: Record
     headers: dict[str, bytes] = field(default_factory=dict)
     timestamp_ms: int = 0
+    raw: ConsumerRecord | None = field(default=None, repr=False)
+
+    def dead_letter(self, service: str, error: str) -> "Outgoing":
+        assert self.raw is not None
+        return dead_letter_for(service, self.raw, error)
 
 
 class Producer:
@@ -236,7 +241,7 @@ class ConsumerLoop:
             incoming.append(Incoming(
                 m.topic, m.partition, m.offset,
                 m.key.decode() if m.key is not None else None,
-                rec, dict(m.headers or ()), m.timestamp,
+                rec, dict(m.headers or ()), m.timestamp, m,
             ))
         if incoming:
             outs.extend(await self._handle(incoming, msgs))

@@ -83,6 +83,11 @@ class Settings(BaseSettings):
         SecretStr("change-me"), description="Bearer token the client sends on every API call."
     )
 
+    estimate_posts_per_hour: float = Field(
+        60.0, description="Assumed post density for estimates when required_count is 0.")
+    estimate_seconds_per_page: float = Field(
+        1.0, description="Assumed seconds per X page for completion estimates.")
+
     # --- scraper ---------------------------------------------------------------------------------
     scraper_concurrency: int = Field(8, description="Slices a scraper replica pages in parallel.")
 

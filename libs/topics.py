@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .records.base import Record
 from .records.dead_letter import DeadLetter
-from .records.pages import RawPage, SliceEnd
+from .records.pages import RawPage, SliceCheckpoint, SliceEnd
 from .records.posts import MediaJob, Post, XUser
 from .records.tasks import OnDemandTask, SearchJob, TaskProgress
 
@@ -50,6 +50,10 @@ POSTS = TopicSpec(
     "posts", 12, "task_id", (Post, SliceEnd),
     doc="Parsed posts in page order per task, each slice closed by its SliceEnd marker.",
 )
+SCRAPE_CHECKPOINTS = TopicSpec(
+    "scrape-checkpoints", 6, "task_id/slice_id", (SliceCheckpoint,), compacted=True,
+    doc="Where each slice stands (scraper resume state, compacted).",
+)
 USERS = TopicSpec("users", 6, "user_id", (XUser,), doc="Users seen in responses.")
 MEDIA_JOBS = TopicSpec("media-jobs", 6, "original_url", (MediaJob,), doc="Media to store.")
 TASK_PROGRESS = TopicSpec(
@@ -62,7 +66,7 @@ DEAD_LETTERS = TopicSpec(
 )
 
 CATALOGUE: tuple[TopicSpec, ...] = (
-    TASK_COMMANDS, SEARCH_JOBS, RAW_PAGES, POSTS, USERS, MEDIA_JOBS, TASK_PROGRESS, DEAD_LETTERS,
+    TASK_COMMANDS, SEARCH_JOBS, RAW_PAGES, SCRAPE_CHECKPOINTS, POSTS, USERS, MEDIA_JOBS, TASK_PROGRESS, DEAD_LETTERS,
 )
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import orjson
 from pydantic import BaseModel, ConfigDict
 
 SCHEMA_HEADER = "xget-schema"
@@ -28,7 +27,8 @@ class Record(BaseModel):
         return f"{cls.schema_name}/v{cls.schema_version}"
 
     def encode(self) -> bytes:
-        return orjson.dumps(self.model_dump(mode="json"))
+        # pydantic's Rust serializer writes JSON straight from the model (no dict in between).
+        return self.__pydantic_serializer__.to_json(self)
 
     @classmethod
     def decode(cls, value: bytes):

@@ -37,6 +37,7 @@ class RawPage(Record):
     elapsed_ms: float = Field(0.0, ge=0)
     response: str | None = Field(None, description="X's response body, verbatim JSON text.")
     entries: int = Field(0, ge=0, description="Post entries X returned on this page.")
+    outcome: str = Field("ok", description="ok, or why X's answer is unusable (rate_limited…).")
     final: bool = Field(False, description="Last record of the slice.")
     end_reason: EndReason | None = Field(None, description="Why the slice ended (final only).")
     required_count: int = Field(0, ge=0, description="The task's target, carried for the counter.")
@@ -54,3 +55,26 @@ class SliceEnd(Record):
     end_reason: EndReason
     required_count: int = Field(0, ge=0)
     pages: int = Field(ge=0, description="Pages the slice took.")
+
+
+class SliceCheckpoint(Record):
+    """Where a slice stands, so a restarted scraper resumes without asking X twice.
+
+    Written before a slice's first request (`last_page_no` -1) and after each raw page is
+    acknowledged. `raw_offset_floor` is an offset of the slice's raw-pages partition at or
+    before which nothing of this slice is newer than the checkpoint: recovery reads the
+    partition from there to its end, so a page that reached raw-pages just before a crash
+    (whose checkpoint never got written) is found and never requested again.
+    """
+
+    schema_name = "xget.SliceCheckpoint"
+
+    task_id: str
+    slice_id: str
+    raw_partition: int = Field(ge=0)
+    raw_offset_floor: int = Field(ge=0)
+    last_page_no: int = Field(ge=-1, description="-1 before the first page.")
+    cursor_out: str | None = None
+    entries_total: int = Field(0, ge=0, description="Post entries fetched so far in the slice.")
+    final: bool = False
+    updated_at: datetime

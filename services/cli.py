@@ -1,0 +1,97 @@
+"""`xget` command line: the composition root that wires settings, clients and services.
+
+  xget run SERVICE [SERVICE ...]   run services (or `all`) in this process
+  xget topics create               create every topic of the catalogue
+  xget migrate                     apply ClickHouse migrations
+
+`xget run all` is the embedded mode: every service in one process (one chdb owner), each
+still its own consumer group talking only through Kafka. In production run one service per
+process/container against external Kafka, ClickHouse and S3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import sys
+
+from libs.settings import Settings
+
+# Service name → module with `async def serve(settings, stop, ...)`.
+SERVICES = {
+    "task-gateway": "services.task_gateway.main",
+    "scraper": "services.scraper.main",
+    "parser": "services.parser.main",
+    "dedup-counter": "services.dedup_counter.main",
+}
+
+log = logging.getLogger("xget")
+
+
+async def run_services(names: list[str], settings: Settings) -> None:
+    from services.runtime import stop_on_signals
+
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    tasks = {}
+    for name in names:
+        module = importlib.import_module(SERVICES[name])
+        tasks[name] = asyncio.create_task(module.serve(settings, stop), name=name)
+    log.info("running %s", ", ".join(names))
+    done, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_EXCEPTION)
+    failed = [t for t in done if not t.cancelled() and t.exception() is not None]
+    if failed:
+        stop.set()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        raise failed[0].exception()  # type: ignore[misc]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="xget", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run services in this process")
+    run.add_argument("services", nargs="+", metavar="SERVICE",
+                     help=f"one or more of: all, {', '.join(SERVICES)}")
+    topics = sub.add_parser("topics", help="manage topics")
+    topics.add_argument("action", choices=["create"])
+    sub.add_parser("migrate", help="apply ClickHouse migrations")
+    args = parser.parse_args(argv)
+
+    settings = Settings()
+    from services.runtime import setup_logging
+
+    setup_logging(settings.log_level)
+
+    if args.cmd == "run":
+        names = list(SERVICES) if "all" in args.services else args.services
+        unknown = [n for n in names if n not in SERVICES]
+        if unknown:
+            parser.error(f"unknown service(s) {', '.join(unknown)}; choose from all, "
+                         + ", ".join(SERVICES))
+        try:
+            asyncio.run(run_services(names, settings))
+        except KeyboardInterrupt:
+            pass
+        return 0
+    if args.cmd == "topics":
+        from infra.local import create_topics_sync
+
+        create_topics_sync(settings.kafka_bootstrap, settings.topic_prefix)
+        print(f"topics ready on {settings.kafka_bootstrap}")
+        return 0
+    if args.cmd == "migrate":
+        from infra.migrate import apply_migrations
+        from libs.storage.clickhouse import ClickHouseStore
+
+        with ClickHouseStore(settings.clickhouse_dsn) as store:
+            applied = apply_migrations(store)
+        print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

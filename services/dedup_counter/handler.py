@@ -1,0 +1,170 @@
+"""dedup-counter: stores posts and users in ClickHouse and keeps exact per-task progress.
+
+Which posts a task has collected is decided from ClickHouse itself (`task_posts`), never from
+memory, so a re-delivered batch makes exactly the same decisions as the first delivery:
+  * a post the task already has is stored again (harmless: ReplacingMergeTree) and not counted;
+  * a new post is accepted while the task is under its target (0 = no target);
+  * past the target, posts of pages that were already in flight are dropped.
+Posts of one task arrive in page order (the posts topic is keyed by task), so "the first N
+unique posts" is the same set on every replay. Billing rows (keyword, month, post) are written
+with the same rows, and counted with uniqExact, so a post counts once per keyword per month.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import datetime, timezone
+
+import orjson
+
+from libs.kafka import Incoming, Outgoing
+from libs.records.pages import SliceEnd
+from libs.records.posts import Post, XUser
+from libs.records.tasks import TaskProgress
+from libs.storage.clickhouse import ClickHouseStore
+from libs.topics import TASK_PROGRESS
+
+log = logging.getLogger(__name__)
+
+SERVICE = "dedup-counter"
+TARGET_HEADER = "xget-required-count"
+
+POST_COLUMNS = [
+    "platform", "post_id", "post_url", "post_type", "author_id", "author_avatar", "author_name",
+    "author_handle", "post_time", "post_content", "post_images", "comment_count",
+    "retweet_count", "like_count", "quote_count", "view_count", "bookmark_count", "is_retweet",
+    "is_quote", "original_post_id", "original_author_avatar", "original_author_name",
+    "original_author_handle", "original_post_time", "original_post_content",
+    "original_post_images", "post_links", "hashtags", "mentions", "lang", "conversation_id",
+    "parent_post_id", "parent_comment_id", "oss_file_path", "keyword", "task_id",
+    "collected_at", "raw_data", "version",
+]
+_JSON_LISTS = {"post_images", "original_post_images", "post_links"}
+USER_COLUMNS = [
+    "platform", "user_id", "user_name", "name", "avatar", "description", "created_at",
+    "created_at_time", "followers", "following", "statuses_count", "verified", "blue_verified",
+    "seen_at", "raw_data", "version",
+]
+
+
+def post_row(p: Post) -> list:
+    row = []
+    for c in POST_COLUMNS:
+        if c == "version":
+            row.append(int(p.collected_at.timestamp() * 1000))
+        elif c in _JSON_LISTS:
+            row.append(orjson.dumps([m.model_dump(mode="json") for m in getattr(p, c)]).decode())
+        else:
+            row.append(getattr(p, c))
+    return row
+
+
+def user_row(u: XUser) -> list:
+    return [int(u.seen_at.timestamp() * 1000) if c == "version" else getattr(u, c)
+            for c in USER_COLUMNS]
+
+
+def month_of(t: datetime):
+    return t.astimezone(timezone.utc).date().replace(day=1)
+
+
+class DedupCounter:
+    def __init__(self, store: ClickHouseStore):
+        self.store = store
+
+    async def handle(self, batch: list[Incoming]) -> list[Outgoing]:
+        by_task: dict[str, list[Incoming]] = defaultdict(list)
+        users: dict[str, XUser] = {}
+        for inc in batch:
+            rec = inc.record
+            if isinstance(rec, XUser):
+                users[rec.user_id] = rec
+            elif isinstance(rec, (Post, SliceEnd)):
+                by_task[rec.task_id].append(inc)
+        outs: list[Outgoing] = []
+        for task_id, items in by_task.items():
+            outs.append(await self._task_batch(task_id, items))
+        if users:
+            first, last = batch[0], batch[-1]
+            await self.store.insert(
+                "users", [user_row(u) for u in users.values()], USER_COLUMNS,
+                dedup_token=f"users:{first.topic}:{first.partition}:{first.offset}-{last.offset}")
+        return outs
+
+    async def _task_batch(self, task_id: str, items: list[Incoming]) -> Outgoing:
+        posts = [i for i in items if isinstance(i.record, Post)]
+        ends = [i.record for i in items if isinstance(i.record, SliceEnd)]
+        target = self._target(items)
+        ids = [i.record.post_id for i in posts]
+        existing: set[str] = set()
+        if ids:
+            rows = await self.store.query_rows(
+                "SELECT DISTINCT post_id FROM task_posts WHERE task_id = {t:String} "
+                "AND post_id IN {ids:Array(String)}", {"t": task_id, "ids": ids})
+            existing = {r[0] for r in rows}
+        collected = (await self.store.query_rows(
+            "SELECT uniqExact(post_id) FROM task_posts WHERE task_id = {t:String}",
+            {"t": task_id}))[0][0]
+
+        store: dict[str, Post] = {}
+        for inc in posts:
+            p: Post = inc.record  # type: ignore[assignment]
+            if p.post_id in existing or p.post_id in store:
+                store.setdefault(p.post_id, p)
+            elif target == 0 or collected < target:
+                store[p.post_id] = p
+                collected += 1
+        first, last = items[0], items[-1]
+        token = f"{task_id}:{first.topic}:{first.partition}:{first.offset}-{last.offset}"
+        if store:
+            chosen = list(store.values())
+            # Posts and billing rows first, the task's membership last: membership is what
+            # decides "already counted" on a replay, so it must never run ahead of the data.
+            await self.store.insert("posts", [post_row(p) for p in chosen], POST_COLUMNS,
+                                    dedup_token=f"posts:{token}")
+            await self.store.insert(
+                "keyword_month_posts",
+                [[p.keyword, month_of(p.collected_at), p.post_id, p.task_id, p.collected_at]
+                 for p in chosen],
+                ["keyword", "month", "post_id", "task_id", "collected_at"],
+                dedup_token=f"kmp:{token}")
+            await self.store.insert(
+                "task_posts", [[task_id, p.post_id, p.keyword, p.collected_at] for p in chosen],
+                ["task_id", "post_id", "keyword", "collected_at"], dedup_token=f"tp:{token}")
+        now = datetime.now(timezone.utc)
+        if ends:
+            await self.store.insert(
+                "task_slices",
+                [[e.task_id, e.slice_id, e.slice_count, e.end_reason, e.pages, now] for e in ends],
+                ["task_id", "slice_id", "slice_count", "end_reason", "pages", "ended_at"],
+                dedup_token=f"slices:{token}")
+        slice_rows = await self.store.query_rows(
+            "SELECT uniqExact(slice_id), max(slice_count), groupUniqArray(end_reason) "
+            "FROM task_slices WHERE task_id = {t:String}", {"t": task_id})
+        slices_done, slice_count, reasons = slice_rows[0]
+        slice_count = max(1, slice_count or (ends[0].slice_count if ends else 1))
+        keyword = (posts[0].record.keyword if posts else ends[0].keyword)  # type: ignore[union-attr]
+
+        end_reason = None
+        if target and collected >= target:
+            end_reason = "target_reached"
+        elif slices_done >= slice_count:
+            end_reason = "failed" if reasons and set(reasons) == {"failed"} else "exhausted"
+        progress = TaskProgress(
+            task_id=task_id, keyword=keyword,
+            status="completed" if end_reason else "running",
+            collected=collected, target=target, slices_done=slices_done,
+            slice_count=slice_count, end_reason=end_reason, updated_at=now,
+        )
+        return Outgoing(TASK_PROGRESS, task_id, progress)
+
+    @staticmethod
+    def _target(items: list[Incoming]) -> int:
+        for i in items:
+            if isinstance(i.record, SliceEnd):
+                return i.record.required_count
+            raw = i.headers.get(TARGET_HEADER)
+            if raw is not None:
+                return int(raw)
+        return 0

@@ -1,0 +1,57 @@
+"""parser: raw X pages → standard post records, users and media jobs.
+
+Posts go out in page order, keyed by task, each slice closed by a SliceEnd after its last
+post, so the dedup-counter sees a slice's end only after all of its posts. A page that cannot
+be parsed is dead-lettered with the cause; its slice still ends.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from libs.kafka import Incoming, Outgoing
+from libs.parsing import PageParseError, parse_timeline_page
+from libs.records.pages import RawPage, SliceEnd
+from libs.topics import MEDIA_JOBS, POSTS, USERS
+
+log = logging.getLogger(__name__)
+
+SERVICE = "parser"
+# The task's target rides on each post as a header: the counter needs it, the client's
+# record does not carry it.
+TARGET_HEADER = "xget-required-count"
+
+
+def parse_raw_page(inc: Incoming) -> list[Outgoing]:
+    page = inc.record
+    assert isinstance(page, RawPage)
+    outs: list[Outgoing] = []
+    if page.response is not None and page.outcome == "ok" and page.operation == "SearchTimeline":
+        try:
+            parsed = parse_timeline_page(page.response, task_id=page.task_id,
+                                         keyword=page.keyword, collected_at=page.requested_at)
+        except PageParseError as e:
+            outs.append(inc.dead_letter(SERVICE, f"page {page.page_no} of "
+                                        f"{page.task_id}/{page.slice_id} unparsable: {e}"))
+        else:
+            hdr = ((TARGET_HEADER, str(page.required_count).encode()),)
+            outs.extend(Outgoing(POSTS, page.task_id, p, hdr) for p in parsed.posts)
+            outs.extend(Outgoing(USERS, u.user_id, u) for u in parsed.users)
+            outs.extend(Outgoing(MEDIA_JOBS, j.original_url, j) for j in parsed.media_jobs)
+            for reason in parsed.skipped:
+                log.info("page %s/%s#%d: skipped %s", page.task_id, page.slice_id,
+                         page.page_no, reason)
+    if page.final:
+        outs.append(Outgoing(POSTS, page.task_id, SliceEnd(
+            task_id=page.task_id, slice_id=page.slice_id, slice_count=page.slice_count,
+            keyword=page.keyword, end_reason=page.end_reason or "exhausted",
+            required_count=page.required_count, pages=page.page_no + 1,
+        )))
+    return outs
+
+
+async def handle(batch: list[Incoming]) -> list[Outgoing]:
+    outs: list[Outgoing] = []
+    for inc in batch:
+        outs.extend(parse_raw_page(inc))
+    return outs

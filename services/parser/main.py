@@ -1,0 +1,20 @@
+"""parser entry point: raw-pages → posts, users, media-jobs."""
+
+from __future__ import annotations
+
+import asyncio
+
+from libs.kafka import ConsumerLoop
+from libs.settings import Settings
+from libs.topics import RAW_PAGES
+from services.runtime import run_until, started_producer
+
+from .handler import SERVICE, handle
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    producer = await started_producer(settings, SERVICE)
+    try:
+        await run_until(ConsumerLoop(settings, SERVICE, [RAW_PAGES], handle, producer), stop)
+    finally:
+        await producer.stop()

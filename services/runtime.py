@@ -1,0 +1,44 @@
+"""Process plumbing shared by service entry points: logging, signals, a Kafka producer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from libs.kafka import Producer
+from libs.settings import Settings
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("aiokafka", "httpx", "twscrape", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            pass
+
+
+async def started_producer(settings: Settings, client_id: str) -> Producer:
+    return await Producer(settings, client_id).start()
+
+
+async def run_until(service, stop: asyncio.Event) -> None:
+    """Run `service.run()` until it returns or `stop` is set, then stop it gracefully."""
+    runner = asyncio.create_task(service.run())
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait({runner, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    service.stop()
+    waiter.cancel()
+    await runner

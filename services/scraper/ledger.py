@@ -1,0 +1,115 @@
+"""The page ledger: where each slice stands, rebuilt from Kafka, so X is never asked twice.
+
+Truth is the raw-pages topic itself. The compacted scrape-checkpoints topic only says from
+which offset of the slice's raw-pages partition recovery must read; recovery then reads that
+short tail and takes the newest successful page of the slice it finds, which covers a page
+that was written just before a crash whose checkpoint was not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from aiokafka import TopicPartition
+
+from libs.kafka import Outgoing, Producer, TopicTable, consumer_for, scan_partition
+from libs.records.pages import RawPage, SliceCheckpoint
+from libs.records.tasks import SearchJob
+from libs.settings import Settings
+from libs.topics import RAW_PAGES, SCRAPE_CHECKPOINTS, topic_name
+
+
+@dataclass
+class SliceState:
+    partition: int
+    next_page_no: int
+    cursor: str | None
+    entries_total: int
+    final: bool
+    end_reason: str | None = None
+
+
+def checkpoint_key(task_id: str, slice_id: str) -> str:
+    return f"{task_id}/{slice_id}"
+
+
+class PageLedger:
+    def __init__(self, settings: Settings, producer: Producer):
+        self.settings = settings
+        self.producer = producer
+        self.table = TopicTable(settings, SCRAPE_CHECKPOINTS)
+        self._offsets = None
+
+    async def start(self) -> None:
+        await self.table.start()
+        await self.table.wait_caught_up()
+        self._offsets = consumer_for(self.settings, None, "scraper-offsets")
+        await self._offsets.start()
+
+    async def stop(self) -> None:
+        await self.table.stop()
+        if self._offsets is not None:
+            await self._offsets.stop()
+
+    async def raw_partition(self, task_id: str) -> int:
+        """The raw-pages partition of a task: fixed by key, computed once from metadata."""
+        name = topic_name(RAW_PAGES, self.settings.topic_prefix)
+        parts = sorted(await self.producer._p.partitions_for(name))  # noqa: SLF001
+        from aiokafka.partitioner import murmur2
+
+        return parts[(murmur2(task_id.encode()) & 0x7FFFFFFF) % len(parts)]
+
+    async def recover(self, job: SearchJob) -> SliceState | None:
+        """The slice's state from Kafka; None when it never started."""
+        cp = self.table.rows.get(checkpoint_key(job.task_id, job.slice_id))
+        if cp is None:
+            return None
+        assert isinstance(cp, SliceCheckpoint)
+        state = SliceState(cp.raw_partition, cp.last_page_no + 1, cp.cursor_out,
+                           cp.entries_total, cp.final)
+        if cp.final:
+            return state
+        entries_after: dict[int, int] = {}
+        async for _msg, rec in scan_partition(self.settings, RAW_PAGES, cp.raw_partition,
+                                              cp.raw_offset_floor):
+            if not (isinstance(rec, RawPage) and rec.task_id == job.task_id
+                    and rec.slice_id == job.slice_id and rec.outcome == "ok"
+                    and rec.page_no > cp.last_page_no):
+                continue
+            entries_after[rec.page_no] = rec.entries
+            if rec.page_no + 1 > state.next_page_no:
+                state.next_page_no = rec.page_no + 1
+                state.cursor = rec.cursor_out
+                state.final = rec.final
+                state.end_reason = rec.end_reason
+        state.entries_total += sum(entries_after.values())
+        return state
+
+    async def begin(self, job: SearchJob) -> SliceState:
+        """Record that a slice starts, before its first request to X."""
+        partition = await self.raw_partition(job.task_id)
+        tp = TopicPartition(topic_name(RAW_PAGES, self.settings.topic_prefix), partition)
+        # Nothing of this slice can be older than the partition's current end. Brokers that
+        # under-report the end (Tansu) only make recovery read a little more.
+        end = (await self._offsets.end_offsets([tp]))[tp]
+        await self._write(job, partition, floor=end, last_page_no=-1, cursor=None,
+                          entries_total=0, final=False)
+        return SliceState(partition, 0, None, 0, False)
+
+    async def advance(self, job: SearchJob, state: SliceState, page: RawPage,
+                      raw_offset: int) -> None:
+        await self._write(job, state.partition, floor=raw_offset + 1,
+                          last_page_no=page.page_no, cursor=page.cursor_out,
+                          entries_total=state.entries_total, final=page.final)
+
+    async def _write(self, job: SearchJob, partition: int, *, floor: int, last_page_no: int,
+                     cursor: str | None, entries_total: int, final: bool) -> None:
+        cp = SliceCheckpoint(
+            task_id=job.task_id, slice_id=job.slice_id, raw_partition=partition,
+            raw_offset_floor=max(0, floor), last_page_no=last_page_no, cursor_out=cursor,
+            entries_total=entries_total, final=final, updated_at=datetime.now(timezone.utc),
+        )
+        key = checkpoint_key(job.task_id, job.slice_id)
+        await self.producer.send_and_wait(Outgoing(SCRAPE_CHECKPOINTS, key, cp))
+        self.table.rows[key] = cp

@@ -1,0 +1,185 @@
+"""scraper: consumes search jobs (task slices) and pages through X for each.
+
+A job's offset is committed only when its slice has ended, and only in order per partition
+(the lowest unfinished job holds the commit back), so a crash re-delivers unfinished jobs,
+which then resume from the page ledger instead of starting over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+
+from libs.kafka import Producer, TopicTable, consumer_for, dead_letter_for, decode
+from libs.records.tasks import SearchJob
+from libs.settings import Settings
+from libs.topics import SEARCH_JOBS, TASK_PROGRESS, topic_name
+from libs.xclient import XClient
+
+from .account_pool import LocalAccountPool, parse_accounts
+from .ledger import PageLedger
+from .slice_runner import SliceDeps, run_slice
+
+log = logging.getLogger(__name__)
+
+SERVICE = "scraper"
+
+
+class _Partition:
+    """Jobs of one partition in flight; the commit point is the lowest unfinished offset."""
+
+    def __init__(self) -> None:
+        self.pending: dict[int, bool] = {}  # offset -> finished
+        self.committable: int | None = None
+
+    def add(self, offset: int) -> None:
+        self.pending[offset] = False
+
+    def finish(self, offset: int) -> None:
+        if offset in self.pending:
+            self.pending[offset] = True
+        while self.pending:
+            first = min(self.pending)
+            if not self.pending[first]:
+                break
+            del self.pending[first]
+            self.committable = first + 1
+
+
+class ScraperService:
+    def __init__(self, settings: Settings, producer: Producer, *,
+                 pool: LocalAccountPool | None = None, xclient: XClient | None = None):
+        self.settings = settings
+        self.producer = producer
+        self.pool = pool or LocalAccountPool(
+            parse_accounts(settings.x_accounts.get_secret_value()))
+        self.xclient = xclient or XClient(settings)
+        self.ledger = PageLedger(settings, producer)
+        self.progress = TopicTable(settings, TASK_PROGRESS)
+        self._stop = asyncio.Event()
+        self._running: dict[TopicPartition, dict[int, asyncio.Task]] = {}
+        self._parts: dict[TopicPartition, _Partition] = {}
+        self.slices_done = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        await self.ledger.start()
+        await self.progress.start()
+        await self.progress.wait_caught_up()
+        deps = SliceDeps(self.producer, self.ledger, self.progress, self.pool, self.xclient,
+                         self.settings.x_page_size)
+        consumer = consumer_for(self.settings, f"{self.settings.topic_prefix}{SERVICE}", SERVICE)
+        # Slices run for minutes; the loop keeps polling (paused when full) so the group
+        # never thinks this member is stuck.
+        consumer._max_poll_interval_ms = 600_000  # noqa: SLF001
+        await consumer.start()
+        service = self
+
+        class Listener(ConsumerRebalanceListener):
+            async def on_partitions_revoked(self, revoked):
+                await service._drop(consumer, revoked)
+
+            async def on_partitions_assigned(self, assigned):
+                pass
+
+        consumer.subscribe([topic_name(SEARCH_JOBS, self.settings.topic_prefix)],
+                           listener=Listener())
+        try:
+            while not self._stop.is_set():
+                busy = sum(len(t) for t in self._running.values())
+                free = self.settings.scraper_concurrency - busy
+                assigned = consumer.assignment()
+                if free <= 0:
+                    consumer.pause(*assigned)
+                else:
+                    consumer.resume(*assigned)
+                batch = await consumer.getmany(timeout_ms=200, max_records=max(1, free))
+                for tp, msgs in batch.items():
+                    for m in msgs:
+                        self._start_job(tp, m, deps)
+                await self._commit(consumer)
+        finally:
+            await self._drop(consumer, list(self._running))
+            await consumer.stop()
+            await self.progress.stop()
+            await self.ledger.stop()
+            await self.xclient.aclose()
+
+    def _start_job(self, tp: TopicPartition, m, deps: SliceDeps) -> None:
+        part = self._parts.setdefault(tp, _Partition())
+        part.add(m.offset)
+        try:
+            job = decode(SEARCH_JOBS, m)
+        except Exception as e:  # noqa: BLE001
+            asyncio.get_running_loop().create_task(self._dead_letter(tp, m, str(e)))
+            return
+        assert isinstance(job, SearchJob)
+        task = asyncio.create_task(run_slice(job, deps), name=f"slice-{job.task_id}/{job.slice_id}")
+        self._running.setdefault(tp, {})[m.offset] = task
+
+        def done(t: asyncio.Task, tp=tp, offset=m.offset, job=job):
+            self._running.get(tp, {}).pop(offset, None)
+            if t.cancelled():
+                return
+            exc = t.exception()
+            if exc is not None:
+                # Not finished: leave the offset uncommitted so the job is re-delivered.
+                log.error("slice %s/%s crashed: %r", job.task_id, job.slice_id, exc)
+                asyncio.get_running_loop().create_task(self._retry_later(tp, offset, job, deps))
+                return
+            self.slices_done += 1
+            log.info("slice %s/%s ended: %s", job.task_id, job.slice_id, t.result())
+            part.finish(offset)
+
+        task.add_done_callback(done)
+
+    async def _retry_later(self, tp, offset, job: SearchJob, deps: SliceDeps) -> None:
+        await asyncio.sleep(5)
+        if self._stop.is_set() or tp not in self._parts:
+            return
+        task = asyncio.create_task(run_slice(job, deps))
+        self._running.setdefault(tp, {})[offset] = task
+
+        def done(t: asyncio.Task):
+            self._running.get(tp, {}).pop(offset, None)
+            if not t.cancelled() and t.exception() is None:
+                self._parts[tp].finish(offset)
+        task.add_done_callback(done)
+
+    async def _dead_letter(self, tp, m, error: str) -> None:
+        await self.producer.send_and_wait(dead_letter_for(SERVICE, m, error))
+        self._parts[tp].finish(m.offset)
+
+    async def _commit(self, consumer) -> None:
+        offsets = {}
+        for tp, part in self._parts.items():
+            if part.committable is not None:
+                offsets[tp] = part.committable
+                part.committable = None
+        if offsets:
+            try:
+                await consumer.commit(offsets)
+            except (CommitFailedError, IllegalStateError) as e:
+                log.warning("scraper commit failed after rebalance: %s", e)
+
+    async def _drop(self, consumer, tps) -> None:
+        """Stop slices of partitions this member no longer owns; their new owner resumes them."""
+        tasks = []
+        for tp in list(tps):
+            tasks.extend(self._running.pop(tp, {}).values())
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await self._commit(consumer)
+        except Exception:  # noqa: BLE001
+            pass
+        for tp in list(tps):
+            self._parts.pop(tp, None)
+

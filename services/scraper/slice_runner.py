@@ -1,0 +1,117 @@
+"""Pages through one slice of a task: request a page, persist it, checkpoint, repeat.
+
+Order per page: X answers → the raw page is on raw-pages (acknowledged) → checkpoint. Nothing
+else happens to a response before it is durable, so a crash at any point resumes at the next
+page that is not yet on raw-pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from libs.kafka import Outgoing, Producer, TopicTable
+from libs.records.pages import RawPage
+from libs.records.tasks import SearchJob, TaskProgress
+from libs.topics import RAW_PAGES
+from libs.xclient import XClient
+
+from .account_pool import LocalAccountPool
+from .ledger import PageLedger, SliceState
+
+log = logging.getLogger(__name__)
+
+OPERATION = "SearchTimeline"
+# Transient X answers retried on another account/after backoff before the slice gives up.
+MAX_TRANSIENT_FAILURES = 8
+
+
+@dataclass
+class SliceDeps:
+    producer: Producer
+    ledger: PageLedger
+    progress: TopicTable
+    pool: LocalAccountPool
+    xclient: XClient
+    page_size: int
+    target_wait_s: float = 30.0
+
+
+def task_completed(progress: TopicTable, task_id: str) -> bool:
+    p = progress.rows.get(task_id)
+    return isinstance(p, TaskProgress) and p.status == "completed"
+
+
+async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
+    """Run a slice to its end; returns the end reason."""
+    state = await deps.ledger.recover(job)
+    if state is None:
+        state = await deps.ledger.begin(job)
+    elif state.final:
+        return state.end_reason or "exhausted"
+    else:
+        log.info("slice %s/%s resumes at page %d", job.task_id, job.slice_id, state.next_page_no)
+
+    failures = 0
+    while True:
+        if task_completed(deps.progress, job.task_id):
+            return await _finish(job, deps, state, "target_reached")
+        if job.required_count and state.entries_total >= job.required_count:
+            # Enough entries fetched for the target: give the counter time to confirm before
+            # paying X for more (it may find duplicates and ask for another page).
+            done = await deps.progress.wait_for(
+                lambda: task_completed(deps.progress, job.task_id), deps.target_wait_s)
+            if done:
+                return await _finish(job, deps, state, "target_reached")
+
+        account = await deps.pool.acquire(OPERATION)
+        started = datetime.now(timezone.utc)
+        result = None
+        try:
+            result = await deps.xclient.search_page(account, job.query, state.cursor,
+                                                    product=job.product, count=deps.page_size)
+        finally:
+            deps.pool.release(account, OPERATION, result)
+
+        page = RawPage(
+            task_id=job.task_id, slice_id=job.slice_id, slice_count=job.slice_count,
+            page_no=state.next_page_no, keyword=job.keyword, operation=OPERATION,
+            query=job.query, cursor_in=state.cursor, cursor_out=result.cursor_out,
+            http_status=result.http_status, account=account.name, requested_at=started,
+            elapsed_ms=result.elapsed_ms, response=result.body, entries=result.entries,
+            outcome=result.outcome, required_count=job.required_count,
+            final=result.outcome == "ok" and result.exhausted,
+            end_reason="exhausted" if result.outcome == "ok" and result.exhausted else None,
+        )
+        md = await deps.producer.send_and_wait(Outgoing(RAW_PAGES, job.task_id, page))
+        if result.outcome != "ok":
+            failures += 1
+            log.warning("slice %s/%s page %d: %s (%s) on %s", job.task_id, job.slice_id,
+                        page.page_no, result.outcome, result.error, account.name)
+            if result.outcome in ("server_error", "malformed", "network_error", "blocked"):
+                if failures >= MAX_TRANSIENT_FAILURES:
+                    return await _finish(job, deps, state, "failed")
+                await asyncio.sleep(min(30.0, 0.2 * 2 ** failures))
+            continue
+        failures = 0
+        state.entries_total += result.entries
+        await deps.ledger.advance(job, state, page, md.offset)
+        if page.final:
+            return "exhausted"
+        state.next_page_no += 1
+        state.cursor = result.cursor_out
+
+
+async def _finish(job: SearchJob, deps: SliceDeps, state: SliceState, reason: str) -> str:
+    """Close the slice with a final record that carries no X response."""
+    page = RawPage(
+        task_id=job.task_id, slice_id=job.slice_id, slice_count=job.slice_count,
+        page_no=state.next_page_no, keyword=job.keyword, operation=OPERATION, query=job.query,
+        cursor_in=state.cursor, requested_at=datetime.now(timezone.utc), final=True,
+        end_reason=reason, required_count=job.required_count,
+    )
+    md = await deps.producer.send_and_wait(Outgoing(RAW_PAGES, job.task_id, page))
+    await deps.ledger.advance(job, state, page, md.offset)
+    return reason

@@ -1,0 +1,112 @@
+"""task-gateway HTTP API (FastAPI): task creation and status.
+
+Creation only validates and writes the command to the task-commands topic, the same record a
+client may publish there directly; everything else follows from that topic.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field, ValidationError
+
+from libs.kafka import Outgoing, Producer
+from libs.records.tasks import OnDemandTask
+from libs.settings import Settings
+from libs.topics import TASK_COMMANDS
+
+from .task_view import TaskView
+
+POSTS_PER_PAGE = 20
+
+
+class OnDemandRequest(BaseModel):
+    task_id: str | None = None
+    keyword: str
+    priority: int = Field(5, ge=1, le=10)
+    required_count: int = Field(0, ge=0)
+    start_time: datetime
+    end_time: datetime
+    callback_url: str | None = None
+
+
+def _errors(e: ValidationError | RequestValidationError) -> list[dict]:
+    out = []
+    for err in e.errors():
+        loc = [str(x) for x in err.get("loc", ()) if x != "body"]
+        out.append({"field": ".".join(loc) or None, "message": err.get("msg")})
+    return out
+
+
+def create_app(settings: Settings, producer: Producer, view: TaskView) -> FastAPI:
+    app = FastAPI(title="XGet task gateway", version="1")
+    bearer = HTTPBearer(auto_error=False)
+    token = settings.api_token.get_secret_value()
+
+    def auth(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if creds is None or not secrets.compare_digest(creds.credentials.encode(),
+                                                       token.encode()):
+            raise HTTPException(401, "missing or wrong bearer token",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, e: RequestValidationError):
+        return JSONResponse({"status": "rejected", "detail": _errors(e)}, status_code=422)
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok"}
+
+    @app.post("/api/v1/tasks/ondemand", dependencies=[Depends(auth)])
+    async def create_ondemand(req: OnDemandRequest):
+        task_id = req.task_id or f"od-{uuid.uuid4().hex[:16]}"
+        try:
+            task = OnDemandTask(
+                task_id=task_id, keyword=req.keyword, priority=req.priority,
+                required_count=req.required_count, start_time=req.start_time,
+                end_time=req.end_time, callback_url=req.callback_url,
+                submitted_at=datetime.now(timezone.utc),
+            )
+        except ValidationError as e:
+            return JSONResponse({"status": "rejected", "detail": _errors(e)}, status_code=422)
+        known = view.task(task_id)
+        if known is not None:
+            same = known.model_dump(exclude={"submitted_at"}) == task.model_dump(
+                exclude={"submitted_at"})
+            if not same:
+                raise HTTPException(409, f"task {task_id} exists with a different body")
+            return {"status": "accepted", "task_id": task_id,
+                    "message": "task already exists (idempotent resubmission)",
+                    "estimated_completion": _estimate(settings, known)}
+        await producer.send_and_wait(Outgoing(TASK_COMMANDS, task_id, task))
+        view.commands.rows[task_id] = task  # read-your-writes before the table catches up
+        return {"status": "accepted", "task_id": task_id,
+                "message": f"collecting '{task.keyword}'",
+                "estimated_completion": _estimate(settings, task)}
+
+    @app.get("/api/v1/tasks/{task_id}/status", dependencies=[Depends(auth)])
+    async def task_status(task_id: str):
+        st = view.status(task_id)
+        if st is None:
+            raise HTTPException(404, f"no task {task_id}")
+        return st
+
+    return app
+
+
+def _estimate(settings: Settings, task: OnDemandTask) -> datetime:
+    """A rough finish time: pages needed at the measured page rate of the account pool."""
+    if task.required_count:
+        pages = math.ceil(task.required_count / POSTS_PER_PAGE)
+    else:
+        hours = (task.end_time - task.start_time).total_seconds() / 3600
+        pages = math.ceil(hours * settings.estimate_posts_per_hour / POSTS_PER_PAGE)
+    seconds = pages * settings.estimate_seconds_per_page
+    return task.submitted_at + timedelta(seconds=seconds)

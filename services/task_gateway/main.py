@@ -1,0 +1,48 @@
+"""task-gateway entry point: the HTTP API and the scheduler, as separate parts of one process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import uvicorn
+
+from libs.kafka import ConsumerLoop
+from libs.settings import Settings
+from libs.topics import TASK_COMMANDS
+from services.runtime import run_until, started_producer
+
+from . import scheduler
+from .api import create_app
+from .task_view import TaskView
+
+log = logging.getLogger(__name__)
+
+
+class _Api:
+    def __init__(self, settings: Settings, app):
+        config = uvicorn.Config(app, host=settings.gateway_host, port=settings.gateway_port,
+                                log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.server.install_signal_handlers = lambda: None  # the process owns signals
+
+    async def run(self) -> None:
+        await self.server.serve()
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    producer = await started_producer(settings, "task-gateway")
+    view = TaskView(settings)
+    await view.start()
+    sched = ConsumerLoop(settings, scheduler.SERVICE, [TASK_COMMANDS], scheduler.handle, producer)
+    api = _Api(settings, create_app(settings, producer, view))
+    log.info("task-gateway listening on http://%s:%d", settings.gateway_host,
+             settings.gateway_port)
+    try:
+        await asyncio.gather(run_until(api, stop), run_until(sched, stop))
+    finally:
+        await view.stop()
+        await producer.stop()
