@@ -296,6 +296,12 @@ class _PageParser:
         elif raw.get("__typename") == "UserUnavailable" or not raw.get("rest_id"):
             self.skip(f"user of {context}: {raw.get('__typename', 'User')} with null rest_id"
                       f"{' (' + str(raw.get('reason')) + ')' if raw.get('reason') else ''}")
+            if raw.get("__typename") != "UserUnavailable":
+                # not a usable XUser, but its handle may still name a post's author
+                tmp = to_old_obj(raw)
+                if tmp.get("screen_name"):
+                    tmp["id_str"] = None
+                    flat = tmp
         else:
             flat = to_old_obj(raw)
             if not flat.get("screen_name"):
@@ -330,10 +336,21 @@ class _PageParser:
         if raw is None or depth > 3:
             return
         self.author(flat, raw)
+        self.media_users(flat)
         for which in ("rt", "qt"):
             r2, f2, _ = self.original(flat, which)
             if r2 is not None:
                 self.nested_users(r2, f2, depth + 1)
+
+    def media_users(self, flat: dict) -> None:
+        """Register users that media credit (additional_media_info.source_user)."""
+        ents = flat.get("extended_entities") or flat.get("entities") or {}
+        for m in ents.get("media") or ():
+            ami = m.get("additional_media_info")
+            if ami:
+                su = ((ami.get("source_user") or {}).get("user_results") or {}).get("result")
+                if su is not None:
+                    self.user(su, f"media of post {flat.get('id_str')}")
 
     def post(self, raw: dict) -> None:
         rid = raw.get("rest_id")
@@ -366,6 +383,8 @@ class _PageParser:
             o_text = _text_of(o_flat)
             o_time = parse_x_time(o_flat.get("created_at"))
             o_media = _media_of(o_flat)
+            if o_media:
+                self.media_users(o_flat)
             # deeper originals (a quote inside a retweet): register their authors
             for which in ("rt", "qt"):
                 r2, f2, _ = self.original(o_flat, which)
@@ -374,10 +393,9 @@ class _PageParser:
         if is_retweet and o_flat is not None and o_user is not None and text.endswith("…"):
             # issue #42 of twscrape: the retweet's own text is cut at 140 chars
             text = f"RT @{o_user['screen_name']}: {o_text}"
-        if not is_retweet and qt_raw is None and is_quote and qt_id is None:
-            is_quote = True  # is_quote_status without an id: still a quote, original unknown
-
         media = _media_of(flat)
+        if media:
+            self.media_users(flat)
         if is_retweet:
             post_type = "retweet"
         elif is_quote:
@@ -415,7 +433,7 @@ class _PageParser:
             post_url=f"https://x.com/{handle}/status/{pid}",
             post_id=pid,
             post_type=post_type,
-            author_id=str(au["id_str"]),
+            author_id=str(au["id_str"]) if au.get("id_str") else None,
             author_avatar=au.get("profile_image_url_https") or None,
             author_name=au.get("name"),
             author_handle=f"@{handle}",
