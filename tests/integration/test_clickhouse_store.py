@@ -1,0 +1,169 @@
+"""ClickHouseStore + migrations against a real embedded chdb engine."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from infra.migrate import MIGRATIONS_DIR, MigrationError, apply_migrations, split_statements
+from libs.storage.clickhouse import ClickHouseStore, chdb_path as dsn_path, normalize_dsn
+
+
+@pytest.fixture
+def store(chdb_path):
+    s = ClickHouseStore(f"chdb://{chdb_path}")
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def test_normalize_dsn(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert normalize_dsn("chdb://.xget/clickhouse") == f"chdb://{tmp_path.resolve()}/.xget/clickhouse"
+    assert normalize_dsn("chdb:///abs/x") == "chdb:///abs/x"
+    assert normalize_dsn("chdb://:memory:") == "chdb://:memory:"
+    assert normalize_dsn("http://u:p@h:8123/db") == "http://u:p@h:8123/db"
+    assert dsn_path("chdb://rel") == str(tmp_path.resolve() / "rel")
+
+
+def test_split_statements():
+    sql = "-- header\nCREATE TABLE a (s String DEFAULT 'x;y') ENGINE=Memory;\n\nSELECT 1;\n-- only a comment\n"
+    assert split_statements(sql) == ["-- header\nCREATE TABLE a (s String DEFAULT 'x;y') ENGINE=Memory", "SELECT 1"]
+
+
+def _write(d: Path, name: str, text: str) -> None:
+    (d / name).write_text(text)
+
+
+def test_migrations_idempotent_and_checksum(store, tmp_path):
+    mig = tmp_path / "migrations"
+    mig.mkdir()
+    _write(mig, "001_first.sql",
+           "CREATE TABLE IF NOT EXISTS a (x UInt32) ENGINE = MergeTree ORDER BY x;\n"
+           "CREATE TABLE IF NOT EXISTS b (s String) ENGINE = MergeTree ORDER BY s;\n")
+    _write(mig, "002_second.sql", "INSERT INTO a VALUES (1), (2);\n")
+    _write(mig, "README.md", "not a migration")
+    assert apply_migrations(store, mig) == ["001_first", "002_second"]
+    assert apply_migrations(store, mig) == []
+    assert store.query_rows_sync("SELECT count() FROM a") == [(2,)]  # 002 ran exactly once
+    rows = store.query_rows_sync("SELECT version, name, length(checksum) FROM schema_migrations ORDER BY version")
+    assert rows == [(1, "first", 64), (2, "second", 64)]
+
+    _write(mig, "003_third.sql", "CREATE TABLE IF NOT EXISTS c (x UInt8) ENGINE = Memory")
+    assert apply_migrations(store, mig) == ["003_third"]
+
+    _write(mig, "001_first.sql", "CREATE TABLE IF NOT EXISTS a (x UInt64) ENGINE = MergeTree ORDER BY x;\n")
+    with pytest.raises(MigrationError, match="001_first.sql was changed after it was applied"):
+        apply_migrations(store, mig)
+
+
+def test_failed_migration_is_not_recorded(store, tmp_path):
+    mig = tmp_path / "m"
+    mig.mkdir()
+    _write(mig, "001_bad.sql", "CREATE TABLE IF NOT EXISTS ok1 (x UInt8) ENGINE = Memory;\nSELEC nonsense;\n")
+    with pytest.raises(MigrationError, match="001_bad.sql failed"):
+        apply_migrations(store, mig)
+    assert store.query_rows_sync("SELECT count() FROM schema_migrations") == [(0,)]
+    _write(mig, "001_bad.sql", "CREATE TABLE IF NOT EXISTS ok1 (x UInt8) ENGINE = Memory;\n")
+    assert apply_migrations(store, mig) == ["001_bad"]
+
+
+def test_repo_migrations_apply(store):
+    if not any(MIGRATIONS_DIR.glob("[0-9]*_*.sql")):
+        pytest.skip("no migrations in infra/migrations yet")
+    first = apply_migrations(store)
+    assert first, "expected the repo's migrations to apply on an empty database"
+    assert apply_migrations(store) == []
+
+
+async def test_dedup_token_drops_retried_insert(store):
+    await store.command(
+        "CREATE TABLE posts_t (post_id String, v UInt32) ENGINE = ReplacingMergeTree "
+        "ORDER BY post_id SETTINGS non_replicated_deduplication_window = 1000"
+    )
+    rows = [("1", 1), ("2", 1), ("3", 1)]
+    cols = ["post_id", "v"]
+    assert await store.insert("posts_t", rows, cols, dedup_token="posts:0:100-102") == 3
+    await store.insert("posts_t", rows, cols, dedup_token="posts:0:100-102")  # the retry
+    assert await store.query_rows("SELECT count() FROM posts_t") == [(3,)]
+    await store.insert("posts_t", [("4", 1)], cols, dedup_token="posts:0:103-103")
+    await store.insert("posts_t", [("4", 1)], cols, dedup_token="posts:0:103-103")
+    assert await store.query_rows("SELECT count() FROM posts_t") == [(4,)]
+    # Same data under a new token is a new batch (counts the same keys twice until FINAL).
+    await store.command("SYSTEM STOP MERGES posts_t")
+    await store.insert("posts_t", rows, cols, dedup_token="posts:1:0-2")
+    assert await store.query_rows("SELECT count() FROM posts_t") == [(7,)]
+    assert await store.query_rows("SELECT count() FROM posts_t FINAL") == [(4,)]
+
+
+async def test_dedup_token_needs_window_setting(store):
+    """Documented fact: on a plain MergeTree without non_replicated_deduplication_window the
+    token is silently ignored (server default window = 0)."""
+    await store.command("CREATE TABLE nowin (k UInt32) ENGINE = MergeTree ORDER BY k")
+    for _ in range(2):
+        await store.insert("nowin", [(1,), (2,)], ["k"], dedup_token="same")
+    assert await store.query_rows("SELECT count() FROM nowin") == [(4,)]
+    await store.command("CREATE TABLE win (k UInt32) ENGINE = MergeTree ORDER BY k "
+                        "SETTINGS non_replicated_deduplication_window = 100")
+    for _ in range(2):
+        await store.insert("win", [(1,), (2,)], ["k"], dedup_token="same")
+    assert await store.query_rows("SELECT count() FROM win") == [(2,)]
+
+
+async def test_final_and_uniqexact_exact_before_merges(store):
+    await store.command(
+        "CREATE TABLE p (keyword String, post_id String, collected_at DateTime('UTC'), v UInt32) "
+        "ENGINE = ReplacingMergeTree(v) ORDER BY (keyword, post_id)"
+    )
+    await store.command("SYSTEM STOP MERGES p")
+    ts = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    cols = ["keyword", "post_id", "collected_at", "v"]
+    await store.insert("p", [("ai", str(i), ts, 1) for i in range(0, 100)], cols, dedup_token="a")
+    await store.insert("p", [("ai", str(i), ts, 2) for i in range(50, 150)], cols, dedup_token="b")
+    await store.insert("p", [("ml", str(i), ts, 1) for i in range(0, 10)], cols, dedup_token="c")
+    parts = await store.query_rows("SELECT count() FROM system.parts WHERE table = 'p' AND active")
+    assert parts[0][0] >= 3, "merges happened; the test would prove nothing"
+    assert await store.query_rows("SELECT count() FROM p") == [(210,)]
+    assert await store.query_rows(
+        "SELECT keyword, count() FROM p FINAL GROUP BY keyword ORDER BY keyword") == [("ai", 150), ("ml", 10)]
+    assert await store.query_rows(
+        "SELECT keyword, uniqExact(post_id) FROM p GROUP BY keyword ORDER BY keyword") == [("ai", 150), ("ml", 10)]
+    # FINAL keeps the highest version for a replaced row.
+    assert await store.query_rows("SELECT v FROM p FINAL WHERE post_id = {id:String}", {"id": "60"}) == [(2,)]
+
+
+async def test_parameter_binding(store):
+    await store.command("CREATE TABLE t (id UInt64, s String, at DateTime('UTC')) ENGINE = MergeTree ORDER BY id")
+    nasty = "x'); DROP TABLE t; --\\ \"quoted\""
+    at = datetime(2026, 11, 23, 12, 30, tzinfo=timezone.utc)
+    await store.insert("t", [(1, nasty, at), (2, "b", at), (3, "c", at)], ["id", "s", "at"])
+    assert await store.query_rows("SELECT id FROM t WHERE s = {s:String}", {"s": nasty}) == [(1,)]
+    assert await store.query_rows(
+        "SELECT id FROM t WHERE id IN {ids:Array(UInt64)} ORDER BY id", {"ids": [2, 3, 9]}) == [(2,), (3,)]
+    assert await store.query_rows(
+        "SELECT count() FROM t WHERE at >= {since:DateTime}", {"since": at}) == [(3,)]
+    assert await store.query_dicts("SELECT id, s FROM t WHERE id = {id:UInt64}", {"id": 2}) == [{"id": 2, "s": "b"}]
+    assert store.query_rows_sync("SELECT {a:UInt32} + {b:UInt32}", {"a": 2, "b": 3}) == [(5,)]
+    assert await store.command("SELECT count() FROM t") == 3
+
+
+async def test_concurrent_calls_are_serialised(store):
+    await store.command("CREATE TABLE c (k UInt32) ENGINE = MergeTree ORDER BY k "
+                        "SETTINGS non_replicated_deduplication_window = 1000")
+    await asyncio.gather(*(store.insert("c", [(i,)], ["k"], dedup_token=f"t{i}") for i in range(40)),
+                         *(store.query_rows("SELECT count() FROM c") for _ in range(20)))
+    assert await store.query_rows("SELECT count(), uniqExact(k) FROM c") == [(40, 40)]
+    assert store.insert_sync("c", [], ["k"]) == 0
+
+
+def test_closed_store_raises(chdb_path):
+    s = ClickHouseStore(f"chdb://{chdb_path}")
+    assert s.query_rows_sync("SELECT 1") == [(1,)]
+    s.close()
+    s.close()  # idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        s.query_rows_sync("SELECT 1")
