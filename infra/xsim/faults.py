@@ -1,0 +1,93 @@
+"""Injectable faults: API faults (per account/operation) and media faults (per path)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass
+
+API_KINDS = {
+    "suspended", "locked", "expired_cookies", "cloudflare_403", "rate_limit_no_headers",
+    "http_5xx", "slow", "malformed_json",
+}
+MEDIA_KINDS = {"404", "huge", "html"}
+_ids = itertools.count(1)
+
+
+@dataclass
+class Fault:
+    kind: str
+    account: str | None = None
+    operation: str | None = None
+    after: int = 0  # let this many matching requests through first
+    count: int | None = None  # fire this many times; None = forever
+    delay_s: float = 0.0
+    id: int = 0
+    seen: int = 0
+    fired: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class FaultBook:
+    def __init__(self) -> None:
+        self.faults: list[Fault] = []
+
+    def add(self, spec: dict) -> Fault:
+        kind = spec.get("kind")
+        if kind not in API_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; one of {sorted(API_KINDS)}")
+        f = Fault(kind=kind, account=spec.get("account"), operation=spec.get("operation"),
+                  after=int(spec.get("after") or 0), count=spec.get("count"),
+                  delay_s=float(spec.get("delay_s") or 0.0), id=next(_ids))
+        if f.count is not None:
+            f.count = int(f.count)
+        self.faults.append(f)
+        return f
+
+    def clear(self) -> None:
+        self.faults.clear()
+
+    def match(self, account: str, operation: str) -> Fault | None:
+        """Count this request against every matching fault; return the first that fires."""
+        fired = None
+        for f in self.faults:
+            if f.account not in (None, account) or f.operation not in (None, operation):
+                continue
+            f.seen += 1
+            if f.seen <= f.after or (f.count is not None and f.fired >= f.count):
+                continue
+            if fired is None:
+                f.fired += 1
+                fired = f
+        return fired
+
+
+@dataclass
+class MediaFault:
+    path_contains: str
+    kind: str
+    size_mb: float = 60.0
+
+
+class MediaFaultBook:
+    def __init__(self) -> None:
+        self.faults: list[MediaFault] = []
+
+    def add(self, spec: dict) -> MediaFault:
+        kind = str(spec.get("kind"))
+        if kind not in MEDIA_KINDS:
+            raise ValueError(f"unknown media fault kind {kind!r}; one of {sorted(MEDIA_KINDS)}")
+        f = MediaFault(str(spec.get("path_contains") or ""), kind,
+                       float(spec.get("size_mb") or 60.0))
+        self.faults.append(f)
+        return f
+
+    def clear(self) -> None:
+        self.faults.clear()
+
+    def match(self, path: str) -> MediaFault | None:
+        for f in self.faults:
+            if f.path_contains in path:
+                return f
+        return None

@@ -1,0 +1,296 @@
+"""Page-level X search client on twscrape 0.20.1's building blocks.
+
+XGet's scraper persists every page before asking for the next and resumes from a stored
+cursor, so it needs one request -> one classified page, not twscrape's generator. This module
+reuses twscrape's bearer token, request headers (as `Account.make_client` builds them),
+GQL_FEATURES, `encode_params`, the variables of `API.search_raw`, its entry filter
+(`API._gql_entries`), cursor lookup (`API._get_cursor`) and the error classification of
+`QueueClient._check_rep`, and sends with one keep-alive httpx.AsyncClient per account.
+
+Cookies and tokens are never logged and never shown in reprs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+import httpx
+import orjson
+from twscrape.account import TOKEN
+from twscrape.api import GQL_FEATURES
+from twscrape.utils import encode_params, find_obj, get_by_path
+
+from libs.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal[
+    "ok", "rate_limited", "auth_failed", "suspended", "blocked", "server_error", "malformed",
+    "network_error",
+]
+
+USER_AGENT = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+# A plausible x-client-transaction-id (94 base64 chars, like X's web client sends).
+STATIC_TRANSACTION_ID = (
+    "9q2mLyViqx8ZDvgNqw2uy9cbq3Y3nRTB1obxzBTRJXUxKYAZ2qZ1f8QxhQxvwSBOR0DaQ5ar0PmG65qfoGcuMrk1omI9yw"
+)
+SKIP_ENTRY_PREFIXES = ("cursor-", "messageprompt-", "module-", "who-to-follow-")
+
+
+@dataclass(frozen=True)
+class XAccount:
+    name: str
+    auth_token: str = field(repr=False)
+    ct0: str = field(repr=False)
+    proxy: str | None = field(default=None, repr=False)
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        return {"auth_token": self.auth_token, "ct0": self.ct0}
+
+
+@dataclass
+class PageResult:
+    outcome: Outcome
+    http_status: int | None
+    body: str | None  # verbatim response text
+    entries: int  # content entries (twscrape's _gql_entries filter)
+    cursor_out: str | None  # Bottom cursor (twscrape's _get_cursor)
+    exhausted: bool  # ok and entries == 0 and (cursor_out is None or == cursor_in)
+    rate_limit_limit: int | None
+    rate_limit_remaining: int | None
+    rate_limit_reset: int | None
+    error: str | None
+    elapsed_ms: float
+
+    def __repr__(self) -> str:  # keep the body out of logs
+        return (f"PageResult(outcome={self.outcome!r}, http_status={self.http_status}, "
+                f"entries={self.entries}, cursor_out={self.cursor_out!r}, "
+                f"exhausted={self.exhausted}, remaining={self.rate_limit_remaining}, "
+                f"error={self.error!r}, elapsed_ms={self.elapsed_ms:.1f})")
+
+
+# --- twscrape's parsing helpers, as module functions (API's are instance methods) -------------
+
+
+def gql_entries(obj: Any) -> list:
+    """twscrape API._gql_entries: entries minus cursors and non-content modules."""
+    if not isinstance(obj, dict):
+        return []
+    els = get_by_path(obj, "entries") or get_by_path(obj, "items_results") or []
+    if els and isinstance(els[0], dict) and "entryId" in els[0]:
+        els = [x for x in els
+               if not str(x.get("entryId", "")).startswith(SKIP_ENTRY_PREFIXES)]
+    return els
+
+
+def get_cursor(obj: Any, cursor_type: str = "Bottom") -> str | None:
+    """twscrape API._get_cursor."""
+    if not isinstance(obj, dict):
+        return None
+    cur = find_obj(obj, lambda x: x.get("cursorType") == cursor_type)
+    value = cur.get("value") if cur else get_by_path(obj, "next_cursor")
+    return value if isinstance(value, str) else None
+
+
+def _int_header(headers: httpx.Headers, name: str) -> int | None:
+    v = headers.get(name)
+    try:
+        return int(v) if v is not None else None
+    except ValueError:
+        return None
+
+
+def _errors(res: Any) -> list[tuple[int, str]]:
+    if not isinstance(res, dict) or not isinstance(res.get("errors"), list):
+        return []
+    out = []
+    for e in res["errors"]:
+        if isinstance(e, dict):
+            try:
+                code = int(e.get("code", -1))
+            except (TypeError, ValueError):
+                code = -1
+            out.append((code, str(e.get("message", ""))))
+    return out
+
+
+def has_data(res: Any) -> bool:
+    data = res.get("data") if isinstance(res, dict) else None
+    return isinstance(data, dict) and any(v is not None for v in data.values())
+
+
+def classify(status: int, headers: httpx.Headers, text: str, cursor_in: str | None) -> dict:
+    """QueueClient._check_rep's decisions, as an outcome instead of pool side effects."""
+    out: dict[str, Any] = {"entries": 0, "cursor_out": None, "exhausted": False, "error": None}
+    ctype = headers.get("content-type", "")
+    remaining = _int_header(headers, "x-rate-limit-remaining")
+    reset = _int_header(headers, "x-rate-limit-reset")
+
+    if "text/html" in ctype and status >= 400:
+        src = "Cloudflare" if "cf-ray" in headers else "HTML"
+        return {**out, "outcome": "blocked", "error": f"blocked by {src}: HTTP {status}"}
+
+    try:
+        res = orjson.loads(text) if text else None
+        parsed = True
+    except orjson.JSONDecodeError:
+        res, parsed = None, False
+
+    errors = _errors(res)
+    codes = {c for c, _ in errors}
+    err_msg = "; ".join(f"({c}) {m}" for c, m in errors) or None
+
+    if status == 429 or (88 in codes and not has_data(res)):
+        return {**out, "outcome": "rate_limited",
+                "error": err_msg or f"HTTP {status} rate limited"}
+    if remaining == 0 and reset is not None and reset > 0 and status != 200:
+        return {**out, "outcome": "rate_limited", "error": err_msg or "rate limit exhausted"}
+    if 64 in codes or 326 in codes:
+        return {**out, "outcome": "suspended", "error": err_msg}
+    if 32 in codes or status == 401:
+        return {**out, "outcome": "auth_failed", "error": err_msg or f"HTTP {status}"}
+    if status == 403:
+        # twscrape: "Session expired or banned"
+        return {**out, "outcome": "auth_failed", "error": err_msg or "HTTP 403 without errors"}
+    if status >= 500:
+        return {**out, "outcome": "server_error", "error": err_msg or f"HTTP {status}"}
+    if status != 200:
+        return {**out, "outcome": "server_error", "error": err_msg or f"HTTP {status}"}
+    if not parsed or not isinstance(res, dict):
+        return {**out, "outcome": "malformed", "error": "response is not a JSON object"}
+    if not has_data(res):
+        if any(c == -1 or "LoadShed" in m for c, m in errors):
+            return {**out, "outcome": "server_error", "error": err_msg}
+        return {**out, "outcome": "malformed", "error": err_msg or "response has no data"}
+
+    entries = len(gql_entries(res))
+    cursor_out = get_cursor(res, "Bottom")
+    exhausted = entries == 0 and (cursor_out is None or cursor_out == cursor_in)
+    return {"outcome": "ok", "entries": entries, "cursor_out": cursor_out,
+            "exhausted": exhausted, "error": err_msg}
+
+
+class _StaticGen:
+    def calc(self, method: str, path: str) -> str:
+        return STATIC_TRANSACTION_ID
+
+
+class XClient:
+    def __init__(self, settings: Settings, *, method: Literal["GET", "POST"] = "GET"):
+        self.settings = settings
+        self.method = method.upper()
+        self.base_url = settings.x_graphql_url.rstrip("/")
+        self.op = settings.x_op_search_timeline.strip("/")
+        self.url = f"{self.base_url}/{self.op}"
+        self.path = urlparse(self.url).path or "/"
+        self._clients: dict[tuple[str, str, str | None], httpx.AsyncClient] = {}
+        self._lock = asyncio.Lock()
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def _headers(self, account: XAccount) -> dict[str, str]:
+        # as twscrape Account.make_client builds them
+        return {
+            "user-agent": USER_AGENT,
+            "content-type": "application/json",
+            "authorization": TOKEN,
+            "x-twitter-active-user": "yes",
+            "x-twitter-client-language": "en",
+            "x-csrf-token": account.ct0,
+        }
+
+    async def _client(self, account: XAccount) -> httpx.AsyncClient:
+        key = (account.name, account.auth_token, account.proxy)
+        clt = self._clients.get(key)
+        if clt is None:
+            async with self._lock:
+                clt = self._clients.get(key)
+                if clt is None:
+                    t = self.settings.x_request_timeout_s
+                    clt = httpx.AsyncClient(
+                        headers=self._headers(account), cookies=account.cookies,
+                        proxy=account.proxy, timeout=httpx.Timeout(t, connect=min(t, 10.0)),
+                        limits=httpx.Limits(max_keepalive_connections=8, max_connections=16),
+                        follow_redirects=False,
+                    )
+                    self._clients[key] = clt
+        return clt
+
+    async def _transaction_id(self, account: XAccount) -> str:
+        if self.settings.x_transaction_id == "static":
+            return STATIC_TRANSACTION_ID
+        from twscrape.queue_client import XClIdGenStore
+
+        gen = await XClIdGenStore.get(account.name, proxy=account.proxy, cookies=account.cookies)
+        return gen.calc(self.method, self.path)
+
+    def _params(self, query: str, cursor: str | None, product: str, count: int | None) -> dict:
+        variables: dict[str, Any] = {
+            "rawQuery": query,
+            "count": count or self.settings.x_page_size,
+            "product": product,
+            "querySource": "typed_query",
+        }
+        if cursor is not None:
+            variables["cursor"] = cursor
+        return {
+            "variables": variables,
+            "features": dict(GQL_FEATURES),
+            "fieldToggles": {"withArticleRichContentState": False},
+        }
+
+    # --- API ----------------------------------------------------------------------------------
+
+    async def search_page(self, account: XAccount, query: str, cursor: str | None,
+                          product: str = "Latest", count: int | None = None) -> PageResult:
+        t0 = time.perf_counter()
+
+        def fail(outcome: Outcome, error: str, status: int | None = None) -> PageResult:
+            return PageResult(outcome, status, None, 0, None, False, None, None, None, error,
+                              (time.perf_counter() - t0) * 1000)
+
+        params = self._params(query, cursor, product, count)
+        try:
+            clt = await self._client(account)
+            tx = await self._transaction_id(account)
+            hdr = {"x-client-transaction-id": tx}
+            if self.method == "GET":
+                rep = await clt.get(self.url, params=encode_params(params), headers=hdr)
+            else:
+                body = {**params, "queryId": self.op.split("/")[0]}
+                rep = await clt.post(self.url, content=orjson.dumps(body), headers=hdr)
+            text = rep.text
+        except httpx.TimeoutException as e:
+            return fail("network_error", f"timeout: {type(e).__name__}")
+        except httpx.TransportError as e:
+            return fail("network_error", f"{type(e).__name__}: {e}")
+        except Exception as e:  # transaction-id generation (XClIdGen) and the like
+            log.warning("x request failed for account %s: %s", account.name, type(e).__name__)
+            return fail("network_error", f"{type(e).__name__}: {e}")
+
+        c = classify(rep.status_code, rep.headers, text, cursor)
+        if c["outcome"] != "ok":
+            log.info("x search page account=%s status=%s outcome=%s", account.name,
+                     rep.status_code, c["outcome"])
+        return PageResult(
+            outcome=c["outcome"], http_status=rep.status_code, body=text,
+            entries=c["entries"], cursor_out=c["cursor_out"], exhausted=c["exhausted"],
+            rate_limit_limit=_int_header(rep.headers, "x-rate-limit-limit"),
+            rate_limit_remaining=_int_header(rep.headers, "x-rate-limit-remaining"),
+            rate_limit_reset=_int_header(rep.headers, "x-rate-limit-reset"),
+            error=c["error"], elapsed_ms=(time.perf_counter() - t0) * 1000,
+        )
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for clt in clients:
+            await clt.aclose()
