@@ -1,0 +1,203 @@
+"""Avro-style schema files for every record that travels on a topic, generated from the models.
+
+    python -m libs.records.avro           # (re)write schemas/<name>.v<version>.avsc
+    python -m libs.records.avro --check   # exit 1 if the committed files differ from the models
+
+The pydantic models in libs/records are the source of truth; these files document them for
+consumers in other languages (and for a schema registry, should one be added). Mapping:
+str->string, int->long, float->double, bool->boolean, datetime->long/timestamp-millis,
+Optional[T]->["null", T] (default null), list[T]->array, nested model->named record,
+Literal->enum. Note that the wire format today is JSON (orjson), where datetimes travel as
+ISO-8601 strings with a UTC offset; the Avro types say what a binary Avro encoding would use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import types
+import typing
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+NAMESPACE = "xget"
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+WIRE_NOTE = (
+    "On the wire (JSON) every record is an object whose datetimes are ISO-8601 strings with a "
+    "UTC offset; timestamp-millis is the type in a binary Avro encoding. "
+    "Kafka header 'xget-schema' = '{id}'."
+)
+DATETIME_NOTE = "JSON wire format: ISO-8601 string (UTC)."
+
+_PRIMITIVES: dict[Any, str] = {str: "string", int: "long", float: "double", bool: "boolean"}
+
+
+def _camel(s: str) -> str:
+    return "".join(p[:1].upper() + p[1:] for p in s.split("_"))
+
+
+class _Builder:
+    """Builds one schema; named types are defined once, then referenced by full name."""
+
+    def __init__(self) -> None:
+        self.defined: set[str] = set()
+
+    def type_of(self, ann: Any, owner: str, field: str) -> Any:
+        origin = get_origin(ann)
+        if ann in _PRIMITIVES:
+            return _PRIMITIVES[ann]
+        if ann is datetime:
+            return {"type": "long", "logicalType": "timestamp-millis"}
+        if origin in (Union, types.UnionType):
+            args = [a for a in get_args(ann) if a is not type(None)]
+            inner = self.type_of(args[0], owner, field) if len(args) == 1 else [
+                self.type_of(a, owner, field) for a in args]
+            inner = inner if isinstance(inner, list) else [inner]
+            return ["null", *inner] if type(None) in get_args(ann) else inner
+        if origin is list or origin is typing.List:  # noqa: UP006
+            (item,) = get_args(ann) or (Any,)
+            return {"type": "array", "items": self.type_of(item, owner, field)}
+        if origin is dict:
+            _, val = get_args(ann)
+            return {"type": "map", "values": self.type_of(val, owner, field)}
+        if origin is Literal:
+            name = f"{owner}{_camel(field)}"
+            full = f"{NAMESPACE}.{name}"
+            if full in self.defined:
+                return full
+            self.defined.add(full)
+            return {"type": "enum", "name": name, "namespace": NAMESPACE,
+                    "symbols": [str(a) for a in get_args(ann)]}
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            return self.record(ann)
+        raise TypeError(f"{owner}.{field}: no Avro mapping for {ann!r}")
+
+    def record(self, model: type[BaseModel], top: bool = False) -> Any:
+        name = model.__name__
+        full = f"{NAMESPACE}.{name}"
+        if full in self.defined:
+            return full
+        self.defined.add(full)
+        fields = []
+        for fname, info in model.model_fields.items():
+            ftype = self.type_of(info.annotation, name, fname)
+            f: dict[str, Any] = {"name": fname, "type": ftype}
+            doc = info.description or ""
+            if info.annotation is datetime or datetime in get_args(info.annotation):
+                doc = f"{doc} {DATETIME_NOTE}".strip()
+            if doc:
+                f["doc"] = doc
+            default = _default_of(info)
+            if default is not PydanticUndefined:
+                f["default"] = default
+                # Avro: a union's default must match its first branch
+                if isinstance(ftype, list) and default is not None and ftype[0] == "null":
+                    f["type"] = [*ftype[1:], "null"]
+            fields.append(f)
+        out: dict[str, Any] = {"type": "record", "name": name, "namespace": NAMESPACE}
+        doc = (model.__doc__ or "").strip()
+        if top:
+            sid = model.schema_id() if hasattr(model, "schema_id") else full
+            doc = f"{doc}\n\n{WIRE_NOTE.format(id=sid)}".strip()
+        if doc:
+            out["doc"] = doc
+        out["fields"] = fields
+        return out
+
+
+def _default_of(info) -> Any:
+    if info.default is not PydanticUndefined:
+        d = info.default
+    elif info.default_factory is not None:
+        d = info.default_factory()
+    else:
+        return PydanticUndefined
+    if isinstance(d, BaseModel):
+        return d.model_dump(mode="json")
+    if isinstance(d, datetime):
+        return int(d.timestamp() * 1000)
+    return d
+
+
+def schema_for(model: type[BaseModel]) -> dict:
+    return _Builder().record(model, top=True)
+
+
+def topic_models() -> list[type[BaseModel]]:
+    from libs.topics import CATALOGUE
+
+    seen: dict[str, type[BaseModel]] = {}
+    for spec in CATALOGUE:
+        for m in spec.schemas:
+            seen.setdefault(m.schema_id(), m)
+    return list(seen.values())
+
+
+def file_name(model) -> str:
+    return f"{model.schema_name}.v{model.schema_version}.avsc"
+
+
+def render(schema: dict) -> str:
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+def generate() -> dict[str, str]:
+    """File name -> file text for every record class used on a topic."""
+    return {file_name(m): render(schema_for(m)) for m in topic_models()}
+
+
+def diff(directory: Path = SCHEMA_DIR) -> list[str]:
+    """Human-readable differences between the files in `directory` and the models."""
+    want = generate()
+    problems = []
+    for name, text in want.items():
+        p = directory / name
+        if not p.exists():
+            problems.append(f"missing: {p}")
+        elif p.read_text(encoding="utf-8") != text:
+            problems.append(f"differs from the model: {p}")
+    for p in sorted(directory.glob(f"{NAMESPACE}.*.avsc")):
+        if p.name not in want:
+            problems.append(f"stale (no topic record has this name/version): {p}")
+    return problems
+
+
+def write(directory: Path = SCHEMA_DIR) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in generate().items():
+        p = directory / name
+        if not p.exists() or p.read_text(encoding="utf-8") != text:
+            p.write_text(text, encoding="utf-8")
+            written.append(p)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m libs.records.avro", description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if committed files differ")
+    ap.add_argument("--dir", type=Path, default=SCHEMA_DIR)
+    args = ap.parse_args(argv)
+    if args.check:
+        problems = diff(args.dir)
+        for p in problems:
+            print(p, file=sys.stderr)
+        if problems:
+            print("run: python -m libs.records.avro", file=sys.stderr)
+            return 1
+        print(f"schemas up to date ({len(generate())} files in {args.dir})")
+        return 0
+    written = write(args.dir)
+    for p in written:
+        print(f"wrote {p}")
+    print(f"{len(generate())} schema files in {args.dir} ({len(written)} changed)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
