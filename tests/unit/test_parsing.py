@@ -562,3 +562,20 @@ def test_retweeters_unavailable_user_skipped(caplog):
         up = parse_users_page((FIX / "raw_retweeters.json").read_bytes(), collected_at=NOW)
     assert len(up.users) == 19 and len(up.skipped) == 1 and "null rest_id" in up.skipped[0]
     assert caplog.records
+
+
+def test_2026_layout_legacy_null_derived():
+    """Since 2026-05 X may serve Tweet objects with legacy=null and the fields at top level."""
+    doc = load("raw_search.json")
+    want = parse("raw_search.json").posts
+    d = copy.deepcopy(doc)
+    for t in walk(d):
+        if t.get("__typename") == "Tweet" and isinstance(t.get("legacy"), dict):
+            leg = t.pop("legacy")
+            for k, v in leg.items():
+                t.setdefault(k, v)
+            t["legacy"] = None
+    got = parse(d).posts
+    assert [p.post_id for p in got] == [p.post_id for p in want]
+    for a, b in zip(got, want):
+        assert a.model_dump(exclude={"raw_data"}) == b.model_dump(exclude={"raw_data"})
