@@ -142,6 +142,9 @@ def test_post_fields_match_raw(name):
             (r.get("note_tweet") or {}).get("note_tweet_results", {}).get("result", {})
             .get("entity_set", {}).get("user_mentions") or leg["entities"].get("user_mentions", []))]
         assert all(not m.startswith("@") for m in p.mentions)
+        assert p.hashtags == [h["text"] for h in (
+            (r.get("note_tweet") or {}).get("note_tweet_results", {}).get("result", {})
+            .get("entity_set", {}).get("hashtags") or leg["entities"].get("hashtags", []))]
         # parent ids
         reply_to = leg.get("in_reply_to_status_id_str")
         if reply_to:
