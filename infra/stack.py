@@ -1,0 +1,192 @@
+"""The embedded default stack: ``python -m infra.stack up|down|status``.
+
+``up`` (idempotent — parts already running are left alone):
+  1. noida-db (Kafka wire) with its data in ``DATA/kafka`` on port 9092 (``XGET_KAFKA_PORT``),
+  2. the topic catalogue (``XGET_TOPIC_PREFIX``), partition counts verified,
+  3. ClickHouse migrations on ``XGET_CLICKHOUSE_DSN`` (run as a short subprocess, so this
+     process never holds the chdb path that the services process will own),
+  4. the X simulator on port 8090 (``XGET_XSIM_PORT``) when ``infra/xsim`` is runnable,
+  5. the services (``python -m services.cli run all``) when ``services/cli.py`` exists; ready
+     when the task gateway accepts connections on ``gateway_host:gateway_port``.
+
+DATA is ``settings.data_dir`` (default ``.xget``). Pid files go to ``DATA/run/*.pid``, logs to
+``DATA/logs/*.log``. Processes are detached (own session), so ``make up`` returns.
+
+When the simulator is started and the X settings are still their defaults, the services get
+``XGET_X_GRAPHQL_URL``/``XGET_X_MEDIA_BASE`` pointing at it and ``XGET_X_TRANSACTION_ID=static``
+(no internet here). A non-default ``XGET_KAFKA_PORT`` is passed on as ``XGET_KAFKA_BOOTSTRAP``.
+
+``down`` stops them in reverse order (SIGTERM to each process group, wait, SIGKILL).
+``status`` prints each part with its pid and alive/dead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from infra import local
+from libs.settings import Settings
+
+REPO_ROOT = local.REPO_ROOT
+# name -> a substring of its command line (guards against a recycled pid).
+PARTS = {"noida": "noida-db", "xsim": "infra.xsim", "services": "services.cli"}
+ORDER = ["noida", "xsim", "services"]
+
+
+def _paths(settings: Settings) -> tuple[Path, Path, Path]:
+    data = Path(settings.data_dir).resolve()
+    return data, data / "run", data / "logs"
+
+
+def _read_pid(run: Path, name: str) -> int | None:
+    try:
+        return int((run / f"{name}.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int | None, name: str) -> bool:
+    if not pid:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return False
+    return PARTS[name] in cmdline and local._pid_alive(pid)
+
+
+def _write_pid(run: Path, name: str, pid: int) -> None:
+    run.mkdir(parents=True, exist_ok=True)
+    (run / f"{name}.pid").write_text(f"{pid}\n")
+
+
+def _child_env(settings: Settings, kafka_port: int, xsim_url: str | None) -> dict[str, str]:
+    env: dict[str, str] = {"PYTHONPATH": os.pathsep.join(
+        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    defaults = Settings.model_fields
+    if settings.kafka_bootstrap == defaults["kafka_bootstrap"].default:
+        env["XGET_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{kafka_port}"
+    if xsim_url:
+        if settings.x_graphql_url == defaults["x_graphql_url"].default:
+            env["XGET_X_GRAPHQL_URL"] = f"{xsim_url}/i/api/graphql"
+        if not settings.x_media_base:
+            env["XGET_X_MEDIA_BASE"] = xsim_url
+        if settings.x_transaction_id == defaults["x_transaction_id"].default:
+            env["XGET_X_TRANSACTION_ID"] = "static"
+    return env
+
+
+def up(settings: Settings) -> int:
+    data, run, logs = _paths(settings)
+    logs.mkdir(parents=True, exist_ok=True)
+    kafka_port = int(os.environ.get("XGET_KAFKA_PORT", "9092"))
+    xsim_port = int(os.environ.get("XGET_XSIM_PORT", "8090"))
+
+    # 1. Kafka
+    pid = _read_pid(run, "noida")
+    if _alive(pid, "noida"):
+        print(f"noida     already running (pid {pid})")
+    else:
+        h = local.start_noida(data / "kafka", kafka_port, log_dir=logs)
+        _write_pid(run, "noida", h.pid)
+        print(f"noida     started  pid {h.pid}  kafka {h.address}")
+    bootstrap = f"127.0.0.1:{kafka_port}"
+    if settings.kafka_bootstrap != Settings.model_fields["kafka_bootstrap"].default:
+        bootstrap = settings.kafka_bootstrap
+
+    # 2. topics
+    counts = local.create_topics_sync(bootstrap, settings.topic_prefix)
+    print(f"topics    {len(counts)} ready ({', '.join(f'{t}:{n}' for t, n in counts.items())})")
+
+    # 3. migrations (a subprocess: the chdb path must be free for the services process)
+    with open(logs / "migrate.log", "ab") as out:
+        rc = subprocess.call(
+            [sys.executable, "-m", "infra.migrate", "--dsn", settings.clickhouse_dsn],
+            stdout=out, stderr=subprocess.STDOUT, cwd=os.getcwd(),
+            env={**os.environ, **_child_env(settings, kafka_port, None)},
+        )
+    tail = local._tail(logs / "migrate.log", 3)
+    if rc != 0:
+        print(f"migrations FAILED (see {logs / 'migrate.log'}):\n{tail}", file=sys.stderr)
+        return 1
+    print(f"migrations {tail.splitlines()[-1] if tail else 'ok'}")
+
+    # 4. simulator
+    xsim_url = f"http://127.0.0.1:{xsim_port}"
+    pid = _read_pid(run, "xsim")
+    if _alive(pid, "xsim"):
+        print(f"xsim      already running (pid {pid})")
+    elif local.xsim_available():
+        h = local.start_xsim(xsim_port, log_dir=logs)
+        _write_pid(run, "xsim", h.pid)
+        print(f"xsim      started  pid {h.pid}  {h.address}")
+    else:
+        xsim_url = None
+        print("xsim      skipped (infra/xsim/__main__.py not present)")
+
+    # 5. services
+    pid = _read_pid(run, "services")
+    if _alive(pid, "services"):
+        print(f"services  already running (pid {pid})")
+    elif (REPO_ROOT / "services" / "cli.py").is_file():
+        host, port = settings.gateway_host, settings.gateway_port
+        h = local.start_process(
+            "services", [sys.executable, "-m", "services.cli", "run", "all"],
+            lambda: local.tcp_ready(host, port), address=f"http://{host}:{port}", port=port,
+            log_dir=logs, env=_child_env(settings, kafka_port, xsim_url), cwd=os.getcwd(),
+            timeout=60,
+        )
+        _write_pid(run, "services", h.pid)
+        print(f"services  started  pid {h.pid}  gateway {h.address}")
+    else:
+        print("services  skipped (services/cli.py not present)")
+    print(f"logs in {logs}; stop with: python -m infra.stack down")
+    return 0
+
+
+def down(settings: Settings) -> int:
+    _, run, _ = _paths(settings)
+    for name in reversed(ORDER):
+        pid = _read_pid(run, name)
+        if _alive(pid, name):
+            local.stop_pid(pid, group=True, timeout=15)
+            print(f"{name:<9} stopped (pid {pid})")
+        elif pid:
+            print(f"{name:<9} was not running (stale pid {pid})")
+        (run / f"{name}.pid").unlink(missing_ok=True)
+    return 0
+
+
+def status(settings: Settings) -> int:
+    _, run, logs = _paths(settings)
+    all_alive = True
+    for name in ORDER:
+        pid = _read_pid(run, name)
+        if pid is None:
+            print(f"{name:<9} not started")
+            continue
+        alive = _alive(pid, name)
+        all_alive &= alive
+        print(f"{name:<9} pid {pid:<8} {'alive' if alive else 'dead'}")
+    print(f"logs in {logs}")
+    return 0 if all_alive else 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m infra.stack", description=__doc__.splitlines()[0])
+    ap.add_argument("action", choices=["up", "down", "status"])
+    args = ap.parse_args(argv)
+    settings = Settings()
+    try:
+        return {"up": up, "down": down, "status": status}[args.action](settings)
+    except local.StartError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
