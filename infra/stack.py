@@ -8,6 +8,7 @@
   4. the X simulator on port 8090 (``XGET_XSIM_PORT``) when ``infra/xsim`` is runnable,
   5. the services (``python -m services.cli run all``) when ``services/cli.py`` exists; ready
      when the task gateway accepts connections on ``gateway_host:gateway_port``.
+``--no-xsim`` / ``--no-services`` leave those parts out (infra only).
 
 DATA is ``settings.data_dir`` (default ``.xget``). Pid files go to ``DATA/run/*.pid``, logs to
 ``DATA/logs/*.log``. Processes are detached (own session), so ``make up`` returns.
@@ -80,7 +81,7 @@ def _child_env(settings: Settings, kafka_port: int, xsim_url: str | None) -> dic
     return env
 
 
-def up(settings: Settings) -> int:
+def up(settings: Settings, *, xsim: bool = True, services: bool = True) -> int:
     data, run, logs = _paths(settings)
     logs.mkdir(parents=True, exist_ok=True)
     kafka_port = int(os.environ.get("XGET_KAFKA_PORT", "9092"))
@@ -120,19 +121,19 @@ def up(settings: Settings) -> int:
     pid = _read_pid(run, "xsim")
     if _alive(pid, "xsim"):
         print(f"xsim      already running (pid {pid})")
-    elif local.xsim_available():
+    elif xsim and local.xsim_available():
         h = local.start_xsim(xsim_port, log_dir=logs)
         _write_pid(run, "xsim", h.pid)
         print(f"xsim      started  pid {h.pid}  {h.address}")
     else:
         xsim_url = None
-        print("xsim      skipped (infra/xsim/__main__.py not present)")
+        print("xsim      skipped" + ("" if xsim else " (--no-xsim)"))
 
     # 5. services
     pid = _read_pid(run, "services")
     if _alive(pid, "services"):
         print(f"services  already running (pid {pid})")
-    elif (REPO_ROOT / "services" / "cli.py").is_file():
+    elif services and (REPO_ROOT / "services" / "cli.py").is_file():
         host, port = settings.gateway_host, settings.gateway_port
         h = local.start_process(
             "services", [sys.executable, "-m", "services.cli", "run", "all"],
@@ -143,7 +144,7 @@ def up(settings: Settings) -> int:
         _write_pid(run, "services", h.pid)
         print(f"services  started  pid {h.pid}  gateway {h.address}")
     else:
-        print("services  skipped (services/cli.py not present)")
+        print("services  skipped" + ("" if services else " (--no-services)"))
     print(f"logs in {logs}; stop with: python -m infra.stack down")
     return 0
 
@@ -179,10 +180,14 @@ def status(settings: Settings) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m infra.stack", description=__doc__.splitlines()[0])
     ap.add_argument("action", choices=["up", "down", "status"])
+    ap.add_argument("--no-xsim", action="store_true", help="up: do not start the X simulator")
+    ap.add_argument("--no-services", action="store_true", help="up: do not start the services")
     args = ap.parse_args(argv)
     settings = Settings()
     try:
-        return {"up": up, "down": down, "status": status}[args.action](settings)
+        if args.action == "up":
+            return up(settings, xsim=not args.no_xsim, services=not args.no_services)
+        return {"down": down, "status": status}[args.action](settings)
     except local.StartError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

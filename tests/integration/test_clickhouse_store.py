@@ -112,6 +112,10 @@ async def test_dedup_token_needs_window_setting(store):
     for _ in range(2):
         await store.insert("win", [(1,), (2,)], ["k"], dedup_token="same")
     assert await store.query_rows("SELECT count() FROM win") == [(2,)]
+    # Caveat: with the window, identical batches WITHOUT a token collapse (data-hash dedup).
+    for _ in range(2):
+        await store.insert("win", [(7,)], ["k"])
+    assert await store.query_rows("SELECT count() FROM win") == [(3,)]
 
 
 async def test_final_and_uniqexact_exact_before_merges(store):

@@ -135,3 +135,40 @@ def test_stop_escalates_to_sigkill(tmp_path):
     h.stop(timeout=0.5)
     assert not h.alive()
     assert time.monotonic() - t < 5
+
+
+def test_xsim_fixture_healthy(xsim):
+    import urllib.request
+
+    with urllib.request.urlopen(f"{xsim}/_sim/health", timeout=5) as r:
+        assert r.status == 200
+
+
+def test_stack_up_status_down(tmp_path):
+    """``python -m infra.stack`` in a scratch directory: infra parts only, on free ports."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(local.REPO_ROOT),
+           "XGET_KAFKA_PORT": str(local.free_port()), "XGET_DATA_DIR": str(tmp_path / "x"),
+           "XGET_CLICKHOUSE_DSN": f"chdb://{tmp_path / 'x' / 'clickhouse'}"}
+
+    def stack(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "infra.stack", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    try:
+        r = stack("up", "--no-xsim", "--no-services")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "noida     started" in r.stdout and "topics    " in r.stdout
+        assert (tmp_path / "x" / "run" / "noida.pid").exists()
+        r = stack("up", "--no-xsim", "--no-services")  # idempotent
+        assert r.returncode == 0 and "already running" in r.stdout, r.stdout + r.stderr
+        r = stack("status")
+        assert "noida     pid" in r.stdout and "alive" in r.stdout
+    finally:
+        r = stack("down")
+    assert "noida     stopped" in r.stdout, r.stdout + r.stderr
+    assert not (tmp_path / "x" / "run" / "noida.pid").exists()
+    assert "not started" in stack("status").stdout
