@@ -166,3 +166,27 @@ async def test_raw_get_and_post_and_end_cursor(sim_url):
 def test_account_repr_hides_secrets():
     acc = account("secret")
     assert acc.auth_token not in repr(acc) and acc.ct0 not in repr(acc)
+
+
+async def test_twscrape_transaction_id_generator_is_used(settings, admin, monkeypatch):
+    from twscrape.queue_client import XClIdGenStore
+
+    calls = []
+
+    class Gen:
+        def calc(self, method, path):
+            calls.append((method, path))
+            return "generated-tx-id"
+
+    async def _get(cls, username, proxy=None, cookies=None, fresh=False):
+        assert set(cookies) == {"auth_token", "ct0"}
+        return Gen()
+
+    monkeypatch.setattr(XClIdGenStore, "get", classmethod(_get))
+    client = XClient(settings.model_copy(update={"x_transaction_id": "twscrape"}))
+    try:
+        r = await client.search_page(account(), "txid since:2026-01-01 until:2026-01-02", None)
+    finally:
+        await client.aclose()
+    assert r.outcome == "ok" and r.entries == 20
+    assert calls == [("GET", "/i/api/graphql/hyPfJYJ_XAtDYoslQc-Rgg/SearchTimeline")]
