@@ -179,11 +179,6 @@ def classify(status: int, headers: httpx.Headers, text: str, cursor_in: str | No
             "exhausted": exhausted, "error": err_msg}
 
 
-class _StaticGen:
-    def calc(self, method: str, path: str) -> str:
-        return STATIC_TRANSACTION_ID
-
-
 class XClient:
     def __init__(self, settings: Settings, *, method: Literal["GET", "POST"] = "GET"):
         self.settings = settings

@@ -16,7 +16,7 @@ from .config import SimConfig
 from .corpus import parse_time
 from .faults import FaultBook, MediaFaultBook
 from .log import RequestLog
-from .media import HTML_PAGE, huge_stream, jpeg_bytes, media_for
+from .media import HTML_PAGE, huge_stream, media_for
 from .ratelimit import RateLimiter
 from .templates import default_fixtures_dir, load_fixtures
 from .timelines import Timelines
@@ -260,4 +260,4 @@ def create_app(fixtures_dir: str | Path | None = None, seed: int = 0,
     return app
 
 
-__all__ = ["create_app", "Simulator", "jpeg_bytes"]
+__all__ = ["create_app", "Simulator"]

@@ -7,7 +7,6 @@ from datetime import datetime, timezone
 
 import httpx
 import orjson
-import pytest
 
 from infra.xsim.corpus import snowflake_ms
 from libs.xclient import XClient
