@@ -78,6 +78,12 @@ def _child_env(settings: Settings, kafka_port: int, xsim_url: str | None) -> dic
             env["XGET_X_MEDIA_BASE"] = xsim_url
         if settings.x_transaction_id == defaults["x_transaction_id"].default:
             env["XGET_X_TRANSACTION_ID"] = "static"
+        if not settings.x_accounts.get_secret_value():
+            # Simulator accounts: the simulator accepts any cookies and rate-limits per account.
+            env["XGET_X_ACCOUNTS"] = "sim1:sim-token-1:sim-ct0-1,sim2:sim-token-2:sim-ct0-2"
+    # The embedded broker is noida-db, which never expires a killed group member.
+    if settings.kafka_group_mode == defaults["kafka_group_mode"].default:
+        env["XGET_KAFKA_GROUP_MODE"] = "assign"
     return env
 
 

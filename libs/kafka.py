@@ -173,6 +173,34 @@ def consumer_for(settings: Settings, group_id: str | None, client_id: str) -> AI
     )
 
 
+async def join(consumer: AIOKafkaConsumer, settings: Settings, topics: list[str],
+               listener=None) -> None:
+    """Subscribe as a group member, or (group mode "assign") take every partition and
+    resume from the group's committed offsets without membership."""
+    if settings.kafka_group_mode == "members":
+        if listener is not None:
+            consumer.subscribe(topics, listener=listener)
+        else:
+            consumer.subscribe(topics)
+        return
+    tps = []
+    for name in topics:
+        parts = consumer.partitions_for_topic(name)
+        if not parts:
+            await consumer._client.force_metadata_update()  # noqa: SLF001
+            parts = consumer.partitions_for_topic(name) or set()
+        if not parts:
+            raise RuntimeError(f"topic {name} does not exist: run `xget topics create`")
+        tps.extend(TopicPartition(name, p) for p in sorted(parts))
+    consumer.assign(tps)
+    for tp in tps:
+        committed = await consumer.committed(tp)
+        if committed is None:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, committed)
+
+
 class ConsumerLoop:
     """Runs one service's consumer group with the at-least-once contract described above."""
 
@@ -205,7 +233,8 @@ class ConsumerLoop:
     async def run(self) -> None:
         consumer = consumer_for(self.settings, self.group_id, self.service)
         await consumer.start()
-        consumer.subscribe([topic_name(s, self.settings.topic_prefix) for s in self.inputs])
+        await join(consumer, self.settings, [topic_name(s, self.settings.topic_prefix)
+                                             for s in self.inputs])
         log.info("%s consuming %s as group %s", self.service,
                  [s.name for s in self.inputs], self.group_id)
         try:

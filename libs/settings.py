@@ -27,6 +27,15 @@ class Settings(BaseSettings):
         True,
         description="Idempotent producer. Turn off for brokers without InitProducerId v0+ (Tansu).",
     )
+    kafka_group_mode: Literal["members", "assign"] = Field(
+        "members",
+        description=(
+            "members: Kafka consumer groups with rebalancing (production; replicas scale by lag). "
+            "assign: one instance per service takes every partition and commits offsets for "
+            "its group without joining it; for brokers that never expire a killed member "
+            "(noida-db), where a restarted member would otherwise wait forever."
+        ),
+    )
     kafka_session_timeout_ms: int = Field(10_000, description="Consumer group session timeout.")
     kafka_heartbeat_interval_ms: int = Field(2_000)
     kafka_max_poll_records: int = Field(500)

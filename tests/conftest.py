@@ -53,6 +53,9 @@ class KafkaEnv:
 
     def settings(self, **overrides: Any) -> Settings:
         base: dict[str, Any] = {"kafka_bootstrap": self.bootstrap, "topic_prefix": self.prefix}
+        if self.kind == "noida":
+            # noida-db never expires a killed group member: see Settings.kafka_group_mode.
+            base.update(kafka_group_mode="assign")
         if self.kind == "tansu":
             # Tansu: no InitProducerId for idempotence; stale members linger until timeout.
             base.update(kafka_idempotent_producer=False, kafka_session_timeout_ms=6_000,

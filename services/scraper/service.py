@@ -13,7 +13,7 @@ import logging
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from libs.kafka import Producer, TopicTable, consumer_for, dead_letter_for, decode
+from libs.kafka import Producer, TopicTable, consumer_for, dead_letter_for, decode, join
 from libs.records.tasks import SearchJob
 from libs.settings import Settings
 from libs.topics import SEARCH_JOBS, TASK_PROGRESS, topic_name
@@ -87,8 +87,8 @@ class ScraperService:
             async def on_partitions_assigned(self, assigned):
                 pass
 
-        consumer.subscribe([topic_name(SEARCH_JOBS, self.settings.topic_prefix)],
-                           listener=Listener())
+        await join(consumer, self.settings, [topic_name(SEARCH_JOBS, self.settings.topic_prefix)],
+                   listener=Listener())
         try:
             while not self._stop.is_set():
                 busy = sum(len(t) for t in self._running.values())
