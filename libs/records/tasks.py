@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from .base import Record
 
@@ -41,13 +41,20 @@ class OnDemandTask(Record):
             raise ValueError("task_id must be 1-128 characters of letters, digits, '-', '_', '.'")
         return v
 
-    @model_validator(mode="after")
-    def _window(self) -> "OnDemandTask":
-        if self.start_time.tzinfo is None or self.end_time.tzinfo is None:
-            raise ValueError("start_time and end_time must carry a timezone (use UTC, e.g. 'Z')")
-        if self.end_time <= self.start_time:
+    @field_validator("start_time", "end_time")
+    @classmethod
+    def _aware(cls, v: datetime) -> datetime:
+        if v.tzinfo is None:
+            raise ValueError("must carry a timezone (use UTC, e.g. '2026-10-01T00:00:00Z')")
+        return v
+
+    @field_validator("end_time")
+    @classmethod
+    def _after_start(cls, v: datetime, info: ValidationInfo) -> datetime:
+        start = info.data.get("start_time")
+        if start is not None and v <= start:
             raise ValueError("end_time must be after start_time")
-        return self
+        return v
 
 
 class SearchJob(Record):
