@@ -303,7 +303,8 @@ def run(n_posts: int, keep: bool = False) -> float:
         top_level = sum(p.entries for p in pages)
         logging.disable(logging.WARNING)
         bare_parse_rate(bodies[:5])  # warm-up
-        tws_tweets, bare_s = bare_parse_rate(bodies)
+        # Best of 3: the bare rate is the ceiling, so noise from other load must not lower it.
+        tws_tweets, bare_s = min((bare_parse_rate(bodies) for _ in range(3)), key=lambda r: r[1])
         bare_rate = top_level / bare_s
 
         print(f"posts requested: {n_posts}; collected: {collected}; keyword {keyword}; "
@@ -312,7 +313,8 @@ def run(n_posts: int, keep: bool = False) -> float:
               f"({sum(p.entries for p in raw)} post entries)")
         print(f"end-to-end: {collected} posts in {elapsed:.2f}s = {e2e_rate:,.1f} posts/s "
               f"(submit -> status completed)")
-        print(f"bare parse (json.loads + twscrape parse_tweets, 1 core): {len(pages)} pages, "
+        print(f"bare parse (json.loads + twscrape parse_tweets, 1 core, best of 3): "
+              f"{len(pages)} pages, "
               f"{top_level} top-level posts ({tws_tweets} twscrape tweets incl. quoted) in "
               f"{bare_s:.3f}s = {bare_rate:,.1f} posts/s (top-level posts)")
         print("RSS MiB (VmRSS incl. children):")
