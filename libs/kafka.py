@@ -173,6 +173,17 @@ def consumer_for(settings: Settings, group_id: str | None, client_id: str) -> AI
     )
 
 
+async def partitions_of(consumer: AIOKafkaConsumer, name: str) -> list[TopicPartition]:
+    """Every partition of a topic, fetching metadata once if the client has none yet."""
+    parts = consumer.partitions_for_topic(name)
+    if not parts:
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - first metadata fetch
+        parts = consumer.partitions_for_topic(name) or set()
+    if not parts:
+        raise RuntimeError(f"topic {name} does not exist: run `xget topics create`")
+    return [TopicPartition(name, p) for p in sorted(parts)]
+
+
 async def join(consumer: AIOKafkaConsumer, settings: Settings, topics: list[str],
                listener=None) -> None:
     """Subscribe as a group member, or (group mode "assign") take every partition and
@@ -183,15 +194,7 @@ async def join(consumer: AIOKafkaConsumer, settings: Settings, topics: list[str]
         else:
             consumer.subscribe(topics)
         return
-    tps = []
-    for name in topics:
-        parts = consumer.partitions_for_topic(name)
-        if not parts:
-            await consumer._client.force_metadata_update()  # noqa: SLF001
-            parts = consumer.partitions_for_topic(name) or set()
-        if not parts:
-            raise RuntimeError(f"topic {name} does not exist: run `xget topics create`")
-        tps.extend(TopicPartition(name, p) for p in sorted(parts))
+    tps = [tp for name in topics for tp in await partitions_of(consumer, name)]
     consumer.assign(tps)
     for tp in tps:
         committed = await consumer.committed(tp)
@@ -356,15 +359,11 @@ class TopicTable:
     async def start(self) -> "TopicTable":
         c = consumer_for(self.settings, None, f"table-{self.spec.name}")
         await c.start()
-        name = topic_name(self.spec, self.settings.topic_prefix)
-        parts = c.partitions_for_topic(name)
-        if not parts:
-            await c._client.force_metadata_update()  # noqa: SLF001 - first metadata fetch
-            parts = c.partitions_for_topic(name) or set()
-        if not parts:
+        try:
+            tps = await partitions_of(c, topic_name(self.spec, self.settings.topic_prefix))
+        except RuntimeError:
             await c.stop()
-            raise RuntimeError(f"topic {name} does not exist: run `xget topics create`")
-        tps = [TopicPartition(name, p) for p in sorted(parts)]
+            raise
         c.assign(tps)
         await c.seek_to_beginning(*tps)
         self._consumer = c
