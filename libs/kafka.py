@@ -108,11 +108,14 @@ class Producer:
     async def send_and_wait(self, out: Outgoing):
         return await (await self.send(out))
 
-    def partition_for(self, spec: TopicSpec, key: str) -> int:
-        """The partition the default partitioner gives `key` (murmur2, as Kafka's Java client)."""
-        from aiokafka.partitioner import murmur2
 
-        return (murmur2(key.encode()) & 0x7FFFFFFF) % spec.partitions
+
+def partition_for_key(key: str, partitions: Sequence[int]) -> int:
+    """The partition Kafka's default partitioner (murmur2, as the Java client) gives a key."""
+    from aiokafka.partitioner import murmur2
+
+    parts = sorted(partitions)
+    return parts[(murmur2(key.encode()) & 0x7FFFFFFF) % len(parts)]
 
 
 def decode(spec: TopicSpec, msg: ConsumerRecord) -> Record:

@@ -54,6 +54,10 @@ SCRAPE_CHECKPOINTS = TopicSpec(
     "scrape-checkpoints", 6, "task_id/slice_id", (SliceCheckpoint,), compacted=True,
     doc="Where each slice stands (scraper resume state, compacted).",
 )
+# Header on every post record: the task's required_count, which the dedup-counter needs and
+# the client's record does not carry.
+POSTS_TARGET_HEADER = "xget-required-count"
+
 USERS = TopicSpec("users", 6, "user_id", (XUser,), doc="Users seen in responses.")
 MEDIA_JOBS = TopicSpec("media-jobs", 6, "original_url", (MediaJob,), doc="Media to store.")
 TASK_PROGRESS = TopicSpec(

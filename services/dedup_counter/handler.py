@@ -23,12 +23,11 @@ from libs.records.pages import SliceEnd
 from libs.records.posts import Post, XUser
 from libs.records.tasks import TaskProgress
 from libs.storage.clickhouse import ClickHouseStore
-from libs.topics import TASK_PROGRESS
+from libs.topics import POSTS_TARGET_HEADER, TASK_PROGRESS
 
 log = logging.getLogger(__name__)
 
 SERVICE = "dedup-counter"
-TARGET_HEADER = "xget-required-count"
 
 POST_COLUMNS = [
     "platform", "post_id", "post_url", "post_type", "author_id", "author_avatar", "author_name",
@@ -164,7 +163,7 @@ class DedupCounter:
         for i in items:
             if isinstance(i.record, SliceEnd):
                 return i.record.required_count
-            raw = i.headers.get(TARGET_HEADER)
+            raw = i.headers.get(POSTS_TARGET_HEADER)
             if raw is not None:
                 return int(raw)
         return 0

@@ -12,14 +12,11 @@ import logging
 from libs.kafka import Incoming, Outgoing
 from libs.parsing import PageParseError, parse_timeline_page
 from libs.records.pages import RawPage, SliceEnd
-from libs.topics import MEDIA_JOBS, POSTS, USERS
+from libs.topics import MEDIA_JOBS, POSTS, POSTS_TARGET_HEADER, USERS
 
 log = logging.getLogger(__name__)
 
 SERVICE = "parser"
-# The task's target rides on each post as a header: the counter needs it, the client's
-# record does not carry it.
-TARGET_HEADER = "xget-required-count"
 
 
 def parse_raw_page(inc: Incoming) -> list[Outgoing]:
@@ -34,7 +31,7 @@ def parse_raw_page(inc: Incoming) -> list[Outgoing]:
             outs.append(inc.dead_letter(SERVICE, f"page {page.page_no} of "
                                         f"{page.task_id}/{page.slice_id} unparsable: {e}"))
         else:
-            hdr = ((TARGET_HEADER, str(page.required_count).encode()),)
+            hdr = ((POSTS_TARGET_HEADER, str(page.required_count).encode()),)
             outs.extend(Outgoing(POSTS, page.task_id, p, hdr) for p in parsed.posts)
             outs.extend(Outgoing(USERS, u.user_id, u) for u in parsed.users)
             outs.extend(Outgoing(MEDIA_JOBS, j.original_url, j) for j in parsed.media_jobs)

@@ -13,7 +13,8 @@ from datetime import datetime, timezone
 
 from aiokafka import TopicPartition
 
-from libs.kafka import Outgoing, Producer, TopicTable, consumer_for, scan_partition
+from libs.kafka import (Outgoing, Producer, TopicTable, consumer_for, partition_for_key,
+                        scan_partition)
 from libs.records.pages import RawPage, SliceCheckpoint
 from libs.records.tasks import SearchJob
 from libs.settings import Settings
@@ -55,10 +56,7 @@ class PageLedger:
     async def raw_partition(self, task_id: str) -> int:
         """The raw-pages partition of a task: fixed by key, computed once from metadata."""
         name = topic_name(RAW_PAGES, self.settings.topic_prefix)
-        parts = sorted(await self.producer._p.partitions_for(name))  # noqa: SLF001
-        from aiokafka.partitioner import murmur2
-
-        return parts[(murmur2(task_id.encode()) & 0x7FFFFFFF) % len(parts)]
+        return partition_for_key(task_id, await self.producer._p.partitions_for(name))  # noqa: SLF001
 
     async def recover(self, job: SearchJob) -> SliceState | None:
         """The slice's state from Kafka; None when it never started."""

@@ -26,6 +26,7 @@ from .slice_runner import SliceDeps, run_slice
 log = logging.getLogger(__name__)
 
 SERVICE = "scraper"
+RETRY_DELAY_S = 5.0
 
 
 class _Partition:
@@ -119,36 +120,36 @@ class ScraperService:
             asyncio.get_running_loop().create_task(self._dead_letter(tp, m, str(e)))
             return
         assert isinstance(job, SearchJob)
-        task = asyncio.create_task(run_slice(job, deps), name=f"slice-{job.task_id}/{job.slice_id}")
-        self._running.setdefault(tp, {})[m.offset] = task
+        self._spawn(tp, m.offset, job, deps)
 
-        def done(t: asyncio.Task, tp=tp, offset=m.offset, job=job):
+    def _spawn(self, tp: TopicPartition, offset: int, job: SearchJob, deps: SliceDeps,
+               delay: float = 0.0) -> None:
+        """Run a slice; a crashed slice is retried (after `delay`) from its ledger state, and
+        its offset stays uncommitted until it ends, so a dead process re-delivers it."""
+        async def attempt() -> str:
+            if delay:
+                await asyncio.sleep(delay)
+            return await run_slice(job, deps)
+
+        task = asyncio.create_task(attempt(), name=f"slice-{job.task_id}/{job.slice_id}")
+        self._running.setdefault(tp, {})[offset] = task
+
+        def done(t: asyncio.Task) -> None:
             self._running.get(tp, {}).pop(offset, None)
-            if t.cancelled():
+            part = self._parts.get(tp)
+            if t.cancelled() or part is None:  # revoked or stopping: the next owner resumes
                 return
             exc = t.exception()
             if exc is not None:
-                # Not finished: leave the offset uncommitted so the job is re-delivered.
-                log.error("slice %s/%s crashed: %r", job.task_id, job.slice_id, exc)
-                asyncio.get_running_loop().create_task(self._retry_later(tp, offset, job, deps))
+                log.error("slice %s/%s crashed (retrying in %ss): %r", job.task_id, job.slice_id,
+                          RETRY_DELAY_S, exc)
+                if not self._stop.is_set():
+                    self._spawn(tp, offset, job, deps, RETRY_DELAY_S)
                 return
             self.slices_done += 1
             log.info("slice %s/%s ended: %s", job.task_id, job.slice_id, t.result())
             part.finish(offset)
 
-        task.add_done_callback(done)
-
-    async def _retry_later(self, tp, offset, job: SearchJob, deps: SliceDeps) -> None:
-        await asyncio.sleep(5)
-        if self._stop.is_set() or tp not in self._parts:
-            return
-        task = asyncio.create_task(run_slice(job, deps))
-        self._running.setdefault(tp, {})[offset] = task
-
-        def done(t: asyncio.Task):
-            self._running.get(tp, {}).pop(offset, None)
-            if not t.cancelled() and t.exception() is None:
-                self._parts[tp].finish(offset)
         task.add_done_callback(done)
 
     async def _dead_letter(self, tp, m, error: str) -> None:
