@@ -84,6 +84,9 @@ def _child_env(settings: Settings, kafka_port: int, xsim_url: str | None) -> dic
     # The embedded broker is noida-db, which never expires a killed group member.
     if settings.kafka_group_mode == defaults["kafka_group_mode"].default:
         env["XGET_KAFKA_GROUP_MODE"] = "assign"
+    # ... and answers empty fetches at once, which would make idle consumers spin.
+    if settings.kafka_empty_fetch_backoff_ms == defaults["kafka_empty_fetch_backoff_ms"].default:
+        env["XGET_KAFKA_EMPTY_FETCH_BACKOFF_MS"] = "50"
     return env
 
 

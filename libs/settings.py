@@ -36,6 +36,14 @@ class Settings(BaseSettings):
             "(noida-db), where a restarted member would otherwise wait forever."
         ),
     )
+    kafka_empty_fetch_backoff_ms: int = Field(
+        0, ge=0,
+        description=(
+            "Client-side wait after a fetch that brought nothing. 0 (production): the broker "
+            "long-polls (fetch.max.wait). noida-db answers empty fetches at once, which makes "
+            "every idle consumer spin a CPU core; 50 there emulates the long-poll."
+        ),
+    )
     kafka_session_timeout_ms: int = Field(10_000, description="Consumer group session timeout.")
     kafka_heartbeat_interval_ms: int = Field(2_000)
     kafka_max_poll_records: int = Field(500)

@@ -55,7 +55,8 @@ class KafkaEnv:
         base: dict[str, Any] = {"kafka_bootstrap": self.bootstrap, "topic_prefix": self.prefix}
         if self.kind == "noida":
             # noida-db never expires a killed group member: see Settings.kafka_group_mode.
-            base.update(kafka_group_mode="assign")
+            # It also answers empty fetches at once: emulate the broker's long-poll.
+            base.update(kafka_group_mode="assign", kafka_empty_fetch_backoff_ms=50)
         if self.kind == "tansu":
             # Tansu: no InitProducerId for idempotence; stale members linger until timeout.
             base.update(kafka_idempotent_producer=False, kafka_session_timeout_ms=6_000,
