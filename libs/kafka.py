@@ -178,7 +178,12 @@ def install_empty_fetch_backoff(ms: int) -> None:
     async def proc_fetch_request(self, assignment, node_id, request):
         got_records = await original(self, assignment, node_id, request)
         if not got_records:
-            await asyncio.sleep(ms / 1000)
+            try:
+                await asyncio.sleep(ms / 1000)
+            except asyncio.CancelledError:
+                # Fetcher.close() cancels pending fetch tasks and awaits them unguarded:
+                # this wait is pure idling, so end quietly as a finished fetch would.
+                pass
         return got_records
 
     proc_fetch_request.__xget_original__ = original  # type: ignore[attr-defined]
@@ -340,8 +345,9 @@ async def scan_partition(
 ) -> AsyncIterator[tuple[ConsumerRecord, Record | None]]:
     """Read one partition from `start_offset` to its current end, decoding each record.
 
-    The end is the high watermark seen after a fetch (correct on every broker we run; a
-    ListOffsets answer is not, on Tansu).
+    The end is the larger of the high watermark seen after a fetch and the ListOffsets end
+    taken at the start: each under-reports on one of the brokers we run (Tansu's ListOffsets,
+    noida-db's fetch high watermark), the larger is right on both and on Kafka.
     """
     tp = TopicPartition(topic_name(spec, settings.topic_prefix), partition)
     consumer = consumer_for(settings, None, "xget-scan")
@@ -349,6 +355,7 @@ async def scan_partition(
     try:
         consumer.assign([tp])
         consumer.seek(tp, max(0, start_offset))
+        end_at_start = (await consumer.end_offsets([tp]))[tp]
         deadline = time.monotonic() + deadline_s
         while True:
             batch = await consumer.getmany(tp, timeout_ms=300)
@@ -359,7 +366,7 @@ async def scan_partition(
                     rec = None
                 yield m, rec
             hw = consumer.highwater(tp)
-            if hw is not None and await consumer.position(tp) >= hw:
+            if hw is not None and await consumer.position(tp) >= max(hw, end_at_start):
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"scan of {tp} did not reach its end in {deadline_s}s")
@@ -395,6 +402,7 @@ class TopicTable:
             raise
         c.assign(tps)
         await c.seek_to_beginning(*tps)
+        self._end_at_start = await c.end_offsets(tps)  # see scan_partition on "the end"
         self._consumer = c
         self._tps = tps
         self._task = asyncio.create_task(self._follow(), name=f"table-{self.spec.name}")
@@ -432,7 +440,7 @@ class TopicTable:
                     if hw is None:
                         # No fetch answered for this partition yet; an empty one answers hw 0.
                         done = False
-                    elif await c.position(tp) < hw:
+                    elif await c.position(tp) < max(hw, self._end_at_start[tp]):
                         done = False
                 if done:
                     self._caught_up.set()
