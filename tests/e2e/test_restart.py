@@ -82,5 +82,6 @@ def test_sigkill_of_parser_counter_and_scraper_loses_and_duplicates_nothing(
     twice = {k: n for k, n in asked.items() if n > 1}
     assert not twice, f"pages requested more than once: {list(twice)[:5]}"
     assert len(asked) >= 800 // 20
-    # After the scraper itself is SIGKILLed, the exact counts above are what must hold. (A page
-    # whose answer died with the process is asked again; see the issue notes about noida-db.)
+    # After the scraper itself is SIGKILLed only the exact counts above are asserted: the
+    # resumed slice sometimes asks X again for the page before the one in flight at the kill
+    # (seen on noida-db and on Tansu) — an open defect of the scraper's recovery (issue 2).
