@@ -20,7 +20,6 @@ The last line is `ratio: <end-to-end posts/s ÷ bare parse posts/s>`.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import math
 import os
@@ -41,7 +40,11 @@ import httpx  # noqa: E402
 
 from bench.bare_parse import bare_parse_rate  # noqa: E402
 from infra import local  # noqa: E402
-from libs.topics import CATALOGUE, RAW_PAGES, topic_name  # noqa: E402
+from infra.service_process import ServiceProcess, wait_until  # noqa: E402
+from libs.kafka import scan_partition  # noqa: E402
+from libs.records.pages import RawPage  # noqa: E402
+from libs.settings import Settings  # noqa: E402
+from libs.topics import CATALOGUE, RAW_PAGES  # noqa: E402
 
 PAGE_SIZE = 20
 DENSITY_PER_HOUR = 60.0  # simulator default
@@ -95,94 +98,16 @@ def sample_rss(pids: dict[str, int]) -> dict[str, float]:
 
 
 # --- service processes ---------------------------------------------------------------------------
-class Service:
-    def __init__(self, name: str, services: list[str], env: dict[str, str], log_dir: Path):
-        self.name, self.services, self.env = name, services, env
-        self.log_path = log_dir / f"{name}.log"
-        self.proc = None
-
-    def start(self) -> "Service":
-        import subprocess
-
-        log = open(self.log_path, "ab")
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", "run", *self.services],
-                cwd=REPO, env={**os.environ, **self.env, "PYTHONPATH": str(REPO)},
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
-        finally:
-            log.close()
-        return self
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            local.stop_pid(self.proc.pid, group=True, timeout=20, proc=self.proc)
-            try:
-                self.proc.wait(timeout=2)
-            except Exception:  # noqa: BLE001
-                pass
-
-    def tail(self, n: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return "(no log)"
-
-
-def wait_until(pred, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            v = pred()
-            if v:
-                return v
-        except Exception as e:  # noqa: BLE001
-            last = e
-        time.sleep(interval)
-    raise RuntimeError(f"timed out after {timeout}s waiting for {what}"
-                       + (f" (last error: {last!r})" if last else ""))
-
-
 # --- raw pages read-back -------------------------------------------------------------------------
-async def _read_raw_pages(bootstrap: str, topic: str, task_id: str) -> list:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    from libs.records.pages import RawPage
-
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                         auto_offset_reset="earliest", max_partition_fetch_bytes=16 << 20,
-                         fetch_max_bytes=64 << 20)
-    await c.start()
-    try:
-        parts = [TopicPartition(topic, p) for p in (c.partitions_for_topic(topic) or ())]
-        if not parts:
-            await c.force_metadata_update() if hasattr(c, "force_metadata_update") else None
-            parts = [TopicPartition(topic, p) for p in (c.partitions_for_topic(topic) or ())]
-        c.assign(parts)
-        await c.seek_to_beginning(*parts)
-        ends = await c.end_offsets(parts)
-        todo = {tp for tp in parts if ends[tp] > 0}
-        pages = []
-        while todo:
-            batch = await c.getmany(timeout_ms=1000, max_records=2000)
-            for tp, msgs in batch.items():
-                for m in msgs:
-                    rp = RawPage.decode(m.value)
-                    if rp.task_id == task_id and rp.response and rp.outcome == "ok":
-                        pages.append(rp)
-                if tp in todo and await c.position(tp) >= ends[tp]:
-                    todo.discard(tp)
-            for tp in list(todo):
-                if await c.position(tp) >= ends[tp]:
-                    todo.discard(tp)
-        return pages
-    finally:
-        await c.stop()
+async def _read_raw_pages(settings: Settings, task_id: str) -> list[RawPage]:
+    """The task's successful raw pages, read back verbatim from every raw-pages partition."""
+    pages = []
+    for partition in range(RAW_PAGES.partitions):
+        async for _msg, rec in scan_partition(settings, RAW_PAGES, partition, 0):
+            if (isinstance(rec, RawPage) and rec.task_id == task_id and rec.response
+                    and rec.outcome == "ok"):
+                pages.append(rec)
+    return pages
 
 
 # --- main ------------------------------------------------------------------------------------------
@@ -191,7 +116,7 @@ def run(n_posts: int, keep: bool = False) -> float:
     logs = tmp / "logs"
     logs.mkdir()
     handles: list = []
-    services: list[Service] = []
+    services: list[ServiceProcess] = []
 
     def stop_all() -> None:
         for s in services:
@@ -216,26 +141,27 @@ def run(n_posts: int, keep: bool = False) -> float:
                    json={"limits": {"SearchTimeline": 1_000_000}}, timeout=10).raise_for_status()
 
         gw_port = local.free_port()
-        env = {
-            "XGET_KAFKA_BOOTSTRAP": broker.address,
-            "XGET_KAFKA_GROUP_MODE": "assign",
-            "XGET_KAFKA_EMPTY_FETCH_BACKOFF_MS": "50",  # noida answers empty fetches at once
-            "XGET_TOPIC_PREFIX": prefix,
-            "XGET_CLICKHOUSE_DSN": f"chdb://{tmp / 'chdb'}",
-            "XGET_OBJECT_STORE_URL": f"file://{tmp / 'objects'}",
-            "XGET_DATA_DIR": str(tmp / "xget"),
-            "XGET_X_GRAPHQL_URL": f"{xsim.address}/i/api/graphql",
-            "XGET_X_TRANSACTION_ID": "static",
-            "XGET_X_ACCOUNTS": "a1:t1:c1,a2:t2:c2,a3:t3:c3",
-            "XGET_GATEWAY_HOST": "127.0.0.1",
-            "XGET_GATEWAY_PORT": str(gw_port),
-            "XGET_API_TOKEN": API_TOKEN,
-            "XGET_LOG_LEVEL": "WARNING",
-        }
+        settings = Settings(
+            _env_file=None,
+            kafka_bootstrap=broker.address,
+            kafka_group_mode="assign",
+            kafka_empty_fetch_backoff_ms=50,  # noida answers empty fetches at once
+            topic_prefix=prefix,
+            clickhouse_dsn=f"chdb://{tmp / 'chdb'}",
+            object_store_url=f"file://{tmp / 'objects'}",
+            data_dir=str(tmp / "xget"),
+            x_graphql_url=f"{xsim.address}/i/api/graphql",
+            x_transaction_id="static",
+            x_accounts="a1:t1:c1,a2:t2:c2,a3:t3:c3",
+            gateway_host="127.0.0.1",
+            gateway_port=gw_port,
+            api_token=API_TOKEN,
+            log_level="WARNING",
+        )
         services = [
-            Service("gateway+scraper", ["task-gateway", "scraper"], env, logs).start(),
-            Service("parser", ["parser"], env, logs).start(),
-            Service("dedup-counter", ["dedup-counter"], env, logs).start(),
+            ServiceProcess("gateway+scraper", ["task-gateway", "scraper"], settings, logs).start(),
+            ServiceProcess("parser", ["parser"], settings, logs).start(),
+            ServiceProcess("dedup-counter", ["dedup-counter"], settings, logs).start(),
         ]
         gw = httpx.Client(base_url=f"http://127.0.0.1:{gw_port}", timeout=10,
                           headers={"Authorization": f"Bearer {API_TOKEN}"})
@@ -291,8 +217,7 @@ def run(n_posts: int, keep: bool = False) -> float:
         e2e_rate = collected / elapsed
 
         # Same pages the pipeline fetched, read back verbatim from raw-pages.
-        raw = local.run_sync(lambda: _read_raw_pages(
-            broker.address, topic_name(RAW_PAGES, prefix), task_id))
+        raw = local.run_sync(lambda: _read_raw_pages(settings, task_id))
         # Parse on a quiet machine: nothing of the stack runs during the bare measurement.
         stop_all()
         raw.sort(key=lambda p: (p.slice_id, p.page_no))

@@ -24,8 +24,6 @@ from libs.topics import TASK_COMMANDS
 
 from .task_view import TaskView
 
-POSTS_PER_PAGE = 20
-
 
 class OnDemandRequest(BaseModel):
     task_id: str | None = None
@@ -104,9 +102,9 @@ def create_app(settings: Settings, producer: Producer, view: TaskView) -> FastAP
 def _estimate(settings: Settings, task: OnDemandTask) -> datetime:
     """A rough finish time: pages needed at the measured page rate of the account pool."""
     if task.required_count:
-        pages = math.ceil(task.required_count / POSTS_PER_PAGE)
+        pages = math.ceil(task.required_count / settings.x_page_size)
     else:
         hours = (task.end_time - task.start_time).total_seconds() / 3600
-        pages = math.ceil(hours * settings.estimate_posts_per_hour / POSTS_PER_PAGE)
+        pages = math.ceil(hours * settings.estimate_posts_per_hour / settings.x_page_size)
     seconds = pages * settings.estimate_seconds_per_page
     return task.submitted_at + timedelta(seconds=seconds)

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from infra.local import free_port
+from infra.service_process import ServiceProcess, wait_until
 from libs.storage.clickhouse import ClickHouseStore
 from services.task_gateway.scheduler import search_query
 
-from .harness import Gateway, ServiceProcess, Simulator, fresh_prefix, wait_until
+from .harness import Gateway, Simulator, fresh_prefix
 
 pytestmark = pytest.mark.e2e
 

@@ -9,9 +9,10 @@ from collections import Counter
 
 import pytest
 
+from infra.service_process import ServiceProcess, wait_until
 from services.task_gateway.scheduler import search_query
 
-from .harness import Gateway, ServiceProcess, Simulator, wait_until
+from .harness import Gateway, Simulator
 from .test_pipeline import _dt, pipeline_settings, stored
 
 pytestmark = pytest.mark.e2e
