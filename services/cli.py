@@ -3,6 +3,7 @@
   xget run SERVICE [SERVICE ...]   run services (or `all`) in this process
   xget topics create               create every topic of the catalogue
   xget migrate                     apply ClickHouse migrations
+  xget reports replay [--task ID]  re-deliver reports that went to the dead-letter topic
 
 `xget run all` is the embedded mode: every service in one process (one chdb owner), each
 still its own consumer group talking only through Kafka. In production run one service per
@@ -25,13 +26,14 @@ SERVICES = {
     "scraper": "services.scraper.main",
     "parser": "services.parser.main",
     "dedup-counter": "services.dedup_counter.main",
+    "reporter": "services.reporter.main",
 }
 
 log = logging.getLogger("xget")
 
 
 async def run_services(names: list[str], settings: Settings) -> None:
-    from services.runtime import stop_on_signals
+    from services.runtime import close_stores, stop_on_signals
 
     stop = asyncio.Event()
     stop_on_signals(stop)
@@ -40,12 +42,15 @@ async def run_services(names: list[str], settings: Settings) -> None:
         module = importlib.import_module(SERVICES[name])
         tasks[name] = asyncio.create_task(module.serve(settings, stop), name=name)
     log.info("running %s", ", ".join(names))
-    done, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_EXCEPTION)
-    failed = [t for t in done if not t.cancelled() and t.exception() is not None]
-    if failed:
-        stop.set()
-        await asyncio.gather(*tasks.values(), return_exceptions=True)
-        raise failed[0].exception()  # type: ignore[misc]
+    try:
+        done, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_EXCEPTION)
+        failed = [t for t in done if not t.cancelled() and t.exception() is not None]
+        if failed:
+            stop.set()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+            raise failed[0].exception()  # type: ignore[misc]
+    finally:
+        await close_stores()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     topics = sub.add_parser("topics", help="manage topics")
     topics.add_argument("action", choices=["create"])
     sub.add_parser("migrate", help="apply ClickHouse migrations")
+    reports = sub.add_parser("reports", help="webhook reports")
+    reports.add_argument("action", choices=["replay"])
+    reports.add_argument("--task", help="only this task's dead reports")
     args = parser.parse_args(argv)
 
     settings = Settings()
@@ -81,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
 
         create_topics_sync(settings.kafka_bootstrap, settings.topic_prefix)
         print(f"topics ready on {settings.kafka_bootstrap}")
+        return 0
+    if args.cmd == "reports":
+        from services.reporter.replay import replay_dead_reports
+
+        n = asyncio.run(replay_dead_reports(settings, args.task))
+        print(f"queued {n} dead report(s) for re-delivery")
         return 0
     if args.cmd == "migrate":
         from infra.migrate import apply_migrations

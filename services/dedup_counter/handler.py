@@ -23,40 +23,18 @@ from libs.records.pages import SliceEnd
 from libs.records.posts import Post, XUser
 from libs.records.tasks import TaskProgress
 from libs.storage.clickhouse import ClickHouseStore
+from libs.storage.post_rows import POST_COLUMNS, post_row
 from libs.topics import POSTS_TARGET_HEADER, TASK_PROGRESS
 
 log = logging.getLogger(__name__)
 
 SERVICE = "dedup-counter"
 
-POST_COLUMNS = [
-    "platform", "post_id", "post_url", "post_type", "author_id", "author_avatar", "author_name",
-    "author_handle", "post_time", "post_content", "post_images", "comment_count",
-    "retweet_count", "like_count", "quote_count", "view_count", "bookmark_count", "is_retweet",
-    "is_quote", "original_post_id", "original_author_avatar", "original_author_name",
-    "original_author_handle", "original_post_time", "original_post_content",
-    "original_post_images", "post_links", "hashtags", "mentions", "lang", "conversation_id",
-    "parent_post_id", "parent_comment_id", "oss_file_path", "keyword", "task_id",
-    "collected_at", "raw_data", "version",
-]
-_JSON_LISTS = {"post_images", "original_post_images", "post_links"}
 USER_COLUMNS = [
     "platform", "user_id", "user_name", "name", "avatar", "description", "created_at",
     "created_at_time", "followers", "following", "statuses_count", "verified", "blue_verified",
     "seen_at", "raw_data", "version",
 ]
-
-
-def post_row(p: Post) -> list:
-    row = []
-    for c in POST_COLUMNS:
-        if c == "version":
-            row.append(int(p.collected_at.timestamp() * 1000))
-        elif c in _JSON_LISTS:
-            row.append(orjson.dumps([m.model_dump(mode="json") for m in getattr(p, c)]).decode())
-        else:
-            row.append(getattr(p, c))
-    return row
 
 
 def user_row(u: XUser) -> list:

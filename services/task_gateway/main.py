@@ -10,7 +10,7 @@ import uvicorn
 from libs.kafka import ConsumerLoop
 from libs.settings import Settings
 from libs.topics import TASK_COMMANDS
-from services.runtime import run_until, started_producer
+from services.runtime import clickhouse_for, run_until, started_producer
 
 from . import scheduler
 from .api import create_app
@@ -38,7 +38,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     view = TaskView(settings)
     await view.start()
     sched = ConsumerLoop(settings, scheduler.SERVICE, [TASK_COMMANDS], scheduler.handle, producer)
-    api = _Api(settings, create_app(settings, producer, view))
+    # ClickHouse opens on the first statistics/data request: a gateway that only takes tasks
+    # never touches it (with chdb, another process may own the data path).
+    api = _Api(settings, create_app(settings, producer, view, lambda: clickhouse_for(settings)))
     log.info("task-gateway listening on http://%s:%d", settings.gateway_host,
              settings.gateway_port)
     try:
