@@ -149,3 +149,40 @@ def test_pause_then_resume_and_dead_letters_then_replay(noida, xsim, s3, tmp_pat
     objects = open_object_store(settings)
     assert_reports_consistent(hook, paused, task_post_ids(chdb_path, paused), objects)
     assert_reports_consistent(dead_hook, dead, task_post_ids(chdb_path, dead), objects)
+
+
+def test_reporter_killed_mid_run_loses_no_batch_and_moves_no_post(noida, xsim, s3, tmp_path,
+                                                                  chdb_path):
+    """SIGKILL of the process holding the gateway, dedup-counter and reporter after a few
+    reports: after restart every post is reported exactly once, in the same batches; a batch
+    the client may see again carries the same id (Idempotency-Key) and the same posts."""
+    settings = report_settings(noida, xsim, tmp_path, chdb_path, s3, report_media_wait_s=0)
+    sim = Simulator(xsim)
+    sim.configure(limits={"SearchTimeline": 100_000})
+    fault = sim.client.post("/_sim/faults", json={"kind": "slow", "delay_s": 0.05})
+    fault.raise_for_status()
+    task_id = f"kill-{uuid.uuid4().hex[:8]}"
+    try:
+        with WebhookServer(SECRET) as hook, Stack(settings, tmp_path) as stack:
+            r = stack.gw.submit(task_id=task_id, keyword=f"kw{uuid.uuid4().hex[:6]}",
+                                required_count=1000, start_time=START, end_time=END,
+                                callback_url=hook.url)
+            assert r.status_code == 200, r.text
+            wait_until(lambda: len(hook.accepted()) >= 2, 120, "two reports")
+            stack.db.kill()
+            assert not completed_report(hook, task_id), "the kill came too late to test"
+            killed_at = len(hook.accepted())
+            stack.db.start()
+            wait_until(lambda: completed_report(hook, task_id), 240, "the completed report")
+    finally:
+        sim.client.delete("/_sim/faults")
+    assert len(hook.accepted()) > killed_at
+    by_key: dict[str, dict] = {}
+    for rec in hook.accepted():
+        prev = by_key.setdefault(rec.idempotency_key, rec.body)
+        assert prev == rec.body, "a batch id was re-sent with different content"
+    hook.requests = [r for i, r in enumerate(hook.requests)
+                     if r.idempotency_key not in {x.idempotency_key for x in hook.requests[:i]}]
+    bodies = assert_reports_consistent(hook, task_id, task_post_ids(chdb_path, task_id),
+                                       open_object_store(settings))
+    assert len(bodies) == 10
