@@ -28,10 +28,13 @@ class WebhookServer:
     fail_times: int = 0  # ...or to the next N requests only
     retry_after: str | None = None
     pause_after_batches: set[str] = field(default_factory=set)  # next_batch_allowed=false
+    delay_s: float = 0.0  # hold each request this long before answering (a slow client)
     requests: list[Received] = field(default_factory=list)
 
     def __post_init__(self):
         self._lock = threading.Lock()
+        self._release = threading.Event()  # set on exit: held requests end at once
+        self.arrived = 0  # requests received, answered or not
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -41,6 +44,10 @@ class WebhookServer:
             def do_POST(self):  # noqa: N802
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 sig_ok = verify(server.secret, raw, self.headers.get(SIGNATURE_HEADER, ""))
+                with server._lock:
+                    server.arrived += 1
+                if server.delay_s:
+                    server._release.wait(server.delay_s)
                 with server._lock:
                     status = 200
                     if server.fail_status is not None:
@@ -78,6 +85,7 @@ class WebhookServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

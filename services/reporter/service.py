@@ -141,10 +141,12 @@ class Reporter:
             log.info("task %s fully reported (%d batches)", task_id, len(w.batches))
 
     async def close(self) -> None:
+        """Stop: workers end between steps; a webhook call still hanging after a few seconds
+        is abandoned (its batch stays pending and is re-sent under the same id next start)."""
         self.stop.set()
         runs = list(self._runs.values())
         if runs:
-            await asyncio.wait(runs, timeout=30)
+            await asyncio.wait(runs, timeout=5)
         for r in runs:
             r.cancel()
 

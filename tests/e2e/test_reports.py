@@ -186,3 +186,22 @@ def test_reporter_killed_mid_run_loses_no_batch_and_moves_no_post(noida, xsim, s
     bodies = assert_reports_consistent(hook, task_id, task_post_ids(chdb_path, task_id),
                                        open_object_store(settings))
     assert len(bodies) == 10
+
+
+def test_slow_webhook_of_one_client_does_not_delay_another(noida, xsim, s3, tmp_path,
+                                                           chdb_path):
+    settings = report_settings(noida, xsim, tmp_path, chdb_path, s3, report_batch_size=50,
+                               report_media_wait_s=0, webhook_timeout_s=60)
+    Simulator(xsim).configure(limits={"SearchTimeline": 100_000})
+    slow_task, fast_task = f"slow-{uuid.uuid4().hex[:6]}", f"fast-{uuid.uuid4().hex[:6]}"
+    with WebhookServer(SECRET, delay_s=60) as slow, WebhookServer(SECRET) as fast, \
+            Stack(settings, tmp_path) as stack:
+        for tid, url in ((slow_task, slow.url), (fast_task, fast.url)):
+            r = stack.gw.submit(task_id=tid, keyword=f"kw{uuid.uuid4().hex[:6]}",
+                                required_count=200, start_time=START, end_time=END,
+                                callback_url=url)
+            assert r.status_code == 200, r.text
+        wait_until(lambda: slow.arrived >= 1, 120, "the slow client's first report to arrive")
+        wait_until(lambda: completed_report(fast, fast_task), 120, "the fast client's reports")
+        assert slow.arrived == 1 and not slow.all(), "the slow client is still on its first"
+        assert len(fast.accepted()) == 4
