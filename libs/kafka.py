@@ -67,7 +67,10 @@ class Incoming:
 class Producer:
     """Typed producer: values are Records, keys strings, the schema header is always set."""
 
-    def __init__(self, settings: Settings, client_id: str = "xget"):
+    def __init__(self, settings: Settings, client_id: str = "xget", *,
+                 linger_ms: int | None = None):
+        """`linger_ms` overrides the setting: 0 for a producer whose every send is awaited
+        one at a time (scraper, gateway), where lingering only adds latency to each step."""
         self.settings = settings
         self.prefix = settings.topic_prefix
         self._p = AIOKafkaProducer(
@@ -75,7 +78,7 @@ class Producer:
             client_id=client_id,
             acks="all",
             enable_idempotence=settings.kafka_idempotent_producer,
-            linger_ms=settings.kafka_linger_ms,
+            linger_ms=settings.kafka_linger_ms if linger_ms is None else linger_ms,
             compression_type=settings.kafka_compression,
             max_request_size=MAX_RECORD_BYTES,
             max_batch_size=1024 * 1024,

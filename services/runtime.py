@@ -36,8 +36,9 @@ def stop_on_signals(stop: asyncio.Event) -> None:
             pass
 
 
-async def started_producer(settings: Settings, client_id: str) -> Producer:
-    return await Producer(settings, client_id).start()
+async def started_producer(settings: Settings, client_id: str, *,
+                           linger_ms: int | None = None) -> Producer:
+    return await Producer(settings, client_id, linger_ms=linger_ms).start()
 
 
 async def run_until(service, stop: asyncio.Event) -> None:

@@ -18,8 +18,9 @@ async def serve(settings: Settings, stop: asyncio.Event,
     store = store or await clickhouse_for(settings)
     producer = await started_producer(settings, SERVICE)
     try:
-        loop = ConsumerLoop(settings, SERVICE, [POSTS, USERS], DedupCounter(store).handle,
-                            producer)
+        counter = DedupCounter(store)
+        loop = ConsumerLoop(settings, SERVICE, [POSTS, USERS], counter.handle, producer,
+                            on_assign=counter.forget_async, on_revoke=counter.forget_async)
         await run_until(loop, stop)
     finally:
         await producer.stop()

@@ -34,7 +34,7 @@ class _Api:
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    producer = await started_producer(settings, "task-gateway")
+    producer = await started_producer(settings, "task-gateway", linger_ms=0)  # one per POST
     view = TaskView(settings)
     await view.start()
     sched = ConsumerLoop(settings, scheduler.SERVICE, [TASK_COMMANDS], scheduler.handle, producer)
