@@ -110,6 +110,10 @@ class Settings(BaseSettings):
 
     # --- dedup-counter ---------------------------------------------------------------------------
     counter_batch_max: int = Field(5_000, description="Posts per ClickHouse insert at most.")
+    counter_fill_ms: int = Field(
+        100, ge=0,
+        description="After posts arrive, wait up to this long for more before writing: "
+                    "ClickHouse prefers fewer, larger inserts.")
 
     # --- reporter and the client's webhook -----------------------------------------------------
     report_batch_size: int = Field(100, ge=1, description="Posts per batch report at most.")

@@ -39,8 +39,9 @@ TASK_COMMANDS = TopicSpec(
     doc="Client task commands (HTTP gateway or published directly by the client).",
 )
 SEARCH_JOBS = TopicSpec(
-    "search-jobs", 12, "task_id", (SearchJob,),
-    doc="Slices of tasks for the scraper, derived by the scheduler.",
+    "search-jobs", 12, "task_id/slice_id", (SearchJob,),
+    doc="Slices of tasks for the scraper, derived by the scheduler; keyed per slice so a "
+        "task's slices spread over scraper replicas.",
 )
 RAW_PAGES = TopicSpec(
     "raw-pages", 12, "task_id", (RawPage,),

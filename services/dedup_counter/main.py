@@ -20,7 +20,9 @@ async def serve(settings: Settings, stop: asyncio.Event,
     try:
         counter = DedupCounter(store)
         loop = ConsumerLoop(settings, SERVICE, [POSTS, USERS], counter.handle, producer,
-                            on_assign=counter.forget_async, on_revoke=counter.forget_async)
+                            on_assign=counter.forget_async, on_revoke=counter.forget_async,
+                            fill_ms=settings.counter_fill_ms,
+                            fill_records=settings.counter_batch_max)
         await run_until(loop, stop)
     finally:
         await producer.stop()

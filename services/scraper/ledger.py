@@ -84,6 +84,13 @@ class PageLedger:
         state.entries_total += sum(entries_after.values())
         return state
 
+    def task_entries(self, task_id: str) -> int:
+        """Entries fetched so far by every slice of a task, on any replica (from the
+        checkpoints: a replica's newest pages may be a moment late)."""
+        prefix = f"{task_id}/"
+        return sum(cp.entries_total for key, cp in list(self.table.rows.items())
+                   if key.startswith(prefix) and isinstance(cp, SliceCheckpoint))
+
     async def begin(self, job: SearchJob) -> SliceState:
         """Record that a slice starts, before its first request to X."""
         partition = await self.raw_partition(job.task_id)

@@ -58,9 +58,12 @@ async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
     while True:
         if task_completed(deps.progress, job.task_id):
             return await _finish(job, deps, state, "target_reached")
-        if job.required_count and state.entries_total >= job.required_count:
-            # Enough entries fetched for the target: give the counter time to confirm before
-            # paying X for more (it may find duplicates and ask for another page).
+        if job.required_count and (
+                state.entries_total >= job.required_count
+                or deps.ledger.task_entries(job.task_id) >= job.required_count):
+            # Enough entries fetched for the target by all the task's slices together: give
+            # the counter time to confirm before paying X for more (it may find duplicates and
+            # need another page).
             done = await deps.progress.wait_for(
                 lambda: task_completed(deps.progress, job.task_id), deps.target_wait_s)
             if done:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, time, timedelta, timezone
 
 from libs.kafka import HandlerError, Incoming, Outgoing
 from libs.records.tasks import OnDemandTask, SearchJob
@@ -20,13 +20,30 @@ def search_query(keyword: str, start: datetime, end: datetime) -> str:
     return f"{keyword} since:{x_time(start)} until:{x_time(end)}"
 
 
+def day_slices(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """The window cut at UTC midnights: one slice per calendar day it touches."""
+    start, end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+    cuts = [start]
+    t = datetime.combine(start.date(), time.min, timezone.utc) + timedelta(days=1)
+    while t < end:
+        cuts.append(t)
+        t += timedelta(days=1)
+    cuts.append(end)
+    return list(zip(cuts, cuts[1:]))
+
+
 def jobs_for(task: OnDemandTask) -> list[SearchJob]:
+    """One search job per day of the window. Slices run in parallel (on different accounts,
+    and different scraper replicas: search-jobs is keyed by task/slice); the task's target
+    stops them all once reached. The slice id is the slice's start, so it is the same
+    whenever the command is replayed."""
+    slices = day_slices(task.start_time, task.end_time)
     return [SearchJob(
-        task_id=task.task_id, slice_id="s0", slice_count=1, keyword=task.keyword,
-        query=search_query(task.keyword, task.start_time, task.end_time),
+        task_id=task.task_id, slice_id=f"d{s:%Y%m%dT%H%M%S}", slice_count=len(slices),
+        keyword=task.keyword, query=search_query(task.keyword, s, e),
         priority=task.priority, required_count=task.required_count,
-        start_time=task.start_time, end_time=task.end_time,
-    )]
+        start_time=s, end_time=e,
+    ) for s, e in slices]
 
 
 async def handle(batch: list[Incoming]) -> list[Outgoing]:
@@ -35,5 +52,6 @@ async def handle(batch: list[Incoming]) -> list[Outgoing]:
         task = inc.record
         if not isinstance(task, OnDemandTask):
             raise HandlerError(f"unexpected record {type(task).__name__}")
-        outs.extend(Outgoing(SEARCH_JOBS, j.task_id, j) for j in jobs_for(task))
+        outs.extend(Outgoing(SEARCH_JOBS, f"{j.task_id}/{j.slice_id}", j)
+                    for j in jobs_for(task))
     return outs

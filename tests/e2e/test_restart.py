@@ -1,15 +1,19 @@
 """Crash safety: SIGKILL services mid-task and restart them; the result must equal an
-undisturbed run (exact counts), and killing the parser and counter never makes X be asked for
-the same page twice."""
+undisturbed run (exact counts); killing the parser and counter never makes X be asked for
+the same page twice, and killing the scraper only repeats the pages it had in flight."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
 
 import pytest
 
 from infra.service_process import ServiceProcess, wait_until
+from libs.kafka import scan_partition
+from libs.records.pages import RawPage
+from libs.topics import RAW_PAGES
 from services.task_gateway.scheduler import search_query
 
 from .harness import Gateway, Simulator
@@ -74,7 +78,9 @@ def test_sigkill_of_parser_counter_and_scraper_loses_and_duplicates_nothing(
     got = stored(chdb_path, task_id)
     assert got["task_posts"] == got["posts_final"] == got["billing"] == TARGET
     corpus = sim.corpus_ids(search_query(keyword, _dt(START), _dt(END)))
-    assert {p["post_id"] for p in got["posts"]} == set(corpus[:TARGET])
+    # The window's day slices run in parallel, so which TARGET posts of the window are taken
+    # depends on timing; that each is a post of the window, once, is what must hold.
+    assert {p["post_id"] for p in got["posts"]} <= set(corpus)
 
     # While the parser and the counter were killed and restarted, X was never asked for the
     # same page twice: every (query, cursor) pair was answered once.
@@ -83,6 +89,31 @@ def test_sigkill_of_parser_counter_and_scraper_loses_and_duplicates_nothing(
     twice = {k: n for k, n in asked.items() if n > 1}
     assert not twice, f"pages requested more than once: {list(twice)[:5]}"
     assert len(asked) >= 800 // 20
-    # After the scraper itself is SIGKILLed only the exact counts above are asserted: the
-    # resumed slice sometimes asks X again for the page before the one in flight at the kill
-    # (seen on noida-db and on Tansu) — an open defect of the scraper's recovery (issue 2).
+    # After the scraper itself is SIGKILLed, the only page X may be asked again is the one
+    # each slice had in flight at the kill (its answer never reached raw-pages): at most one
+    # per slice, asked exactly twice, with nothing else of that slice asked in between.
+    log = [e for e in sim.search_requests(keyword) if e.get("status") == 200]
+    all_asked = Counter((e["raw_query"], e.get("cursor")) for e in log)
+    again = {k: n for k, n in all_asked.items() if n > 1}
+    assert all(n == 2 for n in again.values()), again
+    assert len({q for q, _ in again}) == len(again), "two pages of one slice asked again"
+    for query, cursor in again:
+        mine = [e.get("cursor") for e in log if e["raw_query"] == query]
+        first = mine.index(cursor)
+        assert mine[first + 1] == cursor, (
+            f"page asked again after later pages of its slice: {query} {cursor}")
+    # ...and raw-pages holds every page of the task once: the first answer of a page asked
+    # again had never been stored (had it been, recovery would have resumed after it).
+    stored_pages = Counter(asyncio.run(raw_pages_of(settings, task_id)))
+    assert stored_pages and max(stored_pages.values()) == 1, [
+        k for k, n in stored_pages.items() if n > 1][:5]
+
+
+async def raw_pages_of(settings, task_id: str) -> list[tuple[str, str | None]]:
+    out = []
+    for p in range(RAW_PAGES.partitions):
+        async for _m, rec in scan_partition(settings, RAW_PAGES, p, 0):
+            if isinstance(rec, RawPage) and rec.task_id == task_id and rec.outcome == "ok" \
+                    and rec.response is not None:
+                out.append((rec.query, rec.cursor_in))
+    return out
