@@ -29,7 +29,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
 from urllib.parse import quote
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,6 +51,10 @@ class ObjectInfo:
 class ObjectStore(Protocol):
     async def put(
         self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE,
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectInfo: ...
+    async def put_stream(
+        self, key: str, stream: BinaryIO, size: int, content_type: str = DEFAULT_CONTENT_TYPE,
         metadata: dict[str, str] | None = None,
     ) -> ObjectInfo: ...
     async def get(self, key: str) -> bytes: ...
@@ -81,6 +85,11 @@ class _AsyncFacade:
     async def put(self, key, data, content_type=DEFAULT_CONTENT_TYPE, metadata=None) -> ObjectInfo:
         return await asyncio.to_thread(self.put_sync, key, data, content_type, metadata)
 
+    async def put_stream(self, key, stream, size, content_type=DEFAULT_CONTENT_TYPE,
+                         metadata=None) -> ObjectInfo:
+        return await asyncio.to_thread(self.put_stream_sync, key, stream, size, content_type,
+                                       metadata)
+
     async def get(self, key: str) -> bytes:
         return await asyncio.to_thread(self.get_sync, key)
 
@@ -95,6 +104,11 @@ class _AsyncFacade:
 
     def exists_sync(self, key: str) -> bool:
         return self.stat_sync(key) is not None
+
+    def put_sync(self, key, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE,
+                 metadata: dict[str, str] | None = None) -> ObjectInfo:
+        data = bytes(data)
+        return self.put_stream_sync(key, io.BytesIO(data), len(data), content_type, metadata)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,20 +144,40 @@ class FileObjectStore(_AsyncFacade):
                 pass
             raise
 
-    def put_sync(self, key, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE,
-                 metadata: dict[str, str] | None = None) -> ObjectInfo:
-        data = bytes(data)
-        info = ObjectInfo(
-            key=key, size=len(data), content_type=content_type or DEFAULT_CONTENT_TYPE,
-            etag=hashlib.md5(data).hexdigest(), metadata=_norm_meta(metadata),
-        )
-        sidecar = json.dumps(
-            {"size": info.size, "content_type": info.content_type, "etag": info.etag,
-             "metadata": info.metadata}
-        ).encode()
-        # Sidecar first: whenever the data file is visible its metadata is already there.
-        self._atomic_write(self._meta_path(key), sidecar)
-        self._atomic_write(self._path(key), data)
+
+    def put_stream_sync(self, key, stream: BinaryIO, size: int,
+                        content_type: str = DEFAULT_CONTENT_TYPE,
+                        metadata: dict[str, str] | None = None) -> ObjectInfo:
+        """Store `size` bytes read from `stream` without holding them in memory."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        md5 = hashlib.md5()
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                left = size
+                while left > 0:
+                    chunk = stream.read(min(left, 1 << 20))
+                    if not chunk:
+                        raise ValueError(f"stream for {key!r} ended {left} bytes short of {size}")
+                    md5.update(chunk)
+                    f.write(chunk)
+                    left -= len(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+            info = ObjectInfo(key=key, size=size, content_type=content_type or DEFAULT_CONTENT_TYPE,
+                              etag=md5.hexdigest(), metadata=_norm_meta(metadata))
+            # Sidecar first: whenever the data file is visible its metadata is already there.
+            self._atomic_write(self._meta_path(key), json.dumps(
+                {"size": info.size, "content_type": info.content_type, "etag": info.etag,
+                 "metadata": info.metadata}).encode())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
         return info
 
     def get_sync(self, key: str) -> bytes:
@@ -212,15 +246,16 @@ class S3ObjectStore(_AsyncFacade):
     def __repr__(self) -> str:
         return f"S3ObjectStore({self.endpoint!r}, bucket={self.bucket!r})"
 
-    def put_sync(self, key, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE,
-                 metadata: dict[str, str] | None = None) -> ObjectInfo:
-        data = bytes(data)
+    def put_stream_sync(self, key, stream: BinaryIO, size: int,
+                        content_type: str = DEFAULT_CONTENT_TYPE,
+                        metadata: dict[str, str] | None = None) -> ObjectInfo:
+        """Store `size` bytes read from `stream` (multipart above minio's part size)."""
         meta = _norm_meta(metadata)
         res = self.client.put_object(
-            self.bucket, check_key(key), io.BytesIO(data), len(data),
+            self.bucket, check_key(key), stream, size,
             content_type=content_type or DEFAULT_CONTENT_TYPE, metadata=meta or None,
         )
-        return ObjectInfo(key=key, size=len(data), content_type=content_type or DEFAULT_CONTENT_TYPE,
+        return ObjectInfo(key=key, size=size, content_type=content_type or DEFAULT_CONTENT_TYPE,
                           etag=(res.etag or "").strip('"'), metadata=meta)
 
     def get_sync(self, key: str) -> bytes:

@@ -25,7 +25,7 @@ def jobs_for(task: OnDemandTask) -> list[SearchJob]:
         task_id=task.task_id, slice_id="s0", slice_count=1, keyword=task.keyword,
         query=search_query(task.keyword, task.start_time, task.end_time),
         priority=task.priority, required_count=task.required_count,
-        start_time=task.start_time, end_time=task.end_time,
+        start_time=task.start_time, end_time=task.end_time, download_video=task.download_video,
     )]
 
 
