@@ -1,0 +1,115 @@
+"""The per-task `download_video` option end to end, through real service processes:
+gateway → scheduler → scraper → X simulator → parser → media-downloader → S3 → media-stored."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+
+from infra.local import free_port
+from infra.service_process import ServiceProcess
+from libs.kafka import TopicTable
+from libs.records.media import MediaStored
+from libs.records.pages import SliceEnd
+from libs.records.posts import MediaJob
+from libs.storage.objects import open_object_store
+from libs.topics import MEDIA_JOBS, MEDIA_STORED, POSTS
+from services.media_downloader.fetch import source_url
+from tests.e2e.harness import Gateway, Simulator
+
+from .helpers import SimMedia, media_settings
+
+pytestmark = pytest.mark.e2e
+
+WINDOW = {"start_time": "2026-10-01T00:00:00Z", "end_time": "2026-10-01T01:00:00Z"}  # 60 posts
+
+
+async def until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+def _ready(gw: Gateway) -> bool:
+    try:
+        return gw.ready()
+    except Exception:  # noqa: BLE001 - not listening yet
+        return False
+
+
+async def test_video_is_downloaded_only_for_tasks_that_ask(noida, s3, xsim, tmp_path):
+    settings = media_settings(
+        noida, s3, xsim, x_graphql_url=f"{xsim}/i/api/graphql", x_transaction_id="static",
+        x_accounts="mv1:tok-mv1:ct0-mv1,mv2:tok-mv2:ct0-mv2", gateway_port=free_port(),
+        api_token="media-token", data_dir=str(tmp_path / "xget"))
+    Simulator(xsim).configure(limits={"SearchTimeline": 100_000})
+    jobs: dict[str, list[MediaJob]] = {}
+    results: dict[str, list[MediaStored]] = {}
+    ended: set[str] = set()
+
+    def on_job(_k, rec):
+        if isinstance(rec, MediaJob):
+            jobs.setdefault(rec.task_id, []).append(rec)
+
+    def on_result(_k, rec):
+        if isinstance(rec, MediaStored):
+            results.setdefault(rec.task_id, []).append(rec)
+
+    def on_post(_k, rec):
+        if isinstance(rec, SliceEnd):
+            ended.add(rec.task_id)
+
+    tables = [TopicTable(settings, MEDIA_JOBS, on_job), TopicTable(settings, MEDIA_STORED, on_result),
+              TopicTable(settings, POSTS, on_post)]
+    for t in tables:
+        await t.start()
+    proc = ServiceProcess("media-e2e", ["task-gateway", "scraper", "parser", "media-downloader"],
+                          settings, tmp_path).start()
+    gw = Gateway(settings)
+    tag = uuid.uuid4().hex[:6]
+    try:
+        await until(lambda: _ready(gw), 60, f"the gateway\n{proc.tail()}")
+        with_video = gw.submit(keyword=f"vids{tag}", download_video=True, **WINDOW).json()["task_id"]
+        without = gw.submit(keyword=f"novids{tag}", **WINDOW).json()["task_id"]
+
+        def covered(task: str) -> bool:
+            want = {(j.post_id, j.original_url) for j in jobs.get(task, [])}
+            got = {(r.post_id, r.original_url) for r in results.get(task, [])}
+            return task in ended and bool(want) and want <= got
+
+        await until(lambda: covered(with_video) and covered(without), 180,
+                    f"media results of both tasks\n{proc.tail()}")
+    finally:
+        proc.stop()
+        for t in tables:
+            await t.stop()
+
+    store = open_object_store(settings)
+    sim = SimMedia(xsim)
+    try:
+        for task, video_asked in ((with_video, True), (without, False)):
+            assert len(results[task]) == len(jobs[task])  # one result per job
+            videos = [r for r in results[task] if r.type != "image"]
+            assert videos and any(r.type == "image" for r in results[task])
+            for r in results[task]:
+                assert r.status == "stored", r.cause
+                served = await sim.served(source_url(r.original_url, "image", settings))
+                assert await store.get(r.object_key) == served.content
+                assert (await store.stat(r.object_key)).content_type == served.headers["content-type"]
+            for r in videos:
+                if not video_asked:
+                    assert r.video_url is None and r.video_status is None
+                    assert r.video_object_key is None
+                    continue
+                assert r.video_url and r.video_status == "stored", r.video_cause
+                served = await sim.served(source_url(r.video_url, "video", settings))
+                assert served.headers["content-type"] == "video/mp4"
+                assert await store.get(r.video_object_key) == served.content
+    finally:
+        await sim.aclose()
+    assert not any(j.video_url for j in jobs[without])
