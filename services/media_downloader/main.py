@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from libs.kafka import ConsumerLoop
 from libs.settings import Settings
@@ -52,6 +53,10 @@ class MediaDownloaderService:
 
 async def serve(settings: Settings, stop: asyncio.Event,
                 store: ObjectStore | None = None) -> None:
+    # Store calls run in worker threads (minio is blocking): one per download in flight, not
+    # asyncio's default of cpu+4, so storage keeps up with the downloads.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(settings.media_concurrency + 4, thread_name_prefix="media-store"))
     # The store may be down at start: wait for it rather than take `xget run all` down.
     store = store or await until_stored("open", lambda: asyncio.to_thread(open_object_store,
                                                                          settings))

@@ -2,7 +2,11 @@
 re-delivered job free.
 
 * Objects: `media/<sha256[:2]>/<sha256>.<ext>` with the sniffed Content-Type. Identical bytes
-  (from any URL) are one object: an existing key is never uploaded again.
+  (from any URL) are one object. The PUT is not preceded by a HEAD: a HEAD would cost a
+  request on every new URL to save an upload only when two different URLs carry the same
+  bytes, which is rare (the same URL is caught by the index). Hashes this process stored
+  recently are not uploaded again; a rare repeat after a restart rewrites the same bytes
+  under the same key (the media bucket must not be versioned).
 * Index: `media-index/<sha256(url)>.json` holds what was stored for a URL. It is written after
   its object, so an index entry always names an object that is there; a job whose URL has an
   entry is answered from it without downloading or uploading anything.
@@ -17,6 +21,7 @@ import asyncio
 import hashlib
 import logging
 import weakref
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -31,6 +36,7 @@ from .sniff import dimensions, extension
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_STORAGE_BACKOFF_S = 30.0
+RECENT_HASHES = 100_000  # ~10 MB of hashes
 
 
 class StoredObject(BaseModel):
@@ -74,6 +80,7 @@ class MediaVault:
         self.store = store
         # One upload at a time per content hash (two URLs with the same bytes in one batch).
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._stored: OrderedDict[str, None] = OrderedDict()  # hashes stored lately, LRU
         self.uploads = 0  # objects written (for stats and tests)
 
     async def lookup(self, url: str) -> StoredObject | None:
@@ -97,8 +104,9 @@ class MediaVault:
         if lock is None:
             lock = self._locks[download.sha256] = asyncio.Lock()
         async with lock:
-            have = await until_stored(f"stat {key}", lambda: self.store.stat(key))
-            if have is None or have.size != download.size:
+            if download.sha256 in self._stored:
+                self._stored.move_to_end(download.sha256)
+            else:
                 async def put():
                     download.body.seek(0)
                     return await self.store.put_stream(
@@ -106,6 +114,9 @@ class MediaVault:
                         {"sha256": download.sha256})
                 await until_stored(f"put {key}", put)
                 self.uploads += 1
+                self._stored[download.sha256] = None
+                if len(self._stored) > RECENT_HASHES:
+                    self._stored.popitem(last=False)
         entry = StoredObject(url=url, object_key=key, oss_url=self.store.url(key),
                              content_type=download.content_type, bytes=download.size,
                              sha256=download.sha256, width=width, height=height)
