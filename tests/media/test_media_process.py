@@ -1,11 +1,13 @@
-"""The per-task `download_video` option end to end, through real service processes:
-gateway → scheduler → scraper → X simulator → parser → media-downloader → S3 → media-stored."""
+"""The media-downloader as a real process: the per-task `download_video` option end to end
+(gateway → scheduler → scraper → X simulator → parser → media-downloader → S3 → media-stored),
+and a SIGKILL mid-run."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
+from collections import Counter
 
 import pytest
 
@@ -20,7 +22,7 @@ from libs.topics import MEDIA_JOBS, MEDIA_STORED, POSTS
 from services.media_downloader.fetch import source_url
 from tests.e2e.harness import Gateway, Simulator
 
-from .helpers import SimMedia, media_settings
+from .helpers import SimMedia, media_settings, publish_jobs
 
 pytestmark = pytest.mark.e2e
 
@@ -113,3 +115,42 @@ async def test_video_is_downloaded_only_for_tasks_that_ask(noida, s3, xsim, tmp_
     finally:
         await sim.aclose()
     assert not any(j.video_url for j in jobs[without])
+
+
+async def test_sigkill_mid_run_loses_no_job_and_redownloads_nothing_indexed(noida, s3, xsim,
+                                                                             tmp_path):
+    """SIGKILL the media-downloader process mid-run, start it again: every job gets its stored
+    result, and no URL whose result was already out is downloaded a second time."""
+    settings = media_settings(noida, s3, xsim, media_concurrency=4, kafka_max_poll_records=50)
+    t = uuid.uuid4().hex[:8]
+    jobs = [MediaJob(task_id="t-kill", post_id=str(i), type="image",
+                     original_url=f"https://pbs.twimg.com/media/{t}-{i}.jpg") for i in range(400)]
+    results: dict[str, MediaStored] = {}
+    table = await TopicTable(settings, MEDIA_STORED, lambda _k, r: results.setdefault(
+        r.post_id, r)).start()
+    sim = SimMedia(xsim)
+    seq = await sim.last_seq()
+    await publish_jobs(settings, jobs)
+    proc = ServiceProcess("media-kill", ["media-downloader"], settings, tmp_path).start()
+    try:
+        await until(lambda: len(results) >= 60, 60, f"first results\n{proc.tail()}")
+        proc.kill()
+        before = {results[k].original_url for k in list(results)}
+        assert len(before) < len(jobs), "the run ended before the kill: nothing to prove"
+        proc = ServiceProcess("media-kill", ["media-downloader"], settings, tmp_path).start()
+        await until(lambda: len(results) == len(jobs), 120, f"every result\n{proc.tail()}")
+    finally:
+        proc.stop()
+        await table.stop()
+    try:
+        gets = Counter(e["path"] for e in await sim.media_gets(seq, t))
+        assert set(gets) == {SimMedia.path_of(j.original_url) for j in jobs}
+        twice = {p for p, n in gets.items() if n > 1}
+        assert not twice & {SimMedia.path_of(u) for u in before}
+        store = open_object_store(settings)
+        for r in results.values():
+            assert r.status == "stored"
+            served = await sim.served(source_url(r.original_url, "image", settings))
+            assert await store.get(r.object_key) == served.content
+    finally:
+        await sim.aclose()
