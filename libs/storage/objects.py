@@ -29,7 +29,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, BinaryIO, Iterable, Protocol, runtime_checkable
 from urllib.parse import quote
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -73,6 +73,13 @@ def check_key(key: str) -> str:
     if parts[0] == ".meta" or any(p.startswith(".tmp-") for p in parts):
         raise ValueError(f"reserved object key {key!r}")
     return key
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _norm_meta(metadata: dict[str, str] | None) -> dict[str, str]:
@@ -128,56 +135,61 @@ class FileObjectStore(_AsyncFacade):
         return self._meta_root / (check_key(key) + ".json")
 
     @staticmethod
-    def _atomic_write(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    def _write_temp(directory: Path, chunks: Iterable[bytes]) -> str:
+        """Write chunks to a synced temp file in `directory`; returns its path."""
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                for chunk in chunks:
+                    f.write(chunk)
                 f.flush()
                 os.fsync(f.fileno())
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        return tmp
+
+    @staticmethod
+    def _replace(tmp: str, path: Path) -> None:
+        try:
             os.replace(tmp, path)
         except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
+            _unlink_quietly(tmp)
             raise
 
+    def _atomic_write(self, path: Path, data: bytes) -> None:
+        self._replace(self._write_temp(path.parent, (data,)), path)
 
     def put_stream_sync(self, key, stream: BinaryIO, size: int,
                         content_type: str = DEFAULT_CONTENT_TYPE,
                         metadata: dict[str, str] | None = None) -> ObjectInfo:
         """Store `size` bytes read from `stream` without holding them in memory."""
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         md5 = hashlib.md5()
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+
+        def chunks():
+            left = size
+            while left > 0:
+                chunk = stream.read(min(left, 1 << 20))
+                if not chunk:
+                    raise ValueError(f"stream for {key!r} ended {left} bytes short of {size}")
+                md5.update(chunk)
+                left -= len(chunk)
+                yield chunk
+
+        tmp = self._write_temp(path.parent, chunks())
+        info = ObjectInfo(key=key, size=size, content_type=content_type or DEFAULT_CONTENT_TYPE,
+                          etag=md5.hexdigest(), metadata=_norm_meta(metadata))
         try:
-            with os.fdopen(fd, "wb") as f:
-                left = size
-                while left > 0:
-                    chunk = stream.read(min(left, 1 << 20))
-                    if not chunk:
-                        raise ValueError(f"stream for {key!r} ended {left} bytes short of {size}")
-                    md5.update(chunk)
-                    f.write(chunk)
-                    left -= len(chunk)
-                f.flush()
-                os.fsync(f.fileno())
-            info = ObjectInfo(key=key, size=size, content_type=content_type or DEFAULT_CONTENT_TYPE,
-                              etag=md5.hexdigest(), metadata=_norm_meta(metadata))
             # Sidecar first: whenever the data file is visible its metadata is already there.
             self._atomic_write(self._meta_path(key), json.dumps(
                 {"size": info.size, "content_type": info.content_type, "etag": info.etag,
                  "metadata": info.metadata}).encode())
-            os.replace(tmp, path)
         except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
+            _unlink_quietly(tmp)
             raise
+        self._replace(tmp, path)
         return info
 
     def get_sync(self, key: str) -> bytes:
