@@ -13,7 +13,8 @@ run, on the same N distinct media files from the same simulator:
   MediaStored results are on media-stored — broker → download (type check, hashing, size cap)
   → S3 object + URL index → result record, acknowledged.
 
-Both count jobs/s and MB/s of media bytes. The last line is
+Both count jobs/s and MB/s of media bytes. `BENCH_STORE=file:///DIR` swaps S3 for the
+directory store (to see the service without moto's cost). The last line is
 `ratio: <service jobs/s ÷ bare jobs/s>` (target ≥ 0.5).
 """
 
