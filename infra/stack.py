@@ -76,6 +76,8 @@ def _child_env(settings: Settings, kafka_port: int, xsim_url: str | None) -> dic
             env["XGET_X_GRAPHQL_URL"] = f"{xsim_url}/i/api/graphql"
         if not settings.x_media_base:
             env["XGET_X_MEDIA_BASE"] = xsim_url
+        if not settings.x_video_base:
+            env["XGET_X_VIDEO_BASE"] = xsim_url
         if settings.x_transaction_id == defaults["x_transaction_id"].default:
             env["XGET_X_TRANSACTION_ID"] = "static"
         if not settings.x_accounts.get_secret_value():

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
         "",
         description="Replaces https://pbs.twimg.com in media URLs when set (simulator, mirror).",
     )
+    x_video_base: str = Field(
+        "",
+        description="Replaces https://video.twimg.com in video URLs when set (simulator, mirror).",
+    )
     x_transaction_id: Literal["twscrape", "static"] = Field(
         "twscrape",
         description="x-client-transaction-id: twscrape's generator (fetches x.com) or a static one.",
@@ -142,6 +146,19 @@ class Settings(BaseSettings):
     webhook_backoff_base_s: float = Field(
         0.5, gt=0, description="First retry delay; doubles per attempt, with full jitter.")
     webhook_backoff_max_s: float = Field(60.0, gt=0, description="Longest retry delay.")
+
+    # --- media-downloader ------------------------------------------------------------------------
+    media_concurrency: int = Field(16, ge=1, description="Downloads in flight per replica.")
+    media_max_image_bytes: int = Field(
+        50 * 1024 * 1024, ge=1, description="Size cap of an image, GIF thumbnail or video cover.")
+    media_max_video_bytes: int = Field(
+        512 * 1024 * 1024, ge=1, description="Size cap of a video (download_video tasks).")
+    media_timeout_s: float = Field(
+        30.0, gt=0, description="Connect/read timeout of one media request (between bytes).")
+    media_attempts: int = Field(
+        4, ge=1, description="Tries per media URL for transient errors (connect, 5xx, 429).")
+    media_backoff_s: float = Field(
+        0.5, ge=0, description="First retry delay; doubles each attempt (Retry-After wins).")
 
     log_level: str = Field("INFO")
 

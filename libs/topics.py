@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .records.base import Record
 from .records.dead_letter import DeadLetter
+from .records.media import MediaStored
 from .records.pages import RawPage, SliceCheckpoint, SliceEnd
 from .records.posts import MediaJob, Post, XUser
 from .records.reports import ReportsReplay, ReportsResume
@@ -62,6 +63,10 @@ POSTS_TARGET_HEADER = "xget-required-count"
 
 USERS = TopicSpec("users", 6, "user_id", (XUser,), doc="Users seen in responses.")
 MEDIA_JOBS = TopicSpec("media-jobs", 6, "original_url", (MediaJob,), doc="Media to store.")
+MEDIA_STORED = TopicSpec(
+    "media-stored", 12, "task_id", (MediaStored,),
+    doc="One result per media job: object key and URL, size, dimensions, or the failure cause.",
+)
 TASK_PROGRESS = TopicSpec(
     "task-progress", 6, "task_id", (TaskProgress,), compacted=True,
     doc="Latest progress per task from the dedup-counter (compacted).",
@@ -76,8 +81,8 @@ DEAD_LETTERS = TopicSpec(
 )
 
 CATALOGUE: tuple[TopicSpec, ...] = (
-    TASK_COMMANDS, SEARCH_JOBS, RAW_PAGES, SCRAPE_CHECKPOINTS, POSTS, USERS, MEDIA_JOBS, TASK_PROGRESS,
-    REPORT_CONTROLS, DEAD_LETTERS,
+    TASK_COMMANDS, SEARCH_JOBS, RAW_PAGES, SCRAPE_CHECKPOINTS, POSTS, USERS, MEDIA_JOBS, MEDIA_STORED,
+    TASK_PROGRESS, REPORT_CONTROLS, DEAD_LETTERS,
 )
 
 

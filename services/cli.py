@@ -26,6 +26,7 @@ SERVICES = {
     "scraper": "services.scraper.main",
     "parser": "services.parser.main",
     "dedup-counter": "services.dedup_counter.main",
+    "media-downloader": "services.media_downloader.main",
     "reporter": "services.reporter.main",
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import orjson
@@ -147,19 +148,28 @@ class Simulator:
         query = request.url.query
         fault = self.media_faults.match(path + ("?" + query if query else ""))
         status = 200
+        src, src_query = path, query
+        if fault is not None and fault.kind == "alias":
+            src, src_query = (fault.as_path.split("?", 1) + [""])[:2]
+            fault = None
         if fault is None:
-            body, ctype = media_for(path, query)
+            body, ctype = media_for(src, src_query, self.config.media_pad_kb)
             rep: Response = Response(body, 200, media_type=ctype,
                                      headers={"cache-control": "max-age=604800"})
-        elif fault.kind == "404":
-            status = 404
-            rep = Response(b"", 404)
+        elif fault.kind in ("404", "500"):
+            status = int(fault.kind)
+            rep = Response(b"", status)
+        elif fault.kind == "429":
+            status = 429
+            rep = Response(b"", 429, headers={} if fault.retry_after is None
+                           else {"retry-after": str(fault.retry_after)})
         elif fault.kind == "html":
             rep = Response(HTML_PAGE, 200, media_type="text/html; charset=utf-8")
-        else:  # huge
+        else:  # huge: a valid head of the path's type, then zeros
             size = int(fault.size_mb * (1 << 20))
-            rep = StreamingResponse(huge_stream(fault.size_mb), 200, media_type="image/jpeg",
-                                    headers={"content-length": str(size)})
+            _, ctype = media_for(path, query)
+            rep = StreamingResponse(huge_stream(fault.size_mb, ctype), 200, media_type=ctype,
+                                    headers={} if fault.chunked else {"content-length": str(size)})
         self.log.add("GET", path, "media", None, None, None, status)
         return rep
 
@@ -197,7 +207,7 @@ class Simulator:
             f = self.media_faults.add(orjson.loads(await request.body() or b"{}"))
         except (ValueError, TypeError) as e:
             return _json({"error": str(e)}, 400)
-        return _json(f.__dict__)
+        return _json(asdict(f))
 
     async def media_faults_delete(self, request: Request) -> Response:
         self.media_faults.clear()

@@ -25,6 +25,7 @@ class SimConfig:
     max_posts: int = 2000  # cap for queries without since:
     users_per_list: int = 150  # Following/Followers/Retweeters total per target
     users_per_target: dict[str, int] = field(default_factory=dict)
+    media_pad_kb: int = 0  # grow each JPEG/MP4 by this much (realistic sizes for benchmarks)
 
     def density(self, keyword: str) -> float:
         return self.densities.get(keyword, self.default_density)
@@ -47,7 +48,8 @@ class SimConfig:
                 cur.update(value)  # merge maps; send null values to drop keys
                 for k in [k for k, v in cur.items() if v is None]:
                     del cur[k]
-            elif key in ("window_seconds", "max_posts", "users_per_list", "seed", "default_limit"):
+            elif key in ("window_seconds", "max_posts", "users_per_list", "seed", "default_limit",
+                         "media_pad_kb"):
                 setattr(self, key, int(value))
             elif key == "default_density":
                 setattr(self, key, float(value))

@@ -9,7 +9,7 @@ API_KINDS = {
     "suspended", "locked", "expired_cookies", "cloudflare_403", "rate_limit_no_headers",
     "http_5xx", "slow", "malformed_json",
 }
-MEDIA_KINDS = {"404", "huge", "html"}
+MEDIA_KINDS = {"404", "huge", "html", "500", "429", "alias"}
 _ids = itertools.count(1)
 
 
@@ -68,6 +68,11 @@ class MediaFault:
     path_contains: str
     kind: str
     size_mb: float = 60.0
+    chunked: bool = False  # huge: stream without Content-Length
+    count: int | None = None  # fire this many times, then serve normally; None = forever
+    retry_after: int | None = None  # 429: Retry-After seconds
+    as_path: str = ""  # alias: answer the bytes of this media path (same bytes, two URLs)
+    fired: int = 0
 
 
 class MediaFaultBook:
@@ -78,8 +83,13 @@ class MediaFaultBook:
         kind = str(spec.get("kind"))
         if kind not in MEDIA_KINDS:
             raise ValueError(f"unknown media fault kind {kind!r}; one of {sorted(MEDIA_KINDS)}")
+        count = spec.get("count")
+        retry_after = spec.get("retry_after")
         f = MediaFault(str(spec.get("path_contains") or ""), kind,
-                       float(spec.get("size_mb") or 60.0))
+                       float(spec.get("size_mb") or 60.0), bool(spec.get("chunked")),
+                       None if count is None else int(count),
+                       None if retry_after is None else int(retry_after),
+                       str(spec.get("as_path") or ""))
         self.faults.append(f)
         return f
 
@@ -87,7 +97,9 @@ class MediaFaultBook:
         self.faults.clear()
 
     def match(self, path: str) -> MediaFault | None:
+        """The first matching fault that still fires (counting this request against it)."""
         for f in self.faults:
-            if f.path_contains in path:
+            if f.path_contains in path and (f.count is None or f.fired < f.count):
+                f.fired += 1
                 return f
         return None

@@ -48,32 +48,48 @@ def png_bytes(path: str) -> bytes:
     return PNG_SIG + ihdr + text + idat + _chunk(b"IEND", b"")
 
 
-def jpeg_bytes(path: str) -> bytes:
+def _padding(path: str, pad_kb: int) -> bytes:
+    """pad_kb KiB of filler derived from the path (bytes stay unique per path)."""
+    if pad_kb <= 0:
+        return b""
+    seed = hashlib.sha256(path.encode()).digest()
+    n = pad_kb * 1024
+    return (seed * (n // len(seed) + 1))[:n]
+
+
+def jpeg_bytes(path: str, pad_kb: int = 0) -> bytes:
     com = _seg(0xFE, ("xsim:" + path).encode("utf-8", "replace")[:65000])
-    return JPEG_HEAD + com + JPEG_TAIL
+    pad = _padding(path, pad_kb)
+    # Comment segments hold at most 65533 bytes each.
+    filler = b"".join(_seg(0xFE, pad[i:i + 65000]) for i in range(0, len(pad), 65000))
+    return JPEG_HEAD + com + filler + JPEG_TAIL
 
 
-def mp4_bytes(path: str) -> bytes:
-    ftyp = struct.pack(">I", 24) + b"ftypisom" + struct.pack(">I", 512) + b"isomiso2"
-    payload = ("xsim:" + path).encode("utf-8", "replace")
+MP4_FTYP = struct.pack(">I", 24) + b"ftypisom" + struct.pack(">I", 512) + b"isomiso2"
+
+
+def mp4_bytes(path: str, pad_kb: int = 0) -> bytes:
+    payload = ("xsim:" + path).encode("utf-8", "replace") + _padding(path, pad_kb)
     free = struct.pack(">I", 8 + len(payload)) + b"free" + payload
-    return ftyp + free
+    return MP4_FTYP + free
 
 
-def media_for(path: str, query: str = "") -> tuple[bytes, str]:
-    """(body, content-type) for a media path such as /media/abc.jpg?name=orig."""
+def media_for(path: str, query: str = "", pad_kb: int = 0) -> tuple[bytes, str]:
+    """(body, content-type) for a media path such as /media/abc.jpg?name=orig; video variant
+    paths (video.twimg.com/.../*.mp4) answer an MP4."""
     key = path + ("?" + query if query else "")
     low = path.lower()
     if low.endswith(".mp4") or low.endswith(".m4s"):
-        return mp4_bytes(key), "video/mp4"
+        return mp4_bytes(key, pad_kb), "video/mp4"
     if low.endswith(".png") or "format=png" in query:
         return png_bytes(key), "image/png"
-    return jpeg_bytes(key), "image/jpeg"
+    return jpeg_bytes(key, pad_kb), "image/jpeg"
 
 
-def huge_stream(size_mb: float, chunk: int = 1 << 20):
+def huge_stream(size_mb: float, content_type: str = "image/jpeg", chunk: int = 1 << 20):
+    """size_mb MiB: a valid head of the type, then zeros."""
     total = int(size_mb * (1 << 20))
-    head = JPEG_HEAD
+    head = MP4_FTYP if content_type == "video/mp4" else JPEG_HEAD
     yield head
     sent = len(head)
     zeros = b"\x00" * chunk

@@ -41,6 +41,7 @@ class RawPage(Record):
     final: bool = Field(False, description="Last record of the slice.")
     end_reason: EndReason | None = Field(None, description="Why the slice ended (final only).")
     required_count: int = Field(0, ge=0, description="The task's target, carried for the counter.")
+    download_video: bool = Field(False, description="The task's download_video option, for the parser.")
 
 
 class SliceEnd(Record):

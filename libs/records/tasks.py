@@ -24,6 +24,8 @@ class OnDemandTask(Record):
     start_time: datetime = Field(description="Window start (UTC, inclusive).")
     end_time: datetime = Field(description="Window end (UTC, exclusive).")
     callback_url: str | None = Field(None, description="Webhook for batch reports.")
+    download_video: bool = Field(
+        False, description="Also store each video's best variant (the cover is always stored).")
     submitted_at: datetime = Field(description="When the gateway (or client) issued the command.")
 
     @field_validator("keyword")
@@ -72,6 +74,7 @@ class SearchJob(Record):
     required_count: int = Field(0, ge=0, description="The task's target; 0 = exhaust the slice.")
     start_time: datetime = Field(description="Slice window start (UTC).")
     end_time: datetime = Field(description="Slice window end (UTC).")
+    download_video: bool = Field(False, description="The task's download_video option.")
 
 
 class TaskProgress(Record):

@@ -29,7 +29,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, BinaryIO, Iterable, Protocol, runtime_checkable
 from urllib.parse import quote
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,6 +53,10 @@ class ObjectStore(Protocol):
         self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE,
         metadata: dict[str, str] | None = None,
     ) -> ObjectInfo: ...
+    async def put_stream(
+        self, key: str, stream: BinaryIO, size: int, content_type: str = DEFAULT_CONTENT_TYPE,
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectInfo: ...
     async def get(self, key: str) -> bytes: ...
     async def exists(self, key: str) -> bool: ...
     async def stat(self, key: str) -> ObjectInfo | None: ...
@@ -71,6 +75,13 @@ def check_key(key: str) -> str:
     return key
 
 
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 def _norm_meta(metadata: dict[str, str] | None) -> dict[str, str]:
     return {str(k).lower(): str(v) for k, v in (metadata or {}).items()}
 
@@ -80,6 +91,11 @@ class _AsyncFacade:
 
     async def put(self, key, data, content_type=DEFAULT_CONTENT_TYPE, metadata=None) -> ObjectInfo:
         return await asyncio.to_thread(self.put_sync, key, data, content_type, metadata)
+
+    async def put_stream(self, key, stream, size, content_type=DEFAULT_CONTENT_TYPE,
+                         metadata=None) -> ObjectInfo:
+        return await asyncio.to_thread(self.put_stream_sync, key, stream, size, content_type,
+                                       metadata)
 
     async def get(self, key: str) -> bytes:
         return await asyncio.to_thread(self.get_sync, key)
@@ -95,6 +111,11 @@ class _AsyncFacade:
 
     def exists_sync(self, key: str) -> bool:
         return self.stat_sync(key) is not None
+
+    def put_sync(self, key, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE,
+                 metadata: dict[str, str] | None = None) -> ObjectInfo:
+        data = bytes(data)
+        return self.put_stream_sync(key, io.BytesIO(data), len(data), content_type, metadata)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,36 +135,61 @@ class FileObjectStore(_AsyncFacade):
         return self._meta_root / (check_key(key) + ".json")
 
     @staticmethod
-    def _atomic_write(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    def _write_temp(directory: Path, chunks: Iterable[bytes]) -> str:
+        """Write chunks to a synced temp file in `directory`; returns its path."""
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                for chunk in chunks:
+                    f.write(chunk)
                 f.flush()
                 os.fsync(f.fileno())
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        return tmp
+
+    @staticmethod
+    def _replace(tmp: str, path: Path) -> None:
+        try:
             os.replace(tmp, path)
         except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
+            _unlink_quietly(tmp)
             raise
 
-    def put_sync(self, key, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE,
-                 metadata: dict[str, str] | None = None) -> ObjectInfo:
-        data = bytes(data)
-        info = ObjectInfo(
-            key=key, size=len(data), content_type=content_type or DEFAULT_CONTENT_TYPE,
-            etag=hashlib.md5(data).hexdigest(), metadata=_norm_meta(metadata),
-        )
-        sidecar = json.dumps(
-            {"size": info.size, "content_type": info.content_type, "etag": info.etag,
-             "metadata": info.metadata}
-        ).encode()
-        # Sidecar first: whenever the data file is visible its metadata is already there.
-        self._atomic_write(self._meta_path(key), sidecar)
-        self._atomic_write(self._path(key), data)
+    def _atomic_write(self, path: Path, data: bytes) -> None:
+        self._replace(self._write_temp(path.parent, (data,)), path)
+
+    def put_stream_sync(self, key, stream: BinaryIO, size: int,
+                        content_type: str = DEFAULT_CONTENT_TYPE,
+                        metadata: dict[str, str] | None = None) -> ObjectInfo:
+        """Store `size` bytes read from `stream` without holding them in memory."""
+        path = self._path(key)
+        md5 = hashlib.md5()
+
+        def chunks():
+            left = size
+            while left > 0:
+                chunk = stream.read(min(left, 1 << 20))
+                if not chunk:
+                    raise ValueError(f"stream for {key!r} ended {left} bytes short of {size}")
+                md5.update(chunk)
+                left -= len(chunk)
+                yield chunk
+
+        tmp = self._write_temp(path.parent, chunks())
+        info = ObjectInfo(key=key, size=size, content_type=content_type or DEFAULT_CONTENT_TYPE,
+                          etag=md5.hexdigest(), metadata=_norm_meta(metadata))
+        try:
+            # Sidecar first: whenever the data file is visible its metadata is already there.
+            self._atomic_write(self._meta_path(key), json.dumps(
+                {"size": info.size, "content_type": info.content_type, "etag": info.etag,
+                 "metadata": info.metadata}).encode())
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        self._replace(tmp, path)
         return info
 
     def get_sync(self, key: str) -> bytes:
@@ -212,15 +258,16 @@ class S3ObjectStore(_AsyncFacade):
     def __repr__(self) -> str:
         return f"S3ObjectStore({self.endpoint!r}, bucket={self.bucket!r})"
 
-    def put_sync(self, key, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE,
-                 metadata: dict[str, str] | None = None) -> ObjectInfo:
-        data = bytes(data)
+    def put_stream_sync(self, key, stream: BinaryIO, size: int,
+                        content_type: str = DEFAULT_CONTENT_TYPE,
+                        metadata: dict[str, str] | None = None) -> ObjectInfo:
+        """Store `size` bytes read from `stream` (multipart above minio's part size)."""
         meta = _norm_meta(metadata)
         res = self.client.put_object(
-            self.bucket, check_key(key), io.BytesIO(data), len(data),
+            self.bucket, check_key(key), stream, size,
             content_type=content_type or DEFAULT_CONTENT_TYPE, metadata=meta or None,
         )
-        return ObjectInfo(key=key, size=len(data), content_type=content_type or DEFAULT_CONTENT_TYPE,
+        return ObjectInfo(key=key, size=size, content_type=content_type or DEFAULT_CONTENT_TYPE,
                           etag=(res.etag or "").strip('"'), metadata=meta)
 
     def get_sync(self, key: str) -> bytes:

@@ -34,7 +34,10 @@ def parse_raw_page(inc: Incoming) -> list[Outgoing]:
             hdr = ((POSTS_TARGET_HEADER, str(page.required_count).encode()),)
             outs.extend(Outgoing(POSTS, page.task_id, p, hdr) for p in parsed.posts)
             outs.extend(Outgoing(USERS, u.user_id, u) for u in parsed.users)
-            outs.extend(Outgoing(MEDIA_JOBS, j.original_url, j) for j in parsed.media_jobs)
+            for j in parsed.media_jobs:
+                if not page.download_video:
+                    j.video_url = None  # the cover is stored always, the video only when asked
+                outs.append(Outgoing(MEDIA_JOBS, j.original_url, j))
             for reason in parsed.skipped:
                 log.info("page %s/%s#%d: skipped %s", page.task_id, page.slice_id,
                          page.page_no, reason)

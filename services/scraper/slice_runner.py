@@ -85,6 +85,7 @@ async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
             http_status=result.http_status, account=account.name, requested_at=started,
             elapsed_ms=result.elapsed_ms, response=result.body, entries=result.entries,
             outcome=result.outcome, required_count=job.required_count,
+            download_video=job.download_video,
             final=result.outcome == "ok" and result.exhausted,
             end_reason="exhausted" if result.outcome == "ok" and result.exhausted else None,
         )

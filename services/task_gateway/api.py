@@ -37,6 +37,7 @@ class OnDemandRequest(BaseModel):
     start_time: datetime
     end_time: datetime
     callback_url: str | None = None
+    download_video: bool = False
 
 
 def _errors(e: ValidationError | RequestValidationError) -> list[dict]:
@@ -75,6 +76,7 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
                 task_id=task_id, keyword=req.keyword, priority=req.priority,
                 required_count=req.required_count, start_time=req.start_time,
                 end_time=req.end_time, callback_url=req.callback_url,
+                download_video=req.download_video,
                 submitted_at=datetime.now(timezone.utc),
             )
         except ValidationError as e:

@@ -42,7 +42,7 @@ def jobs_for(task: OnDemandTask) -> list[SearchJob]:
         task_id=task.task_id, slice_id=f"d{s:%Y%m%dT%H%M%S}", slice_count=len(slices),
         keyword=task.keyword, query=search_query(task.keyword, s, e),
         priority=task.priority, required_count=task.required_count,
-        start_time=s, end_time=e,
+        start_time=s, end_time=e, download_video=task.download_video,
     ) for s, e in slices]
 
 

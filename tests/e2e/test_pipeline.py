@@ -31,6 +31,8 @@ def pipeline_settings(kafka, xsim: str, tmp_path: Path, chdb_dir: str, **overrid
         object_store_url=f"file://{tmp_path / 'objects'}",
         data_dir=str(tmp_path / "xget"),
         x_graphql_url=f"{xsim}/i/api/graphql",
+        x_media_base=xsim,  # `all` includes the media-downloader: media from the simulator
+        x_video_base=xsim,
         x_transaction_id="static",
         x_accounts="acc1:tok-a1:ct0-a1,acc2:tok-a2:ct0-a2,acc3:tok-a3:ct0-a3",
         gateway_port=free_port(),

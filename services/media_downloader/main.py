@@ -1,0 +1,71 @@
+"""media-downloader entry point: media-jobs → object store → media-stored."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from libs.kafka import ConsumerLoop
+from libs.settings import Settings
+from libs.storage.objects import ObjectStore, open_object_store
+from libs.topics import MEDIA_JOBS
+from services.runtime import run_until, started_producer
+
+from .fetch import Fetcher
+from .handler import SERVICE, MediaDownloader
+from .vault import MediaVault, until_stored
+
+log = logging.getLogger(__name__)
+
+# On stop, a batch in flight gets this long to finish and commit; after that it is abandoned
+# uncommitted (re-delivered later and answered from the index for what was already stored).
+STOP_GRACE_S = 5.0
+
+
+class MediaDownloaderService:
+    def __init__(self, loop: ConsumerLoop):
+        self.loop = loop
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self.loop.stop()
+        self._stopping.set()
+
+    async def run(self) -> None:
+        runner = asyncio.create_task(self.loop.run(), name=SERVICE)
+        stopping = asyncio.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait({runner, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not runner.done():
+                done, _ = await asyncio.wait({runner}, timeout=STOP_GRACE_S)
+                if not done:
+                    log.info("%s: abandoning the batch in flight (not committed)", SERVICE)
+                    runner.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await runner
+            else:
+                await runner  # surfaces a crash
+        finally:
+            stopping.cancel()
+
+
+async def serve(settings: Settings, stop: asyncio.Event,
+                store: ObjectStore | None = None) -> None:
+    # Store calls run in worker threads (minio is blocking): one per download in flight, not
+    # asyncio's default of cpu+4, so storage keeps up with the downloads.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(settings.media_concurrency + 4, thread_name_prefix="media-store"))
+    # The store may be down at start: wait for it rather than take `xget run all` down.
+    store = store or await until_stored("open", lambda: asyncio.to_thread(open_object_store,
+                                                                         settings))
+    fetcher = Fetcher(settings)
+    producer = await started_producer(settings, SERVICE)
+    try:
+        downloader = MediaDownloader(fetcher, MediaVault(store))
+        loop = ConsumerLoop(settings, SERVICE, [MEDIA_JOBS], downloader.handle, producer)
+        await run_until(MediaDownloaderService(loop), stop)
+    finally:
+        await producer.stop()
+        await fetcher.aclose()
