@@ -9,16 +9,18 @@ import httpx
 from libs.kafka import ConsumerLoop
 from libs.settings import Settings
 from libs.storage.objects import open_object_store
-from libs.topics import REPORT_CONTROLS, TASK_COMMANDS, TASK_PROGRESS
+from libs.topics import MEDIA_STORED, REPORT_CONTROLS, TASK_COMMANDS, TASK_PROGRESS
 from libs.webhooks import WebhookSender
 from services.runtime import clickhouse_for, run_until, started_producer
 
+from . import media_sink
 from .service import SERVICE, Reporter
 from .store import ReportStore
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    store = ReportStore(await clickhouse_for(settings))
+    ch = await clickhouse_for(settings)
+    store = ReportStore(ch)
     objects = open_object_store(settings)
     producer = await started_producer(settings, SERVICE)
     async with httpx.AsyncClient(follow_redirects=False,
@@ -33,8 +35,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         loop = ConsumerLoop(settings, SERVICE, [TASK_COMMANDS, TASK_PROGRESS, REPORT_CONTROLS],
                             reporter.handle, producer, on_assign=reporter.on_assign,
                             on_revoke=reporter.on_revoke)
+        media = ConsumerLoop(settings, media_sink.SERVICE, [MEDIA_STORED],
+                             media_sink.MediaSink(ch).handle, producer, fill_ms=100)
         try:
-            await run_until(loop, stop)
+            await asyncio.gather(run_until(loop, stop), run_until(media, stop))
         finally:
             await reporter.close()
             await producer.stop()

@@ -41,7 +41,8 @@ def report_settings(noida, xsim, tmp_path, chdb_path, s3, **overrides):
 class Stack:
     """db process (gateway + dedup-counter + reporter share chdb) and a front process."""
 
-    def __init__(self, settings, tmp_path: Path, front=("scraper", "parser")):
+    def __init__(self, settings, tmp_path: Path,
+                 front=("scraper", "parser", "media-downloader")):
         self.db = ServiceProcess("db", ["task-gateway", "dedup-counter", "reporter"],
                                  settings, tmp_path)
         self.front = ServiceProcess("front", list(front), settings, tmp_path)
@@ -96,22 +97,59 @@ def assert_reports_consistent(hook: WebhookServer, task_id: str, stored_ids: set
     return bodies
 
 
-def test_task_reported_in_signed_batches_with_files_in_the_bucket(noida, xsim, s3, tmp_path,
-                                                                  chdb_path):
-    settings = report_settings(noida, xsim, tmp_path, chdb_path, s3, report_media_wait_s=0)
-    Simulator(xsim).configure(limits={"SearchTimeline": 100_000})
+# Media the simulator is told to break: (path piece, fault, expected cause prefix).
+MEDIA_FAULTS = [("HMt0Fw0bQAAEz9N", {"kind": "404"}, "http 404"),
+                ("HMu23HtXsAEqNOA", {"kind": "html"}, "not an image"),
+                ("HMu2W_waoAAZmp3", {"kind": "huge", "size_mb": 60}, "too large")]
+
+
+def test_task_reported_in_signed_batches_with_files_and_media_in_the_bucket(
+        noida, xsim, s3, tmp_path, chdb_path):
+    settings = report_settings(noida, xsim, tmp_path, chdb_path, s3, report_media_wait_s=60)
+    sim = Simulator(xsim)
+    sim.configure(limits={"SearchTimeline": 100_000})
+    for piece, fault, _ in MEDIA_FAULTS:
+        sim.client.post("/_sim/media-faults", json={"path_contains": piece, **fault}
+                        ).raise_for_status()
     task_id = f"rep-{uuid.uuid4().hex[:8]}"
-    with WebhookServer(SECRET, fail_times=3) as hook, Stack(settings, tmp_path) as stack:
-        r = stack.gw.submit(task_id=task_id, keyword=f"kw{uuid.uuid4().hex[:6]}",
-                            required_count=1000, start_time=START, end_time=END,
-                            callback_url=hook.url)
-        assert r.status_code == 200, r.text
-        wait_until(lambda: completed_report(hook, task_id), 240, "the completed report")
+    try:
+        with WebhookServer(SECRET, fail_times=3) as hook, Stack(settings, tmp_path) as stack:
+            r = stack.gw.submit(task_id=task_id, keyword=f"kw{uuid.uuid4().hex[:6]}",
+                                required_count=1000, start_time=START, end_time=END,
+                                callback_url=hook.url)
+            assert r.status_code == 200, r.text
+            wait_until(lambda: completed_report(hook, task_id), 240, "the completed report")
+    finally:
+        sim.client.delete("/_sim/media-faults")
     stored = task_post_ids(chdb_path, task_id)
     assert len(stored) == 1000
-    bodies = assert_reports_consistent(hook, task_id, stored, open_object_store(settings))
+    objects = open_object_store(settings)
+    bodies = assert_reports_consistent(hook, task_id, stored, objects)
     assert len(bodies) == 10  # 1,000 posts in batches of 100
     assert [r.status for r in hook.all()][:3] == [500, 500, 500]  # retried, then delivered
+
+    # Every media item of every reported post: stored with the simulator's exact bytes, or
+    # (the broken ones) failed with the cause; their posts are reported all the same.
+    media = [m for b in bodies for rec in json.loads(objects.get_sync(b["oss_file_path"]))
+             for m in (*rec["post_images"], *rec["original_post_images"])]
+    assert media, "the fixture's posts carry images"
+    seen_failed = set()
+    served: dict[str, bytes] = {}
+    prefix = f"/{objects.bucket}/"
+    for m in media:
+        fault = next((f for f in MEDIA_FAULTS if f[0] in m["original_url"]), None)
+        if fault is not None:
+            assert m["media_status"] == "failed" and m["oss_url"] is None, m
+            assert m["media_error"].startswith(fault[2]), m
+            seen_failed.add(fault[0])
+            continue
+        assert m["media_status"] == "stored" and m["oss_url"], m
+        key = m["oss_url"].split(prefix, 1)[1]
+        if m["original_url"] not in served:
+            path = m["original_url"].split("pbs.twimg.com", 1)[1]
+            served[m["original_url"]] = sim.client.get(path).content
+        assert objects.get_sync(key) == served[m["original_url"]]
+    assert seen_failed == {f[0] for f in MEDIA_FAULTS}
 
 
 def test_pause_then_resume_and_dead_letters_then_replay(noida, xsim, s3, tmp_path, chdb_path):
