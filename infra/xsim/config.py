@@ -25,6 +25,10 @@ class SimConfig:
     max_posts: int = 2000  # cap for queries without since:
     users_per_list: int = 150  # Following/Followers/Retweeters total per target
     users_per_target: dict[str, int] = field(default_factory=dict)
+    # > 0: every Following list (GraphQL and the REST API) is drawn from one population of this
+    # many users, so KOLs share followed users; 0: each target follows its own users.
+    following_pool: int = 0
+    api_user_style: str = "v1"  # REST API user objects: v1 (snake_case) or profile (camelCase)
 
     def density(self, keyword: str) -> float:
         return self.densities.get(keyword, self.default_density)
@@ -47,8 +51,13 @@ class SimConfig:
                 cur.update(value)  # merge maps; send null values to drop keys
                 for k in [k for k, v in cur.items() if v is None]:
                     del cur[k]
-            elif key in ("window_seconds", "max_posts", "users_per_list", "seed", "default_limit"):
+            elif key in ("window_seconds", "max_posts", "users_per_list", "seed", "default_limit",
+                         "following_pool"):
                 setattr(self, key, int(value))
+            elif key == "api_user_style":
+                if value not in ("v1", "profile"):
+                    raise ValueError("api_user_style is v1 or profile")
+                setattr(self, key, value)
             elif key == "default_density":
                 setattr(self, key, float(value))
             else:
