@@ -3,6 +3,8 @@
   xget run SERVICE [SERVICE ...]   run services (or `all`) in this process
   xget topics create               create every topic of the catalogue
   xget migrate                     apply ClickHouse migrations
+  xget kol import FILE             add KOLs (handles or ids) to twitter_kol
+  xget kol-followings [flags]      fetch KOL following lists (see --help)
 
 `xget run all` is the embedded mode: every service in one process (one chdb owner), each
 still its own consumer group talking only through Kafka. In production run one service per
@@ -25,6 +27,7 @@ SERVICES = {
     "scraper": "services.scraper.main",
     "parser": "services.parser.main",
     "dedup-counter": "services.dedup_counter.main",
+    "kol-worker": "services.kol.main",
 }
 
 log = logging.getLogger("xget")
@@ -58,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     topics = sub.add_parser("topics", help="manage topics")
     topics.add_argument("action", choices=["create"])
     sub.add_parser("migrate", help="apply ClickHouse migrations")
+    from services.kol import cli as kol_cli
+
+    kol_cli.add_commands(sub)
     args = parser.parse_args(argv)
 
     settings = Settings()
@@ -82,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         create_topics_sync(settings.kafka_bootstrap, settings.topic_prefix)
         print(f"topics ready on {settings.kafka_bootstrap}")
         return 0
+    if args.cmd in ("kol-followings", "kol"):
+        return kol_cli.main(args, settings)
     if args.cmd == "migrate":
         from infra.migrate import apply_migrations
         from libs.storage.clickhouse import ClickHouseStore

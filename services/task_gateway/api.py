@@ -22,6 +22,8 @@ from libs.records.tasks import OnDemandTask
 from libs.settings import Settings
 from libs.topics import TASK_COMMANDS
 
+from . import kol_tasks
+from .kol_tasks import KolTaskView
 from .task_view import TaskView
 
 
@@ -43,7 +45,8 @@ def _errors(e: ValidationError | RequestValidationError) -> list[dict]:
     return out
 
 
-def create_app(settings: Settings, producer: Producer, view: TaskView) -> FastAPI:
+def create_app(settings: Settings, producer: Producer, view: TaskView,
+               kol_view: KolTaskView | None = None) -> FastAPI:
     app = FastAPI(title="XGet task gateway", version="1")
     bearer = HTTPBearer(auto_error=False)
     token = settings.api_token.get_secret_value()
@@ -53,6 +56,9 @@ def create_app(settings: Settings, producer: Producer, view: TaskView) -> FastAP
                                                        token.encode()):
             raise HTTPException(401, "missing or wrong bearer token",
                                 headers={"WWW-Authenticate": "Bearer"})
+
+    if kol_view is not None:
+        app.include_router(kol_tasks.router(producer, kol_view, auth))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, e: RequestValidationError):
@@ -91,7 +97,7 @@ def create_app(settings: Settings, producer: Producer, view: TaskView) -> FastAP
 
     @app.get("/api/v1/tasks/{task_id}/status", dependencies=[Depends(auth)])
     async def task_status(task_id: str):
-        st = view.status(task_id)
+        st = view.status(task_id) or (kol_view.status(task_id) if kol_view else None)
         if st is None:
             raise HTTPException(404, f"no task {task_id}")
         return st

@@ -14,6 +14,7 @@ from services.runtime import run_until, started_producer
 
 from . import scheduler
 from .api import create_app
+from .kol_tasks import KolTaskView
 from .task_view import TaskView
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,15 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     producer = await started_producer(settings, "task-gateway")
     view = TaskView(settings)
     await view.start()
+    kol_view = KolTaskView(settings)
+    await kol_view.start()
     sched = ConsumerLoop(settings, scheduler.SERVICE, [TASK_COMMANDS], scheduler.handle, producer)
-    api = _Api(settings, create_app(settings, producer, view))
+    api = _Api(settings, create_app(settings, producer, view, kol_view))
     log.info("task-gateway listening on http://%s:%d", settings.gateway_host,
              settings.gateway_port)
     try:
         await asyncio.gather(run_until(api, stop), run_until(sched, stop))
     finally:
+        await kol_view.stop()
         await view.stop()
         await producer.stop()
