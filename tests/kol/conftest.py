@@ -23,7 +23,7 @@ from infra import local
 from infra.service_process import REPO, settings_env
 from libs.settings import Settings
 from libs.storage.clickhouse import ClickHouseStore
-from libs.topics import KOL_TOPICS
+from libs.topics import CATALOGUE
 
 API_KEY = "kol-test-key"
 PAGE = 20
@@ -105,7 +105,7 @@ class KolEnv:
 @pytest.fixture
 def kol_env(noida, xsim, tmp_path, chdb_path, request) -> Any:
     prefix = f"k{uuid.uuid4().hex[:8]}-"
-    local.create_topics_sync(noida.bootstrap, prefix, KOL_TOPICS)
+    local.create_topics_sync(noida.bootstrap, prefix, CATALOGUE)
     settings = noida.settings(
         topic_prefix=prefix, clickhouse_dsn=f"chdb://{chdb_path}", kol_source="api",
         kol_api_base_url=xsim, kol_api_key=API_KEY, kol_api_interval_s=0.0,

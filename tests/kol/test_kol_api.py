@@ -120,3 +120,30 @@ def test_test_and_dry_run_write_nothing_and_dry_run_limit_1_calls_one_kol(kol_en
     assert code == 0, out
     assert env.calls(since) == [] and env.calls(since, op="api.info") == []
     assert env.query("SELECT count() FROM twitter_kol_all FINAL")[0][0] == PER_KOL
+
+
+def test_cache_status_and_clear_cache(kol_env):
+    env = kol_env
+    assert env.cli("kol", "import", str(env.write_kols(env.handles[:2])))[0] == 0
+    assert env.cli("kol-followings", "--dry-run")[0] == 0
+    code, out = env.cli("kol-followings", "--cache-status")
+    assert code == 0, out
+    calls = 2 * (PAGES_PER_KOL + 1)
+    assert f"2 KOLs, {calls} pages" in out
+    assert f"calls spent: {calls} ({calls} paid API calls answered, est. $" in out
+    assert "KOLs done: 0 of 2" in out
+
+    code, out = env.cli("kol-followings", "--clear-cache", stdin="no\n")
+    assert code == 1 and "nothing cleared" in out
+    assert f"2 KOLs, {calls} pages" in env.cli("kol-followings", "--cache-status")[1]
+
+    assert env.cli("kol-followings", "--limit", "1")[0] == 0  # from the cache, no call
+    assert "KOLs done: 1 of 2" in env.cli("kol-followings", "--cache-status")[1]
+    code, out = env.cli("kol-followings", "--clear-cache", "--yes")
+    assert code == 0 and "cache cleared" in out and "progress cleared" in out, out
+    out = env.cli("kol-followings", "--cache-status")[1]
+    assert "0 KOLs, 0 pages" in out and "KOLs done: 0 of 2" in out
+    # everything is fetched again after a clear
+    since = env.log_seq()
+    assert env.cli("kol-followings")[0] == 0
+    assert len(env.calls(since)) == 2 * PAGES_PER_KOL
