@@ -19,6 +19,8 @@ from libs.records.kol import KolFollowingsTask, KolTaskProgress
 from libs.settings import Settings
 from libs.topics import KOL_COMMANDS, KOL_PROGRESS
 
+from .task_view import TaskView
+
 
 class KolFollowingsRequest(BaseModel):
     task_id: str | None = None
@@ -27,20 +29,12 @@ class KolFollowingsRequest(BaseModel):
     limit: int | None = Field(None, ge=1)
 
 
-class KolTaskView:
-    def __init__(self, settings: Settings):
+class KolTaskView(TaskView):
+    """The same two-table read model as on-demand tasks, over the KOL topics."""
+
+    def __init__(self, settings: Settings):  # noqa: super().__init__ would read other topics
         self.commands = TopicTable(settings, KOL_COMMANDS)
         self.progress = TopicTable(settings, KOL_PROGRESS)
-
-    async def start(self) -> None:
-        await self.commands.start()
-        await self.progress.start()
-        await self.commands.wait_caught_up()
-        await self.progress.wait_caught_up()
-
-    async def stop(self) -> None:
-        await self.commands.stop()
-        await self.progress.stop()
 
     def status(self, task_id: str) -> dict | None:
         task = self.commands.rows.get(task_id)
