@@ -20,7 +20,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition,
+)
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from .records.base import SCHEMA_HEADER, Record
@@ -65,7 +68,10 @@ class Incoming:
 class Producer:
     """Typed producer: values are Records, keys strings, the schema header is always set."""
 
-    def __init__(self, settings: Settings, client_id: str = "xget"):
+    def __init__(self, settings: Settings, client_id: str = "xget", *,
+                 linger_ms: int | None = None):
+        """`linger_ms` overrides the setting: 0 for a producer whose every send is awaited
+        one at a time (scraper, gateway), where lingering only adds latency to each step."""
         self.settings = settings
         self.prefix = settings.topic_prefix
         self._p = AIOKafkaProducer(
@@ -73,7 +79,7 @@ class Producer:
             client_id=client_id,
             acks="all",
             enable_idempotence=settings.kafka_idempotent_producer,
-            linger_ms=settings.kafka_linger_ms,
+            linger_ms=settings.kafka_linger_ms if linger_ms is None else linger_ms,
             compression_type=settings.kafka_compression,
             max_request_size=MAX_RECORD_BYTES,
             max_batch_size=1024 * 1024,
@@ -206,6 +212,10 @@ def consumer_for(settings: Settings, group_id: str | None, client_id: str) -> AI
         rebalance_timeout_ms=max(settings.kafka_session_timeout_ms, 10_000),
         max_partition_fetch_bytes=MAX_RECORD_BYTES,
         fetch_max_bytes=4 * MAX_RECORD_BYTES,
+        # Range assignment gives one member the same partition numbers of every input topic:
+        # topics keyed alike (task id) and equally partitioned are co-partitioned, so a task's
+        # commands, progress and controls all reach the member that owns the task.
+        partition_assignment_strategy=(RangePartitionAssignor,),
     )
 
 
@@ -253,8 +263,12 @@ class ConsumerLoop:
         *,
         group_id: str | None = None,
         batch_timeout_ms: int = 200,
+        on_assign: Callable[[set[TopicPartition]], Awaitable[None]] | None = None,
+        on_revoke: Callable[[set[TopicPartition]], Awaitable[None]] | None = None,
     ):
         self.settings = settings
+        self.on_assign = on_assign
+        self.on_revoke = on_revoke
         self.service = service
         self.inputs = inputs
         self.handler = handler
@@ -269,11 +283,30 @@ class ConsumerLoop:
     def stop(self) -> None:
         self._stop.set()
 
+    def _listener(self):
+        """Rebalance callbacks for services that keep per-partition work (members mode)."""
+        if self.on_assign is None and self.on_revoke is None:
+            return None
+        loop = self
+
+        class Listener(ConsumerRebalanceListener):
+            async def on_partitions_revoked(self, revoked):
+                if loop.on_revoke is not None and revoked:
+                    await loop.on_revoke(set(revoked))
+
+            async def on_partitions_assigned(self, assigned):
+                if loop.on_assign is not None and assigned:
+                    await loop.on_assign(set(assigned))
+
+        return Listener()
+
     async def run(self) -> None:
         consumer = consumer_for(self.settings, self.group_id, self.service)
         await consumer.start()
         await join(consumer, self.settings, [topic_name(s, self.settings.topic_prefix)
-                                             for s in self.inputs])
+                                             for s in self.inputs], self._listener())
+        if self.settings.kafka_group_mode == "assign" and self.on_assign is not None:
+            await self.on_assign(set(consumer.assignment()))
         log.info("%s consuming %s as group %s", self.service,
                  [s.name for s in self.inputs], self.group_id)
         try:

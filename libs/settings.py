@@ -147,6 +147,33 @@ class Settings(BaseSettings):
         6, ge=1, description="Failed calls in a row for one KOL before the run gives up on it.")
     kol_store_retry_s: float = Field(
         10.0, ge=0, description="Wait before trying ClickHouse again after a failed write.")
+    # --- reporter and the client's webhook -----------------------------------------------------
+    report_batch_size: int = Field(100, ge=1, description="Posts per batch report at most.")
+    report_max_wait_s: float = Field(
+        30.0, gt=0, description="A smaller batch is sent once its oldest post waited this long.")
+    report_media_wait_s: float = Field(
+        120.0, ge=0,
+        description="How long a batch waits for its media to land before it is sent without them.")
+    report_pause_s: float = Field(
+        300.0, gt=0,
+        description="After next_batch_allowed=false, reports of that task resume after this long "
+                    "(or when the client asks: POST /api/v1/tasks/{id}/reports/resume).")
+    report_tick_s: float = Field(0.5, gt=0, description="How often the reporter re-checks a task.")
+    webhook_url: str | None = Field(
+        None, description="Global webhook for tasks without their own callback_url.")
+    webhook_secret: SecretStr = Field(
+        SecretStr("change-me-too"),
+        description="HMAC-SHA256 key of the X-XGet-Signature header the client verifies.")
+    webhook_allow_hosts: str = Field(
+        "",
+        description="Comma-separated hosts or CIDRs a webhook may use although private or "
+                    "loopback (e.g. '127.0.0.1,10.0.0.0/8'). Empty: only public addresses.")
+    webhook_timeout_s: float = Field(10.0, gt=0, description="Per-attempt webhook timeout.")
+    webhook_max_attempts: int = Field(
+        8, ge=1, description="Attempts before a report goes to the dead-letter topic.")
+    webhook_backoff_base_s: float = Field(
+        0.5, gt=0, description="First retry delay; doubles per attempt, with full jitter.")
+    webhook_backoff_max_s: float = Field(60.0, gt=0, description="Longest retry delay.")
 
     log_level: str = Field("INFO")
 

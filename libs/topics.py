@@ -14,6 +14,7 @@ from .records.dead_letter import DeadLetter
 from .records.kol import KolCacheCleared, KolFollowingsTask, KolPage, KolTaskProgress
 from .records.pages import RawPage, SliceCheckpoint, SliceEnd
 from .records.posts import MediaJob, Post, XUser
+from .records.reports import ReportsReplay, ReportsResume
 from .records.tasks import OnDemandTask, SearchJob, TaskProgress
 
 
@@ -65,6 +66,10 @@ TASK_PROGRESS = TopicSpec(
     "task-progress", 6, "task_id", (TaskProgress,), compacted=True,
     doc="Latest progress per task from the dedup-counter (compacted).",
 )
+REPORT_CONTROLS = TopicSpec(
+    "report-controls", 6, "task_id", (ReportsResume, ReportsReplay),
+    doc="Client/operator commands to the reporter: resume a paused task, replay a dead report.",
+)
 DEAD_LETTERS = TopicSpec(
     "dead-letters", 3, "original key", (DeadLetter,),
     doc="Records a service could not handle, with the cause.",
@@ -88,8 +93,8 @@ KOL_PROGRESS = TopicSpec(
 KOL_TOPICS: tuple[TopicSpec, ...] = (KOL_PAGES, KOL_COMMANDS, KOL_PROGRESS)
 
 CATALOGUE: tuple[TopicSpec, ...] = (
-    TASK_COMMANDS, SEARCH_JOBS, RAW_PAGES, SCRAPE_CHECKPOINTS, POSTS, USERS, MEDIA_JOBS, TASK_PROGRESS, DEAD_LETTERS,
-    *KOL_TOPICS,
+    TASK_COMMANDS, SEARCH_JOBS, RAW_PAGES, SCRAPE_CHECKPOINTS, POSTS, USERS, MEDIA_JOBS, TASK_PROGRESS,
+    REPORT_CONTROLS, DEAD_LETTERS, *KOL_TOPICS,
 )
 
 

@@ -5,6 +5,7 @@
   xget migrate                     apply ClickHouse migrations
   xget kol import FILE             add KOLs (handles or ids) to twitter_kol
   xget kol-followings [flags]      fetch KOL following lists (see --help)
+  xget reports replay [--task ID]  re-deliver reports that went to the dead-letter topic
 
 `xget run all` is the embedded mode: every service in one process (one chdb owner), each
 still its own consumer group talking only through Kafka. In production run one service per
@@ -28,13 +29,14 @@ SERVICES = {
     "parser": "services.parser.main",
     "dedup-counter": "services.dedup_counter.main",
     "kol-worker": "services.kol.main",
+    "reporter": "services.reporter.main",
 }
 
 log = logging.getLogger("xget")
 
 
 async def run_services(names: list[str], settings: Settings) -> None:
-    from services.runtime import stop_on_signals
+    from services.runtime import close_stores, stop_on_signals
 
     stop = asyncio.Event()
     stop_on_signals(stop)
@@ -43,12 +45,15 @@ async def run_services(names: list[str], settings: Settings) -> None:
         module = importlib.import_module(SERVICES[name])
         tasks[name] = asyncio.create_task(module.serve(settings, stop), name=name)
     log.info("running %s", ", ".join(names))
-    done, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_EXCEPTION)
-    failed = [t for t in done if not t.cancelled() and t.exception() is not None]
-    if failed:
-        stop.set()
-        await asyncio.gather(*tasks.values(), return_exceptions=True)
-        raise failed[0].exception()  # type: ignore[misc]
+    try:
+        done, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_EXCEPTION)
+        failed = [t for t in done if not t.cancelled() and t.exception() is not None]
+        if failed:
+            stop.set()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+            raise failed[0].exception()  # type: ignore[misc]
+    finally:
+        await close_stores()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     from services.kol import cli as kol_cli
 
     kol_cli.add_commands(sub)
+    reports = sub.add_parser("reports", help="webhook reports")
+    reports.add_argument("action", choices=["replay"])
+    reports.add_argument("--task", help="only this task's dead reports")
     args = parser.parse_args(argv)
 
     settings = Settings()
@@ -90,6 +98,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.cmd in ("kol-followings", "kol"):
         return kol_cli.main(args, settings)
+    if args.cmd == "reports":
+        from services.reporter.replay import replay_dead_reports
+
+        n = asyncio.run(replay_dead_reports(settings, args.task))
+        print(f"queued {n} dead report(s) for re-delivery")
+        return 0
     if args.cmd == "migrate":
         from infra.migrate import apply_migrations
         from libs.storage.clickhouse import ClickHouseStore

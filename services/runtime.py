@@ -9,6 +9,12 @@ import sys
 
 from libs.kafka import Producer
 from libs.settings import Settings
+from libs.storage.clickhouse import ClickHouseStore
+
+# One ClickHouse store per DSN per process: chdb lets one process open a data path once, and
+# the services of an embedded process (gateway, dedup-counter, reporter) share it.
+_stores: dict[str, ClickHouseStore] = {}
+_migrated: set[str] = set()
 
 
 def setup_logging(level: str) -> None:
@@ -30,8 +36,9 @@ def stop_on_signals(stop: asyncio.Event) -> None:
             pass
 
 
-async def started_producer(settings: Settings, client_id: str) -> Producer:
-    return await Producer(settings, client_id).start()
+async def started_producer(settings: Settings, client_id: str, *,
+                           linger_ms: int | None = None) -> Producer:
+    return await Producer(settings, client_id, linger_ms=linger_ms).start()
 
 
 async def run_until(service, stop: asyncio.Event) -> None:
@@ -42,3 +49,23 @@ async def run_until(service, stop: asyncio.Event) -> None:
     service.stop()
     waiter.cancel()
     await runner
+
+
+async def clickhouse_for(settings: Settings) -> ClickHouseStore:
+    """The process's store for `settings.clickhouse_dsn`, migrated once; never close it."""
+    store = _stores.get(settings.clickhouse_dsn)
+    if store is None:
+        store = _stores[settings.clickhouse_dsn] = ClickHouseStore(settings.clickhouse_dsn)
+    if settings.clickhouse_dsn not in _migrated:
+        from infra.migrate import apply_migrations
+
+        await asyncio.to_thread(apply_migrations, store)
+        _migrated.add(settings.clickhouse_dsn)
+    return store
+
+
+async def close_stores() -> None:
+    for dsn, store in list(_stores.items()):
+        await store.aclose()
+        _stores.pop(dsn, None)
+        _migrated.discard(dsn)

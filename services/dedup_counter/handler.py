@@ -1,7 +1,8 @@
 """dedup-counter: stores posts and users in ClickHouse and keeps exact per-task progress.
 
-Which posts a task has collected is decided from ClickHouse itself (`task_posts`), never from
-memory, so a re-delivered batch makes exactly the same decisions as the first delivery:
+Which posts a task has collected is decided from ClickHouse (`task_posts`), read once per task
+and then kept in step with this instance's own writes (see TaskMemo), so a re-delivered batch
+makes exactly the same decisions as the first delivery:
   * a post the task already has is stored again (harmless: ReplacingMergeTree) and not counted;
   * a new post is accepted while the task is under its target (0 = no target);
   * past the target, posts of pages that were already in flight are dropped.
@@ -13,50 +14,27 @@ with the same rows, and counted with uniqExact, so a post counts once per keywor
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timezone
-
-import orjson
 
 from libs.kafka import Incoming, Outgoing
 from libs.records.pages import SliceEnd
 from libs.records.posts import Post, XUser
 from libs.records.tasks import TaskProgress
 from libs.storage.clickhouse import ClickHouseStore
+from libs.storage.post_rows import POST_COLUMNS, post_row
 from libs.topics import POSTS_TARGET_HEADER, TASK_PROGRESS
 
 log = logging.getLogger(__name__)
 
 SERVICE = "dedup-counter"
 
-POST_COLUMNS = [
-    "platform", "post_id", "post_url", "post_type", "author_id", "author_avatar", "author_name",
-    "author_handle", "post_time", "post_content", "post_images", "comment_count",
-    "retweet_count", "like_count", "quote_count", "view_count", "bookmark_count", "is_retweet",
-    "is_quote", "original_post_id", "original_author_avatar", "original_author_name",
-    "original_author_handle", "original_post_time", "original_post_content",
-    "original_post_images", "post_links", "hashtags", "mentions", "lang", "conversation_id",
-    "parent_post_id", "parent_comment_id", "oss_file_path", "keyword", "task_id",
-    "collected_at", "raw_data", "version",
-]
-_JSON_LISTS = {"post_images", "original_post_images", "post_links"}
 USER_COLUMNS = [
     "platform", "user_id", "user_name", "name", "avatar", "description", "created_at",
     "created_at_time", "followers", "following", "statuses_count", "verified", "blue_verified",
     "seen_at", "raw_data", "version",
 ]
-
-
-def post_row(p: Post) -> list:
-    row = []
-    for c in POST_COLUMNS:
-        if c == "version":
-            row.append(int(p.collected_at.timestamp() * 1000))
-        elif c in _JSON_LISTS:
-            row.append(orjson.dumps([m.model_dump(mode="json") for m in getattr(p, c)]).decode())
-        else:
-            row.append(getattr(p, c))
-    return row
 
 
 def user_row(u: XUser) -> list:
@@ -68,9 +46,37 @@ def month_of(t: datetime):
     return t.astimezone(timezone.utc).date().replace(day=1)
 
 
+@dataclass
+class TaskMemo:
+    """What ClickHouse says about one task, kept after this process wrote it.
+
+    The posts topic is keyed by task, so exactly one counter instance writes a task's rows: its
+    memo stays equal to `task_posts`/`task_slices` as long as every write it made succeeded.
+    It is loaded from ClickHouse on first sight (after a start or a rebalance) and dropped on
+    any failure, so a replayed batch is decided from ClickHouse exactly as before.
+    """
+
+    post_ids: set[str]
+    slices: dict[str, tuple[int, str]]  # slice_id → (slice_count, end_reason)
+
+    @property
+    def collected(self) -> int:
+        return len(self.post_ids)
+
+
 class DedupCounter:
+    MEMO_TASKS = 256  # tasks remembered at most (least recently used evicted)
+
     def __init__(self, store: ClickHouseStore):
         self.store = store
+        self._memos: OrderedDict[str, TaskMemo] = OrderedDict()
+
+    def forget(self, *_args) -> None:
+        """Partitions moved (rebalance): another instance may have written since."""
+        self._memos.clear()
+
+    async def forget_async(self, *_args) -> None:
+        self.forget()
 
     async def handle(self, batch: list[Incoming]) -> list[Outgoing]:
         by_task: dict[str, list[Incoming]] = defaultdict(list)
@@ -83,7 +89,11 @@ class DedupCounter:
                 by_task[rec.task_id].append(inc)
         outs: list[Outgoing] = []
         for task_id, items in by_task.items():
-            outs.append(await self._task_batch(task_id, items))
+            try:
+                outs.append(await self._task_batch(task_id, items))
+            except BaseException:
+                self._memos.pop(task_id, None)  # unknown how far the writes got
+                raise
         if users:
             first, last = batch[0], batch[-1]
             await self.store.insert(
@@ -91,28 +101,38 @@ class DedupCounter:
                 dedup_token=f"users:{first.topic}:{first.partition}:{first.offset}-{last.offset}")
         return outs
 
+    async def _memo(self, task_id: str) -> TaskMemo:
+        memo = self._memos.get(task_id)
+        if memo is not None:
+            self._memos.move_to_end(task_id)
+            return memo
+        ids = await self.store.query_rows(
+            "SELECT DISTINCT post_id FROM task_posts WHERE task_id = {t:String}", {"t": task_id})
+        slices = await self.store.query_rows(
+            "SELECT slice_id, slice_count, end_reason FROM task_slices FINAL "
+            "WHERE task_id = {t:String}", {"t": task_id})
+        memo = TaskMemo({r[0] for r in ids}, {r[0]: (r[1], r[2]) for r in slices})
+        self._memos[task_id] = memo
+        while len(self._memos) > self.MEMO_TASKS:
+            self._memos.popitem(last=False)
+        return memo
+
     async def _task_batch(self, task_id: str, items: list[Incoming]) -> Outgoing:
         posts = [i for i in items if isinstance(i.record, Post)]
         ends = [i.record for i in items if isinstance(i.record, SliceEnd)]
         target = self._target(items)
-        ids = [i.record.post_id for i in posts]
-        existing: set[str] = set()
-        if ids:
-            rows = await self.store.query_rows(
-                "SELECT DISTINCT post_id FROM task_posts WHERE task_id = {t:String} "
-                "AND post_id IN {ids:Array(String)}", {"t": task_id, "ids": ids})
-            existing = {r[0] for r in rows}
-        collected = (await self.store.query_rows(
-            "SELECT uniqExact(post_id) FROM task_posts WHERE task_id = {t:String}",
-            {"t": task_id}))[0][0]
+        memo = await self._memo(task_id)
+        collected = memo.collected
 
         store: dict[str, Post] = {}
+        new_ids: list[str] = []
         for inc in posts:
             p: Post = inc.record  # type: ignore[assignment]
-            if p.post_id in existing or p.post_id in store:
+            if p.post_id in memo.post_ids or p.post_id in store:
                 store.setdefault(p.post_id, p)
             elif target == 0 or collected < target:
                 store[p.post_id] = p
+                new_ids.append(p.post_id)
                 collected += 1
         first, last = items[0], items[-1]
         token = f"{task_id}:{first.topic}:{first.partition}:{first.offset}-{last.offset}"
@@ -131,6 +151,7 @@ class DedupCounter:
             await self.store.insert(
                 "task_posts", [[task_id, p.post_id, p.keyword, p.collected_at] for p in chosen],
                 ["task_id", "post_id", "keyword", "collected_at"], dedup_token=f"tp:{token}")
+            memo.post_ids.update(new_ids)
         now = datetime.now(timezone.utc)
         if ends:
             await self.store.insert(
@@ -138,18 +159,18 @@ class DedupCounter:
                 [[e.task_id, e.slice_id, e.slice_count, e.end_reason, e.pages, now] for e in ends],
                 ["task_id", "slice_id", "slice_count", "end_reason", "pages", "ended_at"],
                 dedup_token=f"slices:{token}")
-        slice_rows = await self.store.query_rows(
-            "SELECT uniqExact(slice_id), max(slice_count), groupUniqArray(end_reason) "
-            "FROM task_slices WHERE task_id = {t:String}", {"t": task_id})
-        slices_done, slice_count, reasons = slice_rows[0]
-        slice_count = max(1, slice_count or (ends[0].slice_count if ends else 1))
+            for e in ends:
+                memo.slices[e.slice_id] = (e.slice_count, e.end_reason)
+        slices_done = len(memo.slices)
+        slice_count = max([1, *(c for c, _ in memo.slices.values())])
+        reasons = {r for _, r in memo.slices.values()}
         keyword = (posts[0].record.keyword if posts else ends[0].keyword)  # type: ignore[union-attr]
 
         end_reason = None
         if target and collected >= target:
             end_reason = "target_reached"
         elif slices_done >= slice_count:
-            end_reason = "failed" if reasons and set(reasons) == {"failed"} else "exhausted"
+            end_reason = "failed" if reasons == {"failed"} else "exhausted"
         progress = TaskProgress(
             task_id=task_id, keyword=keyword,
             status="completed" if end_reason else "running",

@@ -4,27 +4,23 @@ from __future__ import annotations
 
 import asyncio
 
-from infra.migrate import apply_migrations
 from libs.kafka import ConsumerLoop
 from libs.settings import Settings
 from libs.storage.clickhouse import ClickHouseStore
 from libs.topics import POSTS, USERS
-from services.runtime import run_until, started_producer
+from services.runtime import clickhouse_for, run_until, started_producer
 
 from .handler import SERVICE, DedupCounter
 
 
 async def serve(settings: Settings, stop: asyncio.Event,
                 store: ClickHouseStore | None = None) -> None:
-    own = store is None
-    store = store or ClickHouseStore(settings.clickhouse_dsn)
-    await asyncio.to_thread(apply_migrations, store)
+    store = store or await clickhouse_for(settings)
     producer = await started_producer(settings, SERVICE)
     try:
-        loop = ConsumerLoop(settings, SERVICE, [POSTS, USERS], DedupCounter(store).handle,
-                            producer)
+        counter = DedupCounter(store)
+        loop = ConsumerLoop(settings, SERVICE, [POSTS, USERS], counter.handle, producer,
+                            on_assign=counter.forget_async, on_revoke=counter.forget_async)
         await run_until(loop, stop)
     finally:
         await producer.stop()
-        if own:
-            await store.aclose()

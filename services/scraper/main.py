@@ -11,7 +11,8 @@ from .service import SERVICE, ScraperService
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    producer = await started_producer(settings, SERVICE)
+    # Every raw page and checkpoint is awaited before the next step: no lingering.
+    producer = await started_producer(settings, SERVICE, linger_ms=0)
     try:
         await run_until(ScraperService(settings, producer), stop)
     finally:

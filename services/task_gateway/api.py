@@ -6,6 +6,7 @@ client may publish there directly; everything else follows from that topic.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import secrets
 import uuid
@@ -18,12 +19,15 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, ValidationError
 
 from libs.kafka import Outgoing, Producer
+from libs.records.reports import ReportsResume
 from libs.records.tasks import OnDemandTask
 from libs.settings import Settings
-from libs.topics import TASK_COMMANDS
+from libs.topics import REPORT_CONTROLS, TASK_COMMANDS
+from libs.webhooks import WebhookUrlError, check_url
 
 from . import kol_tasks
 from .kol_tasks import KolTaskView
+from . import data_api
 from .task_view import TaskView
 
 
@@ -46,6 +50,7 @@ def _errors(e: ValidationError | RequestValidationError) -> list[dict]:
 
 
 def create_app(settings: Settings, producer: Producer, view: TaskView,
+               get_store: data_api.StoreGetter | None = None,
                kol_view: KolTaskView | None = None) -> FastAPI:
     app = FastAPI(title="XGet task gateway", version="1")
     bearer = HTTPBearer(auto_error=False)
@@ -80,6 +85,12 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
             )
         except ValidationError as e:
             return JSONResponse({"status": "rejected", "detail": _errors(e)}, status_code=422)
+        if task.callback_url is not None:
+            try:
+                await asyncio.to_thread(check_url, task.callback_url, settings.webhook_allow_hosts)
+            except WebhookUrlError as e:
+                return JSONResponse({"status": "rejected", "detail": [
+                    {"field": "callback_url", "message": str(e)}]}, status_code=422)
         known = view.task(task_id)
         if known is not None:
             same = known.model_dump(exclude={"submitted_at"}) == task.model_dump(
@@ -102,6 +113,17 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
             raise HTTPException(404, f"no task {task_id}")
         return st
 
+    @app.post("/api/v1/tasks/{task_id}/reports/resume", dependencies=[Depends(auth)])
+    async def resume_reports(task_id: str):
+        """The client is ready for more batches after answering next_batch_allowed=false."""
+        if view.status(task_id) is None:
+            raise HTTPException(404, f"no task {task_id}")
+        await producer.send_and_wait(Outgoing(REPORT_CONTROLS, task_id, ReportsResume(
+            task_id=task_id, requested_at=datetime.now(timezone.utc))))
+        return {"status": "accepted", "task_id": task_id, "message": "reports resume"}
+
+    if get_store is not None:
+        app.include_router(data_api.create_router(get_store, view, auth))
     return app
 
 

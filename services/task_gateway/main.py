@@ -10,7 +10,7 @@ import uvicorn
 from libs.kafka import ConsumerLoop
 from libs.settings import Settings
 from libs.topics import TASK_COMMANDS
-from services.runtime import run_until, started_producer
+from services.runtime import clickhouse_for, run_until, started_producer
 
 from . import scheduler
 from .api import create_app
@@ -35,13 +35,16 @@ class _Api:
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    producer = await started_producer(settings, "task-gateway")
+    producer = await started_producer(settings, "task-gateway", linger_ms=0)  # one per POST
     view = TaskView(settings)
     await view.start()
     kol_view = KolTaskView(settings)
     await kol_view.start()
     sched = ConsumerLoop(settings, scheduler.SERVICE, [TASK_COMMANDS], scheduler.handle, producer)
-    api = _Api(settings, create_app(settings, producer, view, kol_view))
+    # ClickHouse opens on the first statistics/data request: a gateway that only takes tasks
+    # never touches it (with chdb, another process may own the data path).
+    api = _Api(settings, create_app(settings, producer, view, lambda: clickhouse_for(settings),
+                                    kol_view))
     log.info("task-gateway listening on http://%s:%d", settings.gateway_host,
              settings.gateway_port)
     try:

@@ -25,7 +25,7 @@ START, END = "2026-10-01T00:00:00Z", "2026-10-02T00:00:00Z"  # 1,440 posts at 60
 
 
 def pipeline_settings(kafka, xsim: str, tmp_path: Path, chdb_dir: str, **overrides):
-    return kafka.settings(
+    opts = dict(
         topic_prefix=fresh_prefix(kafka.bootstrap),
         clickhouse_dsn=f"chdb://{chdb_dir}",
         object_store_url=f"file://{tmp_path / 'objects'}",
@@ -35,8 +35,9 @@ def pipeline_settings(kafka, xsim: str, tmp_path: Path, chdb_dir: str, **overrid
         x_accounts="acc1:tok-a1:ct0-a1,acc2:tok-a2:ct0-a2,acc3:tok-a3:ct0-a3",
         gateway_port=free_port(),
         api_token="e2e-token",
-        **overrides,
     )
+    opts.update(overrides)
+    return kafka.settings(**opts)
 
 
 def fixture_expectations() -> tuple[dict, dict]:

@@ -1,0 +1,40 @@
+"""reporter entry point: batch files to the bucket and signed reports to client webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from libs.kafka import ConsumerLoop
+from libs.settings import Settings
+from libs.storage.objects import open_object_store
+from libs.topics import REPORT_CONTROLS, TASK_COMMANDS, TASK_PROGRESS
+from libs.webhooks import WebhookSender
+from services.runtime import clickhouse_for, run_until, started_producer
+
+from .service import SERVICE, Reporter
+from .store import ReportStore
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    store = ReportStore(await clickhouse_for(settings))
+    objects = open_object_store(settings)
+    producer = await started_producer(settings, SERVICE)
+    async with httpx.AsyncClient(follow_redirects=False,
+                                 limits=httpx.Limits(max_connections=100)) as http:
+        sender = WebhookSender(
+            http, settings.webhook_secret.get_secret_value(),
+            allow_hosts=settings.webhook_allow_hosts,
+            max_attempts=settings.webhook_max_attempts,
+            backoff_base_s=settings.webhook_backoff_base_s,
+            backoff_max_s=settings.webhook_backoff_max_s, timeout_s=settings.webhook_timeout_s)
+        reporter = Reporter(settings, store, objects, sender, producer)
+        loop = ConsumerLoop(settings, SERVICE, [TASK_COMMANDS, TASK_PROGRESS, REPORT_CONTROLS],
+                            reporter.handle, producer, on_assign=reporter.on_assign,
+                            on_revoke=reporter.on_revoke)
+        try:
+            await run_until(loop, stop)
+        finally:
+            await reporter.close()
+            await producer.stop()

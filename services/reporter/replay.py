@@ -1,0 +1,43 @@
+"""`xget reports replay`: hand every report the reporter dead-lettered back to it.
+
+The dead-letter topic keeps what failed and why; replay reads it and publishes a ReportsReplay
+command per (task, batch) on report-controls. The reporter that owns the task sends the batch
+again with its original batch id (Idempotency-Key) if it is still dead, and ignores the
+command otherwise, so running replay twice delivers nothing twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from libs.kafka import Outgoing, Producer, scan_partition
+from libs.records.dead_letter import DeadLetter
+from libs.records.reports import ReportsReplay, WebhookReport
+from libs.settings import Settings
+from libs.topics import DEAD_LETTERS, REPORT_CONTROLS
+
+
+async def dead_reports(settings: Settings, task_id: str | None = None) -> list[tuple[str, int]]:
+    """(task_id, batch_no) of every report on the dead-letter topic, in first-seen order."""
+    seen: dict[tuple[str, int], None] = {}
+    for p in range(DEAD_LETTERS.partitions):
+        async for _msg, rec in scan_partition(settings, DEAD_LETTERS, p, 0):
+            if (isinstance(rec, DeadLetter) and rec.service == "reporter"
+                    and rec.schema_header == WebhookReport.schema_id() and rec.key
+                    and (task_id is None or rec.key == task_id)):
+                seen.setdefault((rec.key, rec.offset), None)
+    return list(seen)
+
+
+async def replay_dead_reports(settings: Settings, task_id: str | None = None) -> int:
+    found = await dead_reports(settings, task_id)
+    if not found:
+        return 0
+    producer = await Producer(settings, "xget-reports-replay").start()
+    try:
+        now = datetime.now(timezone.utc)
+        await producer.send_all([Outgoing(REPORT_CONTROLS, t, ReportsReplay(
+            task_id=t, batch_no=n, requested_at=now)) for t, n in found])
+    finally:
+        await producer.stop()
+    return len(found)

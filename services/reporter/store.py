@@ -1,0 +1,196 @@
+"""The reporter's durable state in ClickHouse: tasks, batches (membership before delivery) and
+the media results it fills into batch files. Every write is a new row version; reads use FINAL.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import orjson
+
+from libs.records.posts import Post
+from libs.storage.clickhouse import ClickHouseStore
+from libs.storage.post_rows import SELECT_POST, post_from_row
+
+TASK_COLUMNS = ["task_id", "keyword", "callback_url", "status", "end_reason", "collected",
+                "target", "created_at", "completed_at", "updated_at", "version"]
+BATCH_COLUMNS = ["task_id", "batch_no", "batch_id", "keyword", "post_ids", "oss_file_path",
+                 "completion_status", "total_collected", "state", "attempts", "last_error",
+                 "created_at", "delivered_at", "version"]
+
+
+def _version() -> int:
+    # Microseconds since the epoch: later writes of a row win, even within one millisecond.
+    return time.time_ns() // 1000
+
+
+def _utc(t: datetime | None) -> datetime | None:
+    if t is not None and t.tzinfo is None:
+        return t.replace(tzinfo=timezone.utc)
+    return t
+
+
+@dataclass
+class TaskState:
+    task_id: str
+    keyword: str
+    callback_url: str | None = None
+    status: str = "running"
+    end_reason: str | None = None
+    collected: int = 0
+    target: int = 0
+    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    completed_at: datetime | None = None
+    updated_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+    def row(self) -> list:
+        return [self.task_id, self.keyword, self.callback_url, self.status, self.end_reason,
+                self.collected, self.target, self.created_at, self.completed_at,
+                self.updated_at, _version()]
+
+
+@dataclass
+class Batch:
+    task_id: str
+    batch_no: int
+    keyword: str
+    post_ids: list[str]
+    oss_file_path: str
+    completion_status: str
+    total_collected: int
+    state: str = "pending"
+    attempts: int = 0
+    last_error: str | None = None
+    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    delivered_at: datetime | None = None
+
+    @property
+    def batch_id(self) -> str:
+        return batch_id(self.task_id, self.batch_no)
+
+    def row(self) -> list:
+        return [self.task_id, self.batch_no, self.batch_id, self.keyword, self.post_ids,
+                self.oss_file_path, self.completion_status, self.total_collected, self.state,
+                self.attempts, self.last_error, self.created_at, self.delivered_at, _version()]
+
+
+def batch_id(task_id: str, batch_no: int) -> str:
+    return f"{task_id}_batch_{batch_no:03d}"
+
+
+def batch_path(task_id: str, batch_no: int, day: datetime) -> str:
+    d = day.astimezone(timezone.utc)
+    return f"data/{d:%Y/%m/%d}/{batch_id(task_id, batch_no)}.json"
+
+
+class ReportStore:
+    def __init__(self, store: ClickHouseStore):
+        self.ch = store
+
+    # --- tasks ---------------------------------------------------------------------------------
+    async def save_tasks(self, tasks: list[TaskState]) -> None:
+        if tasks:
+            await self.ch.insert("report_tasks", [t.row() for t in tasks], TASK_COLUMNS)
+
+    async def load_tasks(self, task_ids: list[str] | None = None) -> list[TaskState]:
+        where, params = "", {}
+        if task_ids is not None:
+            where, params = "WHERE task_id IN {ids:Array(String)}", {"ids": task_ids}
+        rows = await self.ch.query_dicts(
+            f"SELECT {', '.join(TASK_COLUMNS[:-1])} FROM report_tasks FINAL {where}", params)
+        out = []
+        for r in rows:
+            for k in ("created_at", "completed_at", "updated_at"):
+                r[k] = _utc(r[k])
+            out.append(TaskState(**r))
+        return out
+
+    async def unfinished_task_ids(self) -> list[str]:
+        """Tasks whose reporting is not over: running, or completed without a delivered or
+        dead `completed` batch."""
+        rows = await self.ch.query_rows(
+            "SELECT task_id FROM report_tasks FINAL WHERE status != 'completed' OR task_id NOT IN "
+            "(SELECT task_id FROM report_batches FINAL WHERE completion_status = 'completed' "
+            " AND state IN ('delivered', 'dead'))")
+        return [r[0] for r in rows]
+
+    # --- batches -------------------------------------------------------------------------------
+    async def save_batch(self, b: Batch) -> None:
+        await self.ch.insert("report_batches", [b.row()], BATCH_COLUMNS)
+
+    async def batches(self, task_id: str) -> list[Batch]:
+        rows = await self.ch.query_dicts(
+            f"SELECT {', '.join(c for c in BATCH_COLUMNS if c not in ('batch_id', 'version'))} "
+            "FROM report_batches FINAL WHERE task_id = {t:String} ORDER BY batch_no",
+            {"t": task_id})
+        out = []
+        for r in rows:
+            r["created_at"] = _utc(r["created_at"])
+            r["delivered_at"] = _utc(r["delivered_at"])
+            r["post_ids"] = list(r["post_ids"])
+            out.append(Batch(**r))
+        return out
+
+    async def unreported_post_ids(self, task_id: str, limit: int) -> list[str]:
+        """The task's stored posts that no batch holds yet, oldest collection first."""
+        rows = await self.ch.query_rows(
+            "SELECT post_id FROM task_posts FINAL WHERE task_id = {t:String} AND post_id NOT IN "
+            "(SELECT arrayJoin(post_ids) FROM report_batches FINAL WHERE task_id = {t:String}) "
+            "ORDER BY collected_at, post_id LIMIT {n:UInt32}", {"t": task_id, "n": limit})
+        return [r[0] for r in rows]
+
+    # --- batch contents ------------------------------------------------------------------------
+    async def posts(self, post_ids: list[str]) -> list[Post]:
+        if not post_ids:
+            return []
+        rows = await self.ch.query_dicts(
+            f"SELECT {SELECT_POST} FROM posts FINAL WHERE post_id IN {{ids:Array(String)}}",
+            {"ids": post_ids})
+        by_id = {r["post_id"]: post_from_row(r) for r in rows}
+        return [by_id[i] for i in post_ids if i in by_id]
+
+    async def media_results(self, urls: list[str]) -> dict[str, dict]:
+        """original_url → its media_objects row (stored or failed), for the URLs that have one."""
+        if not urls:
+            return {}
+        rows = await self.ch.query_dicts(
+            "SELECT original_url, status, cause, oss_url, width, height, video_oss_url "
+            "FROM media_objects FINAL WHERE original_url IN {u:Array(String)}", {"u": urls})
+        return {r["original_url"]: r for r in rows}
+
+
+def media_urls(posts: list[Post]) -> list[str]:
+    return sorted({m.original_url for p in posts
+                   for m in (*p.post_images, *p.original_post_images)})
+
+
+def batch_file(posts: list[Post], media: dict[str, dict], task_id: str, keyword: str,
+               path: str) -> bytes:
+    """The batch file: a JSON array of the client's full post records, with each media's
+    oss_url where it landed, and the task and file that reported them."""
+    out = []
+    for p in posts:
+        rec = p.model_dump(mode="json")
+        rec.update(task_id=task_id, keyword=keyword, oss_file_path=path)
+        for key in ("post_images", "original_post_images"):
+            for m in rec[key]:
+                r = media.get(m["original_url"])
+                if r is not None:
+                    m["oss_url"] = r["oss_url"] if r["status"] == "stored" else None
+                    m["media_status"] = r["status"]
+                    if r["status"] != "stored":
+                        m["media_error"] = r["cause"]
+                    if r.get("video_oss_url"):
+                        m["video_oss_url"] = r["video_oss_url"]
+                    m["width"] = m.get("width") or r.get("width")
+                    m["height"] = m.get("height") or r.get("height")
+                else:
+                    m["media_status"] = "pending"
+        out.append(rec)
+    return orjson.dumps(out)

@@ -1,0 +1,200 @@
+"""Statistics (billing) and stored-data queries, answered from ClickHouse.
+
+Every query binds its values as server-side parameters, never by formatting SQL. Counts are
+exact (uniqExact / FINAL), so they are right before ClickHouse has merged parts.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from typing import Awaitable, Callable
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+
+from libs.storage.clickhouse import ClickHouseStore
+from libs.storage.post_rows import SELECT_POST, post_from_row
+
+from .task_view import TaskView
+
+StoreGetter = Callable[[], Awaitable[ClickHouseStore]]
+
+USER_FIELDS = ("user_id, user_name, name, avatar, description, created_at, created_at_time, "
+               "followers, following, statuses_count, verified, blue_verified, seen_at")
+
+
+def _utc(t):
+    if isinstance(t, datetime) and t.tzinfo is None:
+        return t.replace(tzinfo=timezone.utc)
+    return t
+
+
+def create_router(get_store: StoreGetter, view: TaskView, auth) -> APIRouter:
+    r = APIRouter(dependencies=[Depends(auth)])
+
+    async def store() -> ClickHouseStore:
+        try:
+            return await get_store()
+        except Exception as e:  # noqa: BLE001 - e.g. the chdb path is owned by another process
+            raise HTTPException(503, f"ClickHouse unavailable: {type(e).__name__}: {e}") from e
+
+    async def with_media(posts: list[dict]) -> list[dict]:
+        """Fill each media's oss_url from media_objects and oss_file_path from report_batches."""
+        ch = await store()
+        ids = [p["post_id"] for p in posts]
+        urls = sorted({m["original_url"] for p in posts
+                       for m in (*p["post_images"], *p["original_post_images"])})
+        media = {}
+        if urls:
+            media = {row[0]: row[1:] for row in await ch.query_rows(
+                "SELECT original_url, status, oss_url FROM media_objects FINAL "
+                "WHERE original_url IN {u:Array(String)}", {"u": urls})}
+        files = {}
+        if ids:
+            files = {row[0]: row[1] for row in await ch.query_rows(
+                "SELECT pid, argMax(oss_file_path, created_at) FROM report_batches FINAL "
+                "ARRAY JOIN post_ids AS pid WHERE pid IN {ids:Array(String)} GROUP BY pid",
+                {"ids": ids})}
+        for p in posts:
+            p["oss_file_path"] = files.get(p["post_id"], p.get("oss_file_path"))
+            for m in (*p["post_images"], *p["original_post_images"]):
+                status, oss = media.get(m["original_url"], (None, None))
+                m["oss_url"] = oss if status == "stored" else None
+                m["media_status"] = status or "pending"
+        return posts
+
+    async def posts_where(where: str, params: dict, limit: int, offset: int,
+                          order: str = "post_time DESC, post_id") -> dict:
+        ch = await store()
+        total = (await ch.query_rows(f"SELECT count() FROM posts FINAL WHERE {where}", params))[0][0]
+        rows = await ch.query_dicts(
+            f"SELECT {SELECT_POST} FROM posts FINAL WHERE {where} ORDER BY {order} "
+            "LIMIT {lim:UInt32} OFFSET {off:UInt64}", {**params, "lim": limit, "off": offset})
+        posts = [post_from_row(x).model_dump(mode="json") for x in rows]
+        return {"total": total, "limit": limit, "offset": offset,
+                "items": await with_media(posts)}
+
+    # --- statistics ------------------------------------------------------------------------------
+    @r.get("/api/v1/statistics/monthly")
+    async def monthly(year: int = Query(..., ge=2006, le=2100), month: int = Query(..., ge=1, le=12),
+                      keyword: str | None = Query(None, min_length=1)):
+        ch = await store()
+        params: dict = {"m": date(year, month, 1)}
+        where = "month = {m:Date}"
+        if keyword is not None:
+            where += " AND keyword = {k:String}"
+            params["k"] = keyword
+        rows = await ch.query_rows(
+            f"SELECT keyword, uniqExact(post_id) FROM keyword_month_posts WHERE {where} "
+            "GROUP BY keyword ORDER BY keyword", params)
+        now = datetime.now(timezone.utc)
+        items = [{"keyword": k, "period": f"{year:04d}-{month:02d}", "unique_posts_count": n,
+                  "calculated_at": now} for k, n in rows]
+        if keyword is not None and not items:
+            items = [{"keyword": keyword, "period": f"{year:04d}-{month:02d}",
+                      "unique_posts_count": 0, "calculated_at": now}]
+        return {"period": f"{year:04d}-{month:02d}", "statistics": items}
+
+    @r.get("/api/v1/statistics/tasks/{task_id}")
+    async def task_stats(task_id: str):
+        status = view.status(task_id)
+        ch = await store()
+        rows = await ch.query_rows(
+            "SELECT any(keyword), uniqExact(post_id), min(collected_at) FROM task_posts "
+            "WHERE task_id = {t:String}", {"t": task_id})
+        keyword, total, _ = rows[0]
+        if status is None and not total:
+            raise HTTPException(404, f"no task {task_id}")
+        # A post is a duplicate for this task when another task collected it, for the same
+        # keyword, before this task did: the client was already billed for it.
+        dup = (await ch.query_rows(
+            "SELECT count() FROM (SELECT post_id, min(collected_at) AS mine FROM task_posts "
+            " WHERE task_id = {t:String} GROUP BY post_id) AS m "
+            "INNER JOIN (SELECT post_id, min(collected_at) AS first FROM task_posts "
+            " WHERE keyword = {k:String} AND task_id != {t:String} AND post_id IN "
+            " (SELECT post_id FROM task_posts WHERE task_id = {t:String}) GROUP BY post_id) AS o "
+            "USING post_id WHERE o.first < m.mine", {"t": task_id, "k": keyword or ""}))[0][0]
+        task = view.task(task_id)
+        prog = view.progress.rows.get(task_id)
+        completed_at = getattr(prog, "updated_at", None) if status and status["status"] == "completed" else None
+        return {
+            "task_id": task_id,
+            "keyword": task.keyword if task else keyword,
+            "task_status": status["status"] if status else "unknown",
+            "total_collected": total,
+            "unique_posts": total - dup,
+            "duplicate_rate": round(dup / total, 4) if total else 0.0,
+            "created_at": status["created_at"] if status else None,
+            "completed_at": completed_at,
+        }
+
+    # --- data ------------------------------------------------------------------------------------
+    @r.get("/api/v1/data/tweets/search")
+    async def search(keyword: str | None = Query(None, min_length=1),
+                     start_time: datetime | None = None, end_time: datetime | None = None,
+                     username: str | None = Query(None, min_length=1),
+                     min_likes: int | None = Query(None, ge=0),
+                     has_media: bool | None = None,
+                     limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0)):
+        where, params = ["1"], {}
+        if keyword is not None:
+            where.append("post_id IN (SELECT post_id FROM task_posts WHERE keyword = {k:String})")
+            params["k"] = keyword
+        if start_time is not None:
+            where.append("post_time >= {st:DateTime64(3, 'UTC')}")
+            params["st"] = _utc(start_time)
+        if end_time is not None:
+            where.append("post_time < {et:DateTime64(3, 'UTC')}")
+            params["et"] = _utc(end_time)
+        if username is not None:
+            where.append("lower(author_handle) = {u:String}")
+            params["u"] = "@" + username.lstrip("@").lower()
+        if min_likes is not None:
+            where.append("like_count >= {ml:UInt64}")
+            params["ml"] = min_likes
+        if has_media is not None:
+            where.append("(post_images != '[]') = {hm:Bool}")
+            params["hm"] = has_media
+        return await posts_where(" AND ".join(where), params, limit, offset)
+
+    @r.get("/api/v1/data/tweets/{post_id}")
+    async def tweet(post_id: str):
+        ch = await store()
+        rows = await ch.query_dicts(
+            f"SELECT {SELECT_POST} FROM posts FINAL WHERE post_id = {{p:String}}", {"p": post_id})
+        if not rows:
+            raise HTTPException(404, f"no post {post_id}")
+        return (await with_media([post_from_row(rows[0]).model_dump(mode="json")]))[0]
+
+    @r.get("/api/v1/data/users/{username}")
+    async def user(username: str):
+        ch = await store()
+        rows = await ch.query_dicts(
+            f"SELECT {USER_FIELDS} FROM users FINAL WHERE lower(user_name) = {{u:String}} "
+            "ORDER BY seen_at DESC LIMIT 1", {"u": username.lstrip("@").lower()})
+        if not rows:
+            raise HTTPException(404, f"no user {username}")
+        u = rows[0]
+        for k in ("created_at_time", "seen_at"):
+            u[k] = _utc(u[k])
+        return u
+
+    @r.get("/api/v1/data/users/{username}/tweets")
+    async def user_tweets(username: str, limit: int = Query(50, ge=1, le=1000),
+                          offset: int = Query(0, ge=0)):
+        return await posts_where("lower(author_handle) = {u:String}",
+                                 {"u": "@" + username.lstrip("@").lower()}, limit, offset)
+
+    @r.get("/api/v1/data/analytics/trending")
+    async def trending(hours: int = Query(24, ge=1, le=24 * 90),
+                       limit: int = Query(20, ge=1, le=200)):
+        ch = await store()
+        since = datetime.now(timezone.utc) - timedelta(hours=hours)
+        rows = await ch.query_rows(
+            "SELECT lower(tag) AS hashtag, uniqExact(post_id) AS posts FROM posts FINAL "
+            "ARRAY JOIN hashtags AS tag WHERE post_time >= {s:DateTime64(3, 'UTC')} "
+            "GROUP BY hashtag ORDER BY posts DESC, hashtag LIMIT {n:UInt32}",
+            {"s": since, "n": limit})
+        return {"hours": hours, "since": since,
+                "hashtags": [{"hashtag": h, "posts": n} for h, n in rows]}
+
+    return r

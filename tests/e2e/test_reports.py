@@ -1,0 +1,207 @@
+"""Batch reports end to end: a task's posts reach the client's webhook (a real local HTTP
+server) in signed batches, with every batch file in the S3 bucket (moto), through the real
+broker, chdb, the simulator and every service as OS processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from infra.service_process import REPO, ServiceProcess, settings_env, wait_until
+from libs.storage.clickhouse import ClickHouseStore
+from libs.storage.objects import open_object_store
+from tests.webhook_server import WebhookServer
+
+from .harness import Gateway, Simulator
+from .test_pipeline import pipeline_settings
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "hook-secret"
+# 60 posts per hour by default: a day holds 1,440 posts.
+START, END = "2026-10-01T00:00:00Z", "2026-10-02T00:00:00Z"
+
+
+def report_settings(noida, xsim, tmp_path, chdb_path, s3, **overrides):
+    opts = dict(object_store_url=f"s3://xget-{uuid.uuid4().hex[:10]}", s3_endpoint=str(s3),
+                s3_access_key="testing", s3_secret_key="testing",
+                webhook_secret=SECRET, webhook_allow_hosts="127.0.0.1",
+                webhook_backoff_base_s=0.05, webhook_backoff_max_s=0.5,
+                report_max_wait_s=1.0, report_tick_s=0.2, report_media_wait_s=20)
+    opts.update(overrides)
+    return pipeline_settings(noida, xsim, tmp_path, chdb_path, **opts)
+
+
+class Stack:
+    """db process (gateway + dedup-counter + reporter share chdb) and a front process."""
+
+    def __init__(self, settings, tmp_path: Path, front=("scraper", "parser")):
+        self.db = ServiceProcess("db", ["task-gateway", "dedup-counter", "reporter"],
+                                 settings, tmp_path)
+        self.front = ServiceProcess("front", list(front), settings, tmp_path)
+        self.gw = Gateway(settings)
+
+    def __enter__(self):
+        self.db.start()
+        self.front.start()
+        wait_until(lambda: self.db.alive() and self.gw.ready(), 60, "the gateway to answer")
+        return self
+
+    def __exit__(self, *exc):
+        for p in (self.front, self.db):
+            if not p.stop():
+                print(p.tail())
+
+
+def completed_report(hook: WebhookServer, task_id: str):
+    return next((r for r in hook.accepted() if r.body.get("task_id") == task_id
+                 and r.body.get("completion_status") == "completed"), None)
+
+
+def task_post_ids(chdb_dir: str, task_id: str) -> set[str]:
+    with ClickHouseStore(f"chdb://{chdb_dir}") as ch:
+        return {r[0] for r in ch.query_rows_sync(
+            "SELECT post_id FROM task_posts FINAL WHERE task_id = {t:String}", {"t": task_id})}
+
+
+def assert_reports_consistent(hook: WebhookServer, task_id: str, stored_ids: set[str],
+                              objects) -> list[dict]:
+    accepted = [r for r in hook.accepted() if r.body["task_id"] == task_id]
+    keys = [r.idempotency_key for r in accepted]
+    assert len(keys) == len(set(keys)), "a batch id was acknowledged twice"
+    assert all(r.signature_ok for r in hook.all())
+    bodies = sorted((r.body for r in accepted), key=lambda b: b["batch_id"])
+    assert [b["batch_id"] for b in bodies] == [f"{task_id}_batch_{i:03d}"
+                                              for i in range(1, len(bodies) + 1)]
+    assert bodies[-1]["completion_status"] == "completed"
+    assert all(b["completion_status"] == "partial" for b in bodies[:-1])
+    reported: list[str] = [pid for b in bodies for pid in b["post_ids"]]
+    assert len(reported) == len(set(reported)), "a post was reported in two batches"
+    assert set(reported) == stored_ids
+    assert bodies[-1]["total_collected"] == len(stored_ids)
+    for b in bodies:
+        assert b["batch_size"] == len(b["post_ids"])
+        assert b["oss_file_path"].startswith("data/") and b["oss_file_path"].endswith(
+            f"/{b['batch_id']}.json")
+        records = json.loads(objects.get_sync(b["oss_file_path"]))
+        assert [r["post_id"] for r in records] == b["post_ids"]
+        assert all(r["task_id"] == task_id and r["oss_file_path"] == b["oss_file_path"]
+                   for r in records)
+    return bodies
+
+
+def test_task_reported_in_signed_batches_with_files_in_the_bucket(noida, xsim, s3, tmp_path,
+                                                                  chdb_path):
+    settings = report_settings(noida, xsim, tmp_path, chdb_path, s3, report_media_wait_s=0)
+    Simulator(xsim).configure(limits={"SearchTimeline": 100_000})
+    task_id = f"rep-{uuid.uuid4().hex[:8]}"
+    with WebhookServer(SECRET, fail_times=3) as hook, Stack(settings, tmp_path) as stack:
+        r = stack.gw.submit(task_id=task_id, keyword=f"kw{uuid.uuid4().hex[:6]}",
+                            required_count=1000, start_time=START, end_time=END,
+                            callback_url=hook.url)
+        assert r.status_code == 200, r.text
+        wait_until(lambda: completed_report(hook, task_id), 240, "the completed report")
+    stored = task_post_ids(chdb_path, task_id)
+    assert len(stored) == 1000
+    bodies = assert_reports_consistent(hook, task_id, stored, open_object_store(settings))
+    assert len(bodies) == 10  # 1,000 posts in batches of 100
+    assert [r.status for r in hook.all()][:3] == [500, 500, 500]  # retried, then delivered
+
+
+def test_pause_then_resume_and_dead_letters_then_replay(noida, xsim, s3, tmp_path, chdb_path):
+    settings = report_settings(noida, xsim, tmp_path, chdb_path, s3, report_batch_size=50,
+                               report_media_wait_s=0, webhook_max_attempts=2,
+                               report_pause_s=600)
+    Simulator(xsim).configure(limits={"SearchTimeline": 100_000})
+    paused, dead = f"pause-{uuid.uuid4().hex[:6]}", f"dead-{uuid.uuid4().hex[:6]}"
+    with WebhookServer(SECRET, pause_after_batches={f"{paused}_batch_001"}) as hook, \
+            WebhookServer(SECRET, fail_status=500) as dead_hook, \
+            Stack(settings, tmp_path) as stack:
+        for tid, url in ((paused, hook.url), (dead, dead_hook.url)):
+            r = stack.gw.submit(task_id=tid, keyword=f"kw{uuid.uuid4().hex[:6]}",
+                                required_count=200, start_time=START, end_time=END,
+                                callback_url=url)
+            assert r.status_code == 200, r.text
+        # The paused task: batch 1 is delivered, then nothing while the client holds it.
+        wait_until(lambda: hook.accepted(), 120, "the first report of the paused task")
+        wait_until(lambda: stack.gw.status(paused)["status"] == "completed", 120, "collection")
+        # The dead webhook: every batch is tried twice, then dead-lettered.
+        wait_until(lambda: len(dead_hook.all()) >= 2 * 4, 120, "the dead webhook's attempts")
+        assert [r.body["batch_id"] for r in hook.accepted()] == [f"{paused}_batch_001"]
+        resumed = stack.gw.client.post(f"/api/v1/tasks/{paused}/reports/resume")
+        assert resumed.status_code == 200, resumed.text
+        wait_until(lambda: completed_report(hook, paused), 120, "the resumed reports")
+
+        dead_hook.fail_status = None
+        env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(REPO)}
+        out = subprocess.run([sys.executable, "-m", "services.cli", "reports", "replay",
+                              "--task", dead], env=env, cwd=REPO, capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert "queued 4 dead report(s)" in out.stdout, out.stdout
+        wait_until(lambda: completed_report(dead_hook, dead), 120, "the replayed reports")
+    objects = open_object_store(settings)
+    assert_reports_consistent(hook, paused, task_post_ids(chdb_path, paused), objects)
+    assert_reports_consistent(dead_hook, dead, task_post_ids(chdb_path, dead), objects)
+
+
+def test_reporter_killed_mid_run_loses_no_batch_and_moves_no_post(noida, xsim, s3, tmp_path,
+                                                                  chdb_path):
+    """SIGKILL of the process holding the gateway, dedup-counter and reporter after a few
+    reports: after restart every post is reported exactly once, in the same batches; a batch
+    the client may see again carries the same id (Idempotency-Key) and the same posts."""
+    settings = report_settings(noida, xsim, tmp_path, chdb_path, s3, report_media_wait_s=0)
+    sim = Simulator(xsim)
+    sim.configure(limits={"SearchTimeline": 100_000})
+    fault = sim.client.post("/_sim/faults", json={"kind": "slow", "delay_s": 0.05})
+    fault.raise_for_status()
+    task_id = f"kill-{uuid.uuid4().hex[:8]}"
+    try:
+        with WebhookServer(SECRET) as hook, Stack(settings, tmp_path) as stack:
+            r = stack.gw.submit(task_id=task_id, keyword=f"kw{uuid.uuid4().hex[:6]}",
+                                required_count=1000, start_time=START, end_time=END,
+                                callback_url=hook.url)
+            assert r.status_code == 200, r.text
+            wait_until(lambda: len(hook.accepted()) >= 2, 120, "two reports")
+            stack.db.kill()
+            assert not completed_report(hook, task_id), "the kill came too late to test"
+            killed_at = len(hook.accepted())
+            stack.db.start()
+            wait_until(lambda: completed_report(hook, task_id), 240, "the completed report")
+    finally:
+        sim.client.delete("/_sim/faults")
+    assert len(hook.accepted()) > killed_at
+    by_key: dict[str, dict] = {}
+    for rec in hook.accepted():
+        prev = by_key.setdefault(rec.idempotency_key, rec.body)
+        assert prev == rec.body, "a batch id was re-sent with different content"
+    hook.requests = [r for i, r in enumerate(hook.requests)
+                     if r.idempotency_key not in {x.idempotency_key for x in hook.requests[:i]}]
+    bodies = assert_reports_consistent(hook, task_id, task_post_ids(chdb_path, task_id),
+                                       open_object_store(settings))
+    assert len(bodies) == 10
+
+
+def test_slow_webhook_of_one_client_does_not_delay_another(noida, xsim, s3, tmp_path,
+                                                           chdb_path):
+    settings = report_settings(noida, xsim, tmp_path, chdb_path, s3, report_batch_size=50,
+                               report_media_wait_s=0, webhook_timeout_s=60)
+    Simulator(xsim).configure(limits={"SearchTimeline": 100_000})
+    slow_task, fast_task = f"slow-{uuid.uuid4().hex[:6]}", f"fast-{uuid.uuid4().hex[:6]}"
+    with WebhookServer(SECRET, delay_s=60) as slow, WebhookServer(SECRET) as fast, \
+            Stack(settings, tmp_path) as stack:
+        for tid, url in ((slow_task, slow.url), (fast_task, fast.url)):
+            r = stack.gw.submit(task_id=tid, keyword=f"kw{uuid.uuid4().hex[:6]}",
+                                required_count=200, start_time=START, end_time=END,
+                                callback_url=url)
+            assert r.status_code == 200, r.text
+        wait_until(lambda: slow.arrived >= 1, 120, "the slow client's first report to arrive")
+        wait_until(lambda: completed_report(fast, fast_task), 120, "the fast client's reports")
+        assert slow.arrived == 1 and not slow.all(), "the slow client is still on its first"
+        assert len(fast.accepted()) == 4
