@@ -14,8 +14,8 @@ DATA is ``settings.data_dir`` (default ``.xget``). Pid files go to ``DATA/run/*.
 ``DATA/logs/*.log``. Processes are detached (own session), so ``make up`` returns.
 
 When the simulator is started and the X settings are still their defaults, the services get
-``XGET_X_GRAPHQL_URL``/``XGET_X_MEDIA_BASE`` pointing at it and ``XGET_X_TRANSACTION_ID=static``
-(no internet here). A non-default ``XGET_KAFKA_PORT`` is passed on as ``XGET_KAFKA_BOOTSTRAP``.
+``XGET_X_GRAPHQL_URL``/``XGET_X_MEDIA_BASE``/``XGET_KOL_API_BASE_URL`` pointing at it and
+``XGET_X_TRANSACTION_ID=static`` (no internet here). A non-default ``XGET_KAFKA_PORT`` is passed on as ``XGET_KAFKA_BOOTSTRAP``.
 
 ``down`` stops them in reverse order (SIGTERM to each process group, wait, SIGKILL).
 ``status`` prints each part with its pid and alive/dead.
@@ -80,6 +80,10 @@ def _child_env(settings: Settings, kafka_port: int, xsim_url: str | None) -> dic
             env["XGET_X_VIDEO_BASE"] = xsim_url
         if settings.x_transaction_id == defaults["x_transaction_id"].default:
             env["XGET_X_TRANSACTION_ID"] = "static"
+        if settings.kol_api_base_url == defaults["kol_api_base_url"].default:
+            env["XGET_KOL_API_BASE_URL"] = xsim_url  # its twitterapi.io-style routes
+            if not settings.kol_api_key.get_secret_value():
+                env["XGET_KOL_API_KEY"] = "sim-key"
         if not settings.x_accounts.get_secret_value():
             # Simulator accounts: the simulator accepts any cookies and rate-limits per account.
             env["XGET_X_ACCOUNTS"] = "sim1:sim-token-1:sim-ct0-1,sim2:sim-token-2:sim-ct0-2"

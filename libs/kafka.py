@@ -44,6 +44,7 @@ class Outgoing:
     key: str | None
     record: Record
     headers: tuple[tuple[str, bytes], ...] = ()
+    partition: int | None = None  # None: by key (the default partitioner)
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class Producer:
             out.record.encode(),
             key=out.key.encode() if out.key is not None else None,
             headers=headers,
+            partition=out.partition,
         )
 
     async def send_all(self, outs: Sequence[Outgoing]) -> list:
@@ -397,9 +399,10 @@ class ConsumerLoop:
 
 async def scan_partition(
     settings: Settings, spec: TopicSpec, partition: int, start_offset: int,
-    *, deadline_s: float = 60.0,
+    *, deadline_s: float = 60.0, end_offset: int | None = None,
 ) -> AsyncIterator[tuple[ConsumerRecord, Record | None]]:
-    """Read one partition from `start_offset` to its current end, decoding each record.
+    """Read one partition from `start_offset` to its current end (or to `end_offset`,
+    exclusive), decoding each record.
 
     The end is the larger of the high watermark seen after a fetch and the ListOffsets end
     taken at the start: each under-reports on one of the brokers we run (Tansu's ListOffsets,
@@ -416,13 +419,18 @@ async def scan_partition(
         while True:
             batch = await consumer.getmany(tp, timeout_ms=300)
             for m in batch.get(tp, []):
+                if end_offset is not None and m.offset >= end_offset:
+                    return
                 try:
                     rec = decode(spec, m)
                 except Exception:  # noqa: BLE001 - undecodable records are skipped here
                     rec = None
                 yield m, rec
             hw = consumer.highwater(tp)
-            if hw is not None and await consumer.position(tp) >= max(hw, end_at_start):
+            pos = await consumer.position(tp)
+            if end_offset is not None and pos >= end_offset:
+                return
+            if hw is not None and pos >= max(hw, end_at_start):
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"scan of {tp} did not reach its end in {deadline_s}s")

@@ -96,6 +96,14 @@ class Settings(BaseSettings):
         description="GraphQL operation id/name; X rotates ids, so they are configuration.",
     )
     x_page_size: int = Field(20, description="Posts asked per search page.")
+    x_op_following: str = Field(
+        "qGZZDF3mp91q7X22s3HxpA/Following",
+        description="GraphQL operation id/name of X's Following list (KOL followings, x source).",
+    )
+    x_op_user_by_screen_name: str = Field(
+        "Gb-d6r0vxPOADdG62OEBpQ/UserByScreenName",
+        description="GraphQL operation id/name that resolves a handle to a user id.",
+    )
 
     # --- task gateway --------------------------------------------------------------------------
     gateway_host: str = Field("127.0.0.1")
@@ -119,6 +127,34 @@ class Settings(BaseSettings):
         description="After posts arrive, wait up to this long for more before writing: "
                     "ClickHouse prefers fewer, larger inserts.")
 
+    # --- KOL following lists (xget kol-followings, kol-worker) --------------------------------
+    kol_source: Literal["x", "api"] = Field(
+        "api",
+        description=(
+            "Where KOL followings come from: x = X's Following operation through the account "
+            "pool; api = a paid twitterapi.io-style REST API (kol_api_*)."
+        ),
+    )
+    kol_api_base_url: str = Field(
+        "https://api.twitterapi.io",
+        description="Base URL of the followings REST API (GET /twitter/user/followings).",
+    )
+    kol_api_key: SecretStr = Field(
+        SecretStr(""), description="API key sent as X-API-Key (or `--api-key`). Never logged.")
+    kol_api_interval_s: float = Field(
+        2.0, ge=0, description="Minimum seconds between two calls to the followings API.")
+    kol_api_page_size: int = Field(
+        200, ge=20, le=200, description="Followings asked per API page (the API's pageSize).")
+    kol_api_price_per_call: float = Field(
+        0.002, ge=0,
+        description="Estimated USD per successful API call (200 followings at 1 credit each).",
+    )
+    kol_x_page_size: int = Field(20, ge=1, le=100, description="Users asked per X Following page.")
+    kol_concurrency: int = Field(1, ge=1, description="KOLs fetched in parallel.")
+    kol_max_failures: int = Field(
+        6, ge=1, description="Failed calls in a row for one KOL before the run gives up on it.")
+    kol_store_retry_s: float = Field(
+        10.0, ge=0, description="Wait before trying ClickHouse again after a failed write.")
     # --- reporter and the client's webhook -----------------------------------------------------
     report_batch_size: int = Field(100, ge=1, description="Posts per batch report at most.")
     report_max_wait_s: float = Field(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .records.base import Record
 from .records.dead_letter import DeadLetter
+from .records.kol import KolCacheCleared, KolFollowingsTask, KolPage, KolTaskProgress
 from .records.media import MediaStored
 from .records.pages import RawPage, SliceCheckpoint, SliceEnd
 from .records.posts import MediaJob, Post, XUser
@@ -80,9 +81,26 @@ DEAD_LETTERS = TopicSpec(
     doc="Records a service could not handle, with the cause.",
 )
 
+# KOL followings have their own raw topic rather than raw-pages: the parser consumes raw-pages
+# as search timelines (it would dead-letter these), and `--resume`/`--cache-status` read the
+# whole KOL cache, which should not mean reading every search page. Kept until cleared.
+KOL_PAGES = TopicSpec(
+    "kol-pages", 6, "kol", (KolPage, KolCacheCleared), retention_ms=-1,
+    doc="Every followings/lookup answer verbatim: the KOL cache (cleared by --clear-cache).",
+)
+KOL_COMMANDS = TopicSpec(
+    "kol-commands", 3, "task_id", (KolFollowingsTask,),
+    doc="KOL followings tasks from the gateway, for the kol-worker.",
+)
+KOL_PROGRESS = TopicSpec(
+    "kol-progress", 3, "task_id", (KolTaskProgress,), compacted=True,
+    doc="Latest progress per KOL followings task (compacted).",
+)
+KOL_TOPICS: tuple[TopicSpec, ...] = (KOL_PAGES, KOL_COMMANDS, KOL_PROGRESS)
+
 CATALOGUE: tuple[TopicSpec, ...] = (
     TASK_COMMANDS, SEARCH_JOBS, RAW_PAGES, SCRAPE_CHECKPOINTS, POSTS, USERS, MEDIA_JOBS, MEDIA_STORED,
-    TASK_PROGRESS, REPORT_CONTROLS, DEAD_LETTERS,
+    TASK_PROGRESS, REPORT_CONTROLS, DEAD_LETTERS, *KOL_TOPICS,
 )
 
 

@@ -1,4 +1,4 @@
-"""Page-level X search client on twscrape 0.20.1's building blocks.
+"""Page-level X client (search, Following, UserByScreenName) on twscrape 0.20.1's building blocks.
 
 XGet's scraper persists every page before asking for the next and resumes from a stored
 cursor, so it needs one request -> one classified page, not twscrape's generator. This module
@@ -249,13 +249,13 @@ class XClient:
                     self._clients[key] = clt
         return clt
 
-    async def _transaction_id(self, account: XAccount) -> str:
+    async def _transaction_id(self, account: XAccount, method: str, path: str) -> str:
         if self.settings.x_transaction_id == "static":
             return STATIC_TRANSACTION_ID
         from twscrape.queue_client import XClIdGenStore
 
         gen = await XClIdGenStore.get(account.name, proxy=account.proxy, cookies=account.cookies)
-        return gen.calc(self.method, self.path)
+        return gen.calc(method, path)
 
     def _params(self, query: str, cursor: str | None, product: str, count: int | None) -> dict:
         variables: dict[str, Any] = {
@@ -276,22 +276,45 @@ class XClient:
 
     async def search_page(self, account: XAccount, query: str, cursor: str | None,
                           product: str = "Latest", count: int | None = None) -> PageResult:
+        params = self._params(query, cursor, product, count)
+        return await self._page(account, self.op, params, cursor, self.method)
+
+    async def following_page(self, account: XAccount, user_id: str, cursor: str | None,
+                             count: int = 20) -> PageResult:
+        """One page of the users `user_id` follows (variables as twscrape's following_raw)."""
+        variables: dict[str, Any] = {"userId": str(user_id), "count": count,
+                                     "includePromotedContent": False}
+        if cursor is not None:
+            variables["cursor"] = cursor
+        params = {"variables": variables, "features": dict(GQL_FEATURES)}
+        return await self._page(account, self.settings.x_op_following.strip("/"), params,
+                                cursor, "GET")
+
+    async def user_by_screen_name(self, account: XAccount, screen_name: str) -> PageResult:
+        params = {"variables": {"screen_name": screen_name, "withSafetyModeUserFields": True},
+                  "features": dict(GQL_FEATURES)}
+        return await self._page(account, self.settings.x_op_user_by_screen_name.strip("/"),
+                                params, None, "GET")
+
+    async def _page(self, account: XAccount, op: str, params: dict, cursor: str | None,
+                    method: str) -> PageResult:
+        """Send one GraphQL request and classify X's answer."""
         t0 = time.perf_counter()
+        url = f"{self.base_url}/{op}"
 
         def fail(outcome: Outcome, error: str, status: int | None = None) -> PageResult:
             return PageResult(outcome, status, None, 0, None, False, None, None, None, error,
                               (time.perf_counter() - t0) * 1000)
 
-        params = self._params(query, cursor, product, count)
         try:
             clt = await self._client(account)
-            tx = await self._transaction_id(account)
+            tx = await self._transaction_id(account, method, urlparse(url).path or "/")
             hdr = {"x-client-transaction-id": tx}
-            if self.method == "GET":
-                rep = await clt.get(self.url, params=encode_params(params), headers=hdr)
+            if method == "GET":
+                rep = await clt.get(url, params=encode_params(params), headers=hdr)
             else:
-                body = {**params, "queryId": self.op.split("/")[0]}
-                rep = await clt.post(self.url, content=orjson.dumps(body), headers=hdr)
+                body = {**params, "queryId": op.split("/")[0]}
+                rep = await clt.post(url, content=orjson.dumps(body), headers=hdr)
             text = rep.text
         except httpx.TimeoutException as e:
             return fail("network_error", f"timeout: {type(e).__name__}")
@@ -303,8 +326,8 @@ class XClient:
 
         c = classify(rep.status_code, rep.headers, text, cursor)
         if c["outcome"] != "ok":
-            log.info("x search page account=%s status=%s outcome=%s", account.name,
-                     rep.status_code, c["outcome"])
+            log.info("x %s account=%s status=%s outcome=%s", op.rsplit("/", 1)[-1],
+                     account.name, rep.status_code, c["outcome"])
         return PageResult(
             outcome=c["outcome"], http_status=rep.status_code, body=text,
             entries=c["entries"], cursor_out=c["cursor_out"], exhausted=c["exhausted"],

@@ -3,6 +3,8 @@
   xget run SERVICE [SERVICE ...]   run services (or `all`) in this process
   xget topics create               create every topic of the catalogue
   xget migrate                     apply ClickHouse migrations
+  xget kol import FILE             add KOLs (handles or ids) to twitter_kol
+  xget kol-followings [flags]      fetch KOL following lists (see --help)
   xget reports replay [--task ID]  re-deliver reports that went to the dead-letter topic
 
 `xget run all` is the embedded mode: every service in one process (one chdb owner), each
@@ -27,6 +29,7 @@ SERVICES = {
     "parser": "services.parser.main",
     "dedup-counter": "services.dedup_counter.main",
     "media-downloader": "services.media_downloader.main",
+    "kol-worker": "services.kol.main",
     "reporter": "services.reporter.main",
 }
 
@@ -64,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     topics = sub.add_parser("topics", help="manage topics")
     topics.add_argument("action", choices=["create"])
     sub.add_parser("migrate", help="apply ClickHouse migrations")
+    from services.kol import cli as kol_cli
+
+    kol_cli.add_commands(sub)
     reports = sub.add_parser("reports", help="webhook reports")
     reports.add_argument("action", choices=["replay"])
     reports.add_argument("--task", help="only this task's dead reports")
@@ -91,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         create_topics_sync(settings.kafka_bootstrap, settings.topic_prefix)
         print(f"topics ready on {settings.kafka_bootstrap}")
         return 0
+    if args.cmd in ("kol-followings", "kol"):
+        return kol_cli.main(args, settings)
     if args.cmd == "reports":
         from services.reporter.replay import replay_dead_reports
 

@@ -15,10 +15,12 @@ from starlette.routing import Route
 
 from .config import SimConfig
 from .corpus import parse_time
+from .follows import user_id_of_name
 from .faults import FaultBook, MediaFaultBook
 from .log import RequestLog
 from .media import HTML_PAGE, huge_stream, media_for
 from .ratelimit import RateLimiter
+from .restapi import RestApi, key_label
 from .templates import default_fixtures_dir, load_fixtures
 from .timelines import Timelines
 
@@ -69,6 +71,7 @@ class Simulator:
         self.faults = FaultBook()
         self.media_faults = MediaFaultBook()
         self.log = RequestLog()
+        self.rest = RestApi(self.timelines)
         self.handlers = {
             "SearchTimeline": self.timelines.search_page,
             "Following": lambda v: self.timelines.list_page("Following", v),
@@ -109,7 +112,9 @@ class Simulator:
         fault = self.faults.match(account, op)
         truncate = False
         if fault is not None:
-            if fault.kind == "slow":
+            if fault.kind == "hold":
+                await self.faults.hold()
+            elif fault.kind == "slow":
                 await asyncio.sleep(fault.delay_s)
             elif fault.kind == "malformed_json":
                 truncate = True
@@ -140,6 +145,53 @@ class Simulator:
         if truncate:
             body = body[: max(1, len(body) // 2)]
         return Response(body, 200, media_type=JSON, headers=headers)
+
+    # --- twitterapi.io-style REST API ------------------------------------------------------------
+
+    async def rest_route(self, request: Request) -> Response:
+        op = "api." + request.url.path.rsplit("/", 1)[-1]
+        key = request.headers.get("x-api-key") or ""
+        qp = request.query_params
+        user_name = (qp.get("userName") or "").strip().lstrip("@")
+        cursor = qp.get("cursor") or None
+        rep = await self._rest(op, key, user_name, cursor, qp.get("pageSize"))
+        self.log.add(request.method, request.url.path, op, key_label(key) if key else None,
+                     user_name or None, cursor, rep.status_code)
+        return rep
+
+    async def _rest(self, op: str, key: str, user_name: str, cursor: str | None,
+                    page_size: str | None) -> Response:
+        if not key:
+            return _json({"status": "error", "message": "Unauthorized: missing X-API-Key"}, 401)
+        fault = self.faults.match(key_label(key), op)
+        if fault is not None:
+            if fault.kind == "hold":
+                await self.faults.hold()
+            elif fault.kind == "slow":
+                await asyncio.sleep(fault.delay_s)
+            elif fault.kind in ("rate_limit_no_headers",):
+                return _json({"status": "error", "message": "Too many requests"}, 429)
+            elif fault.kind == "malformed_json":
+                return Response(b'{"followings": [{"id": "1', 200, media_type=JSON)
+            else:
+                return _json({"status": "error", "message": f"upstream error ({fault.kind})"},
+                             503 if fault.kind == "http_5xx" else 402)
+        if not user_name:
+            return _json({"status": "error", "message": "userName is required"}, 400)
+        if op == "api.followings":
+            try:
+                size = int(page_size or 200)
+            except ValueError:
+                return _json({"status": "error", "message": "pageSize must be a number"}, 400)
+            return _json(self.rest.followings(user_name, cursor, size))
+        return _json(self.rest.user_info(user_name))
+
+    async def followings_admin(self, request: Request) -> Response:
+        """Expected Following list of a user (id or handle) — for tests' expectations."""
+        user = request.query_params.get("user") or ""
+        target = user if user.isdigit() else str(user_id_of_name(self.config.seed, user))
+        ids = self.timelines.graph.following_ids(target)
+        return _json({"user_id": target, "count": len(ids), "ids": ids})
 
     # --- media -----------------------------------------------------------------------------------
 
@@ -263,6 +315,9 @@ def create_app(fixtures_dir: str | Path | None = None, seed: int = 0,
         Route("/_sim/log", sim.log_delete, methods=["DELETE"]),
         Route("/_sim/ratelimits", sim.ratelimits_delete, methods=["DELETE"]),
         Route("/_sim/corpus", sim.corpus, methods=["GET"]),
+        Route("/_sim/followings", sim.followings_admin, methods=["GET"]),
+        Route("/twitter/user/followings", sim.rest_route, methods=["GET"]),
+        Route("/twitter/user/info", sim.rest_route, methods=["GET"]),
         Route("/{path:path}", sim.media, methods=["GET"]),
     ]
     app = Starlette(routes=routes)

@@ -26,6 +26,10 @@ class SimConfig:
     users_per_list: int = 150  # Following/Followers/Retweeters total per target
     users_per_target: dict[str, int] = field(default_factory=dict)
     media_pad_kb: int = 0  # grow each JPEG/MP4 by this much (realistic sizes for benchmarks)
+    # > 0: every Following list (GraphQL and the REST API) is drawn from one population of this
+    # many users, so KOLs share followed users; 0: each target follows its own users.
+    following_pool: int = 0
+    api_user_style: str = "v1"  # REST API user objects: v1 (snake_case) or profile (camelCase)
 
     def density(self, keyword: str) -> float:
         return self.densities.get(keyword, self.default_density)
@@ -49,8 +53,12 @@ class SimConfig:
                 for k in [k for k, v in cur.items() if v is None]:
                     del cur[k]
             elif key in ("window_seconds", "max_posts", "users_per_list", "seed", "default_limit",
-                         "media_pad_kb"):
+                         "media_pad_kb", "following_pool"):
                 setattr(self, key, int(value))
+            elif key == "api_user_style":
+                if value not in ("v1", "profile"):
+                    raise ValueError("api_user_style is v1 or profile")
+                setattr(self, key, value)
             elif key == "default_density":
                 setattr(self, key, float(value))
             else:

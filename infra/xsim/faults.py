@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from dataclasses import asdict, dataclass
 
 API_KINDS = {
     "suspended", "locked", "expired_cookies", "cloudflare_403", "rate_limit_no_headers",
-    "http_5xx", "slow", "malformed_json",
+    "http_5xx", "slow", "malformed_json", "hold",
 }
 MEDIA_KINDS = {"404", "huge", "html", "500", "429", "alias"}
 _ids = itertools.count(1)
@@ -32,6 +33,13 @@ class Fault:
 class FaultBook:
     def __init__(self) -> None:
         self.faults: list[Fault] = []
+        self._release: asyncio.Event | None = None
+
+    async def hold(self) -> None:
+        """A `hold` fault: the request waits until the faults are cleared (DELETE)."""
+        if self._release is None:
+            self._release = asyncio.Event()
+        await self._release.wait()
 
     def add(self, spec: dict) -> Fault:
         kind = spec.get("kind")

@@ -104,9 +104,10 @@ class SearchTemplates:
 class UserListTemplates:
     prefix: bytes
     suffix: bytes
-    users: list[Template]
+    users: list[Template]  # placeholders UID, GID, SORT and SN (screen name)
     top_cursor: dict
     bottom_cursor: dict
+    names: list[bytes] = field(default_factory=list)  # each template's screen name (JSON-escaped)
 
 
 @dataclass
@@ -206,7 +207,7 @@ def load_fixtures(fixtures_dir: str | os.PathLike) -> Fixtures:
         ldoc = orjson.loads(p.read_bytes())
         lins = find_key(ldoc, "instructions")
         lentries = _add_entries_instruction(lins)["entries"]
-        users = []
+        users, names = [], []
         for e in lentries:
             if not e["entryId"].startswith("user-"):
                 continue
@@ -216,10 +217,17 @@ def load_fixtures(fixtures_dir: str | os.PathLike) -> Fixtures:
                 continue
             e2 = orjson.loads(orjson.dumps(e))
             e2["sortIndex"] = _ph("SORT")
+            r2 = find_key(e2, "user_results")["result"]
+            name = ""
+            for holder in (r2.get("core"), r2.get("legacy")):
+                if isinstance(holder, dict) and "screen_name" in holder:
+                    name = name or holder["screen_name"]
+                    holder["screen_name"] = _ph("SN")
+            names.append(orjson.dumps(name)[1:-1])
             users.append(_user_template(e2, r))
         lp, ls = _envelope(ldoc, lins)
         fx.lists[op] = UserListTemplates(lp, ls, users, _cursor_shape(lentries, "Top"),
-                                         _cursor_shape(lentries, "Bottom"))
+                                         _cursor_shape(lentries, "Bottom"), names)
 
     p = d / "raw_user_by_login.json"
     if p.exists():

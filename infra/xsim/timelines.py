@@ -8,8 +8,9 @@ import orjson
 
 from .config import SimConfig
 from .corpus import (
-    KIND_DELTA_MS, KeywordSeries, decode_cursor, encode_cursor, h64, now_ms, parse_query, x_time,
+    KIND_DELTA_MS, KeywordSeries, decode_cursor, encode_cursor, now_ms, parse_query, x_time,
 )
+from .follows import FollowGraph, screen_name, user_id_of_name
 from .templates import Fixtures, user_gid
 
 MAX_COUNT = 100
@@ -34,6 +35,7 @@ class Timelines:
         self.fx = fixtures
         self.config = config
         self._series: dict[tuple[str, float, int], KeywordSeries] = {}
+        self.graph = FollowGraph(config)
 
     # --- search -----------------------------------------------------------------------------
 
@@ -102,19 +104,14 @@ class Timelines:
     def list_page(self, op: str, variables: dict) -> bytes:
         lt = self.fx.lists[op]
         target = str(variables.get("tweetId") if op == "Retweeters" else variables.get("userId"))
-        total = self.config.list_total(target)
+        total = self.graph.total(op, target)
         count = _count(variables)
-        tag = h64("list", self.config.seed, op, target) & ((1 << 39) - 1)
+        tag = self.graph.list_tag(op, target)
         cursor_in = variables.get("cursor")
         pos = decode_cursor(cursor_in, op, tag)
         start = pos[0] if pos else 0
         stop = min(total, start + count)
-        entries = []
-        for j in range(start, stop):
-            uid = str((tag << 20) | (j + 1)).encode()
-            tpl = lt.users[j % len(lt.users)]
-            entries.append(tpl.render({"UID": uid, "GID": user_gid(uid.decode()),
-                                       "SORT": str((1 << 62) - j).encode()}))
+        entries = [self.render_member(op, target, j) for j in range(start, stop)]
         if entries:
             bottom = encode_cursor(op, tag, stop, total)
         else:
@@ -124,11 +121,22 @@ class Timelines:
         entries.append(_cursor_entry(lt.bottom_cursor, bottom))
         return lt.prefix + b",".join(entries) + lt.suffix
 
+    def render_member(self, op: str, target: str, j: int) -> bytes:
+        """Member j of a target's list as X's timeline entry (a user's looks depend on its id)."""
+        lt = self.fx.lists[op]
+        m = self.graph.member(op, target, j)
+        n = len(lt.users)
+        uid = str(m.uid).encode()
+        return lt.users[m.k % n].render({
+            "UID": uid, "GID": user_gid(uid.decode()), "SORT": str((1 << 62) - j).encode(),
+            "SN": screen_name(lt.names[m.k % n], m.k, n),
+        })
+
     # --- single objects --------------------------------------------------------------------------
 
     def user_by_screen_name(self, variables: dict) -> bytes:
         name = str(variables.get("screen_name") or "XDevelopers")
-        uid = str(h64("user", self.config.seed, name.lower()) & ((1 << 53) - 1))
+        uid = str(user_id_of_name(self.config.seed, name))
         return self.fx.user.render({"UID": uid.encode(), "GID": user_gid(uid),
                                     "SN": orjson.dumps(name)[1:-1]})
 

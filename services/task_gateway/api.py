@@ -25,6 +25,8 @@ from libs.settings import Settings
 from libs.topics import REPORT_CONTROLS, TASK_COMMANDS
 from libs.webhooks import WebhookUrlError, check_url
 
+from . import kol_tasks
+from .kol_tasks import KolTaskView
 from . import data_api
 from .task_view import TaskView
 
@@ -49,7 +51,8 @@ def _errors(e: ValidationError | RequestValidationError) -> list[dict]:
 
 
 def create_app(settings: Settings, producer: Producer, view: TaskView,
-               get_store: data_api.StoreGetter | None = None) -> FastAPI:
+               get_store: data_api.StoreGetter | None = None,
+               kol_view: KolTaskView | None = None) -> FastAPI:
     app = FastAPI(title="XGet task gateway", version="1")
     bearer = HTTPBearer(auto_error=False)
     token = settings.api_token.get_secret_value()
@@ -59,6 +62,9 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
                                                        token.encode()):
             raise HTTPException(401, "missing or wrong bearer token",
                                 headers={"WWW-Authenticate": "Bearer"})
+
+    if kol_view is not None:
+        app.include_router(kol_tasks.router(producer, kol_view, auth))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, e: RequestValidationError):
@@ -104,7 +110,7 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
 
     @app.get("/api/v1/tasks/{task_id}/status", dependencies=[Depends(auth)])
     async def task_status(task_id: str):
-        st = view.status(task_id)
+        st = view.status(task_id) or (kol_view.status(task_id) if kol_view else None)
         if st is None:
             raise HTTPException(404, f"no task {task_id}")
         return st

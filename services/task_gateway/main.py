@@ -14,6 +14,7 @@ from services.runtime import clickhouse_for, run_until, started_producer
 
 from . import scheduler
 from .api import create_app
+from .kol_tasks import KolTaskView
 from .task_view import TaskView
 
 log = logging.getLogger(__name__)
@@ -37,14 +38,18 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     producer = await started_producer(settings, "task-gateway", linger_ms=0)  # one per POST
     view = TaskView(settings)
     await view.start()
+    kol_view = KolTaskView(settings)
+    await kol_view.start()
     sched = ConsumerLoop(settings, scheduler.SERVICE, [TASK_COMMANDS], scheduler.handle, producer)
     # ClickHouse opens on the first statistics/data request: a gateway that only takes tasks
     # never touches it (with chdb, another process may own the data path).
-    api = _Api(settings, create_app(settings, producer, view, lambda: clickhouse_for(settings)))
+    api = _Api(settings, create_app(settings, producer, view, lambda: clickhouse_for(settings),
+                                    kol_view))
     log.info("task-gateway listening on http://%s:%d", settings.gateway_host,
              settings.gateway_port)
     try:
         await asyncio.gather(run_until(api, stop), run_until(sched, stop))
     finally:
+        await kol_view.stop()
         await view.stop()
         await producer.stop()

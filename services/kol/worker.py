@@ -1,0 +1,135 @@
+"""kol-worker: runs KOL followings tasks from kol-commands, progress onto kol-progress.
+
+A task's offset is committed only when its run ended, so a killed worker runs it again; the
+cache and the done marks make that second run cost no call already made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timezone
+
+from aiokafka import TopicPartition
+
+from libs.kafka import Outgoing, Producer, consumer_for, dead_letter_for, decode, join
+from libs.records.kol import KolFollowingsTask, KolTaskProgress
+from libs.settings import Settings
+from libs.topics import KOL_COMMANDS, KOL_PROGRESS, topic_name
+
+from .cache import KolCache
+from .job import KolJob, Mode, Stats
+from .sources import SourceError, make_source
+from .store import KolPlanner, KolWriter, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+SERVICE = "kol-worker"
+PUBLISH_EVERY_S = 1.0
+
+
+def progress_record(task: KolFollowingsTask, status: str, st: Stats | None,
+                    error: str | None = None) -> KolTaskProgress:
+    st = st or Stats()
+    return KolTaskProgress(
+        task_id=task.task_id, status=status, kols_done=st.kols_done, kols_total=st.kols_total,
+        pages=st.pages, rows=st.rows, api_calls=st.api_calls, cache_hits=st.cache_hits,
+        estimated_cost=st.estimated_cost, error=error, created_at=task.submitted_at,
+        updated_at=datetime.now(timezone.utc))
+
+
+class KolWorker:
+    def __init__(self, settings: Settings, producer: Producer):
+        self.settings = settings
+        self.producer = producer
+        self._stop = asyncio.Event()
+        self._job: KolJob | None = None
+        self.tasks_done = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._job is not None:
+            self._job.stop()
+
+    async def _publish(self, rec: KolTaskProgress) -> None:
+        await self.producer.send_and_wait(Outgoing(KOL_PROGRESS, rec.task_id, rec))
+
+    async def run_task(self, task: KolFollowingsTask) -> KolTaskProgress:
+        await self._publish(progress_record(task, "running", None))
+        planner = KolPlanner(self.settings.clickhouse_dsn)
+        writer = KolWriter(self.settings.clickhouse_dsn, self.settings.kol_store_retry_s)
+        last = 0.0
+        pending: set[asyncio.Task] = set()
+
+        def on_progress(st: Stats) -> None:
+            nonlocal last
+            now = asyncio.get_running_loop().time()
+            if now - last >= PUBLISH_EVERY_S:
+                last = now
+                t = asyncio.create_task(self._publish(progress_record(task, "running", st)))
+                pending.add(t)
+                t.add_done_callback(pending.discard)
+
+        source = None
+        try:
+            if task.handles:
+                await planner.import_kols(task.handles)
+            source = make_source(self.settings)
+            self._job = KolJob(self.settings, KolCache(self.settings, self.producer), source,
+                               planner, writer, on_progress=on_progress)
+            st = await self._job.run(Mode(limit=task.limit, handles=task.handles or None))
+            error = st.fatal_error or st.store_error or "; ".join(st.failures) or None
+            if self._job.stopping and not st.fatal_error:
+                status = "running"  # interrupted by shutdown: the task runs again
+            else:
+                status = "failed" if error or st.kols_pending else "completed"
+            final = progress_record(task, status, st, error)
+        except (StoreUnavailable, SourceError) as e:
+            final = progress_record(task, "failed", self._job.stats if self._job else None,
+                                    str(e))
+        finally:
+            self._job = None
+            await writer.aclose()
+            if source is not None:
+                await source.aclose()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self._publish(final)
+        return final
+
+    async def run(self) -> None:
+        consumer = consumer_for(self.settings, f"{self.settings.topic_prefix}{SERVICE}", SERVICE)
+        consumer._max_poll_interval_ms = 3_600_000  # noqa: SLF001 - a task may run for hours
+        await consumer.start()
+        await join(consumer, self.settings, [topic_name(KOL_COMMANDS, self.settings.topic_prefix)])
+        try:
+            while not self._stop.is_set():
+                batch = await consumer.getmany(timeout_ms=300, max_records=1)
+                for tp, msgs in batch.items():
+                    for m in msgs:
+                        await self._handle(consumer, tp, m)
+        finally:
+            await consumer.stop()
+
+    async def _handle(self, consumer, tp: TopicPartition, m) -> None:
+        try:
+            task = decode(KOL_COMMANDS, m)
+            assert isinstance(task, KolFollowingsTask)
+        except Exception as e:  # noqa: BLE001
+            await self.producer.send_and_wait(dead_letter_for(SERVICE, m, f"undecodable: {e}"))
+            await consumer.commit({tp: m.offset + 1})
+            return
+        # Keep polling (paused) while the task runs, so the group sees a live member.
+        consumer.pause(*consumer.assignment())
+        runner = asyncio.create_task(self.run_task(task))
+        while not runner.done():
+            await consumer.getmany(timeout_ms=500)
+        consumer.resume(*consumer.assignment())
+        final = runner.result()
+        if final.status != "running":
+            await consumer.commit({tp: m.offset + 1})
+            self.tasks_done += 1
+            log.info("kol task %s %s: %d/%d KOLs", task.task_id, final.status, final.kols_done,
+                     final.kols_total)
+        else:
+            self._stop.set()

@@ -1,0 +1,80 @@
+"""The x source through the account pool, and the gateway's kol-followings task type."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+
+from infra import local
+from infra.service_process import ServiceProcess, wait_until
+from libs.topics import CATALOGUE
+
+from .test_kol_recovery import _result
+
+
+def test_x_source_through_the_account_pool_gives_the_same_rows_as_the_api(kol_env, noida,
+                                                                         tmp_path):
+    env = kol_env
+    handles = env.handles[:4]
+    kols = env.write_kols(handles)
+    assert env.cli("kol", "import", str(kols))[0] == 0
+    assert env.cli("kol-followings")[0] == 0
+
+    prefix = f"k{uuid.uuid4().hex[:8]}-"
+    local.create_topics_sync(noida.bootstrap, prefix, CATALOGUE)
+    (tmp_path / "x").mkdir()
+    xs = env.settings.model_copy(update={
+        "topic_prefix": prefix, "clickhouse_dsn": f"chdb://{tmp_path / 'x'}",
+        "kol_source": "x", "kol_api_key": ""})
+    since = env.log_seq()
+    assert env.cli("kol", "import", str(kols), settings=xs)[0] == 0
+    code, out = env.cli("kol-followings", settings=xs)
+    assert code == 0, out
+    assert "4 of 4 KOLs complete" in out and "estimated cost $0.0000" in out
+
+    got, want = _result(env, xs), _result(env)
+    assert got[1] == want[1] and len(got[1]) == 4 * 50
+    assert got[0] == want[0]
+    # X was asked through the pool's accounts: lookups, then Following pages
+    x_calls = env.calls(since, op="Following")
+    first = env.settings.topic_prefix  # the fixture's accounts: {prefix}tok-a, {prefix}tok-b
+    tokens = {f"{first}tok-a", f"{first}tok-b"}
+    assert x_calls and {c["account"] for c in x_calls} <= tokens
+    assert len(env.calls(since, op="UserByScreenName")) == 4
+    assert env.calls(since) == []  # no paid API call
+
+
+def test_gateway_task_runs_on_the_kol_worker_with_status(kol_env, tmp_path):
+    env = kol_env
+    port = local.free_port()
+    settings = env.settings.model_copy(update={"gateway_port": port, "log_level": "INFO"})
+    proc = ServiceProcess("kol", ["task-gateway", "kol-worker"], settings, tmp_path).start()
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": "Bearer change-me"}
+    try:
+        wait_until(lambda: local.tcp_ready("127.0.0.1", port) or not proc.alive(), 60,
+                   "the gateway")
+        assert proc.alive(), proc.tail()
+        bad = httpx.post(f"{base}/api/v1/tasks/kol-followings", headers=auth,
+                         json={"handles": ["not a handle"]})
+        assert bad.status_code == 422 and "handle" in bad.text
+        r = httpx.post(f"{base}/api/v1/tasks/kol-followings", headers=auth,
+                       json={"handles": env.handles[:3]})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["status"] == "accepted" and body["next_execution"]
+        tid = body["task_id"]
+
+        def status():
+            s = httpx.get(f"{base}/api/v1/tasks/{tid}/status", headers=auth).json()
+            return s if s["status"] in ("completed", "failed") else None
+
+        final = wait_until(status, 120, "the task to finish")
+        assert final["status"] == "completed", (final, proc.tail())
+        assert final["progress"] == {"collected": 3, "target": 3, "percentage": 100.0}
+        assert final["details"]["api_calls"] == 3 * 3 + 3  # pages + id lookups
+    finally:
+        assert proc.stop(), proc.tail()
+    users, edges = _result(env)
+    assert edges == {(h, uid) for h in env.handles[:3] for uid in env.expected(h)}
