@@ -153,13 +153,16 @@ def run(n_posts: int, keep: bool = False) -> float:
             x_graphql_url=f"{xsim.address}/i/api/graphql",
             x_transaction_id="static",
             x_accounts="a1:t1:c1,a2:t2:c2,a3:t3:c3",
+            account_key="bench-account-key",
+            account_admin_port=local.free_port(),
             gateway_host="127.0.0.1",
             gateway_port=gw_port,
             api_token=API_TOKEN,
             log_level="WARNING",
         )
         services = [
-            ServiceProcess("gateway+scraper", ["task-gateway", "scraper"], settings, logs).start(),
+            ServiceProcess("gateway+scraper", ["task-gateway", "scraper", "account-manager"],
+                           settings, logs).start(),
             ServiceProcess("parser", ["parser"], settings, logs).start(),
             ServiceProcess("dedup-counter", ["dedup-counter"], settings, logs).start(),
         ]

@@ -4,6 +4,8 @@
   xget topics create               create every topic of the catalogue
   xget migrate                     apply ClickHouse migrations
   xget reports replay [--task ID]  re-deliver reports that went to the dead-letter topic
+  xget accounts add|import|login|list|test|remove …   the X account pool
+  xget proxies add|import|list|test|remove …          the proxy pool
 
 `xget run all` is the embedded mode: every service in one process (one chdb owner), each
 still its own consumer group talking only through Kafka. In production run one service per
@@ -27,6 +29,7 @@ SERVICES = {
     "parser": "services.parser.main",
     "dedup-counter": "services.dedup_counter.main",
     "reporter": "services.reporter.main",
+    "account-manager": "services.account_manager.main",
 }
 
 log = logging.getLogger("xget")
@@ -66,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     reports = sub.add_parser("reports", help="webhook reports")
     reports.add_argument("action", choices=["replay"])
     reports.add_argument("--task", help="only this task's dead reports")
+    from services.account_manager import cli as pool_cli
+
+    pool_cli.add_parsers(sub)
     args = parser.parse_args(argv)
 
     settings = Settings()
@@ -90,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         create_topics_sync(settings.kafka_bootstrap, settings.topic_prefix)
         print(f"topics ready on {settings.kafka_bootstrap}")
         return 0
+    if args.cmd in ("accounts", "proxies"):
+        return pool_cli.run(args, settings)
     if args.cmd == "reports":
         from services.reporter.replay import replay_dead_reports
 

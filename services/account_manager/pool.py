@@ -68,6 +68,7 @@ class AccountPool:
         self.queue: list[Queued] = []
         self.task_waits: dict[str, TaskAccountWait] = {}
         self.work = Work()
+        self.login_commands: dict[str, str] = {}  # account -> `login` command under way
         self._dirty_accounts: set[str] = set()
         self._dirty_proxies: set[str] = set()
         self._out: list[Outgoing] = []
@@ -192,10 +193,12 @@ class AccountPool:
         elif c.action == "login":
             if a.has_password:
                 self.work.logins.add(a.account_id)
-            else:
-                a.last_error = "login asked, but the account has no password"
+                self.login_commands[a.account_id] = c.command_id
+                return  # the command is marked applied when the login ends
+            a.last_error = "login asked, but the account has no password"
         elif c.action == "test":
             self.work.tests.append((a.account_id, c.command_id))
+            return  # marked applied with the test's outcome
         a.last_command_id = c.command_id
         self._mark(a)
 
@@ -539,6 +542,8 @@ class AccountPool:
             else:
                 a.status, a.status_reason = "needs_login", f"login failed: {error}"
             log.warning("account %s login failed: %s", account_id, error)
+        if account_id in self.login_commands:
+            a.last_command_id = self.login_commands.pop(account_id)
         self._mark(a)
         return self.tick()
 

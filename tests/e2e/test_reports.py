@@ -41,7 +41,7 @@ def report_settings(noida, xsim, tmp_path, chdb_path, s3, **overrides):
 class Stack:
     """db process (gateway + dedup-counter + reporter share chdb) and a front process."""
 
-    def __init__(self, settings, tmp_path: Path, front=("scraper", "parser")):
+    def __init__(self, settings, tmp_path: Path, front=("scraper", "parser", "account-manager")):
         self.db = ServiceProcess("db", ["task-gateway", "dedup-counter", "reporter"],
                                  settings, tmp_path)
         self.front = ServiceProcess("front", list(front), settings, tmp_path)
