@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup up down status run test test-fast bench schemas
+.PHONY: setup up down status run test test-fast bench bench-accounts schemas
 
 setup: $(BIN)/xget  ## create the virtualenv with XGet, the local brokers and the S3 server
 
@@ -31,6 +31,9 @@ test-fast: setup  ## unit tests only
 
 bench: setup  ## end-to-end pipeline rate vs bare parsing (last line: ratio)
 	$(BIN)/python bench/pipeline.py
+
+bench-accounts: setup  ## account utilisation with 2 scraper replicas vs the limits' maximum
+	$(BIN)/python bench/accounts.py
 
 schemas: setup  ## regenerate schemas/*.avsc from the record models
 	$(BIN)/python -m libs.records.avro

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -47,7 +48,13 @@ class SecretBox:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "SecretBox":
-        return cls(settings.account_key.get_secret_value())
+        """XGET_ACCOUNT_KEY, else the local stack's generated key (DATA/account.key)."""
+        key = settings.account_key.get_secret_value()
+        if not key:
+            local_key = Path(settings.data_dir) / "account.key"
+            if local_key.is_file():
+                key = local_key.read_text().strip()
+        return cls(key)
 
     @staticmethod
     def new_key() -> str:
