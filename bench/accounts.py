@@ -35,7 +35,8 @@ os.environ.setdefault("TWS_TELEMETRY", "0")
 import httpx  # noqa: E402
 
 from infra import local  # noqa: E402
-from infra.service_process import ServiceProcess, wait_until  # noqa: E402
+from infra.service_process import (ServiceProcess, all_alive, gateway_client,  # noqa: E402
+                                   wait_until)
 from libs.settings import Settings  # noqa: E402
 from libs.topics import CATALOGUE  # noqa: E402
 
@@ -83,16 +84,9 @@ def run(k: int, limit: int, window: int, n_windows: int, keep: bool = False) -> 
             ServiceProcess("scraper1", ["scraper"], settings, logs).start(),
             ServiceProcess("scraper2", ["scraper"], settings, logs).start(),
         ]
-        gw = httpx.Client(base_url=f"http://127.0.0.1:{settings.gateway_port}", timeout=10,
-                          headers={"Authorization": f"Bearer {API_TOKEN}"})
+        gw = gateway_client(settings)
 
-        def all_alive() -> bool:
-            for s in services:
-                if not s.alive():
-                    raise RuntimeError(f"{s.name} exited:\n{s.tail()}")
-            return True
-
-        wait_until(lambda: all_alive() and gw.get("/health").status_code == 200, 90,
+        wait_until(lambda: all_alive(services) and gw.get("/health").status_code == 200, 90,
                    "the gateway to answer")
         # More work than the accounts can serve in the measured windows, over 6 tasks.
         per_task = (k * limit * PAGE_SIZE * (n_windows + 2)) // 6 + PAGE_SIZE
@@ -113,7 +107,7 @@ def run(k: int, limit: int, window: int, n_windows: int, keep: bool = False) -> 
         t0 = float(int(min(e["ts"] for e in first)))
         t_end = t0 + n_windows * window
         while time.time() < t_end + 1.0:
-            all_alive()
+            all_alive(services)
             time.sleep(0.5)
         log = [e for e in requests() if t0 <= e["ts"] < t_end]
         ok = sum(1 for e in log if e["status"] == 200)

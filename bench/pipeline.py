@@ -40,7 +40,8 @@ import httpx  # noqa: E402
 
 from bench.bare_parse import bare_parse_rate  # noqa: E402
 from infra import local  # noqa: E402
-from infra.service_process import ServiceProcess, wait_until  # noqa: E402
+from infra.service_process import (ServiceProcess, all_alive, gateway_client,  # noqa: E402
+                                   wait_until)
 from libs.kafka import scan_partition  # noqa: E402
 from libs.records.pages import RawPage  # noqa: E402
 from libs.settings import Settings  # noqa: E402
@@ -166,20 +167,13 @@ def run(n_posts: int, keep: bool = False) -> float:
             ServiceProcess("parser", ["parser"], settings, logs).start(),
             ServiceProcess("dedup-counter", ["dedup-counter"], settings, logs).start(),
         ]
-        gw = httpx.Client(base_url=f"http://127.0.0.1:{gw_port}", timeout=10,
-                          headers={"Authorization": f"Bearer {API_TOKEN}"})
+        gw = gateway_client(settings)
 
-        def all_alive() -> bool:
-            for s in services:
-                if not s.alive():
-                    raise RuntimeError(f"{s.name} exited:\n{s.tail()}")
-            return True
-
-        wait_until(lambda: all_alive() and gw.get("/health").status_code == 200, 90,
+        wait_until(lambda: all_alive(services) and gw.get("/health").status_code == 200, 90,
                    "the gateway to answer")
         # Let the parser and dedup-counter finish starting (consumers assigned, migrations).
         time.sleep(3)
-        all_alive()
+        all_alive(services)
 
         hours = math.ceil(n_posts / DENSITY_PER_HOUR * 1.25) + 2
         start = WINDOW_END - timedelta(hours=hours)
@@ -211,7 +205,7 @@ def run(n_posts: int, keep: bool = False) -> float:
                 break
             if status.get("status") == "failed":
                 raise RuntimeError(f"task failed: {status}")
-            all_alive()
+            all_alive(services)
             if time.monotonic() > deadline:
                 raise RuntimeError(f"task not completed in time: {status}\n"
                                    + "\n".join(s.tail(15) for s in services))

@@ -135,20 +135,6 @@ class AccountPool:
         self.queue = still
         return self._flush()
 
-    def next_wake(self) -> float | None:
-        """The next time tick() can change anything (None: nothing scheduled)."""
-        times: list[float] = []
-        m = self.s.account_reset_margin_s
-        for a in self.accounts.values():
-            if a.status_until is not None:
-                times.append(a.status_until.timestamp())
-            for w in a.ops.values():
-                for t in (_ts(w.lease_expires), _ts(w.blocked_until), _ts(w.window_reset)):
-                    if t is not None:
-                        times.append(t + (0 if t == _ts(w.lease_expires) else m))
-        times += [q.request.valid_until.timestamp() for q in self.queue]
-        return min(times) if times else None
-
     # --- commands -----------------------------------------------------------------------------
 
     def _account_command(self, c: AccountCommand) -> None:
