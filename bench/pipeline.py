@@ -40,7 +40,8 @@ import httpx  # noqa: E402
 
 from bench.bare_parse import bare_parse_rate  # noqa: E402
 from infra import local  # noqa: E402
-from infra.service_process import ServiceProcess, wait_until  # noqa: E402
+from infra.service_process import (ServiceProcess, all_alive, gateway_client,  # noqa: E402
+                                   wait_until)
 from libs.kafka import scan_partition  # noqa: E402
 from libs.records.pages import RawPage  # noqa: E402
 from libs.settings import Settings  # noqa: E402
@@ -153,30 +154,26 @@ def run(n_posts: int, keep: bool = False) -> float:
             x_graphql_url=f"{xsim.address}/i/api/graphql",
             x_transaction_id="static",
             x_accounts="a1:t1:c1,a2:t2:c2,a3:t3:c3",
+            account_key="bench-account-key",
+            account_admin_port=local.free_port(),
             gateway_host="127.0.0.1",
             gateway_port=gw_port,
             api_token=API_TOKEN,
             log_level="WARNING",
         )
         services = [
-            ServiceProcess("gateway+scraper", ["task-gateway", "scraper"], settings, logs).start(),
+            ServiceProcess("gateway+scraper", ["task-gateway", "scraper", "account-manager"],
+                           settings, logs).start(),
             ServiceProcess("parser", ["parser"], settings, logs).start(),
             ServiceProcess("dedup-counter", ["dedup-counter"], settings, logs).start(),
         ]
-        gw = httpx.Client(base_url=f"http://127.0.0.1:{gw_port}", timeout=10,
-                          headers={"Authorization": f"Bearer {API_TOKEN}"})
+        gw = gateway_client(settings)
 
-        def all_alive() -> bool:
-            for s in services:
-                if not s.alive():
-                    raise RuntimeError(f"{s.name} exited:\n{s.tail()}")
-            return True
-
-        wait_until(lambda: all_alive() and gw.get("/health").status_code == 200, 90,
+        wait_until(lambda: all_alive(services) and gw.get("/health").status_code == 200, 90,
                    "the gateway to answer")
         # Let the parser and dedup-counter finish starting (consumers assigned, migrations).
         time.sleep(3)
-        all_alive()
+        all_alive(services)
 
         hours = math.ceil(n_posts / DENSITY_PER_HOUR * 1.25) + 2
         start = WINDOW_END - timedelta(hours=hours)
@@ -208,7 +205,7 @@ def run(n_posts: int, keep: bool = False) -> float:
                 break
             if status.get("status") == "failed":
                 raise RuntimeError(f"task failed: {status}")
-            all_alive()
+            all_alive(services)
             if time.monotonic() > deadline:
                 raise RuntimeError(f"task not completed in time: {status}\n"
                                    + "\n".join(s.tail(15) for s in services))

@@ -439,3 +439,16 @@ def create_topics_sync(bootstrap: str, prefix: str = "",
                        catalogue: Iterable[TopicSpec] = CATALOGUE, **kw: Any) -> dict[str, int]:
     specs = list(catalogue)
     return run_sync(lambda: create_topics(bootstrap, prefix, specs, **kw))
+
+
+def start_proxy(port: int | None = None, *, log_dir: str | os.PathLike | None = None,
+                name: str = "proxy", timeout: float = 15.0) -> ProcessHandle:
+    """A local HTTP forward/CONNECT proxy (``python -m infra.proxy``); ``.address`` is its URL.
+    Its log has one line per proxied request."""
+    port = port or free_port()
+    argv = [sys.executable, "-m", "infra.proxy", "--host", "127.0.0.1", "--port", str(port)]
+    env = {"PYTHONPATH": os.pathsep.join(
+        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    return start_process(name, argv, lambda: tcp_ready("127.0.0.1", port),
+                         address=f"http://127.0.0.1:{port}", port=port, log_dir=log_dir,
+                         env=env, cwd=REPO_ROOT, timeout=timeout)

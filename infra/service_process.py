@@ -93,3 +93,20 @@ class ServiceProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return ""
+
+
+def all_alive(processes: list[ServiceProcess]) -> bool:
+    """True, or RuntimeError naming the first process that exited, with its log tail."""
+    for p in processes:
+        if not p.alive():
+            raise RuntimeError(f"{p.name} exited:\n{p.tail()}")
+    return True
+
+
+def gateway_client(settings: Settings) -> "httpx.Client":
+    """An HTTP client for the task gateway of `settings`, with its bearer token."""
+    import httpx
+
+    return httpx.Client(base_url=f"http://{settings.gateway_host}:{settings.gateway_port}",
+                        timeout=10, headers={
+                            "Authorization": f"Bearer {settings.api_token.get_secret_value()}"})

@@ -14,8 +14,10 @@ DATA is ``settings.data_dir`` (default ``.xget``). Pid files go to ``DATA/run/*.
 ``DATA/logs/*.log``. Processes are detached (own session), so ``make up`` returns.
 
 When the simulator is started and the X settings are still their defaults, the services get
-``XGET_X_GRAPHQL_URL``/``XGET_X_MEDIA_BASE``/``XGET_KOL_API_BASE_URL`` pointing at it and
-``XGET_X_TRANSACTION_ID=static`` (no internet here). A non-default ``XGET_KAFKA_PORT`` is passed on as ``XGET_KAFKA_BOOTSTRAP``.
+``XGET_X_GRAPHQL_URL``/``XGET_X_MEDIA_BASE``/``XGET_KOL_API_BASE_URL``/``XGET_X_LOGIN_URL``/
+``XGET_PROXY_CHECK_URL`` pointing at it, ``XGET_X_TRANSACTION_ID=static`` (no internet here)
+and two simulator accounts. Without ``XGET_ACCOUNT_KEY`` a local key is generated once into
+``DATA/account.key``. A non-default ``XGET_KAFKA_PORT`` is passed on as ``XGET_KAFKA_BOOTSTRAP``.
 
 ``down`` stops them in reverse order (SIGTERM to each process group, wait, SIGKILL).
 ``status`` prints each part with its pid and alive/dead.
@@ -86,7 +88,16 @@ def _child_env(settings: Settings, kafka_port: int, xsim_url: str | None) -> dic
                 env["XGET_KOL_API_KEY"] = "sim-key"
         if not settings.x_accounts.get_secret_value():
             # Simulator accounts: the simulator accepts any cookies and rate-limits per account.
+            # The account-manager adds them to its pool when it starts.
             env["XGET_X_ACCOUNTS"] = "sim1:sim-token-1:sim-ct0-1,sim2:sim-token-2:sim-ct0-2"
+        if settings.x_login_url == defaults["x_login_url"].default:
+            env["XGET_X_LOGIN_URL"] = f"{xsim_url}/i/flow/login"
+        if settings.proxy_check_url == defaults["proxy_check_url"].default:
+            env["XGET_PROXY_CHECK_URL"] = f"{xsim_url}/_sim/health"
+    if not settings.account_key.get_secret_value():
+        # Local only: a key generated once into DATA/account.key (mode 600). Production sets
+        # XGET_ACCOUNT_KEY from its secret store.
+        env["XGET_ACCOUNT_KEY"] = _local_account_key(settings)
     # The embedded broker is noida-db, which never expires a killed group member.
     if settings.kafka_group_mode == defaults["kafka_group_mode"].default:
         env["XGET_KAFKA_GROUP_MODE"] = "assign"
@@ -94,6 +105,18 @@ def _child_env(settings: Settings, kafka_port: int, xsim_url: str | None) -> dic
     if settings.kafka_empty_fetch_backoff_ms == defaults["kafka_empty_fetch_backoff_ms"].default:
         env["XGET_KAFKA_EMPTY_FETCH_BACKOFF_MS"] = "50"
     return env
+
+
+def _local_account_key(settings: Settings) -> str:
+    path = Path(settings.data_dir).resolve() / "account.key"
+    if not path.exists():
+        from libs.secretbox import SecretBox
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(SecretBox.new_key())
+    return path.read_text().strip()
 
 
 def up(settings: Settings, *, xsim: bool = True, services: bool = True) -> int:

@@ -88,8 +88,20 @@ class Settings(BaseSettings):
     )
     x_accounts: SecretStr = Field(
         SecretStr(""),
-        description="Accounts as 'name:auth_token:ct0' entries separated by commas (bootstrap pool).",
+        description="Accounts as 'name:auth_token:ct0' entries separated by commas; the "
+                    "account-manager adds those it does not know yet when it starts.",
     )
+    x_rate_limits: str = Field(
+        "SearchTimeline:50,Followers:50,Following:500,TweetDetail:150,UserByScreenName:95,"
+        "Retweeters:500",
+        description="Requests per account per window for each X operation ('Op:n,…'); "
+                    "x-rate-limit-* headers override them when present.",
+    )
+    x_rate_default_limit: int = Field(50, ge=1, description="Limit of operations not listed.")
+    x_rate_window_s: int = Field(900, ge=1, description="X's rate-limit window (15 minutes).")
+    x_login_url: str = Field(
+        "https://x.com/i/flow/login", description="X's login page (the simulator's here).")
+    chromium_path: str = Field("/usr/bin/chromium", description="Chromium for Playwright logins.")
     x_request_timeout_s: float = Field(30.0)
     x_op_search_timeline: str = Field(
         "hyPfJYJ_XAtDYoslQc-Rgg/SearchTimeline",
@@ -119,6 +131,35 @@ class Settings(BaseSettings):
 
     # --- scraper ---------------------------------------------------------------------------------
     scraper_concurrency: int = Field(8, description="Slices a scraper replica pages in parallel.")
+
+    # --- account-manager and the scrapers' leases ----------------------------------------------
+    account_key: SecretStr = Field(
+        SecretStr(""),
+        description="Encrypts account and proxy secrets at rest and on Kafka (a Fernet key, or a "
+                    "passphrase it is derived from). Required by the account-manager, the "
+                    "scraper and `xget accounts|proxies`.",
+    )
+    account_admin_host: str = Field("127.0.0.1", description="Admin API of the account-manager.")
+    account_admin_port: int = Field(8081)
+    account_lease_ttl_s: float = Field(
+        60.0, gt=0, description="A lease ends by itself this long after its grant (or at the "
+                                "window reset), so a dead scraper's account frees up.")
+    account_reset_margin_s: float = Field(
+        0.5, ge=0, description="Wait this long after a window's reset before leasing again.")
+    account_min_health: float = Field(
+        0.3, ge=0, le=1, description="Accounts below this health score get no leases.")
+    account_cooldown_s: float = Field(
+        120.0, ge=0, description="Cooldown after a Cloudflare/TLS block or a failed login.")
+    account_request_wait_s: float = Field(
+        20.0, gt=0, description="A scraper's lease request stays queued this long, then it asks again.")
+    account_idle_release_s: float = Field(
+        1.0, ge=0, description="A scraper gives back a lease nobody used for this long.")
+    account_test_query: str = Field("from:x", description="Search `xget accounts test` sends.")
+    proxy_check_url: str = Field(
+        "https://x.com/robots.txt", description="URL fetched through each proxy to check it.")
+    proxy_check_interval_s: float = Field(30.0, gt=0, description="Seconds between proxy checks.")
+    proxy_dead_after: int = Field(
+        2, ge=1, description="Failed checks in a row after which a proxy is dead and replaced.")
 
     # --- dedup-counter ---------------------------------------------------------------------------
     counter_batch_max: int = Field(5_000, description="Posts per ClickHouse insert at most.")
@@ -197,6 +238,14 @@ class Settings(BaseSettings):
         0.5, ge=0, description="First retry delay; doubles each attempt (Retry-After wins).")
 
     log_level: str = Field("INFO")
+
+    def rate_limit(self, operation: str) -> int:
+        """The configured per-window limit of an X operation."""
+        for part in filter(None, (p.strip() for p in self.x_rate_limits.split(","))):
+            op, _, n = part.partition(":")
+            if op.strip() == operation:
+                return int(n)
+        return self.x_rate_default_limit
 
 
 @lru_cache(maxsize=1)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .records.accounts import (AccountCommand, AccountEvent, AccountState, LeaseGrant,
+                               LeaseRelease, LeaseRequest, LeaseWait, ProxyCommand, ProxyState,
+                               TaskAccountWait)
 from .records.base import Record
 from .records.dead_letter import DeadLetter
 from .records.kol import KolCacheCleared, KolFollowingsTask, KolPage, KolTaskProgress
@@ -76,6 +79,38 @@ REPORT_CONTROLS = TopicSpec(
     "report-controls", 6, "task_id", (ReportsResume, ReportsReplay),
     doc="Client/operator commands to the reporter: resume a paused task, replay a dead report.",
 )
+# The account pool. The account-manager is one active instance: its inputs have one partition
+# each, so in a consumer group (range assignment) one member owns them all and a second replica
+# is a hot standby that takes over with the state below.
+ACCOUNT_COMMANDS = TopicSpec(
+    "account-commands", 1, "account_id/proxy_id", (AccountCommand, ProxyCommand),
+    doc="Operator changes to accounts and proxies (CLI, admin API).",
+)
+ACCOUNT_EVENTS = TopicSpec(
+    "account-events", 1, "account_id", (AccountEvent,),
+    doc="Every X request's outcome, reported by the scraper that made it.",
+)
+LEASE_REQUESTS = TopicSpec(
+    "account-lease-requests", 1, "requester", (LeaseRequest, LeaseRelease),
+    doc="Scrapers ask for and give back account leases.",
+)
+LEASE_GRANTS = TopicSpec(
+    "account-lease-grants", 1, "requester", (LeaseGrant, LeaseWait),
+    retention_ms=3600 * 1000,
+    doc="The manager's answers; each scraper replica reads them from the end.",
+)
+ACCOUNT_STATE = TopicSpec(
+    "account-state", 1, "account_id", (AccountState,), compacted=True,
+    doc="The account store: status, windows, leases, encrypted credentials (compacted).",
+)
+PROXY_STATE = TopicSpec(
+    "proxy-state", 1, "proxy_id", (ProxyState,), compacted=True,
+    doc="The proxy pool with health (compacted).",
+)
+TASK_ACCOUNT_WAITS = TopicSpec(
+    "task-account-waits", 6, "task_id", (TaskAccountWait,), compacted=True,
+    doc="Tasks waiting for an account, with the earliest time one frees up (compacted).",
+)
 DEAD_LETTERS = TopicSpec(
     "dead-letters", 3, "original key", (DeadLetter,),
     doc="Records a service could not handle, with the cause.",
@@ -100,7 +135,8 @@ KOL_TOPICS: tuple[TopicSpec, ...] = (KOL_PAGES, KOL_COMMANDS, KOL_PROGRESS)
 
 CATALOGUE: tuple[TopicSpec, ...] = (
     TASK_COMMANDS, SEARCH_JOBS, RAW_PAGES, SCRAPE_CHECKPOINTS, POSTS, USERS, MEDIA_JOBS, MEDIA_STORED,
-    TASK_PROGRESS, REPORT_CONTROLS, DEAD_LETTERS, *KOL_TOPICS,
+    TASK_PROGRESS, REPORT_CONTROLS, ACCOUNT_COMMANDS, ACCOUNT_EVENTS, LEASE_REQUESTS, LEASE_GRANTS,
+    ACCOUNT_STATE, PROXY_STATE, TASK_ACCOUNT_WAITS, DEAD_LETTERS, *KOL_TOPICS,
 )
 
 

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 Outcome = Literal[
     "ok", "rate_limited", "auth_failed", "suspended", "blocked", "server_error", "malformed",
-    "network_error",
+    "network_error", "proxy_error",
 ]
 
 USER_AGENT = (
@@ -319,6 +319,9 @@ class XClient:
         except httpx.TimeoutException as e:
             return fail("network_error", f"timeout: {type(e).__name__}")
         except httpx.TransportError as e:
+            # Through a proxy, failing to connect or a refused tunnel is the proxy's fault.
+            if account.proxy and isinstance(e, (httpx.ProxyError, httpx.ConnectError)):
+                return fail("proxy_error", f"{type(e).__name__}: {e}")
             return fail("network_error", f"{type(e).__name__}: {e}")
         except Exception as e:  # transaction-id generation (XClIdGen) and the like
             log.warning("x request failed for account %s: %s", account.name, type(e).__name__)

@@ -6,6 +6,8 @@
   xget kol import FILE             add KOLs (handles or ids) to twitter_kol
   xget kol-followings [flags]      fetch KOL following lists (see --help)
   xget reports replay [--task ID]  re-deliver reports that went to the dead-letter topic
+  xget accounts add|import|login|list|test|remove …   the X account pool
+  xget proxies add|import|list|test|remove …          the proxy pool
 
 `xget run all` is the embedded mode: every service in one process (one chdb owner), each
 still its own consumer group talking only through Kafka. In production run one service per
@@ -31,6 +33,7 @@ SERVICES = {
     "media-downloader": "services.media_downloader.main",
     "kol-worker": "services.kol.main",
     "reporter": "services.reporter.main",
+    "account-manager": "services.account_manager.main",
 }
 
 log = logging.getLogger("xget")
@@ -73,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     reports = sub.add_parser("reports", help="webhook reports")
     reports.add_argument("action", choices=["replay"])
     reports.add_argument("--task", help="only this task's dead reports")
+    from services.account_manager import cli as pool_cli
+
+    pool_cli.add_parsers(sub)
     args = parser.parse_args(argv)
 
     settings = Settings()
@@ -99,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.cmd in ("kol-followings", "kol"):
         return kol_cli.main(args, settings)
+    if args.cmd in ("accounts", "proxies"):
+        return pool_cli.run(args, settings)
     if args.cmd == "reports":
         from services.reporter.replay import replay_dead_reports
 

@@ -18,6 +18,7 @@ from .corpus import parse_time
 from .follows import user_id_of_name
 from .faults import FaultBook, MediaFaultBook
 from .log import RequestLog
+from .login import LoginFlow, Sessions
 from .media import HTML_PAGE, huge_stream, media_for
 from .ratelimit import RateLimiter
 from .restapi import RestApi, key_label
@@ -45,7 +46,7 @@ def _json(obj, status: int = 200) -> Response:
     return Response(orjson.dumps(obj), status_code=status, media_type=JSON)
 
 
-def _account(request: Request) -> str:
+def _token(request: Request) -> str:
     tok = request.cookies.get("auth_token")
     if tok:
         return tok
@@ -72,6 +73,8 @@ class Simulator:
         self.media_faults = MediaFaultBook()
         self.log = RequestLog()
         self.rest = RestApi(self.timelines)
+        self.sessions = Sessions()
+        self.login = LoginFlow(self.sessions, self.log)
         self.handlers = {
             "SearchTimeline": self.timelines.search_page,
             "Following": lambda v: self.timelines.list_page("Following", v),
@@ -85,7 +88,7 @@ class Simulator:
 
     async def graphql(self, request: Request) -> Response:
         op = request.path_params["op_name"]
-        account = _account(request)
+        account, expired = self.sessions.account_key(_token(request))
         try:
             if request.method == "GET":
                 variables = _loads_param(request.query_params.get("variables"))
@@ -99,7 +102,11 @@ class Simulator:
         if isinstance(variables, dict):
             raw_query = variables.get("rawQuery")
             cursor = variables.get("cursor")
-        rep = await self._graphql(op, account, variables)
+        if expired:
+            status, body = FAULT_BODIES["expired_cookies"]
+            rep = Response(body, status, media_type=JSON)
+        else:
+            rep = await self._graphql(op, account, variables)
         self.log.add(request.method, request.url.path, op, account, raw_query, cursor,
                      rep.status_code)
         return rep
@@ -277,6 +284,20 @@ class Simulator:
         self.limiter.reset()
         return _json({"ok": True})
 
+    async def accounts_post(self, request: Request) -> Response:
+        try:
+            acc = self.sessions.register(orjson.loads(await request.body() or b"{}"))
+        except (ValueError, TypeError) as e:
+            return _json({"error": str(e)}, 400)
+        return _json(acc.public())
+
+    async def accounts_get(self, request: Request) -> Response:
+        return _json([a.public() for a in self.sessions.accounts.values()])
+
+    async def account_expire(self, request: Request) -> Response:
+        n = self.sessions.expire(request.path_params["username"])
+        return _json({"expired_sessions": n})
+
     async def corpus(self, request: Request) -> Response:
         qp = request.query_params
         raw = qp.get("query")
@@ -318,6 +339,14 @@ def create_app(fixtures_dir: str | Path | None = None, seed: int = 0,
         Route("/_sim/followings", sim.followings_admin, methods=["GET"]),
         Route("/twitter/user/followings", sim.rest_route, methods=["GET"]),
         Route("/twitter/user/info", sim.rest_route, methods=["GET"]),
+        Route("/_sim/accounts", sim.accounts_get, methods=["GET"]),
+        Route("/_sim/accounts", sim.accounts_post, methods=["POST"]),
+        Route("/_sim/accounts/{username}/expire", sim.account_expire, methods=["POST"]),
+        Route("/i/flow/login", sim.login.start, methods=["GET"]),
+        Route("/i/flow/login/username", sim.login.username, methods=["POST"]),
+        Route("/i/flow/login/password", sim.login.password, methods=["POST"]),
+        Route("/i/flow/login/code", sim.login.code, methods=["POST"]),
+        Route("/home", sim.login.home, methods=["GET"]),
         Route("/{path:path}", sim.media, methods=["GET"]),
     ]
     app = Starlette(routes=routes)

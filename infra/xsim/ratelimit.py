@@ -27,7 +27,9 @@ class RateLimiter:
         window = self.config.window_seconds
         w = self._windows.get((account, operation))
         if w is None or now >= w[0] + window:
-            w = [now, 0]
+            # Windows start on a whole second, so x-rate-limit-reset (whole seconds, as X
+            # sends it) is exactly when the window ends.
+            w = [float(int(now)), 0]
             self._windows[(account, operation)] = w
         w[1] += 1
         reset = int(w[0] + window)

@@ -14,12 +14,12 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from libs.kafka import Producer, TopicTable, consumer_for, dead_letter_for, decode, join
+from libs.leases import LeaseClient
 from libs.records.tasks import SearchJob
 from libs.settings import Settings
 from libs.topics import SEARCH_JOBS, TASK_PROGRESS, topic_name
 from libs.xclient import XClient
 
-from .account_pool import LocalAccountPool, parse_accounts
 from .ledger import PageLedger
 from .slice_runner import SliceDeps, run_slice
 
@@ -52,23 +52,28 @@ class _Partition:
 
 class ScraperService:
     def __init__(self, settings: Settings, producer: Producer, *,
-                 pool: LocalAccountPool | None = None, xclient: XClient | None = None):
+                 pool: LeaseClient | None = None, xclient: XClient | None = None):
         self.settings = settings
         self.producer = producer
-        self.pool = pool or LocalAccountPool(
-            parse_accounts(settings.x_accounts.get_secret_value()))
+        # Accounts come as leases from the account-manager, shared by every replica.
+        self.pool = pool or LeaseClient(settings, producer)
         self.xclient = xclient or XClient(settings)
         self.ledger = PageLedger(settings, producer)
         self.progress = TopicTable(settings, TASK_PROGRESS)
         self._stop = asyncio.Event()
         self._running: dict[TopicPartition, dict[int, asyncio.Task]] = {}
         self._parts: dict[TopicPartition, _Partition] = {}
+        # One runner per slice at a time: a slice's job delivered twice (a re-sent command, a
+        # re-delivery after a crash) must not page the same cursor concurrently — both copies
+        # would recover the same state and ask X for the same page.
+        self._slice_locks: dict[str, asyncio.Lock] = {}
         self.slices_done = 0
 
     def stop(self) -> None:
         self._stop.set()
 
     async def run(self) -> None:
+        await self.pool.start()
         await self.ledger.start()
         await self.progress.start()
         await self.progress.wait_caught_up()
@@ -109,6 +114,7 @@ class ScraperService:
             await consumer.stop()
             await self.progress.stop()
             await self.ledger.stop()
+            await self.pool.stop()
             await self.xclient.aclose()
 
     def _start_job(self, tp: TopicPartition, m, deps: SliceDeps) -> None:
@@ -129,7 +135,10 @@ class ScraperService:
         async def attempt() -> str:
             if delay:
                 await asyncio.sleep(delay)
-            return await run_slice(job, deps)
+            key = f"{job.task_id}/{job.slice_id}"
+            lock = self._slice_locks.setdefault(key, asyncio.Lock())
+            async with lock:  # a second copy then finds the slice ended and returns
+                return await run_slice(job, deps)
 
         task = asyncio.create_task(attempt(), name=f"slice-{job.task_id}/{job.slice_id}")
         self._running.setdefault(tp, {})[offset] = task

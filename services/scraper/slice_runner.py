@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from libs.kafka import Outgoing, Producer, TopicTable
+from libs.leases import ACCOUNT_REFUSED, LeaseClient
 from libs.records.pages import RawPage
 from libs.records.tasks import SearchJob, TaskProgress
 from libs.topics import RAW_PAGES
 from libs.xclient import XClient
 
-from .account_pool import LocalAccountPool
 from .ledger import PageLedger, SliceState
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ class SliceDeps:
     producer: Producer
     ledger: PageLedger
     progress: TopicTable
-    pool: LocalAccountPool
+    pool: LeaseClient
     xclient: XClient
     page_size: int
     target_wait_s: float = 30.0
@@ -69,14 +69,14 @@ async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
             if done:
                 return await _finish(job, deps, state, "target_reached")
 
-        account = await deps.pool.acquire(OPERATION)
+        account = await deps.pool.acquire(OPERATION, job.task_id)
         started = datetime.now(timezone.utc)
         result = None
         try:
             result = await deps.xclient.search_page(account, job.query, state.cursor,
                                                     product=job.product, count=deps.page_size)
         finally:
-            deps.pool.release(account, OPERATION, result)
+            await deps.pool.release(account, OPERATION, result)
 
         page = RawPage(
             task_id=job.task_id, slice_id=job.slice_id, slice_count=job.slice_count,
@@ -91,10 +91,14 @@ async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
         )
         md = await deps.producer.send_and_wait(Outgoing(RAW_PAGES, job.task_id, page))
         if result.outcome != "ok":
-            failures += 1
             log.warning("slice %s/%s page %d: %s (%s) on %s", job.task_id, job.slice_id,
                         page.page_no, result.outcome, result.error, account.name)
-            if result.outcome in ("server_error", "malformed", "network_error", "blocked"):
+            if result.outcome in ACCOUNT_REFUSED:
+                # The account (or its proxy) is refused, not the page: the same cursor goes
+                # to another account right away; the manager deals with this one.
+                continue
+            failures += 1
+            if result.outcome in ("server_error", "malformed", "network_error"):
                 if failures >= MAX_TRANSIENT_FAILURES:
                     return await _finish(job, deps, state, "failed")
                 await asyncio.sleep(min(30.0, 0.2 * 2 ** failures))

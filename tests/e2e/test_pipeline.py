@@ -36,6 +36,8 @@ def pipeline_settings(kafka, xsim: str, tmp_path: Path, chdb_dir: str, **overrid
         x_transaction_id="static",
         x_accounts="acc1:tok-a1:ct0-a1,acc2:tok-a2:ct0-a2,acc3:tok-a3:ct0-a3",
         gateway_port=free_port(),
+        account_admin_port=free_port(),
+        account_key="e2e-account-key",
         api_token="e2e-token",
     )
     opts.update(overrides)

@@ -42,7 +42,7 @@ class Stack:
     """db process (gateway + dedup-counter + reporter share chdb) and a front process."""
 
     def __init__(self, settings, tmp_path: Path,
-                 front=("scraper", "parser", "media-downloader")):
+                 front=("scraper", "parser", "media-downloader", "account-manager")):
         self.db = ServiceProcess("db", ["task-gateway", "dedup-counter", "reporter"],
                                  settings, tmp_path)
         self.front = ServiceProcess("front", list(front), settings, tmp_path)

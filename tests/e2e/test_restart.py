@@ -32,7 +32,8 @@ def test_sigkill_of_parser_counter_and_scraper_loses_and_duplicates_nothing(
     # Slow X down a little so the kills land mid-run rather than after the end.
     sim.configure(limits={"SearchTimeline": 100_000})
     keyword = f"restart{uuid.uuid4().hex[:6]}"
-    front = ServiceProcess("gateway-scraper", ["task-gateway", "scraper"], settings, tmp_path)
+    front = ServiceProcess("gateway-scraper", ["task-gateway", "scraper", "account-manager"],
+                           settings, tmp_path)
     parser = ServiceProcess("parser", ["parser"], settings, tmp_path)
     counter = ServiceProcess("counter", ["dedup-counter"], settings, tmp_path)
     procs = [front, parser, counter]

@@ -1,0 +1,151 @@
+"""A small real HTTP proxy for local runs and tests: `python -m infra.proxy --port P`.
+
+Forwards absolute-form requests (`GET http://host/path HTTP/1.1`, what clients send to an
+HTTP proxy for http:// URLs) and tunnels `CONNECT host:port` (https:// URLs). Each request is
+logged as one line `proxy METHOD TARGET STATUS` on stdout, so a test can see which proxy an
+account used. Not for production: no authentication, no limits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from urllib.parse import urlsplit
+
+HOP_HEADERS = {b"proxy-connection", b"proxy-authorization", b"connection", b"keep-alive"}
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, asyncio.CancelledError):
+        pass
+    finally:
+        try:
+            writer.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+async def _read_head(reader: asyncio.StreamReader) -> list[bytes] | None:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head[:-4].split(b"\r\n")
+    return lines if lines and lines[0] else None
+
+
+async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:  # keep-alive: one client connection may carry many requests
+            try:
+                lines = await _read_head(reader)
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                return
+            if lines is None:
+                return
+            method, target, version = lines[0].decode("latin-1").split(" ", 2)
+            if method == "CONNECT":
+                host, _, port = target.rpartition(":")
+                try:
+                    up_r, up_w = await asyncio.open_connection(host, int(port))
+                except OSError:
+                    writer.write(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
+                    _say(f"proxy CONNECT {target} 502")
+                    return
+                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                await writer.drain()
+                _say(f"proxy CONNECT {target} 200")
+                await asyncio.gather(_pipe(reader, up_w), _pipe(up_r, writer))
+                return
+            await _forward(method, target, version, lines[1:], reader, writer)
+    finally:
+        try:
+            writer.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+async def _forward(method: str, target: str, version: str, header_lines: list[bytes],
+                   reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    u = urlsplit(target)
+    if u.scheme != "http" or not u.hostname:
+        writer.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+        _say(f"proxy {method} {target} 400")
+        return
+    headers = []
+    length = 0
+    for h in header_lines:
+        name, _, value = h.partition(b":")
+        if name.strip().lower() in HOP_HEADERS:
+            continue
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip() or 0)
+        headers.append(h)
+    body = await reader.readexactly(length) if length else b""
+    path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+    try:
+        up_r, up_w = await asyncio.open_connection(u.hostname, u.port or 80)
+    except OSError:
+        writer.write(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        _say(f"proxy {method} {target} 502")
+        return
+    try:
+        up_w.write(f"{method} {path} HTTP/1.1\r\n".encode() + b"\r\n".join(headers)
+                   + b"\r\nconnection: close\r\n\r\n" + body)
+        await up_w.drain()
+        head = await up_r.readuntil(b"\r\n\r\n")
+        rest = await up_r.read()  # upstream closes after the response (connection: close)
+    finally:
+        up_w.close()
+    status_line, _, resp_headers = head.partition(b"\r\n")
+    kept = [h for h in resp_headers[:-4].split(b"\r\n")
+            if h and h.partition(b":")[0].strip().lower() not in HOP_HEADERS
+            and h.partition(b":")[0].strip().lower() != b"content-length"
+            and h.partition(b":")[0].strip().lower() != b"transfer-encoding"]
+    rest = _dechunk(rest) if b"transfer-encoding: chunked" in resp_headers.lower() else rest
+    writer.write(status_line + b"\r\n" + b"\r\n".join(kept)
+                 + f"\r\ncontent-length: {len(rest)}\r\n\r\n".encode() + rest)
+    await writer.drain()
+    _say(f"proxy {method} {target} {status_line.split(b' ')[1].decode()}")
+
+
+def _dechunk(data: bytes) -> bytes:
+    out, i = bytearray(), 0
+    while i < len(data):
+        j = data.index(b"\r\n", i)
+        size = int(data[i:j].split(b";")[0], 16)
+        if size == 0:
+            break
+        out += data[j + 2:j + 2 + size]
+        i = j + 2 + size + 2
+    return bytes(out)
+
+
+async def serve(host: str, port: int) -> None:
+    server = await asyncio.start_server(handle, host, port, limit=1 << 20)
+    _say(f"proxy listening on {host}:{port}")
+    async with server:
+        await server.serve_forever()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m infra.proxy", description=__doc__.splitlines()[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    a = p.parse_args(argv)
+    try:
+        asyncio.run(serve(a.host, a.port))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

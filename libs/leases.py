@@ -1,0 +1,229 @@
+"""Account leases for any X-facing service (the scraper, list fetchers): the account-manager's
+client side.
+
+`acquire(op)` returns an account the caller may send one request of `op` with; `release()`
+reports that request's outcome on account-events and tells the lease what X said. A lease
+(from the manager) allows `budget` requests until `expires_at`; it is shared by the replica's
+concurrent slices, given back when its budget is spent, when X refuses the account (rate
+limit, auth, suspension, block, proxy failure), before it expires, or after sitting idle — so
+another replica can use the account. When no lease can be had the caller waits; the manager
+queues the request and answers the moment an account frees up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from aiokafka import TopicPartition
+
+from libs.kafka import Outgoing, Producer, consumer_for, decode, partitions_of
+from libs.records.accounts import AccountEvent, LeaseGrant, LeaseRelease, LeaseRequest, LeaseWait
+from libs.secretbox import SecretBox
+from libs.settings import Settings
+from libs.topics import ACCOUNT_EVENTS, LEASE_GRANTS, LEASE_REQUESTS, topic_name
+from libs.xclient import PageResult, XAccount
+
+log = logging.getLogger(__name__)
+
+EXPIRY_MARGIN_S = 1.0  # stop using a lease this long before it expires, and give it back
+ACCOUNT_REFUSED = {"rate_limited", "auth_failed", "suspended", "blocked", "proxy_error"}
+
+
+def event_for(account_id: str, operation: str, r: PageResult | None, lease_id: str | None,
+              requester: str, proxy_id: str | None) -> AccountEvent:
+    """The account-events record for one X request's result."""
+    now = datetime.now(timezone.utc)
+    if r is None:
+        return AccountEvent(account_id=account_id, lease_id=lease_id, operation=operation,
+                            outcome="network_error", error="request aborted", requester=requester,
+                            proxy_id=proxy_id, at=now)
+    return AccountEvent(
+        account_id=account_id, lease_id=lease_id, operation=operation, outcome=r.outcome,
+        http_status=r.http_status, error=r.error[:500] if r.error else None,
+        rate_limit_limit=r.rate_limit_limit, rate_limit_remaining=r.rate_limit_remaining,
+        rate_limit_reset=r.rate_limit_reset, proxy_id=proxy_id, requester=requester, at=now)
+
+
+@dataclass
+class Lease:
+    grant: LeaseGrant
+    account: XAccount = field(repr=False)
+    used: int = 0
+    in_flight: int = 0
+    done: bool = False  # X refused the account or its budget is spent: no more requests
+    last_used: float = 0.0
+    reset_at: float | None = None  # x-rate-limit-reset seen on this lease
+
+    def usable(self, now: float) -> bool:
+        end = self.grant.expires_at.timestamp()
+        if self.reset_at is not None:
+            end = min(end, self.reset_at)
+        return not self.done and self.used < self.grant.budget and now < end - EXPIRY_MARGIN_S
+
+
+class LeaseClient:
+    def __init__(self, settings: Settings, producer: Producer, requester: str | None = None):
+        self.settings = settings
+        self.producer = producer
+        self.box = SecretBox.from_settings(settings)
+        self.requester = requester or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.leases: dict[tuple[str, str], Lease] = {}  # (operation, account_id) -> lease
+        self.waits: dict[str, LeaseWait] = {}  # operation -> the manager's last "wait" answer
+        self.granted = 0
+        self._changed = asyncio.Condition()
+        self._consumer = None
+        self._tasks: list[asyncio.Task] = []
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> "LeaseClient":
+        c = consumer_for(self.settings, None, f"leases-{self.requester}")
+        await c.start()
+        tps = await partitions_of(c, topic_name(LEASE_GRANTS, self.settings.topic_prefix))
+        c.assign(tps)
+        await c.seek_to_end(*tps)
+        for tp in tps:
+            await c.position(tp)  # resolve "end" now: no answer to our requests is missed
+        self._consumer = c
+        self._tasks = [asyncio.create_task(self._follow(tps), name="lease-grants"),
+                       asyncio.create_task(self._reaper(), name="lease-reaper")]
+        return self
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for lease in list(self.leases.values()):
+            await self._give_back(lease, "shutdown")
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    # --- using accounts -------------------------------------------------------------------------
+
+    async def acquire(self, operation: str, task_id: str | None = None) -> XAccount:
+        asked_until = 0.0
+        while True:
+            now = time.time()
+            free = [lz for (op, _), lz in self.leases.items()
+                    if op == operation and lz.usable(now)]
+            if free:
+                lease = max(free, key=lambda lz: lz.grant.budget - lz.used)
+                lease.used += 1
+                lease.in_flight += 1
+                lease.last_used = now
+                return lease.account
+            if now >= asked_until:
+                asked_until = now + self.settings.account_request_wait_s
+                await self.producer.send_and_wait(Outgoing(LEASE_REQUESTS, self.requester,
+                                                           LeaseRequest(
+                    request_id=uuid.uuid4().hex, requester=self.requester, operation=operation,
+                    task_id=task_id, requested_at=datetime.now(timezone.utc),
+                    valid_until=datetime.fromtimestamp(asked_until, timezone.utc))))
+            async with self._changed:
+                try:
+                    await asyncio.wait_for(self._changed.wait(),
+                                           max(0.05, min(asked_until - now, 1.0)))
+                except asyncio.TimeoutError:
+                    pass
+
+    async def release(self, account: XAccount, operation: str, result: PageResult | None) -> None:
+        lease = self.leases.get((operation, account.name))
+        lease_id = lease.grant.lease_id if lease else None
+        proxy_id = lease.grant.proxy_id if lease else None
+        self._report(event_for(account.name, operation, result, lease_id, self.requester,
+                               proxy_id))
+        if lease is None:
+            return
+        lease.in_flight = max(0, lease.in_flight - 1)
+        if result is None or result.outcome in ACCOUNT_REFUSED:
+            lease.done = True
+        elif result.rate_limit_reset:
+            lease.reset_at = float(result.rate_limit_reset)
+            if result.rate_limit_remaining == 0:
+                lease.done = True
+        if not lease.usable(time.time()) and lease.in_flight == 0:
+            await self._give_back(lease, result.outcome if result else "aborted")
+
+    def _report(self, event: AccountEvent) -> None:
+        async def send() -> None:
+            try:
+                await self.producer.send_and_wait(Outgoing(ACCOUNT_EVENTS, event.account_id,
+                                                           event))
+            except Exception as e:  # noqa: BLE001 - an outcome lost costs accuracy, not safety
+                log.warning("account event for %s not sent: %s", event.account_id, e)
+
+        asyncio.get_running_loop().create_task(send())
+
+    async def _give_back(self, lease: Lease, reason: str) -> None:
+        key = (lease.grant.operation, lease.grant.account_id)
+        if self.leases.get(key) is not lease:
+            return
+        del self.leases[key]
+        g = lease.grant
+        await self.producer.send_and_wait(Outgoing(LEASE_REQUESTS, self.requester, LeaseRelease(
+            lease_id=g.lease_id, account_id=g.account_id, operation=g.operation, used=lease.used,
+            requester=self.requester, reason=reason, released_at=datetime.now(timezone.utc))))
+
+    # --- background -----------------------------------------------------------------------------
+
+    async def _follow(self, tps: list[TopicPartition]) -> None:
+        c = self._consumer
+        while True:
+            try:
+                batch = await c.getmany(timeout_ms=500)
+            except Exception as e:  # noqa: BLE001
+                log.warning("lease grants fetch failed: %s", e)
+                await asyncio.sleep(0.5)
+                continue
+            got = False
+            for msgs in batch.values():
+                for m in msgs:
+                    if m.key is None or m.key.decode() != self.requester:
+                        continue
+                    try:
+                        rec = decode(LEASE_GRANTS, m)
+                    except Exception as e:  # noqa: BLE001
+                        log.warning("undecodable lease answer skipped: %s", e)
+                        continue
+                    got |= self._answer(rec)
+            if got:
+                async with self._changed:
+                    self._changed.notify_all()
+
+    def _answer(self, rec) -> bool:
+        if isinstance(rec, LeaseWait):
+            self.waits[rec.operation] = rec
+            log.info("waiting for an account for %s (earliest %s): %s", rec.operation,
+                     rec.earliest_free_at, rec.reason)
+            return False
+        if not isinstance(rec, LeaseGrant):
+            return False
+        creds = self.box.open(rec.secrets)
+        account = XAccount(rec.account_id, creds.get("auth_token") or "", creds.get("ct0") or "",
+                           creds.get("proxy_url"))
+        self.leases[(rec.operation, rec.account_id)] = Lease(rec, account, last_used=time.time())
+        self.waits.pop(rec.operation, None)
+        self.granted += 1
+        return True
+
+    async def _reaper(self) -> None:
+        """Give back leases that are spent, about to expire, or idle."""
+        while True:
+            await asyncio.sleep(0.2)
+            now = time.time()
+            for lease in list(self.leases.values()):
+                if lease.in_flight:
+                    continue
+                idle = now - lease.last_used >= self.settings.account_idle_release_s
+                if not lease.usable(now) or idle:
+                    try:
+                        await self._give_back(lease, "idle" if lease.usable(now) else "spent")
+                    except Exception as e:  # noqa: BLE001 - it expires by itself
+                        log.warning("lease give-back failed: %s", e)

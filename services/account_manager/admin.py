@@ -1,0 +1,230 @@
+"""Operator actions on the pool, shared by `xget accounts|proxies` and the admin HTTP API.
+
+Each action is a command on account-commands (secrets sealed before they leave this process);
+the account-manager applies it and its state record names the command, which is how callers
+wait for the effect. Views never contain a secret: `account_view` / `proxy_view` list what
+may be shown.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from datetime import datetime, timezone
+from urllib.parse import urlparse
+
+from libs.kafka import Outgoing, Producer, TopicTable
+from libs.records.accounts import AccountCommand, AccountState, ProxyCommand, ProxyState
+from libs.secretbox import SecretBox
+from libs.settings import Settings
+from libs.topics import ACCOUNT_COMMANDS, ACCOUNT_STATE, PROXY_STATE
+
+SECRET_KEYS = ("auth_token", "ct0", "cookies", "password", "email", "email_password",
+               "totp_secret")
+
+
+class InputError(ValueError):
+    """Operator input that cannot be used, with the reason."""
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+def parse_cookie_entries(spec: str) -> list[tuple[str, dict]]:
+    """'name:auth_token:ct0[,…]' (XGET_X_ACCOUNTS) → [(name, {auth_token, ct0})]."""
+    out = []
+    for raw in filter(None, (p.strip() for p in spec.split(","))):
+        parts = raw.split(":")
+        if len(parts) != 3 or not all(parts):
+            raise InputError("each account must be 'name:auth_token:ct0' (got an entry with "
+                             f"{len(parts)} field(s))")
+        out.append((parts[0], {"auth_token": parts[1], "ct0": parts[2]}))
+    return out
+
+
+def parse_cookie_string(text: str) -> dict[str, str]:
+    """'auth_token=…; ct0=…; …' (a browser's Cookie header) → {name: value}."""
+    jar = {}
+    for part in text.split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep and name:
+            jar[name.strip()] = value.strip()
+    return jar
+
+
+def creds_from(entry: dict) -> tuple[str, dict]:
+    """One account from an import/API entry → (name, credentials). Raises InputError."""
+    name = str(entry.get("username") or entry.get("name") or "").strip().lstrip("@")
+    if not name:
+        raise InputError("an account needs a username")
+    creds: dict = {k: entry[k] for k in SECRET_KEYS if entry.get(k)}
+    cookies = entry.get("cookies")
+    if isinstance(cookies, str):
+        cookies = parse_cookie_string(cookies) if "=" in cookies else None
+    if isinstance(cookies, list):  # a browser export: [{"name":…, "value":…}, …]
+        cookies = {c["name"]: c["value"] for c in cookies if isinstance(c, dict) and "name" in c}
+    if isinstance(cookies, dict) and cookies:
+        creds["cookies"] = cookies
+        creds.setdefault("auth_token", cookies.get("auth_token"))
+        creds.setdefault("ct0", cookies.get("ct0"))
+    creds = {k: v for k, v in creds.items() if v}
+    has_cookies = bool(creds.get("auth_token") and creds.get("ct0"))
+    if not has_cookies and not creds.get("password"):
+        raise InputError(f"account {name}: give cookies (auth_token and ct0) or a password")
+    return name, creds
+
+
+def parse_import(text: str) -> list[tuple[str, dict]]:
+    """A bulk import file: JSON (a list of accounts), CSV with a header row, or lines of
+    'username:password:email:email_password[:totp_secret]'."""
+    stripped = text.strip()
+    if not stripped:
+        return []
+    if stripped[0] in "[{":
+        try:
+            doc = json.loads(stripped)
+        except json.JSONDecodeError as e:
+            raise InputError(f"not valid JSON: {e}") from e
+        items = doc if isinstance(doc, list) else doc.get("accounts", [doc])
+        return [creds_from(i) for i in items]
+    first = stripped.splitlines()[0].lower()
+    if "," in first and ("username" in first or "name" in first):
+        return [creds_from(row) for row in csv.DictReader(io.StringIO(stripped))]
+    out = []
+    for n, line in enumerate(stripped.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(":")
+        if len(parts) < 2:
+            raise InputError(f"line {n}: expected username:password:email:email_password")
+        keys = ("username", "password", "email", "email_password", "totp_secret")
+        out.append(creds_from(dict(zip(keys, parts))))
+    return out
+
+
+def proxy_identity(url: str) -> tuple[str, str]:
+    """A proxy URL → (proxy_id, display), neither holding its credentials."""
+    u = urlparse(url.strip())
+    if u.scheme not in ("http", "https", "socks5", "socks5h") or not u.hostname or not u.port:
+        raise InputError("a proxy is scheme://[user:pass@]host:port with scheme http, https or "
+                         "socks5")
+    return f"{u.scheme}-{u.hostname}-{u.port}", f"{u.scheme}://{u.hostname}:{u.port}"
+
+
+# --- views -----------------------------------------------------------------------------------
+
+def account_view(a: AccountState) -> dict:
+    ops = {}
+    for op, w in a.ops.items():
+        ops[op] = {"used": w.used, "limit": w.limit, "window_reset": w.window_reset,
+                   "rate_limited_until": w.blocked_until, "today": w.day_used,
+                   "leased": w.lease_id is not None}
+    return {"id": a.account_id, "name": a.name, "status": a.status, "reason": a.status_reason,
+            "until": a.status_until, "health": a.health, "proxy": a.proxy_id,
+            "has_password": a.has_password, "logins": a.logins, "last_login_at": a.last_login_at,
+            "last_error": a.last_error, "last_used_at": a.last_used_at, "last_test": a.last_test,
+            "operations": ops, "added_at": a.added_at, "updated_at": a.updated_at}
+
+
+def proxy_view(p: ProxyState) -> dict:
+    return {"id": p.proxy_id, "proxy": p.display, "status": p.status, "checks": p.checks,
+            "success_rate": p.success_rate, "latency_ms": p.latency_ms,
+            "failures_in_row": p.failures_in_row, "last_check_at": p.last_check_at,
+            "last_error": p.last_error, "updated_at": p.updated_at}
+
+
+# --- the admin -------------------------------------------------------------------------------
+
+class PoolAdmin:
+    """Publishes commands and follows the pool state (both tables from their beginning)."""
+
+    def __init__(self, settings: Settings, producer: Producer, box: SecretBox | None = None):
+        self.settings = settings
+        self.producer = producer
+        self.box = box or SecretBox.from_settings(settings)
+        self.accounts = TopicTable(settings, ACCOUNT_STATE)
+        self.proxies = TopicTable(settings, PROXY_STATE)
+
+    async def start(self) -> "PoolAdmin":
+        await self.accounts.start()
+        await self.proxies.start()
+        await self.accounts.wait_caught_up()
+        await self.proxies.wait_caught_up()
+        return self
+
+    async def stop(self) -> None:
+        await self.accounts.stop()
+        await self.proxies.stop()
+
+    def account(self, account_id: str) -> AccountState | None:
+        a = self.accounts.rows.get(account_id.lower())
+        return a if isinstance(a, AccountState) and not a.removed else None
+
+    def proxy(self, proxy_id: str) -> ProxyState | None:
+        p = self.proxies.rows.get(proxy_id)
+        return p if isinstance(p, ProxyState) and not p.removed else None
+
+    def list_accounts(self) -> list[AccountState]:
+        return sorted((a for a in self.accounts.rows.values()
+                       if isinstance(a, AccountState) and not a.removed),
+                      key=lambda a: a.account_id)
+
+    def list_proxies(self) -> list[ProxyState]:
+        return sorted((p for p in self.proxies.rows.values()
+                       if isinstance(p, ProxyState) and not p.removed),
+                      key=lambda p: p.proxy_id)
+
+    async def _account_cmd(self, action: str, account_id: str, **kw) -> str:
+        cid = uuid.uuid4().hex
+        cmd = AccountCommand(command_id=cid, action=action, account_id=account_id.lower(),
+                             requested_at=datetime.now(timezone.utc), **kw)
+        await self.producer.send_and_wait(Outgoing(ACCOUNT_COMMANDS, cmd.account_id, cmd))
+        return cid
+
+    async def add_account(self, name: str, creds: dict) -> str:
+        return await self._account_cmd("add", name, name=name, secrets=self.box.seal(creds),
+                                       has_password=bool(creds.get("password")))
+
+    async def account_action(self, action: str, account_id: str) -> str:
+        if self.account(account_id) is None:
+            raise InputError(f"no account {account_id}")
+        return await self._account_cmd(action, account_id)
+
+    async def add_proxy(self, url: str) -> tuple[str, str]:
+        pid, display = proxy_identity(url)
+        cid = uuid.uuid4().hex
+        cmd = ProxyCommand(command_id=cid, action="add", proxy_id=pid, display=display,
+                           secrets=self.box.seal(url.strip()),
+                           requested_at=datetime.now(timezone.utc))
+        await self.producer.send_and_wait(Outgoing(ACCOUNT_COMMANDS, pid, cmd))
+        return pid, cid
+
+    async def proxy_action(self, action: str, proxy_id: str) -> str:
+        if self.proxy(proxy_id) is None:
+            raise InputError(f"no proxy {proxy_id}")
+        cid = uuid.uuid4().hex
+        cmd = ProxyCommand(command_id=cid, action=action, proxy_id=proxy_id,
+                           requested_at=datetime.now(timezone.utc))
+        await self.producer.send_and_wait(Outgoing(ACCOUNT_COMMANDS, proxy_id, cmd))
+        return cid
+
+    async def wait_account(self, account_id: str, command_id: str, timeout: float,
+                           also=lambda a: True) -> AccountState | None:
+        """The account's state once the manager applied `command_id` (None on timeout)."""
+        def done() -> bool:
+            a = self.accounts.rows.get(account_id.lower())
+            return isinstance(a, AccountState) and a.last_command_id == command_id and also(a)
+        if await self.accounts.wait_for(done, timeout):
+            return self.accounts.rows[account_id.lower()]  # type: ignore[return-value]
+        return None
+
+    async def wait_proxy(self, proxy_id: str, command_id: str, timeout: float,
+                         also=lambda p: True) -> ProxyState | None:
+        def done() -> bool:
+            p = self.proxies.rows.get(proxy_id)
+            return isinstance(p, ProxyState) and p.last_command_id == command_id and also(p)
+        if await self.proxies.wait_for(done, timeout):
+            return self.proxies.rows[proxy_id]  # type: ignore[return-value]
+        return None

@@ -1,0 +1,182 @@
+"""Admin HTTP API of the account-manager (bearer XGET_API_TOKEN), on its own port
+(XGET_ACCOUNT_ADMIN_PORT): its own router, so a gateway could mount it too.
+
+  GET    /api/v1/admin/accounts                 list (never a secret)
+  POST   /api/v1/admin/accounts                 add one {username, auth_token, ct0 | cookies |
+                                                password, email, email_password, totp_secret}
+  POST   /api/v1/admin/accounts/import          bulk: the body is an import file (text)
+  GET    /api/v1/admin/accounts/{id}
+  DELETE /api/v1/admin/accounts/{id}
+  POST   /api/v1/admin/accounts/{id}/test       one search with the account; its outcome
+  POST   /api/v1/admin/accounts/{id}/refresh    log in again (password accounts)
+  GET    /api/v1/admin/proxies                  list with health
+  POST   /api/v1/admin/proxies                  add {url}
+  DELETE /api/v1/admin/proxies/{id}
+  POST   /api/v1/admin/proxies/{id}/test        check it now
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+import uvicorn
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from libs.kafka import Producer
+from libs.secretbox import SecretBox
+from libs.settings import Settings
+
+from .admin import InputError, PoolAdmin, account_view, creds_from, parse_import, proxy_view
+
+log = logging.getLogger(__name__)
+APPLY_TIMEOUT_S = 15.0
+LOGIN_TIMEOUT_S = 90.0
+
+
+def create_router(admin: PoolAdmin, token: str) -> APIRouter:
+    bearer = HTTPBearer(auto_error=False)
+
+    def auth(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if creds is None or not secrets.compare_digest(creds.credentials.encode(),
+                                                       token.encode()):
+            raise HTTPException(401, "missing or wrong bearer token",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    r = APIRouter(prefix="/api/v1/admin", dependencies=[Depends(auth)])
+
+    def _account(account_id: str):
+        a = admin.account(account_id)
+        if a is None:
+            raise HTTPException(404, f"no account {account_id}")
+        return a
+
+    @r.get("/accounts")
+    async def list_accounts():
+        return {"accounts": [account_view(a) for a in admin.list_accounts()]}
+
+    @r.post("/accounts", status_code=201)
+    async def add_account(body: dict = Body(...)):
+        try:
+            name, creds = creds_from(body)
+        except InputError as e:
+            raise HTTPException(422, str(e)) from None
+        cid = await admin.add_account(name, creds)
+        a = await admin.wait_account(name, cid, APPLY_TIMEOUT_S)
+        if a is None:
+            raise HTTPException(504, "the account-manager did not apply the command in time")
+        return account_view(a)
+
+    @r.post("/accounts/import")
+    async def import_accounts(request: Request):
+        try:
+            entries = parse_import((await request.body()).decode("utf-8", errors="replace"))
+        except InputError as e:
+            raise HTTPException(422, str(e)) from None
+        for name, creds in entries:
+            await admin.add_account(name, creds)
+        return {"queued": [name.lower() for name, _ in entries]}
+
+    @r.get("/accounts/{account_id}")
+    async def get_account(account_id: str):
+        return account_view(_account(account_id))
+
+    @r.delete("/accounts/{account_id}")
+    async def remove_account(account_id: str):
+        _account(account_id)
+        await admin.account_action("remove", account_id)
+        return {"removed": account_id.lower()}
+
+    @r.post("/accounts/{account_id}/test")
+    async def test_account(account_id: str):
+        _account(account_id)
+        cid = await admin.account_action("test", account_id)
+        a = await admin.wait_account(account_id, cid, APPLY_TIMEOUT_S + 30)
+        if a is None:
+            raise HTTPException(504, "no test result in time")
+        return {"id": a.account_id, "result": a.last_test, "status": a.status}
+
+    @r.post("/accounts/{account_id}/refresh")
+    async def refresh_account(account_id: str):
+        if not _account(account_id).has_password:
+            raise HTTPException(409, "the account has no password: add fresh cookies instead")
+        cid = await admin.account_action("login", account_id)
+        a = await admin.wait_account(account_id, cid, LOGIN_TIMEOUT_S)
+        if a is None:
+            raise HTTPException(504, "the login did not finish in time")
+        return account_view(a)
+
+    @r.get("/proxies")
+    async def list_proxies():
+        return {"proxies": [proxy_view(p) for p in admin.list_proxies()]}
+
+    @r.post("/proxies", status_code=201)
+    async def add_proxy(body: dict = Body(...)):
+        try:
+            pid, cid = await admin.add_proxy(str(body.get("url") or ""))
+        except InputError as e:
+            raise HTTPException(422, str(e)) from None
+        p = await admin.wait_proxy(pid, cid, APPLY_TIMEOUT_S)
+        if p is None:
+            raise HTTPException(504, "the account-manager did not apply the command in time")
+        return proxy_view(p)
+
+    @r.delete("/proxies/{proxy_id}")
+    async def remove_proxy(proxy_id: str):
+        try:
+            await admin.proxy_action("remove", proxy_id)
+        except InputError as e:
+            raise HTTPException(404, str(e)) from None
+        return {"removed": proxy_id}
+
+    @r.post("/proxies/{proxy_id}/test")
+    async def test_proxy(proxy_id: str):
+        before = admin.proxy(proxy_id)
+        if before is None:
+            raise HTTPException(404, f"no proxy {proxy_id}")
+        cid = await admin.proxy_action("test", proxy_id)
+        checks = before.checks
+        p = await admin.wait_proxy(proxy_id, cid, APPLY_TIMEOUT_S + 15,
+                                   also=lambda p: p.checks > checks)
+        if p is None:
+            raise HTTPException(504, "no check result in time")
+        return proxy_view(p)
+
+    return r
+
+
+class AdminServer:
+    def __init__(self, settings: Settings, producer: Producer, box: SecretBox):
+        self.settings = settings
+        self.admin = PoolAdmin(settings, producer, box)
+        app = FastAPI(title="XGet account-manager admin", version="1")
+        app.include_router(create_router(self.admin, settings.api_token.get_secret_value()))
+
+        @app.get("/health")
+        async def health():
+            return {"status": "ok"}
+
+        config = uvicorn.Config(app, host=settings.account_admin_host,
+                                port=settings.account_admin_port, log_level="warning",
+                                lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.server.install_signal_handlers = lambda: None  # the process owns signals
+        self._task = None
+
+    async def start(self) -> None:
+        import asyncio
+
+        await self.admin.start()
+        self._task = asyncio.create_task(self.server.serve(), name="account-admin-api")
+        log.info("account admin API on http://%s:%d", self.settings.account_admin_host,
+                 self.settings.account_admin_port)
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        if self._task is not None:
+            try:
+                await self._task
+            except Exception:  # noqa: BLE001
+                pass
+        await self.admin.stop()

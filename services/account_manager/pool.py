@@ -1,0 +1,556 @@
+"""The account pool's rules, as plain synchronous code: records in, records out.
+
+Every decision of the account-manager lives here — which account a lease request gets, how an
+outcome changes an account, when a lease ends, which proxy an account uses — so it is tested
+without a broker, and the service around it (service.py) only moves records and runs the
+slow work (Playwright logins, proxy checks, account tests) this pool asks for.
+
+Counting: a window's `used` grows with every reported request (account-events) and, when a
+lease comes back, becomes at least what the lease says it made. A lease that expires without
+coming back (its scraper died) counts its whole budget as used: the account may then idle
+until the window resets, but it can never receive more requests than X allows.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from libs.kafka import Outgoing
+from libs.records.accounts import (AccountCommand, AccountEvent, AccountState, LeaseGrant,
+                                   LeaseRelease, LeaseRequest, LeaseWait, OpWindow, ProxyCommand,
+                                   ProxyState, TaskAccountWait)
+from libs.records.base import Record
+from libs.secretbox import SecretBox
+from libs.settings import Settings
+from libs.topics import ACCOUNT_STATE, LEASE_GRANTS, PROXY_STATE, TASK_ACCOUNT_WAITS
+
+log = logging.getLogger(__name__)
+
+HEALTH_ALPHA = 0.1  # weight of the newest outcome in the health score
+BAD_FOR_HEALTH = {"auth_failed", "suspended", "blocked", "server_error", "malformed",
+                  "network_error"}
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, timezone.utc)
+
+
+def _ts(d: datetime | None) -> float | None:
+    return d.timestamp() if d is not None else None
+
+
+@dataclass
+class Queued:
+    request: LeaseRequest
+    since: float
+
+
+@dataclass
+class Work:
+    """Slow jobs the service runs outside the pool (each reports back through the pool)."""
+
+    logins: set[str] = field(default_factory=set)
+    tests: list[tuple[str, str]] = field(default_factory=list)  # (account_id, command_id)
+    proxy_checks: set[str] = field(default_factory=set)
+
+
+class AccountPool:
+    def __init__(self, settings: Settings, box: SecretBox, clock=time.time):
+        self.s = settings
+        self.box = box
+        self.clock = clock
+        self.accounts: dict[str, AccountState] = {}
+        self.proxies: dict[str, ProxyState] = {}
+        self.queue: list[Queued] = []
+        self.task_waits: dict[str, TaskAccountWait] = {}
+        self.work = Work()
+        self.login_commands: dict[str, str] = {}  # account -> `login` command under way
+        self._dirty_accounts: set[str] = set()
+        self._dirty_proxies: set[str] = set()
+        self._out: list[Outgoing] = []
+
+    # --- loading and output -------------------------------------------------------------------
+
+    def load(self, accounts: list[AccountState], proxies: list[ProxyState]) -> None:
+        """The state a previous manager left on the compacted topics."""
+        for a in accounts:
+            if not a.removed:
+                self.accounts[a.account_id] = a
+                if a.status == "needs_login" and a.has_password:
+                    self.work.logins.add(a.account_id)
+        for p in proxies:
+            if not p.removed:
+                self.proxies[p.proxy_id] = p
+
+    def _flush(self) -> list[Outgoing]:
+        now = _dt(self.clock())
+        out: list[Outgoing] = []
+        # State first: a grant is only ever published after the lease it names is stored.
+        for pid in sorted(self._dirty_proxies):
+            p = self.proxies.get(pid)
+            if p is not None:
+                p.updated_at = now
+                out.append(Outgoing(PROXY_STATE, pid, p.model_copy(deep=True)))
+        for aid in sorted(self._dirty_accounts):
+            a = self.accounts.get(aid)
+            if a is not None:
+                a.updated_at = now
+                out.append(Outgoing(ACCOUNT_STATE, aid, a.model_copy(deep=True)))
+        out.extend(self._out)
+        self._dirty_accounts.clear()
+        self._dirty_proxies.clear()
+        self._out = []
+        return out
+
+    def handle(self, records: list[Record]) -> list[Outgoing]:
+        """Apply a batch of commands, events, requests and releases, in order."""
+        for r in records:
+            if isinstance(r, AccountCommand):
+                self._account_command(r)
+            elif isinstance(r, ProxyCommand):
+                self._proxy_command(r)
+            elif isinstance(r, AccountEvent):
+                self._event(r)
+            elif isinstance(r, LeaseRelease):
+                self._release(r)
+            elif isinstance(r, LeaseRequest):
+                self._request(r)
+        return self.tick()
+
+    def tick(self) -> list[Outgoing]:
+        """Time passing: leases expire, cooldowns and windows end, queued requests get served."""
+        now = self.clock()
+        for a in self.accounts.values():
+            self._refresh(a, now)
+        still: list[Queued] = []
+        for q in self.queue:
+            if _ts(q.request.valid_until) <= now:
+                continue  # the requester asks again
+            if not self._try_grant(q.request, now):
+                still.append(q)
+        self.queue = still
+        return self._flush()
+
+    # --- commands -----------------------------------------------------------------------------
+
+    def _account_command(self, c: AccountCommand) -> None:
+        now = self.clock()
+        a = self.accounts.get(c.account_id)
+        if c.action == "add":
+            creds = self.box.open(c.secrets) if c.secrets else {}
+            has_cookies = bool(creds.get("auth_token") and creds.get("ct0"))
+            if a is None:
+                a = AccountState(account_id=c.account_id, name=c.name or c.account_id,
+                                 status="active" if has_cookies else "needs_login",
+                                 added_at=_dt(now), updated_at=_dt(now))
+                self.accounts[c.account_id] = a
+            else:
+                a.name = c.name or a.name
+                if has_cookies and a.status in ("needs_login", "disabled"):
+                    a.status, a.status_reason = "active", None
+            a.secrets = c.secrets or a.secrets
+            a.has_password = c.has_password or a.has_password
+            if not has_cookies and a.has_password:
+                a.status, a.status_reason = "needs_login", "added without cookies"
+                self.work.logins.add(a.account_id)
+            elif not has_cookies:
+                a.status, a.status_reason = "needs_login", "no cookies and no password"
+            self._assign_proxy(a)
+            log.info("account %s added (%s)", a.account_id, a.status)
+        elif a is None:
+            log.warning("%s for unknown account %s ignored", c.action, c.account_id)
+            return
+        elif c.action == "remove":
+            a.removed, a.status, a.status_reason = True, "disabled", "removed"
+            self._mark(a)
+            a.last_command_id = c.command_id
+            self._flush_removed(a)
+            return
+        elif c.action == "disable":
+            a.status, a.status_reason, a.status_until = "disabled", "disabled by an operator", None
+        elif c.action == "enable":
+            if a.status in ("disabled", "suspended", "banned", "cooling_down"):
+                a.status, a.status_reason, a.status_until = "active", None, None
+                a.health = max(a.health, self.s.account_min_health + 0.2)
+        elif c.action == "login":
+            if a.has_password:
+                self.work.logins.add(a.account_id)
+                self.login_commands[a.account_id] = c.command_id
+                return  # the command is marked applied when the login ends
+            a.last_error = "login asked, but the account has no password"
+        elif c.action == "test":
+            self.work.tests.append((a.account_id, c.command_id))
+            return  # marked applied with the test's outcome
+        a.last_command_id = c.command_id
+        self._mark(a)
+
+    def _flush_removed(self, a: AccountState) -> None:
+        # Keep the tombstone-like record on the topic, drop it from the live pool.
+        self._out.append(Outgoing(ACCOUNT_STATE, a.account_id, a.model_copy(deep=True)))
+        self._dirty_accounts.discard(a.account_id)
+        del self.accounts[a.account_id]
+
+    def _proxy_command(self, c: ProxyCommand) -> None:
+        now = _dt(self.clock())
+        p = self.proxies.get(c.proxy_id)
+        if c.action == "add":
+            if p is None:
+                p = ProxyState(proxy_id=c.proxy_id, display=c.display, secrets=c.secrets,
+                               added_at=now, updated_at=now)
+                self.proxies[c.proxy_id] = p
+            else:
+                p.secrets = c.secrets or p.secrets
+            self.work.proxy_checks.add(c.proxy_id)
+        elif p is None:
+            return
+        elif c.action == "remove":
+            p.removed = True
+            p.last_command_id = c.command_id
+            self._out.append(Outgoing(PROXY_STATE, p.proxy_id, p.model_copy(deep=True)))
+            del self.proxies[p.proxy_id]
+            for a in self.accounts.values():
+                if a.proxy_id == c.proxy_id:
+                    self._assign_proxy(a)
+            return
+        elif c.action == "test":
+            self.work.proxy_checks.add(c.proxy_id)
+        p.last_command_id = c.command_id
+        self._dirty_proxies.add(p.proxy_id)
+
+    # --- outcomes -----------------------------------------------------------------------------
+
+    def _window(self, a: AccountState, op: str) -> OpWindow:
+        w = a.ops.get(op)
+        if w is None:
+            w = a.ops[op] = OpWindow(limit=self.s.rate_limit(op))
+        return w
+
+    def _event(self, e: AccountEvent) -> None:
+        a = self.accounts.get(e.account_id)
+        if a is None:
+            return
+        now = self.clock()
+        w = self._window(a, e.operation)
+        self._roll(w, now)
+        w.used += 1
+        today = _dt(now).strftime("%Y-%m-%d")
+        if w.day != today:
+            w.day, w.day_used = today, 0
+        w.day_used += 1
+        a.last_used_at = e.at
+        if e.rate_limit_limit is not None and e.rate_limit_limit > 0:
+            w.limit = e.rate_limit_limit
+        if e.rate_limit_reset is not None and e.rate_limit_reset > now:
+            if w.window_reset is None or e.rate_limit_reset > w.window_reset.timestamp() + 1:
+                # X's window is not the one we were counting in: its numbers are the truth.
+                w.used = 0
+            w.window_reset = _dt(e.rate_limit_reset)
+            if e.rate_limit_remaining is not None:
+                w.used = max(w.used, w.limit - e.rate_limit_remaining)
+
+        if e.outcome != "rate_limited":
+            ok = 0.0 if e.outcome in BAD_FOR_HEALTH else 1.0
+            a.health = round((1 - HEALTH_ALPHA) * a.health + HEALTH_ALPHA * ok, 4)
+        if e.outcome == "ok":
+            pass
+        elif e.outcome == "rate_limited":
+            reset = e.rate_limit_reset if e.rate_limit_reset and e.rate_limit_reset > now \
+                else now + self.s.x_rate_window_s
+            w.blocked_until = _dt(reset)
+            w.window_reset = _dt(reset)
+            w.used = max(w.used, w.limit)
+            if a.status == "active":
+                a.status, a.status_until = "rate_limited", _dt(reset)
+                a.status_reason = f"{e.operation} rate-limited until {_dt(reset).isoformat()}"
+        elif e.outcome == "auth_failed":
+            a.status, a.status_reason = "needs_login", f"auth failed: {e.error or e.http_status}"
+            if a.has_password:
+                self.work.logins.add(a.account_id)
+        elif e.outcome == "suspended":
+            a.status, a.status_reason = "suspended", e.error or f"HTTP {e.http_status}"
+            a.status_until = None
+        elif e.outcome == "blocked":
+            self._cool(a, now, f"blocked: {e.error}")
+            if a.proxy_id:
+                self.work.proxy_checks.add(a.proxy_id)
+        elif e.outcome == "proxy_error" and a.proxy_id in self.proxies:
+            p = self.proxies[a.proxy_id]
+            p.failures_in_row += 1
+            p.last_error = e.error
+            if p.failures_in_row >= self.s.proxy_dead_after:
+                self._proxy_dead(p)
+            self.work.proxy_checks.add(p.proxy_id)
+            self._dirty_proxies.add(p.proxy_id)
+        if e.outcome != "ok":
+            a.last_error = f"{e.outcome}: {e.error or e.http_status}"[:500]
+        if a.status == "active" and a.health < self.s.account_min_health:
+            self._cool(a, now, f"health {a.health:.2f} below {self.s.account_min_health}")
+        self._mark(a)
+
+    def _cool(self, a: AccountState, now: float, reason: str) -> None:
+        if a.status in ("active", "rate_limited", "cooling_down"):
+            a.status, a.status_reason = "cooling_down", reason
+            a.status_until = _dt(now + self.s.account_cooldown_s)
+
+    def _release(self, r: LeaseRelease) -> None:
+        a = self.accounts.get(r.account_id)
+        if a is None:
+            return
+        w = a.ops.get(r.operation)
+        if w is None or w.lease_id != r.lease_id:
+            return  # expired already (counted in full) or a duplicate
+        w.used = max(w.used, w.lease_used_before + r.used)
+        self._end_lease(w)
+        self._mark(a)
+
+    @staticmethod
+    def _end_lease(w: OpWindow) -> None:
+        w.lease_id = w.lease_holder = w.lease_expires = None
+        w.lease_budget = w.lease_used_before = 0
+
+    # --- leases -------------------------------------------------------------------------------
+
+    def _request(self, r: LeaseRequest) -> None:
+        now = self.clock()
+        if _ts(r.valid_until) <= now:
+            return
+        if any(q.request.request_id == r.request_id for q in self.queue):
+            return  # re-delivered
+        if self._try_grant(r, now):
+            return
+        self.queue.append(Queued(r, now))
+        earliest = self.earliest_free(r.operation, now)
+        reason = "waiting for accounts" if earliest is not None else "no usable account"
+        self._out.append(Outgoing(LEASE_GRANTS, r.requester, LeaseWait(
+            request_id=r.request_id, requester=r.requester, operation=r.operation,
+            earliest_free_at=_dt(earliest) if earliest else None, reason=reason)))
+        if r.task_id:
+            prev = self.task_waits.get(r.task_id)
+            at = _dt(earliest) if earliest else None
+            if prev is None or not prev.waiting or prev.earliest_free_at != at:
+                self._task_wait(r.task_id, r.operation, True, at, reason)
+
+    def _task_wait(self, task_id: str, op: str, waiting: bool, at: datetime | None,
+                   reason: str) -> None:
+        tw = TaskAccountWait(task_id=task_id, waiting=waiting, operation=op, earliest_free_at=at,
+                             reason=reason, updated_at=_dt(self.clock()))
+        self.task_waits[task_id] = tw
+        self._out.append(Outgoing(TASK_ACCOUNT_WAITS, task_id, tw))
+
+    def _refresh(self, a: AccountState, now: float) -> None:
+        """Apply what time did to an account: ended cooldowns, windows and leases."""
+        changed = False
+        if a.status in ("cooling_down", "rate_limited") and a.status_until is not None \
+                and now >= a.status_until.timestamp():
+            if a.status == "cooling_down":
+                a.health = max(a.health, self.s.account_min_health + 0.2)
+            a.status, a.status_reason, a.status_until = "active", None, None
+            changed = True
+        for w in a.ops.values():
+            if w.lease_id is not None and w.lease_expires is not None \
+                    and now >= w.lease_expires.timestamp():
+                w.used = max(w.used, w.lease_used_before + w.lease_budget)
+                self._end_lease(w)
+                changed = True
+            changed |= self._roll(w, now)
+        if changed:
+            self._mark(a)
+
+    def _roll(self, w: OpWindow, now: float) -> bool:
+        m = self.s.account_reset_margin_s
+        changed = False
+        if w.blocked_until is not None and now >= w.blocked_until.timestamp() + m:
+            w.blocked_until = None
+            changed = True
+        if w.window_reset is not None and now >= w.window_reset.timestamp() + m \
+                and w.lease_id is None:
+            w.used, w.window_reset = 0, None
+            changed = True
+        return changed
+
+    def _usable(self, a: AccountState, op: str, now: float) -> bool:
+        if a.removed or a.status not in ("active", "rate_limited"):
+            return False
+        if a.health < self.s.account_min_health:
+            return False
+        w = self._window(a, op)
+        if w.lease_id is not None or w.blocked_until is not None:
+            return False
+        if w.limit - w.used <= 0:
+            return False
+        return self._proxy_ok(a)
+
+    def _proxy_ok(self, a: AccountState) -> bool:
+        if not self.proxies:
+            return a.proxy_id is None or a.proxy_id not in self.proxies
+        p = self.proxies.get(a.proxy_id) if a.proxy_id else None
+        if p is None or p.status == "dead":
+            self._assign_proxy(a)
+            p = self.proxies.get(a.proxy_id) if a.proxy_id else None
+        return p is not None and p.status != "dead"
+
+    def _try_grant(self, r: LeaseRequest, now: float) -> bool:
+        free = [a for a in self.accounts.values() if self._usable(a, r.operation, now)]
+        if not free:
+            return False
+        # The healthiest, least used account: health in steps of 0.1 so a tiny difference
+        # does not make one account take every lease.
+        a = min(free, key=lambda a: (-round(a.health, 1), a.ops[r.operation].used,
+                                     a.ops[r.operation].day_used, _ts(a.last_used_at) or 0.0))
+        w = a.ops[r.operation]
+        if w.window_reset is None:
+            w.window_reset = _dt(now + self.s.x_rate_window_s)  # X's headers will correct it
+        expires = min(now + self.s.account_lease_ttl_s, w.window_reset.timestamp())
+        lease_id = uuid.uuid4().hex
+        w.lease_id, w.lease_holder = lease_id, r.requester
+        w.lease_budget, w.lease_used_before = w.limit - w.used, w.used
+        w.lease_expires = _dt(expires)
+        creds = self.box.open(a.secrets) if a.secrets else {}
+        proxy_url = None
+        if a.proxy_id and a.proxy_id in self.proxies and self.proxies[a.proxy_id].secrets:
+            proxy_url = self.box.open(self.proxies[a.proxy_id].secrets)
+        sealed = self.box.seal({"auth_token": creds.get("auth_token"), "ct0": creds.get("ct0"),
+                                "proxy_url": proxy_url})
+        self._mark(a)
+        self._out.append(Outgoing(LEASE_GRANTS, r.requester, LeaseGrant(
+            request_id=r.request_id, requester=r.requester, lease_id=lease_id,
+            account_id=a.account_id, operation=r.operation, budget=w.lease_budget,
+            expires_at=_dt(expires), proxy_id=a.proxy_id, secrets=sealed,
+            granted_at=_dt(now))))
+        if r.task_id and (tw := self.task_waits.get(r.task_id)) is not None and tw.waiting:
+            self._task_wait(r.task_id, r.operation, False, None, "")
+        return True
+
+    def earliest_free(self, op: str, now: float) -> float | None:
+        """When an account may next serve `op` (None: none ever will without an operator)."""
+        m = self.s.account_reset_margin_s
+        times: list[float] = []
+        for a in self.accounts.values():
+            if a.removed or a.status in ("suspended", "banned", "disabled"):
+                continue
+            if a.status == "needs_login":
+                if a.has_password:
+                    times.append(now + 30.0)  # a login is under way
+                continue
+            w = self._window(a, op)
+            t = now
+            if a.status in ("cooling_down",) and a.status_until is not None:
+                t = max(t, a.status_until.timestamp())
+            if w.blocked_until is not None:
+                t = max(t, w.blocked_until.timestamp() + m)
+            if w.lease_expires is not None:
+                t = max(t, w.lease_expires.timestamp())
+            if w.used >= w.limit and w.window_reset is not None:
+                t = max(t, w.window_reset.timestamp() + m)
+            times.append(t)
+        return min(times) if times else None
+
+    # --- proxies ------------------------------------------------------------------------------
+
+    def _assign_proxy(self, a: AccountState) -> None:
+        """Sticky: an account keeps its proxy until that proxy dies or is removed."""
+        current = self.proxies.get(a.proxy_id) if a.proxy_id else None
+        if current is not None and current.status != "dead":
+            return
+        alive = [p for p in self.proxies.values() if p.status != "dead"]
+        if not alive:
+            if a.proxy_id is not None and current is None:
+                a.proxy_id = None  # its proxy was removed and none is left
+                self._mark(a)
+            return
+        load = {p.proxy_id: 0 for p in alive}
+        for other in self.accounts.values():
+            if other.proxy_id in load:
+                load[other.proxy_id] += 1
+        best = min(alive, key=lambda p: (p.status != "healthy", load[p.proxy_id],
+                                         -p.success_rate, p.proxy_id))
+        if a.proxy_id != best.proxy_id:
+            log.info("account %s: proxy %s -> %s", a.account_id, a.proxy_id, best.proxy_id)
+            a.proxy_id = best.proxy_id
+            self._mark(a)
+
+    def _proxy_dead(self, p: ProxyState) -> None:
+        if p.status != "dead":
+            log.warning("proxy %s is dead (%s): replacing it", p.proxy_id, p.last_error)
+        p.status = "dead"
+        self._dirty_proxies.add(p.proxy_id)
+        for a in self.accounts.values():
+            if a.proxy_id == p.proxy_id:
+                self._assign_proxy(a)
+
+    def proxy_checked(self, proxy_id: str, ok: bool, latency_ms: float | None,
+                      error: str | None) -> list[Outgoing]:
+        p = self.proxies.get(proxy_id)
+        if p is None:
+            return []
+        p.checks += 1
+        p.last_check_at = _dt(self.clock())
+        p.success_rate = round((1 - HEALTH_ALPHA * 2) * p.success_rate
+                               + HEALTH_ALPHA * 2 * (1.0 if ok else 0.0), 4)
+        if ok:
+            p.successes += 1
+            p.failures_in_row = 0
+            p.latency_ms = latency_ms
+            p.last_error = None
+            p.status = "healthy"
+        else:
+            p.failures_in_row += 1
+            p.last_error = error
+            if p.failures_in_row >= self.s.proxy_dead_after:
+                self._proxy_dead(p)
+        self._dirty_proxies.add(proxy_id)
+        return self.tick()
+
+    # --- slow work reporting back -------------------------------------------------------------
+
+    def logged_in(self, account_id: str, cookies: dict | None, error: str | None) -> list[Outgoing]:
+        a = self.accounts.get(account_id)
+        if a is None:
+            return []
+        now = self.clock()
+        if cookies:
+            creds = self.box.open(a.secrets) if a.secrets else {}
+            creds.update(auth_token=cookies["auth_token"], ct0=cookies["ct0"], cookies=cookies)
+            a.secrets = self.box.seal(creds)
+            a.logins += 1
+            a.last_login_at = _dt(now)
+            a.status, a.status_reason, a.status_until = "active", None, None
+            a.health = max(a.health, self.s.account_min_health + 0.2)
+            log.info("account %s logged in", account_id)
+        else:
+            a.last_error = f"login failed: {error}"[:500]
+            if error and "suspended" in error.lower():
+                a.status, a.status_reason = "suspended", error
+            else:
+                a.status, a.status_reason = "needs_login", f"login failed: {error}"
+            log.warning("account %s login failed: %s", account_id, error)
+        if account_id in self.login_commands:
+            a.last_command_id = self.login_commands.pop(account_id)
+        self._mark(a)
+        return self.tick()
+
+    def tested(self, account_id: str, command_id: str, event: AccountEvent) -> list[Outgoing]:
+        if account_id not in self.accounts:
+            return []
+        self._event(event)
+        a = self.accounts[account_id]
+        a.last_test = f"{event.outcome}" + (f": {event.error}" if event.error else "")
+        a.last_command_id = command_id
+        self._mark(a)
+        return self.tick()
+
+    def credentials(self, account_id: str) -> tuple[dict, str | None]:
+        """Decrypted credentials and proxy URL, for the service's own logins and tests."""
+        a = self.accounts[account_id]
+        creds = self.box.open(a.secrets) if a.secrets else {}
+        proxy_url = None
+        if a.proxy_id and a.proxy_id in self.proxies and self.proxies[a.proxy_id].secrets:
+            proxy_url = self.box.open(self.proxies[a.proxy_id].secrets)
+        return creds, proxy_url
+
+    def _mark(self, a: AccountState) -> None:
+        self._dirty_accounts.add(a.account_id)
