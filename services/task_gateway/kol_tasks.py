@@ -36,6 +36,19 @@ class KolTaskView(TaskView):
         self.commands = TopicTable(settings, KOL_COMMANDS)
         self.progress = TopicTable(settings, KOL_PROGRESS)
 
+    async def start(self) -> None:
+        for t in (self.commands, self.progress):
+            await t.start()
+        for t in (self.commands, self.progress):
+            await t.wait_caught_up()
+
+    async def stop(self) -> None:
+        for t in (self.commands, self.progress):
+            await t.stop()
+
+    def waiting_for_accounts(self, task_id: str) -> dict | None:
+        return None
+
     def status(self, task_id: str) -> dict | None:
         task = self.commands.rows.get(task_id)
         prog = self.progress.rows.get(task_id)

@@ -48,7 +48,8 @@ async def test_video_is_downloaded_only_for_tasks_that_ask(noida, s3, xsim, tmp_
     settings = media_settings(
         noida, s3, xsim, x_graphql_url=f"{xsim}/i/api/graphql", x_transaction_id="static",
         x_accounts="mv1:tok-mv1:ct0-mv1,mv2:tok-mv2:ct0-mv2", gateway_port=free_port(),
-        api_token="media-token", data_dir=str(tmp_path / "xget"))
+        api_token="media-token", data_dir=str(tmp_path / "xget"),
+        account_key="media-account-key", account_admin_port=free_port())
     Simulator(xsim).configure(limits={"SearchTimeline": 100_000})
     jobs: dict[str, list[MediaJob]] = {}
     results: dict[str, list[MediaStored]] = {}
@@ -70,7 +71,8 @@ async def test_video_is_downloaded_only_for_tasks_that_ask(noida, s3, xsim, tmp_
               TopicTable(settings, POSTS, on_post)]
     for t in tables:
         await t.start()
-    proc = ServiceProcess("media-e2e", ["task-gateway", "scraper", "parser", "media-downloader"],
+    proc = ServiceProcess("media-e2e", ["task-gateway", "scraper", "parser", "media-downloader",
+                                        "account-manager"],
                           settings, tmp_path).start()
     gw = Gateway(settings)
     tag = uuid.uuid4().hex[:6]
