@@ -239,8 +239,9 @@ def test_dead_proxy_is_replaced_and_the_account_keeps_the_new_one(noida, xsim, t
         out = cli(settings, "accounts", "add", name, "--auth-token", f"tok-{name}",
                   "--ct0", "ct0-x")
         assert out.returncode == 0 and "active" in out.stdout, out.stdout + out.stderr
-        first = admin.account(name)["proxy"]
-        assert first
+        # The CLI's command reaches the manager through Kafka: wait until it has the account
+        # with a proxy assigned.
+        first = wait_until(lambda: admin.account(name)["proxy"], 30, "the account's proxy")
         dead = next(p for p in proxies if f"-{p.port}" in first)
         alive = next(p for p in proxies if p is not dead)
         dead.stop()
