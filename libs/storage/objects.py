@@ -61,6 +61,7 @@ class ObjectStore(Protocol):
     async def exists(self, key: str) -> bool: ...
     async def stat(self, key: str) -> ObjectInfo | None: ...
     async def list(self, prefix: str = "") -> list[str]: ...
+    async def delete(self, keys: Iterable[str]) -> None: ...
     def url(self, key: str) -> str: ...
 
 
@@ -108,6 +109,9 @@ class _AsyncFacade:
 
     async def list(self, prefix: str = "") -> list[str]:
         return await asyncio.to_thread(self.list_sync, prefix)
+
+    async def delete(self, keys: Iterable[str]) -> None:
+        return await asyncio.to_thread(self.delete_sync, list(keys))
 
     def exists_sync(self, key: str) -> bool:
         return self.stat_sync(key) is not None
@@ -230,6 +234,11 @@ class FileObjectStore(_AsyncFacade):
                     out.append(key)
         return sorted(out)
 
+    def delete_sync(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            _unlink_quietly(str(self._path(key)))
+            _unlink_quietly(str(self._meta_path(key)))
+
     def url(self, key: str) -> str:
         return self._path(key).as_uri()
 
@@ -309,6 +318,17 @@ class S3ObjectStore(_AsyncFacade):
             for o in self.client.list_objects(self.bucket, prefix=prefix or None, recursive=True)
             if not o.is_dir
         )
+
+    def delete_sync(self, keys: Iterable[str]) -> None:
+        """Delete keys (missing ones are fine), up to 1,000 per request."""
+        from minio.deleteobjects import DeleteObject
+
+        keys = [check_key(k) for k in keys]
+        for i in range(0, len(keys), 1000):
+            errors = list(self.client.remove_objects(
+                self.bucket, [DeleteObject(k) for k in keys[i:i + 1000]]))
+            if errors:
+                raise OSError(f"delete failed for {len(errors)} keys, e.g. {errors[0]}")
 
     def url(self, key: str) -> str:
         """Path-style URL of the object (readable as-is only from a public bucket)."""

@@ -7,6 +7,7 @@ import asyncio
 from urllib.parse import urlsplit
 
 import httpx
+import orjson
 
 from libs.kafka import Outgoing, Producer, TopicTable, consumer_for, partitions_of
 from libs.records.media import MediaStored
@@ -91,6 +92,28 @@ class MediaRun:
             self._task.result()  # surface a crash of the service
         assert ok, f"{len(self.results)} of {n} media results after {timeout}s"
         return self.results
+
+
+async def indexed(store) -> dict[str, str]:
+    """url → object key, as every batch index object in the store names them."""
+    out: dict[str, str] = {}
+    for key in await store.list("media-index/"):
+        for url, entry in orjson.loads(await store.get(key))["entries"].items():
+            out[url] = entry["object_key"]
+    return out
+
+
+async def committed_offsets(settings: Settings) -> dict[int, int]:
+    """partition → the service group's committed offset on media-jobs (0 when none)."""
+    group = f"{settings.topic_prefix}{SERVICE}"
+    consumer = consumer_for(settings, group, "peek")
+    await consumer.start()
+    try:
+        tps = await partitions_of(consumer, topic_name(MEDIA_JOBS, settings.topic_prefix))
+        consumer.assign(tps)
+        return {tp.partition: (await consumer.committed(tp)) or 0 for tp in tps}
+    finally:
+        await consumer.stop()
 
 
 async def publish_jobs(settings: Settings, jobs: list[MediaJob]) -> None:
