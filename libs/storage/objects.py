@@ -247,14 +247,24 @@ class FileObjectStore(_AsyncFacade):
 class S3ObjectStore(_AsyncFacade):
     def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str, *,
                  secure: bool = False, region: str | None = "us-east-1",
-                 create_bucket: bool = True) -> None:
+                 create_bucket: bool = True, pool_size: int = 10) -> None:
+        """`pool_size`: connections kept open; at least the threads calling the store at once,
+        else every call past it opens a new connection (minio's pool keeps 10)."""
+        import certifi
+        import urllib3
         from minio import Minio
 
         self.endpoint = endpoint
         self.bucket = bucket
         self.secure = secure
+        timeout = 300  # minio's own defaults, but for the pool size
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=timeout, read=timeout), maxsize=pool_size,
+            cert_reqs="CERT_REQUIRED", ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+            retries=urllib3.Retry(total=5, backoff_factor=0.2,
+                                  status_forcelist=[500, 502, 503, 504]))
         self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key,
-                            secure=secure, region=region)
+                            secure=secure, region=region, http_client=http)
         if create_bucket and not self.client.bucket_exists(bucket):
             from minio.error import S3Error
 
@@ -343,7 +353,9 @@ class S3ObjectStore(_AsyncFacade):
 
 
 # ---------------------------------------------------------------------------------------------
-def open_object_store(settings: "Settings") -> FileObjectStore | S3ObjectStore:
+def open_object_store(settings: "Settings", *, pool_size: int = 10
+                      ) -> FileObjectStore | S3ObjectStore:
+    """`pool_size`: S3 connections kept open (see S3ObjectStore)."""
     url = settings.object_store_url
     if url.startswith("file://"):
         return FileObjectStore(url[len("file://"):])
@@ -358,5 +370,6 @@ def open_object_store(settings: "Settings") -> FileObjectStore | S3ObjectStore:
             bucket,
             secure=settings.s3_secure,
             region=settings.s3_region,
+            pool_size=pool_size,
         )
     raise ValueError(f"unsupported object_store_url {url!r} (use s3://BUCKET or file://DIR)")

@@ -58,12 +58,14 @@ class MediaDownloaderService:
 async def serve(settings: Settings, stop: asyncio.Event,
                 store: ObjectStore | None = None) -> None:
     # Store calls run in worker threads (minio is blocking): one per download in flight, not
-    # asyncio's default of cpu+4, so storage keeps up with the downloads.
+    # asyncio's default of cpu+4, so storage keeps up with the downloads; and as many pooled
+    # S3 connections, so no call opens a connection of its own.
+    threads = settings.media_concurrency + 4
     asyncio.get_running_loop().set_default_executor(
-        ThreadPoolExecutor(settings.media_concurrency + 4, thread_name_prefix="media-store"))
+        ThreadPoolExecutor(threads, thread_name_prefix="media-store"))
     # The store may be down at start: wait for it rather than take `xget run all` down.
-    store = store or await until_stored("open", lambda: asyncio.to_thread(open_object_store,
-                                                                         settings))
+    store = store or await until_stored("open", lambda: asyncio.to_thread(
+        open_object_store, settings, pool_size=threads))
     fetcher = Fetcher(settings)
     producer = await started_producer(settings, SERVICE)
     try:
