@@ -329,10 +329,12 @@ def start_tansu(port: int | None = None, *, log_dir: str | os.PathLike | None = 
 
 def start_moto(port: int | None = None, *, log_dir: str | os.PathLike | None = None,
                timeout: float = 30.0) -> ProcessHandle:
-    """moto_server: an in-memory S3 API; ``.address`` is ``127.0.0.1:PORT`` (an s3_endpoint)."""
+    """moto_server: an in-memory S3 API; ``.address`` is ``127.0.0.1:PORT`` (an s3_endpoint).
+    Started through infra/moto_server.py (moto minus a per-request directory listing)."""
     port = port or free_port()
     endpoint = f"127.0.0.1:{port}"
-    argv = [find_binary("moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    argv = [sys.executable, str(REPO_ROOT / "infra" / "moto_server.py"),
+            "-H", "127.0.0.1", "-p", str(port)]
     return start_process("moto", argv, lambda: http_ready(f"http://{endpoint}/"),
                          address=endpoint, port=port, log_dir=log_dir, timeout=timeout)
 

@@ -286,6 +286,8 @@ class ConsumerLoop:
         self._stop = asyncio.Event()
         self.processed = 0
         self.dead_lettered = 0
+        # The running consumer, for hooks that need committed or end offsets (on_assign).
+        self.consumer: AIOKafkaConsumer | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -308,7 +310,7 @@ class ConsumerLoop:
         return Listener()
 
     async def run(self) -> None:
-        consumer = consumer_for(self.settings, self.group_id, self.service)
+        consumer = self.consumer = consumer_for(self.settings, self.group_id, self.service)
         await consumer.start()
         await join(consumer, self.settings, [topic_name(s, self.settings.topic_prefix)
                                              for s in self.inputs], self._listener())

@@ -236,6 +236,14 @@ class Settings(BaseSettings):
         4, ge=1, description="Tries per media URL for transient errors (connect, 5xx, 429).")
     media_backoff_s: float = Field(
         0.5, ge=0, description="First retry delay; doubles each attempt (Retry-After wins).")
+    media_index_gc_s: float = Field(
+        300.0, ge=0,
+        description="How often the media-downloader deletes its batch index objects that lie "
+                    "wholly below the committed offset (0: after every batch).")
+    media_recent_urls: int = Field(
+        50_000, ge=0,
+        description="URLs whose stored result a replica remembers, so media reused by later "
+                    "posts is not downloaded again.")
 
     log_level: str = Field("INFO")
 

@@ -61,6 +61,7 @@ class ObjectStore(Protocol):
     async def exists(self, key: str) -> bool: ...
     async def stat(self, key: str) -> ObjectInfo | None: ...
     async def list(self, prefix: str = "") -> list[str]: ...
+    async def delete(self, keys: Iterable[str]) -> None: ...
     def url(self, key: str) -> str: ...
 
 
@@ -108,6 +109,9 @@ class _AsyncFacade:
 
     async def list(self, prefix: str = "") -> list[str]:
         return await asyncio.to_thread(self.list_sync, prefix)
+
+    async def delete(self, keys: Iterable[str]) -> None:
+        return await asyncio.to_thread(self.delete_sync, list(keys))
 
     def exists_sync(self, key: str) -> bool:
         return self.stat_sync(key) is not None
@@ -230,6 +234,11 @@ class FileObjectStore(_AsyncFacade):
                     out.append(key)
         return sorted(out)
 
+    def delete_sync(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            _unlink_quietly(str(self._path(key)))
+            _unlink_quietly(str(self._meta_path(key)))
+
     def url(self, key: str) -> str:
         return self._path(key).as_uri()
 
@@ -238,14 +247,24 @@ class FileObjectStore(_AsyncFacade):
 class S3ObjectStore(_AsyncFacade):
     def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str, *,
                  secure: bool = False, region: str | None = "us-east-1",
-                 create_bucket: bool = True) -> None:
+                 create_bucket: bool = True, pool_size: int = 10) -> None:
+        """`pool_size`: connections kept open; at least the threads calling the store at once,
+        else every call past it opens a new connection (minio's pool keeps 10)."""
+        import certifi
+        import urllib3
         from minio import Minio
 
         self.endpoint = endpoint
         self.bucket = bucket
         self.secure = secure
+        timeout = 300  # minio's own defaults, but for the pool size
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=timeout, read=timeout), maxsize=pool_size,
+            cert_reqs="CERT_REQUIRED", ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+            retries=urllib3.Retry(total=5, backoff_factor=0.2,
+                                  status_forcelist=[500, 502, 503, 504]))
         self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key,
-                            secure=secure, region=region)
+                            secure=secure, region=region, http_client=http)
         if create_bucket and not self.client.bucket_exists(bucket):
             from minio.error import S3Error
 
@@ -310,6 +329,17 @@ class S3ObjectStore(_AsyncFacade):
             if not o.is_dir
         )
 
+    def delete_sync(self, keys: Iterable[str]) -> None:
+        """Delete keys (missing ones are fine), up to 1,000 per request."""
+        from minio.deleteobjects import DeleteObject
+
+        keys = [check_key(k) for k in keys]
+        for i in range(0, len(keys), 1000):
+            errors = list(self.client.remove_objects(
+                self.bucket, [DeleteObject(k) for k in keys[i:i + 1000]]))
+            if errors:
+                raise OSError(f"delete failed for {len(errors)} keys, e.g. {errors[0]}")
+
     def url(self, key: str) -> str:
         """Path-style URL of the object (readable as-is only from a public bucket)."""
         scheme = "https" if self.secure else "http"
@@ -323,7 +353,9 @@ class S3ObjectStore(_AsyncFacade):
 
 
 # ---------------------------------------------------------------------------------------------
-def open_object_store(settings: "Settings") -> FileObjectStore | S3ObjectStore:
+def open_object_store(settings: "Settings", *, pool_size: int = 10
+                      ) -> FileObjectStore | S3ObjectStore:
+    """`pool_size`: S3 connections kept open (see S3ObjectStore)."""
     url = settings.object_store_url
     if url.startswith("file://"):
         return FileObjectStore(url[len("file://"):])
@@ -338,5 +370,6 @@ def open_object_store(settings: "Settings") -> FileObjectStore | S3ObjectStore:
             bucket,
             secure=settings.s3_secure,
             region=settings.s3_region,
+            pool_size=pool_size,
         )
     raise ValueError(f"unsupported object_store_url {url!r} (use s3://BUCKET or file://DIR)")

@@ -1,7 +1,9 @@
 """media-downloader: media jobs → objects in the store → one MediaStored result per job.
 
-Per batch, each distinct URL is resolved once (index hit, or download + store + index), all
-URLs concurrently within the fetcher's bound. A permanent failure (404, too large, not an
+Per batch, each distinct URL is resolved once — from the batch index (a re-delivered job),
+from the replica's recent URLs, or by download + store — all URLs concurrently within the
+fetcher's bound. Then one batch index object per input partition records what the batch
+stored, before the results go out and the offsets are committed. A permanent failure (404, too large, not an
 image, retries exhausted) is a `failed` result with its cause; it never blocks other jobs.
 The video of a job (only set when its task asked for video) is resolved the same way with
 its own cap; the cover's result does not depend on it.
@@ -13,11 +15,14 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from aiokafka import TopicPartition
+
 from libs.kafka import Incoming, Outgoing
 from libs.records.media import MediaStored
 from libs.records.posts import MediaJob
 from libs.topics import MEDIA_STORED
 
+from .batch_index import BatchIndex, CommittedOffsets
 from .fetch import Fetcher, Kind, MediaFailure
 from .vault import MediaVault, StoredObject
 
@@ -35,15 +40,37 @@ Outcome = StoredObject | Failed
 
 
 class MediaDownloader:
-    def __init__(self, fetcher: Fetcher, vault: MediaVault):
+    def __init__(self, fetcher: Fetcher, vault: MediaVault, index: BatchIndex,
+                 committed: CommittedOffsets):
+        """`committed` reads the group's committed offsets (for recovery and cleanup)."""
         self.fetcher = fetcher
         self.vault = vault
-        self.index_hits = 0
+        self.index = index
+        self.committed = committed
+        self.index_hits = 0  # re-delivered URLs answered from the batch index
+        self.recent_hits = 0  # URLs answered from this replica's recent URLs
+
+    async def on_assign(self, tps: set[TopicPartition]) -> None:
+        """Before any record of these partitions is handled: load what was stored for the
+        ones that may be delivered again (at or above the committed offset)."""
+        offsets = await self.committed(tps)
+        counts = await asyncio.gather(*(self.index.recover(tp, offsets[tp]) for tp in tps))
+        log.info("%s: %d URLs of possibly re-delivered jobs known on %d partitions", SERVICE,
+                 sum(counts), len(tps))
+
+    async def on_revoke(self, tps: set[TopicPartition]) -> None:
+        for tp in tps:
+            self.index.forget(tp)
 
     async def resolve(self, url: str, kind: Kind) -> Outcome:
-        known = await self.vault.lookup(url)
+        known = self.index.lookup(url)
         if known is not None:
             self.index_hits += 1
+            self.vault.remember(known)
+            return known
+        known = self.vault.recent(url)
+        if known is not None:
+            self.recent_hits += 1
             return known
         try:
             download = await self.fetcher.fetch(url, kind)
@@ -69,10 +96,39 @@ class MediaDownloader:
             for t in wanted.values():
                 t.cancel()
             raise
+        outcome = {k: t.result() for k, t in wanted.items()}
+        await self._write_index(batch, outcome)
         return [Outgoing(MEDIA_STORED, job.task_id, result_for(
-                    job, wanted[(job.original_url, "image")].result(),
-                    wanted[(job.video_url, "video")].result() if job.video_url else None))
+                    job, outcome[(job.original_url, "image")],
+                    outcome[(job.video_url, "video")] if job.video_url else None))
                 for job in jobs]
+
+    async def _write_index(self, batch: list[Incoming],
+                           outcome: dict[tuple[str, Kind], Outcome]) -> None:
+        """One index object per partition of the batch, naming every stored URL of its jobs;
+        none where every record is already named by a live index object of its offset (a
+        re-delivered batch: nothing is written again)."""
+        parts: dict[TopicPartition, list[Incoming]] = {}
+        for inc in batch:
+            parts.setdefault(TopicPartition(inc.topic, inc.partition), []).append(inc)
+        writes = []
+        for tp, incs in parts.items():
+            entries: dict[str, StoredObject] = {}
+            covered = True
+            for inc in incs:
+                job = inc.record
+                for key in ((job.original_url, "image"), (job.video_url, "video")):
+                    found = outcome.get(key)
+                    if isinstance(found, StoredObject):
+                        entries[key[0]] = found
+                        covered = covered and self.index.covers(tp, inc.offset, key[0])
+            if entries and not covered:
+                writes.append(self.index.write(tp, min(i.offset for i in incs),
+                                               max(i.offset for i in incs), entries))
+        await asyncio.gather(*writes)
+        for tp, incs in parts.items():
+            self.index.handled(tp, max(i.offset for i in incs))
+        await self.index.collect_if_due(self.committed)
 
 
 def result_for(job: MediaJob, cover: Outcome, video: Outcome | None) -> MediaStored:

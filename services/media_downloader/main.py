@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+
+from aiokafka import TopicPartition
 
 from libs.kafka import ConsumerLoop
 from libs.settings import Settings
@@ -13,6 +16,7 @@ from libs.storage.objects import ObjectStore, open_object_store
 from libs.topics import MEDIA_JOBS
 from services.runtime import run_until, started_producer
 
+from .batch_index import BatchIndex
 from .fetch import Fetcher
 from .handler import SERVICE, MediaDownloader
 from .vault import MediaVault, until_stored
@@ -20,7 +24,7 @@ from .vault import MediaVault, until_stored
 log = logging.getLogger(__name__)
 
 # On stop, a batch in flight gets this long to finish and commit; after that it is abandoned
-# uncommitted (re-delivered later and answered from the index for what was already stored).
+# uncommitted (re-delivered later; what its earlier batches stored is in the batch index).
 STOP_GRACE_S = 5.0
 
 
@@ -54,17 +58,27 @@ class MediaDownloaderService:
 async def serve(settings: Settings, stop: asyncio.Event,
                 store: ObjectStore | None = None) -> None:
     # Store calls run in worker threads (minio is blocking): one per download in flight, not
-    # asyncio's default of cpu+4, so storage keeps up with the downloads.
+    # asyncio's default of cpu+4, so storage keeps up with the downloads; and as many pooled
+    # S3 connections, so no call opens a connection of its own.
+    threads = settings.media_concurrency + 4
     asyncio.get_running_loop().set_default_executor(
-        ThreadPoolExecutor(settings.media_concurrency + 4, thread_name_prefix="media-store"))
+        ThreadPoolExecutor(threads, thread_name_prefix="media-store"))
     # The store may be down at start: wait for it rather than take `xget run all` down.
-    store = store or await until_stored("open", lambda: asyncio.to_thread(open_object_store,
-                                                                         settings))
+    store = store or await until_stored("open", lambda: asyncio.to_thread(
+        open_object_store, settings, pool_size=threads))
     fetcher = Fetcher(settings)
     producer = await started_producer(settings, SERVICE)
     try:
-        downloader = MediaDownloader(fetcher, MediaVault(store))
-        loop = ConsumerLoop(settings, SERVICE, [MEDIA_JOBS], downloader.handle, producer)
+        async def committed(tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+            consumer = loop.consumer
+            assert consumer is not None
+            return {tp: (await consumer.committed(tp)) or 0 for tp in tps}
+
+        downloader = MediaDownloader(
+            fetcher, MediaVault(store, settings.media_recent_urls),
+            BatchIndex(store, settings.media_index_gc_s), committed)
+        loop = ConsumerLoop(settings, SERVICE, [MEDIA_JOBS], downloader.handle, producer,
+                            on_assign=downloader.on_assign, on_revoke=downloader.on_revoke)
         await run_until(MediaDownloaderService(loop), stop)
     finally:
         await producer.stop()

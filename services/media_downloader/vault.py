@@ -1,15 +1,15 @@
-"""Content-addressed media in the object store, and the per-URL index that makes a
-re-delivered job free.
+"""Content-addressed media in the object store, and what this replica remembers of it.
 
 * Objects: `media/<sha256[:2]>/<sha256>.<ext>` with the sniffed Content-Type. Identical bytes
   (from any URL) are one object. The PUT is not preceded by a HEAD: a HEAD would cost a
   request on every new URL to save an upload only when two different URLs carry the same
-  bytes, which is rare (the same URL is caught by the index). Hashes this process stored
-  recently are not uploaded again; a rare repeat after a restart rewrites the same bytes
-  under the same key (the media bucket must not be versioned).
-* Index: `media-index/<sha256(url)>.json` holds what was stored for a URL. It is written after
-  its object, so an index entry always names an object that is there; a job whose URL has an
-  entry is answered from it without downloading or uploading anything.
+  bytes, which is rare. Hashes this process stored recently are not uploaded again; a rare
+  repeat after a restart rewrites the same bytes under the same key (the media bucket must
+  not be versioned). A new URL costs one S3 request: its object PUT.
+* Recent URLs: an in-process LRU url → StoredObject (`media_recent_urls`), so media that later
+  posts reuse (X and the simulator reuse media URLs across posts and tasks) is answered
+  without a download or a request.
+* Re-delivered jobs are answered from the batch index (batch_index.py), not from here.
 
 Storage errors (S3 down, network) are retried with backoff until the store answers: an outage
 delays media, it never turns a job into a failure or a dead letter.
@@ -18,14 +18,12 @@ delays media, it never turns a job into a failure or a dead letter.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-import orjson
 from pydantic import BaseModel
 
 from libs.storage.objects import ObjectStore
@@ -40,7 +38,7 @@ RECENT_HASHES = 100_000  # ~10 MB of hashes
 
 
 class StoredObject(BaseModel):
-    """What the index says about one URL's stored bytes."""
+    """One URL's stored bytes: what its result record and the batch index carry."""
 
     url: str
     object_key: str
@@ -54,10 +52,6 @@ class StoredObject(BaseModel):
 
 def object_key(sha256: str, content_type: str) -> str:
     return f"media/{sha256[:2]}/{sha256}.{extension(content_type)}"
-
-
-def index_key(url: str) -> str:
-    return f"media-index/{hashlib.sha256(url.encode()).hexdigest()}.json"
 
 
 async def until_stored(what: str, op: Callable[[], Awaitable[T]]) -> T:
@@ -76,27 +70,32 @@ async def until_stored(what: str, op: Callable[[], Awaitable[T]]) -> T:
 
 
 class MediaVault:
-    def __init__(self, store: ObjectStore):
+    def __init__(self, store: ObjectStore, recent_urls: int = 50_000):
         self.store = store
         # One upload at a time per content hash (two URLs with the same bytes in one batch).
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._stored: OrderedDict[str, None] = OrderedDict()  # hashes stored lately, LRU
+        self._recent: OrderedDict[str, StoredObject] = OrderedDict()  # url → object, LRU
+        self._recent_max = recent_urls
         self.uploads = 0  # objects written (for stats and tests)
 
-    async def lookup(self, url: str) -> StoredObject | None:
-        key = index_key(url)
-        try:
-            raw = await until_stored(f"read {key}", lambda: self.store.get(key))
-        except KeyError:
-            return None
-        try:
-            return StoredObject.model_validate_json(raw)
-        except ValueError:
-            log.warning("index %s unreadable; the URL is downloaded again", key)
-            return None
+    def recent(self, url: str) -> StoredObject | None:
+        """The stored object of a URL this replica stored or answered lately."""
+        hit = self._recent.get(url)
+        if hit is not None:
+            self._recent.move_to_end(url)
+        return hit
+
+    def remember(self, entry: StoredObject) -> None:
+        if self._recent_max <= 0:
+            return
+        self._recent[entry.url] = entry
+        self._recent.move_to_end(entry.url)
+        if len(self._recent) > self._recent_max:
+            self._recent.popitem(last=False)
 
     async def keep(self, url: str, download: Download) -> StoredObject:
-        """Store the download's bytes (once per content hash) and index them under `url`."""
+        """Store the download's bytes (once per content hash); remember them under `url`."""
         key = object_key(download.sha256, download.content_type)
         width, height = (dimensions(download.body) if download.content_type.startswith("image/")
                          else (None, None))
@@ -120,7 +119,5 @@ class MediaVault:
         entry = StoredObject(url=url, object_key=key, oss_url=self.store.url(key),
                              content_type=download.content_type, bytes=download.size,
                              sha256=download.sha256, width=width, height=height)
-        ikey = index_key(url)
-        await until_stored(f"put {ikey}", lambda: self.store.put(
-            ikey, orjson.dumps(entry.model_dump()), "application/json"))
+        self.remember(entry)
         return entry

@@ -65,6 +65,17 @@ async def test_missing_and_overwrite(store):
     assert store.url("k/v.txt").endswith("k/v.txt")
 
 
+async def test_delete_removes_only_the_named_keys(store):
+    for name in ("a", "b", "c"):
+        await store.put(f"del/{name}.json", b"{}", "application/json")
+    await store.delete(["del/a.json", "del/c.json", "del/never-there.json"])
+    assert await store.list("del/") == ["del/b.json"]
+    assert await store.stat("del/a.json") is None
+    with pytest.raises(KeyError):
+        await store.get("del/c.json")
+    await store.delete([])  # nothing to do is fine
+
+
 def test_sync_twins(store):
     store.put_sync("s/a.bin", b"abc")
     assert store.get_sync("s/a.bin") == b"abc"

@@ -4,9 +4,11 @@ results followed off the media-stored topic, and a store that counts its writes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from urllib.parse import urlsplit
 
 import httpx
+import orjson
 
 from libs.kafka import Outgoing, Producer, TopicTable, consumer_for, partitions_of
 from libs.records.media import MediaStored
@@ -93,6 +95,34 @@ class MediaRun:
         return self.results
 
 
+async def indexed(store) -> dict[str, str]:
+    """url → object key, as every batch index object in the store names them."""
+    out: dict[str, str] = {}
+    for key in await store.list("media-index/"):
+        for url, entry in orjson.loads(await store.get(key))["entries"].items():
+            out[url] = entry["object_key"]
+    return out
+
+
+@contextlib.asynccontextmanager
+async def group_consumer(settings: Settings, client_id: str):
+    """A consumer in the service's group, assigned every media-jobs partition: (it, them)."""
+    consumer = consumer_for(settings, f"{settings.topic_prefix}{SERVICE}", client_id)
+    await consumer.start()
+    try:
+        tps = await partitions_of(consumer, topic_name(MEDIA_JOBS, settings.topic_prefix))
+        consumer.assign(tps)
+        yield consumer, tps
+    finally:
+        await consumer.stop()
+
+
+async def committed_offsets(settings: Settings) -> dict[int, int]:
+    """partition → the service group's committed offset on media-jobs (0 when none)."""
+    async with group_consumer(settings, "peek") as (consumer, tps):
+        return {tp.partition: (await consumer.committed(tp)) or 0 for tp in tps}
+
+
 async def publish_jobs(settings: Settings, jobs: list[MediaJob]) -> None:
     producer = await Producer(settings).start()
     try:
@@ -104,15 +134,8 @@ async def publish_jobs(settings: Settings, jobs: list[MediaJob]) -> None:
 async def rewind_group(settings: Settings) -> None:
     """Commit offset 0 on every media-jobs partition for the service's group: everything it
     consumed is delivered again, exactly as after a crash before its commit."""
-    group = f"{settings.topic_prefix}{SERVICE}"
-    consumer = consumer_for(settings, group, "rewind")
-    await consumer.start()
-    try:
-        tps = await partitions_of(consumer, topic_name(MEDIA_JOBS, settings.topic_prefix))
-        consumer.assign(tps)
+    async with group_consumer(settings, "rewind") as (consumer, tps):
         await consumer.commit({tp: 0 for tp in tps})
-    finally:
-        await consumer.stop()
 
 
 class SimMedia:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections import Counter
 from datetime import datetime, timezone
@@ -13,7 +15,11 @@ from libs.parsing import parse_timeline_page
 from libs.records.posts import MediaJob
 from services.media_downloader.fetch import source_url
 
-from .helpers import MediaRun, SimMedia, media_settings, publish_jobs, rewind_group
+from services.media_downloader.batch_index import offsets_of
+
+from .helpers import (
+    MediaRun, SimMedia, committed_offsets, indexed, media_settings, publish_jobs, rewind_group,
+)
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "x"
 
@@ -86,7 +92,8 @@ async def test_identical_bytes_are_stored_once(noida, s3, xsim, sim):
     assert results[0].object_key == results[1].object_key
     assert await run.store.inner.list("media/") == [results[0].object_key]
     assert [k for k in run.store.writes if k.startswith("media/")] == [results[0].object_key]
-    assert len(await run.store.inner.list("media-index/")) == 2  # one per URL
+    # Both URLs are indexed, naming the one object.
+    assert await indexed(run.store.inner) == {a: results[0].object_key, b: results[0].object_key}
 
 
 async def test_redelivered_jobs_are_neither_downloaded_nor_uploaded_again(noida, s3, xsim, sim):
@@ -101,7 +108,12 @@ async def test_redelivered_jobs_are_neither_downloaded_nor_uploaded_again(noida,
         first = list(await run.wait_results(len(jobs)))
         assert len(await sim.media_gets(seq, t)) == 5  # one download per URL
         writes = list(run.store.writes)
-        assert len(writes) == 10  # 5 objects + 5 index entries
+        objects = [w for w in writes if w.startswith("media/")]
+        assert sorted(objects) == sorted({r.object_key for r in first}) and len(objects) == 5
+        # The rest: batch index objects (one per input partition of a batch), naming every URL.
+        assert all(offsets_of(w) for w in writes if w not in objects)
+        assert len(writes) - len(objects) <= len({(r.original_url) for r in first})
+        assert await indexed(run.store.inner) == {r.original_url: r.object_key for r in first}
 
         # Everything is delivered again, as after a crash before the commit.
         await run.stop()
@@ -186,3 +198,43 @@ async def test_transient_errors_are_retried_then_stored(noida, s3, xsim, sim):
         served = await sim.served(source_url(r.original_url, "image", settings))
         assert await run.store.inner.get(r.object_key) == served.content
     assert (results["3"].status, results["3"].cause) == ("failed", "http 500 after 4 attempts")
+
+
+async def test_media_reused_by_later_posts_is_not_fetched_again_and_old_index_is_deleted(
+        noida, s3, xsim, sim):
+    """Later jobs reusing a stored URL (other posts) cost no download; the batch index keeps
+    only what is not committed yet: cleanup (here after every batch) deletes index objects
+    wholly below the committed offsets, and a restart deletes the rest."""
+    t = token()
+    base = f"https://pbs.twimg.com/media/{t}"
+    settings = media_settings(noida, s3, xsim, media_index_gc_s=0)
+    wave1 = [job(f"{base}-{i}.jpg", post=str(i)) for i in range(12)]
+    wave2 = ([job(j.original_url, post=f"again-{j.post_id}") for j in wave1]
+             + [job(f"{base}-new-{i}.jpg", post=f"new-{i}") for i in range(12)])
+    seq = await sim.last_seq()
+    async with MediaRun(settings) as run:
+        store = run.store.inner
+        await publish_jobs(settings, wave1)
+        first = {r.original_url: r for r in await run.wait_results(len(wave1))}
+        wave1_index = set(await store.list("media-index/"))  # its last batches' objects
+        assert wave1_index
+
+        await publish_jobs(settings, wave2)
+        results = (await run.wait_results(len(wave1) + len(wave2)))[len(wave1):]
+        # Wave 1 was committed before wave 2's last batch ran its cleanup.
+        assert not wave1_index & set(await store.list("media-index/"))
+    again = [r for r in results if r.post_id.startswith("again-")]
+    assert len(again) == 12 and all(
+        (r.status, r.object_key) == ("stored", first[r.original_url].object_key) for r in again)
+    gets = Counter(e["path"] for e in await sim.media_gets(seq, t))
+    assert len(gets) == 24 and set(gets.values()) == {1}  # each URL downloaded once
+
+    # Restarted with everything committed: what is left is below the committed offsets.
+    committed = await committed_offsets(settings)
+    left = await store.list("media-index/")
+    assert all(offsets_of(k)[1] < committed[int(k.split("/")[-2])] for k in left)
+    async with MediaRun(settings):
+        deadline = time.monotonic() + 30
+        while await store.list("media-index/"):
+            assert time.monotonic() < deadline, "index objects below the commit not deleted"
+            await asyncio.sleep(0.2)
