@@ -244,3 +244,20 @@ def test_slow_webhook_of_one_client_does_not_delay_another(noida, xsim, s3, tmp_
         wait_until(lambda: completed_report(fast, fast_task), 120, "the fast client's reports")
         assert slow.arrived == 1 and not slow.all(), "the slow client is still on its first"
         assert len(fast.accepted()) == 4
+
+
+def test_task_that_finds_nothing_still_gets_one_completed_report(noida, xsim, s3, tmp_path,
+                                                                 chdb_path):
+    settings = report_settings(noida, xsim, tmp_path, chdb_path, s3, report_media_wait_s=0)
+    keyword = f"empty{uuid.uuid4().hex[:6]}"
+    Simulator(xsim).configure(limits={"SearchTimeline": 100_000}, densities={keyword: 0})
+    task_id = f"none-{uuid.uuid4().hex[:6]}"
+    with WebhookServer(SECRET) as hook, Stack(settings, tmp_path) as stack:
+        r = stack.gw.submit(task_id=task_id, keyword=keyword, start_time=START, end_time=END,
+                            callback_url=hook.url)
+        assert r.status_code == 200, r.text
+        wait_until(lambda: completed_report(hook, task_id), 120, "the completed report")
+    [only] = hook.accepted()
+    assert only.body["batch_size"] == 0 and only.body["post_ids"] == []
+    assert only.body["total_collected"] == 0 and only.body["batch_id"] == f"{task_id}_batch_001"
+    assert json.loads(open_object_store(settings).get_sync(only.body["oss_file_path"])) == []

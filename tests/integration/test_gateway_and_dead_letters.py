@@ -49,6 +49,14 @@ async def test_gateway_validates_authenticates_and_is_idempotent(noida):
             r = await c.post("/api/v1/tasks/ondemand", headers=auth,
                              json={"keyword": "   ", **WINDOW})
             assert r.status_code == 422 and r.json()["detail"][0]["field"] == "keyword"
+            for hook, why in (("http://127.0.0.1:9/hook", "non-public"),
+                              ("http://10.0.0.7/hook", "non-public"),
+                              ("file:///etc/passwd", "http(s)")):
+                r = await c.post("/api/v1/tasks/ondemand", headers=auth,
+                                 json={"keyword": "x", "callback_url": hook, **WINDOW})
+                assert r.status_code == 422, hook
+                err = r.json()["detail"][0]
+                assert err["field"] == "callback_url" and why in err["message"], err
 
             body = {"task_id": "same-1", "keyword": "tesla", "required_count": 10, **WINDOW}
             r1 = await c.post("/api/v1/tasks/ondemand", headers=auth, json=body)
