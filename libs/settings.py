@@ -169,6 +169,11 @@ class Settings(BaseSettings):
                     "ClickHouse prefers fewer, larger inserts.")
 
     # --- KOL following lists (xget kol-followings, kol-worker) --------------------------------
+    kol_x_accounts: Literal["manager", "local"] = Field(
+        "manager",
+        description="Where the x source's accounts come from: leased from the account-manager "
+                    "(shared with the scrapers, limits kept), or 'local': XGET_X_ACCOUNTS used "
+                    "directly by this process (a one-off run without the stack).")
     kol_source: Literal["x", "api"] = Field(
         "api",
         description=(

@@ -8,6 +8,7 @@ the whole run: retrying cannot help and would only spend.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -17,8 +18,10 @@ import httpx
 import orjson
 
 from libs.account_pool import AccountSource
+from libs.kafka import Producer
+from libs.leases import LeaseClient
 from libs.settings import Settings
-from libs.xclient import XClient
+from libs.xclient import PageResult, XAccount, XClient
 
 FATAL = {"auth_failed", "payment_required"}
 X_FOLLOWING = "Following"
@@ -164,7 +167,7 @@ class XSource:
         try:
             res = await self.xclient.following_page(account, kol_id, cursor, self.page_size)
         finally:
-            self.accounts.release(account, X_FOLLOWING, res)
+            await _released(self.accounts.release(account, X_FOLLOWING, res))
         return Answer(res.outcome, res.http_status, res.body, res.error, res.elapsed_ms,
                       account.name)
 
@@ -174,19 +177,62 @@ class XSource:
         try:
             res = await self.xclient.user_by_screen_name(account, user_name)
         finally:
-            self.accounts.release(account, X_LOOKUP, res)
+            await _released(self.accounts.release(account, X_LOOKUP, res))
         return Answer(res.outcome, res.http_status, res.body, res.error, res.elapsed_ms,
                       account.name)
 
     async def aclose(self) -> None:
         await self.xclient.aclose()
+        closer = getattr(self.accounts, "aclose", None)
+        if closer is not None:
+            await closer()
+
+
+async def _released(r) -> None:
+    if inspect.isawaitable(r):  # the lease client reports outcomes on Kafka
+        await r
+
+
+class ManagedAccounts:
+    """Accounts leased from the account-manager (the pool every X-facing service shares, so
+    the KOL job never pushes an account past X's limits while scrapers use it too)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._client: LeaseClient | None = None
+        self._producer: Producer | None = None
+        self._lock = asyncio.Lock()
+
+    async def _leases(self) -> LeaseClient:
+        async with self._lock:
+            if self._client is None:
+                self._producer = await Producer(self.settings, "kol-leases", linger_ms=0).start()
+                self._client = await LeaseClient(self.settings, self._producer).start()
+        return self._client
+
+    async def acquire(self, op: str) -> XAccount:
+        return await (await self._leases()).acquire(op)
+
+    async def release(self, account: XAccount, op: str, result: PageResult | None) -> None:
+        if self._client is not None:
+            await self._client.release(account, op, result)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+        self._client = self._producer = None
 
 
 def make_source(settings: Settings, api_key: str | None = None,
                 accounts: AccountSource | None = None) -> FollowingsSource:
-    """The source the settings choose; for x, the accounts default to XGET_X_ACCOUNTS."""
+    """The source the settings choose; for x, accounts are leased from the account-manager
+    (or, with XGET_KOL_X_ACCOUNTS=local, taken straight from XGET_X_ACCOUNTS)."""
     if settings.kol_source == "api":
         return ApiSource(settings, api_key or settings.kol_api_key.get_secret_value())
+    if accounts is None and settings.kol_x_accounts == "manager":
+        accounts = ManagedAccounts(settings)
     if accounts is None:
         from libs.account_pool import LocalAccountPool, parse_accounts
 

@@ -26,11 +26,18 @@ def test_x_source_through_the_account_pool_gives_the_same_rows_as_the_api(kol_en
     (tmp_path / "x").mkdir()
     xs = env.settings.model_copy(update={
         "topic_prefix": prefix, "clickhouse_dsn": f"chdb://{tmp_path / 'x'}",
-        "kol_source": "x", "kol_api_key": ""})
+        "kol_source": "x", "kol_api_key": "", "kol_x_accounts": "manager",
+        "account_key": "kol-account-key", "account_admin_port": local.free_port()})
     since = env.log_seq()
     assert env.cli("kol", "import", str(kols), settings=xs)[0] == 0
-    code, out = env.cli("kol-followings", settings=xs)
-    assert code == 0, out
+    # The accounts are the account-manager's pool (it imports XGET_X_ACCOUNTS at start); the
+    # job leases them like any scraper.
+    manager = ServiceProcess("account-manager", ["account-manager"], xs, tmp_path).start()
+    try:
+        code, out = env.cli("kol-followings", settings=xs)
+    finally:
+        manager.stop()
+    assert code == 0, out + manager.tail()
     assert "4 of 4 KOLs complete" in out and "estimated cost $0.0000" in out
 
     got, want = _result(env, xs), _result(env)
