@@ -19,7 +19,7 @@ from .records.media import MediaStored
 from .records.pages import RawPage, SliceCheckpoint, SliceEnd
 from .records.posts import MediaJob, Post, XUser
 from .records.reports import ReportsReplay, ReportsResume
-from .records.tasks import OnDemandTask, SearchJob, TaskProgress
+from .records.tasks import OnDemandTask, SearchJob, TaskControl, TaskProgress
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,10 @@ MEDIA_STORED = TopicSpec(
 TASK_PROGRESS = TopicSpec(
     "task-progress", 6, "task_id", (TaskProgress,), compacted=True,
     doc="Latest progress per task from the dedup-counter (compacted).",
+)
+TASK_CONTROLS = TopicSpec(
+    "task-controls", 6, "task_id", (TaskControl,), compacted=True,
+    doc="Latest pause/resume/cancel/priority state per task (compacted); read before each page.",
 )
 REPORT_CONTROLS = TopicSpec(
     "report-controls", 6, "task_id", (ReportsResume, ReportsReplay),
@@ -135,7 +139,7 @@ KOL_TOPICS: tuple[TopicSpec, ...] = (KOL_PAGES, KOL_COMMANDS, KOL_PROGRESS)
 
 CATALOGUE: tuple[TopicSpec, ...] = (
     TASK_COMMANDS, SEARCH_JOBS, RAW_PAGES, SCRAPE_CHECKPOINTS, POSTS, USERS, MEDIA_JOBS, MEDIA_STORED,
-    TASK_PROGRESS, REPORT_CONTROLS, ACCOUNT_COMMANDS, ACCOUNT_EVENTS, LEASE_REQUESTS, LEASE_GRANTS,
+    TASK_PROGRESS, TASK_CONTROLS, REPORT_CONTROLS, ACCOUNT_COMMANDS, ACCOUNT_EVENTS, LEASE_REQUESTS, LEASE_GRANTS,
     ACCOUNT_STATE, PROXY_STATE, TASK_ACCOUNT_WAITS, DEAD_LETTERS, *KOL_TOPICS,
 )
 

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from .base import Record
 
-EndReason = Literal["exhausted", "target_reached", "failed"]
+EndReason = Literal["exhausted", "target_reached", "failed", "cancelled"]
 
 
 class RawPage(Record):

@@ -91,3 +91,16 @@ class TaskProgress(Record):
     slice_count: int = Field(1, ge=1)
     end_reason: str | None = Field(None, description="Why it completed: target_reached/exhausted.")
     updated_at: datetime
+
+
+class TaskControl(Record):
+    """The client's say over a running task (latest per task on a compacted topic): pause,
+    resume, cancel, and its priority. The scraper reads it before every page request."""
+
+    schema_name = "xget.TaskControl"
+
+    task_id: str
+    state: Literal["active", "paused", "cancelled"] = "active"
+    priority: int | None = Field(None, ge=1, le=10, description="Overrides the task's priority.")
+    reason: str | None = Field(None, description="Why it was paused or cancelled, if given.")
+    updated_at: datetime

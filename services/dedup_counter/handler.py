@@ -170,7 +170,8 @@ class DedupCounter:
         if target and collected >= target:
             end_reason = "target_reached"
         elif slices_done >= slice_count:
-            end_reason = "failed" if reasons == {"failed"} else "exhausted"
+            end_reason = ("cancelled" if "cancelled" in reasons
+                          else "failed" if reasons == {"failed"} else "exhausted")
         progress = TaskProgress(
             task_id=task_id, keyword=keyword,
             status="completed" if end_reason else "running",

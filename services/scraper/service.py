@@ -17,7 +17,7 @@ from libs.kafka import Producer, TopicTable, consumer_for, dead_letter_for, deco
 from libs.leases import LeaseClient
 from libs.records.tasks import SearchJob
 from libs.settings import Settings
-from libs.topics import SEARCH_JOBS, TASK_PROGRESS, topic_name
+from libs.topics import SEARCH_JOBS, TASK_CONTROLS, TASK_PROGRESS, topic_name
 from libs.xclient import XClient
 
 from .ledger import PageLedger
@@ -60,6 +60,7 @@ class ScraperService:
         self.xclient = xclient or XClient(settings)
         self.ledger = PageLedger(settings, producer)
         self.progress = TopicTable(settings, TASK_PROGRESS)
+        self.controls = TopicTable(settings, TASK_CONTROLS)
         self._stop = asyncio.Event()
         self._running: dict[TopicPartition, dict[int, asyncio.Task]] = {}
         self._parts: dict[TopicPartition, _Partition] = {}
@@ -76,9 +77,11 @@ class ScraperService:
         await self.pool.start()
         await self.ledger.start()
         await self.progress.start()
+        await self.controls.start()
         await self.progress.wait_caught_up()
+        await self.controls.wait_caught_up()
         deps = SliceDeps(self.producer, self.ledger, self.progress, self.pool, self.xclient,
-                         self.settings.x_page_size)
+                         self.settings.x_page_size, controls=self.controls)
         consumer = consumer_for(self.settings, f"{self.settings.topic_prefix}{SERVICE}", SERVICE)
         # Slices run for minutes; the loop keeps polling (paused when full) so the group
         # never thinks this member is stuck.
@@ -113,6 +116,7 @@ class ScraperService:
             await self._drop(consumer, list(self._running))
             await consumer.stop()
             await self.progress.stop()
+            await self.controls.stop()
             await self.ledger.stop()
             await self.pool.stop()
             await self.xclient.aclose()

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from libs.kafka import Outgoing, Producer, TopicTable
 from libs.leases import ACCOUNT_REFUSED, LeaseClient
 from libs.records.pages import RawPage
-from libs.records.tasks import SearchJob, TaskProgress
+from libs.records.tasks import SearchJob, TaskControl, TaskProgress
 from libs.topics import RAW_PAGES
 from libs.xclient import XClient
 
@@ -37,6 +37,12 @@ class SliceDeps:
     xclient: XClient
     page_size: int
     target_wait_s: float = 30.0
+    controls: TopicTable | None = None  # task-controls: pause / cancel
+
+
+def control_state(controls: TopicTable | None, task_id: str) -> str:
+    c = controls.rows.get(task_id) if controls is not None else None
+    return c.state if isinstance(c, TaskControl) else "active"
 
 
 def task_completed(progress: TopicTable, task_id: str) -> bool:
@@ -56,6 +62,14 @@ async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
 
     failures = 0
     while True:
+        # The client's controls take effect before the next request to X.
+        ctl = control_state(deps.controls, job.task_id)
+        if ctl == "cancelled":
+            return await _finish(job, deps, state, "cancelled")
+        if ctl == "paused":
+            await deps.controls.wait_for(  # type: ignore[union-attr]
+                lambda: control_state(deps.controls, job.task_id) != "paused", 5.0)
+            continue
         if task_completed(deps.progress, job.task_id):
             return await _finish(job, deps, state, "target_reached")
         if job.required_count and (

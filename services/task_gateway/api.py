@@ -27,7 +27,7 @@ from libs.webhooks import WebhookUrlError, check_url
 
 from . import kol_tasks
 from .kol_tasks import KolTaskView
-from . import data_api
+from . import data_api, tasks_api
 from .task_view import TaskView
 
 
@@ -124,6 +124,7 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
             task_id=task_id, requested_at=datetime.now(timezone.utc))))
         return {"status": "accepted", "task_id": task_id, "message": "reports resume"}
 
+    app.include_router(tasks_api.create_router(producer, view, auth))
     if get_store is not None:
         app.include_router(data_api.create_router(get_store, view, auth))
     return app

@@ -40,7 +40,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await view.start()
     kol_view = KolTaskView(settings)
     await kol_view.start()
-    sched = ConsumerLoop(settings, scheduler.SERVICE, [TASK_COMMANDS], scheduler.handle, producer)
+    sched = ConsumerLoop(settings, scheduler.SERVICE, [TASK_COMMANDS], scheduler.make_handler(settings), producer)
     # ClickHouse opens on the first statistics/data request: a gateway that only takes tasks
     # never touches it (with chdb, another process may own the data path).
     api = _Api(settings, create_app(settings, producer, view, lambda: clickhouse_for(settings),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, time, timedelta, timezone
 
 from libs.kafka import HandlerError, Incoming, Outgoing
 from libs.records.tasks import OnDemandTask, SearchJob
+from libs.settings import Settings
 from libs.topics import SEARCH_JOBS
+from libs.webhooks import WebhookUrlError, check_url
 
 SERVICE = "scheduler"
 
@@ -46,7 +49,25 @@ def jobs_for(task: OnDemandTask) -> list[SearchJob]:
     ) for s, e in slices]
 
 
-async def handle(batch: list[Incoming]) -> list[Outgoing]:
+def make_handler(settings: Settings):
+    """The scheduler's handler. Commands published straight onto the topic get the gateway's
+    checks too: a refused one is dead-lettered with the reason (the API shows it rejected)."""
+
+    async def handle(batch: list[Incoming]) -> list[Outgoing]:
+        for inc in batch:
+            task = inc.record
+            if isinstance(task, OnDemandTask) and task.callback_url:
+                try:
+                    await asyncio.to_thread(check_url, task.callback_url,
+                                            settings.webhook_allow_hosts)
+                except WebhookUrlError as e:
+                    raise HandlerError(f"callback_url: {e}") from None
+        return await schedule(batch)
+
+    return handle
+
+
+async def schedule(batch: list[Incoming]) -> list[Outgoing]:
     outs: list[Outgoing] = []
     for inc in batch:
         task = inc.record

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from libs.kafka import TopicTable
 from libs.records.accounts import TaskAccountWait
-from libs.records.tasks import OnDemandTask, TaskProgress
+from libs.records.dead_letter import DeadLetter
+from libs.records.tasks import OnDemandTask, TaskControl, TaskProgress
 from libs.settings import Settings
-from libs.topics import TASK_ACCOUNT_WAITS, TASK_COMMANDS, TASK_PROGRESS
+from libs.topics import (DEAD_LETTERS, TASK_ACCOUNT_WAITS, TASK_COMMANDS, TASK_CONTROLS,
+                         TASK_PROGRESS, topic_name)
 
 
 class TaskView:
@@ -15,19 +17,38 @@ class TaskView:
         self.commands = TopicTable(settings, TASK_COMMANDS)
         self.progress = TopicTable(settings, TASK_PROGRESS)
         self.account_waits = TopicTable(settings, TASK_ACCOUNT_WAITS)
+        self.controls = TopicTable(settings, TASK_CONTROLS)
+        # Task commands published straight onto the topic that failed validation: the
+        # scheduler dead-letters them (keyed by task id); the client sees a rejected task.
+        self.rejected: dict[str, DeadLetter] = {}
+        commands_topic = topic_name(TASK_COMMANDS, settings.topic_prefix)
+
+        def on_dead(key, rec) -> None:
+            if isinstance(rec, DeadLetter) and rec.source_topic == commands_topic and key:
+                self.rejected[key] = rec
+
+        self.dead = TopicTable(settings, DEAD_LETTERS, on_dead)
+
+    def _tables(self) -> list[TopicTable]:
+        return [self.commands, self.progress, self.account_waits, self.controls, self.dead]
 
     async def start(self) -> None:
-        await self.commands.start()
-        await self.progress.start()
-        await self.account_waits.start()
-        await self.commands.wait_caught_up()
-        await self.progress.wait_caught_up()
-        await self.account_waits.wait_caught_up()
+        for t in self._tables():
+            await t.start()
+        for t in self._tables():
+            await t.wait_caught_up()
 
     async def stop(self) -> None:
-        await self.commands.stop()
-        await self.progress.stop()
-        await self.account_waits.stop()
+        for t in self._tables():
+            await t.stop()
+
+    def control(self, task_id: str) -> TaskControl | None:
+        c = self.controls.rows.get(task_id)
+        return c if isinstance(c, TaskControl) else None
+
+    def task_ids(self) -> list[str]:
+        ids = {k for k, v in self.commands.rows.items() if isinstance(v, OnDemandTask)}
+        return sorted(ids | set(self.rejected))
 
     def waiting_for_accounts(self, task_id: str) -> dict | None:
         """{'message': 'waiting for accounts', 'until': earliest free time} while it waits."""
@@ -45,14 +66,29 @@ class TaskView:
         task = self.task(task_id)
         prog = self.progress.rows.get(task_id)
         if task is None and prog is None:
-            return None
+            dl = self.rejected.get(task_id)
+            if dl is None:
+                return None
+            return {"task_id": task_id, "status": "rejected", "reason": dl.error,
+                    "progress": {"collected": 0, "target": 0, "percentage": 0.0},
+                    "created_at": dl.failed_at, "updated_at": dl.failed_at}
         if isinstance(prog, TaskProgress):
             status, collected, updated = prog.status, prog.collected, prog.updated_at
             target = prog.target
         else:
             status, collected, updated = "pending", 0, task.submitted_at  # type: ignore[union-attr]
             target = task.required_count  # type: ignore[union-attr]
-        if status == "completed":
+        reason = None
+        if status == "completed" and prog.end_reason == "failed":  # type: ignore[union-attr]
+            status, reason = "failed", "every slice failed (X kept refusing; see dead letters)"
+        ctl = self.control(task_id)
+        if ctl is not None and ctl.state == "cancelled":
+            status, reason = "cancelled", ctl.reason
+        elif ctl is not None and ctl.state == "paused" and status != "completed":
+            status, reason = "paused", ctl.reason
+        elif status == "running" and self.waiting_for_accounts(task_id):
+            status = "waiting_for_accounts"
+        if status in ("completed", "failed"):
             pct = 100.0
         elif target:
             pct = round(min(100.0, 100.0 * collected / target), 2)
@@ -63,8 +99,11 @@ class TaskView:
             "status": status,
             "progress": {"collected": collected, "target": target, "percentage": pct},
             "created_at": task.submitted_at if task else None,
-            "updated_at": updated,
+            "updated_at": max(updated, ctl.updated_at) if ctl else updated,
         }
-        if status != "completed" and (waiting := self.waiting_for_accounts(task_id)):
+        if reason:
+            out["reason"] = reason
+        if status not in ("completed", "cancelled") and (
+                waiting := self.waiting_for_accounts(task_id)):
             out["waiting_for_accounts"] = waiting  # no account free: when one will be
         return out

@@ -1,0 +1,121 @@
+"""The client's task API beyond creation: list, read, progress, cancel, pause/resume and
+priority. Controls are written to the compacted task-controls topic; the scraper reads them
+before every request to X, so a cancel stops X requests within one page per running slice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel, Field
+
+from libs.kafka import Outgoing, Producer
+from libs.records.tasks import TaskControl
+from libs.topics import TASK_CONTROLS
+
+from .task_view import TaskView
+
+STATUSES = ("pending", "running", "waiting_for_accounts", "paused", "completed", "failed",
+            "cancelled", "rejected")
+FINAL = ("completed", "failed", "cancelled", "rejected")
+
+
+class TaskPatch(BaseModel):
+    priority: int | None = Field(None, ge=1, le=10, description="1 is the highest.")
+    action: Literal["pause", "resume"] | None = None
+    reason: str | None = Field(None, max_length=500)
+
+
+class CancelBody(BaseModel):
+    reason: str | None = Field(None, max_length=500)
+
+
+def create_router(producer: Producer, view: TaskView, auth) -> APIRouter:
+    r = APIRouter(dependencies=[Depends(auth)])
+
+    def known(task_id: str) -> dict:
+        st = view.status(task_id)
+        if st is None:
+            raise HTTPException(404, f"no task {task_id}")
+        return st
+
+    async def write_control(task_id: str, **changes) -> TaskControl:
+        prev = view.control(task_id)
+        base = prev.model_dump(exclude={"updated_at"}) if prev else {"task_id": task_id}
+        ctl = TaskControl(**{**base, **changes, "updated_at": datetime.now(timezone.utc)})
+        await producer.send_and_wait(Outgoing(TASK_CONTROLS, task_id, ctl))
+        view.controls.rows[task_id] = ctl  # read-your-writes before the table catches up
+        return ctl
+
+    @r.get("/api/v1/tasks")
+    async def list_tasks(status: Literal[STATUSES] | None = None,  # type: ignore[valid-type]
+                         type: Literal["ondemand"] | None = None,  # noqa: A002 - API name
+                         keyword: str | None = Query(None, min_length=1),
+                         limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)):
+        items = []
+        for task_id in view.task_ids():
+            st = view.status(task_id)
+            task = view.task(task_id)
+            if st is None or (status and st["status"] != status):
+                continue
+            if keyword and (task is None or task.keyword != keyword):
+                continue
+            items.append({**st, "type": "ondemand",
+                          "keyword": task.keyword if task else None,
+                          "priority": _priority(view, task_id)})
+        items.sort(key=lambda x: (x["created_at"] or datetime.min.replace(tzinfo=timezone.utc),
+                                  x["task_id"]), reverse=True)
+        return {"total": len(items), "limit": limit, "offset": offset,
+                "items": items[offset:offset + limit]}
+
+    @r.get("/api/v1/tasks/{task_id}")
+    async def get_task(task_id: str):
+        st = known(task_id)
+        task = view.task(task_id)
+        return {**st, "type": "ondemand", "priority": _priority(view, task_id),
+                "task": task.model_dump(mode="json") if task else None}
+
+    @r.get("/api/v1/tasks/{task_id}/progress")
+    async def progress(task_id: str):
+        st = known(task_id)
+        prog = view.progress.rows.get(task_id)
+        return {**st, "slices_done": getattr(prog, "slices_done", 0),
+                "slice_count": getattr(prog, "slice_count", None),
+                "end_reason": getattr(prog, "end_reason", None)}
+
+    @r.post("/api/v1/tasks/{task_id}/cancel")
+    async def cancel(task_id: str, body: CancelBody | None = None):
+        st = known(task_id)
+        if st["status"] in FINAL:
+            raise HTTPException(409, f"task {task_id} is already {st['status']}")
+        await write_control(task_id, state="cancelled", reason=body.reason if body else None)
+        return view.status(task_id)
+
+    @r.patch("/api/v1/tasks/{task_id}")
+    async def patch(task_id: str, body: TaskPatch):
+        st = known(task_id)
+        if body.priority is None and body.action is None:
+            raise HTTPException(422, "nothing to change: give priority and/or action")
+        if st["status"] in FINAL:
+            raise HTTPException(409, f"task {task_id} is already {st['status']}")
+        changes: dict = {}
+        if body.priority is not None:
+            changes["priority"] = body.priority
+        if body.action == "pause":
+            changes.update(state="paused", reason=body.reason)
+        elif body.action == "resume":
+            changes.update(state="active", reason=None)
+        await write_control(task_id, **changes)
+        return {**view.status(task_id), "priority": _priority(view, task_id)}
+
+    return r
+
+
+def _priority(view: TaskView, task_id: str) -> int | None:
+    ctl = view.control(task_id)
+    if ctl is not None and ctl.priority is not None:
+        return ctl.priority
+    task = view.task(task_id)
+    return task.priority if task else None

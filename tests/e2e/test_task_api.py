@@ -1,0 +1,119 @@
+"""The client's task API end to end: cancel stops X requests within one page per slice and
+keeps what was collected; pause holds X requests until resume; a command published straight
+onto the topic that fails validation shows as a rejected task with the reason; list, read,
+progress and priority."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from infra.service_process import wait_until
+from libs.records.base import SCHEMA_HEADER
+from libs.records.tasks import OnDemandTask
+from libs.topics import TASK_COMMANDS, topic_name
+
+from .harness import Simulator
+from .test_reports import Stack, report_settings
+
+pytestmark = pytest.mark.e2e
+
+WINDOW = {"start_time": "2026-08-01T00:00:00Z", "end_time": "2026-08-04T00:00:00Z"}  # 3 slices
+
+
+def x_requests(sim: Simulator, keyword: str) -> int:
+    return len(sim.search_requests(keyword))
+
+
+def stable(fn, seconds: float) -> int:
+    """fn() once it has not changed for `seconds` (nothing in flight any more)."""
+    last, since = fn(), time.monotonic()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = fn()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= seconds:
+            return last
+    raise AssertionError("kept changing")
+
+
+async def publish_raw(settings, key: str, value: dict) -> None:
+    p = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await p.start()
+    try:
+        await p.send_and_wait(topic_name(TASK_COMMANDS, settings.topic_prefix),
+                              json.dumps(value).encode(), key=key.encode(),
+                              headers=[(SCHEMA_HEADER, OnDemandTask.schema_id().encode())])
+    finally:
+        await p.stop()
+
+
+def test_cancel_pause_resume_reject_list(noida, xsim, s3, tmp_path, chdb_path):
+    settings = report_settings(noida, xsim, tmp_path, chdb_path, s3, report_media_wait_s=0)
+    sim = Simulator(xsim)
+    sim.configure(limits={"SearchTimeline": 100_000})
+    sim.client.post("/_sim/faults", json={"kind": "slow", "delay_s": 0.1}).raise_for_status()
+    tag = uuid.uuid4().hex[:6]
+    kw_cancel, kw_pause = f"cancel{tag}", f"pause{tag}"
+    try:
+        with Stack(settings, tmp_path) as stack:
+            gw = stack.gw
+            c = gw.submit(task_id=f"c-{tag}", keyword=kw_cancel, priority=7, **WINDOW).json()
+            p = gw.submit(task_id=f"p-{tag}", keyword=kw_pause, **WINDOW).json()
+            tc, tp = c["task_id"], p["task_id"]
+
+            # Cancel mid-run: at most the page each of the 3 slices had in flight follows.
+            wait_until(lambda: gw.status(tc)["progress"]["collected"] >= 100, 120, "posts")
+            r = gw.client.post(f"/api/v1/tasks/{tc}/cancel", json={"reason": "enough"})
+            assert r.status_code == 200, r.text
+            at_cancel = x_requests(sim, kw_cancel)
+            assert r.json()["status"] == "cancelled" and r.json()["reason"] == "enough"
+            after = stable(lambda: x_requests(sim, kw_cancel), 2.0)
+            assert after - at_cancel <= 3, (at_cancel, after)
+            st = gw.status(tc)
+            assert st["status"] == "cancelled" and st["progress"]["collected"] >= 100
+            assert gw.client.post(f"/api/v1/tasks/{tc}/cancel").status_code == 409
+
+            # Pause: X hears nothing more for the task until it is resumed.
+            r = gw.client.patch(f"/api/v1/tasks/{tp}", json={"action": "pause", "priority": 2})
+            assert r.status_code == 200 and r.json()["status"] == "paused", r.text
+            assert r.json()["priority"] == 2
+            held = stable(lambda: x_requests(sim, kw_pause), 2.0)
+            time.sleep(1.0)
+            assert x_requests(sim, kw_pause) == held
+            r = gw.client.patch(f"/api/v1/tasks/{tp}", json={"action": "resume"})
+            assert r.status_code == 200 and r.json()["status"] != "paused", r.text
+            wait_until(lambda: x_requests(sim, kw_pause) > held, 30, "X requests to resume")
+            assert gw.client.patch(f"/api/v1/tasks/{tp}", json={}).status_code == 422
+            assert gw.client.patch(f"/api/v1/tasks/{tp}",
+                                   json={"priority": 11}).status_code == 422
+
+            # A bad command published straight onto the topic is rejected with its reason.
+            bad = f"bad-{tag}"
+            asyncio.run(publish_raw(settings, bad, {
+                "task_id": bad, "keyword": "x", "start_time": "2026-08-02T00:00:00Z",
+                "end_time": "2026-08-01T00:00:00Z", "submitted_at": "2026-11-01T00:00:00Z"}))
+            st = wait_until(lambda: (r := gw.client.get(f"/api/v1/tasks/{bad}/status"))
+                            .status_code == 200 and r.json(), 30, "the rejected task")
+            assert st["status"] == "rejected" and "end_time" in st["reason"], st
+
+            # List, read, progress.
+            listed = gw.client.get("/api/v1/tasks", params={"status": "cancelled"}).json()
+            assert tc in [t["task_id"] for t in listed["items"]]
+            listed = gw.client.get("/api/v1/tasks", params={"keyword": kw_pause}).json()
+            assert [t["task_id"] for t in listed["items"]] == [tp]
+            assert listed["items"][0]["priority"] == 2
+            got = gw.client.get(f"/api/v1/tasks/{tc}").json()
+            assert got["task"]["keyword"] == kw_cancel and got["priority"] == 7
+            prog = gw.client.get(f"/api/v1/tasks/{tp}/progress").json()
+            assert prog["task_id"] == tp and "slices_done" in prog
+            assert gw.client.get("/api/v1/tasks/nope").status_code == 404
+    finally:
+        sim.client.delete("/_sim/faults")
