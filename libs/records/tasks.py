@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from ..query import SearchFilters
 from .base import Record
 
 
@@ -24,6 +25,8 @@ class OnDemandTask(Record):
     start_time: datetime = Field(description="Window start (UTC, inclusive).")
     end_time: datetime = Field(description="Window end (UTC, exclusive).")
     callback_url: str | None = Field(None, description="Webhook for batch reports.")
+    filters: SearchFilters | None = Field(
+        None, description="X advanced-search filters (from:, lang:, min_faves:, tab, ...).")
     download_video: bool = Field(
         False, description="Also store each video's best variant (the cover is always stored).")
     submitted_at: datetime = Field(description="When the gateway (or client) issued the command.")

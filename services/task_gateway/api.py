@@ -19,6 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, ValidationError
 
 from libs.kafka import Outgoing, Producer
+from libs.query import SearchFilters
 from libs.records.reports import ReportsResume
 from libs.records.tasks import OnDemandTask
 from libs.settings import Settings
@@ -39,6 +40,7 @@ class OnDemandRequest(BaseModel):
     start_time: datetime
     end_time: datetime
     callback_url: str | None = None
+    filters: SearchFilters | None = None
     download_video: bool = False
 
 
@@ -81,7 +83,7 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
             task = OnDemandTask(
                 task_id=task_id, keyword=req.keyword, priority=req.priority,
                 required_count=req.required_count, start_time=req.start_time,
-                end_time=req.end_time, callback_url=req.callback_url,
+                end_time=req.end_time, callback_url=req.callback_url, filters=req.filters,
                 download_video=req.download_video,
                 submitted_at=datetime.now(timezone.utc),
             )

@@ -6,6 +6,7 @@ import asyncio
 from datetime import datetime, time, timedelta, timezone
 
 from libs.kafka import HandlerError, Incoming, Outgoing
+from libs.query import build_query
 from libs.records.tasks import OnDemandTask, SearchJob
 from libs.settings import Settings
 from libs.topics import SEARCH_JOBS
@@ -14,13 +15,9 @@ from libs.webhooks import WebhookUrlError, check_url
 SERVICE = "scheduler"
 
 
-def x_time(t: datetime) -> str:
-    """X's advanced-search time operand: since:2026-11-01_00:00:00_UTC."""
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%d_%H:%M:%S_UTC")
-
-
 def search_query(keyword: str, start: datetime, end: datetime) -> str:
-    return f"{keyword} since:{x_time(start)} until:{x_time(end)}"
+    """The query of a plain keyword slice (no filters)."""
+    return build_query(keyword, None, start, end)
 
 
 def day_slices(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
@@ -43,7 +40,8 @@ def jobs_for(task: OnDemandTask) -> list[SearchJob]:
     slices = day_slices(task.start_time, task.end_time)
     return [SearchJob(
         task_id=task.task_id, slice_id=f"d{s:%Y%m%dT%H%M%S}", slice_count=len(slices),
-        keyword=task.keyword, query=search_query(task.keyword, s, e),
+        keyword=task.keyword, query=build_query(task.keyword, task.filters, s, e),
+        product=task.filters.tab if task.filters else "Latest",
         priority=task.priority, required_count=task.required_count,
         start_time=s, end_time=e, download_video=task.download_video,
     ) for s, e in slices]

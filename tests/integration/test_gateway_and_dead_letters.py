@@ -49,6 +49,10 @@ async def test_gateway_validates_authenticates_and_is_idempotent(noida):
             r = await c.post("/api/v1/tasks/ondemand", headers=auth,
                              json={"keyword": "   ", **WINDOW})
             assert r.status_code == 422 and r.json()["detail"][0]["field"] == "keyword"
+            r = await c.post("/api/v1/tasks/ondemand", headers=auth, json={
+                "keyword": "x", "filters": {"lang": "en", "min_faves": -5}, **WINDOW})
+            assert r.status_code == 422
+            assert r.json()["detail"][0]["field"] == "filters.min_faves"
             for hook, why in (("http://127.0.0.1:9/hook", "non-public"),
                               ("http://10.0.0.7/hook", "non-public"),
                               ("file:///etc/passwd", "http(s)")):
