@@ -126,6 +126,10 @@ class Settings(BaseSettings):
 
     estimate_posts_per_hour: float = Field(
         60.0, description="Assumed post density for estimates when required_count is 0.")
+    cost_per_x_request_usd: float = Field(
+        0.0002, ge=0, description="Estimated cost of one X request (accounts, proxies) for quotes.")
+    cost_per_post_usd: float = Field(
+        0.00002, ge=0, description="Estimated cost of storing and reporting one post.")
     estimate_seconds_per_page: float = Field(
         1.0, description="Assumed seconds per X page for completion estimates.")
 

@@ -7,10 +7,9 @@ client may publish there directly; everything else follows from that topic.
 from __future__ import annotations
 
 import asyncio
-import math
 import secrets
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,6 +28,7 @@ from libs.webhooks import WebhookUrlError, check_url
 from . import kol_tasks
 from .kol_tasks import KolTaskView
 from . import data_api, tasks_api
+from .estimate import completion, estimate
 from .task_view import TaskView
 
 
@@ -101,14 +101,17 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
                 exclude={"submitted_at"})
             if not same:
                 raise HTTPException(409, f"task {task_id} exists with a different body")
+            est = estimate(settings, known, view.active_accounts())
             return {"status": "accepted", "task_id": task_id,
                     "message": "task already exists (idempotent resubmission)",
-                    "estimated_completion": _estimate(settings, known)}
+                    "estimated_completion": completion(known.submitted_at, est),
+                    "estimate": est}
         await producer.send_and_wait(Outgoing(TASK_COMMANDS, task_id, task))
         view.commands.rows[task_id] = task  # read-your-writes before the table catches up
+        est = estimate(settings, task, view.active_accounts())
         return {"status": "accepted", "task_id": task_id,
                 "message": f"collecting '{task.keyword}'",
-                "estimated_completion": _estimate(settings, task)}
+                "estimated_completion": completion(task.submitted_at, est), "estimate": est}
 
     @app.get("/api/v1/tasks/{task_id}/status", dependencies=[Depends(auth)])
     async def task_status(task_id: str):
@@ -130,14 +133,3 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
     if get_store is not None:
         app.include_router(data_api.create_router(get_store, view, auth))
     return app
-
-
-def _estimate(settings: Settings, task: OnDemandTask) -> datetime:
-    """A rough finish time: pages needed at the measured page rate of the account pool."""
-    if task.required_count:
-        pages = math.ceil(task.required_count / settings.x_page_size)
-    else:
-        hours = (task.end_time - task.start_time).total_seconds() / 3600
-        pages = math.ceil(hours * settings.estimate_posts_per_hour / settings.x_page_size)
-    seconds = pages * settings.estimate_seconds_per_page
-    return task.submitted_at + timedelta(seconds=seconds)

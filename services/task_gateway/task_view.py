@@ -4,11 +4,11 @@ account-manager's word on tasks waiting for an account)."""
 from __future__ import annotations
 
 from libs.kafka import TopicTable
-from libs.records.accounts import TaskAccountWait
+from libs.records.accounts import AccountState, TaskAccountWait
 from libs.records.dead_letter import DeadLetter
 from libs.records.tasks import OnDemandTask, TaskControl, TaskProgress
 from libs.settings import Settings
-from libs.topics import (DEAD_LETTERS, TASK_ACCOUNT_WAITS, TASK_COMMANDS, TASK_CONTROLS,
+from libs.topics import (ACCOUNT_STATE, DEAD_LETTERS, TASK_ACCOUNT_WAITS, TASK_COMMANDS, TASK_CONTROLS,
                          TASK_PROGRESS, topic_name)
 
 
@@ -18,6 +18,7 @@ class TaskView:
         self.progress = TopicTable(settings, TASK_PROGRESS)
         self.account_waits = TopicTable(settings, TASK_ACCOUNT_WAITS)
         self.controls = TopicTable(settings, TASK_CONTROLS)
+        self.accounts = TopicTable(settings, ACCOUNT_STATE)  # for estimates: the pool's size
         # Task commands published straight onto the topic that failed validation: the
         # scheduler dead-letters them (keyed by task id); the client sees a rejected task.
         self.rejected: dict[str, DeadLetter] = {}
@@ -30,7 +31,12 @@ class TaskView:
         self.dead = TopicTable(settings, DEAD_LETTERS, on_dead)
 
     def _tables(self) -> list[TopicTable]:
-        return [self.commands, self.progress, self.account_waits, self.controls, self.dead]
+        return [self.commands, self.progress, self.account_waits, self.controls, self.dead,
+                self.accounts]
+
+    def active_accounts(self) -> int:
+        return sum(1 for a in self.accounts.rows.values()
+                   if isinstance(a, AccountState) and a.status == "active" and not a.removed)
 
     async def start(self) -> None:
         for t in self._tables():

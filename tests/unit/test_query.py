@@ -52,3 +52,20 @@ def test_scheduler_puts_filters_and_tab_in_every_slice():
     jobs = jobs_for(task)
     assert len(jobs) == 2
     assert all(j.product == "Top" and "lang:ja min_faves:5 since:" in j.query for j in jobs)
+
+
+def test_estimate_counts_requests_time_with_the_pool_and_cost():
+    from libs.settings import Settings
+    from services.task_gateway.estimate import estimate
+
+    s = Settings(_env_file=None, x_rate_limits="SearchTimeline:50", x_rate_window_s=900,
+                 cost_per_x_request_usd=0.001, cost_per_post_usd=0.0001, x_page_size=20)
+    task = OnDemandTask(task_id="t", keyword="k", required_count=1000, start_time=T0,
+                        end_time=T1, submitted_at=T1)
+    e = estimate(s, task, active_accounts=2)
+    assert e["x_requests"] == 50 and e["posts"] == 1000
+    assert e["seconds"] == 450.0  # 50 requests at 2 x 50 per 900 s
+    assert e["cost_usd"] == {"x_requests": 0.05, "posts": 0.1, "total": 0.15,
+                             "per_1000_posts": 0.15}
+    slow = estimate(s, task, active_accounts=1)
+    assert slow["seconds"] == 900.0 and "1 active account" in slow["basis"]
