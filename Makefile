@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup up down status run test test-fast bench bench-media bench-accounts schemas
+.PHONY: setup up down status run test test-fast bench bench-media bench-accounts bench-gateway schemas
 
 setup: $(BIN)/xget  ## create the virtualenv with XGet, the local brokers and the S3 server
 
@@ -34,6 +34,9 @@ bench: setup  ## end-to-end pipeline rate vs bare parsing (last line: ratio)
 
 bench-media: setup  ## media stored through the media-downloader vs bare httpx download (last line: ratio)
 	$(BIN)/python bench/media.py
+
+bench-gateway: setup  ## task submissions/s and latency vs a bare FastAPI endpoint (last line: ratio)
+	$(BIN)/python bench/gateway.py
 
 bench-accounts: setup  ## account utilisation with 2 scraper replicas vs the limits' maximum
 	$(BIN)/python bench/accounts.py
