@@ -126,6 +126,9 @@ class Settings(BaseSettings):
 
     estimate_posts_per_hour: float = Field(
         60.0, description="Assumed post density for estimates when required_count is 0.")
+    schedule_time_scale: float = Field(
+        1.0, gt=0, description="Scales scheduled tasks' periods (tests run an hour in seconds).")
+    schedule_tick_s: float = Field(1.0, gt=0, description="How often due scheduled runs fire.")
     cost_per_x_request_usd: float = Field(
         0.0002, ge=0, description="Estimated cost of one X request (accounts, proxies) for quotes.")
     cost_per_post_usd: float = Field(

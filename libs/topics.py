@@ -19,7 +19,9 @@ from .records.media import MediaStored
 from .records.pages import RawPage, SliceCheckpoint, SliceEnd
 from .records.posts import MediaJob, Post, XUser
 from .records.reports import ReportsReplay, ReportsResume
-from .records.tasks import OnDemandTask, SearchJob, TaskControl, TaskProgress
+from .records.tasks import (
+    OnDemandTask, ScheduledTask, ScheduleState, SearchJob, TaskControl, TaskProgress,
+)
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class TopicSpec:
 
 
 TASK_COMMANDS = TopicSpec(
-    "task-commands", 6, "task_id", (OnDemandTask,),
+    "task-commands", 6, "task_id", (OnDemandTask, ScheduledTask),
     doc="Client task commands (HTTP gateway or published directly by the client).",
 )
 SEARCH_JOBS = TopicSpec(
@@ -74,6 +76,10 @@ MEDIA_STORED = TopicSpec(
 TASK_PROGRESS = TopicSpec(
     "task-progress", 6, "task_id", (TaskProgress,), compacted=True,
     doc="Latest progress per task from the dedup-counter (compacted).",
+)
+SCHEDULE_STATE = TopicSpec(
+    "schedule-state", 3, "task_id", (ScheduleState,), compacted=True,
+    doc="The last run each scheduled task fired (compacted): no run lost or fired twice.",
 )
 TASK_CONTROLS = TopicSpec(
     "task-controls", 6, "task_id", (TaskControl,), compacted=True,
@@ -139,7 +145,7 @@ KOL_TOPICS: tuple[TopicSpec, ...] = (KOL_PAGES, KOL_COMMANDS, KOL_PROGRESS)
 
 CATALOGUE: tuple[TopicSpec, ...] = (
     TASK_COMMANDS, SEARCH_JOBS, RAW_PAGES, SCRAPE_CHECKPOINTS, POSTS, USERS, MEDIA_JOBS, MEDIA_STORED,
-    TASK_PROGRESS, TASK_CONTROLS, REPORT_CONTROLS, ACCOUNT_COMMANDS, ACCOUNT_EVENTS, LEASE_REQUESTS, LEASE_GRANTS,
+    TASK_PROGRESS, TASK_CONTROLS, SCHEDULE_STATE, REPORT_CONTROLS, ACCOUNT_COMMANDS, ACCOUNT_EVENTS, LEASE_REQUESTS, LEASE_GRANTS,
     ACCOUNT_STATE, PROXY_STATE, TASK_ACCOUNT_WAITS, DEAD_LETTERS, *KOL_TOPICS,
 )
 

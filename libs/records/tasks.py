@@ -107,3 +107,47 @@ class TaskControl(Record):
     priority: int | None = Field(None, ge=1, le=10, description="Overrides the task's priority.")
     reason: str | None = Field(None, description="Why it was paused or cancelled, if given.")
     updated_at: datetime
+
+
+class ScheduledTask(Record):
+    """A client's recurring collection: `frequency_count` runs per hour/day/week, spread evenly.
+
+    Run n (from 0) fires at submitted_at + n × period / frequency_count and becomes the
+    on-demand task `{task_id}-r{n+1:04d}` over the time since the previous run's window ended,
+    so a run never asks X again for posts an earlier run already covered."""
+
+    schema_name = "xget.ScheduledTask"
+
+    task_id: str
+    keyword: str = Field(min_length=1, max_length=512)
+    priority: int = Field(5, ge=1, le=10, description="1 is the highest priority.")
+    frequency: Literal["hourly", "daily", "weekly"]
+    frequency_count: int = Field(1, ge=1, le=3600, description="Runs per period.")
+    filters: SearchFilters | None = None
+    callback_url: str | None = None
+    download_video: bool = False
+    submitted_at: datetime = Field(description="Anchor of the schedule: the first run's time.")
+
+    @field_validator("keyword")
+    @classmethod
+    def _strip(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("keyword must not be blank")
+        return v
+
+    @field_validator("task_id")
+    @classmethod
+    def _task_id_shape(cls, v: str) -> str:
+        return OnDemandTask._task_id_shape(v)
+
+
+class ScheduleState(Record):
+    """How far a scheduled task has fired (compacted, per task): survives a gateway restart,
+    so no run is lost and none fires twice."""
+
+    schema_name = "xget.ScheduleState"
+
+    task_id: str
+    last_run: int = Field(ge=-1, description="Index of the last run fired (-1: none yet).")
+    updated_at: datetime

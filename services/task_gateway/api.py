@@ -10,6 +10,7 @@ import asyncio
 import secrets
 import uuid
 from datetime import datetime, timezone
+from typing import Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,7 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 from libs.kafka import Outgoing, Producer
 from libs.query import SearchFilters
 from libs.records.reports import ReportsResume
-from libs.records.tasks import OnDemandTask
+from libs.records.tasks import OnDemandTask, ScheduledTask
 from libs.settings import Settings
 from libs.topics import REPORT_CONTROLS, TASK_COMMANDS
 from libs.webhooks import WebhookUrlError, check_url
@@ -30,6 +31,17 @@ from .kol_tasks import KolTaskView
 from . import data_api, tasks_api
 from .estimate import completion, estimate
 from .task_view import TaskView
+
+
+class ScheduledRequest(BaseModel):
+    task_id: str | None = None
+    keyword: str
+    priority: int = Field(5, ge=1, le=10)
+    frequency: Literal["hourly", "daily", "weekly"]
+    frequency_count: int = Field(1, ge=1, le=3600)
+    filters: SearchFilters | None = None
+    callback_url: str | None = None
+    download_video: bool = False
 
 
 class OnDemandRequest(BaseModel):
@@ -112,6 +124,35 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
         return {"status": "accepted", "task_id": task_id,
                 "message": f"collecting '{task.keyword}'",
                 "estimated_completion": completion(task.submitted_at, est), "estimate": est}
+
+    @app.post("/api/v1/tasks/scheduled", dependencies=[Depends(auth)])
+    async def create_scheduled(req: ScheduledRequest):
+        task_id = req.task_id or f"sc-{uuid.uuid4().hex[:16]}"
+        try:
+            task = ScheduledTask(task_id=task_id, **req.model_dump(exclude={"task_id"}),
+                                 submitted_at=datetime.now(timezone.utc))
+        except ValidationError as e:
+            return JSONResponse({"status": "rejected", "detail": _errors(e)}, status_code=422)
+        if task.callback_url is not None:
+            try:
+                await asyncio.to_thread(check_url, task.callback_url, settings.webhook_allow_hosts)
+            except WebhookUrlError as e:
+                return JSONResponse({"status": "rejected", "detail": [
+                    {"field": "callback_url", "message": str(e)}]}, status_code=422)
+        known = view.commands.rows.get(task_id)
+        if known is not None:
+            if not isinstance(known, ScheduledTask) or known.model_dump(
+                    exclude={"submitted_at"}) != task.model_dump(exclude={"submitted_at"}):
+                raise HTTPException(409, f"task {task_id} exists with a different body")
+            task, message = known, "task already exists (idempotent resubmission)"
+        else:
+            await producer.send_and_wait(Outgoing(TASK_COMMANDS, task_id, task))
+            view.commands.rows[task_id] = task
+            message = (f"collecting '{task.keyword}' {task.frequency_count} time(s) "
+                       f"{task.frequency}")
+        nxt = view.schedules.next_execution(task) if view.schedules else task.submitted_at
+        return {"status": "accepted", "task_id": task_id, "message": message,
+                "next_execution": nxt}
 
     @app.get("/api/v1/tasks/{task_id}/status", dependencies=[Depends(auth)])
     async def task_status(task_id: str):

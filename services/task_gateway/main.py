@@ -15,6 +15,7 @@ from services.runtime import clickhouse_for, run_until, started_producer
 from . import scheduler
 from .api import create_app
 from .kol_tasks import KolTaskView
+from .schedules import ScheduleRunner
 from .task_view import TaskView
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await view.start()
     kol_view = KolTaskView(settings)
     await kol_view.start()
-    sched = ConsumerLoop(settings, scheduler.SERVICE, [TASK_COMMANDS], scheduler.make_handler(settings), producer)
+    sched = ConsumerLoop(settings, scheduler.SERVICE, [TASK_COMMANDS],
+                         scheduler.make_handler(settings), producer)
+    timer = ScheduleRunner(settings, producer, view.commands, view.controls)
+    view.schedules = timer
     # ClickHouse opens on the first statistics/data request: a gateway that only takes tasks
     # never touches it (with chdb, another process may own the data path).
     api = _Api(settings, create_app(settings, producer, view, lambda: clickhouse_for(settings),
@@ -48,7 +52,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     log.info("task-gateway listening on http://%s:%d", settings.gateway_host,
              settings.gateway_port)
     try:
-        await asyncio.gather(run_until(api, stop), run_until(sched, stop))
+        await asyncio.gather(run_until(api, stop), run_until(sched, stop),
+                             run_until(timer, stop))
     finally:
         await kol_view.stop()
         await view.stop()

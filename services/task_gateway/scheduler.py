@@ -7,7 +7,7 @@ from datetime import datetime, time, timedelta, timezone
 
 from libs.kafka import HandlerError, Incoming, Outgoing
 from libs.query import build_query
-from libs.records.tasks import OnDemandTask, SearchJob
+from libs.records.tasks import OnDemandTask, ScheduledTask, SearchJob
 from libs.settings import Settings
 from libs.topics import SEARCH_JOBS
 from libs.webhooks import WebhookUrlError, check_url
@@ -54,7 +54,7 @@ def make_handler(settings: Settings):
     async def handle(batch: list[Incoming]) -> list[Outgoing]:
         for inc in batch:
             task = inc.record
-            if isinstance(task, OnDemandTask) and task.callback_url:
+            if isinstance(task, (OnDemandTask, ScheduledTask)) and task.callback_url:
                 try:
                     await asyncio.to_thread(check_url, task.callback_url,
                                             settings.webhook_allow_hosts)
@@ -69,6 +69,8 @@ async def schedule(batch: list[Incoming]) -> list[Outgoing]:
     outs: list[Outgoing] = []
     for inc in batch:
         task = inc.record
+        if isinstance(task, ScheduledTask):
+            continue  # its runs come back as on-demand tasks (schedules.ScheduleRunner)
         if not isinstance(task, OnDemandTask):
             raise HandlerError(f"unexpected record {type(task).__name__}")
         outs.extend(Outgoing(SEARCH_JOBS, f"{j.task_id}/{j.slice_id}", j)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from libs.kafka import TopicTable
 from libs.records.accounts import AccountState, TaskAccountWait
 from libs.records.dead_letter import DeadLetter
-from libs.records.tasks import OnDemandTask, TaskControl, TaskProgress
+from libs.records.tasks import OnDemandTask, ScheduledTask, TaskControl, TaskProgress
 from libs.settings import Settings
 from libs.topics import (ACCOUNT_STATE, DEAD_LETTERS, TASK_ACCOUNT_WAITS, TASK_COMMANDS, TASK_CONTROLS,
                          TASK_PROGRESS, topic_name)
@@ -29,6 +29,7 @@ class TaskView:
                 self.rejected[key] = rec
 
         self.dead = TopicTable(settings, DEAD_LETTERS, on_dead)
+        self.schedules = None  # the ScheduleRunner, once the gateway wires it (next runs)
 
     def _tables(self) -> list[TopicTable]:
         return [self.commands, self.progress, self.account_waits, self.controls, self.dead,
@@ -53,8 +54,35 @@ class TaskView:
         return c if isinstance(c, TaskControl) else None
 
     def task_ids(self) -> list[str]:
-        ids = {k for k, v in self.commands.rows.items() if isinstance(v, OnDemandTask)}
+        ids = {k for k, v in self.commands.rows.items()
+               if isinstance(v, (OnDemandTask, ScheduledTask))}
         return sorted(ids | set(self.rejected))
+
+    def scheduled(self, task_id: str) -> ScheduledTask | None:
+        t = self.commands.rows.get(task_id)
+        return t if isinstance(t, ScheduledTask) else None
+
+    def scheduled_status(self, task: ScheduledTask) -> dict:
+        ctl = self.control(task.task_id)
+        state = ctl.state if ctl else "active"
+        runs = self.schedules.last_run(task.task_id) + 1 if self.schedules else 0
+        out = {
+            "task_id": task.task_id, "type": "scheduled",
+            "status": {"active": "scheduled"}.get(state, state),
+            "runs_fired": runs,
+            "run_task_ids": [f"{task.task_id}-r{n + 1:04d}" for n in range(runs)],
+            "next_execution": (self.schedules.next_execution(task)
+                               if self.schedules and state == "active" else None),
+            "progress": {"collected": sum(
+                p.collected for n in range(runs)
+                if isinstance(p := self.progress.rows.get(f"{task.task_id}-r{n + 1:04d}"),
+                              TaskProgress)), "target": 0, "percentage": 0.0},
+            "created_at": task.submitted_at,
+            "updated_at": ctl.updated_at if ctl else task.submitted_at,
+        }
+        if ctl and ctl.reason:
+            out["reason"] = ctl.reason
+        return out
 
     def waiting_for_accounts(self, task_id: str) -> dict | None:
         """{'message': 'waiting for accounts', 'until': earliest free time} while it waits."""
@@ -69,6 +97,9 @@ class TaskView:
         return t if isinstance(t, OnDemandTask) else None
 
     def status(self, task_id: str) -> dict | None:
+        sched = self.scheduled(task_id)
+        if sched is not None:
+            return self.scheduled_status(sched)
         task = self.task(task_id)
         prog = self.progress.rows.get(task_id)
         if task is None and prog is None:

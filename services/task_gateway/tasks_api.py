@@ -17,7 +17,7 @@ from libs.topics import TASK_CONTROLS
 
 from .task_view import TaskView
 
-STATUSES = ("pending", "running", "waiting_for_accounts", "paused", "completed", "failed",
+STATUSES = ("scheduled", "pending", "running", "waiting_for_accounts", "paused", "completed", "failed",
             "cancelled", "rejected")
 FINAL = ("completed", "failed", "cancelled", "rejected")
 
@@ -51,7 +51,7 @@ def create_router(producer: Producer, view: TaskView, auth) -> APIRouter:
 
     @r.get("/api/v1/tasks")
     async def list_tasks(status: Literal[STATUSES] | None = None,  # type: ignore[valid-type]
-                         type: Literal["ondemand"] | None = None,  # noqa: A002 - API name
+                         type: Literal["ondemand", "scheduled"] | None = None,  # noqa: A002
                          keyword: str | None = Query(None, min_length=1),
                          limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)):
         items = []
@@ -60,10 +60,13 @@ def create_router(producer: Producer, view: TaskView, auth) -> APIRouter:
             task = view.task(task_id)
             if st is None or (status and st["status"] != status):
                 continue
+            task = task or view.scheduled(task_id)
+            kind = "scheduled" if view.scheduled(task_id) else "ondemand"
             if keyword and (task is None or task.keyword != keyword):
                 continue
-            items.append({**st, "type": "ondemand",
-                          "keyword": task.keyword if task else None,
+            if type and kind != type:
+                continue
+            items.append({**st, "type": kind, "keyword": task.keyword if task else None,
                           "priority": _priority(view, task_id)})
         items.sort(key=lambda x: (x["created_at"] or datetime.min.replace(tzinfo=timezone.utc),
                                   x["task_id"]), reverse=True)
@@ -73,8 +76,9 @@ def create_router(producer: Producer, view: TaskView, auth) -> APIRouter:
     @r.get("/api/v1/tasks/{task_id}")
     async def get_task(task_id: str):
         st = known(task_id)
-        task = view.task(task_id)
-        return {**st, "type": "ondemand", "priority": _priority(view, task_id),
+        task = view.task(task_id) or view.scheduled(task_id)
+        return {**st, "type": "scheduled" if view.scheduled(task_id) else "ondemand",
+                "priority": _priority(view, task_id),
                 "task": task.model_dump(mode="json") if task else None}
 
     @r.get("/api/v1/tasks/{task_id}/progress")
@@ -117,5 +121,5 @@ def _priority(view: TaskView, task_id: str) -> int | None:
     ctl = view.control(task_id)
     if ctl is not None and ctl.priority is not None:
         return ctl.priority
-    task = view.task(task_id)
+    task = view.task(task_id) or view.scheduled(task_id)
     return task.priority if task else None
