@@ -13,6 +13,7 @@ queues the request and answers the moment an account frees up.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import socket
@@ -78,6 +79,9 @@ class LeaseClient:
         self.waits: dict[str, LeaseWait] = {}  # operation -> the manager's last "wait" answer
         self.granted = 0
         self._changed = asyncio.Condition()
+        self._tickets = itertools.count()
+        self._waiting: dict[int, tuple[str, int, float]] = {}  # ticket -> (op, priority, since)
+        self._busy: dict[tuple[str, str], tuple[int, float]] = {}  # (op, task) -> (prio, last)
         self._consumer = None
         self._tasks: list[asyncio.Task] = []
 
@@ -107,19 +111,55 @@ class LeaseClient:
 
     # --- using accounts -------------------------------------------------------------------------
 
-    async def acquire(self, operation: str, task_id: str | None = None) -> XAccount:
+    async def acquire(self, operation: str, task_id: str | None = None,
+                      priority: int = 5) -> XAccount:
+        """An account for one request of `operation`. While accounts are scarce, waiting
+        callers are served best effective priority first: `priority` (1 highest) improved by
+        one level per `task_priority_aging_s` waited, so low priorities are never starved."""
+        ticket = next(self._tickets)
+        self._waiting[ticket] = (operation, priority, time.time())
+        try:
+            account = await self._acquire(operation, task_id, ticket)
+            # Held "busy" for a moment: a task paging serially is between two requests most
+            # of the time, and lower priorities must not take the budget in those gaps.
+            self._busy[(operation, task_id or f"#{ticket}")] = (priority, time.time())
+            return account
+        finally:
+            del self._waiting[ticket]
+            async with self._changed:
+                self._changed.notify_all()  # the next in line may take what is free
+
+    def _first_in_line(self, ticket: int, operation: str, now: float) -> bool:
+        aging = self.settings.task_priority_aging_s
+
+        def rank(t: int) -> tuple:
+            _, prio, since = self._waiting[t]
+            return (prio - (now - since) / aging, since, t)
+
+        mine = rank(ticket)
+        if not all(rank(t) >= mine for t, (op, _, _) in self._waiting.items() if op == operation):
+            return False
+        hold = self.settings.task_priority_hold_s
+        for (op, _key), (prio, last) in list(self._busy.items()):
+            if now - last > hold:
+                del self._busy[(op, _key)]
+            elif op == operation and prio < mine[0]:
+                return False  # a better task is mid-flight and will ask again at once
+        return True
+
+    async def _acquire(self, operation: str, task_id: str | None, ticket: int) -> XAccount:
         asked_until = 0.0
         while True:
             now = time.time()
             free = [lz for (op, _), lz in self.leases.items()
                     if op == operation and lz.usable(now)]
-            if free:
+            if free and self._first_in_line(ticket, operation, now):
                 lease = max(free, key=lambda lz: lz.grant.budget - lz.used)
                 lease.used += 1
                 lease.in_flight += 1
                 lease.last_used = now
                 return lease.account
-            if now >= asked_until:
+            if not free and now >= asked_until:
                 asked_until = now + self.settings.account_request_wait_s
                 await self.producer.send_and_wait(Outgoing(LEASE_REQUESTS, self.requester,
                                                            LeaseRequest(

@@ -126,6 +126,12 @@ class Settings(BaseSettings):
 
     estimate_posts_per_hour: float = Field(
         60.0, description="Assumed post density for estimates when required_count is 0.")
+    task_priority_aging_s: float = Field(
+        60.0, gt=0, description="A waiting request gains one priority level per this many "
+                                "seconds, so low-priority tasks are never starved.")
+    task_priority_hold_s: float = Field(
+        1.0, ge=0, description="After a task's request, lower priorities wait this long for "
+                               "its next one before taking the budget it would use.")
     schedule_time_scale: float = Field(
         1.0, gt=0, description="Scales scheduled tasks' periods (tests run an hour in seconds).")
     schedule_tick_s: float = Field(1.0, gt=0, description="How often due scheduled runs fire.")

@@ -40,6 +40,14 @@ class SliceDeps:
     controls: TopicTable | None = None  # task-controls: pause / cancel
 
 
+def task_priority(controls: TopicTable | None, job: SearchJob) -> int:
+    """The job's priority, or the client's newer one (PATCH): read before every page."""
+    c = controls.rows.get(job.task_id) if controls is not None else None
+    if isinstance(c, TaskControl) and c.priority is not None:
+        return c.priority
+    return job.priority
+
+
 def control_state(controls: TopicTable | None, task_id: str) -> str:
     c = controls.rows.get(task_id) if controls is not None else None
     return c.state if isinstance(c, TaskControl) else "active"
@@ -83,7 +91,8 @@ async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
             if done:
                 return await _finish(job, deps, state, "target_reached")
 
-        account = await deps.pool.acquire(OPERATION, job.task_id)
+        account = await deps.pool.acquire(OPERATION, job.task_id,
+                                          task_priority(deps.controls, job))
         started = datetime.now(timezone.utc)
         result = None
         try:
