@@ -19,7 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, ValidationError
 
 from libs.kafka import Outgoing, Producer
-from libs.query import SearchFilters
+from libs.query import HANDLE, SearchFilters
 from libs.records.reports import ReportsResume
 from libs.records.tasks import OnDemandTask, ScheduledTask
 from libs.settings import Settings
@@ -42,6 +42,26 @@ class ScheduledRequest(BaseModel):
     filters: SearchFilters | None = None
     callback_url: str | None = None
     download_video: bool = False
+
+
+class SearchRequest(BaseModel):
+    type: Literal["keyword_search", "user_timeline", "quotes"]
+    task_id: str | None = None
+    keyword: str | None = None
+    username: str | None = None
+    post_id: str | None = None
+    priority: int = Field(5, ge=1, le=10)
+    required_count: int = Field(0, ge=0)
+    start_time: datetime
+    end_time: datetime
+    filters: SearchFilters | None = None
+    callback_url: str | None = None
+    download_video: bool = False
+
+
+def _field_error(field: str, message: str) -> JSONResponse:
+    return JSONResponse({"status": "rejected", "detail": [{"field": field, "message": message}]},
+                        status_code=422)
 
 
 class OnDemandRequest(BaseModel):
@@ -88,19 +108,13 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
     async def health():
         return {"status": "ok"}
 
-    @app.post("/api/v1/tasks/ondemand", dependencies=[Depends(auth)])
-    async def create_ondemand(req: OnDemandRequest):
-        task_id = req.task_id or f"od-{uuid.uuid4().hex[:16]}"
+    async def accept(make_task) -> dict | JSONResponse:
+        """Validate, check the webhook, then write the command (idempotent per task id)."""
         try:
-            task = OnDemandTask(
-                task_id=task_id, keyword=req.keyword, priority=req.priority,
-                required_count=req.required_count, start_time=req.start_time,
-                end_time=req.end_time, callback_url=req.callback_url, filters=req.filters,
-                download_video=req.download_video,
-                submitted_at=datetime.now(timezone.utc),
-            )
+            task: OnDemandTask = make_task()
         except ValidationError as e:
             return JSONResponse({"status": "rejected", "detail": _errors(e)}, status_code=422)
+        task_id = task.task_id
         if task.callback_url is not None:
             try:
                 await asyncio.to_thread(check_url, task.callback_url, settings.webhook_allow_hosts)
@@ -124,6 +138,38 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
         return {"status": "accepted", "task_id": task_id,
                 "message": f"collecting '{task.keyword}'",
                 "estimated_completion": completion(task.submitted_at, est), "estimate": est}
+
+    @app.post("/api/v1/tasks/ondemand", dependencies=[Depends(auth)])
+    async def create_ondemand(req: OnDemandRequest):
+        return await accept(lambda: OnDemandTask(
+            task_id=req.task_id or f"od-{uuid.uuid4().hex[:16]}", keyword=req.keyword,
+            priority=req.priority, required_count=req.required_count,
+            start_time=req.start_time, end_time=req.end_time, callback_url=req.callback_url,
+            filters=req.filters, download_video=req.download_video,
+            submitted_at=datetime.now(timezone.utc)))
+
+    @app.post("/api/v1/tasks/search", dependencies=[Depends(auth)])
+    async def create_search(req: SearchRequest):
+        """Generic search tasks. user_timeline and quotes are X advanced searches
+        (from:USER, quoted_tweet_id:ID) and run, store and report like keyword searches."""
+        if req.type == "keyword_search":
+            if not req.keyword:
+                return _field_error("keyword", "keyword_search needs a keyword")
+            keyword = req.keyword
+        elif req.type == "user_timeline":
+            if not req.username or not HANDLE.match(req.username):
+                return _field_error("username", "user_timeline needs an X handle")
+            keyword = f"from:{req.username.lstrip('@')}"
+        else:  # quotes
+            if not req.post_id or not req.post_id.isdigit():
+                return _field_error("post_id", "quotes needs the quoted post's id (digits)")
+            keyword = f"quoted_tweet_id:{req.post_id}"
+        return await accept(lambda: OnDemandTask(
+            task_id=req.task_id or f"{req.type[:2]}-{uuid.uuid4().hex[:16]}", keyword=keyword,
+            priority=req.priority, required_count=req.required_count,
+            start_time=req.start_time, end_time=req.end_time, callback_url=req.callback_url,
+            filters=req.filters, download_video=req.download_video,
+            submitted_at=datetime.now(timezone.utc)))
 
     @app.post("/api/v1/tasks/scheduled", dependencies=[Depends(auth)])
     async def create_scheduled(req: ScheduledRequest):

@@ -59,15 +59,15 @@ def test_cancel_pause_resume_reject_list(noida, xsim, s3, tmp_path, chdb_path):
     settings = report_settings(noida, xsim, tmp_path, chdb_path, s3, report_media_wait_s=0)
     sim = Simulator(xsim)
     sim.configure(limits={"SearchTimeline": 100_000})
-    sim.client.post("/_sim/faults", json={"kind": "slow", "delay_s": 0.1}).raise_for_status()
+    # X answering in 0.4 s (real X: ~0.7 s): the cancel must land within one page per slice.
+    sim.client.post("/_sim/faults", json={"kind": "slow", "delay_s": 0.4}).raise_for_status()
     tag = uuid.uuid4().hex[:6]
     kw_cancel, kw_pause = f"cancel{tag}", f"pause{tag}"
     try:
         with Stack(settings, tmp_path) as stack:
             gw = stack.gw
             c = gw.submit(task_id=f"c-{tag}", keyword=kw_cancel, priority=7, **WINDOW).json()
-            p = gw.submit(task_id=f"p-{tag}", keyword=kw_pause, **WINDOW).json()
-            tc, tp = c["task_id"], p["task_id"]
+            tc = c["task_id"]
 
             # Cancel mid-run: at most the page each of the 3 slices had in flight follows.
             wait_until(lambda: gw.status(tc)["progress"]["collected"] >= 100, 120, "posts")
@@ -82,6 +82,9 @@ def test_cancel_pause_resume_reject_list(noida, xsim, s3, tmp_path, chdb_path):
             assert gw.client.post(f"/api/v1/tasks/{tc}/cancel").status_code == 409
 
             # Pause: X hears nothing more for the task until it is resumed.
+            tp = gw.submit(task_id=f"p-{tag}", keyword=kw_pause, start_time="2026-05-01T00:00:00Z",
+                           end_time="2026-07-01T00:00:00Z").json()["task_id"]
+            wait_until(lambda: gw.status(tp)["progress"]["collected"] >= 20, 60, "pause task")
             r = gw.client.patch(f"/api/v1/tasks/{tp}", json={"action": "pause", "priority": 2})
             assert r.status_code == 200 and r.json()["status"] == "paused", r.text
             assert r.json()["priority"] == 2
@@ -117,3 +120,33 @@ def test_cancel_pause_resume_reject_list(noida, xsim, s3, tmp_path, chdb_path):
             assert gw.client.get("/api/v1/tasks/nope").status_code == 404
     finally:
         sim.client.delete("/_sim/faults")
+
+
+def test_generic_search_types(noida, xsim, s3, tmp_path, chdb_path):
+    settings = report_settings(noida, xsim, tmp_path, chdb_path, s3, report_media_wait_s=0)
+    sim = Simulator(xsim)
+    sim.configure(limits={"SearchTimeline": 100_000})
+    tag = uuid.uuid4().hex[:6]
+    with Stack(settings, tmp_path) as stack:
+        gw = stack.gw
+
+        def search(**body):
+            return gw.client.post("/api/v1/tasks/search", json={**WINDOW, **body})
+
+        ut = search(type="user_timeline", username=f"@user{tag}", required_count=40)
+        qt = search(type="quotes", post_id="1790000000000000000", required_count=40)
+        assert ut.status_code == qt.status_code == 200, (ut.text, qt.text)
+        for r in (ut, qt):
+            tid = r.json()["task_id"]
+            wait_until(lambda: gw.status(tid)["status"] == "completed", 120, tid)
+        queries = {e["raw_query"].split(" since:")[0] for e in sim.log()
+                   if e.get("operation") == "SearchTimeline" and (
+                       tag in (e.get("raw_query") or "")
+                       or "quoted_tweet_id:1790000000000000000" in (e.get("raw_query") or ""))}
+        assert queries == {f"from:user{tag}", "quoted_tweet_id:1790000000000000000"}
+        for body, field in (({"type": "user_timeline"}, "username"),
+                            ({"type": "quotes", "post_id": "abc"}, "post_id"),
+                            ({"type": "keyword_search"}, "keyword"),
+                            ({"type": "followers", "keyword": "x"}, "type")):
+            r = search(**body)
+            assert r.status_code == 422 and r.json()["detail"][0]["field"] == field, r.text
