@@ -167,7 +167,9 @@ class ScraperService:
 
     async def _dead_letter(self, tp, m, error: str) -> None:
         await self.producer.send_and_wait(dead_letter_for(SERVICE, m, error))
-        self._parts[tp].finish(m.offset)
+        part = self._parts.get(tp)  # the partition may have been revoked meanwhile
+        if part is not None:
+            part.finish(m.offset)
 
     async def _commit(self, consumer) -> None:
         offsets = {}
