@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup up down status run test test-fast bench bench-media bench-accounts schemas
+.PHONY: setup up down status run test test-fast bench bench-media bench-accounts schemas manifests
 
 setup: $(BIN)/xget  ## create the virtualenv with XGet, the local brokers and the S3 server
 
@@ -40,3 +40,6 @@ bench-accounts: setup  ## account utilisation with 2 scraper replicas vs the lim
 
 schemas: setup  ## regenerate schemas/*.avsc from the record models
 	$(BIN)/python -m libs.records.avro
+
+manifests: setup  ## regenerate infra/k8s/*.yaml from infra/workloads.py and the topic catalogue
+	$(BIN)/python -m infra.k8s_manifests

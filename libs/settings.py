@@ -237,6 +237,15 @@ class Settings(BaseSettings):
     media_backoff_s: float = Field(
         0.5, ge=0, description="First retry delay; doubles each attempt (Retry-After wins).")
 
+    # --- operations: metrics, health -----------------------------------------------------------
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address of the process's /metrics, /livez and /readyz server.")
+    metrics_port: int = Field(
+        9100, ge=0,
+        description="Port of /metrics, /livez, /readyz: one per process (the services of an "
+                    "embedded process share it). 0 turns it off; a port in use is logged and "
+                    "skipped, never fatal.")
+
     log_level: str = Field("INFO")
 
     def rate_limit(self, operation: str) -> int:
