@@ -26,6 +26,8 @@ from aiokafka import (
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from . import metrics
+from .ops_server import HEALTH
 from .records.base import SCHEMA_HEADER, Record
 from .records.dead_letter import DeadLetter
 from .settings import Settings
@@ -74,6 +76,7 @@ class Producer:
         one at a time (scraper, gateway), where lingering only adds latency to each step."""
         self.settings = settings
         self.prefix = settings.topic_prefix
+        self.client_id = client_id
         self._p = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap,
             client_id=client_id,
@@ -100,13 +103,24 @@ class Producer:
     async def send(self, out: Outgoing) -> asyncio.Future:
         """Queue a record; returns the future of its broker acknowledgement."""
         headers = [(SCHEMA_HEADER, out.record.schema_id().encode()), *out.headers]
-        return await self._p.send(
-            topic_name(out.spec, self.prefix),
+        topic = topic_name(out.spec, self.prefix)
+        fut = await self._p.send(
+            topic,
             out.record.encode(),
             key=out.key.encode() if out.key is not None else None,
             headers=headers,
             partition=out.partition,
         )
+        fut.add_done_callback(self._count(topic))
+        return fut
+
+    def _count(self, topic: str):
+        counter = metrics.RECORDS_OUT.labels(self.client_id, topic)
+
+        def done(fut: asyncio.Future) -> None:
+            if not fut.cancelled() and fut.exception() is None:
+                counter.inc()
+        return done
 
     async def send_all(self, outs: Sequence[Outgoing]) -> list:
         """Publish records in order and wait until the broker acknowledged all of them."""
@@ -286,6 +300,8 @@ class ConsumerLoop:
         self._stop = asyncio.Event()
         self.processed = 0
         self.dead_lettered = 0
+        self._lag_at = 0.0
+        HEALTH.register(self.group_id)
 
     def stop(self) -> None:
         self._stop.set()
@@ -316,6 +332,8 @@ class ConsumerLoop:
             await self.on_assign(set(consumer.assignment()))
         log.info("%s consuming %s as group %s", self.service,
                  [s.name for s in self.inputs], self.group_id)
+        HEALTH.ready(self.group_id)
+        latency = metrics.HANDLE_SECONDS.labels(self.service)
         try:
             while not self._stop.is_set():
                 batch = await consumer.getmany(timeout_ms=self.batch_timeout_ms)
@@ -324,7 +342,10 @@ class ConsumerLoop:
                 msgs = [m for tp in sorted(batch, key=lambda t: (t.topic, t.partition))
                         for m in batch[tp]]
                 if not msgs:
+                    await self._observe_lag(consumer)
                     continue
+                t0 = time.perf_counter()
+                metrics.observe_consumed(self.service, msgs)
                 await self._process(msgs)
                 offsets = {tp: ms[-1].offset + 1 for tp, ms in batch.items() if ms}
                 try:
@@ -334,8 +355,31 @@ class ConsumerLoop:
                     # commit, and every sink is idempotent, so nothing is lost or counted twice.
                     log.warning("%s commit after rebalance failed (re-delivery follows): %s",
                                 self.service, e)
+                latency.observe(time.perf_counter() - t0)
+                await self._observe_lag(consumer)
         finally:
+            HEALTH.gone(self.group_id)
             await consumer.stop()
+
+    async def _observe_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Lag per assigned partition from what the fetches already told: high watermark
+        minus this member's position (known locally: no broker round trip). At most once a
+        second, so a busy loop pays nothing; `xget lag` asks the broker for committed offsets."""
+        now = time.monotonic()
+        if now - self._lag_at < 1.0:
+            return
+        self._lag_at = now
+        lags = {}
+        for tp in consumer.assignment():
+            hw = consumer.highwater(tp)
+            if hw is None:
+                continue
+            try:
+                pos = await consumer.position(tp)
+            except Exception:  # noqa: BLE001 - partition moved away meanwhile
+                continue
+            lags[(tp.topic, tp.partition)] = hw - pos
+        metrics.set_lag(self.group_id, lags)
 
     async def _fill(self, consumer: AIOKafkaConsumer, batch: dict) -> dict:
         deadline = time.monotonic() + self.fill_ms / 1000
@@ -361,6 +405,7 @@ class ConsumerLoop:
             except Exception as e:  # noqa: BLE001 - any decode failure is a dead letter
                 outs.append(dead_letter_for(self.service, m, f"undecodable record: {e}"))
                 self.dead_lettered += 1
+                metrics.RECORDS_FAILED.labels(self.service, m.topic).inc()
                 continue
             incoming.append(Incoming(
                 m.topic, m.partition, m.offset,
@@ -394,6 +439,7 @@ class ConsumerLoop:
                     self.service, by_pos[(inc.topic, inc.partition, inc.offset)],
                     f"{type(e).__name__}: {e}"))
                 self.dead_lettered += 1
+                metrics.RECORDS_FAILED.labels(self.service, inc.topic).inc()
         return outs
 
 

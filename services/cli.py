@@ -40,10 +40,12 @@ log = logging.getLogger("xget")
 
 
 async def run_services(names: list[str], settings: Settings) -> None:
+    from libs.ops_server import start_ops_server
     from services.runtime import close_stores, stop_on_signals
 
     stop = asyncio.Event()
     stop_on_signals(stop)
+    ops = await start_ops_server(settings)  # /metrics, /livez, /readyz: one per process
     tasks = {}
     for name in names:
         module = importlib.import_module(SERVICES[name])
@@ -57,6 +59,8 @@ async def run_services(names: list[str], settings: Settings) -> None:
             await asyncio.gather(*tasks.values(), return_exceptions=True)
             raise failed[0].exception()  # type: ignore[misc]
     finally:
+        if ops is not None:
+            ops.close()
         await close_stores()
 
 
