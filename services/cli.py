@@ -6,6 +6,7 @@
   xget kol import FILE             add KOLs (handles or ids) to twitter_kol
   xget kol-followings [flags]      fetch KOL following lists (see --help)
   xget reports replay [--task ID]  re-deliver reports that went to the dead-letter topic
+  xget lag [--group G] [--watch]   lag, rate, time to drain, recommended replicas per group
   xget accounts add|import|login|list|test|remove …   the X account pool
   xget proxies add|import|list|test|remove …          the proxy pool
 
@@ -64,6 +65,38 @@ async def run_services(names: list[str], settings: Settings) -> None:
         await close_stores()
 
 
+async def lag_command(args, settings: Settings) -> int:
+    from infra.workloads import consumer_groups
+    from libs import lag
+    from libs.ops_server import start_ops_server
+
+    declared = consumer_groups()
+    unknown = [g for g in args.group or [] if g not in declared]
+    if unknown:
+        print(f"unknown group(s) {', '.join(unknown)}; known: {', '.join(declared)}",
+              file=sys.stderr)
+        return 2
+    groups = {declared[g].group_id(settings.topic_prefix):
+              [settings.topic_prefix + s.name for s in declared[g].inputs]
+              for g in (args.group or declared)}
+    if not args.watch:
+        print(lag.render(await lag.measure(settings, groups, args.sample, args.target)))
+        return 0
+    stop = asyncio.Event()
+    from services.runtime import stop_on_signals
+
+    stop_on_signals(stop)
+    server = await start_ops_server(settings)
+    try:
+        while not stop.is_set():
+            print(lag.render(await lag.measure(settings, groups, args.sample, args.target)),
+                  flush=True)
+    finally:
+        if server is not None:
+            server.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xget", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -83,6 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     from services.account_manager import cli as pool_cli
 
     pool_cli.add_parsers(sub)
+    lag = sub.add_parser("lag", help="consumer lag per group and topic, with recommended replicas")
+    lag.add_argument("--group", action="append", help="only this group (repeatable; no prefix)")
+    lag.add_argument("--sample", type=float, default=5.0,
+                     help="seconds between the two offset snapshots the rates come from")
+    lag.add_argument("--target", type=float, default=300.0,
+                     help="drain the lag within this many seconds (for the replica count)")
+    lag.add_argument("--watch", action="store_true",
+                     help="keep measuring and serve the figures on /metrics (a lag exporter)")
     args = parser.parse_args(argv)
 
     settings = Settings()
@@ -117,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         n = asyncio.run(replay_dead_reports(settings, args.task))
         print(f"queued {n} dead report(s) for re-delivery")
         return 0
+    if args.cmd == "lag":
+        return asyncio.run(lag_command(args, settings))
     if args.cmd == "migrate":
         from infra.migrate import apply_migrations
         from libs.storage.clickhouse import ClickHouseStore
