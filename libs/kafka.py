@@ -26,7 +26,7 @@ from aiokafka import (
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from . import metrics
+from . import metrics, tracing
 from .ops_server import HEALTH
 from .records.base import SCHEMA_HEADER, Record
 from .records.dead_letter import DeadLetter
@@ -103,6 +103,7 @@ class Producer:
     async def send(self, out: Outgoing) -> asyncio.Future:
         """Queue a record; returns the future of its broker acknowledgement."""
         headers = [(SCHEMA_HEADER, out.record.schema_id().encode()), *out.headers]
+        tracing.inject(headers)  # the current span's W3C context, unless the record has one
         topic = topic_name(out.spec, self.prefix)
         fut = await self._p.send(
             topic,
@@ -412,11 +413,41 @@ class ConsumerLoop:
                 m.key.decode() if m.key is not None else None,
                 rec, dict(m.headers or ()), m.timestamp, m,
             ))
-        if incoming:
-            outs.extend(await self._handle(incoming, msgs))
-        if outs:
-            await self.producer.send_all(outs)
+        if incoming and tracing.enabled():
+            await self._handle_traced(incoming, msgs, outs)
+        else:
+            if incoming:
+                outs.extend(await self._handle(incoming, msgs))
+            if outs:
+                await self.producer.send_all(outs)
         self.processed += len(msgs)
+
+    async def _handle_traced(self, incoming: list[Incoming], msgs: list[ConsumerRecord],
+                             outs: list[Outgoing]) -> None:
+        """A span per record (child of its headers' context); the batch's handler runs in the
+        first one's context; each output carries the span of the input it came from."""
+        tracer = tracing.tracer()
+        spans = []
+        for inc in incoming:
+            attrs = {"xget.service": self.service, "messaging.destination.name": inc.topic,
+                     "messaging.kafka.partition": inc.partition,
+                     "messaging.kafka.offset": inc.offset,
+                     **tracing.record_attributes(inc.record)}
+            spans.append(tracer.start_span(
+                f"{self.service} handle {inc.topic}", kind=tracing.trace.SpanKind.CONSUMER,
+                context=tracing.extract(list(inc.headers.items())), attributes=attrs))
+        try:
+            with tracing.trace.use_span(spans[0], end_on_exit=False):
+                outs.extend(await self._handle(incoming, msgs))
+            if outs:
+                await self.producer.send_all(_trace_outputs(outs, incoming, spans))
+        except BaseException as e:
+            for sp in spans:
+                sp.record_exception(e)
+            raise
+        finally:
+            for sp in spans:
+                sp.end()
 
     async def _handle(self, incoming: list[Incoming], msgs: list[ConsumerRecord]) -> list[Outgoing]:
         try:
@@ -441,6 +472,26 @@ class ConsumerLoop:
                 self.dead_lettered += 1
                 metrics.RECORDS_FAILED.labels(self.service, inc.topic).inc()
         return outs
+
+
+def _trace_outputs(outs: list[Outgoing], incoming: list[Incoming], spans: list) -> list[Outgoing]:
+    """Give each output the trace context of the input it came from: same key, else same task
+    id, else the batch's first record."""
+    import dataclasses
+
+    by_key = {inc.key: sp for inc, sp in zip(incoming, spans) if inc.key is not None}
+    by_task = {}
+    for inc, sp in zip(incoming, spans):
+        task = getattr(inc.record, "task_id", None)
+        if task:
+            by_task.setdefault(task, sp)
+    traced = []
+    for out in outs:
+        sp = by_key.get(out.key) or by_task.get(getattr(out.record, "task_id", None)) or spans[0]
+        headers: list[tuple[str, bytes]] = list(out.headers)
+        tracing.inject(headers, tracing.context_with(sp))
+        traced.append(dataclasses.replace(out, headers=tuple(headers)))
+    return traced
 
 
 async def scan_partition(

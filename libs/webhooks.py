@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from . import metrics
+from . import metrics, tracing
 
 SIGNATURE_HEADER = "X-XGet-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -162,7 +162,10 @@ class WebhookSender:
     async def deliver(self, url: str, body: bytes, idempotency_key: str,
                       stop: asyncio.Event | None = None) -> Delivery:
         t0 = time.perf_counter()
-        d = await self._deliver(url, body, idempotency_key, stop)
+        with tracing.span("webhook POST", **{"xget.batch_id": idempotency_key}) as sp:
+            d = await self._deliver(url, body, idempotency_key, stop)
+            sp.set_attribute("xget.attempts", d.attempts)
+            sp.set_attribute("xget.result", _result(d))
         metrics.WEBHOOK_SECONDS.observe(time.perf_counter() - t0)
         metrics.WEBHOOK_DELIVERIES.labels(_result(d)).inc()
         if d.attempts > 1:

@@ -25,7 +25,7 @@ from twscrape.account import TOKEN
 from twscrape.api import GQL_FEATURES
 from twscrape.utils import encode_params, find_obj, get_by_path
 
-from libs import metrics
+from libs import metrics, tracing
 from libs.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -304,7 +304,18 @@ class XClient:
 
     async def _page(self, account: XAccount, op: str, params: dict, cursor: str | None,
                     method: str) -> PageResult:
-        """Send one GraphQL request and classify X's answer."""
+        """Send one GraphQL request and classify X's answer (in a span of its own)."""
+        with tracing.span(f"X {op.rsplit('/', 1)[-1]}", **{
+                "xget.account": account.name, "http.request.method": method}) as sp:
+            result = await self._page_untraced(account, op, params, cursor, method)
+            sp.set_attribute("xget.outcome", result.outcome)
+            sp.set_attribute("xget.entries", result.entries)
+            if result.http_status is not None:
+                sp.set_attribute("http.response.status_code", result.http_status)
+            return result
+
+    async def _page_untraced(self, account: XAccount, op: str, params: dict,
+                             cursor: str | None, method: str) -> PageResult:
         t0 = time.perf_counter()
         url = f"{self.base_url}/{op}"
         name = op.rsplit("/", 1)[-1]

@@ -42,11 +42,13 @@ log = logging.getLogger("xget")
 
 async def run_services(names: list[str], settings: Settings) -> None:
     from libs.ops_server import start_ops_server
+    from libs.tracing import setup_tracing, shutdown_tracing
     from services.runtime import close_stores, stop_on_signals
 
     stop = asyncio.Event()
     stop_on_signals(stop)
     ops = await start_ops_server(settings)  # /metrics, /livez, /readyz: one per process
+    setup_tracing(settings, "xget:" + ",".join(names))
     tasks = {}
     for name in names:
         module = importlib.import_module(SERVICES[name])
@@ -63,6 +65,7 @@ async def run_services(names: list[str], settings: Settings) -> None:
         if ops is not None:
             ops.close()
         await close_stores()
+        shutdown_tracing()  # flush the spans still queued
 
 
 async def lag_command(args, settings: Settings) -> int:
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     from services.runtime import setup_logging
 
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
 
     if args.cmd == "run":
         names = list(SERVICES) if "all" in args.services else args.services
