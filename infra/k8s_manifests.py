@@ -13,13 +13,13 @@ the ConfigMap is the only place they are written.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import yaml
 
 from infra.workloads import METRICS_PORT, WORKLOADS, Workload
+from libs import generated
 
 K8S_DIR = Path(__file__).resolve().parent / "k8s"
 IMAGE = "ghcr.io/xget/xget:0.1.0"
@@ -162,40 +162,12 @@ def generate() -> dict[str, str]:
 
 
 def diff(directory: Path = K8S_DIR) -> list[str]:
-    want = generate()
-    problems = []
-    for name, text in want.items():
-        p = directory / name
-        if not p.exists():
-            problems.append(f"missing: {p}")
-        elif p.read_text(encoding="utf-8") != text:
-            problems.append(f"differs from infra/workloads.py: {p}")
-    for p in sorted(directory.glob("*.yaml")):
-        if p.name not in want:
-            problems.append(f"stale (no such workload): {p}")
-    return problems
+    return generated.diff(generate(), directory, "*.yaml", "infra/workloads.py")
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m infra.k8s_manifests",
-                                 description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true", help="exit 1 if committed files differ")
-    ap.add_argument("--dir", type=Path, default=K8S_DIR)
-    args = ap.parse_args(argv)
-    if args.check:
-        problems = diff(args.dir)
-        for p in problems:
-            print(p, file=sys.stderr)
-        if problems:
-            print("run: python -m infra.k8s_manifests", file=sys.stderr)
-            return 1
-        print(f"k8s manifests up to date in {args.dir}")
-        return 0
-    args.dir.mkdir(parents=True, exist_ok=True)
-    for name, text in generate().items():
-        (args.dir / name).write_text(text, encoding="utf-8")
-    print(f"{len(generate())} manifest files in {args.dir}")
-    return 0
+    return generated.main(argv, prog="python -m infra.k8s_manifests", doc=__doc__,
+                          default_dir=K8S_DIR, generate=generate, check=diff)
 
 
 if __name__ == "__main__":

@@ -424,23 +424,33 @@ class ConsumerLoop:
 
     async def _handle_traced(self, incoming: list[Incoming], msgs: list[ConsumerRecord],
                              outs: list[Outgoing]) -> None:
-        """A span per record (child of its headers' context); the batch's handler runs in the
-        first one's context; each output carries the span of the input it came from."""
+        """Spans for the batch's records: one per (topic, parent context), i.e. the records
+        that came from one upstream span (the 20 posts of one X page) share the span that
+        handles them, with their count; the handler runs in the first span's context, and
+        each output carries the span of the input it came from."""
         tracer = tracing.tracer()
-        spans = []
+        groups: dict[tuple[str, bytes | None], list[Incoming]] = {}
         for inc in incoming:
-            attrs = {"xget.service": self.service, "messaging.destination.name": inc.topic,
-                     "messaging.kafka.partition": inc.partition,
-                     "messaging.kafka.offset": inc.offset,
-                     **tracing.record_attributes(inc.record)}
-            spans.append(tracer.start_span(
-                f"{self.service} handle {inc.topic}", kind=tracing.trace.SpanKind.CONSUMER,
-                context=tracing.extract(list(inc.headers.items())), attributes=attrs))
+            groups.setdefault((inc.topic, inc.headers.get("traceparent")), []).append(inc)
+        spans, span_of = [], {}
+        for incs in groups.values():
+            first = incs[0]
+            attrs = {"xget.service": self.service, "messaging.destination.name": first.topic,
+                     "messaging.kafka.partition": first.partition,
+                     "messaging.kafka.offset": first.offset,
+                     "messaging.batch.message_count": len(incs),
+                     **tracing.record_attributes(first.record)}
+            sp = tracer.start_span(
+                f"{self.service} handle {first.topic}", kind=tracing.trace.SpanKind.CONSUMER,
+                context=tracing.extract(list(first.headers.items())), attributes=attrs)
+            spans.append(sp)
+            for inc in incs:
+                span_of[id(inc)] = sp
         try:
             with tracing.trace.use_span(spans[0], end_on_exit=False):
                 outs.extend(await self._handle(incoming, msgs))
             if outs:
-                await self.producer.send_all(_trace_outputs(outs, incoming, spans))
+                await self.producer.send_all(_trace_outputs(outs, incoming, span_of))
         except BaseException as e:
             for sp in spans:
                 sp.record_exception(e)
@@ -474,23 +484,28 @@ class ConsumerLoop:
         return outs
 
 
-def _trace_outputs(outs: list[Outgoing], incoming: list[Incoming], spans: list) -> list[Outgoing]:
+def _trace_outputs(outs: list[Outgoing], incoming: list[Incoming],
+                   span_of: dict[int, object]) -> list[Outgoing]:
     """Give each output the trace context of the input it came from: same key, else same task
     id, else the batch's first record."""
     import dataclasses
 
-    by_key = {inc.key: sp for inc, sp in zip(incoming, spans) if inc.key is not None}
-    by_task = {}
-    for inc, sp in zip(incoming, spans):
+    by_key = {inc.key: span_of[id(inc)] for inc in incoming if inc.key is not None}
+    by_task: dict[str, object] = {}
+    for inc in incoming:
         task = getattr(inc.record, "task_id", None)
         if task:
-            by_task.setdefault(task, sp)
+            by_task.setdefault(task, span_of[id(inc)])
+    first = span_of[id(incoming[0])]
+    contexts: dict[int, list[tuple[str, bytes]]] = {}  # span → its headers, built once
     traced = []
     for out in outs:
-        sp = by_key.get(out.key) or by_task.get(getattr(out.record, "task_id", None)) or spans[0]
-        headers: list[tuple[str, bytes]] = list(out.headers)
-        tracing.inject(headers, tracing.context_with(sp))
-        traced.append(dataclasses.replace(out, headers=tuple(headers)))
+        sp = by_key.get(out.key) or by_task.get(getattr(out.record, "task_id", None)) or first
+        ctx = contexts.get(id(sp))
+        if ctx is None:
+            ctx = contexts[id(sp)] = []
+            tracing.inject(ctx, tracing.context_with(sp))
+        traced.append(dataclasses.replace(out, headers=(*out.headers, *ctx)))
     return traced
 
 

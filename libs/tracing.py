@@ -2,9 +2,11 @@
 
 The W3C trace context travels in Kafka record headers (`traceparent`, `tracestate`): the
 Producer injects the current span's context into every record it sends, and the ConsumerLoop
-opens a span per handled record as a child of the context its headers carry. Handlers work on
-batches, so an output record is attributed to the input record it came from by key, else by
-task id, else to the batch's first record (libs/kafka.py `_trace_outputs`).
+handles every record under a span that is a child of the context its headers carry: the
+records of a batch that share a parent (the 20 posts of one X page) share one span, with their
+count (`messaging.batch.message_count`) — a span per post cost 15% of the pipeline's CPU.
+Handlers work on batches, so an output record is attributed to the input record it came from
+by key, else by task id, else to the batch's first record (libs/kafka.py `_trace_outputs`).
 
 Exporters by setting (`XGET_TRACE_EXPORTER`): `otlp` to a collector (production, endpoint
 `XGET_OTLP_ENDPOINT`), `file` (JSON lines, embedded mode and tests), `console`, or `none`

@@ -7,6 +7,7 @@
   xget kol-followings [flags]      fetch KOL following lists (see --help)
   xget reports replay [--task ID]  re-deliver reports that went to the dead-letter topic
   xget lag [--group G] [--watch]   lag, rate, time to drain, recommended replicas per group
+  xget replay --since TIME [--task ID]   re-parse raw pages kept on raw-pages (no X request)
   xget accounts add|import|login|list|test|remove …   the X account pool
   xget proxies add|import|list|test|remove …          the proxy pool
 
@@ -68,6 +69,16 @@ async def run_services(names: list[str], settings: Settings) -> None:
         shutdown_tracing()  # flush the spans still queued
 
 
+def _utc_time(text: str):
+    from datetime import datetime, timezone
+
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO time: {text!r}") from None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
 async def lag_command(args, settings: Settings) -> int:
     from infra.workloads import consumer_groups
     from libs import lag
@@ -119,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     from services.account_manager import cli as pool_cli
 
     pool_cli.add_parsers(sub)
+    rp = sub.add_parser("replay", help="re-run the parser over raw pages kept on raw-pages")
+    rp.add_argument("--since", required=True, type=_utc_time,
+                    help="ISO time (UTC if no zone), e.g. 2026-11-01T00:00:00Z")
+    rp.add_argument("--task", help="only this task's pages")
     lag = sub.add_parser("lag", help="consumer lag per group and topic, with recommended replicas")
     lag.add_argument("--group", action="append", help="only this group (repeatable; no prefix)")
     lag.add_argument("--sample", type=float, default=5.0,
@@ -160,6 +175,13 @@ def main(argv: list[str] | None = None) -> int:
 
         n = asyncio.run(replay_dead_reports(settings, args.task))
         print(f"queued {n} dead report(s) for re-delivery")
+        return 0
+    if args.cmd == "replay":
+        from services.parser.replay import replay
+
+        res = asyncio.run(replay(settings, args.since, args.task))
+        print(f"replayed {res.pages} raw page(s) of {res.tasks} task(s): {res.records_out} "
+              f"record(s) re-derived, 0 X requests")
         return 0
     if args.cmd == "lag":
         return asyncio.run(lag_command(args, settings))
