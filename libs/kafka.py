@@ -101,36 +101,37 @@ class Producer:
             self._started = False
 
     async def send(self, out: Outgoing) -> asyncio.Future:
-        """Queue a record; returns the future of its broker acknowledgement."""
+        """Queue a record; returns the future of its broker acknowledgement. (Counted in
+        xget_records_out_total by send_all/send_and_wait, once acknowledged.)"""
         headers = [(SCHEMA_HEADER, out.record.schema_id().encode()), *out.headers]
         tracing.inject(headers)  # the current span's W3C context, unless the record has one
-        topic = topic_name(out.spec, self.prefix)
-        fut = await self._p.send(
-            topic,
+        return await self._p.send(
+            topic_name(out.spec, self.prefix),
             out.record.encode(),
             key=out.key.encode() if out.key is not None else None,
             headers=headers,
             partition=out.partition,
         )
-        fut.add_done_callback(self._count(topic))
-        return fut
-
-    def _count(self, topic: str):
-        counter = metrics.RECORDS_OUT.labels(self.client_id, topic)
-
-        def done(fut: asyncio.Future) -> None:
-            if not fut.cancelled() and fut.exception() is None:
-                counter.inc()
-        return done
 
     async def send_all(self, outs: Sequence[Outgoing]) -> list:
         """Publish records in order and wait until the broker acknowledged all of them."""
         futures = [await self.send(o) for o in outs]
-        return [await f for f in futures]
+        acks = [await f for f in futures]
+        self._count(outs)
+        return acks
 
     async def send_and_wait(self, out: Outgoing):
-        return await (await self.send(out))
+        ack = await (await self.send(out))
+        self._count((out,))
+        return ack
 
+    def _count(self, outs: Sequence[Outgoing]) -> None:
+        """records_out per topic, once acknowledged (one counter update per topic per call)."""
+        per_topic: dict[str, int] = {}
+        for o in outs:
+            per_topic[o.spec.name] = per_topic.get(o.spec.name, 0) + 1
+        for name, n in per_topic.items():
+            metrics.RECORDS_OUT.labels(self.client_id, self.prefix + name).inc(n)
 
 
 def partition_for_key(key: str, partitions: Sequence[int]) -> int:

@@ -10,7 +10,7 @@ the alert rules in infra/ are checked against it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
@@ -79,17 +79,20 @@ def metric_names() -> set[str]:
     return names
 
 
-def observe_consumed(service: str, msgs: Iterable) -> None:
-    """Count a consumed batch per topic and observe each record's age."""
+def observe_consumed(service: str, msgs: Sequence) -> None:
+    """Count a consumed batch per topic; observe the age of its oldest and newest record (the
+    spread that matters for "how far behind", at two observations per batch, not one each)."""
     counts: dict[str, int] = {}
-    now_ms = time.time() * 1000
-    age = RECORD_AGE_SECONDS.labels(service)
     for m in msgs:
         counts[m.topic] = counts.get(m.topic, 0) + 1
-        if m.timestamp and m.timestamp > 0:
-            age.observe(max(0.0, (now_ms - m.timestamp) / 1000))
     for topic, n in counts.items():
         RECORDS_IN.labels(service, topic).inc(n)
+    stamps = [m.timestamp for m in (msgs[0], msgs[-1]) if m.timestamp and m.timestamp > 0]
+    if stamps:
+        now_ms = time.time() * 1000
+        age = RECORD_AGE_SECONDS.labels(service)
+        for ts in (min(stamps), max(stamps)):
+            age.observe(max(0.0, (now_ms - ts) / 1000))
 
 
 def set_lag(group: str, lags: dict[tuple[str, int], int]) -> None:

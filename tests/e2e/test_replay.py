@@ -11,7 +11,6 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from infra.service_process import ServiceProcess, wait_until
-from libs.parsing import x as parsing_x
 from services.parser import handler as parser_handler
 from services.parser.replay import replay
 
@@ -62,7 +61,7 @@ def test_replay_rederives_without_x_and_keeps_counts(noida, xsim, tmp_path, chdb
         assert before_month == 300 and before_x > 0
 
         # The "parser fix": every post now says lang=replayed.
-        original = parsing_x.parse_timeline_page
+        original = parser_handler.parse_timeline_page
 
         def fixed(*args, **kwargs):
             parsed = original(*args, **kwargs)
