@@ -18,8 +18,8 @@ from datetime import datetime, timezone
 
 import httpx
 
-from libs.metrics import observe_accounts
 from libs.kafka import ConsumerLoop, Incoming, Outgoing, Producer, TopicTable
+from libs.metrics import observe_accounts
 from libs.records.accounts import AccountCommand, AccountEvent
 from libs.secretbox import SecretBox
 from libs.settings import Settings
