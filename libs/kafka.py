@@ -26,6 +26,8 @@ from aiokafka import (
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from . import metrics, tracing
+from .ops_server import HEALTH
 from .records.base import SCHEMA_HEADER, Record
 from .records.dead_letter import DeadLetter
 from .settings import Settings
@@ -74,6 +76,7 @@ class Producer:
         one at a time (scraper, gateway), where lingering only adds latency to each step."""
         self.settings = settings
         self.prefix = settings.topic_prefix
+        self.client_id = client_id
         self._p = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap,
             client_id=client_id,
@@ -98,8 +101,10 @@ class Producer:
             self._started = False
 
     async def send(self, out: Outgoing) -> asyncio.Future:
-        """Queue a record; returns the future of its broker acknowledgement."""
+        """Queue a record; returns the future of its broker acknowledgement. (Counted in
+        xget_records_out_total by send_all/send_and_wait, once acknowledged.)"""
         headers = [(SCHEMA_HEADER, out.record.schema_id().encode()), *out.headers]
+        tracing.inject(headers)  # the current span's W3C context, unless the record has one
         return await self._p.send(
             topic_name(out.spec, self.prefix),
             out.record.encode(),
@@ -111,11 +116,22 @@ class Producer:
     async def send_all(self, outs: Sequence[Outgoing]) -> list:
         """Publish records in order and wait until the broker acknowledged all of them."""
         futures = [await self.send(o) for o in outs]
-        return [await f for f in futures]
+        acks = [await f for f in futures]
+        self._count(outs)
+        return acks
 
     async def send_and_wait(self, out: Outgoing):
-        return await (await self.send(out))
+        ack = await (await self.send(out))
+        self._count((out,))
+        return ack
 
+    def _count(self, outs: Sequence[Outgoing]) -> None:
+        """records_out per topic, once acknowledged (one counter update per topic per call)."""
+        per_topic: dict[str, int] = {}
+        for o in outs:
+            per_topic[o.spec.name] = per_topic.get(o.spec.name, 0) + 1
+        for name, n in per_topic.items():
+            metrics.RECORDS_OUT.labels(self.client_id, self.prefix + name).inc(n)
 
 
 def partition_for_key(key: str, partitions: Sequence[int]) -> int:
@@ -288,6 +304,8 @@ class ConsumerLoop:
         self.dead_lettered = 0
         # The running consumer, for hooks that need committed or end offsets (on_assign).
         self.consumer: AIOKafkaConsumer | None = None
+        self._lag_at = 0.0
+        HEALTH.register(self.group_id)
 
     def stop(self) -> None:
         self._stop.set()
@@ -318,6 +336,8 @@ class ConsumerLoop:
             await self.on_assign(set(consumer.assignment()))
         log.info("%s consuming %s as group %s", self.service,
                  [s.name for s in self.inputs], self.group_id)
+        HEALTH.ready(self.group_id)
+        latency = metrics.HANDLE_SECONDS.labels(self.service)
         try:
             while not self._stop.is_set():
                 batch = await consumer.getmany(timeout_ms=self.batch_timeout_ms)
@@ -326,7 +346,10 @@ class ConsumerLoop:
                 msgs = [m for tp in sorted(batch, key=lambda t: (t.topic, t.partition))
                         for m in batch[tp]]
                 if not msgs:
+                    await self._observe_lag(consumer)
                     continue
+                t0 = time.perf_counter()
+                metrics.observe_consumed(self.service, msgs)
                 await self._process(msgs)
                 offsets = {tp: ms[-1].offset + 1 for tp, ms in batch.items() if ms}
                 try:
@@ -336,8 +359,31 @@ class ConsumerLoop:
                     # commit, and every sink is idempotent, so nothing is lost or counted twice.
                     log.warning("%s commit after rebalance failed (re-delivery follows): %s",
                                 self.service, e)
+                latency.observe(time.perf_counter() - t0)
+                await self._observe_lag(consumer)
         finally:
+            HEALTH.gone(self.group_id)
             await consumer.stop()
+
+    async def _observe_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Lag per assigned partition from what the fetches already told: high watermark
+        minus this member's position (known locally: no broker round trip). At most once a
+        second, so a busy loop pays nothing; `xget lag` asks the broker for committed offsets."""
+        now = time.monotonic()
+        if now - self._lag_at < 1.0:
+            return
+        self._lag_at = now
+        lags = {}
+        for tp in consumer.assignment():
+            hw = consumer.highwater(tp)
+            if hw is None:
+                continue
+            try:
+                pos = await consumer.position(tp)
+            except Exception:  # noqa: BLE001 - partition moved away meanwhile
+                continue
+            lags[(tp.topic, tp.partition)] = hw - pos
+        metrics.set_lag(self.group_id, lags)
 
     async def _fill(self, consumer: AIOKafkaConsumer, batch: dict) -> dict:
         deadline = time.monotonic() + self.fill_ms / 1000
@@ -363,17 +409,58 @@ class ConsumerLoop:
             except Exception as e:  # noqa: BLE001 - any decode failure is a dead letter
                 outs.append(dead_letter_for(self.service, m, f"undecodable record: {e}"))
                 self.dead_lettered += 1
+                metrics.RECORDS_FAILED.labels(self.service, m.topic).inc()
                 continue
             incoming.append(Incoming(
                 m.topic, m.partition, m.offset,
                 m.key.decode() if m.key is not None else None,
                 rec, dict(m.headers or ()), m.timestamp, m,
             ))
-        if incoming:
-            outs.extend(await self._handle(incoming, msgs))
-        if outs:
-            await self.producer.send_all(outs)
+        if incoming and tracing.enabled():
+            await self._handle_traced(incoming, msgs, outs)
+        else:
+            if incoming:
+                outs.extend(await self._handle(incoming, msgs))
+            if outs:
+                await self.producer.send_all(outs)
         self.processed += len(msgs)
+
+    async def _handle_traced(self, incoming: list[Incoming], msgs: list[ConsumerRecord],
+                             outs: list[Outgoing]) -> None:
+        """Spans for the batch's records: one per (topic, parent context), i.e. the records
+        that came from one upstream span (the 20 posts of one X page) share the span that
+        handles them, with their count; the handler runs in the first span's context, and
+        each output carries the span of the input it came from."""
+        tracer = tracing.tracer()
+        groups: dict[tuple[str, bytes | None], list[Incoming]] = {}
+        for inc in incoming:
+            groups.setdefault((inc.topic, inc.headers.get("traceparent")), []).append(inc)
+        spans, span_of = [], {}
+        for incs in groups.values():
+            first = incs[0]
+            attrs = {"xget.service": self.service, "messaging.destination.name": first.topic,
+                     "messaging.kafka.partition": first.partition,
+                     "messaging.kafka.offset": first.offset,
+                     "messaging.batch.message_count": len(incs),
+                     **tracing.record_attributes(first.record)}
+            sp = tracer.start_span(
+                f"{self.service} handle {first.topic}", kind=tracing.trace.SpanKind.CONSUMER,
+                context=tracing.extract(list(first.headers.items())), attributes=attrs)
+            spans.append(sp)
+            for inc in incs:
+                span_of[id(inc)] = sp
+        try:
+            with tracing.trace.use_span(spans[0], end_on_exit=False):
+                outs.extend(await self._handle(incoming, msgs))
+            if outs:
+                await self.producer.send_all(_trace_outputs(outs, incoming, span_of))
+        except BaseException as e:
+            for sp in spans:
+                sp.record_exception(e)
+            raise
+        finally:
+            for sp in spans:
+                sp.end()
 
     async def _handle(self, incoming: list[Incoming], msgs: list[ConsumerRecord]) -> list[Outgoing]:
         try:
@@ -396,7 +483,33 @@ class ConsumerLoop:
                     self.service, by_pos[(inc.topic, inc.partition, inc.offset)],
                     f"{type(e).__name__}: {e}"))
                 self.dead_lettered += 1
+                metrics.RECORDS_FAILED.labels(self.service, inc.topic).inc()
         return outs
+
+
+def _trace_outputs(outs: list[Outgoing], incoming: list[Incoming],
+                   span_of: dict[int, object]) -> list[Outgoing]:
+    """Give each output the trace context of the input it came from: same key, else same task
+    id, else the batch's first record."""
+    import dataclasses
+
+    by_key = {inc.key: span_of[id(inc)] for inc in incoming if inc.key is not None}
+    by_task: dict[str, object] = {}
+    for inc in incoming:
+        task = getattr(inc.record, "task_id", None)
+        if task:
+            by_task.setdefault(task, span_of[id(inc)])
+    first = span_of[id(incoming[0])]
+    contexts: dict[int, list[tuple[str, bytes]]] = {}  # span → its headers, built once
+    traced = []
+    for out in outs:
+        sp = by_key.get(out.key) or by_task.get(getattr(out.record, "task_id", None)) or first
+        ctx = contexts.get(id(sp))
+        if ctx is None:
+            ctx = contexts[id(sp)] = []
+            tracing.inject(ctx, tracing.context_with(sp))
+        traced.append(dataclasses.replace(out, headers=(*out.headers, *ctx)))
+    return traced
 
 
 async def scan_partition(

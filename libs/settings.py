@@ -263,6 +263,25 @@ class Settings(BaseSettings):
         description="URLs whose stored result a replica remembers, so media reused by later "
                     "posts is not downloaded again.")
 
+    # --- operations: metrics, health -----------------------------------------------------------
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address of the process's /metrics, /livez and /readyz server.")
+    metrics_port: int = Field(
+        9100, ge=0,
+        description="Port of /metrics, /livez, /readyz: one per process (the services of an "
+                    "embedded process share it). 0 turns it off; a port in use is logged and "
+                    "skipped, never fatal.")
+
+    trace_exporter: Literal["none", "console", "file", "otlp"] = Field(
+        "none",
+        description="Where spans go: otlp (a collector at otlp_endpoint), file (JSON lines in "
+                    "trace_file), console, or none.")
+    trace_file: str = Field(".xget/traces.jsonl", description="Span file of the file exporter.")
+    otlp_endpoint: str = Field(
+        "http://127.0.0.1:4318", description="OTLP/HTTP endpoint of the collector (traces).")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="json: one JSON object per log line, with trace_id where known.")
+
     log_level: str = Field("INFO")
 
     def rate_limit(self, operation: str) -> int:

@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from . import metrics, tracing
+
 SIGNATURE_HEADER = "X-XGet-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -159,6 +161,19 @@ class WebhookSender:
 
     async def deliver(self, url: str, body: bytes, idempotency_key: str,
                       stop: asyncio.Event | None = None) -> Delivery:
+        t0 = time.perf_counter()
+        with tracing.span("webhook POST", **{"xget.batch_id": idempotency_key}) as sp:
+            d = await self._deliver(url, body, idempotency_key, stop)
+            sp.set_attribute("xget.attempts", d.attempts)
+            sp.set_attribute("xget.result", _result(d))
+        metrics.WEBHOOK_SECONDS.observe(time.perf_counter() - t0)
+        metrics.WEBHOOK_DELIVERIES.labels(_result(d)).inc()
+        if d.attempts > 1:
+            metrics.WEBHOOK_DELIVERIES.labels("retry").inc(d.attempts - 1)
+        return d
+
+    async def _deliver(self, url: str, body: bytes, idempotency_key: str,
+                       stop: asyncio.Event | None) -> Delivery:
         cause = "not attempted"
         status: int | None = None
         for attempt in range(1, self.max_attempts + 1):
@@ -196,6 +211,18 @@ class WebhookSender:
                         pass
         return Delivery(False, self.max_attempts, status,
                         f"gave up after {self.max_attempts} attempts: {cause}")
+
+
+def _result(d: Delivery) -> str:
+    if d.ok:
+        return "delivered"
+    if d.stopped:
+        return "stopped"
+    if d.status is None and (d.cause or "").startswith("refused"):
+        return "refused"
+    if d.status is not None and not retryable(d.status):
+        return "rejected"
+    return "gave_up"
 
 
 def _next_allowed(resp: httpx.Response) -> bool:

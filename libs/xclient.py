@@ -25,6 +25,7 @@ from twscrape.account import TOKEN
 from twscrape.api import GQL_FEATURES
 from twscrape.utils import encode_params, find_obj, get_by_path
 
+from libs import metrics, tracing
 from libs.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -208,6 +209,11 @@ def classify(status: int, headers: httpx.Headers, text: str, cursor_in: str | No
             "exhausted": exhausted, "error": err_msg}
 
 
+def observe_x_request(operation: str, outcome: str, seconds: float) -> None:
+    metrics.X_REQUESTS.labels(operation, outcome).inc()
+    metrics.X_REQUEST_SECONDS.labels(operation).observe(seconds)
+
+
 class XClient:
     def __init__(self, settings: Settings, *, method: Literal["GET", "POST"] = "GET"):
         self.settings = settings
@@ -298,11 +304,24 @@ class XClient:
 
     async def _page(self, account: XAccount, op: str, params: dict, cursor: str | None,
                     method: str) -> PageResult:
-        """Send one GraphQL request and classify X's answer."""
+        """Send one GraphQL request and classify X's answer (in a span of its own)."""
+        with tracing.span(f"X {op.rsplit('/', 1)[-1]}", **{
+                "xget.account": account.name, "http.request.method": method}) as sp:
+            result = await self._page_untraced(account, op, params, cursor, method)
+            sp.set_attribute("xget.outcome", result.outcome)
+            sp.set_attribute("xget.entries", result.entries)
+            if result.http_status is not None:
+                sp.set_attribute("http.response.status_code", result.http_status)
+            return result
+
+    async def _page_untraced(self, account: XAccount, op: str, params: dict,
+                             cursor: str | None, method: str) -> PageResult:
         t0 = time.perf_counter()
         url = f"{self.base_url}/{op}"
+        name = op.rsplit("/", 1)[-1]
 
         def fail(outcome: Outcome, error: str, status: int | None = None) -> PageResult:
+            observe_x_request(name, outcome, time.perf_counter() - t0)
             return PageResult(outcome, status, None, 0, None, False, None, None, None, error,
                               (time.perf_counter() - t0) * 1000)
 
@@ -328,6 +347,7 @@ class XClient:
             return fail("network_error", f"{type(e).__name__}: {e}")
 
         c = classify(rep.status_code, rep.headers, text, cursor)
+        observe_x_request(name, c["outcome"], time.perf_counter() - t0)
         if c["outcome"] != "ok":
             log.info("x %s account=%s status=%s outcome=%s", op.rsplit("/", 1)[-1],
                      account.name, rep.status_code, c["outcome"])

@@ -6,6 +6,8 @@
   xget kol import FILE             add KOLs (handles or ids) to twitter_kol
   xget kol-followings [flags]      fetch KOL following lists (see --help)
   xget reports replay [--task ID]  re-deliver reports that went to the dead-letter topic
+  xget lag [--group G] [--watch]   lag, rate, time to drain, recommended replicas per group
+  xget replay --since TIME [--task ID]   re-parse raw pages kept on raw-pages (no X request)
   xget accounts add|import|login|list|test|remove …   the X account pool
   xget proxies add|import|list|test|remove …          the proxy pool
 
@@ -40,10 +42,14 @@ log = logging.getLogger("xget")
 
 
 async def run_services(names: list[str], settings: Settings) -> None:
+    from libs.ops_server import start_ops_server
+    from libs.tracing import setup_tracing, shutdown_tracing
     from services.runtime import close_stores, stop_on_signals
 
     stop = asyncio.Event()
     stop_on_signals(stop)
+    ops = await start_ops_server(settings)  # /metrics, /livez, /readyz: one per process
+    setup_tracing(settings, "xget:" + ",".join(names))
     tasks = {}
     for name in names:
         module = importlib.import_module(SERVICES[name])
@@ -57,7 +63,52 @@ async def run_services(names: list[str], settings: Settings) -> None:
             await asyncio.gather(*tasks.values(), return_exceptions=True)
             raise failed[0].exception()  # type: ignore[misc]
     finally:
+        if ops is not None:
+            ops.close()
         await close_stores()
+        shutdown_tracing()  # flush the spans still queued
+
+
+def _utc_time(text: str):
+    from datetime import datetime, timezone
+
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO time: {text!r}") from None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+async def lag_command(args, settings: Settings) -> int:
+    from infra.workloads import consumer_groups
+    from libs import lag
+    from libs.ops_server import start_ops_server
+
+    declared = consumer_groups()
+    unknown = [g for g in args.group or [] if g not in declared]
+    if unknown:
+        print(f"unknown group(s) {', '.join(unknown)}; known: {', '.join(declared)}",
+              file=sys.stderr)
+        return 2
+    groups = {declared[g].group_id(settings.topic_prefix):
+              [settings.topic_prefix + s.name for s in declared[g].inputs]
+              for g in (args.group or declared)}
+    if not args.watch:
+        print(lag.render(await lag.measure(settings, groups, args.sample, args.target)))
+        return 0
+    stop = asyncio.Event()
+    from services.runtime import stop_on_signals
+
+    stop_on_signals(stop)
+    server = await start_ops_server(settings)
+    try:
+        while not stop.is_set():
+            print(lag.render(await lag.measure(settings, groups, args.sample, args.target)),
+                  flush=True)
+    finally:
+        if server is not None:
+            server.close()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,12 +130,24 @@ def main(argv: list[str] | None = None) -> int:
     from services.account_manager import cli as pool_cli
 
     pool_cli.add_parsers(sub)
+    rp = sub.add_parser("replay", help="re-run the parser over raw pages kept on raw-pages")
+    rp.add_argument("--since", required=True, type=_utc_time,
+                    help="ISO time (UTC if no zone), e.g. 2026-11-01T00:00:00Z")
+    rp.add_argument("--task", help="only this task's pages")
+    lag = sub.add_parser("lag", help="consumer lag per group and topic, with recommended replicas")
+    lag.add_argument("--group", action="append", help="only this group (repeatable; no prefix)")
+    lag.add_argument("--sample", type=float, default=5.0,
+                     help="seconds between the two offset snapshots the rates come from")
+    lag.add_argument("--target", type=float, default=300.0,
+                     help="drain the lag within this many seconds (for the replica count)")
+    lag.add_argument("--watch", action="store_true",
+                     help="keep measuring and serve the figures on /metrics (a lag exporter)")
     args = parser.parse_args(argv)
 
     settings = Settings()
     from services.runtime import setup_logging
 
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
 
     if args.cmd == "run":
         names = list(SERVICES) if "all" in args.services else args.services
@@ -113,6 +176,15 @@ def main(argv: list[str] | None = None) -> int:
         n = asyncio.run(replay_dead_reports(settings, args.task))
         print(f"queued {n} dead report(s) for re-delivery")
         return 0
+    if args.cmd == "replay":
+        from services.parser.replay import replay
+
+        res = asyncio.run(replay(settings, args.since, args.task))
+        print(f"replayed {res.pages} raw page(s) of {res.tasks} task(s): {res.records_out} "
+              f"record(s) re-derived, 0 X requests")
+        return 0
+    if args.cmd == "lag":
+        return asyncio.run(lag_command(args, settings))
     if args.cmd == "migrate":
         from infra.migrate import apply_migrations
         from libs.storage.clickhouse import ClickHouseStore

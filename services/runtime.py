@@ -17,12 +17,20 @@ _stores: dict[str, ClickHouseStore] = {}
 _migrated: set[str] = set()
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def setup_logging(level: str, fmt: str = "text") -> None:
+    if fmt == "json":
+        from libs.logjson import JsonFormatter
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                            handlers=[handler])
+    else:
+        logging.basicConfig(
+            level=getattr(logging, level.upper(), logging.INFO),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
     for noisy in ("aiokafka", "httpx", "twscrape", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -13,7 +13,6 @@ ISO-8601 strings with a UTC offset; the Avro types say what a binary Avro encodi
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import types
@@ -24,6 +23,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
+
+from libs import generated
 
 NAMESPACE = "xget"
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
@@ -153,50 +154,16 @@ def generate() -> dict[str, str]:
 
 def diff(directory: Path = SCHEMA_DIR) -> list[str]:
     """Human-readable differences between the files in `directory` and the models."""
-    want = generate()
-    problems = []
-    for name, text in want.items():
-        p = directory / name
-        if not p.exists():
-            problems.append(f"missing: {p}")
-        elif p.read_text(encoding="utf-8") != text:
-            problems.append(f"differs from the model: {p}")
-    for p in sorted(directory.glob(f"{NAMESPACE}.*.avsc")):
-        if p.name not in want:
-            problems.append(f"stale (no topic record has this name/version): {p}")
-    return problems
+    return generated.diff(generate(), directory, f"{NAMESPACE}.*.avsc", "the model")
 
 
 def write(directory: Path = SCHEMA_DIR) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in generate().items():
-        p = directory / name
-        if not p.exists() or p.read_text(encoding="utf-8") != text:
-            p.write_text(text, encoding="utf-8")
-            written.append(p)
-    return written
+    return generated.write(generate(), directory)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m libs.records.avro", description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true", help="exit 1 if committed files differ")
-    ap.add_argument("--dir", type=Path, default=SCHEMA_DIR)
-    args = ap.parse_args(argv)
-    if args.check:
-        problems = diff(args.dir)
-        for p in problems:
-            print(p, file=sys.stderr)
-        if problems:
-            print("run: python -m libs.records.avro", file=sys.stderr)
-            return 1
-        print(f"schemas up to date ({len(generate())} files in {args.dir})")
-        return 0
-    written = write(args.dir)
-    for p in written:
-        print(f"wrote {p}")
-    print(f"{len(generate())} schema files in {args.dir} ({len(written)} changed)")
-    return 0
+    return generated.main(argv, prog="python -m libs.records.avro", doc=__doc__,
+                          default_dir=SCHEMA_DIR, generate=generate, check=diff)
 
 
 if __name__ == "__main__":

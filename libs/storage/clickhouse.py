@@ -50,6 +50,8 @@ from urllib.parse import urlsplit
 
 import clickhouse_connect
 
+from libs import tracing
+
 T = TypeVar("T")
 
 _MEMORY = ("", ":memory:", "memory")
@@ -185,7 +187,10 @@ class ClickHouseStore:
     ) -> int:
         """Insert rows (a batch). Pass ``dedup_token`` so a retried batch is stored once
         (requires ``non_replicated_deduplication_window`` on non-replicated tables)."""
-        return await self._run(self._insert, table, rows, column_names, dedup_token, settings)
+        with tracing.span("clickhouse insert", **{"db.collection.name": table,
+                                                  "db.operation.batch.size": len(rows)}):
+            return await self._run(self._insert, table, rows, column_names, dedup_token,
+                                   settings)
 
     # --- sync twins (CLI, migrations) --------------------------------------------------------------
     def command_sync(self, sql: str, parameters: dict | None = None, *, settings: dict | None = None) -> Any:

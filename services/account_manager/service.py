@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 import httpx
 
 from libs.kafka import ConsumerLoop, Incoming, Outgoing, Producer, TopicTable
+from libs.metrics import observe_accounts
 from libs.records.accounts import AccountCommand, AccountEvent
 from libs.secretbox import SecretBox
 from libs.settings import Settings
@@ -115,6 +116,7 @@ class AccountManager:
             if self.owner:
                 try:
                     await self._send(self.pool.tick())
+                    observe_accounts(self.pool.accounts.values())
                 except Exception:  # noqa: BLE001 - the next tick retries
                     log.exception("tick failed")
             await asyncio.sleep(TICK_S)

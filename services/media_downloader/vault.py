@@ -26,6 +26,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
+from libs.metrics import MEDIA_BYTES_STORED
 from libs.storage.objects import ObjectStore
 
 from .fetch import Download
@@ -112,6 +113,7 @@ class MediaVault:
                         key, download.body, download.size, download.content_type,
                         {"sha256": download.sha256})
                 await until_stored(f"put {key}", put)
+                MEDIA_BYTES_STORED.inc(download.size)
                 self.uploads += 1
                 self._stored[download.sha256] = None
                 if len(self._stored) > RECENT_HASHES:

@@ -18,6 +18,7 @@ from libs.leases import LeaseClient
 from libs.records.tasks import SearchJob
 from libs.settings import Settings
 from libs.topics import SEARCH_JOBS, TASK_CONTROLS, TASK_PROGRESS, topic_name
+from libs.tracing import record_span
 from libs.xclient import XClient
 
 from .ledger import PageLedger
@@ -130,7 +131,8 @@ class ScraperService:
             asyncio.get_running_loop().create_task(self._dead_letter(tp, m, str(e)))
             return
         assert isinstance(job, SearchJob)
-        self._spawn(tp, m.offset, job, deps)
+        with record_span(SERVICE, m, job):  # the slice's task inherits the job's trace
+            self._spawn(tp, m.offset, job, deps)
 
     def _spawn(self, tp: TopicPartition, offset: int, job: SearchJob, deps: SliceDeps,
                delay: float = 0.0) -> None:

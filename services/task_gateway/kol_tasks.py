@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, ValidationError
 from libs.kafka import Outgoing, Producer, TopicTable
 from libs.records.kol import KolFollowingsTask, KolTaskProgress
 from libs.settings import Settings
-from libs.topics import KOL_COMMANDS, KOL_PROGRESS
+from libs.topics import KOL_COMMANDS, KOL_PROGRESS, TASK_ACCOUNT_WAITS
 
 from .task_view import TaskView
 
@@ -35,6 +35,8 @@ class KolTaskView(TaskView):
     def __init__(self, settings: Settings):  # noqa: super().__init__ would read other topics
         self.commands = TopicTable(settings, KOL_COMMANDS)
         self.progress = TopicTable(settings, KOL_PROGRESS)
+        # TaskView.start/stop/waiting_for_accounts read it (merge of issues 4 and 6).
+        self.account_waits = TopicTable(settings, TASK_ACCOUNT_WAITS)
 
     async def start(self) -> None:
         for t in (self.commands, self.progress):

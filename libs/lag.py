@@ -1,0 +1,160 @@
+"""Consumer lag, consumption rate, time to drain and the replicas that would drain it.
+
+Two snapshots of (end offset, committed offset) per partition, `dt` seconds apart, give:
+
+  lag           = end − committed (per partition; a group that never committed: end − start)
+  rate          = (committed₂ − committed₁) / dt        records/s the group consumes
+  inflow        = (end₂ − end₁) / dt                      records/s produced into the topic
+  time to drain = lag / (rate − inflow)                   +inf when it does not shrink
+  replicas      = ceil((inflow + lag / target_s) / (rate / members)), between 1 and partitions
+
+`members` is the group's current member count (at least 1: a group in "assign" mode has no
+members on the broker but one consumer). When the group consumed nothing during the sample
+but has lag, its per-replica speed is unknown and the recommendation is the partition count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass, field
+
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from . import metrics
+from .kafka import consumer_for, partitions_of
+from .settings import Settings
+
+
+@dataclass
+class Snapshot:
+    at: float
+    end: dict[TopicPartition, int]
+    start: dict[TopicPartition, int]
+    committed: dict[str, dict[TopicPartition, int | None]]  # group → tp → offset
+    members: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class GroupTopicLag:
+    group: str
+    topic: str
+    partitions: dict[int, int]  # partition → lag
+    rate: float
+    inflow: float
+    members: int
+    drain_s: float
+    recommended_replicas: int
+
+    @property
+    def lag(self) -> int:
+        return sum(self.partitions.values())
+
+
+def recommend(lag: int, rate: float, inflow: float, members: int, partitions: int,
+              target_s: float) -> int:
+    """Replicas that consume the inflow plus the lag within `target_s`, within [1, partitions]."""
+    if lag <= 0 and inflow <= 0:
+        return 1
+    per_member = rate / max(1, members)
+    if per_member <= 0:
+        return partitions
+    need = math.ceil((inflow + lag / target_s) / per_member)
+    return max(1, min(partitions, need))
+
+
+def drain_seconds(lag: int, rate: float, inflow: float) -> float:
+    if lag <= 0:
+        return 0.0
+    net = rate - inflow
+    return lag / net if net > 0 else math.inf
+
+
+async def snapshot(settings: Settings, groups: dict[str, list[str]]) -> Snapshot:
+    """End, start and committed offsets of every (group, topic) named (full topic names)."""
+    topics = sorted({t for ts in groups.values() for t in ts})
+    consumer = consumer_for(settings, None, "xget-lag")
+    await consumer.start()
+    try:
+        tps = [tp for t in topics for tp in await partitions_of(consumer, t)]
+        end = await consumer.end_offsets(tps) if tps else {}
+        start = await consumer.beginning_offsets(tps) if tps else {}
+    finally:
+        await consumer.stop()
+    committed: dict[str, dict[TopicPartition, int | None]] = {}
+    members: dict[str, int] = {}
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="xget-lag")
+    await admin.start()
+    try:
+        for group, gtopics in groups.items():
+            offsets = await admin.list_consumer_group_offsets(group)
+            committed[group] = {tp: (offsets[tp].offset if tp in offsets
+                                     and offsets[tp].offset >= 0 else None)
+                                for tp in tps if tp.topic in gtopics}
+        try:
+            described = await admin.describe_consumer_groups(list(groups))
+            for d in described:
+                for g in d.groups:
+                    members[g.group] = len(g.members)
+        except Exception:  # noqa: BLE001 - membership is a refinement; 1 member is assumed
+            pass
+    finally:
+        await admin.close()
+    return Snapshot(time.monotonic(), end, start, committed, members)
+
+
+def report(first: Snapshot, second: Snapshot, target_s: float) -> list[GroupTopicLag]:
+    dt = max(1e-6, second.at - first.at)
+    out = []
+    for group, offsets in sorted(second.committed.items()):
+        by_topic: dict[str, list[TopicPartition]] = {}
+        for tp in offsets:
+            by_topic.setdefault(tp.topic, []).append(tp)
+        for topic, tps in sorted(by_topic.items()):
+            lags, consumed, produced = {}, 0, 0
+            for tp in sorted(tps, key=lambda t: t.partition):
+                c2 = offsets[tp] if offsets[tp] is not None else second.start[tp]
+                c1 = first.committed.get(group, {}).get(tp)
+                c1 = c1 if c1 is not None else first.start.get(tp, c2)
+                lags[tp.partition] = max(0, second.end[tp] - c2)
+                consumed += max(0, c2 - c1)
+                produced += max(0, second.end[tp] - first.end.get(tp, second.end[tp]))
+            rate, inflow = consumed / dt, produced / dt
+            members = max(1, second.members.get(group, 0))
+            lag = sum(lags.values())
+            out.append(GroupTopicLag(group, topic, lags, rate, inflow, members,
+                                     drain_seconds(lag, rate, inflow),
+                                     recommend(lag, rate, inflow, members, len(tps), target_s)))
+    return out
+
+
+def export(rows: list[GroupTopicLag]) -> None:
+    """The same figures as metrics, for a `xget lag --watch` exporter."""
+    for r in rows:
+        metrics.set_lag(r.group, {(r.topic, p): lag for p, lag in r.partitions.items()})
+        metrics.LAG_RATE.labels(r.group, r.topic).set(r.rate)
+        metrics.LAG_DRAIN_SECONDS.labels(r.group, r.topic).set(r.drain_s)
+        metrics.LAG_REPLICAS.labels(r.group, r.topic).set(r.recommended_replicas)
+
+
+async def measure(settings: Settings, groups: dict[str, list[str]], sample_s: float,
+                  target_s: float) -> list[GroupTopicLag]:
+    first = await snapshot(settings, groups)
+    await asyncio.sleep(sample_s)
+    second = await snapshot(settings, groups)
+    rows = report(first, second, target_s)
+    export(rows)
+    return rows
+
+
+def render(rows: list[GroupTopicLag]) -> str:
+    lines = [f"{'GROUP':<24} {'TOPIC':<28} {'LAG':>9} {'RATE/s':>9} {'IN/s':>9} "
+             f"{'DRAIN':>9} {'MEMBERS':>7} {'REPLICAS':>8}  PARTITION LAGS"]
+    for r in rows:
+        drain = "inf" if math.isinf(r.drain_s) else f"{r.drain_s:.0f}s"
+        parts = " ".join(f"{p}:{lag}" for p, lag in sorted(r.partitions.items()))
+        lines.append(f"{r.group:<24} {r.topic:<28} {r.lag:>9} {r.rate:>9.1f} {r.inflow:>9.1f} "
+                     f"{drain:>9} {r.members:>7} {r.recommended_replicas:>8}  {parts}")
+    return "\n".join(lines)

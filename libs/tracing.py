@@ -1,0 +1,199 @@
+"""Tracing (OpenTelemetry): one task is one trace across every service.
+
+The W3C trace context travels in Kafka record headers (`traceparent`, `tracestate`): the
+Producer injects the current span's context into every record it sends, and the ConsumerLoop
+handles every record under a span that is a child of the context its headers carry: the
+records of a batch that share a parent (the 20 posts of one X page) share one span, with their
+count (`messaging.batch.message_count`) — a span per post cost 15% of the pipeline's CPU.
+Handlers work on batches, so an output record is attributed to the input record it came from
+by key, else by task id, else to the batch's first record (libs/kafka.py `_trace_outputs`).
+
+Exporters by setting (`XGET_TRACE_EXPORTER`): `otlp` to a collector (production, endpoint
+`XGET_OTLP_ENDPOINT`), `file` (JSON lines, embedded mode and tests), `console`, or `none`
+(the default: no provider is installed and every call here is a cheap no-op).
+Span attributes carry task id, keyword, counts and account names — never secrets.
+The gateway's HTTP server spans come from FastAPI itself (≥ 0.165 traces requests through the
+global tracer provider installed here), so a POSTed task's command carries the request's trace.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Sequence
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.propagators.textmap import Getter, Setter
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+TRACER_NAME = "xget"
+HEADERS = ("traceparent", "tracestate")
+_propagator = TraceContextTextMapPropagator()
+_installed = False
+
+
+class _ListGetter(Getter):
+    """Kafka headers as aiokafka gives them: a sequence of (str, bytes)."""
+
+    def get(self, carrier, key):
+        for k, v in carrier or ():
+            if k == key:
+                return [v.decode("latin-1") if isinstance(v, bytes) else v]
+        return None
+
+    def keys(self, carrier):
+        return [k for k, _ in carrier or ()]
+
+
+class _ListSetter(Setter):
+    def set(self, carrier, key, value):
+        carrier.append((key, value.encode("latin-1")))
+
+
+_getter, _setter = _ListGetter(), _ListSetter()
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer(TRACER_NAME)
+
+
+def enabled() -> bool:
+    return _installed
+
+
+def setup_tracing(settings: Settings, service: str, exporter=None) -> None:
+    """Install the process's tracer provider once (`exporter` overrides the setting: tests)."""
+    global _installed
+    kind = settings.trace_exporter
+    if _installed or (kind == "none" and exporter is None):
+        return
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    if exporter is not None:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    elif kind == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(
+            OTLPSpanExporter(endpoint=settings.otlp_endpoint.rstrip("/") + "/v1/traces")))
+    elif kind == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    elif kind == "file":
+        provider.add_span_processor(BatchSpanProcessor(JsonLinesExporter(settings.trace_file),
+                                                       schedule_delay_millis=500))
+    trace.set_tracer_provider(provider)
+    _installed = True
+    log.info("tracing on: %s exporter", kind if exporter is None else type(exporter).__name__)
+
+
+def shutdown_tracing() -> None:
+    provider = trace.get_tracer_provider()
+    if hasattr(provider, "shutdown"):
+        provider.shutdown()
+
+
+def inject(headers: list[tuple[str, bytes]], ctx=None) -> None:
+    """Add the W3C context of `ctx` (default: the current span) to Kafka headers."""
+    if _installed and not any(k == "traceparent" for k, _ in headers):
+        _propagator.inject(headers, context=ctx, setter=_setter)
+
+
+def extract(headers: Sequence | None):
+    """The context a consumed record's headers carry (the current one when none)."""
+    return _propagator.extract(headers or (), getter=_getter)
+
+
+def context_with(span: trace.Span):
+    return trace.set_span_in_context(span, otel_context.Context())
+
+
+def record_attributes(record) -> dict:
+    """Task id, keyword and similar attributes of a record, where it has them."""
+    attrs = {}
+    for name in ("task_id", "keyword", "slice_id", "post_id", "account", "page_no"):
+        value = getattr(record, name, None)
+        if isinstance(value, (str, int)) and value != "":
+            attrs[f"xget.{name}"] = value
+    entries = getattr(record, "entries", None)
+    if isinstance(entries, int):
+        attrs["xget.entries"] = entries
+    return attrs
+
+
+class JsonLinesExporter:
+    """Appends each finished span as one JSON line to a file (embedded mode, tests)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._lock = threading.Lock()
+
+    def export(self, spans) -> "SpanExportResult":
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        lines = []
+        for s in spans:
+            parent = s.parent
+            lines.append(json.dumps({
+                "name": s.name,
+                "trace_id": format(s.context.trace_id, "032x"),
+                "span_id": format(s.context.span_id, "016x"),
+                "parent_id": format(parent.span_id, "016x") if parent else None,
+                "service": s.resource.attributes.get("service.name"),
+                "start_ns": s.start_time, "end_ns": s.end_time,
+                "status": s.status.status_code.name,
+                "attributes": dict(s.attributes or {}),
+            }, default=str))
+        with self._lock, open(self.path, "a", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+class record_span:
+    """`with record_span(service, msg, record):` — a span for one consumed record, child of
+    the context in its headers and current inside the block (tasks created there inherit it)."""
+
+    def __init__(self, service: str, msg, record=None):
+        self.service, self.msg, self.record = service, msg, record
+        self._cm = None
+
+    def __enter__(self):
+        if not _installed:
+            return None
+        attrs = {"xget.service": self.service, "messaging.destination.name": self.msg.topic,
+                 "messaging.kafka.partition": self.msg.partition,
+                 "messaging.kafka.offset": self.msg.offset}
+        if self.record is not None:
+            attrs.update(record_attributes(self.record))
+        self._cm = tracer().start_as_current_span(
+            f"{self.service} handle {self.msg.topic}", context=extract(self.msg.headers),
+            kind=trace.SpanKind.CONSUMER, attributes=attrs)
+        return self._cm.__enter__()
+
+    def __exit__(self, *exc):
+        if self._cm is not None:
+            return self._cm.__exit__(*exc)
+        return False
+
+
+def span(name: str, **attributes):
+    """A child span of the current context (a no-op span when tracing is off)."""
+    return tracer().start_as_current_span(name, attributes={
+        k: v for k, v in attributes.items() if isinstance(v, (str, int, float, bool))})
+
