@@ -20,9 +20,9 @@ def line(st: Stats, width: int = 20) -> str:
 
 
 class ProgressBar:
-    def __init__(self, stream: TextIO = sys.stderr, min_interval_s: float = 0.2):
-        self.stream = stream
-        self.tty = stream.isatty()
+    def __init__(self, stream: TextIO | None = None, min_interval_s: float = 0.2):
+        self.stream = stream or sys.stderr  # looked up now: sys.stderr may have been replaced
+        self.tty = self.stream.isatty()
         self.min_interval_s = min_interval_s
         self._last = 0.0
         self._finished = -1
