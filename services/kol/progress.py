@@ -20,8 +20,9 @@ def line(st: Stats, width: int = 20) -> str:
 
 
 class ProgressBar:
-    def __init__(self, stream: TextIO = sys.stderr, min_interval_s: float = 0.2):
-        self.stream = stream
+    def __init__(self, stream: TextIO | None = None, min_interval_s: float = 0.2):
+        # sys.stderr of the moment, not of import time (a test's captured stream may be closed)
+        self.stream = stream = stream if stream is not None else sys.stderr
         self.tty = stream.isatty()
         self.min_interval_s = min_interval_s
         self._last = 0.0
