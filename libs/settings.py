@@ -157,6 +157,9 @@ class Settings(BaseSettings):
     account_lease_ttl_s: float = Field(
         60.0, gt=0, description="A lease ends by itself this long after its grant (or at the "
                                 "window reset), so a dead scraper's account frees up.")
+    account_lease_max_budget: int = Field(
+        100, ge=1, description="Requests one lease allows at most; a dead scraper's lease "
+                               "counts in full, so this bounds what a crash costs an account.")
     account_reset_margin_s: float = Field(
         0.5, ge=0, description="Wait this long after a window's reset before leasing again.")
     account_min_health: float = Field(

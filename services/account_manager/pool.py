@@ -8,7 +8,8 @@ slow work (Playwright logins, proxy checks, account tests) this pool asks for.
 Counting: a window's `used` grows with every reported request (account-events) and, when a
 lease comes back, becomes at least what the lease says it made. A lease that expires without
 coming back (its scraper died) counts its whole budget as used: the account may then idle
-until the window resets, but it can never receive more requests than X allows.
+until the window resets, but it can never receive more requests than X allows. Budgets are
+capped (XGET_ACCOUNT_LEASE_MAX_BUDGET), so that idling is bounded when limits are large.
 """
 
 from __future__ import annotations
@@ -407,7 +408,10 @@ class AccountPool:
         expires = min(now + self.s.account_lease_ttl_s, w.window_reset.timestamp())
         lease_id = uuid.uuid4().hex
         w.lease_id, w.lease_holder = lease_id, r.requester
-        w.lease_budget, w.lease_used_before = w.limit - w.used, w.used
+        # Capped: a lease whose scraper dies counts its whole budget as used, so a large limit
+        # (from X's headers) must not let one crash idle the account for the whole window.
+        w.lease_budget = min(w.limit - w.used, self.s.account_lease_max_budget)
+        w.lease_used_before = w.used
         w.lease_expires = _dt(expires)
         creds = self.box.open(a.secrets) if a.secrets else {}
         proxy_url = None
