@@ -70,7 +70,20 @@ def test_metrics_move_while_a_task_runs(noida, xsim, tmp_path, chdb_path):
             wait_until(lambda: any(x.body.get("completion_status") == "completed"
                                    and x.body.get("task_id") == task_id and x.status == 200
                                    for x in hook.all()), 180, "the completed report")
-            after = scrape(base)
+            raw_t, posts_t = f"{prefix}raw-pages", f"{prefix}posts"
+
+            def drained():
+                # Records after the target (the slice's end marker) may still be on their way
+                # when the last report goes out: wait until every hop has read what it got.
+                a = scrape(base)
+                d = (lambda n, **ls: total(a, n, **ls) - total(before, n, **ls))
+                return a if (
+                    d("xget_records_in_total", service="parser", topic=raw_t)
+                    == d("xget_records_out_total", service="scraper", topic=raw_t)
+                    and d("xget_records_in_total", service="dedup-counter", topic=posts_t)
+                    == d("xget_records_out_total", service="parser", topic=posts_t)) else None
+
+            after = wait_until(drained, 30, "every hop to have read what it was sent")
         finally:
             proc.stop()
 
