@@ -131,10 +131,7 @@ class ScheduledTask(Record):
     @field_validator("keyword")
     @classmethod
     def _strip(cls, v: str) -> str:
-        v = v.strip()
-        if not v:
-            raise ValueError("keyword must not be blank")
-        return v
+        return OnDemandTask._strip_keyword(v)
 
     @field_validator("task_id")
     @classmethod
