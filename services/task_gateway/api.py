@@ -26,9 +26,8 @@ from libs.settings import Settings
 from libs.topics import REPORT_CONTROLS, TASK_COMMANDS
 from libs.webhooks import WebhookUrlError, check_url
 
-from . import kol_tasks
+from . import data_api, kol_tasks, tasks_api
 from .kol_tasks import KolTaskView
-from . import data_api, tasks_api
 from .estimate import completion, estimate
 from .task_view import TaskView
 
@@ -44,36 +43,41 @@ class ScheduledRequest(BaseModel):
     download_video: bool = False
 
 
-class SearchRequest(BaseModel):
-    type: Literal["keyword_search", "user_timeline", "quotes"]
+class _WindowRequest(BaseModel):
+    """What every search-over-a-window request carries (on-demand and generic search)."""
+
     task_id: str | None = None
-    keyword: str | None = None
-    username: str | None = None
-    post_id: str | None = None
     priority: int = Field(5, ge=1, le=10)
     required_count: int = Field(0, ge=0)
     start_time: datetime
     end_time: datetime
-    filters: SearchFilters | None = None
     callback_url: str | None = None
+    filters: SearchFilters | None = None
     download_video: bool = False
+
+    def task(self, task_id: str, keyword: str) -> OnDemandTask:
+        """The on-demand command for this request (raises ValidationError on bad input)."""
+        return OnDemandTask(
+            task_id=self.task_id or task_id, keyword=keyword, priority=self.priority,
+            required_count=self.required_count, start_time=self.start_time,
+            end_time=self.end_time, callback_url=self.callback_url, filters=self.filters,
+            download_video=self.download_video, submitted_at=datetime.now(timezone.utc))
+
+
+class OnDemandRequest(_WindowRequest):
+    keyword: str
+
+
+class SearchRequest(_WindowRequest):
+    type: Literal["keyword_search", "user_timeline", "quotes"]
+    keyword: str | None = None
+    username: str | None = None
+    post_id: str | None = None
 
 
 def _field_error(field: str, message: str) -> JSONResponse:
     return JSONResponse({"status": "rejected", "detail": [{"field": field, "message": message}]},
                         status_code=422)
-
-
-class OnDemandRequest(BaseModel):
-    task_id: str | None = None
-    keyword: str
-    priority: int = Field(5, ge=1, le=10)
-    required_count: int = Field(0, ge=0)
-    start_time: datetime
-    end_time: datetime
-    callback_url: str | None = None
-    filters: SearchFilters | None = None
-    download_video: bool = False
 
 
 def _errors(e: ValidationError | RequestValidationError) -> list[dict]:
@@ -141,12 +145,7 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
 
     @app.post("/api/v1/tasks/ondemand", dependencies=[Depends(auth)])
     async def create_ondemand(req: OnDemandRequest):
-        return await accept(lambda: OnDemandTask(
-            task_id=req.task_id or f"od-{uuid.uuid4().hex[:16]}", keyword=req.keyword,
-            priority=req.priority, required_count=req.required_count,
-            start_time=req.start_time, end_time=req.end_time, callback_url=req.callback_url,
-            filters=req.filters, download_video=req.download_video,
-            submitted_at=datetime.now(timezone.utc)))
+        return await accept(lambda: req.task(f"od-{uuid.uuid4().hex[:16]}", req.keyword))
 
     @app.post("/api/v1/tasks/search", dependencies=[Depends(auth)])
     async def create_search(req: SearchRequest):
@@ -164,12 +163,7 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
             if not req.post_id or not req.post_id.isdigit():
                 return _field_error("post_id", "quotes needs the quoted post's id (digits)")
             keyword = f"quoted_tweet_id:{req.post_id}"
-        return await accept(lambda: OnDemandTask(
-            task_id=req.task_id or f"{req.type[:2]}-{uuid.uuid4().hex[:16]}", keyword=keyword,
-            priority=req.priority, required_count=req.required_count,
-            start_time=req.start_time, end_time=req.end_time, callback_url=req.callback_url,
-            filters=req.filters, download_video=req.download_video,
-            submitted_at=datetime.now(timezone.utc)))
+        return await accept(lambda: req.task(f"{req.type[:2]}-{uuid.uuid4().hex[:16]}", keyword))
 
     @app.post("/api/v1/tasks/scheduled", dependencies=[Depends(auth)])
     async def create_scheduled(req: ScheduledRequest):

@@ -8,8 +8,10 @@ from libs.records.accounts import AccountState, TaskAccountWait
 from libs.records.dead_letter import DeadLetter
 from libs.records.tasks import OnDemandTask, ScheduledTask, TaskControl, TaskProgress
 from libs.settings import Settings
-from libs.topics import (ACCOUNT_STATE, DEAD_LETTERS, TASK_ACCOUNT_WAITS, TASK_COMMANDS, TASK_CONTROLS,
-                         TASK_PROGRESS, topic_name)
+from libs.topics import (ACCOUNT_STATE, DEAD_LETTERS, TASK_ACCOUNT_WAITS, TASK_COMMANDS,
+                         TASK_CONTROLS, TASK_PROGRESS, topic_name)
+
+from .schedules import run_id
 
 
 class TaskView:
@@ -70,12 +72,12 @@ class TaskView:
             "task_id": task.task_id, "type": "scheduled",
             "status": {"active": "scheduled"}.get(state, state),
             "runs_fired": runs,
-            "run_task_ids": [f"{task.task_id}-r{n + 1:04d}" for n in range(runs)],
+            "run_task_ids": [run_id(task.task_id, n) for n in range(runs)],
             "next_execution": (self.schedules.next_execution(task)
                                if self.schedules and state == "active" else None),
             "progress": {"collected": sum(
                 p.collected for n in range(runs)
-                if isinstance(p := self.progress.rows.get(f"{task.task_id}-r{n + 1:04d}"),
+                if isinstance(p := self.progress.rows.get(run_id(task.task_id, n)),
                               TaskProgress)), "target": 0, "percentage": 0.0},
             "created_at": task.submitted_at,
             "updated_at": ctl.updated_at if ctl else task.submitted_at,
