@@ -93,6 +93,32 @@ def tree_rss_mb(pid: int, kids: dict[int, list[int]] | None = None) -> float:
     return total / 1024
 
 
+def _cpu_s(pid: int) -> float:
+    """utime + stime of one process, in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def sample_cpu(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each process and its descendants."""
+    kids = _children_map()
+    out = {}
+    for name, pid in pids.items():
+        total, stack, seen = 0.0, [pid], set()
+        while stack:
+            p = stack.pop()
+            if p not in seen:
+                seen.add(p)
+                total += _cpu_s(p)
+                stack.extend(kids.get(p, ()))
+        out[name] = total
+    return out
+
+
 def sample_rss(pids: dict[str, int]) -> dict[str, float]:
     kids = _children_map()
     return {name: tree_rss_mb(pid, kids) for name, pid in pids.items()}
@@ -179,7 +205,9 @@ def run(n_posts: int, keep: bool = False) -> float:
         start = WINDOW_END - timedelta(hours=hours)
         keyword = f"bench{uuid.uuid4().hex[:6]}"
         pids = {s.name: s.proc.pid for s in services} | {"noida-db (broker)": broker.pid}
+        cpu_pids = pids | {"x simulator": xsim.pid}
 
+        cpu0 = sample_cpu(cpu_pids)
         t0 = time.perf_counter()
         r = gw.post("/api/v1/tasks/ondemand", json={
             "keyword": keyword, "priority": 3, "required_count": n_posts,
@@ -201,6 +229,7 @@ def run(n_posts: int, keep: bool = False) -> float:
             if status.get("status") == "completed":
                 elapsed = time.perf_counter() - t0
                 rss["100%"] = sample_rss(pids)
+                cpu1 = sample_cpu(cpu_pids)
                 rss.setdefault("10%", rss["100%"])
                 break
             if status.get("status") == "failed":
@@ -248,6 +277,12 @@ def run(n_posts: int, keep: bool = False) -> float:
             print(f"  {n:<{w}}  {rss['10%'][n]:>8.1f}  {rss['100%'][n]:>8.1f}")
         tot10, tot100 = sum(rss["10%"].values()), sum(rss["100%"].values())
         print(f"  {'total':<{w}}  {tot10:>8.1f}  {tot100:>8.1f}")
+        print(f"CPU seconds from submit to completed (wall {elapsed:.2f}s, "
+              f"{os.cpu_count()} cores; bare parse of the same posts would take "
+              f"{collected / bare_rate:.2f}s):")
+        for n in cpu_pids:
+            print(f"  {n:<{w}}  {cpu1[n] - cpu0[n]:>8.2f}")
+        print(f"  {'total':<{w}}  {sum(cpu1.values()) - sum(cpu0.values()):>8.2f}")
         ratio = e2e_rate / bare_rate
         print(f"ratio: {ratio:.3f}")
         return ratio

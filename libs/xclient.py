@@ -27,6 +27,7 @@ from twscrape.utils import encode_params, find_obj, get_by_path
 
 from libs import metrics, tracing
 from libs.settings import Settings
+from libs.x_page_summary import SKIP_ENTRY_PREFIXES, summarize
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ USER_AGENT = (
 STATIC_TRANSACTION_ID = (
     "9q2mLyViqx8ZDvgNqw2uy9cbq3Y3nRTB1obxzBTRJXUxKYAZ2qZ1f8QxhQxvwSBOR0DaQ5ar0PmG65qfoGcuMrk1omI9yw"
 )
-SKIP_ENTRY_PREFIXES = ("cursor-", "messageprompt-", "module-", "who-to-follow-")
 
 
 @dataclass(frozen=True)
@@ -169,17 +169,24 @@ def classify(status: int, headers: httpx.Headers, text: str, cursor_in: str | No
         src = "Cloudflare" if "cf-ray" in headers else "HTML"
         return {**out, "outcome": "blocked", "error": f"blocked by {src}: HTTP {status}"}
 
-    try:
-        res = orjson.loads(text) if text else None
-        parsed = True
-    except orjson.JSONDecodeError:
-        res, parsed = None, False
-
-    errors = _errors(res)
+    # The common case, a SearchTimeline page, is read through a skeleton (see
+    # libs/x_page_summary); anything it cannot answer exactly goes the generic way.
+    summary = summarize(text) if status == 200 and text else None
+    if summary is not None:
+        res, parsed, data = None, True, True
+        errors = summary.errors
+    else:
+        try:
+            res = orjson.loads(text) if text else None
+            parsed = True
+        except orjson.JSONDecodeError:
+            res, parsed = None, False
+        errors = _errors(res)
+        data = has_data(res)
     codes = {c for c, _ in errors}
     err_msg = "; ".join(f"({c}) {m}" for c, m in errors) or None
 
-    if status == 429 or (88 in codes and not has_data(res)):
+    if status == 429 or (88 in codes and not data):
         return {**out, "outcome": "rate_limited",
                 "error": err_msg or f"HTTP {status} rate limited"}
     if remaining == 0 and reset is not None and reset > 0 and status != 200:
@@ -195,15 +202,17 @@ def classify(status: int, headers: httpx.Headers, text: str, cursor_in: str | No
         return {**out, "outcome": "server_error", "error": err_msg or f"HTTP {status}"}
     if status != 200:
         return {**out, "outcome": "server_error", "error": err_msg or f"HTTP {status}"}
-    if not parsed or not isinstance(res, dict):
-        return {**out, "outcome": "malformed", "error": "response is not a JSON object"}
-    if not has_data(res):
-        if any(c == -1 or "LoadShed" in m for c, m in errors):
-            return {**out, "outcome": "server_error", "error": err_msg}
-        return {**out, "outcome": "malformed", "error": err_msg or "response has no data"}
-
-    entries = len(gql_entries(res))
-    cursor_out = get_cursor(res, "Bottom")
+    if summary is not None:
+        entries, cursor_out = summary.entries, summary.cursor
+    else:
+        if not parsed or not isinstance(res, dict):
+            return {**out, "outcome": "malformed", "error": "response is not a JSON object"}
+        if not data:
+            if any(c == -1 or "LoadShed" in m for c, m in errors):
+                return {**out, "outcome": "server_error", "error": err_msg}
+            return {**out, "outcome": "malformed", "error": err_msg or "response has no data"}
+        entries = len(gql_entries(res))
+        cursor_out = get_cursor(res, "Bottom")
     exhausted = entries == 0 and (cursor_out is None or cursor_out == cursor_in)
     return {"outcome": "ok", "entries": entries, "cursor_out": cursor_out,
             "exhausted": exhausted, "error": err_msg}
