@@ -138,7 +138,7 @@ async def _read_raw_pages(settings: Settings, task_id: str) -> list[RawPage]:
 
 
 # --- main ------------------------------------------------------------------------------------------
-def run(n_posts: int, keep: bool = False) -> float:
+def run(n_posts: int, keep: bool = False, parsers: int = 1) -> float:
     tmp = Path(tempfile.mkdtemp(prefix="xget-bench-"))
     logs = tmp / "logs"
     logs.mkdir()
@@ -171,7 +171,9 @@ def run(n_posts: int, keep: bool = False) -> float:
         settings = Settings(
             _env_file=None,
             kafka_bootstrap=broker.address,
-            kafka_group_mode="assign",
+            # One instance per service takes every partition ("assign"); parser replicas
+            # share raw-pages as a consumer group (members).
+            kafka_group_mode="assign" if parsers == 1 else "members",
             kafka_empty_fetch_backoff_ms=50,  # noida answers empty fetches at once
             topic_prefix=prefix,
             clickhouse_dsn=f"chdb://{tmp / 'chdb'}",
@@ -190,7 +192,8 @@ def run(n_posts: int, keep: bool = False) -> float:
         services = [
             ServiceProcess("gateway+scraper", ["task-gateway", "scraper", "account-manager"],
                            settings, logs).start(),
-            ServiceProcess("parser", ["parser"], settings, logs).start(),
+            *(ServiceProcess("parser" if parsers == 1 else f"parser{i + 1}", ["parser"],
+                             settings, logs).start() for i in range(parsers)),
             ServiceProcess("dedup-counter", ["dedup-counter"], settings, logs).start(),
         ]
         gw = gateway_client(settings)
@@ -200,6 +203,11 @@ def run(n_posts: int, keep: bool = False) -> float:
         # Let the parser and dedup-counter finish starting (consumers assigned, migrations).
         time.sleep(3)
         all_alive(services)
+        # What the idle stack costs (consumers polling, timers), for reading the CPU table.
+        idle_pids = {s.name: s.proc.pid for s in services} | {"noida-db (broker)": broker.pid}
+        idle0, idle_t0 = sample_cpu(idle_pids), time.perf_counter()
+        time.sleep(2)
+        idle1, idle_s = sample_cpu(idle_pids), time.perf_counter() - idle_t0
 
         hours = math.ceil(n_posts / DENSITY_PER_HOUR * 1.25) + 2
         start = WINDOW_END - timedelta(hours=hours)
@@ -283,6 +291,8 @@ def run(n_posts: int, keep: bool = False) -> float:
         for n in cpu_pids:
             print(f"  {n:<{w}}  {cpu1[n] - cpu0[n]:>8.2f}")
         print(f"  {'total':<{w}}  {sum(cpu1.values()) - sum(cpu0.values()):>8.2f}")
+        print("idle stack before the task, CPU seconds per second: " + ", ".join(
+            f"{n} {(idle1[n] - idle0[n]) / idle_s:.3f}" for n in idle_pids))
         ratio = e2e_rate / bare_rate
         print(f"ratio: {ratio:.3f}")
         return ratio
@@ -298,8 +308,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--posts", type=int, default=10_000, help="required_count of the task")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
+    ap.add_argument("--parsers", type=int, default=1, help="parser replicas (processes)")
     args = ap.parse_args()
-    run(args.posts, keep=args.keep)
+    run(args.posts, keep=args.keep, parsers=args.parsers)
 
 
 if __name__ == "__main__":

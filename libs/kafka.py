@@ -208,12 +208,16 @@ class HandlerError(Exception):
     """Raised by a handler for one record it rejects: that record is dead-lettered."""
 
 
-def install_empty_fetch_backoff(ms: int) -> None:
-    """Make aiokafka's fetcher wait `ms` after a fetch that returned no records.
+def install_empty_fetch_backoff(ms: int, max_ms: int | None = None) -> None:
+    """Make aiokafka's fetcher wait after a fetch that returned no records.
 
     A broker normally holds an empty fetch for fetch.max.wait.ms; one that answers at once
     (noida-db) turns aiokafka's fetch loop into a busy loop (measured: ~86% of a core per
-    idle consumer). This wraps the fetcher's per-request coroutine once per process.
+    idle consumer). The wait is `ms` after the first empty fetch and doubles with each further
+    one up to `max_ms`; a fetch with records resets it. A process has a dozen consumers on
+    quiet tables (task commands, controls, account state): at a flat 50 ms their polling was
+    ~7% of a core in the scraper's process. This wraps the fetcher's per-request coroutine
+    once per process.
     """
     from aiokafka.consumer import fetcher
 
@@ -222,16 +226,21 @@ def install_empty_fetch_backoff(ms: int) -> None:
     if ms <= 0:
         fetcher.Fetcher._proc_fetch_request = original  # noqa: SLF001
         return
+    cap = max(ms, max_ms if max_ms is not None else ms)
 
     async def proc_fetch_request(self, assignment, node_id, request):
         got_records = await original(self, assignment, node_id, request)
-        if not got_records:
-            try:
-                await asyncio.sleep(ms / 1000)
-            except asyncio.CancelledError:
-                # Fetcher.close() cancels pending fetch tasks and awaits them unguarded:
-                # this wait is pure idling, so end quietly as a finished fetch would.
-                pass
+        if got_records:
+            self._xget_empty_fetches = 0
+            return got_records
+        streak = getattr(self, "_xget_empty_fetches", 0)
+        self._xget_empty_fetches = streak + 1
+        try:
+            await asyncio.sleep(min(ms * (1 << min(streak, 16)), cap) / 1000)
+        except asyncio.CancelledError:
+            # Fetcher.close() cancels pending fetch tasks and awaits them unguarded:
+            # this wait is pure idling, so end quietly as a finished fetch would.
+            pass
         return got_records
 
     proc_fetch_request.__xget_original__ = original  # type: ignore[attr-defined]
@@ -239,7 +248,8 @@ def install_empty_fetch_backoff(ms: int) -> None:
 
 
 def consumer_for(settings: Settings, group_id: str | None, client_id: str) -> AIOKafkaConsumer:
-    install_empty_fetch_backoff(settings.kafka_empty_fetch_backoff_ms)
+    install_empty_fetch_backoff(settings.kafka_empty_fetch_backoff_ms,
+                                settings.kafka_empty_fetch_backoff_max_ms)
     return AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=group_id,
@@ -307,10 +317,15 @@ class ConsumerLoop:
         on_revoke: Callable[[set[TopicPartition]], Awaitable[None]] | None = None,
         fill_ms: int = 0,
         fill_records: int = 2_000,
+        max_records: int | None = None,
     ):
         """`fill_ms`: after a batch arrives, keep fetching up to this long (or `fill_records`)
         before handling it — fewer, larger sink writes for a service whose cost is per batch
-        (dedup-counter's ClickHouse inserts); the client-side twin of fetch.min.bytes."""
+        (dedup-counter's ClickHouse inserts); the client-side twin of fetch.min.bytes.
+        `max_records`: at most this many records a batch (default kafka_max_poll_records), for
+        a service whose records are heavy: nothing of a batch goes out before all of it is
+        handled, so smaller batches keep the next service busy sooner."""
+        self.max_records = max_records
         self.fill_ms = fill_ms
         self.fill_records = fill_records
         self.settings = settings
@@ -364,7 +379,8 @@ class ConsumerLoop:
         latency = metrics.HANDLE_SECONDS.labels(self.service)
         try:
             while not self._stop.is_set():
-                batch = await consumer.getmany(timeout_ms=self.batch_timeout_ms)
+                batch = await consumer.getmany(timeout_ms=self.batch_timeout_ms,
+                                               max_records=self.max_records)
                 if batch and self.fill_ms:
                     batch = await self._fill(consumer, batch)
                 msgs = [m for tp in sorted(batch, key=lambda t: (t.topic, t.partition))

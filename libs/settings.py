@@ -44,6 +44,15 @@ class Settings(BaseSettings):
             "every idle consumer spin a CPU core; 50 there emulates the long-poll."
         ),
     )
+    kafka_empty_fetch_backoff_max_ms: int = Field(
+        100, ge=0,
+        description=(
+            "The wait after empty fetches doubles from kafka_empty_fetch_backoff_ms up to this "
+            "while a consumer stays idle, and drops back at its first record: a service's idle "
+            "table readers then poll 10 times a second instead of 20. Each hop of an idle "
+            "pipeline (task command -> scheduler -> scraper -> lease) may wait this long."
+        ),
+    )
     kafka_session_timeout_ms: int = Field(10_000, description="Consumer group session timeout.")
     kafka_heartbeat_interval_ms: int = Field(2_000)
     kafka_max_poll_records: int = Field(500)
@@ -181,6 +190,12 @@ class Settings(BaseSettings):
 
     # --- dedup-counter ---------------------------------------------------------------------------
     counter_batch_max: int = Field(5_000, description="Posts per ClickHouse insert at most.")
+    parser_batch_pages: int = Field(
+        8, ge=1,
+        description="Raw pages the parser handles as one batch (its posts go out, then the "
+                    "offsets are committed). A page is ~185 KB and ~4 ms of parsing: small "
+                    "batches hand posts to the dedup-counter sooner and bound the parser's "
+                    "memory.")
     counter_fill_ms: int = Field(
         100, ge=0,
         description="After posts arrive, wait up to this long for more before writing: "

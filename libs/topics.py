@@ -51,7 +51,7 @@ SEARCH_JOBS = TopicSpec(
         "task's slices spread over scraper replicas.",
 )
 RAW_PAGES = TopicSpec(
-    "raw-pages", 12, "task_id", (RawPage,),
+    "raw-pages", 12, "task_id/slice_id", (RawPage,),
     retention_ms=30 * 24 * 3600 * 1000,
     doc="Every X response verbatim, before anything else touches it: the never-ask-twice cache.",
 )

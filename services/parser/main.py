@@ -15,6 +15,7 @@ from .handler import SERVICE, handle
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     producer = await started_producer(settings, SERVICE)
     try:
-        await run_until(ConsumerLoop(settings, SERVICE, [RAW_PAGES], handle, producer), stop)
+        await run_until(ConsumerLoop(settings, SERVICE, [RAW_PAGES], handle, producer,
+                                     max_records=settings.parser_batch_pages), stop)
     finally:
         await producer.stop()

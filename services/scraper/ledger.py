@@ -35,6 +35,13 @@ def checkpoint_key(task_id: str, slice_id: str) -> str:
     return f"{task_id}/{slice_id}"
 
 
+def raw_page_key(job: SearchJob) -> str:
+    """Raw pages are keyed by slice, not by task: a slice's pages stay in order in one
+    partition (all the parser's ordering needs: a slice's SliceEnd follows its posts), and
+    the slices of one large task spread over the partitions, so parser replicas share it."""
+    return checkpoint_key(job.task_id, job.slice_id)
+
+
 class PageLedger:
     def __init__(self, settings: Settings, producer: Producer):
         self.settings = settings
@@ -53,10 +60,11 @@ class PageLedger:
         if self._offsets is not None:
             await self._offsets.stop()
 
-    async def raw_partition(self, task_id: str) -> int:
-        """The raw-pages partition of a task: fixed by key, computed once from metadata."""
+    async def raw_partition(self, job: SearchJob) -> int:
+        """The raw-pages partition of a slice: fixed by its key (see raw_page_key)."""
         name = topic_name(RAW_PAGES, self.settings.topic_prefix)
-        return partition_for_key(task_id, await self.producer._p.partitions_for(name))  # noqa: SLF001
+        return partition_for_key(raw_page_key(job),
+                                 await self.producer._p.partitions_for(name))  # noqa: SLF001
 
     async def recover(self, job: SearchJob) -> SliceState | None:
         """The slice's state from Kafka; None when it never started."""
@@ -93,7 +101,7 @@ class PageLedger:
 
     async def begin(self, job: SearchJob) -> SliceState:
         """Record that a slice starts, before its first request to X."""
-        partition = await self.raw_partition(job.task_id)
+        partition = await self.raw_partition(job)
         tp = TopicPartition(topic_name(RAW_PAGES, self.settings.topic_prefix), partition)
         # Nothing of this slice can be older than the partition's current end. Brokers that
         # under-report the end (Tansu) only make recovery read a little more.

@@ -19,7 +19,7 @@ from libs.records.tasks import SearchJob, TaskControl, TaskProgress
 from libs.topics import RAW_PAGES
 from libs.xclient import XClient
 
-from .ledger import PageLedger, SliceState
+from .ledger import PageLedger, SliceState, raw_page_key
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
             final=result.outcome == "ok" and result.exhausted,
             end_reason="exhausted" if result.outcome == "ok" and result.exhausted else None,
         )
-        md = await deps.producer.send_and_wait(Outgoing(RAW_PAGES, job.task_id, page))
+        md = await deps.producer.send_and_wait(Outgoing(RAW_PAGES, raw_page_key(job), page))
         if result.outcome != "ok":
             log.warning("slice %s/%s page %d: %s (%s) on %s", job.task_id, job.slice_id,
                         page.page_no, result.outcome, result.error, account.name)
@@ -143,6 +143,6 @@ async def _finish(job: SearchJob, deps: SliceDeps, state: SliceState, reason: st
         cursor_in=state.cursor, requested_at=datetime.now(timezone.utc), final=True,
         end_reason=reason, required_count=job.required_count,
     )
-    md = await deps.producer.send_and_wait(Outgoing(RAW_PAGES, job.task_id, page))
+    md = await deps.producer.send_and_wait(Outgoing(RAW_PAGES, raw_page_key(job), page))
     await deps.ledger.advance(job, state, page, md.offset)
     return reason

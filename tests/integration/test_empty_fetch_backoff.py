@@ -1,0 +1,67 @@
+"""The client-side wait after empty fetches (for brokers that answer them at once, like
+noida-db): an idle consumer polls less and less often, and still gets the next record."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+
+from libs.kafka import consumer_for, install_empty_fetch_backoff
+from libs.topics import USERS
+
+
+async def _idle_streak(settings, topic: str, seconds: float):
+    """Empty fetches an assigned consumer made in `seconds` on a partition with no new data,
+    and the consumer (still running)."""
+    consumer = consumer_for(settings, None, "backoff-test")
+    await consumer.start()
+    tp = TopicPartition(topic, 0)
+    consumer.assign([tp])
+    await consumer.seek_to_end(tp)
+    await consumer.getmany(timeout_ms=10)  # starts the fetch loop
+    await asyncio.sleep(seconds)
+    return consumer._fetcher._xget_empty_fetches, consumer  # noqa: SLF001
+
+
+async def test_idle_consumer_backs_off_and_still_gets_the_next_record(noida):
+    topic = noida.topic(USERS)
+    settings = noida.settings(kafka_empty_fetch_backoff_ms=50,
+                              kafka_empty_fetch_backoff_max_ms=400)  # a cap well above the first wait
+    streak, consumer = await _idle_streak(settings, topic, 2.0)
+    try:
+        # 50+100+200+400+400+... ms: about 7 fetches in 2 s, where a flat 50 ms makes ~40.
+        assert 3 <= streak <= 12, streak
+        producer = AIOKafkaProducer(bootstrap_servers=noida.bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, b"wake-up", key=b"k", partition=0)
+        finally:
+            await producer.stop()
+        got, deadline = [], time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            got = [m.value for msgs in batch.values() for m in msgs]
+        assert got == [b"wake-up"]
+        # A fetch with records starts the wait over.
+        assert consumer._fetcher._xget_empty_fetches <= 2  # noqa: SLF001
+    finally:
+        await consumer.stop()
+
+
+async def test_a_flat_wait_when_the_cap_equals_the_first_wait(noida):
+    settings = noida.settings(kafka_empty_fetch_backoff_ms=50,
+                              kafka_empty_fetch_backoff_max_ms=50)
+    streak, consumer = await _idle_streak(settings, noida.topic(USERS), 1.0)
+    await consumer.stop()
+    assert streak >= 10, streak  # every 50 ms: the doubling above is what saves the polls
+
+
+def test_zero_restores_aiokafkas_own_fetch():
+    from aiokafka.consumer import fetcher
+    install_empty_fetch_backoff(50, 400)
+    wrapped = fetcher.Fetcher._proc_fetch_request  # noqa: SLF001
+    assert hasattr(wrapped, "__xget_original__")
+    install_empty_fetch_backoff(0)
+    assert fetcher.Fetcher._proc_fetch_request is wrapped.__xget_original__  # noqa: SLF001
