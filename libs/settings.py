@@ -127,6 +127,10 @@ class Settings(BaseSettings):
         "Gb-d6r0vxPOADdG62OEBpQ/UserByScreenName",
         description="GraphQL operation id/name that resolves a handle to a user id.",
     )
+    x_op_retweeters: str = Field(
+        "ROjiuYueotTnWoI8m2YaiQ/Retweeters",
+        description="GraphQL operation id/name of X's Retweeters list (retweeters tasks).",
+    )
 
     # --- task gateway --------------------------------------------------------------------------
     gateway_host: str = Field("127.0.0.1")

@@ -17,7 +17,7 @@ from .records.dead_letter import DeadLetter
 from .records.kol import KolCacheCleared, KolFollowingsTask, KolPage, KolTaskProgress
 from .records.media import MediaStored
 from .records.pages import RawPage, SliceCheckpoint, SliceEnd
-from .records.posts import MediaJob, Post, XUser
+from .records.posts import MediaJob, Post, TaskUser, XUser
 from .records.reports import ReportsReplay, ReportsResume
 from .records.tasks import (
     OnDemandTask, ScheduledTask, ScheduleState, SearchJob, TaskControl, TaskProgress,
@@ -56,8 +56,9 @@ RAW_PAGES = TopicSpec(
     doc="Every X response verbatim, before anything else touches it: the never-ask-twice cache.",
 )
 POSTS = TopicSpec(
-    "posts", 12, "task_id", (Post, SliceEnd),
-    doc="Parsed posts in page order per task, each slice closed by its SliceEnd marker.",
+    "posts", 12, "task_id", (Post, SliceEnd, TaskUser),
+    doc="Parsed posts (or, for user tasks, the users collected) in page order per task, each "
+        "slice closed by its SliceEnd marker.",
 )
 SCRAPE_CHECKPOINTS = TopicSpec(
     "scrape-checkpoints", 6, "task_id/slice_id", (SliceCheckpoint,), compacted=True,

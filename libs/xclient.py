@@ -1,4 +1,4 @@
-"""Page-level X client (search, Following, UserByScreenName) on twscrape 0.20.1's building blocks.
+"""Page-level X client (search, Following, Retweeters, UserByScreenName) on twscrape 0.20.1's building blocks.
 
 XGet's scraper persists every page before asking for the next and resumes from a stored
 cursor, so it needs one request -> one classified page, not twscrape's generator. This module
@@ -303,6 +303,18 @@ class XClient:
             variables["cursor"] = cursor
         params = {"variables": variables, "features": dict(GQL_FEATURES)}
         return await self._page(account, self.settings.x_op_following.strip("/"), params,
+                                cursor, "GET")
+
+    async def retweeters_page(self, account: XAccount, tweet_id: str, cursor: str | None,
+                              count: int = 20) -> PageResult:
+        """One page of the accounts that retweeted `tweet_id` (variables as twscrape's
+        retweeters_raw)."""
+        variables: dict[str, Any] = {"tweetId": str(tweet_id), "count": count,
+                                     "includePromotedContent": True}
+        if cursor is not None:
+            variables["cursor"] = cursor
+        params = {"variables": variables, "features": dict(GQL_FEATURES)}
+        return await self._page(account, self.settings.x_op_retweeters.strip("/"), params,
                                 cursor, "GET")
 
     async def user_by_screen_name(self, account: XAccount, screen_name: str) -> PageResult:

@@ -100,7 +100,9 @@ class Simulator:
             variables = None
         raw_query = cursor = None
         if isinstance(variables, dict):
-            raw_query = variables.get("rawQuery")
+            # the request's subject: a search query, a post's id (Retweeters) or a handle
+            raw_query = (variables.get("rawQuery") or variables.get("tweetId")
+                         or variables.get("screen_name"))
             cursor = variables.get("cursor")
         if expired:
             status, body = FAULT_BODIES["expired_cookies"]

@@ -117,3 +117,21 @@ class MediaJob(Record):
     type: MediaType
     video_url: str | None = Field(None, description="Best video variant, if the task wants video.")
     of_original: bool = Field(False, description="Belongs to the retweeted/quoted original.")
+
+
+class TaskUser(XUser):
+    """A user a task collected (a profile, or one account that retweeted a post): the user as
+    X showed it plus the task it belongs to. Written on the posts topic (keyed by task, in page
+    order before the slice's SliceEnd) so the dedup-counter counts it like a post."""
+
+    schema_name = "xget.TaskUser"
+
+    task_id: str
+    keyword: str = Field(description="The task's keyword, e.g. 'retweeters:<post id>'.")
+    relation: Literal["profile", "retweeter"]
+    subject: str = Field(description="The retweeted post's id, or the profile's screen name.")
+    rank: int = Field(0, ge=0, description="Position in X's list (0 = first shown).")
+    retweeted_at: datetime | None = Field(
+        None, description="When the user retweeted. X's Retweeters operation does not say "
+                          "(its entries carry the user only, sortIndex is no time), so this "
+                          "stays None until X provides it.")

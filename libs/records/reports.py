@@ -23,6 +23,10 @@ class WebhookReport(Record):
     batch_size: int = Field(ge=0)
     total_collected: int = Field(ge=0, description="Posts reported for the task so far, this batch included.")
     completion_status: Literal["partial", "completed"]
+    user_ids: list[str] = Field(
+        default_factory=list,
+        description="Users in this batch, for user tasks (user_profile, retweeters; post_ids "
+                    "is then empty). batch_size and total_collected count them.")
 
 
 class ReportsResume(Record):

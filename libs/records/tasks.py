@@ -5,10 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..query import SearchFilters
 from .base import Record
+
+# The X operation a task runs. SearchTimeline covers keyword searches, user timelines and
+# quotes (advanced-search queries); the others fetch users: a profile or a post's retweeters.
+Operation = Literal["SearchTimeline", "Retweeters", "UserByScreenName"]
+USER_OPERATIONS = ("Retweeters", "UserByScreenName")
 
 
 class OnDemandTask(Record):
@@ -30,6 +35,22 @@ class OnDemandTask(Record):
     download_video: bool = Field(
         False, description="Also store each video's best variant (the cover is always stored).")
     submitted_at: datetime = Field(description="When the gateway (or client) issued the command.")
+    operation: Operation = Field(
+        "SearchTimeline", description="X operation: a search, or a user list/profile fetch.")
+    target: str | None = Field(
+        None, description="What a user operation fetches: the post id (Retweeters) or the "
+                          "screen name (UserByScreenName). The window is not used by those.")
+
+    @model_validator(mode="after")
+    def _target_shape(self) -> "OnDemandTask":
+        v, op = self.target, self.operation
+        if op == "Retweeters" and not (v and v.isdigit() and len(v) <= 19):
+            raise ValueError("target: Retweeters needs the post id (up to 19 digits)")
+        if op == "UserByScreenName" and not (
+                v and 1 <= len(v) <= 15 and all(c.isalnum() or c == "_" for c in v)):
+            raise ValueError("target: UserByScreenName needs an X screen name "
+                             "(1-15 of A-Z, 0-9, _)")
+        return self
 
     @field_validator("keyword")
     @classmethod
@@ -78,6 +99,9 @@ class SearchJob(Record):
     start_time: datetime = Field(description="Slice window start (UTC).")
     end_time: datetime = Field(description="Slice window end (UTC).")
     download_video: bool = Field(False, description="The task's download_video option.")
+    operation: Operation = Field(
+        "SearchTimeline", description="X operation; for user operations `query` holds the "
+                                      "post id (Retweeters) or screen name (UserByScreenName).")
 
 
 class TaskProgress(Record):

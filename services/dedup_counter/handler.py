@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 
 from libs.kafka import Incoming, Outgoing
 from libs.records.pages import SliceEnd
-from libs.records.posts import Post, XUser
+from libs.records.posts import Post, TaskUser, XUser
 from libs.records.tasks import TaskProgress
 from libs.storage.clickhouse import ClickHouseStore
 from libs.storage.post_rows import POST_COLUMNS, post_row
@@ -40,6 +40,20 @@ USER_COLUMNS = [
 def user_row(u: XUser) -> list:
     return [int(u.seen_at.timestamp() * 1000) if c == "version" else getattr(u, c)
             for c in USER_COLUMNS]
+
+
+TASK_USER_COLUMNS = ["task_id", "user_id", "keyword", "relation", "subject", "rank",
+                     "retweeted_at", "collected_at"]
+
+
+def task_user_row(u: TaskUser) -> list:
+    return [u.task_id, u.user_id, u.keyword, u.relation, u.subject, u.rank, u.retweeted_at,
+            u.seen_at]
+
+
+def _member_id(rec: Post | TaskUser) -> str:
+    """What a task collects once: a post, or (user tasks) a user."""
+    return rec.user_id if isinstance(rec, TaskUser) else rec.post_id
 
 
 def month_of(t: datetime):
@@ -83,7 +97,9 @@ class DedupCounter:
         users: dict[str, XUser] = {}
         for inc in batch:
             rec = inc.record
-            if isinstance(rec, XUser):
+            if isinstance(rec, TaskUser):  # before XUser: a TaskUser is one
+                by_task[rec.task_id].append(inc)
+            elif isinstance(rec, XUser):
                 users[rec.user_id] = rec
             elif isinstance(rec, (Post, SliceEnd)):
                 by_task[rec.task_id].append(inc)
@@ -106,8 +122,10 @@ class DedupCounter:
         if memo is not None:
             self._memos.move_to_end(task_id)
             return memo
+        # A task collects posts or users (user tasks: task_users), never both.
         ids = await self.store.query_rows(
-            "SELECT DISTINCT post_id FROM task_posts WHERE task_id = {t:String}", {"t": task_id})
+            "SELECT DISTINCT post_id FROM task_posts WHERE task_id = {t:String} UNION DISTINCT "
+            "SELECT DISTINCT user_id FROM task_users WHERE task_id = {t:String}", {"t": task_id})
         slices = await self.store.query_rows(
             "SELECT slice_id, slice_count, end_reason FROM task_slices FINAL "
             "WHERE task_id = {t:String}", {"t": task_id})
@@ -118,7 +136,7 @@ class DedupCounter:
         return memo
 
     async def _task_batch(self, task_id: str, items: list[Incoming]) -> Outgoing:
-        posts = [i for i in items if isinstance(i.record, Post)]
+        posts = [i for i in items if isinstance(i.record, (Post, TaskUser))]
         ends = [i.record for i in items if isinstance(i.record, SliceEnd)]
         target = self._target(items)
         memo = await self._memo(task_id)
@@ -128,14 +146,25 @@ class DedupCounter:
         new_ids: list[str] = []
         for inc in posts:
             p: Post = inc.record  # type: ignore[assignment]
-            if p.post_id in memo.post_ids or p.post_id in store:
-                store.setdefault(p.post_id, p)
+            pid = _member_id(p)
+            if pid in memo.post_ids or pid in store:
+                store.setdefault(pid, p)
             elif target == 0 or collected < target:
-                store[p.post_id] = p
-                new_ids.append(p.post_id)
+                store[pid] = p
+                new_ids.append(pid)
                 collected += 1
         first, last = items[0], items[-1]
         token = f"{task_id}:{first.topic}:{first.partition}:{first.offset}-{last.offset}"
+        task_users = [u for u in store.values() if isinstance(u, TaskUser)]
+        store = {k: v for k, v in store.items() if isinstance(v, Post)}
+        if task_users:
+            # The user first, the task's membership last (as for posts below).
+            await self.store.insert("users", [user_row(u) for u in task_users], USER_COLUMNS,
+                                    dedup_token=f"tusers:{token}")
+            await self.store.insert(
+                "task_users", [task_user_row(u) for u in task_users], TASK_USER_COLUMNS,
+                dedup_token=f"tu:{token}")
+            memo.post_ids.update(u.user_id for u in task_users)
         if store:
             chosen = list(store.values())
             # Posts and billing rows first, the task's membership last: membership is what

@@ -14,6 +14,8 @@ from libs.parsing import PageParseError, parse_timeline_page
 from libs.records.pages import RawPage, SliceEnd
 from libs.topics import MEDIA_JOBS, POSTS, POSTS_TARGET_HEADER, USERS
 
+from .user_pages import is_user_page, task_users, user_outgoing
+
 log = logging.getLogger(__name__)
 
 SERVICE = "parser"
@@ -23,7 +25,13 @@ def parse_raw_page(inc: Incoming) -> list[Outgoing]:
     page = inc.record
     assert isinstance(page, RawPage)
     outs: list[Outgoing] = []
-    if page.response is not None and page.outcome == "ok" and page.operation == "SearchTimeline":
+    if page.response is not None and page.outcome == "ok" and is_user_page(page):
+        try:
+            outs.extend(user_outgoing(page, task_users(page)))
+        except PageParseError as e:
+            outs.append(inc.dead_letter(SERVICE, f"page {page.page_no} of "
+                                        f"{page.task_id}/{page.slice_id} unparsable: {e}"))
+    elif page.response is not None and page.outcome == "ok" and page.operation == "SearchTimeline":
         try:
             parsed = parse_timeline_page(page.response, task_id=page.task_id,
                                          keyword=page.keyword, collected_at=page.requested_at)

@@ -138,12 +138,35 @@ class ReportStore:
         return out
 
     async def unreported_post_ids(self, task_id: str, limit: int) -> list[str]:
-        """The task's stored posts that no batch holds yet, oldest collection first."""
+        """The task's stored posts (or, for a user task, users) that no batch holds yet,
+        oldest collection first."""
         rows = await self.ch.query_rows(
-            "SELECT post_id FROM task_posts FINAL WHERE task_id = {t:String} AND post_id NOT IN "
+            "SELECT id FROM (SELECT post_id AS id, collected_at, 0 AS rank FROM task_posts FINAL "
+            " WHERE task_id = {t:String} UNION ALL "
+            " SELECT user_id AS id, collected_at, rank FROM task_users FINAL "
+            " WHERE task_id = {t:String}) WHERE id NOT IN "
             "(SELECT arrayJoin(post_ids) FROM report_batches FINAL WHERE task_id = {t:String}) "
-            "ORDER BY collected_at, post_id LIMIT {n:UInt32}", {"t": task_id, "n": limit})
+            "ORDER BY collected_at, rank, id LIMIT {n:UInt32}", {"t": task_id, "n": limit})
         return [r[0] for r in rows]
+
+    async def task_users(self, task_id: str, user_ids: list[str]) -> list[dict]:
+        """The users of a user task, in `user_ids` order, as the batch file shows them."""
+        if not user_ids:
+            return []
+        rows = await self.ch.query_dicts(
+            "SELECT t.user_id AS user_id, u.user_name AS user_name, u.name AS name, "
+            "u.avatar AS avatar, u.description AS description, u.created_at AS created_at, "
+            "u.followers AS followers, u.following AS following, "
+            "u.statuses_count AS statuses_count, u.verified AS verified, "
+            "u.blue_verified AS blue_verified, u.raw_data AS raw_data, t.relation AS relation, "
+            "t.subject AS subject, t.rank AS rank, t.retweeted_at AS retweeted_at, "
+            "t.collected_at AS collected_at "
+            "FROM (SELECT * FROM task_users FINAL WHERE task_id = {t:String} "
+            "      AND user_id IN {ids:Array(String)}) AS t "
+            "LEFT JOIN (SELECT * FROM users FINAL WHERE user_id IN {ids:Array(String)}) AS u "
+            "ON u.user_id = t.user_id", {"t": task_id, "ids": user_ids})
+        by_id = {r["user_id"]: r for r in rows}
+        return [by_id[i] for i in user_ids if i in by_id]
 
     # --- batch contents ------------------------------------------------------------------------
     async def posts(self, post_ids: list[str]) -> list[Post]:
@@ -171,10 +194,14 @@ def media_urls(posts: list[Post]) -> list[str]:
 
 
 def batch_file(posts: list[Post], media: dict[str, dict], task_id: str, keyword: str,
-               path: str) -> bytes:
+               path: str, users: list[dict] = ()) -> bytes:
     """The batch file: a JSON array of the client's full post records, with each media's
-    oss_url where it landed, and the task and file that reported them."""
-    out = []
+    oss_url where it landed, and the task and file that reported them. A user task's file
+    holds its user records instead (profile or retweeter, with the post/handle they belong to
+    and the retweet time, None as X does not give it)."""
+    out: list[dict] = [{"platform": "x", **u, "retweeted_at": _utc(u["retweeted_at"]),
+                        "collected_at": _utc(u["collected_at"]), "task_id": task_id,
+                        "keyword": keyword, "oss_file_path": path} for u in users]
     for p in posts:
         rec = p.model_dump(mode="json")
         rec.update(task_id=task_id, keyword=keyword, oss_file_path=path)

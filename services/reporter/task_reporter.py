@@ -150,16 +150,22 @@ class TaskReporter:
     async def _deliver(self, b: Batch) -> bool:
         st = self.state
         posts = await self.store.posts(b.post_ids)
+        found = {p.post_id for p in posts}
+        # Ids that are not posts are a user task's users (a task collects one or the other).
+        users = await self.store.task_users(st.task_id, [i for i in b.post_ids if i not in found])
+        user_ids = {u["user_id"]: None for u in users}  # ordered
         urls = media_urls(posts)
         media = await self.store.media_results(urls)
         waited = (datetime.now(timezone.utc) - b.created_at).total_seconds()
         if len(media) < len(urls) and waited < self.settings.report_media_wait_s:
             return False  # media still landing; the next tick looks again
         await self.objects.put(b.oss_file_path,
-                               batch_file(posts, media, st.task_id, st.keyword, b.oss_file_path),
+                               batch_file(posts, media, st.task_id, st.keyword, b.oss_file_path,
+                                          users),
                                "application/json")
         report = WebhookReport(
-            task_id=st.task_id, keyword=st.keyword, post_ids=b.post_ids,
+            task_id=st.task_id, keyword=st.keyword,
+            post_ids=[i for i in b.post_ids if i not in user_ids], user_ids=list(user_ids),
             oss_file_path=b.oss_file_path, batch_id=b.batch_id, batch_size=len(b.post_ids),
             total_collected=b.total_collected, completion_status=b.completion_status)
         url = st.callback_url or self.settings.webhook_url

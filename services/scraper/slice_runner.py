@@ -23,7 +23,6 @@ from .ledger import PageLedger, SliceState, raw_page_key
 
 log = logging.getLogger(__name__)
 
-OPERATION = "SearchTimeline"
 # Transient X answers retried on another account/after backoff before the slice gives up.
 MAX_TRANSIENT_FAILURES = 8
 
@@ -51,6 +50,18 @@ def task_priority(controls: TopicTable | None, job: SearchJob) -> int:
 def control_state(controls: TopicTable | None, task_id: str) -> str:
     c = controls.rows.get(task_id) if controls is not None else None
     return c.state if isinstance(c, TaskControl) else "active"
+
+
+async def fetch_page(deps: SliceDeps, account, job: SearchJob, cursor: str | None):
+    """One request of the job's X operation (for user operations `query` is the post id or
+    the screen name)."""
+    if job.operation == "Retweeters":
+        return await deps.xclient.retweeters_page(account, job.query, cursor,
+                                                  count=deps.page_size)
+    if job.operation == "UserByScreenName":
+        return await deps.xclient.user_by_screen_name(account, job.query)
+    return await deps.xclient.search_page(account, job.query, cursor, product=job.product,
+                                          count=deps.page_size)
 
 
 def task_completed(progress: TopicTable, task_id: str) -> bool:
@@ -91,19 +102,18 @@ async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
             if done:
                 return await _finish(job, deps, state, "target_reached")
 
-        account = await deps.pool.acquire(OPERATION, job.task_id,
+        account = await deps.pool.acquire(job.operation, job.task_id,
                                           task_priority(deps.controls, job))
         started = datetime.now(timezone.utc)
         result = None
         try:
-            result = await deps.xclient.search_page(account, job.query, state.cursor,
-                                                    product=job.product, count=deps.page_size)
+            result = await fetch_page(deps, account, job, state.cursor)
         finally:
-            await deps.pool.release(account, OPERATION, result)
+            await deps.pool.release(account, job.operation, result)
 
         page = RawPage(
             task_id=job.task_id, slice_id=job.slice_id, slice_count=job.slice_count,
-            page_no=state.next_page_no, keyword=job.keyword, operation=OPERATION,
+            page_no=state.next_page_no, keyword=job.keyword, operation=job.operation,
             query=job.query, cursor_in=state.cursor, cursor_out=result.cursor_out,
             http_status=result.http_status, account=account.name, requested_at=started,
             elapsed_ms=result.elapsed_ms, response=result.body, entries=result.entries,
@@ -139,7 +149,7 @@ async def _finish(job: SearchJob, deps: SliceDeps, state: SliceState, reason: st
     """Close the slice with a final record that carries no X response."""
     page = RawPage(
         task_id=job.task_id, slice_id=job.slice_id, slice_count=job.slice_count,
-        page_no=state.next_page_no, keyword=job.keyword, operation=OPERATION, query=job.query,
+        page_no=state.next_page_no, keyword=job.keyword, operation=job.operation, query=job.query,
         cursor_in=state.cursor, requested_at=datetime.now(timezone.utc), final=True,
         end_reason=reason, required_count=job.required_count,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -69,10 +69,27 @@ class OnDemandRequest(_WindowRequest):
 
 
 class SearchRequest(_WindowRequest):
-    type: Literal["keyword_search", "user_timeline", "quotes"]
+    type: Literal["keyword_search", "user_timeline", "quotes", "user_profile", "retweeters"]
     keyword: str | None = None
     username: str | None = None
     post_id: str | None = None
+    # user_profile and retweeters fetch a user list, not a window of posts
+    start_time: datetime | None = None  # type: ignore[assignment]
+    end_time: datetime | None = None  # type: ignore[assignment]
+
+    def user_task(self, task_id: str, operation: str, target: str) -> OnDemandTask:
+        """The command of a user operation. Its window is not used; it is fixed (X's first
+        day) so that resubmitting the same request stays idempotent."""
+        return OnDemandTask(
+            task_id=self.task_id or task_id, keyword=USER_TASK_KEYWORD[operation] + target,
+            priority=self.priority, required_count=self.required_count,
+            start_time=X_EPOCH, end_time=X_EPOCH + timedelta(days=1),
+            callback_url=self.callback_url, operation=operation, target=target,
+            submitted_at=datetime.now(timezone.utc))
+
+
+X_EPOCH = datetime(2006, 3, 21, tzinfo=timezone.utc)
+USER_TASK_KEYWORD = {"UserByScreenName": "profile:", "Retweeters": "retweeters:"}
 
 
 def _field_error(field: str, message: str) -> JSONResponse:
@@ -150,7 +167,24 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
     @app.post("/api/v1/tasks/search", dependencies=[Depends(auth)])
     async def create_search(req: SearchRequest):
         """Generic search tasks. user_timeline and quotes are X advanced searches
-        (from:USER, quoted_tweet_id:ID) and run, store and report like keyword searches."""
+        (from:USER, quoted_tweet_id:ID) and run, store and report like keyword searches;
+        user_profile (X's UserByScreenName) and retweeters (X's Retweeters list of a post)
+        collect users: stored in ClickHouse (users, task_users) and reported as user records."""
+        if req.type == "user_profile":
+            if not req.username or not HANDLE.match(req.username):
+                return _field_error("username", "user_profile needs an X handle")
+            name = req.username.lstrip("@")
+            return await accept(lambda: req.user_task(f"up-{uuid.uuid4().hex[:16]}",
+                                                      "UserByScreenName", name))
+        if req.type == "retweeters":
+            if not req.post_id or not req.post_id.isdigit() or len(req.post_id) > 19:
+                return _field_error("post_id", "retweeters needs the retweeted post's id "
+                                               "(up to 19 digits)")
+            return await accept(lambda: req.user_task(f"rt-{uuid.uuid4().hex[:16]}",
+                                                      "Retweeters", req.post_id))
+        for name in ("start_time", "end_time"):
+            if getattr(req, name) is None:
+                return _field_error(name, f"{req.type} needs a window: {name} is required")
         if req.type == "keyword_search":
             if not req.keyword:
                 return _field_error("keyword", "keyword_search needs a keyword")

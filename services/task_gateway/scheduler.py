@@ -36,7 +36,14 @@ def jobs_for(task: OnDemandTask) -> list[SearchJob]:
     """One search job per day of the window. Slices run in parallel (on different accounts,
     and different scraper replicas: search-jobs is keyed by task/slice); the task's target
     stops them all once reached. The slice id is the slice's start, so it is the same
-    whenever the command is replayed."""
+    whenever the command is replayed. A user operation (a profile, a post's retweeters) has no
+    window: it is one slice that pages X's list by cursor."""
+    if task.operation != "SearchTimeline":
+        return [SearchJob(
+            task_id=task.task_id, slice_id="u0", slice_count=1, keyword=task.keyword,
+            query=task.target or "", operation=task.operation, priority=task.priority,
+            required_count=task.required_count, start_time=task.start_time,
+            end_time=task.end_time)]
     slices = day_slices(task.start_time, task.end_time)
     return [SearchJob(
         task_id=task.task_id, slice_id=f"d{s:%Y%m%dT%H%M%S}", slice_count=len(slices),
