@@ -131,6 +131,10 @@ class TaskControl(Record):
     priority: int | None = Field(None, ge=1, le=10, description="Overrides the task's priority.")
     reason: str | None = Field(None, description="Why it was paused or cancelled, if given.")
     updated_at: datetime
+    frequency: Literal["hourly", "daily", "weekly"] | None = Field(
+        None, description="Scheduled tasks: a new frequency (the schedule runner re-plans).")
+    frequency_count: int | None = Field(
+        None, ge=1, le=3600, description="Scheduled tasks: a new number of runs per period.")
 
 
 class ScheduledTask(Record):
@@ -172,3 +176,10 @@ class ScheduleState(Record):
     task_id: str
     last_run: int = Field(ge=-1, description="Index of the last run fired (-1: none yet).")
     updated_at: datetime
+    # The plan the runs follow. None: the task's own frequency from its submission. After a
+    # change (PATCH), run n > base_run fires at base_time + (n - base_run) × the new interval,
+    # base_run being the last run fired before the change and base_time its fire time.
+    frequency: Literal["hourly", "daily", "weekly"] | None = None
+    frequency_count: int | None = Field(None, ge=1, le=3600)
+    base_run: int = Field(0, ge=0, description="Run the plan is anchored on.")
+    base_time: datetime | None = Field(None, description="Its fire time (None: submitted_at).")

@@ -82,6 +82,9 @@ class TaskView:
             "created_at": task.submitted_at,
             "updated_at": ctl.updated_at if ctl else task.submitted_at,
         }
+        if self.schedules:  # the frequency in force (a PATCH may have changed it)
+            plan = self.schedules.pending_plan(task)
+            out.update(frequency=plan.frequency, frequency_count=plan.frequency_count)
         if ctl and ctl.reason:
             out["reason"] = ctl.reason
         return out

@@ -1,5 +1,5 @@
-"""The client's task API beyond creation: list, read, progress, cancel, pause/resume and
-priority. Controls are written to the compacted task-controls topic; the scraper reads them
+"""The client's task API beyond creation: list, read, progress, cancel, pause/resume,
+priority and (scheduled tasks) frequency. Controls are written to the compacted task-controls topic; the scraper reads them
 before every request to X, so a cancel stops X requests within one page per running slice.
 """
 
@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from libs.kafka import Outgoing, Producer
@@ -26,6 +27,9 @@ class TaskPatch(BaseModel):
     priority: int | None = Field(None, ge=1, le=10, description="1 is the highest.")
     action: Literal["pause", "resume"] | None = None
     reason: str | None = Field(None, max_length=500)
+    # scheduled tasks only: the runs not fired yet are re-planned (schedules.Plan)
+    frequency: Literal["hourly", "daily", "weekly"] | None = None
+    frequency_count: int | None = Field(None, ge=1, le=3600, description="Runs per period.")
 
 
 class CancelBody(BaseModel):
@@ -100,11 +104,23 @@ def create_router(producer: Producer, view: TaskView, auth) -> APIRouter:
     @r.patch("/api/v1/tasks/{task_id}")
     async def patch(task_id: str, body: TaskPatch):
         st = known(task_id)
-        if body.priority is None and body.action is None:
-            raise HTTPException(422, "nothing to change: give priority and/or action")
+        if all(v is None for v in (body.priority, body.action, body.frequency,
+                                   body.frequency_count)):
+            raise HTTPException(422, "nothing to change: give priority, action, frequency "
+                                     "and/or frequency_count")
         if st["status"] in FINAL:
             raise HTTPException(409, f"task {task_id} is already {st['status']}")
         changes: dict = {}
+        for name in ("frequency", "frequency_count"):
+            value = getattr(body, name)
+            if value is None:
+                continue
+            if view.scheduled(task_id) is None:
+                return JSONResponse({"status": "rejected", "detail": [{
+                    "field": name, "message": f"{task_id} is an on-demand task: only "
+                                              "scheduled tasks have a frequency"}]},
+                                    status_code=422)
+            changes[name] = value
         if body.priority is not None:
             changes["priority"] = body.priority
         if body.action == "pause":
@@ -112,7 +128,12 @@ def create_router(producer: Producer, view: TaskView, auth) -> APIRouter:
         elif body.action == "resume":
             changes.update(state="active", reason=None)
         await write_control(task_id, **changes)
-        return {**view.status(task_id), "priority": _priority(view, task_id)}
+        out = {**view.status(task_id), "priority": _priority(view, task_id)}
+        sched = view.scheduled(task_id)
+        if sched is not None and view.schedules is not None:
+            plan = view.schedules.pending_plan(sched)
+            out.update(frequency=plan.frequency, frequency_count=plan.frequency_count)
+        return out
 
     return r
 

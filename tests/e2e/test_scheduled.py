@@ -73,3 +73,59 @@ def test_hourly_runs_are_spread_incremental_and_survive_a_sigkill(noida, xsim, s
     # Nothing paid twice across runs and the restart.
     asked = Counter((e["raw_query"], e.get("cursor")) for e in log)
     assert max(asked.values()) == 1, [k for k, n in asked.items() if n > 1][:3]
+
+
+def test_frequency_change_replans_the_next_runs(noida, xsim, s3, tmp_path, chdb_path):
+    """hourly x 4 (a run every 9 s at SCALE) changed to hourly x 2 after two runs: the next
+    runs are 18 s apart, their windows continue exactly where the last run ended, and no run
+    fires twice."""
+    settings = report_settings(noida, xsim, tmp_path, chdb_path, s3, report_media_wait_s=0,
+                               schedule_time_scale=SCALE, schedule_tick_s=0.2)
+    keyword = f"freq{uuid.uuid4().hex[:6]}"
+    sim = Simulator(xsim)
+    sim.configure(limits={"SearchTimeline": 100_000}, densities={keyword: 3_600})
+    with Stack(settings, tmp_path) as stack:
+        gw = stack.gw
+        r = gw.client.post("/api/v1/tasks/scheduled", json={
+            "keyword": keyword, "frequency": "hourly", "frequency_count": 4})
+        assert r.status_code == 200, r.text
+        task_id = r.json()["task_id"]
+        od = gw.submit(keyword=keyword, start_time="2026-08-01T00:00:00Z",
+                       end_time="2026-08-01T01:00:00Z").json()["task_id"]
+
+        # Bad values name the field; an on-demand task has no frequency.
+        for body, field in (({"frequency": "monthly"}, "frequency"),
+                            ({"frequency_count": 0}, "frequency_count")):
+            bad = gw.client.patch(f"/api/v1/tasks/{task_id}", json=body)
+            assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == field, bad.text
+        bad = gw.client.patch(f"/api/v1/tasks/{od}", json={"frequency_count": 2})
+        assert bad.status_code == 422 and "on-demand" in bad.json()["detail"][0]["message"]
+
+        wait_until(lambda: gw.status(task_id)["runs_fired"] >= 2, 60, "two runs")
+        r = gw.client.patch(f"/api/v1/tasks/{task_id}", json={"frequency_count": 2})
+        assert r.status_code == 200 and r.json()["frequency_count"] == 2, r.text
+        fired_at_change = r.json()["runs_fired"]
+        st = wait_until(lambda: (s := gw.status(task_id))["runs_fired"] >= fired_at_change + 2
+                        and s, 90, "two runs on the new frequency")
+        gw.client.post(f"/api/v1/tasks/{task_id}/cancel")
+        assert st["frequency"] == "hourly" and st["frequency_count"] == 2
+        runs = [gw.client.get(f"/api/v1/tasks/{rid}").json()["task"]
+                for rid in st["run_task_ids"]]
+        for rid in st["run_task_ids"]:
+            wait_until(lambda: gw.status(rid)["status"] == "completed", 60, f"run {rid}")
+
+    windows = [(datetime.fromisoformat(t["start_time"]), datetime.fromisoformat(t["end_time"]))
+               for t in runs]
+    spans = [(e - s).total_seconds() for s, e in windows]
+    # runs before the change every 9 s, after it every 18 s; no gap, no overlap
+    assert spans[1:fired_at_change] == pytest.approx([9.0] * (fired_at_change - 1), abs=0.01)
+    assert spans[fired_at_change:] == pytest.approx([18.0] * (len(spans) - fired_at_change),
+                                                    abs=0.01)
+    for (_, e1), (s2, _) in zip(windows, windows[1:]):
+        assert e1 == s2, "a gap or an overlap between runs"
+    # No run fired twice: each window was searched by one run only, each page asked once.
+    log = [e for e in sim.search_requests(keyword) if e.get("status") == 200
+           and "2026-08-01" not in e["raw_query"]]
+    asked = Counter((e["raw_query"], e.get("cursor")) for e in log)
+    assert asked and max(asked.values()) == 1
+    assert len({since_until(e["raw_query"]) for e in log}) == len(windows)
