@@ -159,6 +159,10 @@ class Settings(BaseSettings):
 
     # --- scraper ---------------------------------------------------------------------------------
     scraper_concurrency: int = Field(8, description="Slices a scraper replica pages in parallel.")
+    scraper_split_pages: int = Field(
+        50, ge=0, description="A slice (longer than 2 h) whose first page shows it will take at "
+                              "least this many pages is dense: the rest of its window is cut "
+                              "into hour slices that run in parallel (0 = never).")
 
     # --- account-manager and the scrapers' leases ----------------------------------------------
     account_key: SecretStr = Field(

@@ -42,6 +42,13 @@ class RawPage(Record):
     end_reason: EndReason | None = Field(None, description="Why the slice ended (final only).")
     required_count: int = Field(0, ge=0, description="The task's target, carried for the counter.")
     download_video: bool = Field(False, description="The task's download_video option, for the parser.")
+    parent_slice_id: str | None = Field(None, description="The job's parent_slice_id.")
+    children: int = Field(
+        0, ge=0, description="Final only: finer slices this slice handed the rest of its window "
+                             "to (a dense slice cut at a page boundary).")
+    oldest_post_time: datetime | None = Field(
+        None, description="Time of the oldest post on the page (from its snowflake id), when "
+                          "the scraper needs it to decide whether the slice is dense.")
 
 
 class SliceEnd(Record):
@@ -56,6 +63,8 @@ class SliceEnd(Record):
     end_reason: EndReason
     required_count: int = Field(0, ge=0)
     pages: int = Field(ge=0, description="Pages the slice took.")
+    parent_slice_id: str | None = Field(None, description="The slice that cut this one off.")
+    children: int = Field(0, ge=0, description="Finer slices this one handed its rest to.")
 
 
 class SliceCheckpoint(Record):
@@ -79,3 +88,5 @@ class SliceCheckpoint(Record):
     entries_total: int = Field(0, ge=0, description="Post entries fetched so far in the slice.")
     final: bool = False
     updated_at: datetime
+    oldest_post_time: datetime | None = Field(
+        None, description="Oldest post time of the slice's first page (dense-slice decision).")

@@ -102,6 +102,9 @@ class SearchJob(Record):
     operation: Operation = Field(
         "SearchTimeline", description="X operation; for user operations `query` holds the "
                                       "post id (Retweeters) or screen name (UserByScreenName).")
+    parent_slice_id: str | None = Field(
+        None, description="Set on a finer slice the scraper cut from a dense slice: the slice "
+                          "that handed it part of its window. None: cut by the scheduler.")
 
 
 class TaskProgress(Record):

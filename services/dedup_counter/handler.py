@@ -56,6 +56,19 @@ def _member_id(rec: Post | TaskUser) -> str:
     return rec.user_id if isinstance(rec, TaskUser) else rec.post_id
 
 
+def slice_tally(slices: dict[str, tuple[int, str, str | None, int]]) -> tuple[int, bool]:
+    """(slices the task has so far, whether every one of them ended).
+
+    The scheduler cut `slice_count` slices; a dense slice may hand the rest of its window to
+    `children` finer slices when it ends. Slice ends can arrive in any order across slices (a
+    child's before its parent's), so the task is done only when every ended slice's parent has
+    ended too and the ends number the scheduler's slices plus every ended slice's children."""
+    roots = max([1, *(v[0] for v in slices.values())])
+    total = roots + sum(v[3] for v in slices.values())
+    parents_ended = all(v[2] is None or v[2] in slices for v in slices.values())
+    return total, parents_ended and len(slices) >= total
+
+
 def month_of(t: datetime):
     return t.astimezone(timezone.utc).date().replace(day=1)
 
@@ -71,7 +84,8 @@ class TaskMemo:
     """
 
     post_ids: set[str]
-    slices: dict[str, tuple[int, str]]  # slice_id → (slice_count, end_reason)
+    # slice_id → (slice_count, end_reason, parent_slice_id, children)
+    slices: dict[str, tuple[int, str, str | None, int]]
 
     @property
     def collected(self) -> int:
@@ -127,9 +141,9 @@ class DedupCounter:
             "SELECT DISTINCT post_id FROM task_posts WHERE task_id = {t:String} UNION DISTINCT "
             "SELECT DISTINCT user_id FROM task_users WHERE task_id = {t:String}", {"t": task_id})
         slices = await self.store.query_rows(
-            "SELECT slice_id, slice_count, end_reason FROM task_slices FINAL "
-            "WHERE task_id = {t:String}", {"t": task_id})
-        memo = TaskMemo({r[0] for r in ids}, {r[0]: (r[1], r[2]) for r in slices})
+            "SELECT slice_id, slice_count, end_reason, parent_slice_id, children "
+            "FROM task_slices FINAL WHERE task_id = {t:String}", {"t": task_id})
+        memo = TaskMemo({r[0] for r in ids}, {r[0]: (r[1], r[2], r[3], r[4]) for r in slices})
         self._memos[task_id] = memo
         while len(self._memos) > self.MEMO_TASKS:
             self._memos.popitem(last=False)
@@ -185,20 +199,23 @@ class DedupCounter:
         if ends:
             await self.store.insert(
                 "task_slices",
-                [[e.task_id, e.slice_id, e.slice_count, e.end_reason, e.pages, now] for e in ends],
-                ["task_id", "slice_id", "slice_count", "end_reason", "pages", "ended_at"],
+                [[e.task_id, e.slice_id, e.slice_count, e.end_reason, e.pages, now,
+                  e.parent_slice_id, e.children] for e in ends],
+                ["task_id", "slice_id", "slice_count", "end_reason", "pages", "ended_at",
+                 "parent_slice_id", "children"],
                 dedup_token=f"slices:{token}")
             for e in ends:
-                memo.slices[e.slice_id] = (e.slice_count, e.end_reason)
+                memo.slices[e.slice_id] = (e.slice_count, e.end_reason, e.parent_slice_id,
+                                           e.children)
         slices_done = len(memo.slices)
-        slice_count = max([1, *(c for c, _ in memo.slices.values())])
-        reasons = {r for _, r in memo.slices.values()}
+        slice_count, all_ended = slice_tally(memo.slices)
+        reasons = {v[1] for v in memo.slices.values()}
         keyword = (posts[0].record.keyword if posts else ends[0].keyword)  # type: ignore[union-attr]
 
         end_reason = None
         if target and collected >= target:
             end_reason = "target_reached"
-        elif slices_done >= slice_count:
+        elif all_ended:
             end_reason = ("cancelled" if "cancelled" in reasons
                           else "failed" if reasons == {"failed"} else "exhausted")
         progress = TaskProgress(

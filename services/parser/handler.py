@@ -54,6 +54,7 @@ def parse_raw_page(inc: Incoming) -> list[Outgoing]:
             task_id=page.task_id, slice_id=page.slice_id, slice_count=page.slice_count,
             keyword=page.keyword, end_reason=page.end_reason or "exhausted",
             required_count=page.required_count, pages=page.page_no + 1,
+            parent_slice_id=page.parent_slice_id, children=page.children,
         )))
     return outs
 

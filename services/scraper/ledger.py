@@ -29,6 +29,7 @@ class SliceState:
     entries_total: int
     final: bool
     end_reason: str | None = None
+    oldest_post_time: datetime | None = None  # of page 0, for the dense-slice decision
 
 
 def checkpoint_key(task_id: str, slice_id: str) -> str:
@@ -73,7 +74,7 @@ class PageLedger:
             return None
         assert isinstance(cp, SliceCheckpoint)
         state = SliceState(cp.raw_partition, cp.last_page_no + 1, cp.cursor_out,
-                           cp.entries_total, cp.final)
+                           cp.entries_total, cp.final, oldest_post_time=cp.oldest_post_time)
         if cp.final:
             return state
         entries_after: dict[int, int] = {}
@@ -89,6 +90,8 @@ class PageLedger:
                 state.cursor = rec.cursor_out
                 state.final = rec.final
                 state.end_reason = rec.end_reason
+            if rec.page_no == 0 and rec.oldest_post_time is not None:
+                state.oldest_post_time = rec.oldest_post_time
         state.entries_total += sum(entries_after.values())
         return state
 
@@ -107,21 +110,24 @@ class PageLedger:
         # under-report the end (Tansu) only make recovery read a little more.
         end = (await self._offsets.end_offsets([tp]))[tp]
         await self._write(job, partition, floor=end, last_page_no=-1, cursor=None,
-                          entries_total=0, final=False)
+                          entries_total=0, final=False, oldest_post_time=None)
         return SliceState(partition, 0, None, 0, False)
 
     async def advance(self, job: SearchJob, state: SliceState, page: RawPage,
                       raw_offset: int) -> None:
         await self._write(job, state.partition, floor=raw_offset + 1,
                           last_page_no=page.page_no, cursor=page.cursor_out,
-                          entries_total=state.entries_total, final=page.final)
+                          entries_total=state.entries_total, final=page.final,
+                          oldest_post_time=state.oldest_post_time)
 
     async def _write(self, job: SearchJob, partition: int, *, floor: int, last_page_no: int,
-                     cursor: str | None, entries_total: int, final: bool) -> None:
+                     cursor: str | None, entries_total: int, final: bool,
+                     oldest_post_time: datetime | None) -> None:
         cp = SliceCheckpoint(
             task_id=job.task_id, slice_id=job.slice_id, raw_partition=partition,
             raw_offset_floor=max(0, floor), last_page_no=last_page_no, cursor_out=cursor,
             entries_total=entries_total, final=final, updated_at=datetime.now(timezone.utc),
+            oldest_post_time=oldest_post_time,
         )
         key = checkpoint_key(job.task_id, job.slice_id)
         await self.producer.send_and_wait(Outgoing(SCRAPE_CHECKPOINTS, key, cp))

@@ -82,7 +82,8 @@ class ScraperService:
         await self.progress.wait_caught_up()
         await self.controls.wait_caught_up()
         deps = SliceDeps(self.producer, self.ledger, self.progress, self.pool, self.xclient,
-                         self.settings.x_page_size, controls=self.controls)
+                         self.settings.x_page_size, controls=self.controls,
+                         split_pages=self.settings.scraper_split_pages)
         consumer = consumer_for(self.settings, f"{self.settings.topic_prefix}{SERVICE}", SERVICE)
         # Slices run for minutes; the loop keeps polling (paused when full) so the group
         # never thinks this member is stuck.

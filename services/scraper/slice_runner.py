@@ -16,9 +16,10 @@ from libs.kafka import Outgoing, Producer, TopicTable
 from libs.leases import ACCOUNT_REFUSED, LeaseClient
 from libs.records.pages import RawPage
 from libs.records.tasks import SearchJob, TaskControl, TaskProgress
-from libs.topics import RAW_PAGES
+from libs.topics import RAW_PAGES, SEARCH_JOBS
 from libs.xclient import XClient
 
+from . import split
 from .ledger import PageLedger, SliceState, raw_page_key
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class SliceDeps:
     page_size: int
     target_wait_s: float = 30.0
     controls: TopicTable | None = None  # task-controls: pause / cancel
+    split_pages: int = 0  # dense-slice threshold (settings.scraper_split_pages; 0 = never)
 
 
 def task_priority(controls: TopicTable | None, job: SearchJob) -> int:
@@ -91,6 +93,10 @@ async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
             continue
         if task_completed(deps.progress, job.task_id):
             return await _finish(job, deps, state, "target_reached")
+        if (state.next_page_no == 1 and state.oldest_post_time is not None
+                and split.can_split(job, deps.split_pages)
+                and split.dense(job, state.oldest_post_time, deps.split_pages, deps.page_size)):
+            return await _split(job, deps, state)
         if job.required_count and (
                 state.entries_total >= job.required_count
                 or deps.ledger.task_entries(job.task_id) >= job.required_count):
@@ -118,7 +124,10 @@ async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
             http_status=result.http_status, account=account.name, requested_at=started,
             elapsed_ms=result.elapsed_ms, response=result.body, entries=result.entries,
             outcome=result.outcome, required_count=job.required_count,
-            download_video=job.download_video,
+            download_video=job.download_video, parent_slice_id=job.parent_slice_id,
+            oldest_post_time=(split.oldest_post_time(result.body)
+                              if state.next_page_no == 0 and result.outcome == "ok"
+                              and split.can_split(job, deps.split_pages) else None),
             final=result.outcome == "ok" and result.exhausted,
             end_reason="exhausted" if result.outcome == "ok" and result.exhausted else None,
         )
@@ -138,6 +147,8 @@ async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
             continue
         failures = 0
         state.entries_total += result.entries
+        if page.page_no == 0:
+            state.oldest_post_time = page.oldest_post_time
         await deps.ledger.advance(job, state, page, md.offset)
         if page.final:
             return "exhausted"
@@ -145,13 +156,28 @@ async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
         state.cursor = result.cursor_out
 
 
-async def _finish(job: SearchJob, deps: SliceDeps, state: SliceState, reason: str) -> str:
+async def _split(job: SearchJob, deps: SliceDeps, state: SliceState) -> str:
+    """A dense slice: hand the rest of its window to hour slices, then end (see split.py).
+    The children are published before the slice ends, so a crash in between repeats them."""
+    kids = split.children(job, state.oldest_post_time)  # type: ignore[arg-type]
+    for kid in kids:
+        await deps.producer.send_and_wait(
+            Outgoing(SEARCH_JOBS, f"{kid.task_id}/{kid.slice_id}", kid))
+    log.info("slice %s/%s is dense: its rest goes to %d hour slices", job.task_id, job.slice_id,
+             len(kids))
+    await _finish(job, deps, state, "exhausted", children=len(kids))
+    return "split"
+
+
+async def _finish(job: SearchJob, deps: SliceDeps, state: SliceState, reason: str,
+                  children: int = 0) -> str:
     """Close the slice with a final record that carries no X response."""
     page = RawPage(
         task_id=job.task_id, slice_id=job.slice_id, slice_count=job.slice_count,
         page_no=state.next_page_no, keyword=job.keyword, operation=job.operation, query=job.query,
         cursor_in=state.cursor, requested_at=datetime.now(timezone.utc), final=True,
         end_reason=reason, required_count=job.required_count,
+        parent_slice_id=job.parent_slice_id, children=children,
     )
     md = await deps.producer.send_and_wait(Outgoing(RAW_PAGES, raw_page_key(job), page))
     await deps.ledger.advance(job, state, page, md.offset)

@@ -5,6 +5,7 @@ asked for nothing beyond the pages already in flight."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections import Counter
 from datetime import datetime
@@ -18,7 +19,7 @@ from libs.topics import RAW_PAGES
 from services.task_gateway.scheduler import search_query
 
 from .harness import Simulator
-from .test_reports import Stack, report_settings
+from .test_reports import Stack, report_settings, task_post_ids
 
 pytestmark = pytest.mark.e2e
 
@@ -80,3 +81,47 @@ async def raw_pages(settings, task_id: str) -> list[RawPage]:
                     and rec.response is not None:
                 out.append(rec)
     return out
+
+
+def test_dense_day_is_cut_into_hours_on_several_accounts_exact(noida, xsim, s3, tmp_path,
+                                                               chdb_path):
+    """A window of one dense day plus two hours: the day's first page shows it would take
+    ~144 pages, so its rest is cut into hour slices that run on several accounts; the short
+    slice is not cut; every post of the window is collected exactly once, no page asked twice."""
+    settings = report_settings(noida, xsim, tmp_path, chdb_path, s3, report_media_wait_s=0,
+                               x_accounts="s1:tok-s1:c1,s2:tok-s2:c2,s3:tok-s3:c3",
+                               scraper_split_pages=50)
+    kw = f"dense{uuid.uuid4().hex[:6]}"
+    start, end = "2026-06-01T00:00:00Z", "2026-06-02T02:00:00Z"
+    sim = Simulator(xsim)
+    sim.configure(limits={"SearchTimeline": 100_000}, densities={kw: 120})  # 2,880 a day
+    with Stack(settings, tmp_path) as stack:
+        gw = stack.gw
+        t = gw.submit(keyword=kw, required_count=0, start_time=start, end_time=end).json()
+        done = wait_until(lambda: (s := gw.status(t["task_id"]))["status"] == "completed"
+                          and s, 240, "the dense task")
+        prog = gw.client.get(f"/api/v1/tasks/{t['task_id']}/progress").json()
+
+    expected = sim.corpus_ids(search_query(kw, _dt(start), _dt(end)))
+    assert len(expected) == 26 * 120
+    assert done["progress"]["collected"] == len(expected)
+    assert task_post_ids(chdb_path, t["task_id"]) == set(expected)
+
+    log = [e for e in sim.search_requests(kw) if e.get("status") == 200]
+    windows = {q: since_until_of(q) for q in {e["raw_query"] for e in log}}
+    day = [q for q, (s, u) in windows.items() if (u - s).total_seconds() == 86400]
+    hours = [q for q, (s, u) in windows.items() if (u - s).total_seconds() <= 3600]
+    short = [q for q, (s, u) in windows.items() if (u - s).total_seconds() == 7200]
+    assert len(day) == 1 and len(short) == 1 and len(hours) == 24, sorted(windows.values())
+    assert len([e for e in log if e["raw_query"] == day[0]]) == 1, "the day ends after page 0"
+    assert prog["slice_count"] == 2 + 24 and prog["slices_done"] == 26
+    hour_accounts = {e["account"] for e in log if e["raw_query"] in hours}
+    assert len(hour_accounts) > 1, "the hour slices ran on several accounts"
+    asked = Counter((e["raw_query"], e.get("cursor")) for e in log)
+    assert max(asked.values()) == 1
+
+
+def since_until_of(q: str) -> tuple[datetime, datetime]:
+    s, u = re.search(r"since:(\S+) until:(\S+)", q).groups()
+    f = "%Y-%m-%d_%H:%M:%S_UTC"
+    return datetime.strptime(s, f), datetime.strptime(u, f)
