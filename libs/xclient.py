@@ -297,25 +297,23 @@ class XClient:
     async def following_page(self, account: XAccount, user_id: str, cursor: str | None,
                              count: int = 20) -> PageResult:
         """One page of the users `user_id` follows (variables as twscrape's following_raw)."""
-        variables: dict[str, Any] = {"userId": str(user_id), "count": count,
-                                     "includePromotedContent": False}
-        if cursor is not None:
-            variables["cursor"] = cursor
-        params = {"variables": variables, "features": dict(GQL_FEATURES)}
-        return await self._page(account, self.settings.x_op_following.strip("/"), params,
-                                cursor, "GET")
+        return await self._list_page(account, self.settings.x_op_following, {
+            "userId": str(user_id), "count": count, "includePromotedContent": False}, cursor)
 
     async def retweeters_page(self, account: XAccount, tweet_id: str, cursor: str | None,
                               count: int = 20) -> PageResult:
         """One page of the accounts that retweeted `tweet_id` (variables as twscrape's
         retweeters_raw)."""
-        variables: dict[str, Any] = {"tweetId": str(tweet_id), "count": count,
-                                     "includePromotedContent": True}
+        return await self._list_page(account, self.settings.x_op_retweeters, {
+            "tweetId": str(tweet_id), "count": count, "includePromotedContent": True}, cursor)
+
+    async def _list_page(self, account: XAccount, op: str, variables: dict[str, Any],
+                         cursor: str | None) -> PageResult:
+        """One page of a user list operation (GET, paged by the Bottom cursor)."""
         if cursor is not None:
-            variables["cursor"] = cursor
+            variables = {**variables, "cursor": cursor}
         params = {"variables": variables, "features": dict(GQL_FEATURES)}
-        return await self._page(account, self.settings.x_op_retweeters.strip("/"), params,
-                                cursor, "GET")
+        return await self._page(account, op.strip("/"), params, cursor, "GET")
 
     async def user_by_screen_name(self, account: XAccount, screen_name: str) -> PageResult:
         params = {"variables": {"screen_name": screen_name, "withSafetyModeUserFields": True},

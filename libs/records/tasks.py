@@ -145,7 +145,8 @@ class ScheduledTask(Record):
 
     Run n (from 0) fires at submitted_at + n × period / frequency_count and becomes the
     on-demand task `{task_id}-r{n+1:04d}` over the time since the previous run's window ended,
-    so a run never asks X again for posts an earlier run already covered."""
+    so a run never asks X again for posts an earlier run already covered. A frequency change
+    (TaskControl) re-plans the runs not fired yet (ScheduleState keeps the plan in force)."""
 
     schema_name = "xget.ScheduledTask"
 

@@ -5,7 +5,6 @@ asked for nothing beyond the pages already in flight."""
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
 from collections import Counter
 from datetime import datetime
@@ -20,6 +19,7 @@ from services.task_gateway.scheduler import search_query
 
 from .harness import Simulator
 from .test_reports import Stack, report_settings, task_post_ids
+from .test_scheduled import since_until
 
 pytestmark = pytest.mark.e2e
 
@@ -108,7 +108,7 @@ def test_dense_day_is_cut_into_hours_on_several_accounts_exact(noida, xsim, s3, 
     assert task_post_ids(chdb_path, t["task_id"]) == set(expected)
 
     log = [e for e in sim.search_requests(kw) if e.get("status") == 200]
-    windows = {q: since_until_of(q) for q in {e["raw_query"] for e in log}}
+    windows = {q: since_until(q) for q in {e["raw_query"] for e in log}}
     day = [q for q, (s, u) in windows.items() if (u - s).total_seconds() == 86400]
     hours = [q for q, (s, u) in windows.items() if (u - s).total_seconds() <= 3600]
     short = [q for q, (s, u) in windows.items() if (u - s).total_seconds() == 7200]
@@ -119,9 +119,3 @@ def test_dense_day_is_cut_into_hours_on_several_accounts_exact(noida, xsim, s3, 
     assert len(hour_accounts) > 1, "the hour slices ran on several accounts"
     asked = Counter((e["raw_query"], e.get("cursor")) for e in log)
     assert max(asked.values()) == 1
-
-
-def since_until_of(q: str) -> tuple[datetime, datetime]:
-    s, u = re.search(r"since:(\S+) until:(\S+)", q).groups()
-    f = "%Y-%m-%d_%H:%M:%S_UTC"
-    return datetime.strptime(s, f), datetime.strptime(u, f)
