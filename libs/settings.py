@@ -204,6 +204,11 @@ class Settings(BaseSettings):
                     "offsets are committed). A page is ~185 KB and ~4 ms of parsing: small "
                     "batches hand posts to the dedup-counter sooner and bound the parser's "
                     "memory.")
+    parser_user_resend_s: float = Field(
+        600, ge=0,
+        description="A user met again unchanged (same raw JSON) is published again only after "
+                    "this long, so users.seen_at is at most this stale; 0 publishes every "
+                    "sighting. Authors repeat page after page in a keyword search.")
     counter_fill_ms: int = Field(
         100, ge=0,
         description="After posts arrive, wait up to this long for more before writing: "

@@ -14,6 +14,7 @@ from libs.parsing import PageParseError, parse_timeline_page
 from libs.records.pages import RawPage, SliceEnd
 from libs.topics import MEDIA_JOBS, POSTS, POSTS_TARGET_HEADER, USERS
 
+from .recent_users import RecentUsers
 from .user_pages import is_user_page, task_users, user_outgoing
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 SERVICE = "parser"
 
 
-def parse_raw_page(inc: Incoming) -> list[Outgoing]:
+def parse_raw_page(inc: Incoming, recent: RecentUsers | None = None) -> list[Outgoing]:
     page = inc.record
     assert isinstance(page, RawPage)
     outs: list[Outgoing] = []
@@ -41,7 +42,8 @@ def parse_raw_page(inc: Incoming) -> list[Outgoing]:
         else:
             hdr = ((POSTS_TARGET_HEADER, str(page.required_count).encode()),)
             outs.extend(Outgoing(POSTS, page.task_id, p, hdr) for p in parsed.posts)
-            outs.extend(Outgoing(USERS, u.user_id, u) for u in parsed.users)
+            outs.extend(Outgoing(USERS, u.user_id, u) for u in parsed.users
+                        if recent is None or recent.should_publish(u))
             for j in parsed.media_jobs:
                 if not page.download_video:
                     j.video_url = None  # the cover is stored always, the video only when asked
@@ -60,7 +62,21 @@ def parse_raw_page(inc: Incoming) -> list[Outgoing]:
 
 
 async def handle(batch: list[Incoming]) -> list[Outgoing]:
+    """Every user as met (replay re-derives all of them)."""
     outs: list[Outgoing] = []
     for inc in batch:
         outs.extend(parse_raw_page(inc))
     return outs
+
+
+class PageHandler:
+    """The parser service's handler: publishes an unchanged user at most every `resend_s`."""
+
+    def __init__(self, user_resend_s: float):
+        self.recent = RecentUsers(user_resend_s)
+
+    async def __call__(self, batch: list[Incoming]) -> list[Outgoing]:
+        outs: list[Outgoing] = []
+        for inc in batch:
+            outs.extend(parse_raw_page(inc, self.recent))
+        return outs

@@ -9,13 +9,14 @@ from libs.settings import Settings
 from libs.topics import RAW_PAGES
 from services.runtime import run_until, started_producer
 
-from .handler import SERVICE, handle
+from .handler import SERVICE, PageHandler
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     producer = await started_producer(settings, SERVICE)
     try:
-        await run_until(ConsumerLoop(settings, SERVICE, [RAW_PAGES], handle, producer,
+        await run_until(ConsumerLoop(settings, SERVICE, [RAW_PAGES],
+                                     PageHandler(settings.parser_user_resend_s), producer,
                                      max_records=settings.parser_batch_pages), stop)
     finally:
         await producer.stop()

@@ -128,12 +128,15 @@ def test_ban_and_expired_cookies_never_stop_a_task(noida, xsim, tmp_path, chdb_p
     secrets = [dave_pw.encode(), *(t.encode() for t in tokens.values())]
 
     def broker_files() -> bytes:
-        """noida-db's snapshot: JSON whose record batches are arrays of byte values."""
+        """noida-db's snapshot: JSON whose record batches are arrays of byte values. Batches are
+        zstd-compressed, so the records are read back through Kafka's batch format: keys,
+        values and headers as the broker keeps them, decompressed."""
         out = []
         for f in Path(noida.data_dir).rglob("*.json"):
             for _name, topic in json.loads(f.read_text()).get("topics", []):
                 for _p, part in topic["partitions"]:
-                    out += [bytes(batch) for _off, batch in part["record_batches"]]
+                    for _off, batch in part["record_batches"]:
+                        out.extend(record_bytes(bytes(batch)))
         return b"".join(out)
 
     wait_until(lambda: dave.encode() in broker_files(), 30, "the broker to save its data")
@@ -141,6 +144,16 @@ def test_ban_and_expired_cookies_never_stop_a_task(noida, xsim, tmp_path, chdb_p
     assert not [s for s in secrets if s in data]
     log_text = proc.log_path.read_bytes()
     assert not [s for s in secrets if s in log_text]
+
+
+def record_bytes(batch: bytes) -> list[bytes]:
+    """Every key, value and header value of a Kafka record batch, decompressed."""
+    from aiokafka.record.memory_records import MemoryRecords
+    records, out = MemoryRecords(batch), []
+    while (b := records.next_batch()) is not None:
+        for r in b:
+            out += [r.key or b"", r.value or b"", *(v for _k, v in r.headers)]
+    return out
 
 
 def test_two_scrapers_never_exceed_an_account_limit(noida, xsim, tmp_path, chdb_path):
