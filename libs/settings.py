@@ -160,9 +160,10 @@ class Settings(BaseSettings):
     # --- scraper ---------------------------------------------------------------------------------
     scraper_concurrency: int = Field(8, description="Slices a scraper replica pages in parallel.")
     scraper_split_pages: int = Field(
-        50, ge=0, description="A slice (longer than 2 h) whose first page shows it will take at "
-                              "least this many pages is dense: the rest of its window is cut "
-                              "into hour slices that run in parallel (0 = never).")
+        50, ge=0, description="Pages a slice part aims at: a slice whose first page shows the "
+                              "rest needs at least twice this many is cut into parts of whole "
+                              "hours with about this many pages each, run in parallel "
+                              "(0 = never cut).")
 
     # --- account-manager and the scrapers' leases ----------------------------------------------
     account_key: SecretStr = Field(

@@ -157,14 +157,15 @@ async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
 
 
 async def _split(job: SearchJob, deps: SliceDeps, state: SliceState) -> str:
-    """A dense slice: hand the rest of its window to hour slices, then end (see split.py).
+    """A dense slice: hand the rest of its window to finer slices, then end (see split.py).
     The children are published before the slice ends, so a crash in between repeats them."""
-    kids = split.children(job, state.oldest_post_time)  # type: ignore[arg-type]
+    kids = split.children(job, state.oldest_post_time,  # type: ignore[arg-type]
+                          deps.split_pages)
     for kid in kids:
         await deps.producer.send_and_wait(
             Outgoing(SEARCH_JOBS, f"{kid.task_id}/{kid.slice_id}", kid))
-    log.info("slice %s/%s is dense: its rest goes to %d hour slices", job.task_id, job.slice_id,
-             len(kids))
+    log.info("slice %s/%s is dense: its rest goes to %d finer slices", job.task_id,
+             job.slice_id, len(kids))
     await _finish(job, deps, state, "exhausted", children=len(kids))
     return "split"
 

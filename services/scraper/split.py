@@ -1,6 +1,9 @@
-"""Dense slices are cut finer: when a slice's first page shows the slice would take many pages,
-the rest of its window is handed to hour slices that run in parallel (other accounts, other
-scraper replicas), and the slice itself ends after that first page.
+"""Dense slices are cut finer: when a slice's first page shows the slice would take at least
+twice `split_pages` pages, the rest of its window is handed to finer slices of about
+`split_pages` pages each (whole UTC hours, at least one hour) that run in parallel (other
+accounts, other scraper replicas), and the slice itself ends after that first page. Each
+slice costs one extra request at its end (X's empty last page), so parts are kept large:
+the extra requests stay under 1/split_pages of the pages.
 
 X's search answers newest first, so after page 0 the slice has every post of its window newer
 than the page's oldest post. The children cover [slice start, that post's second + 1 s): a few
@@ -13,6 +16,7 @@ the ledger then finds them started or done and X is never asked twice.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, time, timedelta, timezone
 
@@ -48,27 +52,35 @@ def can_split(job: SearchJob, split_pages: int) -> bool:
             and job.end_time - job.start_time >= MIN_REST)
 
 
+def rest_pages(job: SearchJob, oldest: datetime) -> float:
+    """Pages the rest [start, oldest) needs at the density page 0 showed: page 0 covered
+    [oldest, end) with one page."""
+    covered = max(1.0, (job.end_time - oldest).total_seconds())
+    return (oldest - job.start_time).total_seconds() / covered
+
+
 def dense(job: SearchJob, oldest: datetime, split_pages: int, page_size: int) -> bool:
-    """Page 0 covered [oldest, end): at that density the slice needs end-start / that many
-    pages. A target a few pages reach is not worth the parallel pages."""
-    covered = (job.end_time - oldest).total_seconds()
+    """Worth cutting: the rest needs at least two parts of split_pages pages and spans two
+    hours or more. A target a few pages reach is not worth the parallel pages."""
     if oldest - job.start_time < MIN_REST:
         return False
-    if job.required_count and job.required_count <= split_pages * page_size:
+    if job.required_count and job.required_count <= 2 * split_pages * page_size:
         return False
-    window = (job.end_time - job.start_time).total_seconds()
-    return covered <= 0 or window / covered >= split_pages
+    return rest_pages(job, oldest) >= 2 * split_pages
 
 
-def children(job: SearchJob, oldest: datetime) -> list[SearchJob]:
-    """Hour slices (cut at whole UTC hours) for [job start, the oldest post's second + 1 s)."""
+def children(job: SearchJob, oldest: datetime, split_pages: int) -> list[SearchJob]:
+    """Slices of whole UTC hours (about split_pages pages each, at least an hour) for
+    [job start, the oldest post's second + 1 s)."""
     until = min(job.end_time, oldest.replace(microsecond=0) + timedelta(seconds=1))
     start = job.start_time
+    parts = max(1, math.ceil(rest_pages(job, oldest) / max(1, split_pages)))
+    span = CHILD_SPAN * max(1, math.ceil((until - start) / CHILD_SPAN / parts))
     cuts = [start]
-    t = datetime.combine(start.date(), time(start.hour), timezone.utc) + CHILD_SPAN
+    t = datetime.combine(start.date(), time(start.hour), timezone.utc) + span
     while t < until:
         cuts.append(t)
-        t += CHILD_SPAN
+        t += span
     cuts.append(until)
     out = []
     for s, e in zip(cuts, cuts[1:]):

@@ -28,34 +28,38 @@ def test_oldest_post_time_is_the_smallest_snowflake_on_the_page():
     assert split.oldest_post_time('{"entries":[]}') is None
 
 
-def test_dense_only_when_page_zero_covers_a_small_part_of_a_long_slice():
+def test_dense_only_when_the_rest_needs_two_parts_or_more():
     j = job()
-    # page 0 reached back 20 minutes of a 24 h slice: 72 pages at that density
-    assert split.dense(j, j.end_time - timedelta(minutes=20), 50, 20)
-    # 10 hours back: 2.4 pages — not dense
-    assert not split.dense(j, j.end_time - timedelta(hours=10), 50, 20)
+    # page 0 reached back 10 minutes of a 24 h slice: 143 more pages at that density
+    assert split.dense(j, j.end_time - timedelta(minutes=10), 50, 20)
+    # 20 minutes back: 71 more pages, fewer than two parts of 50
+    assert not split.dense(j, j.end_time - timedelta(minutes=20), 50, 20)
+    assert split.dense(j, j.end_time - timedelta(minutes=20), 20, 20)
     # a target a few pages reach is not worth parallel pages
-    assert not split.dense(job(required_count=500), j.end_time - timedelta(minutes=20), 50, 20)
+    assert not split.dense(job(required_count=500), j.end_time - timedelta(minutes=10), 50, 20)
     assert split.can_split(j, 50) and not split.can_split(j, 0)
-    kid = split.children(j, j.end_time - timedelta(hours=5))[0]
+    kid = split.children(j, j.end_time - timedelta(minutes=10), 50)[0]
     assert not split.can_split(kid, 50), "children are not cut again"
-    short = job(end_time=D + timedelta(hours=1))
-    assert not split.can_split(short, 50)
+    assert not split.can_split(job(end_time=D + timedelta(hours=1)), 50)
 
 
-def test_children_cover_the_rest_of_the_window_in_whole_hours_without_gaps():
+def test_children_cover_the_rest_in_whole_hours_of_about_split_pages_each():
     j = job()
-    oldest = datetime(2026, 9, 1, 21, 47, 12, 400000, tzinfo=timezone.utc)
-    kids = split.children(j, oldest)
-    assert len(kids) == 22
-    assert kids[0].start_time == D and kids[-1].end_time == oldest.replace(microsecond=0) + \
-        timedelta(seconds=1)
+    oldest = datetime(2026, 9, 1, 23, 50, 0, 400000, tzinfo=timezone.utc)  # 143 pages left
+    until = oldest.replace(microsecond=0) + timedelta(seconds=1)
+    big = split.children(j, oldest, 50)  # 3 parts of ~48 pages: 8 h each
+    assert [(k.start_time, k.end_time) for k in big] == [
+        (D, D + timedelta(hours=8)), (D + timedelta(hours=8), D + timedelta(hours=16)),
+        (D + timedelta(hours=16), until)]
+    kids = split.children(j, oldest, 5)  # 29 parts wanted; an hour at least: 24
+    assert len(kids) == 24
+    assert kids[0].start_time == D and kids[-1].end_time == until
     for a, b in zip(kids, kids[1:]):
         assert a.end_time == b.start_time and b.start_time.minute == 0
     assert kids[3].query == search_query("kw", D + timedelta(hours=3), D + timedelta(hours=4))
     assert {k.parent_slice_id for k in kids} == {j.slice_id}
-    assert len({k.slice_id for k in kids}) == 22
-    assert split.children(j, oldest) == kids, "same children when decided again (a restart)"
+    assert len({k.slice_id for k in kids}) == 24
+    assert split.children(j, oldest, 5) == kids, "same children when decided again (a restart)"
 
 
 def test_a_task_with_cut_slices_ends_only_when_every_slice_ended():
