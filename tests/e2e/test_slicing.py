@@ -11,7 +11,7 @@ from datetime import datetime
 
 import pytest
 
-from infra.service_process import wait_until
+from infra.service_process import ServiceProcess, wait_until
 from libs.kafka import scan_partition
 from libs.records.pages import RawPage
 from libs.topics import RAW_PAGES
@@ -89,13 +89,8 @@ def test_dense_day_is_cut_into_hours_on_several_accounts_exact(noida, xsim, s3, 
     ~143 pages, so (parts of ~5 pages, an hour at least) it is cut into hour slices that run on
     several accounts; the short slice is not cut; every post of the window is collected
     exactly once, no page asked twice."""
-    settings = report_settings(noida, xsim, tmp_path, chdb_path, s3, report_media_wait_s=0,
-                               x_accounts="s1:tok-s1:c1,s2:tok-s2:c2,s3:tok-s3:c3",
-                               scraper_split_pages=5)
-    kw = f"dense{uuid.uuid4().hex[:6]}"
+    settings, sim, kw = dense_setup(noida, xsim, s3, tmp_path, chdb_path, "dense")
     start, end = "2026-06-01T00:00:00Z", "2026-06-02T02:00:00Z"
-    sim = Simulator(xsim)
-    sim.configure(limits={"SearchTimeline": 100_000}, densities={kw: 120})  # 2,880 a day
     with Stack(settings, tmp_path) as stack:
         gw = stack.gw
         t = gw.submit(keyword=kw, required_count=0, start_time=start, end_time=end).json()
@@ -120,3 +115,63 @@ def test_dense_day_is_cut_into_hours_on_several_accounts_exact(noida, xsim, s3, 
     assert len(hour_accounts) > 1, "the hour slices ran on several accounts"
     asked = Counter((e["raw_query"], e.get("cursor")) for e in log)
     assert max(asked.values()) == 1
+
+
+def test_sigkill_of_the_scraper_while_a_dense_day_runs_in_parts(noida, xsim, s3, tmp_path,
+                                                                chdb_path):
+    """The scraper is SIGKILLed while the parts of a cut day run: after the restart the same
+    parts resume (none made twice, the day's first page not asked again), only pages that
+    were in flight are asked again, and every post is collected exactly once."""
+    settings, sim, kw = dense_setup(noida, xsim, s3, tmp_path, chdb_path, "densekill")
+    start, end = "2026-06-03T00:00:00Z", "2026-06-04T00:00:00Z"
+    sim.client.post("/_sim/faults", json={"kind": "slow", "delay_s": 0.2}).raise_for_status()
+    others = ServiceProcess("parser-accounts", ["parser", "account-manager"], settings, tmp_path)
+    try:
+        others.start()
+        with Stack(settings, tmp_path, front=("scraper",)) as stack:
+            gw = stack.gw
+            t = gw.submit(keyword=kw, required_count=0, start_time=start, end_time=end).json()
+
+            def part_requests() -> int:
+                return len([e for e in sim.search_requests(kw) if span_s(e["raw_query"]) < 86400])
+
+            wait_until(lambda: part_requests() >= 20, 120, "the parts to run")
+            stack.front.kill()
+            killed_at = len(sim.search_requests(kw))
+            stack.front.start()
+            done = wait_until(lambda: (s := gw.status(t["task_id"]))["status"] == "completed"
+                              and s, 240, f"the task after the kill\n{stack.front.tail()}")
+    finally:
+        sim.client.delete("/_sim/faults")
+        others.stop()
+
+    expected = sim.corpus_ids(search_query(kw, _dt(start), _dt(end)))
+    assert done["progress"]["collected"] == len(expected) == 24 * 120
+    assert task_post_ids(chdb_path, t["task_id"]) == set(expected)
+    log = [e for e in sim.search_requests(kw) if e.get("status") == 200]
+    windows = {since_until(e["raw_query"]) for e in log}
+    assert len([w for w in windows if (w[1] - w[0]).total_seconds() == 86400]) == 1
+    assert len(windows) == 1 + 24, "the same parts after the restart, none made twice"
+    day_calls = [e for e in log if span_s(e["raw_query"]) == 86400]
+    assert len(day_calls) == 1, "the day's first page is not asked again"
+    asked = Counter((e["raw_query"], e.get("cursor")) for e in log)
+    repeated = sum(n - 1 for n in asked.values())
+    assert repeated <= settings.scraper_concurrency, (repeated, killed_at)
+
+
+def span_s(query: str) -> float:
+    """Seconds between a query's since: and until:."""
+    s, u = since_until(query)
+    return (u - s).total_seconds()
+
+
+def dense_setup(noida, xsim, s3, tmp_path, chdb_path, prefix: str):
+    """3 accounts, parts of ~5 pages, and a keyword at 120 posts an hour (2,880 a day: the
+    day's first page shows ~143 more pages)."""
+    settings = report_settings(noida, xsim, tmp_path, chdb_path, s3, report_media_wait_s=0,
+                               x_accounts="s1:tok-s1:c1,s2:tok-s2:c2,s3:tok-s3:c3",
+                               scraper_split_pages=5)
+    kw = f"{prefix}{uuid.uuid4().hex[:6]}"
+    sim = Simulator(xsim)
+    sim.configure(limits={"SearchTimeline": 100_000}, densities={kw: 120})
+    return settings, sim, kw
