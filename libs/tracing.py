@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -109,9 +109,18 @@ def inject(headers: list[tuple[str, bytes]], ctx=None) -> None:
         _propagator.inject(headers, context=ctx, setter=_setter)
 
 
-def extract(headers: Sequence | None):
-    """The context a consumed record's headers carry (the current one when none)."""
+def extract(headers: Sequence | Mapping | None):
+    """The context a consumed record's headers carry (the current one when none). `headers`:
+    aiokafka's (key, bytes) pairs, or a dict of them (Incoming.headers)."""
+    if isinstance(headers, Mapping):
+        headers = list(headers.items())
     return _propagator.extract(headers or (), getter=_getter)
+
+
+def trace_headers(headers: Sequence | Mapping | None) -> tuple[tuple[str, bytes], ...]:
+    """Only the W3C trace context of a record's headers: what to keep to join its trace later."""
+    items = headers.items() if isinstance(headers, Mapping) else headers or ()
+    return tuple((k, v) for k, v in items if k in HEADERS)
 
 
 def context_with(span: trace.Span):
@@ -194,6 +203,21 @@ class record_span:
 
 def span(name: str, **attributes):
     """A child span of the current context (a no-op span when tracing is off)."""
-    return tracer().start_as_current_span(name, attributes={
-        k: v for k, v in attributes.items() if isinstance(v, (str, int, float, bool))})
+    return tracer().start_as_current_span(name, attributes=_scalars(attributes))
+
+
+def span_in(headers: Sequence | Mapping | None, name: str, **attributes):
+    """A span in the trace of a record (child of the context its `headers` carry), current
+    inside the block: for work a batch handler does for one record of the batch (a media
+    download, a webhook delivery), which belongs to that record's task and not to the batch.
+    A no-op span when tracing is off."""
+    if not _installed:
+        return tracer().start_as_current_span(name)
+    carried = trace_headers(headers)  # none: under the current span, not a new trace
+    return tracer().start_as_current_span(name, context=extract(carried) if carried else None,
+                                          attributes=_scalars(attributes))
+
+
+def _scalars(attributes: dict) -> dict:
+    return {k: v for k, v in attributes.items() if isinstance(v, (str, int, float, bool))}
 
