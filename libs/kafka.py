@@ -28,6 +28,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from . import metrics, tracing
+from .consumer_watch import observe_lag
 from .ops_server import HEALTH
 from .records.base import SCHEMA_HEADER, Record
 from .records.dead_letter import DeadLetter
@@ -449,24 +450,13 @@ class ConsumerLoop:
             await consumer.stop()
 
     async def _observe_lag(self, consumer: AIOKafkaConsumer) -> None:
-        """Lag per assigned partition from what the fetches already told: high watermark
-        minus this member's position (known locally: no broker round trip). At most once a
+        """Lag gauges of the assigned partitions (libs/consumer_watch.py), at most once a
         second, so a busy loop pays nothing; `xget lag` asks the broker for committed offsets."""
         now = time.monotonic()
         if now - self._lag_at < 1.0:
             return
         self._lag_at = now
-        lags = {}
-        for tp in consumer.assignment():
-            hw = consumer.highwater(tp)
-            if hw is None:
-                continue
-            try:
-                pos = await consumer.position(tp)
-            except Exception:  # noqa: BLE001 - partition moved away meanwhile
-                continue
-            lags[(tp.topic, tp.partition)] = hw - pos
-        metrics.set_lag(self.group_id, lags)
+        await observe_lag(self.group_id, consumer)
 
     async def _fill(self, consumer: AIOKafkaConsumer, batch: dict) -> dict:
         deadline = time.monotonic() + self.fill_ms / 1000

@@ -20,7 +20,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from . import metrics
@@ -81,6 +81,8 @@ async def snapshot(settings: Settings, groups: dict[str, list[str]]) -> Snapshot
         tps = [tp for t in topics for tp in await partitions_of(consumer, t)]
         end = await consumer.end_offsets(tps) if tps else {}
         start = await consumer.beginning_offsets(tps) if tps else {}
+        if settings.kafka_end_offsets_from_fetch:
+            end = await _ends_from_fetch(consumer, end, start)
     finally:
         await consumer.stop()
     committed: dict[str, dict[TopicPartition, int | None]] = {}
@@ -89,10 +91,13 @@ async def snapshot(settings: Settings, groups: dict[str, list[str]]) -> Snapshot
     await admin.start()
     try:
         for group, gtopics in groups.items():
-            offsets = await admin.list_consumer_group_offsets(group)
+            mine = [tp for tp in tps if tp.topic in gtopics]
+            # The partitions are named: OffsetFetch with "all of the group's partitions"
+            # (null topics, v2+) is an answer Tansu cannot encode; named ones work everywhere.
+            offsets = await admin.list_consumer_group_offsets(group, partitions=mine) \
+                if mine else {}
             committed[group] = {tp: (offsets[tp].offset if tp in offsets
-                                     and offsets[tp].offset >= 0 else None)
-                                for tp in tps if tp.topic in gtopics}
+                                     and offsets[tp].offset >= 0 else None) for tp in mine}
         try:
             described = await admin.describe_consumer_groups(list(groups))
             for d in described:
@@ -103,6 +108,30 @@ async def snapshot(settings: Settings, groups: dict[str, list[str]]) -> Snapshot
     finally:
         await admin.close()
     return Snapshot(time.monotonic(), end, start, committed, members)
+
+
+async def _ends_from_fetch(consumer: AIOKafkaConsumer, end: dict[TopicPartition, int],
+                           start: dict[TopicPartition, int],
+                           deadline_s: float = 10.0) -> dict[TopicPartition, int]:
+    """The larger of ListOffsets' end and the high watermark of a fetch from one before it.
+
+    Tansu's ListOffsets latest is the newest batch's base offset + 1: a fetch from there
+    returns that batch and the true high watermark. (noida-db under-reports the other one,
+    hence the larger of the two; on Kafka they agree.)"""
+    probe = [tp for tp in end if end[tp] > start.get(tp, 0)]
+    if not probe:
+        return end
+    consumer.assign(probe)
+    for tp in probe:
+        consumer.seek(tp, end[tp] - 1)
+    deadline = time.monotonic() + deadline_s
+    pending = set(probe)
+    while pending and time.monotonic() < deadline:
+        await consumer.getmany(*pending, timeout_ms=200, max_records=1)
+        pending = {tp for tp in pending if consumer.highwater(tp) is None}
+    if pending:
+        raise TimeoutError(f"no high watermark for {sorted(pending)} within {deadline_s}s")
+    return {tp: max(e, consumer.highwater(tp) or 0) for tp, e in end.items()}
 
 
 def report(first: Snapshot, second: Snapshot, target_s: float) -> list[GroupTopicLag]:

@@ -53,6 +53,15 @@ class Settings(BaseSettings):
             "pipeline (task command -> scheduler -> scraper -> lease) may wait this long."
         ),
     )
+    kafka_end_offsets_from_fetch: bool = Field(
+        False,
+        description=(
+            "Also read each partition's end from the high watermark of a fetch of its last "
+            "batch (the larger of that and ListOffsets wins), for `xget lag`. On for brokers "
+            "whose ListOffsets latest is wrong (Tansu answers the newest batch's base offset "
+            "+ 1); costs one fetch per partition and snapshot."
+        ),
+    )
     kafka_session_timeout_ms: int = Field(10_000, description="Consumer group session timeout.")
     kafka_heartbeat_interval_ms: int = Field(2_000)
     kafka_max_poll_records: int = Field(500)

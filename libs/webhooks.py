@@ -21,6 +21,7 @@ import ipaddress
 import random
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
@@ -160,12 +161,19 @@ class WebhookSender:
         return random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1)))
 
     async def deliver(self, url: str, body: bytes, idempotency_key: str,
-                      stop: asyncio.Event | None = None) -> Delivery:
+                      stop: asyncio.Event | None = None, *, trace: Sequence = (),
+                      attributes: dict | None = None) -> Delivery:
+        """`trace`: the W3C headers of the record whose work this is (the task's trace; the
+        current span when empty); `attributes` go on the delivery's span (task id, …)."""
         t0 = time.perf_counter()
-        with tracing.span("webhook POST", **{"xget.batch_id": idempotency_key}) as sp:
+        with tracing.span_in(trace, "webhook POST", **{
+                "xget.batch_id": idempotency_key, "server.address": urlsplit(url).hostname or "",
+                **(attributes or {})}) as sp:
             d = await self._deliver(url, body, idempotency_key, stop)
             sp.set_attribute("xget.attempts", d.attempts)
             sp.set_attribute("xget.result", _result(d))
+            if d.status is not None:
+                sp.set_attribute("http.response.status_code", d.status)
         metrics.WEBHOOK_SECONDS.observe(time.perf_counter() - t0)
         metrics.WEBHOOK_DELIVERIES.labels(_result(d)).inc()
         if d.attempts > 1:

@@ -59,8 +59,9 @@ class KafkaEnv:
             base.update(kafka_group_mode="assign", kafka_empty_fetch_backoff_ms=50)
         if self.kind == "tansu":
             # Tansu: no InitProducerId for idempotence; stale members linger until timeout.
+            # Its ListOffsets latest is wrong: ends come from a fetch's high watermark.
             base.update(kafka_idempotent_producer=False, kafka_session_timeout_ms=6_000,
-                        kafka_heartbeat_interval_ms=1_000)
+                        kafka_heartbeat_interval_ms=1_000, kafka_end_offsets_from_fetch=True)
         base.update(overrides)
         return make_settings(**base)
 

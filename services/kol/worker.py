@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 from aiokafka import TopicPartition
 
+from libs.consumer_watch import ConsumerWatch
 from libs.kafka import Outgoing, Producer, consumer_for, dead_letter_for, decode, join
 from libs.records.kol import KolFollowingsTask, KolTaskProgress
 from libs.settings import Settings
@@ -45,6 +46,8 @@ class KolWorker:
         self._stop = asyncio.Event()
         self._job: KolJob | None = None
         self.tasks_done = 0
+        self.group_id = f"{settings.topic_prefix}{SERVICE}"
+        self.watch = ConsumerWatch(SERVICE, self.group_id)  # records in, lag, readiness
 
     def stop(self) -> None:
         self._stop.set()
@@ -98,17 +101,19 @@ class KolWorker:
         return final
 
     async def run(self) -> None:
-        consumer = consumer_for(self.settings, f"{self.settings.topic_prefix}{SERVICE}", SERVICE)
+        consumer = consumer_for(self.settings, self.group_id, SERVICE)
         consumer._max_poll_interval_ms = 3_600_000  # noqa: SLF001 - a task may run for hours
         await consumer.start()
         await join(consumer, self.settings, [topic_name(KOL_COMMANDS, self.settings.topic_prefix)])
         try:
             while not self._stop.is_set():
                 batch = await consumer.getmany(timeout_ms=300, max_records=1)
+                await self.watch.polled(consumer, [m for ms in batch.values() for m in ms])
                 for tp, msgs in batch.items():
                     for m in msgs:
                         await self._handle(consumer, tp, m)
         finally:
+            self.watch.stopped()
             await consumer.stop()
 
     async def _handle(self, consumer, tp: TopicPartition, m) -> None:
@@ -117,6 +122,7 @@ class KolWorker:
             assert isinstance(task, KolFollowingsTask)
         except Exception as e:  # noqa: BLE001
             await self.producer.send_and_wait(dead_letter_for(SERVICE, m, f"undecodable: {e}"))
+            self.watch.failed(m.topic)
             await consumer.commit({tp: m.offset + 1})
             return
         # Keep polling (paused) while the task runs, so the group sees a live member.
@@ -124,6 +130,7 @@ class KolWorker:
         runner = asyncio.create_task(self.run_task(task))
         while not runner.done():
             await consumer.getmany(timeout_ms=500)
+            await self.watch.polled(consumer)  # lag keeps being reported during a long task
         consumer.resume(*consumer.assignment())
         final = runner.result()
         if final.status != "running":

@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from aiokafka import TopicPartition
 
+from libs import tracing
 from libs.kafka import Incoming, Outgoing
 from libs.records.media import MediaStored
 from libs.records.posts import MediaJob
@@ -62,34 +64,52 @@ class MediaDownloader:
         for tp in tps:
             self.index.forget(tp)
 
-    async def resolve(self, url: str, kind: Kind) -> Outcome:
+    async def resolve(self, url: str, kind: Kind, job: Incoming | None = None) -> Outcome:
+        """The URL's stored object or failure, in a span of the trace of `job` (the first job
+        of the batch that wants it): task, post, URL host, and where the answer came from."""
+        rec = job.record if job is not None else None
+        with tracing.span_in(job.headers if job is not None else (), "media download", **{
+                "xget.service": SERVICE, "xget.task_id": getattr(rec, "task_id", None),
+                "xget.post_id": getattr(rec, "post_id", None), "xget.media_kind": kind,
+                "server.address": urlsplit(url).hostname or ""}) as sp:
+            source, outcome = await self._resolve(url, kind)
+            if isinstance(outcome, Failed):
+                sp.set_attribute("xget.outcome", "failed")
+                sp.set_attribute("xget.cause", outcome.cause)
+            else:
+                sp.set_attribute("xget.outcome", source)
+                sp.set_attribute("xget.bytes", outcome.bytes)
+        return outcome
+
+    async def _resolve(self, url: str, kind: Kind) -> tuple[str, Outcome]:
         known = self.index.lookup(url)
         if known is not None:
             self.index_hits += 1
             self.vault.remember(known)
-            return known
+            return "batch_index", known
         known = self.vault.recent(url)
         if known is not None:
             self.recent_hits += 1
-            return known
+            return "recent", known
         try:
             download = await self.fetcher.fetch(url, kind)
         except MediaFailure as f:
             log.info("media %s failed: %s", url, f.cause)
-            return Failed(f.cause)
+            return "downloaded", Failed(f.cause)
         try:
-            return await self.vault.keep(url, download)
+            return "stored", await self.vault.keep(url, download)
         finally:
             download.close()
 
     async def handle(self, batch: list[Incoming]) -> list[Outgoing]:
         jobs = [inc.record for inc in batch]
         wanted: dict[tuple[str, Kind], asyncio.Task[Outcome]] = {}
-        for job in jobs:
+        for inc in batch:
+            job = inc.record
             assert isinstance(job, MediaJob)
             for url, kind in ((job.original_url, "image"), (job.video_url, "video")):
                 if url and (url, kind) not in wanted:
-                    wanted[(url, kind)] = asyncio.create_task(self.resolve(url, kind))
+                    wanted[(url, kind)] = asyncio.create_task(self.resolve(url, kind, inc))
         try:
             await asyncio.gather(*wanted.values())
         except BaseException:

@@ -14,6 +14,7 @@ import logging
 
 from aiokafka import TopicPartition
 
+from libs import tracing
 from libs.kafka import Incoming, Outgoing, Producer, partition_for_key
 from libs.records.reports import ReportsReplay, ReportsResume
 from libs.records.tasks import OnDemandTask, TaskProgress
@@ -78,14 +79,18 @@ class Reporter:
                 self.states[st.task_id] = st
         for inc in batch:
             rec = inc.record
+            carried = tracing.trace_headers(inc.headers)
+            if carried and rec.task_id in self.states:
+                self.states[rec.task_id].trace = carried
             if isinstance(rec, OnDemandTask):
-                st = self.states.get(rec.task_id) or TaskState(rec.task_id, rec.keyword)
+                st = self.states.get(rec.task_id) or TaskState(rec.task_id, rec.keyword,
+                                                               trace=carried)
                 st.keyword, st.callback_url = rec.keyword, rec.callback_url
                 st.created_at, st.target = rec.submitted_at, rec.required_count
                 self.states[rec.task_id] = changed[rec.task_id] = st
             elif isinstance(rec, TaskProgress):
                 st = self.states.get(rec.task_id) or TaskState(
-                    rec.task_id, rec.keyword, created_at=rec.updated_at)
+                    rec.task_id, rec.keyword, created_at=rec.updated_at, trace=carried)
                 if rec.collected >= st.collected or rec.status == "completed":
                     st.collected, st.status, st.target = rec.collected, rec.status, rec.target
                     st.end_reason, st.updated_at = rec.end_reason, rec.updated_at

@@ -44,6 +44,9 @@ class TaskState:
     created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     completed_at: datetime | None = None
     updated_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    # The W3C trace context of the task's latest record (in memory only): its webhook
+    # deliveries join the task's trace.
+    trace: tuple[tuple[str, bytes], ...] = field(default=(), compare=False, repr=False)
 
     @property
     def completed(self) -> bool:

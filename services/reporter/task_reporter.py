@@ -177,7 +177,11 @@ class TaskReporter:
             await self.store.save_batch(b)
             return True
         body = report.model_dump_json().encode()
-        result = await self.sender.deliver(url, body, b.batch_id, self.stop)
+        result = await self.sender.deliver(url, body, b.batch_id, self.stop, trace=st.trace,
+                                           attributes={"xget.service": "reporter",
+                                                       "xget.task_id": st.task_id,
+                                                       "xget.keyword": st.keyword,
+                                                       "xget.post_count": len(b.post_ids)})
         if result.stopped:
             return False
         b.attempts += result.attempts

@@ -13,6 +13,7 @@ import logging
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
+from libs.consumer_watch import ConsumerWatch
 from libs.kafka import Producer, TopicTable, consumer_for, dead_letter_for, decode, join
 from libs.leases import LeaseClient
 from libs.records.tasks import SearchJob
@@ -70,6 +71,8 @@ class ScraperService:
         # would recover the same state and ask X for the same page.
         self._slice_locks: dict[str, asyncio.Lock] = {}
         self.slices_done = 0
+        self.group_id = f"{settings.topic_prefix}{SERVICE}"
+        self.watch = ConsumerWatch(SERVICE, self.group_id)  # records in, lag, readiness
 
     def stop(self) -> None:
         self._stop.set()
@@ -84,7 +87,7 @@ class ScraperService:
         deps = SliceDeps(self.producer, self.ledger, self.progress, self.pool, self.xclient,
                          self.settings.x_page_size, controls=self.controls,
                          split_pages=self.settings.scraper_split_pages)
-        consumer = consumer_for(self.settings, f"{self.settings.topic_prefix}{SERVICE}", SERVICE)
+        consumer = consumer_for(self.settings, self.group_id, SERVICE)
         # Slices run for minutes; the loop keeps polling (paused when full) so the group
         # never thinks this member is stuck.
         consumer._max_poll_interval_ms = 600_000  # noqa: SLF001
@@ -110,11 +113,13 @@ class ScraperService:
                 else:
                     consumer.resume(*assigned)
                 batch = await consumer.getmany(timeout_ms=200, max_records=max(1, free))
+                await self.watch.polled(consumer, [m for ms in batch.values() for m in ms])
                 for tp, msgs in batch.items():
                     for m in msgs:
                         self._start_job(tp, m, deps)
                 await self._commit(consumer)
         finally:
+            self.watch.stopped()
             await self._drop(consumer, list(self._running))
             await consumer.stop()
             await self.progress.stop()
@@ -170,6 +175,7 @@ class ScraperService:
 
     async def _dead_letter(self, tp, m, error: str) -> None:
         await self.producer.send_and_wait(dead_letter_for(SERVICE, m, error))
+        self.watch.failed(m.topic)
         part = self._parts.get(tp)  # the partition may have been revoked meanwhile
         if part is not None:
             part.finish(m.offset)

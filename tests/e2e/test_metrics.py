@@ -71,6 +71,7 @@ def test_metrics_move_while_a_task_runs(noida, xsim, tmp_path, chdb_path):
                                    and x.body.get("task_id") == task_id and x.status == 200
                                    for x in hook.all()), 180, "the completed report")
             raw_t, posts_t = f"{prefix}raw-pages", f"{prefix}posts"
+            jobs_t = f"{prefix}search-jobs"
 
             def drained():
                 # Records after the target (the slice's end marker) may still be on their way
@@ -78,7 +79,9 @@ def test_metrics_move_while_a_task_runs(noida, xsim, tmp_path, chdb_path):
                 a = scrape(base)
                 d = (lambda n, **ls: total(a, n, **ls) - total(before, n, **ls))
                 return a if (
-                    d("xget_records_in_total", service="parser", topic=raw_t)
+                    d("xget_records_in_total", service="scraper", topic=jobs_t)
+                    == d("xget_records_out_total", service="task-gateway", topic=jobs_t)
+                    and d("xget_records_in_total", service="parser", topic=raw_t)
                     == d("xget_records_out_total", service="scraper", topic=raw_t)
                     and d("xget_records_in_total", service="dedup-counter", topic=posts_t)
                     == d("xget_records_out_total", service="parser", topic=posts_t)) else None
@@ -90,7 +93,11 @@ def test_metrics_move_while_a_task_runs(noida, xsim, tmp_path, chdb_path):
     def moved(name, **labels):
         return total(after, name, **labels) - total(before, name, **labels)
 
-    raw, posts = f"{prefix}raw-pages", f"{prefix}posts"
+    raw, posts, jobs = f"{prefix}raw-pages", f"{prefix}posts", f"{prefix}search-jobs"
+    # The scraper (its own poll loop, not a ConsumerLoop) counts the slices it took in.
+    assert moved("xget_records_in_total", service="scraper", topic=jobs) > 0
+    assert moved("xget_records_in_total", service="scraper", topic=jobs) \
+        == moved("xget_records_out_total", service="task-gateway", topic=jobs)
     assert moved("xget_records_out_total", service="scraper", topic=raw) > 0
     assert moved("xget_records_in_total", service="parser", topic=raw) \
         == moved("xget_records_out_total", service="scraper", topic=raw)
@@ -111,6 +118,14 @@ def test_metrics_move_while_a_task_runs(noida, xsim, tmp_path, chdb_path):
     parser_lag = [(ls, v) for (n, ls), v in after.items()
                   if n == "xget_consumer_lag" and ("group", f"{prefix}parser") in ls]
     assert len(parser_lag) == 12 and all(v >= 0 for _, v in parser_lag)
+    # … and of the hand-rolled consumers: the scraper's and the kol-worker's, which are also
+    # part of readiness (ready = their consumer holds its partitions).
+    for group, spec_topic, parts in (("scraper", jobs, 12),
+                                     ("kol-worker", f"{prefix}kol-commands", 3)):
+        lag_series = [(ls, v) for (n, ls), v in after.items() if n == "xget_consumer_lag"
+                      and ("group", prefix + group) in ls and ("topic", spec_topic) in ls]
+        assert len(lag_series) == parts and all(v == 0 for _, v in lag_series), group
+        assert total(after, "xget_ready", component=prefix + group) == 1, group
     # The accounts gauge comes from the account-manager of the same process.
     assert total(after, "xget_accounts", status="active") == 3
 

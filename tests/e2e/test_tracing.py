@@ -70,6 +70,23 @@ def test_one_task_is_one_connected_trace(noida, xsim, tmp_path, chdb_path):
     assert any(n == "clickhouse insert" for n in names)
     x_spans = [s for s in trace if s["name"] == "X SearchTimeline"]
     assert all(s["attributes"].get("xget.account") for s in x_spans)
+    # Each media download and each webhook delivery is a span of the task's trace, with the
+    # task, the post (media), the URL's host and the outcome.
+    media = [s for s in trace if s["name"] == "media download"]
+    assert media, "no media-download span in the task's trace"
+    assert len({s["attributes"]["xget.post_id"] for s in media}) > 1
+    for s in media:
+        a = s["attributes"]
+        assert a["xget.service"] == "media-downloader" and a["xget.task_id"] == task_id
+        assert a["server.address"] and a["xget.outcome"] in {"stored", "recent", "batch_index"}
+    hooks = [s for s in trace if s["name"] == "webhook POST"]
+    delivered = [h for h in hooks if h["attributes"]["xget.result"] == "delivered"]
+    assert delivered, "no webhook span in the task's trace"
+    for h in hooks:
+        a = h["attributes"]
+        assert a["xget.service"] == "reporter" and a["xget.task_id"] == task_id
+        assert a["server.address"] == "127.0.0.1" and a["xget.post_count"] >= 0
+    assert sum(h["attributes"]["xget.post_count"] for h in delivered) == 100
     # No secret travels in a span: account tokens and the API token stay out.
     text = spans_file.read_text()
     for secret in ("tok-a1", "ct0-a1", "e2e-token", SECRET):

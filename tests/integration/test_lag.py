@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import uuid
 
+import pytest
+
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from libs import lag
@@ -26,13 +28,15 @@ async def produce(bootstrap: str, topic: str, per_partition: int, partitions: in
         await p.stop()
 
 
-async def test_lag_is_produced_minus_committed_and_replicas_follow_the_formula(noida):
-    settings = noida.settings()
-    topic = noida.topic(USERS)
+@pytest.mark.parametrize("broker", ["noida", "tansu"])
+async def test_lag_is_produced_minus_committed_and_replicas_follow_the_formula(broker, request):
+    kafka = request.getfixturevalue(broker)
+    settings = kafka.settings()
+    topic = kafka.topic(USERS)
     parts = USERS.partitions
-    group = f"{noida.prefix}lagtest-{uuid.uuid4().hex[:6]}"
-    idle = f"{noida.prefix}idle-{uuid.uuid4().hex[:6]}"
-    await produce(noida.bootstrap, topic, 10, parts)
+    group = f"{kafka.prefix}lagtest-{uuid.uuid4().hex[:6]}"
+    idle = f"{kafka.prefix}idle-{uuid.uuid4().hex[:6]}"
+    await produce(kafka.bootstrap, topic, 10, parts)
     tps = [TopicPartition(topic, p) for p in range(parts)]
     before = await lag.snapshot(settings, {group: [topic]})
     base = {tp: before.end[tp] - 10 for tp in tps}  # the topic is shared by the session
@@ -45,7 +49,7 @@ async def test_lag_is_produced_minus_committed_and_replicas_follow_the_formula(n
         consumer.pause(*tps)  # a paused member: it fetches nothing more
         first = await lag.snapshot(settings, {group: [topic], idle: [topic]})
         await consumer.commit({tp: base[tp] + 5 for tp in tps})  # consumed 2 more each
-        await produce(noida.bootstrap, topic, 1, parts)  # 1 more produced each
+        await produce(kafka.bootstrap, topic, 1, parts)  # 1 more produced each
         second = await lag.snapshot(settings, {group: [topic], idle: [topic]})
     finally:
         await consumer.stop()
@@ -71,20 +75,23 @@ async def test_lag_is_produced_minus_committed_and_replicas_follow_the_formula(n
     assert rows[idle].recommended_replicas == parts and math.isinf(rows[idle].drain_s)
 
 
-def test_xget_lag_prints_each_declared_group(noida, monkeypatch, capsys):
+@pytest.mark.parametrize("broker", ["noida", "tansu"])
+def test_xget_lag_prints_each_declared_group(broker, request, monkeypatch, capsys):
     import asyncio
 
-    topic = noida.topic(RAW_PAGES)
-    before = asyncio.run(lag.snapshot(noida.settings(), {"x": [topic]}))
-    asyncio.run(produce(noida.bootstrap, topic, 2, RAW_PAGES.partitions))
-    for k, v in {"XGET_KAFKA_BOOTSTRAP": noida.bootstrap, "XGET_TOPIC_PREFIX": noida.prefix,
-                 "XGET_KAFKA_EMPTY_FETCH_BACKOFF_MS": "50"}.items():
+    kafka = request.getfixturevalue(broker)
+    topic = kafka.topic(RAW_PAGES)
+    before = asyncio.run(lag.snapshot(kafka.settings(), {"x": [topic]}))
+    asyncio.run(produce(kafka.bootstrap, topic, 2, RAW_PAGES.partitions))
+    for k, v in {"XGET_KAFKA_BOOTSTRAP": kafka.bootstrap, "XGET_TOPIC_PREFIX": kafka.prefix,
+                 "XGET_KAFKA_EMPTY_FETCH_BACKOFF_MS": "50",
+                 "XGET_KAFKA_END_OFFSETS_FROM_FETCH": str(broker == "tansu")}.items():
         monkeypatch.setenv(k, v)
     monkeypatch.chdir("/")  # no .env
     assert cli.main(["lag", "--group", "parser", "--sample", "0.1"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:3] == ["GROUP", "TOPIC", "LAG"]
-    (line,) = [x for x in out if x.startswith(f"{noida.prefix}parser ")]
+    (line,) = [x for x in out if x.startswith(f"{kafka.prefix}parser ")]
     fields = line.split()
     expected = sum(before.end.values()) - sum(before.start.values()) + 2 * RAW_PAGES.partitions
     assert fields[1] == topic and int(fields[2]) == expected

@@ -57,3 +57,31 @@ def test_recommendation_edges():
     assert lag.drain_seconds(0, 0.0, 0.0) == 0.0
     assert math.isinf(lag.drain_seconds(10, 5.0, 5.0))
     assert lag.drain_seconds(100, 15.0, 5.0) == 10.0
+
+
+def test_span_in_joins_the_records_trace_not_the_batchs(monkeypatch):
+    """A media download or webhook delivery done while handling a batch belongs to the trace
+    its record carries (the batch's current span may be another task's)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(tracing, "_installed", True)
+    tracer = provider.get_tracer("t")
+    monkeypatch.setattr(tracing, "tracer", lambda: tracer)
+    with tracer.start_as_current_span("task a") as a:
+        headers: list[tuple[str, bytes]] = [("xget-schema", b"xget.MediaJob/v1")]
+        tracing.inject(headers)
+    record_headers = dict(headers)  # as Incoming.headers holds them
+    assert tracing.trace_headers(record_headers) == (headers[1],)
+    with tracer.start_as_current_span("batch of task b") as b:
+        with tracing.span_in(record_headers, "media download", **{"xget.task_id": "a",
+                                                                 "xget.none": None}):
+            pass
+        with tracing.span_in((), "no context carried"):
+            pass
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    download = spans["media download"]
+    assert download.context.trace_id == a.get_span_context().trace_id
+    assert download.parent.span_id == a.get_span_context().span_id
+    assert dict(download.attributes) == {"xget.task_id": "a"}
+    assert spans["no context carried"].parent.span_id == b.get_span_context().span_id
