@@ -147,6 +147,16 @@ class LeaseClient:
                 return False  # a better task is mid-flight and will ask again at once
         return True
 
+    def _best_waiting(self, operation: str, now: float) -> tuple[int, float]:
+        """(priority, waiting since) of this replica's best waiter for `operation`: what a
+        lease request says, so the manager ranks replicas' requests as this client ranks its
+        own waiters (a granted lease goes to the best local waiter anyway)."""
+        aging = self.settings.task_priority_aging_s
+        waiters = [(p, since) for op, p, since in self._waiting.values() if op == operation]
+        if not waiters:
+            return 5, now
+        return min(waiters, key=lambda w: (w[0] - (now - w[1]) / aging, w[1]))
+
     async def _acquire(self, operation: str, task_id: str | None, ticket: int) -> XAccount:
         asked_until = 0.0
         while True:
@@ -161,11 +171,13 @@ class LeaseClient:
                 return lease.account
             if not free and now >= asked_until:
                 asked_until = now + self.settings.account_request_wait_s
+                prio, since = self._best_waiting(operation, now)
                 await self.producer.send_and_wait(Outgoing(LEASE_REQUESTS, self.requester,
                                                            LeaseRequest(
                     request_id=uuid.uuid4().hex, requester=self.requester, operation=operation,
                     task_id=task_id, requested_at=datetime.now(timezone.utc),
-                    valid_until=datetime.fromtimestamp(asked_until, timezone.utc))))
+                    valid_until=datetime.fromtimestamp(asked_until, timezone.utc),
+                    priority=prio, waiting_since=datetime.fromtimestamp(since, timezone.utc))))
             async with self._changed:
                 try:
                     await asyncio.wait_for(self._changed.wait(),

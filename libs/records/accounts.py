@@ -148,6 +148,11 @@ class LeaseRequest(Record):
     task_id: str | None = Field(None, description="For 'waiting for accounts' in task status.")
     requested_at: datetime
     valid_until: datetime = Field(description="The requester stops waiting for an answer then.")
+    priority: int = Field(5, ge=1, le=10, description="Priority of the best task the requester "
+                          "has waiting (1 highest): the manager serves its queue by it.")
+    waiting_since: datetime | None = Field(
+        None, description="Since when that task waits (aging: one priority level per "
+                          "task_priority_aging_s); requested_at when absent.")
 
 
 class LeaseRelease(Record):

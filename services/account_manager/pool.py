@@ -127,14 +127,24 @@ class AccountPool:
         now = self.clock()
         for a in self.accounts.values():
             self._refresh(a, now)
+        self._serve(now)
+        return self._flush()
+
+    def _rank(self, q: Queued, now: float) -> tuple:
+        """Best effective priority first, across every scraper replica: the task's priority
+        improved by one level per task_priority_aging_s waited (never starved), then FIFO."""
+        r = q.request
+        since = _ts(r.waiting_since) or _ts(r.requested_at) or q.since
+        return (r.priority - (now - since) / self.s.task_priority_aging_s, q.since)
+
+    def _serve(self, now: float) -> None:
         still: list[Queued] = []
-        for q in self.queue:
+        for q in sorted(self.queue, key=lambda q: self._rank(q, now)):
             if _ts(q.request.valid_until) <= now:
                 continue  # the requester asks again
             if not self._try_grant(q.request, now):
                 still.append(q)
         self.queue = still
-        return self._flush()
 
     # --- commands -----------------------------------------------------------------------------
 
@@ -321,9 +331,11 @@ class AccountPool:
             return
         if any(q.request.request_id == r.request_id for q in self.queue):
             return  # re-delivered
-        if self._try_grant(r, now):
-            return
+        # A free account goes to the best request waiting, not to whichever came last.
         self.queue.append(Queued(r, now))
+        self._serve(now)
+        if not any(q.request.request_id == r.request_id for q in self.queue):
+            return  # granted (or already expired)
         earliest = self.earliest_free(r.operation, now)
         reason = "waiting for accounts" if earliest is not None else "no usable account"
         self._out.append(Outgoing(LEASE_GRANTS, r.requester, LeaseWait(

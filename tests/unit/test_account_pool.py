@@ -239,3 +239,40 @@ def test_no_account_ever_serves_means_no_earliest_time(pool, box):
     assert records(request(pool, "q1"), LeaseWait)[0].earliest_free_at is None
     assert isinstance(pool.accounts["a"], AccountState)
     assert ProxyState  # imported for the record types' completeness
+
+
+def prio_request(pool, rid, requester, priority, waited=0.0, ttl=200):
+    now = pool.clock()
+    return pool.handle([LeaseRequest(request_id=rid, requester=requester, operation=OP,
+                                     task_id=f"task-{rid}", requested_at=dt(now),
+                                     valid_until=dt(now + ttl), priority=priority,
+                                     waiting_since=dt(now - waited))])
+
+
+def test_queue_serves_best_priority_across_replicas_with_aging(box, clock):
+    s = Settings(_env_file=None, x_rate_limits=f"{OP}:5", x_rate_window_s=60,
+                 account_lease_ttl_s=30, task_priority_aging_s=100)
+    pool = AccountPool(s, box, clock)
+    add(pool, box, "a")
+    held = records(prio_request(pool, "first", "r0", 5), LeaseGrant)[0]
+    # Scarce: the one account is leased. Replica r1 queues low-priority work, then replica r2
+    # asks for a priority-1 task.
+    assert records(prio_request(pool, "low", "r1", 9), LeaseWait)
+    clock.t += 1
+    assert records(prio_request(pool, "high", "r2", 1), LeaseWait)
+    clock.t += 1
+    outs = pool.handle([LeaseRelease(lease_id=held.lease_id, account_id="a", operation=OP,
+                                     used=1, requester="r0", reason="done",
+                                     released_at=dt(clock.t))])
+    grants = records(outs, LeaseGrant)
+    assert [g.requester for g in grants] == ["r2"]  # the later, better request first
+
+    # Aging: a priority-9 request that waited 500 s (9 - 5 = 4) beats a fresh priority 5.
+    g2 = grants[0]
+    assert records(prio_request(pool, "fresh5", "r3", 5), LeaseWait)
+    assert records(prio_request(pool, "old9", "r4", 9, waited=500), LeaseWait)
+    clock.t += 1
+    outs = pool.handle([LeaseRelease(lease_id=g2.lease_id, account_id="a", operation=OP,
+                                     used=1, requester="r2", reason="done",
+                                     released_at=dt(clock.t))])
+    assert [g.requester for g in records(outs, LeaseGrant)] == ["r4"]
