@@ -14,6 +14,10 @@ number of pages (ceil(N / page size)) is parsed bare with `bench.bare_parse.bare
 collected posts, bare the post entries X returned on those pages (RawPage.entries, 20 a page);
 twscrape's own tweet count (which adds quoted originals) is printed for reference.
 
+Also printed: the CPU seconds every process (broker and simulator included) used from submit
+to completed, and what the idle stack costs per second before the task, so a change of the
+ratio can be traced to a process. `--parsers N` runs N parser replicas (members mode).
+
 The last line is `ratio: <end-to-end posts/s ÷ bare parse posts/s>`.
 """
 
