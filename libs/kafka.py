@@ -500,10 +500,11 @@ class ConsumerLoop:
 
     async def _handle_traced(self, incoming: list[Incoming], msgs: list[ConsumerRecord],
                              outs: list[Outgoing]) -> None:
-        """Spans for the batch's records: one per (topic, parent context), i.e. the records
-        that came from one upstream span (the 20 posts of one X page) share the span that
-        handles them, with their count; the handler runs in the first span's context, and
-        each output carries the span of the input it came from."""
+        """Spans for the batch's records: one group span per (topic, parent context), i.e.
+        the records that came from one upstream span (the 20 posts of one X page), with their
+        count; the handler runs in the first group's context, and each output carries the
+        group span of the input it came from. When a group has several records, each record
+        also gets its own child span (partition, offset, key, ids; tracing.record_spans)."""
         tracer = tracing.tracer()
         groups: dict[tuple[str, bytes | None], list[Incoming]] = {}
         for inc in incoming:
@@ -534,6 +535,15 @@ class ConsumerLoop:
         finally:
             for sp in spans:
                 sp.end()
+            for sp, incs in zip(spans, groups.values()):
+                if len(incs) > 1:
+                    # Task, keyword and service are on the group span; a record's own span
+                    # says which record it is.
+                    tracing.record_spans(sp, f"{self.service} record {incs[0].topic}", [
+                        {"messaging.kafka.partition": inc.partition,
+                         "messaging.kafka.offset": inc.offset,
+                         "messaging.kafka.message.key": inc.key or "",
+                         **tracing.record_ids(inc.record)} for inc in incs])
 
     async def _handle(self, incoming: list[Incoming], msgs: list[ConsumerRecord]) -> list[Outgoing]:
         try:

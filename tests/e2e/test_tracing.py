@@ -70,6 +70,24 @@ def test_one_task_is_one_connected_trace(noida, xsim, tmp_path, chdb_path):
     assert any(n == "clickhouse insert" for n in names)
     x_spans = [s for s in trace if s["name"] == "X SearchTimeline"]
     assert all(s["attributes"].get("xget.account") for s in x_spans)
+    # A span for every record a service handles: records from one upstream span share a
+    # group span with their count, and each of them has a child span of its own.
+    children = defaultdict(list)
+    for s in trace:
+        children[s["parent_id"]].append(s)
+    groups = [s for s in trace if s["attributes"].get("messaging.batch.message_count", 1) > 1]
+    assert any(g["attributes"]["xget.service"] == "dedup-counter" for g in groups)
+    for g in groups:
+        own = [c for c in children[g["span_id"]]
+               if c["name"] == f"{g['attributes']['xget.service']} record "
+                               f"{g['attributes']['messaging.destination.name']}"]
+        assert len(own) == g["attributes"]["messaging.batch.message_count"], g["name"]
+        assert len({(c["attributes"]["messaging.kafka.partition"],
+                     c["attributes"]["messaging.kafka.offset"]) for c in own}) == len(own)
+        assert all(c["trace_id"] == g["trace_id"] for c in own)
+    posts_seen = {c["attributes"].get("xget.post_id") for g in groups for c in children[g["span_id"]]
+                  if g["attributes"]["xget.service"] == "dedup-counter"}
+    assert len(posts_seen - {None}) >= 100  # each stored post has its own span
     # Each media download and each webhook delivery is a span of the task's trace, with the
     # task, the post (media), the URL's host and the outcome.
     media = [s for s in trace if s["name"] == "media download"]
