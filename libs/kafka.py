@@ -88,8 +88,13 @@ class KeyPartitioner:
         if idx is None:
             if len(self._index) >= self.MAX_KEYS:
                 self._index.clear()
-            idx = self._index[slot] = (murmur2(key) & 0x7FFFFFFF) % len(all_partitions)
+            idx = self._index[slot] = key_index(key, len(all_partitions))
         return all_partitions[idx]
+
+
+def key_index(key: bytes, n: int) -> int:
+    """Which of `n` sorted partitions Kafka's default partitioner gives a key (murmur2)."""
+    return (murmur2(key) & 0x7FFFFFFF) % n
 
 
 class Producer:
@@ -130,13 +135,11 @@ class Producer:
     async def send(self, out: Outgoing) -> asyncio.Future:
         """Queue a record; returns the future of its broker acknowledgement. (Counted in
         xget_records_out_total by send_all/send_and_wait, once acknowledged.)"""
-        headers = [(SCHEMA_HEADER, out.record.schema_id().encode()), *out.headers]
-        tracing.inject(headers)  # the current span's W3C context, unless the record has one
         return await self._p.send(
             topic_name(out.spec, self.prefix),
             out.record.encode(),
             key=out.key.encode() if out.key is not None else None,
-            headers=headers,
+            headers=_headers(out),
             partition=out.partition,
         )
 
@@ -167,9 +170,8 @@ class Producer:
                 if topic not in parts:
                     parts[topic] = sorted(await self._p.partitions_for(topic))
                 partition = self._p._partitioner(key, parts[topic], parts[topic])  # noqa: SLF001
-            headers = [(SCHEMA_HEADER, o.record.schema_id().encode()), *o.headers]
-            tracing.inject(headers)
-            groups.setdefault((topic, partition), []).append((key, o.record.encode(), headers))
+            groups.setdefault((topic, partition), []).append((key, o.record.encode(),
+                                                              _headers(o)))
         futures = []
         for (topic, partition), records in groups.items():
             batch = self._p.create_batch()
@@ -204,10 +206,18 @@ class Producer:
             metrics.RECORDS_OUT.labels(self.client_id, self.prefix + name).inc(n)
 
 
+def _headers(out: Outgoing) -> list[tuple[str, bytes]]:
+    """The schema header, the record's own headers, and the current span's W3C context
+    unless the record carries one."""
+    headers = [(SCHEMA_HEADER, out.record.schema_id().encode()), *out.headers]
+    tracing.inject(headers)
+    return headers
+
+
 def partition_for_key(key: str, partitions: Sequence[int]) -> int:
     """The partition Kafka's default partitioner (murmur2, as the Java client) gives a key."""
     parts = sorted(partitions)
-    return parts[(murmur2(key.encode()) & 0x7FFFFFFF) % len(parts)]
+    return parts[key_index(key.encode(), len(parts))]
 
 
 def decode(spec: TopicSpec, msg: ConsumerRecord) -> Record:
