@@ -37,6 +37,13 @@ EXPIRY_MARGIN_S = 1.0  # stop using a lease this long before it expires, and giv
 ACCOUNT_REFUSED = {"rate_limited", "auth_failed", "suspended", "blocked", "proxy_error"}
 
 
+def effective_priority(priority: int, since: float, now: float, aging_s: float) -> float:
+    """A waiter's rank (lower is served first): its priority (1 highest) improved by one level
+    per `aging_s` waited, so low priorities are never starved. The scrapers rank their own
+    waiters and the account-manager ranks the replicas' lease requests with it."""
+    return priority - (now - since) / aging_s
+
+
 def event_for(account_id: str, operation: str, r: PageResult | None, lease_id: str | None,
               requester: str, proxy_id: str | None) -> AccountEvent:
     """The account-events record for one X request's result."""
@@ -134,7 +141,7 @@ class LeaseClient:
 
         def rank(t: int) -> tuple:
             _, prio, since = self._waiting[t]
-            return (prio - (now - since) / aging, since, t)
+            return (effective_priority(prio, since, now, aging), since, t)
 
         mine = rank(ticket)
         if not all(rank(t) >= mine for t, (op, _, _) in self._waiting.items() if op == operation):
@@ -155,7 +162,7 @@ class LeaseClient:
         waiters = [(p, since) for op, p, since in self._waiting.values() if op == operation]
         if not waiters:
             return 5, now
-        return min(waiters, key=lambda w: (w[0] - (now - w[1]) / aging, w[1]))
+        return min(waiters, key=lambda w: (effective_priority(w[0], w[1], now, aging), w[1]))
 
     async def _acquire(self, operation: str, task_id: str | None, ticket: int) -> XAccount:
         asked_until = 0.0

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from libs.kafka import Outgoing
+from libs.leases import effective_priority
 from libs.records.accounts import (AccountCommand, AccountEvent, AccountState, LeaseGrant,
                                    LeaseRelease, LeaseRequest, LeaseWait, OpWindow, ProxyCommand,
                                    ProxyState, TaskAccountWait)
@@ -135,7 +136,8 @@ class AccountPool:
         improved by one level per task_priority_aging_s waited (never starved), then FIFO."""
         r = q.request
         since = _ts(r.waiting_since) or _ts(r.requested_at) or q.since
-        return (r.priority - (now - since) / self.s.task_priority_aging_s, q.since)
+        return (effective_priority(r.priority, since, now, self.s.task_priority_aging_s),
+                q.since)
 
     def _serve(self, now: float) -> None:
         still: list[Queued] = []
