@@ -61,12 +61,16 @@ def parse_raw_page(inc: Incoming, recent: RecentUsers | None = None) -> list[Out
     return outs
 
 
-async def handle(batch: list[Incoming]) -> list[Outgoing]:
-    """Every user as met (replay re-derives all of them)."""
+def parse_batch(batch: list[Incoming], recent: RecentUsers | None = None) -> list[Outgoing]:
     outs: list[Outgoing] = []
     for inc in batch:
-        outs.extend(parse_raw_page(inc))
+        outs.extend(parse_raw_page(inc, recent))
     return outs
+
+
+async def handle(batch: list[Incoming]) -> list[Outgoing]:
+    """Every user as met (replay re-derives all of them)."""
+    return parse_batch(batch)
 
 
 class PageHandler:
@@ -76,7 +80,4 @@ class PageHandler:
         self.recent = RecentUsers(user_resend_s)
 
     async def __call__(self, batch: list[Incoming]) -> list[Outgoing]:
-        outs: list[Outgoing] = []
-        for inc in batch:
-            outs.extend(parse_raw_page(inc, self.recent))
-        return outs
+        return parse_batch(batch, self.recent)
