@@ -49,9 +49,13 @@ class Stack:
         self.gw = Gateway(settings)
 
     def __enter__(self):
-        self.db.start()
-        self.front.start()
-        wait_until(lambda: self.db.alive() and self.gw.ready(), 60, "the gateway to answer")
+        try:
+            self.db.start()
+            self.front.start()
+            wait_until(lambda: self.db.alive() and self.gw.ready(), 60, "the gateway to answer")
+        except BaseException:
+            self.__exit__()  # a failed start must not leave the processes running
+            raise
         return self
 
     def __exit__(self, *exc):
