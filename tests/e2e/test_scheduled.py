@@ -109,7 +109,10 @@ def test_frequency_change_replans_the_next_runs(noida, xsim, s3, tmp_path, chdb_
                         and s, 90, "two runs on the new frequency")
         gw.client.post(f"/api/v1/tasks/{task_id}/cancel")
         assert st["frequency"] == "hourly" and st["frequency_count"] == 2
-        runs = [gw.client.get(f"/api/v1/tasks/{rid}").json()["task"]
+        # A run is listed once fired (schedule-state); its command reaches the task view a
+        # moment later (task-commands): wait for each to be readable.
+        runs = [wait_until(lambda rid=rid: gw.client.get(f"/api/v1/tasks/{rid}").json()
+                           .get("task"), 30, f"run {rid} in the task view")
                 for rid in st["run_task_ids"]]
         for rid in st["run_task_ids"]:
             wait_until(lambda: gw.status(rid)["status"] == "completed", 60, f"run {rid}")
