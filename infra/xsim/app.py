@@ -297,8 +297,18 @@ class Simulator:
         return _json([a.public() for a in self.sessions.accounts.values()])
 
     async def account_expire(self, request: Request) -> Response:
-        n = self.sessions.expire(request.path_params["username"])
-        return _json({"expired_sessions": n})
+        name = request.path_params["username"]
+        raw = request.query_params.get("after")
+        if raw is None:
+            return _json({"expired_sessions": self.sessions.expire(name)})
+        try:
+            after = int(raw)
+            if after < 0:
+                raise ValueError
+        except ValueError:
+            return _json({"error": f"after must be a whole number >= 0, got {raw!r}"}, 400)
+        self.sessions.expire_later(name, after)
+        return _json({"expired_sessions": 0, "expires_after_requests": after})
 
     async def corpus(self, request: Request) -> Response:
         qp = request.query_params

@@ -47,6 +47,9 @@ class Sessions:
     tokens: dict[str, str] = field(default_factory=dict)  # live auth_token -> name
     expired: dict[str, str] = field(default_factory=dict)  # expired auth_token -> name
     flows: dict[str, tuple[str, float]] = field(default_factory=dict)  # flow id -> (name, ts)
+    # name -> requests its live sessions may still make before they expire (cookies that die
+    # mid-task at a known point, so a test need not race a poll against a fast pipeline)
+    expire_after: dict[str, int] = field(default_factory=dict)
 
     def register(self, spec: dict) -> SimAccount:
         name = str(spec.get("username") or "").strip()
@@ -60,11 +63,23 @@ class Sessions:
         """(rate-limit/fault key, session expired?) for a request's auth_token."""
         name = self.tokens.get(token)
         if name is not None:
-            return name, False
+            left = self.expire_after.get(name)
+            if left is None:
+                return name, False
+            if left > 0:
+                self.expire_after[name] = left - 1
+                return name, False
+            del self.expire_after[name]
+            self.expire(name)
+            return name, True
         name = self.expired.get(token)
         if name is not None:
             return name, True
         return token, False
+
+    def expire_later(self, username: str, after: int) -> None:
+        """The account's live sessions serve `after` more requests, then expire."""
+        self.expire_after[username.lower()] = after
 
     def expire(self, username: str) -> int:
         name = username.lower()

@@ -46,6 +46,22 @@ def test_login_hands_out_cookies_and_expiry_refuses_them(sim_url, admin):
     assert listed[name]["logins"] == 1 and "password" not in listed[name]
 
 
+def test_sessions_can_expire_after_a_number_of_requests(sim_url, admin):
+    name = f"e{uuid.uuid4().hex[:8]}"
+    admin.post("/_sim/accounts", json={"username": name, "password": "pw"}).raise_for_status()
+    c, _ = _login(sim_url, name, "pw")
+    op, params = "/i/api/graphql/x/UserByScreenName", {"variables": '{"screen_name":"x"}'}
+    assert admin.post(f"/_sim/accounts/{name}/expire?after=-1").status_code == 400
+    assert admin.post(f"/_sim/accounts/{name}/expire", params={"after": 2}).json() == {
+        "expired_sessions": 0, "expires_after_requests": 2}
+    assert [c.get(op, params=params).status_code for _ in range(4)] == [200, 200, 401, 401]
+    listed = {a["username"]: a for a in admin.get("/_sim/accounts").json()}
+    assert listed[name]["expired_sessions"] == 1
+    # A fresh login after the expiry is not affected.
+    c, _ = _login(sim_url, name, "pw")
+    assert c.get(op, params=params).status_code == 200
+
+
 def test_totp_account_needs_the_code(sim_url, admin):
     name, secret = f"t{uuid.uuid4().hex[:8]}", pyotp.random_base32()
     admin.post("/_sim/accounts", json={"username": name, "password": "pw",
