@@ -192,6 +192,16 @@ class LeaseClient:
                 except asyncio.TimeoutError:
                     pass
 
+    async def unused(self, account: XAccount, operation: str) -> None:
+        """Hand back an acquired request that was not sent (the task was cancelled or paused
+        while its caller waited): no outcome to report, the lease's budget is as it was."""
+        lease = self.leases.get((operation, account.name))
+        if lease is not None:
+            lease.used = max(0, lease.used - 1)
+            lease.in_flight = max(0, lease.in_flight - 1)
+        async with self._changed:
+            self._changed.notify_all()
+
     async def release(self, account: XAccount, operation: str, result: PageResult | None) -> None:
         lease = self.leases.get((operation, account.name))
         lease_id = lease.grant.lease_id if lease else None

@@ -110,6 +110,10 @@ async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
 
         account = await deps.pool.acquire(job.operation, job.task_id,
                                           task_priority(deps.controls, job))
+        if control_state(deps.controls, job.task_id) != "active":
+            # Paused or cancelled while waiting for an account: X is not asked.
+            await deps.pool.unused(account, job.operation)
+            continue
         started = datetime.now(timezone.utc)
         result = None
         try:

@@ -122,6 +122,40 @@ def test_cancel_pause_resume_reject_list(noida, xsim, s3, tmp_path, chdb_path):
         sim.client.delete("/_sim/faults")
 
 
+def test_cancel_while_waiting_for_accounts_sends_nothing(noida, xsim, s3, tmp_path, chdb_path):
+    """Slices waiting for an account when the task is cancelled never ask X once accounts free
+    up: two accounts of 2 requests per 8 s window, a 3-slice task spends them and waits, is
+    cancelled, and a second task then gets the renewed accounts."""
+    tag = uuid.uuid4().hex[:6]
+    accounts = ",".join(f"w{i}{tag}:tok-w{i}-{tag}:ct0-w{i}" for i in range(2))
+    settings = report_settings(noida, xsim, tmp_path, chdb_path, s3, report_media_wait_s=0,
+                               x_accounts=accounts, x_rate_limits="SearchTimeline:2")
+    sim = Simulator(xsim)
+    sim.configure(limits={"SearchTimeline": 2}, window_seconds=8)
+    kw_cancel, kw_next = f"waitcancel{tag}", f"afterwait{tag}"
+    try:
+        with Stack(settings, tmp_path) as stack:
+            gw = stack.gw
+            tc = gw.submit(task_id=f"w-{tag}", keyword=kw_cancel, **WINDOW).json()["task_id"]
+            # Both accounts' budgets spent (4 requests answered), every slice waiting.
+            wait_until(lambda: x_requests(sim, kw_cancel) == 4
+                       and gw.status(tc)["status"] == "waiting_for_accounts", 60,
+                       "the task to wait for accounts")
+            r = gw.client.post(f"/api/v1/tasks/{tc}/cancel", json={"reason": "no wait"})
+            assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+            # The next task is served once the windows renew: the cancelled slices, first in
+            # line, have been handed the accounts by then.
+            tn = gw.submit(task_id=f"n-{tag}", keyword=kw_next, **WINDOW).json()["task_id"]
+            wait_until(lambda: any(e["status"] == 200 for e in sim.search_requests(kw_next)),
+                       60, "the next task to be served")
+            assert x_requests(sim, kw_cancel) == 4
+            assert [e["status"] for e in sim.search_requests(kw_cancel)] == [200] * 4
+            assert gw.status(tc)["status"] == "cancelled"
+            gw.client.post(f"/api/v1/tasks/{tn}/cancel")
+    finally:
+        sim.configure(limits={"SearchTimeline": 50}, window_seconds=900)
+
+
 def test_generic_search_types(noida, xsim, s3, tmp_path, chdb_path):
     settings = report_settings(noida, xsim, tmp_path, chdb_path, s3, report_media_wait_s=0)
     sim = Simulator(xsim)
