@@ -14,6 +14,7 @@ from .base import Record
 # quotes (advanced-search queries); the others fetch users: a profile or a post's retweeters.
 Operation = Literal["SearchTimeline", "Retweeters", "UserByScreenName"]
 USER_OPERATIONS = ("Retweeters", "UserByScreenName")
+SearchType = Literal["keyword_search", "user_timeline", "quotes", "user_profile", "retweeters"]
 
 
 class OnDemandTask(Record):
@@ -40,6 +41,16 @@ class OnDemandTask(Record):
     target: str | None = Field(
         None, description="What a user operation fetches: the post id (Retweeters) or the "
                           "screen name (UserByScreenName). The window is not used by those.")
+    search_type: SearchType | None = Field(
+        None, description="The generic search form's type (POST /api/v1/tasks/search); none "
+                          "for an on-demand keyword search.")
+
+    def kind(self) -> str:
+        """The search type, for listing: the form's, else what the operation implies."""
+        if self.search_type:
+            return self.search_type
+        return {"UserByScreenName": "user_profile", "Retweeters": "retweeters"}.get(
+            self.operation, "keyword_search")
 
     @model_validator(mode="after")
     def _target_shape(self) -> "OnDemandTask":

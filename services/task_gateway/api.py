@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 from libs.kafka import Outgoing, Producer
 from libs.query import HANDLE, SearchFilters
 from libs.records.reports import ReportsResume
-from libs.records.tasks import OnDemandTask, ScheduledTask
+from libs.records.tasks import OnDemandTask, ScheduledTask, SearchType
 from libs.settings import Settings
 from libs.topics import REPORT_CONTROLS, TASK_COMMANDS
 from libs.webhooks import WebhookUrlError, check_url
@@ -55,13 +55,15 @@ class _WindowRequest(BaseModel):
     filters: SearchFilters | None = None
     download_video: bool = False
 
-    def task(self, task_id: str, keyword: str) -> OnDemandTask:
+    def task(self, task_id: str, keyword: str,
+             search_type: SearchType | None = None) -> OnDemandTask:
         """The on-demand command for this request (raises ValidationError on bad input)."""
         return OnDemandTask(
             task_id=self.task_id or task_id, keyword=keyword, priority=self.priority,
             required_count=self.required_count, start_time=self.start_time,
             end_time=self.end_time, callback_url=self.callback_url, filters=self.filters,
-            download_video=self.download_video, submitted_at=datetime.now(timezone.utc))
+            download_video=self.download_video, submitted_at=datetime.now(timezone.utc),
+            search_type=search_type)
 
 
 class OnDemandRequest(_WindowRequest):
@@ -69,7 +71,7 @@ class OnDemandRequest(_WindowRequest):
 
 
 class SearchRequest(_WindowRequest):
-    type: Literal["keyword_search", "user_timeline", "quotes", "user_profile", "retweeters"]
+    type: SearchType
     keyword: str | None = None
     username: str | None = None
     post_id: str | None = None
@@ -85,7 +87,7 @@ class SearchRequest(_WindowRequest):
             priority=self.priority, required_count=self.required_count,
             start_time=X_EPOCH, end_time=X_EPOCH + timedelta(days=1),
             callback_url=self.callback_url, operation=operation, target=target,
-            submitted_at=datetime.now(timezone.utc))
+            submitted_at=datetime.now(timezone.utc), search_type=self.type)
 
 
 X_EPOCH = datetime(2006, 3, 21, tzinfo=timezone.utc)
@@ -197,7 +199,8 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
             if not req.post_id or not req.post_id.isdigit():
                 return _field_error("post_id", "quotes needs the quoted post's id (digits)")
             keyword = f"quoted_tweet_id:{req.post_id}"
-        return await accept(lambda: req.task(f"{req.type[:2]}-{uuid.uuid4().hex[:16]}", keyword))
+        return await accept(lambda: req.task(f"{req.type[:2]}-{uuid.uuid4().hex[:16]}", keyword,
+                                             req.type))
 
     @app.post("/api/v1/tasks/scheduled", dependencies=[Depends(auth)])
     async def create_scheduled(req: ScheduledRequest):

@@ -6,14 +6,14 @@ before every request to X, so a cancel stops X requests within one page per runn
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Literal, get_args
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from libs.kafka import Outgoing, Producer
-from libs.records.tasks import TaskControl
+from libs.records.tasks import SearchType, TaskControl
 from libs.topics import TASK_CONTROLS
 
 from .task_view import TaskView
@@ -21,6 +21,8 @@ from .task_view import TaskView
 STATUSES = ("scheduled", "pending", "running", "waiting_for_accounts", "paused", "completed", "failed",
             "cancelled", "rejected")
 FINAL = ("completed", "failed", "cancelled", "rejected")
+# The list's `type` filter: how the task was created, or the search type it runs.
+TASK_TYPES = ("ondemand", "scheduled", *get_args(SearchType))
 
 
 class TaskPatch(BaseModel):
@@ -55,7 +57,7 @@ def create_router(producer: Producer, view: TaskView, auth) -> APIRouter:
 
     @r.get("/api/v1/tasks")
     async def list_tasks(status: Literal[STATUSES] | None = None,  # type: ignore[valid-type]
-                         type: Literal["ondemand", "scheduled"] | None = None,  # noqa: A002
+                         type: Literal[TASK_TYPES] | None = None,  # type: ignore[valid-type]  # noqa: A002
                          keyword: str | None = Query(None, min_length=1),
                          limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)):
         items = []
@@ -65,12 +67,13 @@ def create_router(producer: Producer, view: TaskView, auth) -> APIRouter:
             if st is None or (status and st["status"] != status):
                 continue
             task = task or view.scheduled(task_id)
-            kind = "scheduled" if view.scheduled(task_id) else "ondemand"
+            kind, search_type = _kinds(view, task_id)
             if keyword and (task is None or task.keyword != keyword):
                 continue
-            if type and kind != type:
+            if type and type not in (kind, search_type):
                 continue
-            items.append({**st, "type": kind, "keyword": task.keyword if task else None,
+            items.append({**st, "type": kind, "search_type": search_type,
+                          "keyword": task.keyword if task else None,
                           "priority": _priority(view, task_id)})
         items.sort(key=lambda x: (x["created_at"] or datetime.min.replace(tzinfo=timezone.utc),
                                   x["task_id"]), reverse=True)
@@ -81,7 +84,8 @@ def create_router(producer: Producer, view: TaskView, auth) -> APIRouter:
     async def get_task(task_id: str):
         st = known(task_id)
         task = view.task(task_id) or view.scheduled(task_id)
-        return {**st, "type": "scheduled" if view.scheduled(task_id) else "ondemand",
+        kind, search_type = _kinds(view, task_id)
+        return {**st, "type": kind, "search_type": search_type,
                 "priority": _priority(view, task_id),
                 "task": task.model_dump(mode="json") if task else None}
 
@@ -136,6 +140,14 @@ def create_router(producer: Producer, view: TaskView, auth) -> APIRouter:
         return out
 
     return r
+
+
+def _kinds(view: TaskView, task_id: str) -> tuple[str, str]:
+    """(ondemand|scheduled, search type) of a task."""
+    if view.scheduled(task_id) is not None:
+        return "scheduled", "keyword_search"
+    task = view.task(task_id)
+    return "ondemand", task.kind() if task else "keyword_search"
 
 
 def _priority(view: TaskView, task_id: str) -> int | None:

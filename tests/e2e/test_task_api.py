@@ -178,6 +178,21 @@ def test_generic_search_types(noida, xsim, s3, tmp_path, chdb_path):
                        tag in (e.get("raw_query") or "")
                        or "quoted_tweet_id:1790000000000000000" in (e.get("raw_query") or ""))}
         assert queries == {f"from:user{tag}", "quoted_tweet_id:1790000000000000000"}
+        # The list filters by the search type as well as by how the task was created.
+        ids = {"ut": ut.json()["task_id"], "qt": qt.json()["task_id"]}
+
+        def listed(**params) -> set[str]:
+            r = gw.client.get("/api/v1/tasks", params={**params, "limit": 500})
+            assert r.status_code == 200, r.text
+            return {t["task_id"] for t in r.json()["items"]} & set(ids.values())
+
+        assert listed(type="user_timeline") == {ids["ut"]}
+        assert listed(type="quotes") == {ids["qt"]}
+        assert listed(type="ondemand") == set(ids.values())
+        assert listed(type="keyword_search") == listed(type="scheduled") == set()
+        got = gw.client.get(f"/api/v1/tasks/{ids['qt']}").json()
+        assert (got["type"], got["search_type"]) == ("ondemand", "quotes")
+        assert gw.client.get("/api/v1/tasks", params={"type": "followers"}).status_code == 422
         for body, field in (({"type": "user_timeline"}, "username"),
                             ({"type": "quotes", "post_id": "abc"}, "post_id"),
                             ({"type": "keyword_search"}, "keyword"),
