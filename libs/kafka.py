@@ -135,13 +135,16 @@ class Producer:
     async def send(self, out: Outgoing) -> asyncio.Future:
         """Queue a record; returns the future of its broker acknowledgement. (Counted in
         xget_records_out_total by send_all/send_and_wait, once acknowledged.)"""
-        return await self._p.send(
-            topic_name(out.spec, self.prefix),
+        topic = topic_name(out.spec, self.prefix)
+        fut = await self._p.send(
+            topic,
             out.record.encode(),
             key=out.key.encode() if out.key is not None else None,
             headers=_headers(out),
             partition=out.partition,
         )
+        fut.add_done_callback(_on_ack_wake(topic))
+        return fut
 
     async def send_all(self, outs: Sequence[Outgoing]) -> list:
         """Publish records in order and wait until the broker acknowledged all of them.
@@ -190,6 +193,7 @@ class Producer:
                 batch = self._p.create_batch()
             if batch.record_count():
                 futures.append(await self._p.send_batch(batch, topic, partition=partition))
+            futures[-1].add_done_callback(_on_ack_wake(topic))
         return futures
 
     async def send_and_wait(self, out: Outgoing):
@@ -262,6 +266,26 @@ class HandlerError(Exception):
     """Raised by a handler for one record it rejects: that record is dead-lettered."""
 
 
+# Topic -> the events of this process's fetchers now waiting out an empty-fetch backoff on it.
+_backoff_waiters: dict[str, set[asyncio.Event]] = {}
+
+
+def _wake_local_fetchers(topic: str) -> None:
+    """A record this process published on `topic` is acknowledged: a local consumer of the
+    topic that is waiting after an empty fetch fetches now. In the embedded mode every service
+    shares a process, so each hop (task -> scheduler -> scraper -> lease -> account-manager)
+    costs a fetch round trip instead of up to the backoff cap."""
+    for ev in _backoff_waiters.get(topic, ()):
+        ev.set()
+
+
+def _on_ack_wake(topic: str):
+    def done(fut: asyncio.Future) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            _wake_local_fetchers(topic)
+    return done
+
+
 def install_empty_fetch_backoff(ms: int, max_ms: int | None = None) -> None:
     """Make aiokafka's fetcher wait after a fetch that returned no records.
 
@@ -289,12 +313,27 @@ def install_empty_fetch_backoff(ms: int, max_ms: int | None = None) -> None:
             return got_records
         streak = getattr(self, "_xget_empty_fetches", 0)
         self._xget_empty_fetches = streak + 1
+        topics = {tp.topic for tp in assignment.tps}
+        woken = asyncio.Event()
+        for t in topics:
+            _backoff_waiters.setdefault(t, set()).add(woken)
         try:
-            await asyncio.sleep(min(ms * (1 << min(streak, 16)), cap) / 1000)
+            await asyncio.wait_for(woken.wait(), min(ms * (1 << min(streak, 16)), cap) / 1000)
+        except asyncio.TimeoutError:
+            pass
         except asyncio.CancelledError:
             # Fetcher.close() cancels pending fetch tasks and awaits them unguarded:
             # this wait is pure idling, so end quietly as a finished fetch would.
             pass
+        finally:
+            for t in topics:
+                waiters = _backoff_waiters.get(t)
+                if waiters is not None:
+                    waiters.discard(woken)
+                    if not waiters:
+                        del _backoff_waiters[t]
+        if woken.is_set():
+            self._xget_empty_fetches = 0  # records are there: poll at the short wait again
         return got_records
 
     proc_fetch_request.__xget_original__ = original  # type: ignore[attr-defined]

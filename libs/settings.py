@@ -49,8 +49,9 @@ class Settings(BaseSettings):
         description=(
             "The wait after empty fetches doubles from kafka_empty_fetch_backoff_ms up to this "
             "while a consumer stays idle, and drops back at its first record: a service's idle "
-            "table readers then poll 10 times a second instead of 20. Each hop of an idle "
-            "pipeline (task command -> scheduler -> scraper -> lease) may wait this long."
+            "table readers then poll 10 times a second instead of 20. A hop between processes "
+            "may wait this long; a record published in the same process (the embedded mode) "
+            "wakes the local consumers of its topic at once."
         ),
     )
     kafka_end_offsets_from_fetch: bool = Field(

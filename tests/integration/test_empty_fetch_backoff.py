@@ -65,3 +65,37 @@ def test_zero_restores_aiokafkas_own_fetch():
     assert hasattr(wrapped, "__xget_original__")
     install_empty_fetch_backoff(0)
     assert fetcher.Fetcher._proc_fetch_request is wrapped.__xget_original__  # noqa: SLF001
+
+
+async def test_a_record_published_in_the_same_process_wakes_a_waiting_consumer(noida):
+    """The embedded mode runs every service in one process: a record one service publishes
+    wakes the local consumers of that topic out of their wait, so a hop does not cost the wait.
+    The wait here is 60 s: without the wake-up the record could not arrive in time."""
+    from libs.kafka import Outgoing, Producer
+    from libs.records.posts import XUser
+
+    settings = noida.settings(kafka_empty_fetch_backoff_ms=60_000,
+                              kafka_empty_fetch_backoff_max_ms=60_000)
+    consumer = consumer_for(settings, None, "wake-test")
+    await consumer.start()
+    tp = TopicPartition(noida.topic(USERS), 0)
+    consumer.assign([tp])
+    await consumer.seek_to_end(tp)
+    producer = await Producer(settings).start()
+    try:
+        await consumer.getmany(timeout_ms=10)
+        # The first fetch came back empty: the consumer is in its 60 s wait.
+        deadline = time.monotonic() + 10
+        while not getattr(consumer._fetcher, "_xget_empty_fetches", 0):  # noqa: SLF001
+            assert time.monotonic() < deadline, "no empty fetch"
+            await asyncio.sleep(0.02)
+        user = XUser(user_id="1", user_name="wake", seen_at="2026-11-24T00:00:00Z")
+        await producer.send_and_wait(Outgoing(USERS, None, user, partition=0))
+        got, deadline = [], time.monotonic() + 20
+        while not got and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            got = [m.value for msgs in batch.values() for m in msgs]
+        assert len(got) == 1 and b'"wake"' in got[0]
+    finally:
+        await producer.stop()
+        await consumer.stop()
