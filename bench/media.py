@@ -39,11 +39,12 @@ import httpx  # noqa: E402
 
 from infra import local  # noqa: E402
 from infra.service_process import ServiceProcess, wait_until  # noqa: E402
-from libs.kafka import Outgoing, Producer, TopicTable  # noqa: E402
+from libs.kafka import Outgoing, Producer  # noqa: E402
 from libs.records.media import MediaStored  # noqa: E402
 from libs.records.posts import MediaJob  # noqa: E402
 from libs.settings import Settings  # noqa: E402
 from libs.storage.objects import open_object_store  # noqa: E402
+from libs.topic_table import TopicTable  # noqa: E402
 from libs.topics import CATALOGUE, MEDIA_JOBS, MEDIA_STORED  # noqa: E402
 from services.media_downloader.fetch import source_url  # noqa: E402
 

@@ -24,7 +24,7 @@ from aiokafka import (
     AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition,
 )
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from . import metrics, tracing
@@ -340,7 +340,34 @@ def install_empty_fetch_backoff(ms: int, max_ms: int | None = None) -> None:
     fetcher.Fetcher._proc_fetch_request = proc_fetch_request  # noqa: SLF001
 
 
+def install_fetcher_close_fix() -> None:
+    """Make aiokafka's Fetcher.close() end even when its fetch routine swallowed the cancel.
+
+    After an assignment change the routine cancels its pending fetches and awaits each inside
+    `contextlib.suppress(CancelledError)`: a close() landing in that moment has its cancel
+    suppressed, the routine loops on, and close() (so consumer.stop()) waits forever. Topic
+    tables re-assign their shared consumer when a view joins or leaves and may stop right
+    after. The fix repeats the cancel until the routine has ended, then closes as before."""
+    from aiokafka.consumer import fetcher
+
+    current = fetcher.Fetcher.close
+    if getattr(current, "__xget_original__", None) is not None:
+        return
+    original = current
+
+    async def close(self):
+        task = self._fetch_task
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.05)
+        await original(self)
+
+    close.__xget_original__ = original  # type: ignore[attr-defined]
+    fetcher.Fetcher.close = close
+
+
 def consumer_for(settings: Settings, group_id: str | None, client_id: str) -> AIOKafkaConsumer:
+    install_fetcher_close_fix()
     install_empty_fetch_backoff(settings.kafka_empty_fetch_backoff_ms,
                                 settings.kafka_empty_fetch_backoff_max_ms)
     return AIOKafkaConsumer(
@@ -366,8 +393,11 @@ async def partitions_of(consumer: AIOKafkaConsumer, name: str) -> list[TopicPart
     """Every partition of a topic, fetching metadata once if the client has none yet."""
     parts = consumer.partitions_for_topic(name)
     if not parts:
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - first metadata fetch
-        parts = consumer.partitions_for_topic(name) or set()
+        # Ask about every topic: a client that already follows topics asks about those only,
+        # and naming a missing topic in a metadata request makes some brokers create it (with
+        # the broker's default partition count, not the catalogue's).
+        md = await consumer._client.fetch_all_metadata()  # noqa: SLF001
+        parts = md.partitions_for_topic(name) or set()
     if not parts:
         raise RuntimeError(f"topic {name} does not exist: run `xget topics create`")
     return [TopicPartition(name, p) for p in sorted(parts)]
@@ -683,102 +713,3 @@ async def scan_partition(
                 raise TimeoutError(f"scan of {tp} did not reach its end in {deadline_s}s")
     finally:
         await consumer.stop()
-
-
-class TopicTable:
-    """A live key → latest record view of a (compacted) topic, read from its beginning.
-
-    Used for small state that lives in Kafka (task progress, task commands): every replica
-    rebuilds it at start and then follows the topic, so no local state is ever authoritative.
-    """
-
-    def __init__(self, settings: Settings, spec: TopicSpec,
-                 on_record: Callable[[str | None, Record], None] | None = None):
-        self.settings = settings
-        self.spec = spec
-        self.rows: dict[str, Record] = {}
-        self._on_record = on_record
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task | None = None
-        self._caught_up = asyncio.Event()
-        self._changed = asyncio.Condition()
-
-    async def start(self) -> "TopicTable":
-        c = consumer_for(self.settings, None, f"table-{self.spec.name}")
-        await c.start()
-        try:
-            tps = await partitions_of(c, topic_name(self.spec, self.settings.topic_prefix))
-        except RuntimeError:
-            await c.stop()
-            raise
-        c.assign(tps)
-        await c.seek_to_beginning(*tps)
-        self._end_at_start = await c.end_offsets(tps)  # see scan_partition on "the end"
-        self._consumer = c
-        self._tps = tps
-        self._task = asyncio.create_task(self._follow(), name=f"table-{self.spec.name}")
-        return self
-
-    async def _follow(self) -> None:
-        assert self._consumer is not None
-        c = self._consumer
-        while True:
-            try:
-                batch = await c.getmany(timeout_ms=200)
-            except KafkaError as e:
-                log.warning("table %s fetch failed: %s", self.spec.name, e)
-                await asyncio.sleep(0.5)
-                continue
-            changed = False
-            for ms in batch.values():
-                for m in ms:
-                    try:
-                        rec = decode(self.spec, m)
-                    except Exception as e:  # noqa: BLE001
-                        log.warning("table %s skips %s@%d: %s", self.spec.name, m.partition,
-                                    m.offset, e)
-                        continue
-                    key = m.key.decode() if m.key is not None else None
-                    if key is not None:
-                        self.rows[key] = rec
-                    if self._on_record:
-                        self._on_record(key, rec)
-                    changed = True
-            if not self._caught_up.is_set():
-                done = True
-                for tp in self._tps:
-                    hw = c.highwater(tp)
-                    if hw is None:
-                        # No fetch answered for this partition yet; an empty one answers hw 0.
-                        done = False
-                    elif await c.position(tp) < max(hw, self._end_at_start[tp]):
-                        done = False
-                if done:
-                    self._caught_up.set()
-            if changed:
-                async with self._changed:
-                    self._changed.notify_all()
-
-    async def wait_caught_up(self, timeout: float = 30.0) -> None:
-        await asyncio.wait_for(self._caught_up.wait(), timeout)
-
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        """Wait until predicate() holds (re-checked on each change); False on timeout."""
-        async def _wait():
-            async with self._changed:
-                await self._changed.wait_for(predicate)
-        try:
-            await asyncio.wait_for(_wait(), timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
-        if self._consumer:
-            await self._consumer.stop()

@@ -87,6 +87,7 @@ class Simulator:
     # --- GraphQL ---------------------------------------------------------------------------------
 
     async def graphql(self, request: Request) -> Response:
+        received = time.time()
         op = request.path_params["op_name"]
         account, expired = self.sessions.account_key(_token(request))
         try:
@@ -110,7 +111,7 @@ class Simulator:
         else:
             rep = await self._graphql(op, account, variables)
         self.log.add(request.method, request.url.path, op, account, raw_query, cursor,
-                     rep.status_code)
+                     rep.status_code, received)
         return rep
 
     def _rl_headers(self, limit: int, remaining: int, reset: int) -> dict[str, str]:

@@ -15,10 +15,11 @@ import uuid
 from datetime import datetime, timezone
 from urllib.parse import urlparse
 
-from libs.kafka import Outgoing, Producer, TopicTable
+from libs.kafka import Outgoing, Producer
 from libs.records.accounts import AccountCommand, AccountState, ProxyCommand, ProxyState
 from libs.secretbox import SecretBox
 from libs.settings import Settings
+from libs.topic_table import TopicTable
 from libs.topics import ACCOUNT_COMMANDS, ACCOUNT_STATE, PROXY_STATE
 
 SECRET_KEYS = ("auth_token", "ct0", "cookies", "password", "email", "email_password",

@@ -18,11 +18,12 @@ from datetime import datetime, timezone
 
 import httpx
 
-from libs.kafka import ConsumerLoop, Incoming, Outgoing, Producer, TopicTable
+from libs.kafka import ConsumerLoop, Incoming, Outgoing, Producer
 from libs.metrics import observe_accounts
 from libs.records.accounts import AccountCommand, AccountEvent
 from libs.secretbox import SecretBox
 from libs.settings import Settings
+from libs.topic_table import TopicTable
 from libs.topics import (ACCOUNT_COMMANDS, ACCOUNT_EVENTS, ACCOUNT_STATE, LEASE_REQUESTS,
                          PROXY_STATE)
 from libs.leases import event_for

@@ -13,11 +13,11 @@ from datetime import datetime, timezone
 
 from aiokafka import TopicPartition
 
-from libs.kafka import (Outgoing, Producer, TopicTable, consumer_for, partition_for_key,
-                        scan_partition)
+from libs.kafka import Outgoing, Producer, consumer_for, partition_for_key, scan_partition
 from libs.records.pages import RawPage, SliceCheckpoint
 from libs.records.tasks import SearchJob
 from libs.settings import Settings
+from libs.topic_table import TopicTable
 from libs.topics import RAW_PAGES, SCRAPE_CHECKPOINTS, topic_name
 
 

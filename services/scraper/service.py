@@ -14,10 +14,11 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from libs.consumer_watch import ConsumerWatch
-from libs.kafka import Producer, TopicTable, consumer_for, dead_letter_for, decode, join
+from libs.kafka import Producer, consumer_for, dead_letter_for, decode, join
 from libs.leases import LeaseClient
 from libs.records.tasks import SearchJob
 from libs.settings import Settings
+from libs.topic_table import TopicTable
 from libs.topics import SEARCH_JOBS, TASK_CONTROLS, TASK_PROGRESS, topic_name
 from libs.tracing import record_span
 from libs.xclient import XClient

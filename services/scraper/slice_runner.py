@@ -12,10 +12,11 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from libs.kafka import Outgoing, Producer, TopicTable
+from libs.kafka import Outgoing, Producer
 from libs.leases import ACCOUNT_REFUSED, LeaseClient
 from libs.records.pages import RawPage
 from libs.records.tasks import SearchJob, TaskControl, TaskProgress
+from libs.topic_table import TopicTable
 from libs.topics import RAW_PAGES, SEARCH_JOBS
 from libs.xclient import XClient
 

@@ -14,9 +14,10 @@ from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from libs.kafka import Outgoing, Producer, TopicTable
+from libs.kafka import Outgoing, Producer
 from libs.records.kol import KolFollowingsTask, KolTaskProgress
 from libs.settings import Settings
+from libs.topic_table import TopicTable
 from libs.topics import KOL_COMMANDS, KOL_PROGRESS, TASK_ACCOUNT_WAITS
 
 from .task_view import TaskView

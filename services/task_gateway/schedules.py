@@ -18,9 +18,10 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from libs.kafka import Outgoing, Producer, TopicTable
+from libs.kafka import Outgoing, Producer
 from libs.records.tasks import OnDemandTask, ScheduledTask, ScheduleState, TaskControl
 from libs.settings import Settings
+from libs.topic_table import TopicTable
 from libs.topics import SCHEDULE_STATE, TASK_COMMANDS
 
 log = logging.getLogger(__name__)

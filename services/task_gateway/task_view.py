@@ -3,11 +3,11 @@ account-manager's word on tasks waiting for an account)."""
 
 from __future__ import annotations
 
-from libs.kafka import TopicTable
 from libs.records.accounts import AccountState, TaskAccountWait
 from libs.records.dead_letter import DeadLetter
 from libs.records.tasks import OnDemandTask, ScheduledTask, TaskControl, TaskProgress
 from libs.settings import Settings
+from libs.topic_table import TopicTable
 from libs.topics import (ACCOUNT_STATE, DEAD_LETTERS, TASK_ACCOUNT_WAITS, TASK_COMMANDS,
                          TASK_CONTROLS, TASK_PROGRESS, topic_name)
 

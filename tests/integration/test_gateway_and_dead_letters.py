@@ -8,10 +8,11 @@ from datetime import datetime, timezone
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from libs.kafka import ConsumerLoop, Producer, TopicTable
+from libs.kafka import ConsumerLoop, Producer
 from libs.records.base import SCHEMA_HEADER
 from libs.records.dead_letter import DeadLetter
 from libs.records.pages import RawPage
+from libs.topic_table import TopicTable
 from libs.topics import DEAD_LETTERS, POSTS, RAW_PAGES, topic_name
 from services.parser.handler import SERVICE, handle
 from services.task_gateway.api import create_app

@@ -10,11 +10,12 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
-from libs.kafka import Outgoing, Producer, TopicTable, consumer_for, partitions_of
+from libs.kafka import Outgoing, Producer, consumer_for, partitions_of
 from libs.records.media import MediaStored
 from libs.records.posts import MediaJob
 from libs.settings import Settings
 from libs.storage.objects import open_object_store
+from libs.topic_table import TopicTable
 from libs.topics import MEDIA_JOBS, MEDIA_STORED, topic_name
 from services.media_downloader.handler import SERVICE
 from services.media_downloader.main import serve

@@ -13,11 +13,11 @@ import pytest
 
 from infra.local import free_port
 from infra.service_process import ServiceProcess
-from libs.kafka import TopicTable
 from libs.records.media import MediaStored
 from libs.records.pages import SliceEnd
 from libs.records.posts import MediaJob
 from libs.storage.objects import open_object_store
+from libs.topic_table import TopicTable
 from libs.topics import MEDIA_JOBS, MEDIA_STORED, POSTS
 from services.media_downloader.fetch import source_url
 from tests.e2e.harness import Gateway, Simulator

@@ -97,6 +97,9 @@ async def test_slow_fault_and_timeout(settings, admin):
     try:
         r = await client.search_page(acc, Q, None)
         assert r.outcome == "ok" and r.elapsed_ms >= 300
+        # The log tells when the request came in and when it was answered.
+        e = admin.get("/_sim/log").json()[-1]
+        assert e["account"] == acc.auth_token and e["ts"] - e["received"] >= 0.3
         admin.post("/_sim/faults", json={"kind": "slow", "account": acc.auth_token,
                                          "delay_s": 2.0, "count": 1})
         fast = XClient(settings.model_copy(update={"x_request_timeout_s": 0.5}))

@@ -1,0 +1,262 @@
+"""Key → latest record views of small topics (task commands, progress, controls, account
+state), every one of a process read through one shared consumer.
+
+A service process holds a dozen or more of these views (the embedded mode: twenty), almost all
+idle. With one consumer each, every view polled the broker on its own: measured on the pipeline
+benchmark, ~4,000 fetch requests from the gateway+scraper process in one run, an eighth of its
+CPU. One `_TableFeed` per event loop and broker reads every view's partitions with one fetch.
+
+Each view reads its topic from the beginning, whenever it starts. When a view joins a topic the
+feed already follows (the gateway and the account-manager both read account-state), the feed
+goes back to the start of that topic and every view skips the offsets it already applied, so a
+view never sees a record twice or out of order, and none ever steps back to an older value.
+Views join and leave only between two polls, applied by the feed's own loop (a join or leave
+cuts the poll under way short: records it had not handed over yet are fetched again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from .kafka import consumer_for, decode, partitions_of
+from .records.base import Record
+from .settings import Settings
+from .topics import TopicSpec, topic_name
+
+log = logging.getLogger(__name__)
+
+POLL_MS = 200  # one poll's wait; a view joining or leaving cuts it short
+
+# event loop -> broker address -> its feed (a loop that is gone takes its feeds with it)
+_feeds: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _TableFeed]] = \
+    weakref.WeakKeyDictionary()
+
+
+class TopicTable:
+    """A live key → latest record view of a (compacted) topic, read from its beginning.
+
+    Used for small state that lives in Kafka (task progress, task commands): every replica
+    rebuilds it at start and then follows the topic, so no local state is ever authoritative.
+    """
+
+    def __init__(self, settings: Settings, spec: TopicSpec,
+                 on_record: Callable[[str | None, Record], None] | None = None):
+        self.settings = settings
+        self.spec = spec
+        self.topic = topic_name(spec, settings.topic_prefix)
+        self.rows: dict[str, Record] = {}
+        self._on_record = on_record
+        self._feed: _TableFeed | None = None
+        self._next: dict[TopicPartition, int] = {}  # per partition: the next offset to apply
+        self._end_at_start: dict[TopicPartition, int] = {}
+        self._caught_up = asyncio.Event()
+        self._changed = asyncio.Condition()
+
+    async def start(self) -> "TopicTable":
+        loop = asyncio.get_running_loop()
+        feeds = _feeds.setdefault(loop, {})
+        feed = feeds.get(self.settings.kafka_bootstrap)
+        if feed is None or feed.closed:
+            feed = feeds[self.settings.kafka_bootstrap] = _TableFeed(self.settings)
+        await feed.join(self)
+        self._feed = feed
+        return self
+
+    @property
+    def tps(self) -> list[TopicPartition]:
+        return list(self._next)
+
+    def _apply(self, tp: TopicPartition, msgs) -> bool:
+        """Records of one partition, in order; those before this view's next offset were
+        applied already (the feed went back for another view). True if any was new."""
+        start = self._next[tp]
+        changed = False
+        for m in msgs:
+            if m.offset < start:
+                continue
+            self._next[tp] = m.offset + 1
+            try:
+                rec = decode(self.spec, m)
+            except Exception as e:  # noqa: BLE001
+                log.warning("table %s skips %s@%d: %s", self.spec.name, m.partition, m.offset, e)
+                continue
+            key = m.key.decode() if m.key is not None else None
+            if key is not None:
+                self.rows[key] = rec
+            if self._on_record:
+                self._on_record(key, rec)
+            changed = True
+        return changed
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_caught_up(self, timeout: float = 30.0) -> None:
+        await asyncio.wait_for(self._caught_up.wait(), timeout)
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until predicate() holds (re-checked on each change); False on timeout."""
+        async def _wait():
+            async with self._changed:
+                await self._changed.wait_for(predicate)
+        try:
+            await asyncio.wait_for(_wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def stop(self) -> None:
+        feed, self._feed = self._feed, None
+        if feed is not None:
+            await feed.leave(self)
+
+
+class _TableFeed:
+    """One consumer for every TopicTable of an event loop on one broker."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.closed = False
+        self._tables: list[TopicTable] = []
+        self._pending: list[tuple[str, TopicTable, asyncio.Future]] = []
+        self._wakeup = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task | None = None
+
+    async def join(self, table: TopicTable) -> None:
+        await self._change("join", table)
+
+    async def leave(self, table: TopicTable) -> None:
+        if self.closed:
+            return
+        await self._change("leave", table)
+        if not self._tables and not self._pending and self._task is not None:
+            # The last view: the consumer is closed when this returns (shielded: a caller
+            # giving up on the wait must not cancel the feed's own clean-up).
+            await asyncio.shield(self._task)
+
+    async def _change(self, what: str, table: TopicTable) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        self._pending.append((what, table, fut))
+        self._wakeup.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="topic-tables")
+        await fut
+
+    async def _run(self) -> None:
+        try:
+            while self._pending or self._tables:
+                try:
+                    if self._pending:
+                        await self._apply_pending()
+                    if self._tables:
+                        await self._poll()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - the views must keep following
+                    log.warning("topic tables: %s: %s", type(e).__name__, e)
+                    await asyncio.sleep(0.5)
+        finally:
+            self.closed = True
+            for _, _, fut in self._pending:
+                if not fut.done():
+                    fut.set_exception(RuntimeError("the topic table feed stopped"))
+            if self._consumer is not None:
+                await self._consumer.stop()
+                self._consumer = None
+
+    async def _apply_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        self._wakeup.clear()
+        try:
+            if self._consumer is None:
+                c = consumer_for(self.settings, None, "topic-tables")
+                await c.start()
+                self._consumer = c
+        except BaseException as e:
+            for _, _, fut in pending:
+                if not fut.done():
+                    fut.set_exception(e)
+            raise
+        c = self._consumer
+        joined = []
+        for what, table, fut in pending:
+            try:
+                if what == "leave":
+                    if table in self._tables:
+                        self._tables.remove(table)
+                    fut.set_result(None)
+                    continue
+                tps = await partitions_of(c, table.topic)
+                table._next = {tp: 0 for tp in tps}  # noqa: SLF001
+                table._end_at_start = await c.end_offsets(tps)  # noqa: SLF001
+                self._tables.append(table)
+                joined.append(fut)
+            except BaseException as e:  # noqa: BLE001 - the joiner gets the failure
+                fut.set_exception(e)
+        tps = sorted({tp for t in self._tables for tp in t._next},  # noqa: SLF001
+                     key=lambda tp: (tp.topic, tp.partition))
+        if tps:
+            c.assign(tps)
+            # Each partition from the earliest offset any of its views still needs.
+            for tp in tps:
+                c.seek(tp, min(t._next[tp] for t in self._tables if tp in t._next))  # noqa: SLF001
+        for fut in joined:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _poll(self) -> None:
+        c = self._consumer
+        assert c is not None
+        get = asyncio.ensure_future(c.getmany(timeout_ms=POLL_MS))
+        wake = asyncio.ensure_future(self._wakeup.wait())
+        try:
+            await asyncio.wait({get, wake}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            wake.cancel()
+            if not get.done():
+                # A join or leave: records not handed over yet stay unconsumed (the position
+                # moves only when getmany returns them) and are fetched again after it.
+                get.cancel()
+        try:
+            batch = await get
+        except asyncio.CancelledError:
+            if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                raise
+            return
+        except KafkaError as e:
+            log.warning("topic tables: fetch failed: %s", e)
+            await asyncio.sleep(0.5)
+            return
+        by_topic: dict[str, list[TopicTable]] = {}
+        for t in self._tables:
+            by_topic.setdefault(t.topic, []).append(t)
+        changed: set[int] = set()
+        for tp, msgs in batch.items():
+            for t in by_topic.get(tp.topic, ()):
+                if t._apply(tp, msgs):  # noqa: SLF001
+                    changed.add(id(t))
+        for t in self._tables:
+            if not t._caught_up.is_set():  # noqa: SLF001
+                await self._check_caught_up(t)
+            if id(t) in changed:
+                await t._notify()  # noqa: SLF001
+
+    async def _check_caught_up(self, t: TopicTable) -> None:
+        c = self._consumer
+        assert c is not None
+        for tp in t._next:  # noqa: SLF001
+            hw = c.highwater(tp)
+            if hw is None:
+                return  # no fetch answered for this partition yet; an empty one answers 0
+            # The feed read every record this view needs below its position, in order.
+            if await c.position(tp) < max(hw, t._end_at_start[tp]):  # noqa: SLF001
+                return
+        t._caught_up.set()  # noqa: SLF001
