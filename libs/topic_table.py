@@ -90,7 +90,11 @@ class TopicTable:
             if key is not None:
                 self.rows[key] = rec
             if self._on_record:
-                self._on_record(key, rec)
+                try:
+                    self._on_record(key, rec)
+                except Exception:  # noqa: BLE001 - one view's hook never stops the others
+                    log.exception("table %s: on_record failed at %s@%d", self.spec.name,
+                                  m.partition, m.offset)
             changed = True
         return changed
 

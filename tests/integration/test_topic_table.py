@@ -129,3 +129,27 @@ async def test_views_stopped_one_after_the_other_close_the_consumer(noida):
             assert feed.closed and feed._consumer is None  # noqa: SLF001
     finally:
         await producer.stop()
+
+
+async def test_a_failing_hook_of_one_view_stops_no_view(noida):
+    settings = noida.settings()
+    producer = await Producer(settings).start()
+
+    def broken(_key, _rec):
+        raise ValueError("a bug in one view's hook")
+
+    bad = await TopicTable(settings, TASK_CONTROLS, broken).start()
+    good_log: list = []
+    good = await TopicTable(settings, TASK_PROGRESS).start()
+    also = await TopicTable(settings, TASK_CONTROLS, lambda k, r: good_log.append((k, r))).start()
+    try:
+        for n in range(3):
+            await producer.send_and_wait(Outgoing(TASK_CONTROLS, "t-e", control("t-e", n)))
+        for view in (bad, also):
+            assert await view.wait_for(lambda v=view: "t-e" in v.rows
+                                       and v.rows["t-e"].reason == "n=2", 30)
+        assert seen(good_log, "t-e") == [0, 1, 2]
+    finally:
+        for view in (bad, good, also):
+            await view.stop()
+        await producer.stop()
