@@ -68,9 +68,10 @@ class TopicTable:
         self._feed = feed
         return self
 
-    @property
-    def tps(self) -> list[TopicPartition]:
-        return list(self._next)
+    def _attach(self, ends: dict[TopicPartition, int]) -> None:
+        """Joined the feed: read every partition from its start; caught up at `ends`."""
+        self._next = {tp: 0 for tp in ends}
+        self._end_at_start = ends
 
     def _apply(self, tp: TopicPartition, msgs) -> bool:
         """Records of one partition, in order; those before this view's next offset were
@@ -199,8 +200,7 @@ class _TableFeed:
                     fut.set_result(None)
                     continue
                 tps = await partitions_of(c, table.topic)
-                table._next = {tp: 0 for tp in tps}  # noqa: SLF001
-                table._end_at_start = await c.end_offsets(tps)  # noqa: SLF001
+                table._attach(await c.end_offsets(tps))  # noqa: SLF001
                 self._tables.append(table)
                 joined.append(fut)
             except BaseException as e:  # noqa: BLE001 - the joiner gets the failure

@@ -9,7 +9,6 @@ import time
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from libs import metrics
 from libs.consumer_watch import ConsumerWatch
@@ -18,6 +17,8 @@ from libs.kafka import Producer, consumer_for, join
 from libs.ops_server import HEALTH
 from libs.topics import DEAD_LETTERS, KOL_COMMANDS, topic_name
 from services.kol.worker import SERVICE as KOL, KolWorker
+
+from .kafka_helpers import send_raw
 
 
 def sample(name: str, **labels) -> float:
@@ -74,12 +75,7 @@ async def test_kol_worker_counts_records_lag_and_dead_letters(broker, request):
     try:
         await until(lambda: group not in HEALTH.not_ready(), 30, "the kol-worker to be ready")
         assert sample("xget_ready", component=group) == 1
-        raw = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap)
-        await raw.start()
-        try:
-            await raw.send_and_wait(topic, b"not a record", key=b"bad", partition=1)
-        finally:
-            await raw.stop()
+        await send_raw(kafka.bootstrap, topic, b"not a record", key=b"bad", partition=1)
         await until(lambda: sample("xget_records_failed_total", service=KOL, topic=topic) == 1,
                     30, "the bad command to be dead-lettered")
         assert sample("xget_records_in_total", service=KOL, topic=topic) == 1

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
 from libs.kafka import consumer_for, install_empty_fetch_backoff
 from libs.topics import USERS
+
+from .kafka_helpers import next_values, send_raw
 
 
 async def _idle_streak(settings, topic: str, seconds: float):
@@ -33,17 +35,8 @@ async def test_idle_consumer_backs_off_and_still_gets_the_next_record(noida):
     try:
         # 50+100+200+400+400+... ms: about 7 fetches in 2 s, where a flat 50 ms makes ~40.
         assert 3 <= streak <= 12, streak
-        producer = AIOKafkaProducer(bootstrap_servers=noida.bootstrap)
-        await producer.start()
-        try:
-            await producer.send_and_wait(topic, b"wake-up", key=b"k", partition=0)
-        finally:
-            await producer.stop()
-        got, deadline = [], time.monotonic() + 10
-        while not got and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=200)
-            got = [m.value for msgs in batch.values() for m in msgs]
-        assert got == [b"wake-up"]
+        await send_raw(noida.bootstrap, topic, b"wake-up", key=b"k", partition=0)
+        assert await next_values(consumer, 10) == [b"wake-up"]
         # A fetch with records starts the wait over.
         assert consumer._fetcher._xget_empty_fetches <= 2  # noqa: SLF001
     finally:
@@ -91,10 +84,7 @@ async def test_a_record_published_in_the_same_process_wakes_a_waiting_consumer(n
             await asyncio.sleep(0.02)
         user = XUser(user_id="1", user_name="wake", seen_at="2026-11-24T00:00:00Z")
         await producer.send_and_wait(Outgoing(USERS, None, user, partition=0))
-        got, deadline = [], time.monotonic() + 20
-        while not got and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=200)
-            got = [m.value for msgs in batch.values() for m in msgs]
+        got = await next_values(consumer, 20)
         assert len(got) == 1 and b'"wake"' in got[0]
     finally:
         await producer.stop()
