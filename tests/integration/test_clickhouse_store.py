@@ -171,3 +171,27 @@ def test_closed_store_raises(chdb_path):
     s.close()  # idempotent
     with pytest.raises(RuntimeError, match="closed"):
         s.query_rows_sync("SELECT 1")
+
+
+def test_insert_follows_a_column_type_changed_after_the_first_insert(store):
+    """Column types are read once per table and cached; a migration that changes a column
+    later must not make inserts fail or store wrong values."""
+    store.command_sync("CREATE TABLE counts (k String, n UInt8) ENGINE = MergeTree ORDER BY k")
+    store.insert_sync("counts", [["a", 1]], ["k", "n"])
+    store.command_sync("ALTER TABLE counts MODIFY COLUMN n UInt64")
+    store.insert_sync("counts", [["b", 300], ["c", 2**40]], ["k", "n"])  # past UInt8
+    store.command_sync("ALTER TABLE counts MODIFY COLUMN n String")
+    store.insert_sync("counts", [("d", "many")], ("k", "n"))
+    assert store.query_rows_sync("SELECT k, toString(n) FROM counts ORDER BY k") == [
+        ("a", "1"), ("b", "300"), ("c", str(2**40)), ("d", "many")]
+
+
+def test_failed_insert_with_unchanged_types_is_raised_once(store):
+    """A bad row is the caller's error, not a stale cache: it is raised, nothing is stored
+    twice and the next good insert goes through."""
+    store.command_sync("CREATE TABLE small (k String, n UInt8) ENGINE = MergeTree ORDER BY k")
+    store.insert_sync("small", [["a", 1]], ["k", "n"])
+    with pytest.raises(Exception):
+        store.insert_sync("small", [["b", "not a number"]], ["k", "n"])
+    store.insert_sync("small", [["c", 3]], ["k", "n"])
+    assert store.query_rows_sync("SELECT k, n FROM small ORDER BY k") == [("a", 1), ("c", 3)]
