@@ -1,9 +1,11 @@
 """A small real HTTP proxy for local runs and tests: `python -m infra.proxy --port P`.
 
 Forwards absolute-form requests (`GET http://host/path HTTP/1.1`, what clients send to an
-HTTP proxy for http:// URLs) and tunnels `CONNECT host:port` (https:// URLs). Each request is
-logged as one line `proxy METHOD TARGET STATUS` on stdout, so a test can see which proxy an
-account used. Not for production: no authentication, no limits.
+HTTP proxy for http:// URLs) and tunnels `CONNECT host:port` (https:// URLs). On the same port
+it also speaks SOCKS5 (RFC 1928 CONNECT; no authentication, or any username/password per
+RFC 1929), told apart by the first byte. Each request is logged as one line
+`proxy METHOD TARGET STATUS` on stdout (`proxy SOCKS5 host:port ok` for a tunnel), so a test
+can see which proxy an account used. Not for production: no authentication, no limits.
 """
 
 from __future__ import annotations
@@ -35,17 +37,77 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             pass
 
 
-async def _read_head(reader: asyncio.StreamReader) -> list[bytes] | None:
-    head = await reader.readuntil(b"\r\n\r\n")
+async def _read_head(reader: asyncio.StreamReader, prefix: bytes = b"") -> list[bytes] | None:
+    head = prefix + await reader.readuntil(b"\r\n\r\n")
     lines = head[:-4].split(b"\r\n")
     return lines if lines and lines[0] else None
 
 
+SOCKS5_REPLY_FAILED = b"\x05\x05\x00\x01\x00\x00\x00\x00\x00\x00"  # connection refused
+
+
+async def _socks5(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A SOCKS5 CONNECT tunnel; the version byte (5) was read already."""
+    methods = await reader.readexactly((await reader.readexactly(1))[0])
+    if 0 in methods:
+        writer.write(b"\x05\x00")
+    elif 2 in methods:  # username/password: any pair is accepted
+        writer.write(b"\x05\x02")
+        await writer.drain()
+        await reader.readexactly(1)
+        await reader.readexactly((await reader.readexactly(1))[0])
+        await reader.readexactly((await reader.readexactly(1))[0])
+        writer.write(b"\x01\x00")
+    else:
+        writer.write(b"\x05\xff")
+        return
+    await writer.drain()
+    _ver, cmd, _rsv, atyp = await reader.readexactly(4)
+    if atyp == 1:
+        host = ".".join(str(b) for b in await reader.readexactly(4))
+    elif atyp == 3:
+        host = (await reader.readexactly((await reader.readexactly(1))[0])).decode("idna")
+    elif atyp == 4:
+        import ipaddress
+        host = str(ipaddress.IPv6Address(await reader.readexactly(16)))
+    else:
+        writer.write(b"\x05\x08\x00\x01\x00\x00\x00\x00\x00\x00")  # atyp not supported
+        return
+    port = int.from_bytes(await reader.readexactly(2), "big")
+    target = f"{host}:{port}"
+    if cmd != 1:
+        writer.write(b"\x05\x07\x00\x01\x00\x00\x00\x00\x00\x00")  # command not supported
+        _say(f"proxy SOCKS5 {target} unsupported-command")
+        return
+    try:
+        up_r, up_w = await asyncio.open_connection(host, port)
+    except OSError:
+        writer.write(SOCKS5_REPLY_FAILED)
+        _say(f"proxy SOCKS5 {target} refused")
+        return
+    writer.write(b"\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00")
+    await writer.drain()
+    _say(f"proxy SOCKS5 {target} ok")
+    await asyncio.gather(_pipe(reader, up_w), _pipe(up_r, writer))
+
+
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
+        try:
+            first = await reader.readexactly(1)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        if first == b"\x05":
+            try:
+                await _socks5(reader, writer)
+            except (asyncio.IncompleteReadError, ConnectionError, UnicodeError):
+                pass
+            return
+        prefix = first
         while True:  # keep-alive: one client connection may carry many requests
             try:
-                lines = await _read_head(reader)
+                lines = await _read_head(reader, prefix)
+                prefix = b""
             except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
                 return
             if lines is None:

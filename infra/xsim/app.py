@@ -109,7 +109,7 @@ class Simulator:
             status, body = FAULT_BODIES["expired_cookies"]
             rep = Response(body, status, media_type=JSON)
         else:
-            rep = await self._graphql(op, account, variables)
+            rep = await self._graphql(op, account, variables, received)
         self.log.add(request.method, request.url.path, op, account, raw_query, cursor,
                      rep.status_code, received)
         return rep
@@ -118,7 +118,8 @@ class Simulator:
         return {"x-rate-limit-limit": str(limit), "x-rate-limit-remaining": str(remaining),
                 "x-rate-limit-reset": str(reset)}
 
-    async def _graphql(self, op: str, account: str, variables: dict | None) -> Response:
+    async def _graphql(self, op: str, account: str, variables: dict | None,
+                       received: float | None = None) -> Response:
         fault = self.faults.match(account, op)
         truncate = False
         if fault is not None:
@@ -140,7 +141,9 @@ class Simulator:
                 return Response(body, status, media_type=JSON,
                                 headers=self._rl_headers(limit, limit, reset))
 
-        d = self.limiter.hit(account, op)
+        # The window is chosen by when the request came in (the log's `received`), so a
+        # request that arrived before a reset and was answered after it counts in the old one.
+        d = self.limiter.hit(account, op, now=received)
         headers = self._rl_headers(d.limit, d.remaining, d.reset)
         if not d.allowed:
             return Response(RATE_LIMIT_BODY, 429, media_type=JSON, headers=headers)

@@ -1,0 +1,60 @@
+"""XClient through an account's proxy: HTTP forward, SOCKS5 and SOCKS5h, each proxy seen in
+the proxy's own log, and a proxy that is down classified as the proxy's fault."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from infra import local
+from libs.xclient import XAccount, XClient
+
+from .helpers import account
+
+Q = "proxied since:2026-01-01 until:2026-01-01_06:00:00_UTC"
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory):
+    handle = local.start_proxy(log_dir=tmp_path_factory.mktemp("proxy"), name="xsim-proxy")
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+def _via(acc: XAccount, proxy_url: str) -> XAccount:
+    return XAccount(acc.name, acc.auth_token, acc.ct0, proxy_url)
+
+
+@pytest.mark.parametrize("scheme,logged", [("http", "proxy GET http://localhost:"),
+                                           ("socks5", "proxy SOCKS5 127.0.0.1:"),
+                                           ("socks5h", "proxy SOCKS5 localhost:")])
+async def test_search_goes_through_the_accounts_proxy(settings, proxy, scheme, logged):
+    """X is addressed by name (localhost): socks5 resolves it here, socks5h at the proxy."""
+    acc = _via(account(f"px{scheme}"), f"{scheme}://127.0.0.1:{proxy.port}")
+    by_name = settings.x_graphql_url.replace("127.0.0.1", "localhost")
+    client = XClient(settings.model_copy(update={"x_graphql_url": by_name}))
+    try:
+        first = await client.search_page(acc, Q, None)
+        second = await client.search_page(acc, Q, first.cursor_out)
+    finally:
+        await client.aclose()
+    assert (first.outcome, second.outcome) == ("ok", "ok")
+    assert first.entries > 0 and second.cursor_out not in (None, first.cursor_out)
+    assert logged in proxy.log_tail(200)
+
+
+@pytest.mark.parametrize("scheme", ["http", "socks5"])
+async def test_proxy_down_is_a_proxy_error(settings, scheme):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = XClient(settings)
+    try:
+        r = await client.search_page(_via(account("pxdown"), f"{scheme}://127.0.0.1:{port}"),
+                                     Q, None)
+    finally:
+        await client.aclose()
+    assert r.outcome == "proxy_error" and r.http_status is None, r
