@@ -19,7 +19,7 @@ import html
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 from twscrape.models import _get_views, _parse_links
@@ -271,7 +271,9 @@ class _PageParser:
         self.task_id = task_id
         self.keyword = keyword
         self.collected_at = collected_at
-        self.users: dict[str, XUser] = {}
+        # user id → (flattened, raw) of each user met; XUser records are built at the end,
+        # only for the users the caller publishes (see parse_timeline_page's publish_user)
+        self.users: dict[str, tuple[dict, dict]] = {}
         self.user_cache: dict[int, dict | None] = {}  # id(raw user obj) -> flattened or None
         self.posts: list[Post] = []
         self.seen: set[str] = set()
@@ -310,9 +312,19 @@ class _PageParser:
             else:
                 uid = str(raw["rest_id"])
                 if uid not in self.users:
-                    self.users[uid] = xuser_from_flat(flat, raw, self.collected_at)
+                    self.users[uid] = (flat, raw)
         self.user_cache[key] = flat
         return flat
+
+    def built_users(self, publish_user: Callable[[str, str], bool] | None = None) -> list[XUser]:
+        """XUser records of the users met, in order; with `publish_user(user_id, raw_json)`
+        only of those it accepts (a user sent moments ago is not built at all)."""
+        out = []
+        for uid, (flat, raw) in self.users.items():
+            raw_json = orjson.dumps(raw).decode()
+            if publish_user is None or publish_user(uid, raw_json):
+                out.append(xuser_from_flat(flat, raw, self.collected_at, raw_json))
+        return out
 
     def author(self, flat_tw: dict, raw_tw: dict) -> dict | None:
         core = raw_tw.get("core") or {}
@@ -480,7 +492,8 @@ class _PageParser:
                 ))
 
 
-def xuser_from_flat(flat: dict, raw: dict, seen_at: datetime) -> XUser:
+def xuser_from_flat(flat: dict, raw: dict, seen_at: datetime,
+                    raw_data: str | None = None) -> XUser:
     created = flat.get("created_at")
     return XUser(
         user_id=str(flat["id_str"]),
@@ -496,7 +509,7 @@ def xuser_from_flat(flat: dict, raw: dict, seen_at: datetime) -> XUser:
         verified=bool(flat.get("verified")),
         blue_verified=bool(flat.get("is_blue_verified")),
         seen_at=seen_at,
-        raw_data=orjson.dumps(raw).decode(),
+        raw_data=orjson.dumps(raw).decode() if raw_data is None else raw_data,
     )
 
 
@@ -507,9 +520,13 @@ def _cursor_of(ic: dict) -> str | None:
 
 
 def parse_timeline_page(
-    body: str | bytes, *, task_id: str, keyword: str, collected_at: datetime
+    body: str | bytes, *, task_id: str, keyword: str, collected_at: datetime,
+    publish_user: Callable[[str, str], bool] | None = None,
 ) -> ParsedPage:
     """Parse a SearchTimeline or TweetDetail response into posts, users and media jobs.
+
+    `publish_user(user_id, raw_json)`, when given, is asked once per user after the page
+    parsed, and only the users it accepts become XUser records in `users`.
 
     Raises PageParseError when the page as a whole is unusable; anything smaller (a tombstone,
     a user with a null rest_id) is skipped with a log line and a reason in `skipped`.
@@ -544,7 +561,7 @@ def parse_timeline_page(
                     p.skipped.append(f"post {raw.get('rest_id')}: {type(e).__name__}: {e}")
             elif tn == "TimelineTimelineCursor":
                 cursor = _cursor_of(ic) or cursor
-    return ParsedPage(posts=p.posts, users=list(p.users.values()), media_jobs=p.jobs,
+    return ParsedPage(posts=p.posts, users=p.built_users(publish_user), media_jobs=p.jobs,
                       skipped=p.skipped, cursor_bottom=cursor, entries=entries)
 
 
@@ -571,4 +588,4 @@ def parse_users_page(body: str | bytes, *, collected_at: datetime) -> ParsedUser
                     p.user((ic.get("user_results") or {}).get("result"), "timeline entry")
                 elif tn == "TimelineTimelineCursor":
                     cursor = _cursor_of(ic) or cursor
-    return ParsedUsersPage(users=list(p.users.values()), skipped=p.skipped, cursor_bottom=cursor)
+    return ParsedUsersPage(users=p.built_users(), skipped=p.skipped, cursor_bottom=cursor)

@@ -34,16 +34,17 @@ def parse_raw_page(inc: Incoming, recent: RecentUsers | None = None) -> list[Out
                                         f"{page.task_id}/{page.slice_id} unparsable: {e}"))
     elif page.response is not None and page.outcome == "ok" and page.operation == "SearchTimeline":
         try:
-            parsed = parse_timeline_page(page.response, task_id=page.task_id,
-                                         keyword=page.keyword, collected_at=page.requested_at)
+            parsed = parse_timeline_page(
+                page.response, task_id=page.task_id, keyword=page.keyword,
+                collected_at=page.requested_at,
+                publish_user=None if recent is None else recent.should_publish_raw)
         except PageParseError as e:
             outs.append(inc.dead_letter(SERVICE, f"page {page.page_no} of "
                                         f"{page.task_id}/{page.slice_id} unparsable: {e}"))
         else:
             hdr = ((POSTS_TARGET_HEADER, str(page.required_count).encode()),)
             outs.extend(Outgoing(POSTS, page.task_id, p, hdr) for p in parsed.posts)
-            outs.extend(Outgoing(USERS, u.user_id, u) for u in parsed.users
-                        if recent is None or recent.should_publish(u))
+            outs.extend(Outgoing(USERS, u.user_id, u) for u in parsed.users)
             for j in parsed.media_jobs:
                 if not page.download_video:
                     j.video_url = None  # the cover is stored always, the video only when asked

@@ -26,15 +26,20 @@ class RecentUsers:
 
     def should_publish(self, user: XUser) -> bool:
         """True for a user to publish now (and remembered as published)."""
+        return self.should_publish_raw(user.user_id, user.raw_data)
+
+    def should_publish_raw(self, user_id: str, raw_data: str) -> bool:
+        """should_publish before the XUser exists: the parser builds records only for the
+        users this accepts (most users of a keyword's pages were sent moments ago)."""
         if self.resend_s <= 0:
             return True
         now = self._clock()
-        fingerprint = hash(user.raw_data)
-        last = self._sent.get(user.user_id)
+        fingerprint = hash(raw_data)
+        last = self._sent.get(user_id)
         if last is not None and last[0] == fingerprint and now - last[1] < self.resend_s:
             return False
-        self._sent[user.user_id] = (fingerprint, now)
-        self._sent.move_to_end(user.user_id)
+        self._sent[user_id] = (fingerprint, now)
+        self._sent.move_to_end(user_id)
         while len(self._sent) > self.max_users:
             self._sent.popitem(last=False)
         return True
