@@ -23,8 +23,20 @@ import asyncio
 import importlib
 import logging
 import sys
+from typing import Any, Coroutine, TypeVar
 
 from libs.settings import Settings
+
+T = TypeVar("T")
+
+
+def run_loop(coro: Coroutine[Any, Any, T], settings: Settings) -> T:
+    """Run a command's coroutine on the configured event loop (Settings.event_loop)."""
+    if settings.event_loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(coro)
+    return asyncio.run(coro)
 
 # Service name → module with `async def serve(settings, stop, ...)`.
 SERVICES = {
@@ -156,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown service(s) {', '.join(unknown)}; choose from all, "
                          + ", ".join(SERVICES))
         try:
-            asyncio.run(run_services(names, settings))
+            run_loop(run_services(names, settings), settings)
         except KeyboardInterrupt:
             pass
         return 0
@@ -173,18 +185,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "reports":
         from services.reporter.replay import replay_dead_reports
 
-        n = asyncio.run(replay_dead_reports(settings, args.task))
+        n = run_loop(replay_dead_reports(settings, args.task), settings)
         print(f"queued {n} dead report(s) for re-delivery")
         return 0
     if args.cmd == "replay":
         from services.parser.replay import replay
 
-        res = asyncio.run(replay(settings, args.since, args.task))
+        res = run_loop(replay(settings, args.since, args.task), settings)
         print(f"replayed {res.pages} raw page(s) of {res.tasks} task(s): {res.records_out} "
               f"record(s) re-derived, 0 X requests")
         return 0
     if args.cmd == "lag":
-        return asyncio.run(lag_command(args, settings))
+        return run_loop(lag_command(args, settings), settings)
     if args.cmd == "migrate":
         from infra.migrate import apply_migrations
         from libs.storage.clickhouse import ClickHouseStore
