@@ -28,12 +28,17 @@ SELECT_POST = ", ".join(POST_FIELDS)
 
 
 def post_row(p: Post) -> list:
+    """The insert row. The large text columns (raw_data, the JSON lists) are handed over as
+    UTF-8 bytes: clickhouse-connect writes bytes as they are, while a str column costs it
+    about 20 µs per raw_data (its own per-value encode), twice what str.encode() costs."""
     row = []
     for c in POST_COLUMNS:
         if c == "version":
             row.append(int(p.collected_at.timestamp() * 1000))
         elif c in _JSON_LISTS:
-            row.append(orjson.dumps([m.model_dump(mode="json") for m in getattr(p, c)]).decode())
+            row.append(orjson.dumps([m.model_dump(mode="json") for m in getattr(p, c)]))
+        elif c == "raw_data":
+            row.append(p.raw_data.encode())
         else:
             row.append(getattr(p, c))
     return row
