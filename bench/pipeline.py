@@ -17,6 +17,10 @@ twscrape's own tweet count (which adds quoted originals) is printed for referenc
 Also printed: the CPU seconds every process (broker and simulator included) used from submit
 to completed, and what the idle stack costs per second before the task, so a change of the
 ratio can be traced to a process. `--parsers N` runs N parser replicas (members mode).
+`--runs N` runs N tasks one after another on the same stack, prints each one's rate, CPU and
+ratio, and ends with the median ratio. Later tasks also pay for a fuller stack (noida-db's
+periodic snapshot grows with the data it holds, chdb merges bigger parts), so the first task is
+the one to compare with single runs.
 
 The last line is `ratio: <end-to-end posts/s ÷ bare parse posts/s>`.
 """
@@ -28,6 +32,7 @@ import logging
 import math
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -141,8 +146,54 @@ async def _read_raw_pages(settings: Settings, task_id: str) -> list[RawPage]:
     return pages
 
 
+# --- one task --------------------------------------------------------------------------------------
+def _run_task(gw, services: list[ServiceProcess], pids: dict[str, int],
+              cpu_pids: dict[str, int], n_posts: int) -> dict:
+    """Submit one on-demand task for n_posts and wait until the gateway says completed: its
+    time, RSS at 10% and 100%, and CPU of every process from submit to completed."""
+    hours = math.ceil(n_posts / DENSITY_PER_HOUR * 1.25) + 2
+    start = WINDOW_END - timedelta(hours=hours)
+    keyword = f"bench{uuid.uuid4().hex[:6]}"
+
+    cpu0 = sample_cpu(cpu_pids)
+    t0 = time.perf_counter()
+    r = gw.post("/api/v1/tasks/ondemand", json={
+        "keyword": keyword, "priority": 3, "required_count": n_posts,
+        "start_time": start.isoformat().replace("+00:00", "Z"),
+        "end_time": WINDOW_END.isoformat().replace("+00:00", "Z")})
+    if r.status_code != 200:
+        raise RuntimeError(f"submit failed: {r.status_code} {r.text}")
+    task_id = r.json()["task_id"]
+
+    rss: dict[str, dict[str, float]] = {}
+    status: dict = {}
+    deadline = time.monotonic() + max(300, n_posts / 10)
+    while True:
+        status = gw.get(f"/api/v1/tasks/{task_id}/status").json()
+        prog = status.get("progress") or {}
+        pct = prog.get("percentage") or 0.0
+        if "10%" not in rss and pct >= 10.0:
+            rss["10%"] = sample_rss(pids)
+        if status.get("status") == "completed":
+            elapsed = time.perf_counter() - t0
+            rss["100%"] = sample_rss(pids)
+            cpu1 = sample_cpu(cpu_pids)
+            rss.setdefault("10%", rss["100%"])
+            break
+        if status.get("status") == "failed":
+            raise RuntimeError(f"task failed: {status}")
+        all_alive(services)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"task not completed in time: {status}\n"
+                               + "\n".join(s.tail(15) for s in services))
+        time.sleep(0.1)
+    return {"task_id": task_id, "keyword": keyword, "hours": hours, "elapsed": elapsed,
+            "collected": int(status["progress"]["collected"]), "rss": rss,
+            "cpu0": cpu0, "cpu1": cpu1}
+
+
 # --- main ------------------------------------------------------------------------------------------
-def run(n_posts: int, keep: bool = False, parsers: int = 1) -> float:
+def run(n_posts: int, keep: bool = False, parsers: int = 1, runs: int = 1) -> float:
     tmp = Path(tempfile.mkdtemp(prefix="xget-bench-"))
     logs = tmp / "logs"
     logs.mkdir()
@@ -213,45 +264,13 @@ def run(n_posts: int, keep: bool = False, parsers: int = 1) -> float:
         time.sleep(2)
         idle1, idle_s = sample_cpu(idle_pids), time.perf_counter() - idle_t0
 
-        hours = math.ceil(n_posts / DENSITY_PER_HOUR * 1.25) + 2
-        start = WINDOW_END - timedelta(hours=hours)
-        keyword = f"bench{uuid.uuid4().hex[:6]}"
         pids = {s.name: s.proc.pid for s in services} | {"noida-db (broker)": broker.pid}
         cpu_pids = pids | {"x simulator": xsim.pid}
-
-        cpu0 = sample_cpu(cpu_pids)
-        t0 = time.perf_counter()
-        r = gw.post("/api/v1/tasks/ondemand", json={
-            "keyword": keyword, "priority": 3, "required_count": n_posts,
-            "start_time": start.isoformat().replace("+00:00", "Z"),
-            "end_time": WINDOW_END.isoformat().replace("+00:00", "Z")})
-        if r.status_code != 200:
-            raise RuntimeError(f"submit failed: {r.status_code} {r.text}")
-        task_id = r.json()["task_id"]
-
-        rss: dict[str, dict[str, float]] = {}
-        status: dict = {}
-        deadline = time.monotonic() + max(300, n_posts / 10)
-        while True:
-            status = gw.get(f"/api/v1/tasks/{task_id}/status").json()
-            prog = status.get("progress") or {}
-            pct = prog.get("percentage") or 0.0
-            if "10%" not in rss and pct >= 10.0:
-                rss["10%"] = sample_rss(pids)
-            if status.get("status") == "completed":
-                elapsed = time.perf_counter() - t0
-                rss["100%"] = sample_rss(pids)
-                cpu1 = sample_cpu(cpu_pids)
-                rss.setdefault("10%", rss["100%"])
-                break
-            if status.get("status") == "failed":
-                raise RuntimeError(f"task failed: {status}")
-            all_alive(services)
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"task not completed in time: {status}\n"
-                                   + "\n".join(s.tail(15) for s in services))
-            time.sleep(0.1)
-        collected = int(status["progress"]["collected"])
+        results = [_run_task(gw, services, pids, cpu_pids, n_posts) for _ in range(runs)]
+        first = results[0]
+        task_id, keyword, hours = first["task_id"], first["keyword"], first["hours"]
+        collected, elapsed, rss = first["collected"], first["elapsed"], first["rss"]
+        cpu0, cpu1 = first["cpu0"], first["cpu1"]
         e2e_rate = collected / elapsed
 
         # Same pages the pipeline fetched, read back verbatim from raw-pages.
@@ -298,6 +317,18 @@ def run(n_posts: int, keep: bool = False, parsers: int = 1) -> float:
         print("idle stack before the task, CPU seconds per second: " + ", ".join(
             f"{n} {(idle1[n] - idle0[n]) / idle_s:.3f}" for n in idle_pids))
         ratio = e2e_rate / bare_rate
+        if runs > 1:
+            print(f"{runs} tasks one after another on the same stack (the tables above are "
+                  f"the first's):")
+            ratios = []
+            for i, res in enumerate(results, 1):
+                rate = res["collected"] / res["elapsed"]
+                cpu = sum(res["cpu1"].values()) - sum(res["cpu0"].values())
+                ratios.append(rate / bare_rate)
+                print(f"  task {i}: {res['collected']} posts in {res['elapsed']:.2f}s = "
+                      f"{rate:,.1f} posts/s, {cpu:.2f} CPU s, ratio {ratios[-1]:.3f}")
+            ratio = statistics.median(ratios)
+            print(f"median of {runs}: {ratio:.3f}")
         print(f"ratio: {ratio:.3f}")
         return ratio
     finally:
@@ -313,8 +344,13 @@ def main() -> None:
     ap.add_argument("--posts", type=int, default=10_000, help="required_count of the task")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
     ap.add_argument("--parsers", type=int, default=1, help="parser replicas (processes)")
+    ap.add_argument("--runs", type=int, default=1,
+                    help="tasks run one after another on the same stack; the last line is then "
+                         "the median ratio (a shared host's noise moves single runs)")
     args = ap.parse_args()
-    run(args.posts, keep=args.keep, parsers=args.parsers)
+    if args.runs < 1:
+        ap.error("--runs must be at least 1")
+    run(args.posts, keep=args.keep, parsers=args.parsers, runs=args.runs)
 
 
 if __name__ == "__main__":
