@@ -79,15 +79,23 @@ async def _socks5(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         writer.write(b"\x05\x07\x00\x01\x00\x00\x00\x00\x00\x00")  # command not supported
         _say(f"proxy SOCKS5 {target} unsupported-command")
         return
+    await _tunnel(reader, writer, host, port, f"SOCKS5 {target}",
+                  (b"\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00", "ok"),
+                  (SOCKS5_REPLY_FAILED, "refused"))
+
+
+async def _tunnel(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str,
+                  port: int, label: str, ok: tuple[bytes, str], failed: tuple[bytes, str]) -> None:
+    """Connect to host:port, answer the client `ok` (or `failed`), then pipe both ways."""
     try:
         up_r, up_w = await asyncio.open_connection(host, port)
     except OSError:
-        writer.write(SOCKS5_REPLY_FAILED)
-        _say(f"proxy SOCKS5 {target} refused")
+        writer.write(failed[0])
+        _say(f"proxy {label} {failed[1]}")
         return
-    writer.write(b"\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00")
+    writer.write(ok[0])
     await writer.drain()
-    _say(f"proxy SOCKS5 {target} ok")
+    _say(f"proxy {label} {ok[1]}")
     await asyncio.gather(_pipe(reader, up_w), _pipe(up_r, writer))
 
 
@@ -115,16 +123,9 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             method, target, version = lines[0].decode("latin-1").split(" ", 2)
             if method == "CONNECT":
                 host, _, port = target.rpartition(":")
-                try:
-                    up_r, up_w = await asyncio.open_connection(host, int(port))
-                except OSError:
-                    writer.write(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
-                    _say(f"proxy CONNECT {target} 502")
-                    return
-                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                await writer.drain()
-                _say(f"proxy CONNECT {target} 200")
-                await asyncio.gather(_pipe(reader, up_w), _pipe(up_r, writer))
+                await _tunnel(reader, writer, host, int(port), f"CONNECT {target}",
+                              (b"HTTP/1.1 200 Connection established\r\n\r\n", "200"),
+                              (b"HTTP/1.1 502 Bad Gateway\r\n\r\n", "502"))
                 return
             await _forward(method, target, version, lines[1:], reader, writer)
     finally:

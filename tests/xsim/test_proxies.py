@@ -58,3 +58,31 @@ async def test_proxy_down_is_a_proxy_error(settings, scheme):
     finally:
         await client.aclose()
     assert r.outcome == "proxy_error" and r.http_status is None, r
+
+
+async def test_connect_tunnel_reaches_the_target_or_answers_502(settings, proxy):
+    """The test proxy's CONNECT tunnel (what clients use for https:// through a proxy)."""
+    import asyncio
+    from urllib.parse import urlsplit
+
+    sim = urlsplit(settings.x_graphql_url)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+
+    async def connect(port: int) -> bytes:
+        r, w = await asyncio.open_connection("127.0.0.1", proxy.port)
+        w.write(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n\r\n".encode())
+        head = await r.readuntil(b"\r\n\r\n")
+        if b" 200 " in head:
+            w.write(f"GET /_sim/health HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+                    f"connection: close\r\n\r\n".encode())
+            head += await r.read()
+        w.close()
+        return head
+
+    through = await connect(sim.port)
+    assert through.startswith(b"HTTP/1.1 200 Connection established")
+    assert b"HTTP/1.1 200 OK" in through
+    assert (await connect(dead)).startswith(b"HTTP/1.1 502")
+    assert f"proxy CONNECT 127.0.0.1:{sim.port} 200" in proxy.log_tail(200)
