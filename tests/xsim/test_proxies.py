@@ -86,3 +86,35 @@ async def test_connect_tunnel_reaches_the_target_or_answers_502(settings, proxy)
     assert b"HTTP/1.1 200 OK" in through
     assert (await connect(dead)).startswith(b"HTTP/1.1 502")
     assert f"proxy CONNECT 127.0.0.1:{sim.port} 200" in proxy.log_tail(200)
+
+
+async def test_proxy_credentials_go_in_proxy_authorization():
+    """user:pass in the proxy URL (percent-encoded) reach the proxy as Basic credentials and
+    are not sent to X."""
+    import asyncio
+    import base64
+
+    from libs.settings import Settings
+
+    heads: list[bytes] = []
+
+    async def handle(r, w):
+        heads.append(await r.readuntil(b"\r\n\r\n"))
+        w.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
+        await w.drain()
+        w.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = XClient(Settings(_env_file=None, x_graphql_url="http://x.example/i/api/graphql",
+                              x_transaction_id="static"))
+    try:
+        await client.search_page(_via(account("pxauth"), f"http://alice:p%40ss@127.0.0.1:{port}"),
+                                 Q, None)
+    finally:
+        await client.aclose()
+        server.close()
+    lines = heads[0].decode().split("\r\n")
+    assert lines[0].startswith("GET http://x.example/i/api/graphql/")
+    assert f"Proxy-Authorization: Basic {base64.b64encode(b'alice:p@ss').decode()}" in lines
+    assert not any(line.lower().startswith("authorization: basic") for line in lines)
