@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import sys
 from urllib.parse import urlsplit
 
@@ -43,7 +44,10 @@ async def _read_head(reader: asyncio.StreamReader, prefix: bytes = b"") -> list[
     return lines if lines and lines[0] else None
 
 
-SOCKS5_REPLY_FAILED = b"\x05\x05\x00\x01\x00\x00\x00\x00\x00\x00"  # connection refused
+def _socks5_reply(code: int) -> bytes:
+    """A SOCKS5 reply (RFC 1928 §6) with an IPv4 0.0.0.0:0 bound address: 0 succeeded,
+    5 connection refused, 7 command not supported, 8 address type not supported."""
+    return b"\x05" + bytes([code]) + b"\x00\x01" + bytes(6)
 
 
 async def _socks5(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -68,20 +72,18 @@ async def _socks5(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
     elif atyp == 3:
         host = (await reader.readexactly((await reader.readexactly(1))[0])).decode("idna")
     elif atyp == 4:
-        import ipaddress
         host = str(ipaddress.IPv6Address(await reader.readexactly(16)))
     else:
-        writer.write(b"\x05\x08\x00\x01\x00\x00\x00\x00\x00\x00")  # atyp not supported
+        writer.write(_socks5_reply(8))
         return
     port = int.from_bytes(await reader.readexactly(2), "big")
     target = f"{host}:{port}"
     if cmd != 1:
-        writer.write(b"\x05\x07\x00\x01\x00\x00\x00\x00\x00\x00")  # command not supported
+        writer.write(_socks5_reply(7))
         _say(f"proxy SOCKS5 {target} unsupported-command")
         return
     await _tunnel(reader, writer, host, port, f"SOCKS5 {target}",
-                  (b"\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00", "ok"),
-                  (SOCKS5_REPLY_FAILED, "refused"))
+                  (_socks5_reply(0), "ok"), (_socks5_reply(5), "refused"))
 
 
 async def _tunnel(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str,

@@ -28,8 +28,10 @@ from typing import Any, Literal
 from urllib.parse import urlencode, urlparse
 
 import aiohttp
+import aiohttp_socks
 import certifi
 import orjson
+import python_socks
 from yarl import URL
 from twscrape.account import TOKEN
 from twscrape.api import GQL_FEATURES
@@ -242,22 +244,12 @@ def _decode_body(raw: bytes, charset: str | None) -> str:
         return raw.decode("utf-8", errors="replace")
 
 
-def _proxy_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean "the proxy failed", not X."""
-    errs: list[type[BaseException]] = [aiohttp.ClientProxyConnectionError,
-                                       aiohttp.ClientHttpProxyError]
-    # aiohttp-socks raises its own classes, and python-socks' from deeper down
-    for module in ("aiohttp_socks", "python_socks"):
-        try:
-            mod = __import__(module)
-        except ImportError:  # pragma: no cover - aiohttp-socks is a dependency
-            continue
-        errs += [getattr(mod, n) for n in ("ProxyError", "ProxyConnectionError",
-                                           "ProxyTimeoutError") if hasattr(mod, n)]
-    return tuple(dict.fromkeys(errs))
-
-
-PROXY_ERRORS = _proxy_errors()
+# "The proxy failed", not X: aiohttp's own, aiohttp-socks' and python-socks' (from deeper down)
+PROXY_ERRORS: tuple[type[BaseException], ...] = (
+    aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError,
+    aiohttp_socks.ProxyError, aiohttp_socks.ProxyConnectionError, aiohttp_socks.ProxyTimeoutError,
+    python_socks.ProxyError, python_socks.ProxyConnectionError, python_socks.ProxyTimeoutError,
+)
 
 
 class XClient:
@@ -297,12 +289,10 @@ class XClient:
         proxy = account.proxy
         scheme = urlparse(proxy).scheme.lower() if proxy else ""
         if scheme.startswith("socks"):
-            from aiohttp_socks import ProxyConnector
-
             # socks5h: the proxy resolves X's host name (rdns), as httpx/socksio does;
             # aiohttp-socks knows the scheme only as socks5 with rdns=True.
             url = f"socks5{proxy[len(scheme):]}" if scheme == "socks5h" else proxy
-            connector: aiohttp.BaseConnector = ProxyConnector.from_url(
+            connector: aiohttp.BaseConnector = aiohttp_socks.ProxyConnector.from_url(
                 url, rdns=scheme == "socks5h", ssl=self._ssl_context(), limit=16)
             proxy = None
         else:

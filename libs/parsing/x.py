@@ -492,8 +492,7 @@ class _PageParser:
                 ))
 
 
-def xuser_from_flat(flat: dict, raw: dict, seen_at: datetime,
-                    raw_data: str | None = None) -> XUser:
+def xuser_from_flat(flat: dict, raw: dict, seen_at: datetime, raw_data: str) -> XUser:
     created = flat.get("created_at")
     return XUser(
         user_id=str(flat["id_str"]),
@@ -509,7 +508,7 @@ def xuser_from_flat(flat: dict, raw: dict, seen_at: datetime,
         verified=bool(flat.get("verified")),
         blue_verified=bool(flat.get("is_blue_verified")),
         seen_at=seen_at,
-        raw_data=orjson.dumps(raw).decode() if raw_data is None else raw_data,
+        raw_data=raw_data,
     )
 
 

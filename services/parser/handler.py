@@ -37,7 +37,7 @@ def parse_raw_page(inc: Incoming, recent: RecentUsers | None = None) -> list[Out
             parsed = parse_timeline_page(
                 page.response, task_id=page.task_id, keyword=page.keyword,
                 collected_at=page.requested_at,
-                publish_user=None if recent is None else recent.should_publish_raw)
+                publish_user=None if recent is None else recent.should_publish)
         except PageParseError as e:
             outs.append(inc.dead_letter(SERVICE, f"page {page.page_no} of "
                                         f"{page.task_id}/{page.slice_id} unparsable: {e}"))

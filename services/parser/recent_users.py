@@ -14,8 +14,6 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-from libs.records.posts import XUser
-
 
 class RecentUsers:
     def __init__(self, resend_s: float, max_users: int = 50_000, clock=time.monotonic):
@@ -24,13 +22,10 @@ class RecentUsers:
         self._clock = clock
         self._sent: OrderedDict[str, tuple[int, float]] = OrderedDict()  # id → (raw hash, when)
 
-    def should_publish(self, user: XUser) -> bool:
-        """True for a user to publish now (and remembered as published)."""
-        return self.should_publish_raw(user.user_id, user.raw_data)
-
-    def should_publish_raw(self, user_id: str, raw_data: str) -> bool:
-        """should_publish before the XUser exists: the parser builds records only for the
-        users this accepts (most users of a keyword's pages were sent moments ago)."""
+    def should_publish(self, user_id: str, raw_data: str) -> bool:
+        """True for a user to publish now (and remembered as published). Asked with the
+        user's raw JSON before any XUser exists: the parser builds records only for the users
+        this accepts (most users of a keyword's pages were sent moments ago)."""
         if self.resend_s <= 0:
             return True
         now = self._clock()
