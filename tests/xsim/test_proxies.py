@@ -88,33 +88,83 @@ async def test_connect_tunnel_reaches_the_target_or_answers_502(settings, proxy)
     assert f"proxy CONNECT 127.0.0.1:{sim.port} 200" in proxy.log_tail(200)
 
 
+class _HeadRecorder:
+    """A stand-in proxy that records each request head and answers `{}`."""
+
+    def __init__(self) -> None:
+        self.heads: list[bytes] = []
+        self.server = None
+
+    async def __aenter__(self) -> "_HeadRecorder":
+        import asyncio
+
+        async def handle(r, w):
+            self.heads.append(await r.readuntil(b"\r\n\r\n"))
+            w.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                    b"content-length: 2\r\n\r\n{}")
+            await w.drain()
+            w.close()
+
+        self.server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.server.close()
+
+
+def _offline_client() -> XClient:
+    from libs.settings import Settings
+
+    return XClient(Settings(_env_file=None, x_graphql_url="http://x.example/i/api/graphql",
+                            x_transaction_id="static"))
+
+
 async def test_proxy_credentials_go_in_proxy_authorization():
     """user:pass in the proxy URL (percent-encoded) reach the proxy as Basic credentials and
     are not sent to X."""
-    import asyncio
     import base64
 
-    from libs.settings import Settings
-
-    heads: list[bytes] = []
-
-    async def handle(r, w):
-        heads.append(await r.readuntil(b"\r\n\r\n"))
-        w.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
-        await w.drain()
-        w.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    client = XClient(Settings(_env_file=None, x_graphql_url="http://x.example/i/api/graphql",
-                              x_transaction_id="static"))
-    try:
-        await client.search_page(_via(account("pxauth"), f"http://alice:p%40ss@127.0.0.1:{port}"),
-                                 Q, None)
-    finally:
-        await client.aclose()
-        server.close()
-    lines = heads[0].decode().split("\r\n")
+    async with _HeadRecorder() as rec:
+        client = _offline_client()
+        try:
+            await client.search_page(
+                _via(account("pxauth"), f"http://alice:p%40ss@127.0.0.1:{rec.port}"), Q, None)
+        finally:
+            await client.aclose()
+    lines = rec.heads[0].decode().split("\r\n")
     assert lines[0].startswith("GET http://x.example/i/api/graphql/")
     assert f"Proxy-Authorization: Basic {base64.b64encode(b'alice:p@ss').decode()}" in lines
     assert not any(line.lower().startswith("authorization: basic") for line in lines)
+
+
+async def test_account_without_proxy_uses_the_environments_proxy(monkeypatch):
+    """HTTP_PROXY from the environment (with its credentials) carries an account that has no
+    proxy of its own, read once per account session; NO_PROXY for X's host goes direct."""
+    import base64
+
+    async with _HeadRecorder() as rec:
+        monkeypatch.setenv("HTTP_PROXY", f"http://bob:s3cret@127.0.0.1:{rec.port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        client = _offline_client()
+        try:
+            for _ in range(2):
+                r = await client.search_page(account("pxenv"), Q, None)
+                assert r.http_status == 200, r
+        finally:
+            await client.aclose()
+    assert len(rec.heads) == 2
+    lines = rec.heads[0].decode().split("\r\n")
+    assert lines[0].startswith("GET http://x.example/i/api/graphql/")
+    assert f"Proxy-Authorization: Basic {base64.b64encode(b'bob:s3cret').decode()}" in lines
+
+    async with _HeadRecorder() as rec:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{rec.port}")
+        monkeypatch.setenv("NO_PROXY", "x.example")
+        client = _offline_client()
+        try:
+            r = await client.search_page(account("pxnoproxy"), Q, None)
+        finally:
+            await client.aclose()
+    assert rec.heads == [] and r.outcome == "network_error", r  # x.example is not resolvable
