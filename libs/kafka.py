@@ -30,7 +30,7 @@ from aiokafka.partitioner import DefaultPartitioner, murmur2
 from . import metrics, tracing
 from .consumer_watch import observe_lag
 from .ops_server import HEALTH
-from .records.base import SCHEMA_HEADER, Record
+from .records.base import BODY_HEADER, SCHEMA_HEADER, Record
 from .records.dead_letter import DeadLetter
 from .settings import Settings
 from .topics import CATALOGUE, DEAD_LETTERS, TopicSpec, topic_name
@@ -211,10 +211,13 @@ class Producer:
 
 
 def _headers(out: Outgoing) -> list[tuple[str, bytes]]:
-    """The schema header, the record's own headers, and the current span's W3C context
-    unless the record carries one."""
+    """The schema header, the record's own headers, the current span's W3C context unless
+    the record carries one, and the record's body (see libs.records.base)."""
     headers = [(SCHEMA_HEADER, out.record.schema_id().encode()), *out.headers]
     tracing.inject(headers)
+    body = out.record.encode_body()
+    if body is not None:
+        headers.append((BODY_HEADER, body))
     return headers
 
 
@@ -230,11 +233,11 @@ def decode(spec: TopicSpec, msg: ConsumerRecord) -> Record:
     schema = headers.get(SCHEMA_HEADER)
     model = spec.schema_for(schema.decode() if schema else None)
     if model is None:
-        known = ", ".join(s.schema_id() for s in spec.schemas)
+        known = ", ".join(i for s in spec.schemas for i in s.schema_ids())
         raise ValueError(f"unknown schema {schema!r} on {spec.name} (this service reads {known})")
     if msg.value is None:
         raise ValueError("empty record value")
-    return model.decode(msg.value)
+    return model.decode(msg.value, headers.get(BODY_HEADER))
 
 
 def dead_letter_for(service: str, msg: ConsumerRecord, error: str) -> Outgoing:
@@ -249,6 +252,8 @@ def dead_letter_for(service: str, msg: ConsumerRecord, error: str) -> Outgoing:
         key=key,
         value=(msg.value or b"").decode(errors="replace"),
         schema_header=schema.decode(errors="replace") if schema else None,
+        body=body.decode(errors="replace") if (body := headers.get(BODY_HEADER)) is not None
+        else None,
         error=error[:4000],
         failed_at=datetime.now(timezone.utc),
     )

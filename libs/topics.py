@@ -36,7 +36,7 @@ class TopicSpec:
 
     def schema_for(self, header: str | None) -> type[Record] | None:
         for s in self.schemas:
-            if s.schema_id() == header:
+            if header in s.schema_ids():
                 return s
         return None
 

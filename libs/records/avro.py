@@ -9,6 +9,8 @@ str->string, int->long, float->double, bool->boolean, datetime->long/timestamp-m
 Optional[T]->["null", T] (default null), list[T]->array, nested model->named record,
 Literal->enum. Note that the wire format today is JSON (orjson), where datetimes travel as
 ISO-8601 strings with a UTC offset; the Avro types say what a binary Avro encoding would use.
+Every version a model still reads gets its file; a record's body field (libs.records.base)
+is marked in the versions where it travels as the `xget-body` header.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ WIRE_NOTE = (
     "Kafka header 'xget-schema' = '{id}'."
 )
 DATETIME_NOTE = "JSON wire format: ISO-8601 string (UTC)."
+BODY_NOTE = ("Not in the JSON value: travels as the Kafka header 'xget-body', its UTF-8 bytes "
+             "verbatim.")
 
 _PRIMITIVES: dict[Any, str] = {str: "string", int: "long", float: "double", bool: "boolean"}
 
@@ -45,8 +49,9 @@ def _camel(s: str) -> str:
 class _Builder:
     """Builds one schema; named types are defined once, then referenced by full name."""
 
-    def __init__(self) -> None:
+    def __init__(self, version: int | None = None) -> None:
         self.defined: set[str] = set()
+        self.version = version  # of the top record; None = its current one
 
     def type_of(self, ann: Any, owner: str, field: str) -> Any:
         origin = get_origin(ann)
@@ -91,6 +96,8 @@ class _Builder:
             doc = info.description or ""
             if info.annotation is datetime or datetime in get_args(info.annotation):
                 doc = f"{doc} {DATETIME_NOTE}".strip()
+            if top and fname == getattr(model, "body_field", None) and self._body_in_header(model):
+                doc = f"{doc} {BODY_NOTE}".strip()
             if doc:
                 f["doc"] = doc
             default = _default_of(info)
@@ -103,12 +110,16 @@ class _Builder:
         out: dict[str, Any] = {"type": "record", "name": name, "namespace": NAMESPACE}
         doc = (model.__doc__ or "").strip()
         if top:
-            sid = model.schema_id() if hasattr(model, "schema_id") else full
+            sid = model.schema_id(self.version) if hasattr(model, "schema_id") else full
             doc = f"{doc}\n\n{WIRE_NOTE.format(id=sid)}".strip()
         if doc:
             out["doc"] = doc
         out["fields"] = fields
         return out
+
+    def _body_in_header(self, model) -> bool:
+        version = model.schema_version if self.version is None else self.version
+        return version >= model.body_since
 
 
 def _default_of(info) -> Any:
@@ -125,8 +136,8 @@ def _default_of(info) -> Any:
     return d
 
 
-def schema_for(model: type[BaseModel]) -> dict:
-    return _Builder().record(model, top=True)
+def schema_for(model: type[BaseModel], version: int | None = None) -> dict:
+    return _Builder(version).record(model, top=True)
 
 
 def topic_models() -> list[type[BaseModel]]:
@@ -139,8 +150,13 @@ def topic_models() -> list[type[BaseModel]]:
     return list(seen.values())
 
 
-def file_name(model) -> str:
-    return f"{model.schema_name}.v{model.schema_version}.avsc"
+def file_name(model, version: int | None = None) -> str:
+    return f"{model.schema_name}.v{model.schema_version if version is None else version}.avsc"
+
+
+def versions_of(model) -> tuple[int, ...]:
+    """The version a model writes, then each older one it still reads."""
+    return (model.schema_version, *model.read_versions)
 
 
 def render(schema: dict) -> str:
@@ -149,7 +165,8 @@ def render(schema: dict) -> str:
 
 def generate() -> dict[str, str]:
     """File name -> file text for every record class used on a topic."""
-    return {file_name(m): render(schema_for(m)) for m in topic_models()}
+    return {file_name(m, v): render(schema_for(m, v)) for m in topic_models()
+            for v in versions_of(m)}
 
 
 def diff(directory: Path = SCHEMA_DIR) -> list[str]:

@@ -23,6 +23,10 @@ class KolPage(Record):
     """
 
     schema_name = "xget.KolPage"
+    schema_version = 2  # v2: response travels as the xget-body header
+    read_versions = (1,)
+    body_field = "response"
+    body_since = 2
 
     kol: str = Field(description="The KOL's key in twitter_kol (its id, or '@handle').")
     kol_id: str | None = Field(None, description="X user id of the KOL, when known.")

@@ -21,6 +21,10 @@ class RawPage(Record):
     """
 
     schema_name = "xget.RawPage"
+    schema_version = 2  # v2: response travels as the xget-body header
+    read_versions = (1,)
+    body_field = "response"
+    body_since = 2
 
     task_id: str
     slice_id: str

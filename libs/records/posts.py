@@ -41,6 +41,10 @@ class Post(Record):
     """A post in the client's standard record (see ARCHITECTURE.md, 'The client's post record')."""
 
     schema_name = "xget.Post"
+    schema_version = 2  # v2: raw_data travels as the xget-body header
+    read_versions = (1,)
+    body_field = "raw_data"
+    body_since = 2
 
     platform: Literal["x"] = Field("x", description="Source platform; Facebook/Instagram later.")
     post_url: str = Field(description="https://x.com/{handle}/status/{id}")
@@ -88,6 +92,10 @@ class XUser(Record):
     """An X user as seen in a response (authors, quoted authors, followings)."""
 
     schema_name = "xget.XUser"
+    schema_version = 2  # v2: raw_data travels as the xget-body header
+    read_versions = (1,)
+    body_field = "raw_data"
+    body_since = 2
 
     platform: Literal["x"] = "x"
     user_id: str

@@ -6,10 +6,11 @@ import asyncio
 from datetime import datetime, timezone
 
 import httpx
+import orjson
 from aiokafka import AIOKafkaProducer
 
 from libs.kafka import ConsumerLoop, Producer
-from libs.records.base import SCHEMA_HEADER
+from libs.records.base import BODY_HEADER, SCHEMA_HEADER
 from libs.records.dead_letter import DeadLetter
 from libs.records.pages import RawPage
 from libs.topic_table import TopicTable
@@ -101,16 +102,20 @@ async def test_parser_dead_letters_bad_records_and_keeps_going(noida):
                        requested_at=datetime.now(timezone.utc), entries=20, final=final,
                        end_reason="exhausted" if final else None)
 
+    def v1_value(p: RawPage) -> bytes:  # as written before v2: the body inside the value
+        return orjson.dumps({**orjson.loads(p.encode()), "response": p.response})
+
     try:
-        # 1) not JSON at all, 2) unknown schema version, 3) a valid record whose X body is
-        # truncated, 4) a good page that ends the slice.
+        # 1) not JSON at all, 2) unknown schema version, 3) a valid v2 record whose X body
+        # (its xget-body header) is truncated, 4) a good v1 page that ends the slice.
         await raw.send_and_wait(topic, b"{not json", key=b"t1",
-                                headers=[(SCHEMA_HEADER, b"xget.RawPage/v1")])
+                                headers=[(SCHEMA_HEADER, b"xget.RawPage/v2")])
         await raw.send_and_wait(topic, page(0, good_body).encode(), key=b"t1",
                                 headers=[(SCHEMA_HEADER, b"xget.RawPage/v9")])
         await raw.send_and_wait(topic, page(1, good_body[:5000]).encode(), key=b"t1",
-                                headers=[(SCHEMA_HEADER, b"xget.RawPage/v1")])
-        await raw.send_and_wait(topic, page(2, good_body, final=True).encode(), key=b"t1",
+                                headers=[(SCHEMA_HEADER, b"xget.RawPage/v2"),
+                                         (BODY_HEADER, good_body[:5000].encode())])
+        await raw.send_and_wait(topic, v1_value(page(2, good_body, final=True)), key=b"t1",
                                 headers=[(SCHEMA_HEADER, b"xget.RawPage/v1")])
 
         loop = ConsumerLoop(settings, SERVICE, [RAW_PAGES], handle, producer)
@@ -136,4 +141,7 @@ async def test_parser_dead_letters_bad_records_and_keeps_going(noida):
     assert any(c.startswith("undecodable record") for c in causes), causes
     assert any("unknown schema" in c and "v9" in c for c in causes), causes
     assert any("page 1 of t1/s0 unparsable" in c for c in causes), causes
+    # the dead letter keeps the page's body, which travelled outside the value
+    (truncated,) = [d for d in letters if "page 1 of t1/s0" in d.error]
+    assert truncated.body == good_body[:5000]
     assert all(d.service == SERVICE and d.source_topic == topic for d in letters)

@@ -41,10 +41,22 @@ def test_check_cli_exit_codes(tmp_path):
     assert avro.main(["--dir", str(tmp_path), "--check"]) == 1
 
 
-def test_one_file_per_topic_record():
+def test_one_file_per_topic_record_version():
+    """A file for the version each model writes and for every older one it still reads."""
     names = {p.name for p in SCHEMAS.glob("xget.*.avsc")}
-    assert names == {f"{m.schema_name}.v{m.schema_version}.avsc" for m in topic_models()}
-    assert "xget.Post.v1.avsc" in names
+    assert names == {f"{m.schema_name}.v{v}.avsc" for m in topic_models()
+                     for v in (m.schema_version, *m.read_versions)}
+    assert {"xget.Post.v1.avsc", "xget.Post.v2.avsc"} <= names
+
+
+def test_body_field_documented_where_it_travels_as_a_header():
+    """v1 of a post carries raw_data inside the JSON value, v2 in the xget-body header."""
+    def raw_data_doc(version: int) -> str:
+        s = json.loads((SCHEMAS / f"xget.Post.v{version}.avsc").read_text())
+        return next(f["doc"] for f in s["fields"] if f["name"] == "raw_data")
+
+    assert "xget-body" not in raw_data_doc(1)
+    assert "xget-body" in raw_data_doc(2)
 
 
 def _records(schema, found):
