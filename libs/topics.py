@@ -35,10 +35,13 @@ class TopicSpec:
     doc: str = ""
 
     def schema_for(self, header: str | None) -> type[Record] | None:
-        for s in self.schemas:
-            if header in s.schema_ids():
-                return s
-        return None
+        """The model that reads records whose xget-schema header is `header` (any version it
+        reads), or None. Looked up once per consumed record, hence the table."""
+        table = self.__dict__.get("_by_schema_id")
+        if table is None:
+            table = {i: s for s in reversed(self.schemas) for i in s.schema_ids()}
+            object.__setattr__(self, "_by_schema_id", table)  # frozen: a cache, not state
+        return table.get(header) if header is not None else None
 
 
 TASK_COMMANDS = TopicSpec(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import logging
 import sys
@@ -31,7 +32,10 @@ T = TypeVar("T")
 
 
 def run_loop(coro: Coroutine[Any, Any, T], settings: Settings) -> T:
-    """Run a command's coroutine on the configured event loop (Settings.event_loop)."""
+    """Run a command's coroutine on the configured event loop (Settings.event_loop), with the
+    garbage collector tuned by Settings.gc_gen0_threshold."""
+    if settings.gc_gen0_threshold:
+        gc.set_threshold(settings.gc_gen0_threshold, *gc.get_threshold()[1:])
     if settings.event_loop == "uvloop":
         import uvloop
 
