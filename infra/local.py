@@ -368,6 +368,29 @@ def start_xsim(port: int | None = None, fixtures: str | os.PathLike | None = Non
                          env=env, cwd=REPO_ROOT, timeout=timeout)
 
 
+def start_chdb_http(data_dir: str | os.PathLike, port: int | None = None, *,
+                    log_dir: str | os.PathLike | None = None,
+                    timeout: float = 60.0) -> ProcessHandle:
+    """ClickHouse's HTTP interface on the chdb engine (``python -m infra.chdb_http``), for the
+    ``http://`` DSN; ``.address`` is ``http://127.0.0.1:PORT``."""
+    port = port or free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "infra.chdb_http", "--host", "127.0.0.1", "--port", str(port),
+            "--data-dir", str(data_dir)]
+    env = {"PYTHONPATH": os.pathsep.join(
+        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(f"{base_url}/ping", timeout=1) as r:  # noqa: S310
+                return r.status == 200
+        except (OSError, ValueError):
+            return False
+
+    return start_process("chdb-http", argv, ready, address=base_url, port=port,
+                         log_dir=log_dir, env=env, cwd=REPO_ROOT, timeout=timeout)
+
+
 # --- topics ------------------------------------------------------------------------------------
 async def create_topics(bootstrap: str, prefix: str = "",
                         catalogue: Iterable[TopicSpec] = CATALOGUE, *,

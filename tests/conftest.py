@@ -131,6 +131,31 @@ def xsim(infra_log_dir) -> Iterator[str]:
         handle.stop()
 
 
+@pytest.fixture(scope="session")
+def clickhouse_http(infra_log_dir, tmp_path_factory) -> Iterator[str]:
+    """A ClickHouse HTTP endpoint (infra/chdb_http: the chdb engine behind ClickHouse's HTTP
+    interface) for tests of the `http://` DSN; its base URL."""
+    handle = local.start_chdb_http(tmp_path_factory.mktemp("chdb-http"), log_dir=infra_log_dir)
+    try:
+        yield handle.address
+    finally:
+        handle.stop()
+
+
+@pytest.fixture
+def clickhouse_http_dsn(clickhouse_http) -> str:
+    """An `http://` DSN with a database of its own (the server is shared by the session)."""
+    import uuid
+    import urllib.request
+
+    db = f"t_{uuid.uuid4().hex[:12]}"
+    req = urllib.request.Request(clickhouse_http, data=f"CREATE DATABASE {db}".encode())
+    with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310
+        assert r.status == 200
+    host = clickhouse_http.removeprefix("http://")
+    return f"http://default:@{host}/{db}"
+
+
 @pytest.fixture
 def chdb_path(tmp_path) -> str:
     p = tmp_path / "chdb"

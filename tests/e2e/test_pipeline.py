@@ -1,5 +1,6 @@
 """End to end: an on-demand task through gateway → scheduler → scraper → X simulator → parser →
-dedup-counter → ClickHouse, with every part real (broker, chdb, simulator, OS processes)."""
+dedup-counter → ClickHouse, with every part real (broker, chdb, simulator, OS processes): on
+either broker, and with ClickHouse embedded (chdb://) or over HTTP (http://, infra/chdb_http)."""
 
 from __future__ import annotations
 
@@ -25,9 +26,10 @@ START, END = "2026-10-01T00:00:00Z", "2026-10-02T00:00:00Z"  # 1,440 posts at 60
 
 
 def pipeline_settings(kafka, xsim: str, tmp_path: Path, chdb_dir: str, **overrides):
+    """`chdb_dir` is a chdb data directory, or a whole `http://` DSN."""
     opts = dict(
         topic_prefix=fresh_prefix(kafka.bootstrap),
-        clickhouse_dsn=f"chdb://{chdb_dir}",
+        clickhouse_dsn=chdb_dir if chdb_dir.startswith("http") else f"chdb://{chdb_dir}",
         object_store_url=f"file://{tmp_path / 'objects'}",
         data_dir=str(tmp_path / "xget"),
         x_graphql_url=f"{xsim}/i/api/graphql",
@@ -79,7 +81,8 @@ def fixture_expectations() -> tuple[dict, dict]:
 
 
 def stored(chdb_dir: str, task_id: str) -> dict:
-    with ClickHouseStore(f"chdb://{chdb_dir}") as ch:
+    dsn = chdb_dir if chdb_dir.startswith("http") else f"chdb://{chdb_dir}"
+    with ClickHouseStore(dsn) as ch:
         posts = ch.query_dicts_sync(
             "SELECT post_id, author_handle, like_count, retweet_count, comment_count, "
             "quote_count, view_count, is_quote, is_retweet, original_author_handle, "
@@ -93,10 +96,13 @@ def stored(chdb_dir: str, task_id: str) -> dict:
     return {"posts": posts, "task_posts": counts[0], "posts_final": counts[1], "billing": counts[2]}
 
 
-@pytest.mark.parametrize("broker", ["noida", "tansu"])
-def test_ondemand_task_collects_exactly_the_requested_posts(broker, request, xsim, tmp_path,
-                                                            chdb_path):
+@pytest.mark.parametrize("broker,clickhouse", [("noida", "chdb"), ("tansu", "chdb"),
+                                               ("noida", "http")])
+def test_ondemand_task_collects_exactly_the_requested_posts(broker, clickhouse, request, xsim,
+                                                            tmp_path, chdb_path):
     kafka = request.getfixturevalue(broker)
+    if clickhouse == "http":
+        chdb_path = request.getfixturevalue("clickhouse_http_dsn")
     settings = pipeline_settings(kafka, xsim, tmp_path, chdb_path)
     sim = Simulator(xsim)
     sim.configure(limits={"SearchTimeline": 100_000})
