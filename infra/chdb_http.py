@@ -148,12 +148,9 @@ class Handler(BaseHTTPRequestHandler):
         log.debug("%s " + fmt, self.address_string(), *args)
 
     def do_GET(self) -> None:  # noqa: N802
-        path = urlsplit(self.path).path
-        if path in ("/ping", "/"):
-            if path == "/" and "query" not in dict(parse_qsl(urlsplit(self.path).query)):
-                return self._send(200, b"Ok.\n", {})
-            if path == "/ping":
-                return self._send(200, b"Ok.\n", {})
+        url = urlsplit(self.path)
+        if url.path == "/ping" or "query" not in dict(parse_qsl(url.query)):
+            return self._send(200, b"Ok.\n", {})  # the health answer of a ClickHouse server
         self._query(b"")
 
     def do_POST(self) -> None:  # noqa: N802
