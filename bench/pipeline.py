@@ -17,8 +17,9 @@ twscrape's own tweet count (which adds quoted originals) is printed for referenc
 Also printed: the CPU seconds every process (broker and simulator included) used from submit
 to completed, and what the idle stack costs per second before the task, so a change of the
 ratio can be traced to a process. `--parsers N` runs N parser replicas (members mode).
-`--runs N` runs N tasks one after another on the same stack, prints each one's rate, CPU and
-ratio, and ends with the median ratio. Later tasks also pay for a fuller stack (noida-db's
+`--runs N` runs N tasks one after another on the same stack, prints each one's rate, CPU,
+ratio and RSS at its end (whether memory levels off across tasks), and ends with the median
+ratio. Later tasks also pay for a fuller stack (noida-db's
 periodic snapshot grows with the data it holds, chdb merges bigger parts), so the first task is
 the one to compare with single runs.
 
@@ -327,6 +328,13 @@ def run(n_posts: int, keep: bool = False, parsers: int = 1, runs: int = 1) -> fl
                 ratios.append(rate / bare_rate)
                 print(f"  task {i}: {res['collected']} posts in {res['elapsed']:.2f}s = "
                       f"{rate:,.1f} posts/s, {cpu:.2f} CPU s, ratio {ratios[-1]:.3f}")
+            # memory across tasks: a leak grows with every task, a warm cache levels off
+            print("RSS MiB at each task's 100%:")
+            print(f"  {'process':<{w}}  " + "  ".join(f"{'task ' + str(i):>8}"
+                                                    for i in range(1, runs + 1)))
+            for n in names:
+                print(f"  {n:<{w}}  " + "  ".join(f"{res['rss']['100%'][n]:>8.1f}"
+                                                  for res in results))
             ratio = statistics.median(ratios)
             print(f"median of {runs}: {ratio:.3f}")
         print(f"ratio: {ratio:.3f}")
