@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from infra import local
+from infra.local import free_port
 from infra.service_process import REPO, ServiceProcess, settings_env, wait_until
 from libs.kafka import scan_partition
 from libs.records.accounts import LeaseGrant
@@ -168,7 +169,10 @@ def test_two_scrapers_never_exceed_an_account_limit(noida, xsim, tmp_path, chdb_
         x_rate_limits="SearchTimeline:5", x_rate_window_s=window)
     core = ServiceProcess("core", ["task-gateway", "parser", "dedup-counter", "account-manager"],
                           settings, tmp_path)
-    scrapers = [ServiceProcess(f"scraper{i}", ["scraper"], settings, tmp_path) for i in (1, 2)]
+    ports = [free_port(), free_port()]
+    scrapers = [ServiceProcess(f"scraper{i}", ["scraper"],
+                               settings.model_copy(update={"metrics_port": port}), tmp_path)
+                for i, port in zip((1, 2), ports)]
     gw = Gateway(settings)
     seen_waiting = []
     try:
@@ -176,13 +180,17 @@ def test_two_scrapers_never_exceed_an_account_limit(noida, xsim, tmp_path, chdb_
         for s in scrapers:
             s.start()
         wait_until(lambda: core.alive() and gw.ready(), 60, f"the gateway\n{core.tail()}")
-        # Three tasks, so that both replicas' partitions get work.
-        task_ids = []
-        for i in range(3):
-            r = gw.submit(task_id=f"lim-{uid}-{i}", keyword=f"limits{uid}{i}", required_count=300,
+        # Both replicas hold search-jobs partitions (the second one's join has rebalanced the
+        # group) before any work exists, so neither can have taken all of it alone.
+        wait_until(lambda: all(_ready(p) for p in ports), 60, "both scrapers to hold partitions\n"
+                   + "\n".join(s.tail(20) for s in scrapers))
+        # Three tasks whose slices land in both halves and both parities of the partitions:
+        # each replica gets work whether the group assigns ranges or round-robin.
+        task_ids = _tasks_spread_over_partitions(uid, 3)
+        for i, task_id in enumerate(task_ids):
+            r = gw.submit(task_id=task_id, keyword=f"limits{uid}{i}", required_count=300,
                           start_time=START, end_time=END)
             assert r.status_code == 200, r.text
-            task_ids.append(r.json()["task_id"])
 
         def all_done() -> bool:
             states = [gw.status(t) for t in task_ids]
@@ -226,6 +234,34 @@ def test_two_scrapers_never_exceed_an_account_limit(noida, xsim, tmp_path, chdb_
                 out.add(rec.requester)
         return out
     assert len(local.run_sync(requesters)) == 2
+
+
+def _ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _tasks_spread_over_partitions(uid: str, n: int) -> list[str]:
+    """n task ids whose day slices (search-jobs keys task/slice) fall on partitions of every
+    (half, parity) class of the topic's partitions."""
+    from datetime import datetime
+
+    from libs.kafka import partition_for_key
+    from libs.topics import SEARCH_JOBS
+    from services.task_gateway.scheduler import day_slices
+
+    days = day_slices(datetime.fromisoformat(START.replace("Z", "+00:00")),
+                      datetime.fromisoformat(END.replace("Z", "+00:00")))
+    half = SEARCH_JOBS.partitions // 2
+    for attempt in range(10_000):
+        ids = [f"lim-{uid}-{attempt}-{i}" for i in range(n)]
+        parts = {partition_for_key(f"{t}/d{d:%Y%m%dT%H%M%S}", range(SEARCH_JOBS.partitions))
+                 for t in ids for d, _ in days}
+        if {(p < half, p % 2) for p in parts} == {(a, b) for a in (True, False) for b in (0, 1)}:
+            return ids
+    raise AssertionError("no task ids spread over the partitions")
 
 
 def test_dead_proxy_is_replaced_and_the_account_keeps_the_new_one(noida, xsim, tmp_path,
