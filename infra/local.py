@@ -344,6 +344,23 @@ def xsim_available() -> bool:
     return (pkg / "__main__.py").is_file()
 
 
+def _repo_module_env() -> dict[str, str]:
+    """PYTHONPATH for a `python -m infra.…` child: the repo first, then the caller's path."""
+    return {"PYTHONPATH": os.pathsep.join(
+        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+
+
+def _answers_200(url: str) -> Callable[[], bool]:
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:  # noqa: S310
+                return r.status == 200
+        except (OSError, ValueError):
+            return False
+
+    return ready
+
+
 def start_xsim(port: int | None = None, fixtures: str | os.PathLike | None = None, *,
                log_dir: str | os.PathLike | None = None, extra_args: Sequence[str] = (),
                timeout: float = 30.0) -> ProcessHandle:
@@ -354,18 +371,9 @@ def start_xsim(port: int | None = None, fixtures: str | os.PathLike | None = Non
     if fixtures is not None:
         argv += ["--fixtures", str(fixtures)]
     argv += list(extra_args)
-    env = {"PYTHONPATH": os.pathsep.join(
-        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
-
-    def ready() -> bool:
-        try:
-            with urllib.request.urlopen(f"{base_url}/_sim/health", timeout=1) as r:  # noqa: S310
-                return r.status == 200
-        except (OSError, ValueError):
-            return False
-
-    return start_process("xsim", argv, ready, address=base_url, port=port, log_dir=log_dir,
-                         env=env, cwd=REPO_ROOT, timeout=timeout)
+    return start_process("xsim", argv, _answers_200(f"{base_url}/_sim/health"),
+                         address=base_url, port=port, log_dir=log_dir, env=_repo_module_env(),
+                         cwd=REPO_ROOT, timeout=timeout)
 
 
 def start_chdb_http(data_dir: str | os.PathLike, port: int | None = None, *,
@@ -377,18 +385,9 @@ def start_chdb_http(data_dir: str | os.PathLike, port: int | None = None, *,
     base_url = f"http://127.0.0.1:{port}"
     argv = [sys.executable, "-m", "infra.chdb_http", "--host", "127.0.0.1", "--port", str(port),
             "--data-dir", str(data_dir)]
-    env = {"PYTHONPATH": os.pathsep.join(
-        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
-
-    def ready() -> bool:
-        try:
-            with urllib.request.urlopen(f"{base_url}/ping", timeout=1) as r:  # noqa: S310
-                return r.status == 200
-        except (OSError, ValueError):
-            return False
-
-    return start_process("chdb-http", argv, ready, address=base_url, port=port,
-                         log_dir=log_dir, env=env, cwd=REPO_ROOT, timeout=timeout)
+    return start_process("chdb-http", argv, _answers_200(f"{base_url}/ping"), address=base_url,
+                         port=port, log_dir=log_dir, env=_repo_module_env(), cwd=REPO_ROOT,
+                         timeout=timeout)
 
 
 # --- topics ------------------------------------------------------------------------------------
@@ -472,8 +471,6 @@ def start_proxy(port: int | None = None, *, log_dir: str | os.PathLike | None = 
     Its log has one line per proxied request."""
     port = port or free_port()
     argv = [sys.executable, "-m", "infra.proxy", "--host", "127.0.0.1", "--port", str(port)]
-    env = {"PYTHONPATH": os.pathsep.join(
-        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
     return start_process(name, argv, lambda: tcp_ready("127.0.0.1", port),
                          address=f"http://127.0.0.1:{port}", port=port, log_dir=log_dir,
-                         env=env, cwd=REPO_ROOT, timeout=timeout)
+                         env=_repo_module_env(), cwd=REPO_ROOT, timeout=timeout)
