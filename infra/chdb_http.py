@@ -7,15 +7,17 @@ older than DateTime64), yet production reaches ClickHouse over HTTP with an `htt
 server lets that path run for real: the same ClickHouse engine as the embedded default, behind
 the protocol clickhouse-connect's HTTP client speaks (https://clickhouse.com/docs/interfaces/http):
 
-* the query is the `query` URL parameter, or the body when there is none; with both, the body
-  is the data of an `INSERT ... FORMAT fmt` (fed to the engine as `FROM INFILE`);
+* the query is the `query` URL parameter, or the body when there is none; the data of an
+  `INSERT ... FORMAT fmt` is the body after the query (in the URL, or the body's first line,
+  as clickhouse-connect sends inserts) and reaches the engine as `FROM INFILE`;
 * `database`, `param_<name>` (server-side query parameters), `default_format` (TabSeparated
   unless the query names a FORMAT), and any other parameter is a query setting, except the
   transport ones a server answers itself (session_id, query_id, wait_end_of_query, ...);
 * request bodies in Content-Encoding gzip, deflate, zstd or lz4 (frame), as the client sends
   compressed inserts; answers are sent uncompressed, which HTTP allows whatever was accepted;
 * an error is HTTP 500 with `Code: N. DB::Exception: ...` and `X-ClickHouse-Exception-Code`;
-  each answer carries X-ClickHouse-Query-Id, -Format, -Timezone and -Summary.
+  each answer carries X-ClickHouse-Query-Id, -Format, -Timezone and a -Summary whose counts
+  are all zero (the engine does not report them on this path; XGet does not read them).
 
 One engine owns a data path per process, so queries run one at a time on one chdb connection.
 """
@@ -112,14 +114,13 @@ class Engine:
             try:
                 for k, v in settings.items():
                     self._q(f"SET {k} = {_literal(v)}")
-                res = self.conn.query(sql, fmt, params=params)
-                return res.bytes() if hasattr(res, "bytes") else bytes(res)
+                return self._q(sql, params, fmt)
             finally:
                 for k in settings:
                     self._q(f"SET {k} = {_literal(previous[k])}")
 
-    def _q(self, sql: str, params: dict | None = None) -> bytes:
-        res = self.conn.query(sql, "TabSeparated", params=params or {})
+    def _q(self, sql: str, params: dict | None = None, fmt: str = "TabSeparated") -> bytes:
+        res = self.conn.query(sql, fmt, params=params or {})
         return res.bytes() if hasattr(res, "bytes") else bytes(res)
 
     def _current(self, names: list[str]) -> dict[str, str]:

@@ -22,7 +22,6 @@ def test_commands_run_on_the_configured_loop(choice, module):
     assert run_loop(_loop_module(), settings).split(".")[0] == module
 
 
-
 async def _gen0_threshold() -> int:
     return gc.get_threshold()[0]
 
