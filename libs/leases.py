@@ -89,6 +89,10 @@ class LeaseClient:
         self._tickets = itertools.count()
         self._waiting: dict[int, tuple[str, int, float]] = {}  # ticket -> (op, priority, since)
         self._busy: dict[tuple[str, str], tuple[int, float]] = {}  # (op, task) -> (prio, last)
+        # Lease requests of callers still waiting -> granted yet. A granted request is gone
+        # from the manager's queue: its caller, if still without a lease (a sibling took it,
+        # or it ended before it could be used), must ask again now, not when it would re-ask.
+        self._requests: dict[str, bool] = {}
         self._consumer = None
         self._tasks: list[asyncio.Task] = []
 
@@ -166,31 +170,45 @@ class LeaseClient:
 
     async def _acquire(self, operation: str, task_id: str | None, ticket: int) -> XAccount:
         asked_until = 0.0
-        while True:
-            now = time.time()
-            free = [lz for (op, _), lz in self.leases.items()
-                    if op == operation and lz.usable(now)]
-            if free and self._first_in_line(ticket, operation, now):
-                lease = max(free, key=lambda lz: lz.grant.budget - lz.used)
-                lease.used += 1
-                lease.in_flight += 1
-                lease.last_used = now
-                return lease.account
-            if not free and now >= asked_until:
-                asked_until = now + self.settings.account_request_wait_s
-                prio, since = self._best_waiting(operation, now)
-                await self.producer.send_and_wait(Outgoing(LEASE_REQUESTS, self.requester,
-                                                           LeaseRequest(
-                    request_id=uuid.uuid4().hex, requester=self.requester, operation=operation,
-                    task_id=task_id, requested_at=datetime.now(timezone.utc),
-                    valid_until=datetime.fromtimestamp(asked_until, timezone.utc),
-                    priority=prio, waiting_since=datetime.fromtimestamp(since, timezone.utc))))
-            async with self._changed:
-                try:
-                    await asyncio.wait_for(self._changed.wait(),
-                                           max(0.05, min(asked_until - now, 1.0)))
-                except asyncio.TimeoutError:
-                    pass
+        request_id: str | None = None
+        try:
+            while True:
+                now = time.time()
+                free = [lz for (op, _), lz in self.leases.items()
+                        if op == operation and lz.usable(now)]
+                if free and self._first_in_line(ticket, operation, now):
+                    lease = max(free, key=lambda lz: lz.grant.budget - lz.used)
+                    lease.used += 1
+                    lease.in_flight += 1
+                    lease.last_used = now
+                    return lease.account
+                if request_id is not None and self._requests.get(request_id):
+                    del self._requests[request_id]  # answered: no longer queued anywhere
+                    request_id, asked_until = None, 0.0
+                if not free and now >= asked_until:
+                    if request_id is not None:
+                        del self._requests[request_id]  # lapsed at the manager
+                    request_id = uuid.uuid4().hex
+                    self._requests[request_id] = False
+                    asked_until = now + self.settings.account_request_wait_s
+                    prio, since = self._best_waiting(operation, now)
+                    await self.producer.send_and_wait(Outgoing(
+                        LEASE_REQUESTS, self.requester, LeaseRequest(
+                            request_id=request_id, requester=self.requester,
+                            operation=operation, task_id=task_id,
+                            requested_at=datetime.now(timezone.utc),
+                            valid_until=datetime.fromtimestamp(asked_until, timezone.utc),
+                            priority=prio,
+                            waiting_since=datetime.fromtimestamp(since, timezone.utc))))
+                async with self._changed:
+                    try:
+                        await asyncio.wait_for(self._changed.wait(),
+                                               max(0.05, min(asked_until - now, 1.0)))
+                    except asyncio.TimeoutError:
+                        pass
+        finally:
+            if request_id is not None:
+                self._requests.pop(request_id, None)
 
     async def unused(self, account: XAccount, operation: str) -> None:
         """Hand back an acquired request that was not sent (the task was cancelled or paused
@@ -278,6 +296,8 @@ class LeaseClient:
         account = XAccount(rec.account_id, creds.get("auth_token") or "", creds.get("ct0") or "",
                            creds.get("proxy_url"))
         self.leases[(rec.operation, rec.account_id)] = Lease(rec, account, last_used=time.time())
+        if rec.request_id in self._requests:
+            self._requests[rec.request_id] = True
         self.waits.pop(rec.operation, None)
         self.granted += 1
         return True

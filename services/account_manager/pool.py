@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from libs.kafka import Outgoing
-from libs.leases import effective_priority
+from libs.leases import EXPIRY_MARGIN_S, effective_priority
 from libs.records.accounts import (AccountCommand, AccountEvent, AccountState, LeaseGrant,
                                    LeaseRelease, LeaseRequest, LeaseWait, OpWindow, ProxyCommand,
                                    ProxyState, TaskAccountWait)
@@ -395,9 +395,16 @@ class AccountPool:
         w = self._window(a, op)
         if w.lease_id is not None or w.blocked_until is not None:
             return False
-        if w.limit - w.used <= 0:
+        if w.limit - w.used <= 0 or self._window_ending(w, now):
             return False
         return self._proxy_ok(a)
+
+    @staticmethod
+    def _window_ending(w: OpWindow, now: float) -> bool:
+        """The window ends too soon for a lease: a scraper stops using a lease EXPIRY_MARGIN_S
+        before its end, and a lease ends with the window. Granting one would consume the
+        request while giving the scraper nothing; it waits for the reset instead."""
+        return w.window_reset is not None and now >= w.window_reset.timestamp() - EXPIRY_MARGIN_S
 
     def _proxy_ok(self, a: AccountState) -> bool:
         if not self.proxies:
@@ -462,7 +469,7 @@ class AccountPool:
                 t = max(t, w.blocked_until.timestamp() + m)
             if w.lease_expires is not None:
                 t = max(t, w.lease_expires.timestamp())
-            if w.used >= w.limit and w.window_reset is not None:
+            if w.window_reset is not None and (w.used >= w.limit or self._window_ending(w, t)):
                 t = max(t, w.window_reset.timestamp() + m)
             times.append(t)
         return min(times) if times else None

@@ -276,3 +276,26 @@ def test_queue_serves_best_priority_across_replicas_with_aging(box, clock):
                                      used=1, requester="r2", reason="done",
                                      released_at=dt(clock.t))])
     assert [g.requester for g in records(outs, LeaseGrant)] == ["r4"]
+
+
+def test_no_lease_for_the_last_moment_of_a_window(pool, box, clock):
+    """An account with budget left as its window ends gets no lease a scraper could not use
+    (the scraper stops using a lease EXPIRY_MARGIN_S before its end): the request waits for
+    the reset and is served then, with the new window's whole budget."""
+    from libs.leases import EXPIRY_MARGIN_S
+
+    add(pool, box, "a")
+    g = records(request(pool, "q1", ttl=200), LeaseGrant)[0]
+    reset = int(clock.t) + 10  # what X's headers say
+    event(pool, "a", rate_limit_limit=5, rate_limit_remaining=3, rate_limit_reset=reset)
+    pool.handle([LeaseRelease(lease_id=g.lease_id, account_id="a", operation=OP, used=2,
+                              requester="r1", released_at=dt(clock.t))])
+    for t in (reset - EXPIRY_MARGIN_S + 0.2, reset + 0.2):  # window ending; ended, not rolled
+        clock.t = t
+        outs = request(pool, f"late{t}", ttl=200)
+        assert not records(outs, LeaseGrant), "a lease that ends before it can be used"
+        assert records(outs, LeaseWait)[0].earliest_free_at == dt(reset + 0.5)
+    clock.t = reset + 0.5
+    grants = records(pool.tick(), LeaseGrant)  # one account: the first request; one waits on
+    assert [g.budget for g in grants] == [5]
+    assert grants[0].expires_at.timestamp() - clock.t > EXPIRY_MARGIN_S
