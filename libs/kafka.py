@@ -408,6 +408,25 @@ async def partitions_of(consumer: AIOKafkaConsumer, name: str) -> list[TopicPart
     return [TopicPartition(name, p) for p in sorted(parts)]
 
 
+async def follow_from_end(settings: Settings, spec: TopicSpec,
+                          client_id: str) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
+    """A started consumer, outside any group, on every partition of a topic, positioned at
+    its current end: it reads exactly what is published from now on (the end is resolved
+    here, not at the first fetch, so nothing sent after this returns is missed)."""
+    c = consumer_for(settings, None, client_id)
+    await c.start()
+    try:
+        tps = await partitions_of(c, topic_name(spec, settings.topic_prefix))
+        c.assign(tps)
+        await c.seek_to_end(*tps)
+        for tp in tps:
+            await c.position(tp)
+    except BaseException:
+        await c.stop()
+        raise
+    return c, tps
+
+
 async def join(consumer: AIOKafkaConsumer, settings: Settings, topics: list[str],
                listener=None) -> None:
     """Subscribe as a group member, or (group mode "assign") take every partition and

@@ -24,11 +24,11 @@ from datetime import datetime, timezone
 
 from aiokafka import TopicPartition
 
-from libs.kafka import Outgoing, Producer, consumer_for, decode, partitions_of
+from libs.kafka import Outgoing, Producer, decode, follow_from_end
 from libs.records.accounts import AccountEvent, LeaseGrant, LeaseRelease, LeaseRequest, LeaseWait
 from libs.secretbox import SecretBox
 from libs.settings import Settings
-from libs.topics import ACCOUNT_EVENTS, LEASE_GRANTS, LEASE_REQUESTS, topic_name
+from libs.topics import ACCOUNT_EVENTS, LEASE_GRANTS, LEASE_REQUESTS
 from libs.xclient import PageResult, XAccount
 
 log = logging.getLogger(__name__)
@@ -99,13 +99,8 @@ class LeaseClient:
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> "LeaseClient":
-        c = consumer_for(self.settings, None, f"leases-{self.requester}")
-        await c.start()
-        tps = await partitions_of(c, topic_name(LEASE_GRANTS, self.settings.topic_prefix))
-        c.assign(tps)
-        await c.seek_to_end(*tps)
-        for tp in tps:
-            await c.position(tp)  # resolve "end" now: no answer to our requests is missed
+        # From the end, resolved now: no answer to our requests is missed.
+        c, tps = await follow_from_end(self.settings, LEASE_GRANTS, f"leases-{self.requester}")
         self._consumer = c
         self._tasks = [asyncio.create_task(self._follow(tps), name="lease-grants"),
                        asyncio.create_task(self._reaper(), name="lease-reaper")]

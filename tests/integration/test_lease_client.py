@@ -8,11 +8,11 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-from libs.kafka import Outgoing, Producer, consumer_for, decode, partitions_of
+from libs.kafka import Outgoing, Producer, decode, follow_from_end
 from libs.leases import EXPIRY_MARGIN_S, LeaseClient
 from libs.records.accounts import LeaseGrant, LeaseRelease, LeaseRequest
 from libs.secretbox import SecretBox
-from libs.topics import LEASE_GRANTS, LEASE_REQUESTS, topic_name
+from libs.topics import LEASE_GRANTS, LEASE_REQUESTS
 
 OP = "SearchTimeline"
 
@@ -27,14 +27,8 @@ class ScriptedManager:
         self.pending: list = []
 
     async def start(self) -> "ScriptedManager":
-        c = consumer_for(self.settings, None, f"scripted-manager-{self.requester}")
-        await c.start()
-        tps = await partitions_of(c, topic_name(LEASE_REQUESTS, self.settings.topic_prefix))
-        c.assign(tps)
-        await c.seek_to_end(*tps)
-        for tp in tps:
-            await c.position(tp)  # from here on: nothing the client sends is missed
-        self.consumer = c
+        self.consumer, _ = await follow_from_end(self.settings, LEASE_REQUESTS,
+                                                 f"scripted-manager-{self.requester}")
         return self
 
     async def stop(self) -> None:
