@@ -89,9 +89,9 @@ class LeaseClient:
         self._tickets = itertools.count()
         self._waiting: dict[int, tuple[str, int, float]] = {}  # ticket -> (op, priority, since)
         self._busy: dict[tuple[str, str], tuple[int, float]] = {}  # (op, task) -> (prio, last)
-        # Lease requests of callers still waiting -> granted yet. A granted request is gone
-        # from the manager's queue: its caller, if still without a lease (a sibling took it,
-        # or it ended before it could be used), must ask again now, not when it would re-ask.
+        # Each waiting caller's lease request id -> whether the manager has granted it. A
+        # granted request is gone from the manager's queue: its caller, if still without a
+        # lease (a sibling took it, or it ended before it could be used), asks again at once.
         self._requests: dict[str, bool] = {}
         self._consumer = None
         self._tasks: list[asyncio.Task] = []
