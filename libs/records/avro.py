@@ -154,11 +154,6 @@ def file_name(model, version: int | None = None) -> str:
     return f"{model.schema_name}.v{model.schema_version if version is None else version}.avsc"
 
 
-def versions_of(model) -> tuple[int, ...]:
-    """The version a model writes, then each older one it still reads."""
-    return (model.schema_version, *model.read_versions)
-
-
 def render(schema: dict) -> str:
     return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
 
@@ -166,7 +161,7 @@ def render(schema: dict) -> str:
 def generate() -> dict[str, str]:
     """File name -> file text for every record class used on a topic."""
     return {file_name(m, v): render(schema_for(m, v)) for m in topic_models()
-            for v in versions_of(m)}
+            for v in m.versions()}
 
 
 def diff(directory: Path = SCHEMA_DIR) -> list[str]:

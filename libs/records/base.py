@@ -41,9 +41,14 @@ class Record(BaseModel):
         return f"{cls.schema_name}/v{cls.schema_version if version is None else version}"
 
     @classmethod
+    def versions(cls) -> tuple[int, ...]:
+        """The version this model writes, then each older one it still reads."""
+        return (cls.schema_version, *cls.read_versions)
+
+    @classmethod
     def schema_ids(cls) -> tuple[str, ...]:
         """The id this model writes, then every id it reads."""
-        return (cls.schema_id(), *(cls.schema_id(v) for v in cls.read_versions))
+        return tuple(cls.schema_id(v) for v in cls.versions())
 
     def encode(self) -> bytes:
         """The JSON value; without the body field, which `encode_body()` gives."""

@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from infra import local
-from infra.local import free_port
 from infra.service_process import REPO, ServiceProcess, settings_env, wait_until
 from libs.kafka import scan_partition
 from libs.records.accounts import LeaseGrant
@@ -169,7 +168,7 @@ def test_two_scrapers_never_exceed_an_account_limit(noida, xsim, tmp_path, chdb_
         x_rate_limits="SearchTimeline:5", x_rate_window_s=window)
     core = ServiceProcess("core", ["task-gateway", "parser", "dedup-counter", "account-manager"],
                           settings, tmp_path)
-    ports = [free_port(), free_port()]
+    ports = [local.free_port(), local.free_port()]
     scrapers = [ServiceProcess(f"scraper{i}", ["scraper"],
                                settings.model_copy(update={"metrics_port": port}), tmp_path)
                 for i, port in zip((1, 2), ports)]

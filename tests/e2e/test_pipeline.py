@@ -25,11 +25,15 @@ FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / 
 START, END = "2026-10-01T00:00:00Z", "2026-10-02T00:00:00Z"  # 1,440 posts at 60/h
 
 
-def pipeline_settings(kafka, xsim: str, tmp_path: Path, chdb_dir: str, **overrides):
+def clickhouse_dsn(chdb_dir: str) -> str:
     """`chdb_dir` is a chdb data directory, or a whole `http://` DSN."""
+    return chdb_dir if chdb_dir.startswith("http") else f"chdb://{chdb_dir}"
+
+
+def pipeline_settings(kafka, xsim: str, tmp_path: Path, chdb_dir: str, **overrides):
     opts = dict(
         topic_prefix=fresh_prefix(kafka.bootstrap),
-        clickhouse_dsn=chdb_dir if chdb_dir.startswith("http") else f"chdb://{chdb_dir}",
+        clickhouse_dsn=clickhouse_dsn(chdb_dir),
         object_store_url=f"file://{tmp_path / 'objects'}",
         data_dir=str(tmp_path / "xget"),
         x_graphql_url=f"{xsim}/i/api/graphql",
@@ -81,8 +85,7 @@ def fixture_expectations() -> tuple[dict, dict]:
 
 
 def stored(chdb_dir: str, task_id: str) -> dict:
-    dsn = chdb_dir if chdb_dir.startswith("http") else f"chdb://{chdb_dir}"
-    with ClickHouseStore(dsn) as ch:
+    with ClickHouseStore(clickhouse_dsn(chdb_dir)) as ch:
         posts = ch.query_dicts_sync(
             "SELECT post_id, author_handle, like_count, retweet_count, comment_count, "
             "quote_count, view_count, is_quote, is_retweet, original_author_handle, "

@@ -133,8 +133,8 @@ async def test_final_and_uniqexact_exact_before_merges(store):
     await store.insert("p", [("ai", str(i), ts, 1) for i in range(0, 100)], cols, dedup_token="a")
     await store.insert("p", [("ai", str(i), ts, 2) for i in range(50, 150)], cols, dedup_token="b")
     await store.insert("p", [("ml", str(i), ts, 1) for i in range(0, 10)], cols, dedup_token="c")
-    parts = await store.query_rows("SELECT count() FROM system.parts WHERE database = currentDatabase() AND table = 'p' "
-        "AND active")
+    parts = await store.query_rows("SELECT count() FROM system.parts "
+                                   "WHERE database = currentDatabase() AND table = 'p' AND active")
     assert parts[0][0] >= 3, "merges happened; the test would prove nothing"
     assert await store.query_rows("SELECT count() FROM p") == [(210,)]
     assert await store.query_rows(
