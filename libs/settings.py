@@ -73,6 +73,14 @@ class Settings(BaseSettings):
         "the pipeline benchmark, for less CPU in the clients than it saves. 'none' turns it off.",
     )
 
+    dependency_retry_base_s: float = Field(
+        0.5, gt=0, description="A batch that failed because a dependency (ClickHouse, the object "
+        "store, the broker, an HTTP server) failed is retried after a random wait of up to this, "
+        "doubling per failed attempt (full jitter); its partitions pause and nothing is "
+        "committed or dead-lettered meanwhile.")
+    dependency_retry_max_s: float = Field(
+        30.0, gt=0, description="The longest wait between two retries of a dependency failure.")
+
     # --- ClickHouse ----------------------------------------------------------------------------
     clickhouse_dsn: str = Field(
         "chdb://.xget/clickhouse",
