@@ -289,7 +289,13 @@ class Settings(BaseSettings):
                     "loopback (e.g. '127.0.0.1,10.0.0.0/8'). Empty: only public addresses.")
     webhook_timeout_s: float = Field(10.0, gt=0, description="Per-attempt webhook timeout.")
     webhook_max_attempts: int = Field(
-        8, ge=1, description="Attempts before a report goes to the dead-letter topic.")
+        0, ge=0, description="Attempts before a report goes to the dead-letter topic; 0 (the "
+        "default): no cap, only webhook_give_up_after_s ends the retries, so an endpoint down "
+        "for minutes or hours gets its reports when it is back.")
+    webhook_give_up_after_s: float = Field(
+        86_400.0, gt=0, description="A report whose webhook keeps failing transiently "
+        "(connection, timeout, 408/425/429, 5xx) is retried this long, then dead-lettered "
+        "(`xget reports replay` sends it again). A 4xx other than those is final at once.")
     webhook_backoff_base_s: float = Field(
         0.5, gt=0, description="First retry delay; doubles per attempt, with full jitter.")
     webhook_backoff_max_s: float = Field(60.0, gt=0, description="Longest retry delay.")

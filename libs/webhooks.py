@@ -139,18 +139,23 @@ def retryable(status: int) -> bool:
 class WebhookSender:
     """POSTs signed bodies with exponential backoff and full jitter.
 
-    Transient failures (connection errors, timeouts, 408/425/429, 5xx) are retried up to
-    `max_attempts`; a Retry-After header sets the wait (capped at `backoff_max_s`). Any other
-    4xx is final at once: the client rejected the body and sending it again cannot help.
+    Transient failures (connection errors, timeouts, 408/425/429, 5xx) are retried until
+    `give_up_after_s` has passed since the first attempt (and, when `max_attempts` is set, up
+    to that many attempts): a client's endpoint down for minutes or hours gets its report when
+    it is back, never a dead letter. A Retry-After header sets the wait (capped at
+    `backoff_max_s`). Any other 4xx is final at once: the client rejected the body and sending
+    it again cannot help.
     """
 
     def __init__(self, client: httpx.AsyncClient, secret: str, *, allow_hosts: str = "",
-                 max_attempts: int = 8, backoff_base_s: float = 0.5,
-                 backoff_max_s: float = 60.0, timeout_s: float = 10.0):
+                 max_attempts: int = 0, backoff_base_s: float = 0.5,
+                 backoff_max_s: float = 60.0, timeout_s: float = 10.0,
+                 give_up_after_s: float = 86_400.0):
         self.client = client
         self.secret = secret
         self.allow_hosts = allow_hosts
-        self.max_attempts = max_attempts
+        self.max_attempts = max_attempts  # 0: no cap on attempts, only on time
+        self.give_up_after_s = give_up_after_s
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.timeout_s = timeout_s
@@ -184,7 +189,10 @@ class WebhookSender:
                        stop: asyncio.Event | None) -> Delivery:
         cause = "not attempted"
         status: int | None = None
-        for attempt in range(1, self.max_attempts + 1):
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 await asyncio.to_thread(check_url, url, self.allow_hosts)
             except WebhookUrlError as e:
@@ -207,18 +215,21 @@ class WebhookSender:
             except httpx.HTTPError as e:
                 status = None
                 cause = f"{type(e).__name__}: {e}"[:300] or type(e).__name__
-            if attempt < self.max_attempts:
-                delay = self._delay(attempt, hint)
-                if stop is None:
-                    await asyncio.sleep(delay)
-                else:
-                    try:
-                        await asyncio.wait_for(stop.wait(), delay)
-                        return Delivery(False, attempt, status, cause, stopped=True)
-                    except asyncio.TimeoutError:
-                        pass
-        return Delivery(False, self.max_attempts, status,
-                        f"gave up after {self.max_attempts} attempts: {cause}")
+            delay = self._delay(attempt, hint)
+            if self.max_attempts and attempt >= self.max_attempts:
+                return Delivery(False, attempt, status,
+                                f"gave up after {attempt} attempts: {cause}")
+            if time.monotonic() - started + delay > self.give_up_after_s:
+                return Delivery(False, attempt, status, f"gave up after {attempt} attempts "
+                                f"in {time.monotonic() - started:.0f}s: {cause}")
+            if stop is None:
+                await asyncio.sleep(delay)
+            else:
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                    return Delivery(False, attempt, status, cause, stopped=True)
+                except asyncio.TimeoutError:
+                    pass
 
 
 def _result(d: Delivery) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import httpx
 import pytest
 
@@ -69,6 +72,32 @@ async def test_connection_refused_is_retried_then_reported():
     async with httpx.AsyncClient() as c:
         d = await sender(c, max_attempts=2).deliver(url, b"{}", "k1")
     assert not d.ok and d.attempts == 2 and "ConnectError" in d.cause
+
+
+async def test_an_endpoint_down_for_a_while_gets_its_report_when_back():
+    """With no attempt cap (the default), an endpoint that refuses connections for longer than
+    the old cap of 8 attempts covered keeps being retried, and gets the report once back."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/hook"
+    async with httpx.AsyncClient() as c:
+        delivery = asyncio.create_task(
+            sender(c, max_attempts=0, backoff_max_s=0.05).deliver(url, b"{}", "k1"))
+        # Down for 1.5 s: at most 0.05 s between attempts, so well over 8 refused attempts.
+        done, _ = await asyncio.wait({delivery}, timeout=1.5)
+        assert not done, f"gave up while the endpoint was down: {delivery.result()}"
+        with WebhookServer(SECRET, port=port) as hook:
+            d = await asyncio.wait_for(delivery, 10)
+    assert d.ok and d.attempts > 8
+    assert len(hook.accepted()) == 1
+
+
+async def test_transient_failures_end_after_give_up_after_s():
+    url = f"http://127.0.0.1:{free_port()}/hook"
+    async with httpx.AsyncClient() as c:
+        t0 = time.monotonic()
+        d = await sender(c, max_attempts=0, give_up_after_s=0.5).deliver(url, b"{}", "k1")
+    assert not d.ok and "gave up after" in d.cause and "ConnectError" in d.cause
+    assert d.attempts > 2 and time.monotonic() - t0 < 2
 
 
 def test_url_policy():
