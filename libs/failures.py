@@ -13,9 +13,12 @@ large) is the record's, because sending it again gives the same answer.
 
 from __future__ import annotations
 
+import logging
 import random
 import socket
 from collections.abc import Iterator
+
+log = logging.getLogger(__name__)
 
 # ClickHouse error codes that say the server (or its cluster) is in trouble, not the query:
 # TIMEOUT_EXCEEDED, READONLY, TOO_MANY_SIMULTANEOUS_QUERIES, NO_FREE_CONNECTION,
@@ -178,3 +181,45 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempts = 0
+
+
+class DependencyWatch:
+    """What a service shows while it waits out a dependency's failure: not ready with the
+    cause (/readyz), `xget_dependency_down` 1 and `xget_dependency_failures_total` counting the
+    attempts; `failed` answers how long to wait before the next one (the shared backoff).
+    The first success (`recovered`) clears it all and resets the backoff."""
+
+    def __init__(self, service: str, component: str, backoff: Backoff):
+        self.service = service
+        self.component = component
+        self.backoff = backoff
+        self.dependency: str | None = None
+
+    def failed(self, dependency: str, error: BaseException) -> float:
+        from .metrics import DEPENDENCY_DOWN, DEPENDENCY_FAILURES
+        from .ops_server import HEALTH
+
+        delay = self.backoff.next_delay()
+        if self.dependency not in (None, dependency):
+            DEPENDENCY_DOWN.labels(self.service, self.dependency).set(0)
+        self.dependency = dependency
+        DEPENDENCY_FAILURES.labels(self.service, dependency).inc()
+        DEPENDENCY_DOWN.labels(self.service, dependency).set(1)
+        cause = f"{dependency} ({type(error).__name__}: {str(error)[:300]})"
+        HEALTH.waiting(self.component, cause)
+        log.warning("%s: %s failed; retry %d in %.1fs, nothing committed: %s", self.service,
+                    dependency, self.backoff.attempts, delay, cause)
+        return delay
+
+    def recovered(self) -> None:
+        if self.dependency is None:
+            return
+        from .metrics import DEPENDENCY_DOWN
+        from .ops_server import HEALTH
+
+        log.info("%s: %s is back after %d attempt(s)", self.service, self.dependency,
+                 self.backoff.attempts)
+        DEPENDENCY_DOWN.labels(self.service, self.dependency).set(0)
+        HEALTH.waiting(self.component, None)
+        self.dependency = None
+        self.backoff.reset()

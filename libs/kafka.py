@@ -30,7 +30,7 @@ from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from . import metrics, tracing
 from .consumer_watch import observe_lag
-from .failures import Backoff, dependency_of
+from .failures import Backoff, DependencyWatch, dependency_of
 from .ops_server import HEALTH
 from .records.base import BODY_HEADER, SCHEMA_HEADER, Record
 from .records.dead_letter import DeadLetter
@@ -718,43 +718,21 @@ class Stalls:
     flowing."""
 
     def __init__(self, service: str, component: str, backoff: Backoff):
-        self.service = service
-        self.component = component
-        self.backoff = backoff
+        self.watch = DependencyWatch(service, component, backoff)
         self.until: dict[TopicPartition, float] = {}  # paused partition -> resume time
-        self.dependency: str | None = None
 
     def stall(self, consumer: AIOKafkaConsumer, batch: dict, dependency: str,
               error: BaseException) -> None:
-        delay = self.backoff.next_delay()
-        resume_at = time.monotonic() + delay
+        resume_at = time.monotonic() + self.watch.failed(dependency, error)
         assigned = consumer.assignment()
         for tp, ms in batch.items():
             if ms and tp in assigned:
                 consumer.seek(tp, ms[0].offset)
                 consumer.pause(tp)
                 self.until[tp] = resume_at
-        if self.dependency != dependency:
-            if self.dependency is not None:
-                metrics.DEPENDENCY_DOWN.labels(self.service, self.dependency).set(0)
-            self.dependency = dependency
-        metrics.DEPENDENCY_FAILURES.labels(self.service, dependency).inc()
-        metrics.DEPENDENCY_DOWN.labels(self.service, dependency).set(1)
-        cause = f"{dependency} ({type(error).__name__}: {str(error)[:300]})"
-        HEALTH.waiting(self.component, cause)
-        log.warning("%s: %s failed; %d partition(s) paused, retry %d in %.1fs, nothing "
-                    "committed: %s", self.service, dependency, len(batch),
-                    self.backoff.attempts, delay, cause)
 
     def recovered(self) -> None:
-        if self.dependency is None:
-            return
-        log.info("%s: %s is back after %d attempt(s)", self.service, self.dependency,
-                 self.backoff.attempts)
-        metrics.DEPENDENCY_DOWN.labels(self.service, self.dependency).set(0)
-        HEALTH.waiting(self.component, None)
-        self.dependency = None
-        self.backoff.reset()
+        self.watch.recovered()
 
     async def wait_or_resume(self, consumer: AIOKafkaConsumer, stop: asyncio.Event,
                              poll_ms: int) -> bool:

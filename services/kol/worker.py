@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from aiokafka import TopicPartition
 
 from libs.consumer_watch import ConsumerWatch
+from libs.failures import Backoff, DependencyError, DependencyWatch, dependency_of
 from libs.kafka import Outgoing, Producer, consumer_for, dead_letter_for, decode, join
 from libs.records.kol import KolFollowingsTask, KolTaskProgress
 from libs.settings import Settings
@@ -48,6 +49,8 @@ class KolWorker:
         self.tasks_done = 0
         self.group_id = f"{settings.topic_prefix}{SERVICE}"
         self.watch = ConsumerWatch(SERVICE, self.group_id)  # records in, lag, readiness
+        self.dependency = DependencyWatch(SERVICE, self.group_id, Backoff(
+            settings.dependency_retry_base_s, settings.dependency_retry_max_s))
 
     def stop(self) -> None:
         self._stop.set()
@@ -58,6 +61,9 @@ class KolWorker:
         await self.producer.send_and_wait(Outgoing(KOL_PROGRESS, rec.task_id, rec))
 
     async def run_task(self, task: KolFollowingsTask) -> KolTaskProgress:
+        """Run the task once. Raises DependencyError when ClickHouse failed and nothing else
+        went wrong: the task is not over, it runs again once the store answers (the cache and
+        the done marks make that run cost no call already made)."""
         await self._publish(progress_record(task, "running", None))
         planner = KolPlanner(self.settings.clickhouse_dsn)
         writer = KolWriter(self.settings.clickhouse_dsn, self.settings.kol_store_retry_s)
@@ -74,6 +80,7 @@ class KolWorker:
                 t.add_done_callback(pending.discard)
 
         source = None
+        outage: StoreUnavailable | None = None
         try:
             if task.handles:
                 await planner.import_kols(task.handles)
@@ -84,10 +91,22 @@ class KolWorker:
             error = st.fatal_error or st.store_error or "; ".join(st.failures) or None
             if self._job.stopping and not st.fatal_error:
                 status = "running"  # interrupted by shutdown: the task runs again
+            elif st.store_error and not (st.fatal_error or st.failures) \
+                    and writer.last_cause is not None and dependency_of(writer.last_cause):
+                outage, status = StoreUnavailable(st.store_error), "running"
+                outage.__cause__ = writer.last_cause
+                error = f"waiting for ClickHouse: {st.store_error}"
             else:
                 status = "failed" if error or st.kols_pending else "completed"
             final = progress_record(task, status, st, error)
-        except (StoreUnavailable, SourceError) as e:
+        except StoreUnavailable as e:
+            stats = self._job.stats if self._job else None
+            if dependency_of(e) is not None:
+                outage = e
+                final = progress_record(task, "running", stats, f"waiting for ClickHouse: {e}")
+            else:
+                final = progress_record(task, "failed", stats, str(e))
+        except SourceError as e:
             final = progress_record(task, "failed", self._job.stats if self._job else None,
                                     str(e))
         finally:
@@ -98,6 +117,8 @@ class KolWorker:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         await self._publish(final)
+        if outage is not None:
+            raise DependencyError("clickhouse", str(outage)) from outage
         return final
 
     async def run(self) -> None:
@@ -127,12 +148,13 @@ class KolWorker:
             return
         # Keep polling (paused) while the task runs, so the group sees a live member.
         consumer.pause(*consumer.assignment())
-        runner = asyncio.create_task(self.run_task(task))
-        while not runner.done():
-            await consumer.getmany(timeout_ms=500)
-            await self.watch.polled(consumer)  # lag keeps being reported during a long task
-        consumer.resume(*consumer.assignment())
-        final = runner.result()
+        try:
+            final = await self._run_until_stored(consumer, task)
+        finally:
+            consumer.resume(*consumer.assignment())
+        if final is None:
+            self._stop.set()
+            return
         if final.status != "running":
             await consumer.commit({tp: m.offset + 1})
             self.tasks_done += 1
@@ -140,3 +162,24 @@ class KolWorker:
                      final.kols_total)
         else:
             self._stop.set()
+
+    async def _run_until_stored(self, consumer, task: KolFollowingsTask) -> KolTaskProgress | None:
+        """Run the task; while ClickHouse is down, wait (the shared backoff, not ready with
+        the cause) and run it again. None when stopped while waiting."""
+        while True:
+            runner = asyncio.create_task(self.run_task(task))
+            while not runner.done():
+                await consumer.getmany(timeout_ms=500)
+                await self.watch.polled(consumer)  # lag keeps being reported during a long task
+            try:
+                final = runner.result()
+            except DependencyError as e:
+                delay = self.dependency.failed(e.dependency, e)
+                deadline = asyncio.get_running_loop().time() + delay
+                while not self._stop.is_set() and asyncio.get_running_loop().time() < deadline:
+                    await consumer.getmany(timeout_ms=min(500, max(1, int(delay * 1000))))
+                if self._stop.is_set():
+                    return None
+                continue
+            self.dependency.recovered()
+            return final
