@@ -58,7 +58,7 @@ class Health:
         self._broken[component] = why
 
     def not_ready(self) -> list[str]:
-        return sorted(c for c, ok in self._ready.items() if not ok or c in self._waiting)
+        return sorted({c for c, ok in self._ready.items() if not ok} | set(self._waiting))
 
     def live_problems(self) -> list[str]:
         return [f"{c}: {why}" for c, why in sorted(self._broken.items())]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import time
 import uuid
 from collections import Counter
@@ -24,13 +23,13 @@ from datetime import datetime, timezone
 import pytest
 
 from infra import local
-from infra.service_process import ServiceProcess, wait_until
+from infra.separate_stack import SeparateStack
+from infra.service_process import wait_until
 from libs.kafka import scan_partition
 from libs.storage.clickhouse import ClickHouseStore
 from libs.storage.objects import open_object_store
 from libs.topics import DEAD_LETTERS
 from services.task_gateway.scheduler import search_query
-from tests.tcp_relay import TcpRelay
 from tests.webhook_server import WebhookServer
 
 from .harness import Gateway, Simulator
@@ -42,61 +41,22 @@ pytestmark = pytest.mark.e2e
 # 60 posts an hour in the simulator: 36 hours hold 2,160 posts, about 110 pages.
 START, END = "2026-08-01T00:00:00Z", "2026-08-02T12:00:00Z"
 OUTAGE_S = 60
-SERVICES = ["task-gateway", "scraper", "parser", "dedup-counter", "media-downloader",
-            "reporter", "account-manager"]
 
 
 def _dt(s: str) -> datetime:
     return datetime.fromisoformat(s.replace("Z", "+00:00")).astimezone(timezone.utc)
 
 
-class DrillStack:
-    """Every service in its own process, ClickHouse over HTTP, S3 behind a relay."""
-
-    def __init__(self, noida, xsim, s3, tmp_path, hook_port: int):
-        self.tmp = tmp_path
-        self.ch_data, self.ch_port = tmp_path / "clickhouse", local.free_port()
-        self.clickhouse = local.start_chdb_http(self.ch_data, self.ch_port, log_dir=tmp_path)
-        host, port = str(s3).rsplit(":", 1)
-        self.s3_relay = TcpRelay(host, int(port)).__enter__()
-        self.dsn = f"http://default:@127.0.0.1:{self.ch_port}/default"
-        self.settings = pipeline_settings(
-            noida, xsim, tmp_path, self.dsn,
-            clickhouse_dsn=self.dsn,
-            object_store_url=f"s3://drill-{uuid.uuid4().hex[:10]}",
-            s3_endpoint=self.s3_relay.address, s3_access_key="testing",
-            s3_secret_key="testing", webhook_secret=SECRET, webhook_allow_hosts="127.0.0.1",
-            webhook_url=f"http://127.0.0.1:{hook_port}/hook",
-            webhook_backoff_base_s=0.2, webhook_backoff_max_s=5.0,
-            dependency_retry_base_s=0.5, dependency_retry_max_s=5.0,
-            report_max_wait_s=1.0, report_tick_s=0.2, report_media_wait_s=120)
-        self.procs = [ServiceProcess(s, [s], self.settings, tmp_path) for s in SERVICES]
-        self.gw = Gateway(self.settings)
-
-    def start(self) -> "DrillStack":
-        for p in self.procs:
-            p.start()
-        wait_until(lambda: self.gw.ready(), 90, "the gateway to answer")
-        return self
-
-    def dead(self) -> list[str]:
-        return [p.name for p in self.procs if not p.alive()]
-
-    def tails(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.tail(30)}" for p in self.procs)
-
-    def stop(self) -> None:
-        for p in self.procs:
-            p.stop()
-        self.s3_relay.__exit__()
-        self.clickhouse.stop()
-
-    def kill_clickhouse(self) -> None:
-        self.clickhouse.proc.send_signal(signal.SIGKILL)
-        self.clickhouse.proc.wait(10)
-
-    def restart_clickhouse(self) -> None:
-        self.clickhouse = local.start_chdb_http(self.ch_data, self.ch_port, log_dir=self.tmp)
+def drill_stack(noida, xsim, s3, tmp_path, hook_port: int) -> SeparateStack:
+    settings = pipeline_settings(
+        noida, xsim, tmp_path, str(tmp_path / "unused"),
+        object_store_url=f"s3://drill-{uuid.uuid4().hex[:10]}", s3_access_key="testing",
+        s3_secret_key="testing", webhook_secret=SECRET, webhook_allow_hosts="127.0.0.1",
+        webhook_url=f"http://127.0.0.1:{hook_port}/hook",
+        webhook_backoff_base_s=0.2, webhook_backoff_max_s=5.0,
+        dependency_retry_base_s=0.5, dependency_retry_max_s=5.0,
+        report_max_wait_s=1.0, report_tick_s=0.2, report_media_wait_s=120)
+    return SeparateStack(settings, tmp_path, str(s3))
 
 
 async def _dead_letters(settings) -> list:
@@ -118,50 +78,51 @@ def test_a_dependency_down_mid_task_loses_and_duplicates_nothing(fault, noida, x
     sim.configure(limits={"SearchTimeline": 100_000})
     hook_port = local.free_port()
     hooks = [WebhookServer(SECRET, port=hook_port).__enter__()]
-    stack = DrillStack(noida, xsim, s3, tmp_path, hook_port)
+    stack = drill_stack(noida, xsim, s3, tmp_path, hook_port)
     keyword = f"drill{uuid.uuid4().hex[:6]}"
     task_id = f"drill-{fault}-{keyword}"
     # X answers slowly enough that the fault lands while pages are still coming in.
     sim.client.post("/_sim/faults", json={"kind": "slow", "delay_s": 0.15}).raise_for_status()
     try:
         stack.start()
-        r = stack.gw.submit(task_id=task_id, keyword=keyword, required_count=0,
-                            start_time=START, end_time=END)
+        gw = Gateway(stack.settings)
+        r = gw.submit(task_id=task_id, keyword=keyword, required_count=0,
+                      start_time=START, end_time=END)
         assert r.status_code == 200, r.text
 
         def collected() -> int:
-            return stack.gw.status(task_id)["progress"]["collected"]
+            return gw.status(task_id)["progress"]["collected"]
 
         if fault == "webhook":
             wait_until(lambda: _delivered(hooks, task_id), 120, "a first delivered batch")
             hooks[-1].__exit__()
             down_at = time.monotonic()
-            wait_until(lambda: stack.gw.status(task_id)["status"] == "completed", 180,
+            wait_until(lambda: gw.status(task_id)["status"] == "completed", 180,
                        "the task to complete while the webhook is down")
             time.sleep(max(0.0, OUTAGE_S * 2 - (time.monotonic() - down_at)))
             hooks.append(WebhookServer(SECRET, port=hook_port).__enter__())
         else:
             wait_until(lambda: collected() >= 300, 120, "300 posts before the fault")
             if fault == "clickhouse":
-                stack.kill_clickhouse()
+                stack.clickhouse_down()
             else:
-                stack.s3_relay.down()
+                stack.s3_down()
             before = collected()
             time.sleep(OUTAGE_S)
             if fault == "clickhouse":
                 # Posts are stored in ClickHouse: none counted, the task not "completed".
                 assert collected() == before, "posts counted while ClickHouse was down"
-                assert stack.gw.status(task_id)["status"] != "completed"
-                stack.restart_clickhouse()
+                assert gw.status(task_id)["status"] != "completed"
+                stack.clickhouse_up()
             else:
                 # Collecting goes on (it needs no bucket); media and batch files wait.
-                stack.s3_relay.up()
+                stack.s3_up()
         wait_until(lambda: any(b["completion_status"] == "completed"
                                for b in _delivered(hooks, task_id)), 300,
                    f"the completed report\n{stack.tails()}")
         assert stack.dead() == [], stack.tails()
-        final = stack.gw.status(task_id)
-        monthly = stack.gw.client.get("/api/v1/statistics/monthly", params={
+        final = gw.status(task_id)
+        monthly = gw.client.get("/api/v1/statistics/monthly", params={
             "year": datetime.now(timezone.utc).year, "month": datetime.now(timezone.utc).month,
             "keyword": keyword}).json()
     finally:
@@ -210,14 +171,14 @@ def test_a_dependency_down_mid_task_loses_and_duplicates_nothing(fault, noida, x
     assert max(asked.values()) == 1, [k for k, n in asked.items() if n > 1][:5]
 
 
-class _reopened:
+class _reopened:  # noqa: N801 - a context manager read as a phrase
     """ClickHouse read after the drill: the server is started again on the drill's data."""
 
-    def __init__(self, stack: DrillStack):
+    def __init__(self, stack: SeparateStack):
         self.stack = stack
 
     def __enter__(self) -> ClickHouseStore:
-        self.stack.restart_clickhouse()
+        self.stack.clickhouse_up()
         self.store = ClickHouseStore(self.stack.dsn)
         return self.store
 

@@ -33,6 +33,8 @@ class TcpRelay:
         return self
 
     def __exit__(self, *exc) -> None:
+        if not self._thread.is_alive():
+            return
         self.down()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
