@@ -123,11 +123,10 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
 
     def auth(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
         # An empty token accepts nobody (services refuse to start without one anyway).
-        if not token or creds is None or not secrets.compare_digest(creds.credentials.encode(),
-                                                       token.encode()):
+        if not token or creds is None or not secrets.compare_digest(
+                creds.credentials.encode(), token.encode()):
             raise HTTPException(401, "missing or wrong bearer token",
                                 headers={"WWW-Authenticate": "Bearer"})
-
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, e: RequestValidationError):
