@@ -18,7 +18,7 @@ from libs.storage.post_rows import SELECT_POST, post_from_row
 
 from .limits import check_time
 from .task_view import TaskView
-from .unavailable import DependencyUnavailable
+from .unavailable import DependencyUnavailable, root_cause
 
 StoreGetter = Callable[[], Awaitable[ClickHouseStore]]
 
@@ -43,7 +43,8 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView,
         try:
             return await get_store()
         except Exception as e:  # noqa: BLE001 - e.g. the chdb path is owned by another process
-            raise DependencyUnavailable("clickhouse", f"{type(e).__name__}: {e}"[:300]) from e
+            raise DependencyUnavailable("clickhouse", type(root_cause(e)).__name__,
+                                        f"{type(e).__name__}: {e}"[:500]) from e
 
     async def with_media(posts: list[dict]) -> list[dict]:
         """Fill each media's oss_url from media_objects and oss_file_path from report_batches."""

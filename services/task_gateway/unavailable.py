@@ -33,10 +33,12 @@ class DependencyUnavailable(Exception):
     """Raised by gateway code that knows which dependency failed (e.g. a broker send that
     was not acknowledged in time)."""
 
-    def __init__(self, dependency: str, reason: str):
-        super().__init__(f"{dependency} unavailable: {reason}")
+    def __init__(self, dependency: str, reason: str, detail: str | None = None):
+        """`reason` goes to the client; `detail` (default: the reason) only to the log."""
+        super().__init__(f"{dependency} unavailable: {detail or reason}")
         self.dependency = dependency
         self.reason = reason
+        self.detail = detail or reason
 
 
 # (exception class, dependency name); the first match along the cause chain wins.
@@ -67,17 +69,26 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         e = e.__cause__ or e.__context__
 
 
-def classify(exc: BaseException) -> tuple[str, str] | None:
-    """(dependency, reason) when `exc` means a dependency is unreachable, else None."""
+def classify(exc: BaseException) -> tuple[str, str, str] | None:
+    """(dependency, reason for the client, full reason for the log) when `exc` means a
+    dependency is unreachable, else None. The client's reason names the failure only (the
+    library's message holds internal host names and query parameters)."""
     for e in _chain(exc):
         if isinstance(e, DependencyUnavailable):
-            return e.dependency, e.reason
+            return e.dependency, e.reason, e.detail
         if isinstance(e, KafkaError) and getattr(e, "retriable", False):
-            return "kafka", f"{type(e).__name__}: {e}"
+            return "kafka", type(e).__name__, f"{type(e).__name__}: {e}"
         for cls, dependency in _KNOWN:
             if isinstance(e, cls):
-                return dependency, (f"{type(e).__name__}: {e}"[:300])
+                cause = root_cause(e)
+                return dependency, type(cause).__name__, f"{type(e).__name__}: {e}"[:500]
     return None
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The innermost cause (e.g. ConnectionRefusedError under clickhouse-connect's error)."""
+    *_, last = _chain(exc)
+    return last
 
 
 def install(app: FastAPI, settings: Settings) -> None:
@@ -88,9 +99,9 @@ def install(app: FastAPI, settings: Settings) -> None:
         if found is None:
             log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
             return JSONResponse({"status": "error", "detail": "internal error"}, 500)
-        dependency, reason = found
+        dependency, reason, full = found
         log.warning("%s %s: %s unavailable (%s)", request.method, request.url.path,
-                    dependency, reason)
+                    dependency, full)
         return JSONResponse(
             {"status": "unavailable", "dependency": dependency,
              "detail": f"{dependency} is unreachable, try again later: {reason}"},
