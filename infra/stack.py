@@ -19,7 +19,8 @@ When the simulator is started and the X settings are still their defaults, the s
 and two simulator accounts. Services refuse to start without an API token, webhook secret and
 account key (libs/fail_closed.py): each of ``XGET_API_TOKEN``, ``XGET_WEBHOOK_SECRET`` and
 ``XGET_ACCOUNT_KEY`` that is unset is generated once into ``DATA/api.token``,
-``DATA/webhook.secret`` and ``DATA/account.key`` (mode 600), and ``up`` prints where. A non-default ``XGET_KAFKA_PORT`` is passed on as ``XGET_KAFKA_BOOTSTRAP``.
+``DATA/webhook.secret`` and ``DATA/account.key`` (mode 600), and ``up`` prints where. A
+non-default ``XGET_KAFKA_PORT`` is passed on as ``XGET_KAFKA_BOOTSTRAP``.
 
 ``down`` stops them in reverse order (SIGTERM to each process group, wait, SIGKILL).
 ``status`` prints each part with its pid and alive/dead.
