@@ -58,7 +58,7 @@ def test_gateway_task_runs_on_the_kol_worker_with_status(kol_env, tmp_path):
     settings = env.settings.model_copy(update={"gateway_port": port, "log_level": "INFO"})
     proc = ServiceProcess("kol", ["task-gateway", "kol-worker"], settings, tmp_path).start()
     base = f"http://127.0.0.1:{port}"
-    auth = {"Authorization": "Bearer change-me"}
+    auth = {"Authorization": f"Bearer {settings.api_token.get_secret_value()}"}
     try:
         wait_until(lambda: local.tcp_ready("127.0.0.1", port) or not proc.alive(), 60,
                    "the gateway")
