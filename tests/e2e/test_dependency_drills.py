@@ -1,6 +1,6 @@
 """Drills: a dependency goes down in the middle of a task, as operators meet it, and comes back.
 
-Every service runs as its own process; ClickHouse is reached over HTTP (infra/chdb_http, the
+Every service runs as its own process (and once all in one, the single-process mode); ClickHouse is reached over HTTP (infra/chdb_http, the
 real engine), objects go to a real S3 server (moto) and reports to a real HTTP receiver. Each
 drill ends in the exact state of an undisturbed run:
   * the stored posts are exactly the simulator's posts of the window, each row once
@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 import pytest
 
 from infra import local
-from infra.separate_stack import SeparateStack
+from infra.separate_stack import SERVICES, SeparateStack
 from infra.service_process import wait_until
 from libs.kafka import scan_partition
 from libs.storage.clickhouse import ClickHouseStore
@@ -47,7 +47,8 @@ def _dt(s: str) -> datetime:
     return datetime.fromisoformat(s.replace("Z", "+00:00")).astimezone(timezone.utc)
 
 
-def drill_stack(noida, xsim, s3, tmp_path, hook_port: int) -> SeparateStack:
+def drill_stack(noida, xsim, s3, tmp_path, hook_port: int,
+                services: tuple[str, ...] = SERVICES) -> SeparateStack:
     settings = pipeline_settings(
         noida, xsim, tmp_path, str(tmp_path / "unused"),
         object_store_url=f"s3://drill-{uuid.uuid4().hex[:10]}", s3_access_key="testing",
@@ -56,7 +57,7 @@ def drill_stack(noida, xsim, s3, tmp_path, hook_port: int) -> SeparateStack:
         webhook_backoff_base_s=0.2, webhook_backoff_max_s=5.0,
         dependency_retry_base_s=0.5, dependency_retry_max_s=5.0,
         report_max_wait_s=1.0, report_tick_s=0.2, report_media_wait_s=120)
-    return SeparateStack(settings, tmp_path, str(s3))
+    return SeparateStack(settings, tmp_path, str(s3), services)
 
 
 async def _dead_letters(settings) -> list:
@@ -71,14 +72,17 @@ def _delivered(hooks: list[WebhookServer], task_id: str) -> list[dict]:
     return [r.body for h in hooks for r in h.accepted() if r.body.get("task_id") == task_id]
 
 
-@pytest.mark.parametrize("fault", ["clickhouse", "object-store", "webhook"])
-def test_a_dependency_down_mid_task_loses_and_duplicates_nothing(fault, noida, xsim, s3,
-                                                                 tmp_path):
+@pytest.mark.parametrize("fault, services", [
+    ("clickhouse", SERVICES), ("object-store", SERVICES), ("webhook", SERVICES),
+    ("clickhouse", ("all",)),  # the single-process mode: every service in one process
+], ids=["clickhouse", "object-store", "webhook", "clickhouse-single-process"])
+def test_a_dependency_down_mid_task_loses_and_duplicates_nothing(fault, services, noida, xsim,
+                                                                 s3, tmp_path):
     sim = Simulator(xsim)
     sim.configure(limits={"SearchTimeline": 100_000})
     hook_port = local.free_port()
     hooks = [WebhookServer(SECRET, port=hook_port).__enter__()]
-    stack = drill_stack(noida, xsim, s3, tmp_path, hook_port)
+    stack = drill_stack(noida, xsim, s3, tmp_path, hook_port, services)
     keyword = f"drill{uuid.uuid4().hex[:6]}"
     task_id = f"drill-{fault}-{keyword}"
     # X answers slowly enough that the fault lands while pages are still coming in.
