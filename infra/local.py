@@ -19,6 +19,7 @@ verifies every topic's partition count from broker metadata.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import signal
@@ -34,6 +35,8 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
 
 from libs.topics import CATALOGUE, TopicSpec, topic_name
+
+log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -391,13 +394,31 @@ def start_chdb_http(data_dir: str | os.PathLike, port: int | None = None, *,
 
 
 # --- topics ------------------------------------------------------------------------------------
+def topic_configs(spec: TopicSpec, default_retention_ms: int | None = None) -> dict[str, str]:
+    """The configs a catalogue topic is created with. `default_retention_ms` replaces the
+    broker's default retention of every topic that is neither compacted nor has its own
+    (tests use it to make a broker delete within minutes what Kafka deletes after 7 days)."""
+    configs: dict[str, str] = {}
+    if spec.compacted:
+        configs["cleanup.policy"] = "compact"
+    if spec.retention_ms is not None:
+        configs["retention.ms"] = str(spec.retention_ms)
+    elif default_retention_ms is not None and not spec.compacted:
+        configs["retention.ms"] = str(default_retention_ms)
+    return configs
+
+
 async def create_topics(bootstrap: str, prefix: str = "",
                         catalogue: Iterable[TopicSpec] = CATALOGUE, *,
-                        replication_factor: int = 1, timeout_s: float = 30.0) -> dict[str, int]:
+                        replication_factor: int = 1, timeout_s: float = 30.0,
+                        default_retention_ms: int | None = None) -> dict[str, int]:
     """Create every catalogue topic (existing ones are fine), then verify partition counts.
 
     Returns ``{topic: partitions}``. Raises RuntimeError when a topic exists with a different
-    partition count (an existing topic is never altered)."""
+    partition count (partitions are never altered). An existing topic the catalogue says is
+    compacted but whose cleanup.policy is not is migrated to compaction here (the upgrade that
+    made task-commands, search-jobs and kol-commands compacted: their records stop expiring
+    from the moment this runs)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
@@ -412,12 +433,8 @@ async def create_topics(bootstrap: str, prefix: str = "",
             name = topic_name(s, prefix)
             if name in existing:
                 continue
-            configs: dict[str, str] = {}
-            if s.compacted:
-                configs["cleanup.policy"] = "compact"
-            if s.retention_ms is not None:
-                configs["retention.ms"] = str(s.retention_ms)
-            new.append(NewTopic(name, s.partitions, replication_factor, topic_configs=configs))
+            new.append(NewTopic(name, s.partitions, replication_factor,
+                                topic_configs=topic_configs(s, default_retention_ms)))
         if new:
             try:
                 resp = await admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
@@ -426,6 +443,8 @@ async def create_topics(bootstrap: str, prefix: str = "",
             for name, code, *rest in getattr(resp, "topic_errors", []) or []:
                 if code not in (0, 36):  # 36 = TOPIC_ALREADY_EXISTS (a concurrent creator)
                     raise RuntimeError(f"creating topic {name} failed: error {code} {rest}")
+        await _compact_existing(admin, [s for s in specs if s.compacted
+                                        and topic_name(s, prefix) in existing], prefix)
         # Verify from metadata (retry briefly: metadata may lag creation).
         deadline = time.monotonic() + timeout_s
         while True:
@@ -444,6 +463,29 @@ async def create_topics(bootstrap: str, prefix: str = "",
             await asyncio.sleep(0.2)
     finally:
         await admin.close()
+
+
+async def _compact_existing(admin: Any, specs: list[TopicSpec], prefix: str) -> None:
+    """Set cleanup.policy=compact on existing topics the catalogue says are compacted."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    if not specs:
+        return
+    names = {topic_name(s, prefix): s for s in specs}
+    res = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
+    policy: dict[str, str | None] = {}
+    for r in res:
+        for _err, _msg, _type, name, entries in r.resources:
+            policy[name] = next((e[1] for e in entries if e[0] == "cleanup.policy"), None)
+    # A broker that reports no configs at all is left alone; one that says "delete" is fixed.
+    stale = [n for n, p in policy.items() if p is not None and "compact" not in p]
+    for name in stale:
+        # AlterConfigs replaces the topic's whole config: give every setting it should keep.
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name,
+                                                  configs=topic_configs(names[name]))])
+        log.warning("topic %s: cleanup.policy was %s, now compact (catalogue)", name,
+                    policy[name])
 
 
 async def _partition_counts(admin: Any, topics: list[str]) -> dict[str, int]:

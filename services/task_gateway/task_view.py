@@ -57,12 +57,31 @@ class TaskView:
 
     def task_ids(self) -> list[str]:
         ids = {k for k, v in self.commands.rows.items()
-               if isinstance(v, (OnDemandTask, ScheduledTask))}
-        return sorted(ids | set(self.rejected))
+               if isinstance(v, (OnDemandTask, ScheduledTask)) and v.task_id == k}
+        refused = {k for k, c in self.controls.rows.items()
+                   if isinstance(c, TaskControl) and c.state == "rejected"}
+        return sorted(ids | refused | set(self.rejected))
+
+    def _command(self, task_id: str):
+        """The task's command, if its record was published under its own task_id (a record
+        under another key is no task: the scheduler rejects it under that key)."""
+        t = self.commands.rows.get(task_id)
+        return t if getattr(t, "task_id", None) == task_id else None
 
     def scheduled(self, task_id: str) -> ScheduledTask | None:
-        t = self.commands.rows.get(task_id)
+        t = self._command(task_id)
         return t if isinstance(t, ScheduledTask) else None
+
+    def rejection(self, task_id: str) -> dict | None:
+        """The status of a command the scheduler refused (rejected control), else None."""
+        ctl = self.control(task_id)
+        if ctl is None or ctl.state != "rejected":
+            return None
+        task = self._command(task_id)
+        return {"task_id": task_id, "status": "rejected", "reason": ctl.reason,
+                "progress": {"collected": 0, "target": 0, "percentage": 0.0},
+                "created_at": task.submitted_at if task else ctl.updated_at,
+                "updated_at": ctl.updated_at}
 
     def scheduled_status(self, task: ScheduledTask) -> dict:
         ctl = self.control(task.task_id)
@@ -98,10 +117,13 @@ class TaskView:
                 "operation": w.operation}
 
     def task(self, task_id: str) -> OnDemandTask | None:
-        t = self.commands.rows.get(task_id)
+        t = self._command(task_id)
         return t if isinstance(t, OnDemandTask) else None
 
     def status(self, task_id: str) -> dict | None:
+        refused = self.rejection(task_id)
+        if refused is not None:
+            return refused
         sched = self.scheduled(task_id)
         if sched is not None:
             return self.scheduled_status(sched)
