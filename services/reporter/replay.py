@@ -10,22 +10,21 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from libs.kafka import Outgoing, Producer, scan_partition
-from libs.records.dead_letter import DeadLetter
+from libs.kafka import Outgoing, Producer
 from libs.records.reports import ReportsReplay, WebhookReport
 from libs.settings import Settings
-from libs.topics import DEAD_LETTERS, REPORT_CONTROLS
+from libs.topics import REPORT_CONTROLS
+from services.dead_letters import dead_letters
 
 
 async def dead_reports(settings: Settings, task_id: str | None = None) -> list[tuple[str, int]]:
     """(task_id, batch_no) of every report on the dead-letter topic, in first-seen order."""
     seen: dict[tuple[str, int], None] = {}
-    for p in range(DEAD_LETTERS.partitions):
-        async for _msg, rec in scan_partition(settings, DEAD_LETTERS, p, 0):
-            if (isinstance(rec, DeadLetter) and rec.service == "reporter"
-                    and rec.schema_header == WebhookReport.schema_id() and rec.key
-                    and (task_id is None or rec.key == task_id)):
-                seen.setdefault((rec.key, rec.offset), None)
+    async for found in dead_letters(settings, service="reporter"):
+        rec = found.letter
+        if (rec.schema_header == WebhookReport.schema_id() and rec.key
+                and (task_id is None or rec.key == task_id)):
+            seen.setdefault((rec.key, rec.offset), None)
     return list(seen)
 
 

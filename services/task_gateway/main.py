@@ -42,7 +42,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     kol_view = KolTaskView(settings)
     await kol_view.start()
     sched = ConsumerLoop(settings, scheduler.SERVICE, [TASK_COMMANDS],
-                         scheduler.make_handler(settings), producer)
+                         scheduler.make_handler(settings, view.controls), producer)
     timer = ScheduleRunner(settings, producer, view.commands, view.controls)
     view.schedules = timer
     # ClickHouse opens on the first statistics/data request: a gateway that only takes tasks

@@ -10,6 +10,7 @@ from libs.kafka import HandlerError, Incoming, Outgoing
 from libs.query import build_query
 from libs.records.tasks import OnDemandTask, ScheduledTask, SearchJob, TaskControl
 from libs.settings import Settings
+from libs.topic_table import TopicTable
 from libs.topics import SEARCH_JOBS, TASK_CONTROLS
 from libs.webhooks import WebhookUrlError, check_url
 
@@ -57,11 +58,17 @@ def jobs_for(task: OnDemandTask) -> list[SearchJob]:
     ) for s, e in slices]
 
 
-def make_handler(settings: Settings):
+def make_handler(settings: Settings, controls: TopicTable | None = None):
     """The scheduler's handler. Commands published straight onto the topic get the gateway's
     checks too, and a record's key must be its task_id. A refused command is dead-lettered
     with the reason, and a `rejected` TaskControl with the same reason is written under its
-    key (compacted: the API shows the task rejected for as long as the command is kept)."""
+    key (compacted: the API shows the task rejected for as long as the command is kept).
+    A command accepted after a rejection (redriven once its webhook host was allowed, or
+    published again fixed) makes the task active again (`controls`: task-controls' view)."""
+
+    def rejected_before(task_id: str) -> bool:
+        c = controls.rows.get(task_id) if controls is not None else None
+        return isinstance(c, TaskControl) and c.state == "rejected"
 
     async def refusal(inc: Incoming) -> str | None:
         task = inc.record
@@ -84,6 +91,9 @@ def make_handler(settings: Settings):
             reason = await refusal(inc)
             if reason is None:
                 accepted.append(inc)
+                if rejected_before(inc.key):
+                    outs.append(Outgoing(TASK_CONTROLS, inc.key, TaskControl(
+                        task_id=inc.key, state="active", updated_at=datetime.now(timezone.utc))))
                 continue
             log.warning("scheduler rejects %s[%d]@%d: %s", inc.topic, inc.partition,
                         inc.offset, reason)
