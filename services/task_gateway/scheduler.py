@@ -61,10 +61,9 @@ def jobs_for(task: OnDemandTask) -> list[SearchJob]:
 def make_handler(settings: Settings, controls: TopicTable | None = None):
     """The scheduler's handler. Commands published straight onto the topic get the gateway's
     checks too, and a record's key must be its task_id. A refused command is dead-lettered
-    with the reason, and a `rejected` TaskControl with the same reason is written under its
-    key (compacted: the API shows the task rejected for as long as the command is kept).
-    A command accepted after a rejection (redriven once its webhook host was allowed, or
-    published again fixed) makes the task active again (`controls`: task-controls' view)."""
+    with the reason (rejections.py turns that into the task's `rejected` status). A command
+    accepted after a rejection (redriven once its webhook host was allowed, or published
+    again fixed) makes the task active again (`controls`: task-controls' view)."""
 
     def rejected_before(task_id: str) -> bool:
         c = controls.rows.get(task_id) if controls is not None else None
@@ -98,10 +97,6 @@ def make_handler(settings: Settings, controls: TopicTable | None = None):
             log.warning("scheduler rejects %s[%d]@%d: %s", inc.topic, inc.partition,
                         inc.offset, reason)
             outs.append(inc.dead_letter(SERVICE, reason))
-            if inc.key:
-                outs.append(Outgoing(TASK_CONTROLS, inc.key, TaskControl(
-                    task_id=inc.key, state="rejected", reason=reason,
-                    updated_at=datetime.now(timezone.utc))))
         return outs + await schedule(accepted)
 
     return handle

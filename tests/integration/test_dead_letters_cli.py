@@ -14,11 +14,10 @@ from datetime import datetime, timedelta, timezone
 
 from infra.service_process import REPO, settings_env
 from libs.kafka import ConsumerLoop, Producer, scan_partition
-from libs.records.dead_letter import DeadLetter
 from libs.records.tasks import SearchJob, TaskControl
 from libs.topic_table import TopicTable
 from libs.topics import DEAD_LETTERS, SEARCH_JOBS, TASK_COMMANDS, TASK_CONTROLS
-from services.task_gateway import scheduler
+from services.task_gateway import rejections, scheduler
 from tests.e2e.harness import fresh_prefix
 
 from .test_task_commands import command, publish
@@ -34,21 +33,25 @@ def xget(settings, *args: str) -> str:
 
 
 async def run_scheduler(settings, until, timeout: float = 30) -> None:
-    """The scheduler (gateway's task-commands consumer) until `until()` holds."""
+    """The gateway's scheduler and its rejections consumer until `until()` holds."""
     producer = await Producer(settings).start()
     controls = await TopicTable(settings, TASK_CONTROLS).start()
-    loop = ConsumerLoop(settings, scheduler.SERVICE, [TASK_COMMANDS],
-                        scheduler.make_handler(settings, controls), producer)
-    runner = asyncio.create_task(loop.run())
+    await controls.wait_caught_up()
+    loops = [ConsumerLoop(settings, scheduler.SERVICE, [TASK_COMMANDS],
+                          scheduler.make_handler(settings, controls), producer),
+             ConsumerLoop(settings, rejections.SERVICE, [DEAD_LETTERS],
+                          rejections.make_handler(settings, controls), producer)]
+    runners = [asyncio.create_task(loop.run()) for loop in loops]
     try:
         deadline = asyncio.get_running_loop().time() + timeout
         while not await until():
             assert asyncio.get_running_loop().time() < deadline, "scheduler never got there"
-            assert not runner.done(), runner
+            assert not any(r.done() for r in runners), runners
             await asyncio.sleep(0.2)
     finally:
-        loop.stop()
-        await runner
+        for loop in loops:
+            loop.stop()
+        await asyncio.gather(*runners)
         await controls.stop()
         await producer.stop()
 
@@ -74,11 +77,14 @@ async def test_dead_letter_listed_shown_and_redriven_once(noida):
     before = datetime.now(timezone.utc) - timedelta(seconds=1)
     await publish(settings, task_id, command(task_id, callback_url="http://10.0.0.7/hook"))
 
-    async def dead_lettered() -> bool:
-        return any(isinstance(d, DeadLetter) and d.key == task_id
-                   for d in (await table(settings, DEAD_LETTERS)).values())
+    async def state() -> str | None:
+        ctl = (await table(settings, TASK_CONTROLS)).get(task_id)
+        return ctl.state if isinstance(ctl, TaskControl) else None
 
-    await run_scheduler(settings, dead_lettered)
+    async def rejected() -> bool:
+        return await state() == "rejected"
+
+    await run_scheduler(settings, rejected)
 
     # list: a table with the dead letter's coordinates, filtered by service and time
     out = await asyncio.to_thread(xget, settings, "dead-letters", "list", "--service",
@@ -108,11 +114,10 @@ async def test_dead_letter_listed_shown_and_redriven_once(noida):
                                   "scheduler", "--since", before.isoformat())
     assert f"redriven {dl_id}" in out and "1 redriven, 0 already" in out, out
 
-    async def scheduled() -> bool:
+    async def scheduled() -> bool:  # and no longer rejected
         jobs = await table(settings, SEARCH_JOBS)
-        ctl = (await table(settings, TASK_CONTROLS)).get(task_id)
         return (any(isinstance(j, SearchJob) and j.task_id == task_id for j in jobs.values())
-                and isinstance(ctl, TaskControl) and ctl.state == "active")
+                and await state() == "active")
 
     await run_scheduler(allowed, scheduled)
     assert await commands_under(settings, task_id) == 2  # the original and one redrive

@@ -18,8 +18,9 @@ from libs.kafka import ConsumerLoop, Producer
 from libs.records.base import SCHEMA_HEADER
 from libs.records.tasks import OnDemandTask, SearchJob
 from libs.topic_table import TopicTable
-from libs.topics import CATALOGUE, SEARCH_JOBS, TASK_COMMANDS, TopicSpec, topic_name
-from services.task_gateway import scheduler
+from libs.topics import (CATALOGUE, DEAD_LETTERS, SEARCH_JOBS, TASK_COMMANDS, TopicSpec,
+                         topic_name)
+from services.task_gateway import rejections, scheduler
 from services.task_gateway.api import create_app
 from services.task_gateway.task_view import TaskView
 from tests.e2e.harness import fresh_prefix
@@ -51,17 +52,22 @@ class Gateway:
         self.producer = await Producer(self.settings).start()
         self.view = TaskView(self.settings)
         await self.view.start()
-        self.loop = ConsumerLoop(self.settings, scheduler.SERVICE, [TASK_COMMANDS],
-                                 scheduler.make_handler(self.settings, self.view.controls),
-                                 self.producer)
-        self.runner = asyncio.create_task(self.loop.run())
+        self.loops = [
+            ConsumerLoop(self.settings, scheduler.SERVICE, [TASK_COMMANDS],
+                         scheduler.make_handler(self.settings, self.view.controls),
+                         self.producer),
+            ConsumerLoop(self.settings, rejections.SERVICE, [DEAD_LETTERS],
+                         rejections.make_handler(self.settings, self.view.controls),
+                         self.producer)]
+        self.runners = [asyncio.create_task(loop.run()) for loop in self.loops]
         self.http = httpx.AsyncClient(transport=httpx.ASGITransport(
             app=create_app(self.settings, self.producer, self.view)), base_url="http://gw")
         return self
 
     async def __aexit__(self, *exc):
-        self.loop.stop()
-        await self.runner
+        for loop in self.loops:
+            loop.stop()
+        await asyncio.gather(*self.runners)
         await self.http.aclose()
         await self.view.stop()
         await self.producer.stop()
@@ -89,19 +95,23 @@ async def test_refused_and_mismatched_commands_show_rejected(noida):
     await publish(settings, private, command(private, callback_url="http://10.0.0.7/hook"))
     await publish(settings, phantom, command(named))  # key differs from task_id
     await publish(settings, good, command(good))
+    broken = f"broken-{tag}"  # fails validation: the consumer loop dead-letters it
+    await publish(settings, broken, command(broken, end_time="2026-09-01T00:00:00Z"))
     async with Gateway(settings) as gw:
         st = await gw.wait_status(private, "rejected")
         assert "callback_url" in st["reason"] and "10.0.0.7" in st["reason"], st
         st = await gw.wait_status(phantom, "rejected")
         assert phantom in st["reason"] and named in st["reason"], st
         assert "differs from task_id" in st["reason"], st
+        st = await gw.wait_status(broken, "rejected")
+        assert "undecodable" in st["reason"] and "end_time" in st["reason"], st
         full = (await gw.http.get(f"/api/v1/tasks/{phantom}", headers=AUTH)).json()
         assert full["status"] == "rejected" and full["task"] is None, full
         # the task the record named was never created, and no phantom task is pending
         assert (await gw.status(named))[0] == 404
         listed = (await gw.http.get("/api/v1/tasks", headers=AUTH)).json()["items"]
         assert {i["task_id"]: i["status"] for i in listed} == {
-            private: "rejected", phantom: "rejected", good: "pending"}, listed
+            private: "rejected", phantom: "rejected", broken: "rejected", good: "pending"}, listed
         assert (await gw.http.post(f"/api/v1/tasks/{private}/cancel",
                                    headers=AUTH)).status_code == 409
 
@@ -113,7 +123,8 @@ async def test_refused_and_mismatched_commands_show_rejected(noida):
 
     # A restarted gateway rebuilds the same answers from the compacted topics.
     async with Gateway(settings) as gw:
-        for task_id, word in ((private, "callback_url"), (phantom, "differs from task_id")):
+        for task_id, word in ((private, "callback_url"), (phantom, "differs from task_id"),
+                              (broken, "end_time")):
             code, st = await gw.status(task_id)
             assert code == 200 and st["status"] == "rejected" and word in st["reason"], st
         assert (await gw.status(named))[0] == 404
