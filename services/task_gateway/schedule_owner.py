@@ -80,7 +80,13 @@ class ScheduleOwnership:
         if not tps or c is None:
             return
         c.pause(*tps)
-        await self._caught_up(await c.end_offsets(list(tps)))
+        try:
+            await self._caught_up(await c.end_offsets(list(tps)))
+        except Exception:  # noqa: BLE001 - not owned: better no run than one fired twice
+            log.exception("schedule runner: cannot read schedule-state up to its end; the "
+                          "tasks of partitions %s wait for the next rebalance",
+                          sorted(tp.partition for tp in tps))
+            return
         self.owned |= {tp.partition for tp in tps}
         log.info("schedule runner %s owns schedule-state partitions %s", self.group_id,
                  sorted(self.owned))
