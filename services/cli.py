@@ -154,9 +154,12 @@ async def dead_letters_command(args, settings: Settings) -> int:
         print(dl.render_one(found[0]))
     else:
         res = await dl.redrive(settings, found)
-        for f in res.redriven:
-            print(f"redriven {f.id} -> {f.letter.source_topic} (key {f.letter.key})")
-        print(f"{len(res.redriven)} redriven, {len(res.skipped)} already redriven before")
+        for f, to in res.redriven:
+            print(f"redriven {f.id} -> {to} (key {f.letter.key})")
+        for f in res.refused:
+            print(f"not redriven {f.id}: {f.letter.source_topic} is no topic of the catalogue")
+        print(f"{len(res.redriven)} redriven, {len(res.skipped)} already redriven before"
+              + (f", {len(res.refused)} refused" if res.refused else ""))
     return 0
 
 

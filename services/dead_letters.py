@@ -6,6 +6,10 @@ that onto its source topic again, so the service that gave up on it consumes it 
 record: after the cause was fixed (a webhook host allowed, a service upgraded to a schema
 version it did not know), the record is processed as if it had never failed.
 
+A webhook report the reporter gave up on is not a topic's record (its batch is kept in
+ClickHouse): redriving it asks the reporter to send that batch again (the ReportsReplay of
+`xget reports replay`). A dead letter whose source is no topic of the catalogue is refused.
+
 Each dead letter is redriven once: after publishing, a DeadLetterRedrive record keyed by the
 dead letter's own position (dead-letters partition/offset) goes to the compacted
 dead-letter-redrives topic, and a later redrive skips every dead letter found there. A crash
@@ -24,7 +28,7 @@ from datetime import datetime, timezone
 
 from aiokafka import AIOKafkaProducer
 
-from libs.kafka import Outgoing, Producer, scan_partition
+from libs.kafka import Outgoing, Producer, scan_partition, spec_by_topic
 from libs.records.base import BODY_HEADER, SCHEMA_HEADER
 from libs.records.dead_letter import DeadLetter, DeadLetterRedrive
 from libs.settings import Settings
@@ -118,22 +122,31 @@ def _clip(text: str, n: int) -> str:
 
 @dataclass
 class RedriveResult:
-    redriven: list[Found]
+    redriven: list[tuple[Found, str]]  # with where it went: topic/partition/offset
     skipped: list[Found]  # redriven before
+    refused: list[Found]  # its source is no topic of the catalogue
 
 
 async def redrive(settings: Settings, found: list[Found]) -> RedriveResult:
     """Re-publish each dead letter's original record onto its source topic, once."""
+    from services.reporter.replay import is_dead_report, replay_command  # it imports this
+
     done = TopicTable(settings, DEAD_LETTER_REDRIVES)
     await done.start()
     try:
         await done.wait_caught_up()
     finally:
         await done.stop()
-    result = RedriveResult([], [])
+    result = RedriveResult([], [], [])
+    topics = spec_by_topic(settings.topic_prefix)
     todo = []
     for f in found:
-        (result.skipped if f.id in done.rows else todo).append(f)
+        if f.id in done.rows:
+            result.skipped.append(f)
+        elif is_dead_report(f.letter) or f.letter.source_topic in topics:
+            todo.append(f)
+        else:
+            result.refused.append(f)
     if not todo:
         return result
     raw = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
@@ -144,19 +157,22 @@ async def redrive(settings: Settings, found: list[Found]) -> RedriveResult:
     try:
         for f in todo:
             d = f.letter
-            headers = []
-            if d.schema_header is not None:
-                headers.append((SCHEMA_HEADER, d.schema_header.encode()))
-            if d.body is not None:
-                headers.append((BODY_HEADER, d.body.encode()))
-            md = await raw.send_and_wait(d.source_topic, d.value.encode(),
-                                         key=d.key.encode() if d.key is not None else None,
-                                         headers=headers)
+            if is_dead_report(d):
+                md = await producer.send_and_wait(replay_command(d.key, d.offset))
+            else:
+                headers = []
+                if d.schema_header is not None:
+                    headers.append((SCHEMA_HEADER, d.schema_header.encode()))
+                if d.body is not None:
+                    headers.append((BODY_HEADER, d.body.encode()))
+                md = await raw.send_and_wait(d.source_topic, d.value.encode(),
+                                             key=d.key.encode() if d.key is not None else None,
+                                             headers=headers)
+            to = f"{md.topic}/{md.partition}/{md.offset}"
             await producer.send_and_wait(Outgoing(DEAD_LETTER_REDRIVES, f.id, DeadLetterRedrive(
                 dead_letter=f.id, source=f"{d.source_topic}/{d.partition}/{d.offset}",
-                redriven_to=f"{md.topic}/{md.partition}/{md.offset}",
-                redriven_at=datetime.now(timezone.utc))))
-            result.redriven.append(f)
+                redriven_to=to, redriven_at=datetime.now(timezone.utc))))
+            result.redriven.append((f, to))
     finally:
         await raw.stop()
         await producer.stop()

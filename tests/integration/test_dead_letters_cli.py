@@ -13,10 +13,12 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 from infra.service_process import REPO, settings_env
-from libs.kafka import ConsumerLoop, Producer, scan_partition
+from libs.kafka import ConsumerLoop, Outgoing, Producer, scan_partition
+from libs.records.dead_letter import DeadLetter
+from libs.records.reports import ReportsReplay, WebhookReport
 from libs.records.tasks import SearchJob, TaskControl
 from libs.topic_table import TopicTable
-from libs.topics import DEAD_LETTERS, SEARCH_JOBS, TASK_COMMANDS, TASK_CONTROLS
+from libs.topics import DEAD_LETTERS, REPORT_CONTROLS, SEARCH_JOBS, TASK_COMMANDS, TASK_CONTROLS
 from services.task_gateway import rejections, scheduler
 from tests.e2e.harness import fresh_prefix
 
@@ -126,3 +128,29 @@ async def test_dead_letter_listed_shown_and_redriven_once(noida):
     out = await asyncio.to_thread(xget, allowed, "dead-letters", "redrive", dl_id)
     assert "0 redriven, 1 already redriven before" in out, out
     assert await commands_under(settings, task_id) == 2
+
+
+async def test_dead_report_redrive_is_a_replay_and_unknown_sources_are_refused(noida):
+    """A webhook report's dead letter has no source topic (its batch is in ClickHouse):
+    redrive asks the reporter to send the batch again, as `xget reports replay` does. A dead
+    letter naming no catalogue topic is refused, never published on a topic made up."""
+    settings = noida.settings(topic_prefix=fresh_prefix(noida.bootstrap))
+    now = datetime.now(timezone.utc)
+    report = DeadLetter(service="reporter", source_topic="report_batches", partition=0,
+                        offset=7, key="od-1", value="{}", error="webhook answered 500",
+                        schema_header=WebhookReport.schema_id(), failed_at=now)
+    stray = DeadLetter(service="parser", source_topic="no-such-topic", partition=0, offset=0,
+                       key="k", value="{}", error="?", failed_at=now)
+    producer = await Producer(settings).start()
+    try:
+        await producer.send_all([Outgoing(DEAD_LETTERS, "od-1", report),
+                                 Outgoing(DEAD_LETTERS, "k", stray)])
+    finally:
+        await producer.stop()
+    out = await asyncio.to_thread(xget, settings, "dead-letters", "redrive")
+    assert "1 redriven, 0 already redriven before, 1 refused" in out, out
+    assert "no-such-topic is no topic of the catalogue" in out, out
+    replays = [r for r in (await table(settings, REPORT_CONTROLS)).values()
+               if isinstance(r, ReportsReplay)]
+    assert [(r.task_id, r.batch_no) for r in replays] == [("od-1", 7)]
+    assert f"{settings.topic_prefix}report-controls/" in out, out
