@@ -415,10 +415,10 @@ async def create_topics(bootstrap: str, prefix: str = "",
     """Create every catalogue topic (existing ones are fine), then verify partition counts.
 
     Returns ``{topic: partitions}``. Raises RuntimeError when a topic exists with a different
-    partition count (partitions are never altered). An existing topic the catalogue says is
-    compacted but whose cleanup.policy is not is migrated to compaction here (the upgrade that
-    made task-commands, search-jobs and kol-commands compacted: their records stop expiring
-    from the moment this runs)."""
+    partition count (partitions are never altered). An existing topic that keeps less than the
+    catalogue says is migrated here: to compaction (the upgrade that made task-commands,
+    search-jobs and kol-commands compacted: their records stop expiring from the moment this
+    runs) or to a longer retention (dead-letters' 30 days)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
@@ -443,8 +443,8 @@ async def create_topics(bootstrap: str, prefix: str = "",
             for name, code, *rest in getattr(resp, "topic_errors", []) or []:
                 if code not in (0, 36):  # 36 = TOPIC_ALREADY_EXISTS (a concurrent creator)
                     raise RuntimeError(f"creating topic {name} failed: error {code} {rest}")
-        await _compact_existing(admin, [s for s in specs if s.compacted
-                                        and topic_name(s, prefix) in existing], prefix)
+        await _migrate_existing(admin, [s for s in specs if topic_name(s, prefix) in existing],
+                                prefix, default_retention_ms)
         # Verify from metadata (retry briefly: metadata may lag creation).
         deadline = time.monotonic() + timeout_s
         while True:
@@ -465,27 +465,43 @@ async def create_topics(bootstrap: str, prefix: str = "",
         await admin.close()
 
 
-async def _compact_existing(admin: Any, specs: list[TopicSpec], prefix: str) -> None:
-    """Set cleanup.policy=compact on existing topics the catalogue says are compacted."""
+async def _migrate_existing(admin: Any, specs: list[TopicSpec], prefix: str,
+                            default_retention_ms: int | None = None) -> None:
+    """Bring existing topics up to the catalogue where it keeps more than they do: compaction
+    where the catalogue compacts, a longer retention where it sets one. Never shortens a
+    retention or stops a compaction (that would delete records)."""
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-    if not specs:
+    wanted = {topic_name(s, prefix): topic_configs(s, default_retention_ms) for s in specs}
+    wanted = {n: c for n, c in wanted.items() if c}
+    if not wanted:
         return
-    names = {topic_name(s, prefix): s for s in specs}
     res = await admin.describe_configs(
-        [ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
-    policy: dict[str, str | None] = {}
+        [ConfigResource(ConfigResourceType.TOPIC, n) for n in wanted])
     for r in res:
         for _err, _msg, _type, name, entries in r.resources:
-            policy[name] = next((e[1] for e in entries if e[0] == "cleanup.policy"), None)
-    # A broker that reports no configs at all is left alone; one that says "delete" is fixed.
-    stale = [n for n, p in policy.items() if p is not None and "compact" not in p]
-    for name in stale:
-        # AlterConfigs replaces the topic's whole config: give every setting it should keep.
-        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name,
-                                                  configs=topic_configs(names[name]))])
-        log.warning("topic %s: cleanup.policy was %s, now compact (catalogue)", name,
-                    policy[name])
+            have = {e[0]: e[1] for e in entries}
+            want = wanted.get(name)
+            if not have or not want:
+                continue  # a broker that reports no configs is left alone
+            if not (_keeps_less(have, want, "cleanup.policy")
+                    or _keeps_less(have, want, "retention.ms")):
+                continue
+            # AlterConfigs replaces the topic's whole config: the catalogue's settings.
+            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name,
+                                                      configs=want)])
+            log.warning("topic %s migrated to the catalogue's %s (it had %s)", name, want,
+                        {k: have.get(k) for k in want})
+
+
+def _keeps_less(have: dict[str, str], want: dict[str, str], key: str) -> bool:
+    """Whether the topic's `key` setting keeps fewer records than the catalogue's."""
+    if key not in want or key not in have:
+        return False
+    if key == "cleanup.policy":
+        return "compact" in want[key] and "compact" not in have[key]
+    kept, wanted = int(have[key]), int(want[key])  # retention.ms; -1 is forever
+    return kept >= 0 and (wanted < 0 or wanted > kept)
 
 
 async def _partition_counts(admin: Any, topics: list[str]) -> dict[str, int]:

@@ -10,6 +10,7 @@ import json
 import uuid
 
 import httpx
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
@@ -18,8 +19,8 @@ from libs.kafka import ConsumerLoop, Producer
 from libs.records.base import SCHEMA_HEADER
 from libs.records.tasks import OnDemandTask, SearchJob
 from libs.topic_table import TopicTable
-from libs.topics import (CATALOGUE, DEAD_LETTERS, SEARCH_JOBS, TASK_COMMANDS, TopicSpec,
-                         topic_name)
+from libs.topics import (CATALOGUE, DEAD_LETTERS, RAW_PAGES, SEARCH_JOBS, TASK_COMMANDS,
+                         TopicSpec, topic_name)
 from services.task_gateway import rejections, scheduler
 from services.task_gateway.api import create_app
 from services.task_gateway.task_view import TaskView
@@ -130,6 +131,30 @@ async def test_refused_and_mismatched_commands_show_rejected(noida):
         assert (await gw.status(named))[0] == 404
 
 
+async def _configs(bootstrap: str, name: str) -> dict[str, str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        res = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+    finally:
+        await admin.close()
+    return {e[0]: e[1] for r in res for *_, entries in r.resources for e in entries}
+
+
+async def _count(bootstrap: str, name: str) -> int:
+    """Records held on the topic (of task-commands' partition count)."""
+    from aiokafka import AIOKafkaConsumer
+
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await c.start()
+    try:
+        tps = [TopicPartition(name, p) for p in range(TASK_COMMANDS.partitions)]
+        begin, end = await c.beginning_offsets(tps), await c.end_offsets(tps)
+        return sum(end[tp] - begin[tp] for tp in tps)
+    finally:
+        await c.stop()
+
+
 async def _policies(bootstrap: str, names: list[str]) -> dict[str, str]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -143,8 +168,9 @@ async def _policies(bootstrap: str, names: list[str]) -> dict[str, str]:
 
 
 async def test_topics_create_migrates_an_existing_topic_to_compaction(noida):
-    """A deployment from before task-commands was compacted: `xget topics create` (here
-    local.create_topics) switches the existing topic to compaction and keeps its records."""
+    """A deployment from before task-commands was compacted and dead-letters kept 30 days:
+    `xget topics create` (here local.create_topics) switches the existing topics to
+    compaction, lengthens the retention, keeps their records, and never shortens one."""
     prefix = f"m{uuid.uuid4().hex[:8]}-"
     name = topic_name(TASK_COMMANDS, prefix)
     admin = AIOKafkaAdminClient(bootstrap_servers=noida.bootstrap)
@@ -154,9 +180,33 @@ async def test_topics_create_migrates_an_existing_topic_to_compaction(noida):
     finally:
         await admin.close()
     assert (await _policies(noida.bootstrap, [name]))[name] == "delete"
+    await local.create_topics(noida.bootstrap, prefix, [DEAD_LETTERS])  # 7 days, as before
+    dead = topic_name(DEAD_LETTERS, prefix)
+    admin = AIOKafkaAdminClient(bootstrap_servers=noida.bootstrap)
+    await admin.start()
+    try:
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, dead,
+                                                  configs={"retention.ms": "604800000"})])
+    finally:
+        await admin.close()
+    await send_raw(noida.bootstrap, name, b"an old command", key=b"old")
     await local.create_topics(noida.bootstrap, prefix, CATALOGUE)
     compacted = [topic_name(s, prefix) for s in CATALOGUE if s.compacted]
     assert set((await _policies(noida.bootstrap, compacted)).values()) == {"compact"}
+    assert (await _configs(noida.bootstrap, dead))["retention.ms"] == str(
+        DEAD_LETTERS.retention_ms)
+    assert await _count(noida.bootstrap, name) == 1  # the records stay
+    # Never shortened: a longer retention an operator set is kept.
+    raw = topic_name(RAW_PAGES, prefix)
+    admin = AIOKafkaAdminClient(bootstrap_servers=noida.bootstrap)
+    await admin.start()
+    try:
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, raw,
+                                                  configs={"retention.ms": "-1"})])
+    finally:
+        await admin.close()
+    await local.create_topics(noida.bootstrap, prefix, CATALOGUE)
+    assert (await _configs(noida.bootstrap, raw))["retention.ms"] == "-1"
     assert {topic_name(s, prefix) for s in CATALOGUE if s.compacted} >= {
         name, topic_name(SEARCH_JOBS, prefix), prefix + "kol-commands"}
 
