@@ -145,6 +145,10 @@ async def dead_letters_command(args, settings: Settings) -> int:
     elif args.action == "show":
         print("show needs a dead letter id (PARTITION/OFFSET, from list)", file=sys.stderr)
         return 2
+    elif args.action == "redrive" and args.service is None and args.since is None:
+        print("redrive needs a dead letter id, --service or --since (every dead letter: "
+              "--since 1970-01-01)", file=sys.stderr)
+        return 2
     else:
         found = [f async for f in dl.dead_letters(settings, service=args.service,
                                                   since=args.since)]

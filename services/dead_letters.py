@@ -73,6 +73,8 @@ async def dead_letters(settings: Settings, *, service: str | None = None,
 async def find(settings: Settings, dead_letter_id: str) -> Found | None:
     """The dead letter at PARTITION/OFFSET, or None."""
     p, o = parse_id(dead_letter_id)
+    if not 0 <= p < DEAD_LETTERS.partitions or o < 0:
+        return None
     async for msg, rec in scan_partition(settings, DEAD_LETTERS, p, o, end_offset=o + 1):
         if msg.offset == o and isinstance(rec, DeadLetter):
             return Found(p, o, rec)
