@@ -22,7 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from minio.error import MinioException
 
-from libs.failures import DependencyError, dependency_of
+from libs.failures import DependencyError, cause_chain, dependency_of
 from libs.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def classify(exc: BaseException) -> tuple[str, str, str] | None:
     dependency failed (libs/failures.py, the same verdict the consumers act on), else None.
     The client's reason names the failure only (the library's message holds internal host
     names and query parameters)."""
-    for e in _chain(exc):
+    for e in cause_chain(exc):
         if isinstance(e, DependencyUnavailable):
             return e.dependency, e.reason, e.detail
     dependency = dependency_of(exc)
@@ -63,17 +63,9 @@ def classify(exc: BaseException) -> tuple[str, str, str] | None:
 
 def root_cause(exc: BaseException) -> BaseException:
     """The innermost cause (e.g. ConnectionRefusedError under clickhouse-connect's error)."""
-    *_, last = _chain(exc)
+    *_, last = cause_chain(exc)
     return last
 
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    e: BaseException | None = exc
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        yield e
-        e = e.__cause__ or e.__context__
 
 
 def install(app: FastAPI, settings: Settings) -> None:

@@ -25,11 +25,10 @@ import pytest
 from infra import local
 from infra.separate_stack import SERVICES, SeparateStack
 from infra.service_process import wait_until
-from libs.kafka import scan_partition
 from libs.storage.clickhouse import ClickHouseStore
 from libs.storage.objects import open_object_store
-from libs.topics import DEAD_LETTERS
 from services.task_gateway.scheduler import search_query
+from tests.integration.kafka_helpers import dead_letters
 from tests.webhook_server import WebhookServer
 
 from .harness import Gateway, Simulator
@@ -58,14 +57,6 @@ def drill_stack(noida, xsim, s3, tmp_path, hook_port: int,
         dependency_retry_base_s=0.5, dependency_retry_max_s=5.0,
         report_max_wait_s=1.0, report_tick_s=0.2, report_media_wait_s=120)
     return SeparateStack(settings, tmp_path, str(s3), services)
-
-
-async def _dead_letters(settings) -> list:
-    found = []
-    for part in range(DEAD_LETTERS.partitions):
-        async for _, rec in scan_partition(settings, DEAD_LETTERS, part, 0, deadline_s=30):
-            found.append(rec)
-    return found
 
 
 def _delivered(hooks: list[WebhookServer], task_id: str) -> list[dict]:
@@ -169,7 +160,7 @@ def test_a_dependency_down_mid_task_loses_and_duplicates_nothing(fault, services
         assert [r["post_id"] for r in records] == b["post_ids"]
     assert media_states and set(media_states) == {"stored"}, media_states
 
-    assert asyncio.run(_dead_letters(stack.settings)) == []
+    assert asyncio.run(dead_letters(stack.settings)) == []
     asked = Counter((e["raw_query"], e.get("cursor")) for e in sim.search_requests(keyword)
                     if e.get("status") == 200)
     assert max(asked.values()) == 1, [k for k, n in asked.items() if n > 1][:5]

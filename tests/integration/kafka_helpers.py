@@ -29,3 +29,15 @@ async def next_values(consumer: AIOKafkaConsumer, timeout_s: float) -> list[byte
         if got:
             return got
     return []
+
+
+async def dead_letters(settings) -> list:
+    """Every record on the dead-letters topic of `settings`' prefix, decoded."""
+    from libs.kafka import scan_partition
+    from libs.topics import DEAD_LETTERS
+
+    found = []
+    for part in range(DEAD_LETTERS.partitions):
+        async for _, rec in scan_partition(settings, DEAD_LETTERS, part, 0, deadline_s=30):
+            found.append(rec)
+    return found
