@@ -474,3 +474,65 @@ def start_proxy(port: int | None = None, *, log_dir: str | os.PathLike | None = 
     return start_process(name, argv, lambda: tcp_ready("127.0.0.1", port),
                          address=f"http://127.0.0.1:{port}", port=port, log_dir=log_dir,
                          env=_repo_module_env(), cwd=REPO_ROOT, timeout=timeout)
+
+
+# --- broker faults (drills) -------------------------------------------------------------------
+class RestartableNoida:
+    """A noida-db that can be killed, restarted on the same port and data dir, or frozen: the
+    broker faults operators meet. SIGKILL loses what the broker acknowledged since its last
+    snapshot (1–2 s); SIGSTOP freezes it with its sockets open (a stalled broker)."""
+
+    def __init__(self, data_dir: str | os.PathLike, port: int | None = None, *,
+                 log_dir: str | os.PathLike | None = None):
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.log_dir = log_dir
+        self.address = f"127.0.0.1:{self.port}"
+        self.handle: ProcessHandle | None = None
+
+    def start(self, timeout: float = 60.0) -> "RestartableNoida":
+        self.handle = start_noida(self.data_dir, self.port, log_dir=self.log_dir,
+                                  timeout=timeout)
+        return self
+
+    def saved_topics(self) -> set[str]:
+        """Topics in the broker's last snapshot on disk (what a SIGKILL would keep)."""
+        import json
+
+        try:
+            doc = json.loads((self.data_dir / "kafka.json").read_text())
+        except (OSError, ValueError):
+            return set()
+        return {t[0] for t in doc.get("topics", [])}
+
+    def sigkill(self) -> None:
+        """SIGKILL the broker's process group and wait until it is gone."""
+        assert self.handle is not None
+        try:
+            os.killpg(self.handle.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.handle.proc.wait(10)
+        deadline = time.monotonic() + 10
+        while _group_alive(self.handle.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def restart_after_kill(self, timeout: float = 60.0) -> None:
+        self.sigkill()
+        self.start(timeout)
+
+    def freeze(self) -> None:
+        assert self.handle is not None
+        os.killpg(self.handle.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.handle is not None
+        os.killpg(self.handle.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.handle is not None:
+            try:
+                self.thaw()
+            except ProcessLookupError:
+                pass
+            self.handle.stop()

@@ -65,7 +65,7 @@ class PageLedger:
         """The raw-pages partition of a slice: fixed by its key (see raw_page_key)."""
         name = topic_name(RAW_PAGES, self.settings.topic_prefix)
         return partition_for_key(raw_page_key(job),
-                                 await self.producer._p.partitions_for(name))  # noqa: SLF001
+                                 await self.producer.partitions_for(name))
 
     async def recover(self, job: SearchJob) -> SliceState | None:
         """The slice's state from Kafka; None when it never started."""
