@@ -518,15 +518,24 @@ class RestartableNoida:
                                   timeout=timeout)
         return self
 
-    def saved_topics(self) -> set[str]:
-        """Topics in the broker's last snapshot on disk (what a SIGKILL would keep)."""
+    def snapshot(self) -> dict:
+        """The broker's last snapshot on disk (what a SIGKILL would keep); {} before one."""
         import json
 
         try:
-            doc = json.loads((self.data_dir / "kafka.json").read_text())
+            return json.loads((self.data_dir / "kafka.json").read_text())
         except (OSError, ValueError):
-            return set()
-        return {t[0] for t in doc.get("topics", [])}
+            return {}
+
+    def saved_topics(self) -> set[str]:
+        return {t[0] for t in self.snapshot().get("topics", [])}
+
+    def saved_ends(self, topic: str) -> dict[int, int]:
+        """Partition -> log end offset of `topic` in the last snapshot."""
+        for name, t in self.snapshot().get("topics", []):
+            if name == topic:
+                return {p: part["high_watermark"] for p, part in t["partitions"]}
+        return {}
 
     def sigkill(self) -> None:
         """SIGKILL the broker's process group and wait until it is gone."""

@@ -493,7 +493,12 @@ def install_fetcher_close_fix() -> None:
     fetcher.Fetcher.close = close
 
 
-def consumer_for(settings: Settings, group_id: str | None, client_id: str) -> AIOKafkaConsumer:
+def consumer_for(settings: Settings, group_id: str | None, client_id: str, *,
+                 offset_reset: str = "earliest") -> AIOKafkaConsumer:
+    """`offset_reset`: where a position the log does not hold any more moves to ("earliest",
+    "latest"), or "none": getmany raises OffsetOutOfRangeError({tp: position}) and the caller
+    decides — a broker restarted from a snapshot can have a shorter log than the consumer
+    read, and the offsets it lost are reused by new records."""
     install_fetcher_close_fix()
     install_empty_fetch_backoff(settings.kafka_empty_fetch_backoff_ms,
                                 settings.kafka_empty_fetch_backoff_max_ms)
@@ -502,7 +507,7 @@ def consumer_for(settings: Settings, group_id: str | None, client_id: str) -> AI
         group_id=group_id,
         client_id=client_id,
         enable_auto_commit=False,
-        auto_offset_reset="earliest",
+        auto_offset_reset=offset_reset,
         max_poll_records=settings.kafka_max_poll_records,
         session_timeout_ms=settings.kafka_session_timeout_ms,
         heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
@@ -534,8 +539,9 @@ async def follow_from_end(settings: Settings, spec: TopicSpec,
                           client_id: str) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
     """A started consumer, outside any group, on every partition of a topic, positioned at
     its current end: it reads exactly what is published from now on (the end is resolved
-    here, not at the first fetch, so nothing sent after this returns is missed)."""
-    c = consumer_for(settings, None, client_id)
+    here, not at the first fetch, so nothing sent after this returns is missed). A position
+    a restarted broker no longer has moves to the new end, never back to the start."""
+    c = consumer_for(settings, None, client_id, offset_reset="latest")
     await c.start()
     try:
         tps = await partitions_of(c, topic_name(spec, settings.topic_prefix))
