@@ -134,9 +134,13 @@ class Producer:
     STOP_OLD_S = 10.0  # a replaced producer gets this long to close
 
     def __init__(self, settings: Settings, client_id: str = "xget", *,
-                 linger_ms: int | None = None):
+                 linger_ms: int | None = None, redo_replaced: bool = False):
         """`linger_ms` overrides the setting: 0 for a producer whose every send is awaited
-        one at a time (scraper, gateway), where lingering only adds latency to each step."""
+        one at a time (scraper, gateway), where lingering only adds latency to each step.
+        `redo_replaced`: send_and_wait sends a record again, once, on the new producer when
+        the first attempt met a broken one — for callers whose last durable point is the
+        record itself (the gateway's HTTP requests), not consumed offsets."""
+        self.redo_replaced = redo_replaced
         self.settings = settings
         self.prefix = settings.topic_prefix
         self.client_id = client_id
@@ -319,7 +323,12 @@ class Producer:
         return futures
 
     async def send_and_wait(self, out: Outgoing):
-        ack = await (await self.send(out))
+        try:
+            ack = await (await self.send(out))
+        except ProducerReplaced:
+            if not self.redo_replaced:
+                raise
+            ack = await (await self.send(out))
         self._count((out,))
         return ack
 
@@ -491,6 +500,35 @@ def install_fetcher_close_fix() -> None:
 
     close.__xget_original__ = original  # type: ignore[attr-defined]
     fetcher.Fetcher.close = close
+
+
+class ReconnectWatch:
+    """Tells when a consumer's connection to a broker was replaced since the last look: the
+    broker went away and came back, maybe restarted from an older snapshot (aiokafka
+    reconnects silently and has no hook for it)."""
+
+    def __init__(self, consumer: AIOKafkaConsumer):
+        self.consumer = consumer
+        self._seen: dict = {}
+
+    def replaced(self) -> bool:
+        """True after a reconnect, until `checked()` marks it handled."""
+        conns = self.consumer._client._conns  # noqa: SLF001
+        for k, conn in conns.items():
+            self._seen.setdefault(k, conn)  # a connection to a node not seen before
+        return any(self._seen[k] is not conn for k, conn in conns.items())
+
+    def checked(self) -> None:
+        """What a reconnect may have changed was dealt with: the current connections are
+        the ones to compare with from now on."""
+        self._seen = dict(self.consumer._client._conns)  # noqa: SLF001
+
+
+def backoff_delay(attempt: int, base_s: float = 0.5, cap_s: float = 30.0) -> float:
+    """Capped exponential backoff with full jitter: a random delay up to base × 2^attempt."""
+    import random
+
+    return random.uniform(base_s / 2, min(cap_s, base_s * 2 ** attempt))
 
 
 def consumer_for(settings: Settings, group_id: str | None, client_id: str, *,

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 
-from .kafka import consumer_for, decode, partitions_of
+from .kafka import ReconnectWatch, consumer_for, decode, partitions_of
 from .records.base import Record
 from .settings import Settings
 from .topics import TopicSpec, topic_name
@@ -68,11 +68,12 @@ class TopicTable:
         self._end_at_start: dict[TopicPartition, int] = {}
         self._caught_up = asyncio.Event()
         self._changed = asyncio.Condition()
-        self._origin: dict[str, TopicPartition] = {}  # key -> the partition of its row
+        # key -> (partition, offset) of the record its row came from
+        self._origin: dict[str, tuple[TopicPartition, int]] = {}
         # per partition: (offset, timestamp, hash of the value) of the last record applied
         self._last: dict[TopicPartition, tuple[int, int, int]] = {}
         # partition -> (the broker's end when the repair began, the rows read again so far)
-        self._repair: dict[TopicPartition, tuple[int, dict[str, Record]]] = {}
+        self._repair: dict[TopicPartition, tuple[int, dict[str, tuple[Record, int]]]] = {}
         self._repaired = asyncio.Event()
         self._repaired.set()
         self.truncations = 0
@@ -107,14 +108,24 @@ class TopicTable:
             self._swap(tp)
 
     def _swap(self, tp: TopicPartition) -> None:
-        _end, shadow = self._repair.pop(tp)
-        for key in [k for k, t in self._origin.items() if t == tp and k not in shadow]:
+        """The partition is read again up to the end the broker had: its rows become what
+        was read (rows from records written since, at or past that end, stay)."""
+        end, shadow = self._repair.pop(tp)
+        for key in [k for k, (t, o) in self._origin.items()
+                    if t == tp and o < end and k not in shadow]:
             del self.rows[key], self._origin[key]
-        for key, rec in shadow.items():
-            self.rows[key] = rec
-            self._origin[key] = tp
+        for key, (rec, offset) in shadow.items():
+            if self._origin.get(key, (tp, -1))[1] < end:
+                self.rows[key] = rec
+                self._origin[key] = (tp, offset)
         if not self._repair:
             self._repaired.set()
+
+    def note_written(self, key: str, rec: Record, partition: int, offset: int) -> None:
+        """A record this process just wrote (acknowledged at `partition`/`offset`): the row
+        shows it now, before the feed reads it back."""
+        self.rows[key] = rec
+        self._origin[key] = (TopicPartition(self.topic, partition), offset)
 
     async def wait_repaired(self, timeout: float = 60.0) -> None:
         """Until every partition found to differ from the broker is read again."""
@@ -139,13 +150,15 @@ class TopicTable:
             key = m.key.decode() if m.key is not None else None
             if repair is not None:
                 if key is not None and rec is not None:
-                    repair[1][key] = rec
+                    repair[1][key] = (rec, m.offset)
                 if m.offset + 1 >= repair[0]:
                     self._swap(tp)
                     changed = True
             elif key is not None and rec is not None:
-                self.rows[key] = rec
-                self._origin[key] = tp
+                seen = self._origin.get(key)
+                if seen is None or seen[0] != tp or seen[1] <= m.offset:  # not a step back
+                    self.rows[key] = rec                                  # from note_written
+                    self._origin[key] = (tp, m.offset)
             if rec is None:
                 continue
             if self._on_record:
@@ -199,7 +212,7 @@ class _TableFeed:
         self._wakeup = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task | None = None
-        self._conns: dict = {}  # the consumer's broker connections last seen
+        self._reconnects: ReconnectWatch | None = None
 
     async def join(self, table: TopicTable) -> None:
         await self._change("join", table)
@@ -286,15 +299,6 @@ class _TableFeed:
             if not fut.done():
                 fut.set_result(None)
 
-    def _reconnected(self) -> bool:
-        """True when a connection of the feed's consumer was replaced since the last look:
-        the broker went away and came back (maybe restarted from an older snapshot)."""
-        conns = self._consumer._client._conns  # noqa: SLF001 - aiokafka has no reconnect hook
-        replaced = any(self._conns.get(k, conn) is not conn for k, conn in conns.items())
-        if not replaced:
-            self._conns.update(conns)
-        return replaced
-
     async def _verify(self, tables: list[TopicTable]) -> None:
         """Read back the last record each view applied per partition; a view whose record
         the broker no longer holds at that offset reads the partition again."""
@@ -317,10 +321,12 @@ class _TableFeed:
     async def _poll(self) -> None:
         c = self._consumer
         assert c is not None
-        if self._reconnected():
+        if self._reconnects is None:
+            self._reconnects = ReconnectWatch(c)
+        if self._reconnects.replaced():
             log.info("topic tables: reconnected to the broker; checking the views against it")
             await self._verify(self._tables)
-            self._conns.update(c._client._conns)  # noqa: SLF001 - checked: until the next one
+            self._reconnects.checked()
         get = asyncio.ensure_future(c.getmany(timeout_ms=POLL_MS))
         wake = asyncio.ensure_future(self._wakeup.wait())
         try:

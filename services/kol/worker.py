@@ -1,7 +1,10 @@
 """kol-worker: runs KOL followings tasks from kol-commands, progress onto kol-progress.
 
 A task's offset is committed only when its run ended, so a killed worker runs it again; the
-cache and the done marks make that second run cost no call already made.
+cache and the done marks make that second run cost no call already made. A broker fault is
+never the end of the worker: a run that failed on one (its writes to kol-pages or
+kol-progress) runs again from the cache after a backoff, the consumer going back to the
+committed offset; the cache is re-read from the broker for each run.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ import logging
 from datetime import datetime, timezone
 
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 
 from libs.consumer_watch import ConsumerWatch
-from libs.kafka import Outgoing, Producer, consumer_for, dead_letter_for, decode, join
+from libs.kafka import (Outgoing, Producer, backoff_delay, consumer_for, dead_letter_for, decode,
+                        join)
 from libs.records.kol import KolFollowingsTask, KolTaskProgress
 from libs.settings import Settings
 from libs.topics import KOL_COMMANDS, KOL_PROGRESS, topic_name
@@ -105,16 +110,41 @@ class KolWorker:
         consumer._max_poll_interval_ms = 3_600_000  # noqa: SLF001 - a task may run for hours
         await consumer.start()
         await join(consumer, self.settings, [topic_name(KOL_COMMANDS, self.settings.topic_prefix)])
+        faults = 0
         try:
             while not self._stop.is_set():
-                batch = await consumer.getmany(timeout_ms=300, max_records=1)
-                await self.watch.polled(consumer, [m for ms in batch.values() for m in ms])
-                for tp, msgs in batch.items():
-                    for m in msgs:
-                        await self._handle(consumer, tp, m)
+                try:
+                    batch = await consumer.getmany(timeout_ms=300, max_records=1)
+                    await self.watch.polled(consumer, [m for ms in batch.values() for m in ms])
+                    for tp, msgs in batch.items():
+                        for m in msgs:
+                            await self._handle(consumer, tp, m)
+                    faults = 0
+                except KafkaError as e:
+                    delay = backoff_delay(faults, 1.0, 30.0)
+                    faults += 1
+                    log.warning("kol-worker: broker fault (%s: %s); the task runs again from "
+                                "the committed offset in %.1fs", type(e).__name__, e, delay)
+                    try:
+                        await asyncio.wait_for(self._stop.wait(), delay)
+                    except asyncio.TimeoutError:
+                        pass
+                    await self._rewind(consumer)
         finally:
             self.watch.stopped()
             await consumer.stop()
+
+    async def _rewind(self, consumer) -> None:
+        try:
+            for tp in consumer.assignment():
+                committed = await consumer.committed(tp)
+                if committed is None:
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, committed)
+        except KafkaError as e:  # still away: the next fault rewinds
+            log.warning("kol-worker: rewind failed: %s", e)
+        consumer.resume(*consumer.assignment())
 
     async def _handle(self, consumer, tp: TopicPartition, m) -> None:
         try:
@@ -129,10 +159,14 @@ class KolWorker:
         consumer.pause(*consumer.assignment())
         runner = asyncio.create_task(self.run_task(task))
         while not runner.done():
-            await consumer.getmany(timeout_ms=500)
-            await self.watch.polled(consumer)  # lag keeps being reported during a long task
+            try:
+                await consumer.getmany(timeout_ms=500)
+                await self.watch.polled(consumer)  # lag keeps being reported during a long task
+            except KafkaError as e:  # the run goes on; its own writes meet the fault, if any
+                log.warning("kol-worker: poll during a run failed: %s", e)
+                await asyncio.wait({runner}, timeout=1.0)
         consumer.resume(*consumer.assignment())
-        final = runner.result()
+        final = runner.result()  # a KafkaError of the run: the loop runs the task again
         if final.status != "running":
             await consumer.commit({tp: m.offset + 1})
             self.tasks_done += 1

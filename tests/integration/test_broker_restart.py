@@ -59,8 +59,25 @@ async def test_producer_is_replaced_after_a_broker_restart_that_lost_its_state(b
         assert [i for i, _ in failures] == [20], failures
         assert producer.replacements == 1
         await producer.send_and_wait(Outgoing(DEAD_LETTERS, "k", letter(run, 20), partition=0))
+        assert set(range(20, 30)) <= set(await sent(settings, run))
+
+        # A caller whose durable point is the record itself (the gateway) has it sent again
+        # on the replacement: the restart costs it nothing.
+        redoing = await Producer(settings, "restart-test-redo", linger_ms=0,
+                                 redo_replaced=True).start()
+        try:
+            await redoing.send_and_wait(Outgoing(DEAD_LETTERS, "k", letter(run, 40), partition=0))
+            broker.restart_after_kill()
+            await redoing.send_and_wait(Outgoing(DEAD_LETTERS, "k", letter(run, 41), partition=0))
+            assert redoing.replacements == 1
+        finally:
+            await redoing.stop()
     finally:
         await producer.stop()
-    got = [rec.offset for _m, rec in [x async for x in scan_partition(settings, DEAD_LETTERS, 0, 0)]
-           if isinstance(rec, DeadLetter) and rec.service == run]
-    assert set(range(20, 30)) <= set(got)
+    assert 41 in await sent(settings, run)
+
+
+async def sent(settings, run: str) -> list[int]:
+    """The numbers of this run's records on the broker."""
+    return [rec.offset async for _m, rec in scan_partition(settings, DEAD_LETTERS, 0, 0)
+            if isinstance(rec, DeadLetter) and rec.service == run]
