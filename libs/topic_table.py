@@ -77,6 +77,7 @@ class TopicTable:
         self._repaired = asyncio.Event()
         self._repaired.set()
         self.truncations = 0
+        self._sync_to: dict[TopicPartition, int] = {}  # the broker's ends at verify()
 
     async def start(self) -> "TopicTable":
         loop = asyncio.get_running_loop()
@@ -109,23 +110,16 @@ class TopicTable:
 
     def _swap(self, tp: TopicPartition) -> None:
         """The partition is read again up to the end the broker had: its rows become what
-        was read (rows from records written since, at or past that end, stay)."""
-        end, shadow = self._repair.pop(tp)
-        for key in [k for k, (t, o) in self._origin.items()
-                    if t == tp and o < end and k not in shadow]:
+        was read (those from lost records go, or back to an older value)."""
+        _end, shadow = self._repair.pop(tp)
+        for key in [k for k, (t, _o) in self._origin.items() if t == tp and k not in shadow]:
             del self.rows[key], self._origin[key]
         for key, (rec, offset) in shadow.items():
-            if self._origin.get(key, (tp, -1))[1] < end:
-                self.rows[key] = rec
-                self._origin[key] = (tp, offset)
+            self.rows[key] = rec
+            self._origin[key] = (tp, offset)
         if not self._repair:
             self._repaired.set()
 
-    def note_written(self, key: str, rec: Record, partition: int, offset: int) -> None:
-        """A record this process just wrote (acknowledged at `partition`/`offset`): the row
-        shows it now, before the feed reads it back."""
-        self.rows[key] = rec
-        self._origin[key] = (TopicPartition(self.topic, partition), offset)
 
     async def wait_repaired(self, timeout: float = 60.0) -> None:
         """Until every partition found to differ from the broker is read again."""
@@ -133,7 +127,7 @@ class TopicTable:
 
     def _apply(self, tp: TopicPartition, msgs) -> bool:
         """Records of one partition, in order; those before this view's next offset were
-        applied already (the feed went back for another view). True if any was new."""
+        applied already (the feed went back for another view). True if the view moved."""
         start = self._next[tp]
         changed = False
         for m in msgs:
@@ -153,12 +147,10 @@ class TopicTable:
                     repair[1][key] = (rec, m.offset)
                 if m.offset + 1 >= repair[0]:
                     self._swap(tp)
-                    changed = True
             elif key is not None and rec is not None:
-                seen = self._origin.get(key)
-                if seen is None or seen[0] != tp or seen[1] <= m.offset:  # not a step back
-                    self.rows[key] = rec                                  # from note_written
-                    self._origin[key] = (tp, m.offset)
+                self.rows[key] = rec
+                self._origin[key] = (tp, m.offset)
+            changed = True  # the position moved: verify() may be waiting for it
             if rec is None:
                 continue
             if self._on_record:
@@ -167,7 +159,6 @@ class TopicTable:
                 except Exception:  # noqa: BLE001 - one view's hook never stops the others
                     log.exception("table %s: on_record failed at %s@%d", self.spec.name,
                                   m.partition, m.offset)
-            changed = True
         return changed
 
     async def _notify(self) -> None:
@@ -188,11 +179,19 @@ class TopicTable:
         except asyncio.TimeoutError:
             return False
 
-    async def verify(self) -> int:
-        """Check now that the broker still holds what this view read (see the module doc),
-        starting a repair where it does not; returns the truncations found so far."""
+    async def verify(self, timeout: float = 60.0) -> int:
+        """Make the view what the broker holds now: check that the broker still holds what
+        it read (see the module doc), repair where it does not, and wait until it read
+        everything the broker had when asked (a record acknowledged before this call shows).
+        Returns the truncations found so far."""
         assert self._feed is not None, "start() first"
+        self._sync_to = {}
         await self._feed._change("verify", self)  # noqa: SLF001
+        ends = self._sync_to
+        if not await self.wait_for(lambda: all(self._next.get(tp, 0) >= end
+                                               for tp, end in ends.items()), timeout):
+            raise TimeoutError(f"table {self.spec.name} did not read up to {ends}")
+        await self.wait_repaired(timeout)
         return self.truncations
 
     async def stop(self) -> None:
@@ -275,6 +274,7 @@ class _TableFeed:
             try:
                 if what == "verify":
                     await self._verify([table])
+                    table._sync_to = await c.end_offsets(list(table._next))  # noqa: SLF001
                     fut.set_result(None)
                     continue
                 if what == "leave":

@@ -8,8 +8,8 @@ that was written just before a crash whose checkpoint was not.
 Truth is the broker's, not this process's memory: a broker restarted from its last snapshot
 may have lost the newest pages and checkpoints it had acknowledged. `resync()` (after any
 broker fault) checks the checkpoint view against the broker and waits until it shows what the
-broker holds (libs/topic_table.py); recovery then resumes at the first page the broker does
-not have. A raw page is written at a higher offset than the slice's previous one, unless the
+broker holds (libs/topic_table.py), and recovery does it first; recovery then resumes at
+the first page the broker does not have. A raw page is written at a higher offset than the slice's previous one, unless the
 broker lost records: `written()` then raises BrokerLostRecords (a KafkaError).
 """
 
@@ -84,13 +84,13 @@ class PageLedger:
                                  await self.producer.partitions_for(name))
 
     async def resync(self) -> None:
-        """After a broker fault: make the checkpoint view what the broker holds now."""
+        """Make the checkpoint view what the broker holds now (after a broker fault: the
+        view may show checkpoints a restarted broker lost)."""
         await self.table.verify()
-        await self.table.wait_repaired()
 
     async def recover(self, job: SearchJob) -> SliceState | None:
         """The slice's state from Kafka; None when it never started."""
-        await self.table.wait_repaired()  # a view being repaired may show lost checkpoints
+        await self.resync()  # every checkpoint the broker holds now, and only those
         cp = self.table.rows.get(checkpoint_key(job.task_id, job.slice_id))
         if cp is None:
             return None
@@ -164,5 +164,6 @@ class PageLedger:
             oldest_post_time=oldest_post_time,
         )
         key = checkpoint_key(job.task_id, job.slice_id)
-        md = await self.producer.send_and_wait(Outgoing(SCRAPE_CHECKPOINTS, key, cp))
-        self.table.note_written(key, cp, md.partition, md.offset)
+        # The view shows it once the feed reads it back from the broker (recover() waits for
+        # that): a row only ever shows what the broker holds.
+        await self.producer.send_and_wait(Outgoing(SCRAPE_CHECKPOINTS, key, cp))

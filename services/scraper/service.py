@@ -6,7 +6,7 @@ which then resume from the page ledger instead of starting over.
 
 Broker faults never end the process. A failed poll or commit is retried with backoff; a slice
 that fails (its writes, a broker restart that lost records) is retried with capped backoff
-and jitter after the ledger's view is checked against the broker; and after any broker fault
+and jitter from what the broker holds (the ledger's recovery); and after any broker fault
 the job consumer goes back to the group's committed offsets, so a job at an offset a
 restarted broker reused is not skipped (jobs already running are not started twice).
 """
@@ -190,13 +190,12 @@ class ScraperService:
 
     def _spawn(self, tp: TopicPartition, offset: int, job: SearchJob, deps: SliceDeps,
                attempt_no: int = 0) -> None:
-        """Run a slice; a crashed slice is retried with backoff from its ledger state (checked
-        against the broker first), and its offset stays uncommitted until it ends, so a dead
-        process re-delivers it."""
+        """Run a slice; a crashed slice is retried with backoff from its ledger state (what the
+        broker holds), and its offset stays uncommitted until it ends, so a dead process
+        re-delivers it."""
         async def attempt() -> str:
-            if attempt_no:
+            if attempt_no:  # recovery reads where the slice stands from the broker
                 await asyncio.sleep(backoff_delay(attempt_no - 1, RETRY_BASE_S, RETRY_MAX_S))
-                await self.ledger.resync()
             key = f"{job.task_id}/{job.slice_id}"
             lock = self._slice_locks.setdefault(key, asyncio.Lock())
             async with lock:  # a second copy then finds the slice ended and returns

@@ -34,7 +34,8 @@ def broker(tmp_path, infra_log_dir):
         b.stop()
 
 
-async def test_table_after_a_broker_restart_that_lost_records(broker):
+@pytest.mark.parametrize("refill_first", [True, False], ids=["refilled", "found-at-once"])
+async def test_table_after_a_broker_restart_that_lost_records(broker, refill_first):
     prefix = f"r{uuid.uuid4().hex[:6]}-"
     await local.create_topics(broker.address, prefix, [TASK_CONTROLS])
     settings = make_settings(kafka_bootstrap=broker.address, topic_prefix=prefix,
@@ -60,6 +61,11 @@ async def test_table_after_a_broker_restart_that_lost_records(broker):
         assert table.rows["kept"].reason == "v3"
         broker.restart_after_kill()
         assert broker.saved_ends(topic)[part] == 2  # the restart kept the first two only
+        if not refill_first:
+            # Found before anything new is written: the view shows what the broker kept.
+            assert await table.verify() == 1
+            assert table.rows["kept"].reason == "v1"
+            assert table.rows[lost_key].reason == "old"
         # Three new records, at offsets 2, 3, 4: where v2, v3 and "new" were. They are there
         # before the view fetches again, so no fetch runs into a shorter log: the view must
         # find out by reading back the last record it applied.
@@ -83,6 +89,24 @@ async def test_table_after_a_broker_restart_that_lost_records(broker):
         # Hooks saw each new record once and no record twice.
         assert [r for r in seen if r[0].startswith("fresh-")] == [
             (f"fresh-{i}", "after") for i in range(3)]
+    finally:
+        await table.stop()
+        await producer.stop()
+
+
+async def test_verify_shows_every_record_acknowledged_before_it(noida):
+    """The page ledger recovers a slice right after writing its checkpoints: verify() waits
+    until the view read everything the broker had acknowledged when it was called."""
+    settings = noida.settings()
+    producer = await Producer(settings, "verify-test", linger_ms=0).start()
+    table = await TopicTable(settings, TASK_CONTROLS).start()
+    key = f"v-{uuid.uuid4().hex[:6]}"
+    try:
+        await table.wait_caught_up(30)
+        for i in range(20):
+            await producer.send_and_wait(Outgoing(TASK_CONTROLS, key, control(key, f"n={i}")))
+            assert await table.verify() == 0
+            assert table.rows[key].reason == f"n={i}"
     finally:
         await table.stop()
         await producer.stop()
