@@ -165,12 +165,16 @@ class ScraperService:
     async def _rewind(self, consumer) -> None:
         """Back to the group's committed offsets (what the broker holds, whatever this process
         read): every job not ended is delivered again; those still running are skipped."""
-        for tp in consumer.assignment():
+        tps = list(consumer.assignment())
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
             committed = await consumer.committed(tp)
             if committed is None:
                 await consumer.seek_to_beginning(tp)
             else:
-                consumer.seek(tp, committed)
+                # A commit past the log's end was made after a restarted broker lost records:
+                # what is at those offsets now is new.
+                consumer.seek(tp, min(committed, ends[tp]))
         self._rewind_needed = False
         log.info("scraper: jobs re-read from the committed offsets after a broker fault")
 
