@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup up down status run test test-fast bench bench-media bench-accounts bench-gateway schemas manifests bench-telemetry
+.PHONY: setup up down status run test test-fast bench bench-media bench-accounts bench-gateway schemas manifests bench-telemetry bench-soak
 
 setup: $(BIN)/xget  ## create the virtualenv with XGet, the local brokers and the S3 server
 
@@ -43,6 +43,9 @@ bench-accounts: setup  ## account utilisation with 2 scraper replicas vs the lim
 
 schemas: setup  ## regenerate schemas/*.avsc from the record models
 	$(BIN)/python -m libs.records.avro
+
+bench-soak: setup  ## posts stored and reported exactly once while services crash and dependencies go down (last line: ratio)
+	$(BIN)/python bench/soak.py
 
 bench-telemetry: setup  ## pipeline rate with tracing+metrics on ÷ off (last line: ratio)
 	$(BIN)/python bench/telemetry.py

@@ -16,8 +16,11 @@ DATA is ``settings.data_dir`` (default ``.xget``). Pid files go to ``DATA/run/*.
 When the simulator is started and the X settings are still their defaults, the services get
 ``XGET_X_GRAPHQL_URL``/``XGET_X_MEDIA_BASE``/``XGET_KOL_API_BASE_URL``/``XGET_X_LOGIN_URL``/
 ``XGET_PROXY_CHECK_URL`` pointing at it, ``XGET_X_TRANSACTION_ID=static`` (no internet here)
-and two simulator accounts. Without ``XGET_ACCOUNT_KEY`` a local key is generated once into
-``DATA/account.key``. A non-default ``XGET_KAFKA_PORT`` is passed on as ``XGET_KAFKA_BOOTSTRAP``.
+and two simulator accounts. Services refuse to start without an API token, webhook secret and
+account key (libs/fail_closed.py): each of ``XGET_API_TOKEN``, ``XGET_WEBHOOK_SECRET`` and
+``XGET_ACCOUNT_KEY`` that is unset is generated once into ``DATA/api.token``,
+``DATA/webhook.secret`` and ``DATA/account.key`` (mode 600), and ``up`` prints where. A
+non-default ``XGET_KAFKA_PORT`` is passed on as ``XGET_KAFKA_BOOTSTRAP``.
 
 Each part runs under its own supervisor (``infra/supervise.py``): a part that dies is started
 again with backoff (1 s doubling to 30 s, reset after 60 s up); ``DATA/run/NAME.supervisor.json``
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -106,10 +110,7 @@ def _child_env(settings: Settings, kafka_port: int, xsim_url: str | None) -> dic
             env["XGET_X_LOGIN_URL"] = f"{xsim_url}/i/flow/login"
         if settings.proxy_check_url == defaults["proxy_check_url"].default:
             env["XGET_PROXY_CHECK_URL"] = f"{xsim_url}/_sim/health"
-    if not settings.account_key.get_secret_value():
-        # Local only: a key generated once into DATA/account.key (mode 600). Production sets
-        # XGET_ACCOUNT_KEY from its secret store.
-        env["XGET_ACCOUNT_KEY"] = _local_account_key(settings)
+    env.update(_local_secrets(settings))
     # The embedded broker is noida-db, which never expires a killed group member.
     if settings.kafka_group_mode == defaults["kafka_group_mode"].default:
         env["XGET_KAFKA_GROUP_MODE"] = "assign"
@@ -119,16 +120,41 @@ def _child_env(settings: Settings, kafka_port: int, xsim_url: str | None) -> dic
     return env
 
 
-def _local_account_key(settings: Settings) -> str:
-    path = Path(settings.data_dir).resolve() / "account.key"
-    if not path.exists():
-        from libs.secretbox import SecretBox
+# Secrets the services refuse to start without (libs/fail_closed.py): setting -> file in DATA.
+LOCAL_SECRET_FILES = {"api_token": "api.token", "webhook_secret": "webhook.secret",
+                      "account_key": "account.key"}
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(SecretBox.new_key())
-    return path.read_text().strip()
+
+def _local_secrets(settings: Settings) -> dict[str, str]:
+    """Local only: each secret that is unset (or a well-known default) is generated once into
+    DATA/<file> (mode 600) and passed to the services. Production sets them from its secret
+    store."""
+    from libs.fail_closed import weak
+    from libs.secretbox import SecretBox
+
+    env = {}
+    for name, filename in LOCAL_SECRET_FILES.items():
+        if not weak(getattr(settings, name).get_secret_value()):
+            continue
+        path = Path(settings.data_dir).resolve() / filename
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(SecretBox.new_key() if name == "account_key"
+                        else secrets.token_urlsafe(32))
+        env[f"XGET_{name.upper()}"] = path.read_text().strip()
+    return env
+
+
+def _print_local_secrets(settings: Settings) -> None:
+    """Where the generated secrets are (never the values): the client needs the API token."""
+    from libs.fail_closed import weak
+
+    for name, filename in LOCAL_SECRET_FILES.items():
+        path = Path(settings.data_dir).resolve() / filename
+        if weak(getattr(settings, name).get_secret_value()) and path.exists():
+            print(f"secret    XGET_{name.upper()} generated into {path} (mode 600)")
 
 
 def up(settings: Settings, *, xsim: bool = True, services: bool = True) -> int:
@@ -196,6 +222,7 @@ def up(settings: Settings, *, xsim: bool = True, services: bool = True) -> int:
         print(f"services  started  pid {h.pid}  gateway {h.address}")
     else:
         print("services  skipped" + ("" if services else " (--no-services)"))
+    _print_local_secrets(settings)
     print(f"logs in {logs}; stop with: python -m infra.stack down")
     return 0
 

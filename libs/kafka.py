@@ -14,6 +14,7 @@ the loop moves on: one bad record never blocks or loses the others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -33,6 +34,7 @@ from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from . import metrics, tracing
 from .consumer_watch import observe_lag
+from .failures import Backoff, DependencyWatch, dependency_of
 from .ops_server import HEALTH
 from .records.base import BODY_HEADER, SCHEMA_HEADER, Record
 from .records.dead_letter import DeadLetter
@@ -657,6 +659,8 @@ class ConsumerLoop:
         # The running consumer, for hooks that need committed or end offsets (on_assign).
         self.consumer: AIOKafkaConsumer | None = None
         self._lag_at = 0.0
+        self._stalls = Stalls(service, self.group_id, Backoff(
+            settings.dependency_retry_base_s, settings.dependency_retry_max_s))
         HEALTH.register(self.group_id)
 
     def stop(self) -> None:
@@ -692,10 +696,14 @@ class ConsumerLoop:
         latency = metrics.HANDLE_SECONDS.labels(self.service)
         try:
             while not self._stop.is_set():
+                if not await self._stalls.wait_or_resume(consumer, self._stop,
+                                                         self.batch_timeout_ms):
+                    continue
                 batch = await consumer.getmany(timeout_ms=self.batch_timeout_ms,
                                                max_records=self.max_records)
                 if batch and self.fill_ms:
                     batch = await self._fill(consumer, batch)
+                batch = self._stalls.drop_paused(batch)
                 msgs = [m for tp in sorted(batch, key=lambda t: (t.topic, t.partition))
                         for m in batch[tp]]
                 if not msgs:
@@ -703,20 +711,40 @@ class ConsumerLoop:
                     continue
                 t0 = time.perf_counter()
                 metrics.observe_consumed(self.service, msgs)
-                await self._process(msgs)
-                offsets = {tp: ms[-1].offset + 1 for tp, ms in batch.items() if ms}
                 try:
-                    await consumer.commit(offsets)
-                except (CommitFailedError, IllegalStateError) as e:
-                    # Partitions moved to another member mid-batch: it re-reads from the last
-                    # commit, and every sink is idempotent, so nothing is lost or counted twice.
-                    log.warning("%s commit after rebalance failed (re-delivery follows): %s",
-                                self.service, e)
+                    await self._process(msgs)
+                except Exception as e:  # noqa: BLE001 - only a dependency's failure is caught
+                    dependency = dependency_of(e)
+                    if dependency is None:
+                        raise
+                    # Nothing of the batch was committed: read it again after the wait.
+                    self._stalls.stall(consumer, batch, dependency, e)
+                    continue
+                self._stalls.recovered()
+                await self._commit(consumer, {tp: ms[-1].offset + 1
+                                              for tp, ms in batch.items() if ms})
                 latency.observe(time.perf_counter() - t0)
                 await self._observe_lag(consumer)
         finally:
+            self._stalls.recovered()
             HEALTH.gone(self.group_id)
             await consumer.stop()
+
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict) -> None:
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as e:
+            # Partitions moved to another member mid-batch: it re-reads from the last
+            # commit, and every sink is idempotent, so nothing is lost or counted twice.
+            log.warning("%s commit after rebalance failed (re-delivery follows): %s",
+                        self.service, e)
+        except Exception as e:  # noqa: BLE001 - only the broker's failure is caught
+            if dependency_of(e) is None:
+                raise
+            # The outputs are acknowledged; the next commit covers these offsets too, and a
+            # crash before it re-delivers the batch to idempotent sinks.
+            log.warning("%s commit failed (%s: %s); the next batch's commit covers it",
+                        self.service, type(e).__name__, e)
 
     async def _observe_lag(self, consumer: AIOKafkaConsumer) -> None:
         """Lag gauges of the assigned partitions (libs/consumer_watch.py), at most once a
@@ -815,20 +843,26 @@ class ConsumerLoop:
                          **tracing.record_ids(inc.record)} for inc in incs])
 
     async def _handle(self, incoming: list[Incoming], msgs: list[ConsumerRecord]) -> list[Outgoing]:
+        """The handler's outputs for the batch. A dependency's failure propagates (the loop
+        retries the batch later); any other failure isolates the records at fault: each is
+        handled alone, and only those that fail on their own are dead-lettered."""
         try:
             return await self.handler(incoming)
         except HandlerError:
             pass
-        except Exception:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001
+            if dependency_of(e) is not None:
+                raise
             log.exception("%s: batch of %d failed; retrying record by record",
                           self.service, len(incoming))
-        # Isolate the bad record: handle one at a time, dead-letter only what fails.
         by_pos = {(m.topic, m.partition, m.offset): m for m in msgs}
         outs: list[Outgoing] = []
         for inc in incoming:
             try:
                 outs.extend(await self.handler([inc]))
             except Exception as e:  # noqa: BLE001
+                if dependency_of(e) is not None:
+                    raise  # the whole batch waits: a record is never blamed for an outage
                 log.warning("%s dead-letters %s[%d]@%d: %s",
                             self.service, inc.topic, inc.partition, inc.offset, e)
                 outs.append(dead_letter_for(
@@ -837,6 +871,61 @@ class ConsumerLoop:
                 self.dead_lettered += 1
                 metrics.RECORDS_FAILED.labels(self.service, inc.topic).inc()
         return outs
+
+
+class Stalls:
+    """The partitions of one consumer that wait out a dependency's failure.
+
+    A batch whose handling or publishing failed because a dependency failed is not committed:
+    each of its partitions is sought back to the batch's first offset and paused until a
+    backoff (capped, full jitter) has passed, then resumed and read again. Meanwhile the
+    component is not ready, with the cause, and `xget_dependency_down` is 1; the first batch
+    that goes through clears both and resets the backoff. Partitions that did not fail keep
+    flowing."""
+
+    def __init__(self, service: str, component: str, backoff: Backoff):
+        self.watch = DependencyWatch(service, component, backoff)
+        self.until: dict[TopicPartition, float] = {}  # paused partition -> resume time
+
+    def stall(self, consumer: AIOKafkaConsumer, batch: dict, dependency: str,
+              error: BaseException) -> None:
+        resume_at = time.monotonic() + self.watch.failed(dependency, error)
+        assigned = consumer.assignment()
+        for tp, ms in batch.items():
+            if ms and tp in assigned:
+                consumer.seek(tp, ms[0].offset)
+                consumer.pause(tp)
+                self.until[tp] = resume_at
+
+    def recovered(self) -> None:
+        self.watch.recovered()
+
+    async def wait_or_resume(self, consumer: AIOKafkaConsumer, stop: asyncio.Event,
+                             poll_ms: int) -> bool:
+        """Resume the partitions whose wait is over; when every assigned partition is still
+        paused, wait (at most `poll_ms`, or until stopped) and answer False: nothing to read."""
+        if not self.until:
+            return True
+        assigned = consumer.assignment()
+        now = time.monotonic()
+        for tp in list(self.until):
+            if tp not in assigned:
+                del self.until[tp]  # moved to another member, which reads from the commit
+            elif self.until[tp] <= now:
+                del self.until[tp]
+                consumer.resume(tp)
+        if not self.until or any(tp not in self.until for tp in assigned):
+            return True
+        wait = min(min(self.until.values()) - now, poll_ms / 1000)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), max(0.0, wait))
+        return False
+
+    def drop_paused(self, batch: dict) -> dict:
+        """Records of a paused partition fetched before the pause: they are read again."""
+        if not self.until:
+            return batch
+        return {tp: ms for tp, ms in batch.items() if tp not in self.until}
 
 
 def _trace_outputs(outs: list[Outgoing], incoming: list[Incoming],

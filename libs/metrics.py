@@ -62,6 +62,13 @@ ACCOUNT_POOL_HEALTH = Gauge("xget_account_pool_health", "Mean health score (0–
                             "accounts that are not disabled.")
 READY = Gauge("xget_ready", "1 when a component of this process is ready (joined its group, "
               "serving).", ["component"])
+DEPENDENCY_FAILURES = Counter(
+    "xget_dependency_failures", "Batches a service could not finish because a dependency "
+    "failed (clickhouse, object-store, kafka, http, network); the batch is retried, never "
+    "dead-lettered.", ["service", "dependency"])
+DEPENDENCY_DOWN = Gauge(
+    "xget_dependency_down", "1 while a service waits for a failed dependency (its partitions "
+    "paused, nothing committed).", ["service", "dependency"])
 
 
 def metric_names() -> set[str]:
@@ -70,7 +77,8 @@ def metric_names() -> set[str]:
     for collector in (RECORDS_IN, RECORDS_OUT, RECORDS_FAILED, HANDLE_SECONDS,
                       RECORD_AGE_SECONDS, CONSUMER_LAG, LAG_RATE, LAG_DRAIN_SECONDS, LAG_REPLICAS,
                       X_REQUESTS, X_REQUEST_SECONDS, WEBHOOK_DELIVERIES, WEBHOOK_SECONDS,
-                      MEDIA_BYTES_STORED, ACCOUNTS, ACCOUNT_POOL_HEALTH, READY):
+                      MEDIA_BYTES_STORED, ACCOUNTS, ACCOUNT_POOL_HEALTH, READY,
+                      DEPENDENCY_FAILURES, DEPENDENCY_DOWN):
         for family in collector.describe():
             name = family.name
             if family.type == "counter":

@@ -26,6 +26,7 @@ class Health:
     def __init__(self) -> None:
         self._ready: dict[str, bool] = {}
         self._broken: dict[str, str] = {}
+        self._waiting: dict[str, str] = {}  # component -> the dependency failure it waits out
 
     def register(self, component: str) -> None:
         self._ready.setdefault(component, False)
@@ -38,13 +39,26 @@ class Health:
     def gone(self, component: str) -> None:
         """A component that stopped on purpose no longer counts."""
         self._ready.pop(component, None)
+        self._waiting.pop(component, None)
         READY.labels(component).set(0)
+
+    def waiting(self, component: str, cause: str | None) -> None:
+        """A component waits for a failed dependency (`cause`), or no longer (None): it is
+        not ready meanwhile, and /readyz says why. Not a liveness problem: it recovers."""
+        if cause is None:
+            self._waiting.pop(component, None)
+        else:
+            self._waiting[component] = cause
+        READY.labels(component).set(0 if cause or not self._ready.get(component) else 1)
+
+    def waiting_on(self) -> list[str]:
+        return [f"{c}: {why}" for c, why in sorted(self._waiting.items())]
 
     def broken(self, component: str, why: str) -> None:
         self._broken[component] = why
 
     def not_ready(self) -> list[str]:
-        return sorted(c for c, ok in self._ready.items() if not ok)
+        return sorted({c for c, ok in self._ready.items() if not ok} | set(self._waiting))
 
     def live_problems(self) -> list[str]:
         return [f"{c}: {why}" for c, why in sorted(self._broken.items())]
@@ -70,8 +84,9 @@ def answer(path: str) -> bytes:
     if path == "/readyz":
         waiting = HEALTH.not_ready()
         if waiting:
+            causes = "".join(f"waiting for {w}\n" for w in HEALTH.waiting_on())
             return _response("503 Service Unavailable",
-                             ("not ready: " + ", ".join(waiting) + "\n").encode())
+                             ("not ready: " + ", ".join(waiting) + "\n" + causes).encode())
         return _response("200 OK", b"ready\n")
     return _response("404 Not Found", b"try /metrics, /livez or /readyz\n")
 

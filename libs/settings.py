@@ -7,10 +7,11 @@ See `.env.example` for every variable with its meaning.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -72,6 +73,14 @@ class Settings(BaseSettings):
         "~185 KB of JSON; zstd cuts the broker's CPU by about 6x and its memory by 10x on "
         "the pipeline benchmark, for less CPU in the clients than it saves. 'none' turns it off.",
     )
+
+    dependency_retry_base_s: float = Field(
+        0.5, gt=0, description="A batch that failed because a dependency (ClickHouse, the object "
+        "store, the broker, an HTTP server) failed is retried after a random wait of up to this, "
+        "doubling per failed attempt (full jitter); its partitions pause and nothing is "
+        "committed or dead-lettered meanwhile.")
+    dependency_retry_max_s: float = Field(
+        30.0, gt=0, description="The longest wait between two retries of a dependency failure.")
 
     # --- ClickHouse ----------------------------------------------------------------------------
     clickhouse_dsn: str = Field(
@@ -146,8 +155,44 @@ class Settings(BaseSettings):
     gateway_host: str = Field("127.0.0.1")
     gateway_port: int = Field(8080)
     api_token: SecretStr = Field(
-        SecretStr("change-me"), description="Bearer token the client sends on every API call."
-    )
+        SecretStr(""),
+        description="Bearer token the client sends on every API call. Required: the gateway "
+                    "and the account-manager refuse to start without one (`make up` generates "
+                    "it into DATA/api.token).")
+    insecure_dev_defaults: bool = Field(
+        False,
+        description="Local development only: services start although the API token, webhook "
+                    "secret or account key is empty or a well-known default (it is logged). "
+                    "Never in production.")
+
+    # --- gateway input limits: anything beyond is a 422 naming the field ---------------------
+    api_max_window_days: int = Field(
+        366, ge=1, description="Longest task window (end_time - start_time), in days; also "
+                               "the longest `hours` of the trending query.")
+    api_max_slices_per_task: int = Field(
+        400, ge=1, description="Day slices (search jobs) one task may be cut into.")
+    api_max_required_count: int = Field(
+        1_000_000, ge=1, description="Largest required_count of a task.")
+    api_earliest_time: datetime = Field(
+        datetime(2006, 3, 21, tzinfo=timezone.utc),
+        description="Earliest time a request may name (X's first day).")
+    api_latest_time: datetime = Field(
+        datetime(2100, 1, 1, tzinfo=timezone.utc),
+        description="Latest time a request may name.")
+    api_max_number: int = Field(
+        1_000_000_000, ge=1,
+        description="Ceiling of every other number a request carries (min_likes, "
+                    "filters.min_faves, a KOL task's limit, …).")
+    api_max_offset: int = Field(1_000_000, ge=0, description="Largest `offset` of a listing.")
+    api_max_page_size: int = Field(1000, ge=1, description="Largest `limit` of a listing.")
+    api_max_string_length: int = Field(
+        1024, ge=16, description="Longest string in a request (path, query or body).")
+    api_max_list_items: int = Field(
+        1000, ge=1, description="Most items of a list in a request body (handles, filters).")
+    api_retry_after_s: int = Field(
+        5, ge=1, description="Retry-After of a 503 (a dependency is unreachable).")
+    api_dependency_timeout_s: float = Field(
+        10.0, gt=0, description="How long a request waits for the broker before a 503.")
 
     estimate_posts_per_hour: float = Field(
         60.0, description="Assumed post density for estimates when required_count is 0.")
@@ -273,15 +318,23 @@ class Settings(BaseSettings):
     webhook_url: str | None = Field(
         None, description="Global webhook for tasks without their own callback_url.")
     webhook_secret: SecretStr = Field(
-        SecretStr("change-me-too"),
-        description="HMAC-SHA256 key of the X-XGet-Signature header the client verifies.")
+        SecretStr(""),
+        description="HMAC-SHA256 key of the X-XGet-Signature header the client verifies. "
+                    "Required: the reporter refuses to start without one (`make up` generates "
+                    "it into DATA/webhook.secret).")
     webhook_allow_hosts: str = Field(
         "",
         description="Comma-separated hosts or CIDRs a webhook may use although private or "
                     "loopback (e.g. '127.0.0.1,10.0.0.0/8'). Empty: only public addresses.")
     webhook_timeout_s: float = Field(10.0, gt=0, description="Per-attempt webhook timeout.")
     webhook_max_attempts: int = Field(
-        8, ge=1, description="Attempts before a report goes to the dead-letter topic.")
+        0, ge=0, description="Attempts before a report goes to the dead-letter topic; 0 (the "
+        "default): no cap, only webhook_give_up_after_s ends the retries, so an endpoint down "
+        "for minutes or hours gets its reports when it is back.")
+    webhook_give_up_after_s: float = Field(
+        86_400.0, gt=0, description="A report whose webhook keeps failing transiently "
+        "(connection, timeout, 408/425/429, 5xx) is retried this long, then dead-lettered "
+        "(`xget reports replay` sends it again). A 4xx other than those is final at once.")
     webhook_backoff_base_s: float = Field(
         0.5, gt=0, description="First retry delay; doubles per attempt, with full jitter.")
     webhook_backoff_max_s: float = Field(60.0, gt=0, description="Longest retry delay.")
@@ -338,6 +391,12 @@ class Settings(BaseSettings):
                     "builds thousands of dicts, so the default collects many times a page for "
                     "nothing (the pages hold no cycles): 20,000 measured ~8% less CPU per parsed "
                     "page. 0 keeps Python's default.")
+
+    @field_validator("api_earliest_time", "api_latest_time")
+    @classmethod
+    def _utc_bound(cls, v: datetime) -> datetime:
+        """A bound given without a zone ('2100-01-01') is UTC, so it compares with requests."""
+        return v.replace(tzinfo=timezone.utc) if v.tzinfo is None else v
 
     def rate_limit(self, operation: str) -> int:
         """The configured per-window limit of an X operation."""

@@ -171,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown service(s) {', '.join(unknown)}; choose from all, "
                          + ", ".join(SERVICES))
+        from libs.fail_closed import check_secrets
+
+        check_secrets(settings, names)  # exits naming each empty or default secret
         try:
             run_loop(run_services(names, settings), settings)
         except KeyboardInterrupt:

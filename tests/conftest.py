@@ -10,7 +10,8 @@
   ``__main__`` yet).
 * ``chdb_path`` — a fresh directory per test for an embedded chdb (``f"chdb://{chdb_path}"``).
   chdb allows one data path per process at a time: close every ClickHouseStore you open.
-* ``make_settings(**overrides)`` — Settings isolated from ``.env``; also a fixture of that name.
+* ``make_settings(**overrides)`` — Settings isolated from ``.env``, with explicit test secrets;
+  also a fixture of that name.
 """
 
 from __future__ import annotations
@@ -29,9 +30,16 @@ from libs.topics import CATALOGUE, TopicSpec, topic_name
 SESSION_ID = uuid.uuid4().hex[:8]
 
 
+# Services refuse to start with empty or default secrets (libs/fail_closed.py): every test
+# stack gets explicit ones (a test may override them).
+TEST_SECRETS = {"api_token": "test-api-token", "webhook_secret": "test-webhook-secret",
+                "account_key": "test-account-key"}
+
+
 def make_settings(**overrides: Any) -> Settings:
-    """Settings built only from defaults + overrides (+ XGET_* env vars), never from ``.env``."""
-    return Settings(_env_file=None, **overrides)
+    """Settings built only from defaults + TEST_SECRETS + overrides (+ XGET_* env vars), never
+    from ``.env``."""
+    return Settings(_env_file=None, **{**TEST_SECRETS, **overrides})
 
 
 @pytest.fixture(name="make_settings")

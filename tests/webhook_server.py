@@ -4,6 +4,7 @@ signature, and answers as told (fail with a status for a while, pause, accept)."
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +19,7 @@ class Received:
     idempotency_key: str | None
     signature_ok: bool
     status: int  # what the server answered
+    host: str | None = None  # the Host header
 
 
 @dataclass
@@ -29,6 +31,7 @@ class WebhookServer:
     retry_after: str | None = None
     pause_after_batches: set[str] = field(default_factory=set)  # next_batch_allowed=false
     delay_s: float = 0.0  # hold each request this long before answering (a slow client)
+    tls: ssl.SSLContext | None = None  # serve HTTPS with this server context
     requests: list[Received] = field(default_factory=list)
 
     def __post_init__(self):
@@ -60,7 +63,7 @@ class WebhookServer:
                     except ValueError:
                         body = {"_raw": raw.decode(errors="replace")}
                     server.requests.append(Received(body, self.headers.get("Idempotency-Key"),
-                                                    sig_ok, status))
+                                                    sig_ok, status, self.headers.get("Host")))
                     allowed = body.get("batch_id") not in server.pause_after_batches
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -74,11 +77,13 @@ class WebhookServer:
                     self.wfile.write(b'{"error": "try later"}')
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        if self.tls is not None:
+            self.httpd.socket = self.tls.wrap_socket(self.httpd.socket, server_side=True)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/hook"
 
     def __enter__(self) -> "WebhookServer":
         self.thread.start()

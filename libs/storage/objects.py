@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Iterable, Protocol, runtime_checkable
 from urllib.parse import quote
 
+from libs.failures import DependencyError, dependency_of
+
 if TYPE_CHECKING:  # pragma: no cover
     from libs.settings import Settings
 
@@ -88,30 +90,39 @@ def _norm_meta(metadata: dict[str, str] | None) -> dict[str, str]:
 
 
 class _AsyncFacade:
-    """Async methods that run the backend's sync twins in a worker thread."""
+    """Async methods that run the backend's sync twins in a worker thread. A failure of the
+    store itself (down, 5xx, network) comes out as DependencyError("object-store"), so a
+    consumer waits it out instead of blaming the record (libs/failures.py)."""
+
+    async def _io(self, fn, *args):
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except Exception as e:
+            if dependency_of(e) is not None and not isinstance(e, DependencyError):
+                raise DependencyError("object-store", f"{type(e).__name__}: {e}") from e
+            raise
 
     async def put(self, key, data, content_type=DEFAULT_CONTENT_TYPE, metadata=None) -> ObjectInfo:
-        return await asyncio.to_thread(self.put_sync, key, data, content_type, metadata)
+        return await self._io(self.put_sync, key, data, content_type, metadata)
 
     async def put_stream(self, key, stream, size, content_type=DEFAULT_CONTENT_TYPE,
                          metadata=None) -> ObjectInfo:
-        return await asyncio.to_thread(self.put_stream_sync, key, stream, size, content_type,
-                                       metadata)
+        return await self._io(self.put_stream_sync, key, stream, size, content_type, metadata)
 
     async def get(self, key: str) -> bytes:
-        return await asyncio.to_thread(self.get_sync, key)
+        return await self._io(self.get_sync, key)
 
     async def exists(self, key: str) -> bool:
-        return await asyncio.to_thread(self.exists_sync, key)
+        return await self._io(self.exists_sync, key)
 
     async def stat(self, key: str) -> ObjectInfo | None:
-        return await asyncio.to_thread(self.stat_sync, key)
+        return await self._io(self.stat_sync, key)
 
     async def list(self, prefix: str = "") -> list[str]:
-        return await asyncio.to_thread(self.list_sync, prefix)
+        return await self._io(self.list_sync, prefix)
 
     async def delete(self, keys: Iterable[str]) -> None:
-        return await asyncio.to_thread(self.delete_sync, list(keys))
+        return await self._io(self.delete_sync, list(keys))
 
     def exists_sync(self, key: str) -> bool:
         return self.stat_sync(key) is not None

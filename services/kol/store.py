@@ -147,6 +147,7 @@ class KolWriter:
         self._store: ClickHouseStore | None = None
         self._failed_at: float | None = None
         self.last_error: str | None = None
+        self.last_cause: BaseException | None = None  # what the driver raised, for failures.py
 
     async def _get(self) -> ClickHouseStore:
         if self._failed_at is not None and time.monotonic() - self._failed_at < self.retry_s:
@@ -157,6 +158,8 @@ class KolWriter:
 
     async def _fail(self, e: StoreUnavailable) -> None:
         self.last_error = str(e)
+        # A fast refusal (within retry_s of a failure) carries no cause: keep the last one.
+        self.last_cause = e.__cause__ or self.last_cause or e
         self._failed_at = time.monotonic()
         store, self._store = self._store, None
         if store is not None:

@@ -1,10 +1,10 @@
 """kol-worker: runs KOL followings tasks from kol-commands, progress onto kol-progress.
 
 A task's offset is committed only when its run ended, so a killed worker runs it again; the
-cache and the done marks make that second run cost no call already made. A broker fault is
-never the end of the worker: a run that failed on one (its writes to kol-pages or
-kol-progress) runs again from the cache after a backoff, the consumer going back to the
-committed offset; the cache is re-read from the broker for each run.
+cache and the done marks make that second run cost no call already made. A broker fault ends
+no worker: a run that failed on one (its writes to kol-pages or kol-progress) runs again after
+the shared backoff, as after a ClickHouse outage, and a failed poll or commit is retried from
+the committed offset.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from libs.consumer_watch import ConsumerWatch
-from libs.kafka import (Outgoing, Producer, backoff_delay, consumer_for, dead_letter_for, decode,
-                        join)
+from libs.failures import Backoff, DependencyError, DependencyWatch, dependency_of
+from libs.kafka import Outgoing, Producer, consumer_for, dead_letter_for, decode, join
 from libs.records.kol import KolFollowingsTask, KolTaskProgress
 from libs.settings import Settings
 from libs.topics import KOL_COMMANDS, KOL_PROGRESS, topic_name
@@ -53,6 +53,8 @@ class KolWorker:
         self.tasks_done = 0
         self.group_id = f"{settings.topic_prefix}{SERVICE}"
         self.watch = ConsumerWatch(SERVICE, self.group_id)  # records in, lag, readiness
+        self.dependency = DependencyWatch(SERVICE, self.group_id, Backoff(
+            settings.dependency_retry_base_s, settings.dependency_retry_max_s))
 
     def stop(self) -> None:
         self._stop.set()
@@ -63,6 +65,9 @@ class KolWorker:
         await self.producer.send_and_wait(Outgoing(KOL_PROGRESS, rec.task_id, rec))
 
     async def run_task(self, task: KolFollowingsTask) -> KolTaskProgress:
+        """Run the task once. Raises DependencyError when ClickHouse failed and nothing else
+        went wrong: the task is not over, it runs again once the store answers (the cache and
+        the done marks make that run cost no call already made)."""
         await self._publish(progress_record(task, "running", None))
         planner = KolPlanner(self.settings.clickhouse_dsn)
         writer = KolWriter(self.settings.clickhouse_dsn, self.settings.kol_store_retry_s)
@@ -79,6 +84,7 @@ class KolWorker:
                 t.add_done_callback(pending.discard)
 
         source = None
+        outage: StoreUnavailable | None = None
         try:
             if task.handles:
                 await planner.import_kols(task.handles)
@@ -89,10 +95,22 @@ class KolWorker:
             error = st.fatal_error or st.store_error or "; ".join(st.failures) or None
             if self._job.stopping and not st.fatal_error:
                 status = "running"  # interrupted by shutdown: the task runs again
+            elif st.store_error and not (st.fatal_error or st.failures) \
+                    and writer.last_cause is not None and dependency_of(writer.last_cause):
+                outage, status = StoreUnavailable(st.store_error), "running"
+                outage.__cause__ = writer.last_cause
+                error = f"waiting for ClickHouse: {st.store_error}"
             else:
                 status = "failed" if error or st.kols_pending else "completed"
             final = progress_record(task, status, st, error)
-        except (StoreUnavailable, SourceError) as e:
+        except StoreUnavailable as e:
+            stats = self._job.stats if self._job else None
+            if dependency_of(e) is not None:
+                outage = e
+                final = progress_record(task, "running", stats, f"waiting for ClickHouse: {e}")
+            else:
+                final = progress_record(task, "failed", stats, str(e))
+        except SourceError as e:
             final = progress_record(task, "failed", self._job.stats if self._job else None,
                                     str(e))
         finally:
@@ -103,6 +121,8 @@ class KolWorker:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         await self._publish(final)
+        if outage is not None:
+            raise DependencyError("clickhouse", str(outage)) from outage
         return final
 
     async def run(self) -> None:
@@ -110,7 +130,6 @@ class KolWorker:
         consumer._max_poll_interval_ms = 3_600_000  # noqa: SLF001 - a task may run for hours
         await consumer.start()
         await join(consumer, self.settings, [topic_name(KOL_COMMANDS, self.settings.topic_prefix)])
-        faults = 0
         try:
             while not self._stop.is_set():
                 try:
@@ -119,12 +138,9 @@ class KolWorker:
                     for tp, msgs in batch.items():
                         for m in msgs:
                             await self._handle(consumer, tp, m)
-                    faults = 0
-                except KafkaError as e:
-                    delay = backoff_delay(faults, 1.0, 30.0)
-                    faults += 1
-                    log.warning("kol-worker: broker fault (%s: %s); the task runs again from "
-                                "the committed offset in %.1fs", type(e).__name__, e, delay)
+                    self.dependency.recovered()
+                except KafkaError as e:  # the broker is away: again from the committed offset
+                    delay = self.dependency.failed("kafka", e)
                     try:
                         await asyncio.wait_for(self._stop.wait(), delay)
                     except asyncio.TimeoutError:
@@ -144,7 +160,14 @@ class KolWorker:
                     consumer.seek(tp, committed)
         except KafkaError as e:  # still away: the next fault rewinds
             log.warning("kol-worker: rewind failed: %s", e)
-        consumer.resume(*consumer.assignment())
+
+    async def _poll_paused(self, consumer, timeout_ms: int) -> None:
+        """Keep the paused consumer polling during a run; a broker fault does not stop it."""
+        try:
+            await consumer.getmany(timeout_ms=timeout_ms)
+        except KafkaError as e:
+            log.warning("kol-worker: poll during a run failed: %s", e)
+            await asyncio.sleep(timeout_ms / 1000)
 
     async def _handle(self, consumer, tp: TopicPartition, m) -> None:
         try:
@@ -157,16 +180,13 @@ class KolWorker:
             return
         # Keep polling (paused) while the task runs, so the group sees a live member.
         consumer.pause(*consumer.assignment())
-        runner = asyncio.create_task(self.run_task(task))
-        while not runner.done():
-            try:
-                await consumer.getmany(timeout_ms=500)
-                await self.watch.polled(consumer)  # lag keeps being reported during a long task
-            except KafkaError as e:  # the run goes on; its own writes meet the fault, if any
-                log.warning("kol-worker: poll during a run failed: %s", e)
-                await asyncio.wait({runner}, timeout=1.0)
-        consumer.resume(*consumer.assignment())
-        final = runner.result()  # a KafkaError of the run: the loop runs the task again
+        try:
+            final = await self._run_until_stored(consumer, task)
+        finally:
+            consumer.resume(*consumer.assignment())
+        if final is None:
+            self._stop.set()
+            return
         if final.status != "running":
             await consumer.commit({tp: m.offset + 1})
             self.tasks_done += 1
@@ -174,3 +194,25 @@ class KolWorker:
                      final.kols_total)
         else:
             self._stop.set()
+
+    async def _run_until_stored(self, consumer, task: KolFollowingsTask) -> KolTaskProgress | None:
+        """Run the task; while ClickHouse is down, wait (the shared backoff, not ready with
+        the cause) and run it again. None when stopped while waiting."""
+        while True:
+            runner = asyncio.create_task(self.run_task(task))
+            while not runner.done():
+                await self._poll_paused(consumer, 500)
+                await self.watch.polled(consumer)  # lag keeps being reported during a long task
+            try:
+                final = runner.result()
+            except (DependencyError, KafkaError) as e:
+                # A store outage, or a broker fault on the run's own writes: run it again.
+                delay = self.dependency.failed(dependency_of(e) or "kafka", e)
+                deadline = asyncio.get_running_loop().time() + delay
+                while not self._stop.is_set() and asyncio.get_running_loop().time() < deadline:
+                    await self._poll_paused(consumer, min(500, max(1, int(delay * 1000))))
+                if self._stop.is_set():
+                    return None
+                continue
+            self.dependency.recovered()
+            return final

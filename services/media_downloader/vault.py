@@ -11,8 +11,9 @@
   without a download or a request.
 * Re-delivered jobs are answered from the batch index (batch_index.py), not from here.
 
-Storage errors (S3 down, network) are retried with backoff until the store answers: an outage
-delays media, it never turns a job into a failure or a dead letter.
+A storage error (S3 down, network) fails the batch as the object store's: the consumer loop
+pauses its partitions and retries it after a backoff, so an outage delays media; it never
+turns a job into a failure or a dead letter.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
+from libs.failures import Backoff, dependency_of
 from libs.metrics import MEDIA_BYTES_STORED
 from libs.storage.objects import ObjectStore
 
@@ -56,18 +58,21 @@ def object_key(sha256: str, content_type: str) -> str:
 
 
 async def until_stored(what: str, op: Callable[[], Awaitable[T]]) -> T:
-    """Run a storage call until it succeeds (backoff doubling to 30 s); cancellable."""
-    delay = 0.2
+    """Run a storage call until the store answers (start-up and recovery, where no batch is
+    in hand to hand back); a dependency failure is waited out with the shared backoff, any
+    other error is raised. Inside a batch, storage calls are made directly: their failure
+    makes the consumer loop pause and retry the batch (libs/kafka.py)."""
+    backoff = Backoff(0.2, MAX_STORAGE_BACKOFF_S)
     while True:
         try:
             return await op()
-        except (KeyError, ValueError):
-            raise  # answers, not outages
-        except Exception as e:  # noqa: BLE001 - any storage failure is retried
+        except Exception as e:
+            if dependency_of(e) is None:
+                raise  # an answer (missing key, bad data), not an outage
+            delay = backoff.next_delay()
             log.warning("object store: %s failed (%s: %s); retrying in %.1fs", what,
                         type(e).__name__, e, delay)
             await asyncio.sleep(delay)
-            delay = min(MAX_STORAGE_BACKOFF_S, delay * 2)
 
 
 class MediaVault:
@@ -112,7 +117,7 @@ class MediaVault:
                     return await self.store.put_stream(
                         key, download.body, download.size, download.content_type,
                         {"sha256": download.sha256})
-                await until_stored(f"put {key}", put)
+                await put()  # the store down: the loop pauses and retries the batch
                 MEDIA_BYTES_STORED.inc(download.size)
                 self.uploads += 1
                 self._stored[download.sha256] = None

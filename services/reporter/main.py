@@ -29,6 +29,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             http, settings.webhook_secret.get_secret_value(),
             allow_hosts=settings.webhook_allow_hosts,
             max_attempts=settings.webhook_max_attempts,
+            give_up_after_s=settings.webhook_give_up_after_s,
             backoff_base_s=settings.webhook_backoff_base_s,
             backoff_max_s=settings.webhook_backoff_max_s, timeout_s=settings.webhook_timeout_s)
         reporter = Reporter(settings, store, objects, sender, producer)

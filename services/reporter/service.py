@@ -15,6 +15,7 @@ import logging
 from aiokafka import TopicPartition
 
 from libs import tracing
+from libs.failures import Backoff, DependencyWatch
 from libs.kafka import Incoming, Outgoing, Producer, partition_for_key
 from libs.records.reports import ReportsReplay, ReportsResume
 from libs.records.tasks import OnDemandTask, TaskProgress
@@ -45,6 +46,11 @@ class Reporter:
         self._runs: dict[str, asyncio.Task] = {}
         self.owned: set[int] = set()
         self._progress_topic = topic_name(TASK_PROGRESS, settings.topic_prefix)
+        # The batches' store and bucket, as the task workers meet them (the consumer loop
+        # watches its own handler separately).
+        self.outages = DependencyWatch(
+            "reporter-batches", f"{settings.topic_prefix}reporter-batches",
+            Backoff(settings.dependency_retry_base_s, settings.dependency_retry_max_s))
 
     # --- ownership -----------------------------------------------------------------------------
     def owns(self, task_id: str) -> bool:
@@ -126,7 +132,7 @@ class Reporter:
         run = self._runs.get(task_id)
         if w is None or run is None or run.done():
             w = TaskReporter(self.states[task_id], self.store, self.objects, self.sender,
-                             self.producer, self.settings, self.stop)
+                             self.producer, self.settings, self.stop, self.outages)
             self.workers[task_id] = w
             self._runs[task_id] = asyncio.create_task(self._run(task_id, w),
                                                       name=f"report-{task_id}")

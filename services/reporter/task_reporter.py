@@ -14,6 +14,7 @@ import logging
 import time
 from datetime import datetime, timezone
 
+from libs.failures import DependencyWatch, dependency_of
 from libs.kafka import Outgoing, Producer
 from libs.records.dead_letter import DeadLetter
 from libs.records.reports import WebhookReport
@@ -30,8 +31,10 @@ log = logging.getLogger(__name__)
 class TaskReporter:
     def __init__(self, state: TaskState, store: ReportStore, objects: ObjectStore,
                  sender: WebhookSender, producer: Producer, settings: Settings,
-                 stop: asyncio.Event):
+                 stop: asyncio.Event, outages: DependencyWatch | None = None):
+        """`outages`: the reporter's one watch of its dependencies (shared by its tasks)."""
         self.state = state
+        self.outages = outages
         self.store = store
         self.objects = objects
         self.sender = sender
@@ -81,14 +84,22 @@ class TaskReporter:
                 and all(b.state != "pending" for b in self.batches))
 
     async def run(self) -> None:
-        await self.load()
         while not self.stop.is_set():
             try:
+                await self.load()
                 progressed = await self.step()
-            except Exception:  # noqa: BLE001 - a store or bucket outage: try again shortly
-                log.exception("reporting task %s failed; retrying", self.state.task_id)
-                progressed = False
-                await self._sleep(max(1.0, self.settings.report_tick_s))
+            except Exception as e:  # noqa: BLE001 - nothing is lost: the step runs again
+                dependency = dependency_of(e)
+                if dependency is not None and self.outages is not None:
+                    # ClickHouse or the bucket is down: wait with the shared backoff, and
+                    # the reporter shows what it waits for (not ready, metric).
+                    await self._sleep(self.outages.failed(dependency, e))
+                else:
+                    log.exception("reporting task %s failed; retrying", self.state.task_id)
+                    await self._sleep(max(1.0, self.settings.report_tick_s))
+                continue
+            if self.outages is not None:
+                self.outages.recovered()
             if self.finished():
                 return
             if not progressed:

@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -26,9 +26,10 @@ from libs.settings import Settings
 from libs.topics import REPORT_CONTROLS, TASK_COMMANDS
 from libs.webhooks import WebhookUrlError, check_url
 
-from . import data_api, kol_tasks, tasks_api
+from . import data_api, kol_tasks, tasks_api, unavailable
 from .kol_tasks import KolTaskView
 from .estimate import completion, estimate
+from .limits import FieldError, check_body
 from .task_view import TaskView
 
 
@@ -99,10 +100,16 @@ def _field_error(field: str, message: str) -> JSONResponse:
                         status_code=422)
 
 
+# Where FastAPI says a parameter came from; the field's name alone is what the client sent.
+_LOCATIONS = ("body", "query", "path", "header")
+
+
 def _errors(e: ValidationError | RequestValidationError) -> list[dict]:
     out = []
     for err in e.errors():
-        loc = [str(x) for x in err.get("loc", ()) if x != "body"]
+        loc = [str(x) for x in err.get("loc", ())]
+        if loc and loc[0] in _LOCATIONS:
+            loc = loc[1:]
         out.append({"field": ".".join(loc) or None, "message": err.get("msg")})
     return out
 
@@ -115,17 +122,28 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
     token = settings.api_token.get_secret_value()
 
     def auth(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        if creds is None or not secrets.compare_digest(creds.credentials.encode(),
-                                                       token.encode()):
+        # An empty token accepts nobody (services refuse to start without one anyway).
+        if not token or creds is None or not secrets.compare_digest(
+                creds.credentials.encode(), token.encode()):
             raise HTTPException(401, "missing or wrong bearer token",
                                 headers={"WWW-Authenticate": "Bearer"})
-
-    if kol_view is not None:
-        app.include_router(kol_tasks.router(producer, kol_view, auth))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, e: RequestValidationError):
         return JSONResponse({"status": "rejected", "detail": _errors(e)}, status_code=422)
+
+    @app.exception_handler(FieldError)
+    async def _out_of_bounds(_: Request, e: FieldError):
+        return _field_error(e.field, e.message)
+
+    unavailable.install(app, settings)
+
+    async def publish(out: Outgoing) -> None:
+        """Write one command; a broker that does not acknowledge it in time is a 503."""
+        await unavailable.within(settings, "kafka", producer.send_and_wait(out))
+
+    if kol_view is not None:
+        app.include_router(kol_tasks.router(settings, publish, kol_view, auth))
 
     @app.get("/health")
     async def health():
@@ -155,7 +173,7 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
                     "message": "task already exists (idempotent resubmission)",
                     "estimated_completion": completion(known.submitted_at, est),
                     "estimate": est}
-        await producer.send_and_wait(Outgoing(TASK_COMMANDS, task_id, task))
+        await publish(Outgoing(TASK_COMMANDS, task_id, task))
         view.commands.rows[task_id] = task  # read-your-writes before the table catches up
         est = estimate(settings, task, view.active_accounts())
         return {"status": "accepted", "task_id": task_id,
@@ -164,6 +182,7 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
 
     @app.post("/api/v1/tasks/ondemand", dependencies=[Depends(auth)])
     async def create_ondemand(req: OnDemandRequest):
+        check_body(settings, req)
         return await accept(lambda: req.task(f"od-{uuid.uuid4().hex[:16]}", req.keyword))
 
     @app.post("/api/v1/tasks/search", dependencies=[Depends(auth)])
@@ -172,6 +191,7 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
         (from:USER, quoted_tweet_id:ID) and run, store and report like keyword searches;
         user_profile (X's UserByScreenName) and retweeters (X's Retweeters list of a post)
         collect users: stored in ClickHouse (users, task_users) and reported as user records."""
+        check_body(settings, req)
         if req.type == "user_profile":
             if not req.username or not HANDLE.match(req.username):
                 return _field_error("username", "user_profile needs an X handle")
@@ -204,6 +224,7 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
 
     @app.post("/api/v1/tasks/scheduled", dependencies=[Depends(auth)])
     async def create_scheduled(req: ScheduledRequest):
+        check_body(settings, req)
         task_id = req.task_id or f"sc-{uuid.uuid4().hex[:16]}"
         try:
             task = ScheduledTask(task_id=task_id, **req.model_dump(exclude={"task_id"}),
@@ -223,7 +244,7 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
                 raise HTTPException(409, f"task {task_id} exists with a different body")
             task, message = known, "task already exists (idempotent resubmission)"
         else:
-            await producer.send_and_wait(Outgoing(TASK_COMMANDS, task_id, task))
+            await publish(Outgoing(TASK_COMMANDS, task_id, task))
             view.commands.rows[task_id] = task
             message = (f"collecting '{task.keyword}' {task.frequency_count} time(s) "
                        f"{task.frequency}")
@@ -232,22 +253,22 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
                 "next_execution": nxt}
 
     @app.get("/api/v1/tasks/{task_id}/status", dependencies=[Depends(auth)])
-    async def task_status(task_id: str):
+    async def task_status(task_id: str = Path(max_length=settings.api_max_string_length)):
         st = view.status(task_id) or (kol_view.status(task_id) if kol_view else None)
         if st is None:
             raise HTTPException(404, f"no task {task_id}")
         return st
 
     @app.post("/api/v1/tasks/{task_id}/reports/resume", dependencies=[Depends(auth)])
-    async def resume_reports(task_id: str):
+    async def resume_reports(task_id: str = Path(max_length=settings.api_max_string_length)):
         """The client is ready for more batches after answering next_batch_allowed=false."""
         if view.status(task_id) is None:
             raise HTTPException(404, f"no task {task_id}")
-        await producer.send_and_wait(Outgoing(REPORT_CONTROLS, task_id, ReportsResume(
+        await publish(Outgoing(REPORT_CONTROLS, task_id, ReportsResume(
             task_id=task_id, requested_at=datetime.now(timezone.utc))))
         return {"status": "accepted", "task_id": task_id, "message": "reports resume"}
 
-    app.include_router(tasks_api.create_router(producer, view, auth))
+    app.include_router(tasks_api.create_router(settings, publish, view, auth))
     if get_store is not None:
-        app.include_router(data_api.create_router(get_store, view, auth))
+        app.include_router(data_api.create_router(settings, get_store, view, auth))
     return app

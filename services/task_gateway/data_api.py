@@ -9,12 +9,16 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 from typing import Awaitable, Callable
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
+from libs.query import HANDLE
+from libs.settings import Settings
 from libs.storage.clickhouse import ClickHouseStore
 from libs.storage.post_rows import SELECT_POST, post_from_row
 
+from .limits import check_time
 from .task_view import TaskView
+from .unavailable import DependencyUnavailable, root_cause
 
 StoreGetter = Callable[[], Awaitable[ClickHouseStore]]
 
@@ -28,14 +32,19 @@ def _utc(t):
     return t
 
 
-def create_router(get_store: StoreGetter, view: TaskView, auth) -> APIRouter:
+def create_router(settings: Settings, get_store: StoreGetter, view: TaskView,
+                  auth) -> APIRouter:
     r = APIRouter(dependencies=[Depends(auth)])
+    # Bounds of every parameter (Settings.api_*): beyond them a 422 names the parameter.
+    text = settings.api_max_string_length
+    first, last = settings.api_earliest_time.year, settings.api_latest_time.year
 
     async def store() -> ClickHouseStore:
         try:
             return await get_store()
         except Exception as e:  # noqa: BLE001 - e.g. the chdb path is owned by another process
-            raise HTTPException(503, f"ClickHouse unavailable: {type(e).__name__}: {e}") from e
+            raise DependencyUnavailable("clickhouse", type(root_cause(e)).__name__,
+                                        f"{type(e).__name__}: {e}"[:500]) from e
 
     async def with_media(posts: list[dict]) -> list[dict]:
         """Fill each media's oss_url from media_objects and oss_file_path from report_batches."""
@@ -75,8 +84,9 @@ def create_router(get_store: StoreGetter, view: TaskView, auth) -> APIRouter:
 
     # --- statistics ------------------------------------------------------------------------------
     @r.get("/api/v1/statistics/monthly")
-    async def monthly(year: int = Query(..., ge=2006, le=2100), month: int = Query(..., ge=1, le=12),
-                      keyword: str | None = Query(None, min_length=1)):
+    async def monthly(year: int = Query(..., ge=first, le=last),
+                      month: int = Query(..., ge=1, le=12),
+                      keyword: str | None = Query(None, min_length=1, max_length=text)):
         ch = await store()
         params: dict = {"m": date(year, month, 1)}
         where = "month = {m:Date}"
@@ -95,7 +105,7 @@ def create_router(get_store: StoreGetter, view: TaskView, auth) -> APIRouter:
         return {"period": f"{year:04d}-{month:02d}", "statistics": items}
 
     @r.get("/api/v1/statistics/tasks/{task_id}")
-    async def task_stats(task_id: str):
+    async def task_stats(task_id: str = Path(max_length=text)):
         status = view.status(task_id)
         ch = await store()
         rows = await ch.query_rows(
@@ -129,12 +139,16 @@ def create_router(get_store: StoreGetter, view: TaskView, auth) -> APIRouter:
 
     # --- data ------------------------------------------------------------------------------------
     @r.get("/api/v1/data/tweets/search")
-    async def search(keyword: str | None = Query(None, min_length=1),
+    async def search(keyword: str | None = Query(None, min_length=1, max_length=text),
                      start_time: datetime | None = None, end_time: datetime | None = None,
-                     username: str | None = Query(None, min_length=1),
-                     min_likes: int | None = Query(None, ge=0),
+                     username: str | None = Query(None, max_length=text,
+                                                  pattern=HANDLE.pattern),
+                     min_likes: int | None = Query(None, ge=0, le=settings.api_max_number),
                      has_media: bool | None = None,
-                     limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0)):
+                     limit: int = Query(50, ge=1, le=settings.api_max_page_size),
+                     offset: int = Query(0, ge=0, le=settings.api_max_offset)):
+        check_time(settings, "start_time", start_time)
+        check_time(settings, "end_time", end_time)
         where, params = ["1"], {}
         if keyword is not None:
             where.append("post_id IN (SELECT post_id FROM task_posts WHERE keyword = {k:String})")
@@ -157,7 +171,7 @@ def create_router(get_store: StoreGetter, view: TaskView, auth) -> APIRouter:
         return await posts_where(" AND ".join(where), params, limit, offset)
 
     @r.get("/api/v1/data/tweets/{post_id}")
-    async def tweet(post_id: str):
+    async def tweet(post_id: str = Path(max_length=text)):
         ch = await store()
         rows = await ch.query_dicts(
             f"SELECT {SELECT_POST} FROM posts FINAL WHERE post_id = {{p:String}}", {"p": post_id})
@@ -166,7 +180,7 @@ def create_router(get_store: StoreGetter, view: TaskView, auth) -> APIRouter:
         return (await with_media([post_from_row(rows[0]).model_dump(mode="json")]))[0]
 
     @r.get("/api/v1/data/users/{username}")
-    async def user(username: str):
+    async def user(username: str = Path(max_length=text, pattern=HANDLE.pattern)):
         ch = await store()
         rows = await ch.query_dicts(
             f"SELECT {USER_FIELDS} FROM users FINAL WHERE lower(user_name) = {{u:String}} "
@@ -179,14 +193,15 @@ def create_router(get_store: StoreGetter, view: TaskView, auth) -> APIRouter:
         return u
 
     @r.get("/api/v1/data/users/{username}/tweets")
-    async def user_tweets(username: str, limit: int = Query(50, ge=1, le=1000),
-                          offset: int = Query(0, ge=0)):
+    async def user_tweets(username: str = Path(max_length=text, pattern=HANDLE.pattern),
+                          limit: int = Query(50, ge=1, le=settings.api_max_page_size),
+                          offset: int = Query(0, ge=0, le=settings.api_max_offset)):
         return await posts_where("lower(author_handle) = {u:String}",
                                  {"u": "@" + username.lstrip("@").lower()}, limit, offset)
 
     @r.get("/api/v1/data/analytics/trending")
-    async def trending(hours: int = Query(24, ge=1, le=24 * 90),
-                       limit: int = Query(20, ge=1, le=200)):
+    async def trending(hours: int = Query(24, ge=1, le=24 * settings.api_max_window_days),
+                       limit: int = Query(20, ge=1, le=settings.api_max_page_size)):
         ch = await store()
         since = datetime.now(timezone.utc) - timedelta(hours=hours)
         rows = await ch.query_rows(

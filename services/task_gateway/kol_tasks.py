@@ -14,12 +14,13 @@ from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from libs.kafka import Outgoing, Producer
+from libs.kafka import Outgoing
 from libs.records.kol import KolFollowingsTask, KolTaskProgress
 from libs.settings import Settings
 from libs.topic_table import TopicTable
 from libs.topics import KOL_COMMANDS, KOL_PROGRESS, TASK_ACCOUNT_WAITS
 
+from .limits import check_body
 from .task_view import TaskView
 
 
@@ -75,11 +76,13 @@ class KolTaskView(TaskView):
                 "updated_at": updated}
 
 
-def router(producer: Producer, view: KolTaskView, auth) -> APIRouter:
+def router(settings: Settings, publish, view: KolTaskView, auth) -> APIRouter:
+    """`publish` writes one record (the app's: a broker that does not answer is a 503)."""
     r = APIRouter()
 
     @r.post("/api/v1/tasks/kol-followings", dependencies=[Depends(auth)])
     async def create_kol_followings(req: KolFollowingsRequest):
+        check_body(settings, req)
         task_id = req.task_id or f"kol-{uuid.uuid4().hex[:16]}"
         handles = [] if req.handles == "all" else list(req.handles)
         if req.handles != "all" and not handles:
@@ -99,7 +102,7 @@ def router(producer: Producer, view: KolTaskView, auth) -> APIRouter:
             return {"status": "accepted", "task_id": task_id,
                     "message": "task already exists (idempotent resubmission)",
                     "next_execution": known.submitted_at}
-        await producer.send_and_wait(Outgoing(KOL_COMMANDS, task_id, task))
+        await publish(Outgoing(KOL_COMMANDS, task_id, task))
         view.commands.rows[task_id] = task  # read-your-writes before the table catches up
         what = f"{len(handles)} KOL(s)" if handles else "every KOL not yet done"
         return {"status": "accepted", "task_id": task_id,

@@ -12,6 +12,8 @@ from libs.settings import Settings
 from libs.topics import SEARCH_JOBS
 from libs.webhooks import WebhookUrlError, check_url
 
+from .limits import FieldError, check_body
+
 SERVICE = "scheduler"
 
 
@@ -61,6 +63,11 @@ def make_handler(settings: Settings):
     async def handle(batch: list[Incoming]) -> list[Outgoing]:
         for inc in batch:
             task = inc.record
+            if isinstance(task, (OnDemandTask, ScheduledTask)):
+                try:  # the gateway's bounds: no window of millions of search jobs
+                    check_body(settings, task)
+                except FieldError as e:
+                    raise HandlerError(str(e)) from None
             if isinstance(task, (OnDemandTask, ScheduledTask)) and task.callback_url:
                 try:
                     await asyncio.to_thread(check_url, task.callback_url,

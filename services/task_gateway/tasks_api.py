@@ -6,17 +6,21 @@ before every request to X, so a cancel stops X requests within one page per runn
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Literal, get_args
+from typing import Awaitable, Callable, Literal, get_args
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from libs.kafka import Outgoing, Producer
+from libs.kafka import Outgoing
 from libs.records.tasks import SearchType, TaskControl
+from libs.settings import Settings
 from libs.topics import TASK_CONTROLS
 
+from .limits import check_body
 from .task_view import TaskView
+
+Publish = Callable[[Outgoing], Awaitable[None]]
 
 STATUSES = ("scheduled", "pending", "running", "waiting_for_accounts", "paused", "completed", "failed",
             "cancelled", "rejected")
@@ -38,7 +42,8 @@ class CancelBody(BaseModel):
     reason: str | None = Field(None, max_length=500)
 
 
-def create_router(producer: Producer, view: TaskView, auth) -> APIRouter:
+def create_router(settings: Settings, publish: Publish, view: TaskView, auth) -> APIRouter:
+    """`publish` writes one record (the app's: a broker that does not answer is a 503)."""
     r = APIRouter(dependencies=[Depends(auth)])
 
     def known(task_id: str) -> dict:
@@ -51,15 +56,17 @@ def create_router(producer: Producer, view: TaskView, auth) -> APIRouter:
         prev = view.control(task_id)
         base = prev.model_dump(exclude={"updated_at"}) if prev else {"task_id": task_id}
         ctl = TaskControl(**{**base, **changes, "updated_at": datetime.now(timezone.utc)})
-        await producer.send_and_wait(Outgoing(TASK_CONTROLS, task_id, ctl))
+        await publish(Outgoing(TASK_CONTROLS, task_id, ctl))
         view.controls.rows[task_id] = ctl  # read-your-writes before the table catches up
         return ctl
 
     @r.get("/api/v1/tasks")
     async def list_tasks(status: Literal[STATUSES] | None = None,  # type: ignore[valid-type]
                          type: Literal[TASK_TYPES] | None = None,  # type: ignore[valid-type]  # noqa: A002
-                         keyword: str | None = Query(None, min_length=1),
-                         limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)):
+                         keyword: str | None = Query(
+                             None, min_length=1, max_length=settings.api_max_string_length),
+                         limit: int = Query(50, ge=1, le=settings.api_max_page_size),
+                         offset: int = Query(0, ge=0, le=settings.api_max_offset)):
         items = []
         for task_id in view.task_ids():
             st = view.status(task_id)
@@ -81,7 +88,7 @@ def create_router(producer: Producer, view: TaskView, auth) -> APIRouter:
                 "items": items[offset:offset + limit]}
 
     @r.get("/api/v1/tasks/{task_id}")
-    async def get_task(task_id: str):
+    async def get_task(task_id: str = Path(max_length=settings.api_max_string_length)):
         st = known(task_id)
         task = view.task(task_id) or view.scheduled(task_id)
         kind, search_type = _kinds(view, task_id)
@@ -90,7 +97,7 @@ def create_router(producer: Producer, view: TaskView, auth) -> APIRouter:
                 "task": task.model_dump(mode="json") if task else None}
 
     @r.get("/api/v1/tasks/{task_id}/progress")
-    async def progress(task_id: str):
+    async def progress(task_id: str = Path(max_length=settings.api_max_string_length)):
         st = known(task_id)
         prog = view.progress.rows.get(task_id)
         return {**st, "slices_done": getattr(prog, "slices_done", 0),
@@ -98,7 +105,9 @@ def create_router(producer: Producer, view: TaskView, auth) -> APIRouter:
                 "end_reason": getattr(prog, "end_reason", None)}
 
     @r.post("/api/v1/tasks/{task_id}/cancel")
-    async def cancel(task_id: str, body: CancelBody | None = None):
+    async def cancel(task_id: str = Path(max_length=settings.api_max_string_length),
+                     body: CancelBody | None = None):
+        check_body(settings, body)
         st = known(task_id)
         if st["status"] in FINAL:
             raise HTTPException(409, f"task {task_id} is already {st['status']}")
@@ -106,7 +115,9 @@ def create_router(producer: Producer, view: TaskView, auth) -> APIRouter:
         return view.status(task_id)
 
     @r.patch("/api/v1/tasks/{task_id}")
-    async def patch(task_id: str, body: TaskPatch):
+    async def patch(body: TaskPatch,
+                    task_id: str = Path(max_length=settings.api_max_string_length)):
+        check_body(settings, body)
         st = known(task_id)
         if all(v is None for v in (body.priority, body.action, body.frequency,
                                    body.frequency_count)):

@@ -4,18 +4,23 @@ broker, chdb, the simulator and every service as OS processes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from infra.service_process import REPO, ServiceProcess, settings_env, wait_until
+from libs.kafka import Outgoing, Producer
+from libs.records.posts import Post
 from libs.storage.clickhouse import ClickHouseStore
 from libs.storage.objects import open_object_store
+from libs.topics import POSTS, POSTS_TARGET_HEADER
 from tests.webhook_server import WebhookServer
 
 from .harness import Gateway, Simulator
@@ -76,7 +81,9 @@ def task_post_ids(chdb_dir: str, task_id: str) -> set[str]:
 
 
 def assert_reports_consistent(hook: WebhookServer, task_id: str, stored_ids: set[str],
-                              objects) -> list[dict]:
+                              objects, late_batches: int = 0) -> list[dict]:
+    """`late_batches`: batches cut after the task's first completed one (posts that arrived
+    late), which are marked completed too."""
     accepted = [r for r in hook.accepted() if r.body["task_id"] == task_id]
     keys = [r.idempotency_key for r in accepted]
     assert len(keys) == len(set(keys)), "a batch id was acknowledged twice"
@@ -84,8 +91,9 @@ def assert_reports_consistent(hook: WebhookServer, task_id: str, stored_ids: set
     bodies = sorted((r.body for r in accepted), key=lambda b: b["batch_id"])
     assert [b["batch_id"] for b in bodies] == [f"{task_id}_batch_{i:03d}"
                                               for i in range(1, len(bodies) + 1)]
-    assert bodies[-1]["completion_status"] == "completed"
-    assert all(b["completion_status"] == "partial" for b in bodies[:-1])
+    done = len(bodies) - 1 - late_batches
+    assert all(b["completion_status"] == "completed" for b in bodies[done:])
+    assert all(b["completion_status"] == "partial" for b in bodies[:done])
     reported: list[str] = [pid for b in bodies for pid in b["post_ids"]]
     assert len(reported) == len(set(reported)), "a post was reported in two batches"
     assert set(reported) == stored_ids
@@ -265,3 +273,54 @@ def test_task_that_finds_nothing_still_gets_one_completed_report(noida, xsim, s3
     assert only.body["batch_size"] == 0 and only.body["post_ids"] == []
     assert only.body["total_collected"] == 0 and only.body["batch_id"] == f"{task_id}_batch_001"
     assert json.loads(open_object_store(settings).get_sync(only.body["oss_file_path"])) == []
+
+
+def test_posts_stored_after_the_completed_report_are_reported_once(noida, xsim, s3, tmp_path,
+                                                                   chdb_path):
+    """A post that reaches a finished task late (a replay after a parser fix, a redriven dead
+    letter) is reported in a further batch, marked completed, with total_collected grown;
+    the same late post arriving again is never reported twice."""
+    settings = report_settings(noida, xsim, tmp_path, chdb_path, s3, report_media_wait_s=0)
+    keyword = f"late{uuid.uuid4().hex[:6]}"
+    Simulator(xsim).configure(limits={"SearchTimeline": 100_000}, densities={keyword: 5})
+    task_id = f"late-{uuid.uuid4().hex[:6]}"
+    with WebhookServer(SECRET) as hook, Stack(settings, tmp_path) as stack:
+        r = stack.gw.submit(task_id=task_id, keyword=keyword, start_time=START, end_time=END,
+                            callback_url=hook.url)
+        assert r.status_code == 200, r.text
+        wait_until(lambda: completed_report(hook, task_id), 120, "the completed report")
+        first = [r.body for r in hook.accepted()]
+        n = first[-1]["total_collected"]
+        assert n > 0
+
+        asyncio.run(_publish_late(settings, task_id, keyword, ["901", "902", "903"]))
+        wait_until(lambda: len(hook.accepted()) > len(first), 120, "the late posts' report")
+        asyncio.run(_publish_late(settings, task_id, keyword, ["901", "902", "903", "904"]))
+        wait_until(lambda: any("9000000000000000904" in r.body["post_ids"]
+                               for r in hook.accepted()), 120, "the second late report")
+    bodies = [r.body for r in hook.accepted()]
+    late = bodies[len(first):]
+    assert [b["post_ids"] for b in late] == [
+        ["9000000000000000901", "9000000000000000902", "9000000000000000903"],
+        ["9000000000000000904"]]
+    assert [b["completion_status"] for b in late] == ["completed", "completed"]
+    assert [b["total_collected"] for b in late] == [n + 3, n + 4]
+    assert [b["batch_id"] for b in late] == [f"{task_id}_batch_{i:03d}"
+                                            for i in (len(first) + 1, len(first) + 2)]
+    assert_reports_consistent(hook, task_id, task_post_ids(chdb_path, task_id),
+                              open_object_store(settings), late_batches=2)
+
+
+async def _publish_late(settings, task_id: str, keyword: str, suffixes: list[str]) -> None:
+    """Posts of the task as the parser publishes them (a replay or redrive does the same)."""
+    now = datetime.now(timezone.utc)
+    producer = await Producer(settings).start()
+    try:
+        await producer.send_all([Outgoing(POSTS, task_id, Post(
+            post_url=f"https://x.com/late/status/9000000000000000{s}",
+            post_id=f"9000000000000000{s}", post_type="text", author_handle="@late",
+            post_time=now, post_content=f"late {s}", keyword=keyword, task_id=task_id,
+            collected_at=now, raw_data="{}"), headers=((POSTS_TARGET_HEADER, b"0"),))
+            for s in suffixes])
+    finally:
+        await producer.stop()

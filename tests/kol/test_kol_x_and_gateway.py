@@ -58,7 +58,7 @@ def test_gateway_task_runs_on_the_kol_worker_with_status(kol_env, tmp_path):
     settings = env.settings.model_copy(update={"gateway_port": port, "log_level": "INFO"})
     proc = ServiceProcess("kol", ["task-gateway", "kol-worker"], settings, tmp_path).start()
     base = f"http://127.0.0.1:{port}"
-    auth = {"Authorization": "Bearer change-me"}
+    auth = {"Authorization": f"Bearer {settings.api_token.get_secret_value()}"}
     try:
         wait_until(lambda: local.tcp_ready("127.0.0.1", port) or not proc.alive(), 60,
                    "the gateway")
@@ -85,3 +85,60 @@ def test_gateway_task_runs_on_the_kol_worker_with_status(kol_env, tmp_path):
         assert proc.stop(), proc.tail()
     users, edges = _result(env)
     assert edges == {(h, uid) for h in env.handles[:3] for uid in env.expected(h)}
+
+
+def test_kol_worker_waits_out_a_clickhouse_outage_and_pays_no_call_twice(kol_env, tmp_path):
+    """ClickHouse (over HTTP) is SIGKILLed while the worker fetches: the task is not failed,
+    it shows what it waits for, and once ClickHouse is back it completes from the cache with
+    no API call made twice."""
+    env = kol_env
+    ch_data, ch_port = tmp_path / "ch", local.free_port()
+    clickhouse = local.start_chdb_http(ch_data, ch_port, log_dir=tmp_path)
+    port = local.free_port()
+    settings = env.settings.model_copy(update={
+        "gateway_port": port, "clickhouse_dsn": f"http://default:@127.0.0.1:{ch_port}/default",
+        "dependency_retry_base_s": 0.2, "dependency_retry_max_s": 2.0})
+    env.settings = settings  # _result reads the stored rows through it
+    proc = ServiceProcess("kol", ["task-gateway", "kol-worker"], settings, tmp_path).start()
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {settings.api_token.get_secret_value()}"}
+    since = env.log_seq()
+    # Hold the first call at the simulator and take ClickHouse away meanwhile.
+    env.admin.post("/_sim/faults", json={"kind": "hold", "operation": "api.info", "count": 1})
+    try:
+        wait_until(lambda: local.tcp_ready("127.0.0.1", port) or not proc.alive(), 60,
+                   "the gateway")
+        r = httpx.post(f"{base}/api/v1/tasks/kol-followings", headers=auth,
+                       json={"handles": env.handles[:3]})
+        assert r.status_code == 200, r.text
+        tid = r.json()["task_id"]
+        wait_until(lambda: env.admin.get("/_sim/faults").json()[0]["fired"] == 1, 60,
+                   "the first call to reach the simulator")
+        clickhouse.proc.kill()
+        clickhouse.proc.wait(10)
+        env.admin.delete("/_sim/faults")  # releases the held call
+
+        def status() -> dict:
+            return httpx.get(f"{base}/api/v1/tasks/{tid}/status", headers=auth).json()
+
+        waiting = wait_until(lambda: "waiting for ClickHouse" in (
+            (s := status()).get("details", {}).get("error") or "") and s, 90,
+            f"the task to wait for ClickHouse\n{proc.tail()}")
+        assert waiting["status"] == "running", waiting
+        calls_while_down = len(env.calls(since))
+        assert calls_while_down == 3 * 3  # every page fetched once and kept in the cache
+
+        clickhouse = local.start_chdb_http(ch_data, ch_port, log_dir=tmp_path)
+        final = wait_until(lambda: (s := status())["status"] in ("completed", "failed") and s,
+                           120, f"the task to finish\n{proc.tail()}")
+        assert final["status"] == "completed", (final, proc.tail())
+        assert final["progress"] == {"collected": 3, "target": 3, "percentage": 100.0}
+    finally:
+        env.admin.delete("/_sim/faults")
+        assert proc.stop(), proc.tail()
+    assert len(env.calls(since)) == 3 * 3  # no followings page bought twice
+    try:
+        users, edges = _result(env)
+        assert edges == {(h, uid) for h in env.handles[:3] for uid in env.expected(h)}
+    finally:
+        clickhouse.stop()

@@ -26,15 +26,35 @@ def compose() -> dict:
     return yaml.safe_load((REPO / "docker-compose.yml").read_text())
 
 
-def test_compose_file_validates_with_docker_compose():
+COMPOSE_SECRETS = ("XGET_API_TOKEN", "XGET_WEBHOOK_SECRET", "XGET_ACCOUNT_KEY")
+
+
+def docker_compose_config(env: dict[str, str], empty: Path) -> subprocess.CompletedProcess:
     exe = shutil.which("docker-compose")
     if exe is None:
         if os.environ.get("CI"):
             pytest.fail("docker-compose is missing: .ci/run installs Debian's docker-compose")
         pytest.skip("docker-compose not installed (apt-get install docker-compose)")
-    r = subprocess.run([exe, "-f", "docker-compose.yml", "config", "-q"], cwd=REPO,
-                       capture_output=True, text=True, timeout=60)
+    base = {k: v for k, v in os.environ.items() if k not in COMPOSE_SECRETS}
+    # an empty --env-file: a developer's .env must not supply what the test leaves out
+    empty.write_text("")
+    return subprocess.run([exe, "--env-file", str(empty), "-f", "docker-compose.yml", "config",
+                           "-q"], cwd=REPO, env={**base, **env}, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_compose_file_validates_with_docker_compose(tmp_path):
+    r = docker_compose_config({name: f"ci-{name.lower()}" for name in COMPOSE_SECRETS},
+                              tmp_path / "empty.env")
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("missing", COMPOSE_SECRETS)
+def test_compose_requires_every_secret(missing, tmp_path):
+    """Fail closed: no default token, webhook secret or account key in the compose stack."""
+    r = docker_compose_config({name: f"ci-{name.lower()}" for name in COMPOSE_SECRETS
+                               if name != missing}, tmp_path / "empty.env")
+    assert r.returncode != 0 and f"set {missing}" in r.stderr, r.stderr
 
 
 def test_every_service_runs_a_real_command_with_health_and_replicas():
