@@ -100,23 +100,27 @@ class PageLedger:
                            raw_offset=cp.raw_offset_floor - 1)
         if cp.final:
             return state
-        entries_after: dict[int, int] = {}
+        # page_no -> what the newest copy of that page says (not its body)
+        found: dict[int, tuple[int, str | None, bool, str | None, datetime | None]] = {}
         async for msg, rec in scan_partition(self.settings, RAW_PAGES, cp.raw_partition,
                                              cp.raw_offset_floor):
             state.raw_offset = max(state.raw_offset, msg.offset)
-            if not (isinstance(rec, RawPage) and rec.task_id == job.task_id
+            if (isinstance(rec, RawPage) and rec.task_id == job.task_id
                     and rec.slice_id == job.slice_id and rec.outcome == "ok"
                     and rec.page_no > cp.last_page_no):
-                continue
-            entries_after[rec.page_no] = rec.entries
-            if rec.page_no + 1 > state.next_page_no:
-                state.next_page_no = rec.page_no + 1
-                state.cursor = rec.cursor_out
-                state.final = rec.final
-                state.end_reason = rec.end_reason
-            if rec.page_no == 0 and rec.oldest_post_time is not None:
-                state.oldest_post_time = rec.oldest_post_time
-        state.entries_total += sum(entries_after.values())
+                found[rec.page_no] = (rec.entries, rec.cursor_out, rec.final, rec.end_reason,
+                                      rec.oldest_post_time)
+        # Only an unbroken run of pages counts: a broker restart can lose page n while page
+        # n+1, written just after it came back, stays; the slice then resumes at page n.
+        while state.next_page_no in found:
+            entries, cursor, final, end_reason, oldest = found[state.next_page_no]
+            if state.next_page_no == 0 and oldest is not None:
+                state.oldest_post_time = oldest
+            state.entries_total += entries
+            state.cursor, state.final, state.end_reason = cursor, final, end_reason
+            state.next_page_no += 1
+            if final:
+                break
         return state
 
     def task_entries(self, task_id: str) -> int:
