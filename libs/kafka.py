@@ -526,6 +526,21 @@ class ReconnectWatch:
         self._seen = dict(self.consumer._client._conns)  # noqa: SLF001
 
 
+async def seek_to_committed(consumer: AIOKafkaConsumer) -> None:
+    """Every assigned partition back to its group's committed offset on the broker (the start
+    when none), never past the log's end: a commit past it was made after a restarted broker
+    lost records, and what is at those offsets now is new. What a consumer does after a
+    broker fault, instead of trusting its in-memory positions."""
+    tps = list(consumer.assignment())
+    ends = await consumer.end_offsets(tps)
+    for tp in tps:
+        committed = await consumer.committed(tp)
+        if committed is None:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, min(committed, ends[tp]))
+
+
 def backoff_delay(attempt: int, base_s: float = 0.5, cap_s: float = 30.0) -> float:
     """Capped exponential backoff with full jitter: a random delay up to base × 2^attempt."""
     import random

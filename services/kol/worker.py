@@ -18,7 +18,8 @@ from aiokafka.errors import KafkaError
 
 from libs.consumer_watch import ConsumerWatch
 from libs.failures import Backoff, DependencyError, DependencyWatch, dependency_of
-from libs.kafka import Outgoing, Producer, consumer_for, dead_letter_for, decode, join
+from libs.kafka import (Outgoing, Producer, consumer_for, dead_letter_for, decode, join,
+                        seek_to_committed)
 from libs.records.kol import KolFollowingsTask, KolTaskProgress
 from libs.settings import Settings
 from libs.topics import KOL_COMMANDS, KOL_PROGRESS, topic_name
@@ -152,12 +153,7 @@ class KolWorker:
 
     async def _rewind(self, consumer) -> None:
         try:
-            for tp in consumer.assignment():
-                committed = await consumer.committed(tp)
-                if committed is None:
-                    await consumer.seek_to_beginning(tp)
-                else:
-                    consumer.seek(tp, committed)
+            await seek_to_committed(consumer)
         except KafkaError as e:  # still away: the next fault rewinds
             log.warning("kol-worker: rewind failed: %s", e)
 

@@ -21,7 +21,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from libs.consumer_watch import ConsumerWatch
 from libs.kafka import (Producer, ReconnectWatch, backoff_delay, consumer_for, dead_letter_for,
-                        decode, join)
+                        decode, join, seek_to_committed)
 from libs.leases import LeaseClient
 from libs.records.tasks import SearchJob
 from libs.settings import Settings
@@ -165,16 +165,7 @@ class ScraperService:
     async def _rewind(self, consumer) -> None:
         """Back to the group's committed offsets (what the broker holds, whatever this process
         read): every job not ended is delivered again; those still running are skipped."""
-        tps = list(consumer.assignment())
-        ends = await consumer.end_offsets(tps)
-        for tp in tps:
-            committed = await consumer.committed(tp)
-            if committed is None:
-                await consumer.seek_to_beginning(tp)
-            else:
-                # A commit past the log's end was made after a restarted broker lost records:
-                # what is at those offsets now is new.
-                consumer.seek(tp, min(committed, ends[tp]))
+        await seek_to_committed(consumer)
         self._rewind_needed = False
         log.info("scraper: jobs re-read from the committed offsets after a broker fault")
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
-
 from infra import local
 from infra.service_process import wait_until
 from libs.kafka import Outgoing, Producer, ProducerReplaced, scan_partition
@@ -24,16 +22,8 @@ def letter(run: str, i: int) -> DeadLetter:
                       value="v", error=f"record {i}", failed_at="2026-11-23T00:00:00Z")
 
 
-@pytest.fixture
-def broker(tmp_path, infra_log_dir):
-    b = local.RestartableNoida(tmp_path / "kafka", log_dir=infra_log_dir).start()
-    try:
-        yield b
-    finally:
-        b.stop()
-
-
-async def test_producer_is_replaced_after_a_broker_restart_that_lost_its_state(broker):
+async def test_producer_is_replaced_after_a_broker_restart_that_lost_its_state(restartable_noida):
+    broker = restartable_noida
     prefix = f"r{uuid.uuid4().hex[:6]}-"
     await local.create_topics(broker.address, prefix, [DEAD_LETTERS])
     settings = make_settings(kafka_bootstrap=broker.address, topic_prefix=prefix,

@@ -25,17 +25,9 @@ def control(task_id: str, reason: str) -> TaskControl:
                        updated_at=datetime.now(timezone.utc))
 
 
-@pytest.fixture
-def broker(tmp_path, infra_log_dir):
-    b = local.RestartableNoida(tmp_path / "kafka", log_dir=infra_log_dir).start()
-    try:
-        yield b
-    finally:
-        b.stop()
-
-
 @pytest.mark.parametrize("refill_first", [True, False], ids=["refilled", "found-at-once"])
-async def test_table_after_a_broker_restart_that_lost_records(broker, refill_first):
+async def test_table_after_a_broker_restart_that_lost_records(restartable_noida, refill_first):
+    broker = restartable_noida
     prefix = f"r{uuid.uuid4().hex[:6]}-"
     await local.create_topics(broker.address, prefix, [TASK_CONTROLS])
     settings = make_settings(kafka_bootstrap=broker.address, topic_prefix=prefix,
