@@ -16,11 +16,12 @@ cuts the poll under way short: records it had not handed over yet are fetched ag
 A broker restarted from a snapshot may have lost its last records and then gives their
 offsets to new records, so "the next offset to apply" no longer says what a view has seen.
 Each view remembers the last record it applied per partition (offset, timestamp, value hash);
-when the feed's connection to the broker was re-established (or its position is out of range,
-or on `verify()`), it reads that record back, and where the broker holds another record or
+when the feed's connection to the broker was re-established (seen before each poll and in
+`verify()`), it reads that record back, and where the broker holds another record or
 none there, the view reads the partition again from its start into a shadow and swaps it in
 once it reached the broker's end: rows from lost records disappear (back to the key's older
-value, when there is one), new records at reused offsets are applied. Until then the view
+value, when there is one), new records at reused offsets are applied (a position past the
+log's end, OffsetOutOfRange, is repaired the same way). Until then the view
 keeps its previous rows (`wait_repaired()` waits for the swap). A hook (`on_record`) may see
 a repaired partition's records again: hooks keep latest-value maps, so that is harmless.
 """
@@ -119,7 +120,6 @@ class TopicTable:
             self._origin[key] = (tp, offset)
         if not self._repair:
             self._repaired.set()
-
 
     async def wait_repaired(self, timeout: float = 60.0) -> None:
         """Until every partition found to differ from the broker is read again."""
@@ -273,8 +273,11 @@ class _TableFeed:
         for what, table, fut in pending:
             try:
                 if what == "verify":
-                    await self._verify([table])
-                    table._sync_to = await c.end_offsets(list(table._next))  # noqa: SLF001
+                    # Asking for the ends connects to the broker if the feed had not yet:
+                    # a reconnect is visible after it.
+                    ends = await c.end_offsets(list(table._next))  # noqa: SLF001
+                    await self._check_after_reconnect()
+                    table._sync_to = ends  # noqa: SLF001
                     fut.set_result(None)
                     continue
                 if what == "leave":
@@ -299,6 +302,15 @@ class _TableFeed:
             if not fut.done():
                 fut.set_result(None)
 
+    async def _check_after_reconnect(self) -> None:
+        """After the feed's consumer reconnected, check every view against the broker."""
+        if self._reconnects is None:
+            self._reconnects = ReconnectWatch(self._consumer)  # type: ignore[arg-type]
+        if self._reconnects.replaced():
+            log.info("topic tables: reconnected to the broker; checking the views against it")
+            await self._verify(self._tables)
+            self._reconnects.checked()
+
     async def _verify(self, tables: list[TopicTable]) -> None:
         """Read back the last record each view applied per partition; a view whose record
         the broker no longer holds at that offset reads the partition again."""
@@ -321,12 +333,7 @@ class _TableFeed:
     async def _poll(self) -> None:
         c = self._consumer
         assert c is not None
-        if self._reconnects is None:
-            self._reconnects = ReconnectWatch(c)
-        if self._reconnects.replaced():
-            log.info("topic tables: reconnected to the broker; checking the views against it")
-            await self._verify(self._tables)
-            self._reconnects.checked()
+        await self._check_after_reconnect()
         get = asyncio.ensure_future(c.getmany(timeout_ms=POLL_MS))
         wake = asyncio.ensure_future(self._wakeup.wait())
         try:
