@@ -6,10 +6,11 @@ started again after a backoff that doubles from ``--backoff`` up to ``--backoff-
 goes back to ``--backoff`` once a child has run ``--healthy`` seconds. In production the
 orchestrator (Kubernetes) does this.
 
-Stopping: SIGTERM or SIGINT to the supervisor (``make down`` signals the whole process group,
-child included) forwards the signal to the child, waits for it and exits without restarting:
-a stopped stack stays stopped. The child shares the supervisor's process group, so a SIGKILL
-of the group takes both.
+Stopping: SIGTERM or SIGINT to the supervisor (``make down`` signals its process group) is
+forwarded once to the child, which runs in a process group of its own (a broker saving its data
+on SIGTERM gets one signal, not two); the supervisor waits for it and exits without
+restarting: a stopped stack stays stopped. A supervisor that dies (SIGKILL) takes its child
+with it (the kernel's parent-death signal), so nothing is left running unsupervised.
 
 ``--state FILE`` holds JSON ``{"child_pid", "restarts", "last_exit", "supervisor_pid"}``,
 rewritten at each start, so a test can kill the child alone (a crash) and see it come back.
@@ -41,10 +42,11 @@ class Supervisor:
         self.last_exit: int | None = None
 
     def _signal(self, signum, _frame) -> None:
+        first = self.stopping is None
         self.stopping = signum
-        if self.child is not None and self.child.poll() is None:
+        if first and self.child is not None and self.child.poll() is None:
             try:
-                self.child.send_signal(signum)
+                os.killpg(self.child.pid, signum)  # the child's own group: its children too
             except ProcessLookupError:
                 pass
 
@@ -70,7 +72,8 @@ class Supervisor:
         delay = self.backoff_s
         while True:
             started = time.monotonic()
-            self.child = subprocess.Popen(self.argv)
+            self.child = subprocess.Popen(self.argv, start_new_session=True,
+                                          preexec_fn=_die_with_parent)
             self._write_state()
             code = self.child.wait()
             self.last_exit = code
@@ -88,6 +91,14 @@ class Supervisor:
             if self.stopping is not None:
                 return 0
             delay = min(self.backoff_max_s, delay * 2)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the supervisor dies (Linux prctl)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def supervised_argv(argv: list[str], state: Path | None = None, **opts: float) -> list[str]:
