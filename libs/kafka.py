@@ -25,7 +25,11 @@ from aiokafka import (
     AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition,
 )
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import (
+    CommitFailedError, IllegalStateError, InvalidProducerEpoch, InvalidProducerIdMapping,
+    InvalidTxnState, KafkaError, OutOfOrderSequenceNumber, ProducerClosed, ProducerFenced,
+    UnknownProducerId,
+)
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from . import metrics, tracing
@@ -99,29 +103,70 @@ def key_index(key: bytes, n: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % n
 
 
+# Producer states no retry gets out of: the broker no longer knows this producer's id, epoch
+# or sequence numbers (a broker restarted from a snapshot that predates them, a fenced or
+# expired producer), or the producer itself can no longer send. aiokafka keeps failing every
+# later send of such a producer, so it is replaced (see Producer).
+FATAL_PRODUCER_ERRORS: tuple[type[Exception], ...] = (
+    OutOfOrderSequenceNumber, ProducerFenced, UnknownProducerId, InvalidProducerEpoch,
+    InvalidProducerIdMapping, InvalidTxnState, ProducerClosed,
+)
+
+
+class ProducerReplaced(KafkaError):
+    """A send failed because the producer was in a fatal state; a new producer has been built.
+    What the failed send carried may or may not be on the broker: the caller goes back to its
+    last durable point (committed offsets, the page ledger) and produces again."""
+
+    retriable = True
+
+
+def is_fatal_producer_error(exc: BaseException) -> bool:
+    return isinstance(exc, FATAL_PRODUCER_ERRORS)
+
+
 class Producer:
-    """Typed producer: values are Records, keys strings, the schema header is always set."""
+    """Typed producer: values are Records, keys strings, the schema header is always set.
+
+    Never fatal: when the underlying AIOKafkaProducer reaches a state no retry gets out of
+    (FATAL_PRODUCER_ERRORS, or its sender task died), the send that met it raises
+    ProducerReplaced and a new AIOKafkaProducer (a new producer id from the broker) takes its
+    place for the next sends. `replacements` counts them."""
+
+    STOP_OLD_S = 10.0  # a replaced producer gets this long to close
 
     def __init__(self, settings: Settings, client_id: str = "xget", *,
-                 linger_ms: int | None = None):
+                 linger_ms: int | None = None, redo_replaced: bool = False):
         """`linger_ms` overrides the setting: 0 for a producer whose every send is awaited
-        one at a time (scraper, gateway), where lingering only adds latency to each step."""
+        one at a time (scraper, gateway), where lingering only adds latency to each step.
+        `redo_replaced`: send_and_wait sends a record again, once, on the new producer when
+        the first attempt met a broken one — for callers whose last durable point is the
+        record itself (the gateway's HTTP requests), not consumed offsets."""
+        self.redo_replaced = redo_replaced
         self.settings = settings
         self.prefix = settings.topic_prefix
         self.client_id = client_id
-        self._p = AIOKafkaProducer(
+        self._linger_ms = settings.kafka_linger_ms if linger_ms is None else linger_ms
+        self._p = self._build()
+        self._started = False
+        self._replace_lock = asyncio.Lock()
+        self._retired: set[asyncio.Task] = set()
+        self.replacements = 0
+
+    def _build(self) -> AIOKafkaProducer:
+        settings = self.settings
+        return AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap,
-            client_id=client_id,
+            client_id=self.client_id,
             acks="all",
             enable_idempotence=settings.kafka_idempotent_producer,
-            linger_ms=settings.kafka_linger_ms if linger_ms is None else linger_ms,
+            linger_ms=self._linger_ms,
             compression_type=(None if settings.kafka_compression == "none"
                               else settings.kafka_compression),
             max_request_size=MAX_RECORD_BYTES,
             max_batch_size=1024 * 1024,
             partitioner=KeyPartitioner(),
         )
-        self._started = False
 
     async def start(self) -> "Producer":
         if not self._started:
@@ -131,22 +176,91 @@ class Producer:
 
     async def stop(self) -> None:
         if self._started:
-            await self._p.stop()
             self._started = False
+            await self._p.stop()
+        if self._retired:
+            await asyncio.gather(*self._retired, return_exceptions=True)
+
+    def _can_send(self, p: AIOKafkaProducer) -> bool:
+        task = p._sender.sender_task  # noqa: SLF001 - aiokafka has no public "alive"
+        return task is None or not task.done()
+
+    async def _usable(self) -> AIOKafkaProducer:
+        """The current producer, replaced first if it can no longer send."""
+        p = self._p
+        if self._started and not self._can_send(p):
+            await self._replace(p, "its sender task ended")
+        return self._p
+
+    async def _replace(self, failed: AIOKafkaProducer, cause: object) -> None:
+        """Build and start a new producer in place of `failed` (once, however many sends met
+        the failure together); the old one is closed in the background."""
+        async with self._replace_lock:
+            if self._p is not failed or not self._started:
+                return
+            log.warning("%s: producer replaced (%s): its in-flight sends fail and are "
+                        "produced again by their callers", self.client_id, cause)
+            new = self._build()
+            while True:
+                try:
+                    await new.start()
+                    break
+                except KafkaError as e:  # the broker may still be coming back
+                    log.warning("%s: new producer cannot start yet: %s", self.client_id, e)
+                    await new.stop()
+                    await asyncio.sleep(1.0)
+                    new = self._build()
+            self._p = new
+            self.replacements += 1
+            metrics.PRODUCER_REPLACEMENTS.labels(self.client_id).inc()
+            task = asyncio.get_running_loop().create_task(self._retire(failed))
+            self._retired.add(task)
+            task.add_done_callback(self._retired.discard)
+
+    async def _retire(self, old: AIOKafkaProducer) -> None:
+        try:
+            await asyncio.wait_for(old.stop(), self.STOP_OLD_S)
+        except BaseException as e:  # noqa: BLE001 - whatever it held fails its callers
+            log.info("%s: replaced producer closed with %s", self.client_id, type(e).__name__)
+
+    async def _failed(self, p: AIOKafkaProducer, e: BaseException) -> None:
+        """A send of producer `p` raised `e`: when fatal, replace `p` and raise
+        ProducerReplaced; else re-raise `e`."""
+        if is_fatal_producer_error(e) or (self._started and not self._can_send(p)):
+            await self._replace(p, f"{type(e).__name__}: {e}")
+            raise ProducerReplaced(f"{type(e).__name__}: {e}") from e
+        raise e
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return await (await self._usable()).partitions_for(topic)
 
     async def send(self, out: Outgoing) -> asyncio.Future:
         """Queue a record; returns the future of its broker acknowledgement. (Counted in
         xget_records_out_total by send_all/send_and_wait, once acknowledged.)"""
         topic = topic_name(out.spec, self.prefix)
-        fut = await self._p.send(
-            topic,
-            out.record.encode(),
-            key=out.key.encode() if out.key is not None else None,
-            headers=_headers(out),
-            partition=out.partition,
-        )
+        p = await self._usable()
+        try:
+            fut = await p.send(
+                topic,
+                out.record.encode(),
+                key=out.key.encode() if out.key is not None else None,
+                headers=_headers(out),
+                partition=out.partition,
+            )
+        except Exception as e:  # noqa: BLE001 - sorted by _failed
+            await self._failed(p, e)
         fut.add_done_callback(_on_ack_wake(topic))
-        return fut
+        return self._watched(p, fut)
+
+    def _watched(self, p: AIOKafkaProducer, fut: asyncio.Future) -> asyncio.Future:
+        """The acknowledgement of a send of `p`, whose fatal failure replaces `p` and fails
+        as ProducerReplaced."""
+        async def ack():
+            try:
+                return await fut
+            except Exception as e:  # noqa: BLE001 - sorted by _failed
+                await self._failed(p, e)
+        return asyncio.ensure_future(ack())
 
     async def send_all(self, outs: Sequence[Outgoing]) -> list:
         """Publish records in order and wait until the broker acknowledged all of them.
@@ -160,11 +274,23 @@ class Producer:
             futures = [await self.send(o) for o in outs]
         else:
             futures = await self._send_batched(outs)
-        acks = [await f for f in futures]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
         self._count(outs)
-        return acks
+        return results
 
     async def _send_batched(self, outs: Sequence[Outgoing]) -> list[asyncio.Future]:
+        p = await self._usable()
+        try:
+            futures = await self._send_batched_on(p, outs)
+        except Exception as e:  # noqa: BLE001 - sorted by _failed
+            await self._failed(p, e)
+        return [self._watched(p, f) for f in futures]
+
+    async def _send_batched_on(self, p: AIOKafkaProducer,
+                               outs: Sequence[Outgoing]) -> list[asyncio.Future]:
         parts: dict[str, list[int]] = {}
         groups: dict[tuple[str, int], list[tuple[bytes | None, bytes, list]]] = {}
         for o in outs:
@@ -173,33 +299,38 @@ class Producer:
             partition = o.partition
             if partition is None:
                 if topic not in parts:
-                    parts[topic] = sorted(await self._p.partitions_for(topic))
-                partition = self._p._partitioner(key, parts[topic], parts[topic])  # noqa: SLF001
+                    parts[topic] = sorted(await p.partitions_for(topic))
+                partition = p._partitioner(key, parts[topic], parts[topic])  # noqa: SLF001
             groups.setdefault((topic, partition), []).append((key, o.record.encode(),
                                                               _headers(o)))
         futures = []
         for (topic, partition), records in groups.items():
-            batch = self._p.create_batch()
+            batch = p.create_batch()
             for key, value, headers in records:
                 if batch.append(timestamp=None, key=key, value=value, headers=headers) is not None:
                     continue
                 if batch.record_count():
-                    futures.append(await self._p.send_batch(batch, topic, partition=partition))
-                    batch = self._p.create_batch()
+                    futures.append(await p.send_batch(batch, topic, partition=partition))
+                    batch = p.create_batch()
                     if batch.append(timestamp=None, key=key, value=value,
                                     headers=headers) is not None:
                         continue
                 # Larger than a batch on its own: the producer's own path (max_request_size).
-                futures.append(await self._p.send(topic, value, key=key, headers=headers,
+                futures.append(await p.send(topic, value, key=key, headers=headers,
                                                   partition=partition))
-                batch = self._p.create_batch()
+                batch = p.create_batch()
             if batch.record_count():
-                futures.append(await self._p.send_batch(batch, topic, partition=partition))
+                futures.append(await p.send_batch(batch, topic, partition=partition))
             futures[-1].add_done_callback(_on_ack_wake(topic))
         return futures
 
     async def send_and_wait(self, out: Outgoing):
-        ack = await (await self.send(out))
+        try:
+            ack = await (await self.send(out))
+        except ProducerReplaced:
+            if not self.redo_replaced:
+                raise
+            ack = await (await self.send(out))
         self._count((out,))
         return ack
 
@@ -373,7 +504,56 @@ def install_fetcher_close_fix() -> None:
     fetcher.Fetcher.close = close
 
 
-def consumer_for(settings: Settings, group_id: str | None, client_id: str) -> AIOKafkaConsumer:
+class ReconnectWatch:
+    """Tells when a consumer's connection to a broker was replaced since the last look: the
+    broker went away and came back, maybe restarted from an older snapshot (aiokafka
+    reconnects silently and has no hook for it)."""
+
+    def __init__(self, consumer: AIOKafkaConsumer):
+        self.consumer = consumer
+        self._seen: dict = {}
+
+    def replaced(self) -> bool:
+        """True after a reconnect, until `checked()` marks it handled."""
+        conns = self.consumer._client._conns  # noqa: SLF001
+        for k, conn in conns.items():
+            self._seen.setdefault(k, conn)  # a connection to a node not seen before
+        return any(self._seen[k] is not conn for k, conn in conns.items())
+
+    def checked(self) -> None:
+        """What a reconnect may have changed was dealt with: the current connections are
+        the ones to compare with from now on."""
+        self._seen = dict(self.consumer._client._conns)  # noqa: SLF001
+
+
+async def seek_to_committed(consumer: AIOKafkaConsumer) -> None:
+    """Every assigned partition back to its group's committed offset on the broker (the start
+    when none), never past the log's end: a commit past it was made after a restarted broker
+    lost records, and what is at those offsets now is new. What a consumer does after a
+    broker fault, instead of trusting its in-memory positions."""
+    tps = list(consumer.assignment())
+    ends = await consumer.end_offsets(tps)
+    for tp in tps:
+        committed = await consumer.committed(tp)
+        if committed is None:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, min(committed, ends[tp]))
+
+
+def backoff_delay(attempt: int, base_s: float = 0.5, cap_s: float = 30.0) -> float:
+    """Capped exponential backoff with full jitter: a random delay up to base × 2^attempt."""
+    import random
+
+    return random.uniform(base_s / 2, min(cap_s, base_s * 2 ** attempt))
+
+
+def consumer_for(settings: Settings, group_id: str | None, client_id: str, *,
+                 offset_reset: str = "earliest") -> AIOKafkaConsumer:
+    """`offset_reset`: where a position the log does not hold any more moves to ("earliest",
+    "latest"), or "none": getmany raises OffsetOutOfRangeError({tp: position}) and the caller
+    decides — a broker restarted from a snapshot can have a shorter log than the consumer
+    read, and the offsets it lost are reused by new records."""
     install_fetcher_close_fix()
     install_empty_fetch_backoff(settings.kafka_empty_fetch_backoff_ms,
                                 settings.kafka_empty_fetch_backoff_max_ms)
@@ -382,7 +562,7 @@ def consumer_for(settings: Settings, group_id: str | None, client_id: str) -> AI
         group_id=group_id,
         client_id=client_id,
         enable_auto_commit=False,
-        auto_offset_reset="earliest",
+        auto_offset_reset=offset_reset,
         max_poll_records=settings.kafka_max_poll_records,
         session_timeout_ms=settings.kafka_session_timeout_ms,
         heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
@@ -414,8 +594,9 @@ async def follow_from_end(settings: Settings, spec: TopicSpec,
                           client_id: str) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
     """A started consumer, outside any group, on every partition of a topic, positioned at
     its current end: it reads exactly what is published from now on (the end is resolved
-    here, not at the first fetch, so nothing sent after this returns is missed)."""
-    c = consumer_for(settings, None, client_id)
+    here, not at the first fetch, so nothing sent after this returns is missed). A position
+    a restarted broker no longer has moves to the new end, never back to the start."""
+    c = consumer_for(settings, None, client_id, offset_reset="latest")
     await c.start()
     try:
         tps = await partitions_of(c, topic_name(spec, settings.topic_prefix))

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 
 from libs.kafka import Outgoing, Producer, decode, follow_from_end
 from libs.records.accounts import AccountEvent, LeaseGrant, LeaseRelease, LeaseRequest, LeaseWait
@@ -111,7 +112,10 @@ class LeaseClient:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for lease in list(self.leases.values()):
-            await self._give_back(lease, "shutdown")
+            try:
+                await self._give_back(lease, "shutdown")
+            except KafkaError as e:  # it expires by itself
+                log.warning("lease give-back at shutdown failed: %s", e)
         if self._consumer is not None:
             await self._consumer.stop()
 
@@ -187,14 +191,13 @@ class LeaseClient:
                     self._requests[request_id] = False
                     asked_until = now + self.settings.account_request_wait_s
                     prio, since = self._best_waiting(operation, now)
-                    await self.producer.send_and_wait(Outgoing(
-                        LEASE_REQUESTS, self.requester, LeaseRequest(
-                            request_id=request_id, requester=self.requester,
-                            operation=operation, task_id=task_id,
-                            requested_at=datetime.now(timezone.utc),
-                            valid_until=datetime.fromtimestamp(asked_until, timezone.utc),
-                            priority=prio,
-                            waiting_since=datetime.fromtimestamp(since, timezone.utc))))
+                    try:
+                        await self._ask(request_id, operation, task_id, asked_until, prio, since)
+                    except KafkaError as e:
+                        # The broker is away: ask again (a new request) in a second.
+                        log.warning("lease request for %s not sent (%s); asking again",
+                                    operation, e)
+                        asked_until = time.time() + 1.0
                 async with self._changed:
                     try:
                         await asyncio.wait_for(self._changed.wait(),
@@ -204,6 +207,15 @@ class LeaseClient:
         finally:
             if request_id is not None:
                 self._requests.pop(request_id, None)
+
+    async def _ask(self, request_id: str, operation: str, task_id: str | None,
+                   asked_until: float, prio: int, since: float) -> None:
+        await self.producer.send_and_wait(Outgoing(
+            LEASE_REQUESTS, self.requester, LeaseRequest(
+                request_id=request_id, requester=self.requester, operation=operation,
+                task_id=task_id, requested_at=datetime.now(timezone.utc),
+                valid_until=datetime.fromtimestamp(asked_until, timezone.utc), priority=prio,
+                waiting_since=datetime.fromtimestamp(since, timezone.utc))))
 
     async def unused(self, account: XAccount, operation: str) -> None:
         """Hand back an acquired request that was not sent (the task was cancelled or paused
@@ -231,7 +243,10 @@ class LeaseClient:
             if result.rate_limit_remaining == 0:
                 lease.done = True
         if not lease.usable(time.time()) and lease.in_flight == 0:
-            await self._give_back(lease, result.outcome if result else "aborted")
+            try:
+                await self._give_back(lease, result.outcome if result else "aborted")
+            except KafkaError as e:  # the manager ends the lease at its expiry instead
+                log.warning("lease of %s not given back (%s)", account.name, e)
 
     def _report(self, event: AccountEvent) -> None:
         async def send() -> None:

@@ -21,6 +21,9 @@ RECORDS_IN = Counter("xget_records_in", "Records consumed, per service and topic
                      ["service", "topic"])
 RECORDS_OUT = Counter("xget_records_out", "Records produced (acknowledged by the broker), "
                       "per producing service and topic.", ["service", "topic"])
+PRODUCER_REPLACEMENTS = Counter("xget_producer_replacements", "Kafka producers rebuilt after "
+                                "a fatal state (the broker lost their id or sequence: a broker "
+                                "restart), per client.", ["client"])
 RECORDS_FAILED = Counter("xget_records_failed", "Records dead-lettered (undecodable or "
                          "rejected by the handler), per service and source topic.",
                          ["service", "topic"])

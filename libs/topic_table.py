@@ -12,6 +12,18 @@ goes back to the start of that topic and every view skips the offsets it already
 view never sees a record twice or out of order, and none ever steps back to an older value.
 Views join and leave only between two polls, applied by the feed's own loop (a join or leave
 cuts the poll under way short: records it had not handed over yet are fetched again).
+
+A broker restarted from a snapshot may have lost its last records and then gives their
+offsets to new records, so "the next offset to apply" no longer says what a view has seen.
+Each view remembers the last record it applied per partition (offset, timestamp, value hash);
+when the feed's connection to the broker was re-established (seen before each poll and in
+`verify()`), it reads that record back, and where the broker holds another record or
+none there, the view reads the partition again from its start into a shadow and swaps it in
+once it reached the broker's end: rows from lost records disappear (back to the key's older
+value, when there is one), new records at reused offsets are applied (a position past the
+log's end, OffsetOutOfRange, is repaired the same way). Until then the view
+keeps its previous rows (`wait_repaired()` waits for the swap). A hook (`on_record`) may see
+a repaired partition's records again: hooks keep latest-value maps, so that is harmless.
 """
 
 from __future__ import annotations
@@ -22,9 +34,9 @@ import weakref
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 
-from .kafka import consumer_for, decode, partitions_of
+from .kafka import ReconnectWatch, consumer_for, decode, partitions_of
 from .records.base import Record
 from .settings import Settings
 from .topics import TopicSpec, topic_name
@@ -57,6 +69,16 @@ class TopicTable:
         self._end_at_start: dict[TopicPartition, int] = {}
         self._caught_up = asyncio.Event()
         self._changed = asyncio.Condition()
+        # key -> (partition, offset) of the record its row came from
+        self._origin: dict[str, tuple[TopicPartition, int]] = {}
+        # per partition: (offset, timestamp, hash of the value) of the last record applied
+        self._last: dict[TopicPartition, tuple[int, int, int]] = {}
+        # partition -> (the broker's end when the repair began, the rows read again so far)
+        self._repair: dict[TopicPartition, tuple[int, dict[str, tuple[Record, int]]]] = {}
+        self._repaired = asyncio.Event()
+        self._repaired.set()
+        self.truncations = 0
+        self._sync_to: dict[TopicPartition, int] = {}  # the broker's ends at verify()
 
     async def start(self) -> "TopicTable":
         loop = asyncio.get_running_loop()
@@ -73,30 +95,70 @@ class TopicTable:
         self._next = {tp: 0 for tp in ends}
         self._end_at_start = ends
 
+    def _truncated(self, tp: TopicPartition, end: int) -> None:
+        """The broker no longer holds what this view read of `tp`: read it again from the
+        start into a shadow, swapped in at `end` (the broker's end now)."""
+        self._repair[tp] = (end, {})
+        self._next[tp] = 0
+        self._last.pop(tp, None)
+        self._repaired.clear()
+        self.truncations += 1
+        log.warning("table %s: the broker's %s differs from what this view read (a broker "
+                    "restart lost records); reading it again up to offset %d",
+                    self.spec.name, tp, end)
+        if end == 0:
+            self._swap(tp)
+
+    def _swap(self, tp: TopicPartition) -> None:
+        """The partition is read again up to the end the broker had: its rows become what
+        was read (those from lost records go, or back to an older value)."""
+        _end, shadow = self._repair.pop(tp)
+        for key in [k for k, (t, _o) in self._origin.items() if t == tp and k not in shadow]:
+            del self.rows[key], self._origin[key]
+        for key, (rec, offset) in shadow.items():
+            self.rows[key] = rec
+            self._origin[key] = (tp, offset)
+        if not self._repair:
+            self._repaired.set()
+
+    async def wait_repaired(self, timeout: float = 60.0) -> None:
+        """Until every partition found to differ from the broker is read again."""
+        await asyncio.wait_for(self._repaired.wait(), timeout)
+
     def _apply(self, tp: TopicPartition, msgs) -> bool:
         """Records of one partition, in order; those before this view's next offset were
-        applied already (the feed went back for another view). True if any was new."""
+        applied already (the feed went back for another view). True if the view moved."""
         start = self._next[tp]
         changed = False
         for m in msgs:
             if m.offset < start:
                 continue
             self._next[tp] = m.offset + 1
+            self._last[tp] = (m.offset, m.timestamp, hash(m.value))
+            repair = self._repair.get(tp)
             try:
                 rec = decode(self.spec, m)
             except Exception as e:  # noqa: BLE001
                 log.warning("table %s skips %s@%d: %s", self.spec.name, m.partition, m.offset, e)
-                continue
+                rec = None
             key = m.key.decode() if m.key is not None else None
-            if key is not None:
+            if repair is not None:
+                if key is not None and rec is not None:
+                    repair[1][key] = (rec, m.offset)
+                if m.offset + 1 >= repair[0]:
+                    self._swap(tp)
+            elif key is not None and rec is not None:
                 self.rows[key] = rec
+                self._origin[key] = (tp, m.offset)
+            changed = True  # the position moved: verify() may be waiting for it
+            if rec is None:
+                continue
             if self._on_record:
                 try:
                     self._on_record(key, rec)
                 except Exception:  # noqa: BLE001 - one view's hook never stops the others
                     log.exception("table %s: on_record failed at %s@%d", self.spec.name,
                                   m.partition, m.offset)
-            changed = True
         return changed
 
     async def _notify(self) -> None:
@@ -121,6 +183,21 @@ class TopicTable:
         except asyncio.TimeoutError:
             return False
 
+    async def verify(self, timeout: float = 60.0) -> int:
+        """Make the view what the broker holds now: check that the broker still holds what
+        it read (see the module doc), repair where it does not, and wait until it read
+        everything the broker had when asked (a record acknowledged before this call shows).
+        Returns the truncations found so far."""
+        assert self._feed is not None, "start() first"
+        self._sync_to = {}
+        await self._feed._change("verify", self)  # noqa: SLF001
+        ends = self._sync_to
+        if not await self.wait_for(lambda: all(self._next.get(tp, 0) >= end
+                                               for tp, end in ends.items()), timeout):
+            raise TimeoutError(f"table {self.spec.name} did not read up to {ends}")
+        await self.wait_repaired(timeout)
+        return self.truncations
+
     async def stop(self) -> None:
         feed, self._feed = self._feed, None
         if feed is not None:
@@ -138,6 +215,7 @@ class _TableFeed:
         self._wakeup = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task | None = None
+        self._reconnects: ReconnectWatch | None = None
 
     async def join(self, table: TopicTable) -> None:
         await self._change("join", table)
@@ -186,7 +264,7 @@ class _TableFeed:
         self._wakeup.clear()
         try:
             if self._consumer is None:
-                c = consumer_for(self.settings, None, "topic-tables")
+                c = consumer_for(self.settings, None, "topic-tables", offset_reset="none")
                 await c.start()
                 self._consumer = c
         except BaseException as e:
@@ -198,6 +276,14 @@ class _TableFeed:
         joined = []
         for what, table, fut in pending:
             try:
+                if what == "verify":
+                    # Asking for the ends connects to the broker if the feed had not yet:
+                    # a reconnect is visible after it.
+                    ends = await c.end_offsets(list(table._next))  # noqa: SLF001
+                    await self._check_after_reconnect()
+                    table._sync_to = ends  # noqa: SLF001
+                    fut.set_result(None)
+                    continue
                 if what == "leave":
                     if table in self._tables:
                         self._tables.remove(table)
@@ -220,9 +306,38 @@ class _TableFeed:
             if not fut.done():
                 fut.set_result(None)
 
+    async def _check_after_reconnect(self) -> None:
+        """After the feed's consumer reconnected, check every view against the broker."""
+        if self._reconnects is None:
+            self._reconnects = ReconnectWatch(self._consumer)  # type: ignore[arg-type]
+        if self._reconnects.replaced():
+            log.info("topic tables: reconnected to the broker; checking the views against it")
+            await self._verify(self._tables)
+            self._reconnects.checked()
+
+    async def _verify(self, tables: list[TopicTable]) -> None:
+        """Read back the last record each view applied per partition; a view whose record
+        the broker no longer holds at that offset reads the partition again."""
+        wanted: dict[TopicPartition, set[int]] = {}
+        for t in tables:
+            for tp, (offset, _ts, _h) in t._last.items():  # noqa: SLF001
+                if tp not in t._repair:  # noqa: SLF001
+                    wanted.setdefault(tp, set()).add(offset)
+        if not wanted:
+            return
+        held = await _records_at(self.settings, wanted)
+        ends = await self._consumer.end_offsets(list(wanted))  # type: ignore[union-attr]
+        for t in tables:
+            for tp, ident in list(t._last.items()):  # noqa: SLF001
+                if tp in wanted and held.get((tp, ident[0])) != ident:
+                    t._truncated(tp, ends[tp])  # noqa: SLF001
+                    self._consumer.seek(tp, min(  # type: ignore[union-attr]
+                        v._next[tp] for v in self._tables if tp in v._next))  # noqa: SLF001
+
     async def _poll(self) -> None:
         c = self._consumer
         assert c is not None
+        await self._check_after_reconnect()
         get = asyncio.ensure_future(c.getmany(timeout_ms=POLL_MS))
         wake = asyncio.ensure_future(self._wakeup.wait())
         try:
@@ -239,6 +354,18 @@ class _TableFeed:
             if asyncio.current_task().cancelling():  # type: ignore[union-attr]
                 raise
             return
+        except OffsetOutOfRangeError as e:
+            # The log is shorter than what the feed read: a broker restarted from an older
+            # snapshot. The views that read past its end read those partitions again.
+            positions = e.args[0] if e.args and isinstance(e.args[0], dict) else {}
+            ends = await c.end_offsets(list(positions))
+            for tp, end in ends.items():
+                for t in self._tables:
+                    if t._next.get(tp, 0) > end:  # noqa: SLF001
+                        t._truncated(tp, end)  # noqa: SLF001
+                c.seek(tp, min((t._next[tp] for t in self._tables  # noqa: SLF001
+                                if tp in t._next), default=0))  # noqa: SLF001
+            return
         except KafkaError as e:
             log.warning("topic tables: fetch failed: %s", e)
             await asyncio.sleep(0.5)
@@ -254,6 +381,10 @@ class _TableFeed:
         for t in self._tables:
             if not t._caught_up.is_set():  # noqa: SLF001
                 await self._check_caught_up(t)
+            for tp, (end, _shadow) in list(t._repair.items()):  # noqa: SLF001
+                if await c.position(tp) >= end:  # read again up to the end it had
+                    t._swap(tp)  # noqa: SLF001
+                    changed.add(id(t))
             if id(t) in changed:
                 await t._notify()  # noqa: SLF001
 
@@ -268,3 +399,36 @@ class _TableFeed:
             if await c.position(tp) < max(hw, t._end_at_start[tp]):  # noqa: SLF001
                 return
         t._caught_up.set()  # noqa: SLF001
+
+
+async def _records_at(settings: Settings, wanted: dict[TopicPartition, set[int]],
+                      timeout_s: float = 10.0) -> dict[tuple[TopicPartition, int],
+                                                       tuple[int, int, int]]:
+    """(offset, timestamp, value hash) of the record at each wanted offset the broker holds
+    (absent: no record there any more)."""
+    c = consumer_for(settings, None, "topic-tables-verify", offset_reset="none")
+    await c.start()
+    out: dict[tuple[TopicPartition, int], tuple[int, int, int]] = {}
+    try:
+        for tp, offsets in wanted.items():
+            c.assign([tp])
+            for offset in sorted(offsets):
+                end = (await c.end_offsets([tp]))[tp]
+                if offset >= end:
+                    continue
+                c.seek(tp, offset)
+                deadline = asyncio.get_running_loop().time() + timeout_s
+                while asyncio.get_running_loop().time() < deadline:
+                    try:
+                        batch = await c.getmany(tp, timeout_ms=200, max_records=1)
+                    except OffsetOutOfRangeError:
+                        break
+                    msgs = batch.get(tp)
+                    if msgs:
+                        m = msgs[0]
+                        if m.offset == offset:
+                            out[(tp, offset)] = (m.offset, m.timestamp, hash(m.value))
+                        break
+    finally:
+        await c.stop()
+    return out

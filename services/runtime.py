@@ -45,8 +45,9 @@ def stop_on_signals(stop: asyncio.Event) -> None:
 
 
 async def started_producer(settings: Settings, client_id: str, *,
-                           linger_ms: int | None = None) -> Producer:
-    return await Producer(settings, client_id, linger_ms=linger_ms).start()
+                           linger_ms: int | None = None, redo_replaced: bool = False) -> Producer:
+    return await Producer(settings, client_id, linger_ms=linger_ms,
+                          redo_replaced=redo_replaced).start()
 
 
 async def run_until(service, stop: asyncio.Event) -> None:

@@ -91,6 +91,17 @@ def noida(tmp_path_factory, infra_log_dir) -> Iterator[KafkaEnv]:
         handle.stop()
 
 
+@pytest.fixture
+def restartable_noida(tmp_path, infra_log_dir) -> Iterator[local.RestartableNoida]:
+    """A noida-db of the test's own (data in ``tmp_path/kafka``) that the test may SIGKILL and
+    restart on the same port and data dir, or freeze (broker drills)."""
+    broker = local.RestartableNoida(tmp_path / "kafka", log_dir=infra_log_dir).start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
 @pytest.fixture(scope="session")
 def tansu(infra_log_dir) -> Iterator[KafkaEnv]:
     handle = local.start_tansu(log_dir=infra_log_dir)

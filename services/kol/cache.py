@@ -66,7 +66,7 @@ class KolCache:
 
     # --- reading ------------------------------------------------------------------------------
     async def _partitions(self) -> list[int]:
-        return sorted(await self.producer._p.partitions_for(self.topic))  # noqa: SLF001
+        return sorted(await self.producer.partitions_for(self.topic))
 
     async def load(self) -> None:
         """Index every page in the cache (metadata only)."""

@@ -1,7 +1,10 @@
 """kol-worker: runs KOL followings tasks from kol-commands, progress onto kol-progress.
 
 A task's offset is committed only when its run ended, so a killed worker runs it again; the
-cache and the done marks make that second run cost no call already made.
+cache and the done marks make that second run cost no call already made. A broker fault ends
+no worker: a run that failed on one (its writes to kol-pages or kol-progress) runs again after
+the shared backoff, as after a ClickHouse outage, and a failed poll or commit is retried from
+the committed offset.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ import logging
 from datetime import datetime, timezone
 
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 
 from libs.consumer_watch import ConsumerWatch
 from libs.failures import Backoff, DependencyError, DependencyWatch, dependency_of
-from libs.kafka import Outgoing, Producer, consumer_for, dead_letter_for, decode, join
+from libs.kafka import (Outgoing, Producer, consumer_for, dead_letter_for, decode, join,
+                        seek_to_committed)
 from libs.records.kol import KolFollowingsTask, KolTaskProgress
 from libs.settings import Settings
 from libs.topics import KOL_COMMANDS, KOL_PROGRESS, topic_name
@@ -128,14 +133,37 @@ class KolWorker:
         await join(consumer, self.settings, [topic_name(KOL_COMMANDS, self.settings.topic_prefix)])
         try:
             while not self._stop.is_set():
-                batch = await consumer.getmany(timeout_ms=300, max_records=1)
-                await self.watch.polled(consumer, [m for ms in batch.values() for m in ms])
-                for tp, msgs in batch.items():
-                    for m in msgs:
-                        await self._handle(consumer, tp, m)
+                try:
+                    batch = await consumer.getmany(timeout_ms=300, max_records=1)
+                    await self.watch.polled(consumer, [m for ms in batch.values() for m in ms])
+                    for tp, msgs in batch.items():
+                        for m in msgs:
+                            await self._handle(consumer, tp, m)
+                    self.dependency.recovered()
+                except KafkaError as e:  # the broker is away: again from the committed offset
+                    delay = self.dependency.failed("kafka", e)
+                    try:
+                        await asyncio.wait_for(self._stop.wait(), delay)
+                    except asyncio.TimeoutError:
+                        pass
+                    await self._rewind(consumer)
         finally:
             self.watch.stopped()
             await consumer.stop()
+
+    async def _rewind(self, consumer) -> None:
+        try:
+            await seek_to_committed(consumer)
+        except KafkaError as e:  # still away: the next fault rewinds
+            log.warning("kol-worker: rewind failed: %s", e)
+
+    async def _poll_paused(self, consumer, timeout_ms: int) -> None:
+        """Keep the paused consumer polling during a run; a broker fault does not stop it."""
+        try:
+            await consumer.getmany(timeout_ms=timeout_ms)
+        except KafkaError as e:
+            log.warning("kol-worker: poll during a run failed: %s", e)
+            await asyncio.sleep(timeout_ms / 1000)
 
     async def _handle(self, consumer, tp: TopicPartition, m) -> None:
         try:
@@ -169,15 +197,16 @@ class KolWorker:
         while True:
             runner = asyncio.create_task(self.run_task(task))
             while not runner.done():
-                await consumer.getmany(timeout_ms=500)
+                await self._poll_paused(consumer, 500)
                 await self.watch.polled(consumer)  # lag keeps being reported during a long task
             try:
                 final = runner.result()
-            except DependencyError as e:
-                delay = self.dependency.failed(e.dependency, e)
+            except (DependencyError, KafkaError) as e:
+                # A store outage, or a broker fault on the run's own writes: run it again.
+                delay = self.dependency.failed(dependency_of(e) or "kafka", e)
                 deadline = asyncio.get_running_loop().time() + delay
                 while not self._stop.is_set() and asyncio.get_running_loop().time() < deadline:
-                    await consumer.getmany(timeout_ms=min(500, max(1, int(delay * 1000))))
+                    await self._poll_paused(consumer, min(500, max(1, int(delay * 1000))))
                 if self._stop.is_set():
                     return None
                 continue

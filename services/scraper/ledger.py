@@ -4,6 +4,13 @@ Truth is the raw-pages topic itself. The compacted scrape-checkpoints topic only
 which offset of the slice's raw-pages partition recovery must read; recovery then reads that
 short tail and takes the newest successful page of the slice it finds, which covers a page
 that was written just before a crash whose checkpoint was not.
+
+Truth is the broker's, not this process's memory: a broker restarted from its last snapshot
+may have lost the newest pages and checkpoints it had acknowledged. `resync()` (after any
+broker fault) checks the checkpoint view against the broker and waits until it shows what the
+broker holds (libs/topic_table.py), and recovery does it first; recovery then resumes at
+the first page the broker does not have. A raw page is written at a higher offset than the slice's previous one, unless the
+broker lost records: `written()` then raises BrokerLostRecords (a KafkaError).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 
 from libs.kafka import Outgoing, Producer, consumer_for, partition_for_key, scan_partition
 from libs.records.pages import RawPage, SliceCheckpoint
@@ -30,6 +38,14 @@ class SliceState:
     final: bool
     end_reason: str | None = None
     oldest_post_time: datetime | None = None  # of page 0, for the dense-slice decision
+    raw_offset: int = -1  # the slice's newest raw page's offset known (or below it)
+
+
+class BrokerLostRecords(KafkaError):
+    """The broker's log went back: records it acknowledged are gone (a restart from an older
+    snapshot). The slice resumes from what the broker holds."""
+
+    retriable = True
 
 
 def checkpoint_key(task_id: str, slice_id: str) -> str:
@@ -65,34 +81,46 @@ class PageLedger:
         """The raw-pages partition of a slice: fixed by its key (see raw_page_key)."""
         name = topic_name(RAW_PAGES, self.settings.topic_prefix)
         return partition_for_key(raw_page_key(job),
-                                 await self.producer._p.partitions_for(name))  # noqa: SLF001
+                                 await self.producer.partitions_for(name))
+
+    async def resync(self) -> None:
+        """Make the checkpoint view what the broker holds now (after a broker fault: the
+        view may show checkpoints a restarted broker lost)."""
+        await self.table.verify()
 
     async def recover(self, job: SearchJob) -> SliceState | None:
         """The slice's state from Kafka; None when it never started."""
+        await self.resync()  # every checkpoint the broker holds now, and only those
         cp = self.table.rows.get(checkpoint_key(job.task_id, job.slice_id))
         if cp is None:
             return None
         assert isinstance(cp, SliceCheckpoint)
         state = SliceState(cp.raw_partition, cp.last_page_no + 1, cp.cursor_out,
-                           cp.entries_total, cp.final, oldest_post_time=cp.oldest_post_time)
+                           cp.entries_total, cp.final, oldest_post_time=cp.oldest_post_time,
+                           raw_offset=cp.raw_offset_floor - 1)
         if cp.final:
             return state
-        entries_after: dict[int, int] = {}
-        async for _msg, rec in scan_partition(self.settings, RAW_PAGES, cp.raw_partition,
-                                              cp.raw_offset_floor):
-            if not (isinstance(rec, RawPage) and rec.task_id == job.task_id
+        # page_no -> what the newest copy of that page says (not its body)
+        found: dict[int, tuple[int, str | None, bool, str | None, datetime | None]] = {}
+        async for msg, rec in scan_partition(self.settings, RAW_PAGES, cp.raw_partition,
+                                             cp.raw_offset_floor):
+            state.raw_offset = max(state.raw_offset, msg.offset)
+            if (isinstance(rec, RawPage) and rec.task_id == job.task_id
                     and rec.slice_id == job.slice_id and rec.outcome == "ok"
                     and rec.page_no > cp.last_page_no):
-                continue
-            entries_after[rec.page_no] = rec.entries
-            if rec.page_no + 1 > state.next_page_no:
-                state.next_page_no = rec.page_no + 1
-                state.cursor = rec.cursor_out
-                state.final = rec.final
-                state.end_reason = rec.end_reason
-            if rec.page_no == 0 and rec.oldest_post_time is not None:
-                state.oldest_post_time = rec.oldest_post_time
-        state.entries_total += sum(entries_after.values())
+                found[rec.page_no] = (rec.entries, rec.cursor_out, rec.final, rec.end_reason,
+                                      rec.oldest_post_time)
+        # Only an unbroken run of pages counts: a broker restart can lose page n while page
+        # n+1, written just after it came back, stays; the slice then resumes at page n.
+        while state.next_page_no in found:
+            entries, cursor, final, end_reason, oldest = found[state.next_page_no]
+            if state.next_page_no == 0 and oldest is not None:
+                state.oldest_post_time = oldest
+            state.entries_total += entries
+            state.cursor, state.final, state.end_reason = cursor, final, end_reason
+            state.next_page_no += 1
+            if final:
+                break
         return state
 
     def task_entries(self, task_id: str) -> int:
@@ -111,7 +139,17 @@ class PageLedger:
         end = (await self._offsets.end_offsets([tp]))[tp]
         await self._write(job, partition, floor=end, last_page_no=-1, cursor=None,
                           entries_total=0, final=False, oldest_post_time=None)
-        return SliceState(partition, 0, None, 0, False)
+        return SliceState(partition, 0, None, 0, False, raw_offset=end - 1)
+
+    @staticmethod
+    def written(job: SearchJob, state: SliceState, raw_offset: int) -> None:
+        """A raw page of the slice was acknowledged at `raw_offset`: later than any before it,
+        or the broker lost records since (BrokerLostRecords)."""
+        if raw_offset <= state.raw_offset:
+            raise BrokerLostRecords(
+                f"raw page of {job.task_id}/{job.slice_id} acknowledged at offset {raw_offset},"
+                f" not after {state.raw_offset}: the broker lost records")
+        state.raw_offset = raw_offset
 
     async def advance(self, job: SearchJob, state: SliceState, page: RawPage,
                       raw_offset: int) -> None:
@@ -130,5 +168,6 @@ class PageLedger:
             oldest_post_time=oldest_post_time,
         )
         key = checkpoint_key(job.task_id, job.slice_id)
+        # The view shows it once the feed reads it back from the broker (recover() waits for
+        # that): a row only ever shows what the broker holds.
         await self.producer.send_and_wait(Outgoing(SCRAPE_CHECKPOINTS, key, cp))
-        self.table.rows[key] = cp

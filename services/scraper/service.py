@@ -3,6 +3,12 @@
 A job's offset is committed only when its slice has ended, and only in order per partition
 (the lowest unfinished job holds the commit back), so a crash re-delivers unfinished jobs,
 which then resume from the page ledger instead of starting over.
+
+Broker faults never end the process. A failed poll or commit is retried with backoff; a slice
+that fails (its writes, a broker restart that lost records) is retried with capped backoff
+and jitter from what the broker holds (the ledger's recovery); and after any broker fault
+the job consumer goes back to the group's committed offsets, so a job at an offset a
+restarted broker reused is not skipped (jobs already running are not started twice).
 """
 
 from __future__ import annotations
@@ -11,10 +17,11 @@ import asyncio
 import logging
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from libs.consumer_watch import ConsumerWatch
-from libs.kafka import Producer, consumer_for, dead_letter_for, decode, join
+from libs.kafka import (Producer, ReconnectWatch, backoff_delay, consumer_for, dead_letter_for,
+                        decode, join, seek_to_committed)
 from libs.leases import LeaseClient
 from libs.records.tasks import SearchJob
 from libs.settings import Settings
@@ -24,12 +31,13 @@ from libs.tracing import record_span
 from libs.xclient import XClient
 
 from .ledger import PageLedger
-from .slice_runner import SliceDeps, run_slice
+from .slice_runner import RecentPages, SliceDeps, run_slice
 
 log = logging.getLogger(__name__)
 
 SERVICE = "scraper"
-RETRY_DELAY_S = 5.0
+RETRY_BASE_S = 1.0  # a failed slice's retries: capped exponential backoff with jitter
+RETRY_MAX_S = 30.0
 
 
 class _Partition:
@@ -72,6 +80,9 @@ class ScraperService:
         # would recover the same state and ask X for the same page.
         self._slice_locks: dict[str, asyncio.Lock] = {}
         self.slices_done = 0
+        self.slice_retries = 0
+        self.recent = RecentPages()
+        self._rewind_needed = False  # a broker fault: re-read jobs from the committed offsets
         self.group_id = f"{settings.topic_prefix}{SERVICE}"
         self.watch = ConsumerWatch(SERVICE, self.group_id)  # records in, lag, readiness
 
@@ -87,8 +98,8 @@ class ScraperService:
         await self.controls.wait_caught_up()
         deps = SliceDeps(self.producer, self.ledger, self.progress, self.pool, self.xclient,
                          self.settings.x_page_size, controls=self.controls,
-                         split_pages=self.settings.scraper_split_pages)
-        consumer = consumer_for(self.settings, self.group_id, SERVICE)
+                         split_pages=self.settings.scraper_split_pages, recent=self.recent)
+        consumer = consumer_for(self.settings, self.group_id, SERVICE, offset_reset="none")
         # Slices run for minutes; the loop keeps polling (paused when full) so the group
         # never thinks this member is stuck.
         consumer._max_poll_interval_ms = 600_000  # noqa: SLF001
@@ -104,21 +115,28 @@ class ScraperService:
 
         await join(consumer, self.settings, [topic_name(SEARCH_JOBS, self.settings.topic_prefix)],
                    listener=Listener())
+        reconnects = ReconnectWatch(consumer)
+        faults = 0
         try:
             while not self._stop.is_set():
-                busy = sum(len(t) for t in self._running.values())
-                free = self.settings.scraper_concurrency - busy
-                assigned = consumer.assignment()
-                if free <= 0:
-                    consumer.pause(*assigned)
-                else:
-                    consumer.resume(*assigned)
-                batch = await consumer.getmany(timeout_ms=200, max_records=max(1, free))
-                await self.watch.polled(consumer, [m for ms in batch.values() for m in ms])
-                for tp, msgs in batch.items():
-                    for m in msgs:
-                        self._start_job(tp, m, deps)
-                await self._commit(consumer)
+                try:
+                    if reconnects.replaced() or self._rewind_needed:
+                        await self._rewind(consumer)
+                        reconnects.checked()
+                    await self._poll(consumer, deps)
+                    faults = 0
+                except KafkaError as e:
+                    # The broker is away, stalled or restarting: the slices wait on their own
+                    # writes; this loop backs off, then re-reads uncommitted jobs.
+                    self._rewind_needed = True
+                    delay = backoff_delay(faults, 0.5, 10.0)
+                    faults += 1
+                    log.warning("scraper: job consumer failed (%s: %s); again in %.1fs",
+                                type(e).__name__, e, delay)
+                    try:
+                        await asyncio.wait_for(self._stop.wait(), delay)
+                    except asyncio.TimeoutError:
+                        pass
         finally:
             self.watch.stopped()
             await self._drop(consumer, list(self._running))
@@ -129,7 +147,31 @@ class ScraperService:
             await self.pool.stop()
             await self.xclient.aclose()
 
+    async def _poll(self, consumer, deps: SliceDeps) -> None:
+        busy = sum(len(t) for t in self._running.values())
+        free = self.settings.scraper_concurrency - busy
+        assigned = consumer.assignment()
+        if free <= 0:
+            consumer.pause(*assigned)
+        else:
+            consumer.resume(*assigned)
+        batch = await consumer.getmany(timeout_ms=200, max_records=max(1, free))
+        await self.watch.polled(consumer, [m for ms in batch.values() for m in ms])
+        for tp, msgs in batch.items():
+            for m in msgs:
+                self._start_job(tp, m, deps)
+        await self._commit(consumer)
+
+    async def _rewind(self, consumer) -> None:
+        """Back to the group's committed offsets (what the broker holds, whatever this process
+        read): every job not ended is delivered again; those still running are skipped."""
+        await seek_to_committed(consumer)
+        self._rewind_needed = False
+        log.info("scraper: jobs re-read from the committed offsets after a broker fault")
+
     def _start_job(self, tp: TopicPartition, m, deps: SliceDeps) -> None:
+        if m.offset in self._running.get(tp, {}):
+            return  # delivered again after a rewind: its slice runs already
         part = self._parts.setdefault(tp, _Partition())
         part.add(m.offset)
         try:
@@ -142,12 +184,13 @@ class ScraperService:
             self._spawn(tp, m.offset, job, deps)
 
     def _spawn(self, tp: TopicPartition, offset: int, job: SearchJob, deps: SliceDeps,
-               delay: float = 0.0) -> None:
-        """Run a slice; a crashed slice is retried (after `delay`) from its ledger state, and
-        its offset stays uncommitted until it ends, so a dead process re-delivers it."""
+               attempt_no: int = 0) -> None:
+        """Run a slice; a crashed slice is retried with backoff from its ledger state (what the
+        broker holds), and its offset stays uncommitted until it ends, so a dead process
+        re-delivers it."""
         async def attempt() -> str:
-            if delay:
-                await asyncio.sleep(delay)
+            if attempt_no:  # recovery reads where the slice stands from the broker
+                await asyncio.sleep(backoff_delay(attempt_no - 1, RETRY_BASE_S, RETRY_MAX_S))
             key = f"{job.task_id}/{job.slice_id}"
             lock = self._slice_locks.setdefault(key, asyncio.Lock())
             async with lock:  # a second copy then finds the slice ended and returns
@@ -163,11 +206,15 @@ class ScraperService:
                 return
             exc = t.exception()
             if exc is not None:
-                log.error("slice %s/%s crashed (retrying in %ss): %r", job.task_id, job.slice_id,
-                          RETRY_DELAY_S, exc)
+                log.error("slice %s/%s failed (attempt %d, retrying): %r", job.task_id,
+                          job.slice_id, attempt_no + 1, exc)
+                self.slice_retries += 1
+                if isinstance(exc, KafkaError):
+                    self._rewind_needed = True
                 if not self._stop.is_set():
-                    self._spawn(tp, offset, job, deps, RETRY_DELAY_S)
+                    self._spawn(tp, offset, job, deps, attempt_no + 1)
                 return
+            self.recent.forget(job)
             self.slices_done += 1
             log.info("slice %s/%s ended: %s", job.task_id, job.slice_id, t.result())
             part.finish(offset)
@@ -175,7 +222,15 @@ class ScraperService:
         task.add_done_callback(done)
 
     async def _dead_letter(self, tp, m, error: str) -> None:
-        await self.producer.send_and_wait(dead_letter_for(SERVICE, m, error))
+        attempt = 0
+        while True:  # the job's offset waits for its dead letter: a broker fault retries it
+            try:
+                await self.producer.send_and_wait(dead_letter_for(SERVICE, m, error))
+                break
+            except KafkaError as e:
+                log.warning("scraper: dead letter not written yet (%s)", e)
+                await asyncio.sleep(backoff_delay(attempt, RETRY_BASE_S, RETRY_MAX_S))
+                attempt += 1
         self.watch.failed(m.topic)
         part = self._parts.get(tp)  # the partition may have been revoked meanwhile
         if part is not None:

@@ -3,6 +3,12 @@
 Order per page: X answers → the raw page is on raw-pages (acknowledged) → checkpoint. Nothing
 else happens to a response before it is durable, so a crash at any point resumes at the next
 page that is not yet on raw-pages.
+
+X's answers also stay in this process's memory a while (RecentPages): when a broker fault
+fails a raw page's write, or a broker restart loses pages it had acknowledged, the slice
+resumes at the first page the broker does not hold and writes it again from memory instead of
+asking X again. Only a crash of the scraper process itself repeats a request: the one page
+each slice had in flight.
 """
 
 from __future__ import annotations
@@ -29,6 +35,28 @@ log = logging.getLogger(__name__)
 MAX_TRANSIENT_FAILURES = 8
 
 
+class RecentPages:
+    """X's successful answers of the running slices, newest few per slice, kept until the
+    slice ends: a page the broker did not keep is written again from here, not asked again."""
+
+    def __init__(self, per_slice: int = 8):
+        self.per_slice = per_slice
+        self._pages: dict[str, dict[int, RawPage]] = {}
+
+    def put(self, page: RawPage) -> None:
+        pages = self._pages.setdefault(f"{page.task_id}/{page.slice_id}", {})
+        pages[page.page_no] = page
+        while len(pages) > self.per_slice:
+            del pages[min(pages)]
+
+    def get(self, job: SearchJob, page_no: int, cursor: str | None) -> RawPage | None:
+        page = self._pages.get(f"{job.task_id}/{job.slice_id}", {}).get(page_no)
+        return page if page is not None and page.cursor_in == cursor else None
+
+    def forget(self, job: SearchJob) -> None:
+        self._pages.pop(f"{job.task_id}/{job.slice_id}", None)
+
+
 @dataclass
 class SliceDeps:
     producer: Producer
@@ -40,6 +68,7 @@ class SliceDeps:
     target_wait_s: float = 30.0
     controls: TopicTable | None = None  # task-controls: pause / cancel
     split_pages: int = 0  # dense-slice threshold (settings.scraper_split_pages; 0 = never)
+    recent: RecentPages | None = None  # answers kept to re-write after a broker fault
 
 
 def task_priority(controls: TopicTable | None, job: SearchJob) -> int:
@@ -109,6 +138,17 @@ async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
             if done:
                 return await _finish(job, deps, state, "target_reached")
 
+        kept = deps.recent.get(job, state.next_page_no, state.cursor) if deps.recent else None
+        if kept is not None:
+            # X answered this page before a broker fault lost it: written again, not asked.
+            log.info("slice %s/%s page %d: written again from memory", job.task_id,
+                     job.slice_id, kept.page_no)
+            md = await deps.producer.send_and_wait(Outgoing(RAW_PAGES, raw_page_key(job), kept))
+            deps.ledger.written(job, state, md.offset)
+            if not await _advance(job, deps, state, kept, md.offset):
+                return "exhausted"
+            continue
+
         account = await deps.pool.acquire(job.operation, job.task_id,
                                           task_priority(deps.controls, job))
         if control_state(deps.controls, job.task_id) != "active":
@@ -136,7 +176,10 @@ async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
             final=result.outcome == "ok" and result.exhausted,
             end_reason="exhausted" if result.outcome == "ok" and result.exhausted else None,
         )
+        if result.outcome == "ok" and deps.recent is not None:
+            deps.recent.put(page)  # before the write: a failed write is retried from here
         md = await deps.producer.send_and_wait(Outgoing(RAW_PAGES, raw_page_key(job), page))
+        deps.ledger.written(job, state, md.offset)
         if result.outcome != "ok":
             log.warning("slice %s/%s page %d: %s (%s) on %s", job.task_id, job.slice_id,
                         page.page_no, result.outcome, result.error, account.name)
@@ -151,14 +194,22 @@ async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
                 await asyncio.sleep(min(30.0, 0.2 * 2 ** failures))
             continue
         failures = 0
-        state.entries_total += result.entries
-        if page.page_no == 0:
-            state.oldest_post_time = page.oldest_post_time
-        await deps.ledger.advance(job, state, page, md.offset)
-        if page.final:
+        if not await _advance(job, deps, state, page, md.offset):
             return "exhausted"
-        state.next_page_no += 1
-        state.cursor = result.cursor_out
+
+
+async def _advance(job: SearchJob, deps: SliceDeps, state: SliceState, page: RawPage,
+                   raw_offset: int) -> bool:
+    """A successful page is on raw-pages: checkpoint it; False when it was the last."""
+    state.entries_total += page.entries
+    if page.page_no == 0:
+        state.oldest_post_time = page.oldest_post_time
+    await deps.ledger.advance(job, state, page, raw_offset)
+    if page.final:
+        return False
+    state.next_page_no += 1
+    state.cursor = page.cursor_out
+    return True
 
 
 async def _split(job: SearchJob, deps: SliceDeps, state: SliceState) -> str:
@@ -186,5 +237,6 @@ async def _finish(job: SearchJob, deps: SliceDeps, state: SliceState, reason: st
         parent_slice_id=job.parent_slice_id, children=children,
     )
     md = await deps.producer.send_and_wait(Outgoing(RAW_PAGES, raw_page_key(job), page))
+    deps.ledger.written(job, state, md.offset)
     await deps.ledger.advance(job, state, page, md.offset)
     return reason

@@ -36,7 +36,9 @@ class _Api:
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    producer = await started_producer(settings, "task-gateway", linger_ms=0)  # one per POST
+    # One send per POST, awaited: no lingering; a send that met a producer broken by a broker
+    # restart goes once more on its replacement (same record, same task id).
+    producer = await started_producer(settings, "task-gateway", linger_ms=0, redo_replaced=True)
     view = TaskView(settings)
     await view.start()
     kol_view = KolTaskView(settings)
