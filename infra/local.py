@@ -19,6 +19,7 @@ verifies every topic's partition count from broker metadata.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import signal
@@ -34,6 +35,8 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
 
 from libs.topics import CATALOGUE, TopicSpec, topic_name
+
+log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -414,13 +417,31 @@ def start_chdb_http(data_dir: str | os.PathLike, port: int | None = None, *,
 
 
 # --- topics ------------------------------------------------------------------------------------
+def topic_configs(spec: TopicSpec, default_retention_ms: int | None = None) -> dict[str, str]:
+    """The configs a catalogue topic is created with. `default_retention_ms` replaces the
+    broker's default retention of every topic that is neither compacted nor has its own
+    (tests use it to make a broker delete within minutes what Kafka deletes after 7 days)."""
+    configs: dict[str, str] = {}
+    if spec.compacted:
+        configs["cleanup.policy"] = "compact"
+    if spec.retention_ms is not None:
+        configs["retention.ms"] = str(spec.retention_ms)
+    elif default_retention_ms is not None and not spec.compacted:
+        configs["retention.ms"] = str(default_retention_ms)
+    return configs
+
+
 async def create_topics(bootstrap: str, prefix: str = "",
                         catalogue: Iterable[TopicSpec] = CATALOGUE, *,
-                        replication_factor: int = 1, timeout_s: float = 30.0) -> dict[str, int]:
+                        replication_factor: int = 1, timeout_s: float = 30.0,
+                        default_retention_ms: int | None = None) -> dict[str, int]:
     """Create every catalogue topic (existing ones are fine), then verify partition counts.
 
     Returns ``{topic: partitions}``. Raises RuntimeError when a topic exists with a different
-    partition count (an existing topic is never altered)."""
+    partition count (partitions are never altered). An existing topic that keeps less than the
+    catalogue says is migrated here: to compaction (the upgrade that made task-commands,
+    search-jobs and kol-commands compacted: their records stop expiring from the moment this
+    runs) or to a longer retention (dead-letters' 30 days)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
@@ -435,12 +456,8 @@ async def create_topics(bootstrap: str, prefix: str = "",
             name = topic_name(s, prefix)
             if name in existing:
                 continue
-            configs: dict[str, str] = {}
-            if s.compacted:
-                configs["cleanup.policy"] = "compact"
-            if s.retention_ms is not None:
-                configs["retention.ms"] = str(s.retention_ms)
-            new.append(NewTopic(name, s.partitions, replication_factor, topic_configs=configs))
+            new.append(NewTopic(name, s.partitions, replication_factor,
+                                topic_configs=topic_configs(s, default_retention_ms)))
         if new:
             try:
                 resp = await admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
@@ -449,6 +466,8 @@ async def create_topics(bootstrap: str, prefix: str = "",
             for name, code, *rest in getattr(resp, "topic_errors", []) or []:
                 if code not in (0, 36):  # 36 = TOPIC_ALREADY_EXISTS (a concurrent creator)
                     raise RuntimeError(f"creating topic {name} failed: error {code} {rest}")
+        await _migrate_existing(admin, [s for s in specs if topic_name(s, prefix) in existing],
+                                prefix, default_retention_ms)
         # Verify from metadata (retry briefly: metadata may lag creation).
         deadline = time.monotonic() + timeout_s
         while True:
@@ -467,6 +486,45 @@ async def create_topics(bootstrap: str, prefix: str = "",
             await asyncio.sleep(0.2)
     finally:
         await admin.close()
+
+
+async def _migrate_existing(admin: Any, specs: list[TopicSpec], prefix: str,
+                            default_retention_ms: int | None = None) -> None:
+    """Bring existing topics up to the catalogue where it keeps more than they do: compaction
+    where the catalogue compacts, a longer retention where it sets one. Never shortens a
+    retention or stops a compaction (that would delete records)."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    wanted = {topic_name(s, prefix): topic_configs(s, default_retention_ms) for s in specs}
+    wanted = {n: c for n, c in wanted.items() if c}
+    if not wanted:
+        return
+    res = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, n) for n in wanted])
+    for r in res:
+        for _err, _msg, _type, name, entries in r.resources:
+            have = {e[0]: e[1] for e in entries}
+            want = wanted.get(name)
+            if not have or not want:
+                continue  # a broker that reports no configs is left alone
+            if not (_keeps_less(have, want, "cleanup.policy")
+                    or _keeps_less(have, want, "retention.ms")):
+                continue
+            # AlterConfigs replaces the topic's whole config: the catalogue's settings.
+            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name,
+                                                      configs=want)])
+            log.warning("topic %s migrated to the catalogue's %s (it had %s)", name, want,
+                        {k: have.get(k) for k in want})
+
+
+def _keeps_less(have: dict[str, str], want: dict[str, str], key: str) -> bool:
+    """Whether the topic's `key` setting keeps fewer records than the catalogue's."""
+    if key not in want or key not in have:
+        return False
+    if key == "cleanup.policy":
+        return "compact" in want[key] and "compact" not in have[key]
+    kept, wanted = int(have[key]), int(want[key])  # retention.ms; -1 is forever
+    return kept >= 0 and (wanted < 0 or wanted > kept)
 
 
 async def _partition_counts(admin: Any, topics: list[str]) -> dict[str, int]:

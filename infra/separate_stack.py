@@ -41,7 +41,7 @@ class SeparateStack:
         self.s3_relay.__enter__()
         for p in self.procs.values():
             p.start()
-        if "task-gateway" in self.procs:
+        if {"task-gateway", "all"} & set(self.procs):
             client = gateway_client(self.settings)
             wait_until(lambda: client.get("/health").status_code == 200, ready_timeout,
                        "the gateway to answer")

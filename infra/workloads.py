@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from libs.topics import (ACCOUNT_COMMANDS, ACCOUNT_EVENTS, KOL_COMMANDS, LEASE_REQUESTS,
-                         MEDIA_JOBS, MEDIA_STORED, POSTS, RAW_PAGES, REPORT_CONTROLS, SEARCH_JOBS,
-                         TASK_COMMANDS, TASK_PROGRESS, USERS, TopicSpec)
+from libs.topics import (ACCOUNT_COMMANDS, ACCOUNT_EVENTS, DEAD_LETTERS, KOL_COMMANDS,
+                         LEASE_REQUESTS, MEDIA_JOBS, MEDIA_STORED, POSTS, RAW_PAGES,
+                         REPORT_CONTROLS, SEARCH_JOBS, TASK_COMMANDS, TASK_PROGRESS, USERS,
+                         TopicSpec)
 from services.account_manager.service import SERVICE as ACCOUNT_MANAGER
 from services.dedup_counter.handler import SERVICE as DEDUP_COUNTER
 from services.kol.worker import SERVICE as KOL_WORKER
@@ -22,6 +23,7 @@ from services.parser.handler import SERVICE as PARSER
 from services.reporter.media_sink import SERVICE as REPORTER_MEDIA
 from services.reporter.service import SERVICE as REPORTER
 from services.scraper.service import SERVICE as SCRAPER
+from services.task_gateway.rejections import SERVICE as REJECTIONS
 from services.task_gateway.scheduler import SERVICE as SCHEDULER
 
 METRICS_PORT = 9100  # Settings.metrics_port's default; the pods' /metrics, /livez, /readyz
@@ -62,7 +64,8 @@ class Workload:
 
 
 WORKLOADS: tuple[Workload, ...] = (
-    Workload("task-gateway", (ConsumerGroup(SCHEDULER, (TASK_COMMANDS,)),),
+    Workload("task-gateway", (ConsumerGroup(SCHEDULER, (TASK_COMMANDS,)),
+                              ConsumerGroup(REJECTIONS, (DEAD_LETTERS,))),
              lag_threshold=50, http_port=8080, min_replicas=2, compose_replicas=1),
     Workload("scraper", (ConsumerGroup(SCRAPER, (SEARCH_JOBS,)),),
              # a slice pages X for minutes; one replica runs scraper_concurrency (8) at once

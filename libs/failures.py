@@ -48,7 +48,7 @@ class DependencyError(Exception):
         self.dependency = dependency
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
+def cause_chain(exc: BaseException) -> Iterator[BaseException]:
     """The exception, then what caused it (explicitly or while handling), without loops."""
     seen: set[int] = set()
     cur: BaseException | None = exc
@@ -63,7 +63,7 @@ def dependency_of(exc: BaseException) -> str | None:
 
     The whole cause chain is read, outermost first: the first link that is classified either
     way decides (a ValueError raised while handling a connection error is the record's)."""
-    for e in _chain(exc):
+    for e in cause_chain(exc):
         verdict = _classify(e)
         if verdict is not None:
             return verdict or None

@@ -168,6 +168,10 @@ class TopicTable:
     async def wait_caught_up(self, timeout: float = 30.0) -> None:
         await asyncio.wait_for(self._caught_up.wait(), timeout)
 
+    def reached(self, ends: dict[TopicPartition, int]) -> bool:
+        """True once this view applied every record below `ends` (partition -> offset)."""
+        return all(self._next.get(tp, 0) >= end for tp, end in ends.items())
+
     async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Wait until predicate() holds (re-checked on each change); False on timeout."""
         async def _wait():

@@ -13,7 +13,7 @@ from .records.accounts import (AccountCommand, AccountEvent, AccountState, Lease
                                LeaseRelease, LeaseRequest, LeaseWait, ProxyCommand, ProxyState,
                                TaskAccountWait)
 from .records.base import Record
-from .records.dead_letter import DeadLetter
+from .records.dead_letter import DeadLetter, DeadLetterRedrive
 from .records.kol import KolCacheCleared, KolFollowingsTask, KolPage, KolTaskProgress
 from .records.media import MediaStored
 from .records.pages import RawPage, SliceCheckpoint, SliceEnd
@@ -44,14 +44,24 @@ class TopicSpec:
         return table.get(header) if header is not None else None
 
 
+# Compacted: the task view and the schedule runner rebuild from it at every start, so every
+# task's definition must outlive the broker's default retention (7 days). One record per task
+# id: the gateway writes a task once (a re-submission is idempotent), a scheduled run is its own
+# task id, a PATCH goes to task-controls; so the latest record per key is the whole definition.
+# A record whose key is not its task_id is rejected (the scheduler writes the rejection on
+# task-controls) and the view ignores it.
 TASK_COMMANDS = TopicSpec(
-    "task-commands", 6, "task_id", (OnDemandTask, ScheduledTask),
-    doc="Client task commands (HTTP gateway or published directly by the client).",
+    "task-commands", 6, "task_id", (OnDemandTask, ScheduledTask), compacted=True,
+    doc="Client task commands (HTTP gateway or published directly by the client); compacted: "
+        "every task's definition for its life.",
 )
+# Compacted: a job waits on the topic for as long as its task is paused or the scraper lags;
+# a restarted scraper re-reads it from its group's committed offset. One job per slice key
+# (a re-published run gives the same jobs), so compaction loses nothing.
 SEARCH_JOBS = TopicSpec(
-    "search-jobs", 12, "task_id/slice_id", (SearchJob,),
+    "search-jobs", 12, "task_id/slice_id", (SearchJob,), compacted=True,
     doc="Slices of tasks for the scraper, derived by the scheduler; keyed per slice so a "
-        "task's slices spread over scraper replicas.",
+        "task's slices spread over scraper replicas (compacted).",
 )
 RAW_PAGES = TopicSpec(
     "raw-pages", 12, "task_id/slice_id", (RawPage,),
@@ -127,7 +137,13 @@ TASK_ACCOUNT_WAITS = TopicSpec(
 )
 DEAD_LETTERS = TopicSpec(
     "dead-letters", 3, "original key", (DeadLetter,),
-    doc="Records a service could not handle, with the cause.",
+    retention_ms=30 * 24 * 3600 * 1000,
+    doc="Records a service could not handle, with the cause; kept 30 days for "
+        "`xget dead-letters redrive`.",
+)
+DEAD_LETTER_REDRIVES = TopicSpec(
+    "dead-letter-redrives", 3, "topic/partition/offset", (DeadLetterRedrive,), compacted=True,
+    doc="Which dead letters `xget dead-letters redrive` re-published (compacted): each once.",
 )
 
 # KOL followings have their own raw topic rather than raw-pages: the parser consumes raw-pages
@@ -138,8 +154,9 @@ KOL_PAGES = TopicSpec(
     doc="Every followings/lookup answer verbatim: the KOL cache (cleared by --clear-cache).",
 )
 KOL_COMMANDS = TopicSpec(
-    "kol-commands", 3, "task_id", (KolFollowingsTask,),
-    doc="KOL followings tasks from the gateway, for the kol-worker.",
+    "kol-commands", 3, "task_id", (KolFollowingsTask,), compacted=True,
+    doc="KOL followings tasks from the gateway, for the kol-worker (compacted: the gateway's "
+        "KOL task view rebuilds from it; one record per task id).",
 )
 KOL_PROGRESS = TopicSpec(
     "kol-progress", 3, "task_id", (KolTaskProgress,), compacted=True,
@@ -150,7 +167,7 @@ KOL_TOPICS: tuple[TopicSpec, ...] = (KOL_PAGES, KOL_COMMANDS, KOL_PROGRESS)
 CATALOGUE: tuple[TopicSpec, ...] = (
     TASK_COMMANDS, SEARCH_JOBS, RAW_PAGES, SCRAPE_CHECKPOINTS, POSTS, USERS, MEDIA_JOBS, MEDIA_STORED,
     TASK_PROGRESS, TASK_CONTROLS, SCHEDULE_STATE, REPORT_CONTROLS, ACCOUNT_COMMANDS, ACCOUNT_EVENTS, LEASE_REQUESTS, LEASE_GRANTS,
-    ACCOUNT_STATE, PROXY_STATE, TASK_ACCOUNT_WAITS, DEAD_LETTERS, *KOL_TOPICS,
+    ACCOUNT_STATE, PROXY_STATE, TASK_ACCOUNT_WAITS, DEAD_LETTERS, DEAD_LETTER_REDRIVES, *KOL_TOPICS,
 )
 
 

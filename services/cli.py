@@ -6,6 +6,8 @@
   xget kol import FILE             add KOLs (handles or ids) to twitter_kol
   xget kol-followings [flags]      fetch KOL following lists (see --help)
   xget reports replay [--task ID]  re-deliver reports that went to the dead-letter topic
+  xget dead-letters list|show|redrive [ID] [--service S] [--since T]
+                                   dead letters: a table, one in full, re-publish (once)
   xget lag [--group G] [--watch]   lag, rate, time to drain, recommended replicas per group
   xget replay --since TIME [--task ID]   re-parse raw pages kept on raw-pages (no X request)
   xget accounts add|import|login|list|test|remove …   the X account pool
@@ -127,6 +129,44 @@ async def lag_command(args, settings: Settings) -> int:
     return 0
 
 
+async def dead_letters_command(args, settings: Settings) -> int:
+    from services import dead_letters as dl
+
+    if args.id is not None:
+        try:
+            one = await dl.find(settings, args.id)
+        except ValueError as e:
+            print(e, file=sys.stderr)
+            return 2
+        if one is None:
+            print(f"no dead letter {args.id}", file=sys.stderr)
+            return 1
+        found = [one]
+    elif args.action == "show":
+        print("show needs a dead letter id (PARTITION/OFFSET, from list)", file=sys.stderr)
+        return 2
+    elif args.action == "redrive" and args.service is None and args.since is None:
+        print("redrive needs a dead letter id, --service or --since (every dead letter: "
+              "--since 1970-01-01)", file=sys.stderr)
+        return 2
+    else:
+        found = [f async for f in dl.dead_letters(settings, service=args.service,
+                                                  since=args.since)]
+    if args.action == "list":
+        print(dl.render_table(found))
+    elif args.action == "show":
+        print(dl.render_one(found[0]))
+    else:
+        res = await dl.redrive(settings, found)
+        for f, to in res.redriven:
+            print(f"redriven {f.id} -> {to} (key {f.letter.key})")
+        for f in res.refused:
+            print(f"not redriven {f.id}: {f.letter.source_topic} is no topic of the catalogue")
+        print(f"{len(res.redriven)} redriven, {len(res.skipped)} already redriven before"
+              + (f", {len(res.refused)} refused" if res.refused else ""))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xget", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -146,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     from services.account_manager import cli as pool_cli
 
     pool_cli.add_parsers(sub)
+    dl = sub.add_parser("dead-letters", help="list, show or redrive dead letters")
+    dl.add_argument("action", choices=["list", "show", "redrive"])
+    dl.add_argument("id", nargs="?", help="PARTITION/OFFSET of one dead letter (from list)")
+    dl.add_argument("--service", help="only this service's dead letters")
+    dl.add_argument("--since", type=_utc_time, help="only those failed at or after this time")
     rp = sub.add_parser("replay", help="re-run the parser over raw pages kept on raw-pages")
     rp.add_argument("--since", required=True, type=_utc_time,
                     help="ISO time (UTC if no zone), e.g. 2026-11-01T00:00:00Z")
@@ -195,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         n = run_loop(replay_dead_reports(settings, args.task), settings)
         print(f"queued {n} dead report(s) for re-delivery")
         return 0
+    if args.cmd == "dead-letters":
+        return run_loop(dead_letters_command(args, settings), settings)
     if args.cmd == "replay":
         from services.parser.replay import replay
 

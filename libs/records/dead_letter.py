@@ -23,3 +23,16 @@ class DeadLetter(Record):
                                                "bytes replaced); the record's large document.")
     error: str = Field(description="Why it could not be handled.")
     failed_at: datetime
+
+
+class DeadLetterRedrive(Record):
+    """A dead letter `xget dead-letters redrive` re-published onto its source topic (latest per
+    dead letter on a compacted topic, keyed by the dead letter's own coordinates): a second
+    redrive of the same dead letter finds it and publishes nothing."""
+
+    schema_name = "xget.DeadLetterRedrive"
+
+    dead_letter: str = Field(description="dead-letters partition/offset of the dead letter.")
+    source: str = Field(description="topic/partition/offset of the original record.")
+    redriven_to: str = Field(description="topic/partition/offset of the re-published copy.")
+    redriven_at: datetime

@@ -141,9 +141,11 @@ class TaskControl(Record):
     schema_name = "xget.TaskControl"
 
     task_id: str
-    state: Literal["active", "paused", "cancelled"] = "active"
+    # "rejected": the scheduler refused the command (written once, never by the client). A
+    # reader from before it skips such a record: it is about a task that never ran.
+    state: Literal["active", "paused", "cancelled", "rejected"] = "active"
     priority: int | None = Field(None, ge=1, le=10, description="Overrides the task's priority.")
-    reason: str | None = Field(None, description="Why it was paused or cancelled, if given.")
+    reason: str | None = Field(None, description="Why it was paused, cancelled or rejected.")
     updated_at: datetime
     frequency: Literal["hourly", "daily", "weekly"] | None = Field(
         None, description="Scheduled tasks: a new frequency (the schedule runner re-plans).")

@@ -18,7 +18,7 @@ from datetime import datetime
 from libs.kafka import Incoming, consumer_for, partitions_of, scan_partition
 from libs.records.pages import RawPage
 from libs.settings import Settings
-from libs.topics import RAW_PAGES, topic_name
+from libs.topics import RAW_PAGES, TopicSpec, topic_name
 from services.runtime import started_producer
 
 from .handler import handle
@@ -34,12 +34,13 @@ class ReplayResult:
     tasks: int = 0
 
 
-async def start_offsets(settings: Settings, since_ms: int) -> dict[int, tuple[int, int]]:
-    """Per partition: (first offset at or after `since_ms`, end offset)."""
+async def start_offsets(settings: Settings, since_ms: int,
+                        spec: TopicSpec = RAW_PAGES) -> dict[int, tuple[int, int]]:
+    """Per partition of `spec`'s topic: (first offset at or after `since_ms`, end offset)."""
     c = consumer_for(settings, None, "xget-replay")
     await c.start()
     try:
-        tps = await partitions_of(c, topic_name(RAW_PAGES, settings.topic_prefix))
+        tps = await partitions_of(c, topic_name(spec, settings.topic_prefix))
         end = await c.end_offsets(tps)
         try:
             found = await c.offsets_for_times({tp: since_ms for tp in tps})

@@ -10,22 +10,34 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from libs.kafka import Outgoing, Producer, scan_partition
+from libs.kafka import Outgoing, Producer
 from libs.records.dead_letter import DeadLetter
 from libs.records.reports import ReportsReplay, WebhookReport
 from libs.settings import Settings
-from libs.topics import DEAD_LETTERS, REPORT_CONTROLS
+from libs.topics import REPORT_CONTROLS
+from services.dead_letters import dead_letters
+
+
+def is_dead_report(letter: DeadLetter) -> bool:
+    """A webhook report the reporter gave up on (its batch lives in ClickHouse, not on a
+    topic: the dead letter's offset is the batch number)."""
+    return (letter.service == "reporter" and letter.schema_header == WebhookReport.schema_id()
+            and bool(letter.key))
+
+
+def replay_command(task_id: str, batch_no: int) -> Outgoing:
+    """What hands a dead report back to the reporter that owns its task."""
+    return Outgoing(REPORT_CONTROLS, task_id, ReportsReplay(
+        task_id=task_id, batch_no=batch_no, requested_at=datetime.now(timezone.utc)))
 
 
 async def dead_reports(settings: Settings, task_id: str | None = None) -> list[tuple[str, int]]:
     """(task_id, batch_no) of every report on the dead-letter topic, in first-seen order."""
     seen: dict[tuple[str, int], None] = {}
-    for p in range(DEAD_LETTERS.partitions):
-        async for _msg, rec in scan_partition(settings, DEAD_LETTERS, p, 0):
-            if (isinstance(rec, DeadLetter) and rec.service == "reporter"
-                    and rec.schema_header == WebhookReport.schema_id() and rec.key
-                    and (task_id is None or rec.key == task_id)):
-                seen.setdefault((rec.key, rec.offset), None)
+    async for found in dead_letters(settings, service="reporter"):
+        rec = found.letter
+        if is_dead_report(rec) and (task_id is None or rec.key == task_id):
+            seen.setdefault((rec.key, rec.offset), None)
     return list(seen)
 
 
@@ -35,9 +47,7 @@ async def replay_dead_reports(settings: Settings, task_id: str | None = None) ->
         return 0
     producer = await Producer(settings, "xget-reports-replay").start()
     try:
-        now = datetime.now(timezone.utc)
-        await producer.send_all([Outgoing(REPORT_CONTROLS, t, ReportsReplay(
-            task_id=t, batch_no=n, requested_at=now)) for t, n in found])
+        await producer.send_all([replay_command(t, n) for t, n in found])
     finally:
         await producer.stop()
     return len(found)

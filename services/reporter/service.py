@@ -88,6 +88,8 @@ class Reporter:
             carried = tracing.trace_headers(inc.headers)
             if carried and rec.task_id in self.states:
                 self.states[rec.task_id].trace = carried
+            if isinstance(rec, OnDemandTask) and inc.key != rec.task_id:
+                continue  # not a task: the scheduler rejects it under its key
             if isinstance(rec, OnDemandTask):
                 st = self.states.get(rec.task_id) or TaskState(rec.task_id, rec.keyword,
                                                                trace=carried)

@@ -9,10 +9,10 @@ import uvicorn
 
 from libs.kafka import ConsumerLoop
 from libs.settings import Settings
-from libs.topics import TASK_COMMANDS
+from libs.topics import DEAD_LETTERS, TASK_COMMANDS
 from services.runtime import clickhouse_for, run_until, started_producer
 
-from . import scheduler
+from . import rejections, scheduler
 from .api import create_app
 from .kol_tasks import KolTaskView
 from .schedules import ScheduleRunner
@@ -44,7 +44,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     kol_view = KolTaskView(settings)
     await kol_view.start()
     sched = ConsumerLoop(settings, scheduler.SERVICE, [TASK_COMMANDS],
-                         scheduler.make_handler(settings), producer)
+                         scheduler.make_handler(settings, view.controls), producer)
+    refusals = ConsumerLoop(settings, rejections.SERVICE, [DEAD_LETTERS],
+                            rejections.make_handler(settings, view.controls), producer)
     timer = ScheduleRunner(settings, producer, view.commands, view.controls)
     view.schedules = timer
     # ClickHouse opens on the first statistics/data request: a gateway that only takes tasks
@@ -55,7 +57,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
              settings.gateway_port)
     try:
         await asyncio.gather(run_until(api, stop), run_until(sched, stop),
-                             run_until(timer, stop))
+                             run_until(refusals, stop), run_until(timer, stop))
     finally:
         await kol_view.stop()
         await view.stop()

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime, time, timedelta, timezone
 
 from libs.kafka import HandlerError, Incoming, Outgoing
 from libs.query import build_query
-from libs.records.tasks import OnDemandTask, ScheduledTask, SearchJob
+from libs.records.tasks import OnDemandTask, ScheduledTask, SearchJob, TaskControl
 from libs.settings import Settings
-from libs.topics import SEARCH_JOBS
+from libs.topic_table import TopicTable
+from libs.topics import SEARCH_JOBS, TASK_CONTROLS
 from libs.webhooks import WebhookUrlError, check_url
 
 from .limits import FieldError, check_body
+
+log = logging.getLogger(__name__)
 
 SERVICE = "scheduler"
 
@@ -56,25 +60,50 @@ def jobs_for(task: OnDemandTask) -> list[SearchJob]:
     ) for s, e in slices]
 
 
-def make_handler(settings: Settings):
+def make_handler(settings: Settings, controls: TopicTable | None = None):
     """The scheduler's handler. Commands published straight onto the topic get the gateway's
-    checks too: a refused one is dead-lettered with the reason (the API shows it rejected)."""
+    checks too, and a record's key must be its task_id. A refused command is dead-lettered
+    with the reason (rejections.py turns that into the task's `rejected` status). A command
+    accepted after a rejection (redriven once its webhook host was allowed, or published
+    again fixed) makes the task active again (`controls`: task-controls' view)."""
+
+    def rejected_before(task_id: str) -> bool:
+        c = controls.rows.get(task_id) if controls is not None else None
+        return isinstance(c, TaskControl) and c.state == "rejected"
+
+    async def refusal(inc: Incoming) -> str | None:
+        task = inc.record
+        if not isinstance(task, (OnDemandTask, ScheduledTask)):
+            return None  # schedule() dead-letters it
+        if inc.key != task.task_id:
+            return (f"record key {inc.key!r} differs from task_id {task.task_id!r}: "
+                    "publish each task under its own task_id")
+        try:  # the gateway's bounds: no window of millions of search jobs
+            check_body(settings, task)
+        except FieldError as e:
+            return str(e)
+        if task.callback_url:
+            try:
+                await asyncio.to_thread(check_url, task.callback_url,
+                                        settings.webhook_allow_hosts)
+            except WebhookUrlError as e:
+                return f"callback_url: {e}"
+        return None
 
     async def handle(batch: list[Incoming]) -> list[Outgoing]:
+        accepted, outs = [], []
         for inc in batch:
-            task = inc.record
-            if isinstance(task, (OnDemandTask, ScheduledTask)):
-                try:  # the gateway's bounds: no window of millions of search jobs
-                    check_body(settings, task)
-                except FieldError as e:
-                    raise HandlerError(str(e)) from None
-            if isinstance(task, (OnDemandTask, ScheduledTask)) and task.callback_url:
-                try:
-                    await asyncio.to_thread(check_url, task.callback_url,
-                                            settings.webhook_allow_hosts)
-                except WebhookUrlError as e:
-                    raise HandlerError(f"callback_url: {e}") from None
-        return await schedule(batch)
+            reason = await refusal(inc)
+            if reason is None:
+                accepted.append(inc)
+                if rejected_before(inc.key):
+                    outs.append(Outgoing(TASK_CONTROLS, inc.key, TaskControl(
+                        task_id=inc.key, state="active", updated_at=datetime.now(timezone.utc))))
+                continue
+            log.warning("scheduler rejects %s[%d]@%d: %s", inc.topic, inc.partition,
+                        inc.offset, reason)
+            outs.append(inc.dead_letter(SERVICE, reason))
+        return outs + await schedule(accepted)
 
     return handle
 

@@ -24,6 +24,8 @@ from libs.settings import Settings
 from libs.topic_table import TopicTable
 from libs.topics import SCHEDULE_STATE, TASK_COMMANDS
 
+from .schedule_owner import ScheduleOwnership
+
 log = logging.getLogger(__name__)
 
 PERIOD_S = {"hourly": 3600, "daily": 86400, "weekly": 7 * 86400}
@@ -99,7 +101,8 @@ def run_task(task: ScheduledTask, n: int, scale: float = 1.0,
 
 
 class ScheduleRunner:
-    """Fires due runs of every active scheduled task (one gateway replica's timer)."""
+    """Fires due runs of the active scheduled tasks this replica owns (schedule_owner: one
+    owner per task however many gateway replicas run)."""
 
     def __init__(self, settings: Settings, producer: Producer, commands: TopicTable,
                  controls: TopicTable):
@@ -109,7 +112,19 @@ class ScheduleRunner:
         self.controls = controls
         self.state = TopicTable(settings, SCHEDULE_STATE)
         self._stop = asyncio.Event()
+        self._firing = asyncio.Lock()  # held while a tick fires; a handover waits for it
+        self.ownership = ScheduleOwnership(settings, self._state_caught_up, self._firing)
         self.fired = 0
+
+    def owns(self, task_id: str) -> bool:
+        return self.ownership.owns(task_id)
+
+    async def _state_caught_up(self, ends) -> None:
+        """Until the schedule-state view has read every record below `ends` (a new owner
+        continues from the last run the previous one recorded)."""
+        await self.state.wait_caught_up(60)
+        if not await self.state.wait_for(lambda: self.state.reached(ends), 60):
+            raise TimeoutError(f"schedule-state view did not reach {ends} in 60 s")
 
     def stop(self) -> None:
         self._stop.set()
@@ -141,21 +156,28 @@ class ScheduleRunner:
         await self.state.start()
         await self.state.wait_caught_up()
         try:
+            await self.ownership.start()
             while not self._stop.is_set():
                 try:
-                    await self.tick(datetime.now(timezone.utc))
+                    async with self._firing:
+                        await self.tick(datetime.now(timezone.utc))
                 except Exception:  # noqa: BLE001 - broker hiccup: the next tick retries
                     log.exception("schedule tick failed; retrying")
-                try:
-                    await asyncio.wait_for(self._stop.wait(), self.settings.schedule_tick_s)
-                except asyncio.TimeoutError:
-                    pass
+                stopped = asyncio.ensure_future(self._stop.wait())
+                polled = asyncio.ensure_future(self.ownership.poll(self.settings.schedule_tick_s))
+                await asyncio.wait({stopped, polled}, return_when=asyncio.FIRST_COMPLETED)
+                stopped.cancel()
+                if not polled.done():
+                    polled.cancel()
+                await asyncio.gather(polled, return_exceptions=True)
         finally:
+            await self.ownership.stop()
             await self.state.stop()
 
     async def tick(self, now: datetime) -> None:
         scale = self.settings.schedule_time_scale
-        for task in [t for t in self.commands.rows.values() if isinstance(t, ScheduledTask)]:
+        for task in [t for k, t in self.commands.rows.items()
+                     if isinstance(t, ScheduledTask) and t.task_id == k and self.owns(k)]:
             ctl = self.controls.rows.get(task.task_id)
             if isinstance(ctl, TaskControl) and ctl.state != "active":
                 continue

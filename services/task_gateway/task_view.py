@@ -4,12 +4,11 @@ account-manager's word on tasks waiting for an account)."""
 from __future__ import annotations
 
 from libs.records.accounts import AccountState, TaskAccountWait
-from libs.records.dead_letter import DeadLetter
 from libs.records.tasks import OnDemandTask, ScheduledTask, TaskControl, TaskProgress
 from libs.settings import Settings
 from libs.topic_table import TopicTable
-from libs.topics import (ACCOUNT_STATE, DEAD_LETTERS, TASK_ACCOUNT_WAITS, TASK_COMMANDS,
-                         TASK_CONTROLS, TASK_PROGRESS, topic_name)
+from libs.topics import (ACCOUNT_STATE, TASK_ACCOUNT_WAITS, TASK_COMMANDS, TASK_CONTROLS,
+                         TASK_PROGRESS)
 
 from .schedules import run_id
 
@@ -21,21 +20,11 @@ class TaskView:
         self.account_waits = TopicTable(settings, TASK_ACCOUNT_WAITS)
         self.controls = TopicTable(settings, TASK_CONTROLS)
         self.accounts = TopicTable(settings, ACCOUNT_STATE)  # for estimates: the pool's size
-        # Task commands published straight onto the topic that failed validation: the
-        # scheduler dead-letters them (keyed by task id); the client sees a rejected task.
-        self.rejected: dict[str, DeadLetter] = {}
-        commands_topic = topic_name(TASK_COMMANDS, settings.topic_prefix)
-
-        def on_dead(key, rec) -> None:
-            if isinstance(rec, DeadLetter) and rec.source_topic == commands_topic and key:
-                self.rejected[key] = rec
-
-        self.dead = TopicTable(settings, DEAD_LETTERS, on_dead)
+        # A command refused at any stage is a `rejected` control (rejections.py).
         self.schedules = None  # the ScheduleRunner, once the gateway wires it (next runs)
 
     def _tables(self) -> list[TopicTable]:
-        return [self.commands, self.progress, self.account_waits, self.controls, self.dead,
-                self.accounts]
+        return [self.commands, self.progress, self.account_waits, self.controls, self.accounts]
 
     def active_accounts(self) -> int:
         return sum(1 for a in self.accounts.rows.values()
@@ -57,12 +46,31 @@ class TaskView:
 
     def task_ids(self) -> list[str]:
         ids = {k for k, v in self.commands.rows.items()
-               if isinstance(v, (OnDemandTask, ScheduledTask))}
-        return sorted(ids | set(self.rejected))
+               if isinstance(v, (OnDemandTask, ScheduledTask)) and v.task_id == k}
+        refused = {k for k, c in self.controls.rows.items()
+                   if isinstance(c, TaskControl) and c.state == "rejected"}
+        return sorted(ids | refused)
+
+    def _command(self, task_id: str):
+        """The task's command, if its record was published under its own task_id (a record
+        under another key is no task: the scheduler rejects it under that key)."""
+        t = self.commands.rows.get(task_id)
+        return t if getattr(t, "task_id", None) == task_id else None
 
     def scheduled(self, task_id: str) -> ScheduledTask | None:
-        t = self.commands.rows.get(task_id)
+        t = self._command(task_id)
         return t if isinstance(t, ScheduledTask) else None
+
+    def rejection(self, task_id: str) -> dict | None:
+        """The status of a command the scheduler refused (rejected control), else None."""
+        ctl = self.control(task_id)
+        if ctl is None or ctl.state != "rejected":
+            return None
+        task = self._command(task_id)
+        return {"task_id": task_id, "status": "rejected", "reason": ctl.reason,
+                "progress": {"collected": 0, "target": 0, "percentage": 0.0},
+                "created_at": task.submitted_at if task else ctl.updated_at,
+                "updated_at": ctl.updated_at}
 
     def scheduled_status(self, task: ScheduledTask) -> dict:
         ctl = self.control(task.task_id)
@@ -98,22 +106,20 @@ class TaskView:
                 "operation": w.operation}
 
     def task(self, task_id: str) -> OnDemandTask | None:
-        t = self.commands.rows.get(task_id)
+        t = self._command(task_id)
         return t if isinstance(t, OnDemandTask) else None
 
     def status(self, task_id: str) -> dict | None:
+        refused = self.rejection(task_id)
+        if refused is not None:
+            return refused
         sched = self.scheduled(task_id)
         if sched is not None:
             return self.scheduled_status(sched)
         task = self.task(task_id)
         prog = self.progress.rows.get(task_id)
         if task is None and prog is None:
-            dl = self.rejected.get(task_id)
-            if dl is None:
-                return None
-            return {"task_id": task_id, "status": "rejected", "reason": dl.error,
-                    "progress": {"collected": 0, "target": 0, "percentage": 0.0},
-                    "created_at": dl.failed_at, "updated_at": dl.failed_at}
+            return None
         if isinstance(prog, TaskProgress):
             status, collected, updated = prog.status, prog.collected, prog.updated_at
             target = prog.target

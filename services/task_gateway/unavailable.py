@@ -11,84 +11,61 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import Awaitable, Iterator
 from typing import TypeVar
 
 import httpx
 import urllib3.exceptions
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
-from clickhouse_connect.driver.exceptions import OperationalError as ClickHouseOperationalError
+from aiokafka.errors import KafkaError
+from clickhouse_connect.driver.exceptions import ClickHouseError
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from minio.error import ServerError as MinioServerError
+from minio.error import MinioException
 
+from libs.failures import DependencyError, cause_chain, dependency_of
 from libs.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class DependencyUnavailable(Exception):
+class DependencyUnavailable(DependencyError):
     """Raised by gateway code that knows which dependency failed (e.g. a broker send that
     was not acknowledged in time)."""
 
     def __init__(self, dependency: str, reason: str, detail: str | None = None):
         """`reason` goes to the client; `detail` (default: the reason) only to the log."""
-        super().__init__(f"{dependency} unavailable: {detail or reason}")
-        self.dependency = dependency
+        super().__init__(dependency, f"unavailable: {detail or reason}")
         self.reason = reason
         self.detail = detail or reason
 
 
-# (exception class, dependency name); the first match along the cause chain wins.
-_KNOWN: tuple[tuple[type[BaseException], str], ...] = (
-    (ClickHouseOperationalError, "clickhouse"),
-    (KafkaConnectionError, "kafka"),
-    (KafkaTimeoutError, "kafka"),
-    (MinioServerError, "object store"),
-    (urllib3.exceptions.HTTPError, "object store"),  # minio's transport (and only its)
-    (httpx.TransportError, "http"),
-    (ConnectionError, "network"),
-    (TimeoutError, "network"),
-    (socket.gaierror, "network"),  # DNS
-)
-# Classes the app registers a handler for: every exception above, and the library bases they
-# may be wrapped in (an unrecognised one of those is still a 500).
+# Classes the app registers a handler for: the library bases a dependency's failure comes as
+# (which of them is one is libs/failures.py's call; anything else of these is still a 500).
 HANDLED: tuple[type[BaseException], ...] = (
-    DependencyUnavailable, ClickHouseOperationalError, KafkaError, MinioServerError,
-    urllib3.exceptions.HTTPError, httpx.TransportError, OSError)
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    e: BaseException | None = exc
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        yield e
-        e = e.__cause__ or e.__context__
+    DependencyError, ClickHouseError, KafkaError, MinioException,
+    urllib3.exceptions.HTTPError, httpx.HTTPError, OSError)
 
 
 def classify(exc: BaseException) -> tuple[str, str, str] | None:
     """(dependency, reason for the client, full reason for the log) when `exc` means a
-    dependency is unreachable, else None. The client's reason names the failure only (the
-    library's message holds internal host names and query parameters)."""
-    for e in _chain(exc):
+    dependency failed (libs/failures.py, the same verdict the consumers act on), else None.
+    The client's reason names the failure only (the library's message holds internal host
+    names and query parameters)."""
+    for e in cause_chain(exc):
         if isinstance(e, DependencyUnavailable):
             return e.dependency, e.reason, e.detail
-        if isinstance(e, KafkaError) and getattr(e, "retriable", False):
-            return "kafka", type(e).__name__, f"{type(e).__name__}: {e}"
-        for cls, dependency in _KNOWN:
-            if isinstance(e, cls):
-                cause = root_cause(e)
-                return dependency, type(cause).__name__, f"{type(e).__name__}: {e}"[:500]
-    return None
+    dependency = dependency_of(exc)
+    if dependency is None:
+        return None
+    return dependency, type(root_cause(exc)).__name__, f"{type(exc).__name__}: {exc}"[:500]
 
 
 def root_cause(exc: BaseException) -> BaseException:
     """The innermost cause (e.g. ConnectionRefusedError under clickhouse-connect's error)."""
-    *_, last = _chain(exc)
+    *_, last = cause_chain(exc)
     return last
+
 
 
 def install(app: FastAPI, settings: Settings) -> None:

@@ -1,6 +1,6 @@
 """Drills: a dependency goes down in the middle of a task, as operators meet it, and comes back.
 
-Every service runs as its own process; ClickHouse is reached over HTTP (infra/chdb_http, the
+Every service runs as its own process (and once all in one, the single-process mode); ClickHouse is reached over HTTP (infra/chdb_http, the
 real engine), objects go to a real S3 server (moto) and reports to a real HTTP receiver. Each
 drill ends in the exact state of an undisturbed run:
   * the stored posts are exactly the simulator's posts of the window, each row once
@@ -23,13 +23,12 @@ from datetime import datetime, timezone
 import pytest
 
 from infra import local
-from infra.separate_stack import SeparateStack
+from infra.separate_stack import SERVICES, SeparateStack
 from infra.service_process import wait_until
-from libs.kafka import scan_partition
 from libs.storage.clickhouse import ClickHouseStore
 from libs.storage.objects import open_object_store
-from libs.topics import DEAD_LETTERS
 from services.task_gateway.scheduler import search_query
+from tests.integration.kafka_helpers import dead_letters
 from tests.webhook_server import WebhookServer
 
 from .harness import Gateway, Simulator
@@ -47,7 +46,8 @@ def _dt(s: str) -> datetime:
     return datetime.fromisoformat(s.replace("Z", "+00:00")).astimezone(timezone.utc)
 
 
-def drill_stack(noida, xsim, s3, tmp_path, hook_port: int) -> SeparateStack:
+def drill_stack(noida, xsim, s3, tmp_path, hook_port: int,
+                services: tuple[str, ...] = SERVICES) -> SeparateStack:
     settings = pipeline_settings(
         noida, xsim, tmp_path, str(tmp_path / "unused"),
         object_store_url=f"s3://drill-{uuid.uuid4().hex[:10]}", s3_access_key="testing",
@@ -56,29 +56,24 @@ def drill_stack(noida, xsim, s3, tmp_path, hook_port: int) -> SeparateStack:
         webhook_backoff_base_s=0.2, webhook_backoff_max_s=5.0,
         dependency_retry_base_s=0.5, dependency_retry_max_s=5.0,
         report_max_wait_s=1.0, report_tick_s=0.2, report_media_wait_s=120)
-    return SeparateStack(settings, tmp_path, str(s3))
-
-
-async def _dead_letters(settings) -> list:
-    found = []
-    for part in range(DEAD_LETTERS.partitions):
-        async for _, rec in scan_partition(settings, DEAD_LETTERS, part, 0, deadline_s=30):
-            found.append(rec)
-    return found
+    return SeparateStack(settings, tmp_path, str(s3), services)
 
 
 def _delivered(hooks: list[WebhookServer], task_id: str) -> list[dict]:
     return [r.body for h in hooks for r in h.accepted() if r.body.get("task_id") == task_id]
 
 
-@pytest.mark.parametrize("fault", ["clickhouse", "object-store", "webhook"])
-def test_a_dependency_down_mid_task_loses_and_duplicates_nothing(fault, noida, xsim, s3,
-                                                                 tmp_path):
+@pytest.mark.parametrize("fault, services", [
+    ("clickhouse", SERVICES), ("object-store", SERVICES), ("webhook", SERVICES),
+    ("clickhouse", ("all",)),  # the single-process mode: every service in one process
+], ids=["clickhouse", "object-store", "webhook", "clickhouse-single-process"])
+def test_a_dependency_down_mid_task_loses_and_duplicates_nothing(fault, services, noida, xsim,
+                                                                 s3, tmp_path):
     sim = Simulator(xsim)
     sim.configure(limits={"SearchTimeline": 100_000})
     hook_port = local.free_port()
     hooks = [WebhookServer(SECRET, port=hook_port).__enter__()]
-    stack = drill_stack(noida, xsim, s3, tmp_path, hook_port)
+    stack = drill_stack(noida, xsim, s3, tmp_path, hook_port, services)
     keyword = f"drill{uuid.uuid4().hex[:6]}"
     task_id = f"drill-{fault}-{keyword}"
     # X answers slowly enough that the fault lands while pages are still coming in.
@@ -165,7 +160,7 @@ def test_a_dependency_down_mid_task_loses_and_duplicates_nothing(fault, noida, x
         assert [r["post_id"] for r in records] == b["post_ids"]
     assert media_states and set(media_states) == {"stored"}, media_states
 
-    assert asyncio.run(_dead_letters(stack.settings)) == []
+    assert asyncio.run(dead_letters(stack.settings)) == []
     asked = Counter((e["raw_query"], e.get("cursor")) for e in sim.search_requests(keyword)
                     if e.get("status") == 200)
     assert max(asked.values()) == 1, [k for k, n in asked.items() if n > 1][:5]

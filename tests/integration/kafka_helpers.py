@@ -8,12 +8,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 
 async def send_raw(bootstrap: str, topic: str, value: bytes, *, key: bytes | None = None,
-                   partition: int | None = None) -> None:
-    """One record as any client could publish it: bytes, no schema header."""
+                   partition: int | None = None,
+                   headers: list[tuple[str, bytes]] | None = None) -> None:
+    """One record as any client could publish it: bytes, and only the headers given."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     try:
-        await producer.send_and_wait(topic, value, key=key, partition=partition)
+        await producer.send_and_wait(topic, value, key=key, partition=partition,
+                                     headers=headers)
     finally:
         await producer.stop()
 
@@ -27,3 +29,15 @@ async def next_values(consumer: AIOKafkaConsumer, timeout_s: float) -> list[byte
         if got:
             return got
     return []
+
+
+async def dead_letters(settings) -> list:
+    """Every record on the dead-letters topic of `settings`' prefix, decoded."""
+    from libs.kafka import scan_partition
+    from libs.topics import DEAD_LETTERS
+
+    found = []
+    for part in range(DEAD_LETTERS.partitions):
+        async for _, rec in scan_partition(settings, DEAD_LETTERS, part, 0, deadline_s=30):
+            found.append(rec)
+    return found

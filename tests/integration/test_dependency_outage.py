@@ -12,7 +12,7 @@ import signal
 from datetime import datetime, timezone
 
 from infra import local
-from libs.kafka import Outgoing, Producer, scan_partition
+from libs.kafka import Outgoing, Producer
 from libs.metrics import DEPENDENCY_DOWN, DEPENDENCY_FAILURES
 from libs.ops_server import HEALTH
 from libs.records.pages import SliceEnd
@@ -20,10 +20,11 @@ from libs.records.posts import Post
 from libs.records.tasks import TaskProgress
 from libs.storage.clickhouse import ClickHouseStore
 from libs.topic_table import TopicTable
-from libs.topics import DEAD_LETTERS, POSTS, POSTS_TARGET_HEADER, TASK_PROGRESS
+from libs.topics import POSTS, POSTS_TARGET_HEADER, TASK_PROGRESS
 from services.dedup_counter.main import serve as serve_counter
 from services.runtime import close_stores
 from tests.e2e.harness import fresh_prefix
+from tests.integration.kafka_helpers import dead_letters
 
 TASK = "outage-task"
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
@@ -47,14 +48,6 @@ async def _until(predicate, timeout: float, what: str) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.1)
-
-
-async def _dead_letters(settings) -> list:
-    found = []
-    for part in range(DEAD_LETTERS.partitions):
-        async for _, rec in scan_partition(settings, DEAD_LETTERS, part, 0, deadline_s=20):
-            found.append(rec)
-    return found
 
 
 async def test_counter_waits_out_a_clickhouse_outage_and_counts_exactly(noida, tmp_path,
@@ -91,7 +84,7 @@ async def test_counter_waits_out_a_clickhouse_outage_and_counts_exactly(noida, t
         assert any("clickhouse" in w for w in HEALTH.waiting_on()), HEALTH.waiting_on()
         assert DEPENDENCY_DOWN.labels("dedup-counter", "clickhouse")._value.get() == 1
         assert collected() == 40 and progress.rows[TASK].status == "running"
-        assert await _dead_letters(settings) == []
+        assert await dead_letters(settings) == []
 
         server = local.start_chdb_http(data, port, log_dir=infra_log_dir)  # same data, port
         await _until(lambda: progress.rows[TASK].status == "completed", 60,
@@ -99,7 +92,7 @@ async def test_counter_waits_out_a_clickhouse_outage_and_counts_exactly(noida, t
         assert collected() == 100
         await _until(lambda: component not in HEALTH.not_ready(), 10, "ready again")
         assert DEPENDENCY_DOWN.labels("dedup-counter", "clickhouse")._value.get() == 0
-        assert await _dead_letters(settings) == []
+        assert await dead_letters(settings) == []
     finally:
         stop.set()
         with contextlib.suppress(Exception):

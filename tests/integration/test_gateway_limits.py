@@ -11,7 +11,10 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 
-from libs.kafka import HandlerError, Incoming, Producer
+from aiokafka import ConsumerRecord
+
+from libs.kafka import Incoming, Producer
+from libs.records.base import SCHEMA_HEADER
 from libs.records.tasks import OnDemandTask
 from services.task_gateway import scheduler
 from services.task_gateway.api import create_app
@@ -224,5 +227,8 @@ async def test_a_command_on_the_topic_with_an_unbounded_window_is_refused(make_s
     task = OnDemandTask(task_id="huge", keyword="x", submitted_at=datetime.now(timezone.utc),
                         start_time=datetime(1, 1, 1, tzinfo=timezone.utc),
                         end_time=datetime(9999, 12, 31, tzinfo=timezone.utc))
-    with pytest.raises(HandlerError, match="start_time"):
-        await handle([Incoming("task-commands", 0, 0, "huge", task)])
+    raw = ConsumerRecord("task-commands", 0, 0, 0, 0, b"huge", task.encode(), None, 4, 0,
+                         [(SCHEMA_HEADER, task.schema_id().encode())])
+    outs = await handle([Incoming("task-commands", 0, 0, "huge", task, raw=raw)])
+    assert [o.spec.name for o in outs] == ["dead-letters"]  # no search job
+    assert "start_time" in outs[0].record.error
