@@ -6,10 +6,10 @@ short tail and takes the newest successful page of the slice it finds, which cov
 that was written just before a crash whose checkpoint was not.
 
 Truth is the broker's, not this process's memory: a broker restarted from its last snapshot
-may have lost the newest pages and checkpoints it had acknowledged. `resync()` (after any
-broker fault) checks the checkpoint view against the broker and waits until it shows what the
-broker holds (libs/topic_table.py), and recovery does it first; recovery then resumes at
-the first page the broker does not have. A raw page is written at a higher offset than the slice's previous one, unless the
+may have lost the newest pages and checkpoints it had acknowledged. Recovery first makes the
+checkpoint view what the broker holds (`resync()`, libs/topic_table.py), then resumes at the
+first page after the checkpoint that the broker does not have (only an unbroken run of pages
+counts). A raw page is written at a higher offset than the slice's previous one, unless the
 broker lost records: `written()` then raises BrokerLostRecords (a KafkaError).
 """
 

@@ -20,12 +20,10 @@ import pytest
 
 from infra import local
 from infra.service_process import ServiceProcess, wait_until
-from libs.kafka import scan_partition
-from libs.records.dead_letter import DeadLetter
 from libs.storage.clickhouse import ClickHouseStore
 from libs.storage.objects import open_object_store
-from libs.topics import DEAD_LETTERS
 from services.task_gateway.scheduler import search_query
+from tests.integration.kafka_helpers import dead_letters
 from tests.webhook_server import WebhookServer
 
 from .harness import Gateway, Simulator
@@ -143,8 +141,8 @@ def test_broker_fault_mid_task_loses_and_duplicates_nothing(fault, restartable_n
         assert by_key.setdefault(x.idempotency_key, x.body) == x.body, "a batch id changed"
     assert_reports_consistent(*bodies_check, corpus, open_object_store(settings))
     # No dead letter: nothing was a bad record.
-    letters = asyncio.run(_dead_letters(settings))
-    assert not letters, [(d.service, d.source_topic, d.error[:200]) for d in letters[:5]]
+    letters = asyncio.run(dead_letters(settings))
+    assert not letters, [(getattr(d, "service", None), getattr(d, "error", d)) for d in letters[:5]]
     # X asked again for at most one page per slice, the one in flight at the fault, and only
     # right after its first answer (nothing later of that slice came in between).
     asked = Counter((e["raw_query"], e.get("cursor")) for e in requests)
@@ -195,15 +193,6 @@ def _stored(dsn: str, task_id: str) -> dict:
             {"t": task_id})[0]
     return {"ids": ids, "count_final": row[0], "uniq": row[1], "task_posts": row[2],
             "billing": row[3]}
-
-
-async def _dead_letters(settings) -> list[DeadLetter]:
-    out = []
-    for p in range(DEAD_LETTERS.partitions):
-        async for _m, rec in scan_partition(settings, DEAD_LETTERS, p, 0):
-            if isinstance(rec, DeadLetter):
-                out.append(rec)
-    return out
 
 
 def assert_consistent_cut(snapshot: dict) -> None:
