@@ -163,21 +163,27 @@ def _aiohttp(e: BaseException) -> str | None:
     return None
 
 
-class Backoff:
-    """Capped exponential backoff with full jitter (AWS's "full jitter"): attempt n waits a
-    uniform time in [0, min(cap, base·2ⁿ⁻¹)], so many replicas retrying one dependency spread
-    out instead of hitting it in step. `floor` keeps a retry from spinning at ~0 s."""
+def backoff_delay(attempt: int, base_s: float = 0.5, cap_s: float = 30.0) -> float:
+    """The wait before retry `attempt` (0 for the first): capped exponential backoff with full
+    jitter (AWS's), a uniform time in [base/2, min(cap, base·2^attempt)], so replicas retrying
+    one dependency spread out instead of hitting it in step; base/2 keeps a retry from
+    spinning at ~0 s."""
+    ceiling = min(cap_s, base_s * 2 ** min(attempt, 32))
+    return random.uniform(min(base_s / 2, ceiling), ceiling)
 
-    def __init__(self, base_s: float = 0.5, cap_s: float = 30.0, floor_s: float = 0.1):
+
+class Backoff:
+    """`backoff_delay` with its attempt count: `next_delay()` per failure, `reset()` on a
+    success."""
+
+    def __init__(self, base_s: float = 0.5, cap_s: float = 30.0):
         self.base_s = base_s
         self.cap_s = cap_s
-        self.floor_s = min(floor_s, cap_s)
         self.attempts = 0
 
     def next_delay(self) -> float:
         self.attempts += 1
-        ceiling = min(self.cap_s, self.base_s * 2 ** min(self.attempts - 1, 32))
-        return max(self.floor_s, random.uniform(0, ceiling))
+        return backoff_delay(self.attempts - 1, self.base_s, self.cap_s)
 
     def reset(self) -> None:
         self.attempts = 0

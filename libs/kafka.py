@@ -27,8 +27,8 @@ from aiokafka import (
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import (
     CommitFailedError, IllegalStateError, InvalidProducerEpoch, InvalidProducerIdMapping,
-    InvalidTxnState, KafkaError, OutOfOrderSequenceNumber, ProducerClosed, ProducerFenced,
-    UnknownProducerId,
+    InvalidTxnState, KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError,
+    OutOfOrderSequenceNumber, ProducerClosed, ProducerFenced, UnknownProducerId,
 )
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
@@ -514,16 +514,21 @@ class ReconnectWatch:
         self._seen: dict = {}
 
     def replaced(self) -> bool:
-        """True after a reconnect, until `checked()` marks it handled."""
+        """True after a connection was lost or replaced, until `checked()` marks it handled.
+        A lost connection counts at once, before anything reconnects: aiokafka keeps a
+        closed connection in its table until its next request to that node."""
         conns = self.consumer._client._conns  # noqa: SLF001
         for k, conn in conns.items():
-            self._seen.setdefault(k, conn)  # a connection to a node not seen before
-        return any(self._seen[k] is not conn for k, conn in conns.items())
+            if conn.connected():
+                self._seen.setdefault(k, conn)  # a connection to a node not seen before
+        return any(conns.get(k) is not conn or not conn.connected()
+                   for k, conn in self._seen.items())
 
     def checked(self) -> None:
-        """What a reconnect may have changed was dealt with: the current connections are
-        the ones to compare with from now on."""
-        self._seen = dict(self.consumer._client._conns)  # noqa: SLF001
+        """What a reconnect may have changed was dealt with: the current (live) connections
+        are the ones to compare with from now on."""
+        self._seen = {k: c for k, c in self.consumer._client._conns.items()  # noqa: SLF001
+                      if c.connected()}
 
 
 async def seek_to_committed(consumer: AIOKafkaConsumer) -> None:
@@ -539,13 +544,6 @@ async def seek_to_committed(consumer: AIOKafkaConsumer) -> None:
             await consumer.seek_to_beginning(tp)
         else:
             consumer.seek(tp, min(committed, ends[tp]))
-
-
-def backoff_delay(attempt: int, base_s: float = 0.5, cap_s: float = 30.0) -> float:
-    """Capped exponential backoff with full jitter: a random delay up to base × 2^attempt."""
-    import random
-
-    return random.uniform(base_s / 2, min(cap_s, base_s * 2 ** attempt))
 
 
 def consumer_for(settings: Settings, group_id: str | None, client_id: str, *,
@@ -699,7 +697,10 @@ class ConsumerLoop:
         return Listener()
 
     async def run(self) -> None:
-        consumer = self.consumer = consumer_for(self.settings, self.group_id, self.service)
+        # "none": a position the log does not hold raises, and the loop reads again from
+        # what the broker says was committed (see _resync) instead of jumping anywhere.
+        consumer = self.consumer = consumer_for(self.settings, self.group_id, self.service,
+                                                offset_reset="none")
         await consumer.start()
         await join(consumer, self.settings, [topic_name(s, self.settings.topic_prefix)
                                              for s in self.inputs], self._listener())
@@ -709,15 +710,24 @@ class ConsumerLoop:
                  [s.name for s in self.inputs], self.group_id)
         HEALTH.ready(self.group_id)
         latency = metrics.HANDLE_SECONDS.labels(self.service)
+        reconnects = ReconnectWatch(consumer)
+        resync = False
         try:
             while not self._stop.is_set():
+                if resync:
+                    resync = not await self._resync(consumer, reconnects)
+                    continue
                 if not await self._stalls.wait_or_resume(consumer, self._stop,
                                                          self.batch_timeout_ms):
                     continue
-                batch = await consumer.getmany(timeout_ms=self.batch_timeout_ms,
-                                               max_records=self.max_records)
-                if batch and self.fill_ms:
-                    batch = await self._fill(consumer, batch)
+                try:
+                    batch = await consumer.getmany(timeout_ms=self.batch_timeout_ms,
+                                                   max_records=self.max_records)
+                    if batch and self.fill_ms:
+                        batch = await self._fill(consumer, batch)
+                except (OffsetOutOfRangeError, NoOffsetForPartitionError):
+                    resync = True  # the broker lost records we had read, or never had any
+                    continue
                 batch = self._stalls.drop_paused(batch)
                 msgs = [m for tp in sorted(batch, key=lambda t: (t.topic, t.partition))
                         for m in batch[tp]]
@@ -734,6 +744,13 @@ class ConsumerLoop:
                         raise
                     # Nothing of the batch was committed: read it again after the wait.
                     self._stalls.stall(consumer, batch, dependency, e)
+                    resync = resync or dependency == "kafka"
+                    continue
+                if reconnects.replaced():
+                    # The broker went away while this batch was handled, and may be back from
+                    # a snapshot older than what was read: commit nothing, read again from
+                    # what it holds as committed (outputs are idempotent downstream).
+                    resync = True
                     continue
                 self._stalls.recovered()
                 await self._commit(consumer, {tp: ms[-1].offset + 1
@@ -744,6 +761,23 @@ class ConsumerLoop:
             self._stalls.recovered()
             HEALTH.gone(self.group_id)
             await consumer.stop()
+
+    async def _resync(self, consumer: AIOKafkaConsumer, reconnects: "ReconnectWatch") -> bool:
+        """After a broker fault: every partition back to the broker's committed offset (never
+        past its log's end), so records at offsets a restarted broker gave anew are read, not
+        skipped. False while the broker cannot answer (waited out with the backoff)."""
+        try:
+            await seek_to_committed(consumer)
+        except Exception as e:  # noqa: BLE001 - only the broker's failure is waited out
+            if dependency_of(e) is None:
+                raise
+            delay = self._stalls.watch.failed("kafka", e)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+            return False
+        reconnects.checked()
+        log.info("%s: positions re-read from the broker's committed offsets", self.service)
+        return True
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict) -> None:
         try:

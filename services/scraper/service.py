@@ -20,8 +20,9 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from libs.consumer_watch import ConsumerWatch
-from libs.kafka import (Producer, ReconnectWatch, backoff_delay, consumer_for, dead_letter_for,
-                        decode, join, seek_to_committed)
+from libs.failures import Backoff, DependencyWatch, backoff_delay
+from libs.kafka import (Producer, ReconnectWatch, consumer_for, dead_letter_for, decode, join,
+                        seek_to_committed)
 from libs.leases import LeaseClient
 from libs.records.tasks import SearchJob
 from libs.settings import Settings
@@ -85,6 +86,9 @@ class ScraperService:
         self._rewind_needed = False  # a broker fault: re-read jobs from the committed offsets
         self.group_id = f"{settings.topic_prefix}{SERVICE}"
         self.watch = ConsumerWatch(SERVICE, self.group_id)  # records in, lag, readiness
+        # The job consumer's broker faults: not ready with the cause meanwhile, and the
+        # shared backoff (the consumer loop's, libs/failures.py).
+        self.broker = DependencyWatch(SERVICE, self.group_id, Backoff(0.5, 10.0))
 
     def stop(self) -> None:
         self._stop.set()
@@ -116,7 +120,6 @@ class ScraperService:
         await join(consumer, self.settings, [topic_name(SEARCH_JOBS, self.settings.topic_prefix)],
                    listener=Listener())
         reconnects = ReconnectWatch(consumer)
-        faults = 0
         try:
             while not self._stop.is_set():
                 try:
@@ -124,15 +127,12 @@ class ScraperService:
                         await self._rewind(consumer)
                         reconnects.checked()
                     await self._poll(consumer, deps)
-                    faults = 0
+                    self.broker.recovered()
                 except KafkaError as e:
                     # The broker is away, stalled or restarting: the slices wait on their own
                     # writes; this loop backs off, then re-reads uncommitted jobs.
                     self._rewind_needed = True
-                    delay = backoff_delay(faults, 0.5, 10.0)
-                    faults += 1
-                    log.warning("scraper: job consumer failed (%s: %s); again in %.1fs",
-                                type(e).__name__, e, delay)
+                    delay = self.broker.failed("kafka", e)
                     try:
                         await asyncio.wait_for(self._stop.wait(), delay)
                     except asyncio.TimeoutError:
