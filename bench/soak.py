@@ -9,7 +9,8 @@ HTTP (infra/separate_stack.py). For `--minutes`, a new on-demand task (all posts
 12-hour window, a keyword of its own) is submitted every `--task-every` seconds, while a
 chaos loop applies one fault after another, each for `--fault-s` seconds:
 
-  kill      SIGKILL a random service, started again when the fault ends (what k8s does)
+  kill      SIGKILL a random service (each runs supervised, as `make up` runs them: it comes
+            back by itself)
   clickhouse  the ClickHouse server SIGKILLed, started again on its data
   s3        the object store taken off the network (connections refused and reset)
   broker-stop the broker SIGSTOPped (hung: nothing answers, nothing is refused), then SIGCONT
@@ -139,14 +140,17 @@ class Soak:
         return set(self.tasks) <= done
 
     # --- chaos --------------------------------------------------------------------------------
-    def fault(self, kind: str) -> str:
-        what = kind
+    def fault(self, kind: str) -> tuple[str, float]:
+        """Apply one fault and heal it; (what it was, how long the part was down)."""
+        what, t0 = kind, time.monotonic()
         if kind == "kill":
+            # Supervised (as make up runs them): the service comes back by itself.
             victim = random.choice(SERVICES)
             what = f"kill {victim}"
+            before = self.stack.procs[victim].restarts()
             self.stack.kill(victim)
-            time.sleep(self.fault_s)
-            self.stack.restart(victim)
+            wait_until(lambda: self.stack.procs[victim].restarts() > before, 60,
+                       f"{victim} to be restarted by its supervisor")
         elif kind == "clickhouse":
             self.stack.clickhouse_down()
             time.sleep(self.fault_s)
@@ -165,9 +169,10 @@ class Soak:
             time.sleep(self.fault_s)
             self.broker = local.start_noida(self.broker_dir, self.broker_port,
                                             log_dir=self.logs, timeout=120)
-        return what
+        return what, time.monotonic() - t0
 
-    def recovered_after(self, kind: str, what: str, deadline_s: float = 300) -> None:
+    def recovered_after(self, kind: str, what: str, down_s: float,
+                        deadline_s: float = 300) -> None:
         healed, before = time.monotonic(), self.activity()
         try:
             wait_until(lambda: self.activity() > before or self.all_done(), deadline_s,
@@ -176,7 +181,7 @@ class Soak:
         except AssertionError:
             took = float("inf")
         self.recoveries.setdefault(kind, []).append(took)
-        print(f"  {what:28s} {self.fault_s:.0f}s down, recovered in {took:.1f}s", flush=True)
+        print(f"  {what:28s} {down_s:4.1f}s down, recovered in {took:.1f}s", flush=True)
 
     # --- the verdict --------------------------------------------------------------------------
     def verdict(self) -> float:
@@ -253,8 +258,8 @@ def run(minutes: float, fault_s: float, task_every: float, broker_kill: bool,
         while time.monotonic() < end:
             kind = soak.faults[turn % len(soak.faults)]
             turn += 1
-            what = soak.fault(kind)
-            soak.recovered_after(kind, what)
+            what, down_s = soak.fault(kind)
+            soak.recovered_after(kind, what, down_s)
             if time.monotonic() >= next_task and time.monotonic() < end:
                 soak.submit()
                 next_task = time.monotonic() + task_every
@@ -266,6 +271,8 @@ def run(minutes: float, fault_s: float, task_every: float, broker_kill: bool,
         dead = soak.stack.dead()
         if dead:
             print(f"processes down at the end: {dead}")
+        print(f"restarts by the supervisors: {soak.stack.restarts()} (the kill faults: "
+              f"{len(soak.recoveries.get('kill', []))})")
         ratio = soak.verdict()
         print(f"ratio: {ratio:.4f}")
         return ratio

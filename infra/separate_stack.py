@@ -23,8 +23,10 @@ SERVICES = ("task-gateway", "scraper", "parser", "dedup-counter", "media-downloa
 
 class SeparateStack:
     def __init__(self, settings: Settings, work: Path, s3_endpoint: str,
-                 services: tuple[str, ...] = SERVICES):
-        """`settings`: everything but ClickHouse and the S3 endpoint, which the stack sets."""
+                 services: tuple[str, ...] = SERVICES, *, supervised: bool = True):
+        """`settings`: everything but ClickHouse and the S3 endpoint, which the stack sets.
+        `supervised`: each process runs under infra/supervise.py, as `make up` runs them: one
+        that dies comes back by itself (`restarts()` counts it)."""
         self.work = work
         self.ch_data, self.ch_port = work / "clickhouse", local.free_port()
         self.dsn = f"http://default:@127.0.0.1:{self.ch_port}/default"
@@ -33,7 +35,8 @@ class SeparateStack:
         self.settings = settings.model_copy(update={
             "clickhouse_dsn": self.dsn, "s3_endpoint": self.s3_relay.address})
         self.clickhouse: local.ProcessHandle | None = None
-        self.procs = {s: ServiceProcess(s, [s], self.settings, work) for s in services}
+        self.procs = {s: ServiceProcess(s, [s], self.settings, work, supervised=supervised)
+                      for s in services}
 
     # --- the whole stack ------------------------------------------------------------------------
     def start(self, ready_timeout: float = 90) -> "SeparateStack":
@@ -58,16 +61,22 @@ class SeparateStack:
     def dead(self) -> list[str]:
         return [name for name, p in self.procs.items() if not p.alive()]
 
+    def restarts(self) -> dict[str, int]:
+        """Service -> times its supervisor had to start it again (only those it had to)."""
+        return {name: n for name, p in self.procs.items() if (n := p.restarts())}
+
     def tails(self, n: int = 30) -> str:
         return "\n".join(f"--- {name}\n{p.tail(n)}" for name, p in self.procs.items())
 
     # --- faults -----------------------------------------------------------------------------------
     def kill(self, service: str) -> None:
-        """SIGKILL one service's process (a crash, an OOM kill)."""
+        """SIGKILL one service's process (a crash, an OOM kill); supervised, it comes back by
+        itself, else `restart` starts it (what k8s would)."""
         self.procs[service].kill()
 
     def restart(self, service: str) -> None:
-        self.procs[service].start()
+        if not self.procs[service].supervised:
+            self.procs[service].start()
 
     def clickhouse_down(self) -> None:
         """SIGKILL the ClickHouse server: connections refused until it is started again."""

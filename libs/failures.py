@@ -13,10 +13,14 @@ large) is the record's, because sending it again gives the same answer.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -229,3 +233,25 @@ class DependencyWatch:
         HEALTH.waiting(self.component, None)
         self.dependency = None
         self.backoff.reset()
+
+
+async def until_available(what: str, op: Callable[[], Awaitable[T]], *, service: str = "startup",
+                          base_s: float = 0.5, cap_s: float = 30.0) -> T:
+    """Run `op` until it succeeds, waiting out a dependency's failure with the shared backoff
+    (and showing it: not ready, metric); any other error is raised. For start-up and recovery
+    paths, where no batch is in hand to hand back: a service started while ClickHouse or the
+    bucket is down waits for it instead of exiting."""
+    watch = DependencyWatch(service, f"{service}: {what}", Backoff(base_s, cap_s))
+    try:
+        while True:
+            try:
+                result = await op()
+            except Exception as e:
+                dependency = dependency_of(e)
+                if dependency is None:
+                    raise
+                await asyncio.sleep(watch.failed(dependency, e))
+                continue
+            return result
+    finally:
+        watch.recovered()

@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 
+from libs.failures import until_available
 from libs.kafka import Producer
 from libs.settings import Settings
 from libs.storage.clickhouse import ClickHouseStore
@@ -60,15 +61,21 @@ async def run_until(service, stop: asyncio.Event) -> None:
     await runner
 
 
-async def clickhouse_for(settings: Settings) -> ClickHouseStore:
-    """The process's store for `settings.clickhouse_dsn`, migrated once; never close it."""
+async def clickhouse_for(settings: Settings, *, wait: bool = True) -> ClickHouseStore:
+    """The process's store for `settings.clickhouse_dsn`, migrated once; never close it.
+    `wait`: a ClickHouse that is down is waited for (a service starting); False raises at
+    once (an HTTP request, which answers 503 instead)."""
     store = _stores.get(settings.clickhouse_dsn)
     if store is None:
         store = _stores[settings.clickhouse_dsn] = ClickHouseStore(settings.clickhouse_dsn)
     if settings.clickhouse_dsn not in _migrated:
         from infra.migrate import apply_migrations
 
-        await asyncio.to_thread(apply_migrations, store)
+        migrate = lambda: asyncio.to_thread(apply_migrations, store)  # noqa: E731
+        if wait:  # started while ClickHouse is down: wait for it (not ready), never exit
+            await until_available("clickhouse migrations", migrate)
+        else:
+            await migrate()
         _migrated.add(settings.clickhouse_dsn)
     return store
 

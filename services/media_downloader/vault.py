@@ -27,7 +27,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from libs.failures import Backoff, dependency_of
+from libs.failures import until_available
 from libs.metrics import MEDIA_BYTES_STORED
 from libs.storage.objects import ObjectStore
 
@@ -59,20 +59,10 @@ def object_key(sha256: str, content_type: str) -> str:
 
 async def until_stored(what: str, op: Callable[[], Awaitable[T]]) -> T:
     """Run a storage call until the store answers (start-up and recovery, where no batch is
-    in hand to hand back); a dependency failure is waited out with the shared backoff, any
-    other error is raised. Inside a batch, storage calls are made directly: their failure
+    in hand to hand back). Inside a batch, storage calls are made directly: their failure
     makes the consumer loop pause and retry the batch (libs/kafka.py)."""
-    backoff = Backoff(0.2, MAX_STORAGE_BACKOFF_S)
-    while True:
-        try:
-            return await op()
-        except Exception as e:
-            if dependency_of(e) is None:
-                raise  # an answer (missing key, bad data), not an outage
-            delay = backoff.next_delay()
-            log.warning("object store: %s failed (%s: %s); retrying in %.1fs", what,
-                        type(e).__name__, e, delay)
-            await asyncio.sleep(delay)
+    return await until_available(f"object store {what}", op, service="media-downloader",
+                                 base_s=0.2, cap_s=MAX_STORAGE_BACKOFF_S)
 
 
 class MediaVault:

@@ -6,6 +6,7 @@ import asyncio
 
 import httpx
 
+from libs.failures import until_available
 from libs.kafka import ConsumerLoop
 from libs.settings import Settings
 from libs.storage.objects import open_object_store
@@ -21,7 +22,9 @@ from .store import ReportStore
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     ch = await clickhouse_for(settings)
     store = ReportStore(ch)
-    objects = open_object_store(settings)
+    # Opening an S3 store makes sure its bucket exists: wait for the store if it is down.
+    objects = await until_available("object store", lambda: asyncio.to_thread(
+        open_object_store, settings), service=SERVICE)
     producer = await started_producer(settings, SERVICE)
     async with httpx.AsyncClient(follow_redirects=False,
                                  limits=httpx.Limits(max_connections=100)) as http:

@@ -51,7 +51,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     view.schedules = timer
     # ClickHouse opens on the first statistics/data request: a gateway that only takes tasks
     # never touches it (with chdb, another process may own the data path).
-    api = _Api(settings, create_app(settings, producer, view, lambda: clickhouse_for(settings),
+    api = _Api(settings, create_app(settings, producer, view, lambda: clickhouse_for(settings, wait=False),
                                     kol_view))
     log.info("task-gateway listening on http://%s:%d", settings.gateway_host,
              settings.gateway_port)

@@ -112,3 +112,38 @@ async def test_counter_waits_out_a_clickhouse_outage_and_counts_exactly(noida, t
     finally:
         store.close()
         server.stop()
+
+
+async def test_counter_started_while_clickhouse_is_down_waits_for_it(noida, tmp_path,
+                                                                    infra_log_dir):
+    """A service that starts before ClickHouse (a cluster restart, a node reboot) waits for it,
+    shows what it waits for, and works once it is there: it never exits."""
+    data, port = tmp_path / "ch", local.free_port()
+    dsn = f"http://default:@127.0.0.1:{port}/default"
+    settings = noida.settings(topic_prefix=fresh_prefix(noida.bootstrap), clickhouse_dsn=dsn,
+                              dependency_retry_base_s=0.2, dependency_retry_max_s=1.0,
+                              counter_fill_ms=0)
+    producer = await Producer(settings).start()
+    progress = await TopicTable(settings, TASK_PROGRESS).start()
+    stop = asyncio.Event()
+    counter = asyncio.create_task(serve_counter(settings, stop))
+    server = None
+    try:
+        await _until(lambda: any("clickhouse" in w for w in HEALTH.waiting_on()), 30,
+                     "the counter to wait for ClickHouse")
+        assert not counter.done()
+        server = local.start_chdb_http(data, port, log_dir=infra_log_dir)
+        await producer.send_all([post(n) for n in range(20)] + [slice_end()])
+        await _until(lambda: isinstance(p := progress.rows.get(TASK), TaskProgress)
+                     and p.status == "completed" and p.collected == 20, 60,
+                     "the task counted once ClickHouse is there")
+        assert not any("clickhouse" in w for w in HEALTH.waiting_on())
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(counter, 30)
+        await progress.stop()
+        await producer.stop()
+        await close_stores()
+        if server is not None:
+            server.stop()

@@ -64,7 +64,7 @@ async def test_clickhouse_down_is_503_and_recovers(noida, tmp_path):
     settings = noida.settings(topic_prefix=fresh_prefix(noida.bootstrap), api_token=TOKEN,
                               clickhouse_dsn=server.address, api_retry_after_s=7)
     try:
-        async with gateway(settings, lambda: clickhouse_for(settings)) as c:
+        async with gateway(settings, lambda: clickhouse_for(settings, wait=False)) as c:
             for path, params in CLICKHOUSE_ROUTES:
                 r = await c.get(path, params=params)
                 assert r.status_code in (200, 404), (path, r.text)
@@ -87,7 +87,7 @@ async def test_clickhouse_never_reachable_is_503(noida):
     """The first data request of a gateway whose ClickHouse is not up yet (migrations fail)."""
     settings = noida.settings(topic_prefix=fresh_prefix(noida.bootstrap), api_token=TOKEN,
                               clickhouse_dsn=f"http://127.0.0.1:{local.free_port()}")
-    async with gateway(settings, lambda: clickhouse_for(settings)) as c:
+    async with gateway(settings, lambda: clickhouse_for(settings, wait=False)) as c:
         for path, params in CLICKHOUSE_ROUTES[:3]:
             assert_unavailable(await c.get(path, params=params), settings, "clickhouse")
 
