@@ -15,6 +15,8 @@ broker lost records: `written()` then raises BrokerLostRecords (a KafkaError).
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -60,11 +62,15 @@ def raw_page_key(job: SearchJob) -> str:
 
 
 class PageLedger:
+    WRITTEN_TASKS = 1_000  # tasks whose own entries are remembered (least recent dropped)
+
     def __init__(self, settings: Settings, producer: Producer):
         self.settings = settings
         self.producer = producer
         self.table = TopicTable(settings, SCRAPE_CHECKPOINTS)
         self._offsets = None
+        # task -> checkpoint key -> entries this replica wrote (task_entries; newest tasks)
+        self._written_entries: OrderedDict[str, dict[str, int]] = OrderedDict()
 
     async def start(self) -> None:
         await self.table.start()
@@ -127,8 +133,14 @@ class PageLedger:
         """Entries fetched so far by every slice of a task, on any replica (from the
         checkpoints: a replica's newest pages may be a moment late)."""
         prefix = f"{task_id}/"
-        return sum(cp.entries_total for key, cp in list(self.table.rows.items())
-                   if key.startswith(prefix) and isinstance(cp, SliceCheckpoint))
+        entries = {key: cp.entries_total for key, cp in list(self.table.rows.items())
+                   if key.startswith(prefix) and isinstance(cp, SliceCheckpoint)}
+        # This replica's own slices count at once, not a fetch round trip later when the
+        # view reads their checkpoints back: the sum only throttles requests near a target
+        # (recovery reads the broker's truth, never this).
+        for key, n in self._written_entries.get(task_id, {}).items():
+            entries[key] = max(entries.get(key, 0), n)
+        return sum(entries.values())
 
     async def begin(self, job: SearchJob) -> SliceState:
         """Record that a slice starts, before its first request to X."""
@@ -171,3 +183,7 @@ class PageLedger:
         # The view shows it once the feed reads it back from the broker (recover() waits for
         # that): a row only ever shows what the broker holds.
         await self.producer.send_and_wait(Outgoing(SCRAPE_CHECKPOINTS, key, cp))
+        self._written_entries.setdefault(job.task_id, {})[key] = entries_total
+        self._written_entries.move_to_end(job.task_id)
+        while len(self._written_entries) > self.WRITTEN_TASKS:
+            self._written_entries.popitem(last=False)
