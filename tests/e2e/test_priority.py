@@ -30,8 +30,12 @@ def test_priority_one_first_and_no_starvation(noida, xsim, s3, tmp_path, chdb_pa
     try:
         with Stack(settings, tmp_path) as stack:
             gw = stack.gw
+            # A low task needs 6 pages, more than one window holds (5): one that took the
+            # first window's budget before the priority-1 task's jobs arrived still cannot
+            # finish before it (with 3 pages, it could: a race of arrival, not of priority).
             low = [gw.submit(task_id=f"low{i}-{uid}", keyword=f"low{i}{uid}", priority=9,
-                             required_count=60, start_time=START, end_time=END).json()["task_id"]
+                             required_count=120, start_time=START, end_time=END
+                             ).json()["task_id"]
                    for i in range(10)]
             high = gw.submit(task_id=f"high-{uid}", keyword=f"high{uid}", priority=1,
                              required_count=100, start_time=START,
