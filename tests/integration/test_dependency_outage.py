@@ -50,14 +50,19 @@ async def _until(predicate, timeout: float, what: str) -> None:
         await asyncio.sleep(0.1)
 
 
+def counter_settings(noida, dsn: str):
+    """A topic namespace of its own, ClickHouse at `dsn`, short retry waits, no batch fill."""
+    return noida.settings(topic_prefix=fresh_prefix(noida.bootstrap), clickhouse_dsn=dsn,
+                          dependency_retry_base_s=0.2, dependency_retry_max_s=1.0,
+                          counter_fill_ms=0)
+
+
 async def test_counter_waits_out_a_clickhouse_outage_and_counts_exactly(noida, tmp_path,
                                                                         infra_log_dir):
     data, port = tmp_path / "ch", local.free_port()
     server = local.start_chdb_http(data, port, log_dir=infra_log_dir)
     dsn = f"http://default:@127.0.0.1:{port}/default"
-    settings = noida.settings(topic_prefix=fresh_prefix(noida.bootstrap), clickhouse_dsn=dsn,
-                              dependency_retry_base_s=0.2, dependency_retry_max_s=1.0,
-                              counter_fill_ms=0)
+    settings = counter_settings(noida, dsn)
     producer = await Producer(settings).start()
     progress = await TopicTable(settings, TASK_PROGRESS).start()
     stop = asyncio.Event()
@@ -120,9 +125,7 @@ async def test_counter_started_while_clickhouse_is_down_waits_for_it(noida, tmp_
     shows what it waits for, and works once it is there: it never exits."""
     data, port = tmp_path / "ch", local.free_port()
     dsn = f"http://default:@127.0.0.1:{port}/default"
-    settings = noida.settings(topic_prefix=fresh_prefix(noida.bootstrap), clickhouse_dsn=dsn,
-                              dependency_retry_base_s=0.2, dependency_retry_max_s=1.0,
-                              counter_fill_ms=0)
+    settings = counter_settings(noida, dsn)
     producer = await Producer(settings).start()
     progress = await TopicTable(settings, TASK_PROGRESS).start()
     stop = asyncio.Event()
