@@ -35,8 +35,7 @@ os.environ.setdefault("TWS_TELEMETRY", "0")
 import httpx  # noqa: E402
 
 from infra import local  # noqa: E402
-from infra.service_process import (ServiceProcess, all_alive, gateway_client,  # noqa: E402
-                                   wait_until)
+from infra.service_process import ServiceProcess, all_alive, gateway_client, wait_until  # noqa: E402
 from libs.settings import Settings  # noqa: E402
 from libs.topics import CATALOGUE  # noqa: E402
 
@@ -64,44 +63,71 @@ def run(k: int, limit: int, window: int, n_windows: int, keep: bool = False) -> 
         prefix = f"b{uuid.uuid4().hex[:6]}-"
         local.create_topics_sync(broker.address, prefix, CATALOGUE)
         sim = httpx.Client(base_url=xsim.address, timeout=30)
-        sim.post("/_sim/config", json={"limits": {"SearchTimeline": limit},
-                                       "window_seconds": window}).raise_for_status()
+        sim.post(
+            "/_sim/config", json={"limits": {"SearchTimeline": limit}, "window_seconds": window}
+        ).raise_for_status()
         names = [f"bench{i}" for i in range(k)]
         tokens = {n: f"tok-{n}-{uuid.uuid4().hex[:8]}" for n in names}
         settings = Settings(
-            _env_file=None, kafka_bootstrap=broker.address, kafka_group_mode="members",
-            kafka_empty_fetch_backoff_ms=50, topic_prefix=prefix,
-            clickhouse_dsn=f"chdb://{tmp / 'chdb'}", object_store_url=f"file://{tmp / 'objects'}",
-            data_dir=str(tmp / "xget"), x_graphql_url=f"{xsim.address}/i/api/graphql",
+            _env_file=None,
+            kafka_bootstrap=broker.address,
+            kafka_group_mode="members",
+            kafka_empty_fetch_backoff_ms=50,
+            topic_prefix=prefix,
+            clickhouse_dsn=f"chdb://{tmp / 'chdb'}",
+            object_store_url=f"file://{tmp / 'objects'}",
+            data_dir=str(tmp / "xget"),
+            x_graphql_url=f"{xsim.address}/i/api/graphql",
             x_transaction_id="static",
             x_accounts=",".join(f"{n}:{tokens[n]}:ct0-{n}" for n in names),
-            x_rate_limits=f"SearchTimeline:{limit}", x_rate_window_s=window,
-            account_key="bench-account-key", account_admin_port=local.free_port(),
-            gateway_port=local.free_port(), api_token=API_TOKEN, log_level="WARNING")
+            x_rate_limits=f"SearchTimeline:{limit}",
+            x_rate_window_s=window,
+            account_key="bench-account-key",
+            account_admin_port=local.free_port(),
+            gateway_port=local.free_port(),
+            api_token=API_TOKEN,
+            log_level="WARNING",
+        )
         services = [
-            ServiceProcess("core", ["task-gateway", "parser", "dedup-counter", "account-manager"],
-                           settings, logs).start(),
+            ServiceProcess(
+                "core",
+                ["task-gateway", "parser", "dedup-counter", "account-manager"],
+                settings,
+                logs,
+            ).start(),
             ServiceProcess("scraper1", ["scraper"], settings, logs).start(),
             ServiceProcess("scraper2", ["scraper"], settings, logs).start(),
         ]
         gw = gateway_client(settings)
 
-        wait_until(lambda: all_alive(services) and gw.get("/health").status_code == 200, 90,
-                   "the gateway to answer")
+        wait_until(
+            lambda: all_alive(services) and gw.get("/health").status_code == 200,
+            90,
+            "the gateway to answer",
+        )
         # More work than the accounts can serve in the measured windows, over 6 tasks.
         per_task = (k * limit * PAGE_SIZE * (n_windows + 2)) // 6 + PAGE_SIZE
         for i in range(6):
-            r = gw.post("/api/v1/tasks/ondemand", json={
-                "keyword": f"bench{uuid.uuid4().hex[:6]}", "required_count": per_task,
-                "start_time": "2026-01-01T00:00:00Z", "end_time": "2026-03-01T00:00:00Z"})
+            r = gw.post(
+                "/api/v1/tasks/ondemand",
+                json={
+                    "keyword": f"bench{uuid.uuid4().hex[:6]}",
+                    "required_count": per_task,
+                    "start_time": "2026-01-01T00:00:00Z",
+                    "end_time": "2026-03-01T00:00:00Z",
+                },
+            )
             if r.status_code != 200:
                 raise RuntimeError(f"submit failed: {r.status_code} {r.text}")
 
         ours = set(tokens.values())
 
         def requests() -> list[dict]:
-            return [e for e in sim.get("/_sim/log").json()
-                    if e.get("operation") == "SearchTimeline" and e.get("account") in ours]
+            return [
+                e
+                for e in sim.get("/_sim/log").json()
+                if e.get("operation") == "SearchTimeline" and e.get("account") in ours
+            ]
 
         first = wait_until(lambda: requests(), 120, "the first request to X")
         t0 = float(int(min(e["ts"] for e in first)))
@@ -115,14 +141,20 @@ def run(k: int, limit: int, window: int, n_windows: int, keep: bool = False) -> 
         minutes = n_windows * window / 60
         collected = ok * PAGE_SIZE
         maximum = k * limit * PAGE_SIZE * n_windows
-        per_account = {n: sum(1 for e in log if e["account"] == tokens[n] and e["status"] == 200)
-                       for n in names}
-        print(f"accounts: {k}; SearchTimeline limit {limit} per {window}s window; "
-              f"2 scraper replicas; measured {n_windows} windows ({minutes * 60:.0f}s)")
+        per_account = {
+            n: sum(1 for e in log if e["account"] == tokens[n] and e["status"] == 200)
+            for n in names
+        }
+        print(
+            f"accounts: {k}; SearchTimeline limit {limit} per {window}s window; "
+            f"2 scraper replicas; measured {n_windows} windows ({minutes * 60:.0f}s)"
+        )
         print(f"pages per account: {per_account}; refused (429): {refused}")
         print(f"collected: {collected} posts = {collected / minutes:,.1f} posts/min")
-        print(f"maximum:   {maximum} posts = {maximum / minutes:,.1f} posts/min "
-              f"(K x limit x {PAGE_SIZE} posts/page per window)")
+        print(
+            f"maximum:   {maximum} posts = {maximum / minutes:,.1f} posts/min "
+            f"(K x limit x {PAGE_SIZE} posts/page per window)"
+        )
         ratio = collected / maximum
         print(f"ratio: {ratio:.3f}")
         return ratio

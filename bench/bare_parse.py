@@ -13,14 +13,14 @@ import json
 import logging
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 os.environ.setdefault("TWS_TELEMETRY", "0")
 
-from twscrape.models import parse_tweets  # noqa: E402
+from twscrape.models import parse_tweets
 
-from libs.parsing import parse_timeline_page  # noqa: E402
+from libs.parsing import parse_timeline_page
 
 FIXTURE = Path(os.environ.get("XGET_FIXTURES", "/work/shared/fixtures")) / "x" / "raw_search.json"
 
@@ -37,12 +37,14 @@ def bare_parse_rate(pages: list[bytes], repeat: int = 1) -> tuple[int, float]:
 
 def xget_parse_rate(pages: list[bytes], repeat: int = 1) -> tuple[int, float]:
     """libs.parsing.parse_timeline_page per page; (posts parsed, seconds)."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     n = 0
     t0 = time.perf_counter()
     for _ in range(repeat):
         for page in pages:
-            n += len(parse_timeline_page(page, task_id="bench", keyword="bench", collected_at=now).posts)
+            n += len(
+                parse_timeline_page(page, task_id="bench", keyword="bench", collected_at=now).posts
+            )
     return n, time.perf_counter() - t0
 
 
@@ -61,7 +63,9 @@ def main() -> None:
     print(f"pages: {len(pages)} x {args.file.name}")
     print(f"bare json.loads + twscrape parse_tweets: {bn} tweets in {bs:.3f}s = {br:,.0f} tweets/s")
     print(f"xget parse_timeline_page:                {xn} posts  in {xs:.3f}s = {xr:,.0f} posts/s")
-    print(f"ratio xget/bare (per item): {xr / br:.2f}; per page: {(len(pages) / xs) / (len(pages) / bs):.2f}")
+    print(
+        f"ratio xget/bare (per item): {xr / br:.2f}; per page: {(len(pages) / xs) / (len(pages) / bs):.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -53,8 +53,12 @@ async def closed_loop(url: str, n: int, conc: int, headers: dict) -> tuple[float
         nonlocal left
         while left > 0:
             left -= 1
-            body = {"task_id": f"b-{uuid.uuid4().hex}", "keyword": "bench", "required_count": 10,
-                    **WINDOW}
+            body = {
+                "task_id": f"b-{uuid.uuid4().hex}",
+                "keyword": "bench",
+                "required_count": 10,
+                **WINDOW,
+            }
             t = time.perf_counter()
             r = await client.post(url, json=body, headers=headers)
             lat.append(time.perf_counter() - t)
@@ -72,9 +76,14 @@ async def closed_loop(url: str, n: int, conc: int, headers: dict) -> tuple[float
 async def open_loop(url: str, rate: float, seconds: float, headers: dict) -> list[float]:
     lat: list[float] = []
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=200), timeout=30) as c:
+
         async def one() -> None:
-            body = {"task_id": f"o-{uuid.uuid4().hex}", "keyword": "bench", "required_count": 10,
-                    **WINDOW}
+            body = {
+                "task_id": f"o-{uuid.uuid4().hex}",
+                "keyword": "bench",
+                "required_count": 10,
+                **WINDOW,
+            }
             t = time.perf_counter()
             r = await c.post(url, json=body, headers=headers)
             lat.append(time.perf_counter() - t)
@@ -108,42 +117,77 @@ def main() -> int:
         prefix = f"g{uuid.uuid4().hex[:8]}-"
         local.create_topics_sync(broker.address, prefix, CATALOGUE)
         port, bare_port = local.free_port(), local.free_port()
-        settings = Settings(_env_file=None, kafka_bootstrap=broker.address,
-                            kafka_group_mode="assign", kafka_empty_fetch_backoff_ms=50,
-                            topic_prefix=prefix, gateway_port=port, api_token=TOKEN,
-                            data_dir=str(tmp / "xget"), clickhouse_dsn=f"chdb://{tmp / 'ch'}",
-                            log_level="WARNING")
+        settings = Settings(
+            _env_file=None,
+            kafka_bootstrap=broker.address,
+            kafka_group_mode="assign",
+            kafka_empty_fetch_backoff_ms=50,
+            topic_prefix=prefix,
+            gateway_port=port,
+            api_token=TOKEN,
+            data_dir=str(tmp / "xget"),
+            clickhouse_dsn=f"chdb://{tmp / 'ch'}",
+            log_level="WARNING",
+        )
         procs.append(ServiceProcess("task-gateway", ["task-gateway"], settings, tmp).start())
         bare = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "bench.bare_api:app", "--host", "127.0.0.1",
-             "--port", str(bare_port), "--log-level", "warning", "--no-access-log"],
-            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench.bare_api:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(bare_port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         gw_url = f"http://127.0.0.1:{port}/api/v1/tasks/ondemand"
         bare_url = f"http://127.0.0.1:{bare_port}/bare"
         auth = {"Authorization": f"Bearer {TOKEN}"}
-        wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200,
-                   90, "the gateway")
-        wait_until(lambda: httpx.post(bare_url, json={"keyword": "x"}).status_code == 200, 60,
-                   "the bare endpoint")
+        wait_until(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200,
+            90,
+            "the gateway",
+        )
+        wait_until(
+            lambda: httpx.post(bare_url, json={"keyword": "x"}).status_code == 200,
+            60,
+            "the bare endpoint",
+        )
 
         # Warm both (connections, first-request imports), then measure alternately.
         asyncio.run(closed_loop(gw_url, 200, args.concurrency, auth))
         asyncio.run(closed_loop(bare_url, 200, args.concurrency, {}))
         gw_rate, gw_lat = asyncio.run(closed_loop(gw_url, args.requests, args.concurrency, auth))
-        bare_rate, bare_lat = asyncio.run(closed_loop(bare_url, args.requests, args.concurrency, {}))
+        bare_rate, bare_lat = asyncio.run(
+            closed_loop(bare_url, args.requests, args.concurrency, {})
+        )
         sustain = gw_rate / 2
         open_lat = asyncio.run(open_loop(gw_url, sustain, args.open_seconds, auth))
 
         print(f"requests per side: {args.requests}, concurrency {args.concurrency}")
-        print(f"gateway POST /api/v1/tasks/ondemand: {gw_rate:,.0f} req/s  "
-              f"p50 {pct(gw_lat, 50):.1f} ms  p99 {pct(gw_lat, 99):.1f} ms")
-        print(f"bare FastAPI endpoint:               {bare_rate:,.0f} req/s  "
-              f"p50 {pct(bare_lat, 50):.1f} ms  p99 {pct(bare_lat, 99):.1f} ms")
-        print(f"gateway at a sustainable {sustain:,.0f} req/s (half its max), open loop "
-              f"{args.open_seconds:.0f} s: p50 {pct(open_lat, 50):.1f} ms  "
-              f"p99 {pct(open_lat, 99):.1f} ms  (mean {statistics.mean(open_lat) * 1000:.1f} ms,"
-              f" target p99 < 50 ms)")
+        print(
+            f"gateway POST /api/v1/tasks/ondemand: {gw_rate:,.0f} req/s  "
+            f"p50 {pct(gw_lat, 50):.1f} ms  p99 {pct(gw_lat, 99):.1f} ms"
+        )
+        print(
+            f"bare FastAPI endpoint:               {bare_rate:,.0f} req/s  "
+            f"p50 {pct(bare_lat, 50):.1f} ms  p99 {pct(bare_lat, 99):.1f} ms"
+        )
+        print(
+            f"gateway at a sustainable {sustain:,.0f} req/s (half its max), open loop "
+            f"{args.open_seconds:.0f} s: p50 {pct(open_lat, 50):.1f} ms  "
+            f"p99 {pct(open_lat, 99):.1f} ms  (mean {statistics.mean(open_lat) * 1000:.1f} ms,"
+            f" target p99 < 50 ms)"
+        )
         print(f"ratio: {gw_rate / bare_rate:.3f}")
         return 0
     finally:

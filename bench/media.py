@@ -55,6 +55,7 @@ async def bare_download(urls: list[str], concurrency: int) -> tuple[float, int]:
     total = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+
         async def one(url: str) -> None:
             nonlocal total
             async with slots:
@@ -67,8 +68,9 @@ async def bare_download(urls: list[str], concurrency: int) -> tuple[float, int]:
         return time.perf_counter() - t0, total
 
 
-async def service_run(settings: Settings, jobs: list[MediaJob], timeout: float
-                      ) -> tuple[float, list[MediaStored]]:
+async def service_run(
+    settings: Settings, jobs: list[MediaJob], timeout: float
+) -> tuple[float, list[MediaStored]]:
     """Seconds from the first publish until a result for every job is on media-stored."""
     results: list[MediaStored] = []
     want = {j.post_id for j in jobs}
@@ -113,9 +115,15 @@ def s3_floor(settings: Settings, n: int, size: int, concurrency: int) -> float:
 
 
 def jobs_for(tag: str, n: int) -> list[MediaJob]:
-    return [MediaJob(task_id=f"bench-{tag}", post_id=f"{tag}-{i}", type="image",
-                     original_url=f"https://pbs.twimg.com/media/bench-{tag}-{i}.jpg")
-            for i in range(n)]
+    return [
+        MediaJob(
+            task_id=f"bench-{tag}",
+            post_id=f"{tag}-{i}",
+            type="image",
+            original_url=f"https://pbs.twimg.com/media/bench-{tag}-{i}.jpg",
+        )
+        for i in range(n)
+    ]
 
 
 def run(n_jobs: int, kb: int, concurrency: int) -> float:
@@ -133,15 +141,23 @@ def run(n_jobs: int, kb: int, concurrency: int) -> float:
         handles.append(xsim)
         prefix = f"b{uuid.uuid4().hex[:8]}-"
         local.create_topics_sync(broker.address, prefix, CATALOGUE)
-        httpx.post(f"{xsim.address}/_sim/config", json={"media_pad_kb": kb},
-                   timeout=10).raise_for_status()
+        httpx.post(
+            f"{xsim.address}/_sim/config", json={"media_pad_kb": kb}, timeout=10
+        ).raise_for_status()
         settings = Settings(
-            _env_file=None, kafka_bootstrap=broker.address, kafka_group_mode="assign",
-            kafka_empty_fetch_backoff_ms=50, topic_prefix=prefix,
-            object_store_url=os.environ.get("BENCH_STORE", "s3://bench-media"), s3_endpoint=moto.address,
-            s3_access_key="bench", s3_secret_key="bench-secret",
-            x_media_base=xsim.address, x_video_base=xsim.address,
-            media_concurrency=concurrency, log_level="WARNING",
+            _env_file=None,
+            kafka_bootstrap=broker.address,
+            kafka_group_mode="assign",
+            kafka_empty_fetch_backoff_ms=50,
+            topic_prefix=prefix,
+            object_store_url=os.environ.get("BENCH_STORE", "s3://bench-media"),
+            s3_endpoint=moto.address,
+            s3_access_key="bench",
+            s3_secret_key="bench-secret",
+            x_media_base=xsim.address,
+            x_video_base=xsim.address,
+            media_concurrency=concurrency,
+            log_level="WARNING",
         )
         service = ServiceProcess("media-downloader", ["media-downloader"], settings, logs).start()
 
@@ -158,8 +174,11 @@ def run(n_jobs: int, kb: int, concurrency: int) -> float:
         svc_s, results = local.run_sync(lambda: service_run(settings, jobs, max(120, n_jobs)))
         bare2 = local.run_sync(lambda: bare_download(urls, concurrency))
         bare_s, bare_bytes = min(bare1, bare2)
-        floor_s = (s3_floor(settings, n_jobs, bare_bytes // n_jobs, concurrency)
-                   if settings.object_store_url.startswith("s3://") else 0.0)
+        floor_s = (
+            s3_floor(settings, n_jobs, bare_bytes // n_jobs, concurrency)
+            if settings.object_store_url.startswith("s3://")
+            else 0.0
+        )
 
         failed = [r for r in results if r.status != "stored"]
         if failed:
@@ -168,18 +187,27 @@ def run(n_jobs: int, kb: int, concurrency: int) -> float:
         if svc_bytes != bare_bytes:
             raise RuntimeError(f"stored {svc_bytes} bytes, bare read {bare_bytes}")
         mb = bare_bytes / 1e6
-        print(f"files: {n_jobs} distinct JPEGs of ~{kb} KiB ({mb:.1f} MB); "
-              f"concurrency {concurrency}; simulator, noida-db and moto_server local")
-        print(f"bare httpx download:  {bare_s:.2f}s = {n_jobs / bare_s:,.1f} files/s, "
-              f"{mb / bare_s:,.1f} MB/s (best of before/after: {bare1[0]:.2f}s, {bare2[0]:.2f}s)")
-        print(f"service path:         {svc_s:.2f}s = {n_jobs / svc_s:,.1f} jobs/s, "
-              f"{mb / svc_s:,.1f} MB/s (publish → download → S3 object + batch index → "
-              f"media-stored)")
+        print(
+            f"files: {n_jobs} distinct JPEGs of ~{kb} KiB ({mb:.1f} MB); "
+            f"concurrency {concurrency}; simulator, noida-db and moto_server local"
+        )
+        print(
+            f"bare httpx download:  {bare_s:.2f}s = {n_jobs / bare_s:,.1f} files/s, "
+            f"{mb / bare_s:,.1f} MB/s (best of before/after: {bare1[0]:.2f}s, {bare2[0]:.2f}s)"
+        )
+        print(
+            f"service path:         {svc_s:.2f}s = {n_jobs / svc_s:,.1f} jobs/s, "
+            f"{mb / svc_s:,.1f} MB/s (publish → download → S3 object + batch index → "
+            f"media-stored)"
+        )
         if floor_s:
-            print(f"S3 floor (moto):      {floor_s:.2f}s = {n_jobs / floor_s:,.1f} jobs/s for the "
-                  f"same store requests bare (one object PUT per file)")
-            print(f"service vs bare download + S3 floor in sequence: "
-                  f"{(bare_s + floor_s) / svc_s:.3f}")
+            print(
+                f"S3 floor (moto):      {floor_s:.2f}s = {n_jobs / floor_s:,.1f} jobs/s for the "
+                f"same store requests bare (one object PUT per file)"
+            )
+            print(
+                f"service vs bare download + S3 floor in sequence: {(bare_s + floor_s) / svc_s:.3f}"
+            )
         ratio = bare_s / svc_s
         print(f"ratio: {ratio:.3f}")
         return ratio

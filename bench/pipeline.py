@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,8 +50,7 @@ import httpx  # noqa: E402
 
 from bench.bare_parse import bare_parse_rate  # noqa: E402
 from infra import local  # noqa: E402
-from infra.service_process import (ServiceProcess, all_alive, gateway_client,  # noqa: E402
-                                   wait_until)
+from infra.service_process import ServiceProcess, all_alive, gateway_client, wait_until  # noqa: E402
 from libs.kafka import scan_partition  # noqa: E402
 from libs.records.pages import RawPage  # noqa: E402
 from libs.settings import Settings  # noqa: E402
@@ -59,7 +58,7 @@ from libs.topics import CATALOGUE, RAW_PAGES  # noqa: E402
 
 PAGE_SIZE = 20
 DENSITY_PER_HOUR = 60.0  # simulator default
-WINDOW_END = datetime(2026, 10, 1, tzinfo=timezone.utc)
+WINDOW_END = datetime(2026, 10, 1, tzinfo=UTC)
 API_TOKEN = "bench-token"
 
 
@@ -141,15 +140,20 @@ async def _read_raw_pages(settings: Settings, task_id: str) -> list[RawPage]:
     pages = []
     for partition in range(RAW_PAGES.partitions):
         async for _msg, rec in scan_partition(settings, RAW_PAGES, partition, 0):
-            if (isinstance(rec, RawPage) and rec.task_id == task_id and rec.response
-                    and rec.outcome == "ok"):
+            if (
+                isinstance(rec, RawPage)
+                and rec.task_id == task_id
+                and rec.response
+                and rec.outcome == "ok"
+            ):
                 pages.append(rec)
     return pages
 
 
 # --- one task --------------------------------------------------------------------------------------
-def _run_task(gw, services: list[ServiceProcess], pids: dict[str, int],
-              cpu_pids: dict[str, int], n_posts: int) -> dict:
+def _run_task(
+    gw, services: list[ServiceProcess], pids: dict[str, int], cpu_pids: dict[str, int], n_posts: int
+) -> dict:
     """Submit one on-demand task for n_posts and wait until the gateway says completed: its
     time, RSS at 10% and 100%, and CPU of every process from submit to completed."""
     hours = math.ceil(n_posts / DENSITY_PER_HOUR * 1.25) + 2
@@ -158,10 +162,16 @@ def _run_task(gw, services: list[ServiceProcess], pids: dict[str, int],
 
     cpu0 = sample_cpu(cpu_pids)
     t0 = time.perf_counter()
-    r = gw.post("/api/v1/tasks/ondemand", json={
-        "keyword": keyword, "priority": 3, "required_count": n_posts,
-        "start_time": start.isoformat().replace("+00:00", "Z"),
-        "end_time": WINDOW_END.isoformat().replace("+00:00", "Z")})
+    r = gw.post(
+        "/api/v1/tasks/ondemand",
+        json={
+            "keyword": keyword,
+            "priority": 3,
+            "required_count": n_posts,
+            "start_time": start.isoformat().replace("+00:00", "Z"),
+            "end_time": WINDOW_END.isoformat().replace("+00:00", "Z"),
+        },
+    )
     if r.status_code != 200:
         raise RuntimeError(f"submit failed: {r.status_code} {r.text}")
     task_id = r.json()["task_id"]
@@ -185,12 +195,20 @@ def _run_task(gw, services: list[ServiceProcess], pids: dict[str, int],
             raise RuntimeError(f"task failed: {status}")
         all_alive(services)
         if time.monotonic() > deadline:
-            raise RuntimeError(f"task not completed in time: {status}\n"
-                               + "\n".join(s.tail(15) for s in services))
+            raise RuntimeError(
+                f"task not completed in time: {status}\n" + "\n".join(s.tail(15) for s in services)
+            )
         time.sleep(0.1)
-    return {"task_id": task_id, "keyword": keyword, "hours": hours, "elapsed": elapsed,
-            "collected": int(status["progress"]["collected"]), "rss": rss,
-            "cpu0": cpu0, "cpu1": cpu1}
+    return {
+        "task_id": task_id,
+        "keyword": keyword,
+        "hours": hours,
+        "elapsed": elapsed,
+        "collected": int(status["progress"]["collected"]),
+        "rss": rss,
+        "cpu0": cpu0,
+        "cpu1": cpu1,
+    }
 
 
 # --- main ------------------------------------------------------------------------------------------
@@ -220,8 +238,11 @@ def run(n_posts: int, keep: bool = False, parsers: int = 1, runs: int = 1) -> fl
         handles.append(xsim)
         prefix = f"b{uuid.uuid4().hex[:8]}-"
         local.create_topics_sync(broker.address, prefix, CATALOGUE)
-        httpx.post(f"{xsim.address}/_sim/config",
-                   json={"limits": {"SearchTimeline": 1_000_000}}, timeout=10).raise_for_status()
+        httpx.post(
+            f"{xsim.address}/_sim/config",
+            json={"limits": {"SearchTimeline": 1_000_000}},
+            timeout=10,
+        ).raise_for_status()
 
         gw_port = local.free_port()
         settings = Settings(
@@ -246,16 +267,24 @@ def run(n_posts: int, keep: bool = False, parsers: int = 1, runs: int = 1) -> fl
             log_level="WARNING",
         )
         services = [
-            ServiceProcess("gateway+scraper", ["task-gateway", "scraper", "account-manager"],
-                           settings, logs).start(),
-            *(ServiceProcess("parser" if parsers == 1 else f"parser{i + 1}", ["parser"],
-                             settings, logs).start() for i in range(parsers)),
+            ServiceProcess(
+                "gateway+scraper", ["task-gateway", "scraper", "account-manager"], settings, logs
+            ).start(),
+            *(
+                ServiceProcess(
+                    "parser" if parsers == 1 else f"parser{i + 1}", ["parser"], settings, logs
+                ).start()
+                for i in range(parsers)
+            ),
             ServiceProcess("dedup-counter", ["dedup-counter"], settings, logs).start(),
         ]
         gw = gateway_client(settings)
 
-        wait_until(lambda: all_alive(services) and gw.get("/health").status_code == 200, 90,
-                   "the gateway to answer")
+        wait_until(
+            lambda: all_alive(services) and gw.get("/health").status_code == 200,
+            90,
+            "the gateway to answer",
+        )
         # Let the parser and dedup-counter finish starting (consumers assigned, migrations).
         time.sleep(3)
         all_alive(services)
@@ -291,16 +320,24 @@ def run(n_posts: int, keep: bool = False, parsers: int = 1, runs: int = 1) -> fl
         tws_tweets, bare_s = min((bare_parse_rate(bodies) for _ in range(3)), key=lambda r: r[1])
         bare_rate = top_level / bare_s
 
-        print(f"posts requested: {n_posts}; collected: {collected}; keyword {keyword}; "
-              f"window {hours} h")
-        print(f"raw pages on raw-pages for the task: {len(raw)} "
-              f"({sum(p.entries for p in raw)} post entries)")
-        print(f"end-to-end: {collected} posts in {elapsed:.2f}s = {e2e_rate:,.1f} posts/s "
-              f"(submit -> status completed)")
-        print(f"bare parse (json.loads + twscrape parse_tweets, 1 core, best of 3): "
-              f"{len(pages)} pages, "
-              f"{top_level} top-level posts ({tws_tweets} twscrape tweets incl. quoted) in "
-              f"{bare_s:.3f}s = {bare_rate:,.1f} posts/s (top-level posts)")
+        print(
+            f"posts requested: {n_posts}; collected: {collected}; keyword {keyword}; "
+            f"window {hours} h"
+        )
+        print(
+            f"raw pages on raw-pages for the task: {len(raw)} "
+            f"({sum(p.entries for p in raw)} post entries)"
+        )
+        print(
+            f"end-to-end: {collected} posts in {elapsed:.2f}s = {e2e_rate:,.1f} posts/s "
+            f"(submit -> status completed)"
+        )
+        print(
+            f"bare parse (json.loads + twscrape parse_tweets, 1 core, best of 3): "
+            f"{len(pages)} pages, "
+            f"{top_level} top-level posts ({tws_tweets} twscrape tweets incl. quoted) in "
+            f"{bare_s:.3f}s = {bare_rate:,.1f} posts/s (top-level posts)"
+        )
         print("RSS MiB (VmRSS incl. children):")
         names = list(pids)
         w = max(len(n) for n in names)
@@ -309,32 +346,43 @@ def run(n_posts: int, keep: bool = False, parsers: int = 1, runs: int = 1) -> fl
             print(f"  {n:<{w}}  {rss['10%'][n]:>8.1f}  {rss['100%'][n]:>8.1f}")
         tot10, tot100 = sum(rss["10%"].values()), sum(rss["100%"].values())
         print(f"  {'total':<{w}}  {tot10:>8.1f}  {tot100:>8.1f}")
-        print(f"CPU seconds from submit to completed (wall {elapsed:.2f}s, "
-              f"{os.cpu_count()} cores; bare parse of the same posts would take "
-              f"{collected / bare_rate:.2f}s):")
+        print(
+            f"CPU seconds from submit to completed (wall {elapsed:.2f}s, "
+            f"{os.cpu_count()} cores; bare parse of the same posts would take "
+            f"{collected / bare_rate:.2f}s):"
+        )
         for n in cpu_pids:
             print(f"  {n:<{w}}  {cpu1[n] - cpu0[n]:>8.2f}")
         print(f"  {'total':<{w}}  {sum(cpu1.values()) - sum(cpu0.values()):>8.2f}")
-        print("idle stack before the task, CPU seconds per second: " + ", ".join(
-            f"{n} {(idle1[n] - idle0[n]) / idle_s:.3f}" for n in idle_pids))
+        print(
+            "idle stack before the task, CPU seconds per second: "
+            + ", ".join(f"{n} {(idle1[n] - idle0[n]) / idle_s:.3f}" for n in idle_pids)
+        )
         ratio = e2e_rate / bare_rate
         if runs > 1:
-            print(f"{runs} tasks one after another on the same stack (the tables above are "
-                  f"the first's):")
+            print(
+                f"{runs} tasks one after another on the same stack (the tables above are "
+                f"the first's):"
+            )
             ratios = []
             for i, res in enumerate(results, 1):
                 rate = res["collected"] / res["elapsed"]
                 cpu = sum(res["cpu1"].values()) - sum(res["cpu0"].values())
                 ratios.append(rate / bare_rate)
-                print(f"  task {i}: {res['collected']} posts in {res['elapsed']:.2f}s = "
-                      f"{rate:,.1f} posts/s, {cpu:.2f} CPU s, ratio {ratios[-1]:.3f}")
+                print(
+                    f"  task {i}: {res['collected']} posts in {res['elapsed']:.2f}s = "
+                    f"{rate:,.1f} posts/s, {cpu:.2f} CPU s, ratio {ratios[-1]:.3f}"
+                )
             # memory across tasks: a leak grows with every task, a warm cache levels off
             print("RSS MiB at each task's 100%:")
-            print(f"  {'process':<{w}}  " + "  ".join(f"{'task ' + str(i):>8}"
-                                                    for i in range(1, runs + 1)))
+            print(
+                f"  {'process':<{w}}  "
+                + "  ".join(f"{'task ' + str(i):>8}" for i in range(1, runs + 1))
+            )
             for n in names:
-                print(f"  {n:<{w}}  " + "  ".join(f"{res['rss']['100%'][n]:>8.1f}"
-                                                  for res in results))
+                print(
+                    f"  {n:<{w}}  " + "  ".join(f"{res['rss']['100%'][n]:>8.1f}" for res in results)
+                )
             ratio = statistics.median(ratios)
             print(f"median of {runs}: {ratio:.3f}")
         print(f"ratio: {ratio:.3f}")
@@ -352,9 +400,13 @@ def main() -> None:
     ap.add_argument("--posts", type=int, default=10_000, help="required_count of the task")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
     ap.add_argument("--parsers", type=int, default=1, help="parser replicas (processes)")
-    ap.add_argument("--runs", type=int, default=1,
-                    help="tasks run one after another on the same stack; the last line is then "
-                         "the median ratio (a shared host's noise moves single runs)")
+    ap.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="tasks run one after another on the same stack; the last line is then "
+        "the median ratio (a shared host's noise moves single runs)",
+    )
     args = ap.parse_args()
     if args.runs < 1:
         ap.error("--runs must be at least 1")

@@ -40,7 +40,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +62,7 @@ from tests.webhook_server import WebhookServer  # noqa: E402
 
 SECRET = "soak-secret"
 WINDOW = timedelta(hours=12)  # 720 posts at the simulator's 60 an hour
-FIRST_WINDOW = datetime(2025, 1, 1, tzinfo=timezone.utc)
+FIRST_WINDOW = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 class Soak:
@@ -79,23 +79,40 @@ class Soak:
         prefix = f"soak{uuid.uuid4().hex[:6]}-"
         local.create_topics_sync(self.broker.address, prefix, CATALOGUE)
         self.sim = httpx.Client(base_url=self.xsim.address, timeout=30)
-        self.sim.post("/_sim/config", json={"limits": {"SearchTimeline": 100_000}}
-                      ).raise_for_status()
+        self.sim.post(
+            "/_sim/config", json={"limits": {"SearchTimeline": 100_000}}
+        ).raise_for_status()
         self.sim.post("/_sim/faults", json={"kind": "slow", "delay_s": 0.3}).raise_for_status()
         settings = Settings(
-            _env_file=None, kafka_bootstrap=self.broker.address, topic_prefix=prefix,
-            kafka_group_mode="assign", kafka_empty_fetch_backoff_ms=50,
-            object_store_url=f"s3://soak-{uuid.uuid4().hex[:8]}", s3_access_key="testing",
-            s3_secret_key="testing", data_dir=str(tmp / "xget"),
-            x_graphql_url=f"{self.xsim.address}/i/api/graphql", x_media_base=self.xsim.address,
-            x_video_base=self.xsim.address, x_transaction_id="static",
+            _env_file=None,
+            kafka_bootstrap=self.broker.address,
+            topic_prefix=prefix,
+            kafka_group_mode="assign",
+            kafka_empty_fetch_backoff_ms=50,
+            object_store_url=f"s3://soak-{uuid.uuid4().hex[:8]}",
+            s3_access_key="testing",
+            s3_secret_key="testing",
+            data_dir=str(tmp / "xget"),
+            x_graphql_url=f"{self.xsim.address}/i/api/graphql",
+            x_media_base=self.xsim.address,
+            x_video_base=self.xsim.address,
+            x_transaction_id="static",
             x_accounts="s1:tok-s1:ct0-s1,s2:tok-s2:ct0-s2,s3:tok-s3:ct0-s3",
-            account_key="soak-account-key", account_admin_port=local.free_port(),
-            gateway_port=local.free_port(), api_token="soak-token", webhook_secret=SECRET,
-            webhook_url=self.hook.url, webhook_allow_hosts="127.0.0.1",
-            webhook_backoff_base_s=0.2, webhook_backoff_max_s=5.0,
-            dependency_retry_base_s=0.5, dependency_retry_max_s=5.0,
-            report_max_wait_s=2.0, report_media_wait_s=60, log_level="WARNING")
+            account_key="soak-account-key",
+            account_admin_port=local.free_port(),
+            gateway_port=local.free_port(),
+            api_token="soak-token",
+            webhook_secret=SECRET,
+            webhook_url=self.hook.url,
+            webhook_allow_hosts="127.0.0.1",
+            webhook_backoff_base_s=0.2,
+            webhook_backoff_max_s=5.0,
+            dependency_retry_base_s=0.5,
+            dependency_retry_max_s=5.0,
+            report_max_wait_s=2.0,
+            report_media_wait_s=60,
+            log_level="WARNING",
+        )
         self.stack = SeparateStack(settings, self.logs, self.s3.address).start()
         self.gw = gateway_client(self.stack.settings)
         self.tasks: dict[str, tuple[str, datetime, datetime]] = {}
@@ -110,8 +127,13 @@ class Soak:
         start = FIRST_WINDOW + n * WINDOW
         keyword = f"soak{n}x{uuid.uuid4().hex[:4]}"
         task_id = f"soak-{n:03d}-{keyword}"
-        body = {"task_id": task_id, "keyword": keyword, "required_count": 0,
-                "start_time": start.isoformat(), "end_time": (start + WINDOW).isoformat()}
+        body = {
+            "task_id": task_id,
+            "keyword": keyword,
+            "required_count": 0,
+            "start_time": start.isoformat(),
+            "end_time": (start + WINDOW).isoformat(),
+        }
         # The gateway may be the service just killed: the same task id makes a retry safe.
         wait_until(lambda: self._post(body), 120, f"the gateway to accept {task_id}")
         self.tasks[task_id] = (keyword, start, start + WINDOW)
@@ -129,14 +151,18 @@ class Soak:
         for task_id in self.tasks:
             try:
                 counted += self.gw.get(f"/api/v1/tasks/{task_id}/status").json()["progress"][
-                    "collected"]
+                    "collected"
+                ]
             except (httpx.HTTPError, KeyError, ValueError):
                 pass
         return counted + reported
 
     def all_done(self) -> bool:
-        done = {r.body.get("task_id") for r in self.hook.accepted()
-                if r.body.get("completion_status") == "completed"}
+        done = {
+            r.body.get("task_id")
+            for r in self.hook.accepted()
+            if r.body.get("completion_status") == "completed"
+        }
         return set(self.tasks) <= done
 
     # --- chaos --------------------------------------------------------------------------------
@@ -149,8 +175,11 @@ class Soak:
             what = f"kill {victim}"
             before = self.stack.procs[victim].restarts()
             self.stack.kill(victim)
-            wait_until(lambda: self.stack.procs[victim].restarts() > before, 60,
-                       f"{victim} to be restarted by its supervisor")
+            wait_until(
+                lambda: self.stack.procs[victim].restarts() > before,
+                60,
+                f"{victim} to be restarted by its supervisor",
+            )
         elif kind == "clickhouse":
             self.stack.clickhouse_down()
             time.sleep(self.fault_s)
@@ -167,16 +196,20 @@ class Soak:
             os.kill(self.broker.pid, signal.SIGKILL)
             self.broker.proc.wait(10)
             time.sleep(self.fault_s)
-            self.broker = local.start_noida(self.broker_dir, self.broker_port,
-                                            log_dir=self.logs, timeout=120)
+            self.broker = local.start_noida(
+                self.broker_dir, self.broker_port, log_dir=self.logs, timeout=120
+            )
         return what, time.monotonic() - t0
 
-    def recovered_after(self, kind: str, what: str, down_s: float,
-                        deadline_s: float = 300) -> None:
+    def recovered_after(self, kind: str, what: str, down_s: float, deadline_s: float = 300) -> None:
         healed, before = time.monotonic(), self.activity()
         try:
-            wait_until(lambda: self.activity() > before or self.all_done(), deadline_s,
-                       f"work to go on after {what}", interval=0.2)
+            wait_until(
+                lambda: self.activity() > before or self.all_done(),
+                deadline_s,
+                f"work to go on after {what}",
+                interval=0.2,
+            )
             took = time.monotonic() - healed
         except AssertionError:
             took = float("inf")
@@ -187,8 +220,9 @@ class Soak:
     def verdict(self) -> float:
         expected: dict[str, set[str]] = {}
         for task_id, (keyword, start, end) in self.tasks.items():
-            ids = self.sim.get("/_sim/corpus", params={
-                "query": search_query(keyword, start, end)}).json()["ids"]
+            ids = self.sim.get(
+                "/_sim/corpus", params={"query": search_query(keyword, start, end)}
+            ).json()["ids"]
             expected[task_id] = set(ids)
         batches = {r.body["batch_id"]: r.body for r in self.hook.accepted()}
         reported = Counter(pid for b in batches.values() for pid in b.get("post_ids", ()))
@@ -196,32 +230,52 @@ class Soak:
             rows = Counter()
             in_task: set[tuple[str, str]] = set()
             for task_id in self.tasks:
-                for (pid, n) in ch.query_rows_sync(
-                        "SELECT post_id, count() FROM posts FINAL WHERE task_id = {t:String} "
-                        "GROUP BY post_id", {"t": task_id}):
+                for pid, n in ch.query_rows_sync(
+                    "SELECT post_id, count() FROM posts FINAL WHERE task_id = {t:String} "
+                    "GROUP BY post_id",
+                    {"t": task_id},
+                ):
                     rows[pid] += n
-                in_task |= {(task_id, r[0]) for r in ch.query_rows_sync(
-                    "SELECT DISTINCT post_id FROM task_posts WHERE task_id = {t:String}",
-                    {"t": task_id})}
+                in_task |= {
+                    (task_id, r[0])
+                    for r in ch.query_rows_sync(
+                        "SELECT DISTINCT post_id FROM task_posts WHERE task_id = {t:String}",
+                        {"t": task_id},
+                    )
+                }
         total = sum(len(v) for v in expected.values())
-        good = sum(1 for t, ids in expected.items() for p in ids
-                   if rows[p] == 1 and (t, p) in in_task and reported[p] == 1)
+        good = sum(
+            1
+            for t, ids in expected.items()
+            for p in ids
+            if rows[p] == 1 and (t, p) in in_task and reported[p] == 1
+        )
         stray = sum(1 for p in rows if not any(p in ids for ids in expected.values()))
         dead = asyncio.run(_count_dead_letters(self.stack.settings))
-        asked = Counter((e.get("raw_query"), e.get("cursor")) for e in self.sim.get(
-            "/_sim/log").json() if e.get("operation") == "SearchTimeline"
-            and e.get("status") == 200 and "soak" in (e.get("raw_query") or ""))
-        print(f"tasks: {len(self.tasks)}; expected posts: {total}; stored rows: "
-              f"{sum(rows.values())}; reported: {sum(reported.values())} in {len(batches)} "
-              f"batches; posts outside the windows: {stray}")
-        print(f"lost or duplicated: {total - good}; dead letters: {dead}; X pages asked "
-              f"twice: {sum(1 for n in asked.values() if n > 1)}")
+        asked = Counter(
+            (e.get("raw_query"), e.get("cursor"))
+            for e in self.sim.get("/_sim/log").json()
+            if e.get("operation") == "SearchTimeline"
+            and e.get("status") == 200
+            and "soak" in (e.get("raw_query") or "")
+        )
+        print(
+            f"tasks: {len(self.tasks)}; expected posts: {total}; stored rows: "
+            f"{sum(rows.values())}; reported: {sum(reported.values())} in {len(batches)} "
+            f"batches; posts outside the windows: {stray}"
+        )
+        print(
+            f"lost or duplicated: {total - good}; dead letters: {dead}; X pages asked "
+            f"twice: {sum(1 for n in asked.values() if n > 1)}"
+        )
         for kind, times in sorted(self.recoveries.items()):
             finite = [t for t in times if t != float("inf")]
             worst = max(times) if times else 0.0
-            print(f"recovery after {kind:12s}: {len(times)} faults, median "
-                  f"{sorted(finite)[len(finite) // 2] if finite else float('inf'):.1f}s, "
-                  f"worst {worst:.1f}s")
+            print(
+                f"recovery after {kind:12s}: {len(times)} faults, median "
+                f"{sorted(finite)[len(finite) // 2] if finite else float('inf'):.1f}s, "
+                f"worst {worst:.1f}s"
+            )
         return good / total if total else 0.0
 
     def close(self) -> None:
@@ -243,14 +297,16 @@ async def _count_dead_letters(settings: Settings) -> int:
     return n
 
 
-def run(minutes: float, fault_s: float, task_every: float, broker_kill: bool,
-        keep: bool) -> float:
+def run(minutes: float, fault_s: float, task_every: float, broker_kill: bool, keep: bool) -> float:
     tmp = Path(tempfile.mkdtemp(prefix="xget-soak-"))
     soak = None
     try:
         soak = Soak(tmp, fault_s, broker_kill)
-        print(f"soak for {minutes:g} min; faults in turn: {', '.join(soak.faults)}; "
-              f"{fault_s:g}s each; a task every {task_every:g}s", flush=True)
+        print(
+            f"soak for {minutes:g} min; faults in turn: {', '.join(soak.faults)}; "
+            f"{fault_s:g}s each; a task every {task_every:g}s",
+            flush=True,
+        )
         end = time.monotonic() + minutes * 60
         soak.submit()
         next_task = time.monotonic() + task_every
@@ -271,8 +327,10 @@ def run(minutes: float, fault_s: float, task_every: float, broker_kill: bool,
         dead = soak.stack.dead()
         if dead:
             print(f"processes down at the end: {dead}")
-        print(f"restarts by the supervisors: {soak.stack.restarts()} (the kill faults: "
-              f"{len(soak.recoveries.get('kill', []))})")
+        print(
+            f"restarts by the supervisors: {soak.stack.restarts()} (the kill faults: "
+            f"{len(soak.recoveries.get('kill', []))})"
+        )
         ratio = soak.verdict()
         print(f"ratio: {ratio:.4f}")
         return ratio
@@ -290,8 +348,11 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--fault-s", type=float, default=20.0, help="how long each fault lasts")
     ap.add_argument("--task-every", type=float, default=30.0, help="seconds between tasks")
-    ap.add_argument("--no-broker-kill", action="store_true",
-                    help="leave SIGKILL+restart of the broker out of the faults")
+    ap.add_argument(
+        "--no-broker-kill",
+        action="store_true",
+        help="leave SIGKILL+restart of the broker out of the faults",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
     a = ap.parse_args()
     run(a.minutes, a.fault_s, a.task_every, not a.no_broker_kill, a.keep)

@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,15 +42,17 @@ os.environ.setdefault("TWS_TELEMETRY", "0")
 import httpx  # noqa: E402
 
 from infra import local  # noqa: E402
-from infra.service_process import (ServiceProcess, all_alive, gateway_client,  # noqa: E402
-                                   wait_until)
+from infra.service_process import ServiceProcess, all_alive, gateway_client, wait_until  # noqa: E402
 from libs.settings import Settings  # noqa: E402
 from libs.topics import CATALOGUE  # noqa: E402
 
 DENSITY_PER_HOUR = 60.0  # simulator default
-WINDOW_END = datetime(2026, 10, 1, tzinfo=timezone.utc)
-PROCESSES = {"gateway+scraper": ["task-gateway", "scraper", "account-manager"],
-             "parser": ["parser"], "dedup-counter": ["dedup-counter"]}
+WINDOW_END = datetime(2026, 10, 1, tzinfo=UTC)
+PROCESSES = {
+    "gateway+scraper": ["task-gateway", "scraper", "account-manager"],
+    "parser": ["parser"],
+    "dedup-counter": ["dedup-counter"],
+}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -61,29 +63,45 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def one_run(mode: str, broker: str, xsim: str, tmp: Path,
-            n_posts: int) -> tuple[float, float, int]:
+def one_run(mode: str, broker: str, xsim: str, tmp: Path, n_posts: int) -> tuple[float, float, int]:
     run_dir = tmp / f"{mode}-{uuid.uuid4().hex[:6]}"
     run_dir.mkdir()
     prefix = f"t{uuid.uuid4().hex[:8]}-"
     local.create_topics_sync(broker, prefix, CATALOGUE)
     base = Settings(
-        _env_file=None, kafka_bootstrap=broker, kafka_group_mode="assign",
-        kafka_empty_fetch_backoff_ms=50, topic_prefix=prefix,
-        clickhouse_dsn=f"chdb://{run_dir / 'chdb'}", object_store_url=f"file://{run_dir / 'obj'}",
-        data_dir=str(run_dir / "xget"), x_graphql_url=f"{xsim}/i/api/graphql",
-        x_transaction_id="static", x_accounts="a1:t1:c1,a2:t2:c2,a3:t3:c3",
-        account_key="bench-account-key", account_admin_port=local.free_port(),
-        gateway_host="127.0.0.1", gateway_port=local.free_port(), api_token="bench-token",
-        log_level="WARNING", metrics_port=0, trace_exporter="none")
+        _env_file=None,
+        kafka_bootstrap=broker,
+        kafka_group_mode="assign",
+        kafka_empty_fetch_backoff_ms=50,
+        topic_prefix=prefix,
+        clickhouse_dsn=f"chdb://{run_dir / 'chdb'}",
+        object_store_url=f"file://{run_dir / 'obj'}",
+        data_dir=str(run_dir / "xget"),
+        x_graphql_url=f"{xsim}/i/api/graphql",
+        x_transaction_id="static",
+        x_accounts="a1:t1:c1,a2:t2:c2,a3:t3:c3",
+        account_key="bench-account-key",
+        account_admin_port=local.free_port(),
+        gateway_host="127.0.0.1",
+        gateway_port=local.free_port(),
+        api_token="bench-token",
+        log_level="WARNING",
+        metrics_port=0,
+        trace_exporter="none",
+    )
     ports = {}
     services = []
     for name, names in PROCESSES.items():
         s = base
         if mode == "on":
             ports[name] = local.free_port()
-            s = base.model_copy(update={"metrics_port": ports[name], "trace_exporter": "file",
-                                        "trace_file": str(run_dir / f"{name}.spans.jsonl")})
+            s = base.model_copy(
+                update={
+                    "metrics_port": ports[name],
+                    "trace_exporter": "file",
+                    "trace_file": str(run_dir / f"{name}.spans.jsonl"),
+                }
+            )
         services.append(ServiceProcess(name, names, s, run_dir).start())
     scraping = threading.Event()
 
@@ -98,8 +116,11 @@ def one_run(mode: str, broker: str, xsim: str, tmp: Path,
     scraper = threading.Thread(target=scrape, daemon=True)
     try:
         gw = gateway_client(base)
-        wait_until(lambda: all_alive(services) and gw.get("/health").status_code == 200, 90,
-                   "the gateway to answer")
+        wait_until(
+            lambda: all_alive(services) and gw.get("/health").status_code == 200,
+            90,
+            "the gateway to answer",
+        )
         time.sleep(3)  # parser and dedup-counter finish starting (assignment, migrations)
         all_alive(services)
         scraper.start()
@@ -107,10 +128,16 @@ def one_run(mode: str, broker: str, xsim: str, tmp: Path,
         hours = math.ceil(n_posts / DENSITY_PER_HOUR * 1.25) + 2
         start = WINDOW_END - timedelta(hours=hours)
         t0 = time.perf_counter()
-        r = gw.post("/api/v1/tasks/ondemand", json={
-            "keyword": f"tel{uuid.uuid4().hex[:6]}", "priority": 3, "required_count": n_posts,
-            "start_time": start.isoformat().replace("+00:00", "Z"),
-            "end_time": WINDOW_END.isoformat().replace("+00:00", "Z")})
+        r = gw.post(
+            "/api/v1/tasks/ondemand",
+            json={
+                "keyword": f"tel{uuid.uuid4().hex[:6]}",
+                "priority": 3,
+                "required_count": n_posts,
+                "start_time": start.isoformat().replace("+00:00", "Z"),
+                "end_time": WINDOW_END.isoformat().replace("+00:00", "Z"),
+            },
+        )
         r.raise_for_status()
         task_id = r.json()["task_id"]
         deadline = time.monotonic() + max(300, n_posts / 10)
@@ -147,8 +174,11 @@ def main() -> None:
         handles.append(broker)
         xsim = local.start_xsim(log_dir=tmp, timeout=60)
         handles.append(xsim)
-        httpx.post(f"{xsim.address}/_sim/config",
-                   json={"limits": {"SearchTimeline": 1_000_000}}, timeout=10).raise_for_status()
+        httpx.post(
+            f"{xsim.address}/_sim/config",
+            json={"limits": {"SearchTimeline": 1_000_000}},
+            timeout=10,
+        ).raise_for_status()
         rates: dict[str, list[float]] = {"off": [], "on": []}
         cpus: dict[str, list[float]] = {"off": [], "on": []}
         for i in range(args.rounds):
@@ -157,13 +187,18 @@ def main() -> None:
                 rates[mode].append(rate)
                 cpus[mode].append(cpu)
                 extra = f", {spans} spans written" if mode == "on" else ""
-                print(f"round {i + 1} {mode:>3}: {args.posts} posts at {rate:,.1f} posts/s, "
-                      f"{cpu:.2f} CPU s per 1k posts{extra}", flush=True)
+                print(
+                    f"round {i + 1} {mode:>3}: {args.posts} posts at {rate:,.1f} posts/s, "
+                    f"{cpu:.2f} CPU s per 1k posts{extra}",
+                    flush=True,
+                )
         off, on = statistics.median(rates["off"]), statistics.median(rates["on"])
         cpu_off, cpu_on = statistics.median(cpus["off"]), statistics.median(cpus["on"])
-        print(f"median off: {off:,.1f} posts/s, {cpu_off:.2f} CPU s/1k posts; median on "
-              f"(tracing + metrics): {on:,.1f} posts/s, {cpu_on:.2f} CPU s/1k posts "
-              f"(CPU ratio off/on {cpu_off / cpu_on:.3f})")
+        print(
+            f"median off: {off:,.1f} posts/s, {cpu_off:.2f} CPU s/1k posts; median on "
+            f"(tracing + metrics): {on:,.1f} posts/s, {cpu_on:.2f} CPU s/1k posts "
+            f"(CPU ratio off/on {cpu_off / cpu_on:.3f})"
+        )
         print(f"ratio: {on / off:.3f}")
     finally:
         for h in reversed(handles):

@@ -41,18 +41,37 @@ log = logging.getLogger("xget.chdb_http")
 
 # Parameters the HTTP layer answers itself; never passed to the engine as settings.
 TRANSPORT_PARAMS = {
-    "query", "database", "default_format", "session_id", "session_timeout", "session_check",
-    "query_id", "wait_end_of_query", "send_progress_in_http_headers",
-    "http_headers_progress_interval_ms", "enable_http_compression", "http_zlib_compression_level",
-    "compress", "decompress", "user", "password", "quota_key", "buffer_size",
-    "client_protocol_version", "cancel_http_readonly_queries_on_client_close",
-    "add_http_cors_header", "http_response_buffer_size", "role",
+    "query",
+    "database",
+    "default_format",
+    "session_id",
+    "session_timeout",
+    "session_check",
+    "query_id",
+    "wait_end_of_query",
+    "send_progress_in_http_headers",
+    "http_headers_progress_interval_ms",
+    "enable_http_compression",
+    "http_zlib_compression_level",
+    "compress",
+    "decompress",
+    "user",
+    "password",
+    "quota_key",
+    "buffer_size",
+    "client_protocol_version",
+    "cancel_http_readonly_queries_on_client_close",
+    "add_http_cors_header",
+    "http_response_buffer_size",
+    "role",
 }
 _FORMAT_AT_END = re.compile(r"\bFORMAT\s+(\w+)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
-_INSERT = re.compile(r"^\s*INSERT\s+INTO\s+(.+?)\s+FORMAT\s+(\w+)\s*;?\s*$",
-                     re.IGNORECASE | re.DOTALL)
-_BODY_INSERT = re.compile(rb"^\s*INSERT\s+INTO\s+.+?\s+FORMAT\s+\w+[ \t]*(\r?\n)?",
-                          re.IGNORECASE | re.DOTALL)
+_INSERT = re.compile(
+    r"^\s*INSERT\s+INTO\s+(.+?)\s+FORMAT\s+(\w+)\s*;?\s*$", re.IGNORECASE | re.DOTALL
+)
+_BODY_INSERT = re.compile(
+    rb"^\s*INSERT\s+INTO\s+.+?\s+FORMAT\s+\w+[ \t]*(\r?\n)?", re.IGNORECASE | re.DOTALL
+)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ERROR_CODE = re.compile(r"Code:\s*(\d+)")
 
@@ -98,19 +117,28 @@ class Engine:
         self.conn = chdb.connect(data_dir)
         self.lock = threading.Lock()
 
-    def run(self, sql: str, fmt: str, params: dict[str, str], database: str | None,
-            settings: dict[str, str]) -> bytes:
+    def run(
+        self,
+        sql: str,
+        fmt: str,
+        params: dict[str, str],
+        database: str | None,
+        settings: dict[str, str],
+    ) -> bytes:
         """`settings` hold for this query only, as a server's per-request settings do: set on
         the connection before it and set back after it."""
         with self.lock:
             # every request names its database (or gets `default`), as with a real server;
             # the one engine connection would otherwise keep the previous request's
             self._q(f"USE `{(database or 'default').replace('`', '')}`")
-            previous = self._current([k for k in settings if _NAME.fullmatch(k)]) if settings else {}
+            previous = (
+                self._current([k for k in settings if _NAME.fullmatch(k)]) if settings else {}
+            )
             unknown = [k for k in settings if k not in previous]
             if unknown:
-                raise ValueError(f"Code: 115. DB::Exception: Unknown setting {unknown[0]}. "
-                                 f"(UNKNOWN_SETTING)")
+                raise ValueError(
+                    f"Code: 115. DB::Exception: Unknown setting {unknown[0]}. (UNKNOWN_SETTING)"
+                )
             try:
                 for k, v in settings.items():
                     self._q(f"SET {k} = {_literal(v)}")
@@ -125,8 +153,11 @@ class Engine:
 
     def _current(self, names: list[str]) -> dict[str, str]:
         # names are identifiers (checked by the caller); parameters travel as text
-        out = self._q("SELECT name, value FROM system.settings WHERE has({n:Array(String)}, name)"
-                      " FORMAT JSONCompactEachRow", {"n": "[" + ",".join(f"'{n}'" for n in names) + "]"})
+        out = self._q(
+            "SELECT name, value FROM system.settings WHERE has({n:Array(String)}, name)"
+            " FORMAT JSONCompactEachRow",
+            {"n": "[" + ",".join(f"'{n}'" for n in names) + "]"},
+        )
         return dict(json.loads(line) for line in out.decode().splitlines() if line)
 
     def close(self) -> None:
@@ -148,13 +179,13 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt: str, *args) -> None:  # access log at debug level only
         log.debug("%s " + fmt, self.address_string(), *args)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         url = urlsplit(self.path)
         if url.path == "/ping" or "query" not in dict(parse_qsl(url.query)):
             return self._send(200, b"Ok.\n", {})  # the health answer of a ClickHouse server
         self._query(b"")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -178,9 +209,12 @@ class Handler(BaseHTTPRequestHandler):
     def _query(self, body: bytes) -> None:
         args = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
         query_id = args.get("query_id") or str(uuid.uuid4())
-        params = {k[len("param_"):]: v for k, v in args.items() if k.startswith("param_")}
-        settings = {k: v for k, v in args.items()
-                    if k not in TRANSPORT_PARAMS and not k.startswith("param_")}
+        params = {k[len("param_") :]: v for k, v in args.items() if k.startswith("param_")}
+        settings = {
+            k: v
+            for k, v in args.items()
+            if k not in TRANSPORT_PARAMS and not k.startswith("param_")
+        }
         database = args.get("database") or self.headers.get("X-ClickHouse-Database")
         tmp_path = None
         fmt = args.get("default_format", "TabSeparated")
@@ -189,7 +223,7 @@ class Handler(BaseHTTPRequestHandler):
                 sql, data = args["query"], body
             elif head := _BODY_INSERT.match(body[:65536]):
                 # "INSERT INTO t (...) FORMAT fmt\n" then the data, all in the body
-                sql, data = head.group(0).decode().strip(), body[head.end():]
+                sql, data = head.group(0).decode().strip(), body[head.end() :]
             else:
                 sql, data = body.decode(), b""
             insert = _INSERT.match(sql) if data else None
@@ -198,8 +232,10 @@ class Handler(BaseHTTPRequestHandler):
                 fd, tmp_path = tempfile.mkstemp(suffix=".insert")
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
-                sql = (f"INSERT INTO {insert.group(1)} FROM INFILE '{tmp_path}' "
-                       f"FORMAT {insert.group(2)}")
+                sql = (
+                    f"INSERT INTO {insert.group(1)} FROM INFILE '{tmp_path}' "
+                    f"FORMAT {insert.group(2)}"
+                )
             else:
                 if data:
                     sql = f"{sql}\n{data.decode()}"
@@ -207,7 +243,7 @@ class Handler(BaseHTTPRequestHandler):
                     return self._error(400, 0, "Code: 0. DB::Exception: empty query")
                 named = _FORMAT_AT_END.search(sql)
                 if named:
-                    fmt, sql = named.group(1), sql[:named.start()]
+                    fmt, sql = named.group(1), sql[: named.start()]
             data = self.engine.run(sql, fmt, params, database, settings)
         except Exception as e:  # noqa: BLE001 - the engine's error, as ClickHouse answers it
             text = str(e)
@@ -218,20 +254,35 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             if tmp_path is not None:
                 os.unlink(tmp_path)
-        self._send(200, data, {
-            "X-ClickHouse-Query-Id": query_id, "X-ClickHouse-Format": fmt,
-            "X-ClickHouse-Timezone": "UTC",
-            "X-ClickHouse-Summary": json.dumps({"read_rows": "0", "read_bytes": "0",
-                                                "written_rows": "0", "written_bytes": "0",
-                                                "result_rows": "0", "result_bytes": "0"}),
-            "Content-Type": "text/plain; charset=UTF-8" if fmt.startswith("TabSeparated")
-            else "application/octet-stream",
-        })
+        self._send(
+            200,
+            data,
+            {
+                "X-ClickHouse-Query-Id": query_id,
+                "X-ClickHouse-Format": fmt,
+                "X-ClickHouse-Timezone": "UTC",
+                "X-ClickHouse-Summary": json.dumps(
+                    {
+                        "read_rows": "0",
+                        "read_bytes": "0",
+                        "written_rows": "0",
+                        "written_bytes": "0",
+                        "result_rows": "0",
+                        "result_bytes": "0",
+                    }
+                ),
+                "Content-Type": "text/plain; charset=UTF-8"
+                if fmt.startswith("TabSeparated")
+                else "application/octet-stream",
+            },
+        )
 
     def _error(self, status: int, code: int, text: str) -> None:
-        self._send(status, (text.rstrip() + "\n").encode(),
-                   {"X-ClickHouse-Exception-Code": str(code),
-                    "Content-Type": "text/plain; charset=UTF-8"})
+        self._send(
+            status,
+            (text.rstrip() + "\n").encode(),
+            {"X-ClickHouse-Exception-Code": str(code), "Content-Type": "text/plain; charset=UTF-8"},
+        )
 
     def _send(self, status: int, data: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)
@@ -256,8 +307,11 @@ def serve(data_dir: str, host: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m infra.chdb_http", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m infra.chdb_http",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8123)

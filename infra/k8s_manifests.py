@@ -54,10 +54,19 @@ SECRET_DATA = {
 
 def config_docs() -> list[dict]:
     return [
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": CONFIG, "labels": _labels()},
-         "data": dict(CONFIG_DATA)},
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": SECRET, "labels": _labels()},
-         "type": "Opaque", "stringData": dict(SECRET_DATA)},
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": CONFIG, "labels": _labels()},
+            "data": dict(CONFIG_DATA),
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": SECRET, "labels": _labels()},
+            "type": "Opaque",
+            "stringData": dict(SECRET_DATA),
+        },
     ]
 
 
@@ -78,24 +87,38 @@ def deployment(w: Workload) -> dict:
         "command": ["xget", "run", w.name],
         "envFrom": [{"configMapRef": {"name": CONFIG}}, {"secretRef": {"name": SECRET}}],
         "ports": ports,
-        "livenessProbe": {"httpGet": {"path": "/livez", "port": "metrics"},
-                          "periodSeconds": 10, "failureThreshold": 3},
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "metrics"},
-                           "periodSeconds": 5, "failureThreshold": 2},
-        "resources": {"requests": {"cpu": w.cpu, "memory": w.memory},
-                      "limits": {"memory": w.memory}},
+        "livenessProbe": {
+            "httpGet": {"path": "/livez", "port": "metrics"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "metrics"},
+            "periodSeconds": 5,
+            "failureThreshold": 2,
+        },
+        "resources": {
+            "requests": {"cpu": w.cpu, "memory": w.memory},
+            "limits": {"memory": w.memory},
+        },
     }
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": {"name": w.name, "labels": _labels(w.name)},
         "spec": {
             # KEDA owns the replica count of scaled services; this is the start value.
             "replicas": w.fixed_replicas if w.fixed_replicas is not None else w.min_replicas,
             "selector": {"matchLabels": {"app.kubernetes.io/name": w.name}},
             "template": {
-                "metadata": {"labels": _labels(w.name), "annotations": {
-                    "prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT),
-                    "prometheus.io/path": "/metrics"}},
+                "metadata": {
+                    "labels": _labels(w.name),
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(METRICS_PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
                 "spec": {
                     # SIGTERM: stop fetching, finish and commit the batch in hand, leave the group.
                     "terminationGracePeriodSeconds": 60,
@@ -110,18 +133,25 @@ def scaled_object(w: Workload) -> dict:
     triggers = []
     for g in w.groups:
         for spec in g.inputs:
-            triggers.append({"type": "kafka", "name": f"{g.name}-{spec.name}", "metadata": {
-                "bootstrapServersFromEnv": "XGET_KAFKA_BOOTSTRAP",
-                "consumerGroup": g.group_id(),
-                "topic": spec.name,
-                "lagThreshold": str(w.lag_threshold),
-                "activationLagThreshold": str(w.activation_lag),
-                "offsetResetPolicy": "earliest",
-                # never more consumers than partitions: extra members would sit idle
-                "allowIdleConsumers": "false",
-            }})
+            triggers.append(
+                {
+                    "type": "kafka",
+                    "name": f"{g.name}-{spec.name}",
+                    "metadata": {
+                        "bootstrapServersFromEnv": "XGET_KAFKA_BOOTSTRAP",
+                        "consumerGroup": g.group_id(),
+                        "topic": spec.name,
+                        "lagThreshold": str(w.lag_threshold),
+                        "activationLagThreshold": str(w.activation_lag),
+                        "offsetResetPolicy": "earliest",
+                        # never more consumers than partitions: extra members would sit idle
+                        "allowIdleConsumers": "false",
+                    },
+                }
+            )
     return {
-        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
         "metadata": {"name": w.name, "labels": _labels(w.name)},
         "spec": {
             "scaleTargetRef": {"name": w.name},
@@ -135,10 +165,15 @@ def scaled_object(w: Workload) -> dict:
 
 
 def service(w: Workload) -> dict:
-    return {"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": w.name, "labels": _labels(w.name)},
-            "spec": {"selector": {"app.kubernetes.io/name": w.name},
-                     "ports": [{"name": "http", "port": w.http_port, "targetPort": "http"}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": w.name, "labels": _labels(w.name)},
+        "spec": {
+            "selector": {"app.kubernetes.io/name": w.name},
+            "ports": [{"name": "http", "port": w.http_port, "targetPort": "http"}],
+        },
+    }
 
 
 def workload_docs(w: Workload) -> list[dict]:
@@ -166,8 +201,14 @@ def diff(directory: Path = K8S_DIR) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return generated.main(argv, prog="python -m infra.k8s_manifests", doc=__doc__,
-                          default_dir=K8S_DIR, generate=generate, check=diff)
+    return generated.main(
+        argv,
+        prog="python -m infra.k8s_manifests",
+        doc=__doc__,
+        default_dir=K8S_DIR,
+        generate=generate,
+        check=diff,
+    )
 
 
 if __name__ == "__main__":

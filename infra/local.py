@@ -30,9 +30,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from libs.topics import CATALOGUE, TopicSpec, topic_name
 
@@ -196,9 +197,11 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
-def stop_pid(pid: int, *, group: bool = True, timeout: float = 10.0,
-             proc: subprocess.Popen | None = None) -> None:
+def stop_pid(
+    pid: int, *, group: bool = True, timeout: float = 10.0, proc: subprocess.Popen | None = None
+) -> None:
     """SIGTERM a process (its group when it leads one), wait up to ``timeout``, then SIGKILL."""
+
     def send(sig: int) -> None:
         try:
             if group:
@@ -254,7 +257,7 @@ class ProcessHandle:
         except subprocess.TimeoutExpired:
             pass
 
-    def __enter__(self) -> "ProcessHandle":
+    def __enter__(self) -> ProcessHandle:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -293,8 +296,13 @@ def start_process(
         full_env.update(env)
     try:
         proc = subprocess.Popen(
-            list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=full_env, cwd=cwd, start_new_session=True,
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=full_env,
+            cwd=cwd,
+            start_new_session=True,
         )
     finally:
         if out is not subprocess.DEVNULL:
@@ -326,43 +334,99 @@ def _log_dir(log_dir: str | os.PathLike | None, fallback: Path) -> Path:
     return Path(log_dir) if log_dir is not None else fallback
 
 
-def start_noida(data_dir: str | os.PathLike, port: int | None = None, *,
-                log_dir: str | os.PathLike | None = None, timeout: float = 30.0,
-                supervise: Path | None = None) -> ProcessHandle:
+def start_noida(
+    data_dir: str | os.PathLike,
+    port: int | None = None,
+    *,
+    log_dir: str | os.PathLike | None = None,
+    timeout: float = 30.0,
+    supervise: Path | None = None,
+) -> ProcessHandle:
     """noida-db with only Kafka, data snapshotted to ``data_dir`` (SIGTERM saves)."""
     port = port or free_port()
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     bootstrap = f"127.0.0.1:{port}"
-    argv = [noida_binary(), "start", "--data-dir", str(data_dir), "--host", "127.0.0.1",
-            "--only", "kafka", "--kafka-port", str(port)]
-    h = start_process("noida", argv, lambda: kafka_ready(bootstrap), address=bootstrap,
-                      port=port, log_dir=_log_dir(log_dir, data_dir.parent / "logs"),
-                      timeout=timeout, supervise=supervise)
+    argv = [
+        noida_binary(),
+        "start",
+        "--data-dir",
+        str(data_dir),
+        "--host",
+        "127.0.0.1",
+        "--only",
+        "kafka",
+        "--kafka-port",
+        str(port),
+    ]
+    h = start_process(
+        "noida",
+        argv,
+        lambda: kafka_ready(bootstrap),
+        address=bootstrap,
+        port=port,
+        log_dir=_log_dir(log_dir, data_dir.parent / "logs"),
+        timeout=timeout,
+        supervise=supervise,
+    )
     h.extra["data_dir"] = str(data_dir)
     return h
 
 
-def start_tansu(port: int | None = None, *, log_dir: str | os.PathLike | None = None,
-                storage: str = "memory://tansu/", timeout: float = 30.0) -> ProcessHandle:
+def start_tansu(
+    port: int | None = None,
+    *,
+    log_dir: str | os.PathLike | None = None,
+    storage: str = "memory://tansu/",
+    timeout: float = 30.0,
+) -> ProcessHandle:
     port = port or free_port()
     bootstrap = f"127.0.0.1:{port}"
-    argv = [tansu_binary(), "broker", "--listener-url", f"tcp://{bootstrap}",
-            "--advertised-listener-url", f"tcp://{bootstrap}", "--storage-engine", storage]
-    return start_process("tansu", argv, lambda: kafka_ready(bootstrap), address=bootstrap,
-                         port=port, log_dir=log_dir, timeout=timeout)
+    argv = [
+        tansu_binary(),
+        "broker",
+        "--listener-url",
+        f"tcp://{bootstrap}",
+        "--advertised-listener-url",
+        f"tcp://{bootstrap}",
+        "--storage-engine",
+        storage,
+    ]
+    return start_process(
+        "tansu",
+        argv,
+        lambda: kafka_ready(bootstrap),
+        address=bootstrap,
+        port=port,
+        log_dir=log_dir,
+        timeout=timeout,
+    )
 
 
-def start_moto(port: int | None = None, *, log_dir: str | os.PathLike | None = None,
-               timeout: float = 30.0) -> ProcessHandle:
+def start_moto(
+    port: int | None = None, *, log_dir: str | os.PathLike | None = None, timeout: float = 30.0
+) -> ProcessHandle:
     """moto_server: an in-memory S3 API; ``.address`` is ``127.0.0.1:PORT`` (an s3_endpoint).
     Started through infra/moto_server.py (moto minus a per-request directory listing)."""
     port = port or free_port()
     endpoint = f"127.0.0.1:{port}"
-    argv = [sys.executable, str(REPO_ROOT / "infra" / "moto_server.py"),
-            "-H", "127.0.0.1", "-p", str(port)]
-    return start_process("moto", argv, lambda: http_ready(f"http://{endpoint}/"),
-                         address=endpoint, port=port, log_dir=log_dir, timeout=timeout)
+    argv = [
+        sys.executable,
+        str(REPO_ROOT / "infra" / "moto_server.py"),
+        "-H",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    return start_process(
+        "moto",
+        argv,
+        lambda: http_ready(f"http://{endpoint}/"),
+        address=endpoint,
+        port=port,
+        log_dir=log_dir,
+        timeout=timeout,
+    )
 
 
 def xsim_available() -> bool:
@@ -372,8 +436,11 @@ def xsim_available() -> bool:
 
 def _repo_module_env() -> dict[str, str]:
     """PYTHONPATH for a `python -m infra.…` child: the repo first, then the caller's path."""
-    return {"PYTHONPATH": os.pathsep.join(
-        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    return {
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
+        )
+    }
 
 
 def _answers_200(url: str) -> Callable[[], bool]:
@@ -387,9 +454,15 @@ def _answers_200(url: str) -> Callable[[], bool]:
     return ready
 
 
-def start_xsim(port: int | None = None, fixtures: str | os.PathLike | None = None, *,
-               log_dir: str | os.PathLike | None = None, extra_args: Sequence[str] = (),
-               timeout: float = 30.0, supervise: Path | None = None) -> ProcessHandle:
+def start_xsim(
+    port: int | None = None,
+    fixtures: str | os.PathLike | None = None,
+    *,
+    log_dir: str | os.PathLike | None = None,
+    extra_args: Sequence[str] = (),
+    timeout: float = 30.0,
+    supervise: Path | None = None,
+) -> ProcessHandle:
     """The X simulator (``python -m infra.xsim``); ``.address`` is its base URL."""
     port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -397,23 +470,53 @@ def start_xsim(port: int | None = None, fixtures: str | os.PathLike | None = Non
     if fixtures is not None:
         argv += ["--fixtures", str(fixtures)]
     argv += list(extra_args)
-    return start_process("xsim", argv, _answers_200(f"{base_url}/_sim/health"),
-                         address=base_url, port=port, log_dir=log_dir, env=_repo_module_env(),
-                         cwd=REPO_ROOT, timeout=timeout, supervise=supervise)
+    return start_process(
+        "xsim",
+        argv,
+        _answers_200(f"{base_url}/_sim/health"),
+        address=base_url,
+        port=port,
+        log_dir=log_dir,
+        env=_repo_module_env(),
+        cwd=REPO_ROOT,
+        timeout=timeout,
+        supervise=supervise,
+    )
 
 
-def start_chdb_http(data_dir: str | os.PathLike, port: int | None = None, *,
-                    log_dir: str | os.PathLike | None = None,
-                    timeout: float = 60.0) -> ProcessHandle:
+def start_chdb_http(
+    data_dir: str | os.PathLike,
+    port: int | None = None,
+    *,
+    log_dir: str | os.PathLike | None = None,
+    timeout: float = 60.0,
+) -> ProcessHandle:
     """ClickHouse's HTTP interface on the chdb engine (``python -m infra.chdb_http``), for the
     ``http://`` DSN; ``.address`` is ``http://127.0.0.1:PORT``."""
     port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "infra.chdb_http", "--host", "127.0.0.1", "--port", str(port),
-            "--data-dir", str(data_dir)]
-    return start_process("chdb-http", argv, _answers_200(f"{base_url}/ping"), address=base_url,
-                         port=port, log_dir=log_dir, env=_repo_module_env(), cwd=REPO_ROOT,
-                         timeout=timeout)
+    argv = [
+        sys.executable,
+        "-m",
+        "infra.chdb_http",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+    ]
+    return start_process(
+        "chdb-http",
+        argv,
+        _answers_200(f"{base_url}/ping"),
+        address=base_url,
+        port=port,
+        log_dir=log_dir,
+        env=_repo_module_env(),
+        cwd=REPO_ROOT,
+        timeout=timeout,
+    )
 
 
 # --- topics ------------------------------------------------------------------------------------
@@ -431,10 +534,15 @@ def topic_configs(spec: TopicSpec, default_retention_ms: int | None = None) -> d
     return configs
 
 
-async def create_topics(bootstrap: str, prefix: str = "",
-                        catalogue: Iterable[TopicSpec] = CATALOGUE, *,
-                        replication_factor: int = 1, timeout_s: float = 30.0,
-                        default_retention_ms: int | None = None) -> dict[str, int]:
+async def create_topics(
+    bootstrap: str,
+    prefix: str = "",
+    catalogue: Iterable[TopicSpec] = CATALOGUE,
+    *,
+    replication_factor: int = 1,
+    timeout_s: float = 30.0,
+    default_retention_ms: int | None = None,
+) -> dict[str, int]:
     """Create every catalogue topic (existing ones are fine), then verify partition counts.
 
     Returns ``{topic: partitions}``. Raises RuntimeError when a topic exists with a different
@@ -456,8 +564,14 @@ async def create_topics(bootstrap: str, prefix: str = "",
             name = topic_name(s, prefix)
             if name in existing:
                 continue
-            new.append(NewTopic(name, s.partitions, replication_factor,
-                                topic_configs=topic_configs(s, default_retention_ms)))
+            new.append(
+                NewTopic(
+                    name,
+                    s.partitions,
+                    replication_factor,
+                    topic_configs=topic_configs(s, default_retention_ms),
+                )
+            )
         if new:
             try:
                 resp = await admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
@@ -466,8 +580,12 @@ async def create_topics(bootstrap: str, prefix: str = "",
             for name, code, *rest in getattr(resp, "topic_errors", []) or []:
                 if code not in (0, 36):  # 36 = TOPIC_ALREADY_EXISTS (a concurrent creator)
                     raise RuntimeError(f"creating topic {name} failed: error {code} {rest}")
-        await _migrate_existing(admin, [s for s in specs if topic_name(s, prefix) in existing],
-                                prefix, default_retention_ms)
+        await _migrate_existing(
+            admin,
+            [s for s in specs if topic_name(s, prefix) in existing],
+            prefix,
+            default_retention_ms,
+        )
         # Verify from metadata (retry briefly: metadata may lag creation).
         deadline = time.monotonic() + timeout_s
         while True:
@@ -488,8 +606,9 @@ async def create_topics(bootstrap: str, prefix: str = "",
         await admin.close()
 
 
-async def _migrate_existing(admin: Any, specs: list[TopicSpec], prefix: str,
-                            default_retention_ms: int | None = None) -> None:
+async def _migrate_existing(
+    admin: Any, specs: list[TopicSpec], prefix: str, default_retention_ms: int | None = None
+) -> None:
     """Bring existing topics up to the catalogue where it keeps more than they do: compaction
     where the catalogue compacts, a longer retention where it sets one. Never shortens a
     retention or stops a compaction (that would delete records)."""
@@ -500,21 +619,28 @@ async def _migrate_existing(admin: Any, specs: list[TopicSpec], prefix: str,
     if not wanted:
         return
     res = await admin.describe_configs(
-        [ConfigResource(ConfigResourceType.TOPIC, n) for n in wanted])
+        [ConfigResource(ConfigResourceType.TOPIC, n) for n in wanted]
+    )
     for r in res:
         for _err, _msg, _type, name, entries in r.resources:
             have = {e[0]: e[1] for e in entries}
             want = wanted.get(name)
             if not have or not want:
                 continue  # a broker that reports no configs is left alone
-            if not (_keeps_less(have, want, "cleanup.policy")
-                    or _keeps_less(have, want, "retention.ms")):
+            if not (
+                _keeps_less(have, want, "cleanup.policy") or _keeps_less(have, want, "retention.ms")
+            ):
                 continue
             # AlterConfigs replaces the topic's whole config: the catalogue's settings.
-            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name,
-                                                      configs=want)])
-            log.warning("topic %s migrated to the catalogue's %s (it had %s)", name, want,
-                        {k: have.get(k) for k in want})
+            await admin.alter_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, name, configs=want)]
+            )
+            log.warning(
+                "topic %s migrated to the catalogue's %s (it had %s)",
+                name,
+                want,
+                {k: have.get(k) for k in want},
+            )
 
 
 def _keeps_less(have: dict[str, str], want: dict[str, str], key: str) -> bool:
@@ -540,21 +666,35 @@ async def _partition_counts(admin: Any, topics: list[str]) -> dict[str, int]:
     return out
 
 
-def create_topics_sync(bootstrap: str, prefix: str = "",
-                       catalogue: Iterable[TopicSpec] = CATALOGUE, **kw: Any) -> dict[str, int]:
+def create_topics_sync(
+    bootstrap: str, prefix: str = "", catalogue: Iterable[TopicSpec] = CATALOGUE, **kw: Any
+) -> dict[str, int]:
     specs = list(catalogue)
     return run_sync(lambda: create_topics(bootstrap, prefix, specs, **kw))
 
 
-def start_proxy(port: int | None = None, *, log_dir: str | os.PathLike | None = None,
-                name: str = "proxy", timeout: float = 15.0) -> ProcessHandle:
+def start_proxy(
+    port: int | None = None,
+    *,
+    log_dir: str | os.PathLike | None = None,
+    name: str = "proxy",
+    timeout: float = 15.0,
+) -> ProcessHandle:
     """A local HTTP forward/CONNECT proxy (``python -m infra.proxy``); ``.address`` is its URL.
     Its log has one line per proxied request."""
     port = port or free_port()
     argv = [sys.executable, "-m", "infra.proxy", "--host", "127.0.0.1", "--port", str(port)]
-    return start_process(name, argv, lambda: tcp_ready("127.0.0.1", port),
-                         address=f"http://127.0.0.1:{port}", port=port, log_dir=log_dir,
-                         env=_repo_module_env(), cwd=REPO_ROOT, timeout=timeout)
+    return start_process(
+        name,
+        argv,
+        lambda: tcp_ready("127.0.0.1", port),
+        address=f"http://127.0.0.1:{port}",
+        port=port,
+        log_dir=log_dir,
+        env=_repo_module_env(),
+        cwd=REPO_ROOT,
+        timeout=timeout,
+    )
 
 
 # --- broker faults (drills) -------------------------------------------------------------------
@@ -563,17 +703,21 @@ class RestartableNoida:
     broker faults operators meet. SIGKILL loses what the broker acknowledged since its last
     snapshot (1–2 s); SIGSTOP freezes it with its sockets open (a stalled broker)."""
 
-    def __init__(self, data_dir: str | os.PathLike, port: int | None = None, *,
-                 log_dir: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        data_dir: str | os.PathLike,
+        port: int | None = None,
+        *,
+        log_dir: str | os.PathLike | None = None,
+    ):
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.log_dir = log_dir
         self.address = f"127.0.0.1:{self.port}"
         self.handle: ProcessHandle | None = None
 
-    def start(self, timeout: float = 60.0) -> "RestartableNoida":
-        self.handle = start_noida(self.data_dir, self.port, log_dir=self.log_dir,
-                                  timeout=timeout)
+    def start(self, timeout: float = 60.0) -> RestartableNoida:
+        self.handle = start_noida(self.data_dir, self.port, log_dir=self.log_dir, timeout=timeout)
         return self
 
     def snapshot(self) -> dict:

@@ -100,7 +100,9 @@ def apply_migrations(store: ClickHouseStore, directory: Path | str = MIGRATIONS_
     store.command_sync(_TRACKING_DDL)
     applied = {
         int(v): (n, c)
-        for v, n, c in store.query_rows_sync("SELECT version, name, checksum FROM schema_migrations")
+        for v, n, c in store.query_rows_sync(
+            "SELECT version, name, checksum FROM schema_migrations"
+        )
     }
     # Check every already-applied file before applying anything new.
     for m in migrations:
@@ -118,7 +120,9 @@ def apply_migrations(store: ClickHouseStore, directory: Path | str = MIGRATIONS_
             try:
                 store.command_sync(stmt)
             except Exception as exc:
-                raise MigrationError(f"migration {m.path.name} failed at:\n{stmt}\n→ {exc}") from exc
+                raise MigrationError(
+                    f"migration {m.path.name} failed at:\n{stmt}\n→ {exc}"
+                ) from exc
         store.insert_sync(
             "schema_migrations", [(m.version, m.name, m.checksum)], ["version", "name", "checksum"]
         )

@@ -82,12 +82,26 @@ async def _socks5(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         writer.write(_socks5_reply(7))
         _say(f"proxy SOCKS5 {target} unsupported-command")
         return
-    await _tunnel(reader, writer, host, port, f"SOCKS5 {target}",
-                  (_socks5_reply(0), "ok"), (_socks5_reply(5), "refused"))
+    await _tunnel(
+        reader,
+        writer,
+        host,
+        port,
+        f"SOCKS5 {target}",
+        (_socks5_reply(0), "ok"),
+        (_socks5_reply(5), "refused"),
+    )
 
 
-async def _tunnel(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str,
-                  port: int, label: str, ok: tuple[bytes, str], failed: tuple[bytes, str]) -> None:
+async def _tunnel(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    host: str,
+    port: int,
+    label: str,
+    ok: tuple[bytes, str],
+    failed: tuple[bytes, str],
+) -> None:
     """Connect to host:port, answer the client `ok` (or `failed`), then pipe both ways."""
     try:
         up_r, up_w = await asyncio.open_connection(host, port)
@@ -125,9 +139,15 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             method, target, version = lines[0].decode("latin-1").split(" ", 2)
             if method == "CONNECT":
                 host, _, port = target.rpartition(":")
-                await _tunnel(reader, writer, host, int(port), f"CONNECT {target}",
-                              (b"HTTP/1.1 200 Connection established\r\n\r\n", "200"),
-                              (b"HTTP/1.1 502 Bad Gateway\r\n\r\n", "502"))
+                await _tunnel(
+                    reader,
+                    writer,
+                    host,
+                    int(port),
+                    f"CONNECT {target}",
+                    (b"HTTP/1.1 200 Connection established\r\n\r\n", "200"),
+                    (b"HTTP/1.1 502 Bad Gateway\r\n\r\n", "502"),
+                )
                 return
             await _forward(method, target, version, lines[1:], reader, writer)
     finally:
@@ -137,8 +157,14 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             pass
 
 
-async def _forward(method: str, target: str, version: str, header_lines: list[bytes],
-                   reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _forward(
+    method: str,
+    target: str,
+    version: str,
+    header_lines: list[bytes],
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+) -> None:
     u = urlsplit(target)
     if u.scheme != "http" or not u.hostname:
         writer.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
@@ -163,21 +189,34 @@ async def _forward(method: str, target: str, version: str, header_lines: list[by
         _say(f"proxy {method} {target} 502")
         return
     try:
-        up_w.write(f"{method} {path} HTTP/1.1\r\n".encode() + b"\r\n".join(headers)
-                   + b"\r\nconnection: close\r\n\r\n" + body)
+        up_w.write(
+            f"{method} {path} HTTP/1.1\r\n".encode()
+            + b"\r\n".join(headers)
+            + b"\r\nconnection: close\r\n\r\n"
+            + body
+        )
         await up_w.drain()
         head = await up_r.readuntil(b"\r\n\r\n")
         rest = await up_r.read()  # upstream closes after the response (connection: close)
     finally:
         up_w.close()
     status_line, _, resp_headers = head.partition(b"\r\n")
-    kept = [h for h in resp_headers[:-4].split(b"\r\n")
-            if h and h.partition(b":")[0].strip().lower() not in HOP_HEADERS
-            and h.partition(b":")[0].strip().lower() != b"content-length"
-            and h.partition(b":")[0].strip().lower() != b"transfer-encoding"]
+    kept = [
+        h
+        for h in resp_headers[:-4].split(b"\r\n")
+        if h
+        and h.partition(b":")[0].strip().lower() not in HOP_HEADERS
+        and h.partition(b":")[0].strip().lower() != b"content-length"
+        and h.partition(b":")[0].strip().lower() != b"transfer-encoding"
+    ]
     rest = _dechunk(rest) if b"transfer-encoding: chunked" in resp_headers.lower() else rest
-    writer.write(status_line + b"\r\n" + b"\r\n".join(kept)
-                 + f"\r\ncontent-length: {len(rest)}\r\n\r\n".encode() + rest)
+    writer.write(
+        status_line
+        + b"\r\n"
+        + b"\r\n".join(kept)
+        + f"\r\ncontent-length: {len(rest)}\r\n\r\n".encode()
+        + rest
+    )
     await writer.drain()
     _say(f"proxy {method} {target} {status_line.split(b' ')[1].decode()}")
 
@@ -189,7 +228,7 @@ def _dechunk(data: bytes) -> bytes:
         size = int(data[i:j].split(b";")[0], 16)
         if size == 0:
             break
-        out += data[j + 2:j + 2 + size]
+        out += data[j + 2 : j + 2 + size]
         i = j + 2 + size + 2
     return bytes(out)
 

@@ -17,13 +17,27 @@ from infra.service_process import ServiceProcess, gateway_client, wait_until
 from infra.tcp_relay import TcpRelay
 from libs.settings import Settings
 
-SERVICES = ("task-gateway", "scraper", "parser", "dedup-counter", "media-downloader",
-            "reporter", "account-manager")
+SERVICES = (
+    "task-gateway",
+    "scraper",
+    "parser",
+    "dedup-counter",
+    "media-downloader",
+    "reporter",
+    "account-manager",
+)
 
 
 class SeparateStack:
-    def __init__(self, settings: Settings, work: Path, s3_endpoint: str,
-                 services: tuple[str, ...] = SERVICES, *, supervised: bool = True):
+    def __init__(
+        self,
+        settings: Settings,
+        work: Path,
+        s3_endpoint: str,
+        services: tuple[str, ...] = SERVICES,
+        *,
+        supervised: bool = True,
+    ):
         """`settings`: everything but ClickHouse and the S3 endpoint, which the stack sets.
         `supervised`: each process runs under infra/supervise.py, as `make up` runs them: one
         that dies comes back by itself (`restarts()` counts it)."""
@@ -32,22 +46,27 @@ class SeparateStack:
         self.dsn = f"http://default:@127.0.0.1:{self.ch_port}/default"
         host, port = s3_endpoint.rsplit(":", 1)
         self.s3_relay = TcpRelay(host, int(port))
-        self.settings = settings.model_copy(update={
-            "clickhouse_dsn": self.dsn, "s3_endpoint": self.s3_relay.address})
+        self.settings = settings.model_copy(
+            update={"clickhouse_dsn": self.dsn, "s3_endpoint": self.s3_relay.address}
+        )
         self.clickhouse: local.ProcessHandle | None = None
-        self.procs = {s: ServiceProcess(s, [s], self.settings, work, supervised=supervised)
-                      for s in services}
+        self.procs = {
+            s: ServiceProcess(s, [s], self.settings, work, supervised=supervised) for s in services
+        }
 
     # --- the whole stack ------------------------------------------------------------------------
-    def start(self, ready_timeout: float = 90) -> "SeparateStack":
+    def start(self, ready_timeout: float = 90) -> SeparateStack:
         self.clickhouse_up()
         self.s3_relay.__enter__()
         for p in self.procs.values():
             p.start()
         if {"task-gateway", "all"} & set(self.procs):
             client = gateway_client(self.settings)
-            wait_until(lambda: client.get("/health").status_code == 200, ready_timeout,
-                       "the gateway to answer")
+            wait_until(
+                lambda: client.get("/health").status_code == 200,
+                ready_timeout,
+                "the gateway to answer",
+            )
         return self
 
     def stop(self) -> None:
@@ -88,8 +107,7 @@ class SeparateStack:
     def clickhouse_up(self) -> None:
         """Start ClickHouse on the stack's data and port (again)."""
         if self.clickhouse is None:
-            self.clickhouse = local.start_chdb_http(self.ch_data, self.ch_port,
-                                                    log_dir=self.work)
+            self.clickhouse = local.start_chdb_http(self.ch_data, self.ch_port, log_dir=self.work)
 
     def s3_down(self) -> None:
         self.s3_relay.down()

@@ -10,8 +10,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -43,8 +44,10 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
         except Exception as e:  # noqa: BLE001 - retried until the deadline
             last_exc = e
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}"
-                         + (f" (last error: {last_exc!r})" if last_exc else ""))
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what}"
+        + (f" (last error: {last_exc!r})" if last_exc else "")
+    )
 
 
 class ServiceProcess:
@@ -56,8 +59,15 @@ class ServiceProcess:
     # Short delays: the tests wait for the comeback.
     SUPERVISOR_OPTS = {"backoff": 0.5, "backoff_max": 5.0, "healthy": 30.0}
 
-    def __init__(self, name: str, services: list[str], settings: Settings, log_dir: Path, *,
-                 supervised: bool = False):
+    def __init__(
+        self,
+        name: str,
+        services: list[str],
+        settings: Settings,
+        log_dir: Path,
+        *,
+        supervised: bool = False,
+    ):
         self.name = name
         self.services = services
         self.settings = settings
@@ -66,7 +76,7 @@ class ServiceProcess:
         self.supervised = supervised
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "ServiceProcess":
+    def start(self) -> ServiceProcess:
         env = {**os.environ, **settings_env(self.settings), "PYTHONPATH": str(REPO)}
         argv = [sys.executable, "-m", "services.cli", "run", *self.services]
         if self.supervised:
@@ -76,8 +86,8 @@ class ServiceProcess:
             argv = supervised_argv(argv, self.state_path, **self.SUPERVISOR_OPTS)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         log.close()
         return self
 
@@ -145,10 +155,12 @@ def all_alive(processes: list[ServiceProcess]) -> bool:
     return True
 
 
-def gateway_client(settings: Settings) -> "httpx.Client":
+def gateway_client(settings: Settings) -> httpx.Client:
     """An HTTP client for the task gateway of `settings`, with its bearer token."""
     import httpx
 
-    return httpx.Client(base_url=f"http://{settings.gateway_host}:{settings.gateway_port}",
-                        timeout=10, headers={
-                            "Authorization": f"Bearer {settings.api_token.get_secret_value()}"})
+    return httpx.Client(
+        base_url=f"http://{settings.gateway_host}:{settings.gateway_port}",
+        timeout=10,
+        headers={"Authorization": f"Bearer {settings.api_token.get_secret_value()}"},
+    )

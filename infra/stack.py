@@ -84,8 +84,11 @@ def _write_pid(run: Path, name: str, pid: int) -> None:
 
 
 def _child_env(settings: Settings, kafka_port: int, xsim_url: str | None) -> dict[str, str]:
-    env: dict[str, str] = {"PYTHONPATH": os.pathsep.join(
-        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    env: dict[str, str] = {
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
+        )
+    }
     defaults = Settings.model_fields
     if settings.kafka_bootstrap == defaults["kafka_bootstrap"].default:
         env["XGET_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{kafka_port}"
@@ -121,8 +124,11 @@ def _child_env(settings: Settings, kafka_port: int, xsim_url: str | None) -> dic
 
 
 # Secrets the services refuse to start without (libs/fail_closed.py): setting -> file in DATA.
-LOCAL_SECRET_FILES = {"api_token": "api.token", "webhook_secret": "webhook.secret",
-                      "account_key": "account.key"}
+LOCAL_SECRET_FILES = {
+    "api_token": "api.token",
+    "webhook_secret": "webhook.secret",
+    "account_key": "account.key",
+}
 
 
 def _local_secrets(settings: Settings) -> dict[str, str]:
@@ -141,8 +147,7 @@ def _local_secrets(settings: Settings) -> dict[str, str]:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
-                f.write(SecretBox.new_key() if name == "account_key"
-                        else secrets.token_urlsafe(32))
+                f.write(SecretBox.new_key() if name == "account_key" else secrets.token_urlsafe(32))
         env[f"XGET_{name.upper()}"] = path.read_text().strip()
     return env
 
@@ -168,8 +173,9 @@ def up(settings: Settings, *, xsim: bool = True, services: bool = True) -> int:
     if _alive(pid, "noida"):
         print(f"noida     already running (pid {pid})")
     else:
-        h = local.start_noida(data / "kafka", kafka_port, log_dir=logs,
-                              supervise=_supervisor_state(run, "noida"))
+        h = local.start_noida(
+            data / "kafka", kafka_port, log_dir=logs, supervise=_supervisor_state(run, "noida")
+        )
         _write_pid(run, "noida", h.pid)
         print(f"noida     started  pid {h.pid}  kafka {h.address}")
     bootstrap = f"127.0.0.1:{kafka_port}"
@@ -184,7 +190,9 @@ def up(settings: Settings, *, xsim: bool = True, services: bool = True) -> int:
     with open(logs / "migrate.log", "ab") as out:
         rc = subprocess.call(
             [sys.executable, "-m", "infra.migrate", "--dsn", settings.clickhouse_dsn],
-            stdout=out, stderr=subprocess.STDOUT, cwd=os.getcwd(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=os.getcwd(),
             env={**os.environ, **_child_env(settings, kafka_port, None)},
         )
     tail = local._tail(logs / "migrate.log", 3)
@@ -213,10 +221,16 @@ def up(settings: Settings, *, xsim: bool = True, services: bool = True) -> int:
     elif services and (REPO_ROOT / "services" / "cli.py").is_file():
         host, port = settings.gateway_host, settings.gateway_port
         h = local.start_process(
-            "services", [sys.executable, "-m", "services.cli", "run", "all"],
-            lambda: local.tcp_ready(host, port), address=f"http://{host}:{port}", port=port,
-            log_dir=logs, env=_child_env(settings, kafka_port, xsim_url), cwd=os.getcwd(),
-            timeout=60, supervise=_supervisor_state(run, "services"),
+            "services",
+            [sys.executable, "-m", "services.cli", "run", "all"],
+            lambda: local.tcp_ready(host, port),
+            address=f"http://{host}:{port}",
+            port=port,
+            log_dir=logs,
+            env=_child_env(settings, kafka_port, xsim_url),
+            cwd=os.getcwd(),
+            timeout=60,
+            supervise=_supervisor_state(run, "services"),
         )
         _write_pid(run, "services", h.pid)
         print(f"services  started  pid {h.pid}  gateway {h.address}")
@@ -252,8 +266,10 @@ def status(settings: Settings) -> int:
         alive = _alive(pid, name)
         all_alive &= alive
         restarts = (read_state(_supervisor_state(run, name)) or {}).get("restarts") or 0
-        print(f"{name:<9} pid {pid:<8} {'alive' if alive else 'dead'}"
-              + (f"  (restarted {restarts}x by its supervisor)" if restarts else ""))
+        print(
+            f"{name:<9} pid {pid:<8} {'alive' if alive else 'dead'}"
+            + (f"  (restarted {restarts}x by its supervisor)" if restarts else "")
+        )
     print(f"logs in {logs}")
     return 0 if all_alive else 3
 

@@ -29,8 +29,15 @@ from pathlib import Path
 
 
 class Supervisor:
-    def __init__(self, argv: list[str], *, state: Path | None = None, backoff_s: float = 1.0,
-                 backoff_max_s: float = 30.0, healthy_s: float = 60.0):
+    def __init__(
+        self,
+        argv: list[str],
+        *,
+        state: Path | None = None,
+        backoff_s: float = 1.0,
+        backoff_max_s: float = 30.0,
+        healthy_s: float = 60.0,
+    ):
         self.argv = argv
         self.state = state
         self.backoff_s = backoff_s
@@ -54,10 +61,16 @@ class Supervisor:
         if self.state is None:
             return
         tmp = self.state.with_name(self.state.name + ".tmp")
-        tmp.write_text(json.dumps({
-            "supervisor_pid": os.getpid(), "restarts": self.restarts,
-            "child_pid": self.child.pid if self.child is not None else None,
-            "last_exit": self.last_exit}))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "supervisor_pid": os.getpid(),
+                    "restarts": self.restarts,
+                    "child_pid": self.child.pid if self.child is not None else None,
+                    "last_exit": self.last_exit,
+                }
+            )
+        )
         tmp.replace(self.state)
 
     def _sleep(self, seconds: float) -> None:
@@ -72,8 +85,9 @@ class Supervisor:
         delay = self.backoff_s
         while True:
             started = time.monotonic()
-            self.child = subprocess.Popen(self.argv, start_new_session=True,
-                                          preexec_fn=_die_with_parent)
+            self.child = subprocess.Popen(
+                self.argv, start_new_session=True, preexec_fn=_die_with_parent
+            )
             self._write_state()
             code = self.child.wait()
             self.last_exit = code
@@ -83,8 +97,12 @@ class Supervisor:
             ran = time.monotonic() - started
             if ran >= self.healthy_s:
                 delay = self.backoff_s  # it ran well: the next crash is a fresh one
-            print(f"supervise: {' '.join(self.argv[:4])}… exited with {code} after {ran:.1f}s;"
-                  f" restarting in {delay:.1f}s", file=sys.stderr, flush=True)
+            print(
+                f"supervise: {' '.join(self.argv[:4])}… exited with {code} after {ran:.1f}s;"
+                f" restarting in {delay:.1f}s",
+                file=sys.stderr,
+                flush=True,
+            )
             self.restarts += 1
             self._write_state()
             self._sleep(delay)
@@ -119,20 +137,27 @@ def read_state(path: Path) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m infra.supervise",
-                                 description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m infra.supervise", description=__doc__.splitlines()[0]
+    )
     ap.add_argument("--state", type=Path, help="JSON file with the child's pid and restarts")
     ap.add_argument("--backoff", type=float, default=1.0, help="first restart delay, s")
     ap.add_argument("--backoff-max", type=float, default=30.0, help="restart delay cap, s")
-    ap.add_argument("--healthy", type=float, default=60.0,
-                    help="a child that ran this long resets the delay, s")
+    ap.add_argument(
+        "--healthy", type=float, default=60.0, help="a child that ran this long resets the delay, s"
+    )
     ap.add_argument("argv", nargs=argparse.REMAINDER)
     args = ap.parse_args(argv)
     child = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     if not child:
         ap.error("no command to supervise (put it after --)")
-    return Supervisor(child, state=args.state, backoff_s=args.backoff,
-                      backoff_max_s=args.backoff_max, healthy_s=args.healthy).run()
+    return Supervisor(
+        child,
+        state=args.state,
+        backoff_s=args.backoff,
+        backoff_max_s=args.backoff_max,
+        healthy_s=args.healthy,
+    ).run()
 
 
 if __name__ == "__main__":

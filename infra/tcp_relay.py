@@ -27,7 +27,7 @@ class TcpRelay:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "TcpRelay":
+    def __enter__(self) -> TcpRelay:
         self._thread.start()
         self.up()
         return self
@@ -44,8 +44,10 @@ class TcpRelay:
 
     def up(self) -> None:
         async def start():
-            self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port,
-                                                      reuse_address=True)
+            self._server = await asyncio.start_server(
+                self._serve, "127.0.0.1", self.port, reuse_address=True
+            )
+
         self._run(start())
 
     def down(self) -> None:
@@ -57,6 +59,7 @@ class TcpRelay:
             for w in list(self._conns):
                 w.transport.abort()  # a reset, as when the server's host goes away
             self._conns.clear()
+
         self._run(stop())
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

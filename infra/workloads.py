@@ -11,10 +11,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from libs.topics import (ACCOUNT_COMMANDS, ACCOUNT_EVENTS, DEAD_LETTERS, KOL_COMMANDS,
-                         LEASE_REQUESTS, MEDIA_JOBS, MEDIA_STORED, POSTS, RAW_PAGES,
-                         REPORT_CONTROLS, SEARCH_JOBS, TASK_COMMANDS, TASK_PROGRESS, USERS,
-                         TopicSpec)
+from libs.topics import (
+    ACCOUNT_COMMANDS,
+    ACCOUNT_EVENTS,
+    DEAD_LETTERS,
+    KOL_COMMANDS,
+    LEASE_REQUESTS,
+    MEDIA_JOBS,
+    MEDIA_STORED,
+    POSTS,
+    RAW_PAGES,
+    REPORT_CONTROLS,
+    SEARCH_JOBS,
+    TASK_COMMANDS,
+    TASK_PROGRESS,
+    USERS,
+    TopicSpec,
+)
 from services.account_manager.service import SERVICE as ACCOUNT_MANAGER
 from services.dedup_counter.handler import SERVICE as DEDUP_COUNTER
 from services.kol.worker import SERVICE as KOL_WORKER
@@ -64,30 +77,73 @@ class Workload:
 
 
 WORKLOADS: tuple[Workload, ...] = (
-    Workload("task-gateway", (ConsumerGroup(SCHEDULER, (TASK_COMMANDS,)),
-                              ConsumerGroup(REJECTIONS, (DEAD_LETTERS,))),
-             lag_threshold=50, http_port=8080, min_replicas=2, compose_replicas=1),
-    Workload("scraper", (ConsumerGroup(SCRAPER, (SEARCH_JOBS,)),),
-             # a slice pages X for minutes; one replica runs scraper_concurrency (8) at once
-             lag_threshold=8, activation_lag=1, compose_replicas=2),
-    Workload("parser", (ConsumerGroup(PARSER, (RAW_PAGES,)),),
-             lag_threshold=500, activation_lag=10, compose_replicas=2),
-    Workload("dedup-counter", (ConsumerGroup(DEDUP_COUNTER, (POSTS, USERS)),),
-             lag_threshold=10_000, activation_lag=100, compose_replicas=1, memory="1Gi"),
-    Workload("media-downloader", (ConsumerGroup(MEDIA_DOWNLOADER, (MEDIA_JOBS,)),),
-             lag_threshold=200, activation_lag=1, compose_replicas=2, memory="1Gi"),
-    Workload("reporter", (ConsumerGroup(REPORTER, (TASK_COMMANDS, TASK_PROGRESS,
-                                                   REPORT_CONTROLS)),
-                          ConsumerGroup(REPORTER_MEDIA, (MEDIA_STORED,))),
-             lag_threshold=1_000, activation_lag=1, compose_replicas=1),
-    Workload("kol-worker", (ConsumerGroup(KOL_WORKER, (KOL_COMMANDS,)),),
-             lag_threshold=1, activation_lag=0, compose_replicas=1),
+    Workload(
+        "task-gateway",
+        (ConsumerGroup(SCHEDULER, (TASK_COMMANDS,)), ConsumerGroup(REJECTIONS, (DEAD_LETTERS,))),
+        lag_threshold=50,
+        http_port=8080,
+        min_replicas=2,
+        compose_replicas=1,
+    ),
+    Workload(
+        "scraper",
+        (ConsumerGroup(SCRAPER, (SEARCH_JOBS,)),),
+        # a slice pages X for minutes; one replica runs scraper_concurrency (8) at once
+        lag_threshold=8,
+        activation_lag=1,
+        compose_replicas=2,
+    ),
+    Workload(
+        "parser",
+        (ConsumerGroup(PARSER, (RAW_PAGES,)),),
+        lag_threshold=500,
+        activation_lag=10,
+        compose_replicas=2,
+    ),
+    Workload(
+        "dedup-counter",
+        (ConsumerGroup(DEDUP_COUNTER, (POSTS, USERS)),),
+        lag_threshold=10_000,
+        activation_lag=100,
+        compose_replicas=1,
+        memory="1Gi",
+    ),
+    Workload(
+        "media-downloader",
+        (ConsumerGroup(MEDIA_DOWNLOADER, (MEDIA_JOBS,)),),
+        lag_threshold=200,
+        activation_lag=1,
+        compose_replicas=2,
+        memory="1Gi",
+    ),
+    Workload(
+        "reporter",
+        (
+            ConsumerGroup(REPORTER, (TASK_COMMANDS, TASK_PROGRESS, REPORT_CONTROLS)),
+            ConsumerGroup(REPORTER_MEDIA, (MEDIA_STORED,)),
+        ),
+        lag_threshold=1_000,
+        activation_lag=1,
+        compose_replicas=1,
+    ),
+    Workload(
+        "kol-worker",
+        (ConsumerGroup(KOL_WORKER, (KOL_COMMANDS,)),),
+        lag_threshold=1,
+        activation_lag=0,
+        compose_replicas=1,
+    ),
     # The account pool's inputs have one partition each: one active member owns them all and
     # a second replica is a hot standby. Lag cannot be drained by more replicas, so no
     # autoscaling; alert on its lag instead.
-    Workload("account-manager", (ConsumerGroup(ACCOUNT_MANAGER, (ACCOUNT_COMMANDS, ACCOUNT_EVENTS,
-                                                                 LEASE_REQUESTS)),),
-             lag_threshold=0, http_port=8081, fixed_replicas=2, compose_replicas=2),
+    Workload(
+        "account-manager",
+        (ConsumerGroup(ACCOUNT_MANAGER, (ACCOUNT_COMMANDS, ACCOUNT_EVENTS, LEASE_REQUESTS)),),
+        lag_threshold=0,
+        http_port=8081,
+        fixed_replicas=2,
+        compose_replicas=2,
+    ),
 )
 
 

@@ -41,8 +41,10 @@ def parse_accounts(spec: str) -> list[XAccount]:
     for raw in filter(None, (p.strip() for p in spec.split(","))):
         parts = raw.split(":")
         if len(parts) != 3 or not all(parts):
-            raise ValueError("each account must be 'name:auth_token:ct0' (got an entry with "
-                             f"{len(parts)} field(s))")
+            raise ValueError(
+                "each account must be 'name:auth_token:ct0' (got an entry with "
+                f"{len(parts)} field(s))"
+            )
         out.append(XAccount(name=parts[0], auth_token=parts[1], ct0=parts[2]))
     return out
 
@@ -65,8 +67,11 @@ class LocalAccountPool:
 
     def usable(self, op: str, now: float | None = None) -> list[_State]:
         now = time.time() if now is None else now
-        return [s for s in self._states.values()
-                if s.disabled is None and s.blocked_until.get(op, 0) <= now]
+        return [
+            s
+            for s in self._states.values()
+            if s.disabled is None and s.blocked_until.get(op, 0) <= now
+        ]
 
     async def acquire(self, op: str) -> XAccount:
         """The least recently used account free for `op`; waits for the earliest reset."""
@@ -80,13 +85,15 @@ class LocalAccountPool:
                 return st.account
             alive = [s for s in self._states.values() if s.disabled is None]
             if not alive:
-                raise NoUsableAccountError("every account is disabled: " + "; ".join(
-                    f"{s.account.name}: {s.disabled}" for s in self._states.values()))
+                raise NoUsableAccountError(
+                    "every account is disabled: "
+                    + "; ".join(f"{s.account.name}: {s.disabled}" for s in self._states.values())
+                )
             wake = min(s.blocked_until.get(op, now) for s in alive)
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), max(0.05, wake - now))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def release(self, account: XAccount, op: str, result: PageResult | None) -> None:

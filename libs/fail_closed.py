@@ -16,8 +16,9 @@ from libs.settings import Settings
 log = logging.getLogger(__name__)
 
 # Values from earlier defaults, examples and manifests: as good as no secret at all.
-WELL_KNOWN = frozenset({"change-me", "change-me-too", "changeme", "secret", "password",
-                        "xget", "token"})
+WELL_KNOWN = frozenset(
+    {"change-me", "change-me-too", "changeme", "secret", "password", "xget", "token"}
+)
 
 # Setting -> what it protects (for the message).
 PURPOSE = {
@@ -45,8 +46,11 @@ def weak(value: str) -> bool:
 
 def required_secrets(settings: Settings, services: Iterable[str]) -> list[str]:
     names = {n for s in services for n in SECRETS_OF.get(s, ())}
-    if "kol-worker" in services and settings.kol_source == "x" \
-            and settings.kol_x_accounts == "manager":
+    if (
+        "kol-worker" in services
+        and settings.kol_source == "x"
+        and settings.kol_x_accounts == "manager"
+    ):
         names.add("account_key")  # it leases accounts like a scraper
     return sorted(names)
 
@@ -54,17 +58,24 @@ def required_secrets(settings: Settings, services: Iterable[str]) -> list[str]:
 def check_secrets(settings: Settings, services: Iterable[str]) -> None:
     """Raise InsecureSecrets when a secret these services use is empty or well known."""
     services = list(services)
-    bad = [n for n in required_secrets(settings, services)
-           if weak(getattr(settings, n).get_secret_value())]
+    bad = [
+        n
+        for n in required_secrets(settings, services)
+        if weak(getattr(settings, n).get_secret_value())
+    ]
     if not bad:
         return
     what = "; ".join(f"XGET_{n.upper()} ({PURPOSE[n]})" for n in bad)
     if settings.insecure_dev_defaults:
-        log.warning("XGET_INSECURE_DEV_DEFAULTS is on: starting with empty or default "
-                    "secrets: %s. Never do this outside a developer's machine.", what)
+        log.warning(
+            "XGET_INSECURE_DEV_DEFAULTS is on: starting with empty or default "
+            "secrets: %s. Never do this outside a developer's machine.",
+            what,
+        )
         return
     raise InsecureSecrets(
         f"refusing to start {', '.join(services)}: empty or default secret(s): {what}. "
         "Set each to a long random value (e.g. `python -c 'import secrets; "
         "print(secrets.token_urlsafe(32))'`); `make up` generates them into its data dir. "
-        "For local development only, XGET_INSECURE_DEV_DEFAULTS=true starts anyway.")
+        "For local development only, XGET_INSECURE_DEV_DEFAULTS=true starts anyway."
+    )

@@ -30,16 +30,44 @@ log = logging.getLogger(__name__)
 # TABLE_IS_READ_ONLY, TOO_MANY_PARTS, TOO_FEW_LIVE_REPLICAS, UNKNOWN_STATUS_OF_INSERT,
 # SESSION_IS_LOCKED, QUERY_WAS_CANCELLED, CANNOT_SCHEDULE_TASK, SYSTEM_ERROR,
 # ALL_CONNECTION_TRIES_FAILED, KEEPER_EXCEPTION, POCO_EXCEPTION.
-CLICKHOUSE_TRANSIENT_CODES = frozenset({
-    159, 164, 202, 203, 198, 209, 210, 236, 241, 242, 252, 285, 319, 373, 394, 439, 425,
-    279, 999, 1000,
-})
+CLICKHOUSE_TRANSIENT_CODES = frozenset(
+    {
+        159,
+        164,
+        202,
+        203,
+        198,
+        209,
+        210,
+        236,
+        241,
+        242,
+        252,
+        285,
+        319,
+        373,
+        394,
+        439,
+        425,
+        279,
+        999,
+        1000,
+    }
+)
 
 # S3 error codes that a healthy retry fixes (AWS's and MinIO's names).
-S3_TRANSIENT_CODES = frozenset({
-    "InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "RequestTimeTooSkewed",
-    "XMinioServerNotInitialized", "XMinioStorageFull", "OperationAborted",
-})
+S3_TRANSIENT_CODES = frozenset(
+    {
+        "InternalError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "XMinioServerNotInitialized",
+        "XMinioStorageFull",
+        "OperationAborted",
+    }
+)
 
 
 class DependencyError(Exception):
@@ -117,9 +145,16 @@ def _clickhouse(e: BaseException) -> str | None:
 def _kafka(e: BaseException) -> str | None:
     from aiokafka import errors as ke
 
-    if isinstance(e, (ke.MessageSizeTooLargeError, ke.RecordTooLargeError,
-                      ke.InvalidTopicError, ke.TopicAuthorizationFailedError,
-                      ke.UnsupportedVersionError)):
+    if isinstance(
+        e,
+        (
+            ke.MessageSizeTooLargeError,
+            ke.RecordTooLargeError,
+            ke.InvalidTopicError,
+            ke.TopicAuthorizationFailedError,
+            ke.UnsupportedVersionError,
+        ),
+    ):
         return ""
     if isinstance(e, (ke.KafkaError, ke.IllegalStateError)):
         return "kafka"
@@ -217,8 +252,14 @@ class DependencyWatch:
         DEPENDENCY_DOWN.labels(self.service, dependency).set(1)
         cause = f"{dependency} ({type(error).__name__}: {str(error)[:300]})"
         HEALTH.waiting(self.component, cause)
-        log.warning("%s: %s failed; retry %d in %.1fs, nothing committed: %s", self.service,
-                    dependency, self.backoff.attempts, delay, cause)
+        log.warning(
+            "%s: %s failed; retry %d in %.1fs, nothing committed: %s",
+            self.service,
+            dependency,
+            self.backoff.attempts,
+            delay,
+            cause,
+        )
         return delay
 
     def recovered(self) -> None:
@@ -227,16 +268,26 @@ class DependencyWatch:
         from .metrics import DEPENDENCY_DOWN
         from .ops_server import HEALTH
 
-        log.info("%s: %s is back after %d attempt(s)", self.service, self.dependency,
-                 self.backoff.attempts)
+        log.info(
+            "%s: %s is back after %d attempt(s)",
+            self.service,
+            self.dependency,
+            self.backoff.attempts,
+        )
         DEPENDENCY_DOWN.labels(self.service, self.dependency).set(0)
         HEALTH.waiting(self.component, None)
         self.dependency = None
         self.backoff.reset()
 
 
-async def until_available(what: str, op: Callable[[], Awaitable[T]], *, service: str = "startup",
-                          base_s: float = 0.5, cap_s: float = 30.0) -> T:
+async def until_available(
+    what: str,
+    op: Callable[[], Awaitable[T]],
+    *,
+    service: str = "startup",
+    base_s: float = 0.5,
+    cap_s: float = 30.0,
+) -> T:
     """Run `op` until it succeeds, waiting out a dependency's failure with the shared backoff
     (and showing it: not ready, metric); any other error is raised. For start-up and recovery
     paths, where no batch is in hand to hand back: a service started while ClickHouse or the

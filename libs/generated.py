@@ -36,9 +36,15 @@ def write(want: dict[str, str], directory: Path) -> list[Path]:
     return written
 
 
-def main(argv: list[str] | None, *, prog: str, doc: str, default_dir: Path,
-         generate: Callable[[], dict[str, str]],
-         check: Callable[[Path], list[str]]) -> int:
+def main(
+    argv: list[str] | None,
+    *,
+    prog: str,
+    doc: str,
+    default_dir: Path,
+    generate: Callable[[], dict[str, str]],
+    check: Callable[[Path], list[str]],
+) -> int:
     """`prog [--dir DIR] [--check]`: write the files, or exit 1 when the committed ones differ."""
     ap = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="exit 1 if committed files differ")

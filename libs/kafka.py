@@ -19,16 +19,29 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from aiokafka import (
-    AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition,
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
 )
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import (
-    CommitFailedError, IllegalStateError, InvalidProducerEpoch, InvalidProducerIdMapping,
-    InvalidTxnState, KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError,
-    OutOfOrderSequenceNumber, ProducerClosed, ProducerFenced, UnknownProducerId,
+    CommitFailedError,
+    IllegalStateError,
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    InvalidTxnState,
+    KafkaError,
+    NoOffsetForPartitionError,
+    OffsetOutOfRangeError,
+    OutOfOrderSequenceNumber,
+    ProducerClosed,
+    ProducerFenced,
+    UnknownProducerId,
 )
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
@@ -70,7 +83,7 @@ class Incoming:
     timestamp_ms: int = 0
     raw: ConsumerRecord | None = field(default=None, repr=False)
 
-    def dead_letter(self, service: str, error: str) -> "Outgoing":
+    def dead_letter(self, service: str, error: str) -> Outgoing:
         assert self.raw is not None
         return dead_letter_for(service, self.raw, error)
 
@@ -108,8 +121,13 @@ def key_index(key: bytes, n: int) -> int:
 # expired producer), or the producer itself can no longer send. aiokafka keeps failing every
 # later send of such a producer, so it is replaced (see Producer).
 FATAL_PRODUCER_ERRORS: tuple[type[Exception], ...] = (
-    OutOfOrderSequenceNumber, ProducerFenced, UnknownProducerId, InvalidProducerEpoch,
-    InvalidProducerIdMapping, InvalidTxnState, ProducerClosed,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    UnknownProducerId,
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    InvalidTxnState,
+    ProducerClosed,
 )
 
 
@@ -135,8 +153,14 @@ class Producer:
 
     STOP_OLD_S = 10.0  # a replaced producer gets this long to close
 
-    def __init__(self, settings: Settings, client_id: str = "xget", *,
-                 linger_ms: int | None = None, redo_replaced: bool = False):
+    def __init__(
+        self,
+        settings: Settings,
+        client_id: str = "xget",
+        *,
+        linger_ms: int | None = None,
+        redo_replaced: bool = False,
+    ):
         """`linger_ms` overrides the setting: 0 for a producer whose every send is awaited
         one at a time (scraper, gateway), where lingering only adds latency to each step.
         `redo_replaced`: send_and_wait sends a record again, once, on the new producer when
@@ -161,14 +185,15 @@ class Producer:
             acks="all",
             enable_idempotence=settings.kafka_idempotent_producer,
             linger_ms=self._linger_ms,
-            compression_type=(None if settings.kafka_compression == "none"
-                              else settings.kafka_compression),
+            compression_type=(
+                None if settings.kafka_compression == "none" else settings.kafka_compression
+            ),
             max_request_size=MAX_RECORD_BYTES,
             max_batch_size=1024 * 1024,
             partitioner=KeyPartitioner(),
         )
 
-    async def start(self) -> "Producer":
+    async def start(self) -> Producer:
         if not self._started:
             await self._p.start()
             self._started = True
@@ -198,8 +223,12 @@ class Producer:
         async with self._replace_lock:
             if self._p is not failed or not self._started:
                 return
-            log.warning("%s: producer replaced (%s): its in-flight sends fail and are "
-                        "produced again by their callers", self.client_id, cause)
+            log.warning(
+                "%s: producer replaced (%s): its in-flight sends fail and are "
+                "produced again by their callers",
+                self.client_id,
+                cause,
+            )
             new = self._build()
             while True:
                 try:
@@ -255,11 +284,13 @@ class Producer:
     def _watched(self, p: AIOKafkaProducer, fut: asyncio.Future) -> asyncio.Future:
         """The acknowledgement of a send of `p`, whose fatal failure replaces `p` and fails
         as ProducerReplaced."""
+
         async def ack():
             try:
                 return await fut
             except Exception as e:  # noqa: BLE001 - sorted by _failed
                 await self._failed(p, e)
+
         return asyncio.ensure_future(ack())
 
     async def send_all(self, outs: Sequence[Outgoing]) -> list:
@@ -289,8 +320,9 @@ class Producer:
             await self._failed(p, e)
         return [self._watched(p, f) for f in futures]
 
-    async def _send_batched_on(self, p: AIOKafkaProducer,
-                               outs: Sequence[Outgoing]) -> list[asyncio.Future]:
+    async def _send_batched_on(
+        self, p: AIOKafkaProducer, outs: Sequence[Outgoing]
+    ) -> list[asyncio.Future]:
         parts: dict[str, list[int]] = {}
         groups: dict[tuple[str, int], list[tuple[bytes | None, bytes, list]]] = {}
         for o in outs:
@@ -301,8 +333,7 @@ class Producer:
                 if topic not in parts:
                     parts[topic] = sorted(await p.partitions_for(topic))
                 partition = p._partitioner(key, parts[topic], parts[topic])  # noqa: SLF001
-            groups.setdefault((topic, partition), []).append((key, o.record.encode(),
-                                                              _headers(o)))
+            groups.setdefault((topic, partition), []).append((key, o.record.encode(), _headers(o)))
         futures = []
         for (topic, partition), records in groups.items():
             batch = p.create_batch()
@@ -312,12 +343,15 @@ class Producer:
                 if batch.record_count():
                     futures.append(await p.send_batch(batch, topic, partition=partition))
                     batch = p.create_batch()
-                    if batch.append(timestamp=None, key=key, value=value,
-                                    headers=headers) is not None:
+                    if (
+                        batch.append(timestamp=None, key=key, value=value, headers=headers)
+                        is not None
+                    ):
                         continue
                 # Larger than a batch on its own: the producer's own path (max_request_size).
-                futures.append(await p.send(topic, value, key=key, headers=headers,
-                                                  partition=partition))
+                futures.append(
+                    await p.send(topic, value, key=key, headers=headers, partition=partition)
+                )
                 batch = p.create_batch()
             if batch.record_count():
                 futures.append(await p.send_batch(batch, topic, partition=partition))
@@ -385,10 +419,11 @@ def dead_letter_for(service: str, msg: ConsumerRecord, error: str) -> Outgoing:
         key=key,
         value=(msg.value or b"").decode(errors="replace"),
         schema_header=schema.decode(errors="replace") if schema else None,
-        body=body.decode(errors="replace") if (body := headers.get(BODY_HEADER)) is not None
+        body=body.decode(errors="replace")
+        if (body := headers.get(BODY_HEADER)) is not None
         else None,
         error=error[:4000],
-        failed_at=datetime.now(timezone.utc),
+        failed_at=datetime.now(UTC),
     )
     return Outgoing(DEAD_LETTERS, key, dl)
 
@@ -421,6 +456,7 @@ def _on_ack_wake(topic: str):
     def done(fut: asyncio.Future) -> None:
         if not fut.cancelled() and fut.exception() is None:
             _wake_local_fetchers(topic)
+
     return done
 
 
@@ -457,7 +493,7 @@ def install_empty_fetch_backoff(ms: int, max_ms: int | None = None) -> None:
             _backoff_waiters.setdefault(t, set()).add(woken)
         try:
             await asyncio.wait_for(woken.wait(), min(ms * (1 << min(streak, 16)), cap) / 1000)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         except asyncio.CancelledError:
             # Fetcher.close() cancels pending fetch tasks and awaits them unguarded:
@@ -521,14 +557,18 @@ class ReconnectWatch:
         for k, conn in conns.items():
             if conn.connected():
                 self._seen.setdefault(k, conn)  # a connection to a node not seen before
-        return any(conns.get(k) is not conn or not conn.connected()
-                   for k, conn in self._seen.items())
+        return any(
+            conns.get(k) is not conn or not conn.connected() for k, conn in self._seen.items()
+        )
 
     def checked(self) -> None:
         """What a reconnect may have changed was dealt with: the current (live) connections
         are the ones to compare with from now on."""
-        self._seen = {k: c for k, c in self.consumer._client._conns.items()  # noqa: SLF001
-                      if c.connected()}
+        self._seen = {
+            k: c
+            for k, c in self.consumer._client._conns.items()  # noqa: SLF001
+            if c.connected()
+        }
 
 
 async def seek_to_committed(consumer: AIOKafkaConsumer) -> None:
@@ -546,15 +586,17 @@ async def seek_to_committed(consumer: AIOKafkaConsumer) -> None:
             consumer.seek(tp, min(committed, ends[tp]))
 
 
-def consumer_for(settings: Settings, group_id: str | None, client_id: str, *,
-                 offset_reset: str = "earliest") -> AIOKafkaConsumer:
+def consumer_for(
+    settings: Settings, group_id: str | None, client_id: str, *, offset_reset: str = "earliest"
+) -> AIOKafkaConsumer:
     """`offset_reset`: where a position the log does not hold any more moves to ("earliest",
     "latest"), or "none": getmany raises OffsetOutOfRangeError({tp: position}) and the caller
     decides — a broker restarted from a snapshot can have a shorter log than the consumer
     read, and the offsets it lost are reused by new records."""
     install_fetcher_close_fix()
-    install_empty_fetch_backoff(settings.kafka_empty_fetch_backoff_ms,
-                                settings.kafka_empty_fetch_backoff_max_ms)
+    install_empty_fetch_backoff(
+        settings.kafka_empty_fetch_backoff_ms, settings.kafka_empty_fetch_backoff_max_ms
+    )
     return AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=group_id,
@@ -588,8 +630,9 @@ async def partitions_of(consumer: AIOKafkaConsumer, name: str) -> list[TopicPart
     return [TopicPartition(name, p) for p in sorted(parts)]
 
 
-async def follow_from_end(settings: Settings, spec: TopicSpec,
-                          client_id: str) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
+async def follow_from_end(
+    settings: Settings, spec: TopicSpec, client_id: str
+) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
     """A started consumer, outside any group, on every partition of a topic, positioned at
     its current end: it reads exactly what is published from now on (the end is resolved
     here, not at the first fetch, so nothing sent after this returns is missed). A position
@@ -608,8 +651,9 @@ async def follow_from_end(settings: Settings, spec: TopicSpec,
     return c, tps
 
 
-async def join(consumer: AIOKafkaConsumer, settings: Settings, topics: list[str],
-               listener=None) -> None:
+async def join(
+    consumer: AIOKafkaConsumer, settings: Settings, topics: list[str], listener=None
+) -> None:
     """Subscribe as a group member, or (group mode "assign") take every partition and
     resume from the group's committed offsets without membership."""
     if settings.kafka_group_mode == "members":
@@ -672,8 +716,11 @@ class ConsumerLoop:
         # The running consumer, for hooks that need committed or end offsets (on_assign).
         self.consumer: AIOKafkaConsumer | None = None
         self._lag_at = 0.0
-        self._stalls = Stalls(service, self.group_id, Backoff(
-            settings.dependency_retry_base_s, settings.dependency_retry_max_s))
+        self._stalls = Stalls(
+            service,
+            self.group_id,
+            Backoff(settings.dependency_retry_base_s, settings.dependency_retry_max_s),
+        )
         HEALTH.register(self.group_id)
 
     def stop(self) -> None:
@@ -699,15 +746,24 @@ class ConsumerLoop:
     async def run(self) -> None:
         # "none": a position the log does not hold raises, and the loop reads again from
         # what the broker says was committed (see _resync) instead of jumping anywhere.
-        consumer = self.consumer = consumer_for(self.settings, self.group_id, self.service,
-                                                offset_reset="none")
+        consumer = self.consumer = consumer_for(
+            self.settings, self.group_id, self.service, offset_reset="none"
+        )
         await consumer.start()
-        await join(consumer, self.settings, [topic_name(s, self.settings.topic_prefix)
-                                             for s in self.inputs], self._listener())
+        await join(
+            consumer,
+            self.settings,
+            [topic_name(s, self.settings.topic_prefix) for s in self.inputs],
+            self._listener(),
+        )
         if self.settings.kafka_group_mode == "assign" and self.on_assign is not None:
             await self.on_assign(set(consumer.assignment()))
-        log.info("%s consuming %s as group %s", self.service,
-                 [s.name for s in self.inputs], self.group_id)
+        log.info(
+            "%s consuming %s as group %s",
+            self.service,
+            [s.name for s in self.inputs],
+            self.group_id,
+        )
         HEALTH.ready(self.group_id)
         latency = metrics.HANDLE_SECONDS.labels(self.service)
         reconnects = ReconnectWatch(consumer)
@@ -717,20 +773,25 @@ class ConsumerLoop:
                 if resync:
                     resync = not await self._resync(consumer, reconnects)
                     continue
-                if not await self._stalls.wait_or_resume(consumer, self._stop,
-                                                         self.batch_timeout_ms):
+                if not await self._stalls.wait_or_resume(
+                    consumer, self._stop, self.batch_timeout_ms
+                ):
                     continue
                 try:
-                    batch = await consumer.getmany(timeout_ms=self.batch_timeout_ms,
-                                                   max_records=self.max_records)
+                    batch = await consumer.getmany(
+                        timeout_ms=self.batch_timeout_ms, max_records=self.max_records
+                    )
                     if batch and self.fill_ms:
                         batch = await self._fill(consumer, batch)
                 except (OffsetOutOfRangeError, NoOffsetForPartitionError):
                     resync = True  # the broker lost records we had read, or never had any
                     continue
                 batch = self._stalls.drop_paused(batch)
-                msgs = [m for tp in sorted(batch, key=lambda t: (t.topic, t.partition))
-                        for m in batch[tp]]
+                msgs = [
+                    m
+                    for tp in sorted(batch, key=lambda t: (t.topic, t.partition))
+                    for m in batch[tp]
+                ]
                 if not msgs:
                     await self._observe_lag(consumer)
                     continue
@@ -738,7 +799,7 @@ class ConsumerLoop:
                 metrics.observe_consumed(self.service, msgs)
                 try:
                     await self._process(msgs)
-                except Exception as e:  # noqa: BLE001 - only a dependency's failure is caught
+                except Exception as e:
                     dependency = dependency_of(e)
                     if dependency is None:
                         raise
@@ -753,8 +814,9 @@ class ConsumerLoop:
                     resync = True
                     continue
                 self._stalls.recovered()
-                await self._commit(consumer, {tp: ms[-1].offset + 1
-                                              for tp, ms in batch.items() if ms})
+                await self._commit(
+                    consumer, {tp: ms[-1].offset + 1 for tp, ms in batch.items() if ms}
+                )
                 latency.observe(time.perf_counter() - t0)
                 await self._observe_lag(consumer)
         finally:
@@ -762,13 +824,13 @@ class ConsumerLoop:
             HEALTH.gone(self.group_id)
             await consumer.stop()
 
-    async def _resync(self, consumer: AIOKafkaConsumer, reconnects: "ReconnectWatch") -> bool:
+    async def _resync(self, consumer: AIOKafkaConsumer, reconnects: ReconnectWatch) -> bool:
         """After a broker fault: every partition back to the broker's committed offset (never
         past its log's end), so records at offsets a restarted broker gave anew are read, not
         skipped. False while the broker cannot answer (waited out with the backoff)."""
         try:
             await seek_to_committed(consumer)
-        except Exception as e:  # noqa: BLE001 - only the broker's failure is waited out
+        except Exception as e:
             if dependency_of(e) is None:
                 raise
             delay = self._stalls.watch.failed("kafka", e)
@@ -785,15 +847,20 @@ class ConsumerLoop:
         except (CommitFailedError, IllegalStateError) as e:
             # Partitions moved to another member mid-batch: it re-reads from the last
             # commit, and every sink is idempotent, so nothing is lost or counted twice.
-            log.warning("%s commit after rebalance failed (re-delivery follows): %s",
-                        self.service, e)
-        except Exception as e:  # noqa: BLE001 - only the broker's failure is caught
+            log.warning(
+                "%s commit after rebalance failed (re-delivery follows): %s", self.service, e
+            )
+        except Exception as e:
             if dependency_of(e) is None:
                 raise
             # The outputs are acknowledged; the next commit covers these offsets too, and a
             # crash before it re-delivers the batch to idempotent sinks.
-            log.warning("%s commit failed (%s: %s); the next batch's commit covers it",
-                        self.service, type(e).__name__, e)
+            log.warning(
+                "%s commit failed (%s: %s); the next batch's commit covers it",
+                self.service,
+                type(e).__name__,
+                e,
+            )
 
     async def _observe_lag(self, consumer: AIOKafkaConsumer) -> None:
         """Lag gauges of the assigned partitions (libs/consumer_watch.py), at most once a
@@ -811,8 +878,7 @@ class ConsumerLoop:
             left_ms = int((deadline - time.monotonic()) * 1000)
             if left_ms <= 0:
                 break
-            more = await consumer.getmany(timeout_ms=left_ms,
-                                          max_records=self.fill_records - count)
+            more = await consumer.getmany(timeout_ms=left_ms, max_records=self.fill_records - count)
             for tp, ms in more.items():
                 batch.setdefault(tp, []).extend(ms)
                 count += len(ms)
@@ -830,11 +896,18 @@ class ConsumerLoop:
                 self.dead_lettered += 1
                 metrics.RECORDS_FAILED.labels(self.service, m.topic).inc()
                 continue
-            incoming.append(Incoming(
-                m.topic, m.partition, m.offset,
-                m.key.decode() if m.key is not None else None,
-                rec, dict(m.headers or ()), m.timestamp, m,
-            ))
+            incoming.append(
+                Incoming(
+                    m.topic,
+                    m.partition,
+                    m.offset,
+                    m.key.decode() if m.key is not None else None,
+                    rec,
+                    dict(m.headers or ()),
+                    m.timestamp,
+                    m,
+                )
+            )
         if incoming and tracing.enabled():
             await self._handle_traced(incoming, msgs, outs)
         else:
@@ -844,8 +917,9 @@ class ConsumerLoop:
                 await self.producer.send_all(outs)
         self.processed += len(msgs)
 
-    async def _handle_traced(self, incoming: list[Incoming], msgs: list[ConsumerRecord],
-                             outs: list[Outgoing]) -> None:
+    async def _handle_traced(
+        self, incoming: list[Incoming], msgs: list[ConsumerRecord], outs: list[Outgoing]
+    ) -> None:
         """Spans for the batch's records: one group span per (topic, parent context), i.e.
         the records that came from one upstream span (the 20 posts of one X page), with their
         count; the handler runs in the first group's context, and each output carries the
@@ -858,14 +932,20 @@ class ConsumerLoop:
         spans, span_of = [], {}
         for incs in groups.values():
             first = incs[0]
-            attrs = {"xget.service": self.service, "messaging.destination.name": first.topic,
-                     "messaging.kafka.partition": first.partition,
-                     "messaging.kafka.offset": first.offset,
-                     "messaging.batch.message_count": len(incs),
-                     **tracing.record_attributes(first.record)}
+            attrs = {
+                "xget.service": self.service,
+                "messaging.destination.name": first.topic,
+                "messaging.kafka.partition": first.partition,
+                "messaging.kafka.offset": first.offset,
+                "messaging.batch.message_count": len(incs),
+                **tracing.record_attributes(first.record),
+            }
             sp = tracer.start_span(
-                f"{self.service} handle {first.topic}", kind=tracing.trace.SpanKind.CONSUMER,
-                context=tracing.extract(list(first.headers.items())), attributes=attrs)
+                f"{self.service} handle {first.topic}",
+                kind=tracing.trace.SpanKind.CONSUMER,
+                context=tracing.extract(list(first.headers.items())),
+                attributes=attrs,
+            )
             spans.append(sp)
             for inc in incs:
                 span_of[id(inc)] = sp
@@ -885,11 +965,19 @@ class ConsumerLoop:
                 if len(incs) > 1:
                     # Task, keyword and service are on the group span; a record's own span
                     # says which record it is.
-                    tracing.record_spans(sp, f"{self.service} record {incs[0].topic}", [
-                        {"messaging.kafka.partition": inc.partition,
-                         "messaging.kafka.offset": inc.offset,
-                         "messaging.kafka.message.key": inc.key or "",
-                         **tracing.record_ids(inc.record)} for inc in incs])
+                    tracing.record_spans(
+                        sp,
+                        f"{self.service} record {incs[0].topic}",
+                        [
+                            {
+                                "messaging.kafka.partition": inc.partition,
+                                "messaging.kafka.offset": inc.offset,
+                                "messaging.kafka.message.key": inc.key or "",
+                                **tracing.record_ids(inc.record),
+                            }
+                            for inc in incs
+                        ],
+                    )
 
     async def _handle(self, incoming: list[Incoming], msgs: list[ConsumerRecord]) -> list[Outgoing]:
         """The handler's outputs for the batch. A dependency's failure propagates (the loop
@@ -899,24 +987,35 @@ class ConsumerLoop:
             return await self.handler(incoming)
         except HandlerError:
             pass
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             if dependency_of(e) is not None:
                 raise
-            log.exception("%s: batch of %d failed; retrying record by record",
-                          self.service, len(incoming))
+            log.exception(
+                "%s: batch of %d failed; retrying record by record", self.service, len(incoming)
+            )
         by_pos = {(m.topic, m.partition, m.offset): m for m in msgs}
         outs: list[Outgoing] = []
         for inc in incoming:
             try:
                 outs.extend(await self.handler([inc]))
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 if dependency_of(e) is not None:
                     raise  # the whole batch waits: a record is never blamed for an outage
-                log.warning("%s dead-letters %s[%d]@%d: %s",
-                            self.service, inc.topic, inc.partition, inc.offset, e)
-                outs.append(dead_letter_for(
-                    self.service, by_pos[(inc.topic, inc.partition, inc.offset)],
-                    f"{type(e).__name__}: {e}"))
+                log.warning(
+                    "%s dead-letters %s[%d]@%d: %s",
+                    self.service,
+                    inc.topic,
+                    inc.partition,
+                    inc.offset,
+                    e,
+                )
+                outs.append(
+                    dead_letter_for(
+                        self.service,
+                        by_pos[(inc.topic, inc.partition, inc.offset)],
+                        f"{type(e).__name__}: {e}",
+                    )
+                )
                 self.dead_lettered += 1
                 metrics.RECORDS_FAILED.labels(self.service, inc.topic).inc()
         return outs
@@ -936,8 +1035,9 @@ class Stalls:
         self.watch = DependencyWatch(service, component, backoff)
         self.until: dict[TopicPartition, float] = {}  # paused partition -> resume time
 
-    def stall(self, consumer: AIOKafkaConsumer, batch: dict, dependency: str,
-              error: BaseException) -> None:
+    def stall(
+        self, consumer: AIOKafkaConsumer, batch: dict, dependency: str, error: BaseException
+    ) -> None:
         resume_at = time.monotonic() + self.watch.failed(dependency, error)
         assigned = consumer.assignment()
         for tp, ms in batch.items():
@@ -949,8 +1049,9 @@ class Stalls:
     def recovered(self) -> None:
         self.watch.recovered()
 
-    async def wait_or_resume(self, consumer: AIOKafkaConsumer, stop: asyncio.Event,
-                             poll_ms: int) -> bool:
+    async def wait_or_resume(
+        self, consumer: AIOKafkaConsumer, stop: asyncio.Event, poll_ms: int
+    ) -> bool:
         """Resume the partitions whose wait is over; when every assigned partition is still
         paused, wait (at most `poll_ms`, or until stopped) and answer False: nothing to read."""
         if not self.until:
@@ -977,8 +1078,9 @@ class Stalls:
         return {tp: ms for tp, ms in batch.items() if tp not in self.until}
 
 
-def _trace_outputs(outs: list[Outgoing], incoming: list[Incoming],
-                   span_of: dict[int, object]) -> list[Outgoing]:
+def _trace_outputs(
+    outs: list[Outgoing], incoming: list[Incoming], span_of: dict[int, object]
+) -> list[Outgoing]:
     """Give each output the trace context of the input it came from: same key, else same task
     id, else the batch's first record."""
     import dataclasses
@@ -1003,8 +1105,13 @@ def _trace_outputs(outs: list[Outgoing], incoming: list[Incoming],
 
 
 async def scan_partition(
-    settings: Settings, spec: TopicSpec, partition: int, start_offset: int,
-    *, deadline_s: float = 60.0, end_offset: int | None = None,
+    settings: Settings,
+    spec: TopicSpec,
+    partition: int,
+    start_offset: int,
+    *,
+    deadline_s: float = 60.0,
+    end_offset: int | None = None,
 ) -> AsyncIterator[tuple[ConsumerRecord, Record | None]]:
     """Read one partition from `start_offset` to its current end (or to `end_offset`,
     exclusive), decoding each record.

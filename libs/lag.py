@@ -53,8 +53,9 @@ class GroupTopicLag:
         return sum(self.partitions.values())
 
 
-def recommend(lag: int, rate: float, inflow: float, members: int, partitions: int,
-              target_s: float) -> int:
+def recommend(
+    lag: int, rate: float, inflow: float, members: int, partitions: int, target_s: float
+) -> int:
     """Replicas that consume the inflow plus the lag within `target_s`, within [1, partitions]."""
     if lag <= 0 and inflow <= 0:
         return 1
@@ -94,10 +95,13 @@ async def snapshot(settings: Settings, groups: dict[str, list[str]]) -> Snapshot
             mine = [tp for tp in tps if tp.topic in gtopics]
             # The partitions are named: OffsetFetch with "all of the group's partitions"
             # (null topics, v2+) is an answer Tansu cannot encode; named ones work everywhere.
-            offsets = await admin.list_consumer_group_offsets(group, partitions=mine) \
-                if mine else {}
-            committed[group] = {tp: (offsets[tp].offset if tp in offsets
-                                     and offsets[tp].offset >= 0 else None) for tp in mine}
+            offsets = (
+                await admin.list_consumer_group_offsets(group, partitions=mine) if mine else {}
+            )
+            committed[group] = {
+                tp: (offsets[tp].offset if tp in offsets and offsets[tp].offset >= 0 else None)
+                for tp in mine
+            }
         try:
             described = await admin.describe_consumer_groups(list(groups))
             for d in described:
@@ -110,9 +114,12 @@ async def snapshot(settings: Settings, groups: dict[str, list[str]]) -> Snapshot
     return Snapshot(time.monotonic(), end, start, committed, members)
 
 
-async def _ends_from_fetch(consumer: AIOKafkaConsumer, end: dict[TopicPartition, int],
-                           start: dict[TopicPartition, int],
-                           deadline_s: float = 10.0) -> dict[TopicPartition, int]:
+async def _ends_from_fetch(
+    consumer: AIOKafkaConsumer,
+    end: dict[TopicPartition, int],
+    start: dict[TopicPartition, int],
+    deadline_s: float = 10.0,
+) -> dict[TopicPartition, int]:
     """The larger of ListOffsets' end and the high watermark of a fetch from one before it.
 
     Tansu's ListOffsets latest is the newest batch's base offset + 1: a fetch from there
@@ -153,9 +160,18 @@ def report(first: Snapshot, second: Snapshot, target_s: float) -> list[GroupTopi
             rate, inflow = consumed / dt, produced / dt
             members = max(1, second.members.get(group, 0))
             lag = sum(lags.values())
-            out.append(GroupTopicLag(group, topic, lags, rate, inflow, members,
-                                     drain_seconds(lag, rate, inflow),
-                                     recommend(lag, rate, inflow, members, len(tps), target_s)))
+            out.append(
+                GroupTopicLag(
+                    group,
+                    topic,
+                    lags,
+                    rate,
+                    inflow,
+                    members,
+                    drain_seconds(lag, rate, inflow),
+                    recommend(lag, rate, inflow, members, len(tps), target_s),
+                )
+            )
     return out
 
 
@@ -168,8 +184,9 @@ def export(rows: list[GroupTopicLag]) -> None:
         metrics.LAG_REPLICAS.labels(r.group, r.topic).set(r.recommended_replicas)
 
 
-async def measure(settings: Settings, groups: dict[str, list[str]], sample_s: float,
-                  target_s: float) -> list[GroupTopicLag]:
+async def measure(
+    settings: Settings, groups: dict[str, list[str]], sample_s: float, target_s: float
+) -> list[GroupTopicLag]:
     first = await snapshot(settings, groups)
     await asyncio.sleep(sample_s)
     second = await snapshot(settings, groups)
@@ -179,11 +196,15 @@ async def measure(settings: Settings, groups: dict[str, list[str]], sample_s: fl
 
 
 def render(rows: list[GroupTopicLag]) -> str:
-    lines = [f"{'GROUP':<24} {'TOPIC':<28} {'LAG':>9} {'RATE/s':>9} {'IN/s':>9} "
-             f"{'DRAIN':>9} {'MEMBERS':>7} {'REPLICAS':>8}  PARTITION LAGS"]
+    lines = [
+        f"{'GROUP':<24} {'TOPIC':<28} {'LAG':>9} {'RATE/s':>9} {'IN/s':>9} "
+        f"{'DRAIN':>9} {'MEMBERS':>7} {'REPLICAS':>8}  PARTITION LAGS"
+    ]
     for r in rows:
         drain = "inf" if math.isinf(r.drain_s) else f"{r.drain_s:.0f}s"
         parts = " ".join(f"{p}:{lag}" for p, lag in sorted(r.partitions.items()))
-        lines.append(f"{r.group:<24} {r.topic:<28} {r.lag:>9} {r.rate:>9.1f} {r.inflow:>9.1f} "
-                     f"{drain:>9} {r.members:>7} {r.recommended_replicas:>8}  {parts}")
+        lines.append(
+            f"{r.group:<24} {r.topic:<28} {r.lag:>9} {r.rate:>9.1f} {r.inflow:>9.1f} "
+            f"{drain:>9} {r.members:>7} {r.recommended_replicas:>8}  {parts}"
+        )
     return "\n".join(lines)

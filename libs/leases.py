@@ -20,7 +20,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
@@ -45,19 +45,41 @@ def effective_priority(priority: int, since: float, now: float, aging_s: float) 
     return priority - (now - since) / aging_s
 
 
-def event_for(account_id: str, operation: str, r: PageResult | None, lease_id: str | None,
-              requester: str, proxy_id: str | None) -> AccountEvent:
+def event_for(
+    account_id: str,
+    operation: str,
+    r: PageResult | None,
+    lease_id: str | None,
+    requester: str,
+    proxy_id: str | None,
+) -> AccountEvent:
     """The account-events record for one X request's result."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if r is None:
-        return AccountEvent(account_id=account_id, lease_id=lease_id, operation=operation,
-                            outcome="network_error", error="request aborted", requester=requester,
-                            proxy_id=proxy_id, at=now)
+        return AccountEvent(
+            account_id=account_id,
+            lease_id=lease_id,
+            operation=operation,
+            outcome="network_error",
+            error="request aborted",
+            requester=requester,
+            proxy_id=proxy_id,
+            at=now,
+        )
     return AccountEvent(
-        account_id=account_id, lease_id=lease_id, operation=operation, outcome=r.outcome,
-        http_status=r.http_status, error=r.error[:500] if r.error else None,
-        rate_limit_limit=r.rate_limit_limit, rate_limit_remaining=r.rate_limit_remaining,
-        rate_limit_reset=r.rate_limit_reset, proxy_id=proxy_id, requester=requester, at=now)
+        account_id=account_id,
+        lease_id=lease_id,
+        operation=operation,
+        outcome=r.outcome,
+        http_status=r.http_status,
+        error=r.error[:500] if r.error else None,
+        rate_limit_limit=r.rate_limit_limit,
+        rate_limit_remaining=r.rate_limit_remaining,
+        rate_limit_reset=r.rate_limit_reset,
+        proxy_id=proxy_id,
+        requester=requester,
+        at=now,
+    )
 
 
 @dataclass
@@ -99,12 +121,14 @@ class LeaseClient:
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    async def start(self) -> "LeaseClient":
+    async def start(self) -> LeaseClient:
         # From the end, resolved now: no answer to our requests is missed.
         c, tps = await follow_from_end(self.settings, LEASE_GRANTS, f"leases-{self.requester}")
         self._consumer = c
-        self._tasks = [asyncio.create_task(self._follow(tps), name="lease-grants"),
-                       asyncio.create_task(self._reaper(), name="lease-reaper")]
+        self._tasks = [
+            asyncio.create_task(self._follow(tps), name="lease-grants"),
+            asyncio.create_task(self._reaper(), name="lease-reaper"),
+        ]
         return self
 
     async def stop(self) -> None:
@@ -121,8 +145,9 @@ class LeaseClient:
 
     # --- using accounts -------------------------------------------------------------------------
 
-    async def acquire(self, operation: str, task_id: str | None = None,
-                      priority: int = 5) -> XAccount:
+    async def acquire(
+        self, operation: str, task_id: str | None = None, priority: int = 5
+    ) -> XAccount:
         """An account for one request of `operation`. While accounts are scarce, waiting
         callers are served best effective priority first: `priority` (1 highest) improved by
         one level per `task_priority_aging_s` waited, so low priorities are never starved."""
@@ -173,8 +198,9 @@ class LeaseClient:
         try:
             while True:
                 now = time.time()
-                free = [lz for (op, _), lz in self.leases.items()
-                        if op == operation and lz.usable(now)]
+                free = [
+                    lz for (op, _), lz in self.leases.items() if op == operation and lz.usable(now)
+                ]
                 if free and self._first_in_line(ticket, operation, now):
                     lease = max(free, key=lambda lz: lz.grant.budget - lz.used)
                     lease.used += 1
@@ -195,27 +221,46 @@ class LeaseClient:
                         await self._ask(request_id, operation, task_id, asked_until, prio, since)
                     except KafkaError as e:
                         # The broker is away: ask again (a new request) in a second.
-                        log.warning("lease request for %s not sent (%s); asking again",
-                                    operation, e)
+                        log.warning(
+                            "lease request for %s not sent (%s); asking again", operation, e
+                        )
                         asked_until = time.time() + 1.0
                 async with self._changed:
                     try:
-                        await asyncio.wait_for(self._changed.wait(),
-                                               max(0.05, min(asked_until - now, 1.0)))
-                    except asyncio.TimeoutError:
+                        await asyncio.wait_for(
+                            self._changed.wait(), max(0.05, min(asked_until - now, 1.0))
+                        )
+                    except TimeoutError:
                         pass
         finally:
             if request_id is not None:
                 self._requests.pop(request_id, None)
 
-    async def _ask(self, request_id: str, operation: str, task_id: str | None,
-                   asked_until: float, prio: int, since: float) -> None:
-        await self.producer.send_and_wait(Outgoing(
-            LEASE_REQUESTS, self.requester, LeaseRequest(
-                request_id=request_id, requester=self.requester, operation=operation,
-                task_id=task_id, requested_at=datetime.now(timezone.utc),
-                valid_until=datetime.fromtimestamp(asked_until, timezone.utc), priority=prio,
-                waiting_since=datetime.fromtimestamp(since, timezone.utc))))
+    async def _ask(
+        self,
+        request_id: str,
+        operation: str,
+        task_id: str | None,
+        asked_until: float,
+        prio: int,
+        since: float,
+    ) -> None:
+        await self.producer.send_and_wait(
+            Outgoing(
+                LEASE_REQUESTS,
+                self.requester,
+                LeaseRequest(
+                    request_id=request_id,
+                    requester=self.requester,
+                    operation=operation,
+                    task_id=task_id,
+                    requested_at=datetime.now(UTC),
+                    valid_until=datetime.fromtimestamp(asked_until, UTC),
+                    priority=prio,
+                    waiting_since=datetime.fromtimestamp(since, UTC),
+                ),
+            )
+        )
 
     async def unused(self, account: XAccount, operation: str) -> None:
         """Hand back an acquired request that was not sent (the task was cancelled or paused
@@ -231,8 +276,7 @@ class LeaseClient:
         lease = self.leases.get((operation, account.name))
         lease_id = lease.grant.lease_id if lease else None
         proxy_id = lease.grant.proxy_id if lease else None
-        self._report(event_for(account.name, operation, result, lease_id, self.requester,
-                               proxy_id))
+        self._report(event_for(account.name, operation, result, lease_id, self.requester, proxy_id))
         if lease is None:
             return
         lease.in_flight = max(0, lease.in_flight - 1)
@@ -251,8 +295,7 @@ class LeaseClient:
     def _report(self, event: AccountEvent) -> None:
         async def send() -> None:
             try:
-                await self.producer.send_and_wait(Outgoing(ACCOUNT_EVENTS, event.account_id,
-                                                           event))
+                await self.producer.send_and_wait(Outgoing(ACCOUNT_EVENTS, event.account_id, event))
             except Exception as e:  # noqa: BLE001 - an outcome lost costs accuracy, not safety
                 log.warning("account event for %s not sent: %s", event.account_id, e)
 
@@ -264,9 +307,21 @@ class LeaseClient:
             return
         del self.leases[key]
         g = lease.grant
-        await self.producer.send_and_wait(Outgoing(LEASE_REQUESTS, self.requester, LeaseRelease(
-            lease_id=g.lease_id, account_id=g.account_id, operation=g.operation, used=lease.used,
-            requester=self.requester, reason=reason, released_at=datetime.now(timezone.utc))))
+        await self.producer.send_and_wait(
+            Outgoing(
+                LEASE_REQUESTS,
+                self.requester,
+                LeaseRelease(
+                    lease_id=g.lease_id,
+                    account_id=g.account_id,
+                    operation=g.operation,
+                    used=lease.used,
+                    requester=self.requester,
+                    reason=reason,
+                    released_at=datetime.now(UTC),
+                ),
+            )
+        )
 
     # --- background -----------------------------------------------------------------------------
 
@@ -297,14 +352,22 @@ class LeaseClient:
     def _answer(self, rec) -> bool:
         if isinstance(rec, LeaseWait):
             self.waits[rec.operation] = rec
-            log.info("waiting for an account for %s (earliest %s): %s", rec.operation,
-                     rec.earliest_free_at, rec.reason)
+            log.info(
+                "waiting for an account for %s (earliest %s): %s",
+                rec.operation,
+                rec.earliest_free_at,
+                rec.reason,
+            )
             return False
         if not isinstance(rec, LeaseGrant):
             return False
         creds = self.box.open(rec.secrets)
-        account = XAccount(rec.account_id, creds.get("auth_token") or "", creds.get("ct0") or "",
-                           creds.get("proxy_url"))
+        account = XAccount(
+            rec.account_id,
+            creds.get("auth_token") or "",
+            creds.get("ct0") or "",
+            creds.get("proxy_url"),
+        )
         self.leases[(rec.operation, rec.account_id)] = Lease(rec, account, last_used=time.time())
         if rec.request_id in self._requests:
             self._requests[rec.request_id] = True

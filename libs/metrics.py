@@ -12,73 +12,144 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 AGE_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 
-RECORDS_IN = Counter("xget_records_in", "Records consumed, per service and topic.",
-                     ["service", "topic"])
-RECORDS_OUT = Counter("xget_records_out", "Records produced (acknowledged by the broker), "
-                      "per producing service and topic.", ["service", "topic"])
-PRODUCER_REPLACEMENTS = Counter("xget_producer_replacements", "Kafka producers rebuilt after "
-                                "a fatal state (the broker lost their id or sequence: a broker "
-                                "restart), per client.", ["client"])
-RECORDS_FAILED = Counter("xget_records_failed", "Records dead-lettered (undecodable or "
-                         "rejected by the handler), per service and source topic.",
-                         ["service", "topic"])
-HANDLE_SECONDS = Histogram("xget_handle_seconds", "Time to handle one consumed batch and "
-                           "publish its output, per service.", ["service"],
-                           buckets=LATENCY_BUCKETS)
-RECORD_AGE_SECONDS = Histogram("xget_record_age_seconds", "Age of a record (now minus its "
-                               "Kafka timestamp) when a service handles it.", ["service"],
-                               buckets=AGE_BUCKETS)
-CONSUMER_LAG = Gauge("xget_consumer_lag", "Records not yet consumed by a group: high "
-                     "watermark minus committed offset, per partition.",
-                     ["group", "topic", "partition"])
-LAG_RATE = Gauge("xget_consumer_rate", "Records per second a group consumed lately "
-                 "(`xget lag`).", ["group", "topic"])
-LAG_DRAIN_SECONDS = Gauge("xget_consumer_drain_seconds", "Seconds until the group's lag is "
-                          "drained at its current rate (`xget lag`; +Inf when it does not "
-                          "consume).", ["group", "topic"])
-LAG_REPLICAS = Gauge("xget_consumer_recommended_replicas", "Replicas that would drain the "
-                     "lag within the target time, capped at partitions (`xget lag`).",
-                     ["group", "topic"])
-X_REQUESTS = Counter("xget_x_requests", "X GraphQL requests by operation and outcome (ok, "
-                     "rate_limited, blocked, auth_failed, suspended, server_error, malformed, "
-                     "network_error, proxy_error).", ["operation", "outcome"])
-X_REQUEST_SECONDS = Histogram("xget_x_request_seconds", "X request latency by operation.",
-                              ["operation"], buckets=LATENCY_BUCKETS)
-WEBHOOK_DELIVERIES = Counter("xget_webhook_deliveries", "Webhook deliveries by result: "
-                             "delivered, rejected (4xx), refused (bad URL), gave_up, stopped; "
-                             "each retried attempt also counts as retry.", ["result"])
-WEBHOOK_SECONDS = Histogram("xget_webhook_seconds", "Webhook delivery time including "
-                            "retries.", buckets=LATENCY_BUCKETS)
-MEDIA_BYTES_STORED = Counter("xget_media_bytes_stored", "Media bytes uploaded to the object "
-                             "store (content-addressed: each content once).")
-ACCOUNTS = Gauge("xget_accounts", "Accounts in the pool by status (active, cooling_down, "
-                 "rate_limited, suspended, …), from the account-manager.", ["status"])
-ACCOUNT_POOL_HEALTH = Gauge("xget_account_pool_health", "Mean health score (0–1) of the "
-                            "accounts that are not disabled.")
-READY = Gauge("xget_ready", "1 when a component of this process is ready (joined its group, "
-              "serving).", ["component"])
+RECORDS_IN = Counter(
+    "xget_records_in", "Records consumed, per service and topic.", ["service", "topic"]
+)
+RECORDS_OUT = Counter(
+    "xget_records_out",
+    "Records produced (acknowledged by the broker), per producing service and topic.",
+    ["service", "topic"],
+)
+PRODUCER_REPLACEMENTS = Counter(
+    "xget_producer_replacements",
+    "Kafka producers rebuilt after "
+    "a fatal state (the broker lost their id or sequence: a broker "
+    "restart), per client.",
+    ["client"],
+)
+RECORDS_FAILED = Counter(
+    "xget_records_failed",
+    "Records dead-lettered (undecodable or rejected by the handler), per service and source topic.",
+    ["service", "topic"],
+)
+HANDLE_SECONDS = Histogram(
+    "xget_handle_seconds",
+    "Time to handle one consumed batch and publish its output, per service.",
+    ["service"],
+    buckets=LATENCY_BUCKETS,
+)
+RECORD_AGE_SECONDS = Histogram(
+    "xget_record_age_seconds",
+    "Age of a record (now minus its Kafka timestamp) when a service handles it.",
+    ["service"],
+    buckets=AGE_BUCKETS,
+)
+CONSUMER_LAG = Gauge(
+    "xget_consumer_lag",
+    "Records not yet consumed by a group: high watermark minus committed offset, per partition.",
+    ["group", "topic", "partition"],
+)
+LAG_RATE = Gauge(
+    "xget_consumer_rate",
+    "Records per second a group consumed lately (`xget lag`).",
+    ["group", "topic"],
+)
+LAG_DRAIN_SECONDS = Gauge(
+    "xget_consumer_drain_seconds",
+    "Seconds until the group's lag is "
+    "drained at its current rate (`xget lag`; +Inf when it does not "
+    "consume).",
+    ["group", "topic"],
+)
+LAG_REPLICAS = Gauge(
+    "xget_consumer_recommended_replicas",
+    "Replicas that would drain the lag within the target time, capped at partitions (`xget lag`).",
+    ["group", "topic"],
+)
+X_REQUESTS = Counter(
+    "xget_x_requests",
+    "X GraphQL requests by operation and outcome (ok, "
+    "rate_limited, blocked, auth_failed, suspended, server_error, malformed, "
+    "network_error, proxy_error).",
+    ["operation", "outcome"],
+)
+X_REQUEST_SECONDS = Histogram(
+    "xget_x_request_seconds",
+    "X request latency by operation.",
+    ["operation"],
+    buckets=LATENCY_BUCKETS,
+)
+WEBHOOK_DELIVERIES = Counter(
+    "xget_webhook_deliveries",
+    "Webhook deliveries by result: "
+    "delivered, rejected (4xx), refused (bad URL), gave_up, stopped; "
+    "each retried attempt also counts as retry.",
+    ["result"],
+)
+WEBHOOK_SECONDS = Histogram(
+    "xget_webhook_seconds", "Webhook delivery time including retries.", buckets=LATENCY_BUCKETS
+)
+MEDIA_BYTES_STORED = Counter(
+    "xget_media_bytes_stored",
+    "Media bytes uploaded to the object store (content-addressed: each content once).",
+)
+ACCOUNTS = Gauge(
+    "xget_accounts",
+    "Accounts in the pool by status (active, cooling_down, "
+    "rate_limited, suspended, …), from the account-manager.",
+    ["status"],
+)
+ACCOUNT_POOL_HEALTH = Gauge(
+    "xget_account_pool_health", "Mean health score (0–1) of the accounts that are not disabled."
+)
+READY = Gauge(
+    "xget_ready",
+    "1 when a component of this process is ready (joined its group, serving).",
+    ["component"],
+)
 DEPENDENCY_FAILURES = Counter(
-    "xget_dependency_failures", "Batches a service could not finish because a dependency "
+    "xget_dependency_failures",
+    "Batches a service could not finish because a dependency "
     "failed (clickhouse, object-store, kafka, http, network); the batch is retried, never "
-    "dead-lettered.", ["service", "dependency"])
+    "dead-lettered.",
+    ["service", "dependency"],
+)
 DEPENDENCY_DOWN = Gauge(
-    "xget_dependency_down", "1 while a service waits for a failed dependency (its partitions "
-    "paused, nothing committed).", ["service", "dependency"])
+    "xget_dependency_down",
+    "1 while a service waits for a failed dependency (its partitions paused, nothing committed).",
+    ["service", "dependency"],
+)
 
 
 def metric_names() -> set[str]:
     """Every sample name this process can export (`_total`, `_bucket`… included)."""
     names: set[str] = set()
-    for collector in (RECORDS_IN, RECORDS_OUT, RECORDS_FAILED, HANDLE_SECONDS,
-                      RECORD_AGE_SECONDS, CONSUMER_LAG, LAG_RATE, LAG_DRAIN_SECONDS, LAG_REPLICAS,
-                      X_REQUESTS, X_REQUEST_SECONDS, WEBHOOK_DELIVERIES, WEBHOOK_SECONDS,
-                      MEDIA_BYTES_STORED, ACCOUNTS, ACCOUNT_POOL_HEALTH, READY,
-                      DEPENDENCY_FAILURES, DEPENDENCY_DOWN):
+    for collector in (
+        RECORDS_IN,
+        RECORDS_OUT,
+        RECORDS_FAILED,
+        HANDLE_SECONDS,
+        RECORD_AGE_SECONDS,
+        CONSUMER_LAG,
+        LAG_RATE,
+        LAG_DRAIN_SECONDS,
+        LAG_REPLICAS,
+        X_REQUESTS,
+        X_REQUEST_SECONDS,
+        WEBHOOK_DELIVERIES,
+        WEBHOOK_SECONDS,
+        MEDIA_BYTES_STORED,
+        ACCOUNTS,
+        ACCOUNT_POOL_HEALTH,
+        READY,
+        DEPENDENCY_FAILURES,
+        DEPENDENCY_DOWN,
+    ):
         for family in collector.describe():
             name = family.name
             if family.type == "counter":
@@ -109,7 +180,6 @@ def observe_consumed(service: str, msgs: Sequence) -> None:
 def set_lag(group: str, lags: dict[tuple[str, int], int]) -> None:
     for (topic, partition), lag in lags.items():
         CONSUMER_LAG.labels(group, topic, str(partition)).set(max(0, lag))
-
 
 
 def observe_accounts(accounts: Iterable) -> None:

@@ -68,8 +68,10 @@ HEALTH = Health()
 
 
 def _response(status: str, body: bytes, content_type: str = "text/plain; charset=utf-8") -> bytes:
-    head = (f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+    head = (
+        f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
     return head.encode() + body
 
 
@@ -85,8 +87,10 @@ def answer(path: str) -> bytes:
         waiting = HEALTH.not_ready()
         if waiting:
             causes = "".join(f"waiting for {w}\n" for w in HEALTH.waiting_on())
-            return _response("503 Service Unavailable",
-                             ("not ready: " + ", ".join(waiting) + "\n" + causes).encode())
+            return _response(
+                "503 Service Unavailable",
+                ("not ready: " + ", ".join(waiting) + "\n" + causes).encode(),
+            )
         return _response("200 OK", b"ready\n")
     return _response("404 Not Found", b"try /metrics, /livez or /readyz\n")
 
@@ -102,8 +106,7 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
             data = answer(path)
         writer.write(data)
         await writer.drain()
-    except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-            ConnectionError):
+    except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
         pass
     finally:
         writer.close()
@@ -116,8 +119,12 @@ async def start_ops_server(settings: Settings) -> asyncio.AbstractServer | None:
     try:
         server = await asyncio.start_server(_handle, settings.metrics_host, settings.metrics_port)
     except OSError as e:
-        log.warning("metrics endpoint off in this process: %s:%d: %s", settings.metrics_host,
-                    settings.metrics_port, e)
+        log.warning(
+            "metrics endpoint off in this process: %s:%d: %s",
+            settings.metrics_host,
+            settings.metrics_port,
+            e,
+        )
         return None
     log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
     return server

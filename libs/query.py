@@ -9,16 +9,28 @@ silently answers with nothing.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
 HANDLE = re.compile(r"^@?[A-Za-z0-9_]{1,15}$")
-INCLUDE = Literal["images", "videos", "media", "links", "verified", "blue_verified",
-                  "replies", "quote", "native_video", "hashtags", "mentions"]
-EXCLUDE = Literal["replies", "nativeretweets", "retweets", "links", "media", "images",
-                  "videos", "quote"]
+INCLUDE = Literal[
+    "images",
+    "videos",
+    "media",
+    "links",
+    "verified",
+    "blue_verified",
+    "replies",
+    "quote",
+    "native_video",
+    "hashtags",
+    "mentions",
+]
+EXCLUDE = Literal[
+    "replies", "nativeretweets", "retweets", "links", "media", "images", "videos", "quote"
+]
 
 
 class SearchFilters(BaseModel):
@@ -30,7 +42,7 @@ class SearchFilters(BaseModel):
     lang: str | None = Field(None, description="lang:xx (ISO 639-1 code, e.g. en, zh, ja)")
     include: list[INCLUDE] = Field(default_factory=list, description="filter:x")
     exclude: list[EXCLUDE] = Field(default_factory=list, description="-filter:x")
-    exclude_words: list[str] = Field(default_factory=list, description="-word / -\"phrase\"")
+    exclude_words: list[str] = Field(default_factory=list, description='-word / -"phrase"')
     min_faves: int | None = Field(None, ge=0, description="min_faves:N (likes)")
     min_retweets: int | None = Field(None, ge=0, description="min_retweets:N")
     min_replies: int | None = Field(None, ge=0, description="min_replies:N")
@@ -70,7 +82,7 @@ class SearchFilters(BaseModel):
 
 def x_time(t: datetime) -> str:
     """X's advanced-search time operand: since:2026-11-01_00:00:00_UTC."""
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%d_%H:%M:%S_UTC")
+    return t.astimezone(UTC).strftime("%Y-%m-%d_%H:%M:%S_UTC")
 
 
 def _any(op: str, values: list[str]) -> str | None:
@@ -80,8 +92,12 @@ def _any(op: str, values: list[str]) -> str | None:
     return terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")"
 
 
-def build_query(keyword: str, filters: SearchFilters | None = None,
-                since: datetime | None = None, until: datetime | None = None) -> str:
+def build_query(
+    keyword: str,
+    filters: SearchFilters | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> str:
     """The rawQuery: keyword, then operators in X's own order, then the time window."""
     f = filters or SearchFilters()
     parts: list[str | None] = [keyword.strip()]
@@ -91,8 +107,11 @@ def build_query(keyword: str, filters: SearchFilters | None = None,
         parts.append(f"lang:{f.lang}")
     parts += [f"filter:{x}" for x in f.include]
     parts += [f"-filter:{x}" for x in f.exclude]
-    for op, n in (("min_faves", f.min_faves), ("min_retweets", f.min_retweets),
-                  ("min_replies", f.min_replies)):
+    for op, n in (
+        ("min_faves", f.min_faves),
+        ("min_retweets", f.min_retweets),
+        ("min_replies", f.min_replies),
+    ):
         if n is not None:
             parts.append(f"{op}:{n}")
     if f.conversation_id:

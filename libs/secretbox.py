@@ -33,7 +33,7 @@ def _fernet_key(key: str) -> bytes:
             return raw
     except (binascii.Error, ValueError):
         pass
-    derived = hashlib.scrypt(raw, salt=_SALT, n=2 ** 14, r=8, p=1, dklen=32)
+    derived = hashlib.scrypt(raw, salt=_SALT, n=2**14, r=8, p=1, dklen=32)
     return base64.urlsafe_b64encode(derived)
 
 
@@ -43,11 +43,12 @@ class SecretBox:
             raise SecretKeyError(
                 "XGET_ACCOUNT_KEY is not set: it encrypts account secrets "
                 "(generate one with: python -c 'from libs.secretbox import SecretBox; "
-                "print(SecretBox.new_key())')")
+                "print(SecretBox.new_key())')"
+            )
         self._f = Fernet(_fernet_key(key))
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "SecretBox":
+    def from_settings(cls, settings: Settings) -> SecretBox:
         """XGET_ACCOUNT_KEY, else the local stack's generated key (DATA/account.key)."""
         key = settings.account_key.get_secret_value()
         if not key:

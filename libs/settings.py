@@ -7,7 +7,7 @@ See `.env.example` for every variable with its meaning.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Literal
 
@@ -38,7 +38,8 @@ class Settings(BaseSettings):
         ),
     )
     kafka_empty_fetch_backoff_ms: int = Field(
-        0, ge=0,
+        0,
+        ge=0,
         description=(
             "Client-side wait after a fetch that brought nothing. 0 (production): the broker "
             "long-polls (fetch.max.wait). noida-db answers empty fetches at once, which makes "
@@ -46,7 +47,8 @@ class Settings(BaseSettings):
         ),
     )
     kafka_empty_fetch_backoff_max_ms: int = Field(
-        100, ge=0,
+        100,
+        ge=0,
         description=(
             "The wait after empty fetches doubles from kafka_empty_fetch_backoff_ms up to this "
             "while a consumer stays idle, and drops back at its first record: a service's idle "
@@ -69,18 +71,23 @@ class Settings(BaseSettings):
     kafka_max_poll_records: int = Field(500)
     kafka_linger_ms: int = Field(5)
     kafka_compression: Literal["zstd", "lz4", "gzip", "snappy", "none"] = Field(
-        "zstd", description="Record batch compression (through cramjam). A raw X page is "
+        "zstd",
+        description="Record batch compression (through cramjam). A raw X page is "
         "~185 KB of JSON; zstd cuts the broker's CPU by about 6x and its memory by 10x on "
         "the pipeline benchmark, for less CPU in the clients than it saves. 'none' turns it off.",
     )
 
     dependency_retry_base_s: float = Field(
-        0.5, gt=0, description="A batch that failed because a dependency (ClickHouse, the object "
+        0.5,
+        gt=0,
+        description="A batch that failed because a dependency (ClickHouse, the object "
         "store, the broker, an HTTP server) failed is retried after a random wait of up to this, "
         "doubling per failed attempt (full jitter); its partitions pause and nothing is "
-        "committed or dead-lettered meanwhile.")
+        "committed or dead-lettered meanwhile.",
+    )
     dependency_retry_max_s: float = Field(
-        30.0, gt=0, description="The longest wait between two retries of a dependency failure.")
+        30.0, gt=0, description="The longest wait between two retries of a dependency failure."
+    )
 
     # --- ClickHouse ----------------------------------------------------------------------------
     clickhouse_dsn: str = Field(
@@ -119,18 +126,19 @@ class Settings(BaseSettings):
     x_accounts: SecretStr = Field(
         SecretStr(""),
         description="Accounts as 'name:auth_token:ct0' entries separated by commas; the "
-                    "account-manager adds those it does not know yet when it starts.",
+        "account-manager adds those it does not know yet when it starts.",
     )
     x_rate_limits: str = Field(
         "SearchTimeline:50,Followers:50,Following:500,TweetDetail:150,UserByScreenName:95,"
         "Retweeters:500",
         description="Requests per account per window for each X operation ('Op:n,…'); "
-                    "x-rate-limit-* headers override them when present.",
+        "x-rate-limit-* headers override them when present.",
     )
     x_rate_default_limit: int = Field(50, ge=1, description="Limit of operations not listed.")
     x_rate_window_s: int = Field(900, ge=1, description="X's rate-limit window (15 minutes).")
     x_login_url: str = Field(
-        "https://x.com/i/flow/login", description="X's login page (the simulator's here).")
+        "https://x.com/i/flow/login", description="X's login page (the simulator's here)."
+    )
     chromium_path: str = Field("/usr/bin/chromium", description="Chromium for Playwright logins.")
     x_request_timeout_s: float = Field(30.0)
     x_op_search_timeline: str = Field(
@@ -157,125 +165,175 @@ class Settings(BaseSettings):
     api_token: SecretStr = Field(
         SecretStr(""),
         description="Bearer token the client sends on every API call. Required: the gateway "
-                    "and the account-manager refuse to start without one (`make up` generates "
-                    "it into DATA/api.token).")
+        "and the account-manager refuse to start without one (`make up` generates "
+        "it into DATA/api.token).",
+    )
     insecure_dev_defaults: bool = Field(
         False,
         description="Local development only: services start although the API token, webhook "
-                    "secret or account key is empty or a well-known default (it is logged). "
-                    "Never in production.")
+        "secret or account key is empty or a well-known default (it is logged). "
+        "Never in production.",
+    )
 
     # --- gateway input limits: anything beyond is a 422 naming the field ---------------------
     api_max_window_days: int = Field(
-        366, ge=1, description="Longest task window (end_time - start_time), in days; also "
-                               "the longest `hours` of the trending query.")
+        366,
+        ge=1,
+        description="Longest task window (end_time - start_time), in days; also "
+        "the longest `hours` of the trending query.",
+    )
     api_max_slices_per_task: int = Field(
-        400, ge=1, description="Day slices (search jobs) one task may be cut into.")
+        400, ge=1, description="Day slices (search jobs) one task may be cut into."
+    )
     api_max_required_count: int = Field(
-        1_000_000, ge=1, description="Largest required_count of a task.")
+        1_000_000, ge=1, description="Largest required_count of a task."
+    )
     api_earliest_time: datetime = Field(
-        datetime(2006, 3, 21, tzinfo=timezone.utc),
-        description="Earliest time a request may name (X's first day).")
+        datetime(2006, 3, 21, tzinfo=UTC),
+        description="Earliest time a request may name (X's first day).",
+    )
     api_latest_time: datetime = Field(
-        datetime(2100, 1, 1, tzinfo=timezone.utc),
-        description="Latest time a request may name.")
+        datetime(2100, 1, 1, tzinfo=UTC), description="Latest time a request may name."
+    )
     api_max_number: int = Field(
-        1_000_000_000, ge=1,
+        1_000_000_000,
+        ge=1,
         description="Ceiling of every other number a request carries (min_likes, "
-                    "filters.min_faves, a KOL task's limit, …).")
+        "filters.min_faves, a KOL task's limit, …).",
+    )
     api_max_offset: int = Field(1_000_000, ge=0, description="Largest `offset` of a listing.")
     api_max_page_size: int = Field(1000, ge=1, description="Largest `limit` of a listing.")
     api_max_string_length: int = Field(
-        1024, ge=16, description="Longest string in a request (path, query or body).")
+        1024, ge=16, description="Longest string in a request (path, query or body)."
+    )
     api_max_list_items: int = Field(
-        1000, ge=1, description="Most items of a list in a request body (handles, filters).")
+        1000, ge=1, description="Most items of a list in a request body (handles, filters)."
+    )
     api_retry_after_s: int = Field(
-        5, ge=1, description="Retry-After of a 503 (a dependency is unreachable).")
+        5, ge=1, description="Retry-After of a 503 (a dependency is unreachable)."
+    )
     api_dependency_timeout_s: float = Field(
-        10.0, gt=0, description="How long a request waits for the broker before a 503.")
+        10.0, gt=0, description="How long a request waits for the broker before a 503."
+    )
 
     estimate_posts_per_hour: float = Field(
-        60.0, description="Assumed post density for estimates when required_count is 0.")
+        60.0, description="Assumed post density for estimates when required_count is 0."
+    )
     task_priority_aging_s: float = Field(
-        60.0, gt=0, description="A waiting request gains one priority level per this many "
-                                "seconds, so low-priority tasks are never starved.")
+        60.0,
+        gt=0,
+        description="A waiting request gains one priority level per this many "
+        "seconds, so low-priority tasks are never starved.",
+    )
     task_priority_hold_s: float = Field(
-        1.0, ge=0, description="After a task's request, lower priorities wait this long for "
-                               "its next one before taking the budget it would use.")
+        1.0,
+        ge=0,
+        description="After a task's request, lower priorities wait this long for "
+        "its next one before taking the budget it would use.",
+    )
     schedule_time_scale: float = Field(
-        1.0, gt=0, description="Scales scheduled tasks' periods (tests run an hour in seconds).")
+        1.0, gt=0, description="Scales scheduled tasks' periods (tests run an hour in seconds)."
+    )
     schedule_tick_s: float = Field(1.0, gt=0, description="How often due scheduled runs fire.")
     cost_per_x_request_usd: float = Field(
-        0.0002, ge=0, description="Estimated cost of one X request (accounts, proxies) for quotes.")
+        0.0002, ge=0, description="Estimated cost of one X request (accounts, proxies) for quotes."
+    )
     cost_per_post_usd: float = Field(
-        0.00002, ge=0, description="Estimated cost of storing and reporting one post.")
+        0.00002, ge=0, description="Estimated cost of storing and reporting one post."
+    )
     estimate_seconds_per_page: float = Field(
-        1.0, description="Assumed seconds per X page for completion estimates.")
+        1.0, description="Assumed seconds per X page for completion estimates."
+    )
 
     # --- scraper ---------------------------------------------------------------------------------
     scraper_concurrency: int = Field(8, description="Slices a scraper replica pages in parallel.")
     scraper_split_pages: int = Field(
-        50, ge=0, description="Pages a slice part aims at: a slice whose first page shows the "
-                              "rest needs at least twice this many is cut into parts of whole "
-                              "hours with about this many pages each, run in parallel "
-                              "(0 = never cut).")
+        50,
+        ge=0,
+        description="Pages a slice part aims at: a slice whose first page shows the "
+        "rest needs at least twice this many is cut into parts of whole "
+        "hours with about this many pages each, run in parallel "
+        "(0 = never cut).",
+    )
 
     # --- account-manager and the scrapers' leases ----------------------------------------------
     account_key: SecretStr = Field(
         SecretStr(""),
         description="Encrypts account and proxy secrets at rest and on Kafka (a Fernet key, or a "
-                    "passphrase it is derived from). Required by the account-manager, the "
-                    "scraper and `xget accounts|proxies`.",
+        "passphrase it is derived from). Required by the account-manager, the "
+        "scraper and `xget accounts|proxies`.",
     )
     account_admin_host: str = Field("127.0.0.1", description="Admin API of the account-manager.")
     account_admin_port: int = Field(8081)
     account_lease_ttl_s: float = Field(
-        60.0, gt=0, description="A lease ends by itself this long after its grant (or at the "
-                                "window reset), so a dead scraper's account frees up.")
+        60.0,
+        gt=0,
+        description="A lease ends by itself this long after its grant (or at the "
+        "window reset), so a dead scraper's account frees up.",
+    )
     account_lease_max_budget: int = Field(
-        100, ge=1, description="Requests one lease allows at most; a dead scraper's lease "
-                               "counts in full, so this bounds what a crash costs an account.")
+        100,
+        ge=1,
+        description="Requests one lease allows at most; a dead scraper's lease "
+        "counts in full, so this bounds what a crash costs an account.",
+    )
     account_reset_margin_s: float = Field(
-        0.5, ge=0, description="Wait this long after a window's reset before leasing again.")
+        0.5, ge=0, description="Wait this long after a window's reset before leasing again."
+    )
     account_min_health: float = Field(
-        0.3, ge=0, le=1, description="Accounts below this health score get no leases.")
+        0.3, ge=0, le=1, description="Accounts below this health score get no leases."
+    )
     account_cooldown_s: float = Field(
-        120.0, ge=0, description="Cooldown after a Cloudflare/TLS block or a failed login.")
+        120.0, ge=0, description="Cooldown after a Cloudflare/TLS block or a failed login."
+    )
     account_request_wait_s: float = Field(
-        20.0, gt=0, description="A scraper's lease request stays queued this long, then it asks again.")
+        20.0,
+        gt=0,
+        description="A scraper's lease request stays queued this long, then it asks again.",
+    )
     account_idle_release_s: float = Field(
-        1.0, ge=0, description="A scraper gives back a lease nobody used for this long.")
+        1.0, ge=0, description="A scraper gives back a lease nobody used for this long."
+    )
     account_test_query: str = Field("from:x", description="Search `xget accounts test` sends.")
     proxy_check_url: str = Field(
-        "https://x.com/robots.txt", description="URL fetched through each proxy to check it.")
+        "https://x.com/robots.txt", description="URL fetched through each proxy to check it."
+    )
     proxy_check_interval_s: float = Field(30.0, gt=0, description="Seconds between proxy checks.")
     proxy_dead_after: int = Field(
-        2, ge=1, description="Failed checks in a row after which a proxy is dead and replaced.")
+        2, ge=1, description="Failed checks in a row after which a proxy is dead and replaced."
+    )
 
     # --- dedup-counter ---------------------------------------------------------------------------
     counter_batch_max: int = Field(5_000, description="Posts per ClickHouse insert at most.")
     parser_batch_pages: int = Field(
-        8, ge=1,
+        8,
+        ge=1,
         description="Raw pages the parser handles as one batch (its posts go out, then the "
-                    "offsets are committed). A page is ~185 KB and ~4 ms of parsing: small "
-                    "batches hand posts to the dedup-counter sooner and bound the parser's "
-                    "memory.")
+        "offsets are committed). A page is ~185 KB and ~4 ms of parsing: small "
+        "batches hand posts to the dedup-counter sooner and bound the parser's "
+        "memory.",
+    )
     parser_user_resend_s: float = Field(
-        600, ge=0,
+        600,
+        ge=0,
         description="A user met again unchanged (same raw JSON) is published again only after "
-                    "this long, so users.seen_at is at most this stale; 0 publishes every "
-                    "sighting. Authors repeat page after page in a keyword search.")
+        "this long, so users.seen_at is at most this stale; 0 publishes every "
+        "sighting. Authors repeat page after page in a keyword search.",
+    )
     counter_fill_ms: int = Field(
-        100, ge=0,
+        100,
+        ge=0,
         description="After posts arrive, wait up to this long for more before writing: "
-                    "ClickHouse prefers fewer, larger inserts.")
+        "ClickHouse prefers fewer, larger inserts.",
+    )
 
     # --- KOL following lists (xget kol-followings, kol-worker) --------------------------------
     kol_x_accounts: Literal["manager", "local"] = Field(
         "manager",
         description="Where the x source's accounts come from: leased from the account-manager "
-                    "(shared with the scrapers, limits kept), or 'local': XGET_X_ACCOUNTS used "
-                    "directly by this process (a one-off run without the stack).")
+        "(shared with the scrapers, limits kept), or 'local': XGET_X_ACCOUNTS used "
+        "directly by this process (a one-off run without the stack).",
+    )
     kol_source: Literal["x", "api"] = Field(
         "api",
         description=(
@@ -288,115 +346,154 @@ class Settings(BaseSettings):
         description="Base URL of the followings REST API (GET /twitter/user/followings).",
     )
     kol_api_key: SecretStr = Field(
-        SecretStr(""), description="API key sent as X-API-Key (or `--api-key`). Never logged.")
+        SecretStr(""), description="API key sent as X-API-Key (or `--api-key`). Never logged."
+    )
     kol_api_interval_s: float = Field(
-        2.0, ge=0, description="Minimum seconds between two calls to the followings API.")
+        2.0, ge=0, description="Minimum seconds between two calls to the followings API."
+    )
     kol_api_page_size: int = Field(
-        200, ge=20, le=200, description="Followings asked per API page (the API's pageSize).")
+        200, ge=20, le=200, description="Followings asked per API page (the API's pageSize)."
+    )
     kol_api_price_per_call: float = Field(
-        0.002, ge=0,
+        0.002,
+        ge=0,
         description="Estimated USD per successful API call (200 followings at 1 credit each).",
     )
     kol_x_page_size: int = Field(20, ge=1, le=100, description="Users asked per X Following page.")
     kol_concurrency: int = Field(1, ge=1, description="KOLs fetched in parallel.")
     kol_max_failures: int = Field(
-        6, ge=1, description="Failed calls in a row for one KOL before the run gives up on it.")
+        6, ge=1, description="Failed calls in a row for one KOL before the run gives up on it."
+    )
     kol_store_retry_s: float = Field(
-        10.0, ge=0, description="Wait before trying ClickHouse again after a failed write.")
+        10.0, ge=0, description="Wait before trying ClickHouse again after a failed write."
+    )
     # --- reporter and the client's webhook -----------------------------------------------------
     report_batch_size: int = Field(100, ge=1, description="Posts per batch report at most.")
     report_max_wait_s: float = Field(
-        30.0, gt=0, description="A smaller batch is sent once its oldest post waited this long.")
+        30.0, gt=0, description="A smaller batch is sent once its oldest post waited this long."
+    )
     report_media_wait_s: float = Field(
-        120.0, ge=0,
-        description="How long a batch waits for its media to land before it is sent without them.")
+        120.0,
+        ge=0,
+        description="How long a batch waits for its media to land before it is sent without them.",
+    )
     report_pause_s: float = Field(
-        300.0, gt=0,
+        300.0,
+        gt=0,
         description="After next_batch_allowed=false, reports of that task resume after this long "
-                    "(or when the client asks: POST /api/v1/tasks/{id}/reports/resume).")
+        "(or when the client asks: POST /api/v1/tasks/{id}/reports/resume).",
+    )
     report_tick_s: float = Field(0.5, gt=0, description="How often the reporter re-checks a task.")
     webhook_url: str | None = Field(
-        None, description="Global webhook for tasks without their own callback_url.")
+        None, description="Global webhook for tasks without their own callback_url."
+    )
     webhook_secret: SecretStr = Field(
         SecretStr(""),
         description="HMAC-SHA256 key of the X-XGet-Signature header the client verifies. "
-                    "Required: the reporter refuses to start without one (`make up` generates "
-                    "it into DATA/webhook.secret).")
+        "Required: the reporter refuses to start without one (`make up` generates "
+        "it into DATA/webhook.secret).",
+    )
     webhook_allow_hosts: str = Field(
         "",
         description="Comma-separated hosts or CIDRs a webhook may use although private or "
-                    "loopback (e.g. '127.0.0.1,10.0.0.0/8'). Empty: only public addresses.")
+        "loopback (e.g. '127.0.0.1,10.0.0.0/8'). Empty: only public addresses.",
+    )
     webhook_timeout_s: float = Field(10.0, gt=0, description="Per-attempt webhook timeout.")
     webhook_max_attempts: int = Field(
-        0, ge=0, description="Attempts before a report goes to the dead-letter topic; 0 (the "
+        0,
+        ge=0,
+        description="Attempts before a report goes to the dead-letter topic; 0 (the "
         "default): no cap, only webhook_give_up_after_s ends the retries, so an endpoint down "
-        "for minutes or hours gets its reports when it is back.")
+        "for minutes or hours gets its reports when it is back.",
+    )
     webhook_give_up_after_s: float = Field(
-        86_400.0, gt=0, description="A report whose webhook keeps failing transiently "
+        86_400.0,
+        gt=0,
+        description="A report whose webhook keeps failing transiently "
         "(connection, timeout, 408/425/429, 5xx) is retried this long, then dead-lettered "
-        "(`xget reports replay` sends it again). A 4xx other than those is final at once.")
+        "(`xget reports replay` sends it again). A 4xx other than those is final at once.",
+    )
     webhook_backoff_base_s: float = Field(
-        0.5, gt=0, description="First retry delay; doubles per attempt, with full jitter.")
+        0.5, gt=0, description="First retry delay; doubles per attempt, with full jitter."
+    )
     webhook_backoff_max_s: float = Field(60.0, gt=0, description="Longest retry delay.")
 
     # --- media-downloader ------------------------------------------------------------------------
     media_concurrency: int = Field(16, ge=1, description="Downloads in flight per replica.")
     media_max_image_bytes: int = Field(
-        50 * 1024 * 1024, ge=1, description="Size cap of an image, GIF thumbnail or video cover.")
+        50 * 1024 * 1024, ge=1, description="Size cap of an image, GIF thumbnail or video cover."
+    )
     media_max_video_bytes: int = Field(
-        512 * 1024 * 1024, ge=1, description="Size cap of a video (download_video tasks).")
+        512 * 1024 * 1024, ge=1, description="Size cap of a video (download_video tasks)."
+    )
     media_timeout_s: float = Field(
-        30.0, gt=0, description="Connect/read timeout of one media request (between bytes).")
+        30.0, gt=0, description="Connect/read timeout of one media request (between bytes)."
+    )
     media_attempts: int = Field(
-        4, ge=1, description="Tries per media URL for transient errors (connect, 5xx, 429).")
+        4, ge=1, description="Tries per media URL for transient errors (connect, 5xx, 429)."
+    )
     media_backoff_s: float = Field(
-        0.5, ge=0, description="First retry delay; doubles each attempt (Retry-After wins).")
+        0.5, ge=0, description="First retry delay; doubles each attempt (Retry-After wins)."
+    )
     media_index_gc_s: float = Field(
-        300.0, ge=0,
+        300.0,
+        ge=0,
         description="How often the media-downloader deletes its batch index objects that lie "
-                    "wholly below the committed offset (0: after every batch).")
+        "wholly below the committed offset (0: after every batch).",
+    )
     media_recent_urls: int = Field(
-        50_000, ge=0,
+        50_000,
+        ge=0,
         description="URLs whose stored result a replica remembers, so media reused by later "
-                    "posts is not downloaded again.")
+        "posts is not downloaded again.",
+    )
 
     # --- operations: metrics, health -----------------------------------------------------------
     metrics_host: str = Field(
-        "127.0.0.1", description="Address of the process's /metrics, /livez and /readyz server.")
+        "127.0.0.1", description="Address of the process's /metrics, /livez and /readyz server."
+    )
     metrics_port: int = Field(
-        9100, ge=0,
+        9100,
+        ge=0,
         description="Port of /metrics, /livez, /readyz: one per process (the services of an "
-                    "embedded process share it). 0 turns it off; a port in use is logged and "
-                    "skipped, never fatal.")
+        "embedded process share it). 0 turns it off; a port in use is logged and "
+        "skipped, never fatal.",
+    )
 
     trace_exporter: Literal["none", "console", "file", "otlp"] = Field(
         "none",
         description="Where spans go: otlp (a collector at otlp_endpoint), file (JSON lines in "
-                    "trace_file), console, or none.")
+        "trace_file), console, or none.",
+    )
     trace_file: str = Field(".xget/traces.jsonl", description="Span file of the file exporter.")
     otlp_endpoint: str = Field(
-        "http://127.0.0.1:4318", description="OTLP/HTTP endpoint of the collector (traces).")
+        "http://127.0.0.1:4318", description="OTLP/HTTP endpoint of the collector (traces)."
+    )
     log_format: Literal["text", "json"] = Field(
-        "text", description="json: one JSON object per log line, with trace_id where known.")
+        "text", description="json: one JSON object per log line, with trace_id where known."
+    )
 
     log_level: str = Field("INFO")
     event_loop: Literal["uvloop", "asyncio"] = Field(
         "uvloop",
         description="Event loop of `xget` commands: uvloop (libuv; measured 4-6% less CPU per "
-                    "scraped page than asyncio's own loop) or asyncio.")
+        "scraped page than asyncio's own loop) or asyncio.",
+    )
     gc_gen0_threshold: int = Field(
-        20_000, ge=0,
+        20_000,
+        ge=0,
         description="Allocations between two young-generation runs of Python's cyclic garbage "
-                    "collector in `xget` commands (Python's default is 700). Parsing one X page "
-                    "builds thousands of dicts, so the default collects many times a page for "
-                    "nothing (the pages hold no cycles): 20,000 measured ~8% less CPU per parsed "
-                    "page. 0 keeps Python's default.")
+        "collector in `xget` commands (Python's default is 700). Parsing one X page "
+        "builds thousands of dicts, so the default collects many times a page for "
+        "nothing (the pages hold no cycles): 20,000 measured ~8% less CPU per parsed "
+        "page. 0 keeps Python's default.",
+    )
 
     @field_validator("api_earliest_time", "api_latest_time")
     @classmethod
     def _utc_bound(cls, v: datetime) -> datetime:
         """A bound given without a zone ('2100-01-01') is UTC, so it compares with requests."""
-        return v.replace(tzinfo=timezone.utc) if v.tzinfo is None else v
+        return v.replace(tzinfo=UTC) if v.tzinfo is None else v
 
     def rate_limit(self, operation: str) -> int:
         """The configured per-window limit of an X operation."""
@@ -414,8 +511,10 @@ def get_settings() -> Settings:
 
 def env_example() -> str:
     """`.env.example`: every variable with its default and description, from the model itself."""
-    lines = ["# XGet settings: every variable with its default. Copy to .env and edit.",
-             "# Generated by `python -m libs.settings > .env.example`; a test keeps it in sync."]
+    lines = [
+        "# XGet settings: every variable with its default. Copy to .env and edit.",
+        "# Generated by `python -m libs.settings > .env.example`; a test keeps it in sync.",
+    ]
     for name, field in Settings.model_fields.items():
         if field.description:
             lines.append(f"# {field.description}")

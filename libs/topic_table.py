@@ -46,8 +46,9 @@ log = logging.getLogger(__name__)
 POLL_MS = 200  # one poll's wait; a view joining or leaving cuts it short
 
 # event loop -> broker address -> its feed (a loop that is gone takes its feeds with it)
-_feeds: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _TableFeed]] = \
+_feeds: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _TableFeed]] = (
     weakref.WeakKeyDictionary()
+)
 
 
 class TopicTable:
@@ -57,8 +58,12 @@ class TopicTable:
     rebuilds it at start and then follows the topic, so no local state is ever authoritative.
     """
 
-    def __init__(self, settings: Settings, spec: TopicSpec,
-                 on_record: Callable[[str | None, Record], None] | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        spec: TopicSpec,
+        on_record: Callable[[str | None, Record], None] | None = None,
+    ):
         self.settings = settings
         self.spec = spec
         self.topic = topic_name(spec, settings.topic_prefix)
@@ -80,7 +85,7 @@ class TopicTable:
         self.truncations = 0
         self._sync_to: dict[TopicPartition, int] = {}  # the broker's ends at verify()
 
-    async def start(self) -> "TopicTable":
+    async def start(self) -> TopicTable:
         loop = asyncio.get_running_loop()
         feeds = _feeds.setdefault(loop, {})
         feed = feeds.get(self.settings.kafka_bootstrap)
@@ -103,9 +108,13 @@ class TopicTable:
         self._last.pop(tp, None)
         self._repaired.clear()
         self.truncations += 1
-        log.warning("table %s: the broker's %s differs from what this view read (a broker "
-                    "restart lost records); reading it again up to offset %d",
-                    self.spec.name, tp, end)
+        log.warning(
+            "table %s: the broker's %s differs from what this view read (a broker "
+            "restart lost records); reading it again up to offset %d",
+            self.spec.name,
+            tp,
+            end,
+        )
         if end == 0:
             self._swap(tp)
 
@@ -156,9 +165,10 @@ class TopicTable:
             if self._on_record:
                 try:
                     self._on_record(key, rec)
-                except Exception:  # noqa: BLE001 - one view's hook never stops the others
-                    log.exception("table %s: on_record failed at %s@%d", self.spec.name,
-                                  m.partition, m.offset)
+                except Exception:
+                    log.exception(
+                        "table %s: on_record failed at %s@%d", self.spec.name, m.partition, m.offset
+                    )
         return changed
 
     async def _notify(self) -> None:
@@ -174,13 +184,15 @@ class TopicTable:
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Wait until predicate() holds (re-checked on each change); False on timeout."""
+
         async def _wait():
             async with self._changed:
                 await self._changed.wait_for(predicate)
+
         try:
             await asyncio.wait_for(_wait(), timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     async def verify(self, timeout: float = 60.0) -> int:
@@ -192,8 +204,9 @@ class TopicTable:
         self._sync_to = {}
         await self._feed._change("verify", self)  # noqa: SLF001
         ends = self._sync_to
-        if not await self.wait_for(lambda: all(self._next.get(tp, 0) >= end
-                                               for tp, end in ends.items()), timeout):
+        if not await self.wait_for(
+            lambda: all(self._next.get(tp, 0) >= end for tp, end in ends.items()), timeout
+        ):
             raise TimeoutError(f"table {self.spec.name} did not read up to {ends}")
         await self.wait_repaired(timeout)
         return self.truncations
@@ -295,8 +308,10 @@ class _TableFeed:
                 joined.append(fut)
             except BaseException as e:  # noqa: BLE001 - the joiner gets the failure
                 fut.set_exception(e)
-        tps = sorted({tp for t in self._tables for tp in t._next},  # noqa: SLF001
-                     key=lambda tp: (tp.topic, tp.partition))
+        tps = sorted(
+            {tp for t in self._tables for tp in t._next},  # noqa: SLF001
+            key=lambda tp: (tp.topic, tp.partition),
+        )
         if tps:
             c.assign(tps)
             # Each partition from the earliest offset any of its views still needs.
@@ -331,8 +346,12 @@ class _TableFeed:
             for tp, ident in list(t._last.items()):  # noqa: SLF001
                 if tp in wanted and held.get((tp, ident[0])) != ident:
                     t._truncated(tp, ends[tp])  # noqa: SLF001
-                    self._consumer.seek(tp, min(  # type: ignore[union-attr]
-                        v._next[tp] for v in self._tables if tp in v._next))  # noqa: SLF001
+                    self._consumer.seek(
+                        tp,
+                        min(  # type: ignore[union-attr]
+                            v._next[tp] for v in self._tables if tp in v._next
+                        ),
+                    )  # noqa: SLF001
 
     async def _poll(self) -> None:
         c = self._consumer
@@ -363,8 +382,17 @@ class _TableFeed:
                 for t in self._tables:
                     if t._next.get(tp, 0) > end:  # noqa: SLF001
                         t._truncated(tp, end)  # noqa: SLF001
-                c.seek(tp, min((t._next[tp] for t in self._tables  # noqa: SLF001
-                                if tp in t._next), default=0))  # noqa: SLF001
+                c.seek(
+                    tp,
+                    min(
+                        (
+                            t._next[tp]
+                            for t in self._tables  # noqa: SLF001
+                            if tp in t._next
+                        ),
+                        default=0,
+                    ),
+                )  # noqa: SLF001
             return
         except KafkaError as e:
             log.warning("topic tables: fetch failed: %s", e)
@@ -401,9 +429,9 @@ class _TableFeed:
         t._caught_up.set()  # noqa: SLF001
 
 
-async def _records_at(settings: Settings, wanted: dict[TopicPartition, set[int]],
-                      timeout_s: float = 10.0) -> dict[tuple[TopicPartition, int],
-                                                       tuple[int, int, int]]:
+async def _records_at(
+    settings: Settings, wanted: dict[TopicPartition, set[int]], timeout_s: float = 10.0
+) -> dict[tuple[TopicPartition, int], tuple[int, int, int]]:
     """(offset, timestamp, value hash) of the record at each wanted offset the broker holds
     (absent: no record there any more)."""
     c = consumer_for(settings, None, "topic-tables-verify", offset_reset="none")

@@ -9,9 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .records.accounts import (AccountCommand, AccountEvent, AccountState, LeaseGrant,
-                               LeaseRelease, LeaseRequest, LeaseWait, ProxyCommand, ProxyState,
-                               TaskAccountWait)
+from .records.accounts import (
+    AccountCommand,
+    AccountEvent,
+    AccountState,
+    LeaseGrant,
+    LeaseRelease,
+    LeaseRequest,
+    LeaseWait,
+    ProxyCommand,
+    ProxyState,
+    TaskAccountWait,
+)
 from .records.base import Record
 from .records.dead_letter import DeadLetter, DeadLetterRedrive
 from .records.kol import KolCacheCleared, KolFollowingsTask, KolPage, KolTaskProgress
@@ -20,7 +29,12 @@ from .records.pages import RawPage, SliceCheckpoint, SliceEnd
 from .records.posts import MediaJob, Post, TaskUser, XUser
 from .records.reports import ReportsReplay, ReportsResume
 from .records.tasks import (
-    OnDemandTask, ScheduledTask, ScheduleState, SearchJob, TaskControl, TaskProgress,
+    OnDemandTask,
+    ScheduledTask,
+    ScheduleState,
+    SearchJob,
+    TaskControl,
+    TaskProgress,
 )
 
 
@@ -51,30 +65,48 @@ class TopicSpec:
 # A record whose key is not its task_id is rejected (the scheduler writes the rejection on
 # task-controls) and the view ignores it.
 TASK_COMMANDS = TopicSpec(
-    "task-commands", 6, "task_id", (OnDemandTask, ScheduledTask), compacted=True,
+    "task-commands",
+    6,
+    "task_id",
+    (OnDemandTask, ScheduledTask),
+    compacted=True,
     doc="Client task commands (HTTP gateway or published directly by the client); compacted: "
-        "every task's definition for its life.",
+    "every task's definition for its life.",
 )
 # Compacted: a job waits on the topic for as long as its task is paused or the scraper lags;
 # a restarted scraper re-reads it from its group's committed offset. One job per slice key
 # (a re-published run gives the same jobs), so compaction loses nothing.
 SEARCH_JOBS = TopicSpec(
-    "search-jobs", 12, "task_id/slice_id", (SearchJob,), compacted=True,
+    "search-jobs",
+    12,
+    "task_id/slice_id",
+    (SearchJob,),
+    compacted=True,
     doc="Slices of tasks for the scraper, derived by the scheduler; keyed per slice so a "
-        "task's slices spread over scraper replicas (compacted).",
+    "task's slices spread over scraper replicas (compacted).",
 )
 RAW_PAGES = TopicSpec(
-    "raw-pages", 12, "task_id/slice_id", (RawPage,),
+    "raw-pages",
+    12,
+    "task_id/slice_id",
+    (RawPage,),
     retention_ms=30 * 24 * 3600 * 1000,
     doc="Every X response verbatim, before anything else touches it: the never-ask-twice cache.",
 )
 POSTS = TopicSpec(
-    "posts", 12, "task_id", (Post, SliceEnd, TaskUser),
+    "posts",
+    12,
+    "task_id",
+    (Post, SliceEnd, TaskUser),
     doc="Parsed posts (or, for user tasks, the users collected) in page order per task, each "
-        "slice closed by its SliceEnd marker.",
+    "slice closed by its SliceEnd marker.",
 )
 SCRAPE_CHECKPOINTS = TopicSpec(
-    "scrape-checkpoints", 6, "task_id/slice_id", (SliceCheckpoint,), compacted=True,
+    "scrape-checkpoints",
+    6,
+    "task_id/slice_id",
+    (SliceCheckpoint,),
+    compacted=True,
     doc="Where each slice stands (scraper resume state, compacted).",
 )
 # Header on every post record: the task's required_count, which the dedup-counter needs and
@@ -84,65 +116,114 @@ POSTS_TARGET_HEADER = "xget-required-count"
 USERS = TopicSpec("users", 6, "user_id", (XUser,), doc="Users seen in responses.")
 MEDIA_JOBS = TopicSpec("media-jobs", 6, "original_url", (MediaJob,), doc="Media to store.")
 MEDIA_STORED = TopicSpec(
-    "media-stored", 12, "task_id", (MediaStored,),
+    "media-stored",
+    12,
+    "task_id",
+    (MediaStored,),
     doc="One result per media job: object key and URL, size, dimensions, or the failure cause.",
 )
 TASK_PROGRESS = TopicSpec(
-    "task-progress", 6, "task_id", (TaskProgress,), compacted=True,
+    "task-progress",
+    6,
+    "task_id",
+    (TaskProgress,),
+    compacted=True,
     doc="Latest progress per task from the dedup-counter (compacted).",
 )
 SCHEDULE_STATE = TopicSpec(
-    "schedule-state", 3, "task_id", (ScheduleState,), compacted=True,
+    "schedule-state",
+    3,
+    "task_id",
+    (ScheduleState,),
+    compacted=True,
     doc="The last run each scheduled task fired (compacted): no run lost or fired twice.",
 )
 TASK_CONTROLS = TopicSpec(
-    "task-controls", 6, "task_id", (TaskControl,), compacted=True,
+    "task-controls",
+    6,
+    "task_id",
+    (TaskControl,),
+    compacted=True,
     doc="Latest pause/resume/cancel/priority state per task (compacted); read before each page.",
 )
 REPORT_CONTROLS = TopicSpec(
-    "report-controls", 6, "task_id", (ReportsResume, ReportsReplay),
+    "report-controls",
+    6,
+    "task_id",
+    (ReportsResume, ReportsReplay),
     doc="Client/operator commands to the reporter: resume a paused task, replay a dead report.",
 )
 # The account pool. The account-manager is one active instance: its inputs have one partition
 # each, so in a consumer group (range assignment) one member owns them all and a second replica
 # is a hot standby that takes over with the state below.
 ACCOUNT_COMMANDS = TopicSpec(
-    "account-commands", 1, "account_id/proxy_id", (AccountCommand, ProxyCommand),
+    "account-commands",
+    1,
+    "account_id/proxy_id",
+    (AccountCommand, ProxyCommand),
     doc="Operator changes to accounts and proxies (CLI, admin API).",
 )
 ACCOUNT_EVENTS = TopicSpec(
-    "account-events", 1, "account_id", (AccountEvent,),
+    "account-events",
+    1,
+    "account_id",
+    (AccountEvent,),
     doc="Every X request's outcome, reported by the scraper that made it.",
 )
 LEASE_REQUESTS = TopicSpec(
-    "account-lease-requests", 1, "requester", (LeaseRequest, LeaseRelease),
+    "account-lease-requests",
+    1,
+    "requester",
+    (LeaseRequest, LeaseRelease),
     doc="Scrapers ask for and give back account leases.",
 )
 LEASE_GRANTS = TopicSpec(
-    "account-lease-grants", 1, "requester", (LeaseGrant, LeaseWait),
+    "account-lease-grants",
+    1,
+    "requester",
+    (LeaseGrant, LeaseWait),
     retention_ms=3600 * 1000,
     doc="The manager's answers; each scraper replica reads them from the end.",
 )
 ACCOUNT_STATE = TopicSpec(
-    "account-state", 1, "account_id", (AccountState,), compacted=True,
+    "account-state",
+    1,
+    "account_id",
+    (AccountState,),
+    compacted=True,
     doc="The account store: status, windows, leases, encrypted credentials (compacted).",
 )
 PROXY_STATE = TopicSpec(
-    "proxy-state", 1, "proxy_id", (ProxyState,), compacted=True,
+    "proxy-state",
+    1,
+    "proxy_id",
+    (ProxyState,),
+    compacted=True,
     doc="The proxy pool with health (compacted).",
 )
 TASK_ACCOUNT_WAITS = TopicSpec(
-    "task-account-waits", 6, "task_id", (TaskAccountWait,), compacted=True,
+    "task-account-waits",
+    6,
+    "task_id",
+    (TaskAccountWait,),
+    compacted=True,
     doc="Tasks waiting for an account, with the earliest time one frees up (compacted).",
 )
 DEAD_LETTERS = TopicSpec(
-    "dead-letters", 3, "original key", (DeadLetter,),
+    "dead-letters",
+    3,
+    "original key",
+    (DeadLetter,),
     retention_ms=30 * 24 * 3600 * 1000,
     doc="Records a service could not handle, with the cause; kept 30 days for "
-        "`xget dead-letters redrive`.",
+    "`xget dead-letters redrive`.",
 )
 DEAD_LETTER_REDRIVES = TopicSpec(
-    "dead-letter-redrives", 3, "topic/partition/offset", (DeadLetterRedrive,), compacted=True,
+    "dead-letter-redrives",
+    3,
+    "topic/partition/offset",
+    (DeadLetterRedrive,),
+    compacted=True,
     doc="Which dead letters `xget dead-letters redrive` re-published (compacted): each once.",
 )
 
@@ -150,24 +231,55 @@ DEAD_LETTER_REDRIVES = TopicSpec(
 # as search timelines (it would dead-letter these), and `--resume`/`--cache-status` read the
 # whole KOL cache, which should not mean reading every search page. Kept until cleared.
 KOL_PAGES = TopicSpec(
-    "kol-pages", 6, "kol", (KolPage, KolCacheCleared), retention_ms=-1,
+    "kol-pages",
+    6,
+    "kol",
+    (KolPage, KolCacheCleared),
+    retention_ms=-1,
     doc="Every followings/lookup answer verbatim: the KOL cache (cleared by --clear-cache).",
 )
 KOL_COMMANDS = TopicSpec(
-    "kol-commands", 3, "task_id", (KolFollowingsTask,), compacted=True,
+    "kol-commands",
+    3,
+    "task_id",
+    (KolFollowingsTask,),
+    compacted=True,
     doc="KOL followings tasks from the gateway, for the kol-worker (compacted: the gateway's "
-        "KOL task view rebuilds from it; one record per task id).",
+    "KOL task view rebuilds from it; one record per task id).",
 )
 KOL_PROGRESS = TopicSpec(
-    "kol-progress", 3, "task_id", (KolTaskProgress,), compacted=True,
+    "kol-progress",
+    3,
+    "task_id",
+    (KolTaskProgress,),
+    compacted=True,
     doc="Latest progress per KOL followings task (compacted).",
 )
 KOL_TOPICS: tuple[TopicSpec, ...] = (KOL_PAGES, KOL_COMMANDS, KOL_PROGRESS)
 
 CATALOGUE: tuple[TopicSpec, ...] = (
-    TASK_COMMANDS, SEARCH_JOBS, RAW_PAGES, SCRAPE_CHECKPOINTS, POSTS, USERS, MEDIA_JOBS, MEDIA_STORED,
-    TASK_PROGRESS, TASK_CONTROLS, SCHEDULE_STATE, REPORT_CONTROLS, ACCOUNT_COMMANDS, ACCOUNT_EVENTS, LEASE_REQUESTS, LEASE_GRANTS,
-    ACCOUNT_STATE, PROXY_STATE, TASK_ACCOUNT_WAITS, DEAD_LETTERS, DEAD_LETTER_REDRIVES, *KOL_TOPICS,
+    TASK_COMMANDS,
+    SEARCH_JOBS,
+    RAW_PAGES,
+    SCRAPE_CHECKPOINTS,
+    POSTS,
+    USERS,
+    MEDIA_JOBS,
+    MEDIA_STORED,
+    TASK_PROGRESS,
+    TASK_CONTROLS,
+    SCHEDULE_STATE,
+    REPORT_CONTROLS,
+    ACCOUNT_COMMANDS,
+    ACCOUNT_EVENTS,
+    LEASE_REQUESTS,
+    LEASE_GRANTS,
+    ACCOUNT_STATE,
+    PROXY_STATE,
+    TASK_ACCOUNT_WAITS,
+    DEAD_LETTERS,
+    DEAD_LETTER_REDRIVES,
+    *KOL_TOPICS,
 )
 
 

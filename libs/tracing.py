@@ -96,14 +96,16 @@ def setup_tracing(settings: Settings, service: str, exporter=None) -> None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         processor = BatchSpanProcessor(
-            OTLPSpanExporter(endpoint=settings.otlp_endpoint.rstrip("/") + "/v1/traces"), **sized)
+            OTLPSpanExporter(endpoint=settings.otlp_endpoint.rstrip("/") + "/v1/traces"), **sized
+        )
     elif kind == "console":
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
         processor = BatchSpanProcessor(ConsoleSpanExporter(), **sized)
     else:  # file
-        processor = BatchSpanProcessor(JsonLinesExporter(settings.trace_file),
-                                       schedule_delay_millis=500, **sized)
+        processor = BatchSpanProcessor(
+            JsonLinesExporter(settings.trace_file), schedule_delay_millis=500, **sized
+        )
     provider.add_span_processor(processor)
     _processor = processor
     trace.set_tracer_provider(provider)
@@ -155,12 +157,26 @@ def record_spans(group: trace.Span, name: str, attributes: Sequence[Mapping]) ->
     scope = getattr(group, "instrumentation_scope", None)
     start, end = getattr(group, "start_time", None), getattr(group, "end_time", None)
     for attrs in attributes:
-        ctx = trace.SpanContext(parent.trace_id, _span_ids.getrandbits(64) or 1, False,
-                                parent.trace_flags, parent.trace_state)
-        _processor.on_end(ReadableSpan(
-            name=name, context=ctx, parent=parent, resource=resource, attributes=attrs,
-            kind=trace.SpanKind.CONSUMER, start_time=start, end_time=end,
-            instrumentation_scope=scope))
+        ctx = trace.SpanContext(
+            parent.trace_id,
+            _span_ids.getrandbits(64) or 1,
+            False,
+            parent.trace_flags,
+            parent.trace_state,
+        )
+        _processor.on_end(
+            ReadableSpan(
+                name=name,
+                context=ctx,
+                parent=parent,
+                resource=resource,
+                attributes=attrs,
+                kind=trace.SpanKind.CONSUMER,
+                start_time=start,
+                end_time=end,
+                instrumentation_scope=scope,
+            )
+        )
 
 
 def record_ids(record) -> dict:
@@ -193,22 +209,28 @@ class JsonLinesExporter:
         self.path = path
         self._lock = threading.Lock()
 
-    def export(self, spans) -> "SpanExportResult":
+    def export(self, spans) -> SpanExportResult:
         from opentelemetry.sdk.trace.export import SpanExportResult
 
         lines = []
         for s in spans:
             parent = s.parent
-            lines.append(orjson.dumps({
-                "name": s.name,
-                "trace_id": format(s.context.trace_id, "032x"),
-                "span_id": format(s.context.span_id, "016x"),
-                "parent_id": format(parent.span_id, "016x") if parent else None,
-                "service": s.resource.attributes.get("service.name"),
-                "start_ns": s.start_time, "end_ns": s.end_time,
-                "status": s.status.status_code.name,
-                "attributes": dict(s.attributes or {}),
-            }, default=str))
+            lines.append(
+                orjson.dumps(
+                    {
+                        "name": s.name,
+                        "trace_id": format(s.context.trace_id, "032x"),
+                        "span_id": format(s.context.span_id, "016x"),
+                        "parent_id": format(parent.span_id, "016x") if parent else None,
+                        "service": s.resource.attributes.get("service.name"),
+                        "start_ns": s.start_time,
+                        "end_ns": s.end_time,
+                        "status": s.status.status_code.name,
+                        "attributes": dict(s.attributes or {}),
+                    },
+                    default=str,
+                )
+            )
         with self._lock, open(self.path, "ab") as f:
             f.write(b"\n".join(lines) + b"\n")
         return SpanExportResult.SUCCESS
@@ -231,14 +253,20 @@ class record_span:
     def __enter__(self):
         if not _installed:
             return None
-        attrs = {"xget.service": self.service, "messaging.destination.name": self.msg.topic,
-                 "messaging.kafka.partition": self.msg.partition,
-                 "messaging.kafka.offset": self.msg.offset}
+        attrs = {
+            "xget.service": self.service,
+            "messaging.destination.name": self.msg.topic,
+            "messaging.kafka.partition": self.msg.partition,
+            "messaging.kafka.offset": self.msg.offset,
+        }
         if self.record is not None:
             attrs.update(record_attributes(self.record))
         self._cm = tracer().start_as_current_span(
-            f"{self.service} handle {self.msg.topic}", context=extract(self.msg.headers),
-            kind=trace.SpanKind.CONSUMER, attributes=attrs)
+            f"{self.service} handle {self.msg.topic}",
+            context=extract(self.msg.headers),
+            kind=trace.SpanKind.CONSUMER,
+            attributes=attrs,
+        )
         return self._cm.__enter__()
 
     def __exit__(self, *exc):
@@ -260,10 +288,10 @@ def span_in(headers: Sequence | Mapping | None, name: str, **attributes):
     if not _installed:
         return tracer().start_as_current_span(name)
     carried = trace_headers(headers)  # none: under the current span, not a new trace
-    return tracer().start_as_current_span(name, context=extract(carried) if carried else None,
-                                          attributes=_scalars(attributes))
+    return tracer().start_as_current_span(
+        name, context=extract(carried) if carried else None, attributes=_scalars(attributes)
+    )
 
 
 def _scalars(attributes: dict) -> dict:
     return {k: v for k, v in attributes.items() if isinstance(v, (str, int, float, bool))}
-

@@ -30,7 +30,7 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import httpx
@@ -66,9 +66,22 @@ def parse_allow_list(raw: str) -> tuple[set[str], list[ipaddress._BaseNetwork]]:
 
 # Not globally routable although this Python's `is_global` may say so (its table predates
 # them, or they are deprecated): IANA's special-purpose registry.
-_NOT_GLOBAL = tuple(ipaddress.ip_network(n) for n in (
-    "0.0.0.0/8", "100.64.0.0/10", "192.0.0.0/24", "192.88.99.0/24", "198.18.0.0/15",
-    "::/96", "64:ff9b:1::/48", "100::/64", "2001::/23", "2001:db8::/32", "fec0::/10"))
+_NOT_GLOBAL = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "100.64.0.0/10",
+        "192.0.0.0/24",
+        "192.88.99.0/24",
+        "198.18.0.0/15",
+        "::/96",
+        "64:ff9b:1::/48",
+        "100::/64",
+        "2001::/23",
+        "2001:db8::/32",
+        "fec0::/10",
+    )
+)
 # ... except these, which IANA marks globally reachable (PCP and TURN anycast).
 _GLOBAL_IN_NOT_GLOBAL = tuple(ipaddress.ip_network(n) for n in ("192.0.0.9/32", "192.0.0.10/32"))
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -163,7 +176,8 @@ def check_target(url: str, allow_hosts: str = "") -> Target:
         if not is_public(ip):
             raise WebhookUrlError(
                 f"callback_url host {host!r} resolves to non-public address {ip}; "
-                "name it in XGET_WEBHOOK_ALLOW_HOSTS to allow it")
+                "name it in XGET_WEBHOOK_ALLOW_HOSTS to allow it"
+            )
     return Target(url, addresses[0])
 
 
@@ -207,7 +221,7 @@ def _retry_after(resp: httpx.Response) -> float | None:
         pass
     try:
         when = email.utils.parsedate_to_datetime(raw)
-        return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
     except (TypeError, ValueError):
         return None
 
@@ -227,10 +241,18 @@ class WebhookSender:
     it again cannot help.
     """
 
-    def __init__(self, client: httpx.AsyncClient, secret: str, *, allow_hosts: str = "",
-                 max_attempts: int = 0, backoff_base_s: float = 0.5,
-                 backoff_max_s: float = 60.0, timeout_s: float = 10.0,
-                 give_up_after_s: float = 86_400.0):
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        secret: str,
+        *,
+        allow_hosts: str = "",
+        max_attempts: int = 0,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 60.0,
+        timeout_s: float = 10.0,
+        give_up_after_s: float = 86_400.0,
+    ):
         self.client = client
         self.secret = secret
         self.allow_hosts = allow_hosts
@@ -245,15 +267,28 @@ class WebhookSender:
             return min(hint, self.backoff_max_s)
         return random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1)))
 
-    async def deliver(self, url: str, body: bytes, idempotency_key: str,
-                      stop: asyncio.Event | None = None, *, trace: Sequence = (),
-                      attributes: dict | None = None) -> Delivery:
+    async def deliver(
+        self,
+        url: str,
+        body: bytes,
+        idempotency_key: str,
+        stop: asyncio.Event | None = None,
+        *,
+        trace: Sequence = (),
+        attributes: dict | None = None,
+    ) -> Delivery:
         """`trace`: the W3C headers of the record whose work this is (the task's trace; the
         current span when empty); `attributes` go on the delivery's span (task id, …)."""
         t0 = time.perf_counter()
-        with tracing.span_in(trace, "webhook POST", **{
-                "xget.batch_id": idempotency_key, "server.address": urlsplit(url).hostname or "",
-                **(attributes or {})}) as sp:
+        with tracing.span_in(
+            trace,
+            "webhook POST",
+            **{
+                "xget.batch_id": idempotency_key,
+                "server.address": urlsplit(url).hostname or "",
+                **(attributes or {}),
+            },
+        ) as sp:
             d = await self._deliver(url, body, idempotency_key, stop)
             sp.set_attribute("xget.attempts", d.attempts)
             sp.set_attribute("xget.result", _result(d))
@@ -265,8 +300,9 @@ class WebhookSender:
             metrics.WEBHOOK_DELIVERIES.labels("retry").inc(d.attempts - 1)
         return d
 
-    async def _deliver(self, url: str, body: bytes, idempotency_key: str,
-                       stop: asyncio.Event | None) -> Delivery:
+    async def _deliver(
+        self, url: str, body: bytes, idempotency_key: str, stop: asyncio.Event | None
+    ) -> Delivery:
         cause = "not attempted"
         status: int | None = None
         started = time.monotonic()
@@ -286,34 +322,45 @@ class WebhookSender:
                     return dataclasses.replace(done, attempts=attempt)
             delay = self._delay(attempt, hint)
             if self.max_attempts and attempt >= self.max_attempts:
-                return Delivery(False, attempt, status,
-                                f"gave up after {attempt} attempts: {cause}")
+                return Delivery(
+                    False, attempt, status, f"gave up after {attempt} attempts: {cause}"
+                )
             if time.monotonic() - started + delay > self.give_up_after_s:
-                return Delivery(False, attempt, status, f"gave up after {attempt} attempts "
-                                f"in {time.monotonic() - started:.0f}s: {cause}")
+                return Delivery(
+                    False,
+                    attempt,
+                    status,
+                    f"gave up after {attempt} attempts "
+                    f"in {time.monotonic() - started:.0f}s: {cause}",
+                )
             if stop is None:
                 await asyncio.sleep(delay)
             else:
                 try:
                     await asyncio.wait_for(stop.wait(), delay)
                     return Delivery(False, attempt, status, cause, stopped=True)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
-    async def _attempt(self, target: Target, body: bytes, idempotency_key: str
-                       ) -> tuple[Delivery | None, int | None, str, float | None]:
+    async def _attempt(
+        self, target: Target, body: bytes, idempotency_key: str
+    ) -> tuple[Delivery | None, int | None, str, float | None]:
         """One POST: (a final Delivery or None to retry, status, cause, Retry-After hint)."""
         try:
             # To the checked IP (no second lookup); Host and TLS name stay the host's.
             resp = await self.client.post(
-                target.request_url(), content=body, timeout=self.timeout_s,
-                extensions={"sni_hostname": target.server_name()}, headers={
+                target.request_url(),
+                content=body,
+                timeout=self.timeout_s,
+                extensions={"sni_hostname": target.server_name()},
+                headers={
                     "Host": target.host_header(),
                     "Content-Type": "application/json",
                     SIGNATURE_HEADER: sign(self.secret, body),
                     IDEMPOTENCY_HEADER: idempotency_key,
                     "User-Agent": "XGet-Reporter/1",
-                })
+                },
+            )
         except httpx.HTTPError as e:
             return None, None, f"{type(e).__name__}: {e}"[:300] or type(e).__name__, None
         status = resp.status_code
@@ -323,6 +370,7 @@ class WebhookSender:
         if not retryable(status):
             return Delivery(False, 0, status, cause), status, cause, None
         return None, status, cause, _retry_after(resp)
+
 
 def _result(d: Delivery) -> str:
     if d.ok:

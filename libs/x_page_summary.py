@@ -101,13 +101,17 @@ def summarize(text: str | bytes, cursor_type: str = "Bottom") -> PageSummary | N
         return None
     count = len(entries)
     if entries and entries[0].entryId is not msgspec.UNSET:  # twscrape filters only then
-        count = sum(1 for e in entries if not (isinstance(e.entryId, str)
-                                                and e.entryId.startswith(SKIP_ENTRY_PREFIXES)))
+        count = sum(
+            1
+            for e in entries
+            if not (isinstance(e.entryId, str) and e.entryId.startswith(SKIP_ENTRY_PREFIXES))
+        )
     for inst in instructions:
         # as twscrape: an empty "entries" list falls through to "entry"
         for e in inst.entries or ([inst.entry] if inst.entry is not None else []):
             if e.content is not None and e.content.cursorType == cursor_type:
                 value = e.content.value
-                return PageSummary(_error_list(page.errors), count,
-                                   value if isinstance(value, str) else None)
+                return PageSummary(
+                    _error_list(page.errors), count, value if isinstance(value, str) else None
+                )
     return None  # no cursor in the instructions: twscrape searches the whole document

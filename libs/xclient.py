@@ -33,10 +33,10 @@ import certifi
 import orjson
 import python_socks
 from aiohttp.helpers import get_env_proxy_for_url
-from yarl import URL
 from twscrape.account import TOKEN
 from twscrape.api import GQL_FEATURES
 from twscrape.utils import encode_params, find_obj, get_by_path
+from yarl import URL
 
 from libs import metrics, tracing
 from libs.settings import Settings
@@ -45,8 +45,15 @@ from libs.x_page_summary import SKIP_ENTRY_PREFIXES, summarize
 log = logging.getLogger(__name__)
 
 Outcome = Literal[
-    "ok", "rate_limited", "auth_failed", "suspended", "blocked", "server_error", "malformed",
-    "network_error", "proxy_error",
+    "ok",
+    "rate_limited",
+    "auth_failed",
+    "suspended",
+    "blocked",
+    "server_error",
+    "malformed",
+    "network_error",
+    "proxy_error",
 ]
 
 USER_AGENT = (
@@ -86,10 +93,12 @@ class PageResult:
     elapsed_ms: float
 
     def __repr__(self) -> str:  # keep the body out of logs
-        return (f"PageResult(outcome={self.outcome!r}, http_status={self.http_status}, "
-                f"entries={self.entries}, cursor_out={self.cursor_out!r}, "
-                f"exhausted={self.exhausted}, remaining={self.rate_limit_remaining}, "
-                f"error={self.error!r}, elapsed_ms={self.elapsed_ms:.1f})")
+        return (
+            f"PageResult(outcome={self.outcome!r}, http_status={self.http_status}, "
+            f"entries={self.entries}, cursor_out={self.cursor_out!r}, "
+            f"exhausted={self.exhausted}, remaining={self.rate_limit_remaining}, "
+            f"error={self.error!r}, elapsed_ms={self.elapsed_ms:.1f})"
+        )
 
 
 # --- twscrape's parsing helpers, as module functions (API's are instance methods) -------------
@@ -114,13 +123,18 @@ def gql_entries(obj: Any) -> list:
     insts = _search_instructions(obj)
     els = None
     if insts is not None:
-        els = next((i["entries"] for i in insts
-                    if isinstance(i, dict) and isinstance(i.get("entries"), list)), None)
+        els = next(
+            (
+                i["entries"]
+                for i in insts
+                if isinstance(i, dict) and isinstance(i.get("entries"), list)
+            ),
+            None,
+        )
     if els is None:
         els = get_by_path(obj, "entries") or get_by_path(obj, "items_results") or []
     if els and isinstance(els[0], dict) and "entryId" in els[0]:
-        els = [x for x in els
-               if not str(x.get("entryId", "")).startswith(SKIP_ENTRY_PREFIXES)]
+        els = [x for x in els if not str(x.get("entryId", "")).startswith(SKIP_ENTRY_PREFIXES)]
     return els
 
 
@@ -200,8 +214,7 @@ def classify(status: int, headers: Mapping[str, str], text: str, cursor_in: str 
     err_msg = "; ".join(f"({c}) {m}" for c, m in errors) or None
 
     if status == 429 or (88 in codes and not data):
-        return {**out, "outcome": "rate_limited",
-                "error": err_msg or f"HTTP {status} rate limited"}
+        return {**out, "outcome": "rate_limited", "error": err_msg or f"HTTP {status} rate limited"}
     if remaining == 0 and reset is not None and reset > 0 and status != 200:
         return {**out, "outcome": "rate_limited", "error": err_msg or "rate limit exhausted"}
     if 64 in codes or 326 in codes:
@@ -227,8 +240,13 @@ def classify(status: int, headers: Mapping[str, str], text: str, cursor_in: str 
         entries = len(gql_entries(res))
         cursor_out = get_cursor(res, "Bottom")
     exhausted = entries == 0 and (cursor_out is None or cursor_out == cursor_in)
-    return {"outcome": "ok", "entries": entries, "cursor_out": cursor_out,
-            "exhausted": exhausted, "error": err_msg}
+    return {
+        "outcome": "ok",
+        "entries": entries,
+        "cursor_out": cursor_out,
+        "exhausted": exhausted,
+        "error": err_msg,
+    }
 
 
 def observe_x_request(operation: str, outcome: str, seconds: float) -> None:
@@ -247,9 +265,14 @@ def _decode_body(raw: bytes, charset: str | None) -> str:
 
 # "The proxy failed", not X: aiohttp's own, aiohttp-socks' and python-socks' (from deeper down)
 PROXY_ERRORS: tuple[type[BaseException], ...] = (
-    aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError,
-    aiohttp_socks.ProxyError, aiohttp_socks.ProxyConnectionError, aiohttp_socks.ProxyTimeoutError,
-    python_socks.ProxyError, python_socks.ProxyConnectionError, python_socks.ProxyTimeoutError,
+    aiohttp.ClientProxyConnectionError,
+    aiohttp.ClientHttpProxyError,
+    aiohttp_socks.ProxyError,
+    aiohttp_socks.ProxyConnectionError,
+    aiohttp_socks.ProxyTimeoutError,
+    python_socks.ProxyError,
+    python_socks.ProxyConnectionError,
+    python_socks.ProxyTimeoutError,
 )
 
 
@@ -304,12 +327,14 @@ class XClient:
         if proxy and scheme.startswith("socks"):
             # socks5h: the proxy resolves X's host name (rdns), as httpx/socksio does;
             # aiohttp-socks knows the scheme only as socks5 with rdns=True.
-            url = f"socks5{proxy[len(scheme):]}" if scheme == "socks5h" else proxy
+            url = f"socks5{proxy[len(scheme) :]}" if scheme == "socks5h" else proxy
             connector: aiohttp.BaseConnector = aiohttp_socks.ProxyConnector.from_url(
-                url, rdns=scheme == "socks5h", ssl=self._ssl_context(), limit=16)
+                url, rdns=scheme == "socks5h", ssl=self._ssl_context(), limit=16
+            )
         else:
-            connector = aiohttp.TCPConnector(ssl=self._ssl_context(), limit=16,
-                                             keepalive_timeout=5.0)
+            connector = aiohttp.TCPConnector(
+                ssl=self._ssl_context(), limit=16, keepalive_timeout=5.0
+            )
             session_proxy = proxy or _env_proxy(self.base_url)
         return aiohttp.ClientSession(
             headers=self._headers(account),
@@ -361,26 +386,43 @@ class XClient:
 
     # --- API ----------------------------------------------------------------------------------
 
-    async def search_page(self, account: XAccount, query: str, cursor: str | None,
-                          product: str = "Latest", count: int | None = None) -> PageResult:
+    async def search_page(
+        self,
+        account: XAccount,
+        query: str,
+        cursor: str | None,
+        product: str = "Latest",
+        count: int | None = None,
+    ) -> PageResult:
         params = self._params(query, cursor, product, count)
         return await self._page(account, self.op, params, cursor, self.method)
 
-    async def following_page(self, account: XAccount, user_id: str, cursor: str | None,
-                             count: int = 20) -> PageResult:
+    async def following_page(
+        self, account: XAccount, user_id: str, cursor: str | None, count: int = 20
+    ) -> PageResult:
         """One page of the users `user_id` follows (variables as twscrape's following_raw)."""
-        return await self._list_page(account, self.settings.x_op_following, {
-            "userId": str(user_id), "count": count, "includePromotedContent": False}, cursor)
+        return await self._list_page(
+            account,
+            self.settings.x_op_following,
+            {"userId": str(user_id), "count": count, "includePromotedContent": False},
+            cursor,
+        )
 
-    async def retweeters_page(self, account: XAccount, tweet_id: str, cursor: str | None,
-                              count: int = 20) -> PageResult:
+    async def retweeters_page(
+        self, account: XAccount, tweet_id: str, cursor: str | None, count: int = 20
+    ) -> PageResult:
         """One page of the accounts that retweeted `tweet_id` (variables as twscrape's
         retweeters_raw)."""
-        return await self._list_page(account, self.settings.x_op_retweeters, {
-            "tweetId": str(tweet_id), "count": count, "includePromotedContent": True}, cursor)
+        return await self._list_page(
+            account,
+            self.settings.x_op_retweeters,
+            {"tweetId": str(tweet_id), "count": count, "includePromotedContent": True},
+            cursor,
+        )
 
-    async def _list_page(self, account: XAccount, op: str, variables: dict[str, Any],
-                         cursor: str | None) -> PageResult:
+    async def _list_page(
+        self, account: XAccount, op: str, variables: dict[str, Any], cursor: str | None
+    ) -> PageResult:
         """One page of a user list operation (GET, paged by the Bottom cursor)."""
         if cursor is not None:
             variables = {**variables, "cursor": cursor}
@@ -388,16 +430,22 @@ class XClient:
         return await self._page(account, op.strip("/"), params, cursor, "GET")
 
     async def user_by_screen_name(self, account: XAccount, screen_name: str) -> PageResult:
-        params = {"variables": {"screen_name": screen_name, "withSafetyModeUserFields": True},
-                  "features": dict(GQL_FEATURES)}
-        return await self._page(account, self.settings.x_op_user_by_screen_name.strip("/"),
-                                params, None, "GET")
+        params = {
+            "variables": {"screen_name": screen_name, "withSafetyModeUserFields": True},
+            "features": dict(GQL_FEATURES),
+        }
+        return await self._page(
+            account, self.settings.x_op_user_by_screen_name.strip("/"), params, None, "GET"
+        )
 
-    async def _page(self, account: XAccount, op: str, params: dict, cursor: str | None,
-                    method: str) -> PageResult:
+    async def _page(
+        self, account: XAccount, op: str, params: dict, cursor: str | None, method: str
+    ) -> PageResult:
         """Send one GraphQL request and classify X's answer (in a span of its own)."""
-        with tracing.span(f"X {op.rsplit('/', 1)[-1]}", **{
-                "xget.account": account.name, "http.request.method": method}) as sp:
+        with tracing.span(
+            f"X {op.rsplit('/', 1)[-1]}",
+            **{"xget.account": account.name, "http.request.method": method},
+        ) as sp:
             result = await self._page_untraced(account, op, params, cursor, method)
             sp.set_attribute("xget.outcome", result.outcome)
             sp.set_attribute("xget.entries", result.entries)
@@ -405,16 +453,28 @@ class XClient:
                 sp.set_attribute("http.response.status_code", result.http_status)
             return result
 
-    async def _page_untraced(self, account: XAccount, op: str, params: dict,
-                             cursor: str | None, method: str) -> PageResult:
+    async def _page_untraced(
+        self, account: XAccount, op: str, params: dict, cursor: str | None, method: str
+    ) -> PageResult:
         t0 = time.perf_counter()
         url = f"{self.base_url}/{op}"
         name = op.rsplit("/", 1)[-1]
 
         def fail(outcome: Outcome, error: str, status: int | None = None) -> PageResult:
             observe_x_request(name, outcome, time.perf_counter() - t0)
-            return PageResult(outcome, status, None, 0, None, False, None, None, None, error,
-                              (time.perf_counter() - t0) * 1000)
+            return PageResult(
+                outcome,
+                status,
+                None,
+                0,
+                None,
+                False,
+                None,
+                None,
+                None,
+                error,
+                (time.perf_counter() - t0) * 1000,
+            )
 
         try:
             session = await self._client(account)
@@ -426,13 +486,14 @@ class XClient:
                 request = session.get(target, headers=hdr, allow_redirects=False)
             else:
                 body = {**params, "queryId": op.split("/")[0]}
-                request = session.post(url, data=orjson.dumps(body), headers=hdr,
-                                       allow_redirects=False)
+                request = session.post(
+                    url, data=orjson.dumps(body), headers=hdr, allow_redirects=False
+                )
             async with request as rep:
                 raw = await rep.read()
                 status, headers = rep.status, rep.headers
                 text = _decode_body(raw, rep.charset)
-        except asyncio.TimeoutError as e:
+        except TimeoutError as e:
             return fail("network_error", f"timeout: {type(e).__name__}")
         except PROXY_ERRORS as e:
             return fail("proxy_error", f"{type(e).__name__}: {e}")
@@ -448,15 +509,25 @@ class XClient:
         c = classify(status, headers, text, cursor)
         observe_x_request(name, c["outcome"], time.perf_counter() - t0)
         if c["outcome"] != "ok":
-            log.info("x %s account=%s status=%s outcome=%s", op.rsplit("/", 1)[-1],
-                     account.name, status, c["outcome"])
+            log.info(
+                "x %s account=%s status=%s outcome=%s",
+                op.rsplit("/", 1)[-1],
+                account.name,
+                status,
+                c["outcome"],
+            )
         return PageResult(
-            outcome=c["outcome"], http_status=status, body=text,
-            entries=c["entries"], cursor_out=c["cursor_out"], exhausted=c["exhausted"],
+            outcome=c["outcome"],
+            http_status=status,
+            body=text,
+            entries=c["entries"],
+            cursor_out=c["cursor_out"],
+            exhausted=c["exhausted"],
             rate_limit_limit=_int_header(headers, "x-rate-limit-limit"),
             rate_limit_remaining=_int_header(headers, "x-rate-limit-remaining"),
             rate_limit_reset=_int_header(headers, "x-rate-limit-reset"),
-            error=c["error"], elapsed_ms=(time.perf_counter() - t0) * 1000,
+            error=c["error"],
+            elapsed_ms=(time.perf_counter() - t0) * 1000,
         )
 
     async def aclose(self) -> None:

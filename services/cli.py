@@ -26,7 +26,9 @@ import gc
 import importlib
 import logging
 import sys
-from typing import Any, Coroutine, TypeVar
+from collections.abc import Coroutine
+from datetime import UTC
+from typing import Any, TypeVar
 
 from libs.settings import Settings
 
@@ -43,6 +45,7 @@ def run_loop(coro: Coroutine[Any, Any, T], settings: Settings) -> T:
 
         return uvloop.run(coro)
     return asyncio.run(coro)
+
 
 # Service name → module with `async def serve(settings, stop, ...)`.
 SERVICES = {
@@ -88,13 +91,13 @@ async def run_services(names: list[str], settings: Settings) -> None:
 
 
 def _utc_time(text: str):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO time: {text!r}") from None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 async def lag_command(args, settings: Settings) -> int:
@@ -105,12 +108,16 @@ async def lag_command(args, settings: Settings) -> int:
     declared = consumer_groups()
     unknown = [g for g in args.group or [] if g not in declared]
     if unknown:
-        print(f"unknown group(s) {', '.join(unknown)}; known: {', '.join(declared)}",
-              file=sys.stderr)
+        print(
+            f"unknown group(s) {', '.join(unknown)}; known: {', '.join(declared)}", file=sys.stderr
+        )
         return 2
-    groups = {declared[g].group_id(settings.topic_prefix):
-              [settings.topic_prefix + s.name for s in declared[g].inputs]
-              for g in (args.group or declared)}
+    groups = {
+        declared[g].group_id(settings.topic_prefix): [
+            settings.topic_prefix + s.name for s in declared[g].inputs
+        ]
+        for g in (args.group or declared)
+    }
     if not args.watch:
         print(lag.render(await lag.measure(settings, groups, args.sample, args.target)))
         return 0
@@ -121,8 +128,10 @@ async def lag_command(args, settings: Settings) -> int:
     server = await start_ops_server(settings)
     try:
         while not stop.is_set():
-            print(lag.render(await lag.measure(settings, groups, args.sample, args.target)),
-                  flush=True)
+            print(
+                lag.render(await lag.measure(settings, groups, args.sample, args.target)),
+                flush=True,
+            )
     finally:
         if server is not None:
             server.close()
@@ -146,12 +155,14 @@ async def dead_letters_command(args, settings: Settings) -> int:
         print("show needs a dead letter id (PARTITION/OFFSET, from list)", file=sys.stderr)
         return 2
     elif args.action == "redrive" and args.service is None and args.since is None:
-        print("redrive needs a dead letter id, --service or --since (every dead letter: "
-              "--since 1970-01-01)", file=sys.stderr)
+        print(
+            "redrive needs a dead letter id, --service or --since (every dead letter: "
+            "--since 1970-01-01)",
+            file=sys.stderr,
+        )
         return 2
     else:
-        found = [f async for f in dl.dead_letters(settings, service=args.service,
-                                                  since=args.since)]
+        found = [f async for f in dl.dead_letters(settings, service=args.service, since=args.since)]
     if args.action == "list":
         print(dl.render_table(found))
     elif args.action == "show":
@@ -162,18 +173,22 @@ async def dead_letters_command(args, settings: Settings) -> int:
             print(f"redriven {f.id} -> {to} (key {f.letter.key})")
         for f in res.refused:
             print(f"not redriven {f.id}: {f.letter.source_topic} is no topic of the catalogue")
-        print(f"{len(res.redriven)} redriven, {len(res.skipped)} already redriven before"
-              + (f", {len(res.refused)} refused" if res.refused else ""))
+        print(
+            f"{len(res.redriven)} redriven, {len(res.skipped)} already redriven before"
+            + (f", {len(res.refused)} refused" if res.refused else "")
+        )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="xget", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="xget", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="run services in this process")
-    run.add_argument("services", nargs="+", metavar="SERVICE",
-                     help=f"one or more of: all, {', '.join(SERVICES)}")
+    run.add_argument(
+        "services", nargs="+", metavar="SERVICE", help=f"one or more of: all, {', '.join(SERVICES)}"
+    )
     topics = sub.add_parser("topics", help="manage topics")
     topics.add_argument("action", choices=["create"])
     sub.add_parser("migrate", help="apply ClickHouse migrations")
@@ -192,17 +207,32 @@ def main(argv: list[str] | None = None) -> int:
     dl.add_argument("--service", help="only this service's dead letters")
     dl.add_argument("--since", type=_utc_time, help="only those failed at or after this time")
     rp = sub.add_parser("replay", help="re-run the parser over raw pages kept on raw-pages")
-    rp.add_argument("--since", required=True, type=_utc_time,
-                    help="ISO time (UTC if no zone), e.g. 2026-11-01T00:00:00Z")
+    rp.add_argument(
+        "--since",
+        required=True,
+        type=_utc_time,
+        help="ISO time (UTC if no zone), e.g. 2026-11-01T00:00:00Z",
+    )
     rp.add_argument("--task", help="only this task's pages")
     lag = sub.add_parser("lag", help="consumer lag per group and topic, with recommended replicas")
     lag.add_argument("--group", action="append", help="only this group (repeatable; no prefix)")
-    lag.add_argument("--sample", type=float, default=5.0,
-                     help="seconds between the two offset snapshots the rates come from")
-    lag.add_argument("--target", type=float, default=300.0,
-                     help="drain the lag within this many seconds (for the replica count)")
-    lag.add_argument("--watch", action="store_true",
-                     help="keep measuring and serve the figures on /metrics (a lag exporter)")
+    lag.add_argument(
+        "--sample",
+        type=float,
+        default=5.0,
+        help="seconds between the two offset snapshots the rates come from",
+    )
+    lag.add_argument(
+        "--target",
+        type=float,
+        default=300.0,
+        help="drain the lag within this many seconds (for the replica count)",
+    )
+    lag.add_argument(
+        "--watch",
+        action="store_true",
+        help="keep measuring and serve the figures on /metrics (a lag exporter)",
+    )
     args = parser.parse_args(argv)
 
     settings = Settings()
@@ -214,8 +244,9 @@ def main(argv: list[str] | None = None) -> int:
         names = list(SERVICES) if "all" in args.services else args.services
         unknown = [n for n in names if n not in SERVICES]
         if unknown:
-            parser.error(f"unknown service(s) {', '.join(unknown)}; choose from all, "
-                         + ", ".join(SERVICES))
+            parser.error(
+                f"unknown service(s) {', '.join(unknown)}; choose from all, " + ", ".join(SERVICES)
+            )
         from libs.fail_closed import check_secrets
 
         check_secrets(settings, names)  # exits naming each empty or default secret
@@ -246,8 +277,10 @@ def main(argv: list[str] | None = None) -> int:
         from services.parser.replay import replay
 
         res = run_loop(replay(settings, args.since, args.task), settings)
-        print(f"replayed {res.pages} raw page(s) of {res.tasks} task(s): {res.records_out} "
-              f"record(s) re-derived, 0 X requests")
+        print(
+            f"replayed {res.pages} raw page(s) of {res.tasks} task(s): {res.records_out} "
+            f"record(s) re-derived, 0 X requests"
+        )
         return 0
     if args.cmd == "lag":
         return run_loop(lag_command(args, settings), settings)

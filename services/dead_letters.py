@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
 
@@ -49,8 +49,9 @@ class Found:
         return f"{self.partition}/{self.offset}"
 
 
-async def dead_letters(settings: Settings, *, service: str | None = None,
-                       since: datetime | None = None) -> AsyncIterator[Found]:
+async def dead_letters(
+    settings: Settings, *, service: str | None = None, since: datetime | None = None
+) -> AsyncIterator[Found]:
     """Every dead letter (of `service`, failed at or after `since`), partition by partition."""
     from services.parser.replay import start_offsets
 
@@ -59,8 +60,9 @@ async def dead_letters(settings: Settings, *, service: str | None = None,
     for p, (start, end) in sorted(ranges.items()):
         if start >= end:
             continue
-        async for msg, rec in scan_partition(settings, DEAD_LETTERS, p, start, end_offset=end,
-                                             deadline_s=600):
+        async for msg, rec in scan_partition(
+            settings, DEAD_LETTERS, p, start, end_offset=end, deadline_s=600
+        ):
             if not isinstance(rec, DeadLetter):
                 continue
             if service is not None and rec.service != service:
@@ -93,33 +95,43 @@ def render_table(found: list[Found]) -> str:
     rows = [("ID", "SERVICE", "SOURCE", "PARTITION/OFFSET", "KEY", "FAILED_AT", "ERROR")]
     for f in found:
         d = f.letter
-        rows.append((f.id, d.service, d.source_topic, f"{d.partition}/{d.offset}",
-                     _clip(d.key or "-", 40), d.failed_at.isoformat(timespec="seconds"),
-                     _clip(d.error.replace("\n", " "), 100)))
+        rows.append(
+            (
+                f.id,
+                d.service,
+                d.source_topic,
+                f"{d.partition}/{d.offset}",
+                _clip(d.key or "-", 40),
+                d.failed_at.isoformat(timespec="seconds"),
+                _clip(d.error.replace("\n", " "), 100),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1]
-                     for r in rows)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)
 
 
 def render_one(f: Found) -> str:
     d = f.letter
-    lines = [f"id:            {f.id}",
-             f"service:       {d.service}",
-             f"source:        {d.source_topic} partition {d.partition} offset {d.offset}",
-             f"key:           {d.key}",
-             f"failed_at:     {d.failed_at.isoformat()}",
-             f"error:         {d.error}",
-             f"header {SCHEMA_HEADER}: {d.schema_header}",
-             f"header {BODY_HEADER}: "
-             + ("(none)" if d.body is None else f"{len(d.body.encode())} bytes (below)"),
-             "value:", d.value]
+    lines = [
+        f"id:            {f.id}",
+        f"service:       {d.service}",
+        f"source:        {d.source_topic} partition {d.partition} offset {d.offset}",
+        f"key:           {d.key}",
+        f"failed_at:     {d.failed_at.isoformat()}",
+        f"error:         {d.error}",
+        f"header {SCHEMA_HEADER}: {d.schema_header}",
+        f"header {BODY_HEADER}: "
+        + ("(none)" if d.body is None else f"{len(d.body.encode())} bytes (below)"),
+        "value:",
+        d.value,
+    ]
     if d.body is not None:
         lines += ["body:", d.body]
     return "\n".join(lines)
 
 
 def _clip(text: str, n: int) -> str:
-    return text if len(text) <= n else text[:n - 1] + "…"
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 @dataclass
@@ -151,9 +163,12 @@ async def redrive(settings: Settings, found: list[Found]) -> RedriveResult:
             result.refused.append(f)
     if not todo:
         return result
-    raw = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                           enable_idempotence=settings.kafka_idempotent_producer,
-                           client_id="xget-dead-letters")
+    raw = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=settings.kafka_idempotent_producer,
+        client_id="xget-dead-letters",
+    )
     producer = await Producer(settings, "xget-dead-letters", linger_ms=0).start()
     await raw.start()
     try:
@@ -167,13 +182,25 @@ async def redrive(settings: Settings, found: list[Found]) -> RedriveResult:
                     headers.append((SCHEMA_HEADER, d.schema_header.encode()))
                 if d.body is not None:
                     headers.append((BODY_HEADER, d.body.encode()))
-                md = await raw.send_and_wait(d.source_topic, d.value.encode(),
-                                             key=d.key.encode() if d.key is not None else None,
-                                             headers=headers)
+                md = await raw.send_and_wait(
+                    d.source_topic,
+                    d.value.encode(),
+                    key=d.key.encode() if d.key is not None else None,
+                    headers=headers,
+                )
             to = f"{md.topic}/{md.partition}/{md.offset}"
-            await producer.send_and_wait(Outgoing(DEAD_LETTER_REDRIVES, f.id, DeadLetterRedrive(
-                dead_letter=f.id, source=f"{d.source_topic}/{d.partition}/{d.offset}",
-                redriven_to=to, redriven_at=datetime.now(timezone.utc))))
+            await producer.send_and_wait(
+                Outgoing(
+                    DEAD_LETTER_REDRIVES,
+                    f.id,
+                    DeadLetterRedrive(
+                        dead_letter=f.id,
+                        source=f"{d.source_topic}/{d.partition}/{d.offset}",
+                        redriven_to=to,
+                        redriven_at=datetime.now(UTC),
+                    ),
+                )
+            )
             result.redriven.append((f, to))
     finally:
         await raw.stop()

@@ -24,8 +24,7 @@ def setup_logging(level: str, fmt: str = "text") -> None:
 
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
-        logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
-                            handlers=[handler])
+        logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     else:
         logging.basicConfig(
             level=getattr(logging, level.upper(), logging.INFO),
@@ -45,10 +44,12 @@ def stop_on_signals(stop: asyncio.Event) -> None:
             pass
 
 
-async def started_producer(settings: Settings, client_id: str, *,
-                           linger_ms: int | None = None, redo_replaced: bool = False) -> Producer:
-    return await Producer(settings, client_id, linger_ms=linger_ms,
-                          redo_replaced=redo_replaced).start()
+async def started_producer(
+    settings: Settings, client_id: str, *, linger_ms: int | None = None, redo_replaced: bool = False
+) -> Producer:
+    return await Producer(
+        settings, client_id, linger_ms=linger_ms, redo_replaced=redo_replaced
+    ).start()
 
 
 async def run_until(service, stop: asyncio.Event) -> None:

@@ -17,9 +17,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -32,8 +33,11 @@ SESSION_ID = uuid.uuid4().hex[:8]
 
 # Services refuse to start with empty or default secrets (libs/fail_closed.py): every test
 # stack gets explicit ones (a test may override them).
-TEST_SECRETS = {"api_token": "test-api-token", "webhook_secret": "test-webhook-secret",
-                "account_key": "test-account-key"}
+TEST_SECRETS = {
+    "api_token": "test-api-token",
+    "webhook_secret": "test-webhook-secret",
+    "account_key": "test-account-key",
+}
 
 
 def make_settings(**overrides: Any) -> Settings:
@@ -68,8 +72,12 @@ class KafkaEnv:
         if self.kind == "tansu":
             # Tansu: no InitProducerId for idempotence; stale members linger until timeout.
             # Its ListOffsets latest is wrong: ends come from a fetch's high watermark.
-            base.update(kafka_idempotent_producer=False, kafka_session_timeout_ms=6_000,
-                        kafka_heartbeat_interval_ms=1_000, kafka_end_offsets_from_fetch=True)
+            base.update(
+                kafka_idempotent_producer=False,
+                kafka_session_timeout_ms=6_000,
+                kafka_heartbeat_interval_ms=1_000,
+                kafka_end_offsets_from_fetch=True,
+            )
         base.update(overrides)
         return make_settings(**base)
 
@@ -121,8 +129,12 @@ class S3Endpoint(str):
     def settings(self, bucket: str | None = None, **overrides: Any) -> Settings:
         bucket = bucket or f"xget-test-{uuid.uuid4().hex[:10]}"
         base: dict[str, Any] = {
-            "object_store_url": f"s3://{bucket}", "s3_endpoint": str(self), "s3_secure": False,
-            "s3_access_key": "testing", "s3_secret_key": "testing", "s3_region": "us-east-1",
+            "object_store_url": f"s3://{bucket}",
+            "s3_endpoint": str(self),
+            "s3_secure": False,
+            "s3_access_key": "testing",
+            "s3_secret_key": "testing",
+            "s3_region": "us-east-1",
         }
         base.update(overrides)
         return make_settings(**base)
@@ -164,8 +176,8 @@ def clickhouse_http(infra_log_dir, tmp_path_factory) -> Iterator[str]:
 @pytest.fixture
 def clickhouse_http_dsn(clickhouse_http) -> str:
     """An `http://` DSN with a database of its own (the server is shared by the session)."""
-    import uuid
     import urllib.request
+    import uuid
 
     db = f"t_{uuid.uuid4().hex[:12]}"
     req = urllib.request.Request(clickhouse_http, data=f"CREATE DATABASE {db}".encode())

@@ -44,7 +44,7 @@ class WebhookServer:
             def log_message(self, *args):  # keep test output clean
                 pass
 
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 sig_ok = verify(server.secret, raw, self.headers.get(SIGNATURE_HEADER, ""))
                 with server._lock:
@@ -62,8 +62,15 @@ class WebhookServer:
                         body = json.loads(raw)
                     except ValueError:
                         body = {"_raw": raw.decode(errors="replace")}
-                    server.requests.append(Received(body, self.headers.get("Idempotency-Key"),
-                                                    sig_ok, status, self.headers.get("Host")))
+                    server.requests.append(
+                        Received(
+                            body,
+                            self.headers.get("Idempotency-Key"),
+                            sig_ok,
+                            status,
+                            self.headers.get("Host"),
+                        )
+                    )
                     allowed = body.get("batch_id") not in server.pause_after_batches
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -71,8 +78,9 @@ class WebhookServer:
                     self.send_header("Retry-After", server.retry_after)
                 self.end_headers()
                 if status == 200:
-                    self.wfile.write(json.dumps(
-                        {"status": "received", "next_batch_allowed": allowed}).encode())
+                    self.wfile.write(
+                        json.dumps({"status": "received", "next_batch_allowed": allowed}).encode()
+                    )
                 else:
                     self.wfile.write(b'{"error": "try later"}')
 
@@ -85,7 +93,7 @@ class WebhookServer:
     def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/hook"
 
-    def __enter__(self) -> "WebhookServer":
+    def __enter__(self) -> WebhookServer:
         self.thread.start()
         return self
 

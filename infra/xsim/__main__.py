@@ -13,8 +13,11 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m infra.xsim", description="X web GraphQL simulator")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--fixtures", default=None, help="fixture dir (default: <repo>/../shared/"
-                   "fixtures/x, or $XGET_FIXTURES_DIR)")
+    p.add_argument(
+        "--fixtures",
+        default=None,
+        help="fixture dir (default: <repo>/../shared/fixtures/x, or $XGET_FIXTURES_DIR)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--window-seconds", type=int, default=900)
     p.add_argument("--log-level", default="warning")

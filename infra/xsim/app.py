@@ -15,8 +15,8 @@ from starlette.routing import Route
 
 from .config import SimConfig
 from .corpus import parse_time
-from .follows import user_id_of_name
 from .faults import FaultBook, MediaFaultBook
+from .follows import user_id_of_name
 from .log import RequestLog
 from .login import LoginFlow, Sessions
 from .media import HTML_PAGE, huge_stream, media_for
@@ -28,18 +28,26 @@ from .timelines import Timelines
 JSON = "application/json; charset=utf-8"
 RATE_LIMIT_BODY = b'{"errors":[{"code":88,"message":"Rate limit exceeded."}]}'
 FAULT_BODIES = {
-    "suspended": (403, b'{"errors":[{"code":64,"message":"Your account is suspended and is not '
-                       b'permitted to access this feature."}]}'),
-    "locked": (403, b'{"errors":[{"code":326,"message":"Authorization: Denied by access control: '
-                    b'To protect our users from spam and other malicious activity, this account '
-                    b'is temporarily locked. Please log in to https://x.com to unlock your '
-                    b'account."}]}'),
+    "suspended": (
+        403,
+        b'{"errors":[{"code":64,"message":"Your account is suspended and is not '
+        b'permitted to access this feature."}]}',
+    ),
+    "locked": (
+        403,
+        b'{"errors":[{"code":326,"message":"Authorization: Denied by access control: '
+        b"To protect our users from spam and other malicious activity, this account "
+        b"is temporarily locked. Please log in to https://x.com to unlock your "
+        b'account."}]}',
+    ),
     "expired_cookies": (401, b'{"errors":[{"code":32,"message":"Could not authenticate you."}]}'),
     "http_5xx": (503, b'{"errors":[{"code":130,"message":"Over capacity"}]}'),
 }
-CLOUDFLARE_HTML = (b"<!DOCTYPE html><html lang=\"en-US\"><head><title>Attention Required! | "
-                   b"Cloudflare</title></head><body><div id=\"cf-wrapper\"><h1>Sorry, you have "
-                   b"been blocked</h1><p>You are unable to access x.com</p></div></body></html>")
+CLOUDFLARE_HTML = (
+    b'<!DOCTYPE html><html lang="en-US"><head><title>Attention Required! | '
+    b'Cloudflare</title></head><body><div id="cf-wrapper"><h1>Sorry, you have '
+    b"been blocked</h1><p>You are unable to access x.com</p></div></body></html>"
+)
 
 
 def _json(obj, status: int = 200) -> Response:
@@ -63,8 +71,9 @@ def _loads_param(value) -> dict:
 
 
 class Simulator:
-    def __init__(self, fixtures_dir: str | Path | None = None, seed: int = 0,
-                 window_seconds: int = 900):
+    def __init__(
+        self, fixtures_dir: str | Path | None = None, seed: int = 0, window_seconds: int = 900
+    ):
         self.config = SimConfig(seed=seed, window_seconds=window_seconds)
         self.fixtures = load_fixtures(fixtures_dir or default_fixtures_dir())
         self.timelines = Timelines(self.fixtures, self.config)
@@ -102,24 +111,39 @@ class Simulator:
         raw_query = cursor = None
         if isinstance(variables, dict):
             # the request's subject: a search query, a post's id (Retweeters) or a handle
-            raw_query = (variables.get("rawQuery") or variables.get("tweetId")
-                         or variables.get("screen_name"))
+            raw_query = (
+                variables.get("rawQuery")
+                or variables.get("tweetId")
+                or variables.get("screen_name")
+            )
             cursor = variables.get("cursor")
         if expired:
             status, body = FAULT_BODIES["expired_cookies"]
             rep = Response(body, status, media_type=JSON)
         else:
             rep = await self._graphql(op, account, variables, received)
-        self.log.add(request.method, request.url.path, op, account, raw_query, cursor,
-                     rep.status_code, received)
+        self.log.add(
+            request.method,
+            request.url.path,
+            op,
+            account,
+            raw_query,
+            cursor,
+            rep.status_code,
+            received,
+        )
         return rep
 
     def _rl_headers(self, limit: int, remaining: int, reset: int) -> dict[str, str]:
-        return {"x-rate-limit-limit": str(limit), "x-rate-limit-remaining": str(remaining),
-                "x-rate-limit-reset": str(reset)}
+        return {
+            "x-rate-limit-limit": str(limit),
+            "x-rate-limit-remaining": str(remaining),
+            "x-rate-limit-reset": str(reset),
+        }
 
-    async def _graphql(self, op: str, account: str, variables: dict | None,
-                       received: float | None = None) -> Response:
+    async def _graphql(
+        self, op: str, account: str, variables: dict | None, received: float | None = None
+    ) -> Response:
         fault = self.faults.match(account, op)
         truncate = False
         if fault is not None:
@@ -130,16 +154,21 @@ class Simulator:
             elif fault.kind == "malformed_json":
                 truncate = True
             elif fault.kind == "cloudflare_403":
-                return Response(CLOUDFLARE_HTML, 403, media_type="text/html; charset=UTF-8",
-                                headers={"cf-ray": "8f1e2d3c4b5a6978-FRA", "server": "cloudflare"})
+                return Response(
+                    CLOUDFLARE_HTML,
+                    403,
+                    media_type="text/html; charset=UTF-8",
+                    headers={"cf-ray": "8f1e2d3c4b5a6978-FRA", "server": "cloudflare"},
+                )
             elif fault.kind == "rate_limit_no_headers":
                 return Response(RATE_LIMIT_BODY, 429, media_type=JSON)
             else:
                 status, body = FAULT_BODIES[fault.kind]
                 limit = self.config.limit(op)
                 reset = int(time.time()) + self.config.window_seconds
-                return Response(body, status, media_type=JSON,
-                                headers=self._rl_headers(limit, limit, reset))
+                return Response(
+                    body, status, media_type=JSON, headers=self._rl_headers(limit, limit, reset)
+                )
 
         # The window is chosen by when the request came in (the log's `received`), so a
         # request that arrived before a reset and was answered after it counts in the old one.
@@ -148,12 +177,20 @@ class Simulator:
         if not d.allowed:
             return Response(RATE_LIMIT_BODY, 429, media_type=JSON, headers=headers)
         if variables is None:
-            return Response(b'{"errors":[{"code":214,"message":"Bad request: invalid JSON"}]}',
-                            400, media_type=JSON, headers=headers)
+            return Response(
+                b'{"errors":[{"code":214,"message":"Bad request: invalid JSON"}]}',
+                400,
+                media_type=JSON,
+                headers=headers,
+            )
         handler = self.handlers.get(op)
         if handler is None:
-            return Response(b'{"errors":[{"message":"Query: Unspecified"}]}', 404,
-                            media_type=JSON, headers=headers)
+            return Response(
+                b'{"errors":[{"message":"Query: Unspecified"}]}',
+                404,
+                media_type=JSON,
+                headers=headers,
+            )
         body = handler(variables)
         if truncate:
             body = body[: max(1, len(body) // 2)]
@@ -168,12 +205,20 @@ class Simulator:
         user_name = (qp.get("userName") or "").strip().lstrip("@")
         cursor = qp.get("cursor") or None
         rep = await self._rest(op, key, user_name, cursor, qp.get("pageSize"))
-        self.log.add(request.method, request.url.path, op, key_label(key) if key else None,
-                     user_name or None, cursor, rep.status_code)
+        self.log.add(
+            request.method,
+            request.url.path,
+            op,
+            key_label(key) if key else None,
+            user_name or None,
+            cursor,
+            rep.status_code,
+        )
         return rep
 
-    async def _rest(self, op: str, key: str, user_name: str, cursor: str | None,
-                    page_size: str | None) -> Response:
+    async def _rest(
+        self, op: str, key: str, user_name: str, cursor: str | None, page_size: str | None
+    ) -> Response:
         if not key:
             return _json({"status": "error", "message": "Unauthorized: missing X-API-Key"}, 401)
         fault = self.faults.match(key_label(key), op)
@@ -187,8 +232,10 @@ class Simulator:
             elif fault.kind == "malformed_json":
                 return Response(b'{"followings": [{"id": "1', 200, media_type=JSON)
             else:
-                return _json({"status": "error", "message": f"upstream error ({fault.kind})"},
-                             503 if fault.kind == "http_5xx" else 402)
+                return _json(
+                    {"status": "error", "message": f"upstream error ({fault.kind})"},
+                    503 if fault.kind == "http_5xx" else 402,
+                )
         if not user_name:
             return _json({"status": "error", "message": "userName is required"}, 400)
         if op == "api.followings":
@@ -219,22 +266,32 @@ class Simulator:
             fault = None
         if fault is None:
             body, ctype = media_for(src, src_query, self.config.media_pad_kb)
-            rep: Response = Response(body, 200, media_type=ctype,
-                                     headers={"cache-control": "max-age=604800"})
+            rep: Response = Response(
+                body, 200, media_type=ctype, headers={"cache-control": "max-age=604800"}
+            )
         elif fault.kind in ("404", "500"):
             status = int(fault.kind)
             rep = Response(b"", status)
         elif fault.kind == "429":
             status = 429
-            rep = Response(b"", 429, headers={} if fault.retry_after is None
-                           else {"retry-after": str(fault.retry_after)})
+            rep = Response(
+                b"",
+                429,
+                headers={}
+                if fault.retry_after is None
+                else {"retry-after": str(fault.retry_after)},
+            )
         elif fault.kind == "html":
             rep = Response(HTML_PAGE, 200, media_type="text/html; charset=utf-8")
         else:  # huge: a valid head of the path's type, then zeros
             size = int(fault.size_mb * (1 << 20))
             _, ctype = media_for(path, query)
-            rep = StreamingResponse(huge_stream(fault.size_mb, ctype), 200, media_type=ctype,
-                                    headers={} if fault.chunked else {"content-length": str(size)})
+            rep = StreamingResponse(
+                huge_stream(fault.size_mb, ctype),
+                200,
+                media_type=ctype,
+                headers={} if fault.chunked else {"content-length": str(size)},
+            )
         self.log.add("GET", path, "media", None, None, None, status)
         return rep
 
@@ -328,15 +385,19 @@ class Simulator:
                 return _json({"error": str(e)}, 400)
             raw = " ".join(p for p in parts if p)
         posts = self.timelines.corpus(raw)
-        return _json({
-            "query": raw, "count": len(posts),
-            "ids": [p[0] for p in posts],
-            "posts": [{"id": pid, "time": ms / 1000} for pid, ms in posts],
-        })
+        return _json(
+            {
+                "query": raw,
+                "count": len(posts),
+                "ids": [p[0] for p in posts],
+                "posts": [{"id": pid, "time": ms / 1000} for pid, ms in posts],
+            }
+        )
 
 
-def create_app(fixtures_dir: str | Path | None = None, seed: int = 0,
-               window_seconds: int = 900) -> Starlette:
+def create_app(
+    fixtures_dir: str | Path | None = None, seed: int = 0, window_seconds: int = 900
+) -> Starlette:
     sim = Simulator(fixtures_dir, seed, window_seconds)
     routes = [
         Route("/i/api/graphql/{op_id}/{op_name}", sim.graphql, methods=["GET", "POST"]),
@@ -370,4 +431,4 @@ def create_app(fixtures_dir: str | Path | None = None, seed: int = 0,
     return app
 
 
-__all__ = ["create_app", "Simulator"]
+__all__ = ["Simulator", "create_app"]

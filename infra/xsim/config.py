@@ -52,8 +52,15 @@ class SimConfig:
                 cur.update(value)  # merge maps; send null values to drop keys
                 for k in [k for k, v in cur.items() if v is None]:
                     del cur[k]
-            elif key in ("window_seconds", "max_posts", "users_per_list", "seed", "default_limit",
-                         "media_pad_kb", "following_pool"):
+            elif key in (
+                "window_seconds",
+                "max_posts",
+                "users_per_list",
+                "seed",
+                "default_limit",
+                "media_pad_kb",
+                "following_pool",
+            ):
                 setattr(self, key, int(value))
             elif key == "api_user_style":
                 if value not in ("v1", "profile"):

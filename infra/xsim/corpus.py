@@ -14,7 +14,7 @@ import hashlib
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 TWITTER_EPOCH_MS = 1288834974657
 
@@ -44,7 +44,7 @@ def snowflake_ms(sid: int) -> int:
 
 def x_time(ms: int) -> str:
     """X's created_at format: 'Wed Oct 25 12:00:00 +0000 2023'."""
-    d = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    d = datetime.fromtimestamp(ms / 1000, tz=UTC)
     return f"{_DAYS[d.weekday()]} {_MONTHS[d.month - 1]} {d.day:02d} {d:%H:%M:%S} +0000 {d.year}"
 
 
@@ -59,15 +59,15 @@ def parse_time(value: str) -> int:
     if re.fullmatch(r"-?\d+(\.\d+)?", v):
         return int(float(v) * 1000)
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", v):
-        d = datetime.strptime(v, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+        d = datetime.strptime(v, "%Y-%m-%d").replace(tzinfo=UTC)
         return int(d.timestamp() * 1000)
     m = re.fullmatch(r"(\d{4}-\d{2}-\d{2})_(\d{2}:\d{2}:\d{2})(?:_UTC)?", v)
     if m:
-        d = datetime.strptime(f"{m[1]} {m[2]}", "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+        d = datetime.strptime(f"{m[1]} {m[2]}", "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
         return int(d.timestamp() * 1000)
     d = datetime.fromisoformat(v.replace("Z", "+00:00"))
     if d.tzinfo is None:
-        d = d.replace(tzinfo=timezone.utc)
+        d = d.replace(tzinfo=UTC)
     return int(d.timestamp() * 1000)
 
 
@@ -110,10 +110,14 @@ class KeywordSeries:
     low19: int
 
     @classmethod
-    def make(cls, keyword: str, density_per_hour: float, seed: int) -> "KeywordSeries":
+    def make(cls, keyword: str, density_per_hour: float, seed: int) -> KeywordSeries:
         interval = max(1, int(round(3_600_000 / max(density_per_hour, 1e-9))))
-        return cls(keyword, interval, h64("phase", seed, keyword) % interval,
-                   h64("low", seed, keyword) & 0x7FFFF)
+        return cls(
+            keyword,
+            interval,
+            h64("phase", seed, keyword) % interval,
+            h64("low", seed, keyword) & 0x7FFFF,
+        )
 
     def time_of(self, i: int) -> int:
         return self.phase_ms + i * self.interval_ms
@@ -126,8 +130,9 @@ class KeywordSeries:
         """Smallest i with time_of(i) >= ms."""
         return -((self.phase_ms - ms) // self.interval_ms)
 
-    def window(self, since_ms: int | None, until_ms: int | None, now_ms: int, max_posts: int
-               ) -> tuple[int, int]:
+    def window(
+        self, since_ms: int | None, until_ms: int | None, now_ms: int, max_posts: int
+    ) -> tuple[int, int]:
         """Index range [lo, hi] (inclusive) of posts with since <= t < until; hi < lo if empty."""
         until = now_ms if until_ms is None else until_ms
         hi = self.first_at_or_after(until) - 1

@@ -7,8 +7,15 @@ import itertools
 from dataclasses import asdict, dataclass
 
 API_KINDS = {
-    "suspended", "locked", "expired_cookies", "cloudflare_403", "rate_limit_no_headers",
-    "http_5xx", "slow", "malformed_json", "hold",
+    "suspended",
+    "locked",
+    "expired_cookies",
+    "cloudflare_403",
+    "rate_limit_no_headers",
+    "http_5xx",
+    "slow",
+    "malformed_json",
+    "hold",
 }
 MEDIA_KINDS = {"404", "huge", "html", "500", "429", "alias"}
 _ids = itertools.count(1)
@@ -45,9 +52,15 @@ class FaultBook:
         kind = spec.get("kind")
         if kind not in API_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; one of {sorted(API_KINDS)}")
-        f = Fault(kind=kind, account=spec.get("account"), operation=spec.get("operation"),
-                  after=int(spec.get("after") or 0), count=spec.get("count"),
-                  delay_s=float(spec.get("delay_s") or 0.0), id=next(_ids))
+        f = Fault(
+            kind=kind,
+            account=spec.get("account"),
+            operation=spec.get("operation"),
+            after=int(spec.get("after") or 0),
+            count=spec.get("count"),
+            delay_s=float(spec.get("delay_s") or 0.0),
+            id=next(_ids),
+        )
         if f.count is not None:
             f.count = int(f.count)
         self.faults.append(f)
@@ -93,11 +106,15 @@ class MediaFaultBook:
             raise ValueError(f"unknown media fault kind {kind!r}; one of {sorted(MEDIA_KINDS)}")
         count = spec.get("count")
         retry_after = spec.get("retry_after")
-        f = MediaFault(str(spec.get("path_contains") or ""), kind,
-                       float(spec.get("size_mb") or 60.0), bool(spec.get("chunked")),
-                       None if count is None else int(count),
-                       None if retry_after is None else int(retry_after),
-                       str(spec.get("as_path") or ""))
+        f = MediaFault(
+            str(spec.get("path_contains") or ""),
+            kind,
+            float(spec.get("size_mb") or 60.0),
+            bool(spec.get("chunked")),
+            None if count is None else int(count),
+            None if retry_after is None else int(retry_after),
+            str(spec.get("as_path") or ""),
+        )
         self.faults.append(f)
         return f
 

@@ -59,8 +59,10 @@ class FollowGraph:
         return Member((ptag << 20) | (k + 1), k)
 
     def following_ids(self, target: str) -> list[str]:
-        return [str(self.member("Following", target, j).uid)
-                for j in range(self.total("Following", target))]
+        return [
+            str(self.member("Following", target, j).uid)
+            for j in range(self.total("Following", target))
+        ]
 
 
 def screen_name(base: bytes, k: int, templates: int) -> bytes:

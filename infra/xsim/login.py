@@ -102,32 +102,47 @@ def _page(title: str, body: str, error: str | None = None) -> HTMLResponse:
     err = f'<div data-testid="error" role="alert">{html.escape(error)}</div>' if error else ""
     return HTMLResponse(
         f"<!DOCTYPE html><html><head><title>{html.escape(title)} / X</title></head>"
-        f"<body><h1>{html.escape(title)}</h1>{err}{body}</body></html>")
+        f"<body><h1>{html.escape(title)}</h1>{err}{body}</body></html>"
+    )
 
 
 def _username_form(error: str | None = None) -> HTMLResponse:
-    return _page("Sign in to X", (
-        '<form method="post" action="/i/flow/login/username">'
-        '<label>Phone, email, or username <input name="text" autocomplete="username"></label>'
-        '<button type="submit">Next</button></form>'), error)
+    return _page(
+        "Sign in to X",
+        (
+            '<form method="post" action="/i/flow/login/username">'
+            '<label>Phone, email, or username <input name="text" autocomplete="username"></label>'
+            '<button type="submit">Next</button></form>'
+        ),
+        error,
+    )
 
 
 def _password_form(flow: str, error: str | None = None) -> HTMLResponse:
-    return _page("Enter your password", (
-        '<form method="post" action="/i/flow/login/password">'
-        f'<input type="hidden" name="flow" value="{html.escape(flow)}">'
-        '<label>Password <input name="password" type="password"></label>'
-        '<button type="submit" data-testid="LoginForm_Login_Button">Log in</button></form>'),
-        error)
+    return _page(
+        "Enter your password",
+        (
+            '<form method="post" action="/i/flow/login/password">'
+            f'<input type="hidden" name="flow" value="{html.escape(flow)}">'
+            '<label>Password <input name="password" type="password"></label>'
+            '<button type="submit" data-testid="LoginForm_Login_Button">Log in</button></form>'
+        ),
+        error,
+    )
 
 
 def _code_form(flow: str, error: str | None = None) -> HTMLResponse:
-    return _page("Enter your verification code", (
-        '<p>Use your code generator app to generate a code and enter it below.</p>'
-        '<form method="post" action="/i/flow/login/code">'
-        f'<input type="hidden" name="flow" value="{html.escape(flow)}">'
-        '<input name="code" data-testid="ocfEnterTextTextInput">'
-        '<button type="submit">Next</button></form>'), error)
+    return _page(
+        "Enter your verification code",
+        (
+            "<p>Use your code generator app to generate a code and enter it below.</p>"
+            '<form method="post" action="/i/flow/login/code">'
+            f'<input type="hidden" name="flow" value="{html.escape(flow)}">'
+            '<input name="code" data-testid="ocfEnterTextTextInput">'
+            '<button type="submit">Next</button></form>'
+        ),
+        error,
+    )
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -193,7 +208,7 @@ class LoginFlow:
         rep = RedirectResponse("/home", status_code=302)
         rep.set_cookie("auth_token", token, httponly=True, path="/")
         rep.set_cookie("ct0", ct0, path="/")
-        rep.set_cookie("twid", f"u%3D{abs(hash(acc.username)) % 10 ** 18}", path="/")
+        rep.set_cookie("twid", f"u%3D{abs(hash(acc.username)) % 10**18}", path="/")
         return rep
 
     async def home(self, request: Request) -> Response:

@@ -61,7 +61,7 @@ def jpeg_bytes(path: str, pad_kb: int = 0) -> bytes:
     com = _seg(0xFE, ("xsim:" + path).encode("utf-8", "replace")[:65000])
     pad = _padding(path, pad_kb)
     # Comment segments hold at most 65533 bytes each.
-    filler = b"".join(_seg(0xFE, pad[i:i + 65000]) for i in range(0, len(pad), 65000))
+    filler = b"".join(_seg(0xFE, pad[i : i + 65000]) for i in range(0, len(pad), 65000))
     return JPEG_HEAD + com + filler + JPEG_TAIL
 
 
@@ -99,5 +99,7 @@ def huge_stream(size_mb: float, content_type: str = "image/jpeg", chunk: int = 1
         sent += n
 
 
-HTML_PAGE = (b"<!DOCTYPE html><html><head><title>Just a moment...</title></head>"
-             b"<body><h1>Checking your browser before accessing x.com</h1></body></html>")
+HTML_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Just a moment...</title></head>"
+    b"<body><h1>Checking your browser before accessing x.com</h1></body></html>"
+)

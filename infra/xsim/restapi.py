@@ -49,14 +49,17 @@ def user_fields(result: dict) -> dict:
         "banner": _get(result, "banner.image_url", "legacy.profile_banner_url") or "",
         "description": _get(result, "profile_bio.description", "legacy.description") or "",
         "location": _get(result, "location.location", "legacy.location") or "",
-        "followers": int(_get(result, "relationship_counts.followers",
-                              "legacy.followers_count") or 0),
-        "following": int(_get(result, "relationship_counts.following",
-                              "legacy.friends_count") or 0),
+        "followers": int(
+            _get(result, "relationship_counts.followers", "legacy.followers_count") or 0
+        ),
+        "following": int(
+            _get(result, "relationship_counts.following", "legacy.friends_count") or 0
+        ),
         "statuses": int(_get(result, "tweet_counts.tweets", "legacy.statuses_count") or 0),
         "media": int(_get(result, "tweet_counts.media_tweets", "legacy.media_count") or 0),
-        "favourites": int(_get(result, "action_counts.favorites_count",
-                               "legacy.favourites_count") or 0),
+        "favourites": int(
+            _get(result, "action_counts.favorites_count", "legacy.favourites_count") or 0
+        ),
         "blue": bool(result.get("is_blue_verified")),
         "verified": bool(_get(result, "verification.verified", "legacy.verified")),
         "can_dm": bool(_get(result, "dm_permissions.can_dm", "legacy.can_dm")),
@@ -66,22 +69,41 @@ def user_fields(result: dict) -> dict:
 def api_user(f: dict, style: str) -> dict:
     if style == "profile":
         return {
-            "type": "user", "userName": f["screen_name"], "url": f"https://x.com/{f['screen_name']}",
-            "id": f["id"], "name": f["name"], "isBlueVerified": f["blue"],
-            "profilePicture": f["avatar"], "coverPicture": f["banner"],
-            "description": f["description"], "location": f["location"],
-            "followers": f["followers"], "following": f["following"], "canDm": f["can_dm"],
-            "createdAt": f["created_at"], "favouritesCount": f["favourites"],
-            "mediaCount": f["media"], "statusesCount": f["statuses"],
+            "type": "user",
+            "userName": f["screen_name"],
+            "url": f"https://x.com/{f['screen_name']}",
+            "id": f["id"],
+            "name": f["name"],
+            "isBlueVerified": f["blue"],
+            "profilePicture": f["avatar"],
+            "coverPicture": f["banner"],
+            "description": f["description"],
+            "location": f["location"],
+            "followers": f["followers"],
+            "following": f["following"],
+            "canDm": f["can_dm"],
+            "createdAt": f["created_at"],
+            "favouritesCount": f["favourites"],
+            "mediaCount": f["media"],
+            "statusesCount": f["statuses"],
         }
     return {
-        "id": f["id"], "name": f["name"], "screen_name": f["screen_name"],
-        "location": f["location"], "description": f["description"], "protected": False,
-        "verified": f["verified"], "followers_count": f["followers"],
-        "following_count": f["following"], "favourites_count": f["favourites"],
-        "statuses_count": f["statuses"], "media_tweets_count": f["media"],
-        "created_at": f["created_at"], "profile_banner_url": f["banner"],
-        "profile_image_url_https": f["avatar"], "can_dm": f["can_dm"],
+        "id": f["id"],
+        "name": f["name"],
+        "screen_name": f["screen_name"],
+        "location": f["location"],
+        "description": f["description"],
+        "protected": False,
+        "verified": f["verified"],
+        "followers_count": f["followers"],
+        "following_count": f["following"],
+        "favourites_count": f["favourites"],
+        "statuses_count": f["statuses"],
+        "media_tweets_count": f["media"],
+        "created_at": f["created_at"],
+        "profile_banner_url": f["banner"],
+        "profile_image_url_https": f["avatar"],
+        "can_dm": f["can_dm"],
     }
 
 
@@ -113,9 +135,13 @@ class RestApi:
         stop = min(total, start + max(1, min(page_size, MAX_PAGE)))
         users = [self._member(target, j) for j in range(start, stop)]
         more = stop < total
-        return {"followings": users, "has_next_page": more,
-                "next_cursor": encode_cursor("apifollowings", tag, stop, total) if more else "",
-                "status": "success", "message": ""}
+        return {
+            "followings": users,
+            "has_next_page": more,
+            "next_cursor": encode_cursor("apifollowings", tag, stop, total) if more else "",
+            "status": "success",
+            "message": "",
+        }
 
     def user_info(self, user_name: str) -> dict:
         body = orjson.loads(self.tl.user_by_screen_name({"screen_name": user_name}))

@@ -23,7 +23,7 @@ _PH_RE = re.compile(rb"@@([A-Z]+[0-9]?)@@")
 class Template:
     """Bytes with @@KEY@@ placeholders, pre-split for fast rendering."""
 
-    __slots__ = ("pieces", "keys")
+    __slots__ = ("keys", "pieces")
 
     def __init__(self, data: bytes):
         parts = _PH_RE.split(data)
@@ -124,9 +124,14 @@ def _cursor_shape(entries: list[dict], ctype: str) -> dict:
         if e.get("content", {}).get("cursorType") == ctype:
             return e
     return {
-        "content": {"__typename": "TimelineTimelineCursor", "cursorType": ctype,
-                    "entryType": "TimelineTimelineCursor", "value": ""},
-        "entryId": f"cursor-{ctype.lower()}-0", "sortIndex": "0",
+        "content": {
+            "__typename": "TimelineTimelineCursor",
+            "cursorType": ctype,
+            "entryType": "TimelineTimelineCursor",
+            "value": "",
+        },
+        "entryId": f"cursor-{ctype.lower()}-0",
+        "sortIndex": "0",
     }
 
 
@@ -194,13 +199,20 @@ def load_fixtures(fixtures_dir: str | os.PathLike) -> Fixtures:
     tweets = [e for e in entries if e["entryId"].startswith("tweet-")]
     prefix, suffix = _envelope(doc, instructions)
     search = SearchTemplates(
-        prefix, suffix, [_tweet_template(e) for e in tweets],
-        _cursor_shape(entries, "Top"), _cursor_shape(entries, "Bottom"), tweets,
+        prefix,
+        suffix,
+        [_tweet_template(e) for e in tweets],
+        _cursor_shape(entries, "Top"),
+        _cursor_shape(entries, "Bottom"),
+        tweets,
     )
     fx = Fixtures(search=search)
 
-    for op, name in (("Following", "raw_following.json"), ("Followers", "raw_followers.json"),
-                     ("Retweeters", "raw_retweeters.json")):
+    for op, name in (
+        ("Following", "raw_following.json"),
+        ("Followers", "raw_followers.json"),
+        ("Retweeters", "raw_retweeters.json"),
+    ):
         p = d / name
         if not p.exists():
             continue
@@ -226,8 +238,9 @@ def load_fixtures(fixtures_dir: str | os.PathLike) -> Fixtures:
             names.append(orjson.dumps(name)[1:-1])
             users.append(_user_template(e2, r))
         lp, ls = _envelope(ldoc, lins)
-        fx.lists[op] = UserListTemplates(lp, ls, users, _cursor_shape(lentries, "Top"),
-                                         _cursor_shape(lentries, "Bottom"), names)
+        fx.lists[op] = UserListTemplates(
+            lp, ls, users, _cursor_shape(lentries, "Top"), _cursor_shape(lentries, "Bottom"), names
+        )
 
     p = d / "raw_user_by_login.json"
     if p.exists():

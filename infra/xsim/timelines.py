@@ -8,7 +8,13 @@ import orjson
 
 from .config import SimConfig
 from .corpus import (
-    KIND_DELTA_MS, KeywordSeries, decode_cursor, encode_cursor, now_ms, parse_query, x_time,
+    KIND_DELTA_MS,
+    KeywordSeries,
+    decode_cursor,
+    encode_cursor,
+    now_ms,
+    parse_query,
+    x_time,
 )
 from .follows import FollowGraph, screen_name, user_id_of_name
 from .templates import Fixtures, user_gid
@@ -51,8 +57,9 @@ class Timelines:
     def window(self, raw_query: str, now: int | None = None) -> tuple[KeywordSeries, int, int]:
         q = parse_query(raw_query)
         s = self.series(q.keyword)
-        lo, hi = s.window(q.since_ms, q.until_ms, now_ms() if now is None else now,
-                          self.config.max_posts)
+        lo, hi = s.window(
+            q.since_ms, q.until_ms, now_ms() if now is None else now, self.config.max_posts
+        )
         return s, lo, hi
 
     def corpus(self, raw_query: str) -> list[tuple[str, int]]:
@@ -91,8 +98,11 @@ class Timelines:
         if posts:
             bottom = encode_cursor("search", s.low19, end - 1, lo)
         else:
-            bottom = cursor_in if isinstance(cursor_in, str) and cursor_in else encode_cursor(
-                "search", s.low19, nxt, lo)
+            bottom = (
+                cursor_in
+                if isinstance(cursor_in, str) and cursor_in
+                else encode_cursor("search", s.low19, nxt, lo)
+            )
         top = encode_cursor("searchtop", s.low19, nxt, lo)
         st = self.fx.search
         posts.append(_cursor_entry(st.top_cursor, top))
@@ -115,8 +125,11 @@ class Timelines:
         if entries:
             bottom = encode_cursor(op, tag, stop, total)
         else:
-            bottom = cursor_in if isinstance(cursor_in, str) and cursor_in else encode_cursor(
-                op, tag, start, total)
+            bottom = (
+                cursor_in
+                if isinstance(cursor_in, str) and cursor_in
+                else encode_cursor(op, tag, start, total)
+            )
         entries.append(_cursor_entry(lt.top_cursor, encode_cursor(op + "top", tag, start, total)))
         entries.append(_cursor_entry(lt.bottom_cursor, bottom))
         return lt.prefix + b",".join(entries) + lt.suffix
@@ -127,18 +140,23 @@ class Timelines:
         m = self.graph.member(op, target, j)
         n = len(lt.users)
         uid = str(m.uid).encode()
-        return lt.users[m.k % n].render({
-            "UID": uid, "GID": user_gid(uid.decode()), "SORT": str((1 << 62) - j).encode(),
-            "SN": screen_name(lt.names[m.k % n], m.k, n),
-        })
+        return lt.users[m.k % n].render(
+            {
+                "UID": uid,
+                "GID": user_gid(uid.decode()),
+                "SORT": str((1 << 62) - j).encode(),
+                "SN": screen_name(lt.names[m.k % n], m.k, n),
+            }
+        )
 
     # --- single objects --------------------------------------------------------------------------
 
     def user_by_screen_name(self, variables: dict) -> bytes:
         name = str(variables.get("screen_name") or "XDevelopers")
         uid = str(user_id_of_name(self.config.seed, name))
-        return self.fx.user.render({"UID": uid.encode(), "GID": user_gid(uid),
-                                    "SN": orjson.dumps(name)[1:-1]})
+        return self.fx.user.render(
+            {"UID": uid.encode(), "GID": user_gid(uid), "SN": orjson.dumps(name)[1:-1]}
+        )
 
     def tweet_detail(self, variables: dict) -> bytes:
         focal = str(variables.get("focalTweetId") or "")

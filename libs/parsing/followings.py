@@ -65,10 +65,13 @@ def api_user(u: dict) -> FollowedUser | None:
         return None
     created = _first(u, "created_at", "createdAt") or ""
     return FollowedUser(
-        id=str(uid), name=_first(u, "name") or "", user_name=str(user_name),
+        id=str(uid),
+        name=_first(u, "name") or "",
+        user_name=str(user_name),
         avatar=_first(u, "profile_image_url_https", "profilePicture") or "",
         description=_first(u, "description") or "",
-        created_at=created, created_at_time=parse_x_time(created) if created else None,
+        created_at=created,
+        created_at_time=parse_x_time(created) if created else None,
         followers=_count(u, "followers_count", "followers"),
         following=_count(u, "following_count", "friends_count", "following"),
         statuses_count=_count(u, "statuses_count", "statusesCount"),
@@ -81,8 +84,11 @@ def parse_api_followings(body: str | bytes) -> FollowingsPage:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as e:
         raise PageParseError(f"not JSON: {e}") from e
-    if not isinstance(doc, dict) or doc.get("status") == "error" or not isinstance(
-            doc.get("followings"), list):
+    if (
+        not isinstance(doc, dict)
+        or doc.get("status") == "error"
+        or not isinstance(doc.get("followings"), list)
+    ):
         msg = doc.get("message") or doc.get("msg") if isinstance(doc, dict) else None
         raise PageParseError(f"API error: {msg or 'no followings list'}")
     users = [u for u in (api_user(x) for x in doc["followings"] if isinstance(x, dict)) if u]
@@ -90,16 +96,26 @@ def parse_api_followings(body: str | bytes) -> FollowingsPage:
     return FollowingsPage(users, cursor, not (doc.get("has_next_page") and cursor))
 
 
-def parse_x_following(body: str | bytes, cursor_in: str | None, seen_at: datetime
-                      ) -> FollowingsPage:
+def parse_x_following(
+    body: str | bytes, cursor_in: str | None, seen_at: datetime
+) -> FollowingsPage:
     """An X Following page: the end is an empty page or a cursor that does not move."""
     page = parse_users_page(body, collected_at=seen_at)
-    users = [FollowedUser(
-        id=u.user_id, name=u.name or "", user_name=u.user_name, avatar=u.avatar or "",
-        description=u.description or "", created_at=u.created_at or "",
-        created_at_time=u.created_at_time, followers=u.followers, following=u.following,
-        statuses_count=u.statuses_count,
-    ) for u in page.users]
+    users = [
+        FollowedUser(
+            id=u.user_id,
+            name=u.name or "",
+            user_name=u.user_name,
+            avatar=u.avatar or "",
+            description=u.description or "",
+            created_at=u.created_at or "",
+            created_at_time=u.created_at_time,
+            followers=u.followers,
+            following=u.following,
+            statuses_count=u.statuses_count,
+        )
+        for u in page.users
+    ]
     cursor = page.cursor_bottom
     final = not users and (cursor is None or cursor == cursor_in)
     return FollowingsPage(users, cursor, final)

@@ -17,9 +17,10 @@ from __future__ import annotations
 import email.utils
 import html
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from twscrape.models import _get_views, _parse_links
@@ -61,9 +62,13 @@ class ParsedUsersPage:
 
 # --------------------------------------------------------------------------- helpers
 
-_MONTHS = {m: i for i, m in enumerate(
-    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
-_UTC = timezone.utc
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
+_UTC = UTC
 
 
 def parse_x_time(s: str | None) -> datetime | None:
@@ -72,8 +77,15 @@ def parse_x_time(s: str | None) -> datetime | None:
         return None
     try:
         if len(s) == 30 and s[20:25] == "+0000":
-            return datetime(int(s[26:30]), _MONTHS[s[4:7]], int(s[8:10]), int(s[11:13]),
-                            int(s[14:16]), int(s[17:19]), tzinfo=_UTC)
+            return datetime(
+                int(s[26:30]),
+                _MONTHS[s[4:7]],
+                int(s[8:10]),
+                int(s[11:13]),
+                int(s[14:16]),
+                int(s[17:19]),
+                tzinfo=_UTC,
+            )
         dt = email.utils.parsedate_to_datetime(s)
     except (KeyError, ValueError, TypeError, IndexError):
         try:
@@ -160,7 +172,10 @@ def _iter_entries(instructions: list):
             for it in ins.get("moduleItems") or ():
                 item = it.get("item") if isinstance(it, dict) else None
                 if isinstance(item, dict):
-                    yield {"entryType": "TimelineTimelineItem", "itemContent": item.get("itemContent")}
+                    yield {
+                        "entryType": "TimelineTimelineItem",
+                        "itemContent": item.get("itemContent"),
+                    }
 
 
 def _item_contents(content: dict):
@@ -185,7 +200,9 @@ def _unwrap(result: Any) -> dict | None:
     if not isinstance(result, dict):
         return None
     tn = result.get("__typename")
-    if tn == "TweetWithVisibilityResults" or (tn is None and "tweet" in result and "legacy" not in result):
+    if tn == "TweetWithVisibilityResults" or (
+        tn is None and "tweet" in result and "legacy" not in result
+    ):
         inner = result.get("tweet")
         return inner if isinstance(inner, dict) else None
     if tn in ("TweetTombstone", "TweetUnavailable"):
@@ -233,21 +250,35 @@ def _media_of(flat: dict) -> list[PostMedia]:
             continue
         info = m.get("original_info") or {}
         if mt == "photo":
-            out.append(PostMedia(original_url=url, type="image",
-                                 width=info.get("width"), height=info.get("height")))
+            out.append(
+                PostMedia(
+                    original_url=url,
+                    type="image",
+                    width=info.get("width"),
+                    height=info.get("height"),
+                )
+            )
         elif mt in ("video", "animated_gif"):
             vi = m.get("video_info") or {}
             # Like twscrape's MediaVideo: variants that carry a bitrate (the mp4 renditions);
             # the bitrate-less HLS playlist is left out.
             variants = [
-                VideoVariant(url=v["url"], content_type=v.get("content_type"), bitrate=v.get("bitrate"))
-                for v in vi.get("variants") or () if "bitrate" in v and v.get("url")
+                VideoVariant(
+                    url=v["url"], content_type=v.get("content_type"), bitrate=v.get("bitrate")
+                )
+                for v in vi.get("variants") or ()
+                if "bitrate" in v and v.get("url")
             ]
-            out.append(PostMedia(
-                original_url=url, type="video_cover" if mt == "video" else "gif",
-                width=info.get("width"), height=info.get("height"),
-                video_duration_ms=_int(vi.get("duration_millis")), video_variants=variants,
-            ))
+            out.append(
+                PostMedia(
+                    original_url=url,
+                    type="video_cover" if mt == "video" else "gif",
+                    width=info.get("width"),
+                    height=info.get("height"),
+                    video_duration_ms=_int(vi.get("duration_millis")),
+                    video_variants=variants,
+                )
+            )
         else:
             log.warning("unknown media type %r on post %s", mt, flat.get("id_str"))
     return out
@@ -263,9 +294,21 @@ def _best_variant(m: PostMedia) -> str | None:
 
 # --------------------------------------------------------------------------- the parser
 
+
 class _PageParser:
-    __slots__ = ("task_id", "keyword", "collected_at", "users", "user_cache", "posts", "seen",
-                 "jobs", "job_keys", "skipped", "skipped_users")
+    __slots__ = (
+        "collected_at",
+        "job_keys",
+        "jobs",
+        "keyword",
+        "posts",
+        "seen",
+        "skipped",
+        "skipped_users",
+        "task_id",
+        "user_cache",
+        "users",
+    )
 
     def __init__(self, task_id: str, keyword: str, collected_at: datetime):
         self.task_id = task_id
@@ -296,8 +339,10 @@ class _PageParser:
         if not isinstance(raw, dict):
             self.skip(f"user of {context}: no user object")
         elif raw.get("__typename") == "UserUnavailable" or not raw.get("rest_id"):
-            self.skip(f"user of {context}: {raw.get('__typename', 'User')} with null rest_id"
-                      f"{' (' + str(raw.get('reason')) + ')' if raw.get('reason') else ''}")
+            self.skip(
+                f"user of {context}: {raw.get('__typename', 'User')} with null rest_id"
+                f"{' (' + str(raw.get('reason')) + ')' if raw.get('reason') else ''}"
+            )
             if raw.get("__typename") != "UserUnavailable":
                 # not a usable XUser, but its handle may still name a post's author
                 tmp = to_old_obj(raw)
@@ -330,7 +375,7 @@ class _PageParser:
         core = raw_tw.get("core") or {}
         res = (core.get("user_results") or {}).get("result")
         if res is None:
-            res = ((raw_tw.get("author_results") or {}).get("result"))
+            res = (raw_tw.get("author_results") or {}).get("result")
         return self.user(res, f"post {flat_tw.get('id_str')}")
 
     # posts ---------------------------------------------------------------
@@ -340,7 +385,8 @@ class _PageParser:
         holder = flat.get(key)
         raw = _unwrap(holder.get("result")) if isinstance(holder, dict) else None
         oid = (raw or {}).get("rest_id") or flat.get(
-            "retweeted_status_id_str" if which == "rt" else "quoted_status_id_str")
+            "retweeted_status_id_str" if which == "rt" else "quoted_status_id_str"
+        )
         return raw, (to_old_obj(raw) if raw is not None else None), (str(oid) if oid else None)
 
     def nested_users(self, raw: dict | None, flat: dict | None, depth: int) -> None:
@@ -429,7 +475,9 @@ class _PageParser:
             link_objs = _parse_links(flat, ["entities.urls"])
             htags = ents.get("hashtags") or ()
             ments = ents.get("user_mentions") or ()
-        links = [PostLink(url=lk.tcourl, expanded_url=lk.url, display_url=lk.text) for lk in link_objs]
+        links = [
+            PostLink(url=lk.tcourl, expanded_url=lk.url, display_url=lk.text) for lk in link_objs
+        ]
 
         conv = flat.get("conversation_id_str")
         reply_to = flat.get("in_reply_to_status_id_str")
@@ -461,7 +509,9 @@ class _PageParser:
             is_retweet=is_retweet,
             is_quote=is_quote,
             original_post_id=o_id,
-            original_author_avatar=(o_user.get("profile_image_url_https") or None) if o_user else None,
+            original_author_avatar=(o_user.get("profile_image_url_https") or None)
+            if o_user
+            else None,
             original_author_name=o_user.get("name") if o_user else None,
             original_author_handle=o_author_handle,
             original_post_time=o_time,
@@ -486,10 +536,16 @@ class _PageParser:
                 if k in self.job_keys:
                     continue  # a retweet repeats its original's media: one job per URL
                 self.job_keys.add(k)
-                self.jobs.append(MediaJob(
-                    task_id=self.task_id, post_id=pid, original_url=m.original_url, type=m.type,
-                    video_url=_best_variant(m), of_original=of_original,
-                ))
+                self.jobs.append(
+                    MediaJob(
+                        task_id=self.task_id,
+                        post_id=pid,
+                        original_url=m.original_url,
+                        type=m.type,
+                        video_url=_best_variant(m),
+                        of_original=of_original,
+                    )
+                )
 
 
 def xuser_from_flat(flat: dict, raw: dict, seen_at: datetime, raw_data: str) -> XUser:
@@ -519,7 +575,11 @@ def _cursor_of(ic: dict) -> str | None:
 
 
 def parse_timeline_page(
-    body: str | bytes, *, task_id: str, keyword: str, collected_at: datetime,
+    body: str | bytes,
+    *,
+    task_id: str,
+    keyword: str,
+    collected_at: datetime,
     publish_user: Callable[[str, str], bool] | None = None,
 ) -> ParsedPage:
     """Parse a SearchTimeline or TweetDetail response into posts, users and media jobs.
@@ -536,8 +596,10 @@ def parse_timeline_page(
     instructions = _find_instructions(data)
     if instructions is None:
         err = _error_text(data)
-        raise PageParseError("unexpected shape: no timeline instructions in data"
-                             + (f" ({err})" if err else f" (data keys: {sorted(data)[:10]})"))
+        raise PageParseError(
+            "unexpected shape: no timeline instructions in data"
+            + (f" ({err})" if err else f" (data keys: {sorted(data)[:10]})")
+        )
     p = _PageParser(task_id, keyword, collected_at)
     cursor = None
     entries = 0
@@ -549,7 +611,9 @@ def parse_timeline_page(
                 raw = _unwrap((ic.get("tweet_results") or {}).get("result"))
                 if raw is None:
                     res = (ic.get("tweet_results") or {}).get("result")
-                    p.skip(f"timeline tweet unavailable: {(res or {}).get('__typename', 'no result')}")
+                    p.skip(
+                        f"timeline tweet unavailable: {(res or {}).get('__typename', 'no result')}"
+                    )
                     continue
                 try:
                     p.post(raw)
@@ -560,8 +624,14 @@ def parse_timeline_page(
                     p.skipped.append(f"post {raw.get('rest_id')}: {type(e).__name__}: {e}")
             elif tn == "TimelineTimelineCursor":
                 cursor = _cursor_of(ic) or cursor
-    return ParsedPage(posts=p.posts, users=p.built_users(publish_user), media_jobs=p.jobs,
-                      skipped=p.skipped, cursor_bottom=cursor, entries=entries)
+    return ParsedPage(
+        posts=p.posts,
+        users=p.built_users(publish_user),
+        media_jobs=p.jobs,
+        skipped=p.skipped,
+        cursor_bottom=cursor,
+        entries=entries,
+    )
 
 
 def parse_users_page(body: str | bytes, *, collected_at: datetime) -> ParsedUsersPage:
@@ -576,8 +646,10 @@ def parse_users_page(body: str | bytes, *, collected_at: datetime) -> ParsedUser
         # UserByScreenName / UserByRestId: data.user.result
         holder = next((v for v in data.values() if isinstance(v, dict) and "result" in v), None)
         if holder is None:
-            raise PageParseError(f"unexpected shape: no user timeline or user result "
-                                 f"(data keys: {sorted(data)[:10]})")
+            raise PageParseError(
+                f"unexpected shape: no user timeline or user result "
+                f"(data keys: {sorted(data)[:10]})"
+            )
         p.user(holder.get("result"), "response")
     else:
         for content in _iter_entries(instructions):

@@ -18,12 +18,25 @@ from pydantic import BaseModel, Field
 from .base import Record
 
 AccountStatus = Literal[
-    "active", "cooling_down", "rate_limited", "needs_login", "suspended", "banned", "disabled",
+    "active",
+    "cooling_down",
+    "rate_limited",
+    "needs_login",
+    "suspended",
+    "banned",
+    "disabled",
 ]
 ProxyStatus = Literal["unchecked", "healthy", "dead"]
 EventOutcome = Literal[
-    "ok", "rate_limited", "auth_failed", "suspended", "blocked", "server_error", "malformed",
-    "network_error", "proxy_error",
+    "ok",
+    "rate_limited",
+    "auth_failed",
+    "suspended",
+    "blocked",
+    "server_error",
+    "malformed",
+    "network_error",
+    "proxy_error",
 ]
 
 
@@ -37,8 +50,10 @@ class AccountCommand(Record):
     account_id: str = Field(description="Lower-case X user name.")
     name: str = Field("", description="X user name as given (add).")
     secrets: str | None = Field(
-        None, description="Fernet token of {auth_token, ct0, cookies, password, email, "
-                          "email_password, totp_secret} (add).")
+        None,
+        description="Fernet token of {auth_token, ct0, cookies, password, email, "
+        "email_password, totp_secret} (add).",
+    )
     has_password: bool = Field(False, description="The secrets hold a password (add).")
     requested_at: datetime
 
@@ -59,7 +74,9 @@ class ProxyCommand(Record):
 class OpWindow(BaseModel):
     """Requests of one X operation in the account's current rate-limit window and day."""
 
-    limit: int = Field(ge=0, description="Requests allowed per window (setting or x-rate-limit-limit).")
+    limit: int = Field(
+        ge=0, description="Requests allowed per window (setting or x-rate-limit-limit)."
+    )
     used: int = Field(0, ge=0, description="Requests made in the current window.")
     window_reset: datetime | None = Field(None, description="When the current window ends.")
     blocked_until: datetime | None = Field(None, description="Rate-limited until (429 / reset).")
@@ -148,11 +165,18 @@ class LeaseRequest(Record):
     task_id: str | None = Field(None, description="For 'waiting for accounts' in task status.")
     requested_at: datetime
     valid_until: datetime = Field(description="The requester stops waiting for an answer then.")
-    priority: int = Field(5, ge=1, le=10, description="Priority of the best task the requester "
-                          "has waiting (1 highest): the manager serves its queue by it.")
+    priority: int = Field(
+        5,
+        ge=1,
+        le=10,
+        description="Priority of the best task the requester "
+        "has waiting (1 highest): the manager serves its queue by it.",
+    )
     waiting_since: datetime | None = Field(
-        None, description="Since when that task waits (aging: one priority level per "
-                          "task_priority_aging_s); requested_at when absent.")
+        None,
+        description="Since when that task waits (aging: one priority level per "
+        "task_priority_aging_s); requested_at when absent.",
+    )
 
 
 class LeaseRelease(Record):

@@ -36,8 +36,9 @@ WIRE_NOTE = (
     "Kafka header 'xget-schema' = '{id}'."
 )
 DATETIME_NOTE = "JSON wire format: ISO-8601 string (UTC)."
-BODY_NOTE = ("Not in the JSON value: travels as the Kafka header 'xget-body', its UTF-8 bytes "
-             "verbatim.")
+BODY_NOTE = (
+    "Not in the JSON value: travels as the Kafka header 'xget-body', its UTF-8 bytes verbatim."
+)
 
 _PRIMITIVES: dict[Any, str] = {str: "string", int: "long", float: "double", bool: "boolean"}
 
@@ -61,8 +62,11 @@ class _Builder:
             return {"type": "long", "logicalType": "timestamp-millis"}
         if origin in (Union, types.UnionType):
             args = [a for a in get_args(ann) if a is not type(None)]
-            inner = self.type_of(args[0], owner, field) if len(args) == 1 else [
-                self.type_of(a, owner, field) for a in args]
+            inner = (
+                self.type_of(args[0], owner, field)
+                if len(args) == 1
+                else [self.type_of(a, owner, field) for a in args]
+            )
             inner = inner if isinstance(inner, list) else [inner]
             return ["null", *inner] if type(None) in get_args(ann) else inner
         if origin is list or origin is typing.List:  # noqa: UP006
@@ -77,8 +81,12 @@ class _Builder:
             if full in self.defined:
                 return full
             self.defined.add(full)
-            return {"type": "enum", "name": name, "namespace": NAMESPACE,
-                    "symbols": [str(a) for a in get_args(ann)]}
+            return {
+                "type": "enum",
+                "name": name,
+                "namespace": NAMESPACE,
+                "symbols": [str(a) for a in get_args(ann)],
+            }
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             return self.record(ann)
         raise TypeError(f"{owner}.{field}: no Avro mapping for {ann!r}")
@@ -160,8 +168,7 @@ def render(schema: dict) -> str:
 
 def generate() -> dict[str, str]:
     """File name -> file text for every record class used on a topic."""
-    return {file_name(m, v): render(schema_for(m, v)) for m in topic_models()
-            for v in m.versions()}
+    return {file_name(m, v): render(schema_for(m, v)) for m in topic_models() for v in m.versions()}
 
 
 def diff(directory: Path = SCHEMA_DIR) -> list[str]:
@@ -174,8 +181,14 @@ def write(directory: Path = SCHEMA_DIR) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return generated.main(argv, prog="python -m libs.records.avro", doc=__doc__,
-                          default_dir=SCHEMA_DIR, generate=generate, check=diff)
+    return generated.main(
+        argv,
+        prog="python -m libs.records.avro",
+        doc=__doc__,
+        default_dir=SCHEMA_DIR,
+        generate=generate,
+        check=diff,
+    )
 
 
 if __name__ == "__main__":

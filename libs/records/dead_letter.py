@@ -19,8 +19,11 @@ class DeadLetter(Record):
     key: str | None = None
     value: str = Field(description="The original value, UTF-8 (invalid bytes replaced).")
     schema_header: str | None = Field(None, description="The original xget-schema header.")
-    body: str | None = Field(None, description="The original xget-body header, UTF-8 (invalid "
-                                               "bytes replaced); the record's large document.")
+    body: str | None = Field(
+        None,
+        description="The original xget-body header, UTF-8 (invalid "
+        "bytes replaced); the record's large document.",
+    )
     error: str = Field(description="Why it could not be handled.")
     failed_at: datetime
 

@@ -25,8 +25,10 @@ class MediaStored(Record):
     of_original: bool = Field(False, description="Belongs to the retweeted/quoted original.")
     status: MediaStatus = Field(description="stored, or failed with the cause.")
     cause: str | None = Field(
-        None, description="Why it failed, e.g. 'http 404', 'too large: N > CAP bytes', "
-                          "'not an image: text/html'.")
+        None,
+        description="Why it failed, e.g. 'http 404', 'too large: N > CAP bytes', "
+        "'not an image: text/html'.",
+    )
     object_key: str | None = Field(None, description="media/<sha256[:2]>/<sha256>.<ext>")
     oss_url: str | None = Field(None, description="The object's URL in the object store.")
     content_type: str | None = Field(None, description="From the bytes' magic, e.g. image/jpeg.")

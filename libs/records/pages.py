@@ -45,14 +45,21 @@ class RawPage(Record):
     final: bool = Field(False, description="Last record of the slice.")
     end_reason: EndReason | None = Field(None, description="Why the slice ended (final only).")
     required_count: int = Field(0, ge=0, description="The task's target, carried for the counter.")
-    download_video: bool = Field(False, description="The task's download_video option, for the parser.")
+    download_video: bool = Field(
+        False, description="The task's download_video option, for the parser."
+    )
     parent_slice_id: str | None = Field(None, description="The job's parent_slice_id.")
     children: int = Field(
-        0, ge=0, description="Final only: finer slices this slice handed the rest of its window "
-                             "to (a dense slice cut at a page boundary).")
+        0,
+        ge=0,
+        description="Final only: finer slices this slice handed the rest of its window "
+        "to (a dense slice cut at a page boundary).",
+    )
     oldest_post_time: datetime | None = Field(
-        None, description="Time of the oldest post on the page (from its snowflake id), when "
-                          "the scraper needs it to decide whether the slice is dense.")
+        None,
+        description="Time of the oldest post on the page (from its snowflake id), when "
+        "the scraper needs it to decide whether the slice is dense.",
+    )
 
 
 class SliceEnd(Record):
@@ -93,4 +100,5 @@ class SliceCheckpoint(Record):
     final: bool = False
     updated_at: datetime
     oldest_post_time: datetime | None = Field(
-        None, description="Oldest post time of the slice's first page (dense-slice decision).")
+        None, description="Oldest post time of the slice's first page (dense-slice decision)."
+    )

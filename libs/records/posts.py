@@ -23,7 +23,9 @@ class PostMedia(BaseModel):
     """One image, GIF thumbnail or video cover of a post."""
 
     original_url: str = Field(description="URL on X's media host (pbs.twimg.com).")
-    oss_url: str | None = Field(None, description="Object-store URL once media-downloader stored it.")
+    oss_url: str | None = Field(
+        None, description="Object-store URL once media-downloader stored it."
+    )
     type: MediaType
     width: int | None = None
     height: int | None = None
@@ -140,6 +142,8 @@ class TaskUser(XUser):
     subject: str = Field(description="The retweeted post's id, or the profile's screen name.")
     rank: int = Field(0, ge=0, description="Position in X's list (0 = first shown).")
     retweeted_at: datetime | None = Field(
-        None, description="When the user retweeted. X's Retweeters operation does not say "
-                          "(its entries carry the user only, sortIndex is no time), so this "
-                          "stays None until X provides it.")
+        None,
+        description="When the user retweeted. X's Retweeters operation does not say "
+        "(its entries carry the user only, sortIndex is no time), so this "
+        "stays None until X provides it.",
+    )

@@ -18,15 +18,20 @@ class WebhookReport(Record):
     task_id: str
     keyword: str
     post_ids: list[str] = Field(description="Posts in this batch (new unique posts of the task).")
-    oss_file_path: str = Field(description="Batch file in the bucket: data/YYYY/MM/DD/{task}_batch_{NNN}.json")
+    oss_file_path: str = Field(
+        description="Batch file in the bucket: data/YYYY/MM/DD/{task}_batch_{NNN}.json"
+    )
     batch_id: str = Field(description="'{task_id}_batch_{NNN}'; also the Idempotency-Key header.")
     batch_size: int = Field(ge=0)
-    total_collected: int = Field(ge=0, description="Posts reported for the task so far, this batch included.")
+    total_collected: int = Field(
+        ge=0, description="Posts reported for the task so far, this batch included."
+    )
     completion_status: Literal["partial", "completed"]
     user_ids: list[str] = Field(
         default_factory=list,
         description="Users in this batch, for user tasks (user_profile, retweeters; post_ids "
-                    "is then empty). batch_size and total_collected count them.")
+        "is then empty). batch_size and total_collected count them.",
+    )
 
 
 class ReportsResume(Record):

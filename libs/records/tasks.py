@@ -32,35 +32,45 @@ class OnDemandTask(Record):
     end_time: datetime = Field(description="Window end (UTC, exclusive).")
     callback_url: str | None = Field(None, description="Webhook for batch reports.")
     filters: SearchFilters | None = Field(
-        None, description="X advanced-search filters (from:, lang:, min_faves:, tab, ...).")
+        None, description="X advanced-search filters (from:, lang:, min_faves:, tab, ...)."
+    )
     download_video: bool = Field(
-        False, description="Also store each video's best variant (the cover is always stored).")
+        False, description="Also store each video's best variant (the cover is always stored)."
+    )
     submitted_at: datetime = Field(description="When the gateway (or client) issued the command.")
     operation: Operation = Field(
-        "SearchTimeline", description="X operation: a search, or a user list/profile fetch.")
+        "SearchTimeline", description="X operation: a search, or a user list/profile fetch."
+    )
     target: str | None = Field(
-        None, description="What a user operation fetches: the post id (Retweeters) or the "
-                          "screen name (UserByScreenName). The window is not used by those.")
+        None,
+        description="What a user operation fetches: the post id (Retweeters) or the "
+        "screen name (UserByScreenName). The window is not used by those.",
+    )
     search_type: SearchType | None = Field(
-        None, description="The generic search form's type (POST /api/v1/tasks/search); none "
-                          "for an on-demand keyword search.")
+        None,
+        description="The generic search form's type (POST /api/v1/tasks/search); none "
+        "for an on-demand keyword search.",
+    )
 
     def kind(self) -> str:
         """The search type, for listing: the form's, else what the operation implies."""
         if self.search_type:
             return self.search_type
         return {"UserByScreenName": "user_profile", "Retweeters": "retweeters"}.get(
-            self.operation, "keyword_search")
+            self.operation, "keyword_search"
+        )
 
     @model_validator(mode="after")
-    def _target_shape(self) -> "OnDemandTask":
+    def _target_shape(self) -> OnDemandTask:
         v, op = self.target, self.operation
         if op == "Retweeters" and not (v and v.isdigit() and len(v) <= 19):
             raise ValueError("target: Retweeters needs the post id (up to 19 digits)")
         if op == "UserByScreenName" and not (
-                v and 1 <= len(v) <= 15 and all(c.isalnum() or c == "_" for c in v)):
-            raise ValueError("target: UserByScreenName needs an X screen name "
-                             "(1-15 of A-Z, 0-9, _)")
+            v and 1 <= len(v) <= 15 and all(c.isalnum() or c == "_" for c in v)
+        ):
+            raise ValueError(
+                "target: UserByScreenName needs an X screen name (1-15 of A-Z, 0-9, _)"
+            )
         return self
 
     @field_validator("keyword")
@@ -111,11 +121,15 @@ class SearchJob(Record):
     end_time: datetime = Field(description="Slice window end (UTC).")
     download_video: bool = Field(False, description="The task's download_video option.")
     operation: Operation = Field(
-        "SearchTimeline", description="X operation; for user operations `query` holds the "
-                                      "post id (Retweeters) or screen name (UserByScreenName).")
+        "SearchTimeline",
+        description="X operation; for user operations `query` holds the "
+        "post id (Retweeters) or screen name (UserByScreenName).",
+    )
     parent_slice_id: str | None = Field(
-        None, description="Set on a finer slice the scraper cut from a dense slice: the slice "
-                          "that handed it part of its window. None: cut by the scheduler.")
+        None,
+        description="Set on a finer slice the scraper cut from a dense slice: the slice "
+        "that handed it part of its window. None: cut by the scheduler.",
+    )
 
 
 class TaskProgress(Record):
@@ -148,9 +162,11 @@ class TaskControl(Record):
     reason: str | None = Field(None, description="Why it was paused, cancelled or rejected.")
     updated_at: datetime
     frequency: Literal["hourly", "daily", "weekly"] | None = Field(
-        None, description="Scheduled tasks: a new frequency (the schedule runner re-plans).")
+        None, description="Scheduled tasks: a new frequency (the schedule runner re-plans)."
+    )
     frequency_count: int | None = Field(
-        None, ge=1, le=3600, description="Scheduled tasks: a new number of runs per period.")
+        None, ge=1, le=3600, description="Scheduled tasks: a new number of runs per period."
+    )
 
 
 class ScheduledTask(Record):

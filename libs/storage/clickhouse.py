@@ -44,8 +44,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import clickhouse_connect
@@ -61,7 +62,7 @@ def normalize_dsn(dsn: str) -> str:
     """Return a DSN clickhouse-connect reads as intended (absolute chdb paths)."""
     if not dsn.startswith("chdb://"):
         return dsn
-    rest = dsn[len("chdb://"):]
+    rest = dsn[len("chdb://") :]
     path, sep, query = rest.partition("?")
     if path in _MEMORY:
         return "chdb://:memory:" if not sep else f"chdb://:memory:?{query}"
@@ -74,7 +75,7 @@ def chdb_path(dsn: str) -> str | None:
     norm = normalize_dsn(dsn)
     if not norm.startswith("chdb:///"):
         return None
-    return norm[len("chdb://"):].partition("?")[0]
+    return norm[len("chdb://") :].partition("?")[0]
 
 
 # The embedded engine's allocator (jemalloc) keeps freed pages for ten seconds before it gives
@@ -127,7 +128,9 @@ class ClickHouseStore:
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor_or_raise(), self._call(fn, *args, **kwargs))
+        return await loop.run_in_executor(
+            self._executor_or_raise(), self._call(fn, *args, **kwargs)
+        )
 
     def _run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return self._executor_or_raise().submit(self._call(fn, *args, **kwargs)).result()
@@ -139,7 +142,10 @@ class ClickHouseStore:
 
     @staticmethod
     def _query_rows(client: Any, sql: str, parameters: dict | None, settings: dict | None):
-        return [tuple(r) for r in client.query(sql, parameters=parameters, settings=settings).result_rows]
+        return [
+            tuple(r)
+            for r in client.query(sql, parameters=parameters, settings=settings).result_rows
+        ]
 
     @staticmethod
     def _query_dicts(client: Any, sql: str, parameters: dict | None, settings: dict | None):
@@ -175,8 +181,14 @@ class ClickHouseStore:
             return types
 
         def send(types: list[Any]) -> None:
-            client.insert(table, data, column_names=names, database=database,
-                          column_types=types, settings=s or None)
+            client.insert(
+                table,
+                data,
+                column_names=names,
+                database=database,
+                column_types=types,
+                settings=s or None,
+            )
 
         # clickhouse-connect runs DESCRIBE TABLE before every insert that does not name the
         # column types: one extra query per insert (about a fifth of a small chdb insert).
@@ -196,7 +208,9 @@ class ClickHouseStore:
         return len(rows)
 
     # --- async API ---------------------------------------------------------------------------
-    async def command(self, sql: str, parameters: dict | None = None, *, settings: dict | None = None) -> Any:
+    async def command(
+        self, sql: str, parameters: dict | None = None, *, settings: dict | None = None
+    ) -> Any:
         return await self._run(self._command, sql, parameters, settings)
 
     async def query_rows(
@@ -220,13 +234,16 @@ class ClickHouseStore:
     ) -> int:
         """Insert rows (a batch). Pass ``dedup_token`` so a retried batch is stored once
         (requires ``non_replicated_deduplication_window`` on non-replicated tables)."""
-        with tracing.span("clickhouse insert", **{"db.collection.name": table,
-                                                  "db.operation.batch.size": len(rows)}):
-            return await self._run(self._insert, table, rows, column_names, dedup_token,
-                                   settings)
+        with tracing.span(
+            "clickhouse insert",
+            **{"db.collection.name": table, "db.operation.batch.size": len(rows)},
+        ):
+            return await self._run(self._insert, table, rows, column_names, dedup_token, settings)
 
     # --- sync twins (CLI, migrations) --------------------------------------------------------------
-    def command_sync(self, sql: str, parameters: dict | None = None, *, settings: dict | None = None) -> Any:
+    def command_sync(
+        self, sql: str, parameters: dict | None = None, *, settings: dict | None = None
+    ) -> Any:
         return self._run_sync(self._command, sql, parameters, settings)
 
     def query_rows_sync(
@@ -273,13 +290,13 @@ class ClickHouseStore:
     async def aclose(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.close)
 
-    def __enter__(self) -> "ClickHouseStore":
+    def __enter__(self) -> ClickHouseStore:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    async def __aenter__(self) -> "ClickHouseStore":
+    async def __aenter__(self) -> ClickHouseStore:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:

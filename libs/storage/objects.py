@@ -27,9 +27,10 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Iterable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
 from urllib.parse import quote
 
 from libs.failures import DependencyError, dependency_of
@@ -52,11 +53,18 @@ class ObjectInfo:
 @runtime_checkable
 class ObjectStore(Protocol):
     async def put(
-        self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE,
+        self,
+        key: str,
+        data: bytes,
+        content_type: str = DEFAULT_CONTENT_TYPE,
         metadata: dict[str, str] | None = None,
     ) -> ObjectInfo: ...
     async def put_stream(
-        self, key: str, stream: BinaryIO, size: int, content_type: str = DEFAULT_CONTENT_TYPE,
+        self,
+        key: str,
+        stream: BinaryIO,
+        size: int,
+        content_type: str = DEFAULT_CONTENT_TYPE,
         metadata: dict[str, str] | None = None,
     ) -> ObjectInfo: ...
     async def get(self, key: str) -> bytes: ...
@@ -105,8 +113,9 @@ class _AsyncFacade:
     async def put(self, key, data, content_type=DEFAULT_CONTENT_TYPE, metadata=None) -> ObjectInfo:
         return await self._io(self.put_sync, key, data, content_type, metadata)
 
-    async def put_stream(self, key, stream, size, content_type=DEFAULT_CONTENT_TYPE,
-                         metadata=None) -> ObjectInfo:
+    async def put_stream(
+        self, key, stream, size, content_type=DEFAULT_CONTENT_TYPE, metadata=None
+    ) -> ObjectInfo:
         return await self._io(self.put_stream_sync, key, stream, size, content_type, metadata)
 
     async def get(self, key: str) -> bytes:
@@ -127,8 +136,13 @@ class _AsyncFacade:
     def exists_sync(self, key: str) -> bool:
         return self.stat_sync(key) is not None
 
-    def put_sync(self, key, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE,
-                 metadata: dict[str, str] | None = None) -> ObjectInfo:
+    def put_sync(
+        self,
+        key,
+        data: bytes,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectInfo:
         data = bytes(data)
         return self.put_stream_sync(key, io.BytesIO(data), len(data), content_type, metadata)
 
@@ -176,9 +190,14 @@ class FileObjectStore(_AsyncFacade):
     def _atomic_write(self, path: Path, data: bytes) -> None:
         self._replace(self._write_temp(path.parent, (data,)), path)
 
-    def put_stream_sync(self, key, stream: BinaryIO, size: int,
-                        content_type: str = DEFAULT_CONTENT_TYPE,
-                        metadata: dict[str, str] | None = None) -> ObjectInfo:
+    def put_stream_sync(
+        self,
+        key,
+        stream: BinaryIO,
+        size: int,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectInfo:
         """Store `size` bytes read from `stream` without holding them in memory."""
         path = self._path(key)
         md5 = hashlib.md5()
@@ -194,13 +213,26 @@ class FileObjectStore(_AsyncFacade):
                 yield chunk
 
         tmp = self._write_temp(path.parent, chunks())
-        info = ObjectInfo(key=key, size=size, content_type=content_type or DEFAULT_CONTENT_TYPE,
-                          etag=md5.hexdigest(), metadata=_norm_meta(metadata))
+        info = ObjectInfo(
+            key=key,
+            size=size,
+            content_type=content_type or DEFAULT_CONTENT_TYPE,
+            etag=md5.hexdigest(),
+            metadata=_norm_meta(metadata),
+        )
         try:
             # Sidecar first: whenever the data file is visible its metadata is already there.
-            self._atomic_write(self._meta_path(key), json.dumps(
-                {"size": info.size, "content_type": info.content_type, "etag": info.etag,
-                 "metadata": info.metadata}).encode())
+            self._atomic_write(
+                self._meta_path(key),
+                json.dumps(
+                    {
+                        "size": info.size,
+                        "content_type": info.content_type,
+                        "etag": info.etag,
+                        "metadata": info.metadata,
+                    }
+                ).encode(),
+            )
         except BaseException:
             _unlink_quietly(tmp)
             raise
@@ -224,10 +256,18 @@ class FileObjectStore(_AsyncFacade):
             meta = json.loads(self._meta_path(key).read_text())
         except (FileNotFoundError, ValueError):
             data = p.read_bytes()
-            meta = {"content_type": DEFAULT_CONTENT_TYPE, "etag": hashlib.md5(data).hexdigest(),
-                    "metadata": {}}
-        return ObjectInfo(key=key, size=p.stat().st_size, content_type=meta["content_type"],
-                          etag=meta["etag"], metadata=dict(meta.get("metadata") or {}))
+            meta = {
+                "content_type": DEFAULT_CONTENT_TYPE,
+                "etag": hashlib.md5(data).hexdigest(),
+                "metadata": {},
+            }
+        return ObjectInfo(
+            key=key,
+            size=p.stat().st_size,
+            content_type=meta["content_type"],
+            etag=meta["etag"],
+            metadata=dict(meta.get("metadata") or {}),
+        )
 
     def list_sync(self, prefix: str = "") -> list[str]:
         out: list[str] = []
@@ -256,9 +296,18 @@ class FileObjectStore(_AsyncFacade):
 
 # ---------------------------------------------------------------------------------------------
 class S3ObjectStore(_AsyncFacade):
-    def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str, *,
-                 secure: bool = False, region: str | None = "us-east-1",
-                 create_bucket: bool = True, pool_size: int = 10) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        access_key: str,
+        secret_key: str,
+        bucket: str,
+        *,
+        secure: bool = False,
+        region: str | None = "us-east-1",
+        create_bucket: bool = True,
+        pool_size: int = 10,
+    ) -> None:
         """`pool_size`: connections kept open; at least the threads calling the store at once,
         else every call past it opens a new connection (minio's pool keeps 10)."""
         import certifi
@@ -270,12 +319,22 @@ class S3ObjectStore(_AsyncFacade):
         self.secure = secure
         timeout = 300  # minio's own defaults, but for the pool size
         http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=timeout, read=timeout), maxsize=pool_size,
-            cert_reqs="CERT_REQUIRED", ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
-            retries=urllib3.Retry(total=5, backoff_factor=0.2,
-                                  status_forcelist=[500, 502, 503, 504]))
-        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key,
-                            secure=secure, region=region, http_client=http)
+            timeout=urllib3.Timeout(connect=timeout, read=timeout),
+            maxsize=pool_size,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+            retries=urllib3.Retry(
+                total=5, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
+            ),
+        )
+        self.client = Minio(
+            endpoint,
+            access_key=access_key,
+            secret_key=secret_key,
+            secure=secure,
+            region=region,
+            http_client=http,
+        )
         if create_bucket and not self.client.bucket_exists(bucket):
             from minio.error import S3Error
 
@@ -288,17 +347,31 @@ class S3ObjectStore(_AsyncFacade):
     def __repr__(self) -> str:
         return f"S3ObjectStore({self.endpoint!r}, bucket={self.bucket!r})"
 
-    def put_stream_sync(self, key, stream: BinaryIO, size: int,
-                        content_type: str = DEFAULT_CONTENT_TYPE,
-                        metadata: dict[str, str] | None = None) -> ObjectInfo:
+    def put_stream_sync(
+        self,
+        key,
+        stream: BinaryIO,
+        size: int,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectInfo:
         """Store `size` bytes read from `stream` (multipart above minio's part size)."""
         meta = _norm_meta(metadata)
         res = self.client.put_object(
-            self.bucket, check_key(key), stream, size,
-            content_type=content_type or DEFAULT_CONTENT_TYPE, metadata=meta or None,
+            self.bucket,
+            check_key(key),
+            stream,
+            size,
+            content_type=content_type or DEFAULT_CONTENT_TYPE,
+            metadata=meta or None,
         )
-        return ObjectInfo(key=key, size=size, content_type=content_type or DEFAULT_CONTENT_TYPE,
-                          etag=(res.etag or "").strip('"'), metadata=meta)
+        return ObjectInfo(
+            key=key,
+            size=size,
+            content_type=content_type or DEFAULT_CONTENT_TYPE,
+            etag=(res.etag or "").strip('"'),
+            metadata=meta,
+        )
 
     def get_sync(self, key: str) -> bytes:
         from minio.error import S3Error
@@ -328,10 +401,14 @@ class S3ObjectStore(_AsyncFacade):
         for k, v in (st.metadata or {}).items():
             lk = k.lower()
             if lk.startswith("x-amz-meta-"):
-                meta[lk[len("x-amz-meta-"):]] = v
-        return ObjectInfo(key=key, size=int(st.size or 0),
-                          content_type=st.content_type or DEFAULT_CONTENT_TYPE,
-                          etag=(st.etag or "").strip('"'), metadata=meta)
+                meta[lk[len("x-amz-meta-") :]] = v
+        return ObjectInfo(
+            key=key,
+            size=int(st.size or 0),
+            content_type=st.content_type or DEFAULT_CONTENT_TYPE,
+            etag=(st.etag or "").strip('"'),
+            metadata=meta,
+        )
 
     def list_sync(self, prefix: str = "") -> list[str]:
         return sorted(
@@ -346,8 +423,11 @@ class S3ObjectStore(_AsyncFacade):
 
         keys = [check_key(k) for k in keys]
         for i in range(0, len(keys), 1000):
-            errors = list(self.client.remove_objects(
-                self.bucket, [DeleteObject(k) for k in keys[i:i + 1000]]))
+            errors = list(
+                self.client.remove_objects(
+                    self.bucket, [DeleteObject(k) for k in keys[i : i + 1000]]
+                )
+            )
             if errors:
                 raise OSError(f"delete failed for {len(errors)} keys, e.g. {errors[0]}")
 
@@ -359,19 +439,21 @@ class S3ObjectStore(_AsyncFacade):
     def presigned_url(self, key: str, expires_s: int = 7 * 24 * 3600) -> str:
         from datetime import timedelta
 
-        return self.client.presigned_get_object(self.bucket, check_key(key),
-                                                expires=timedelta(seconds=expires_s))
+        return self.client.presigned_get_object(
+            self.bucket, check_key(key), expires=timedelta(seconds=expires_s)
+        )
 
 
 # ---------------------------------------------------------------------------------------------
-def open_object_store(settings: "Settings", *, pool_size: int = 10
-                      ) -> FileObjectStore | S3ObjectStore:
+def open_object_store(
+    settings: Settings, *, pool_size: int = 10
+) -> FileObjectStore | S3ObjectStore:
     """`pool_size`: S3 connections kept open (see S3ObjectStore)."""
     url = settings.object_store_url
     if url.startswith("file://"):
-        return FileObjectStore(url[len("file://"):])
+        return FileObjectStore(url[len("file://") :])
     if url.startswith("s3://"):
-        bucket = url[len("s3://"):].strip("/")
+        bucket = url[len("s3://") :].strip("/")
         if not bucket or "/" in bucket:
             raise ValueError(f"object_store_url {url!r}: expected s3://BUCKET")
         return S3ObjectStore(

@@ -3,7 +3,7 @@ the readers (reporter batch files, data API)."""
 
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import UTC
 from typing import Any
 
 import orjson
@@ -11,17 +11,47 @@ import orjson
 from libs.records.posts import Post, PostLink, PostMedia
 
 POST_COLUMNS = [
-    "platform", "post_id", "post_url", "post_type", "author_id", "author_avatar", "author_name",
-    "author_handle", "post_time", "post_content", "post_images", "comment_count",
-    "retweet_count", "like_count", "quote_count", "view_count", "bookmark_count", "is_retweet",
-    "is_quote", "original_post_id", "original_author_avatar", "original_author_name",
-    "original_author_handle", "original_post_time", "original_post_content",
-    "original_post_images", "post_links", "hashtags", "mentions", "lang", "conversation_id",
-    "parent_post_id", "parent_comment_id", "oss_file_path", "keyword", "task_id",
-    "collected_at", "raw_data", "version",
+    "platform",
+    "post_id",
+    "post_url",
+    "post_type",
+    "author_id",
+    "author_avatar",
+    "author_name",
+    "author_handle",
+    "post_time",
+    "post_content",
+    "post_images",
+    "comment_count",
+    "retweet_count",
+    "like_count",
+    "quote_count",
+    "view_count",
+    "bookmark_count",
+    "is_retweet",
+    "is_quote",
+    "original_post_id",
+    "original_author_avatar",
+    "original_author_name",
+    "original_author_handle",
+    "original_post_time",
+    "original_post_content",
+    "original_post_images",
+    "post_links",
+    "hashtags",
+    "mentions",
+    "lang",
+    "conversation_id",
+    "parent_post_id",
+    "parent_comment_id",
+    "oss_file_path",
+    "keyword",
+    "task_id",
+    "collected_at",
+    "raw_data",
+    "version",
 ]
-_JSON_LISTS = {"post_images": PostMedia, "original_post_images": PostMedia,
-               "post_links": PostLink}
+_JSON_LISTS = {"post_images": PostMedia, "original_post_images": PostMedia, "post_links": PostLink}
 # Every column but the bookkeeping version, in table order: what readers select.
 POST_FIELDS = [c for c in POST_COLUMNS if c != "version"]
 SELECT_POST = ", ".join(POST_FIELDS)
@@ -52,6 +82,6 @@ def post_from_row(row: dict[str, Any]) -> Post:
         if c in _JSON_LISTS:
             v = orjson.loads(v) if v else []
         elif hasattr(v, "tzinfo") and v is not None and v.tzinfo is None:
-            v = v.replace(tzinfo=timezone.utc)
+            v = v.replace(tzinfo=UTC)
         data[c] = v
     return Post.model_validate(data)

@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlparse
 
 from libs.kafka import Outgoing, Producer
@@ -22,8 +22,7 @@ from libs.settings import Settings
 from libs.topic_table import TopicTable
 from libs.topics import ACCOUNT_COMMANDS, ACCOUNT_STATE, PROXY_STATE
 
-SECRET_KEYS = ("auth_token", "ct0", "cookies", "password", "email", "email_password",
-               "totp_secret")
+SECRET_KEYS = ("auth_token", "ct0", "cookies", "password", "email", "email_password", "totp_secret")
 
 
 class InputError(ValueError):
@@ -32,14 +31,17 @@ class InputError(ValueError):
 
 # --- parsing ---------------------------------------------------------------------------------
 
+
 def parse_cookie_entries(spec: str) -> list[tuple[str, dict]]:
     """'name:auth_token:ct0[,…]' (XGET_X_ACCOUNTS) → [(name, {auth_token, ct0})]."""
     out = []
     for raw in filter(None, (p.strip() for p in spec.split(","))):
         parts = raw.split(":")
         if len(parts) != 3 or not all(parts):
-            raise InputError("each account must be 'name:auth_token:ct0' (got an entry with "
-                             f"{len(parts)} field(s))")
+            raise InputError(
+                "each account must be 'name:auth_token:ct0' (got an entry with "
+                f"{len(parts)} field(s))"
+            )
         out.append((parts[0], {"auth_token": parts[1], "ct0": parts[2]}))
     return out
 
@@ -109,34 +111,63 @@ def proxy_identity(url: str) -> tuple[str, str]:
     """A proxy URL → (proxy_id, display), neither holding its credentials."""
     u = urlparse(url.strip())
     if u.scheme not in ("http", "https", "socks5", "socks5h") or not u.hostname or not u.port:
-        raise InputError("a proxy is scheme://[user:pass@]host:port with scheme http, https or "
-                         "socks5")
+        raise InputError(
+            "a proxy is scheme://[user:pass@]host:port with scheme http, https or socks5"
+        )
     return f"{u.scheme}-{u.hostname}-{u.port}", f"{u.scheme}://{u.hostname}:{u.port}"
 
 
 # --- views -----------------------------------------------------------------------------------
 
+
 def account_view(a: AccountState) -> dict:
     ops = {}
     for op, w in a.ops.items():
-        ops[op] = {"used": w.used, "limit": w.limit, "window_reset": w.window_reset,
-                   "rate_limited_until": w.blocked_until, "today": w.day_used,
-                   "leased": w.lease_id is not None}
-    return {"id": a.account_id, "name": a.name, "status": a.status, "reason": a.status_reason,
-            "until": a.status_until, "health": a.health, "proxy": a.proxy_id,
-            "has_password": a.has_password, "logins": a.logins, "last_login_at": a.last_login_at,
-            "last_error": a.last_error, "last_used_at": a.last_used_at, "last_test": a.last_test,
-            "operations": ops, "added_at": a.added_at, "updated_at": a.updated_at}
+        ops[op] = {
+            "used": w.used,
+            "limit": w.limit,
+            "window_reset": w.window_reset,
+            "rate_limited_until": w.blocked_until,
+            "today": w.day_used,
+            "leased": w.lease_id is not None,
+        }
+    return {
+        "id": a.account_id,
+        "name": a.name,
+        "status": a.status,
+        "reason": a.status_reason,
+        "until": a.status_until,
+        "health": a.health,
+        "proxy": a.proxy_id,
+        "has_password": a.has_password,
+        "logins": a.logins,
+        "last_login_at": a.last_login_at,
+        "last_error": a.last_error,
+        "last_used_at": a.last_used_at,
+        "last_test": a.last_test,
+        "operations": ops,
+        "added_at": a.added_at,
+        "updated_at": a.updated_at,
+    }
 
 
 def proxy_view(p: ProxyState) -> dict:
-    return {"id": p.proxy_id, "proxy": p.display, "status": p.status, "checks": p.checks,
-            "success_rate": p.success_rate, "latency_ms": p.latency_ms,
-            "failures_in_row": p.failures_in_row, "last_check_at": p.last_check_at,
-            "last_error": p.last_error, "updated_at": p.updated_at}
+    return {
+        "id": p.proxy_id,
+        "proxy": p.display,
+        "status": p.status,
+        "checks": p.checks,
+        "success_rate": p.success_rate,
+        "latency_ms": p.latency_ms,
+        "failures_in_row": p.failures_in_row,
+        "last_check_at": p.last_check_at,
+        "last_error": p.last_error,
+        "updated_at": p.updated_at,
+    }
 
 
 # --- the admin -------------------------------------------------------------------------------
+
 
 class PoolAdmin:
     """Publishes commands and follows the pool state (both tables from their beginning)."""
@@ -148,7 +179,7 @@ class PoolAdmin:
         self.accounts = TopicTable(settings, ACCOUNT_STATE)
         self.proxies = TopicTable(settings, PROXY_STATE)
 
-    async def start(self) -> "PoolAdmin":
+    async def start(self) -> PoolAdmin:
         await self.accounts.start()
         await self.proxies.start()
         await self.accounts.wait_caught_up()
@@ -168,25 +199,41 @@ class PoolAdmin:
         return p if isinstance(p, ProxyState) and not p.removed else None
 
     def list_accounts(self) -> list[AccountState]:
-        return sorted((a for a in self.accounts.rows.values()
-                       if isinstance(a, AccountState) and not a.removed),
-                      key=lambda a: a.account_id)
+        return sorted(
+            (
+                a
+                for a in self.accounts.rows.values()
+                if isinstance(a, AccountState) and not a.removed
+            ),
+            key=lambda a: a.account_id,
+        )
 
     def list_proxies(self) -> list[ProxyState]:
-        return sorted((p for p in self.proxies.rows.values()
-                       if isinstance(p, ProxyState) and not p.removed),
-                      key=lambda p: p.proxy_id)
+        return sorted(
+            (p for p in self.proxies.rows.values() if isinstance(p, ProxyState) and not p.removed),
+            key=lambda p: p.proxy_id,
+        )
 
     async def _account_cmd(self, action: str, account_id: str, **kw) -> str:
         cid = uuid.uuid4().hex
-        cmd = AccountCommand(command_id=cid, action=action, account_id=account_id.lower(),
-                             requested_at=datetime.now(timezone.utc), **kw)
+        cmd = AccountCommand(
+            command_id=cid,
+            action=action,
+            account_id=account_id.lower(),
+            requested_at=datetime.now(UTC),
+            **kw,
+        )
         await self.producer.send_and_wait(Outgoing(ACCOUNT_COMMANDS, cmd.account_id, cmd))
         return cid
 
     async def add_account(self, name: str, creds: dict) -> str:
-        return await self._account_cmd("add", name, name=name, secrets=self.box.seal(creds),
-                                       has_password=bool(creds.get("password")))
+        return await self._account_cmd(
+            "add",
+            name,
+            name=name,
+            secrets=self.box.seal(creds),
+            has_password=bool(creds.get("password")),
+        )
 
     async def account_action(self, action: str, account_id: str) -> str:
         if self.account(account_id) is None:
@@ -196,9 +243,14 @@ class PoolAdmin:
     async def add_proxy(self, url: str) -> tuple[str, str]:
         pid, display = proxy_identity(url)
         cid = uuid.uuid4().hex
-        cmd = ProxyCommand(command_id=cid, action="add", proxy_id=pid, display=display,
-                           secrets=self.box.seal(url.strip()),
-                           requested_at=datetime.now(timezone.utc))
+        cmd = ProxyCommand(
+            command_id=cid,
+            action="add",
+            proxy_id=pid,
+            display=display,
+            secrets=self.box.seal(url.strip()),
+            requested_at=datetime.now(UTC),
+        )
         await self.producer.send_and_wait(Outgoing(ACCOUNT_COMMANDS, pid, cmd))
         return pid, cid
 
@@ -206,26 +258,32 @@ class PoolAdmin:
         if self.proxy(proxy_id) is None:
             raise InputError(f"no proxy {proxy_id}")
         cid = uuid.uuid4().hex
-        cmd = ProxyCommand(command_id=cid, action=action, proxy_id=proxy_id,
-                           requested_at=datetime.now(timezone.utc))
+        cmd = ProxyCommand(
+            command_id=cid, action=action, proxy_id=proxy_id, requested_at=datetime.now(UTC)
+        )
         await self.producer.send_and_wait(Outgoing(ACCOUNT_COMMANDS, proxy_id, cmd))
         return cid
 
-    async def wait_account(self, account_id: str, command_id: str, timeout: float,
-                           also=lambda a: True) -> AccountState | None:
+    async def wait_account(
+        self, account_id: str, command_id: str, timeout: float, also=lambda a: True
+    ) -> AccountState | None:
         """The account's state once the manager applied `command_id` (None on timeout)."""
+
         def done() -> bool:
             a = self.accounts.rows.get(account_id.lower())
             return isinstance(a, AccountState) and a.last_command_id == command_id and also(a)
+
         if await self.accounts.wait_for(done, timeout):
             return self.accounts.rows[account_id.lower()]  # type: ignore[return-value]
         return None
 
-    async def wait_proxy(self, proxy_id: str, command_id: str, timeout: float,
-                         also=lambda p: True) -> ProxyState | None:
+    async def wait_proxy(
+        self, proxy_id: str, command_id: str, timeout: float, also=lambda p: True
+    ) -> ProxyState | None:
         def done() -> bool:
             p = self.proxies.rows.get(proxy_id)
             return isinstance(p, ProxyState) and p.last_command_id == command_id and also(p)
+
         if await self.proxies.wait_for(done, timeout):
             return self.proxies.rows[proxy_id]  # type: ignore[return-value]
         return None

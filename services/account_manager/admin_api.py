@@ -39,10 +39,10 @@ def create_router(admin: PoolAdmin, token: str) -> APIRouter:
     bearer = HTTPBearer(auto_error=False)
 
     def auth(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        if creds is None or not secrets.compare_digest(creds.credentials.encode(),
-                                                       token.encode()):
-            raise HTTPException(401, "missing or wrong bearer token",
-                                headers={"WWW-Authenticate": "Bearer"})
+        if creds is None or not secrets.compare_digest(creds.credentials.encode(), token.encode()):
+            raise HTTPException(
+                401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+            )
 
     r = APIRouter(prefix="/api/v1/admin", dependencies=[Depends(auth)])
 
@@ -137,8 +137,9 @@ def create_router(admin: PoolAdmin, token: str) -> APIRouter:
             raise HTTPException(404, f"no proxy {proxy_id}")
         cid = await admin.proxy_action("test", proxy_id)
         checks = before.checks
-        p = await admin.wait_proxy(proxy_id, cid, APPLY_TIMEOUT_S + 15,
-                                   also=lambda p: p.checks > checks)
+        p = await admin.wait_proxy(
+            proxy_id, cid, APPLY_TIMEOUT_S + 15, also=lambda p: p.checks > checks
+        )
         if p is None:
             raise HTTPException(504, "no check result in time")
         return proxy_view(p)
@@ -157,9 +158,13 @@ class AdminServer:
         async def health():
             return {"status": "ok"}
 
-        config = uvicorn.Config(app, host=settings.account_admin_host,
-                                port=settings.account_admin_port, log_level="warning",
-                                lifespan="off")
+        config = uvicorn.Config(
+            app,
+            host=settings.account_admin_host,
+            port=settings.account_admin_port,
+            log_level="warning",
+            lifespan="off",
+        )
         self.server = uvicorn.Server(config)
         self.server.install_signal_handlers = lambda: None  # the process owns signals
         self._task = None
@@ -169,8 +174,11 @@ class AdminServer:
 
         await self.admin.start()
         self._task = asyncio.create_task(self.server.serve(), name="account-admin-api")
-        log.info("account admin API on http://%s:%d", self.settings.account_admin_host,
-                 self.settings.account_admin_port)
+        log.info(
+            "account admin API on http://%s:%d",
+            self.settings.account_admin_host,
+            self.settings.account_admin_port,
+        )
 
     async def stop(self) -> None:
         self.server.should_exit = True

@@ -26,8 +26,15 @@ from libs.kafka import Producer
 from libs.secretbox import SecretKeyError
 from libs.settings import Settings
 
-from .admin import (InputError, PoolAdmin, account_view, creds_from, parse_cookie_string,
-                    parse_import, proxy_view)
+from .admin import (
+    InputError,
+    PoolAdmin,
+    account_view,
+    creds_from,
+    parse_cookie_string,
+    parse_import,
+    proxy_view,
+)
 
 WAIT_S = 20.0
 LOGIN_WAIT_S = 120.0
@@ -90,10 +97,15 @@ def _print_json(obj) -> None:
 
 async def _accounts(admin: PoolAdmin, args) -> int:
     if args.action == "add":
-        entry = {"username": args.name, "auth_token": args.auth_token, "ct0": args.ct0,
-                 "password": os.environ.get(args.password_env) if args.password_env
-                 else args.password, "email": args.email, "email_password": args.email_password,
-                 "totp_secret": args.totp_secret}
+        entry = {
+            "username": args.name,
+            "auth_token": args.auth_token,
+            "ct0": args.ct0,
+            "password": os.environ.get(args.password_env) if args.password_env else args.password,
+            "email": args.email,
+            "email_password": args.email_password,
+            "totp_secret": args.totp_secret,
+        }
         if args.cookies:
             entry["cookies"] = parse_cookie_string(args.cookies)
         name, creds = creds_from(entry)
@@ -117,8 +129,10 @@ async def _accounts(admin: PoolAdmin, args) -> int:
             return 0
         print(f"{'ID':<24} {'STATUS':<13} {'HEALTH':>6} {'PROXY':<28} REASON")
         for r in rows:
-            print(f"{r['id']:<24} {r['status']:<13} {r['health']:>6.2f} {r['proxy'] or '-':<28} "
-                  f"{r['reason'] or ''}")
+            print(
+                f"{r['id']:<24} {r['status']:<13} {r['health']:>6.2f} {r['proxy'] or '-':<28} "
+                f"{r['reason'] or ''}"
+            )
         return 0
     if args.action == "remove":
         await admin.account_action("remove", args.id)
@@ -138,17 +152,25 @@ async def _accounts(admin: PoolAdmin, args) -> int:
         if a is None:
             print("the login did not finish in time")
             return 1
-        print(f"{a.account_id}: {a.status}" + (f" ({a.last_error})" if a.status != "active"
-                                               else f", logins {a.logins}"))
+        print(
+            f"{a.account_id}: {a.status}"
+            + (f" ({a.last_error})" if a.status != "active" else f", logins {a.logins}")
+        )
         return 0 if a.status == "active" else 1
     return 2
 
 
 async def _proxies(admin: PoolAdmin, args) -> int:
     if args.action in ("add", "import"):
-        urls = [args.url] if args.action == "add" else [
-            ln.strip() for ln in args.file.read_text().splitlines()
-            if ln.strip() and not ln.startswith("#")]
+        urls = (
+            [args.url]
+            if args.action == "add"
+            else [
+                ln.strip()
+                for ln in args.file.read_text().splitlines()
+                if ln.strip() and not ln.startswith("#")
+            ]
+        )
         for url in urls:
             pid, _ = await admin.add_proxy(url)
             print(f"added {pid}")
@@ -161,8 +183,10 @@ async def _proxies(admin: PoolAdmin, args) -> int:
         print(f"{'ID':<32} {'STATUS':<10} {'OK%':>5} {'MS':>7} LAST ERROR")
         for r in rows:
             ms = f"{r['latency_ms']:.0f}" if r["latency_ms"] is not None else "-"
-            print(f"{r['id']:<32} {r['status']:<10} {100 * r['success_rate']:>5.0f} {ms:>7} "
-                  f"{r['last_error'] or ''}")
+            print(
+                f"{r['id']:<32} {r['status']:<10} {100 * r['success_rate']:>5.0f} {ms:>7} "
+                f"{r['last_error'] or ''}"
+            )
         return 0
     if args.action == "remove":
         await admin.proxy_action("remove", args.id)
@@ -173,12 +197,15 @@ async def _proxies(admin: PoolAdmin, args) -> int:
         if before is None:
             raise InputError(f"no proxy {args.id}")
         cid = await admin.proxy_action("test", args.id)
-        p = await admin.wait_proxy(args.id, cid, WAIT_S + 15,
-                                   also=lambda p: p.checks > before.checks)
+        p = await admin.wait_proxy(
+            args.id, cid, WAIT_S + 15, also=lambda p: p.checks > before.checks
+        )
         if p is None:
             print("no check result in time")
             return 1
-        print(f"{p.proxy_id}: {p.status}" + (f" ({p.last_error})" if p.last_error else
-                                             f", {p.latency_ms:.0f} ms"))
+        print(
+            f"{p.proxy_id}: {p.status}"
+            + (f" ({p.last_error})" if p.last_error else f", {p.latency_ms:.0f} ms")
+        )
         return 0 if p.status == "healthy" else 1
     return 2

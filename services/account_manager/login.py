@@ -18,8 +18,13 @@ from libs.settings import Settings
 
 log = logging.getLogger(__name__)
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+]
 STEP_TIMEOUT_MS = 20_000
 ERROR_SEL = '[data-testid="error"], [role="alert"]'
 CODE_SEL = 'input[data-testid="ocfEnterTextTextInput"]'
@@ -55,17 +60,23 @@ async def login(settings: Settings, username: str, creds: dict, proxy_url: str |
     if not password:
         raise LoginError("the account has no password")
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=settings.chromium_path, headless=True,
-                                           args=CHROMIUM_ARGS, proxy=_proxy_option(proxy_url))
+        browser = await pw.chromium.launch(
+            executable_path=settings.chromium_path,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            proxy=_proxy_option(proxy_url),
+        )
         try:
             ctx = await browser.new_context()
             page = await ctx.new_page()
-            await page.goto(settings.x_login_url, wait_until="domcontentloaded",
-                            timeout=STEP_TIMEOUT_MS)
+            await page.goto(
+                settings.x_login_url, wait_until="domcontentloaded", timeout=STEP_TIMEOUT_MS
+            )
             await page.locator('input[name="text"]').fill(username, timeout=STEP_TIMEOUT_MS)
             await page.get_by_role("button", name="Next").click()
-            await page.wait_for_selector(f'input[name="password"], {ERROR_SEL}',
-                                         timeout=STEP_TIMEOUT_MS)
+            await page.wait_for_selector(
+                f'input[name="password"], {ERROR_SEL}', timeout=STEP_TIMEOUT_MS
+            )
             if (err := await _error_text(page)) is not None:
                 raise LoginError(err)
             await page.locator('input[name="password"]').fill(password)

@@ -18,13 +18,23 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from libs.kafka import Outgoing
 from libs.leases import EXPIRY_MARGIN_S, effective_priority
-from libs.records.accounts import (AccountCommand, AccountEvent, AccountState, LeaseGrant,
-                                   LeaseRelease, LeaseRequest, LeaseWait, OpWindow, ProxyCommand,
-                                   ProxyState, TaskAccountWait)
+from libs.records.accounts import (
+    AccountCommand,
+    AccountEvent,
+    AccountState,
+    LeaseGrant,
+    LeaseRelease,
+    LeaseRequest,
+    LeaseWait,
+    OpWindow,
+    ProxyCommand,
+    ProxyState,
+    TaskAccountWait,
+)
 from libs.records.base import Record
 from libs.secretbox import SecretBox
 from libs.settings import Settings
@@ -33,12 +43,18 @@ from libs.topics import ACCOUNT_STATE, LEASE_GRANTS, PROXY_STATE, TASK_ACCOUNT_W
 log = logging.getLogger(__name__)
 
 HEALTH_ALPHA = 0.1  # weight of the newest outcome in the health score
-BAD_FOR_HEALTH = {"auth_failed", "suspended", "blocked", "server_error", "malformed",
-                  "network_error"}
+BAD_FOR_HEALTH = {
+    "auth_failed",
+    "suspended",
+    "blocked",
+    "server_error",
+    "malformed",
+    "network_error",
+}
 
 
 def _dt(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, timezone.utc)
+    return datetime.fromtimestamp(ts, UTC)
 
 
 def _ts(d: datetime | None) -> float | None:
@@ -136,8 +152,7 @@ class AccountPool:
         improved by one level per task_priority_aging_s waited (never starved), then FIFO."""
         r = q.request
         since = _ts(r.waiting_since) or _ts(r.requested_at) or q.since
-        return (effective_priority(r.priority, since, now, self.s.task_priority_aging_s),
-                q.since)
+        return (effective_priority(r.priority, since, now, self.s.task_priority_aging_s), q.since)
 
     def _serve(self, now: float) -> None:
         still: list[Queued] = []
@@ -157,9 +172,13 @@ class AccountPool:
             creds = self.box.open(c.secrets) if c.secrets else {}
             has_cookies = bool(creds.get("auth_token") and creds.get("ct0"))
             if a is None:
-                a = AccountState(account_id=c.account_id, name=c.name or c.account_id,
-                                 status="active" if has_cookies else "needs_login",
-                                 added_at=_dt(now), updated_at=_dt(now))
+                a = AccountState(
+                    account_id=c.account_id,
+                    name=c.name or c.account_id,
+                    status="active" if has_cookies else "needs_login",
+                    added_at=_dt(now),
+                    updated_at=_dt(now),
+                )
                 self.accounts[c.account_id] = a
             else:
                 a.name = c.name or a.name
@@ -212,8 +231,13 @@ class AccountPool:
         p = self.proxies.get(c.proxy_id)
         if c.action == "add":
             if p is None:
-                p = ProxyState(proxy_id=c.proxy_id, display=c.display, secrets=c.secrets,
-                               added_at=now, updated_at=now)
+                p = ProxyState(
+                    proxy_id=c.proxy_id,
+                    display=c.display,
+                    secrets=c.secrets,
+                    added_at=now,
+                    updated_at=now,
+                )
                 self.proxies[c.proxy_id] = p
             else:
                 p.secrets = c.secrets or p.secrets
@@ -271,8 +295,11 @@ class AccountPool:
         if e.outcome == "ok":
             pass
         elif e.outcome == "rate_limited":
-            reset = e.rate_limit_reset if e.rate_limit_reset and e.rate_limit_reset > now \
+            reset = (
+                e.rate_limit_reset
+                if e.rate_limit_reset and e.rate_limit_reset > now
                 else now + self.s.x_rate_window_s
+            )
             w.blocked_until = _dt(reset)
             w.window_reset = _dt(reset)
             w.used = max(w.used, w.limit)
@@ -340,34 +367,57 @@ class AccountPool:
             return  # granted (or already expired)
         earliest = self.earliest_free(r.operation, now)
         reason = "waiting for accounts" if earliest is not None else "no usable account"
-        self._out.append(Outgoing(LEASE_GRANTS, r.requester, LeaseWait(
-            request_id=r.request_id, requester=r.requester, operation=r.operation,
-            earliest_free_at=_dt(earliest) if earliest else None, reason=reason)))
+        self._out.append(
+            Outgoing(
+                LEASE_GRANTS,
+                r.requester,
+                LeaseWait(
+                    request_id=r.request_id,
+                    requester=r.requester,
+                    operation=r.operation,
+                    earliest_free_at=_dt(earliest) if earliest else None,
+                    reason=reason,
+                ),
+            )
+        )
         if r.task_id:
             prev = self.task_waits.get(r.task_id)
             at = _dt(earliest) if earliest else None
             if prev is None or not prev.waiting or prev.earliest_free_at != at:
                 self._task_wait(r.task_id, r.operation, True, at, reason)
 
-    def _task_wait(self, task_id: str, op: str, waiting: bool, at: datetime | None,
-                   reason: str) -> None:
-        tw = TaskAccountWait(task_id=task_id, waiting=waiting, operation=op, earliest_free_at=at,
-                             reason=reason, updated_at=_dt(self.clock()))
+    def _task_wait(
+        self, task_id: str, op: str, waiting: bool, at: datetime | None, reason: str
+    ) -> None:
+        tw = TaskAccountWait(
+            task_id=task_id,
+            waiting=waiting,
+            operation=op,
+            earliest_free_at=at,
+            reason=reason,
+            updated_at=_dt(self.clock()),
+        )
         self.task_waits[task_id] = tw
         self._out.append(Outgoing(TASK_ACCOUNT_WAITS, task_id, tw))
 
     def _refresh(self, a: AccountState, now: float) -> None:
         """Apply what time did to an account: ended cooldowns, windows and leases."""
         changed = False
-        if a.status in ("cooling_down", "rate_limited") and a.status_until is not None \
-                and now >= a.status_until.timestamp():
+        if (
+            a.status in ("cooling_down", "rate_limited")
+            and a.status_until is not None
+            and now >= a.status_until.timestamp()
+        ):
             if a.status == "cooling_down":
                 a.health = max(a.health, self.s.account_min_health + 0.2)
             a.status, a.status_reason, a.status_until = "active", None, None
             changed = True
         for w in a.ops.values():
-            if w.lease_id is not None and w.lease_expires is not None \
-                    and now >= w.lease_expires.timestamp():
+            if (
+                w.lease_id is not None
+                and w.lease_expires is not None
+                and now >= w.lease_expires.timestamp()
+            ):
                 w.used = max(w.used, w.lease_used_before + w.lease_budget)
                 self._end_lease(w)
                 changed = True
@@ -381,8 +431,11 @@ class AccountPool:
         if w.blocked_until is not None and now >= w.blocked_until.timestamp() + m:
             w.blocked_until = None
             changed = True
-        if w.window_reset is not None and now >= w.window_reset.timestamp() + m \
-                and w.lease_id is None:
+        if (
+            w.window_reset is not None
+            and now >= w.window_reset.timestamp() + m
+            and w.lease_id is None
+        ):
             w.used, w.window_reset = 0, None
             changed = True
         return changed
@@ -421,8 +474,15 @@ class AccountPool:
             return False
         # The healthiest, least used account: health in steps of 0.1 so a tiny difference
         # does not make one account take every lease.
-        a = min(free, key=lambda a: (-round(a.health, 1), a.ops[r.operation].used,
-                                     a.ops[r.operation].day_used, _ts(a.last_used_at) or 0.0))
+        a = min(
+            free,
+            key=lambda a: (
+                -round(a.health, 1),
+                a.ops[r.operation].used,
+                a.ops[r.operation].day_used,
+                _ts(a.last_used_at) or 0.0,
+            ),
+        )
         w = a.ops[r.operation]
         if w.window_reset is None:
             w.window_reset = _dt(now + self.s.x_rate_window_s)  # X's headers will correct it
@@ -438,14 +498,28 @@ class AccountPool:
         proxy_url = None
         if a.proxy_id and a.proxy_id in self.proxies and self.proxies[a.proxy_id].secrets:
             proxy_url = self.box.open(self.proxies[a.proxy_id].secrets)
-        sealed = self.box.seal({"auth_token": creds.get("auth_token"), "ct0": creds.get("ct0"),
-                                "proxy_url": proxy_url})
+        sealed = self.box.seal(
+            {"auth_token": creds.get("auth_token"), "ct0": creds.get("ct0"), "proxy_url": proxy_url}
+        )
         self._mark(a)
-        self._out.append(Outgoing(LEASE_GRANTS, r.requester, LeaseGrant(
-            request_id=r.request_id, requester=r.requester, lease_id=lease_id,
-            account_id=a.account_id, operation=r.operation, budget=w.lease_budget,
-            expires_at=_dt(expires), proxy_id=a.proxy_id, secrets=sealed,
-            granted_at=_dt(now))))
+        self._out.append(
+            Outgoing(
+                LEASE_GRANTS,
+                r.requester,
+                LeaseGrant(
+                    request_id=r.request_id,
+                    requester=r.requester,
+                    lease_id=lease_id,
+                    account_id=a.account_id,
+                    operation=r.operation,
+                    budget=w.lease_budget,
+                    expires_at=_dt(expires),
+                    proxy_id=a.proxy_id,
+                    secrets=sealed,
+                    granted_at=_dt(now),
+                ),
+            )
+        )
         if r.task_id and (tw := self.task_waits.get(r.task_id)) is not None and tw.waiting:
             self._task_wait(r.task_id, r.operation, False, None, "")
         return True
@@ -491,8 +565,10 @@ class AccountPool:
         for other in self.accounts.values():
             if other.proxy_id in load:
                 load[other.proxy_id] += 1
-        best = min(alive, key=lambda p: (p.status != "healthy", load[p.proxy_id],
-                                         -p.success_rate, p.proxy_id))
+        best = min(
+            alive,
+            key=lambda p: (p.status != "healthy", load[p.proxy_id], -p.success_rate, p.proxy_id),
+        )
         if a.proxy_id != best.proxy_id:
             log.info("account %s: proxy %s -> %s", a.account_id, a.proxy_id, best.proxy_id)
             a.proxy_id = best.proxy_id
@@ -507,15 +583,17 @@ class AccountPool:
             if a.proxy_id == p.proxy_id:
                 self._assign_proxy(a)
 
-    def proxy_checked(self, proxy_id: str, ok: bool, latency_ms: float | None,
-                      error: str | None) -> list[Outgoing]:
+    def proxy_checked(
+        self, proxy_id: str, ok: bool, latency_ms: float | None, error: str | None
+    ) -> list[Outgoing]:
         p = self.proxies.get(proxy_id)
         if p is None:
             return []
         p.checks += 1
         p.last_check_at = _dt(self.clock())
-        p.success_rate = round((1 - HEALTH_ALPHA * 2) * p.success_rate
-                               + HEALTH_ALPHA * 2 * (1.0 if ok else 0.0), 4)
+        p.success_rate = round(
+            (1 - HEALTH_ALPHA * 2) * p.success_rate + HEALTH_ALPHA * 2 * (1.0 if ok else 0.0), 4
+        )
         if ok:
             p.successes += 1
             p.failures_in_row = 0

@@ -14,19 +14,18 @@ import asyncio
 import logging
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 
 from libs.kafka import ConsumerLoop, Incoming, Outgoing, Producer
+from libs.leases import event_for
 from libs.metrics import observe_accounts
 from libs.records.accounts import AccountCommand, AccountEvent
 from libs.secretbox import SecretBox
 from libs.settings import Settings
 from libs.topic_table import TopicTable
-from libs.topics import (ACCOUNT_COMMANDS, ACCOUNT_EVENTS, ACCOUNT_STATE, LEASE_REQUESTS,
-                         PROXY_STATE)
-from libs.leases import event_for
+from libs.topics import ACCOUNT_COMMANDS, ACCOUNT_EVENTS, ACCOUNT_STATE, LEASE_REQUESTS, PROXY_STATE
 from libs.xclient import XAccount, XClient
 
 from . import login as login_flow
@@ -45,10 +44,16 @@ class AccountManager:
         self.box = SecretBox.from_settings(settings)
         self.pool = AccountPool(settings, self.box)
         self.owner = False
-        self.loop = ConsumerLoop(settings, SERVICE, [ACCOUNT_COMMANDS, ACCOUNT_EVENTS,
-                                                     LEASE_REQUESTS],
-                                 self._handle, producer, on_assign=self._on_assign,
-                                 on_revoke=self._on_revoke, batch_timeout_ms=50)
+        self.loop = ConsumerLoop(
+            settings,
+            SERVICE,
+            [ACCOUNT_COMMANDS, ACCOUNT_EVENTS, LEASE_REQUESTS],
+            self._handle,
+            producer,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            batch_timeout_ms=50,
+        )
         self._stop = asyncio.Event()
         self._send_lock = asyncio.Lock()
         self._proxy_checks_due = 0.0
@@ -73,8 +78,11 @@ class AccountManager:
         self.pool = AccountPool(self.settings, self.box)
         self.pool.load(list(accounts.rows.values()), list(proxies.rows.values()))
         self.owner = True
-        log.info("account-manager owns the pool: %d accounts, %d proxies",
-                 len(self.pool.accounts), len(self.pool.proxies))
+        log.info(
+            "account-manager owns the pool: %d accounts, %d proxies",
+            len(self.pool.accounts),
+            len(self.pool.proxies),
+        )
         await self._bootstrap_accounts()
 
     async def _on_revoke(self, tps) -> None:
@@ -87,15 +95,26 @@ class AccountManager:
         spec = self.settings.x_accounts.get_secret_value()
         if not spec:
             return
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         outs = []
         for name, creds in parse_cookie_entries(spec):
             aid = name.lower()
             if aid in self.pool.accounts:
                 continue
-            outs.append(Outgoing(ACCOUNT_COMMANDS, aid, AccountCommand(
-                command_id=uuid.uuid4().hex, action="add", account_id=aid, name=name,
-                secrets=self.box.seal(creds), requested_at=now)))
+            outs.append(
+                Outgoing(
+                    ACCOUNT_COMMANDS,
+                    aid,
+                    AccountCommand(
+                        command_id=uuid.uuid4().hex,
+                        action="add",
+                        account_id=aid,
+                        name=name,
+                        secrets=self.box.seal(creds),
+                        requested_at=now,
+                    ),
+                )
+            )
         if outs:
             await self.producer.send_all(outs)
             log.info("bootstrap: %d account(s) from XGET_X_ACCOUNTS", len(outs))
@@ -118,7 +137,7 @@ class AccountManager:
                 try:
                     await self._send(self.pool.tick())
                     observe_accounts(self.pool.accounts.values())
-                except Exception:  # noqa: BLE001 - the next tick retries
+                except Exception:
                     log.exception("tick failed")
             await asyncio.sleep(TICK_S)
 
@@ -128,7 +147,7 @@ class AccountManager:
         while not self._stop.is_set():
             try:
                 await self._work_once()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("account-manager work failed")
             await asyncio.sleep(0.2)
 
@@ -171,20 +190,29 @@ class AccountManager:
 
     async def _test_account(self, account_id: str) -> AccountEvent:
         creds, proxy_url = self.pool.credentials(account_id)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if not creds.get("auth_token"):
-            return AccountEvent(account_id=account_id, operation="SearchTimeline",
-                                outcome="auth_failed", error="no cookies", at=now,
-                                requester=SERVICE)
+            return AccountEvent(
+                account_id=account_id,
+                operation="SearchTimeline",
+                outcome="auth_failed",
+                error="no cookies",
+                at=now,
+                requester=SERVICE,
+            )
         client = XClient(self.settings)
         try:
             r = await client.search_page(
                 XAccount(account_id, creds["auth_token"], creds["ct0"], proxy_url),
-                self.settings.account_test_query, None, count=1)
+                self.settings.account_test_query,
+                None,
+                count=1,
+            )
         finally:
             await client.aclose()
-        return event_for(account_id, "SearchTimeline", r, None, SERVICE,
-                         self.pool.accounts[account_id].proxy_id)
+        return event_for(
+            account_id, "SearchTimeline", r, None, SERVICE, self.pool.accounts[account_id].proxy_id
+        )
 
     async def _login(self, account_id: str) -> None:
         creds, proxy_url = self.pool.credentials(account_id)
@@ -204,8 +232,10 @@ class AccountManager:
 
         admin = AdminServer(self.settings, self.producer, self.box)
         await admin.start()
-        tasks = [asyncio.create_task(self._ticker(), name="am-ticker"),
-                 asyncio.create_task(self._worker(), name="am-worker")]
+        tasks = [
+            asyncio.create_task(self._ticker(), name="am-ticker"),
+            asyncio.create_task(self._worker(), name="am-worker"),
+        ]
         try:
             await self.loop.run()
         finally:
@@ -214,4 +244,3 @@ class AccountManager:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await admin.stop()
-

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from libs.kafka import Incoming, Outgoing
 from libs.records.pages import SliceEnd
@@ -31,24 +31,54 @@ log = logging.getLogger(__name__)
 SERVICE = "dedup-counter"
 
 USER_COLUMNS = [
-    "platform", "user_id", "user_name", "name", "avatar", "description", "created_at",
-    "created_at_time", "followers", "following", "statuses_count", "verified", "blue_verified",
-    "seen_at", "raw_data", "version",
+    "platform",
+    "user_id",
+    "user_name",
+    "name",
+    "avatar",
+    "description",
+    "created_at",
+    "created_at_time",
+    "followers",
+    "following",
+    "statuses_count",
+    "verified",
+    "blue_verified",
+    "seen_at",
+    "raw_data",
+    "version",
 ]
 
 
 def user_row(u: XUser) -> list:
-    return [int(u.seen_at.timestamp() * 1000) if c == "version" else getattr(u, c)
-            for c in USER_COLUMNS]
+    return [
+        int(u.seen_at.timestamp() * 1000) if c == "version" else getattr(u, c) for c in USER_COLUMNS
+    ]
 
 
-TASK_USER_COLUMNS = ["task_id", "user_id", "keyword", "relation", "subject", "rank",
-                     "retweeted_at", "collected_at"]
+TASK_USER_COLUMNS = [
+    "task_id",
+    "user_id",
+    "keyword",
+    "relation",
+    "subject",
+    "rank",
+    "retweeted_at",
+    "collected_at",
+]
 
 
 def task_user_row(u: TaskUser) -> list:
-    return [u.task_id, u.user_id, u.keyword, u.relation, u.subject, u.rank, u.retweeted_at,
-            u.seen_at]
+    return [
+        u.task_id,
+        u.user_id,
+        u.keyword,
+        u.relation,
+        u.subject,
+        u.rank,
+        u.retweeted_at,
+        u.seen_at,
+    ]
 
 
 def _member_id(rec: Post | TaskUser) -> str:
@@ -70,7 +100,7 @@ def slice_tally(slices: dict[str, tuple[int, str, str | None, int]]) -> tuple[in
 
 
 def month_of(t: datetime):
-    return t.astimezone(timezone.utc).date().replace(day=1)
+    return t.astimezone(UTC).date().replace(day=1)
 
 
 @dataclass
@@ -127,8 +157,11 @@ class DedupCounter:
         if users:
             first, last = batch[0], batch[-1]
             await self.store.insert(
-                "users", [user_row(u) for u in users.values()], USER_COLUMNS,
-                dedup_token=f"users:{first.topic}:{first.partition}:{first.offset}-{last.offset}")
+                "users",
+                [user_row(u) for u in users.values()],
+                USER_COLUMNS,
+                dedup_token=f"users:{first.topic}:{first.partition}:{first.offset}-{last.offset}",
+            )
         return outs
 
     async def _memo(self, task_id: str) -> TaskMemo:
@@ -139,10 +172,14 @@ class DedupCounter:
         # A task collects posts or users (user tasks: task_users), never both.
         ids = await self.store.query_rows(
             "SELECT DISTINCT post_id FROM task_posts WHERE task_id = {t:String} UNION DISTINCT "
-            "SELECT DISTINCT user_id FROM task_users WHERE task_id = {t:String}", {"t": task_id})
+            "SELECT DISTINCT user_id FROM task_users WHERE task_id = {t:String}",
+            {"t": task_id},
+        )
         slices = await self.store.query_rows(
             "SELECT slice_id, slice_count, end_reason, parent_slice_id, children "
-            "FROM task_slices FINAL WHERE task_id = {t:String}", {"t": task_id})
+            "FROM task_slices FINAL WHERE task_id = {t:String}",
+            {"t": task_id},
+        )
         memo = TaskMemo({r[0] for r in ids}, {r[0]: (r[1], r[2], r[3], r[4]) for r in slices})
         self._memos[task_id] = memo
         while len(self._memos) > self.MEMO_TASKS:
@@ -173,56 +210,104 @@ class DedupCounter:
         store = {k: v for k, v in store.items() if isinstance(v, Post)}
         if task_users:
             # The user first, the task's membership last (as for posts below).
-            await self.store.insert("users", [user_row(u) for u in task_users], USER_COLUMNS,
-                                    dedup_token=f"tusers:{token}")
             await self.store.insert(
-                "task_users", [task_user_row(u) for u in task_users], TASK_USER_COLUMNS,
-                dedup_token=f"tu:{token}")
+                "users",
+                [user_row(u) for u in task_users],
+                USER_COLUMNS,
+                dedup_token=f"tusers:{token}",
+            )
+            await self.store.insert(
+                "task_users",
+                [task_user_row(u) for u in task_users],
+                TASK_USER_COLUMNS,
+                dedup_token=f"tu:{token}",
+            )
             memo.post_ids.update(u.user_id for u in task_users)
         if store:
             chosen = list(store.values())
             # Posts and billing rows first, the task's membership last: membership is what
             # decides "already counted" on a replay, so it must never run ahead of the data.
-            await self.store.insert("posts", [post_row(p) for p in chosen], POST_COLUMNS,
-                                    dedup_token=f"posts:{token}")
+            await self.store.insert(
+                "posts", [post_row(p) for p in chosen], POST_COLUMNS, dedup_token=f"posts:{token}"
+            )
             await self.store.insert(
                 "keyword_month_posts",
-                [[p.keyword, month_of(p.collected_at), p.post_id, p.task_id, p.collected_at]
-                 for p in chosen],
+                [
+                    [p.keyword, month_of(p.collected_at), p.post_id, p.task_id, p.collected_at]
+                    for p in chosen
+                ],
                 ["keyword", "month", "post_id", "task_id", "collected_at"],
-                dedup_token=f"kmp:{token}")
+                dedup_token=f"kmp:{token}",
+            )
             await self.store.insert(
-                "task_posts", [[task_id, p.post_id, p.keyword, p.collected_at] for p in chosen],
-                ["task_id", "post_id", "keyword", "collected_at"], dedup_token=f"tp:{token}")
+                "task_posts",
+                [[task_id, p.post_id, p.keyword, p.collected_at] for p in chosen],
+                ["task_id", "post_id", "keyword", "collected_at"],
+                dedup_token=f"tp:{token}",
+            )
             memo.post_ids.update(new_ids)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if ends:
             await self.store.insert(
                 "task_slices",
-                [[e.task_id, e.slice_id, e.slice_count, e.end_reason, e.pages, now,
-                  e.parent_slice_id, e.children] for e in ends],
-                ["task_id", "slice_id", "slice_count", "end_reason", "pages", "ended_at",
-                 "parent_slice_id", "children"],
-                dedup_token=f"slices:{token}")
+                [
+                    [
+                        e.task_id,
+                        e.slice_id,
+                        e.slice_count,
+                        e.end_reason,
+                        e.pages,
+                        now,
+                        e.parent_slice_id,
+                        e.children,
+                    ]
+                    for e in ends
+                ],
+                [
+                    "task_id",
+                    "slice_id",
+                    "slice_count",
+                    "end_reason",
+                    "pages",
+                    "ended_at",
+                    "parent_slice_id",
+                    "children",
+                ],
+                dedup_token=f"slices:{token}",
+            )
             for e in ends:
-                memo.slices[e.slice_id] = (e.slice_count, e.end_reason, e.parent_slice_id,
-                                           e.children)
+                memo.slices[e.slice_id] = (
+                    e.slice_count,
+                    e.end_reason,
+                    e.parent_slice_id,
+                    e.children,
+                )
         slices_done = len(memo.slices)
         slice_count, all_ended = slice_tally(memo.slices)
         reasons = {v[1] for v in memo.slices.values()}
-        keyword = (posts[0].record.keyword if posts else ends[0].keyword)  # type: ignore[union-attr]
+        keyword = posts[0].record.keyword if posts else ends[0].keyword  # type: ignore[union-attr]
 
         end_reason = None
         if target and collected >= target:
             end_reason = "target_reached"
         elif all_ended:
-            end_reason = ("cancelled" if "cancelled" in reasons
-                          else "failed" if reasons == {"failed"} else "exhausted")
+            end_reason = (
+                "cancelled"
+                if "cancelled" in reasons
+                else "failed"
+                if reasons == {"failed"}
+                else "exhausted"
+            )
         progress = TaskProgress(
-            task_id=task_id, keyword=keyword,
+            task_id=task_id,
+            keyword=keyword,
             status="completed" if end_reason else "running",
-            collected=collected, target=target, slices_done=slices_done,
-            slice_count=slice_count, end_reason=end_reason, updated_at=now,
+            collected=collected,
+            target=target,
+            slices_done=slices_done,
+            slice_count=slice_count,
+            end_reason=end_reason,
+            updated_at=now,
         )
         return Outgoing(TASK_PROGRESS, task_id, progress)
 

@@ -13,16 +13,24 @@ from services.runtime import clickhouse_for, run_until, started_producer
 from .handler import SERVICE, DedupCounter
 
 
-async def serve(settings: Settings, stop: asyncio.Event,
-                store: ClickHouseStore | None = None) -> None:
+async def serve(
+    settings: Settings, stop: asyncio.Event, store: ClickHouseStore | None = None
+) -> None:
     store = store or await clickhouse_for(settings)
     producer = await started_producer(settings, SERVICE)
     try:
         counter = DedupCounter(store)
-        loop = ConsumerLoop(settings, SERVICE, [POSTS, USERS], counter.handle, producer,
-                            on_assign=counter.forget_async, on_revoke=counter.forget_async,
-                            fill_ms=settings.counter_fill_ms,
-                            fill_records=settings.counter_batch_max)
+        loop = ConsumerLoop(
+            settings,
+            SERVICE,
+            [POSTS, USERS],
+            counter.handle,
+            producer,
+            on_assign=counter.forget_async,
+            on_revoke=counter.forget_async,
+            fill_ms=settings.counter_fill_ms,
+            fill_records=settings.counter_batch_max,
+        )
         await run_until(loop, stop)
     finally:
         await producer.stop()

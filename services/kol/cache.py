@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from aiokafka import TopicPartition
 
@@ -52,9 +52,20 @@ class CacheStats:
 
 
 def _meta(partition: int, offset: int, size: int, p: KolPage) -> CachedPage:
-    return CachedPage(partition, offset, p.operation, p.page_no, p.cursor_in, p.cursor_out,
-                      p.final, p.outcome, p.users, p.http_status is not None or p.outcome != "ok",
-                      p.source, size)
+    return CachedPage(
+        partition,
+        offset,
+        p.operation,
+        p.page_no,
+        p.cursor_in,
+        p.cursor_out,
+        p.final,
+        p.outcome,
+        p.users,
+        p.http_status is not None or p.outcome != "ok",
+        p.source,
+        size,
+    )
 
 
 class KolCache:
@@ -79,8 +90,9 @@ class KolCache:
 
     async def _index_partition(self, partition: int) -> dict[str, list[CachedPage]]:
         found: dict[str, list[CachedPage]] = defaultdict(list)
-        async for msg, rec in scan_partition(self.settings, KOL_PAGES, partition, 0,
-                                             deadline_s=600):
+        async for msg, rec in scan_partition(
+            self.settings, KOL_PAGES, partition, 0, deadline_s=600
+        ):
             if isinstance(rec, KolCacheCleared):
                 found.clear()
             elif isinstance(rec, KolPage):
@@ -92,8 +104,12 @@ class KolCache:
         order: page 0, 1, … while they connect."""
         by_no: dict[int, CachedPage] = {}
         for m in self.entries.get(kol, ()):
-            if (m.operation == "followings" and m.outcome == "ok" and m.source == source
-                    and m.page_no not in by_no):
+            if (
+                m.operation == "followings"
+                and m.outcome == "ok"
+                and m.source == source
+                and m.page_no not in by_no
+            ):
                 by_no[m.page_no] = m
         out = []
         while len(out) in by_no:
@@ -103,8 +119,10 @@ class KolCache:
         return out
 
     def lookup(self, kol: str) -> CachedPage | None:
-        return next((m for m in self.entries.get(kol, ())
-                     if m.operation == "lookup" and m.outcome == "ok"), None)
+        return next(
+            (m for m in self.entries.get(kol, ()) if m.operation == "lookup" and m.outcome == "ok"),
+            None,
+        )
 
     def has_pages(self, kol: str, source: str) -> bool:
         return bool(self.chain(kol, source)) or self.lookup(kol) is not None
@@ -118,14 +136,17 @@ class KolCache:
             want[m.partition].add(m.offset)
         got: dict[tuple[int, int], KolPage] = {}
         for partition, offsets in want.items():
-            async for msg, rec in scan_partition(self.settings, KOL_PAGES, partition,
-                                                 min(offsets), end_offset=max(offsets) + 1):
+            async for msg, rec in scan_partition(
+                self.settings, KOL_PAGES, partition, min(offsets), end_offset=max(offsets) + 1
+            ):
                 if msg.offset in offsets and isinstance(rec, KolPage):
                     got[(partition, msg.offset)] = rec
         missing = [m for m in metas if (m.partition, m.offset) not in got]
         if missing:
-            raise RuntimeError(f"{len(missing)} cached page(s) vanished from {self.topic} "
-                               "(retention or a concurrent --clear-cache)")
+            raise RuntimeError(
+                f"{len(missing)} cached page(s) vanished from {self.topic} "
+                "(retention or a concurrent --clear-cache)"
+            )
         return [got[(m.partition, m.offset)] for m in metas]
 
     def stats(self) -> CacheStats:
@@ -153,7 +174,7 @@ class KolCache:
 
     async def clear(self) -> bool:
         """Forget every cached page; True when the broker also deleted the records."""
-        marker = KolCacheCleared(cleared_at=datetime.now(timezone.utc))
+        marker = KolCacheCleared(cleared_at=datetime.now(UTC))
         ends = {}
         for p in await self._partitions():
             md = await self.producer.send_and_wait(Outgoing(KOL_PAGES, None, marker, partition=p))
@@ -167,7 +188,8 @@ class KolCache:
             try:
                 await admin.delete_records(
                     {TopicPartition(self.topic, p): off for p, off in ends.items()},
-                    timeout_ms=10_000)
+                    timeout_ms=10_000,
+                )
             finally:
                 await admin.close()
             return True

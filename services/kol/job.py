@@ -17,10 +17,14 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from libs.parsing.followings import (
-    FollowedUser, parse_api_followings, parse_api_lookup, parse_x_following, parse_x_lookup,
+    FollowedUser,
+    parse_api_followings,
+    parse_api_lookup,
+    parse_x_following,
+    parse_x_lookup,
 )
 from libs.parsing.x import PageParseError
 from libs.records.kol import KolPage
@@ -78,10 +82,16 @@ class FatalSourceError(RuntimeError):
 
 
 class KolJob:
-    def __init__(self, settings: Settings, cache: KolCache, source: FollowingsSource | None,
-                 planner: KolPlanner, writer: KolWriter,
-                 on_progress: Callable[[Stats], None] | None = None,
-                 on_rows: Callable[[Kol, list[dict]], None] | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        cache: KolCache,
+        source: FollowingsSource | None,
+        planner: KolPlanner,
+        writer: KolWriter,
+        on_progress: Callable[[Stats], None] | None = None,
+        on_rows: Callable[[Kol, list[dict]], None] | None = None,
+    ):
         self.settings = settings
         self.cache = cache
         self.source = source
@@ -114,7 +124,7 @@ class KolJob:
         if mode.test:
             todo = todo[:3]
         if mode.limit:
-            todo = todo[:mode.limit]
+            todo = todo[: mode.limit]
         return todo
 
     async def run(self, mode: Mode) -> Stats:
@@ -161,8 +171,10 @@ class KolJob:
             kol_id, handle = resolved
         if source_name == "api" and not handle:
             st.kols_failed += 1
-            st.failures.append(f"{kol.label}: the api source needs the KOL's handle "
-                               "(imported by id only); use the x source for it")
+            st.failures.append(
+                f"{kol.label}: the api source needs the KOL's handle "
+                "(imported by id only); use the x source for it"
+            )
             return
 
         pages: list[tuple[datetime, list[FollowedUser]]] = []
@@ -175,10 +187,12 @@ class KolJob:
         failures = 0
         while not final:
             if not mode.calls_allowed or self.source is None:
-                desc = self.source.describe(kol_id, handle, cursor) if self.source else (
-                    f"{source_name} followings of {kol.label} from page {page_no}")
-                st.would_call.append(f"{kol.label}: {desc} (page {page_no}, "
-                                     f"{len(cached)} cached)")
+                desc = (
+                    self.source.describe(kol_id, handle, cursor)
+                    if self.source
+                    else (f"{source_name} followings of {kol.label} from page {page_no}")
+                )
+                st.would_call.append(f"{kol.label}: {desc} (page {page_no}, {len(cached)} cached)")
                 break
             if self.stopping:
                 break
@@ -249,8 +263,16 @@ class KolJob:
             st.failures.append(f"{kol.label}: lookup answer unusable: {e}")
             return None
 
-    async def _keep(self, kol: Kol, kol_id: str | None, handle: str, op: str, page_no: int,
-                    cursor: str | None, a: Answer) -> KolPage:
+    async def _keep(
+        self,
+        kol: Kol,
+        kol_id: str | None,
+        handle: str,
+        op: str,
+        page_no: int,
+        cursor: str | None,
+        a: Answer,
+    ) -> KolPage:
         """The answer goes into the cache before anything else looks at it."""
         st = self.stats
         final = False
@@ -258,17 +280,28 @@ class KolJob:
         users = 0
         if a.outcome == "ok" and op == "followings":
             try:
-                parsed = self._parse(self.source.name, a.body or "", cursor,
-                                     datetime.now(timezone.utc))
+                parsed = self._parse(self.source.name, a.body or "", cursor, datetime.now(UTC))
                 cursor_out, final, users = parsed.cursor_out, parsed.final, len(parsed.users)
             except PageParseError as e:
                 a = Answer("malformed", a.http_status, a.body, str(e), a.elapsed_ms, a.account)
         page = KolPage(
-            kol=kol.kol, kol_id=kol_id or None, kol_user_name=handle or None,
-            source=self.source.name, operation=op, page_no=page_no, cursor_in=cursor,
-            cursor_out=cursor_out, final=final, users=users, outcome=a.outcome,
-            http_status=a.http_status, error=a.error, account=a.account,
-            requested_at=datetime.now(timezone.utc), elapsed_ms=a.elapsed_ms, response=a.body,
+            kol=kol.kol,
+            kol_id=kol_id or None,
+            kol_user_name=handle or None,
+            source=self.source.name,
+            operation=op,
+            page_no=page_no,
+            cursor_in=cursor,
+            cursor_out=cursor_out,
+            final=final,
+            users=users,
+            outcome=a.outcome,
+            http_status=a.http_status,
+            error=a.error,
+            account=a.account,
+            requested_at=datetime.now(UTC),
+            elapsed_ms=a.elapsed_ms,
+            response=a.body,
         )
         await self.cache.append(page)
         st.api_calls += 1
@@ -283,10 +316,9 @@ class KolJob:
             raise FatalSourceError(f"{self.source.name} source refused: {a.error}")
         if failures >= self.settings.kol_max_failures:
             st.kols_failed += 1
-            st.failures.append(f"{kol.label}: {failures} failed calls, last {a.outcome}: "
-                               f"{a.error}")
+            st.failures.append(f"{kol.label}: {failures} failed calls, last {a.outcome}: {a.error}")
             return False
-        await asyncio.sleep(min(30.0, 0.2 * 2 ** failures))
+        await asyncio.sleep(min(30.0, 0.2 * 2**failures))
         return not self.stopping
 
     @staticmethod

@@ -14,9 +14,11 @@ def line(st: Stats, width: int = 20) -> str:
     finished = st.kols_done + st.kols_failed + st.kols_pending
     frac = finished / st.kols_total if st.kols_total else 1.0
     bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
-    return (f"KOLs {st.kols_done}/{st.kols_total} [{bar}] pages {st.pages} · rows {st.rows} · "
-            f"API calls {st.api_calls} · cache hits {st.cache_hits} · "
-            f"est. ${st.estimated_cost:.4f}")
+    return (
+        f"KOLs {st.kols_done}/{st.kols_total} [{bar}] pages {st.pages} · rows {st.rows} · "
+        f"API calls {st.api_calls} · cache hits {st.cache_hits} · "
+        f"est. ${st.estimated_cost:.4f}"
+    )
 
 
 class ProgressBar:
@@ -49,16 +51,20 @@ class ProgressBar:
 
 
 def summary(st: Stats, mode_note: str = "") -> list[str]:
-    out = [f"KOL followings{mode_note}: {st.kols_done} of {st.kols_total} KOLs complete, "
-           f"{st.kols_failed} failed, {st.kols_pending} not finished",
-           f"pages {st.pages} (cache hits {st.cache_hits}) · rows {st.rows} · "
-           f"API calls {st.api_calls} · estimated cost ${st.estimated_cost:.4f}"]
+    out = [
+        f"KOL followings{mode_note}: {st.kols_done} of {st.kols_total} KOLs complete, "
+        f"{st.kols_failed} failed, {st.kols_pending} not finished",
+        f"pages {st.pages} (cache hits {st.cache_hits}) · rows {st.rows} · "
+        f"API calls {st.api_calls} · estimated cost ${st.estimated_cost:.4f}",
+    ]
     for f in st.failures:
         out.append(f"failed: {f}")
     if st.fatal_error:
         out.append(f"stopped: {st.fatal_error}")
     if st.store_error:
         out.append(f"ClickHouse unavailable: {st.store_error}")
-        out.append("the fetched pages are in the cache: run `xget kol-followings --resume` when "
-                   "ClickHouse is back (no call to the source will be repeated)")
+        out.append(
+            "the fetched pages are in the cache: run `xget kol-followings --resume` when "
+            "ClickHouse is back (no call to the source will be repeated)"
+        )
     return out

@@ -64,15 +64,17 @@ class ApiSource:
 
     def __init__(self, settings: Settings, api_key: str):
         if not api_key:
-            raise SourceError("the api source needs an API key: --api-key KEY or "
-                              "XGET_KOL_API_KEY")
+            raise SourceError("the api source needs an API key: --api-key KEY or XGET_KOL_API_KEY")
         self.base = settings.kol_api_base_url.rstrip("/")
         self.page_size = settings.kol_api_page_size
         self.interval = settings.kol_api_interval_s
         t = settings.x_request_timeout_s
         self._http = httpx.AsyncClient(
-            base_url=self.base, headers={"X-API-Key": api_key, "accept": "application/json"},
-            timeout=httpx.Timeout(t, connect=min(t, 10.0)), follow_redirects=False)
+            base_url=self.base,
+            headers={"X-API-Key": api_key, "accept": "application/json"},
+            timeout=httpx.Timeout(t, connect=min(t, 10.0)),
+            follow_redirects=False,
+        )
         self._lock = asyncio.Lock()
         self._next_at = 0.0
 
@@ -83,11 +85,14 @@ class ApiSource:
         return p
 
     def describe(self, kol_id: str, user_name: str, cursor: str | None) -> str:
-        return f"GET {self.base}/twitter/user/followings?{urlencode(self._params(user_name, cursor))}"
+        return (
+            f"GET {self.base}/twitter/user/followings?{urlencode(self._params(user_name, cursor))}"
+        )
 
     async def followings(self, kol_id: str, user_name: str, cursor: str | None) -> Answer:
-        return await self._get("/twitter/user/followings", self._params(user_name, cursor),
-                               "followings")
+        return await self._get(
+            "/twitter/user/followings", self._params(user_name, cursor), "followings"
+        )
 
     async def lookup(self, user_name: str) -> Answer:
         return await self._get("/twitter/user/info", {"userName": user_name}, "data")
@@ -102,8 +107,13 @@ class ApiSource:
         try:
             rep = await self._http.get(path, params=params)
         except httpx.HTTPError as e:
-            return Answer("network_error", None, None, f"{type(e).__name__}: {e}",
-                          (time.perf_counter() - t0) * 1000)
+            return Answer(
+                "network_error",
+                None,
+                None,
+                f"{type(e).__name__}: {e}",
+                (time.perf_counter() - t0) * 1000,
+            )
         ms = (time.perf_counter() - t0) * 1000
         text = rep.text
         outcome, error = classify_api(rep.status_code, text, want)
@@ -158,8 +168,9 @@ class XSource:
         self.op = settings.x_op_following
 
     def describe(self, kol_id: str, user_name: str, cursor: str | None) -> str:
-        return (f"X {self.op} userId={kol_id or '(lookup @' + user_name + ' first)'}"
-                + (f" cursor={cursor}" if cursor else ""))
+        return f"X {self.op} userId={kol_id or '(lookup @' + user_name + ' first)'}" + (
+            f" cursor={cursor}" if cursor else ""
+        )
 
     async def followings(self, kol_id: str, user_name: str, cursor: str | None) -> Answer:
         account = await self.accounts.acquire(X_FOLLOWING)
@@ -168,8 +179,9 @@ class XSource:
             res = await self.xclient.following_page(account, kol_id, cursor, self.page_size)
         finally:
             await _released(self.accounts.release(account, X_FOLLOWING, res))
-        return Answer(res.outcome, res.http_status, res.body, res.error, res.elapsed_ms,
-                      account.name)
+        return Answer(
+            res.outcome, res.http_status, res.body, res.error, res.elapsed_ms, account.name
+        )
 
     async def lookup(self, user_name: str) -> Answer:
         account = await self.accounts.acquire(X_LOOKUP)
@@ -178,8 +190,9 @@ class XSource:
             res = await self.xclient.user_by_screen_name(account, user_name)
         finally:
             await _released(self.accounts.release(account, X_LOOKUP, res))
-        return Answer(res.outcome, res.http_status, res.body, res.error, res.elapsed_ms,
-                      account.name)
+        return Answer(
+            res.outcome, res.http_status, res.body, res.error, res.elapsed_ms, account.name
+        )
 
     async def aclose(self) -> None:
         await self.xclient.aclose()
@@ -225,8 +238,9 @@ class ManagedAccounts:
         self._client = self._producer = None
 
 
-def make_source(settings: Settings, api_key: str | None = None,
-                accounts: AccountSource | None = None) -> FollowingsSource:
+def make_source(
+    settings: Settings, api_key: str | None = None, accounts: AccountSource | None = None
+) -> FollowingsSource:
     """The source the settings choose; for x, accounts are leased from the account-manager
     (or, with XGET_KOL_X_ACCOUNTS=local, taken straight from XGET_X_ACCOUNTS)."""
     if settings.kol_source == "api":

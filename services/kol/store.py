@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from infra.migrate import apply_migrations
 from libs.parsing.followings import FollowedUser
@@ -22,12 +22,32 @@ from libs.storage.clickhouse import ClickHouseStore
 
 log = logging.getLogger(__name__)
 
-ALL_COLUMNS = ["id", "name", "user_name", "avatar", "description", "created_at",
-               "created_at_time", "followers", "following", "statuses_count", "source",
-               "fetched_at", "version"]
+ALL_COLUMNS = [
+    "id",
+    "name",
+    "user_name",
+    "avatar",
+    "description",
+    "created_at",
+    "created_at_time",
+    "followers",
+    "following",
+    "statuses_count",
+    "source",
+    "fetched_at",
+    "version",
+]
 EDGE_COLUMNS = ["kol_id", "following_id", "first_seen", "last_seen"]
-PROGRESS_COLUMNS = ["kol", "kol_id", "status", "pages", "followings", "source", "finished_at",
-                    "version"]
+PROGRESS_COLUMNS = [
+    "kol",
+    "kol_id",
+    "status",
+    "pages",
+    "followings",
+    "source",
+    "finished_at",
+    "version",
+]
 KOL_COLUMNS = ["kol", "id", "user_name", "added_at", "version"]
 
 
@@ -72,7 +92,7 @@ async def _guard(what: str, coro):
         return await coro
     except StoreUnavailable:
         raise
-    except Exception as e:  # noqa: BLE001 - any database failure is "unavailable" here
+    except Exception as e:
         raise StoreUnavailable(f"{what}: {type(e).__name__}: {str(e)[:300]}") from e
 
 
@@ -93,10 +113,13 @@ class KolPlanner:
         async def go(store: ClickHouseStore):
             await asyncio.to_thread(apply_migrations, store)
             rows = await store.query_rows(
-                "SELECT kol, id, user_name FROM twitter_kol FINAL ORDER BY added_at, kol")
+                "SELECT kol, id, user_name FROM twitter_kol FINAL ORDER BY added_at, kol"
+            )
             done = await store.query_rows(
-                "SELECT kol FROM twitter_kol_progress FINAL WHERE status = 'done'")
+                "SELECT kol FROM twitter_kol_progress FINAL WHERE status = 'done'"
+            )
             return [Kol(*r) for r in rows], {r[0] for r in done}
+
         return await self._with("reading the KOL list", go)
 
     async def import_kols(self, entries: Iterable[str]) -> tuple[int, int]:
@@ -110,7 +133,7 @@ class KolPlanner:
         async def go(store: ClickHouseStore):
             await asyncio.to_thread(apply_migrations, store)
             known = {r[0] for r in await store.query_rows("SELECT kol FROM twitter_kol FINAL")}
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             rows, seen = [], set()
             for i, (key, uid, handle) in enumerate(parsed):
                 if key in known or key in seen:
@@ -120,21 +143,25 @@ class KolPlanner:
                 rows.append((key, uid, handle, added, int(added.timestamp() * 1_000_000)))
             await store.insert("twitter_kol", rows, KOL_COLUMNS)
             return len(rows), len(parsed) - len(rows)
+
         return await self._with("importing KOLs", go)
 
     async def check(self) -> str:
         async def go(store: ClickHouseStore):
             await asyncio.to_thread(apply_migrations, store)
-            (n,), = await store.query_rows("SELECT count() FROM twitter_kol FINAL")
-            (d,), = await store.query_rows(
-                "SELECT count() FROM twitter_kol_progress FINAL WHERE status = 'done'")
+            ((n,),) = await store.query_rows("SELECT count() FROM twitter_kol FINAL")
+            ((d,),) = await store.query_rows(
+                "SELECT count() FROM twitter_kol_progress FINAL WHERE status = 'done'"
+            )
             return f"ClickHouse ok: {n} KOLs listed, {d} done"
+
         return await self._with("checking ClickHouse", go)
 
     async def clear_progress(self) -> None:
         async def go(store: ClickHouseStore):
             await asyncio.to_thread(apply_migrations, store)
             await store.command("TRUNCATE TABLE twitter_kol_progress")
+
         await self._with("clearing KOL progress", go)
 
 
@@ -169,32 +196,62 @@ class KolWriter:
                 pass
         log.warning("ClickHouse write failed: %s", e)
 
-    async def store_kol(self, kol: Kol, kol_id: str, source: str,
-                        pages: list[tuple[datetime, list[FollowedUser]]]) -> int:
+    async def store_kol(
+        self, kol: Kol, kol_id: str, source: str, pages: list[tuple[datetime, list[FollowedUser]]]
+    ) -> int:
         """Every row of one KOL, then its done mark (only after the rows are stored)."""
         users: dict[str, tuple[FollowedUser, datetime]] = {}
         for fetched_at, page_users in pages:
             for u in page_users:
                 users[u.id] = (u, fetched_at)
-        all_rows = [(u.id, u.name, u.user_name, u.avatar, u.description, u.created_at,
-                     u.created_at_time, u.followers, u.following, u.statuses_count, source,
-                     at, int(at.timestamp() * 1000)) for u, at in users.values()]
+        all_rows = [
+            (
+                u.id,
+                u.name,
+                u.user_name,
+                u.avatar,
+                u.description,
+                u.created_at,
+                u.created_at_time,
+                u.followers,
+                u.following,
+                u.statuses_count,
+                source,
+                at,
+                int(at.timestamp() * 1000),
+            )
+            for u, at in users.values()
+        ]
         edges = [(kol_id, u.id, at, at) for u, at in users.values()]
-        now = datetime.now(timezone.utc)
-        done = [(kol.kol, kol_id, "done", len(pages), len(users), source, now,
-                 int(now.timestamp() * 1000))]
+        now = datetime.now(UTC)
+        done = [
+            (
+                kol.kol,
+                kol_id,
+                "done",
+                len(pages),
+                len(users),
+                source,
+                now,
+                int(now.timestamp() * 1000),
+            )
+        ]
         try:
             store = await self._get()
             if kol_id != kol.id:
                 await _guard("writing twitter_kol", self._set_id(store, kol, kol_id))
             for i in range(0, len(all_rows), 5000):
-                await _guard("writing twitter_kol_all",
-                             store.insert("twitter_kol_all", all_rows[i:i + 5000], ALL_COLUMNS))
-                await _guard("writing twitter_kol_following",
-                             store.insert("twitter_kol_following", edges[i:i + 5000],
-                                          EDGE_COLUMNS))
-            await _guard("marking the KOL done",
-                         store.insert("twitter_kol_progress", done, PROGRESS_COLUMNS))
+                await _guard(
+                    "writing twitter_kol_all",
+                    store.insert("twitter_kol_all", all_rows[i : i + 5000], ALL_COLUMNS),
+                )
+                await _guard(
+                    "writing twitter_kol_following",
+                    store.insert("twitter_kol_following", edges[i : i + 5000], EDGE_COLUMNS),
+                )
+            await _guard(
+                "marking the KOL done", store.insert("twitter_kol_progress", done, PROGRESS_COLUMNS)
+            )
         except StoreUnavailable as e:
             await self._fail(e)
             raise
@@ -205,11 +262,12 @@ class KolWriter:
     async def _set_id(store: ClickHouseStore, kol: Kol, kol_id: str) -> None:
         """Record a resolved id on the KOL's row (a newer version of the same key)."""
         rows = await store.query_rows(
-            "SELECT added_at, version FROM twitter_kol FINAL WHERE kol = {k:String}",
-            {"k": kol.kol})
-        added, version = rows[0] if rows else (datetime.now(timezone.utc), 0)
-        await store.insert("twitter_kol", [(kol.kol, kol_id, kol.user_name, added, version + 1)],
-                           KOL_COLUMNS)
+            "SELECT added_at, version FROM twitter_kol FINAL WHERE kol = {k:String}", {"k": kol.kol}
+        )
+        added, version = rows[0] if rows else (datetime.now(UTC), 0)
+        await store.insert(
+            "twitter_kol", [(kol.kol, kol_id, kol.user_name, added, version + 1)], KOL_COLUMNS
+        )
 
     async def aclose(self) -> None:
         if self._store is not None:

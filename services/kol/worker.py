@@ -11,15 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from libs.consumer_watch import ConsumerWatch
 from libs.failures import Backoff, DependencyError, DependencyWatch, dependency_of
-from libs.kafka import (Outgoing, Producer, consumer_for, dead_letter_for, decode, join,
-                        seek_to_committed)
+from libs.kafka import (
+    Outgoing,
+    Producer,
+    consumer_for,
+    dead_letter_for,
+    decode,
+    join,
+    seek_to_committed,
+)
 from libs.records.kol import KolFollowingsTask, KolTaskProgress
 from libs.settings import Settings
 from libs.topics import KOL_COMMANDS, KOL_PROGRESS, topic_name
@@ -35,14 +42,24 @@ SERVICE = "kol-worker"
 PUBLISH_EVERY_S = 1.0
 
 
-def progress_record(task: KolFollowingsTask, status: str, st: Stats | None,
-                    error: str | None = None) -> KolTaskProgress:
+def progress_record(
+    task: KolFollowingsTask, status: str, st: Stats | None, error: str | None = None
+) -> KolTaskProgress:
     st = st or Stats()
     return KolTaskProgress(
-        task_id=task.task_id, status=status, kols_done=st.kols_done, kols_total=st.kols_total,
-        pages=st.pages, rows=st.rows, api_calls=st.api_calls, cache_hits=st.cache_hits,
-        estimated_cost=st.estimated_cost, error=error, created_at=task.submitted_at,
-        updated_at=datetime.now(timezone.utc))
+        task_id=task.task_id,
+        status=status,
+        kols_done=st.kols_done,
+        kols_total=st.kols_total,
+        pages=st.pages,
+        rows=st.rows,
+        api_calls=st.api_calls,
+        cache_hits=st.cache_hits,
+        estimated_cost=st.estimated_cost,
+        error=error,
+        created_at=task.submitted_at,
+        updated_at=datetime.now(UTC),
+    )
 
 
 class KolWorker:
@@ -54,8 +71,11 @@ class KolWorker:
         self.tasks_done = 0
         self.group_id = f"{settings.topic_prefix}{SERVICE}"
         self.watch = ConsumerWatch(SERVICE, self.group_id)  # records in, lag, readiness
-        self.dependency = DependencyWatch(SERVICE, self.group_id, Backoff(
-            settings.dependency_retry_base_s, settings.dependency_retry_max_s))
+        self.dependency = DependencyWatch(
+            SERVICE,
+            self.group_id,
+            Backoff(settings.dependency_retry_base_s, settings.dependency_retry_max_s),
+        )
 
     def stop(self) -> None:
         self._stop.set()
@@ -90,14 +110,24 @@ class KolWorker:
             if task.handles:
                 await planner.import_kols(task.handles)
             source = make_source(self.settings)
-            self._job = KolJob(self.settings, KolCache(self.settings, self.producer), source,
-                               planner, writer, on_progress=on_progress)
+            self._job = KolJob(
+                self.settings,
+                KolCache(self.settings, self.producer),
+                source,
+                planner,
+                writer,
+                on_progress=on_progress,
+            )
             st = await self._job.run(Mode(limit=task.limit, handles=task.handles or None))
             error = st.fatal_error or st.store_error or "; ".join(st.failures) or None
             if self._job.stopping and not st.fatal_error:
                 status = "running"  # interrupted by shutdown: the task runs again
-            elif st.store_error and not (st.fatal_error or st.failures) \
-                    and writer.last_cause is not None and dependency_of(writer.last_cause):
+            elif (
+                st.store_error
+                and not (st.fatal_error or st.failures)
+                and writer.last_cause is not None
+                and dependency_of(writer.last_cause)
+            ):
                 outage, status = StoreUnavailable(st.store_error), "running"
                 outage.__cause__ = writer.last_cause
                 error = f"waiting for ClickHouse: {st.store_error}"
@@ -112,8 +142,7 @@ class KolWorker:
             else:
                 final = progress_record(task, "failed", stats, str(e))
         except SourceError as e:
-            final = progress_record(task, "failed", self._job.stats if self._job else None,
-                                    str(e))
+            final = progress_record(task, "failed", self._job.stats if self._job else None, str(e))
         finally:
             self._job = None
             await writer.aclose()
@@ -144,7 +173,7 @@ class KolWorker:
                     delay = self.dependency.failed("kafka", e)
                     try:
                         await asyncio.wait_for(self._stop.wait(), delay)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                     await self._rewind(consumer)
         finally:
@@ -186,8 +215,13 @@ class KolWorker:
         if final.status != "running":
             await consumer.commit({tp: m.offset + 1})
             self.tasks_done += 1
-            log.info("kol task %s %s: %d/%d KOLs", task.task_id, final.status, final.kols_done,
-                     final.kols_total)
+            log.info(
+                "kol task %s %s: %d/%d KOLs",
+                task.task_id,
+                final.status,
+                final.kols_done,
+                final.kols_total,
+            )
         else:
             self._stop.set()
 

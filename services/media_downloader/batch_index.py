@@ -125,8 +125,10 @@ class BatchIndex:
         except KeyError:
             return {}  # collected meanwhile: it was below a committed offset, so not needed
         try:
-            return {url: StoredObject.model_validate(v)
-                    for url, v in orjson.loads(raw)["entries"].items()}
+            return {
+                url: StoredObject.model_validate(v)
+                for url, v in orjson.loads(raw)["entries"].items()
+            }
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             log.warning("batch index %s unreadable (%s); its URLs are downloaded again", key, e)
             return {}
@@ -137,7 +139,8 @@ class BatchIndex:
         records needs no index write of its own."""
         replay = self._replay.get(tp)
         return replay is not None and any(
-            first <= offset <= last and url in urls for first, last, urls in replay.ranges)
+            first <= offset <= last and url in urls for first, last, urls in replay.ranges
+        )
 
     def handled(self, tp: TopicPartition, last: int) -> None:
         """The partition's records up to `last` are handled: past the replay window, drop it."""
@@ -151,12 +154,19 @@ class BatchIndex:
         self._replay.pop(tp, None)
 
     # --- writing ---------------------------------------------------------------------------------
-    async def write(self, tp: TopicPartition, first: int, last: int,
-                    entries: dict[str, StoredObject]) -> None:
+    async def write(
+        self, tp: TopicPartition, first: int, last: int, entries: dict[str, StoredObject]
+    ) -> None:
         key = batch_key(tp, first, last)
-        body = orjson.dumps({"topic": tp.topic, "partition": tp.partition, "first": first,
-                             "last": last,
-                             "entries": {u: e.model_dump() for u, e in entries.items()}})
+        body = orjson.dumps(
+            {
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "first": first,
+                "last": last,
+                "entries": {u: e.model_dump() for u, e in entries.items()},
+            }
+        )
         await self.store.put(key, body, "application/json")  # down: the batch is retried
         self.writes += 1
         self._keys.setdefault(tp, {})[key] = last
@@ -170,8 +180,10 @@ class BatchIndex:
         self._next_gc = time.monotonic() + self.gc_every_s
         try:
             offsets = await committed(list(self._keys))
-            dead = {tp: [k for k, last in self._keys.get(tp, {}).items() if last < c]
-                    for tp, c in offsets.items()}
+            dead = {
+                tp: [k for k, last in self._keys.get(tp, {}).items() if last < c]
+                for tp, c in offsets.items()
+            }
             await self._delete([k for keys in dead.values() for k in keys])
         except Exception as e:  # noqa: BLE001 - garbage can wait
             log.warning("batch index cleanup failed (%s: %s); retried later", type(e).__name__, e)

@@ -62,7 +62,7 @@ def source_url(url: str, kind: Kind, settings: Settings) -> str:
     base = settings.x_media_base if kind == "image" else settings.x_video_base
     host = X_MEDIA_HOSTS[kind]
     if base and url.startswith(host + "/"):
-        return base.rstrip("/") + url[len(host):]
+        return base.rstrip("/") + url[len(host) :]
     return url
 
 
@@ -86,13 +86,16 @@ class Fetcher:
         self.settings = settings
         tls = httpx.create_ssl_context()  # shared: one CA bundle load, not one per client
         self._idle: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
-        self._clients = [httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.media_timeout_s),
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-            follow_redirects=True,
-            headers={"user-agent": "xget-media/1"},
-            verify=tls,
-        ) for _ in range(settings.media_concurrency)]
+        self._clients = [
+            httpx.AsyncClient(
+                timeout=httpx.Timeout(settings.media_timeout_s),
+                limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+                follow_redirects=True,
+                headers={"user-agent": "xget-media/1"},
+                verify=tls,
+            )
+            for _ in range(settings.media_concurrency)
+        ]
         for client in self._clients:
             self._idle.put_nowait(client)
         self.requests = 0  # HTTP requests made (for stats and tests)
@@ -103,8 +106,11 @@ class Fetcher:
 
     async def fetch(self, url: str, kind: Kind) -> Download:
         """Download `url` (an X media URL) or raise MediaFailure with the cause."""
-        cap = (self.settings.media_max_image_bytes if kind == "image"
-               else self.settings.media_max_video_bytes)
+        cap = (
+            self.settings.media_max_image_bytes
+            if kind == "image"
+            else self.settings.media_max_video_bytes
+        )
         target = source_url(url, kind, self.settings)
         attempts = self.settings.media_attempts
         for attempt in range(1, attempts + 1):
@@ -117,10 +123,19 @@ class Fetcher:
                 self._idle.put_nowait(client)
             if attempt == attempts:
                 raise MediaFailure(f"{transient.cause} after {attempts} attempts") from None
-            delay = (transient.retry_after if transient.retry_after is not None
-                     else self.settings.media_backoff_s * 2 ** (attempt - 1))
-            log.info("media %s: %s; retry %d/%d in %.2fs", target, transient.cause, attempt,
-                     attempts - 1, delay)
+            delay = (
+                transient.retry_after
+                if transient.retry_after is not None
+                else self.settings.media_backoff_s * 2 ** (attempt - 1)
+            )
+            log.info(
+                "media %s: %s; retry %d/%d in %.2fs",
+                target,
+                transient.cause,
+                attempt,
+                attempts - 1,
+                delay,
+            )
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
@@ -158,8 +173,9 @@ class Fetcher:
                     content_type = self._check_type(head, kind, rep)
                 size += len(chunk)
                 if size > cap:
-                    raise MediaFailure(f"too large: more than {cap} bytes (stopped reading at "
-                                       f"{size})")
+                    raise MediaFailure(
+                        f"too large: more than {cap} bytes (stopped reading at {size})"
+                    )
                 sha.update(chunk)
                 body.write(chunk)
             if content_type is None:  # a body shorter than SNIFF_BYTES

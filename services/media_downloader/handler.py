@@ -42,8 +42,9 @@ Outcome = StoredObject | Failed
 
 
 class MediaDownloader:
-    def __init__(self, fetcher: Fetcher, vault: MediaVault, index: BatchIndex,
-                 committed: CommittedOffsets):
+    def __init__(
+        self, fetcher: Fetcher, vault: MediaVault, index: BatchIndex, committed: CommittedOffsets
+    ):
         """`committed` reads the group's committed offsets (for recovery and cleanup)."""
         self.fetcher = fetcher
         self.vault = vault
@@ -57,8 +58,12 @@ class MediaDownloader:
         ones that may be delivered again (at or above the committed offset)."""
         offsets = await self.committed(tps)
         counts = await asyncio.gather(*(self.index.recover(tp, offsets[tp]) for tp in tps))
-        log.info("%s: %d URLs of possibly re-delivered jobs known on %d partitions", SERVICE,
-                 sum(counts), len(tps))
+        log.info(
+            "%s: %d URLs of possibly re-delivered jobs known on %d partitions",
+            SERVICE,
+            sum(counts),
+            len(tps),
+        )
 
     async def on_revoke(self, tps: set[TopicPartition]) -> None:
         for tp in tps:
@@ -68,10 +73,17 @@ class MediaDownloader:
         """The URL's stored object or failure, in a span of the trace of `job` (the first job
         of the batch that wants it): task, post, URL host, and where the answer came from."""
         rec = job.record if job is not None else None
-        with tracing.span_in(job.headers if job is not None else (), "media download", **{
-                "xget.service": SERVICE, "xget.task_id": getattr(rec, "task_id", None),
-                "xget.post_id": getattr(rec, "post_id", None), "xget.media_kind": kind,
-                "server.address": urlsplit(url).hostname or ""}) as sp:
+        with tracing.span_in(
+            job.headers if job is not None else (),
+            "media download",
+            **{
+                "xget.service": SERVICE,
+                "xget.task_id": getattr(rec, "task_id", None),
+                "xget.post_id": getattr(rec, "post_id", None),
+                "xget.media_kind": kind,
+                "server.address": urlsplit(url).hostname or "",
+            },
+        ) as sp:
             source, outcome = await self._resolve(url, kind)
             if isinstance(outcome, Failed):
                 sp.set_attribute("xget.outcome", "failed")
@@ -118,13 +130,22 @@ class MediaDownloader:
             raise
         outcome = {k: t.result() for k, t in wanted.items()}
         await self._write_index(batch, outcome)
-        return [Outgoing(MEDIA_STORED, job.task_id, result_for(
-                    job, outcome[(job.original_url, "image")],
-                    outcome[(job.video_url, "video")] if job.video_url else None))
-                for job in jobs]
+        return [
+            Outgoing(
+                MEDIA_STORED,
+                job.task_id,
+                result_for(
+                    job,
+                    outcome[(job.original_url, "image")],
+                    outcome[(job.video_url, "video")] if job.video_url else None,
+                ),
+            )
+            for job in jobs
+        ]
 
-    async def _write_index(self, batch: list[Incoming],
-                           outcome: dict[tuple[str, Kind], Outcome]) -> None:
+    async def _write_index(
+        self, batch: list[Incoming], outcome: dict[tuple[str, Kind], Outcome]
+    ) -> None:
         """One index object per partition of the batch, naming every stored URL of its jobs;
         none where every record is already named by a live index object of its offset (a
         re-delivered batch: nothing is written again)."""
@@ -143,8 +164,11 @@ class MediaDownloader:
                         entries[key[0]] = found
                         covered = covered and self.index.covers(tp, inc.offset, key[0])
             if entries and not covered:
-                writes.append(self.index.write(tp, min(i.offset for i in incs),
-                                               max(i.offset for i in incs), entries))
+                writes.append(
+                    self.index.write(
+                        tp, min(i.offset for i in incs), max(i.offset for i in incs), entries
+                    )
+                )
         await asyncio.gather(*writes)
         for tp, incs in parts.items():
             self.index.handled(tp, max(i.offset for i in incs))
@@ -153,8 +177,12 @@ class MediaDownloader:
 
 def result_for(job: MediaJob, cover: Outcome, video: Outcome | None) -> MediaStored:
     rec = MediaStored(
-        task_id=job.task_id, post_id=job.post_id, original_url=job.original_url, type=job.type,
-        of_original=job.of_original, video_url=job.video_url,
+        task_id=job.task_id,
+        post_id=job.post_id,
+        original_url=job.original_url,
+        type=job.type,
+        of_original=job.of_original,
+        video_url=job.video_url,
         status="failed" if isinstance(cover, Failed) else "stored",
     )
     if isinstance(cover, Failed):

@@ -55,30 +55,42 @@ class MediaDownloaderService:
             stopping.cancel()
 
 
-async def serve(settings: Settings, stop: asyncio.Event,
-                store: ObjectStore | None = None) -> None:
+async def serve(settings: Settings, stop: asyncio.Event, store: ObjectStore | None = None) -> None:
     # Store calls run in worker threads (minio is blocking): one per download in flight, not
     # asyncio's default of cpu+4, so storage keeps up with the downloads; and as many pooled
     # S3 connections, so no call opens a connection of its own.
     threads = settings.media_concurrency + 4
     asyncio.get_running_loop().set_default_executor(
-        ThreadPoolExecutor(threads, thread_name_prefix="media-store"))
+        ThreadPoolExecutor(threads, thread_name_prefix="media-store")
+    )
     # The store may be down at start: wait for it rather than take `xget run all` down.
-    store = store or await until_stored("open", lambda: asyncio.to_thread(
-        open_object_store, settings, pool_size=threads))
+    store = store or await until_stored(
+        "open", lambda: asyncio.to_thread(open_object_store, settings, pool_size=threads)
+    )
     fetcher = Fetcher(settings)
     producer = await started_producer(settings, SERVICE)
     try:
+
         async def committed(tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
             consumer = loop.consumer
             assert consumer is not None
             return {tp: (await consumer.committed(tp)) or 0 for tp in tps}
 
         downloader = MediaDownloader(
-            fetcher, MediaVault(store, settings.media_recent_urls),
-            BatchIndex(store, settings.media_index_gc_s), committed)
-        loop = ConsumerLoop(settings, SERVICE, [MEDIA_JOBS], downloader.handle, producer,
-                            on_assign=downloader.on_assign, on_revoke=downloader.on_revoke)
+            fetcher,
+            MediaVault(store, settings.media_recent_urls),
+            BatchIndex(store, settings.media_index_gc_s),
+            committed,
+        )
+        loop = ConsumerLoop(
+            settings,
+            SERVICE,
+            [MEDIA_JOBS],
+            downloader.handle,
+            producer,
+            on_assign=downloader.on_assign,
+            on_revoke=downloader.on_revoke,
+        )
         await run_until(MediaDownloaderService(loop), stop)
     finally:
         await producer.stop()

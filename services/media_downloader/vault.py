@@ -61,8 +61,13 @@ async def until_stored(what: str, op: Callable[[], Awaitable[T]]) -> T:
     """Run a storage call until the store answers (start-up and recovery, where no batch is
     in hand to hand back). Inside a batch, storage calls are made directly: their failure
     makes the consumer loop pause and retry the batch (libs/kafka.py)."""
-    return await until_available(f"object store {what}", op, service="media-downloader",
-                                 base_s=0.2, cap_s=MAX_STORAGE_BACKOFF_S)
+    return await until_available(
+        f"object store {what}",
+        op,
+        service="media-downloader",
+        base_s=0.2,
+        cap_s=MAX_STORAGE_BACKOFF_S,
+    )
 
 
 class MediaVault:
@@ -93,8 +98,11 @@ class MediaVault:
     async def keep(self, url: str, download: Download) -> StoredObject:
         """Store the download's bytes (once per content hash); remember them under `url`."""
         key = object_key(download.sha256, download.content_type)
-        width, height = (dimensions(download.body) if download.content_type.startswith("image/")
-                         else (None, None))
+        width, height = (
+            dimensions(download.body)
+            if download.content_type.startswith("image/")
+            else (None, None)
+        )
         lock = self._locks.get(download.sha256)
         if lock is None:
             lock = self._locks[download.sha256] = asyncio.Lock()
@@ -102,19 +110,32 @@ class MediaVault:
             if download.sha256 in self._stored:
                 self._stored.move_to_end(download.sha256)
             else:
+
                 async def put():
                     download.body.seek(0)
                     return await self.store.put_stream(
-                        key, download.body, download.size, download.content_type,
-                        {"sha256": download.sha256})
+                        key,
+                        download.body,
+                        download.size,
+                        download.content_type,
+                        {"sha256": download.sha256},
+                    )
+
                 await put()  # the store down: the loop pauses and retries the batch
                 MEDIA_BYTES_STORED.inc(download.size)
                 self.uploads += 1
                 self._stored[download.sha256] = None
                 if len(self._stored) > RECENT_HASHES:
                     self._stored.popitem(last=False)
-        entry = StoredObject(url=url, object_key=key, oss_url=self.store.url(key),
-                             content_type=download.content_type, bytes=download.size,
-                             sha256=download.sha256, width=width, height=height)
+        entry = StoredObject(
+            url=url,
+            object_key=key,
+            oss_url=self.store.url(key),
+            content_type=download.content_type,
+            bytes=download.size,
+            sha256=download.sha256,
+            width=width,
+            height=height,
+        )
         self.remember(entry)
         return entry

@@ -30,17 +30,28 @@ def parse_raw_page(inc: Incoming, recent: RecentUsers | None = None) -> list[Out
         try:
             outs.extend(user_outgoing(page, task_users(page)))
         except PageParseError as e:
-            outs.append(inc.dead_letter(SERVICE, f"page {page.page_no} of "
-                                        f"{page.task_id}/{page.slice_id} unparsable: {e}"))
+            outs.append(
+                inc.dead_letter(
+                    SERVICE,
+                    f"page {page.page_no} of {page.task_id}/{page.slice_id} unparsable: {e}",
+                )
+            )
     elif page.response is not None and page.outcome == "ok" and page.operation == "SearchTimeline":
         try:
             parsed = parse_timeline_page(
-                page.response, task_id=page.task_id, keyword=page.keyword,
+                page.response,
+                task_id=page.task_id,
+                keyword=page.keyword,
                 collected_at=page.requested_at,
-                publish_user=None if recent is None else recent.should_publish)
+                publish_user=None if recent is None else recent.should_publish,
+            )
         except PageParseError as e:
-            outs.append(inc.dead_letter(SERVICE, f"page {page.page_no} of "
-                                        f"{page.task_id}/{page.slice_id} unparsable: {e}"))
+            outs.append(
+                inc.dead_letter(
+                    SERVICE,
+                    f"page {page.page_no} of {page.task_id}/{page.slice_id} unparsable: {e}",
+                )
+            )
         else:
             hdr = ((POSTS_TARGET_HEADER, str(page.required_count).encode()),)
             outs.extend(Outgoing(POSTS, page.task_id, p, hdr) for p in parsed.posts)
@@ -50,15 +61,27 @@ def parse_raw_page(inc: Incoming, recent: RecentUsers | None = None) -> list[Out
                     j.video_url = None  # the cover is stored always, the video only when asked
                 outs.append(Outgoing(MEDIA_JOBS, j.original_url, j))
             for reason in parsed.skipped:
-                log.info("page %s/%s#%d: skipped %s", page.task_id, page.slice_id,
-                         page.page_no, reason)
+                log.info(
+                    "page %s/%s#%d: skipped %s", page.task_id, page.slice_id, page.page_no, reason
+                )
     if page.final:
-        outs.append(Outgoing(POSTS, page.task_id, SliceEnd(
-            task_id=page.task_id, slice_id=page.slice_id, slice_count=page.slice_count,
-            keyword=page.keyword, end_reason=page.end_reason or "exhausted",
-            required_count=page.required_count, pages=page.page_no + 1,
-            parent_slice_id=page.parent_slice_id, children=page.children,
-        )))
+        outs.append(
+            Outgoing(
+                POSTS,
+                page.task_id,
+                SliceEnd(
+                    task_id=page.task_id,
+                    slice_id=page.slice_id,
+                    slice_count=page.slice_count,
+                    keyword=page.keyword,
+                    end_reason=page.end_reason or "exhausted",
+                    required_count=page.required_count,
+                    pages=page.page_no + 1,
+                    parent_slice_id=page.parent_slice_id,
+                    children=page.children,
+                ),
+            )
+        )
     return outs
 
 

@@ -15,8 +15,16 @@ from .handler import SERVICE, PageHandler
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     producer = await started_producer(settings, SERVICE)
     try:
-        await run_until(ConsumerLoop(settings, SERVICE, [RAW_PAGES],
-                                     PageHandler(settings.parser_user_resend_s), producer,
-                                     max_records=settings.parser_batch_pages), stop)
+        await run_until(
+            ConsumerLoop(
+                settings,
+                SERVICE,
+                [RAW_PAGES],
+                PageHandler(settings.parser_user_resend_s),
+                producer,
+                max_records=settings.parser_batch_pages,
+            ),
+            stop,
+        )
     finally:
         await producer.stop()

@@ -34,8 +34,9 @@ class ReplayResult:
     tasks: int = 0
 
 
-async def start_offsets(settings: Settings, since_ms: int,
-                        spec: TopicSpec = RAW_PAGES) -> dict[int, tuple[int, int]]:
+async def start_offsets(
+    settings: Settings, since_ms: int, spec: TopicSpec = RAW_PAGES
+) -> dict[int, tuple[int, int]]:
     """Per partition of `spec`'s topic: (first offset at or after `since_ms`, end offset)."""
     c = consumer_for(settings, None, "xget-replay")
     await c.start()
@@ -47,8 +48,9 @@ async def start_offsets(settings: Settings, since_ms: int,
         except Exception:  # noqa: BLE001 - no ListOffsets by time: scan all, filter by time
             begin = await c.beginning_offsets(tps)
             return {tp.partition: (begin[tp], end[tp]) for tp in tps}
-        return {tp.partition: (found[tp].offset if found.get(tp) else end[tp], end[tp])
-                for tp in tps}
+        return {
+            tp.partition: (found[tp].offset if found.get(tp) else end[tp], end[tp]) for tp in tps
+        }
     finally:
         await c.stop()
 
@@ -63,15 +65,26 @@ async def replay(settings: Settings, since: datetime, task_id: str | None = None
             if start >= end:
                 continue
             batch: list[Incoming] = []
-            async for msg, rec in scan_partition(settings, RAW_PAGES, partition, start,
-                                                 end_offset=end, deadline_s=600):
+            async for msg, rec in scan_partition(
+                settings, RAW_PAGES, partition, start, end_offset=end, deadline_s=600
+            ):
                 if not isinstance(rec, RawPage) or msg.timestamp < since_ms:
                     continue
                 if task_id is not None and rec.task_id != task_id:
                     continue
                 key = msg.key.decode() if msg.key is not None else None
-                batch.append(Incoming(msg.topic, msg.partition, msg.offset, key, rec,
-                                      dict(msg.headers or ()), msg.timestamp, msg))
+                batch.append(
+                    Incoming(
+                        msg.topic,
+                        msg.partition,
+                        msg.offset,
+                        key,
+                        rec,
+                        dict(msg.headers or ()),
+                        msg.timestamp,
+                        msg,
+                    )
+                )
                 tasks.add(rec.task_id)
                 if len(batch) >= BATCH:
                     result.records_out += await _emit(producer, batch)

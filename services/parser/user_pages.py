@@ -29,10 +29,17 @@ def task_users(page: RawPage) -> list[TaskUser]:
     if page.operation == "UserByScreenName":
         # X answers the one user asked for; a page that shows another is not this task's.
         users = [u for u in users if u.user_name.lower() == page.query.lower()][:1]
-    return [TaskUser(**u.model_dump(), task_id=page.task_id, keyword=page.keyword,
-                     relation=RELATION[page.operation], subject=page.query,
-                     rank=page.page_no * RANK_STRIDE + i)
-            for i, u in enumerate(users)]
+    return [
+        TaskUser(
+            **u.model_dump(),
+            task_id=page.task_id,
+            keyword=page.keyword,
+            relation=RELATION[page.operation],
+            subject=page.query,
+            rank=page.page_no * RANK_STRIDE + i,
+        )
+        for i, u in enumerate(users)
+    ]
 
 
 def user_outgoing(page: RawPage, users: list[TaskUser]) -> list[Outgoing]:

@@ -23,24 +23,41 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     ch = await clickhouse_for(settings)
     store = ReportStore(ch)
     # Opening an S3 store makes sure its bucket exists: wait for the store if it is down.
-    objects = await until_available("object store", lambda: asyncio.to_thread(
-        open_object_store, settings), service=SERVICE)
+    objects = await until_available(
+        "object store", lambda: asyncio.to_thread(open_object_store, settings), service=SERVICE
+    )
     producer = await started_producer(settings, SERVICE)
-    async with httpx.AsyncClient(follow_redirects=False,
-                                 limits=httpx.Limits(max_connections=100)) as http:
+    async with httpx.AsyncClient(
+        follow_redirects=False, limits=httpx.Limits(max_connections=100)
+    ) as http:
         sender = WebhookSender(
-            http, settings.webhook_secret.get_secret_value(),
+            http,
+            settings.webhook_secret.get_secret_value(),
             allow_hosts=settings.webhook_allow_hosts,
             max_attempts=settings.webhook_max_attempts,
             give_up_after_s=settings.webhook_give_up_after_s,
             backoff_base_s=settings.webhook_backoff_base_s,
-            backoff_max_s=settings.webhook_backoff_max_s, timeout_s=settings.webhook_timeout_s)
+            backoff_max_s=settings.webhook_backoff_max_s,
+            timeout_s=settings.webhook_timeout_s,
+        )
         reporter = Reporter(settings, store, objects, sender, producer)
-        loop = ConsumerLoop(settings, SERVICE, [TASK_COMMANDS, TASK_PROGRESS, REPORT_CONTROLS],
-                            reporter.handle, producer, on_assign=reporter.on_assign,
-                            on_revoke=reporter.on_revoke)
-        media = ConsumerLoop(settings, media_sink.SERVICE, [MEDIA_STORED],
-                             media_sink.MediaSink(ch).handle, producer, fill_ms=100)
+        loop = ConsumerLoop(
+            settings,
+            SERVICE,
+            [TASK_COMMANDS, TASK_PROGRESS, REPORT_CONTROLS],
+            reporter.handle,
+            producer,
+            on_assign=reporter.on_assign,
+            on_revoke=reporter.on_revoke,
+        )
+        media = ConsumerLoop(
+            settings,
+            media_sink.SERVICE,
+            [MEDIA_STORED],
+            media_sink.MediaSink(ch).handle,
+            producer,
+            fill_ms=100,
+        )
         try:
             await asyncio.gather(run_until(loop, stop), run_until(media, stop))
         finally:

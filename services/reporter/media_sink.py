@@ -3,16 +3,31 @@ which the reporter reads to fill `oss_url` into batch files and the data API int
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from libs.kafka import Incoming, Outgoing
 from libs.records.media import MediaStored
 from libs.storage.clickhouse import ClickHouseStore
 
 SERVICE = "reporter-media"
-COLUMNS = ["original_url", "status", "cause", "object_key", "oss_url", "content_type", "bytes",
-           "width", "height", "sha256", "video_url", "video_oss_url", "video_status",
-           "video_cause", "stored_at", "version"]
+COLUMNS = [
+    "original_url",
+    "status",
+    "cause",
+    "object_key",
+    "oss_url",
+    "content_type",
+    "bytes",
+    "width",
+    "height",
+    "sha256",
+    "video_url",
+    "video_oss_url",
+    "video_status",
+    "video_cause",
+    "stored_at",
+    "version",
+]
 
 
 class MediaSink:
@@ -20,7 +35,7 @@ class MediaSink:
         self.store = store
 
     async def handle(self, batch: list[Incoming]) -> list[Outgoing]:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         rows: dict[str, list] = {}
         for inc in batch:
             m = inc.record
@@ -32,12 +47,29 @@ class MediaSink:
                 continue
             version = int(now.timestamp() * 1_000_000) + (1 if m.status == "stored" else 0)
             rows[m.original_url] = [
-                m.original_url, m.status, m.cause, m.object_key, m.oss_url, m.content_type,
-                m.bytes, m.width, m.height, m.sha256, m.video_url, m.video_oss_url,
-                m.video_status, m.video_cause, now, version]
+                m.original_url,
+                m.status,
+                m.cause,
+                m.object_key,
+                m.oss_url,
+                m.content_type,
+                m.bytes,
+                m.width,
+                m.height,
+                m.sha256,
+                m.video_url,
+                m.video_oss_url,
+                m.video_status,
+                m.video_cause,
+                now,
+                version,
+            ]
         if rows:
             first, last = batch[0], batch[-1]
             await self.store.insert(
-                "media_objects", list(rows.values()), COLUMNS,
-                dedup_token=f"media:{first.topic}:{first.partition}:{first.offset}-{last.offset}")
+                "media_objects",
+                list(rows.values()),
+                COLUMNS,
+                dedup_token=f"media:{first.topic}:{first.partition}:{first.offset}-{last.offset}",
+            )
         return []

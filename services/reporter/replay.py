@@ -8,7 +8,7 @@ command otherwise, so running replay twice delivers nothing twice.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from libs.kafka import Outgoing, Producer
 from libs.records.dead_letter import DeadLetter
@@ -21,14 +21,20 @@ from services.dead_letters import dead_letters
 def is_dead_report(letter: DeadLetter) -> bool:
     """A webhook report the reporter gave up on (its batch lives in ClickHouse, not on a
     topic: the dead letter's offset is the batch number)."""
-    return (letter.service == "reporter" and letter.schema_header == WebhookReport.schema_id()
-            and bool(letter.key))
+    return (
+        letter.service == "reporter"
+        and letter.schema_header == WebhookReport.schema_id()
+        and bool(letter.key)
+    )
 
 
 def replay_command(task_id: str, batch_no: int) -> Outgoing:
     """What hands a dead report back to the reporter that owns its task."""
-    return Outgoing(REPORT_CONTROLS, task_id, ReportsReplay(
-        task_id=task_id, batch_no=batch_no, requested_at=datetime.now(timezone.utc)))
+    return Outgoing(
+        REPORT_CONTROLS,
+        task_id,
+        ReportsReplay(task_id=task_id, batch_no=batch_no, requested_at=datetime.now(UTC)),
+    )
 
 
 async def dead_reports(settings: Settings, task_id: str | None = None) -> list[tuple[str, int]]:

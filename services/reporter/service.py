@@ -33,8 +33,14 @@ SERVICE = "reporter"
 
 
 class Reporter:
-    def __init__(self, settings: Settings, store: ReportStore, objects: ObjectStore,
-                 sender: WebhookSender, producer: Producer):
+    def __init__(
+        self,
+        settings: Settings,
+        store: ReportStore,
+        objects: ObjectStore,
+        sender: WebhookSender,
+        producer: Producer,
+    ):
         self.settings = settings
         self.store = store
         self.objects = objects
@@ -49,8 +55,10 @@ class Reporter:
         # The batches' store and bucket, as the task workers meet them (the consumer loop
         # watches its own handler separately).
         self.outages = DependencyWatch(
-            "reporter-batches", f"{settings.topic_prefix}reporter-batches",
-            Backoff(settings.dependency_retry_base_s, settings.dependency_retry_max_s))
+            "reporter-batches",
+            f"{settings.topic_prefix}reporter-batches",
+            Backoff(settings.dependency_retry_base_s, settings.dependency_retry_max_s),
+        )
 
     # --- ownership -----------------------------------------------------------------------------
     def owns(self, task_id: str) -> bool:
@@ -59,13 +67,17 @@ class Reporter:
     async def on_assign(self, tps: set[TopicPartition]) -> None:
         new = {tp.partition for tp in tps if tp.topic == self._progress_topic} - self.owned
         self.owned |= new
-        ids = [t for t in await self.store.unfinished_task_ids()
-               if partition_for_key(t, range(TASK_PROGRESS.partitions)) in new]
+        ids = [
+            t
+            for t in await self.store.unfinished_task_ids()
+            if partition_for_key(t, range(TASK_PROGRESS.partitions)) in new
+        ]
         for st in await self.store.load_tasks(ids) if ids else []:
             self.states[st.task_id] = st
             self._ensure_worker(st.task_id)
-        log.info("reporter owns partitions %s; resumed %d unfinished tasks",
-                 sorted(self.owned), len(ids))
+        log.info(
+            "reporter owns partitions %s; resumed %d unfinished tasks", sorted(self.owned), len(ids)
+        )
 
     async def on_revoke(self, tps: set[TopicPartition]) -> None:
         gone = {tp.partition for tp in tps if tp.topic == self._progress_topic}
@@ -91,14 +103,16 @@ class Reporter:
             if isinstance(rec, OnDemandTask) and inc.key != rec.task_id:
                 continue  # not a task: the scheduler rejects it under its key
             if isinstance(rec, OnDemandTask):
-                st = self.states.get(rec.task_id) or TaskState(rec.task_id, rec.keyword,
-                                                               trace=carried)
+                st = self.states.get(rec.task_id) or TaskState(
+                    rec.task_id, rec.keyword, trace=carried
+                )
                 st.keyword, st.callback_url = rec.keyword, rec.callback_url
                 st.created_at, st.target = rec.submitted_at, rec.required_count
                 self.states[rec.task_id] = changed[rec.task_id] = st
             elif isinstance(rec, TaskProgress):
                 st = self.states.get(rec.task_id) or TaskState(
-                    rec.task_id, rec.keyword, created_at=rec.updated_at, trace=carried)
+                    rec.task_id, rec.keyword, created_at=rec.updated_at, trace=carried
+                )
                 if rec.collected >= st.collected or rec.status == "completed":
                     st.collected, st.status, st.target = rec.collected, rec.status, rec.target
                     st.end_reason, st.updated_at = rec.end_reason, rec.updated_at
@@ -133,11 +147,20 @@ class Reporter:
         w = self.workers.get(task_id)
         run = self._runs.get(task_id)
         if w is None or run is None or run.done():
-            w = TaskReporter(self.states[task_id], self.store, self.objects, self.sender,
-                             self.producer, self.settings, self.stop, self.outages)
+            w = TaskReporter(
+                self.states[task_id],
+                self.store,
+                self.objects,
+                self.sender,
+                self.producer,
+                self.settings,
+                self.stop,
+                self.outages,
+            )
             self.workers[task_id] = w
-            self._runs[task_id] = asyncio.create_task(self._run(task_id, w),
-                                                      name=f"report-{task_id}")
+            self._runs[task_id] = asyncio.create_task(
+                self._run(task_id, w), name=f"report-{task_id}"
+            )
         else:
             w.state = self.states[task_id]
         return w
@@ -147,9 +170,8 @@ class Reporter:
             await w.run()
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001
-            log.exception("reporter worker for %s crashed; it restarts on the next event",
-                          task_id)
+        except Exception:
+            log.exception("reporter worker for %s crashed; it restarts on the next event", task_id)
         if w.finished():
             log.info("task %s fully reported (%d batches)", task_id, len(w.batches))
 
@@ -162,4 +184,3 @@ class Reporter:
             await asyncio.wait(runs, timeout=5)
         for r in runs:
             r.cancel()
-

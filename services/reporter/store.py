@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 
@@ -14,11 +14,35 @@ from libs.records.posts import Post
 from libs.storage.clickhouse import ClickHouseStore
 from libs.storage.post_rows import SELECT_POST, post_from_row
 
-TASK_COLUMNS = ["task_id", "keyword", "callback_url", "status", "end_reason", "collected",
-                "target", "created_at", "completed_at", "updated_at", "version"]
-BATCH_COLUMNS = ["task_id", "batch_no", "batch_id", "keyword", "post_ids", "oss_file_path",
-                 "completion_status", "total_collected", "state", "attempts", "last_error",
-                 "created_at", "delivered_at", "version"]
+TASK_COLUMNS = [
+    "task_id",
+    "keyword",
+    "callback_url",
+    "status",
+    "end_reason",
+    "collected",
+    "target",
+    "created_at",
+    "completed_at",
+    "updated_at",
+    "version",
+]
+BATCH_COLUMNS = [
+    "task_id",
+    "batch_no",
+    "batch_id",
+    "keyword",
+    "post_ids",
+    "oss_file_path",
+    "completion_status",
+    "total_collected",
+    "state",
+    "attempts",
+    "last_error",
+    "created_at",
+    "delivered_at",
+    "version",
+]
 
 
 def _version() -> int:
@@ -28,7 +52,7 @@ def _version() -> int:
 
 def _utc(t: datetime | None) -> datetime | None:
     if t is not None and t.tzinfo is None:
-        return t.replace(tzinfo=timezone.utc)
+        return t.replace(tzinfo=UTC)
     return t
 
 
@@ -41,9 +65,9 @@ class TaskState:
     end_reason: str | None = None
     collected: int = 0
     target: int = 0
-    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     completed_at: datetime | None = None
-    updated_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     # The W3C trace context of the task's latest record (in memory only): its webhook
     # deliveries join the task's trace.
     trace: tuple[tuple[str, bytes], ...] = field(default=(), compare=False, repr=False)
@@ -53,9 +77,19 @@ class TaskState:
         return self.status == "completed"
 
     def row(self) -> list:
-        return [self.task_id, self.keyword, self.callback_url, self.status, self.end_reason,
-                self.collected, self.target, self.created_at, self.completed_at,
-                self.updated_at, _version()]
+        return [
+            self.task_id,
+            self.keyword,
+            self.callback_url,
+            self.status,
+            self.end_reason,
+            self.collected,
+            self.target,
+            self.created_at,
+            self.completed_at,
+            self.updated_at,
+            _version(),
+        ]
 
 
 @dataclass
@@ -70,7 +104,7 @@ class Batch:
     state: str = "pending"
     attempts: int = 0
     last_error: str | None = None
-    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     delivered_at: datetime | None = None
 
     @property
@@ -78,9 +112,22 @@ class Batch:
         return batch_id(self.task_id, self.batch_no)
 
     def row(self) -> list:
-        return [self.task_id, self.batch_no, self.batch_id, self.keyword, self.post_ids,
-                self.oss_file_path, self.completion_status, self.total_collected, self.state,
-                self.attempts, self.last_error, self.created_at, self.delivered_at, _version()]
+        return [
+            self.task_id,
+            self.batch_no,
+            self.batch_id,
+            self.keyword,
+            self.post_ids,
+            self.oss_file_path,
+            self.completion_status,
+            self.total_collected,
+            self.state,
+            self.attempts,
+            self.last_error,
+            self.created_at,
+            self.delivered_at,
+            _version(),
+        ]
 
 
 def batch_id(task_id: str, batch_no: int) -> str:
@@ -88,7 +135,7 @@ def batch_id(task_id: str, batch_no: int) -> str:
 
 
 def batch_path(task_id: str, batch_no: int, day: datetime) -> str:
-    d = day.astimezone(timezone.utc)
+    d = day.astimezone(UTC)
     return f"data/{d:%Y/%m/%d}/{batch_id(task_id, batch_no)}.json"
 
 
@@ -106,7 +153,8 @@ class ReportStore:
         if task_ids is not None:
             where, params = "WHERE task_id IN {ids:Array(String)}", {"ids": task_ids}
         rows = await self.ch.query_dicts(
-            f"SELECT {', '.join(TASK_COLUMNS[:-1])} FROM report_tasks FINAL {where}", params)
+            f"SELECT {', '.join(TASK_COLUMNS[:-1])} FROM report_tasks FINAL {where}", params
+        )
         out = []
         for r in rows:
             for k in ("created_at", "completed_at", "updated_at"):
@@ -120,7 +168,8 @@ class ReportStore:
         rows = await self.ch.query_rows(
             "SELECT task_id FROM report_tasks FINAL WHERE status != 'completed' OR task_id NOT IN "
             "(SELECT task_id FROM report_batches FINAL WHERE completion_status = 'completed' "
-            " AND state IN ('delivered', 'dead'))")
+            " AND state IN ('delivered', 'dead'))"
+        )
         return [r[0] for r in rows]
 
     # --- batches -------------------------------------------------------------------------------
@@ -131,7 +180,8 @@ class ReportStore:
         rows = await self.ch.query_dicts(
             f"SELECT {', '.join(c for c in BATCH_COLUMNS if c not in ('batch_id', 'version'))} "
             "FROM report_batches FINAL WHERE task_id = {t:String} ORDER BY batch_no",
-            {"t": task_id})
+            {"t": task_id},
+        )
         out = []
         for r in rows:
             r["created_at"] = _utc(r["created_at"])
@@ -149,7 +199,9 @@ class ReportStore:
             " SELECT user_id AS id, collected_at, rank FROM task_users FINAL "
             " WHERE task_id = {t:String}) WHERE id NOT IN "
             "(SELECT arrayJoin(post_ids) FROM report_batches FINAL WHERE task_id = {t:String}) "
-            "ORDER BY collected_at, rank, id LIMIT {n:UInt32}", {"t": task_id, "n": limit})
+            "ORDER BY collected_at, rank, id LIMIT {n:UInt32}",
+            {"t": task_id, "n": limit},
+        )
         return [r[0] for r in rows]
 
     async def task_users(self, task_id: str, user_ids: list[str]) -> list[dict]:
@@ -167,7 +219,9 @@ class ReportStore:
             "FROM (SELECT * FROM task_users FINAL WHERE task_id = {t:String} "
             "      AND user_id IN {ids:Array(String)}) AS t "
             "LEFT JOIN (SELECT * FROM users FINAL WHERE user_id IN {ids:Array(String)}) AS u "
-            "ON u.user_id = t.user_id", {"t": task_id, "ids": user_ids})
+            "ON u.user_id = t.user_id",
+            {"t": task_id, "ids": user_ids},
+        )
         by_id = {r["user_id"]: r for r in rows}
         return [by_id[i] for i in user_ids if i in by_id]
 
@@ -177,7 +231,8 @@ class ReportStore:
             return []
         rows = await self.ch.query_dicts(
             f"SELECT {SELECT_POST} FROM posts FINAL WHERE post_id IN {{ids:Array(String)}}",
-            {"ids": post_ids})
+            {"ids": post_ids},
+        )
         by_id = {r["post_id"]: post_from_row(r) for r in rows}
         return [by_id[i] for i in post_ids if i in by_id]
 
@@ -187,24 +242,42 @@ class ReportStore:
             return {}
         rows = await self.ch.query_dicts(
             "SELECT original_url, status, cause, oss_url, width, height, video_oss_url "
-            "FROM media_objects FINAL WHERE original_url IN {u:Array(String)}", {"u": urls})
+            "FROM media_objects FINAL WHERE original_url IN {u:Array(String)}",
+            {"u": urls},
+        )
         return {r["original_url"]: r for r in rows}
 
 
 def media_urls(posts: list[Post]) -> list[str]:
-    return sorted({m.original_url for p in posts
-                   for m in (*p.post_images, *p.original_post_images)})
+    return sorted(
+        {m.original_url for p in posts for m in (*p.post_images, *p.original_post_images)}
+    )
 
 
-def batch_file(posts: list[Post], media: dict[str, dict], task_id: str, keyword: str,
-               path: str, users: list[dict] = ()) -> bytes:
+def batch_file(
+    posts: list[Post],
+    media: dict[str, dict],
+    task_id: str,
+    keyword: str,
+    path: str,
+    users: list[dict] = (),
+) -> bytes:
     """The batch file: a JSON array of the client's full post records, with each media's
     oss_url where it landed, and the task and file that reported them. A user task's file
     holds its user records instead (profile or retweeter, with the post/handle they belong to
     and the retweet time, None as X does not give it)."""
-    out: list[dict] = [{"platform": "x", **u, "retweeted_at": _utc(u["retweeted_at"]),
-                        "collected_at": _utc(u["collected_at"]), "task_id": task_id,
-                        "keyword": keyword, "oss_file_path": path} for u in users]
+    out: list[dict] = [
+        {
+            "platform": "x",
+            **u,
+            "retweeted_at": _utc(u["retweeted_at"]),
+            "collected_at": _utc(u["collected_at"]),
+            "task_id": task_id,
+            "keyword": keyword,
+            "oss_file_path": path,
+        }
+        for u in users
+    ]
     for p in posts:
         rec = p.model_dump(mode="json")
         rec.update(task_id=task_id, keyword=keyword, oss_file_path=path)

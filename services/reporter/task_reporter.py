@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from libs.failures import DependencyWatch, dependency_of
 from libs.kafka import Outgoing, Producer
@@ -29,9 +29,17 @@ log = logging.getLogger(__name__)
 
 
 class TaskReporter:
-    def __init__(self, state: TaskState, store: ReportStore, objects: ObjectStore,
-                 sender: WebhookSender, producer: Producer, settings: Settings,
-                 stop: asyncio.Event, outages: DependencyWatch | None = None):
+    def __init__(
+        self,
+        state: TaskState,
+        store: ReportStore,
+        objects: ObjectStore,
+        sender: WebhookSender,
+        producer: Producer,
+        settings: Settings,
+        stop: asyncio.Event,
+        outages: DependencyWatch | None = None,
+    ):
         """`outages`: the reporter's one watch of its dependencies (shared by its tasks)."""
         self.state = state
         self.outages = outages
@@ -79,16 +87,18 @@ class TaskReporter:
         return sum(len(b.post_ids) for b in self.batches)
 
     def finished(self) -> bool:
-        return (self.state.completed
-                and any(b.completion_status == "completed" for b in self.batches)
-                and all(b.state != "pending" for b in self.batches))
+        return (
+            self.state.completed
+            and any(b.completion_status == "completed" for b in self.batches)
+            and all(b.state != "pending" for b in self.batches)
+        )
 
     async def run(self) -> None:
         while not self.stop.is_set():
             try:
                 await self.load()
                 progressed = await self.step()
-            except Exception as e:  # noqa: BLE001 - nothing is lost: the step runs again
+            except Exception as e:
                 dependency = dependency_of(e)
                 if dependency is not None and self.outages is not None:
                     # ClickHouse or the bucket is down: wait with the shared backoff, and
@@ -131,15 +141,19 @@ class TaskReporter:
         now = time.monotonic()
         if unreported <= 0:
             self._waiting_since = None
-            if not (st.completed and not any(b.completion_status == "completed"
-                                             for b in self.batches)):
+            if not (
+                st.completed and not any(b.completion_status == "completed" for b in self.batches)
+            ):
                 return False
             ids: list[str] = []  # a finished task with nothing new still gets its last report
         else:
             if self._waiting_since is None:
                 self._waiting_since = now
-            due = (unreported >= size or st.completed
-                   or now - self._waiting_since >= self.settings.report_max_wait_s)
+            due = (
+                unreported >= size
+                or st.completed
+                or now - self._waiting_since >= self.settings.report_max_wait_s
+            )
             if not due:
                 return False
             ids = await self.store.unreported_post_ids(st.task_id, min(unreported, size))
@@ -147,12 +161,17 @@ class TaskReporter:
                 return False
         total = reported + len(ids)
         no = max((b.batch_no for b in self.batches), default=0) + 1
-        created = datetime.now(timezone.utc)
+        created = datetime.now(UTC)
         batch = Batch(
-            task_id=st.task_id, batch_no=no, keyword=st.keyword, post_ids=ids,
+            task_id=st.task_id,
+            batch_no=no,
+            keyword=st.keyword,
+            post_ids=ids,
             oss_file_path=batch_path(st.task_id, no, created),
             completion_status="completed" if st.completed and total >= st.collected else "partial",
-            total_collected=total, created_at=created)
+            total_collected=total,
+            created_at=created,
+        )
         await self.store.save_batch(batch)
         self.batches.append(batch)
         self._waiting_since = now if st.collected > total else None
@@ -167,49 +186,81 @@ class TaskReporter:
         user_ids = {u["user_id"]: None for u in users}  # ordered
         urls = media_urls(posts)
         media = await self.store.media_results(urls)
-        waited = (datetime.now(timezone.utc) - b.created_at).total_seconds()
+        waited = (datetime.now(UTC) - b.created_at).total_seconds()
         if len(media) < len(urls) and waited < self.settings.report_media_wait_s:
             return False  # media still landing; the next tick looks again
-        await self.objects.put(b.oss_file_path,
-                               batch_file(posts, media, st.task_id, st.keyword, b.oss_file_path,
-                                          users),
-                               "application/json")
+        await self.objects.put(
+            b.oss_file_path,
+            batch_file(posts, media, st.task_id, st.keyword, b.oss_file_path, users),
+            "application/json",
+        )
         report = WebhookReport(
-            task_id=st.task_id, keyword=st.keyword,
-            post_ids=[i for i in b.post_ids if i not in user_ids], user_ids=list(user_ids),
-            oss_file_path=b.oss_file_path, batch_id=b.batch_id, batch_size=len(b.post_ids),
-            total_collected=b.total_collected, completion_status=b.completion_status)
+            task_id=st.task_id,
+            keyword=st.keyword,
+            post_ids=[i for i in b.post_ids if i not in user_ids],
+            user_ids=list(user_ids),
+            oss_file_path=b.oss_file_path,
+            batch_id=b.batch_id,
+            batch_size=len(b.post_ids),
+            total_collected=b.total_collected,
+            completion_status=b.completion_status,
+        )
         url = st.callback_url or self.settings.webhook_url
         if not url:
-            log.info("task %s batch %d written to %s (no webhook configured)",
-                     st.task_id, b.batch_no, b.oss_file_path)
+            log.info(
+                "task %s batch %d written to %s (no webhook configured)",
+                st.task_id,
+                b.batch_no,
+                b.oss_file_path,
+            )
             b.state, b.last_error = "delivered", "no webhook configured"
-            b.delivered_at = datetime.now(timezone.utc)
+            b.delivered_at = datetime.now(UTC)
             await self.store.save_batch(b)
             return True
         body = report.model_dump_json().encode()
-        result = await self.sender.deliver(url, body, b.batch_id, self.stop, trace=st.trace,
-                                           attributes={"xget.service": "reporter",
-                                                       "xget.task_id": st.task_id,
-                                                       "xget.keyword": st.keyword,
-                                                       "xget.post_count": len(b.post_ids)})
+        result = await self.sender.deliver(
+            url,
+            body,
+            b.batch_id,
+            self.stop,
+            trace=st.trace,
+            attributes={
+                "xget.service": "reporter",
+                "xget.task_id": st.task_id,
+                "xget.keyword": st.keyword,
+                "xget.post_count": len(b.post_ids),
+            },
+        )
         if result.stopped:
             return False
         b.attempts += result.attempts
         if result.ok:
             b.state, b.last_error = "delivered", None
-            b.delivered_at = datetime.now(timezone.utc)
+            b.delivered_at = datetime.now(UTC)
             if not result.next_batch_allowed:
                 self.paused_until = time.monotonic() + self.settings.report_pause_s
                 log.info("task %s: client paused reports after %s", st.task_id, b.batch_id)
         else:
             b.state, b.last_error = "dead", result.cause
-            log.warning("task %s: report %s dead-lettered: %s", st.task_id, b.batch_id,
-                        result.cause)
-            await self.producer.send_and_wait(Outgoing(DEAD_LETTERS, st.task_id, DeadLetter(
-                service="reporter", source_topic="report_batches", partition=0,
-                offset=b.batch_no, key=st.task_id, value=body.decode(),
-                schema_header=WebhookReport.schema_id(), error=result.cause or "unknown",
-                failed_at=datetime.now(timezone.utc))))
+            log.warning(
+                "task %s: report %s dead-lettered: %s", st.task_id, b.batch_id, result.cause
+            )
+            await self.producer.send_and_wait(
+                Outgoing(
+                    DEAD_LETTERS,
+                    st.task_id,
+                    DeadLetter(
+                        service="reporter",
+                        source_topic="report_batches",
+                        partition=0,
+                        offset=b.batch_no,
+                        key=st.task_id,
+                        value=body.decode(),
+                        schema_header=WebhookReport.schema_id(),
+                        error=result.cause or "unknown",
+                        failed_at=datetime.now(UTC),
+                    ),
+                )
+            )
         await self.store.save_batch(b)
         return True

@@ -16,9 +16,8 @@ broker lost records: `written()` then raises BrokerLostRecords (a KafkaError).
 from __future__ import annotations
 
 from collections import OrderedDict
-
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
@@ -86,8 +85,7 @@ class PageLedger:
     async def raw_partition(self, job: SearchJob) -> int:
         """The raw-pages partition of a slice: fixed by its key (see raw_page_key)."""
         name = topic_name(RAW_PAGES, self.settings.topic_prefix)
-        return partition_for_key(raw_page_key(job),
-                                 await self.producer.partitions_for(name))
+        return partition_for_key(raw_page_key(job), await self.producer.partitions_for(name))
 
     async def resync(self) -> None:
         """Make the checkpoint view what the broker holds now (after a broker fault: the
@@ -101,21 +99,37 @@ class PageLedger:
         if cp is None:
             return None
         assert isinstance(cp, SliceCheckpoint)
-        state = SliceState(cp.raw_partition, cp.last_page_no + 1, cp.cursor_out,
-                           cp.entries_total, cp.final, oldest_post_time=cp.oldest_post_time,
-                           raw_offset=cp.raw_offset_floor - 1)
+        state = SliceState(
+            cp.raw_partition,
+            cp.last_page_no + 1,
+            cp.cursor_out,
+            cp.entries_total,
+            cp.final,
+            oldest_post_time=cp.oldest_post_time,
+            raw_offset=cp.raw_offset_floor - 1,
+        )
         if cp.final:
             return state
         # page_no -> what the newest copy of that page says (not its body)
         found: dict[int, tuple[int, str | None, bool, str | None, datetime | None]] = {}
-        async for msg, rec in scan_partition(self.settings, RAW_PAGES, cp.raw_partition,
-                                             cp.raw_offset_floor):
+        async for msg, rec in scan_partition(
+            self.settings, RAW_PAGES, cp.raw_partition, cp.raw_offset_floor
+        ):
             state.raw_offset = max(state.raw_offset, msg.offset)
-            if (isinstance(rec, RawPage) and rec.task_id == job.task_id
-                    and rec.slice_id == job.slice_id and rec.outcome == "ok"
-                    and rec.page_no > cp.last_page_no):
-                found[rec.page_no] = (rec.entries, rec.cursor_out, rec.final, rec.end_reason,
-                                      rec.oldest_post_time)
+            if (
+                isinstance(rec, RawPage)
+                and rec.task_id == job.task_id
+                and rec.slice_id == job.slice_id
+                and rec.outcome == "ok"
+                and rec.page_no > cp.last_page_no
+            ):
+                found[rec.page_no] = (
+                    rec.entries,
+                    rec.cursor_out,
+                    rec.final,
+                    rec.end_reason,
+                    rec.oldest_post_time,
+                )
         # Only an unbroken run of pages counts: a broker restart can lose page n while page
         # n+1, written just after it came back, stays; the slice then resumes at page n.
         while state.next_page_no in found:
@@ -133,8 +147,11 @@ class PageLedger:
         """Entries fetched so far by every slice of a task, on any replica (from the
         checkpoints: a replica's newest pages may be a moment late)."""
         prefix = f"{task_id}/"
-        entries = {key: cp.entries_total for key, cp in list(self.table.rows.items())
-                   if key.startswith(prefix) and isinstance(cp, SliceCheckpoint)}
+        entries = {
+            key: cp.entries_total
+            for key, cp in list(self.table.rows.items())
+            if key.startswith(prefix) and isinstance(cp, SliceCheckpoint)
+        }
         # This replica's own slices count at once, not a fetch round trip later when the
         # view reads their checkpoints back: the sum only throttles requests near a target
         # (recovery reads the broker's truth, never this).
@@ -149,8 +166,16 @@ class PageLedger:
         # Nothing of this slice can be older than the partition's current end. Brokers that
         # under-report the end (Tansu) only make recovery read a little more.
         end = (await self._offsets.end_offsets([tp]))[tp]
-        await self._write(job, partition, floor=end, last_page_no=-1, cursor=None,
-                          entries_total=0, final=False, oldest_post_time=None)
+        await self._write(
+            job,
+            partition,
+            floor=end,
+            last_page_no=-1,
+            cursor=None,
+            entries_total=0,
+            final=False,
+            oldest_post_time=None,
+        )
         return SliceState(partition, 0, None, 0, False, raw_offset=end - 1)
 
     @staticmethod
@@ -160,23 +185,46 @@ class PageLedger:
         if raw_offset <= state.raw_offset:
             raise BrokerLostRecords(
                 f"raw page of {job.task_id}/{job.slice_id} acknowledged at offset {raw_offset},"
-                f" not after {state.raw_offset}: the broker lost records")
+                f" not after {state.raw_offset}: the broker lost records"
+            )
         state.raw_offset = raw_offset
 
-    async def advance(self, job: SearchJob, state: SliceState, page: RawPage,
-                      raw_offset: int) -> None:
-        await self._write(job, state.partition, floor=raw_offset + 1,
-                          last_page_no=page.page_no, cursor=page.cursor_out,
-                          entries_total=state.entries_total, final=page.final,
-                          oldest_post_time=state.oldest_post_time)
+    async def advance(
+        self, job: SearchJob, state: SliceState, page: RawPage, raw_offset: int
+    ) -> None:
+        await self._write(
+            job,
+            state.partition,
+            floor=raw_offset + 1,
+            last_page_no=page.page_no,
+            cursor=page.cursor_out,
+            entries_total=state.entries_total,
+            final=page.final,
+            oldest_post_time=state.oldest_post_time,
+        )
 
-    async def _write(self, job: SearchJob, partition: int, *, floor: int, last_page_no: int,
-                     cursor: str | None, entries_total: int, final: bool,
-                     oldest_post_time: datetime | None) -> None:
+    async def _write(
+        self,
+        job: SearchJob,
+        partition: int,
+        *,
+        floor: int,
+        last_page_no: int,
+        cursor: str | None,
+        entries_total: int,
+        final: bool,
+        oldest_post_time: datetime | None,
+    ) -> None:
         cp = SliceCheckpoint(
-            task_id=job.task_id, slice_id=job.slice_id, raw_partition=partition,
-            raw_offset_floor=max(0, floor), last_page_no=last_page_no, cursor_out=cursor,
-            entries_total=entries_total, final=final, updated_at=datetime.now(timezone.utc),
+            task_id=job.task_id,
+            slice_id=job.slice_id,
+            raw_partition=partition,
+            raw_offset_floor=max(0, floor),
+            last_page_no=last_page_no,
+            cursor_out=cursor,
+            entries_total=entries_total,
+            final=final,
+            updated_at=datetime.now(UTC),
             oldest_post_time=oldest_post_time,
         )
         key = checkpoint_key(job.task_id, job.slice_id)

@@ -21,8 +21,15 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from libs.consumer_watch import ConsumerWatch
 from libs.failures import Backoff, DependencyWatch, backoff_delay
-from libs.kafka import (Producer, ReconnectWatch, consumer_for, dead_letter_for, decode, join,
-                        seek_to_committed)
+from libs.kafka import (
+    Producer,
+    ReconnectWatch,
+    consumer_for,
+    dead_letter_for,
+    decode,
+    join,
+    seek_to_committed,
+)
 from libs.leases import LeaseClient
 from libs.records.tasks import SearchJob
 from libs.settings import Settings
@@ -63,8 +70,14 @@ class _Partition:
 
 
 class ScraperService:
-    def __init__(self, settings: Settings, producer: Producer, *,
-                 pool: LeaseClient | None = None, xclient: XClient | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        producer: Producer,
+        *,
+        pool: LeaseClient | None = None,
+        xclient: XClient | None = None,
+    ):
         self.settings = settings
         self.producer = producer
         # Accounts come as leases from the account-manager, shared by every replica.
@@ -100,9 +113,17 @@ class ScraperService:
         await self.controls.start()
         await self.progress.wait_caught_up()
         await self.controls.wait_caught_up()
-        deps = SliceDeps(self.producer, self.ledger, self.progress, self.pool, self.xclient,
-                         self.settings.x_page_size, controls=self.controls,
-                         split_pages=self.settings.scraper_split_pages, recent=self.recent)
+        deps = SliceDeps(
+            self.producer,
+            self.ledger,
+            self.progress,
+            self.pool,
+            self.xclient,
+            self.settings.x_page_size,
+            controls=self.controls,
+            split_pages=self.settings.scraper_split_pages,
+            recent=self.recent,
+        )
         consumer = consumer_for(self.settings, self.group_id, SERVICE, offset_reset="none")
         # Slices run for minutes; the loop keeps polling (paused when full) so the group
         # never thinks this member is stuck.
@@ -117,8 +138,12 @@ class ScraperService:
             async def on_partitions_assigned(self, assigned):
                 pass
 
-        await join(consumer, self.settings, [topic_name(SEARCH_JOBS, self.settings.topic_prefix)],
-                   listener=Listener())
+        await join(
+            consumer,
+            self.settings,
+            [topic_name(SEARCH_JOBS, self.settings.topic_prefix)],
+            listener=Listener(),
+        )
         reconnects = ReconnectWatch(consumer)
         try:
             while not self._stop.is_set():
@@ -135,7 +160,7 @@ class ScraperService:
                     delay = self.broker.failed("kafka", e)
                     try:
                         await asyncio.wait_for(self._stop.wait(), delay)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
         finally:
             self.watch.stopped()
@@ -183,11 +208,13 @@ class ScraperService:
         with record_span(SERVICE, m, job):  # the slice's task inherits the job's trace
             self._spawn(tp, m.offset, job, deps)
 
-    def _spawn(self, tp: TopicPartition, offset: int, job: SearchJob, deps: SliceDeps,
-               attempt_no: int = 0) -> None:
+    def _spawn(
+        self, tp: TopicPartition, offset: int, job: SearchJob, deps: SliceDeps, attempt_no: int = 0
+    ) -> None:
         """Run a slice; a crashed slice is retried with backoff from its ledger state (what the
         broker holds), and its offset stays uncommitted until it ends, so a dead process
         re-delivers it."""
+
         async def attempt() -> str:
             if attempt_no:  # recovery reads where the slice stands from the broker
                 await asyncio.sleep(backoff_delay(attempt_no - 1, RETRY_BASE_S, RETRY_MAX_S))
@@ -206,8 +233,13 @@ class ScraperService:
                 return
             exc = t.exception()
             if exc is not None:
-                log.error("slice %s/%s failed (attempt %d, retrying): %r", job.task_id,
-                          job.slice_id, attempt_no + 1, exc)
+                log.error(
+                    "slice %s/%s failed (attempt %d, retrying): %r",
+                    job.task_id,
+                    job.slice_id,
+                    attempt_no + 1,
+                    exc,
+                )
                 self.slice_retries += 1
                 if isinstance(exc, KafkaError):
                     self._rewind_needed = True
@@ -263,4 +295,3 @@ class ScraperService:
             pass
         for tp in list(tps):
             self._parts.pop(tp, None)
-

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from libs.kafka import Outgoing, Producer
 from libs.leases import ACCOUNT_REFUSED, LeaseClient
@@ -88,12 +88,12 @@ async def fetch_page(deps: SliceDeps, account, job: SearchJob, cursor: str | Non
     """One request of the job's X operation (for user operations `query` is the post id or
     the screen name)."""
     if job.operation == "Retweeters":
-        return await deps.xclient.retweeters_page(account, job.query, cursor,
-                                                  count=deps.page_size)
+        return await deps.xclient.retweeters_page(account, job.query, cursor, count=deps.page_size)
     if job.operation == "UserByScreenName":
         return await deps.xclient.user_by_screen_name(account, job.query)
-    return await deps.xclient.search_page(account, job.query, cursor, product=job.product,
-                                          count=deps.page_size)
+    return await deps.xclient.search_page(
+        account, job.query, cursor, product=job.product, count=deps.page_size
+    )
 
 
 def task_completed(progress: TopicTable, task_id: str) -> bool:
@@ -119,43 +119,54 @@ async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
             return await _finish(job, deps, state, "cancelled")
         if ctl == "paused":
             await deps.controls.wait_for(  # type: ignore[union-attr]
-                lambda: control_state(deps.controls, job.task_id) != "paused", 5.0)
+                lambda: control_state(deps.controls, job.task_id) != "paused", 5.0
+            )
             continue
         if task_completed(deps.progress, job.task_id):
             return await _finish(job, deps, state, "target_reached")
-        if (state.next_page_no == 1 and state.oldest_post_time is not None
-                and split.can_split(job, deps.split_pages)
-                and split.dense(job, state.oldest_post_time, deps.split_pages, deps.page_size)):
+        if (
+            state.next_page_no == 1
+            and state.oldest_post_time is not None
+            and split.can_split(job, deps.split_pages)
+            and split.dense(job, state.oldest_post_time, deps.split_pages, deps.page_size)
+        ):
             return await _split(job, deps, state)
         if job.required_count and (
-                state.entries_total >= job.required_count
-                or deps.ledger.task_entries(job.task_id) >= job.required_count):
+            state.entries_total >= job.required_count
+            or deps.ledger.task_entries(job.task_id) >= job.required_count
+        ):
             # Enough entries fetched for the target by all the task's slices together: give
             # the counter time to confirm before paying X for more (it may find duplicates and
             # need another page).
             done = await deps.progress.wait_for(
-                lambda: task_completed(deps.progress, job.task_id), deps.target_wait_s)
+                lambda: task_completed(deps.progress, job.task_id), deps.target_wait_s
+            )
             if done:
                 return await _finish(job, deps, state, "target_reached")
 
         kept = deps.recent.get(job, state.next_page_no, state.cursor) if deps.recent else None
         if kept is not None:
             # X answered this page before a broker fault lost it: written again, not asked.
-            log.info("slice %s/%s page %d: written again from memory", job.task_id,
-                     job.slice_id, kept.page_no)
+            log.info(
+                "slice %s/%s page %d: written again from memory",
+                job.task_id,
+                job.slice_id,
+                kept.page_no,
+            )
             md = await deps.producer.send_and_wait(Outgoing(RAW_PAGES, raw_page_key(job), kept))
             deps.ledger.written(job, state, md.offset)
             if not await _advance(job, deps, state, kept, md.offset):
                 return "exhausted"
             continue
 
-        account = await deps.pool.acquire(job.operation, job.task_id,
-                                          task_priority(deps.controls, job))
+        account = await deps.pool.acquire(
+            job.operation, job.task_id, task_priority(deps.controls, job)
+        )
         if control_state(deps.controls, job.task_id) != "active":
             # Paused or cancelled while waiting for an account: X is not asked.
             await deps.pool.unused(account, job.operation)
             continue
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         result = None
         try:
             result = await fetch_page(deps, account, job, state.cursor)
@@ -163,16 +174,32 @@ async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
             await deps.pool.release(account, job.operation, result)
 
         page = RawPage(
-            task_id=job.task_id, slice_id=job.slice_id, slice_count=job.slice_count,
-            page_no=state.next_page_no, keyword=job.keyword, operation=job.operation,
-            query=job.query, cursor_in=state.cursor, cursor_out=result.cursor_out,
-            http_status=result.http_status, account=account.name, requested_at=started,
-            elapsed_ms=result.elapsed_ms, response=result.body, entries=result.entries,
-            outcome=result.outcome, required_count=job.required_count,
-            download_video=job.download_video, parent_slice_id=job.parent_slice_id,
-            oldest_post_time=(split.oldest_post_time(result.body)
-                              if state.next_page_no == 0 and result.outcome == "ok"
-                              and split.can_split(job, deps.split_pages) else None),
+            task_id=job.task_id,
+            slice_id=job.slice_id,
+            slice_count=job.slice_count,
+            page_no=state.next_page_no,
+            keyword=job.keyword,
+            operation=job.operation,
+            query=job.query,
+            cursor_in=state.cursor,
+            cursor_out=result.cursor_out,
+            http_status=result.http_status,
+            account=account.name,
+            requested_at=started,
+            elapsed_ms=result.elapsed_ms,
+            response=result.body,
+            entries=result.entries,
+            outcome=result.outcome,
+            required_count=job.required_count,
+            download_video=job.download_video,
+            parent_slice_id=job.parent_slice_id,
+            oldest_post_time=(
+                split.oldest_post_time(result.body)
+                if state.next_page_no == 0
+                and result.outcome == "ok"
+                and split.can_split(job, deps.split_pages)
+                else None
+            ),
             final=result.outcome == "ok" and result.exhausted,
             end_reason="exhausted" if result.outcome == "ok" and result.exhausted else None,
         )
@@ -181,8 +208,15 @@ async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
         md = await deps.producer.send_and_wait(Outgoing(RAW_PAGES, raw_page_key(job), page))
         deps.ledger.written(job, state, md.offset)
         if result.outcome != "ok":
-            log.warning("slice %s/%s page %d: %s (%s) on %s", job.task_id, job.slice_id,
-                        page.page_no, result.outcome, result.error, account.name)
+            log.warning(
+                "slice %s/%s page %d: %s (%s) on %s",
+                job.task_id,
+                job.slice_id,
+                page.page_no,
+                result.outcome,
+                result.error,
+                account.name,
+            )
             if result.outcome in ACCOUNT_REFUSED:
                 # The account (or its proxy) is refused, not the page: the same cursor goes
                 # to another account right away; the manager deals with this one.
@@ -191,15 +225,16 @@ async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
             if result.outcome in ("server_error", "malformed", "network_error"):
                 if failures >= MAX_TRANSIENT_FAILURES:
                     return await _finish(job, deps, state, "failed")
-                await asyncio.sleep(min(30.0, 0.2 * 2 ** failures))
+                await asyncio.sleep(min(30.0, 0.2 * 2**failures))
             continue
         failures = 0
         if not await _advance(job, deps, state, page, md.offset):
             return "exhausted"
 
 
-async def _advance(job: SearchJob, deps: SliceDeps, state: SliceState, page: RawPage,
-                   raw_offset: int) -> bool:
+async def _advance(
+    job: SearchJob, deps: SliceDeps, state: SliceState, page: RawPage, raw_offset: int
+) -> bool:
     """A successful page is on raw-pages: checkpoint it; False when it was the last."""
     state.entries_total += page.entries
     if page.page_no == 0:
@@ -215,26 +250,44 @@ async def _advance(job: SearchJob, deps: SliceDeps, state: SliceState, page: Raw
 async def _split(job: SearchJob, deps: SliceDeps, state: SliceState) -> str:
     """A dense slice: hand the rest of its window to finer slices, then end (see split.py).
     The children are published before the slice ends, so a crash in between repeats them."""
-    kids = split.children(job, state.oldest_post_time,  # type: ignore[arg-type]
-                          deps.split_pages)
+    kids = split.children(
+        job,
+        state.oldest_post_time,  # type: ignore[arg-type]
+        deps.split_pages,
+    )
     for kid in kids:
         await deps.producer.send_and_wait(
-            Outgoing(SEARCH_JOBS, f"{kid.task_id}/{kid.slice_id}", kid))
-    log.info("slice %s/%s is dense: its rest goes to %d finer slices", job.task_id,
-             job.slice_id, len(kids))
+            Outgoing(SEARCH_JOBS, f"{kid.task_id}/{kid.slice_id}", kid)
+        )
+    log.info(
+        "slice %s/%s is dense: its rest goes to %d finer slices",
+        job.task_id,
+        job.slice_id,
+        len(kids),
+    )
     await _finish(job, deps, state, "exhausted", children=len(kids))
     return "split"
 
 
-async def _finish(job: SearchJob, deps: SliceDeps, state: SliceState, reason: str,
-                  children: int = 0) -> str:
+async def _finish(
+    job: SearchJob, deps: SliceDeps, state: SliceState, reason: str, children: int = 0
+) -> str:
     """Close the slice with a final record that carries no X response."""
     page = RawPage(
-        task_id=job.task_id, slice_id=job.slice_id, slice_count=job.slice_count,
-        page_no=state.next_page_no, keyword=job.keyword, operation=job.operation, query=job.query,
-        cursor_in=state.cursor, requested_at=datetime.now(timezone.utc), final=True,
-        end_reason=reason, required_count=job.required_count,
-        parent_slice_id=job.parent_slice_id, children=children,
+        task_id=job.task_id,
+        slice_id=job.slice_id,
+        slice_count=job.slice_count,
+        page_no=state.next_page_no,
+        keyword=job.keyword,
+        operation=job.operation,
+        query=job.query,
+        cursor_in=state.cursor,
+        requested_at=datetime.now(UTC),
+        final=True,
+        end_reason=reason,
+        required_count=job.required_count,
+        parent_slice_id=job.parent_slice_id,
+        children=children,
     )
     md = await deps.producer.send_and_wait(Outgoing(RAW_PAGES, raw_page_key(job), page))
     deps.ledger.written(job, state, md.offset)

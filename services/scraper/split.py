@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 
 from libs.query import x_time
 from libs.records.tasks import SearchJob
@@ -34,7 +34,7 @@ MIN_REST = 2 * CHILD_SPAN  # less left than this: not worth cutting
 
 
 def snowflake_time(post_id: int) -> datetime:
-    return datetime.fromtimestamp(((post_id >> 22) + TWEPOCH_MS) / 1000, timezone.utc)
+    return datetime.fromtimestamp(((post_id >> 22) + TWEPOCH_MS) / 1000, UTC)
 
 
 def oldest_post_time(body: str | bytes | None) -> datetime | None:
@@ -48,8 +48,12 @@ def oldest_post_time(body: str | bytes | None) -> datetime | None:
 
 def can_split(job: SearchJob, split_pages: int) -> bool:
     """Only the scheduler's slices of a search are cut (children are already fine)."""
-    return (split_pages > 0 and job.operation == "SearchTimeline" and job.parent_slice_id is None
-            and job.end_time - job.start_time >= MIN_REST)
+    return (
+        split_pages > 0
+        and job.operation == "SearchTimeline"
+        and job.parent_slice_id is None
+        and job.end_time - job.start_time >= MIN_REST
+    )
 
 
 def rest_pages(job: SearchJob, oldest: datetime) -> float:
@@ -77,7 +81,7 @@ def children(job: SearchJob, oldest: datetime, split_pages: int) -> list[SearchJ
     parts = max(1, math.ceil(rest_pages(job, oldest) / max(1, split_pages)))
     span = CHILD_SPAN * max(1, math.ceil((until - start) / CHILD_SPAN / parts))
     cuts = [start]
-    t = datetime.combine(start.date(), time(start.hour), timezone.utc) + span
+    t = datetime.combine(start.date(), time(start.hour), UTC) + span
     while t < until:
         cuts.append(t)
         t += span
@@ -85,7 +89,15 @@ def children(job: SearchJob, oldest: datetime, split_pages: int) -> list[SearchJ
     out = []
     for s, e in zip(cuts, cuts[1:]):
         q = _UNTIL.sub(f"until:{x_time(e)}", _SINCE.sub(f"since:{x_time(s)}", job.query))
-        out.append(job.model_copy(update={
-            "slice_id": f"{job.slice_id}.h{s:%Y%m%dT%H%M%S}", "query": q,
-            "start_time": s, "end_time": e, "parent_slice_id": job.slice_id}))
+        out.append(
+            job.model_copy(
+                update={
+                    "slice_id": f"{job.slice_id}.h{s:%Y%m%dT%H%M%S}",
+                    "query": q,
+                    "start_time": s,
+                    "end_time": e,
+                    "parent_slice_id": job.slice_id,
+                }
+            )
+        )
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Request
@@ -27,8 +27,8 @@ from libs.topics import REPORT_CONTROLS, TASK_COMMANDS
 from libs.webhooks import WebhookUrlError, check_url
 
 from . import data_api, kol_tasks, tasks_api, unavailable
-from .kol_tasks import KolTaskView
 from .estimate import completion, estimate
+from .kol_tasks import KolTaskView
 from .limits import FieldError, check_body
 from .task_view import TaskView
 
@@ -56,15 +56,23 @@ class _WindowRequest(BaseModel):
     filters: SearchFilters | None = None
     download_video: bool = False
 
-    def task(self, task_id: str, keyword: str,
-             search_type: SearchType | None = None) -> OnDemandTask:
+    def task(
+        self, task_id: str, keyword: str, search_type: SearchType | None = None
+    ) -> OnDemandTask:
         """The on-demand command for this request (raises ValidationError on bad input)."""
         return OnDemandTask(
-            task_id=self.task_id or task_id, keyword=keyword, priority=self.priority,
-            required_count=self.required_count, start_time=self.start_time,
-            end_time=self.end_time, callback_url=self.callback_url, filters=self.filters,
-            download_video=self.download_video, submitted_at=datetime.now(timezone.utc),
-            search_type=search_type)
+            task_id=self.task_id or task_id,
+            keyword=keyword,
+            priority=self.priority,
+            required_count=self.required_count,
+            start_time=self.start_time,
+            end_time=self.end_time,
+            callback_url=self.callback_url,
+            filters=self.filters,
+            download_video=self.download_video,
+            submitted_at=datetime.now(UTC),
+            search_type=search_type,
+        )
 
 
 class OnDemandRequest(_WindowRequest):
@@ -84,20 +92,28 @@ class SearchRequest(_WindowRequest):
         """The command of a user operation. Its window is not used; it is fixed (X's first
         day) so that resubmitting the same request stays idempotent."""
         return OnDemandTask(
-            task_id=self.task_id or task_id, keyword=USER_TASK_KEYWORD[operation] + target,
-            priority=self.priority, required_count=self.required_count,
-            start_time=X_EPOCH, end_time=X_EPOCH + timedelta(days=1),
-            callback_url=self.callback_url, operation=operation, target=target,
-            submitted_at=datetime.now(timezone.utc), search_type=self.type)
+            task_id=self.task_id or task_id,
+            keyword=USER_TASK_KEYWORD[operation] + target,
+            priority=self.priority,
+            required_count=self.required_count,
+            start_time=X_EPOCH,
+            end_time=X_EPOCH + timedelta(days=1),
+            callback_url=self.callback_url,
+            operation=operation,
+            target=target,
+            submitted_at=datetime.now(UTC),
+            search_type=self.type,
+        )
 
 
-X_EPOCH = datetime(2006, 3, 21, tzinfo=timezone.utc)
+X_EPOCH = datetime(2006, 3, 21, tzinfo=UTC)
 USER_TASK_KEYWORD = {"UserByScreenName": "profile:", "Retweeters": "retweeters:"}
 
 
 def _field_error(field: str, message: str) -> JSONResponse:
-    return JSONResponse({"status": "rejected", "detail": [{"field": field, "message": message}]},
-                        status_code=422)
+    return JSONResponse(
+        {"status": "rejected", "detail": [{"field": field, "message": message}]}, status_code=422
+    )
 
 
 # Where FastAPI says a parameter came from; the field's name alone is what the client sent.
@@ -114,19 +130,27 @@ def _errors(e: ValidationError | RequestValidationError) -> list[dict]:
     return out
 
 
-def create_app(settings: Settings, producer: Producer, view: TaskView,
-               get_store: data_api.StoreGetter | None = None,
-               kol_view: KolTaskView | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    producer: Producer,
+    view: TaskView,
+    get_store: data_api.StoreGetter | None = None,
+    kol_view: KolTaskView | None = None,
+) -> FastAPI:
     app = FastAPI(title="XGet task gateway", version="1")
     bearer = HTTPBearer(auto_error=False)
     token = settings.api_token.get_secret_value()
 
     def auth(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
         # An empty token accepts nobody (services refuse to start without one anyway).
-        if not token or creds is None or not secrets.compare_digest(
-                creds.credentials.encode(), token.encode()):
-            raise HTTPException(401, "missing or wrong bearer token",
-                                headers={"WWW-Authenticate": "Bearer"})
+        if (
+            not token
+            or creds is None
+            or not secrets.compare_digest(creds.credentials.encode(), token.encode())
+        ):
+            raise HTTPException(
+                401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+            )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, e: RequestValidationError):
@@ -160,25 +184,38 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
             try:
                 await asyncio.to_thread(check_url, task.callback_url, settings.webhook_allow_hosts)
             except WebhookUrlError as e:
-                return JSONResponse({"status": "rejected", "detail": [
-                    {"field": "callback_url", "message": str(e)}]}, status_code=422)
+                return JSONResponse(
+                    {
+                        "status": "rejected",
+                        "detail": [{"field": "callback_url", "message": str(e)}],
+                    },
+                    status_code=422,
+                )
         known = view.task(task_id)
         if known is not None:
             same = known.model_dump(exclude={"submitted_at"}) == task.model_dump(
-                exclude={"submitted_at"})
+                exclude={"submitted_at"}
+            )
             if not same:
                 raise HTTPException(409, f"task {task_id} exists with a different body")
             est = estimate(settings, known, view.active_accounts())
-            return {"status": "accepted", "task_id": task_id,
-                    "message": "task already exists (idempotent resubmission)",
-                    "estimated_completion": completion(known.submitted_at, est),
-                    "estimate": est}
+            return {
+                "status": "accepted",
+                "task_id": task_id,
+                "message": "task already exists (idempotent resubmission)",
+                "estimated_completion": completion(known.submitted_at, est),
+                "estimate": est,
+            }
         await publish(Outgoing(TASK_COMMANDS, task_id, task))
         view.commands.rows[task_id] = task  # read-your-writes before the table catches up
         est = estimate(settings, task, view.active_accounts())
-        return {"status": "accepted", "task_id": task_id,
-                "message": f"collecting '{task.keyword}'",
-                "estimated_completion": completion(task.submitted_at, est), "estimate": est}
+        return {
+            "status": "accepted",
+            "task_id": task_id,
+            "message": f"collecting '{task.keyword}'",
+            "estimated_completion": completion(task.submitted_at, est),
+            "estimate": est,
+        }
 
     @app.post("/api/v1/tasks/ondemand", dependencies=[Depends(auth)])
     async def create_ondemand(req: OnDemandRequest):
@@ -196,14 +233,17 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
             if not req.username or not HANDLE.match(req.username):
                 return _field_error("username", "user_profile needs an X handle")
             name = req.username.lstrip("@")
-            return await accept(lambda: req.user_task(f"up-{uuid.uuid4().hex[:16]}",
-                                                      "UserByScreenName", name))
+            return await accept(
+                lambda: req.user_task(f"up-{uuid.uuid4().hex[:16]}", "UserByScreenName", name)
+            )
         if req.type == "retweeters":
             if not req.post_id or not req.post_id.isdigit() or len(req.post_id) > 19:
-                return _field_error("post_id", "retweeters needs the retweeted post's id "
-                                               "(up to 19 digits)")
-            return await accept(lambda: req.user_task(f"rt-{uuid.uuid4().hex[:16]}",
-                                                      "Retweeters", req.post_id))
+                return _field_error(
+                    "post_id", "retweeters needs the retweeted post's id (up to 19 digits)"
+                )
+            return await accept(
+                lambda: req.user_task(f"rt-{uuid.uuid4().hex[:16]}", "Retweeters", req.post_id)
+            )
         for name in ("start_time", "end_time"):
             if getattr(req, name) is None:
                 return _field_error(name, f"{req.type} needs a window: {name} is required")
@@ -219,38 +259,46 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
             if not req.post_id or not req.post_id.isdigit():
                 return _field_error("post_id", "quotes needs the quoted post's id (digits)")
             keyword = f"quoted_tweet_id:{req.post_id}"
-        return await accept(lambda: req.task(f"{req.type[:2]}-{uuid.uuid4().hex[:16]}", keyword,
-                                             req.type))
+        return await accept(
+            lambda: req.task(f"{req.type[:2]}-{uuid.uuid4().hex[:16]}", keyword, req.type)
+        )
 
     @app.post("/api/v1/tasks/scheduled", dependencies=[Depends(auth)])
     async def create_scheduled(req: ScheduledRequest):
         check_body(settings, req)
         task_id = req.task_id or f"sc-{uuid.uuid4().hex[:16]}"
         try:
-            task = ScheduledTask(task_id=task_id, **req.model_dump(exclude={"task_id"}),
-                                 submitted_at=datetime.now(timezone.utc))
+            task = ScheduledTask(
+                task_id=task_id,
+                **req.model_dump(exclude={"task_id"}),
+                submitted_at=datetime.now(UTC),
+            )
         except ValidationError as e:
             return JSONResponse({"status": "rejected", "detail": _errors(e)}, status_code=422)
         if task.callback_url is not None:
             try:
                 await asyncio.to_thread(check_url, task.callback_url, settings.webhook_allow_hosts)
             except WebhookUrlError as e:
-                return JSONResponse({"status": "rejected", "detail": [
-                    {"field": "callback_url", "message": str(e)}]}, status_code=422)
+                return JSONResponse(
+                    {
+                        "status": "rejected",
+                        "detail": [{"field": "callback_url", "message": str(e)}],
+                    },
+                    status_code=422,
+                )
         known = view.commands.rows.get(task_id)
         if known is not None:
             if not isinstance(known, ScheduledTask) or known.model_dump(
-                    exclude={"submitted_at"}) != task.model_dump(exclude={"submitted_at"}):
+                exclude={"submitted_at"}
+            ) != task.model_dump(exclude={"submitted_at"}):
                 raise HTTPException(409, f"task {task_id} exists with a different body")
             task, message = known, "task already exists (idempotent resubmission)"
         else:
             await publish(Outgoing(TASK_COMMANDS, task_id, task))
             view.commands.rows[task_id] = task
-            message = (f"collecting '{task.keyword}' {task.frequency_count} time(s) "
-                       f"{task.frequency}")
+            message = f"collecting '{task.keyword}' {task.frequency_count} time(s) {task.frequency}"
         nxt = view.schedules.next_execution(task) if view.schedules else task.submitted_at
-        return {"status": "accepted", "task_id": task_id, "message": message,
-                "next_execution": nxt}
+        return {"status": "accepted", "task_id": task_id, "message": message, "next_execution": nxt}
 
     @app.get("/api/v1/tasks/{task_id}/status", dependencies=[Depends(auth)])
     async def task_status(task_id: str = Path(max_length=settings.api_max_string_length)):
@@ -264,8 +312,13 @@ def create_app(settings: Settings, producer: Producer, view: TaskView,
         """The client is ready for more batches after answering next_batch_allowed=false."""
         if view.status(task_id) is None:
             raise HTTPException(404, f"no task {task_id}")
-        await publish(Outgoing(REPORT_CONTROLS, task_id, ReportsResume(
-            task_id=task_id, requested_at=datetime.now(timezone.utc))))
+        await publish(
+            Outgoing(
+                REPORT_CONTROLS,
+                task_id,
+                ReportsResume(task_id=task_id, requested_at=datetime.now(UTC)),
+            )
+        )
         return {"status": "accepted", "task_id": task_id, "message": "reports resume"}
 
     app.include_router(tasks_api.create_router(settings, publish, view, auth))

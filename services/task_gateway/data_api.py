@@ -6,8 +6,8 @@ exact (uniqExact / FINAL), so they are right before ClickHouse has merged parts.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
@@ -22,18 +22,19 @@ from .unavailable import DependencyUnavailable, root_cause
 
 StoreGetter = Callable[[], Awaitable[ClickHouseStore]]
 
-USER_FIELDS = ("user_id, user_name, name, avatar, description, created_at, created_at_time, "
-               "followers, following, statuses_count, verified, blue_verified, seen_at")
+USER_FIELDS = (
+    "user_id, user_name, name, avatar, description, created_at, created_at_time, "
+    "followers, following, statuses_count, verified, blue_verified, seen_at"
+)
 
 
 def _utc(t):
     if isinstance(t, datetime) and t.tzinfo is None:
-        return t.replace(tzinfo=timezone.utc)
+        return t.replace(tzinfo=UTC)
     return t
 
 
-def create_router(settings: Settings, get_store: StoreGetter, view: TaskView,
-                  auth) -> APIRouter:
+def create_router(settings: Settings, get_store: StoreGetter, view: TaskView, auth) -> APIRouter:
     r = APIRouter(dependencies=[Depends(auth)])
     # Bounds of every parameter (Settings.api_*): beyond them a 422 names the parameter.
     text = settings.api_max_string_length
@@ -42,27 +43,42 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView,
     async def store() -> ClickHouseStore:
         try:
             return await get_store()
-        except Exception as e:  # noqa: BLE001 - e.g. the chdb path is owned by another process
-            raise DependencyUnavailable("clickhouse", type(root_cause(e)).__name__,
-                                        f"{type(e).__name__}: {e}"[:500]) from e
+        except Exception as e:
+            raise DependencyUnavailable(
+                "clickhouse", type(root_cause(e)).__name__, f"{type(e).__name__}: {e}"[:500]
+            ) from e
 
     async def with_media(posts: list[dict]) -> list[dict]:
         """Fill each media's oss_url from media_objects and oss_file_path from report_batches."""
         ch = await store()
         ids = [p["post_id"] for p in posts]
-        urls = sorted({m["original_url"] for p in posts
-                       for m in (*p["post_images"], *p["original_post_images"])})
+        urls = sorted(
+            {
+                m["original_url"]
+                for p in posts
+                for m in (*p["post_images"], *p["original_post_images"])
+            }
+        )
         media = {}
         if urls:
-            media = {row[0]: row[1:] for row in await ch.query_rows(
-                "SELECT original_url, status, oss_url FROM media_objects FINAL "
-                "WHERE original_url IN {u:Array(String)}", {"u": urls})}
+            media = {
+                row[0]: row[1:]
+                for row in await ch.query_rows(
+                    "SELECT original_url, status, oss_url FROM media_objects FINAL "
+                    "WHERE original_url IN {u:Array(String)}",
+                    {"u": urls},
+                )
+            }
         files = {}
         if ids:
-            files = {row[0]: row[1] for row in await ch.query_rows(
-                "SELECT pid, argMax(oss_file_path, created_at) FROM report_batches FINAL "
-                "ARRAY JOIN post_ids AS pid WHERE pid IN {ids:Array(String)} GROUP BY pid",
-                {"ids": ids})}
+            files = {
+                row[0]: row[1]
+                for row in await ch.query_rows(
+                    "SELECT pid, argMax(oss_file_path, created_at) FROM report_batches FINAL "
+                    "ARRAY JOIN post_ids AS pid WHERE pid IN {ids:Array(String)} GROUP BY pid",
+                    {"ids": ids},
+                )
+            }
         for p in posts:
             p["oss_file_path"] = files.get(p["post_id"], p.get("oss_file_path"))
             for m in (*p["post_images"], *p["original_post_images"]):
@@ -71,22 +87,28 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView,
                 m["media_status"] = status or "pending"
         return posts
 
-    async def posts_where(where: str, params: dict, limit: int, offset: int,
-                          order: str = "post_time DESC, post_id") -> dict:
+    async def posts_where(
+        where: str, params: dict, limit: int, offset: int, order: str = "post_time DESC, post_id"
+    ) -> dict:
         ch = await store()
-        total = (await ch.query_rows(f"SELECT count() FROM posts FINAL WHERE {where}", params))[0][0]
+        total = (await ch.query_rows(f"SELECT count() FROM posts FINAL WHERE {where}", params))[0][
+            0
+        ]
         rows = await ch.query_dicts(
             f"SELECT {SELECT_POST} FROM posts FINAL WHERE {where} ORDER BY {order} "
-            "LIMIT {lim:UInt32} OFFSET {off:UInt64}", {**params, "lim": limit, "off": offset})
+            "LIMIT {lim:UInt32} OFFSET {off:UInt64}",
+            {**params, "lim": limit, "off": offset},
+        )
         posts = [post_from_row(x).model_dump(mode="json") for x in rows]
-        return {"total": total, "limit": limit, "offset": offset,
-                "items": await with_media(posts)}
+        return {"total": total, "limit": limit, "offset": offset, "items": await with_media(posts)}
 
     # --- statistics ------------------------------------------------------------------------------
     @r.get("/api/v1/statistics/monthly")
-    async def monthly(year: int = Query(..., ge=first, le=last),
-                      month: int = Query(..., ge=1, le=12),
-                      keyword: str | None = Query(None, min_length=1, max_length=text)):
+    async def monthly(
+        year: int = Query(..., ge=first, le=last),
+        month: int = Query(..., ge=1, le=12),
+        keyword: str | None = Query(None, min_length=1, max_length=text),
+    ):
         ch = await store()
         params: dict = {"m": date(year, month, 1)}
         where = "month = {m:Date}"
@@ -95,13 +117,28 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView,
             params["k"] = keyword
         rows = await ch.query_rows(
             f"SELECT keyword, uniqExact(post_id) FROM keyword_month_posts WHERE {where} "
-            "GROUP BY keyword ORDER BY keyword", params)
-        now = datetime.now(timezone.utc)
-        items = [{"keyword": k, "period": f"{year:04d}-{month:02d}", "unique_posts_count": n,
-                  "calculated_at": now} for k, n in rows]
+            "GROUP BY keyword ORDER BY keyword",
+            params,
+        )
+        now = datetime.now(UTC)
+        items = [
+            {
+                "keyword": k,
+                "period": f"{year:04d}-{month:02d}",
+                "unique_posts_count": n,
+                "calculated_at": now,
+            }
+            for k, n in rows
+        ]
         if keyword is not None and not items:
-            items = [{"keyword": keyword, "period": f"{year:04d}-{month:02d}",
-                      "unique_posts_count": 0, "calculated_at": now}]
+            items = [
+                {
+                    "keyword": keyword,
+                    "period": f"{year:04d}-{month:02d}",
+                    "unique_posts_count": 0,
+                    "calculated_at": now,
+                }
+            ]
         return {"period": f"{year:04d}-{month:02d}", "statistics": items}
 
     @r.get("/api/v1/statistics/tasks/{task_id}")
@@ -110,22 +147,32 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView,
         ch = await store()
         rows = await ch.query_rows(
             "SELECT any(keyword), uniqExact(post_id), min(collected_at) FROM task_posts "
-            "WHERE task_id = {t:String}", {"t": task_id})
+            "WHERE task_id = {t:String}",
+            {"t": task_id},
+        )
         keyword, total, _ = rows[0]
         if status is None and not total:
             raise HTTPException(404, f"no task {task_id}")
         # A post is a duplicate for this task when another task collected it, for the same
         # keyword, before this task did: the client was already billed for it.
-        dup = (await ch.query_rows(
-            "SELECT count() FROM (SELECT post_id, min(collected_at) AS mine FROM task_posts "
-            " WHERE task_id = {t:String} GROUP BY post_id) AS m "
-            "INNER JOIN (SELECT post_id, min(collected_at) AS first FROM task_posts "
-            " WHERE keyword = {k:String} AND task_id != {t:String} AND post_id IN "
-            " (SELECT post_id FROM task_posts WHERE task_id = {t:String}) GROUP BY post_id) AS o "
-            "USING post_id WHERE o.first < m.mine", {"t": task_id, "k": keyword or ""}))[0][0]
+        dup = (
+            await ch.query_rows(
+                "SELECT count() FROM (SELECT post_id, min(collected_at) AS mine FROM task_posts "
+                " WHERE task_id = {t:String} GROUP BY post_id) AS m "
+                "INNER JOIN (SELECT post_id, min(collected_at) AS first FROM task_posts "
+                " WHERE keyword = {k:String} AND task_id != {t:String} AND post_id IN "
+                " (SELECT post_id FROM task_posts WHERE task_id = {t:String}) GROUP BY post_id) AS o "
+                "USING post_id WHERE o.first < m.mine",
+                {"t": task_id, "k": keyword or ""},
+            )
+        )[0][0]
         task = view.task(task_id)
         prog = view.progress.rows.get(task_id)
-        completed_at = getattr(prog, "updated_at", None) if status and status["status"] == "completed" else None
+        completed_at = (
+            getattr(prog, "updated_at", None)
+            if status and status["status"] == "completed"
+            else None
+        )
         return {
             "task_id": task_id,
             "keyword": task.keyword if task else keyword,
@@ -139,14 +186,16 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView,
 
     # --- data ------------------------------------------------------------------------------------
     @r.get("/api/v1/data/tweets/search")
-    async def search(keyword: str | None = Query(None, min_length=1, max_length=text),
-                     start_time: datetime | None = None, end_time: datetime | None = None,
-                     username: str | None = Query(None, max_length=text,
-                                                  pattern=HANDLE.pattern),
-                     min_likes: int | None = Query(None, ge=0, le=settings.api_max_number),
-                     has_media: bool | None = None,
-                     limit: int = Query(50, ge=1, le=settings.api_max_page_size),
-                     offset: int = Query(0, ge=0, le=settings.api_max_offset)):
+    async def search(
+        keyword: str | None = Query(None, min_length=1, max_length=text),
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        username: str | None = Query(None, max_length=text, pattern=HANDLE.pattern),
+        min_likes: int | None = Query(None, ge=0, le=settings.api_max_number),
+        has_media: bool | None = None,
+        limit: int = Query(50, ge=1, le=settings.api_max_page_size),
+        offset: int = Query(0, ge=0, le=settings.api_max_offset),
+    ):
         check_time(settings, "start_time", start_time)
         check_time(settings, "end_time", end_time)
         where, params = ["1"], {}
@@ -174,7 +223,8 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView,
     async def tweet(post_id: str = Path(max_length=text)):
         ch = await store()
         rows = await ch.query_dicts(
-            f"SELECT {SELECT_POST} FROM posts FINAL WHERE post_id = {{p:String}}", {"p": post_id})
+            f"SELECT {SELECT_POST} FROM posts FINAL WHERE post_id = {{p:String}}", {"p": post_id}
+        )
         if not rows:
             raise HTTPException(404, f"no post {post_id}")
         return (await with_media([post_from_row(rows[0]).model_dump(mode="json")]))[0]
@@ -184,7 +234,9 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView,
         ch = await store()
         rows = await ch.query_dicts(
             f"SELECT {USER_FIELDS} FROM users FINAL WHERE lower(user_name) = {{u:String}} "
-            "ORDER BY seen_at DESC LIMIT 1", {"u": username.lstrip("@").lower()})
+            "ORDER BY seen_at DESC LIMIT 1",
+            {"u": username.lstrip("@").lower()},
+        )
         if not rows:
             raise HTTPException(404, f"no user {username}")
         u = rows[0]
@@ -193,23 +245,35 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView,
         return u
 
     @r.get("/api/v1/data/users/{username}/tweets")
-    async def user_tweets(username: str = Path(max_length=text, pattern=HANDLE.pattern),
-                          limit: int = Query(50, ge=1, le=settings.api_max_page_size),
-                          offset: int = Query(0, ge=0, le=settings.api_max_offset)):
-        return await posts_where("lower(author_handle) = {u:String}",
-                                 {"u": "@" + username.lstrip("@").lower()}, limit, offset)
+    async def user_tweets(
+        username: str = Path(max_length=text, pattern=HANDLE.pattern),
+        limit: int = Query(50, ge=1, le=settings.api_max_page_size),
+        offset: int = Query(0, ge=0, le=settings.api_max_offset),
+    ):
+        return await posts_where(
+            "lower(author_handle) = {u:String}",
+            {"u": "@" + username.lstrip("@").lower()},
+            limit,
+            offset,
+        )
 
     @r.get("/api/v1/data/analytics/trending")
-    async def trending(hours: int = Query(24, ge=1, le=24 * settings.api_max_window_days),
-                       limit: int = Query(20, ge=1, le=settings.api_max_page_size)):
+    async def trending(
+        hours: int = Query(24, ge=1, le=24 * settings.api_max_window_days),
+        limit: int = Query(20, ge=1, le=settings.api_max_page_size),
+    ):
         ch = await store()
-        since = datetime.now(timezone.utc) - timedelta(hours=hours)
+        since = datetime.now(UTC) - timedelta(hours=hours)
         rows = await ch.query_rows(
             "SELECT lower(tag) AS hashtag, uniqExact(post_id) AS posts FROM posts FINAL "
             "ARRAY JOIN hashtags AS tag WHERE post_time >= {s:DateTime64(3, 'UTC')} "
             "GROUP BY hashtag ORDER BY posts DESC, hashtag LIMIT {n:UInt32}",
-            {"s": since, "n": limit})
-        return {"hours": hours, "since": since,
-                "hashtags": [{"hashtag": h, "posts": n} for h, n in rows]}
+            {"s": since, "n": limit},
+        )
+        return {
+            "hours": hours,
+            "since": since,
+            "hashtags": [{"hashtag": h, "posts": n} for h, n in rows],
+        }
 
     return r

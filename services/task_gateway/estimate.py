@@ -9,8 +9,6 @@ from datetime import datetime, timedelta
 from libs.records.tasks import OnDemandTask
 from libs.settings import Settings
 
-
-
 # A retweeters list without a target is assumed this long (X shows at most a few hundred).
 ASSUMED_RETWEETERS = 100
 
@@ -32,8 +30,10 @@ def estimate(settings: Settings, task: OnDemandTask, active_accounts: int) -> di
     if active_accounts > 0:
         per_second = active_accounts * settings.rate_limit(op) / settings.x_rate_window_s
         seconds = requests / per_second
-        basis = f"{active_accounts} active account(s) at {settings.rate_limit(op)} " \
-                f"requests per {settings.x_rate_window_s} s"
+        basis = (
+            f"{active_accounts} active account(s) at {settings.rate_limit(op)} "
+            f"requests per {settings.x_rate_window_s} s"
+        )
     else:
         seconds = requests * settings.estimate_seconds_per_page
         basis = "no active account known yet: XGET_ESTIMATE_SECONDS_PER_PAGE per request"

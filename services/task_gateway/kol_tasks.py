@@ -7,7 +7,7 @@ from the worker's kol-progress records, in the same shape as every task's status
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -27,7 +27,8 @@ from .task_view import TaskView
 class KolFollowingsRequest(BaseModel):
     task_id: str | None = None
     handles: list[str] | Literal["all"] = Field(
-        description='KOL handles (or ids), or "all" for every KOL not yet done.')
+        description='KOL handles (or ids), or "all" for every KOL not yet done.'
+    )
     limit: int | None = Field(None, ge=1)
 
 
@@ -59,21 +60,34 @@ class KolTaskView(TaskView):
         if not isinstance(task, KolFollowingsTask) and not isinstance(prog, KolTaskProgress):
             return None
         if isinstance(prog, KolTaskProgress):
-            done, total, status, updated = (prog.kols_done, prog.kols_total, prog.status,
-                                            prog.updated_at)
-            details = {"pages": prog.pages, "rows": prog.rows, "api_calls": prog.api_calls,
-                       "cache_hits": prog.cache_hits, "estimated_cost": prog.estimated_cost,
-                       "error": prog.error}
+            done, total, status, updated = (
+                prog.kols_done,
+                prog.kols_total,
+                prog.status,
+                prog.updated_at,
+            )
+            details = {
+                "pages": prog.pages,
+                "rows": prog.rows,
+                "api_calls": prog.api_calls,
+                "cache_hits": prog.cache_hits,
+                "estimated_cost": prog.estimated_cost,
+                "error": prog.error,
+            }
         else:
             done, total, status, updated, details = 0, 0, "pending", task.submitted_at, {}
-        pct = 100.0 if status == "completed" else (round(100.0 * done / total, 2) if total
-                                                   else 0.0)
-        return {"task_id": task_id, "type": "kol-followings", "status": status,
-                "progress": {"collected": done, "target": total, "percentage": pct},
-                "details": details,
-                "created_at": task.submitted_at if isinstance(task, KolFollowingsTask) else
-                prog.created_at,  # type: ignore[union-attr]
-                "updated_at": updated}
+        pct = 100.0 if status == "completed" else (round(100.0 * done / total, 2) if total else 0.0)
+        return {
+            "task_id": task_id,
+            "type": "kol-followings",
+            "status": status,
+            "progress": {"collected": done, "target": total, "percentage": pct},
+            "details": details,
+            "created_at": task.submitted_at
+            if isinstance(task, KolFollowingsTask)
+            else prog.created_at,  # type: ignore[union-attr]
+            "updated_at": updated,
+        }
 
 
 def router(settings: Settings, publish, view: KolTaskView, auth) -> APIRouter:
@@ -86,27 +100,51 @@ def router(settings: Settings, publish, view: KolTaskView, auth) -> APIRouter:
         task_id = req.task_id or f"kol-{uuid.uuid4().hex[:16]}"
         handles = [] if req.handles == "all" else list(req.handles)
         if req.handles != "all" and not handles:
-            return JSONResponse({"status": "rejected", "detail": [
-                {"field": "handles", "message": 'give at least one handle, or "all"'}]}, 422)
+            return JSONResponse(
+                {
+                    "status": "rejected",
+                    "detail": [
+                        {"field": "handles", "message": 'give at least one handle, or "all"'}
+                    ],
+                },
+                422,
+            )
         try:
-            task = KolFollowingsTask(task_id=task_id, handles=handles, limit=req.limit,
-                                     submitted_at=datetime.now(timezone.utc))
+            task = KolFollowingsTask(
+                task_id=task_id, handles=handles, limit=req.limit, submitted_at=datetime.now(UTC)
+            )
         except ValidationError as e:
-            return JSONResponse({"status": "rejected", "detail": [
-                {"field": ".".join(str(x) for x in err["loc"]) or None, "message": err["msg"]}
-                for err in e.errors()]}, 422)
+            return JSONResponse(
+                {
+                    "status": "rejected",
+                    "detail": [
+                        {
+                            "field": ".".join(str(x) for x in err["loc"]) or None,
+                            "message": err["msg"],
+                        }
+                        for err in e.errors()
+                    ],
+                },
+                422,
+            )
         known = view.commands.rows.get(task_id)
         if isinstance(known, KolFollowingsTask):
             if (known.handles, known.limit) != (task.handles, task.limit):
                 raise HTTPException(409, f"task {task_id} exists with a different body")
-            return {"status": "accepted", "task_id": task_id,
-                    "message": "task already exists (idempotent resubmission)",
-                    "next_execution": known.submitted_at}
+            return {
+                "status": "accepted",
+                "task_id": task_id,
+                "message": "task already exists (idempotent resubmission)",
+                "next_execution": known.submitted_at,
+            }
         await publish(Outgoing(KOL_COMMANDS, task_id, task))
         view.commands.rows[task_id] = task  # read-your-writes before the table catches up
         what = f"{len(handles)} KOL(s)" if handles else "every KOL not yet done"
-        return {"status": "accepted", "task_id": task_id,
-                "message": f"fetching the followings of {what}",
-                "next_execution": task.submitted_at}
+        return {
+            "status": "accepted",
+            "task_id": task_id,
+            "message": f"fetching the followings of {what}",
+            "next_execution": task.submitted_at,
+        }
 
     return r

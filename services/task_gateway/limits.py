@@ -12,7 +12,7 @@ ask for millions of search jobs.
 from __future__ import annotations
 
 import math
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from pydantic import BaseModel
 
@@ -30,7 +30,7 @@ class FieldError(ValueError):
 
 def utc(t: datetime) -> datetime:
     """A naive time is read as UTC (the data API's convention)."""
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
 
 
 def check_time(settings: Settings, field: str, t: datetime | None) -> None:
@@ -45,8 +45,9 @@ def check_time(settings: Settings, field: str, t: datetime | None) -> None:
         raise FieldError(field, f"must lie between {lo.isoformat()} and {hi.isoformat()}")
 
 
-def check_number(settings: Settings, field: str, n: int | float | None,
-                 ceiling: int | None = None) -> None:
+def check_number(
+    settings: Settings, field: str, n: int | float | None, ceiling: int | None = None
+) -> None:
     ceiling = settings.api_max_number if ceiling is None else ceiling
     if n is not None and not -ceiling <= n <= ceiling:
         raise FieldError(field, f"must be at most {ceiling} in magnitude")
@@ -54,14 +55,16 @@ def check_number(settings: Settings, field: str, n: int | float | None,
 
 def check_string(settings: Settings, field: str, s: str | None) -> None:
     if s is not None and len(s) > settings.api_max_string_length:
-        raise FieldError(field, f"is {len(s)} characters long; at most "
-                                f"{settings.api_max_string_length} are allowed")
+        raise FieldError(
+            field,
+            f"is {len(s)} characters long; at most {settings.api_max_string_length} are allowed",
+        )
 
 
 def day_slice_count(start: datetime, end: datetime) -> int:
     """How many UTC calendar days [start, end) touches: the scheduler's day slices."""
-    first = utc(start).astimezone(timezone.utc).date()
-    last = (utc(end).astimezone(timezone.utc) - timedelta(microseconds=1)).date()
+    first = utc(start).astimezone(UTC).date()
+    last = (utc(end).astimezone(UTC) - timedelta(microseconds=1)).date()
     return max(1, (last - first).days + 1)
 
 
@@ -72,14 +75,20 @@ def check_window(settings: Settings, start: datetime | None, end: datetime | Non
         return  # the task record says why (end_time must be after start_time)
     days = (utc(end) - utc(start)) / timedelta(days=1)
     if days > settings.api_max_window_days:
-        raise FieldError("end_time", f"the window is {math.ceil(days)} days long; at most "
-                                     f"{settings.api_max_window_days} days are allowed "
-                                     "(XGET_API_MAX_WINDOW_DAYS)")
+        raise FieldError(
+            "end_time",
+            f"the window is {math.ceil(days)} days long; at most "
+            f"{settings.api_max_window_days} days are allowed "
+            "(XGET_API_MAX_WINDOW_DAYS)",
+        )
     slices = day_slice_count(start, end)
     if slices > settings.api_max_slices_per_task:
-        raise FieldError("end_time", f"the window touches {slices} days, one search job each; "
-                                     f"at most {settings.api_max_slices_per_task} are allowed "
-                                     "(XGET_API_MAX_SLICES_PER_TASK)")
+        raise FieldError(
+            "end_time",
+            f"the window touches {slices} days, one search job each; "
+            f"at most {settings.api_max_slices_per_task} are allowed "
+            "(XGET_API_MAX_SLICES_PER_TASK)",
+        )
 
 
 def check_body(settings: Settings, body: BaseModel | None) -> None:
@@ -89,7 +98,7 @@ def check_body(settings: Settings, body: BaseModel | None) -> None:
         return
     _walk(settings, body, "")
     if "start_time" in type(body).model_fields and "end_time" in type(body).model_fields:
-        check_window(settings, getattr(body, "start_time"), getattr(body, "end_time"))
+        check_window(settings, body.start_time, body.end_time)
 
 
 # Body fields with their own ceiling instead of api_max_number.
@@ -102,16 +111,16 @@ def _walk(settings: Settings, value, field: str) -> None:
             _walk(settings, getattr(value, name), f"{field}.{name}" if field else name)
     elif isinstance(value, (list, tuple, set)):
         if len(value) > settings.api_max_list_items:
-            raise FieldError(field, f"has {len(value)} items; at most "
-                                    f"{settings.api_max_list_items} are allowed")
+            raise FieldError(
+                field, f"has {len(value)} items; at most {settings.api_max_list_items} are allowed"
+            )
         for i, item in enumerate(value):
             _walk(settings, item, f"{field}.{i}")
     elif isinstance(value, bool):
         return
     elif isinstance(value, (int, float)):
         ceiling = _CEILINGS.get(field.rsplit(".", 1)[-1])
-        check_number(settings, field, value,
-                     getattr(settings, ceiling) if ceiling else None)
+        check_number(settings, field, value, getattr(settings, ceiling) if ceiling else None)
     elif isinstance(value, str):
         check_string(settings, field, value)
     elif isinstance(value, datetime):

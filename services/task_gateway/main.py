@@ -23,8 +23,13 @@ log = logging.getLogger(__name__)
 
 class _Api:
     def __init__(self, settings: Settings, app):
-        config = uvicorn.Config(app, host=settings.gateway_host, port=settings.gateway_port,
-                                log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            app,
+            host=settings.gateway_host,
+            port=settings.gateway_port,
+            log_level="warning",
+            lifespan="off",
+        )
         self.server = uvicorn.Server(config)
         self.server.install_signal_handlers = lambda: None  # the process owns signals
 
@@ -43,21 +48,38 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await view.start()
     kol_view = KolTaskView(settings)
     await kol_view.start()
-    sched = ConsumerLoop(settings, scheduler.SERVICE, [TASK_COMMANDS],
-                         scheduler.make_handler(settings, view.controls), producer)
-    refusals = ConsumerLoop(settings, rejections.SERVICE, [DEAD_LETTERS],
-                            rejections.make_handler(settings, view.controls), producer)
+    sched = ConsumerLoop(
+        settings,
+        scheduler.SERVICE,
+        [TASK_COMMANDS],
+        scheduler.make_handler(settings, view.controls),
+        producer,
+    )
+    refusals = ConsumerLoop(
+        settings,
+        rejections.SERVICE,
+        [DEAD_LETTERS],
+        rejections.make_handler(settings, view.controls),
+        producer,
+    )
     timer = ScheduleRunner(settings, producer, view.commands, view.controls)
     view.schedules = timer
     # ClickHouse opens on the first statistics/data request: a gateway that only takes tasks
     # never touches it (with chdb, another process may own the data path).
-    api = _Api(settings, create_app(settings, producer, view, lambda: clickhouse_for(settings, wait=False),
-                                    kol_view))
-    log.info("task-gateway listening on http://%s:%d", settings.gateway_host,
-             settings.gateway_port)
+    api = _Api(
+        settings,
+        create_app(
+            settings, producer, view, lambda: clickhouse_for(settings, wait=False), kol_view
+        ),
+    )
+    log.info("task-gateway listening on http://%s:%d", settings.gateway_host, settings.gateway_port)
     try:
-        await asyncio.gather(run_until(api, stop), run_until(sched, stop),
-                             run_until(refusals, stop), run_until(timer, stop))
+        await asyncio.gather(
+            run_until(api, stop),
+            run_until(sched, stop),
+            run_until(refusals, stop),
+            run_until(timer, stop),
+        )
     finally:
         await kol_view.stop()
         await view.stop()

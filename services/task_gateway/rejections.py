@@ -34,14 +34,19 @@ def make_handler(settings: Settings, controls: TopicTable):
         outs = []
         for inc in batch:
             d = inc.record
-            if not (isinstance(d, DeadLetter) and d.service == SCHEDULER
-                    and d.source_topic == commands and d.key):
+            if not (
+                isinstance(d, DeadLetter)
+                and d.service == SCHEDULER
+                and d.source_topic == commands
+                and d.key
+            ):
                 continue
             ctl = controls.rows.get(d.key)
             if isinstance(ctl, TaskControl) and ctl.updated_at >= d.failed_at:
                 continue  # decided since (accepted after a redrive, or rejected already)
-            rejected = TaskControl(task_id=d.key, state="rejected", reason=d.error,
-                                   updated_at=d.failed_at)
+            rejected = TaskControl(
+                task_id=d.key, state="rejected", reason=d.error, updated_at=d.failed_at
+            )
             controls.rows[d.key] = rejected  # the next record of this batch sees it
             outs.append(Outgoing(TASK_CONTROLS, d.key, rejected))
         return outs

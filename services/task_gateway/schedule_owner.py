@@ -34,9 +34,12 @@ log = logging.getLogger(__name__)
 
 
 class ScheduleOwnership:
-    def __init__(self, settings: Settings,
-                 caught_up: Callable[[dict[TopicPartition, int]], Awaitable[None]],
-                 lock: asyncio.Lock):
+    def __init__(
+        self,
+        settings: Settings,
+        caught_up: Callable[[dict[TopicPartition, int]], Awaitable[None]],
+        lock: asyncio.Lock,
+    ):
         """`caught_up(ends)` returns once the runner's schedule-state view has read every
         record below `ends`; `lock` is held by the runner while it fires runs."""
         self.settings = settings
@@ -82,14 +85,19 @@ class ScheduleOwnership:
         c.pause(*tps)
         try:
             await self._caught_up(await c.end_offsets(list(tps)))
-        except Exception:  # noqa: BLE001 - not owned: better no run than one fired twice
-            log.exception("schedule runner: cannot read schedule-state up to its end; the "
-                          "tasks of partitions %s wait for the next rebalance",
-                          sorted(tp.partition for tp in tps))
+        except Exception:
+            log.exception(
+                "schedule runner: cannot read schedule-state up to its end; the "
+                "tasks of partitions %s wait for the next rebalance",
+                sorted(tp.partition for tp in tps),
+            )
             return
         self.owned |= {tp.partition for tp in tps}
-        log.info("schedule runner %s owns schedule-state partitions %s", self.group_id,
-                 sorted(self.owned))
+        log.info(
+            "schedule runner %s owns schedule-state partitions %s",
+            self.group_id,
+            sorted(self.owned),
+        )
 
     async def _revoke(self, tps) -> None:
         gone = {tp.partition for tp in tps if tp.topic == self.topic}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 
 from libs.kafka import HandlerError, Incoming, Outgoing
 from libs.query import build_query
@@ -28,9 +28,9 @@ def search_query(keyword: str, start: datetime, end: datetime) -> str:
 
 def day_slices(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
     """The window cut at UTC midnights: one slice per calendar day it touches."""
-    start, end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
     cuts = [start]
-    t = datetime.combine(start.date(), time.min, timezone.utc) + timedelta(days=1)
+    t = datetime.combine(start.date(), time.min, UTC) + timedelta(days=1)
     while t < end:
         cuts.append(t)
         t += timedelta(days=1)
@@ -45,19 +45,37 @@ def jobs_for(task: OnDemandTask) -> list[SearchJob]:
     whenever the command is replayed. A user operation (a profile, a post's retweeters) has no
     window: it is one slice that pages X's list by cursor."""
     if task.operation != "SearchTimeline":
-        return [SearchJob(
-            task_id=task.task_id, slice_id="u0", slice_count=1, keyword=task.keyword,
-            query=task.target or "", operation=task.operation, priority=task.priority,
-            required_count=task.required_count, start_time=task.start_time,
-            end_time=task.end_time)]
+        return [
+            SearchJob(
+                task_id=task.task_id,
+                slice_id="u0",
+                slice_count=1,
+                keyword=task.keyword,
+                query=task.target or "",
+                operation=task.operation,
+                priority=task.priority,
+                required_count=task.required_count,
+                start_time=task.start_time,
+                end_time=task.end_time,
+            )
+        ]
     slices = day_slices(task.start_time, task.end_time)
-    return [SearchJob(
-        task_id=task.task_id, slice_id=f"d{s:%Y%m%dT%H%M%S}", slice_count=len(slices),
-        keyword=task.keyword, query=build_query(task.keyword, task.filters, s, e),
-        product=task.filters.tab if task.filters else "Latest",
-        priority=task.priority, required_count=task.required_count,
-        start_time=s, end_time=e, download_video=task.download_video,
-    ) for s, e in slices]
+    return [
+        SearchJob(
+            task_id=task.task_id,
+            slice_id=f"d{s:%Y%m%dT%H%M%S}",
+            slice_count=len(slices),
+            keyword=task.keyword,
+            query=build_query(task.keyword, task.filters, s, e),
+            product=task.filters.tab if task.filters else "Latest",
+            priority=task.priority,
+            required_count=task.required_count,
+            start_time=s,
+            end_time=e,
+            download_video=task.download_video,
+        )
+        for s, e in slices
+    ]
 
 
 def make_handler(settings: Settings, controls: TopicTable | None = None):
@@ -76,16 +94,17 @@ def make_handler(settings: Settings, controls: TopicTable | None = None):
         if not isinstance(task, (OnDemandTask, ScheduledTask)):
             return None  # schedule() dead-letters it
         if inc.key != task.task_id:
-            return (f"record key {inc.key!r} differs from task_id {task.task_id!r}: "
-                    "publish each task under its own task_id")
+            return (
+                f"record key {inc.key!r} differs from task_id {task.task_id!r}: "
+                "publish each task under its own task_id"
+            )
         try:  # the gateway's bounds: no window of millions of search jobs
             check_body(settings, task)
         except FieldError as e:
             return str(e)
         if task.callback_url:
             try:
-                await asyncio.to_thread(check_url, task.callback_url,
-                                        settings.webhook_allow_hosts)
+                await asyncio.to_thread(check_url, task.callback_url, settings.webhook_allow_hosts)
             except WebhookUrlError as e:
                 return f"callback_url: {e}"
         return None
@@ -97,11 +116,19 @@ def make_handler(settings: Settings, controls: TopicTable | None = None):
             if reason is None:
                 accepted.append(inc)
                 if rejected_before(inc.key):
-                    outs.append(Outgoing(TASK_CONTROLS, inc.key, TaskControl(
-                        task_id=inc.key, state="active", updated_at=datetime.now(timezone.utc))))
+                    outs.append(
+                        Outgoing(
+                            TASK_CONTROLS,
+                            inc.key,
+                            TaskControl(
+                                task_id=inc.key, state="active", updated_at=datetime.now(UTC)
+                            ),
+                        )
+                    )
                 continue
-            log.warning("scheduler rejects %s[%d]@%d: %s", inc.topic, inc.partition,
-                        inc.offset, reason)
+            log.warning(
+                "scheduler rejects %s[%d]@%d: %s", inc.topic, inc.partition, inc.offset, reason
+            )
             outs.append(inc.dead_letter(SERVICE, reason))
         return outs + await schedule(accepted)
 
@@ -116,6 +143,5 @@ async def schedule(batch: list[Incoming]) -> list[Outgoing]:
             continue  # its runs come back as on-demand tasks (schedules.ScheduleRunner)
         if not isinstance(task, OnDemandTask):
             raise HandlerError(f"unexpected record {type(task).__name__}")
-        outs.extend(Outgoing(SEARCH_JOBS, f"{j.task_id}/{j.slice_id}", j)
-                    for j in jobs_for(task))
+        outs.extend(Outgoing(SEARCH_JOBS, f"{j.task_id}/{j.slice_id}", j) for j in jobs_for(task))
     return outs

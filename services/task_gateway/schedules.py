@@ -16,7 +16,7 @@ import asyncio
 import logging
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from libs.kafka import Outgoing, Producer
 from libs.records.tasks import OnDemandTask, ScheduledTask, ScheduleState, TaskControl
@@ -45,11 +45,15 @@ class Plan:
     base_time: datetime
 
     @classmethod
-    def of(cls, task: ScheduledTask, state: ScheduleState | None = None) -> "Plan":
+    def of(cls, task: ScheduledTask, state: ScheduleState | None = None) -> Plan:
         if state is None or state.frequency is None or state.frequency_count is None:
             return cls(task.frequency, task.frequency_count, 0, task.submitted_at)
-        return cls(state.frequency, state.frequency_count, state.base_run,
-                   state.base_time or task.submitted_at)
+        return cls(
+            state.frequency,
+            state.frequency_count,
+            state.base_run,
+            state.base_time or task.submitted_at,
+        )
 
     def interval(self, scale: float = 1.0) -> timedelta:
         return timedelta(seconds=PERIOD_S[self.frequency] * scale / self.frequency_count)
@@ -63,8 +67,9 @@ class Plan:
             return self.base_run
         return self.base_run + math.floor((now - self.base_time) / self.interval(scale)) + 1
 
-    def replanned(self, frequency: str, frequency_count: int, last_run: int,
-                  scale: float = 1.0) -> "Plan":
+    def replanned(
+        self, frequency: str, frequency_count: int, last_run: int, scale: float = 1.0
+    ) -> Plan:
         """The plan after a change made when `last_run` was the last run fired."""
         if last_run < 0:  # nothing fired yet: the new frequency from the submission on
             return Plan(frequency, frequency_count, self.base_run, self.base_time)
@@ -87,25 +92,34 @@ def run_id(task_id: str, n: int) -> str:
     return f"{task_id}-r{n + 1:04d}"
 
 
-def run_task(task: ScheduledTask, n: int, scale: float = 1.0,
-             plan: Plan | None = None) -> OnDemandTask:
+def run_task(
+    task: ScheduledTask, n: int, scale: float = 1.0, plan: Plan | None = None
+) -> OnDemandTask:
     """Run n: the window since the previous run's fire time up to its own."""
     plan = plan or Plan.of(task)
     end = plan.fire_time(n, scale)
     start = plan.fire_time(n - 1, scale) if n > plan.base_run else end - plan.interval(scale)
     return OnDemandTask(
-        task_id=run_id(task.task_id, n), keyword=task.keyword, priority=task.priority,
-        required_count=0, start_time=start, end_time=end,
-        callback_url=task.callback_url, filters=task.filters,
-        download_video=task.download_video, submitted_at=end)
+        task_id=run_id(task.task_id, n),
+        keyword=task.keyword,
+        priority=task.priority,
+        required_count=0,
+        start_time=start,
+        end_time=end,
+        callback_url=task.callback_url,
+        filters=task.filters,
+        download_video=task.download_video,
+        submitted_at=end,
+    )
 
 
 class ScheduleRunner:
     """Fires due runs of the active scheduled tasks this replica owns (schedule_owner: one
     owner per task however many gateway replicas run)."""
 
-    def __init__(self, settings: Settings, producer: Producer, commands: TopicTable,
-                 controls: TopicTable):
+    def __init__(
+        self, settings: Settings, producer: Producer, commands: TopicTable, controls: TopicTable
+    ):
         self.settings = settings
         self.producer = producer
         self.commands = commands
@@ -149,8 +163,9 @@ class ScheduleRunner:
         return plan
 
     def next_execution(self, task: ScheduledTask) -> datetime:
-        return self.pending_plan(task).fire_time(self.last_run(task.task_id) + 1,
-                                                 self.settings.schedule_time_scale)
+        return self.pending_plan(task).fire_time(
+            self.last_run(task.task_id) + 1, self.settings.schedule_time_scale
+        )
 
     async def run(self) -> None:
         await self.state.start()
@@ -160,8 +175,8 @@ class ScheduleRunner:
             while not self._stop.is_set():
                 try:
                     async with self._firing:
-                        await self.tick(datetime.now(timezone.utc))
-                except Exception:  # noqa: BLE001 - broker hiccup: the next tick retries
+                        await self.tick(datetime.now(UTC))
+                except Exception:
                     log.exception("schedule tick failed; retrying")
                 stopped = asyncio.ensure_future(self._stop.wait())
                 polled = asyncio.ensure_future(self.ownership.poll(self.settings.schedule_tick_s))
@@ -176,8 +191,11 @@ class ScheduleRunner:
 
     async def tick(self, now: datetime) -> None:
         scale = self.settings.schedule_time_scale
-        for task in [t for k, t in self.commands.rows.items()
-                     if isinstance(t, ScheduledTask) and t.task_id == k and self.owns(k)]:
+        for task in [
+            t
+            for k, t in self.commands.rows.items()
+            if isinstance(t, ScheduledTask) and t.task_id == k and self.owns(k)
+        ]:
             ctl = self.controls.rows.get(task.task_id)
             if isinstance(ctl, TaskControl) and ctl.state != "active":
                 continue
@@ -191,17 +209,37 @@ class ScheduleRunner:
                 await self.producer.send_and_wait(Outgoing(SCHEDULE_STATE, task.task_id, st))
                 self.state.rows[task.task_id] = st
                 self.fired += 1
-                log.info("scheduled task %s: run %d fired (%s .. %s)", task.task_id, n + 1,
-                         run.start_time.isoformat(), run.end_time.isoformat())
+                log.info(
+                    "scheduled task %s: run %d fired (%s .. %s)",
+                    task.task_id,
+                    n + 1,
+                    run.start_time.isoformat(),
+                    run.end_time.isoformat(),
+                )
 
     @staticmethod
     def _state(task: ScheduledTask, plan: Plan, last_run: int, now: datetime) -> ScheduleState:
         changed = (plan.frequency, plan.frequency_count, plan.base_run, plan.base_time) != (
-            task.frequency, task.frequency_count, 0, task.submitted_at)
+            task.frequency,
+            task.frequency_count,
+            0,
+            task.submitted_at,
+        )
         return ScheduleState(
-            task_id=task.task_id, last_run=last_run, updated_at=now,
-            **({"frequency": plan.frequency, "frequency_count": plan.frequency_count,
-                "base_run": plan.base_run, "base_time": plan.base_time} if changed else {}))
+            task_id=task.task_id,
+            last_run=last_run,
+            updated_at=now,
+            **(
+                {
+                    "frequency": plan.frequency,
+                    "frequency_count": plan.frequency_count,
+                    "base_run": plan.base_run,
+                    "base_time": plan.base_time,
+                }
+                if changed
+                else {}
+            ),
+        )
 
     async def _apply_change(self, task: ScheduledTask, last: int, now: datetime) -> Plan:
         """Re-plan when the client changed the frequency (task-controls). This runner is the
@@ -215,6 +253,11 @@ class ScheduleRunner:
         st = self._state(task, plan, last, now)
         await self.producer.send_and_wait(Outgoing(SCHEDULE_STATE, task.task_id, st))
         self.state.rows[task.task_id] = st
-        log.info("scheduled task %s: re-planned to %d x %s after run %d", task.task_id,
-                 plan.frequency_count, plan.frequency, last + 1)
+        log.info(
+            "scheduled task %s: re-planned to %d x %s after run %d",
+            task.task_id,
+            plan.frequency_count,
+            plan.frequency,
+            last + 1,
+        )
         return plan

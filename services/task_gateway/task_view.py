@@ -7,8 +7,13 @@ from libs.records.accounts import AccountState, TaskAccountWait
 from libs.records.tasks import OnDemandTask, ScheduledTask, TaskControl, TaskProgress
 from libs.settings import Settings
 from libs.topic_table import TopicTable
-from libs.topics import (ACCOUNT_STATE, TASK_ACCOUNT_WAITS, TASK_COMMANDS, TASK_CONTROLS,
-                         TASK_PROGRESS)
+from libs.topics import (
+    ACCOUNT_STATE,
+    TASK_ACCOUNT_WAITS,
+    TASK_COMMANDS,
+    TASK_CONTROLS,
+    TASK_PROGRESS,
+)
 
 from .schedules import run_id
 
@@ -27,8 +32,11 @@ class TaskView:
         return [self.commands, self.progress, self.account_waits, self.controls, self.accounts]
 
     def active_accounts(self) -> int:
-        return sum(1 for a in self.accounts.rows.values()
-                   if isinstance(a, AccountState) and a.status == "active" and not a.removed)
+        return sum(
+            1
+            for a in self.accounts.rows.values()
+            if isinstance(a, AccountState) and a.status == "active" and not a.removed
+        )
 
     async def start(self) -> None:
         for t in self._tables():
@@ -45,10 +53,16 @@ class TaskView:
         return c if isinstance(c, TaskControl) else None
 
     def task_ids(self) -> list[str]:
-        ids = {k for k, v in self.commands.rows.items()
-               if isinstance(v, (OnDemandTask, ScheduledTask)) and v.task_id == k}
-        refused = {k for k, c in self.controls.rows.items()
-                   if isinstance(c, TaskControl) and c.state == "rejected"}
+        ids = {
+            k
+            for k, v in self.commands.rows.items()
+            if isinstance(v, (OnDemandTask, ScheduledTask)) and v.task_id == k
+        }
+        refused = {
+            k
+            for k, c in self.controls.rows.items()
+            if isinstance(c, TaskControl) and c.state == "rejected"
+        }
         return sorted(ids | refused)
 
     def _command(self, task_id: str):
@@ -67,26 +81,41 @@ class TaskView:
         if ctl is None or ctl.state != "rejected":
             return None
         task = self._command(task_id)
-        return {"task_id": task_id, "status": "rejected", "reason": ctl.reason,
-                "progress": {"collected": 0, "target": 0, "percentage": 0.0},
-                "created_at": task.submitted_at if task else ctl.updated_at,
-                "updated_at": ctl.updated_at}
+        return {
+            "task_id": task_id,
+            "status": "rejected",
+            "reason": ctl.reason,
+            "progress": {"collected": 0, "target": 0, "percentage": 0.0},
+            "created_at": task.submitted_at if task else ctl.updated_at,
+            "updated_at": ctl.updated_at,
+        }
 
     def scheduled_status(self, task: ScheduledTask) -> dict:
         ctl = self.control(task.task_id)
         state = ctl.state if ctl else "active"
         runs = self.schedules.last_run(task.task_id) + 1 if self.schedules else 0
         out = {
-            "task_id": task.task_id, "type": "scheduled",
+            "task_id": task.task_id,
+            "type": "scheduled",
             "status": {"active": "scheduled"}.get(state, state),
             "runs_fired": runs,
             "run_task_ids": [run_id(task.task_id, n) for n in range(runs)],
-            "next_execution": (self.schedules.next_execution(task)
-                               if self.schedules and state == "active" else None),
-            "progress": {"collected": sum(
-                p.collected for n in range(runs)
-                if isinstance(p := self.progress.rows.get(run_id(task.task_id, n)),
-                              TaskProgress)), "target": 0, "percentage": 0.0},
+            "next_execution": (
+                self.schedules.next_execution(task)
+                if self.schedules and state == "active"
+                else None
+            ),
+            "progress": {
+                "collected": sum(
+                    p.collected
+                    for n in range(runs)
+                    if isinstance(
+                        p := self.progress.rows.get(run_id(task.task_id, n)), TaskProgress
+                    )
+                ),
+                "target": 0,
+                "percentage": 0.0,
+            },
             "created_at": task.submitted_at,
             "updated_at": ctl.updated_at if ctl else task.submitted_at,
         }
@@ -102,8 +131,11 @@ class TaskView:
         w = self.account_waits.rows.get(task_id)
         if not isinstance(w, TaskAccountWait) or not w.waiting:
             return None
-        return {"message": w.reason or "waiting for accounts", "until": w.earliest_free_at,
-                "operation": w.operation}
+        return {
+            "message": w.reason or "waiting for accounts",
+            "until": w.earliest_free_at,
+            "operation": w.operation,
+        }
 
     def task(self, task_id: str) -> OnDemandTask | None:
         t = self._command(task_id)
@@ -152,6 +184,7 @@ class TaskView:
         if reason:
             out["reason"] = reason
         if status not in ("completed", "cancelled") and (
-                waiting := self.waiting_for_accounts(task_id)):
+            waiting := self.waiting_for_accounts(task_id)
+        ):
             out["waiting_for_accounts"] = waiting  # no account free: when one will be
         return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable
 from typing import TypeVar
 
 import httpx
@@ -43,8 +43,14 @@ class DependencyUnavailable(DependencyError):
 # Classes the app registers a handler for: the library bases a dependency's failure comes as
 # (which of them is one is libs/failures.py's call; anything else of these is still a 500).
 HANDLED: tuple[type[BaseException], ...] = (
-    DependencyError, ClickHouseError, KafkaError, MinioException,
-    urllib3.exceptions.HTTPError, httpx.HTTPError, OSError)
+    DependencyError,
+    ClickHouseError,
+    KafkaError,
+    MinioException,
+    urllib3.exceptions.HTTPError,
+    httpx.HTTPError,
+    OSError,
+)
 
 
 def classify(exc: BaseException) -> tuple[str, str, str] | None:
@@ -67,7 +73,6 @@ def root_cause(exc: BaseException) -> BaseException:
     return last
 
 
-
 def install(app: FastAPI, settings: Settings) -> None:
     """Register the handlers: 503 + Retry-After for a dependency failure, 500 otherwise."""
 
@@ -77,12 +82,18 @@ def install(app: FastAPI, settings: Settings) -> None:
             log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
             return JSONResponse({"status": "error", "detail": "internal error"}, 500)
         dependency, reason, full = found
-        log.warning("%s %s: %s unavailable (%s)", request.method, request.url.path,
-                    dependency, full)
+        log.warning(
+            "%s %s: %s unavailable (%s)", request.method, request.url.path, dependency, full
+        )
         return JSONResponse(
-            {"status": "unavailable", "dependency": dependency,
-             "detail": f"{dependency} is unreachable, try again later: {reason}"},
-            503, headers={"Retry-After": str(settings.api_retry_after_s)})
+            {
+                "status": "unavailable",
+                "dependency": dependency,
+                "detail": f"{dependency} is unreachable, try again later: {reason}",
+            },
+            503,
+            headers={"Retry-After": str(settings.api_retry_after_s)},
+        )
 
     for cls in HANDLED:
         app.add_exception_handler(cls, handler)
@@ -93,7 +104,7 @@ async def within(settings: Settings, dependency: str, what: Awaitable[T]) -> T:
     unavailable (a producer keeps retrying a down broker far longer than a client waits)."""
     try:
         return await asyncio.wait_for(what, settings.api_dependency_timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise DependencyUnavailable(
-            dependency, f"no answer within {settings.api_dependency_timeout_s:g} s") from None
-
+            dependency, f"no answer within {settings.api_dependency_timeout_s:g} s"
+        ) from None

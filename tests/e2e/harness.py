@@ -25,8 +25,11 @@ def fresh_prefix(bootstrap: str) -> str:
 class Gateway:
     def __init__(self, settings: Settings):
         self.base = f"http://{settings.gateway_host}:{settings.gateway_port}"
-        self.client = httpx.Client(base_url=self.base, timeout=10, headers={
-            "Authorization": f"Bearer {settings.api_token.get_secret_value()}"})
+        self.client = httpx.Client(
+            base_url=self.base,
+            timeout=10,
+            headers={"Authorization": f"Bearer {settings.api_token.get_secret_value()}"},
+        )
 
     def ready(self) -> bool:
         return self.client.get("/health").status_code == 200
@@ -58,5 +61,8 @@ class Simulator:
         return r.json()
 
     def search_requests(self, keyword: str) -> list[dict]:
-        return [e for e in self.log()
-                if e.get("operation") == "SearchTimeline" and keyword in (e.get("raw_query") or "")]
+        return [
+            e
+            for e in self.log()
+            if e.get("operation") == "SearchTimeline" and keyword in (e.get("raw_query") or "")
+        ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -35,8 +35,16 @@ pytestmark = pytest.mark.e2e
 START, END = "2026-08-01T00:00:00Z", "2026-08-03T00:00:00Z"  # 2,880 posts at 60/h
 PAGE_DELAY_S = 0.4  # the simulator's `slow` fault: every X page takes this long
 STRIKE_AT = 800  # posts collected when the broker is struck
-SERVICES = ["task-gateway", "scraper", "parser", "dedup-counter", "media-downloader",
-            "reporter", "account-manager", "kol-worker"]
+SERVICES = [
+    "task-gateway",
+    "scraper",
+    "parser",
+    "dedup-counter",
+    "media-downloader",
+    "reporter",
+    "account-manager",
+    "kol-worker",
+]
 
 
 class _Kafka:
@@ -48,8 +56,11 @@ class _Kafka:
     def settings(self, **overrides):
         from tests.conftest import make_settings
 
-        base = dict(kafka_bootstrap=self.bootstrap, kafka_group_mode="assign",
-                    kafka_empty_fetch_backoff_ms=50)
+        base = dict(
+            kafka_bootstrap=self.bootstrap,
+            kafka_group_mode="assign",
+            kafka_empty_fetch_backoff_ms=50,
+        )
         base.update(overrides)
         return make_settings(**base)
 
@@ -65,8 +76,9 @@ def clickhouse(tmp_path):
 
 
 @pytest.mark.parametrize("fault", ["sigkill-restart", "sigstop-30s"])
-def test_broker_fault_mid_task_loses_and_duplicates_nothing(fault, restartable_noida, clickhouse,
-                                                            xsim, s3, tmp_path):
+def test_broker_fault_mid_task_loses_and_duplicates_nothing(
+    fault, restartable_noida, clickhouse, xsim, s3, tmp_path
+):
     broker = restartable_noida
     kafka = _Kafka(restartable_noida)
     settings = report_settings(kafka, xsim, tmp_path, clickhouse, s3)
@@ -75,18 +87,23 @@ def test_broker_fault_mid_task_loses_and_duplicates_nothing(fault, restartable_n
     sim.configure(limits={"SearchTimeline": 100_000})
     keyword = f"drill{uuid.uuid4().hex[:6]}"
     corpus = set(sim.corpus_ids(search_query(keyword, _dt(START), _dt(END))))
-    procs = [ServiceProcess(name, [name], settings, tmp_path, supervised=True)
-             for name in SERVICES]
+    procs = [ServiceProcess(name, [name], settings, tmp_path, supervised=True) for name in SERVICES]
     gw = Gateway(settings)
-    sim.client.post("/_sim/faults", json={"kind": "slow", "delay_s": PAGE_DELAY_S}
-                    ).raise_for_status()
+    sim.client.post(
+        "/_sim/faults", json={"kind": "slow", "delay_s": PAGE_DELAY_S}
+    ).raise_for_status()
     try:
         with WebhookServer(SECRET) as hook:
             for p in procs:
                 p.start()
             wait_until(lambda: gw.ready(), 90, "the gateway to answer")
-            r = gw.submit(keyword=keyword, required_count=0, start_time=START, end_time=END,
-                          callback_url=hook.url)
+            r = gw.submit(
+                keyword=keyword,
+                required_count=0,
+                start_time=START,
+                end_time=END,
+                callback_url=hook.url,
+            )
             assert r.status_code == 200, r.text
             task_id = r.json()["task_id"]
 
@@ -108,14 +125,24 @@ def test_broker_fault_mid_task_loses_and_duplicates_nothing(fault, restartable_n
             assert gw.status(task_id)["status"] != "completed", "the fault came too late"
 
             final = wait_until(
-                lambda: (s := gw.status(task_id))["status"] == "completed" and s, 600,
-                "the task to complete\n" + "\n".join(p.tail(15) for p in procs))
-            wait_until(lambda: any(x.body.get("task_id") == task_id
-                                   and x.body.get("completion_status") == "completed"
-                                   for x in hook.accepted()), 240, "the completed report")
-            month = datetime.now(timezone.utc)
-            stats = gw.client.get("/api/v1/statistics/monthly", params={
-                "year": month.year, "month": month.month, "keyword": keyword}).json()
+                lambda: (s := gw.status(task_id))["status"] == "completed" and s,
+                600,
+                "the task to complete\n" + "\n".join(p.tail(15) for p in procs),
+            )
+            wait_until(
+                lambda: any(
+                    x.body.get("task_id") == task_id
+                    and x.body.get("completion_status") == "completed"
+                    for x in hook.accepted()
+                ),
+                240,
+                "the completed report",
+            )
+            month = datetime.now(UTC)
+            stats = gw.client.get(
+                "/api/v1/statistics/monthly",
+                params={"year": month.year, "month": month.month, "keyword": keyword},
+            ).json()
             restarts = {p.name: p.restarts() for p in procs}
             alive = {p.name: p.alive() for p in procs}
             requests = [e for e in sim.search_requests(keyword) if e.get("status") == 200]
@@ -130,8 +157,9 @@ def test_broker_fault_mid_task_loses_and_duplicates_nothing(fault, restartable_n
     # Every post of the window stored once; counts exact.
     got = _stored(clickhouse, task_id)
     assert got["ids"] == corpus, (len(got["ids"]), len(corpus))
-    assert got["count_final"] == got["uniq"] == got["task_posts"] == got["billing"] == \
-        len(corpus), got
+    assert (
+        got["count_final"] == got["uniq"] == got["task_posts"] == got["billing"] == len(corpus)
+    ), got
     assert final["progress"]["collected"] == len(corpus)
     assert [s["unique_posts_count"] for s in stats["statistics"]] == [len(corpus)], stats
     # Every post in exactly one delivered batch (a batch re-sent after a fault has its id and
@@ -154,8 +182,10 @@ def test_broker_fault_mid_task_loses_and_duplicates_nothing(fault, restartable_n
         assert mine[mine.index(cursor) + 1] == cursor, (query, cursor)
     # No process died because of the broker: none had to be restarted by its supervisor.
     assert restarts == {p.name: 0 for p in procs} and all(alive.values()), (restarts, alive)
-    print(f"{fault}: {len(corpus)} posts, {len(requests)} X pages ({struck_at} before the "
-          f"fault), {len(again)} asked again, {len(by_key)} batches")
+    print(
+        f"{fault}: {len(corpus)} posts, {len(requests)} X pages ({struck_at} before the "
+        f"fault), {len(again)} asked again, {len(by_key)} batches"
+    )
 
 
 def _sleep_watching(procs: list[ServiceProcess], seconds: float) -> None:
@@ -183,26 +213,42 @@ def _first_of_each_batch(received: list) -> list:
 
 def _stored(dsn: str, task_id: str) -> dict:
     with ClickHouseStore(dsn) as ch:
-        ids = {r[0] for r in ch.query_rows_sync(
-            "SELECT post_id FROM posts FINAL WHERE task_id = {t:String}", {"t": task_id})}
+        ids = {
+            r[0]
+            for r in ch.query_rows_sync(
+                "SELECT post_id FROM posts FINAL WHERE task_id = {t:String}", {"t": task_id}
+            )
+        }
         row = ch.query_rows_sync(
             "SELECT (SELECT count() FROM posts FINAL WHERE task_id = {t:String}), "
             "(SELECT uniqExact(post_id) FROM posts WHERE task_id = {t:String}), "
             "(SELECT uniqExact(post_id) FROM task_posts WHERE task_id = {t:String}), "
             "(SELECT uniqExact(post_id) FROM keyword_month_posts WHERE task_id = {t:String})",
-            {"t": task_id})[0]
-    return {"ids": ids, "count_final": row[0], "uniq": row[1], "task_posts": row[2],
-            "billing": row[3]}
+            {"t": task_id},
+        )[0]
+    return {
+        "ids": ids,
+        "count_final": row[0],
+        "uniq": row[1],
+        "task_posts": row[2],
+        "billing": row[3],
+    }
 
 
 def assert_consistent_cut(snapshot: dict) -> None:
     """What a SIGKILLed broker comes back with — its last snapshot, one JSON document — is a
     consistent cut: no consumer group's committed offset is past the end of the log it read
     (a commit made after its records were read is saved with them or not at all)."""
-    ends = {(name, p): part["high_watermark"]
-            for name, t in snapshot["topics"] for p, part in t["partitions"]}
+    ends = {
+        (name, p): part["high_watermark"]
+        for name, t in snapshot["topics"]
+        for p, part in t["partitions"]
+    }
     commits = snapshot["committed_offsets"]
     assert commits, "no commit in the snapshot: the drill struck too early"
-    bad = [(group, topic, p, offset, ends.get((topic, p)))
-           for (group, topic, p), offset in commits if offset > ends.get((topic, p), -1)]
+    bad = [
+        (group, topic, p, offset, ends.get((topic, p)))
+        for (group, topic, p), offset in commits
+        if offset > ends.get((topic, p), -1)
+    ]
     assert not bad, f"commits past their log's end in the snapshot: {bad}"

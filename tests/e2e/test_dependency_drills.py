@@ -18,7 +18,7 @@ import json
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -43,19 +43,31 @@ OUTAGE_S = 60
 
 
 def _dt(s: str) -> datetime:
-    return datetime.fromisoformat(s.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return datetime.fromisoformat(s.replace("Z", "+00:00")).astimezone(UTC)
 
 
-def drill_stack(noida, xsim, s3, tmp_path, hook_port: int,
-                services: tuple[str, ...] = SERVICES) -> SeparateStack:
+def drill_stack(
+    noida, xsim, s3, tmp_path, hook_port: int, services: tuple[str, ...] = SERVICES
+) -> SeparateStack:
     settings = pipeline_settings(
-        noida, xsim, tmp_path, str(tmp_path / "unused"),
-        object_store_url=f"s3://drill-{uuid.uuid4().hex[:10]}", s3_access_key="testing",
-        s3_secret_key="testing", webhook_secret=SECRET, webhook_allow_hosts="127.0.0.1",
+        noida,
+        xsim,
+        tmp_path,
+        str(tmp_path / "unused"),
+        object_store_url=f"s3://drill-{uuid.uuid4().hex[:10]}",
+        s3_access_key="testing",
+        s3_secret_key="testing",
+        webhook_secret=SECRET,
+        webhook_allow_hosts="127.0.0.1",
         webhook_url=f"http://127.0.0.1:{hook_port}/hook",
-        webhook_backoff_base_s=0.2, webhook_backoff_max_s=5.0,
-        dependency_retry_base_s=0.5, dependency_retry_max_s=5.0,
-        report_max_wait_s=1.0, report_tick_s=0.2, report_media_wait_s=120)
+        webhook_backoff_base_s=0.2,
+        webhook_backoff_max_s=5.0,
+        dependency_retry_base_s=0.5,
+        dependency_retry_max_s=5.0,
+        report_max_wait_s=1.0,
+        report_tick_s=0.2,
+        report_media_wait_s=120,
+    )
     return SeparateStack(settings, tmp_path, str(s3), services)
 
 
@@ -63,12 +75,19 @@ def _delivered(hooks: list[WebhookServer], task_id: str) -> list[dict]:
     return [r.body for h in hooks for r in h.accepted() if r.body.get("task_id") == task_id]
 
 
-@pytest.mark.parametrize("fault, services", [
-    ("clickhouse", SERVICES), ("object-store", SERVICES), ("webhook", SERVICES),
-    ("clickhouse", ("all",)),  # the single-process mode: every service in one process
-], ids=["clickhouse", "object-store", "webhook", "clickhouse-single-process"])
-def test_a_dependency_down_mid_task_loses_and_duplicates_nothing(fault, services, noida, xsim,
-                                                                 s3, tmp_path):
+@pytest.mark.parametrize(
+    "fault, services",
+    [
+        ("clickhouse", SERVICES),
+        ("object-store", SERVICES),
+        ("webhook", SERVICES),
+        ("clickhouse", ("all",)),  # the single-process mode: every service in one process
+    ],
+    ids=["clickhouse", "object-store", "webhook", "clickhouse-single-process"],
+)
+def test_a_dependency_down_mid_task_loses_and_duplicates_nothing(
+    fault, services, noida, xsim, s3, tmp_path
+):
     sim = Simulator(xsim)
     sim.configure(limits={"SearchTimeline": 100_000})
     hook_port = local.free_port()
@@ -81,8 +100,9 @@ def test_a_dependency_down_mid_task_loses_and_duplicates_nothing(fault, services
     try:
         stack.start()
         gw = Gateway(stack.settings)
-        r = gw.submit(task_id=task_id, keyword=keyword, required_count=0,
-                      start_time=START, end_time=END)
+        r = gw.submit(
+            task_id=task_id, keyword=keyword, required_count=0, start_time=START, end_time=END
+        )
         assert r.status_code == 200, r.text
 
         def collected() -> int:
@@ -92,8 +112,11 @@ def test_a_dependency_down_mid_task_loses_and_duplicates_nothing(fault, services
             wait_until(lambda: _delivered(hooks, task_id), 120, "a first delivered batch")
             hooks[-1].__exit__()
             down_at = time.monotonic()
-            wait_until(lambda: gw.status(task_id)["status"] == "completed", 180,
-                       "the task to complete while the webhook is down")
+            wait_until(
+                lambda: gw.status(task_id)["status"] == "completed",
+                180,
+                "the task to complete while the webhook is down",
+            )
             time.sleep(max(0.0, OUTAGE_S * 2 - (time.monotonic() - down_at)))
             hooks.append(WebhookServer(SECRET, port=hook_port).__enter__())
         else:
@@ -112,14 +135,21 @@ def test_a_dependency_down_mid_task_loses_and_duplicates_nothing(fault, services
             else:
                 # Collecting goes on (it needs no bucket); media and batch files wait.
                 stack.s3_up()
-        wait_until(lambda: any(b["completion_status"] == "completed"
-                               for b in _delivered(hooks, task_id)), 300,
-                   f"the completed report\n{stack.tails()}")
+        wait_until(
+            lambda: any(b["completion_status"] == "completed" for b in _delivered(hooks, task_id)),
+            300,
+            f"the completed report\n{stack.tails()}",
+        )
         assert stack.dead() == [] and stack.restarts() == {}, stack.tails()
         final = gw.status(task_id)
-        monthly = gw.client.get("/api/v1/statistics/monthly", params={
-            "year": datetime.now(timezone.utc).year, "month": datetime.now(timezone.utc).month,
-            "keyword": keyword}).json()
+        monthly = gw.client.get(
+            "/api/v1/statistics/monthly",
+            params={
+                "year": datetime.now(UTC).year,
+                "month": datetime.now(UTC).month,
+                "keyword": keyword,
+            },
+        ).json()
     finally:
         sim.client.delete("/_sim/faults")
         for h in hooks:
@@ -129,16 +159,23 @@ def test_a_dependency_down_mid_task_loses_and_duplicates_nothing(fault, services
     expected = set(sim.corpus_ids(search_query(keyword, _dt(START), _dt(END))))
     assert len(expected) > 2000
     with _reopened(stack) as ch:
-        ids = {r[0] for r in ch.query_rows_sync(
-            "SELECT post_id FROM task_posts WHERE task_id = {t:String}", {"t": task_id})}
+        ids = {
+            r[0]
+            for r in ch.query_rows_sync(
+                "SELECT post_id FROM task_posts WHERE task_id = {t:String}", {"t": task_id}
+            )
+        }
         rows, unique = ch.query_rows_sync(
             "SELECT count(), uniqExact(post_id) FROM posts FINAL WHERE task_id = {t:String}",
-            {"t": task_id})[0]
+            {"t": task_id},
+        )[0]
         billed = ch.query_rows_sync(
             "SELECT uniqExact(post_id) FROM keyword_month_posts WHERE keyword = {k:String}",
-            {"k": keyword})[0][0]
-        media_states = Counter(r[0] for r in ch.query_rows_sync(
-            "SELECT status FROM media_objects FINAL"))
+            {"k": keyword},
+        )[0][0]
+        media_states = Counter(
+            r[0] for r in ch.query_rows_sync("SELECT status FROM media_objects FINAL")
+        )
     assert ids == expected
     assert rows == unique == billed == len(expected)
     assert final["status"] == "completed" and final["progress"]["collected"] == len(expected)
@@ -161,12 +198,15 @@ def test_a_dependency_down_mid_task_loses_and_duplicates_nothing(fault, services
     assert media_states and set(media_states) == {"stored"}, media_states
 
     assert asyncio.run(dead_letters(stack.settings)) == []
-    asked = Counter((e["raw_query"], e.get("cursor")) for e in sim.search_requests(keyword)
-                    if e.get("status") == 200)
+    asked = Counter(
+        (e["raw_query"], e.get("cursor"))
+        for e in sim.search_requests(keyword)
+        if e.get("status") == 200
+    )
     assert max(asked.values()) == 1, [k for k, n in asked.items() if n > 1][:5]
 
 
-class _reopened:  # noqa: N801 - a context manager read as a phrase
+class _reopened:
     """ClickHouse read after the drill: the server is started again on the drill's data."""
 
     def __init__(self, stack: SeparateStack):

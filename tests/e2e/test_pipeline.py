@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -63,23 +63,28 @@ def fixture_expectations() -> tuple[dict, dict]:
         if res.get("__typename") == "TweetWithVisibilityResults":
             res = res["tweet"]
         user = res["core"]["user_results"]["result"]
-        handle = "@" + ((user.get("core") or {}).get("screen_name")
-                        or user["legacy"]["screen_name"])
+        handle = "@" + (
+            (user.get("core") or {}).get("screen_name") or user["legacy"]["screen_name"]
+        )
         leg = res["legacy"]
         if leg.get("retweeted_status_result"):
             orig = leg["retweeted_status_result"]["result"]
             if orig.get("__typename") == "TweetWithVisibilityResults":
                 orig = orig["tweet"]
             ou = orig["core"]["user_results"]["result"]
-            retweets[handle] = "@" + ((ou.get("core") or {}).get("screen_name")
-                                      or ou["legacy"]["screen_name"])
+            retweets[handle] = "@" + (
+                (ou.get("core") or {}).get("screen_name") or ou["legacy"]["screen_name"]
+            )
             continue
         views = (res.get("views") or {}).get("count")
         photos = [m for m in (leg.get("extended_entities") or {}).get("media", [])]
         plain[(handle, leg["favorite_count"])] = {
-            "retweet_count": leg["retweet_count"], "comment_count": leg["reply_count"],
-            "quote_count": leg["quote_count"], "view_count": int(views) if views else None,
-            "is_quote": bool(leg.get("is_quote_status")), "media": len(photos),
+            "retweet_count": leg["retweet_count"],
+            "comment_count": leg["reply_count"],
+            "quote_count": leg["quote_count"],
+            "view_count": int(views) if views else None,
+            "is_quote": bool(leg.get("is_quote_status")),
+            "media": len(photos),
         }
     return plain, retweets
 
@@ -90,19 +95,24 @@ def stored(chdb_dir: str, task_id: str) -> dict:
             "SELECT post_id, author_handle, like_count, retweet_count, comment_count, "
             "quote_count, view_count, is_quote, is_retweet, original_author_handle, "
             "original_post_id, post_images, post_time, post_url, keyword, raw_data "
-            "FROM posts FINAL WHERE task_id = {t:String}", {"t": task_id})
+            "FROM posts FINAL WHERE task_id = {t:String}",
+            {"t": task_id},
+        )
         counts = ch.query_rows_sync(
             "SELECT (SELECT uniqExact(post_id) FROM task_posts WHERE task_id = {t:String}), "
             "(SELECT count() FROM posts FINAL WHERE task_id = {t:String}), "
             "(SELECT uniqExact(post_id) FROM keyword_month_posts WHERE task_id = {t:String})",
-            {"t": task_id})[0]
+            {"t": task_id},
+        )[0]
     return {"posts": posts, "task_posts": counts[0], "posts_final": counts[1], "billing": counts[2]}
 
 
-@pytest.mark.parametrize("broker,clickhouse", [("noida", "chdb"), ("tansu", "chdb"),
-                                               ("noida", "http")])
-def test_ondemand_task_collects_exactly_the_requested_posts(broker, clickhouse, request, xsim,
-                                                            tmp_path, chdb_path):
+@pytest.mark.parametrize(
+    "broker,clickhouse", [("noida", "chdb"), ("tansu", "chdb"), ("noida", "http")]
+)
+def test_ondemand_task_collects_exactly_the_requested_posts(
+    broker, clickhouse, request, xsim, tmp_path, chdb_path
+):
     kafka = request.getfixturevalue(broker)
     if clickhouse == "http":
         chdb_path = request.getfixturevalue("clickhouse_http_dsn")
@@ -115,15 +125,19 @@ def test_ondemand_task_collects_exactly_the_requested_posts(broker, clickhouse, 
     gw = Gateway(settings)
     try:
         wait_until(lambda: proc.alive() and gw.ready(), 60, "the gateway to answer")
-        r = gw.submit(keyword=keyword, priority=3, required_count=500,
-                      start_time=START, end_time=END)
+        r = gw.submit(
+            keyword=keyword, priority=3, required_count=500, start_time=START, end_time=END
+        )
         assert r.status_code == 200, r.text
         body = r.json()
         task_id = body["task_id"]
         assert body["status"] == "accepted" and body["estimated_completion"]
 
-        final = wait_until(lambda: (s := gw.status(task_id))["status"] == "completed" and s,
-                           240, f"task {task_id} to complete\n{proc.tail()}")
+        final = wait_until(
+            lambda: (s := gw.status(task_id))["status"] == "completed" and s,
+            240,
+            f"task {task_id} to complete\n{proc.tail()}",
+        )
         assert final["progress"] == {"collected": 500, "target": 500, "percentage": 100.0}
         assert final["created_at"] and final["updated_at"]
     finally:
@@ -142,7 +156,7 @@ def test_ondemand_task_collects_exactly_the_requested_posts(broker, clickhouse, 
     for p in got["posts"]:
         assert p["keyword"] == keyword
         assert p["post_url"] == f"https://x.com/{p['author_handle'][1:]}/status/{p['post_id']}"
-        post_time = p["post_time"].replace(tzinfo=p["post_time"].tzinfo or timezone.utc)
+        post_time = p["post_time"].replace(tzinfo=p["post_time"].tzinfo or UTC)
         assert _dt(START) <= post_time < _dt(END)
         assert json.loads(p["raw_data"])["rest_id"] == p["post_id"]
         if p["is_retweet"]:

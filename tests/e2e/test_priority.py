@@ -22,9 +22,18 @@ START, END = "2026-06-01T00:00:00Z", "2026-06-02T00:00:00Z"
 def test_priority_one_first_and_no_starvation(noida, xsim, s3, tmp_path, chdb_path):
     uid = uuid.uuid4().hex[:6]
     settings = report_settings(
-        noida, xsim, tmp_path, chdb_path, s3, report_media_wait_s=0,
-        x_accounts=f"pri{uid}:tok-pri{uid}:ct0", x_rate_limits="SearchTimeline:5",
-        x_rate_window_s=WINDOW_S, scraper_concurrency=32, task_priority_aging_s=60)
+        noida,
+        xsim,
+        tmp_path,
+        chdb_path,
+        s3,
+        report_media_wait_s=0,
+        x_accounts=f"pri{uid}:tok-pri{uid}:ct0",
+        x_rate_limits="SearchTimeline:5",
+        x_rate_window_s=WINDOW_S,
+        scraper_concurrency=32,
+        task_priority_aging_s=60,
+    )
     sim = Simulator(xsim)
     sim.configure(limits={"SearchTimeline": 5}, window_seconds=WINDOW_S)
     try:
@@ -33,13 +42,25 @@ def test_priority_one_first_and_no_starvation(noida, xsim, s3, tmp_path, chdb_pa
             # A low task needs 6 pages, more than one window holds (5): one that took the
             # first window's budget before the priority-1 task's jobs arrived still cannot
             # finish before it (with 3 pages, it could: a race of arrival, not of priority).
-            low = [gw.submit(task_id=f"low{i}-{uid}", keyword=f"low{i}{uid}", priority=9,
-                             required_count=120, start_time=START, end_time=END
-                             ).json()["task_id"]
-                   for i in range(10)]
-            high = gw.submit(task_id=f"high-{uid}", keyword=f"high{uid}", priority=1,
-                             required_count=100, start_time=START,
-                             end_time=END).json()["task_id"]
+            low = [
+                gw.submit(
+                    task_id=f"low{i}-{uid}",
+                    keyword=f"low{i}{uid}",
+                    priority=9,
+                    required_count=120,
+                    start_time=START,
+                    end_time=END,
+                ).json()["task_id"]
+                for i in range(10)
+            ]
+            high = gw.submit(
+                task_id=f"high-{uid}",
+                keyword=f"high{uid}",
+                priority=1,
+                required_count=100,
+                start_time=START,
+                end_time=END,
+            ).json()["task_id"]
             done: dict[str, str] = {}
 
             def all_done() -> bool:

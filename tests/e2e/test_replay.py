@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -29,32 +29,35 @@ def task_posts(gw: Gateway, keyword: str) -> list[dict]:
 
 
 def monthly(gw: Gateway, keyword: str) -> int:
-    now = datetime.now(timezone.utc)
-    r = gw.client.get("/api/v1/statistics/monthly",
-                      params={"year": now.year, "month": now.month, "keyword": keyword})
+    now = datetime.now(UTC)
+    r = gw.client.get(
+        "/api/v1/statistics/monthly",
+        params={"year": now.year, "month": now.month, "keyword": keyword},
+    )
     r.raise_for_status()
     stats = r.json()["statistics"]
     return stats[0]["unique_posts_count"] if stats else 0
 
 
-def test_replay_rederives_without_x_and_keeps_counts(noida, xsim, tmp_path, chdb_path,
-                                                    monkeypatch):
+def test_replay_rederives_without_x_and_keeps_counts(noida, xsim, tmp_path, chdb_path, monkeypatch):
     settings = pipeline_settings(noida, xsim, tmp_path, chdb_path, metrics_port=0)
     sim = Simulator(xsim)
     sim.configure(limits={"SearchTimeline": 100_000})
     keyword = f"rp{uuid.uuid4().hex[:6]}"
     task_id = f"rp-{uuid.uuid4().hex[:8]}"
-    since = datetime.now(timezone.utc) - timedelta(seconds=5)
+    since = datetime.now(UTC) - timedelta(seconds=5)
     proc = ServiceProcess("xget-all", ["all"], settings, tmp_path).start()
     gw = Gateway(settings)
     try:
         wait_until(lambda: proc.alive() and gw.ready(), 60, "the gateway to answer")
-        r = gw.submit(task_id=task_id, keyword=keyword, required_count=300,
-                      start_time=START, end_time=END)
+        r = gw.submit(
+            task_id=task_id, keyword=keyword, required_count=300, start_time=START, end_time=END
+        )
         assert r.status_code == 200, r.text
         wait_until(lambda: gw.status(task_id)["status"] == "completed", 180, "the task")
-        before_posts = wait_until(lambda: (p := task_posts(gw, keyword)) and len(p) == 300 and p,
-                                  60, "300 stored posts")
+        before_posts = wait_until(
+            lambda: (p := task_posts(gw, keyword)) and len(p) == 300 and p, 60, "300 stored posts"
+        )
         assert all(p["lang"] != "replayed" for p in before_posts)
         before_month = monthly(gw, keyword)
         before_x = len(sim.search_requests(keyword))
@@ -73,11 +76,15 @@ def test_replay_rederives_without_x_and_keeps_counts(noida, xsim, tmp_path, chdb
         res = asyncio.run(replay(settings, since, task_id))
         assert res.tasks == 1 and res.pages >= 15 and res.records_out >= 300
 
-        wait_until(lambda: all(p["lang"] == "replayed" for p in task_posts(gw, keyword)), 90,
-                   "every stored post re-derived by the fixed parser")
+        wait_until(
+            lambda: all(p["lang"] == "replayed" for p in task_posts(gw, keyword)),
+            90,
+            "every stored post re-derived by the fixed parser",
+        )
         after_posts = task_posts(gw, keyword)
-        assert sorted(p["post_id"] for p in after_posts) == \
-            sorted(p["post_id"] for p in before_posts)
+        assert sorted(p["post_id"] for p in after_posts) == sorted(
+            p["post_id"] for p in before_posts
+        )
         assert monthly(gw, keyword) == before_month == 300
         assert gw.status(task_id)["progress"]["collected"] == 300
         assert len(sim.search_requests(keyword)) == before_x, "replay asked X"
@@ -90,18 +97,28 @@ def test_sigterm_during_a_task_loses_nothing(noida, xsim, tmp_path, chdb_path):
     sim = Simulator(xsim)
     sim.configure(limits={"SearchTimeline": 100_000})
     # Slow X pages, so that the SIGTERM lands while slices are still paging.
-    sim.client.post("/_sim/faults", json={"kind": "slow", "operation": "SearchTimeline",
-                                          "delay_s": 0.5}).raise_for_status()
+    sim.client.post(
+        "/_sim/faults", json={"kind": "slow", "operation": "SearchTimeline", "delay_s": 0.5}
+    ).raise_for_status()
     keyword = f"st{uuid.uuid4().hex[:6]}"
     task_id = f"st-{uuid.uuid4().hex[:8]}"
     gw = Gateway(settings)
     first = ServiceProcess("xget-all-1", ["all"], settings, tmp_path).start()
     try:
         wait_until(lambda: first.alive() and gw.ready(), 60, "the gateway to answer")
-        assert gw.submit(task_id=task_id, keyword=keyword, required_count=1000,
-                         start_time=START, end_time=END).status_code == 200
-        wait_until(lambda: 0 < gw.status(task_id)["progress"]["collected"], 120,
-                   "the task to be under way")
+        assert (
+            gw.submit(
+                task_id=task_id,
+                keyword=keyword,
+                required_count=1000,
+                start_time=START,
+                end_time=END,
+            ).status_code
+            == 200
+        )
+        wait_until(
+            lambda: 0 < gw.status(task_id)["progress"]["collected"], 120, "the task to be under way"
+        )
         assert gw.status(task_id)["progress"]["collected"] < 1000
     finally:
         stopped = first.stop(timeout=60)
@@ -110,11 +127,17 @@ def test_sigterm_during_a_task_loses_nothing(noida, xsim, tmp_path, chdb_path):
     second = ServiceProcess("xget-all-2", ["all"], settings, tmp_path).start()
     try:
         wait_until(lambda: second.alive() and gw.ready(), 60, "the gateway to answer again")
-        final = wait_until(lambda: (s := gw.status(task_id))["status"] == "completed" and s,
-                           240, "the task to complete after the restart")
+        final = wait_until(
+            lambda: (s := gw.status(task_id))["status"] == "completed" and s,
+            240,
+            "the task to complete after the restart",
+        )
         assert final["progress"]["collected"] == 1000
-        posts = wait_until(lambda: (p := task_posts(gw, keyword)) and len(p) == 1000 and p, 60,
-                           "1,000 stored posts")
+        posts = wait_until(
+            lambda: (p := task_posts(gw, keyword)) and len(p) == 1000 and p,
+            60,
+            "1,000 stored posts",
+        )
         assert len({p["post_id"] for p in posts}) == 1000
         assert monthly(gw, keyword) == 1000  # nothing lost, nothing counted twice
     finally:

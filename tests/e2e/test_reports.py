@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -34,11 +34,19 @@ START, END = "2026-10-01T00:00:00Z", "2026-10-02T00:00:00Z"
 
 
 def report_settings(noida, xsim, tmp_path, chdb_path, s3, **overrides):
-    opts = dict(object_store_url=f"s3://xget-{uuid.uuid4().hex[:10]}", s3_endpoint=str(s3),
-                s3_access_key="testing", s3_secret_key="testing",
-                webhook_secret=SECRET, webhook_allow_hosts="127.0.0.1",
-                webhook_backoff_base_s=0.05, webhook_backoff_max_s=0.5,
-                report_max_wait_s=1.0, report_tick_s=0.2, report_media_wait_s=20)
+    opts = dict(
+        object_store_url=f"s3://xget-{uuid.uuid4().hex[:10]}",
+        s3_endpoint=str(s3),
+        s3_access_key="testing",
+        s3_secret_key="testing",
+        webhook_secret=SECRET,
+        webhook_allow_hosts="127.0.0.1",
+        webhook_backoff_base_s=0.05,
+        webhook_backoff_max_s=0.5,
+        report_max_wait_s=1.0,
+        report_tick_s=0.2,
+        report_media_wait_s=20,
+    )
     opts.update(overrides)
     return pipeline_settings(noida, xsim, tmp_path, chdb_path, **opts)
 
@@ -46,10 +54,15 @@ def report_settings(noida, xsim, tmp_path, chdb_path, s3, **overrides):
 class Stack:
     """db process (gateway + dedup-counter + reporter share chdb) and a front process."""
 
-    def __init__(self, settings, tmp_path: Path,
-                 front=("scraper", "parser", "media-downloader", "account-manager")):
-        self.db = ServiceProcess("db", ["task-gateway", "dedup-counter", "reporter"],
-                                 settings, tmp_path)
+    def __init__(
+        self,
+        settings,
+        tmp_path: Path,
+        front=("scraper", "parser", "media-downloader", "account-manager"),
+    ):
+        self.db = ServiceProcess(
+            "db", ["task-gateway", "dedup-counter", "reporter"], settings, tmp_path
+        )
         self.front = ServiceProcess("front", list(front), settings, tmp_path)
         self.gw = Gateway(settings)
 
@@ -70,18 +83,29 @@ class Stack:
 
 
 def completed_report(hook: WebhookServer, task_id: str):
-    return next((r for r in hook.accepted() if r.body.get("task_id") == task_id
-                 and r.body.get("completion_status") == "completed"), None)
+    return next(
+        (
+            r
+            for r in hook.accepted()
+            if r.body.get("task_id") == task_id and r.body.get("completion_status") == "completed"
+        ),
+        None,
+    )
 
 
 def task_post_ids(chdb_dir: str, task_id: str) -> set[str]:
     with ClickHouseStore(f"chdb://{chdb_dir}") as ch:
-        return {r[0] for r in ch.query_rows_sync(
-            "SELECT post_id FROM task_posts FINAL WHERE task_id = {t:String}", {"t": task_id})}
+        return {
+            r[0]
+            for r in ch.query_rows_sync(
+                "SELECT post_id FROM task_posts FINAL WHERE task_id = {t:String}", {"t": task_id}
+            )
+        }
 
 
-def assert_reports_consistent(hook: WebhookServer, task_id: str, stored_ids: set[str],
-                              objects, late_batches: int = 0) -> list[dict]:
+def assert_reports_consistent(
+    hook: WebhookServer, task_id: str, stored_ids: set[str], objects, late_batches: int = 0
+) -> list[dict]:
     """`late_batches`: batches cut after the task's first completed one (posts that arrived
     late), which are marked completed too."""
     accepted = [r for r in hook.accepted() if r.body["task_id"] == task_id]
@@ -89,8 +113,9 @@ def assert_reports_consistent(hook: WebhookServer, task_id: str, stored_ids: set
     assert len(keys) == len(set(keys)), "a batch id was acknowledged twice"
     assert all(r.signature_ok for r in hook.all())
     bodies = sorted((r.body for r in accepted), key=lambda b: b["batch_id"])
-    assert [b["batch_id"] for b in bodies] == [f"{task_id}_batch_{i:03d}"
-                                              for i in range(1, len(bodies) + 1)]
+    assert [b["batch_id"] for b in bodies] == [
+        f"{task_id}_batch_{i:03d}" for i in range(1, len(bodies) + 1)
+    ]
     done = len(bodies) - 1 - late_batches
     assert all(b["completion_status"] == "completed" for b in bodies[done:])
     assert all(b["completion_status"] == "partial" for b in bodies[:done])
@@ -101,34 +126,45 @@ def assert_reports_consistent(hook: WebhookServer, task_id: str, stored_ids: set
     for b in bodies:
         assert b["batch_size"] == len(b["post_ids"])
         assert b["oss_file_path"].startswith("data/") and b["oss_file_path"].endswith(
-            f"/{b['batch_id']}.json")
+            f"/{b['batch_id']}.json"
+        )
         records = json.loads(objects.get_sync(b["oss_file_path"]))
         assert [r["post_id"] for r in records] == b["post_ids"]
-        assert all(r["task_id"] == task_id and r["oss_file_path"] == b["oss_file_path"]
-                   for r in records)
+        assert all(
+            r["task_id"] == task_id and r["oss_file_path"] == b["oss_file_path"] for r in records
+        )
     return bodies
 
 
 # Media the simulator is told to break: (path piece, fault, expected cause prefix).
-MEDIA_FAULTS = [("HMt0Fw0bQAAEz9N", {"kind": "404"}, "http 404"),
-                ("HMu23HtXsAEqNOA", {"kind": "html"}, "not an image"),
-                ("HMu2W_waoAAZmp3", {"kind": "huge", "size_mb": 60}, "too large")]
+MEDIA_FAULTS = [
+    ("HMt0Fw0bQAAEz9N", {"kind": "404"}, "http 404"),
+    ("HMu23HtXsAEqNOA", {"kind": "html"}, "not an image"),
+    ("HMu2W_waoAAZmp3", {"kind": "huge", "size_mb": 60}, "too large"),
+]
 
 
 def test_task_reported_in_signed_batches_with_files_and_media_in_the_bucket(
-        noida, xsim, s3, tmp_path, chdb_path):
+    noida, xsim, s3, tmp_path, chdb_path
+):
     settings = report_settings(noida, xsim, tmp_path, chdb_path, s3, report_media_wait_s=60)
     sim = Simulator(xsim)
     sim.configure(limits={"SearchTimeline": 100_000})
     for piece, fault, _ in MEDIA_FAULTS:
-        sim.client.post("/_sim/media-faults", json={"path_contains": piece, **fault}
-                        ).raise_for_status()
+        sim.client.post(
+            "/_sim/media-faults", json={"path_contains": piece, **fault}
+        ).raise_for_status()
     task_id = f"rep-{uuid.uuid4().hex[:8]}"
     try:
         with WebhookServer(SECRET, fail_times=3) as hook, Stack(settings, tmp_path) as stack:
-            r = stack.gw.submit(task_id=task_id, keyword=f"kw{uuid.uuid4().hex[:6]}",
-                                required_count=1000, start_time=START, end_time=END,
-                                callback_url=hook.url)
+            r = stack.gw.submit(
+                task_id=task_id,
+                keyword=f"kw{uuid.uuid4().hex[:6]}",
+                required_count=1000,
+                start_time=START,
+                end_time=END,
+                callback_url=hook.url,
+            )
             assert r.status_code == 200, r.text
             wait_until(lambda: completed_report(hook, task_id), 240, "the completed report")
     finally:
@@ -142,8 +178,12 @@ def test_task_reported_in_signed_batches_with_files_and_media_in_the_bucket(
 
     # Every media item of every reported post: stored with the simulator's exact bytes, or
     # (the broken ones) failed with the cause; their posts are reported all the same.
-    media = [m for b in bodies for rec in json.loads(objects.get_sync(b["oss_file_path"]))
-             for m in (*rec["post_images"], *rec["original_post_images"])]
+    media = [
+        m
+        for b in bodies
+        for rec in json.loads(objects.get_sync(b["oss_file_path"]))
+        for m in (*rec["post_images"], *rec["original_post_images"])
+    ]
     assert media, "the fixture's posts carry images"
     seen_failed = set()
     served: dict[str, bytes] = {}
@@ -165,18 +205,33 @@ def test_task_reported_in_signed_batches_with_files_and_media_in_the_bucket(
 
 
 def test_pause_then_resume_and_dead_letters_then_replay(noida, xsim, s3, tmp_path, chdb_path):
-    settings = report_settings(noida, xsim, tmp_path, chdb_path, s3, report_batch_size=50,
-                               report_media_wait_s=0, webhook_max_attempts=2,
-                               report_pause_s=600)
+    settings = report_settings(
+        noida,
+        xsim,
+        tmp_path,
+        chdb_path,
+        s3,
+        report_batch_size=50,
+        report_media_wait_s=0,
+        webhook_max_attempts=2,
+        report_pause_s=600,
+    )
     Simulator(xsim).configure(limits={"SearchTimeline": 100_000})
     paused, dead = f"pause-{uuid.uuid4().hex[:6]}", f"dead-{uuid.uuid4().hex[:6]}"
-    with WebhookServer(SECRET, pause_after_batches={f"{paused}_batch_001"}) as hook, \
-            WebhookServer(SECRET, fail_status=500) as dead_hook, \
-            Stack(settings, tmp_path) as stack:
+    with (
+        WebhookServer(SECRET, pause_after_batches={f"{paused}_batch_001"}) as hook,
+        WebhookServer(SECRET, fail_status=500) as dead_hook,
+        Stack(settings, tmp_path) as stack,
+    ):
         for tid, url in ((paused, hook.url), (dead, dead_hook.url)):
-            r = stack.gw.submit(task_id=tid, keyword=f"kw{uuid.uuid4().hex[:6]}",
-                                required_count=200, start_time=START, end_time=END,
-                                callback_url=url)
+            r = stack.gw.submit(
+                task_id=tid,
+                keyword=f"kw{uuid.uuid4().hex[:6]}",
+                required_count=200,
+                start_time=START,
+                end_time=END,
+                callback_url=url,
+            )
             assert r.status_code == 200, r.text
         # The paused task: batch 1 is delivered, then nothing while the client holds it.
         wait_until(lambda: hook.accepted(), 120, "the first report of the paused task")
@@ -190,9 +245,14 @@ def test_pause_then_resume_and_dead_letters_then_replay(noida, xsim, s3, tmp_pat
 
         dead_hook.fail_status = None
         env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(REPO)}
-        out = subprocess.run([sys.executable, "-m", "services.cli", "reports", "replay",
-                              "--task", dead], env=env, cwd=REPO, capture_output=True,
-                             text=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-m", "services.cli", "reports", "replay", "--task", dead],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert out.returncode == 0, out.stderr
         assert "queued 4 dead report(s)" in out.stdout, out.stdout
         wait_until(lambda: completed_report(dead_hook, dead), 120, "the replayed reports")
@@ -201,8 +261,9 @@ def test_pause_then_resume_and_dead_letters_then_replay(noida, xsim, s3, tmp_pat
     assert_reports_consistent(dead_hook, dead, task_post_ids(chdb_path, dead), objects)
 
 
-def test_reporter_killed_mid_run_loses_no_batch_and_moves_no_post(noida, xsim, s3, tmp_path,
-                                                                  chdb_path):
+def test_reporter_killed_mid_run_loses_no_batch_and_moves_no_post(
+    noida, xsim, s3, tmp_path, chdb_path
+):
     """SIGKILL of the process holding the gateway, dedup-counter and reporter after a few
     reports: after restart every post is reported exactly once, in the same batches; a batch
     the client may see again carries the same id (Idempotency-Key) and the same posts."""
@@ -214,9 +275,14 @@ def test_reporter_killed_mid_run_loses_no_batch_and_moves_no_post(noida, xsim, s
     task_id = f"kill-{uuid.uuid4().hex[:8]}"
     try:
         with WebhookServer(SECRET) as hook, Stack(settings, tmp_path) as stack:
-            r = stack.gw.submit(task_id=task_id, keyword=f"kw{uuid.uuid4().hex[:6]}",
-                                required_count=1000, start_time=START, end_time=END,
-                                callback_url=hook.url)
+            r = stack.gw.submit(
+                task_id=task_id,
+                keyword=f"kw{uuid.uuid4().hex[:6]}",
+                required_count=1000,
+                start_time=START,
+                end_time=END,
+                callback_url=hook.url,
+            )
             assert r.status_code == 200, r.text
             wait_until(lambda: len(hook.accepted()) >= 2, 120, "two reports")
             stack.db.kill()
@@ -231,26 +297,45 @@ def test_reporter_killed_mid_run_loses_no_batch_and_moves_no_post(noida, xsim, s
     for rec in hook.accepted():
         prev = by_key.setdefault(rec.idempotency_key, rec.body)
         assert prev == rec.body, "a batch id was re-sent with different content"
-    hook.requests = [r for i, r in enumerate(hook.requests)
-                     if r.idempotency_key not in {x.idempotency_key for x in hook.requests[:i]}]
-    bodies = assert_reports_consistent(hook, task_id, task_post_ids(chdb_path, task_id),
-                                       open_object_store(settings))
+    hook.requests = [
+        r
+        for i, r in enumerate(hook.requests)
+        if r.idempotency_key not in {x.idempotency_key for x in hook.requests[:i]}
+    ]
+    bodies = assert_reports_consistent(
+        hook, task_id, task_post_ids(chdb_path, task_id), open_object_store(settings)
+    )
     # 10 full batches, plus any partial one cut while the killed counter was away
     assert len(bodies) >= 10
 
 
-def test_slow_webhook_of_one_client_does_not_delay_another(noida, xsim, s3, tmp_path,
-                                                           chdb_path):
-    settings = report_settings(noida, xsim, tmp_path, chdb_path, s3, report_batch_size=50,
-                               report_media_wait_s=0, webhook_timeout_s=60)
+def test_slow_webhook_of_one_client_does_not_delay_another(noida, xsim, s3, tmp_path, chdb_path):
+    settings = report_settings(
+        noida,
+        xsim,
+        tmp_path,
+        chdb_path,
+        s3,
+        report_batch_size=50,
+        report_media_wait_s=0,
+        webhook_timeout_s=60,
+    )
     Simulator(xsim).configure(limits={"SearchTimeline": 100_000})
     slow_task, fast_task = f"slow-{uuid.uuid4().hex[:6]}", f"fast-{uuid.uuid4().hex[:6]}"
-    with WebhookServer(SECRET, delay_s=60) as slow, WebhookServer(SECRET) as fast, \
-            Stack(settings, tmp_path) as stack:
+    with (
+        WebhookServer(SECRET, delay_s=60) as slow,
+        WebhookServer(SECRET) as fast,
+        Stack(settings, tmp_path) as stack,
+    ):
         for tid, url in ((slow_task, slow.url), (fast_task, fast.url)):
-            r = stack.gw.submit(task_id=tid, keyword=f"kw{uuid.uuid4().hex[:6]}",
-                                required_count=200, start_time=START, end_time=END,
-                                callback_url=url)
+            r = stack.gw.submit(
+                task_id=tid,
+                keyword=f"kw{uuid.uuid4().hex[:6]}",
+                required_count=200,
+                start_time=START,
+                end_time=END,
+                callback_url=url,
+            )
             assert r.status_code == 200, r.text
         wait_until(lambda: slow.arrived >= 1, 120, "the slow client's first report to arrive")
         wait_until(lambda: completed_report(fast, fast_task), 120, "the fast client's reports")
@@ -258,15 +343,17 @@ def test_slow_webhook_of_one_client_does_not_delay_another(noida, xsim, s3, tmp_
         assert len(fast.accepted()) == 4
 
 
-def test_task_that_finds_nothing_still_gets_one_completed_report(noida, xsim, s3, tmp_path,
-                                                                 chdb_path):
+def test_task_that_finds_nothing_still_gets_one_completed_report(
+    noida, xsim, s3, tmp_path, chdb_path
+):
     settings = report_settings(noida, xsim, tmp_path, chdb_path, s3, report_media_wait_s=0)
     keyword = f"empty{uuid.uuid4().hex[:6]}"
     Simulator(xsim).configure(limits={"SearchTimeline": 100_000}, densities={keyword: 0})
     task_id = f"none-{uuid.uuid4().hex[:6]}"
     with WebhookServer(SECRET) as hook, Stack(settings, tmp_path) as stack:
-        r = stack.gw.submit(task_id=task_id, keyword=keyword, start_time=START, end_time=END,
-                            callback_url=hook.url)
+        r = stack.gw.submit(
+            task_id=task_id, keyword=keyword, start_time=START, end_time=END, callback_url=hook.url
+        )
         assert r.status_code == 200, r.text
         wait_until(lambda: completed_report(hook, task_id), 120, "the completed report")
     [only] = hook.accepted()
@@ -275,8 +362,9 @@ def test_task_that_finds_nothing_still_gets_one_completed_report(noida, xsim, s3
     assert json.loads(open_object_store(settings).get_sync(only.body["oss_file_path"])) == []
 
 
-def test_posts_stored_after_the_completed_report_are_reported_once(noida, xsim, s3, tmp_path,
-                                                                   chdb_path):
+def test_posts_stored_after_the_completed_report_are_reported_once(
+    noida, xsim, s3, tmp_path, chdb_path
+):
     """A post that reaches a finished task late (a replay after a parser fix, a redriven dead
     letter) is reported in a further batch, marked completed, with total_collected grown;
     the same late post arriving again is never reported twice."""
@@ -285,8 +373,9 @@ def test_posts_stored_after_the_completed_report_are_reported_once(noida, xsim, 
     Simulator(xsim).configure(limits={"SearchTimeline": 100_000}, densities={keyword: 5})
     task_id = f"late-{uuid.uuid4().hex[:6]}"
     with WebhookServer(SECRET) as hook, Stack(settings, tmp_path) as stack:
-        r = stack.gw.submit(task_id=task_id, keyword=keyword, start_time=START, end_time=END,
-                            callback_url=hook.url)
+        r = stack.gw.submit(
+            task_id=task_id, keyword=keyword, start_time=START, end_time=END, callback_url=hook.url
+        )
         assert r.status_code == 200, r.text
         wait_until(lambda: completed_report(hook, task_id), 120, "the completed report")
         first = [r.body for r in hook.accepted()]
@@ -296,31 +385,57 @@ def test_posts_stored_after_the_completed_report_are_reported_once(noida, xsim, 
         asyncio.run(_publish_late(settings, task_id, keyword, ["901", "902", "903"]))
         wait_until(lambda: len(hook.accepted()) > len(first), 120, "the late posts' report")
         asyncio.run(_publish_late(settings, task_id, keyword, ["901", "902", "903", "904"]))
-        wait_until(lambda: any("9000000000000000904" in r.body["post_ids"]
-                               for r in hook.accepted()), 120, "the second late report")
+        wait_until(
+            lambda: any("9000000000000000904" in r.body["post_ids"] for r in hook.accepted()),
+            120,
+            "the second late report",
+        )
     bodies = [r.body for r in hook.accepted()]
-    late = bodies[len(first):]
+    late = bodies[len(first) :]
     assert [b["post_ids"] for b in late] == [
         ["9000000000000000901", "9000000000000000902", "9000000000000000903"],
-        ["9000000000000000904"]]
+        ["9000000000000000904"],
+    ]
     assert [b["completion_status"] for b in late] == ["completed", "completed"]
     assert [b["total_collected"] for b in late] == [n + 3, n + 4]
-    assert [b["batch_id"] for b in late] == [f"{task_id}_batch_{i:03d}"
-                                            for i in (len(first) + 1, len(first) + 2)]
-    assert_reports_consistent(hook, task_id, task_post_ids(chdb_path, task_id),
-                              open_object_store(settings), late_batches=2)
+    assert [b["batch_id"] for b in late] == [
+        f"{task_id}_batch_{i:03d}" for i in (len(first) + 1, len(first) + 2)
+    ]
+    assert_reports_consistent(
+        hook,
+        task_id,
+        task_post_ids(chdb_path, task_id),
+        open_object_store(settings),
+        late_batches=2,
+    )
 
 
 async def _publish_late(settings, task_id: str, keyword: str, suffixes: list[str]) -> None:
     """Posts of the task as the parser publishes them (a replay or redrive does the same)."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     producer = await Producer(settings).start()
     try:
-        await producer.send_all([Outgoing(POSTS, task_id, Post(
-            post_url=f"https://x.com/late/status/9000000000000000{s}",
-            post_id=f"9000000000000000{s}", post_type="text", author_handle="@late",
-            post_time=now, post_content=f"late {s}", keyword=keyword, task_id=task_id,
-            collected_at=now, raw_data="{}"), headers=((POSTS_TARGET_HEADER, b"0"),))
-            for s in suffixes])
+        await producer.send_all(
+            [
+                Outgoing(
+                    POSTS,
+                    task_id,
+                    Post(
+                        post_url=f"https://x.com/late/status/9000000000000000{s}",
+                        post_id=f"9000000000000000{s}",
+                        post_type="text",
+                        author_handle="@late",
+                        post_time=now,
+                        post_content=f"late {s}",
+                        keyword=keyword,
+                        task_id=task_id,
+                        collected_at=now,
+                        raw_data="{}",
+                    ),
+                    headers=((POSTS_TARGET_HEADER, b"0"),),
+                )
+                for s in suffixes
+            ]
+        )
     finally:
         await producer.stop()

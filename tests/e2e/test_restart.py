@@ -26,14 +26,16 @@ TARGET = 5000
 
 
 def test_sigkill_of_parser_counter_and_scraper_loses_and_duplicates_nothing(
-        noida, xsim, tmp_path, chdb_path):
+    noida, xsim, tmp_path, chdb_path
+):
     settings = pipeline_settings(noida, xsim, tmp_path, chdb_path)
     sim = Simulator(xsim)
     # Slow X down a little so the kills land mid-run rather than after the end.
     sim.configure(limits={"SearchTimeline": 100_000})
     keyword = f"restart{uuid.uuid4().hex[:6]}"
-    front = ServiceProcess("gateway-scraper", ["task-gateway", "scraper", "account-manager"],
-                           settings, tmp_path)
+    front = ServiceProcess(
+        "gateway-scraper", ["task-gateway", "scraper", "account-manager"], settings, tmp_path
+    )
     parser = ServiceProcess("parser", ["parser"], settings, tmp_path)
     counter = ServiceProcess("counter", ["dedup-counter"], settings, tmp_path)
     procs = [front, parser, counter]
@@ -44,8 +46,13 @@ def test_sigkill_of_parser_counter_and_scraper_loses_and_duplicates_nothing(
         for p in procs:
             p.start()
         wait_until(lambda: front.alive() and gw.ready(), 60, "the gateway to answer")
-        r = gw.submit(task_id=f"restart-{keyword}", keyword=keyword, required_count=TARGET,
-                      start_time=START, end_time=END)
+        r = gw.submit(
+            task_id=f"restart-{keyword}",
+            keyword=keyword,
+            required_count=TARGET,
+            start_time=START,
+            end_time=END,
+        )
         assert r.status_code == 200, r.text
         task_id = r.json()["task_id"]
 
@@ -57,8 +64,11 @@ def test_sigkill_of_parser_counter_and_scraper_loses_and_duplicates_nothing(
         counter.kill()
         before = len(sim.search_requests(keyword))
         # The scraper keeps fetching while they are down; its pages wait on raw-pages.
-        wait_until(lambda: len(sim.search_requests(keyword)) >= before + 10, 60,
-                   "the scraper to fetch on while parser and counter are dead")
+        wait_until(
+            lambda: len(sim.search_requests(keyword)) >= before + 10,
+            60,
+            "the scraper to fetch on while parser and counter are dead",
+        )
         parser.start()
         counter.start()
 
@@ -68,8 +78,11 @@ def test_sigkill_of_parser_counter_and_scraper_loses_and_duplicates_nothing(
         front.start()
         wait_until(lambda: front.alive() and gw.ready(), 60, "the gateway to come back")
 
-        final = wait_until(lambda: (s := gw.status(task_id))["status"] == "completed" and s,
-                           300, f"the task to complete\n{front.tail()}\n{counter.tail()}")
+        final = wait_until(
+            lambda: (s := gw.status(task_id))["status"] == "completed" and s,
+            300,
+            f"the task to complete\n{front.tail()}\n{counter.tail()}",
+        )
         assert final["progress"]["collected"] == TARGET
     finally:
         sim.client.delete("/_sim/faults")
@@ -85,8 +98,9 @@ def test_sigkill_of_parser_counter_and_scraper_loses_and_duplicates_nothing(
 
     # While the parser and the counter were killed and restarted, X was never asked for the
     # same page twice: every (query, cursor) pair was answered once.
-    asked = Counter((e["raw_query"], e.get("cursor")) for e in before_scraper_kill
-                    if e.get("status") == 200)
+    asked = Counter(
+        (e["raw_query"], e.get("cursor")) for e in before_scraper_kill if e.get("status") == 200
+    )
     twice = {k: n for k, n in asked.items() if n > 1}
     assert not twice, f"pages requested more than once: {list(twice)[:5]}"
     assert len(asked) >= 800 // 20
@@ -102,19 +116,25 @@ def test_sigkill_of_parser_counter_and_scraper_loses_and_duplicates_nothing(
         mine = [e.get("cursor") for e in log if e["raw_query"] == query]
         first = mine.index(cursor)
         assert mine[first + 1] == cursor, (
-            f"page asked again after later pages of its slice: {query} {cursor}")
+            f"page asked again after later pages of its slice: {query} {cursor}"
+        )
     # ...and raw-pages holds every page of the task once: the first answer of a page asked
     # again had never been stored (had it been, recovery would have resumed after it).
     stored_pages = Counter(asyncio.run(raw_pages_of(settings, task_id)))
     assert stored_pages and max(stored_pages.values()) == 1, [
-        k for k, n in stored_pages.items() if n > 1][:5]
+        k for k, n in stored_pages.items() if n > 1
+    ][:5]
 
 
 async def raw_pages_of(settings, task_id: str) -> list[tuple[str, str | None]]:
     out = []
     for p in range(RAW_PAGES.partitions):
         async for _m, rec in scan_partition(settings, RAW_PAGES, p, 0):
-            if isinstance(rec, RawPage) and rec.task_id == task_id and rec.outcome == "ok" \
-                    and rec.response is not None:
+            if (
+                isinstance(rec, RawPage)
+                and rec.task_id == task_id
+                and rec.outcome == "ok"
+                and rec.response is not None
+            ):
                 out.append((rec.query, rec.cursor_in))
     return out

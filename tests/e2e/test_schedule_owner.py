@@ -44,6 +44,7 @@ def task_ids(n_per_partition: int) -> list[str]:
 
 def runs_published(settings) -> Counter:
     """How many times each run's command is on task-commands."""
+
     async def scan() -> Counter:
         seen: Counter = Counter()
         for p in range(TASK_COMMANDS.partitions):
@@ -51,6 +52,7 @@ def runs_published(settings) -> Counter:
                 if isinstance(rec, OnDemandTask):
                     seen[rec.task_id] += 1
         return seen
+
     return asyncio.run(scan())
 
 
@@ -60,30 +62,54 @@ def fired_by(proc: ServiceProcess) -> Counter:
 
 
 def test_two_gateways_fire_each_run_once_and_survive_a_kill(tansu, tmp_path):
-    settings = tansu.settings(topic_prefix=fresh_prefix(tansu.bootstrap),
-                              kafka_group_mode="members", api_token="tok", schedule_tick_s=0.2,
-                              data_dir=str(tmp_path / "data"))
-    gws = [ServiceProcess(f"gateway{i}", ["task-gateway"], settings.model_copy(update={
-        "gateway_port": local.free_port(), "metrics_port": local.free_port()}), tmp_path)
-        for i in (1, 2)]
+    settings = tansu.settings(
+        topic_prefix=fresh_prefix(tansu.bootstrap),
+        kafka_group_mode="members",
+        api_token="tok",
+        schedule_tick_s=0.2,
+        data_dir=str(tmp_path / "data"),
+    )
+    gws = [
+        ServiceProcess(
+            f"gateway{i}",
+            ["task-gateway"],
+            settings.model_copy(
+                update={"gateway_port": local.free_port(), "metrics_port": local.free_port()}
+            ),
+            tmp_path,
+        )
+        for i in (1, 2)
+    ]
     clients = [gateway_client(g.settings) for g in gws]
     ids = task_ids(2)
     try:
         for g in gws:
             g.start()
-        wait_until(lambda: all_alive(gws) and all(
-            c.get("/health").status_code == 200 for c in clients), 60, "both gateways")
+        wait_until(
+            lambda: all_alive(gws) and all(c.get("/health").status_code == 200 for c in clients),
+            60,
+            "both gateways",
+        )
         for tid in ids:  # hourly × 3600: a run a second each
-            r = clients[0].post("/api/v1/tasks/scheduled", json={
-                "task_id": tid, "keyword": "tesla", "frequency": "hourly",
-                "frequency_count": 3600})
+            r = clients[0].post(
+                "/api/v1/tasks/scheduled",
+                json={
+                    "task_id": tid,
+                    "keyword": "tesla",
+                    "frequency": "hourly",
+                    "frequency_count": 3600,
+                },
+            )
             assert r.status_code == 200, r.text
 
         def runs(client) -> dict[str, int]:
             return {t: client.get(f"/api/v1/tasks/{t}").json()["runs_fired"] for t in ids}
 
-        wait_until(lambda: all_alive(gws) and min(runs(clients[1]).values()) >= 8, 90,
-                   "8 runs of every task")
+        wait_until(
+            lambda: all_alive(gws) and min(runs(clients[1]).values()) >= 8,
+            90,
+            "8 runs of every task",
+        )
         # Both replicas fire (each owns its partitions' tasks), no run is fired by both,
         # and every run's command is on the topic once.
         logs = [fired_by(g) for g in gws]
@@ -97,9 +123,14 @@ def test_two_gateways_fire_each_run_once_and_survive_a_kill(tansu, tmp_path):
         # SIGKILL one: the other takes its tasks over (after the group's session timeout).
         gws[0].kill()
         at_kill = runs(clients[1])
-        wait_until(lambda: all_alive(gws[1:]) and all(
-            n >= at_kill[t] + 10 for t, n in runs(clients[1]).items()), 90,
-            "the survivor to fire every task's runs")
+        wait_until(
+            lambda: (
+                all_alive(gws[1:])
+                and all(n >= at_kill[t] + 10 for t, n in runs(clients[1]).items())
+            ),
+            90,
+            "the survivor to fire every task's runs",
+        )
         published = runs_published(settings)
         last = runs(clients[1])
         # Every run up to the last fired is on the topic; only a run the killed gateway had

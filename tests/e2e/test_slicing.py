@@ -31,8 +31,15 @@ def _dt(s: str) -> datetime:
 
 
 def test_thirty_day_window_sliced_parallel_exact(noida, xsim, s3, tmp_path, chdb_path):
-    settings = report_settings(noida, xsim, tmp_path, chdb_path, s3, report_media_wait_s=0,
-                               x_accounts="s1:tok-s1:c1,s2:tok-s2:c2,s3:tok-s3:c3")
+    settings = report_settings(
+        noida,
+        xsim,
+        tmp_path,
+        chdb_path,
+        s3,
+        report_media_wait_s=0,
+        x_accounts="s1:tok-s1:c1,s2:tok-s2:c2,s3:tok-s3:c3",
+    )
     all_kw, tgt_kw = f"month{uuid.uuid4().hex[:6]}", f"target{uuid.uuid4().hex[:6]}"
     sim = Simulator(xsim)
     # 4 posts an hour: 2,880 posts in the 30 days, 96 a day (5 pages per slice).
@@ -41,10 +48,16 @@ def test_thirty_day_window_sliced_parallel_exact(noida, xsim, s3, tmp_path, chdb
         gw = stack.gw
         a = gw.submit(keyword=all_kw, required_count=0, start_time=START, end_time=END).json()
         t = gw.submit(keyword=tgt_kw, required_count=700, start_time=START, end_time=END).json()
-        done_a = wait_until(lambda: (s := gw.status(a["task_id"]))["status"] == "completed"
-                            and s, 240, "the 30-day task")
-        done_t = wait_until(lambda: (s := gw.status(t["task_id"]))["status"] == "completed"
-                            and s, 240, "the 700-post task")
+        done_a = wait_until(
+            lambda: (s := gw.status(a["task_id"]))["status"] == "completed" and s,
+            240,
+            "the 30-day task",
+        )
+        done_t = wait_until(
+            lambda: (s := gw.status(t["task_id"]))["status"] == "completed" and s,
+            240,
+            "the 700-post task",
+        )
         prog = gw.client.get(f"/api/v1/tasks/{a['task_id']}/progress").json()
 
     expected = sim.corpus_ids(search_query(all_kw, _dt(START), _dt(END)))
@@ -59,8 +72,9 @@ def test_thirty_day_window_sliced_parallel_exact(noida, xsim, s3, tmp_path, chdb
     assert done_t["progress"]["collected"] == 700
     # Order the target task's pages by when they were asked: once the pages asked so far held
     # 700 posts, only pages already in flight may follow (at most one per running slice).
-    pages = sorted((p.requested_at, p.entries) for p in asyncio.run(
-        raw_pages(settings, t["task_id"])))
+    pages = sorted(
+        (p.requested_at, p.entries) for p in asyncio.run(raw_pages(settings, t["task_id"]))
+    )
     total, reached = 0, None
     for i, (_, n) in enumerate(pages):
         total += n
@@ -77,14 +91,19 @@ async def raw_pages(settings, task_id: str) -> list[RawPage]:
     out = []
     for p in range(RAW_PAGES.partitions):
         async for _m, rec in scan_partition(settings, RAW_PAGES, p, 0):
-            if isinstance(rec, RawPage) and rec.task_id == task_id and rec.outcome == "ok" \
-                    and rec.response is not None:
+            if (
+                isinstance(rec, RawPage)
+                and rec.task_id == task_id
+                and rec.outcome == "ok"
+                and rec.response is not None
+            ):
                 out.append(rec)
     return out
 
 
-def test_dense_day_is_cut_into_hours_on_several_accounts_exact(noida, xsim, s3, tmp_path,
-                                                               chdb_path):
+def test_dense_day_is_cut_into_hours_on_several_accounts_exact(
+    noida, xsim, s3, tmp_path, chdb_path
+):
     """A window of one dense day plus two hours: the day's first page shows its rest would take
     ~143 pages, so (parts of ~5 pages, an hour at least) it is cut into hour slices that run on
     several accounts; the short slice is not cut; every post of the window is collected
@@ -94,8 +113,11 @@ def test_dense_day_is_cut_into_hours_on_several_accounts_exact(noida, xsim, s3, 
     with Stack(settings, tmp_path) as stack:
         gw = stack.gw
         t = gw.submit(keyword=kw, required_count=0, start_time=start, end_time=end).json()
-        done = wait_until(lambda: (s := gw.status(t["task_id"]))["status"] == "completed"
-                          and s, 240, "the dense task")
+        done = wait_until(
+            lambda: (s := gw.status(t["task_id"]))["status"] == "completed" and s,
+            240,
+            "the dense task",
+        )
         prog = gw.client.get(f"/api/v1/tasks/{t['task_id']}/progress").json()
 
     expected = sim.corpus_ids(search_query(kw, _dt(start), _dt(end)))
@@ -117,8 +139,9 @@ def test_dense_day_is_cut_into_hours_on_several_accounts_exact(noida, xsim, s3, 
     assert max(asked.values()) == 1
 
 
-def test_sigkill_of_the_scraper_while_a_dense_day_runs_in_parts(noida, xsim, s3, tmp_path,
-                                                                chdb_path):
+def test_sigkill_of_the_scraper_while_a_dense_day_runs_in_parts(
+    noida, xsim, s3, tmp_path, chdb_path
+):
     """The scraper is SIGKILLed while the parts of a cut day run: after the restart the same
     parts resume (none made twice, the day's first page not asked again), only pages that
     were in flight are asked again, and every post is collected exactly once."""
@@ -139,8 +162,11 @@ def test_sigkill_of_the_scraper_while_a_dense_day_runs_in_parts(noida, xsim, s3,
             stack.front.kill()
             killed_at = len(sim.search_requests(kw))
             stack.front.start()
-            done = wait_until(lambda: (s := gw.status(t["task_id"]))["status"] == "completed"
-                              and s, 240, f"the task after the kill\n{stack.front.tail()}")
+            done = wait_until(
+                lambda: (s := gw.status(t["task_id"]))["status"] == "completed" and s,
+                240,
+                f"the task after the kill\n{stack.front.tail()}",
+            )
     finally:
         sim.client.delete("/_sim/faults")
         others.stop()
@@ -168,9 +194,16 @@ def span_s(query: str) -> float:
 def dense_setup(noida, xsim, s3, tmp_path, chdb_path, prefix: str):
     """3 accounts, parts of ~5 pages, and a keyword at 120 posts an hour (2,880 a day: the
     day's first page shows ~143 more pages)."""
-    settings = report_settings(noida, xsim, tmp_path, chdb_path, s3, report_media_wait_s=0,
-                               x_accounts="s1:tok-s1:c1,s2:tok-s2:c2,s3:tok-s3:c3",
-                               scraper_split_pages=5)
+    settings = report_settings(
+        noida,
+        xsim,
+        tmp_path,
+        chdb_path,
+        s3,
+        report_media_wait_s=0,
+        x_accounts="s1:tok-s1:c1,s2:tok-s2:c2,s3:tok-s3:c3",
+        scraper_split_pages=5,
+    )
     kw = f"{prefix}{uuid.uuid4().hex[:6]}"
     sim = Simulator(xsim)
     sim.configure(limits={"SearchTimeline": 100_000}, densities={kw: 120})

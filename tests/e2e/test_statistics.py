@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -25,12 +25,15 @@ B = ("2026-10-01T05:00:00Z", "2026-10-01T15:00:00Z")
 
 
 def month_after(t: datetime) -> datetime:
-    return datetime(t.year + (t.month == 12), t.month % 12 + 1, 1, 12, tzinfo=timezone.utc)
+    return datetime(t.year + (t.month == 12), t.month % 12 + 1, 1, 12, tzinfo=UTC)
 
 
 def wait_done(gw, task_id: str) -> dict:
-    return wait_until(lambda: (s := gw.status(task_id))["status"] == "completed" and s, 180,
-                      f"task {task_id} to complete")
+    return wait_until(
+        lambda: (s := gw.status(task_id))["status"] == "completed" and s,
+        180,
+        f"task {task_id} to complete",
+    )
 
 
 async def collect_again(settings, posts: list[dict], task_id: str, when: datetime) -> None:
@@ -41,8 +44,14 @@ async def collect_again(settings, posts: list[dict], task_id: str, when: datetim
     try:
         outs = []
         for p in posts:
-            rec = Post.model_validate({**p, "task_id": task_id, "collected_at": when,
-                                       "hashtags": ["XGetBilling", f"h{int(p['post_id']) % 3}"]})
+            rec = Post.model_validate(
+                {
+                    **p,
+                    "task_id": task_id,
+                    "collected_at": when,
+                    "hashtags": ["XGetBilling", f"h{int(p['post_id']) % 3}"],
+                }
+            )
             outs.append(Outgoing(POSTS, task_id, rec, ((POSTS_TARGET_HEADER, b"0"),)))
         await producer.send_all(outs)
     finally:
@@ -56,11 +65,17 @@ def test_monthly_unique_counts_and_data_api(noida, xsim, s3, tmp_path, chdb_path
     with Stack(settings, tmp_path) as stack:
         gw = stack.gw
         ta, tb, tc = (f"{keyword}-{x}" for x in "abc")
-        assert gw.submit(task_id=ta, keyword=keyword, start_time=A[0], end_time=A[1]).status_code == 200
+        assert (
+            gw.submit(task_id=ta, keyword=keyword, start_time=A[0], end_time=A[1]).status_code
+            == 200
+        )
         wait_done(gw, ta)
-        assert gw.submit(task_id=tb, keyword=keyword, start_time=B[0], end_time=B[1]).status_code == 200
+        assert (
+            gw.submit(task_id=tb, keyword=keyword, start_time=B[0], end_time=B[1]).status_code
+            == 200
+        )
         wait_done(gw, tb)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
 
         def monthly(t: datetime, kw: str | None = keyword) -> dict:
             params = {"year": t.year, "month": t.month} | ({"keyword": kw} if kw else {})
@@ -71,7 +86,8 @@ def test_monthly_unique_counts_and_data_api(noida, xsim, s3, tmp_path, chdb_path
         this = monthly(now)
         assert this["period"] == f"{now:%Y-%m}"
         assert [(s["keyword"], s["unique_posts_count"]) for s in this["statistics"]] == [
-            (keyword, 900)]
+            (keyword, 900)
+        ]
 
         sa = gw.client.get(f"/api/v1/statistics/tasks/{ta}").json()
         sb = gw.client.get(f"/api/v1/statistics/tasks/{tb}").json()
@@ -81,17 +97,22 @@ def test_monthly_unique_counts_and_data_api(noida, xsim, s3, tmp_path, chdb_path
         assert sb["completed_at"] and sb["created_at"]
 
         # Data API: every post of the keyword, pages without overlap.
-        page1 = gw.client.get("/api/v1/data/tweets/search",
-                              params={"keyword": keyword, "limit": 500}).json()
-        page2 = gw.client.get("/api/v1/data/tweets/search",
-                              params={"keyword": keyword, "limit": 500, "offset": 500}).json()
+        page1 = gw.client.get(
+            "/api/v1/data/tweets/search", params={"keyword": keyword, "limit": 500}
+        ).json()
+        page2 = gw.client.get(
+            "/api/v1/data/tweets/search", params={"keyword": keyword, "limit": 500, "offset": 500}
+        ).json()
         assert page1["total"] == 900
         ids = [p["post_id"] for p in page1["items"] + page2["items"]]
         assert len(ids) == len(set(ids)) == 900
-        liked = gw.client.get("/api/v1/data/tweets/search", params={
-            "keyword": keyword, "min_likes": 100, "limit": 1000}).json()
-        assert liked["total"] == sum(1 for p in page1["items"] + page2["items"]
-                                     if p["like_count"] >= 100)
+        liked = gw.client.get(
+            "/api/v1/data/tweets/search",
+            params={"keyword": keyword, "min_likes": 100, "limit": 1000},
+        ).json()
+        assert liked["total"] == sum(
+            1 for p in page1["items"] + page2["items"] if p["like_count"] >= 100
+        )
         one = page1["items"][0]
         got = gw.client.get(f"/api/v1/data/tweets/{one['post_id']}").json()
         assert got["post_id"] == one["post_id"] and got["post_content"] == one["post_content"]
@@ -100,27 +121,39 @@ def test_monthly_unique_counts_and_data_api(noida, xsim, s3, tmp_path, chdb_path
         assert user.status_code == 200 and user.json()["user_name"].lower() == handle.lower()
         theirs = gw.client.get(f"/api/v1/data/users/{handle}/tweets", params={"limit": 1000}).json()
         assert theirs["total"] >= 1
-        assert all(p["author_handle"].lower() == one["author_handle"].lower()
-                   for p in theirs["items"])
+        assert all(
+            p["author_handle"].lower() == one["author_handle"].lower() for p in theirs["items"]
+        )
         assert gw.client.get("/api/v1/data/tweets/1").status_code == 404
-        assert gw.client.get("/api/v1/statistics/monthly",
-                             params={"year": 2026, "month": 13}).status_code == 422
+        assert (
+            gw.client.get(
+                "/api/v1/statistics/monthly", params={"year": 2026, "month": 13}
+            ).status_code
+            == 422
+        )
 
         # The posts of A collected again next month count again there, and only there.
         a0, a1 = (datetime.fromisoformat(x) for x in A)
-        posts_a = [p for p in page1["items"] + page2["items"]
-                   if a0 <= datetime.fromisoformat(p["post_time"]) < a1]
+        posts_a = [
+            p
+            for p in page1["items"] + page2["items"]
+            if a0 <= datetime.fromisoformat(p["post_time"]) < a1
+        ]
         assert len(posts_a) == 600
         nxt = month_after(now)
         asyncio.run(collect_again(settings, posts_a, tc, nxt))
-        wait_until(lambda: monthly(nxt)["statistics"][0]["unique_posts_count"] == 600, 60,
-                   "next month's count")
+        wait_until(
+            lambda: monthly(nxt)["statistics"][0]["unique_posts_count"] == 600,
+            60,
+            "next month's count",
+        )
         assert monthly(now)["statistics"][0]["unique_posts_count"] == 900
-        assert [(x["keyword"], x["unique_posts_count"], x["period"])
-                for x in monthly(nxt, None)["statistics"]] == [(keyword, 600, f"{nxt:%Y-%m}")]
+        assert [
+            (x["keyword"], x["unique_posts_count"], x["period"])
+            for x in monthly(nxt, None)["statistics"]
+        ] == [(keyword, 600, f"{nxt:%Y-%m}")]
 
-        r = gw.client.get("/api/v1/data/analytics/trending",
-                          params={"hours": 24 * 90, "limit": 5})
+        r = gw.client.get("/api/v1/data/analytics/trending", params={"hours": 24 * 90, "limit": 5})
         assert r.status_code == 200, r.text
         trending = r.json()
         expected = Counter({"xgetbilling": 600})

@@ -25,10 +25,12 @@ def test_killed_service_processes_come_back_by_themselves(noida, xsim, tmp_path,
     sim = Simulator(xsim)
     sim.configure(limits={"SearchTimeline": 100_000})
     keyword = f"sup{uuid.uuid4().hex[:6]}"
-    db = ServiceProcess("db", ["task-gateway", "dedup-counter"], settings, tmp_path,
-                        supervised=True)  # one process owns the embedded chdb path
-    scraper = ServiceProcess("scraper", ["scraper", "account-manager"], settings, tmp_path,
-                             supervised=True)
+    db = ServiceProcess(
+        "db", ["task-gateway", "dedup-counter"], settings, tmp_path, supervised=True
+    )  # one process owns the embedded chdb path
+    scraper = ServiceProcess(
+        "scraper", ["scraper", "account-manager"], settings, tmp_path, supervised=True
+    )
     parser = ServiceProcess("parser", ["parser"], settings, tmp_path, supervised=True)
     procs = [db, scraper, parser]
     gw = Gateway(settings)
@@ -48,11 +50,17 @@ def test_killed_service_processes_come_back_by_themselves(noida, xsim, tmp_path,
         for victim in (parser, scraper):
             before = victim.child_pid()
             victim.kill()  # the service process alone: its supervisor stays
-            wait_until(lambda v=victim, b=before: v.restarts() == 1 and v.child_pid() != b,
-                       30, f"{victim.name} to be started again")
+            wait_until(
+                lambda v=victim, b=before: v.restarts() == 1 and v.child_pid() != b,
+                30,
+                f"{victim.name} to be started again",
+            )
         assert gw.status(task_id)["status"] != "completed", "the kills came too late"
-        final = wait_until(lambda: (s := gw.status(task_id))["status"] == "completed" and s,
-                           300, "the task to complete\n" + "\n".join(p.tail(20) for p in procs))
+        final = wait_until(
+            lambda: (s := gw.status(task_id))["status"] == "completed" and s,
+            300,
+            "the task to complete\n" + "\n".join(p.tail(20) for p in procs),
+        )
         assert final["progress"]["collected"] == TARGET
         assert all(p.alive() for p in procs)
         assert [p.restarts() for p in procs] == [0, 1, 1]

@@ -49,9 +49,12 @@ async def publish_raw(settings, key: str, value: dict) -> None:
     p = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
     await p.start()
     try:
-        await p.send_and_wait(topic_name(TASK_COMMANDS, settings.topic_prefix),
-                              json.dumps(value).encode(), key=key.encode(),
-                              headers=[(SCHEMA_HEADER, OnDemandTask.schema_id().encode())])
+        await p.send_and_wait(
+            topic_name(TASK_COMMANDS, settings.topic_prefix),
+            json.dumps(value).encode(),
+            key=key.encode(),
+            headers=[(SCHEMA_HEADER, OnDemandTask.schema_id().encode())],
+        )
     finally:
         await p.stop()
 
@@ -78,17 +81,25 @@ def test_cancel_pause_resume_reject_list(noida, xsim, s3, tmp_path, chdb_path):
             assert r.status_code == 200, r.text
             assert r.json()["status"] == "cancelled" and r.json()["reason"] == "enough"
             stable(lambda: x_requests(sim, kw_cancel), 2.0)
-            started_after = Counter(e["raw_query"] for e in sim.search_requests(kw_cancel)
-                                    if e["received"] > cancelled_at)  # per slice (window)
-            assert len(started_after) <= 3 and all(n <= 1 for n in started_after.values()), \
+            started_after = Counter(
+                e["raw_query"]
+                for e in sim.search_requests(kw_cancel)
+                if e["received"] > cancelled_at
+            )  # per slice (window)
+            assert len(started_after) <= 3 and all(n <= 1 for n in started_after.values()), (
                 started_after
+            )
             st = gw.status(tc)
             assert st["status"] == "cancelled" and st["progress"]["collected"] >= 100
             assert gw.client.post(f"/api/v1/tasks/{tc}/cancel").status_code == 409
 
             # Pause: X hears nothing more for the task until it is resumed.
-            tp = gw.submit(task_id=f"p-{tag}", keyword=kw_pause, start_time="2026-05-01T00:00:00Z",
-                           end_time="2026-07-01T00:00:00Z").json()["task_id"]
+            tp = gw.submit(
+                task_id=f"p-{tag}",
+                keyword=kw_pause,
+                start_time="2026-05-01T00:00:00Z",
+                end_time="2026-07-01T00:00:00Z",
+            ).json()["task_id"]
             wait_until(lambda: gw.status(tp)["progress"]["collected"] >= 20, 60, "pause task")
             r = gw.client.patch(f"/api/v1/tasks/{tp}", json={"action": "pause", "priority": 2})
             assert r.status_code == 200 and r.json()["status"] == "paused", r.text
@@ -100,16 +111,31 @@ def test_cancel_pause_resume_reject_list(noida, xsim, s3, tmp_path, chdb_path):
             assert r.status_code == 200 and r.json()["status"] != "paused", r.text
             wait_until(lambda: x_requests(sim, kw_pause) > held, 30, "X requests to resume")
             assert gw.client.patch(f"/api/v1/tasks/{tp}", json={}).status_code == 422
-            assert gw.client.patch(f"/api/v1/tasks/{tp}",
-                                   json={"priority": 11}).status_code == 422
+            assert gw.client.patch(f"/api/v1/tasks/{tp}", json={"priority": 11}).status_code == 422
 
             # A bad command published straight onto the topic is rejected with its reason.
             bad = f"bad-{tag}"
-            asyncio.run(publish_raw(settings, bad, {
-                "task_id": bad, "keyword": "x", "start_time": "2026-08-02T00:00:00Z",
-                "end_time": "2026-08-01T00:00:00Z", "submitted_at": "2026-11-01T00:00:00Z"}))
-            st = wait_until(lambda: (r := gw.client.get(f"/api/v1/tasks/{bad}/status"))
-                            .status_code == 200 and r.json(), 30, "the rejected task")
+            asyncio.run(
+                publish_raw(
+                    settings,
+                    bad,
+                    {
+                        "task_id": bad,
+                        "keyword": "x",
+                        "start_time": "2026-08-02T00:00:00Z",
+                        "end_time": "2026-08-01T00:00:00Z",
+                        "submitted_at": "2026-11-01T00:00:00Z",
+                    },
+                )
+            )
+            st = wait_until(
+                lambda: (
+                    (r := gw.client.get(f"/api/v1/tasks/{bad}/status")).status_code == 200
+                    and r.json()
+                ),
+                30,
+                "the rejected task",
+            )
             assert st["status"] == "rejected" and "end_time" in st["reason"], st
 
             # List, read, progress.
@@ -133,8 +159,16 @@ def test_cancel_while_waiting_for_accounts_sends_nothing(noida, xsim, s3, tmp_pa
     cancelled, and a second task then gets the renewed accounts."""
     tag = uuid.uuid4().hex[:6]
     accounts = ",".join(f"w{i}{tag}:tok-w{i}-{tag}:ct0-w{i}" for i in range(2))
-    settings = report_settings(noida, xsim, tmp_path, chdb_path, s3, report_media_wait_s=0,
-                               x_accounts=accounts, x_rate_limits="SearchTimeline:2")
+    settings = report_settings(
+        noida,
+        xsim,
+        tmp_path,
+        chdb_path,
+        s3,
+        report_media_wait_s=0,
+        x_accounts=accounts,
+        x_rate_limits="SearchTimeline:2",
+    )
     sim = Simulator(xsim)
     sim.configure(limits={"SearchTimeline": 2}, window_seconds=8)
     kw_cancel, kw_next = f"waitcancel{tag}", f"afterwait{tag}"
@@ -143,16 +177,24 @@ def test_cancel_while_waiting_for_accounts_sends_nothing(noida, xsim, s3, tmp_pa
             gw = stack.gw
             tc = gw.submit(task_id=f"w-{tag}", keyword=kw_cancel, **WINDOW).json()["task_id"]
             # Both accounts' budgets spent (4 requests answered), every slice waiting.
-            wait_until(lambda: x_requests(sim, kw_cancel) == 4
-                       and gw.status(tc)["status"] == "waiting_for_accounts", 60,
-                       "the task to wait for accounts")
+            wait_until(
+                lambda: (
+                    x_requests(sim, kw_cancel) == 4
+                    and gw.status(tc)["status"] == "waiting_for_accounts"
+                ),
+                60,
+                "the task to wait for accounts",
+            )
             r = gw.client.post(f"/api/v1/tasks/{tc}/cancel", json={"reason": "no wait"})
             assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
             # The next task is served once the windows renew: the cancelled slices, first in
             # line, have been handed the accounts by then.
             tn = gw.submit(task_id=f"n-{tag}", keyword=kw_next, **WINDOW).json()["task_id"]
-            wait_until(lambda: any(e["status"] == 200 for e in sim.search_requests(kw_next)),
-                       60, "the next task to be served")
+            wait_until(
+                lambda: any(e["status"] == 200 for e in sim.search_requests(kw_next)),
+                60,
+                "the next task to be served",
+            )
             assert x_requests(sim, kw_cancel) == 4
             assert [e["status"] for e in sim.search_requests(kw_cancel)] == [200] * 4
             assert gw.status(tc)["status"] == "cancelled"
@@ -178,10 +220,15 @@ def test_generic_search_types(noida, xsim, s3, tmp_path, chdb_path):
         for r in (ut, qt):
             tid = r.json()["task_id"]
             wait_until(lambda: gw.status(tid)["status"] == "completed", 120, tid)
-        queries = {e["raw_query"].split(" since:")[0] for e in sim.log()
-                   if e.get("operation") == "SearchTimeline" and (
-                       tag in (e.get("raw_query") or "")
-                       or "quoted_tweet_id:1790000000000000000" in (e.get("raw_query") or ""))}
+        queries = {
+            e["raw_query"].split(" since:")[0]
+            for e in sim.log()
+            if e.get("operation") == "SearchTimeline"
+            and (
+                tag in (e.get("raw_query") or "")
+                or "quoted_tweet_id:1790000000000000000" in (e.get("raw_query") or "")
+            )
+        }
         assert queries == {f"from:user{tag}", "quoted_tweet_id:1790000000000000000"}
         # The list filters by the search type as well as by how the task was created.
         ids = {"ut": ut.json()["task_id"], "qt": qt.json()["task_id"]}
@@ -198,9 +245,11 @@ def test_generic_search_types(noida, xsim, s3, tmp_path, chdb_path):
         got = gw.client.get(f"/api/v1/tasks/{ids['qt']}").json()
         assert (got["type"], got["search_type"]) == ("ondemand", "quotes")
         assert gw.client.get("/api/v1/tasks", params={"type": "followers"}).status_code == 422
-        for body, field in (({"type": "user_timeline"}, "username"),
-                            ({"type": "quotes", "post_id": "abc"}, "post_id"),
-                            ({"type": "keyword_search"}, "keyword"),
-                            ({"type": "followers", "keyword": "x"}, "type")):
+        for body, field in (
+            ({"type": "user_timeline"}, "username"),
+            ({"type": "quotes", "post_id": "abc"}, "post_id"),
+            ({"type": "keyword_search"}, "keyword"),
+            ({"type": "followers", "keyword": "x"}, "type"),
+        ):
             r = search(**body)
             assert r.status_code == 422 and r.json()["detail"][0]["field"] == field, r.text

@@ -21,6 +21,7 @@ RETENTION_MS = 8_000  # every topic with neither compaction nor a retention of i
 
 def users_records(bootstrap: str, topic: str) -> int:
     """How many records the broker still holds on partition 0 of `topic`."""
+
     async def count() -> int:
         c = AIOKafkaConsumer(bootstrap_servers=bootstrap)
         await c.start()
@@ -31,6 +32,7 @@ def users_records(bootstrap: str, topic: str) -> int:
             return end - begin
         finally:
             await c.stop()
+
     return asyncio.run(count())
 
 
@@ -43,36 +45,64 @@ def send_canary(bootstrap: str, topic: str) -> None:
 def test_tasks_readable_and_schedules_firing_after_retention_and_restart(noida, tmp_path):
     prefix = f"r{uuid.uuid4().hex[:8]}-"
     local.create_topics_sync(noida.bootstrap, prefix, CATALOGUE, default_retention_ms=RETENTION_MS)
-    settings = noida.settings(topic_prefix=prefix, api_token="tok", schedule_tick_s=0.2,
-                              gateway_port=local.free_port(), metrics_port=local.free_port(),
-                              data_dir=str(tmp_path / "data"))
+    settings = noida.settings(
+        topic_prefix=prefix,
+        api_token="tok",
+        schedule_tick_s=0.2,
+        gateway_port=local.free_port(),
+        metrics_port=local.free_port(),
+        data_dir=str(tmp_path / "data"),
+    )
     gw = gateway_client(settings)
     proc = ServiceProcess("gateway", ["task-gateway"], settings, tmp_path).start()
     try:
-        wait_until(lambda: proc.alive() and gw.get("/health").status_code == 200, 60,
-                   "the gateway to answer")
-        r = gw.post("/api/v1/tasks/ondemand", json={
-            "task_id": "od-kept", "keyword": "tesla", "start_time": "2026-10-01T00:00:00Z",
-            "end_time": "2026-10-03T00:00:00Z", "required_count": 50})
+        wait_until(
+            lambda: proc.alive() and gw.get("/health").status_code == 200,
+            60,
+            "the gateway to answer",
+        )
+        r = gw.post(
+            "/api/v1/tasks/ondemand",
+            json={
+                "task_id": "od-kept",
+                "keyword": "tesla",
+                "start_time": "2026-10-01T00:00:00Z",
+                "end_time": "2026-10-03T00:00:00Z",
+                "required_count": 50,
+            },
+        )
         assert r.status_code == 200, r.text
         # hourly × 1800: a run every 2 s
-        r = gw.post("/api/v1/tasks/scheduled", json={
-            "task_id": "sc-kept", "keyword": "tesla", "frequency": "hourly",
-            "frequency_count": 1800})
+        r = gw.post(
+            "/api/v1/tasks/scheduled",
+            json={
+                "task_id": "sc-kept",
+                "keyword": "tesla",
+                "frequency": "hourly",
+                "frequency_count": 1800,
+            },
+        )
         assert r.status_code == 200, r.text
-        wait_until(lambda: gw.get("/api/v1/tasks/sc-kept").json()["runs_fired"] >= 2, 60,
-                   "the first runs")
+        wait_until(
+            lambda: gw.get("/api/v1/tasks/sc-kept").json()["runs_fired"] >= 2, 60, "the first runs"
+        )
         canary = topic_name(USERS, prefix)
         send_canary(noida.bootstrap, canary)
         assert proc.stop(), proc.tail()
 
         # The broker deletes by retention: the canary, sent after the tasks, is gone.
-        wait_until(lambda: users_records(noida.bootstrap, canary) == 0, 120,
-                   "the broker to delete the canary by retention")
+        wait_until(
+            lambda: users_records(noida.bootstrap, canary) == 0,
+            120,
+            "the broker to delete the canary by retention",
+        )
 
         proc = ServiceProcess("gateway", ["task-gateway"], settings, tmp_path).start()
-        wait_until(lambda: proc.alive() and gw.get("/health").status_code == 200, 60,
-                   "the restarted gateway to answer")
+        wait_until(
+            lambda: proc.alive() and gw.get("/health").status_code == 200,
+            60,
+            "the restarted gateway to answer",
+        )
         od = gw.get("/api/v1/tasks/od-kept")
         assert od.status_code == 200, od.text
         assert od.json()["status"] == "pending" and od.json()["task"]["required_count"] == 50
@@ -81,8 +111,11 @@ def test_tasks_readable_and_schedules_firing_after_retention_and_restart(noida, 
         assert sc.json()["type"] == "scheduled" and sc.json()["status"] == "scheduled"
         fired_before = sc.json()["runs_fired"]
         # It keeps firing after the restart (the runs missed while it was down, then new ones)
-        wait_until(lambda: gw.get("/api/v1/tasks/sc-kept").json()["runs_fired"]
-                   >= fired_before + 3, 60, "new runs after the restart")
+        wait_until(
+            lambda: gw.get("/api/v1/tasks/sc-kept").json()["runs_fired"] >= fired_before + 3,
+            60,
+            "new runs after the restart",
+        )
         first_run = gw.get("/api/v1/tasks/sc-kept-r0001/status")
         assert first_run.status_code == 200, first_run.text  # a run fired before retention
     finally:

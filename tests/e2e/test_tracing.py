@@ -27,23 +27,43 @@ def test_one_task_is_one_connected_trace(noida, xsim, tmp_path, chdb_path):
     spans_file = tmp_path / "traces.jsonl"
     with WebhookServer(SECRET) as hook:
         settings = pipeline_settings(
-            noida, xsim, tmp_path, chdb_path, trace_exporter="file",
-            trace_file=str(spans_file), metrics_port=0,
-            webhook_secret=SECRET, webhook_allow_hosts="127.0.0.1",
-            report_max_wait_s=1.0, report_tick_s=0.2, report_media_wait_s=20)
+            noida,
+            xsim,
+            tmp_path,
+            chdb_path,
+            trace_exporter="file",
+            trace_file=str(spans_file),
+            metrics_port=0,
+            webhook_secret=SECRET,
+            webhook_allow_hosts="127.0.0.1",
+            report_max_wait_s=1.0,
+            report_tick_s=0.2,
+            report_media_wait_s=20,
+        )
         Simulator(xsim).configure(limits={"SearchTimeline": 100_000})
         proc = ServiceProcess("xget-all", ["all"], settings, tmp_path).start()
         gw = Gateway(settings)
         task_id = f"tr-{uuid.uuid4().hex[:8]}"
         try:
             wait_until(lambda: proc.alive() and gw.ready(), 60, "the gateway to answer")
-            r = gw.submit(task_id=task_id, keyword=f"kw{uuid.uuid4().hex[:6]}",
-                          required_count=100, start_time=START, end_time=END,
-                          callback_url=hook.url)
+            r = gw.submit(
+                task_id=task_id,
+                keyword=f"kw{uuid.uuid4().hex[:6]}",
+                required_count=100,
+                start_time=START,
+                end_time=END,
+                callback_url=hook.url,
+            )
             assert r.status_code == 200, r.text
-            wait_until(lambda: any(x.body.get("completion_status") == "completed"
-                                   and x.body.get("task_id") == task_id for x in hook.all()),
-                       180, "the completed report")
+            wait_until(
+                lambda: any(
+                    x.body.get("completion_status") == "completed"
+                    and x.body.get("task_id") == task_id
+                    for x in hook.all()
+                ),
+                180,
+                "the completed report",
+            )
         finally:
             assert proc.stop(), "the process did not stop on SIGTERM"  # flushes the spans
 
@@ -56,8 +76,9 @@ def test_one_task_is_one_connected_trace(noida, xsim, tmp_path, chdb_path):
     ids = {s["span_id"] for s in trace}
     roots = [s for s in trace if s["parent_id"] is None]
     assert [r["name"] for r in roots] == ["POST /api/v1/tasks/ondemand"]
-    assert all(s["parent_id"] in ids for s in trace if s["parent_id"] is not None), \
+    assert all(s["parent_id"] in ids for s in trace if s["parent_id"] is not None), (
         "a span's parent is missing from the trace"
+    )
     by_service = defaultdict(list)
     for s in trace:
         by_service[s["attributes"].get("xget.service")].append(s["name"])
@@ -78,15 +99,29 @@ def test_one_task_is_one_connected_trace(noida, xsim, tmp_path, chdb_path):
     groups = [s for s in trace if s["attributes"].get("messaging.batch.message_count", 1) > 1]
     assert any(g["attributes"]["xget.service"] == "dedup-counter" for g in groups)
     for g in groups:
-        own = [c for c in children[g["span_id"]]
-               if c["name"] == f"{g['attributes']['xget.service']} record "
-                               f"{g['attributes']['messaging.destination.name']}"]
+        own = [
+            c
+            for c in children[g["span_id"]]
+            if c["name"] == f"{g['attributes']['xget.service']} record "
+            f"{g['attributes']['messaging.destination.name']}"
+        ]
         assert len(own) == g["attributes"]["messaging.batch.message_count"], g["name"]
-        assert len({(c["attributes"]["messaging.kafka.partition"],
-                     c["attributes"]["messaging.kafka.offset"]) for c in own}) == len(own)
+        assert len(
+            {
+                (
+                    c["attributes"]["messaging.kafka.partition"],
+                    c["attributes"]["messaging.kafka.offset"],
+                )
+                for c in own
+            }
+        ) == len(own)
         assert all(c["trace_id"] == g["trace_id"] for c in own)
-    posts_seen = {c["attributes"].get("xget.post_id") for g in groups for c in children[g["span_id"]]
-                  if g["attributes"]["xget.service"] == "dedup-counter"}
+    posts_seen = {
+        c["attributes"].get("xget.post_id")
+        for g in groups
+        for c in children[g["span_id"]]
+        if g["attributes"]["xget.service"] == "dedup-counter"
+    }
     assert len(posts_seen - {None}) >= 100  # each stored post has its own span
     # Each media download and each webhook delivery is a span of the task's trace, with the
     # task, the post (media), the URL's host and the outcome.

@@ -14,10 +14,10 @@ import pytest
 from infra.service_process import wait_until
 from libs.storage.clickhouse import ClickHouseStore
 from libs.storage.objects import open_object_store
+from tests.webhook_server import WebhookServer
 
 from .harness import Simulator
 from .test_reports import SECRET, Stack, completed_report, report_settings
-from tests.webhook_server import WebhookServer
 
 pytestmark = pytest.mark.e2e
 
@@ -26,9 +26,11 @@ RETWEETERS = 45  # the simulator's list length for our post: 3 pages of 20, then
 
 def sim_retweeters(xsim: str, post_id: str) -> list[str]:
     """The list as the simulator holds it, read in one large page (not the scraper's 20s)."""
-    r = httpx.get(f"{xsim}/i/api/graphql/q/Retweeters", params={
-        "variables": json.dumps({"tweetId": post_id, "count": 100})},
-        cookies={"auth_token": "expected-list", "ct0": "c"})
+    r = httpx.get(
+        f"{xsim}/i/api/graphql/q/Retweeters",
+        params={"variables": json.dumps({"tweetId": post_id, "count": 100})},
+        cookies={"auth_token": "expected-list", "ct0": "c"},
+    )
     r.raise_for_status()
     ids = []
     for inst in r.json()["data"]["retweeters_timeline"]["timeline"]["instructions"]:
@@ -44,12 +46,15 @@ def task_users(chdb_dir: str, task_id: str) -> list[tuple]:
             "SELECT t.user_id, t.relation, t.subject, t.retweeted_at, u.user_name "
             "FROM (SELECT * FROM task_users FINAL WHERE task_id = {t:String}) AS t "
             "LEFT JOIN (SELECT * FROM users FINAL) AS u ON u.user_id = t.user_id "
-            "ORDER BY t.rank", {"t": task_id})
+            "ORDER BY t.rank",
+            {"t": task_id},
+        )
 
 
 def test_retweeters_and_user_profile(noida, xsim, s3, tmp_path, chdb_path):
-    settings = report_settings(noida, xsim, tmp_path, chdb_path, s3, report_media_wait_s=0,
-                               report_batch_size=20)
+    settings = report_settings(
+        noida, xsim, tmp_path, chdb_path, s3, report_media_wait_s=0, report_batch_size=20
+    )
     sim = Simulator(xsim)
     post_id = str(1_800_000_000_000_000_000 + int(uuid.uuid4().hex[:8], 16))
     handle = f"u{uuid.uuid4().hex[:8]}"
@@ -85,10 +90,12 @@ def test_retweeters_and_user_profile(noida, xsim, s3, tmp_path, chdb_path):
             assert items[0]["type"] == "ondemand" and items[0]["search_type"] == kind
 
         # Bad input names the field.
-        for body, field in (({"type": "retweeters", "post_id": "abc"}, "post_id"),
-                            ({"type": "retweeters"}, "post_id"),
-                            ({"type": "user_profile", "username": "no spaces"}, "username"),
-                            ({"type": "keyword_search", "keyword": "k"}, "start_time")):
+        for body, field in (
+            ({"type": "retweeters", "post_id": "abc"}, "post_id"),
+            ({"type": "retweeters"}, "post_id"),
+            ({"type": "user_profile", "username": "no spaces"}, "username"),
+            ({"type": "keyword_search", "keyword": "k"}, "start_time"),
+        ):
             r = search(**body)
             assert r.status_code == 422 and r.json()["detail"][0]["field"] == field, r.text
 
@@ -98,12 +105,18 @@ def test_retweeters_and_user_profile(noida, xsim, s3, tmp_path, chdb_path):
 
     # X was paged by cursor: 3 pages of users, then the page that ends the list; each cursor
     # asked once (never twice), all for our post.
-    calls = [e for e in sim.log() if e["seq"] > seq and e["operation"] == "Retweeters"
-             and e["raw_query"] == post_id]
+    calls = [
+        e
+        for e in sim.log()
+        if e["seq"] > seq and e["operation"] == "Retweeters" and e["raw_query"] == post_id
+    ]
     assert len(calls) == 4, calls
     assert calls[0]["cursor"] is None and len({c["cursor"] for c in calls}) == 4
-    profile_calls = [e for e in sim.log() if e["seq"] > seq
-                     and e["operation"] == "UserByScreenName" and e["raw_query"] == handle]
+    profile_calls = [
+        e
+        for e in sim.log()
+        if e["seq"] > seq and e["operation"] == "UserByScreenName" and e["raw_query"] == handle
+    ]
     assert len(profile_calls) == 1
 
     # Stored: every retweeter once, in X's order, retweet time unknown (X does not give it).
@@ -116,8 +129,9 @@ def test_retweeters_and_user_profile(noida, xsim, s3, tmp_path, chdb_path):
 
     # Reported: user ids in batches of 20, every user once, the batch files hold the records.
     objects = open_object_store(settings)
-    bodies = sorted((r.body for r in hook.accepted() if r.body["task_id"] == rt_id),
-                    key=lambda b: b["batch_id"])
+    bodies = sorted(
+        (r.body for r in hook.accepted() if r.body["task_id"] == rt_id), key=lambda b: b["batch_id"]
+    )
     reported = [i for b in bodies for i in b["user_ids"]]
     assert reported == expected
     assert [b["batch_size"] for b in bodies] == [20, 20, 5]

@@ -7,15 +7,20 @@ import time
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 
-async def send_raw(bootstrap: str, topic: str, value: bytes, *, key: bytes | None = None,
-                   partition: int | None = None,
-                   headers: list[tuple[str, bytes]] | None = None) -> None:
+async def send_raw(
+    bootstrap: str,
+    topic: str,
+    value: bytes,
+    *,
+    key: bytes | None = None,
+    partition: int | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
     """One record as any client could publish it: bytes, and only the headers given."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     try:
-        await producer.send_and_wait(topic, value, key=key, partition=partition,
-                                     headers=headers)
+        await producer.send_and_wait(topic, value, key=key, partition=partition, headers=headers)
     finally:
         await producer.stop()
 

@@ -18,30 +18,39 @@ from ..conftest import make_settings
 
 
 def letter(run: str, i: int) -> DeadLetter:
-    return DeadLetter(service=run, source_topic="t", partition=0, offset=i, key=None,
-                      value="v", error=f"record {i}", failed_at="2026-11-23T00:00:00Z")
+    return DeadLetter(
+        service=run,
+        source_topic="t",
+        partition=0,
+        offset=i,
+        key=None,
+        value="v",
+        error=f"record {i}",
+        failed_at="2026-11-23T00:00:00Z",
+    )
 
 
 async def test_producer_is_replaced_after_a_broker_restart_that_lost_its_state(restartable_noida):
     broker = restartable_noida
     prefix = f"r{uuid.uuid4().hex[:6]}-"
     await local.create_topics(broker.address, prefix, [DEAD_LETTERS])
-    settings = make_settings(kafka_bootstrap=broker.address, topic_prefix=prefix,
-                             kafka_group_mode="assign")
+    settings = make_settings(
+        kafka_bootstrap=broker.address, topic_prefix=prefix, kafka_group_mode="assign"
+    )
     run = uuid.uuid4().hex[:8]
     topic = prefix + DEAD_LETTERS.name
     wait_until(lambda: topic in broker.saved_topics(), 30, "the topic in a broker snapshot")
     producer = await Producer(settings, "restart-test", linger_ms=0).start()
     try:
         for i in range(20):  # sequence numbers the restarted broker will not know
-            await producer.send_and_wait(Outgoing(DEAD_LETTERS, "k", letter(run, i),
-                                                  partition=0))
+            await producer.send_and_wait(Outgoing(DEAD_LETTERS, "k", letter(run, i), partition=0))
         broker.restart_after_kill()
         failures = []
         for i in range(20, 30):
             try:
-                await producer.send_and_wait(Outgoing(DEAD_LETTERS, "k", letter(run, i),
-                                                      partition=0))
+                await producer.send_and_wait(
+                    Outgoing(DEAD_LETTERS, "k", letter(run, i), partition=0)
+                )
             except ProducerReplaced as e:
                 failures.append((i, e))
         # The first send after the restart met the broken producer and was refused (the
@@ -53,8 +62,9 @@ async def test_producer_is_replaced_after_a_broker_restart_that_lost_its_state(r
 
         # A caller whose durable point is the record itself (the gateway) has it sent again
         # on the replacement: the restart costs it nothing.
-        redoing = await Producer(settings, "restart-test-redo", linger_ms=0,
-                                 redo_replaced=True).start()
+        redoing = await Producer(
+            settings, "restart-test-redo", linger_ms=0, redo_replaced=True
+        ).start()
         try:
             await redoing.send_and_wait(Outgoing(DEAD_LETTERS, "k", letter(run, 40), partition=0))
             broker.restart_after_kill()
@@ -69,5 +79,8 @@ async def test_producer_is_replaced_after_a_broker_restart_that_lost_its_state(r
 
 async def sent(settings, run: str) -> list[int]:
     """The numbers of this run's records on the broker."""
-    return [rec.offset async for _m, rec in scan_partition(settings, DEAD_LETTERS, 0, 0)
-            if isinstance(rec, DeadLetter) and rec.service == run]
+    return [
+        rec.offset
+        async for _m, rec in scan_partition(settings, DEAD_LETTERS, 0, 0)
+        if isinstance(rec, DeadLetter) and rec.service == run
+    ]

@@ -14,13 +14,13 @@ import pytest
 def test_large_streamed_insert_arrives_whole_in_every_encoding(clickhouse_http_dsn, compression):
     """A big insert is streamed block by block, each block its own compressed frame: every
     row of every frame is stored."""
-    client = clickhouse_connect.get_client(dsn=clickhouse_http_dsn,
-                                           compress=compression or False)
+    client = clickhouse_connect.get_client(dsn=clickhouse_http_dsn, compress=compression or False)
     client.command("CREATE TABLE big (id UInt32, s String) ENGINE = MergeTree ORDER BY id")
     rows = [(i, f"{i:08d}" * 250) for i in range(20_000)]  # ~40 MB: many blocks
     client.insert("big", rows, column_names=["id", "s"])
     assert client.query("SELECT count(), uniqExact(id), sum(length(s)) FROM big").result_rows == [
-        (20_000, 20_000, 20_000 * 2_000)]
+        (20_000, 20_000, 20_000 * 2_000)
+    ]
 
 
 def test_settings_hold_for_their_request_only(clickhouse_http_dsn):

@@ -4,19 +4,23 @@ embedded chdb engine (`chdb://`) and ClickHouse's HTTP interface (`http://`, inf
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from infra.migrate import MIGRATIONS_DIR, MigrationError, apply_migrations, split_statements
-from libs.storage.clickhouse import ClickHouseStore, chdb_path as dsn_path, normalize_dsn
+from libs.storage.clickhouse import ClickHouseStore, normalize_dsn
+from libs.storage.clickhouse import chdb_path as dsn_path
 
 
 @pytest.fixture(params=["chdb", "http"])
 def store(request, chdb_path):
-    dsn = (f"chdb://{chdb_path}" if request.param == "chdb"
-           else request.getfixturevalue("clickhouse_http_dsn"))
+    dsn = (
+        f"chdb://{chdb_path}"
+        if request.param == "chdb"
+        else request.getfixturevalue("clickhouse_http_dsn")
+    )
     s = ClickHouseStore(dsn)
     assert s.is_embedded == (request.param == "chdb")
     try:
@@ -27,7 +31,9 @@ def store(request, chdb_path):
 
 def test_normalize_dsn(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert normalize_dsn("chdb://.xget/clickhouse") == f"chdb://{tmp_path.resolve()}/.xget/clickhouse"
+    assert (
+        normalize_dsn("chdb://.xget/clickhouse") == f"chdb://{tmp_path.resolve()}/.xget/clickhouse"
+    )
     assert normalize_dsn("chdb:///abs/x") == "chdb:///abs/x"
     assert normalize_dsn("chdb://:memory:") == "chdb://:memory:"
     assert normalize_dsn("http://u:p@h:8123/db") == "http://u:p@h:8123/db"
@@ -36,7 +42,10 @@ def test_normalize_dsn(tmp_path, monkeypatch):
 
 def test_split_statements():
     sql = "-- header\nCREATE TABLE a (s String DEFAULT 'x;y') ENGINE=Memory;\n\nSELECT 1;\n-- only a comment\n"
-    assert split_statements(sql) == ["-- header\nCREATE TABLE a (s String DEFAULT 'x;y') ENGINE=Memory", "SELECT 1"]
+    assert split_statements(sql) == [
+        "-- header\nCREATE TABLE a (s String DEFAULT 'x;y') ENGINE=Memory",
+        "SELECT 1",
+    ]
 
 
 def _write(d: Path, name: str, text: str) -> None:
@@ -46,21 +55,30 @@ def _write(d: Path, name: str, text: str) -> None:
 def test_migrations_idempotent_and_checksum(store, tmp_path):
     mig = tmp_path / "migrations"
     mig.mkdir()
-    _write(mig, "001_first.sql",
-           "CREATE TABLE IF NOT EXISTS a (x UInt32) ENGINE = MergeTree ORDER BY x;\n"
-           "CREATE TABLE IF NOT EXISTS b (s String) ENGINE = MergeTree ORDER BY s;\n")
+    _write(
+        mig,
+        "001_first.sql",
+        "CREATE TABLE IF NOT EXISTS a (x UInt32) ENGINE = MergeTree ORDER BY x;\n"
+        "CREATE TABLE IF NOT EXISTS b (s String) ENGINE = MergeTree ORDER BY s;\n",
+    )
     _write(mig, "002_second.sql", "INSERT INTO a VALUES (1), (2);\n")
     _write(mig, "README.md", "not a migration")
     assert apply_migrations(store, mig) == ["001_first", "002_second"]
     assert apply_migrations(store, mig) == []
     assert store.query_rows_sync("SELECT count() FROM a") == [(2,)]  # 002 ran exactly once
-    rows = store.query_rows_sync("SELECT version, name, length(checksum) FROM schema_migrations ORDER BY version")
+    rows = store.query_rows_sync(
+        "SELECT version, name, length(checksum) FROM schema_migrations ORDER BY version"
+    )
     assert rows == [(1, "first", 64), (2, "second", 64)]
 
     _write(mig, "003_third.sql", "CREATE TABLE IF NOT EXISTS c (x UInt8) ENGINE = Memory")
     assert apply_migrations(store, mig) == ["003_third"]
 
-    _write(mig, "001_first.sql", "CREATE TABLE IF NOT EXISTS a (x UInt64) ENGINE = MergeTree ORDER BY x;\n")
+    _write(
+        mig,
+        "001_first.sql",
+        "CREATE TABLE IF NOT EXISTS a (x UInt64) ENGINE = MergeTree ORDER BY x;\n",
+    )
     with pytest.raises(MigrationError, match="001_first.sql was changed after it was applied"):
         apply_migrations(store, mig)
 
@@ -68,7 +86,11 @@ def test_migrations_idempotent_and_checksum(store, tmp_path):
 def test_failed_migration_is_not_recorded(store, tmp_path):
     mig = tmp_path / "m"
     mig.mkdir()
-    _write(mig, "001_bad.sql", "CREATE TABLE IF NOT EXISTS ok1 (x UInt8) ENGINE = Memory;\nSELEC nonsense;\n")
+    _write(
+        mig,
+        "001_bad.sql",
+        "CREATE TABLE IF NOT EXISTS ok1 (x UInt8) ENGINE = Memory;\nSELEC nonsense;\n",
+    )
     with pytest.raises(MigrationError, match="001_bad.sql failed"):
         apply_migrations(store, mig)
     assert store.query_rows_sync("SELECT count() FROM schema_migrations") == [(0,)]
@@ -111,8 +133,10 @@ async def test_dedup_token_needs_window_setting(store):
     for _ in range(2):
         await store.insert("nowin", [(1,), (2,)], ["k"], dedup_token="same")
     assert await store.query_rows("SELECT count() FROM nowin") == [(4,)]
-    await store.command("CREATE TABLE win (k UInt32) ENGINE = MergeTree ORDER BY k "
-                        "SETTINGS non_replicated_deduplication_window = 100")
+    await store.command(
+        "CREATE TABLE win (k UInt32) ENGINE = MergeTree ORDER BY k "
+        "SETTINGS non_replicated_deduplication_window = 100"
+    )
     for _ in range(2):
         await store.insert("win", [(1,), (2,)], ["k"], dedup_token="same")
     assert await store.query_rows("SELECT count() FROM win") == [(2,)]
@@ -128,43 +152,59 @@ async def test_final_and_uniqexact_exact_before_merges(store):
         "ENGINE = ReplacingMergeTree(v) ORDER BY (keyword, post_id)"
     )
     await store.command("SYSTEM STOP MERGES p")
-    ts = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    ts = datetime(2026, 11, 1, tzinfo=UTC)
     cols = ["keyword", "post_id", "collected_at", "v"]
     await store.insert("p", [("ai", str(i), ts, 1) for i in range(0, 100)], cols, dedup_token="a")
     await store.insert("p", [("ai", str(i), ts, 2) for i in range(50, 150)], cols, dedup_token="b")
     await store.insert("p", [("ml", str(i), ts, 1) for i in range(0, 10)], cols, dedup_token="c")
-    parts = await store.query_rows("SELECT count() FROM system.parts "
-                                   "WHERE database = currentDatabase() AND table = 'p' AND active")
+    parts = await store.query_rows(
+        "SELECT count() FROM system.parts "
+        "WHERE database = currentDatabase() AND table = 'p' AND active"
+    )
     assert parts[0][0] >= 3, "merges happened; the test would prove nothing"
     assert await store.query_rows("SELECT count() FROM p") == [(210,)]
     assert await store.query_rows(
-        "SELECT keyword, count() FROM p FINAL GROUP BY keyword ORDER BY keyword") == [("ai", 150), ("ml", 10)]
+        "SELECT keyword, count() FROM p FINAL GROUP BY keyword ORDER BY keyword"
+    ) == [("ai", 150), ("ml", 10)]
     assert await store.query_rows(
-        "SELECT keyword, uniqExact(post_id) FROM p GROUP BY keyword ORDER BY keyword") == [("ai", 150), ("ml", 10)]
+        "SELECT keyword, uniqExact(post_id) FROM p GROUP BY keyword ORDER BY keyword"
+    ) == [("ai", 150), ("ml", 10)]
     # FINAL keeps the highest version for a replaced row.
-    assert await store.query_rows("SELECT v FROM p FINAL WHERE post_id = {id:String}", {"id": "60"}) == [(2,)]
+    assert await store.query_rows(
+        "SELECT v FROM p FINAL WHERE post_id = {id:String}", {"id": "60"}
+    ) == [(2,)]
 
 
 async def test_parameter_binding(store):
-    await store.command("CREATE TABLE t (id UInt64, s String, at DateTime('UTC')) ENGINE = MergeTree ORDER BY id")
-    nasty = "x'); DROP TABLE t; --\\ \"quoted\""
-    at = datetime(2026, 11, 23, 12, 30, tzinfo=timezone.utc)
+    await store.command(
+        "CREATE TABLE t (id UInt64, s String, at DateTime('UTC')) ENGINE = MergeTree ORDER BY id"
+    )
+    nasty = 'x\'); DROP TABLE t; --\\ "quoted"'
+    at = datetime(2026, 11, 23, 12, 30, tzinfo=UTC)
     await store.insert("t", [(1, nasty, at), (2, "b", at), (3, "c", at)], ["id", "s", "at"])
     assert await store.query_rows("SELECT id FROM t WHERE s = {s:String}", {"s": nasty}) == [(1,)]
     assert await store.query_rows(
-        "SELECT id FROM t WHERE id IN {ids:Array(UInt64)} ORDER BY id", {"ids": [2, 3, 9]}) == [(2,), (3,)]
+        "SELECT id FROM t WHERE id IN {ids:Array(UInt64)} ORDER BY id", {"ids": [2, 3, 9]}
+    ) == [(2,), (3,)]
     assert await store.query_rows(
-        "SELECT count() FROM t WHERE at >= {since:DateTime}", {"since": at}) == [(3,)]
-    assert await store.query_dicts("SELECT id, s FROM t WHERE id = {id:UInt64}", {"id": 2}) == [{"id": 2, "s": "b"}]
+        "SELECT count() FROM t WHERE at >= {since:DateTime}", {"since": at}
+    ) == [(3,)]
+    assert await store.query_dicts("SELECT id, s FROM t WHERE id = {id:UInt64}", {"id": 2}) == [
+        {"id": 2, "s": "b"}
+    ]
     assert store.query_rows_sync("SELECT {a:UInt32} + {b:UInt32}", {"a": 2, "b": 3}) == [(5,)]
     assert await store.command("SELECT count() FROM t") == 3
 
 
 async def test_concurrent_calls_are_serialised(store):
-    await store.command("CREATE TABLE c (k UInt32) ENGINE = MergeTree ORDER BY k "
-                        "SETTINGS non_replicated_deduplication_window = 1000")
-    await asyncio.gather(*(store.insert("c", [(i,)], ["k"], dedup_token=f"t{i}") for i in range(40)),
-                         *(store.query_rows("SELECT count() FROM c") for _ in range(20)))
+    await store.command(
+        "CREATE TABLE c (k UInt32) ENGINE = MergeTree ORDER BY k "
+        "SETTINGS non_replicated_deduplication_window = 1000"
+    )
+    await asyncio.gather(
+        *(store.insert("c", [(i,)], ["k"], dedup_token=f"t{i}") for i in range(40)),
+        *(store.query_rows("SELECT count() FROM c") for _ in range(20)),
+    )
     assert await store.query_rows("SELECT count(), uniqExact(k) FROM c") == [(40, 40)]
     assert store.insert_sync("c", [], ["k"]) == 0
 
@@ -188,7 +228,11 @@ def test_insert_follows_a_column_type_changed_after_the_first_insert(store):
     store.command_sync("ALTER TABLE counts MODIFY COLUMN n String")
     store.insert_sync("counts", [("d", "many")], ("k", "n"))
     assert store.query_rows_sync("SELECT k, toString(n) FROM counts ORDER BY k") == [
-        ("a", "1"), ("b", "300"), ("c", str(2**40)), ("d", "many")]
+        ("a", "1"),
+        ("b", "300"),
+        ("c", str(2**40)),
+        ("d", "many"),
+    ]
 
 
 def test_failed_insert_with_unchanged_types_is_raised_once(store):

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from infra import local
 from infra.service_process import wait_until
-from libs.kafka import (ConsumerLoop, Incoming, Outgoing, Producer, ProducerReplaced,
-                        partition_for_key)
+from libs.kafka import (
+    ConsumerLoop,
+    Incoming,
+    Outgoing,
+    Producer,
+    ProducerReplaced,
+    partition_for_key,
+)
 from libs.records.tasks import TaskControl
 from libs.topics import TASK_CONTROLS
 
@@ -22,8 +28,11 @@ from ..conftest import make_settings
 
 
 def control(key: str, reason: str) -> Outgoing:
-    return Outgoing(TASK_CONTROLS, key, TaskControl(
-        task_id=key, state="active", reason=reason, updated_at=datetime.now(timezone.utc)))
+    return Outgoing(
+        TASK_CONTROLS,
+        key,
+        TaskControl(task_id=key, state="active", reason=reason, updated_at=datetime.now(UTC)),
+    )
 
 
 async def _scenario(broker: local.RestartableNoida) -> tuple[bool, list[str], dict]:
@@ -31,13 +40,21 @@ async def _scenario(broker: local.RestartableNoida) -> tuple[bool, list[str], di
     committed offsets of the group)."""
     prefix = f"rs{uuid.uuid4().hex[:6]}-"
     await local.create_topics(broker.address, prefix, [TASK_CONTROLS])
-    settings = make_settings(kafka_bootstrap=broker.address, topic_prefix=prefix,
-                             kafka_group_mode="assign", kafka_empty_fetch_backoff_ms=50,
-                             dependency_retry_base_s=0.2, dependency_retry_max_s=1.0)
+    settings = make_settings(
+        kafka_bootstrap=broker.address,
+        topic_prefix=prefix,
+        kafka_group_mode="assign",
+        kafka_empty_fetch_backoff_ms=50,
+        dependency_retry_base_s=0.2,
+        dependency_retry_max_s=1.0,
+    )
     topic, group = prefix + TASK_CONTROLS.name, f"{prefix}resync"
     part = partition_for_key("k0", range(TASK_CONTROLS.partitions))
-    keys = [k for k in (f"k{i}" for i in range(500))
-            if partition_for_key(k, range(TASK_CONTROLS.partitions)) == part][:8]
+    keys = [
+        k
+        for k in (f"k{i}" for i in range(500))
+        if partition_for_key(k, range(TASK_CONTROLS.partitions)) == part
+    ][:8]
     handled: list[str] = []
     entered, release = asyncio.Event(), asyncio.Event()
 
@@ -61,8 +78,12 @@ async def _scenario(broker: local.RestartableNoida) -> tuple[bool, list[str], di
                     return off
             return None
 
-        await asyncio.to_thread(wait_until, lambda: committed_in_snapshot() == 2, 30,
-                                "A and B handled, committed and in a snapshot")
+        await asyncio.to_thread(
+            wait_until,
+            lambda: committed_in_snapshot() == 2,
+            30,
+            "A and B handled, committed and in a snapshot",
+        )
         await producer.send_all([control(keys[2], "C"), control(keys[3], "D")])
         await asyncio.wait_for(entered.wait(), 30)
         lost_cleanly = broker.saved_ends(topic).get(part) == 2
@@ -71,15 +92,17 @@ async def _scenario(broker: local.RestartableNoida) -> tuple[bool, list[str], di
         # New records take offsets 2.. that C and D had; then the held batch ends.
         for _ in range(3):  # the producer is replaced once (its sequence state is gone)
             try:
-                await producer.send_all([control(keys[i], r) for i, r in
-                                         zip(range(4, 8), ["E", "F", "G", "H"])])
+                await producer.send_all(
+                    [control(keys[i], r) for i, r in zip(range(4, 8), ["E", "F", "G", "H"])]
+                )
                 break
             except ProducerReplaced:
                 continue
         release.set()
         await asyncio.to_thread(wait_until, lambda: "H" in handled, 60, "H handled")
         await asyncio.to_thread(
-            wait_until, lambda: committed_in_snapshot() == 6, 30, "offset 6 committed")
+            wait_until, lambda: committed_in_snapshot() == 6, 30, "offset 6 committed"
+        )
         return lost_cleanly, handled, {"committed": committed_in_snapshot()}
     finally:
         release.set()

@@ -10,13 +10,14 @@ import uuid
 
 import pytest
 
+from infra.local import create_topics
 from libs import metrics
 from libs.consumer_watch import ConsumerWatch
-from infra.local import create_topics
 from libs.kafka import Producer, consumer_for, join
 from libs.ops_server import HEALTH
 from libs.topics import DEAD_LETTERS, KOL_COMMANDS, topic_name
-from services.kol.worker import SERVICE as KOL, KolWorker
+from services.kol.worker import SERVICE as KOL
+from services.kol.worker import KolWorker
 
 from .kafka_helpers import send_raw
 
@@ -49,8 +50,10 @@ async def test_ready_only_once_the_group_assigned_partitions(tansu):
         assert not consumer.assignment() and group in HEALTH.not_ready()
         assert sample("xget_ready", component=group) == 0
         while group in HEALTH.not_ready():
-            await watch.polled(consumer, [m for ms in (await consumer.getmany(
-                timeout_ms=200)).values() for m in ms])
+            await watch.polled(
+                consumer,
+                [m for ms in (await consumer.getmany(timeout_ms=200)).values() for m in ms],
+            )
             assert group in HEALTH.not_ready() or consumer.assignment()
         assert consumer.assignment() and sample("xget_ready", component=group) == 1
     finally:
@@ -76,17 +79,27 @@ async def test_kol_worker_counts_records_lag_and_dead_letters(broker, request):
         await until(lambda: group not in HEALTH.not_ready(), 30, "the kol-worker to be ready")
         assert sample("xget_ready", component=group) == 1
         await send_raw(kafka.bootstrap, topic, b"not a record", key=b"bad", partition=1)
-        await until(lambda: sample("xget_records_failed_total", service=KOL, topic=topic) == 1,
-                    30, "the bad command to be dead-lettered")
+        await until(
+            lambda: sample("xget_records_failed_total", service=KOL, topic=topic) == 1,
+            30,
+            "the bad command to be dead-lettered",
+        )
         assert sample("xget_records_in_total", service=KOL, topic=topic) == 1
         assert sample("xget_records_out_total", service="watch-test", topic=dead) == 1
 
         def lag_gauges():
-            return [metrics.REGISTRY.get_sample_value(
-                "xget_consumer_lag", {"group": group, "topic": topic, "partition": str(p)})
-                for p in range(KOL_COMMANDS.partitions)]
-        await until(lambda: lag_gauges() == [0] * KOL_COMMANDS.partitions, 30,
-                    "a drained lag gauge per partition")
+            return [
+                metrics.REGISTRY.get_sample_value(
+                    "xget_consumer_lag", {"group": group, "topic": topic, "partition": str(p)}
+                )
+                for p in range(KOL_COMMANDS.partitions)
+            ]
+
+        await until(
+            lambda: lag_gauges() == [0] * KOL_COMMANDS.partitions,
+            30,
+            "a drained lag gauge per partition",
+        )
     finally:
         worker.stop()
         await asyncio.wait_for(runner, 30)

@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from infra.service_process import REPO, settings_env
 from libs.kafka import ConsumerLoop, Outgoing, Producer, scan_partition
@@ -28,8 +28,14 @@ from .test_task_commands import command, publish
 def xget(settings, *args: str) -> str:
     """Run `xget ARGS` in a process of its own, configured by XGET_* variables; its stdout."""
     env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(REPO)}
-    r = subprocess.run([sys.executable, "-m", "services.cli", *args], env=env, cwd=REPO,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, f"xget {' '.join(args)}: {r.returncode}\n{r.stdout}\n{r.stderr}"
     return r.stdout
 
@@ -39,10 +45,22 @@ async def run_scheduler(settings, until, timeout: float = 30) -> None:
     producer = await Producer(settings).start()
     controls = await TopicTable(settings, TASK_CONTROLS).start()
     await controls.wait_caught_up()
-    loops = [ConsumerLoop(settings, scheduler.SERVICE, [TASK_COMMANDS],
-                          scheduler.make_handler(settings, controls), producer),
-             ConsumerLoop(settings, rejections.SERVICE, [DEAD_LETTERS],
-                          rejections.make_handler(settings, controls), producer)]
+    loops = [
+        ConsumerLoop(
+            settings,
+            scheduler.SERVICE,
+            [TASK_COMMANDS],
+            scheduler.make_handler(settings, controls),
+            producer,
+        ),
+        ConsumerLoop(
+            settings,
+            rejections.SERVICE,
+            [DEAD_LETTERS],
+            rejections.make_handler(settings, controls),
+            producer,
+        ),
+    ]
     runners = [asyncio.create_task(loop.run()) for loop in loops]
     try:
         deadline = asyncio.get_running_loop().time() + timeout
@@ -76,7 +94,7 @@ async def commands_under(settings, key: str) -> int:
 async def test_dead_letter_listed_shown_and_redriven_once(noida):
     settings = noida.settings(topic_prefix=fresh_prefix(noida.bootstrap))
     task_id = f"hook-{uuid.uuid4().hex[:6]}"
-    before = datetime.now(timezone.utc) - timedelta(seconds=1)
+    before = datetime.now(UTC) - timedelta(seconds=1)
     await publish(settings, task_id, command(task_id, callback_url="http://10.0.0.7/hook"))
 
     async def state() -> str | None:
@@ -89,18 +107,37 @@ async def test_dead_letter_listed_shown_and_redriven_once(noida):
     await run_scheduler(settings, rejected)
 
     # list: a table with the dead letter's coordinates, filtered by service and time
-    out = await asyncio.to_thread(xget, settings, "dead-letters", "list", "--service",
-                                  "scheduler", "--since", before.isoformat())
+    out = await asyncio.to_thread(
+        xget,
+        settings,
+        "dead-letters",
+        "list",
+        "--service",
+        "scheduler",
+        "--since",
+        before.isoformat(),
+    )
     header, *rows = out.strip().splitlines()
-    assert header.split()[:6] == ["ID", "SERVICE", "SOURCE", "PARTITION/OFFSET", "KEY",
-                                  "FAILED_AT"], out
+    assert header.split()[:6] == [
+        "ID",
+        "SERVICE",
+        "SOURCE",
+        "PARTITION/OFFSET",
+        "KEY",
+        "FAILED_AT",
+    ], out
     assert len(rows) == 1, out
     dl_id, service, source, coords, key, _failed_at, *error = rows[0].split()
-    assert (service, source, key) == ("scheduler", settings.topic_prefix + "task-commands",
-                                      task_id), rows
+    assert (service, source, key) == (
+        "scheduler",
+        settings.topic_prefix + "task-commands",
+        task_id,
+    ), rows
     assert coords.endswith("/0") and "callback_url:" in error, rows
-    for other in (("--service", "parser"),
-                  ("--since", (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat())):
+    for other in (
+        ("--service", "parser"),
+        ("--since", (datetime.now(UTC) + timedelta(hours=1)).isoformat()),
+    ):
         out = await asyncio.to_thread(xget, settings, "dead-letters", "list", *other)
         assert len(out.strip().splitlines()) == 1, out  # the header only
 
@@ -112,14 +149,24 @@ async def test_dead_letter_listed_shown_and_redriven_once(noida):
 
     # The operator allows the host; a redrive hands the command back to the scheduler.
     allowed = settings.model_copy(update={"webhook_allow_hosts": "10.0.0.7"})
-    out = await asyncio.to_thread(xget, allowed, "dead-letters", "redrive", "--service",
-                                  "scheduler", "--since", before.isoformat())
+    out = await asyncio.to_thread(
+        xget,
+        allowed,
+        "dead-letters",
+        "redrive",
+        "--service",
+        "scheduler",
+        "--since",
+        before.isoformat(),
+    )
     assert f"redriven {dl_id}" in out and "1 redriven, 0 already" in out, out
 
     async def scheduled() -> bool:  # and no longer rejected
         jobs = await table(settings, SEARCH_JOBS)
-        return (any(isinstance(j, SearchJob) and j.task_id == task_id for j in jobs.values())
-                and await state() == "active")
+        return (
+            any(isinstance(j, SearchJob) and j.task_id == task_id for j in jobs.values())
+            and await state() == "active"
+        )
 
     await run_scheduler(allowed, scheduled)
     assert await commands_under(settings, task_id) == 2  # the original and one redrive
@@ -135,23 +182,42 @@ async def test_dead_report_redrive_is_a_replay_and_unknown_sources_are_refused(n
     redrive asks the reporter to send the batch again, as `xget reports replay` does. A dead
     letter naming no catalogue topic is refused, never published on a topic made up."""
     settings = noida.settings(topic_prefix=fresh_prefix(noida.bootstrap))
-    now = datetime.now(timezone.utc)
-    report = DeadLetter(service="reporter", source_topic="report_batches", partition=0,
-                        offset=7, key="od-1", value="{}", error="webhook answered 500",
-                        schema_header=WebhookReport.schema_id(), failed_at=now)
-    stray = DeadLetter(service="parser", source_topic="no-such-topic", partition=0, offset=0,
-                       key="k", value="{}", error="?", failed_at=now)
+    now = datetime.now(UTC)
+    report = DeadLetter(
+        service="reporter",
+        source_topic="report_batches",
+        partition=0,
+        offset=7,
+        key="od-1",
+        value="{}",
+        error="webhook answered 500",
+        schema_header=WebhookReport.schema_id(),
+        failed_at=now,
+    )
+    stray = DeadLetter(
+        service="parser",
+        source_topic="no-such-topic",
+        partition=0,
+        offset=0,
+        key="k",
+        value="{}",
+        error="?",
+        failed_at=now,
+    )
     producer = await Producer(settings).start()
     try:
-        await producer.send_all([Outgoing(DEAD_LETTERS, "od-1", report),
-                                 Outgoing(DEAD_LETTERS, "k", stray)])
+        await producer.send_all(
+            [Outgoing(DEAD_LETTERS, "od-1", report), Outgoing(DEAD_LETTERS, "k", stray)]
+        )
     finally:
         await producer.stop()
-    out = await asyncio.to_thread(xget, settings, "dead-letters", "redrive", "--since",
-                                  "1970-01-01")
+    out = await asyncio.to_thread(
+        xget, settings, "dead-letters", "redrive", "--since", "1970-01-01"
+    )
     assert "1 redriven, 0 already redriven before, 1 refused" in out, out
     assert "no-such-topic is no topic of the catalogue" in out, out
-    replays = [r for r in (await table(settings, REPORT_CONTROLS)).values()
-               if isinstance(r, ReportsReplay)]
+    replays = [
+        r for r in (await table(settings, REPORT_CONTROLS)).values() if isinstance(r, ReportsReplay)
+    ]
     assert [(r.task_id, r.batch_no) for r in replays] == [("od-1", 7)]
     assert f"{settings.topic_prefix}report-controls/" in out, out

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from infra import local
 from libs.kafka import Outgoing, Producer
@@ -27,19 +27,31 @@ from tests.e2e.harness import fresh_prefix
 from tests.integration.kafka_helpers import dead_letters
 
 TASK = "outage-task"
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
 def post(n: int) -> Outgoing:
-    p = Post(post_url=f"https://x.com/a/status/{n}", post_id=str(9_000_000 + n),
-             post_type="text", author_handle="@a", post_time=NOW, post_content=f"post {n}",
-             keyword="outage", task_id=TASK, collected_at=NOW, raw_data="{}")
+    p = Post(
+        post_url=f"https://x.com/a/status/{n}",
+        post_id=str(9_000_000 + n),
+        post_type="text",
+        author_handle="@a",
+        post_time=NOW,
+        post_content=f"post {n}",
+        keyword="outage",
+        task_id=TASK,
+        collected_at=NOW,
+        raw_data="{}",
+    )
     return Outgoing(POSTS, TASK, p, headers=((POSTS_TARGET_HEADER, b"0"),))
 
 
 def slice_end() -> Outgoing:
-    return Outgoing(POSTS, TASK, SliceEnd(task_id=TASK, slice_id="s0", keyword="outage",
-                                          end_reason="exhausted", pages=5))
+    return Outgoing(
+        POSTS,
+        TASK,
+        SliceEnd(task_id=TASK, slice_id="s0", keyword="outage", end_reason="exhausted", pages=5),
+    )
 
 
 async def _until(predicate, timeout: float, what: str) -> None:
@@ -52,13 +64,18 @@ async def _until(predicate, timeout: float, what: str) -> None:
 
 def counter_settings(noida, dsn: str):
     """A topic namespace of its own, ClickHouse at `dsn`, short retry waits, no batch fill."""
-    return noida.settings(topic_prefix=fresh_prefix(noida.bootstrap), clickhouse_dsn=dsn,
-                          dependency_retry_base_s=0.2, dependency_retry_max_s=1.0,
-                          counter_fill_ms=0)
+    return noida.settings(
+        topic_prefix=fresh_prefix(noida.bootstrap),
+        clickhouse_dsn=dsn,
+        dependency_retry_base_s=0.2,
+        dependency_retry_max_s=1.0,
+        counter_fill_ms=0,
+    )
 
 
-async def test_counter_waits_out_a_clickhouse_outage_and_counts_exactly(noida, tmp_path,
-                                                                        infra_log_dir):
+async def test_counter_waits_out_a_clickhouse_outage_and_counts_exactly(
+    noida, tmp_path, infra_log_dir
+):
     data, port = tmp_path / "ch", local.free_port()
     server = local.start_chdb_http(data, port, log_dir=infra_log_dir)
     dsn = f"http://default:@127.0.0.1:{port}/default"
@@ -82,8 +99,11 @@ async def test_counter_waits_out_a_clickhouse_outage_and_counts_exactly(noida, t
         server.proc.wait(10)
         before = failures._value.get()
         await producer.send_all([post(n) for n in range(40, 100)] + [slice_end()])
-        await _until(lambda: failures._value.get() >= before + 3, 60,
-                     "three failed attempts while ClickHouse is down")
+        await _until(
+            lambda: failures._value.get() >= before + 3,
+            60,
+            "three failed attempts while ClickHouse is down",
+        )
         # Waiting, with the cause, and nothing given up on: no dead letter, not completed.
         assert component in HEALTH.not_ready()
         assert any("clickhouse" in w for w in HEALTH.waiting_on()), HEALTH.waiting_on()
@@ -92,8 +112,11 @@ async def test_counter_waits_out_a_clickhouse_outage_and_counts_exactly(noida, t
         assert await dead_letters(settings) == []
 
         server = local.start_chdb_http(data, port, log_dir=infra_log_dir)  # same data, port
-        await _until(lambda: progress.rows[TASK].status == "completed", 60,
-                     "the task to complete once ClickHouse is back")
+        await _until(
+            lambda: progress.rows[TASK].status == "completed",
+            60,
+            "the task to complete once ClickHouse is back",
+        )
         assert collected() == 100
         await _until(lambda: component not in HEALTH.not_ready(), 10, "ready again")
         assert DEPENDENCY_DOWN.labels("dedup-counter", "clickhouse")._value.get() == 0
@@ -110,17 +133,20 @@ async def test_counter_waits_out_a_clickhouse_outage_and_counts_exactly(noida, t
     try:
         rows, unique = store.query_rows_sync(
             "SELECT count(), uniqExact(post_id) FROM posts FINAL WHERE task_id = {t:String}",
-            {"t": TASK})[0]
+            {"t": TASK},
+        )[0]
         billed = store.query_rows_sync(
-            "SELECT uniqExact(post_id) FROM keyword_month_posts WHERE keyword = 'outage'")[0][0]
+            "SELECT uniqExact(post_id) FROM keyword_month_posts WHERE keyword = 'outage'"
+        )[0][0]
         assert (rows, unique, billed) == (100, 100, 100)
     finally:
         store.close()
         server.stop()
 
 
-async def test_counter_started_while_clickhouse_is_down_waits_for_it(noida, tmp_path,
-                                                                    infra_log_dir):
+async def test_counter_started_while_clickhouse_is_down_waits_for_it(
+    noida, tmp_path, infra_log_dir
+):
     """A service that starts before ClickHouse (a cluster restart, a node reboot) waits for it,
     shows what it waits for, and works once it is there: it never exits."""
     data, port = tmp_path / "ch", local.free_port()
@@ -132,14 +158,23 @@ async def test_counter_started_while_clickhouse_is_down_waits_for_it(noida, tmp_
     counter = asyncio.create_task(serve_counter(settings, stop))
     server = None
     try:
-        await _until(lambda: any("clickhouse" in w for w in HEALTH.waiting_on()), 30,
-                     "the counter to wait for ClickHouse")
+        await _until(
+            lambda: any("clickhouse" in w for w in HEALTH.waiting_on()),
+            30,
+            "the counter to wait for ClickHouse",
+        )
         assert not counter.done()
         server = local.start_chdb_http(data, port, log_dir=infra_log_dir)
         await producer.send_all([post(n) for n in range(20)] + [slice_end()])
-        await _until(lambda: isinstance(p := progress.rows.get(TASK), TaskProgress)
-                     and p.status == "completed" and p.collected == 20, 60,
-                     "the task counted once ClickHouse is there")
+        await _until(
+            lambda: (
+                isinstance(p := progress.rows.get(TASK), TaskProgress)
+                and p.status == "completed"
+                and p.collected == 20
+            ),
+            60,
+            "the task counted once ClickHouse is there",
+        )
         assert not any("clickhouse" in w for w in HEALTH.waiting_on())
     finally:
         stop.set()

@@ -29,8 +29,9 @@ async def _idle_streak(settings, topic: str, seconds: float):
 
 async def test_idle_consumer_backs_off_and_still_gets_the_next_record(noida):
     topic = noida.topic(USERS)
-    settings = noida.settings(kafka_empty_fetch_backoff_ms=50,
-                              kafka_empty_fetch_backoff_max_ms=400)  # a cap well above the first wait
+    settings = noida.settings(
+        kafka_empty_fetch_backoff_ms=50, kafka_empty_fetch_backoff_max_ms=400
+    )  # a cap well above the first wait
     streak, consumer = await _idle_streak(settings, topic, 2.0)
     try:
         # 50+100+200+400+400+... ms: about 7 fetches in 2 s, where a flat 50 ms makes ~40.
@@ -44,8 +45,7 @@ async def test_idle_consumer_backs_off_and_still_gets_the_next_record(noida):
 
 
 async def test_a_flat_wait_when_the_cap_equals_the_first_wait(noida):
-    settings = noida.settings(kafka_empty_fetch_backoff_ms=50,
-                              kafka_empty_fetch_backoff_max_ms=50)
+    settings = noida.settings(kafka_empty_fetch_backoff_ms=50, kafka_empty_fetch_backoff_max_ms=50)
     streak, consumer = await _idle_streak(settings, noida.topic(USERS), 1.0)
     await consumer.stop()
     assert streak >= 10, streak  # every 50 ms: the doubling above is what saves the polls
@@ -53,6 +53,7 @@ async def test_a_flat_wait_when_the_cap_equals_the_first_wait(noida):
 
 def test_zero_restores_aiokafkas_own_fetch():
     from aiokafka.consumer import fetcher
+
     install_empty_fetch_backoff(50, 400)
     wrapped = fetcher.Fetcher._proc_fetch_request  # noqa: SLF001
     assert hasattr(wrapped, "__xget_original__")
@@ -67,8 +68,9 @@ async def test_a_record_published_in_the_same_process_wakes_a_waiting_consumer(n
     from libs.kafka import Outgoing, Producer
     from libs.records.posts import XUser
 
-    settings = noida.settings(kafka_empty_fetch_backoff_ms=60_000,
-                              kafka_empty_fetch_backoff_max_ms=60_000)
+    settings = noida.settings(
+        kafka_empty_fetch_backoff_ms=60_000, kafka_empty_fetch_backoff_max_ms=60_000
+    )
     consumer = consumer_for(settings, None, "wake-test")
     await consumer.start()
     tp = TopicPartition(noida.topic(USERS), 0)

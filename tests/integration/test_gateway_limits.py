@@ -6,11 +6,10 @@ The walk reads the app's own OpenAPI document, so a route or field added later i
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import pytest
-
 from aiokafka import ConsumerRecord
 
 from libs.kafka import Incoming, Producer
@@ -48,8 +47,9 @@ def _no_clickhouse():
 
 @pytest.fixture
 async def gateway(noida):
-    settings = noida.settings(topic_prefix=fresh_prefix(noida.bootstrap), api_token=TOKEN,
-                              api_max_list_items=50)
+    settings = noida.settings(
+        topic_prefix=fresh_prefix(noida.bootstrap), api_token=TOKEN, api_max_list_items=50
+    )
     producer = await Producer(settings).start()
     view, kol_view = TaskView(settings), KolTaskView(settings)
     await view.start()
@@ -60,8 +60,9 @@ async def gateway(noida):
 
     app = create_app(settings, producer, view, no_store, kol_view)
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://gw", headers=AUTH) as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://gw", headers=AUTH
+        ) as client:
             yield settings, app, client
     finally:
         await kol_view.stop()
@@ -98,8 +99,7 @@ def bad_values(schema: dict, doc: dict, max_items: int) -> list:
             values.append(LONG)
         elif kind == "array":
             item = _variants(alt.get("items", {}), doc)[0]
-            values.append([LONG] if item.get("type") == "string" and "enum" not in item
-                          else [HUGE])
+            values.append([LONG] if item.get("type") == "string" and "enum" not in item else [HUGE])
             example = item.get("enum", ["a"])[0] if item.get("type") == "string" else 1
             values.append([example] * (max_items + 1))
     return values
@@ -111,8 +111,7 @@ def body_cases(schema: dict, doc: dict, max_items: int, prefix: str = ""):
         field = f"{prefix}{name}"
         for alt in _variants(prop, doc):
             if alt.get("type") == "object" and "properties" in alt:
-                yield from ((f, {name: v}) for f, v in
-                            body_cases(alt, doc, max_items, f"{field}."))
+                yield from ((f, {name: v}) for f, v in body_cases(alt, doc, max_items, f"{field}."))
         yield from ((field, {name: v}) for v in bad_values(prop, doc, max_items))
 
 
@@ -124,8 +123,9 @@ def _merge(base: dict, change: dict) -> dict:
 
 
 def _names_field(response: httpx.Response, field: str) -> bool:
-    fields = [d.get("field") or "" for d in response.json().get("detail", [])
-              if isinstance(d, dict)]
+    fields = [
+        d.get("field") or "" for d in response.json().get("detail", []) if isinstance(d, dict)
+    ]
     return any(f == field or f.startswith(field + ".") for f in fields)
 
 
@@ -137,16 +137,20 @@ async def test_every_route_bounds_every_parameter(gateway):
         for method, op in methods.items():
             params = op.get("parameters", [])
             path_values = {p["name"]: PATH_VALUES[p["name"]] for p in params if p["in"] == "path"}
-            query = {p["name"]: QUERY_VALUES[p["name"]] for p in params
-                     if p["in"] == "query" and p.get("required")}
+            query = {
+                p["name"]: QUERY_VALUES[p["name"]]
+                for p in params
+                if p["in"] == "query" and p.get("required")
+            }
             body = None
             if "requestBody" in op:
                 assert path in BODIES, f"add a valid body of {method.upper()} {path} to BODIES"
                 body = BODIES[path]
 
             async def send(path_values=path_values, query=query, body=body):
-                return await client.request(method, path.format(**path_values), params=query,
-                                            json=body)
+                return await client.request(
+                    method, path.format(**path_values), params=query, json=body
+                )
 
             cases = []
             for p in params:
@@ -163,55 +167,93 @@ async def test_every_route_bounds_every_parameter(gateway):
                 r = await pending
                 checked += 1
                 if r.status_code != 422 or not _names_field(r, field):
-                    failures.append(f"{method.upper()} {path} {field}={str(value)[:40]}: "
-                                    f"{r.status_code} {r.text[:200]}")
+                    failures.append(
+                        f"{method.upper()} {path} {field}={str(value)[:40]}: "
+                        f"{r.status_code} {r.text[:200]}"
+                    )
     assert not failures, "\n".join(failures)
     assert checked > 100  # the walk found the routes (18 of them) and their parameters
 
 
 async def test_what_the_operator_found_is_a_422(gateway):
     settings, _, client = gateway
-    r = await client.post("/api/v1/tasks/ondemand", json={
-        "keyword": "x", "start_time": "0001-01-01T00:00:00Z", "end_time": "9999-12-31T00:00:00Z"})
+    r = await client.post(
+        "/api/v1/tasks/ondemand",
+        json={
+            "keyword": "x",
+            "start_time": "0001-01-01T00:00:00Z",
+            "end_time": "9999-12-31T00:00:00Z",
+        },
+    )
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "start_time", r.text
     # within the allowed times, but longer than XGET_API_MAX_WINDOW_DAYS
-    r = await client.post("/api/v1/tasks/ondemand", json={
-        "keyword": "x", "start_time": "2024-01-01T00:00:00Z", "end_time": "2026-01-01T00:00:00Z"})
+    r = await client.post(
+        "/api/v1/tasks/ondemand",
+        json={
+            "keyword": "x",
+            "start_time": "2024-01-01T00:00:00Z",
+            "end_time": "2026-01-01T00:00:00Z",
+        },
+    )
     err = r.json()["detail"][0]
     assert r.status_code == 422 and err["field"] == "end_time" and "731 days" in err["message"]
-    r = await client.post("/api/v1/tasks/ondemand", json={
-        "keyword": "x", "required_count": settings.api_max_required_count + 1, **WINDOW})
+    r = await client.post(
+        "/api/v1/tasks/ondemand",
+        json={"keyword": "x", "required_count": settings.api_max_required_count + 1, **WINDOW},
+    )
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "required_count"
-    for query, field in ((dict(offset=HUGE), "offset"),
-                         (dict(start_time="0001-01-01T00:00:00Z"), "start_time"),
-                         (dict(username=LONG), "username"),
-                         (dict(min_likes=HUGE), "min_likes")):
+    for query, field in (
+        (dict(offset=HUGE), "offset"),
+        (dict(start_time="0001-01-01T00:00:00Z"), "start_time"),
+        (dict(username=LONG), "username"),
+        (dict(min_likes=HUGE), "min_likes"),
+    ):
         r = await client.get("/api/v1/data/tweets/search", params=query)
         assert r.status_code == 422 and r.json()["detail"][0]["field"] == field, r.text
     # a window at the limit is accepted
-    r = await client.post("/api/v1/tasks/ondemand", json={
-        "keyword": "x", "start_time": "2025-01-01T00:00:00Z",
-        "end_time": "2026-01-02T00:00:00Z", "required_count": 10})
+    r = await client.post(
+        "/api/v1/tasks/ondemand",
+        json={
+            "keyword": "x",
+            "start_time": "2025-01-01T00:00:00Z",
+            "end_time": "2026-01-02T00:00:00Z",
+            "required_count": 10,
+        },
+    )
     assert r.status_code == 200, r.text
 
 
 async def test_slices_per_task_is_a_setting(noida):
-    settings = noida.settings(topic_prefix=fresh_prefix(noida.bootstrap), api_token=TOKEN,
-                              api_max_slices_per_task=3)
+    settings = noida.settings(
+        topic_prefix=fresh_prefix(noida.bootstrap), api_token=TOKEN, api_max_slices_per_task=3
+    )
     producer = await Producer(settings).start()
     view = TaskView(settings)
     await view.start()
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(
-                settings, producer, view)), base_url="http://gw", headers=AUTH) as c:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(settings, producer, view)),
+            base_url="http://gw",
+            headers=AUTH,
+        ) as c:
             # 2 days long, but touching 3 calendar days: 3 day slices
-            ok = await c.post("/api/v1/tasks/ondemand", json={
-                "keyword": "x", "start_time": "2026-10-01T12:00:00Z",
-                "end_time": "2026-10-03T12:00:00Z"})
+            ok = await c.post(
+                "/api/v1/tasks/ondemand",
+                json={
+                    "keyword": "x",
+                    "start_time": "2026-10-01T12:00:00Z",
+                    "end_time": "2026-10-03T12:00:00Z",
+                },
+            )
             assert ok.status_code == 200, ok.text
-            r = await c.post("/api/v1/tasks/ondemand", json={
-                "keyword": "x", "start_time": "2026-10-01T00:00:00Z",
-                "end_time": "2026-10-04T00:00:01Z"})
+            r = await c.post(
+                "/api/v1/tasks/ondemand",
+                json={
+                    "keyword": "x",
+                    "start_time": "2026-10-01T00:00:00Z",
+                    "end_time": "2026-10-04T00:00:01Z",
+                },
+            )
             err = r.json()["detail"][0]
             assert r.status_code == 422 and err["field"] == "end_time"
             assert "4 days, one search job each" in err["message"]
@@ -224,11 +266,26 @@ async def test_a_command_on_the_topic_with_an_unbounded_window_is_refused(make_s
     """The scheduler applies the gateway's bounds to commands published straight onto
     task-commands: the command is dead-lettered with the reason, no search job is cut."""
     handle = scheduler.make_handler(make_settings())
-    task = OnDemandTask(task_id="huge", keyword="x", submitted_at=datetime.now(timezone.utc),
-                        start_time=datetime(1, 1, 1, tzinfo=timezone.utc),
-                        end_time=datetime(9999, 12, 31, tzinfo=timezone.utc))
-    raw = ConsumerRecord("task-commands", 0, 0, 0, 0, b"huge", task.encode(), None, 4, 0,
-                         [(SCHEMA_HEADER, task.schema_id().encode())])
+    task = OnDemandTask(
+        task_id="huge",
+        keyword="x",
+        submitted_at=datetime.now(UTC),
+        start_time=datetime(1, 1, 1, tzinfo=UTC),
+        end_time=datetime(9999, 12, 31, tzinfo=UTC),
+    )
+    raw = ConsumerRecord(
+        "task-commands",
+        0,
+        0,
+        0,
+        0,
+        b"huge",
+        task.encode(),
+        None,
+        4,
+        0,
+        [(SCHEMA_HEADER, task.schema_id().encode())],
+    )
     outs = await handle([Incoming("task-commands", 0, 0, "huge", task, raw=raw)])
     assert [o.spec.name for o in outs] == ["dead-letters"]  # no search job
     assert "start_time" in outs[0].record.error

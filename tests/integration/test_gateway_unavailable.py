@@ -50,8 +50,9 @@ async def gateway(settings, get_store=None):
     await view.start()
     app = create_app(settings, producer, view, get_store)
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://gw", headers=AUTH, timeout=60) as c:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://gw", headers=AUTH, timeout=60
+        ) as c:
             yield c
     finally:
         await close_stores()
@@ -61,8 +62,12 @@ async def gateway(settings, get_store=None):
 
 async def test_clickhouse_down_is_503_and_recovers(noida, tmp_path):
     server = local.start_chdb_http(tmp_path / "ch", log_dir=tmp_path)
-    settings = noida.settings(topic_prefix=fresh_prefix(noida.bootstrap), api_token=TOKEN,
-                              clickhouse_dsn=server.address, api_retry_after_s=7)
+    settings = noida.settings(
+        topic_prefix=fresh_prefix(noida.bootstrap),
+        api_token=TOKEN,
+        clickhouse_dsn=server.address,
+        api_retry_after_s=7,
+    )
     try:
         async with gateway(settings, lambda: clickhouse_for(settings, wait=False)) as c:
             for path, params in CLICKHOUSE_ROUTES:
@@ -85,8 +90,11 @@ async def test_clickhouse_down_is_503_and_recovers(noida, tmp_path):
 
 async def test_clickhouse_never_reachable_is_503(noida):
     """The first data request of a gateway whose ClickHouse is not up yet (migrations fail)."""
-    settings = noida.settings(topic_prefix=fresh_prefix(noida.bootstrap), api_token=TOKEN,
-                              clickhouse_dsn=f"http://127.0.0.1:{local.free_port()}")
+    settings = noida.settings(
+        topic_prefix=fresh_prefix(noida.bootstrap),
+        api_token=TOKEN,
+        clickhouse_dsn=f"http://127.0.0.1:{local.free_port()}",
+    )
     async with gateway(settings, lambda: clickhouse_for(settings, wait=False)) as c:
         for path, params in CLICKHOUSE_ROUTES[:3]:
             assert_unavailable(await c.get(path, params=params), settings, "clickhouse")
@@ -96,41 +104,53 @@ async def test_broker_down_is_503_on_task_creation_and_control(make_settings, tm
     broker = local.start_noida(tmp_path / "kafka", log_dir=tmp_path)
     prefix = "u-"
     local.create_topics_sync(broker.address, prefix, CATALOGUE)
-    settings = make_settings(kafka_bootstrap=broker.address, topic_prefix=prefix,
-                             kafka_group_mode="assign", kafka_empty_fetch_backoff_ms=50,
-                             api_token=TOKEN, api_dependency_timeout_s=3,
-                             # a broker restart with an idempotent producer is another
-                             # issue's (the producer rebuild); this test is about the 503
-                             kafka_idempotent_producer=False)
+    settings = make_settings(
+        kafka_bootstrap=broker.address,
+        topic_prefix=prefix,
+        kafka_group_mode="assign",
+        kafka_empty_fetch_backoff_ms=50,
+        api_token=TOKEN,
+        api_dependency_timeout_s=3,
+        # a broker restart with an idempotent producer is another
+        # issue's (the producer rebuild); this test is about the 503
+        kafka_idempotent_producer=False,
+    )
     try:
         async with gateway(settings) as c:
             try:
-                r = await c.post("/api/v1/tasks/ondemand",
-                                 json={"task_id": "before", "keyword": "x", **WINDOW})
+                r = await c.post(
+                    "/api/v1/tasks/ondemand", json={"task_id": "before", "keyword": "x", **WINDOW}
+                )
                 assert r.status_code == 200, r.text
 
                 broker.stop()
                 t0 = time.monotonic()
-                r = await c.post("/api/v1/tasks/ondemand",
-                                 json={"task_id": "during", "keyword": "x", **WINDOW})
+                r = await c.post(
+                    "/api/v1/tasks/ondemand", json={"task_id": "during", "keyword": "x", **WINDOW}
+                )
                 assert_unavailable(r, settings, "kafka")
                 assert time.monotonic() - t0 < settings.api_dependency_timeout_s + 10
-                assert_unavailable(await c.post("/api/v1/tasks/before/cancel"), settings,
-                                   "kafka")
-                assert_unavailable(await c.patch("/api/v1/tasks/before",
-                                                 json={"priority": 2}), settings, "kafka")
-                assert_unavailable(await c.post("/api/v1/tasks/scheduled", json={
-                    "keyword": "x", "frequency": "daily"}), settings, "kafka")
+                assert_unavailable(await c.post("/api/v1/tasks/before/cancel"), settings, "kafka")
+                assert_unavailable(
+                    await c.patch("/api/v1/tasks/before", json={"priority": 2}), settings, "kafka"
+                )
+                assert_unavailable(
+                    await c.post(
+                        "/api/v1/tasks/scheduled", json={"keyword": "x", "frequency": "daily"}
+                    ),
+                    settings,
+                    "kafka",
+                )
 
                 # back on its data dir: the same request (same task id) is accepted
                 broker = local.start_noida(tmp_path / "kafka", broker.port, log_dir=tmp_path)
-                r = await c.post("/api/v1/tasks/ondemand",
-                                 json={"task_id": "during", "keyword": "x", **WINDOW})
+                r = await c.post(
+                    "/api/v1/tasks/ondemand", json={"task_id": "during", "keyword": "x", **WINDOW}
+                )
                 assert r.status_code == 200, r.text
             finally:
                 # the views' consumer only stops cleanly with a broker to leave
                 if not broker.alive():
-                    broker = local.start_noida(tmp_path / "kafka", broker.port,
-                                               log_dir=tmp_path)
+                    broker = local.start_noida(tmp_path / "kafka", broker.port, log_dir=tmp_path)
     finally:
         broker.stop()

@@ -7,7 +7,6 @@ import math
 import uuid
 
 import pytest
-
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from libs import lag
@@ -68,8 +67,9 @@ async def test_lag_is_produced_minus_committed_and_replicas_follow_the_formula(b
     assert row.recommended_replicas == expected
     assert math.isclose(row.drain_s, row.lag / (row.rate - row.inflow))
     # A tighter target asks for more, but never more replicas than partitions.
-    assert {r.group: r for r in lag.report(first, second, target / 1000)}[group] \
-        .recommended_replicas == parts
+    assert {r.group: r for r in lag.report(first, second, target / 1000)}[
+        group
+    ].recommended_replicas == parts
     # A group that never committed lags by the whole topic and its speed is unknown.
     assert rows[idle].lag == sum(second.end[tp] - second.start[tp] for tp in tps)
     assert rows[idle].recommended_replicas == parts and math.isinf(rows[idle].drain_s)
@@ -83,9 +83,12 @@ def test_xget_lag_prints_each_declared_group(broker, request, monkeypatch, capsy
     topic = kafka.topic(RAW_PAGES)
     before = asyncio.run(lag.snapshot(kafka.settings(), {"x": [topic]}))
     asyncio.run(produce(kafka.bootstrap, topic, 2, RAW_PAGES.partitions))
-    for k, v in {"XGET_KAFKA_BOOTSTRAP": kafka.bootstrap, "XGET_TOPIC_PREFIX": kafka.prefix,
-                 "XGET_KAFKA_EMPTY_FETCH_BACKOFF_MS": "50",
-                 "XGET_KAFKA_END_OFFSETS_FROM_FETCH": str(broker == "tansu")}.items():
+    for k, v in {
+        "XGET_KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "XGET_TOPIC_PREFIX": kafka.prefix,
+        "XGET_KAFKA_EMPTY_FETCH_BACKOFF_MS": "50",
+        "XGET_KAFKA_END_OFFSETS_FROM_FETCH": str(broker == "tansu"),
+    }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.chdir("/")  # no .env
     assert cli.main(["lag", "--group", "parser", "--sample", "0.1"]) == 0

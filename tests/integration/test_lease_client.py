@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from libs.kafka import Outgoing, Producer, decode, follow_from_end
 from libs.leases import EXPIRY_MARGIN_S, LeaseClient
@@ -26,9 +26,10 @@ class ScriptedManager:
         self.consumer = None
         self.pending: list = []
 
-    async def start(self) -> "ScriptedManager":
-        self.consumer, _ = await follow_from_end(self.settings, LEASE_REQUESTS,
-                                                 f"scripted-manager-{self.requester}")
+    async def start(self) -> ScriptedManager:
+        self.consumer, _ = await follow_from_end(
+            self.settings, LEASE_REQUESTS, f"scripted-manager-{self.requester}"
+        )
         return self
 
     async def stop(self) -> None:
@@ -51,14 +52,20 @@ class ScriptedManager:
                         self.pending.append(decode(LEASE_REQUESTS, m))
 
     async def grant(self, req: LeaseRequest, account: str, lasts_s: float) -> LeaseGrant:
-        now = datetime.now(timezone.utc)
-        g = LeaseGrant(request_id=req.request_id, requester=req.requester,
-                       lease_id=uuid.uuid4().hex, account_id=account, operation=req.operation,
-                       budget=5, expires_at=datetime.fromtimestamp(time.time() + lasts_s,
-                                                                   timezone.utc),
-                       secrets=self.box.seal({"auth_token": f"tok-{account}",
-                                              "ct0": f"ct0-{account}", "proxy_url": None}),
-                       granted_at=now)
+        now = datetime.now(UTC)
+        g = LeaseGrant(
+            request_id=req.request_id,
+            requester=req.requester,
+            lease_id=uuid.uuid4().hex,
+            account_id=account,
+            operation=req.operation,
+            budget=5,
+            expires_at=datetime.fromtimestamp(time.time() + lasts_s, UTC),
+            secrets=self.box.seal(
+                {"auth_token": f"tok-{account}", "ct0": f"ct0-{account}", "proxy_url": None}
+            ),
+            granted_at=now,
+        )
         await self.producer.send_and_wait(Outgoing(LEASE_GRANTS, req.requester, g))
         return g
 

@@ -34,8 +34,9 @@ async def _round_trip(bootstrap: str, topic: str, key: bytes, value: bytes) -> N
 
 
 async def _read_one(bootstrap: str, topic: str, partition: int, offset: int):
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         tp = TopicPartition(topic, partition)
@@ -79,7 +80,8 @@ async def test_compacted_topic_config(noida):
     await admin.start()
     try:
         res = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, noida.topic(TASK_PROGRESS))])
+            [ConfigResource(ConfigResourceType.TOPIC, noida.topic(TASK_PROGRESS))]
+        )
     finally:
         await admin.close()
     entries = {e[0]: e[1] for r in res for _, _, _, _, es in r.resources for e in es}
@@ -117,11 +119,21 @@ def test_start_process_reports_log_on_failure(tmp_path):
     import sys
 
     with pytest.raises(local.StartError, match="boom"):
-        local.start_process("failer", [sys.executable, "-c", "print('boom'); raise SystemExit(3)"],
-                            lambda: False, log_dir=tmp_path, timeout=5)
+        local.start_process(
+            "failer",
+            [sys.executable, "-c", "print('boom'); raise SystemExit(3)"],
+            lambda: False,
+            log_dir=tmp_path,
+            timeout=5,
+        )
     with pytest.raises(local.StartError, match="not ready within"):
-        local.start_process("sleeper", [sys.executable, "-c", "import time; print('zzz'); time.sleep(60)"],
-                            lambda: False, log_dir=tmp_path, timeout=1)
+        local.start_process(
+            "sleeper",
+            [sys.executable, "-c", "import time; print('zzz'); time.sleep(60)"],
+            lambda: False,
+            log_dir=tmp_path,
+            timeout=1,
+        )
 
 
 def test_stop_escalates_to_sigkill(tmp_path):
@@ -129,8 +141,12 @@ def test_stop_escalates_to_sigkill(tmp_path):
     import time
 
     code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"
-    h = local.start_process("stubborn", [sys.executable, "-c", code],
-                            lambda: "up" in (tmp_path / "stubborn.log").read_text(), log_dir=tmp_path)
+    h = local.start_process(
+        "stubborn",
+        [sys.executable, "-c", code],
+        lambda: "up" in (tmp_path / "stubborn.log").read_text(),
+        log_dir=tmp_path,
+    )
     t = time.monotonic()
     h.stop(timeout=0.5)
     assert not h.alive()
@@ -150,13 +166,23 @@ def test_stack_up_status_down(tmp_path):
     import subprocess
     import sys
 
-    env = {**os.environ, "PYTHONPATH": str(local.REPO_ROOT),
-           "XGET_KAFKA_PORT": str(local.free_port()), "XGET_DATA_DIR": str(tmp_path / "x"),
-           "XGET_CLICKHOUSE_DSN": f"chdb://{tmp_path / 'x' / 'clickhouse'}"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(local.REPO_ROOT),
+        "XGET_KAFKA_PORT": str(local.free_port()),
+        "XGET_DATA_DIR": str(tmp_path / "x"),
+        "XGET_CLICKHOUSE_DSN": f"chdb://{tmp_path / 'x' / 'clickhouse'}",
+    }
 
     def stack(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "infra.stack", *args], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "infra.stack", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     try:
         r = stack("up", "--no-xsim", "--no-services")

@@ -28,7 +28,9 @@ async def test_put_get_stat_list(store):
     assert isinstance(store, ObjectStore)
     data = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 10
     key = "media/ab/cd/abcd1234.png"
-    info = await store.put(key, data, "image/png", {"Source-URL": "https://pbs.twimg.com/x.png", "task": "t1"})
+    info = await store.put(
+        key, data, "image/png", {"Source-URL": "https://pbs.twimg.com/x.png", "task": "t1"}
+    )
     assert info.size == len(data)
     assert await store.get(key) == data
     assert await store.exists(key)
@@ -43,12 +45,18 @@ async def test_put_get_stat_list(store):
     await store.put("data/2026/11/23/t1_batch_002.json", b'{"a":2}', "application/json")
     await store.put("data/2026/11/24/t2_batch_001.json", b"{}", "application/json")
     assert await store.list("data/2026/11/23/") == [
-        "data/2026/11/23/t1_batch_001.json", "data/2026/11/23/t1_batch_002.json"]
+        "data/2026/11/23/t1_batch_001.json",
+        "data/2026/11/23/t1_batch_002.json",
+    ]
     assert await store.list("data/") == [
-        "data/2026/11/23/t1_batch_001.json", "data/2026/11/23/t1_batch_002.json",
-        "data/2026/11/24/t2_batch_001.json"]
+        "data/2026/11/23/t1_batch_001.json",
+        "data/2026/11/23/t1_batch_002.json",
+        "data/2026/11/24/t2_batch_001.json",
+    ]
     assert len(await store.list()) == 4
-    assert (await store.stat("data/2026/11/24/t2_batch_001.json")).content_type == "application/json"
+    assert (
+        await store.stat("data/2026/11/24/t2_batch_001.json")
+    ).content_type == "application/json"
     assert (await store.stat("data/2026/11/24/t2_batch_001.json")).metadata == {}
 
 

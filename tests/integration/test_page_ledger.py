@@ -6,7 +6,7 @@ must resume at page n, not after n+1 (its posts would never be parsed)."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -16,19 +16,35 @@ from libs.records.tasks import SearchJob
 from libs.topics import RAW_PAGES
 from services.scraper.ledger import BrokerLostRecords, PageLedger, raw_page_key
 
-NOW = datetime(2026, 9, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 9, 1, tzinfo=UTC)
 
 
 def job() -> SearchJob:
-    return SearchJob(task_id=f"t-{uuid.uuid4().hex[:8]}", slice_id="s1", keyword="kw",
-                     query="kw since:2026-09-01 until:2026-09-02", start_time=NOW, end_time=NOW)
+    return SearchJob(
+        task_id=f"t-{uuid.uuid4().hex[:8]}",
+        slice_id="s1",
+        keyword="kw",
+        query="kw since:2026-09-01 until:2026-09-02",
+        start_time=NOW,
+        end_time=NOW,
+    )
 
 
 def page(j: SearchJob, n: int) -> RawPage:
-    return RawPage(task_id=j.task_id, slice_id=j.slice_id, page_no=n, keyword=j.keyword,
-                   operation="SearchTimeline", query=j.query, cursor_in=f"c{n}" if n else None,
-                   cursor_out=f"c{n + 1}", http_status=200, requested_at=NOW, response="{}",
-                   entries=20)
+    return RawPage(
+        task_id=j.task_id,
+        slice_id=j.slice_id,
+        page_no=n,
+        keyword=j.keyword,
+        operation="SearchTimeline",
+        query=j.query,
+        cursor_in=f"c{n}" if n else None,
+        cursor_out=f"c{n + 1}",
+        http_status=200,
+        requested_at=NOW,
+        response="{}",
+        entries=20,
+    )
 
 
 async def test_recovery_resumes_at_the_first_page_the_broker_does_not_hold(noida):

@@ -14,8 +14,16 @@ from libs.topics import DEAD_LETTERS
 
 
 def letter(i: int, size: int = 10) -> DeadLetter:
-    return DeadLetter(service="batch-test", source_topic="t", partition=0, offset=i, key=None,
-                      value="v" * size, error=f"record {i}", failed_at="2026-11-23T00:00:00Z")
+    return DeadLetter(
+        service="batch-test",
+        source_topic="t",
+        partition=0,
+        offset=i,
+        key=None,
+        value="v" * size,
+        error=f"record {i}",
+        failed_at="2026-11-23T00:00:00Z",
+    )
 
 
 @pytest.mark.parametrize("broker", ["noida", "tansu"])
@@ -27,10 +35,20 @@ async def test_send_all_keeps_partition_order_keys_headers_and_big_records(broke
     outs = []
     for i in range(60):
         size = 1_500_000 if i == 31 else 10  # one record bigger than a 1 MB batch
-        outs.append(Outgoing(DEAD_LETTERS, keys[i % 5], letter(i, size),
-                             headers=(("test-run", run.encode()),)))
-    outs.append(Outgoing(DEAD_LETTERS, None, letter(60), partition=2,  # explicit partition
-                         headers=(("test-run", run.encode()),)))
+        outs.append(
+            Outgoing(
+                DEAD_LETTERS, keys[i % 5], letter(i, size), headers=(("test-run", run.encode()),)
+            )
+        )
+    outs.append(
+        Outgoing(
+            DEAD_LETTERS,
+            None,
+            letter(60),
+            partition=2,  # explicit partition
+            headers=(("test-run", run.encode()),),
+        )
+    )
     producer = await Producer(settings, "batch-test").start()
     try:
         acks = await producer.send_all(outs)
@@ -40,8 +58,11 @@ async def test_send_all_keeps_partition_order_keys_headers_and_big_records(broke
 
     expected: dict[int, list[int]] = {}
     for i, o in enumerate(outs):
-        p = o.partition if o.partition is not None else partition_for_key(
-            o.key, range(DEAD_LETTERS.partitions))
+        p = (
+            o.partition
+            if o.partition is not None
+            else partition_for_key(o.key, range(DEAD_LETTERS.partitions))
+        )
         expected.setdefault(p, []).append(i)
     got: dict[int, list[int]] = {}
     for partition in range(DEAD_LETTERS.partitions):
@@ -58,4 +79,5 @@ async def test_send_all_keeps_partition_order_keys_headers_and_big_records(broke
         assert got.get(p) == expected.get(p), (
             f"partition {p}: missing {sorted(set(expected.get(p, [])) - set(got.get(p, [])))}, "
             f"unexpected {sorted(set(got.get(p, [])) - set(expected.get(p, [])))}, "
-            f"got {got.get(p)}")
+            f"got {got.get(p)}"
+        )

@@ -19,8 +19,15 @@ from libs.kafka import ConsumerLoop, Producer
 from libs.records.base import SCHEMA_HEADER
 from libs.records.tasks import OnDemandTask, SearchJob
 from libs.topic_table import TopicTable
-from libs.topics import (CATALOGUE, DEAD_LETTERS, RAW_PAGES, SEARCH_JOBS, TASK_COMMANDS,
-                         TopicSpec, topic_name)
+from libs.topics import (
+    CATALOGUE,
+    DEAD_LETTERS,
+    RAW_PAGES,
+    SEARCH_JOBS,
+    TASK_COMMANDS,
+    TopicSpec,
+    topic_name,
+)
 from services.task_gateway import rejections, scheduler
 from services.task_gateway.api import create_app
 from services.task_gateway.task_view import TaskView
@@ -32,15 +39,26 @@ AUTH = {"Authorization": "Bearer tok"}
 
 
 def command(task_id: str, **extra) -> bytes:
-    return json.dumps({"task_id": task_id, "keyword": "tesla",
-                       "start_time": "2026-10-01T00:00:00Z", "end_time": "2026-10-02T00:00:00Z",
-                       "submitted_at": "2026-10-02T00:00:00Z", **extra}).encode()
+    return json.dumps(
+        {
+            "task_id": task_id,
+            "keyword": "tesla",
+            "start_time": "2026-10-01T00:00:00Z",
+            "end_time": "2026-10-02T00:00:00Z",
+            "submitted_at": "2026-10-02T00:00:00Z",
+            **extra,
+        }
+    ).encode()
 
 
 async def publish(settings, key: str, value: bytes) -> None:
-    await send_raw(settings.kafka_bootstrap, topic_name(TASK_COMMANDS, settings.topic_prefix),
-                   value, key=key.encode(),
-                   headers=[(SCHEMA_HEADER, OnDemandTask.schema_id().encode())])
+    await send_raw(
+        settings.kafka_bootstrap,
+        topic_name(TASK_COMMANDS, settings.topic_prefix),
+        value,
+        key=key.encode(),
+        headers=[(SCHEMA_HEADER, OnDemandTask.schema_id().encode())],
+    )
 
 
 class Gateway:
@@ -54,15 +72,26 @@ class Gateway:
         self.view = TaskView(self.settings)
         await self.view.start()
         self.loops = [
-            ConsumerLoop(self.settings, scheduler.SERVICE, [TASK_COMMANDS],
-                         scheduler.make_handler(self.settings, self.view.controls),
-                         self.producer),
-            ConsumerLoop(self.settings, rejections.SERVICE, [DEAD_LETTERS],
-                         rejections.make_handler(self.settings, self.view.controls),
-                         self.producer)]
+            ConsumerLoop(
+                self.settings,
+                scheduler.SERVICE,
+                [TASK_COMMANDS],
+                scheduler.make_handler(self.settings, self.view.controls),
+                self.producer,
+            ),
+            ConsumerLoop(
+                self.settings,
+                rejections.SERVICE,
+                [DEAD_LETTERS],
+                rejections.make_handler(self.settings, self.view.controls),
+                self.producer,
+            ),
+        ]
         self.runners = [asyncio.create_task(loop.run()) for loop in self.loops]
-        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(
-            app=create_app(self.settings, self.producer, self.view)), base_url="http://gw")
+        self.http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(self.settings, self.producer, self.view)),
+            base_url="http://gw",
+        )
         return self
 
     async def __aexit__(self, *exc):
@@ -91,8 +120,7 @@ class Gateway:
 async def test_refused_and_mismatched_commands_show_rejected(noida):
     settings = noida.settings(topic_prefix=fresh_prefix(noida.bootstrap), api_token="tok")
     tag = uuid.uuid4().hex[:6]
-    private, phantom, named, good = (f"priv-{tag}", f"key-{tag}", f"named-{tag}",
-                                     f"good-{tag}")
+    private, phantom, named, good = (f"priv-{tag}", f"key-{tag}", f"named-{tag}", f"good-{tag}")
     await publish(settings, private, command(private, callback_url="http://10.0.0.7/hook"))
     await publish(settings, phantom, command(named))  # key differs from task_id
     await publish(settings, good, command(good))
@@ -112,9 +140,14 @@ async def test_refused_and_mismatched_commands_show_rejected(noida):
         assert (await gw.status(named))[0] == 404
         listed = (await gw.http.get("/api/v1/tasks", headers=AUTH)).json()["items"]
         assert {i["task_id"]: i["status"] for i in listed} == {
-            private: "rejected", phantom: "rejected", broken: "rejected", good: "pending"}, listed
-        assert (await gw.http.post(f"/api/v1/tasks/{private}/cancel",
-                                   headers=AUTH)).status_code == 409
+            private: "rejected",
+            phantom: "rejected",
+            broken: "rejected",
+            good: "pending",
+        }, listed
+        assert (
+            await gw.http.post(f"/api/v1/tasks/{private}/cancel", headers=AUTH)
+        ).status_code == 409
 
     # Only the good command was scheduled.
     jobs = await TopicTable(settings, SEARCH_JOBS).start()
@@ -124,8 +157,11 @@ async def test_refused_and_mismatched_commands_show_rejected(noida):
 
     # A restarted gateway rebuilds the same answers from the compacted topics.
     async with Gateway(settings) as gw:
-        for task_id, word in ((private, "callback_url"), (phantom, "differs from task_id"),
-                              (broken, "end_time")):
+        for task_id, word in (
+            (private, "callback_url"),
+            (phantom, "differs from task_id"),
+            (broken, "end_time"),
+        ):
             code, st = await gw.status(task_id)
             assert code == 200 and st["status"] == "rejected" and word in st["reason"], st
         assert (await gw.status(named))[0] == 404
@@ -160,11 +196,15 @@ async def _policies(bootstrap: str, names: list[str]) -> dict[str, str]:
     await admin.start()
     try:
         res = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
+            [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+        )
     finally:
         await admin.close()
-    return {name: dict((e[0], e[1]) for e in entries).get("cleanup.policy")
-            for r in res for _, _, _, name, entries in r.resources}
+    return {
+        name: dict((e[0], e[1]) for e in entries).get("cleanup.policy")
+        for r in res
+        for _, _, _, name, entries in r.resources
+    }
 
 
 async def test_topics_create_migrates_an_existing_topic_to_compaction(noida):
@@ -185,30 +225,34 @@ async def test_topics_create_migrates_an_existing_topic_to_compaction(noida):
     admin = AIOKafkaAdminClient(bootstrap_servers=noida.bootstrap)
     await admin.start()
     try:
-        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, dead,
-                                                  configs={"retention.ms": "604800000"})])
+        await admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, dead, configs={"retention.ms": "604800000"})]
+        )
     finally:
         await admin.close()
     await send_raw(noida.bootstrap, name, b"an old command", key=b"old")
     await local.create_topics(noida.bootstrap, prefix, CATALOGUE)
     compacted = [topic_name(s, prefix) for s in CATALOGUE if s.compacted]
     assert set((await _policies(noida.bootstrap, compacted)).values()) == {"compact"}
-    assert (await _configs(noida.bootstrap, dead))["retention.ms"] == str(
-        DEAD_LETTERS.retention_ms)
+    assert (await _configs(noida.bootstrap, dead))["retention.ms"] == str(DEAD_LETTERS.retention_ms)
     assert await _count(noida.bootstrap, name) == 1  # the records stay
     # Never shortened: a longer retention an operator set is kept.
     raw = topic_name(RAW_PAGES, prefix)
     admin = AIOKafkaAdminClient(bootstrap_servers=noida.bootstrap)
     await admin.start()
     try:
-        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, raw,
-                                                  configs={"retention.ms": "-1"})])
+        await admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, raw, configs={"retention.ms": "-1"})]
+        )
     finally:
         await admin.close()
     await local.create_topics(noida.bootstrap, prefix, CATALOGUE)
     assert (await _configs(noida.bootstrap, raw))["retention.ms"] == "-1"
     assert {topic_name(s, prefix) for s in CATALOGUE if s.compacted} >= {
-        name, topic_name(SEARCH_JOBS, prefix), prefix + "kol-commands"}
+        name,
+        topic_name(SEARCH_JOBS, prefix),
+        prefix + "kol-commands",
+    }
 
 
 def test_topic_configs_short_retention_only_where_none_is_set():

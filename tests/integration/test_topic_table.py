@@ -5,7 +5,7 @@ while records keep coming."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from libs.kafka import Outgoing, Producer
 from libs.records.tasks import TaskControl
@@ -15,8 +15,13 @@ from libs.topics import TASK_CONTROLS, TASK_PROGRESS
 
 def control(task_id: str, n: int) -> TaskControl:
     """Control records whose priority counts up: the order a view saw them in is visible."""
-    return TaskControl(task_id=task_id, state="active", priority=1 + n % 10,
-                       reason=f"n={n}", updated_at=datetime.now(timezone.utc))
+    return TaskControl(
+        task_id=task_id,
+        state="active",
+        priority=1 + n % 10,
+        reason=f"n={n}",
+        updated_at=datetime.now(UTC),
+    )
 
 
 def seen(log: list, task_id: str) -> list[int]:
@@ -27,16 +32,16 @@ async def test_views_share_one_consumer_and_a_late_view_reads_from_the_start(noi
     settings = noida.settings()
     producer = await Producer(settings).start()
     first_log: list = []
-    first = await TopicTable(settings, TASK_CONTROLS,
-                             lambda k, r: first_log.append((k, r))).start()
+    first = await TopicTable(settings, TASK_CONTROLS, lambda k, r: first_log.append((k, r))).start()
     other = await TopicTable(settings, TASK_PROGRESS).start()
     late = None
     try:
         for n in range(30):
             await producer.send_and_wait(Outgoing(TASK_CONTROLS, "t-a", control("t-a", n)))
         await first.wait_caught_up(30)
-        assert await first.wait_for(lambda: "t-a" in first.rows
-                                    and first.rows["t-a"].reason == "n=29", 30)
+        assert await first.wait_for(
+            lambda: "t-a" in first.rows and first.rows["t-a"].reason == "n=29", 30
+        )
 
         # A second view of the same topic joins while records keep coming.
         async def keep_writing():
@@ -45,8 +50,9 @@ async def test_views_share_one_consumer_and_a_late_view_reads_from_the_start(noi
 
         writer = asyncio.create_task(keep_writing())
         late_log: list = []
-        late = await TopicTable(settings, TASK_CONTROLS,
-                                lambda k, r: late_log.append((k, r))).start()
+        late = await TopicTable(
+            settings, TASK_CONTROLS, lambda k, r: late_log.append((k, r))
+        ).start()
         await writer
         for view in (first, late):
             assert await view.wait_for(lambda v=view: v.rows["t-a"].reason == "n=89", 30)
@@ -92,8 +98,9 @@ async def test_a_view_of_a_missing_topic_fails_to_start_and_the_others_go_on(noi
     producer = await Producer(settings).start()
     view = await TopicTable(settings, TASK_CONTROLS).start()
     try:
-        missing = TopicTable(settings.model_copy(update={"topic_prefix": "no-such-prefix-"}),
-                             TASK_CONTROLS)
+        missing = TopicTable(
+            settings.model_copy(update={"topic_prefix": "no-such-prefix-"}), TASK_CONTROLS
+        )
         try:
             await missing.start()
         except RuntimeError as e:
@@ -117,8 +124,9 @@ async def test_views_stopped_one_after_the_other_close_the_consumer(noida):
         for n in range(5):
             await producer.send_and_wait(Outgoing(TASK_CONTROLS, f"t-d{n}", control("t-d", n)))
         for _ in range(5):
-            views = [await TopicTable(settings, spec).start()
-                     for spec in (TASK_CONTROLS, TASK_PROGRESS)]
+            views = [
+                await TopicTable(settings, spec).start() for spec in (TASK_CONTROLS, TASK_PROGRESS)
+            ]
             for v in views:
                 await v.wait_caught_up(30)
             feed = views[0]._feed  # noqa: SLF001
@@ -146,8 +154,9 @@ async def test_a_failing_hook_of_one_view_stops_no_view(noida):
         for n in range(3):
             await producer.send_and_wait(Outgoing(TASK_CONTROLS, "t-e", control("t-e", n)))
         for view in (bad, also):
-            assert await view.wait_for(lambda v=view: "t-e" in v.rows
-                                       and v.rows["t-e"].reason == "n=2", 30)
+            assert await view.wait_for(
+                lambda v=view: "t-e" in v.rows and v.rows["t-e"].reason == "n=2", 30
+            )
         assert seen(good_log, "t-e") == [0, 1, 2]
     finally:
         for view in (bad, good, also):

@@ -6,7 +6,7 @@ reused offsets applied — not skipped because the view had read those offsets b
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -21,8 +21,9 @@ from ..conftest import make_settings
 
 
 def control(task_id: str, reason: str) -> TaskControl:
-    return TaskControl(task_id=task_id, state="active", priority=1, reason=reason,
-                       updated_at=datetime.now(timezone.utc))
+    return TaskControl(
+        task_id=task_id, state="active", priority=1, reason=reason, updated_at=datetime.now(UTC)
+    )
 
 
 @pytest.mark.parametrize("refill_first", [True, False], ids=["refilled", "found-at-once"])
@@ -30,17 +31,25 @@ async def test_table_after_a_broker_restart_that_lost_records(restartable_noida,
     broker = restartable_noida
     prefix = f"r{uuid.uuid4().hex[:6]}-"
     await local.create_topics(broker.address, prefix, [TASK_CONTROLS])
-    settings = make_settings(kafka_bootstrap=broker.address, topic_prefix=prefix,
-                             kafka_group_mode="assign", kafka_empty_fetch_backoff_ms=50)
+    settings = make_settings(
+        kafka_bootstrap=broker.address,
+        topic_prefix=prefix,
+        kafka_group_mode="assign",
+        kafka_empty_fetch_backoff_ms=50,
+    )
     topic = prefix + TASK_CONTROLS.name
     part = partition_for_key("kept", range(TASK_CONTROLS.partitions))
     # "lost" is on the same partition, so new records take the offsets its record had.
-    lost_key = next(k for k in (f"lost-{i}" for i in range(1000))
-                    if partition_for_key(k, range(TASK_CONTROLS.partitions)) == part)
+    lost_key = next(
+        k
+        for k in (f"lost-{i}" for i in range(1000))
+        if partition_for_key(k, range(TASK_CONTROLS.partitions)) == part
+    )
     seen: list[tuple[str, str]] = []
     producer = await Producer(settings, "trunc-test", linger_ms=0).start()
-    table = await TopicTable(settings, TASK_CONTROLS,
-                             lambda k, r: seen.append((k, r.reason))).start()
+    table = await TopicTable(
+        settings, TASK_CONTROLS, lambda k, r: seen.append((k, r.reason))
+    ).start()
     try:
         await table.wait_caught_up(30)
         for key, reason in [("kept", "v1"), (lost_key, "old")]:
@@ -64,23 +73,30 @@ async def test_table_after_a_broker_restart_that_lost_records(restartable_noida,
         for i in range(3):
             while True:
                 try:
-                    await producer.send_and_wait(Outgoing(TASK_CONTROLS, f"fresh-{i}",
-                                                          control(f"fresh-{i}", "after"),
-                                                          partition=part))
+                    await producer.send_and_wait(
+                        Outgoing(
+                            TASK_CONTROLS,
+                            f"fresh-{i}",
+                            control(f"fresh-{i}", "after"),
+                            partition=part,
+                        )
+                    )
                     break
                 except Exception:  # noqa: BLE001 - the producer is replaced once
                     pass
         assert await table.verify() == 1  # found already: the feed reconnected
         await table.wait_repaired(30)
-        assert await table.wait_for(lambda: all(f"fresh-{i}" in table.rows for i in range(3)),
-                                    30), sorted(table.rows)
+        assert await table.wait_for(
+            lambda: all(f"fresh-{i}" in table.rows for i in range(3)), 30
+        ), sorted(table.rows)
         # What the broker holds now: kept=v1 (v2 and v3 are gone), lost_key its old value.
         assert table.rows["kept"].reason == "v1"
         assert table.rows[lost_key].reason == "old"
         assert table.truncations == 1
         # Hooks saw each new record once and no record twice.
         assert [r for r in seen if r[0].startswith("fresh-")] == [
-            (f"fresh-{i}", "after") for i in range(3)]
+            (f"fresh-{i}", "after") for i in range(3)
+        ]
     finally:
         await table.stop()
         await producer.stop()

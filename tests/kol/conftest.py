@@ -67,8 +67,9 @@ class KolEnv:
     def expected(self, handle: str) -> list[str]:
         return self.admin.get("/_sim/followings", params={"user": handle}).json()["ids"]
 
-    def cli(self, *args: str, settings: Settings | None = None, stdin: str | None = None
-            ) -> tuple[int, str]:
+    def cli(
+        self, *args: str, settings: Settings | None = None, stdin: str | None = None
+    ) -> tuple[int, str]:
         """Run `xget ARGS` in this process (stdout captured)."""
         from services.cli import main
 
@@ -93,9 +94,14 @@ class KolEnv:
     def popen(self, *args: str, settings: Settings | None = None) -> subprocess.Popen:
         env = {**os.environ, **settings_env(settings or self.settings), "PYTHONPATH": str(REPO)}
         log = open(self.tmp / f"cli-{uuid.uuid4().hex[:6]}.log", "wb")
-        return subprocess.Popen([sys.executable, "-m", "services.cli", *args], cwd=REPO,
-                                env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.cli", *args],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def query(self, sql: str, params: dict | None = None) -> list[tuple]:
         with ClickHouseStore(self.dsn) as ch:
@@ -107,10 +113,18 @@ def kol_env(noida, xsim, tmp_path, chdb_path, request) -> Any:
     prefix = f"k{uuid.uuid4().hex[:8]}-"
     local.create_topics_sync(noida.bootstrap, prefix, CATALOGUE)
     settings = noida.settings(
-        topic_prefix=prefix, clickhouse_dsn=f"chdb://{chdb_path}", kol_source="api",
-        kol_api_base_url=xsim, kol_api_key=API_KEY, kol_api_interval_s=0.0,
-        kol_api_page_size=PAGE, kol_store_retry_s=0.0, x_graphql_url=f"{xsim}/i/api/graphql",
-        x_transaction_id="static", x_request_timeout_s=10.0, kol_x_page_size=PAGE,
+        topic_prefix=prefix,
+        clickhouse_dsn=f"chdb://{chdb_path}",
+        kol_source="api",
+        kol_api_base_url=xsim,
+        kol_api_key=API_KEY,
+        kol_api_interval_s=0.0,
+        kol_api_page_size=PAGE,
+        kol_store_retry_s=0.0,
+        x_graphql_url=f"{xsim}/i/api/graphql",
+        x_transaction_id="static",
+        x_request_timeout_s=10.0,
+        kol_x_page_size=PAGE,
         x_accounts=f"{prefix}a:{prefix}tok-a:ct0-a,{prefix}b:{prefix}tok-b:ct0-b",
         log_level="WARNING",
     )

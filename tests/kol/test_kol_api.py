@@ -46,16 +46,20 @@ def test_ten_kols_stored_once_shared_users_one_row_and_field_mapping(kol_env):
     shared3 = [uid for uid, n in by_user.items() if n == 3]
     assert shared3, "the simulator should make users followed by exactly 3 KOLs"
 
-    rows = env.query("SELECT id, name, user_name, avatar, description, created_at, "
-                     "created_at_time, followers, following, statuses_count "
-                     "FROM twitter_kol_all FINAL")
+    rows = env.query(
+        "SELECT id, name, user_name, avatar, description, created_at, "
+        "created_at_time, followers, following, statuses_count "
+        "FROM twitter_kol_all FINAL"
+    )
     ids = [r[0] for r in rows]
     assert len(ids) == len(set(ids)) == len(by_user)
     assert env.query("SELECT count() FROM twitter_kol_all")[0][0] >= len(by_user)
     kol_ids = dict(env.query("SELECT user_name, id FROM twitter_kol FINAL"))
     assert all(kol_ids[h] for h in env.handles)
-    edges = env.query("SELECT kol_id, following_id, min(first_seen), max(last_seen) "
-                      "FROM twitter_kol_following GROUP BY kol_id, following_id")
+    edges = env.query(
+        "SELECT kol_id, following_id, min(first_seen), max(last_seen) "
+        "FROM twitter_kol_following GROUP BY kol_id, following_id"
+    )
     name_of = {v: k for k, v in kol_ids.items()}
     assert {(name_of[k], f) for k, f, *_ in edges} == expected_edges
     for uid in shared3:
@@ -66,16 +70,34 @@ def test_ten_kols_stored_once_shared_users_one_row_and_field_mapping(kol_env):
     source = {}
     for h in env.handles:
         source.update(_source_users(env, h))
-    for (uid, name, user_name, avatar, desc, created, created_time, followers, following,
-         statuses) in rows:
+    for (
+        uid,
+        name,
+        user_name,
+        avatar,
+        desc,
+        created,
+        created_time,
+        followers,
+        following,
+        statuses,
+    ) in rows:
         u = source[uid]
         assert (name, user_name, avatar, desc, created) == (
-            u["name"], u["screen_name"], u["profile_image_url_https"], u["description"],
-            u["created_at"])
+            u["name"],
+            u["screen_name"],
+            u["profile_image_url_https"],
+            u["description"],
+            u["created_at"],
+        )
         assert created_time.replace(tzinfo=None) == parse_x_time(u["created_at"]).replace(
-            tzinfo=None)
+            tzinfo=None
+        )
         assert (followers, following, statuses) == (
-            u["followers_count"], u["following_count"], u["statuses_count"])
+            u["followers_count"],
+            u["following_count"],
+            u["statuses_count"],
+        )
 
     done = env.query("SELECT count() FROM twitter_kol_progress FINAL WHERE status = 'done'")
     assert done[0][0] == 10

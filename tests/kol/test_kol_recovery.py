@@ -10,8 +10,10 @@ from infra import local
 from infra.service_process import wait_until
 from libs.topics import KOL_TOPICS
 
-USER_COLS = ("id, name, user_name, avatar, description, created_at, created_at_time, "
-             "followers, following, statuses_count")
+USER_COLS = (
+    "id, name, user_name, avatar, description, created_at, created_at_time, "
+    "followers, following, statuses_count"
+)
 
 
 def _result(env, settings=None) -> tuple[list, set]:
@@ -21,8 +23,12 @@ def _result(env, settings=None) -> tuple[list, set]:
     with ClickHouseStore(dsn) as ch:
         users = sorted(ch.query_rows_sync(f"SELECT {USER_COLS} FROM twitter_kol_all FINAL"))
         names = dict(ch.query_rows_sync("SELECT id, user_name FROM twitter_kol FINAL"))
-        edges = {(names[k], f) for k, f in ch.query_rows_sync(
-            "SELECT kol_id, following_id FROM twitter_kol_following GROUP BY 1, 2")}
+        edges = {
+            (names[k], f)
+            for k, f in ch.query_rows_sync(
+                "SELECT kol_id, following_id FROM twitter_kol_following GROUP BY 1, 2"
+            )
+        }
     return users, edges
 
 
@@ -34,9 +40,14 @@ def test_kill_after_four_kols_then_run_again_fetches_nothing_twice(kol_env, noid
     proc = env.popen("kol-followings", settings=slow)
     try:
         # KOLs run in list order: the first call for KOL 5 means KOLs 1-4 are stored
-        wait_until(lambda: any(c["raw_query"] == env.handles[4]
-                               for c in env.calls(since, op="api.info")) or proc.poll(),
-                   60, "the run to reach KOL 5")
+        wait_until(
+            lambda: (
+                any(c["raw_query"] == env.handles[4] for c in env.calls(since, op="api.info"))
+                or proc.poll()
+            ),
+            60,
+            "the run to reach KOL 5",
+        )
         assert proc.poll() is None, "the run ended before it could be killed"
         proc.kill()
         proc.wait(10)
@@ -59,8 +70,9 @@ def test_kill_after_four_kols_then_run_again_fetches_nothing_twice(kol_env, noid
     ref_prefix = f"k{uuid.uuid4().hex[:8]}-"
     local.create_topics_sync(noida.bootstrap, ref_prefix, KOL_TOPICS)
     (tmp_path / "ref").mkdir()
-    ref = env.settings.model_copy(update={"topic_prefix": ref_prefix,
-                                          "clickhouse_dsn": f"chdb://{tmp_path / 'ref'}"})
+    ref = env.settings.model_copy(
+        update={"topic_prefix": ref_prefix, "clickhouse_dsn": f"chdb://{tmp_path / 'ref'}"}
+    )
     assert env.cli("kol", "import", str(env.write_kols()), settings=ref)[0] == 0
     assert env.cli("kol-followings", settings=ref)[0] == 0
     got, want = _result(env), _result(env, ref)
@@ -82,17 +94,23 @@ def test_clickhouse_unavailable_after_fetch_then_resume_stores_with_zero_calls(k
     assert env.cli("kol", "import", str(env.write_kols(env.handles[:3])))[0] == 0
     since = env.log_seq()
     # hold the first call at the simulator, take the database away meanwhile, then release
-    env.admin.post("/_sim/faults", json={"kind": "hold", "operation": "api.info",
-                                         "count": 1})
+    env.admin.post("/_sim/faults", json={"kind": "hold", "operation": "api.info", "count": 1})
     proc = env.popen("kol-followings")
     holder = None
     try:
-        wait_until(lambda: env.admin.get("/_sim/faults").json()[0]["fired"] == 1, 60,
-                   "the first call to reach the simulator")
+        wait_until(
+            lambda: env.admin.get("/_sim/faults").json()[0]["fired"] == 1,
+            60,
+            "the first call to reach the simulator",
+        )
         holder = subprocess.Popen(
-            [sys.executable, "-c", HOLDER, env.dsn], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True, env={"PYTHONPATH": str(local.REPO_ROOT)},
-            cwd=local.REPO_ROOT)
+            [sys.executable, "-c", HOLDER, env.dsn],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={"PYTHONPATH": str(local.REPO_ROOT)},
+            cwd=local.REPO_ROOT,
+        )
         assert holder.stdout.readline().strip() == "locked"
         env.admin.delete("/_sim/faults")  # releases the held call
         code = proc.wait(120)
@@ -127,8 +145,7 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_continues(kol_env):
     slow = env.settings.model_copy(update={"kol_api_interval_s": 0.05})
     proc = env.popen("kol-followings", settings=slow)
     try:
-        wait_until(lambda: len(env.calls(since)) >= 5 or proc.poll() is not None, 60,
-                   "a few calls")
+        wait_until(lambda: len(env.calls(since)) >= 5 or proc.poll() is not None, 60, "a few calls")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
     finally:

@@ -13,8 +13,7 @@ from libs.topics import CATALOGUE
 from .test_kol_recovery import _result
 
 
-def test_x_source_through_the_account_pool_gives_the_same_rows_as_the_api(kol_env, noida,
-                                                                         tmp_path):
+def test_x_source_through_the_account_pool_gives_the_same_rows_as_the_api(kol_env, noida, tmp_path):
     env = kol_env
     handles = env.handles[:4]
     kols = env.write_kols(handles)
@@ -24,10 +23,17 @@ def test_x_source_through_the_account_pool_gives_the_same_rows_as_the_api(kol_en
     prefix = f"k{uuid.uuid4().hex[:8]}-"
     local.create_topics_sync(noida.bootstrap, prefix, CATALOGUE)
     (tmp_path / "x").mkdir()
-    xs = env.settings.model_copy(update={
-        "topic_prefix": prefix, "clickhouse_dsn": f"chdb://{tmp_path / 'x'}",
-        "kol_source": "x", "kol_api_key": "", "kol_x_accounts": "manager",
-        "account_key": "kol-account-key", "account_admin_port": local.free_port()})
+    xs = env.settings.model_copy(
+        update={
+            "topic_prefix": prefix,
+            "clickhouse_dsn": f"chdb://{tmp_path / 'x'}",
+            "kol_source": "x",
+            "kol_api_key": "",
+            "kol_x_accounts": "manager",
+            "account_key": "kol-account-key",
+            "account_admin_port": local.free_port(),
+        }
+    )
     since = env.log_seq()
     assert env.cli("kol", "import", str(kols), settings=xs)[0] == 0
     # The accounts are the account-manager's pool (it imports XGET_X_ACCOUNTS at start); the
@@ -60,14 +66,17 @@ def test_gateway_task_runs_on_the_kol_worker_with_status(kol_env, tmp_path):
     base = f"http://127.0.0.1:{port}"
     auth = {"Authorization": f"Bearer {settings.api_token.get_secret_value()}"}
     try:
-        wait_until(lambda: local.tcp_ready("127.0.0.1", port) or not proc.alive(), 60,
-                   "the gateway")
+        wait_until(
+            lambda: local.tcp_ready("127.0.0.1", port) or not proc.alive(), 60, "the gateway"
+        )
         assert proc.alive(), proc.tail()
-        bad = httpx.post(f"{base}/api/v1/tasks/kol-followings", headers=auth,
-                         json={"handles": ["not a handle"]})
+        bad = httpx.post(
+            f"{base}/api/v1/tasks/kol-followings", headers=auth, json={"handles": ["not a handle"]}
+        )
         assert bad.status_code == 422 and "handle" in bad.text
-        r = httpx.post(f"{base}/api/v1/tasks/kol-followings", headers=auth,
-                       json={"handles": env.handles[:3]})
+        r = httpx.post(
+            f"{base}/api/v1/tasks/kol-followings", headers=auth, json={"handles": env.handles[:3]}
+        )
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["status"] == "accepted" and body["next_execution"]
@@ -95,9 +104,14 @@ def test_kol_worker_waits_out_a_clickhouse_outage_and_pays_no_call_twice(kol_env
     ch_data, ch_port = tmp_path / "ch", local.free_port()
     clickhouse = local.start_chdb_http(ch_data, ch_port, log_dir=tmp_path)
     port = local.free_port()
-    settings = env.settings.model_copy(update={
-        "gateway_port": port, "clickhouse_dsn": f"http://default:@127.0.0.1:{ch_port}/default",
-        "dependency_retry_base_s": 0.2, "dependency_retry_max_s": 2.0})
+    settings = env.settings.model_copy(
+        update={
+            "gateway_port": port,
+            "clickhouse_dsn": f"http://default:@127.0.0.1:{ch_port}/default",
+            "dependency_retry_base_s": 0.2,
+            "dependency_retry_max_s": 2.0,
+        }
+    )
     env.settings = settings  # _result reads the stored rows through it
     proc = ServiceProcess("kol", ["task-gateway", "kol-worker"], settings, tmp_path).start()
     base = f"http://127.0.0.1:{port}"
@@ -106,14 +120,19 @@ def test_kol_worker_waits_out_a_clickhouse_outage_and_pays_no_call_twice(kol_env
     # Hold the first call at the simulator and take ClickHouse away meanwhile.
     env.admin.post("/_sim/faults", json={"kind": "hold", "operation": "api.info", "count": 1})
     try:
-        wait_until(lambda: local.tcp_ready("127.0.0.1", port) or not proc.alive(), 60,
-                   "the gateway")
-        r = httpx.post(f"{base}/api/v1/tasks/kol-followings", headers=auth,
-                       json={"handles": env.handles[:3]})
+        wait_until(
+            lambda: local.tcp_ready("127.0.0.1", port) or not proc.alive(), 60, "the gateway"
+        )
+        r = httpx.post(
+            f"{base}/api/v1/tasks/kol-followings", headers=auth, json={"handles": env.handles[:3]}
+        )
         assert r.status_code == 200, r.text
         tid = r.json()["task_id"]
-        wait_until(lambda: env.admin.get("/_sim/faults").json()[0]["fired"] == 1, 60,
-                   "the first call to reach the simulator")
+        wait_until(
+            lambda: env.admin.get("/_sim/faults").json()[0]["fired"] == 1,
+            60,
+            "the first call to reach the simulator",
+        )
         clickhouse.proc.kill()
         clickhouse.proc.wait(10)
         env.admin.delete("/_sim/faults")  # releases the held call
@@ -121,16 +140,24 @@ def test_kol_worker_waits_out_a_clickhouse_outage_and_pays_no_call_twice(kol_env
         def status() -> dict:
             return httpx.get(f"{base}/api/v1/tasks/{tid}/status", headers=auth).json()
 
-        waiting = wait_until(lambda: "waiting for ClickHouse" in (
-            (s := status()).get("details", {}).get("error") or "") and s, 90,
-            f"the task to wait for ClickHouse\n{proc.tail()}")
+        waiting = wait_until(
+            lambda: (
+                "waiting for ClickHouse" in ((s := status()).get("details", {}).get("error") or "")
+                and s
+            ),
+            90,
+            f"the task to wait for ClickHouse\n{proc.tail()}",
+        )
         assert waiting["status"] == "running", waiting
         calls_while_down = len(env.calls(since))
         assert calls_while_down == 3 * 3  # every page fetched once and kept in the cache
 
         clickhouse = local.start_chdb_http(ch_data, ch_port, log_dir=tmp_path)
-        final = wait_until(lambda: (s := status())["status"] in ("completed", "failed") and s,
-                           120, f"the task to finish\n{proc.tail()}")
+        final = wait_until(
+            lambda: (s := status())["status"] in ("completed", "failed") and s,
+            120,
+            f"the task to finish\n{proc.tail()}",
+        )
         assert final["status"] == "completed", (final, proc.tail())
         assert final["progress"] == {"collected": 3, "target": 3, "percentage": 100.0}
     finally:

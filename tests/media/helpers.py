@@ -25,11 +25,23 @@ from tests.e2e.harness import fresh_prefix
 def media_settings(kafka, s3, xsim: str, **overrides) -> Settings:
     """A fresh topic namespace and bucket, media fetched from the simulator."""
     s3_part = s3.settings()
-    base = {name: getattr(s3_part, name) for name in (
-        "object_store_url", "s3_endpoint", "s3_secure", "s3_access_key", "s3_secret_key",
-        "s3_region")}
-    base.update(topic_prefix=fresh_prefix(kafka.bootstrap), x_media_base=xsim,
-                x_video_base=xsim, media_backoff_s=0.05)
+    base = {
+        name: getattr(s3_part, name)
+        for name in (
+            "object_store_url",
+            "s3_endpoint",
+            "s3_secure",
+            "s3_access_key",
+            "s3_secret_key",
+            "s3_region",
+        )
+    }
+    base.update(
+        topic_prefix=fresh_prefix(kafka.bootstrap),
+        x_media_base=xsim,
+        x_video_base=xsim,
+        media_backoff_s=0.05,
+    )
     base.update(overrides)
     return kafka.settings(**base)
 
@@ -68,7 +80,7 @@ class MediaRun:
         if isinstance(rec, MediaStored):
             self.results.append(rec)
 
-    async def __aenter__(self) -> "MediaRun":
+    async def __aenter__(self) -> MediaRun:
         await self._table.start()
         self.start()
         return self

@@ -6,19 +6,24 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from libs.parsing import parse_timeline_page
 from libs.records.posts import MediaJob
+from services.media_downloader.batch_index import offsets_of
 from services.media_downloader.fetch import source_url
 
-from services.media_downloader.batch_index import offsets_of
-
 from .helpers import (
-    MediaRun, SimMedia, committed_offsets, indexed, media_settings, publish_jobs, rewind_group,
+    MediaRun,
+    SimMedia,
+    committed_offsets,
+    indexed,
+    media_settings,
+    publish_jobs,
+    rewind_group,
 )
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "x"
@@ -34,10 +39,14 @@ async def sim(xsim):
         await s.aclose()
 
 
-def job(url: str, task: str = "t-media", post: str = "1", type_: str = "image",
-        video_url: str | None = None) -> MediaJob:
-    return MediaJob(task_id=task, post_id=post, original_url=url, type=type_,
-                    video_url=video_url)
+def job(
+    url: str,
+    task: str = "t-media",
+    post: str = "1",
+    type_: str = "image",
+    video_url: str | None = None,
+) -> MediaJob:
+    return MediaJob(task_id=task, post_id=post, original_url=url, type=type_, video_url=video_url)
 
 
 def token() -> str:
@@ -48,8 +57,12 @@ async def test_every_job_of_a_page_is_stored_with_the_served_bytes(noida, s3, xs
     """All media jobs the parser makes of a real X page (photos, video covers, GIF thumbnails,
     quoted originals' media, and the videos themselves) end stored, byte for byte what the
     simulator served, with its Content-Type and the image header's size."""
-    page = parse_timeline_page((FIXTURES / "raw_search.json").read_bytes(), task_id="t-page",
-                               keyword="k", collected_at=datetime.now(timezone.utc))
+    page = parse_timeline_page(
+        (FIXTURES / "raw_search.json").read_bytes(),
+        task_id="t-page",
+        keyword="k",
+        collected_at=datetime.now(UTC),
+    )
     jobs = page.media_jobs
     assert {j.type for j in jobs} >= {"image", "video_cover"} and any(j.of_original for j in jobs)
     settings = media_settings(noida, s3, xsim)
@@ -57,8 +70,9 @@ async def test_every_job_of_a_page_is_stored_with_the_served_bytes(noida, s3, xs
         await publish_jobs(settings, jobs)
         results = await run.wait_results(len(jobs))
     assert len(results) == len(jobs)
-    assert {(r.post_id, r.original_url) for r in results} == {(j.post_id, j.original_url)
-                                                                for j in jobs}
+    assert {(r.post_id, r.original_url) for r in results} == {
+        (j.post_id, j.original_url) for j in jobs
+    }
     store = run.store.inner
     for r in results:
         assert r.status == "stored", (r.original_url, r.cause)
@@ -67,8 +81,14 @@ async def test_every_job_of_a_page_is_stored_with_the_served_bytes(noida, s3, xs
         assert data == served.content
         info = await store.stat(r.object_key)
         assert info.content_type == r.content_type == served.headers["content-type"]
-        assert r.bytes == len(data) and r.sha256 and r.object_key == (
-            f"media/{r.sha256[:2]}/{r.sha256}.{'png' if r.content_type == 'image/png' else 'jpg'}")
+        assert (
+            r.bytes == len(data)
+            and r.sha256
+            and r.object_key
+            == (
+                f"media/{r.sha256[:2]}/{r.sha256}.{'png' if r.content_type == 'image/png' else 'jpg'}"
+            )
+        )
         assert r.oss_url == store.url(r.object_key)
         assert (r.width, r.height) == ((1, 1) if r.content_type == "image/png" else (8, 8))
         if r.type != "image":  # this page's jobs come straight from the parser: video asked
@@ -119,7 +139,7 @@ async def test_redelivered_jobs_are_neither_downloaded_nor_uploaded_again(noida,
         await run.stop()
         await rewind_group(settings)
         run.start()
-        again = (await run.wait_results(2 * len(jobs)))[len(jobs):]
+        again = (await run.wait_results(2 * len(jobs)))[len(jobs) :]
     assert [r.model_dump() for r in again] == [r.model_dump() for r in first]
     assert len(await sim.media_gets(seq, t)) == 5  # no second download
     assert run.store.writes == writes  # no second upload
@@ -141,14 +161,23 @@ async def test_permanent_failures_are_recorded_with_their_cause(noida, s3, xsim,
         job(f"{base}-stream.jpg", post="3"),
         job(f"{base}-html.jpg", post="4"),
         job(f"{base}-fine.jpg", post="5"),
-        job(f"https://pbs.twimg.com/ext_tw_video_thumb/1/pu/img/{t}-cover.jpg", post="6",
-            type_="video_cover", video_url=f"{video}-bigvid.mp4"),
-        job(f"https://pbs.twimg.com/ext_tw_video_thumb/1/pu/img/{t}-cover2.jpg", post="7",
-            type_="video_cover", video_url=f"{video}-page.html"),
+        job(
+            f"https://pbs.twimg.com/ext_tw_video_thumb/1/pu/img/{t}-cover.jpg",
+            post="6",
+            type_="video_cover",
+            video_url=f"{video}-bigvid.mp4",
+        ),
+        job(
+            f"https://pbs.twimg.com/ext_tw_video_thumb/1/pu/img/{t}-cover2.jpg",
+            post="7",
+            type_="video_cover",
+            video_url=f"{video}-page.html",
+        ),
     ]
     await sim.fault(path_contains=f"{t}-page.html", kind="html")
-    settings = media_settings(noida, s3, xsim, media_max_image_bytes=2 * 1024 * 1024,
-                              media_max_video_bytes=1024 * 1024)
+    settings = media_settings(
+        noida, s3, xsim, media_max_image_bytes=2 * 1024 * 1024, media_max_video_bytes=1024 * 1024
+    )
     seq = await sim.last_seq()
     async with MediaRun(settings) as run:
         await publish_jobs(settings, jobs)
@@ -156,7 +185,9 @@ async def test_permanent_failures_are_recorded_with_their_cause(noida, s3, xsim,
     cap = 2 * 1024 * 1024
     assert (results["1"].status, results["1"].cause) == ("failed", "http 404")
     assert (results["2"].status, results["2"].cause) == (
-        "failed", f"too large: {60 * 1024 * 1024} > {cap} bytes")
+        "failed",
+        f"too large: {60 * 1024 * 1024} > {cap} bytes",
+    )
     assert results["3"].status == "failed"
     assert results["3"].cause.startswith(f"too large: more than {cap} bytes")
     assert (results["4"].status, results["4"].cause) == ("failed", "not an image: text/html")
@@ -166,9 +197,13 @@ async def test_permanent_failures_are_recorded_with_their_cause(noida, s3, xsim,
     # A video over its own cap, or not a video, fails alone: the cover is stored.
     assert results["6"].status == results["7"].status == "stored"
     assert (results["6"].video_status, results["6"].video_cause) == (
-        "failed", f"too large: {2 * 1024 * 1024} > {1024 * 1024} bytes")
+        "failed",
+        f"too large: {2 * 1024 * 1024} > {1024 * 1024} bytes",
+    )
     assert (results["7"].video_status, results["7"].video_cause) == (
-        "failed", "not a video: text/html")
+        "failed",
+        "not a video: text/html",
+    )
     # Permanent failures are not retried: one request each.
     gets = Counter(e["path"].rsplit("/", 1)[-1] for e in await sim.media_gets(seq, t))
     assert all(n == 1 for n in gets.values()), gets
@@ -184,15 +219,19 @@ async def test_transient_errors_are_retried_then_stored(noida, s3, xsim, sim):
     settings = media_settings(noida, s3, xsim, media_attempts=4)
     seq = await sim.last_seq()
     async with MediaRun(settings) as run:
-        await publish_jobs(settings, [job(f"{base}-flaky.jpg", post="1"),
-                                      job(f"{base}-busy.jpg", post="2"),
-                                      job(f"{base}-down.jpg", post="3")])
+        await publish_jobs(
+            settings,
+            [
+                job(f"{base}-flaky.jpg", post="1"),
+                job(f"{base}-busy.jpg", post="2"),
+                job(f"{base}-down.jpg", post="3"),
+            ],
+        )
         results = {r.post_id: r for r in await run.wait_results(3)}
     statuses = {}
     for e in await sim.media_gets(seq, t):
         statuses.setdefault(e["path"].rsplit("-", 1)[-1], []).append(e["status"])
-    assert statuses == {"flaky.jpg": [500, 500, 200], "busy.jpg": [429, 200],
-                        "down.jpg": [500] * 4}
+    assert statuses == {"flaky.jpg": [500, 500, 200], "busy.jpg": [429, 200], "down.jpg": [500] * 4}
     assert results["1"].status == results["2"].status == "stored"
     for r in (results["1"], results["2"]):
         served = await sim.served(source_url(r.original_url, "image", settings))
@@ -201,7 +240,8 @@ async def test_transient_errors_are_retried_then_stored(noida, s3, xsim, sim):
 
 
 async def test_media_reused_by_later_posts_is_not_fetched_again_and_old_index_is_deleted(
-        noida, s3, xsim, sim):
+    noida, s3, xsim, sim
+):
     """Later jobs reusing a stored URL (other posts) cost no download; the batch index keeps
     only what is not committed yet: cleanup (here after every batch) deletes index objects
     wholly below the committed offsets, and a restart deletes the rest."""
@@ -209,8 +249,9 @@ async def test_media_reused_by_later_posts_is_not_fetched_again_and_old_index_is
     base = f"https://pbs.twimg.com/media/{t}"
     settings = media_settings(noida, s3, xsim, media_index_gc_s=0)
     wave1 = [job(f"{base}-{i}.jpg", post=str(i)) for i in range(12)]
-    wave2 = ([job(j.original_url, post=f"again-{j.post_id}") for j in wave1]
-             + [job(f"{base}-new-{i}.jpg", post=f"new-{i}") for i in range(12)])
+    wave2 = [job(j.original_url, post=f"again-{j.post_id}") for j in wave1] + [
+        job(f"{base}-new-{i}.jpg", post=f"new-{i}") for i in range(12)
+    ]
     seq = await sim.last_seq()
     async with MediaRun(settings) as run:
         store = run.store.inner
@@ -220,12 +261,13 @@ async def test_media_reused_by_later_posts_is_not_fetched_again_and_old_index_is
         assert wave1_index
 
         await publish_jobs(settings, wave2)
-        results = (await run.wait_results(len(wave1) + len(wave2)))[len(wave1):]
+        results = (await run.wait_results(len(wave1) + len(wave2)))[len(wave1) :]
         # Wave 1 was committed before wave 2's last batch ran its cleanup.
         assert not wave1_index & set(await store.list("media-index/"))
     again = [r for r in results if r.post_id.startswith("again-")]
     assert len(again) == 12 and all(
-        (r.status, r.object_key) == ("stored", first[r.original_url].object_key) for r in again)
+        (r.status, r.object_key) == ("stored", first[r.original_url].object_key) for r in again
+    )
     gets = Counter(e["path"] for e in await sim.media_gets(seq, t))
     assert len(gets) == 24 and set(gets.values()) == {1}  # each URL downloaded once
 

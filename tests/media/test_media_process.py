@@ -46,10 +46,18 @@ def _ready(gw: Gateway) -> bool:
 
 async def test_video_is_downloaded_only_for_tasks_that_ask(noida, s3, xsim, tmp_path):
     settings = media_settings(
-        noida, s3, xsim, x_graphql_url=f"{xsim}/i/api/graphql", x_transaction_id="static",
-        x_accounts="mv1:tok-mv1:ct0-mv1,mv2:tok-mv2:ct0-mv2", gateway_port=free_port(),
-        api_token="media-token", data_dir=str(tmp_path / "xget"),
-        account_key="media-account-key", account_admin_port=free_port())
+        noida,
+        s3,
+        xsim,
+        x_graphql_url=f"{xsim}/i/api/graphql",
+        x_transaction_id="static",
+        x_accounts="mv1:tok-mv1:ct0-mv1,mv2:tok-mv2:ct0-mv2",
+        gateway_port=free_port(),
+        api_token="media-token",
+        data_dir=str(tmp_path / "xget"),
+        account_key="media-account-key",
+        account_admin_port=free_port(),
+    )
     Simulator(xsim).configure(limits={"SearchTimeline": 100_000})
     jobs: dict[str, list[MediaJob]] = {}
     results: dict[str, list[MediaStored]] = {}
@@ -67,18 +75,26 @@ async def test_video_is_downloaded_only_for_tasks_that_ask(noida, s3, xsim, tmp_
         if isinstance(rec, SliceEnd):
             ended.add(rec.task_id)
 
-    tables = [TopicTable(settings, MEDIA_JOBS, on_job), TopicTable(settings, MEDIA_STORED, on_result),
-              TopicTable(settings, POSTS, on_post)]
+    tables = [
+        TopicTable(settings, MEDIA_JOBS, on_job),
+        TopicTable(settings, MEDIA_STORED, on_result),
+        TopicTable(settings, POSTS, on_post),
+    ]
     for t in tables:
         await t.start()
-    proc = ServiceProcess("media-e2e", ["task-gateway", "scraper", "parser", "media-downloader",
-                                        "account-manager"],
-                          settings, tmp_path).start()
+    proc = ServiceProcess(
+        "media-e2e",
+        ["task-gateway", "scraper", "parser", "media-downloader", "account-manager"],
+        settings,
+        tmp_path,
+    ).start()
     gw = Gateway(settings)
     tag = uuid.uuid4().hex[:6]
     try:
         await until(lambda: _ready(gw), 60, f"the gateway\n{proc.tail()}")
-        with_video = gw.submit(keyword=f"vids{tag}", download_video=True, **WINDOW).json()["task_id"]
+        with_video = gw.submit(keyword=f"vids{tag}", download_video=True, **WINDOW).json()[
+            "task_id"
+        ]
         without = gw.submit(keyword=f"novids{tag}", **WINDOW).json()["task_id"]
 
         def covered(task: str) -> bool:
@@ -86,8 +102,11 @@ async def test_video_is_downloaded_only_for_tasks_that_ask(noida, s3, xsim, tmp_
             got = {(r.post_id, r.original_url) for r in results.get(task, [])}
             return task in ended and bool(want) and want <= got
 
-        await until(lambda: covered(with_video) and covered(without), 180,
-                    f"media results of both tasks\n{proc.tail()}")
+        await until(
+            lambda: covered(with_video) and covered(without),
+            180,
+            f"media results of both tasks\n{proc.tail()}",
+        )
     finally:
         proc.stop()
         for t in tables:
@@ -104,7 +123,9 @@ async def test_video_is_downloaded_only_for_tasks_that_ask(noida, s3, xsim, tmp_
                 assert r.status == "stored", r.cause
                 served = await sim.served(source_url(r.original_url, "image", settings))
                 assert await store.get(r.object_key) == served.content
-                assert (await store.stat(r.object_key)).content_type == served.headers["content-type"]
+                assert (await store.stat(r.object_key)).content_type == served.headers[
+                    "content-type"
+                ]
             for r in videos:
                 if not video_asked:
                     assert r.video_url is None and r.video_status is None
@@ -119,17 +140,26 @@ async def test_video_is_downloaded_only_for_tasks_that_ask(noida, s3, xsim, tmp_
     assert not any(j.video_url for j in jobs[without])
 
 
-async def test_sigkill_mid_run_loses_no_job_and_redownloads_nothing_indexed(noida, s3, xsim,
-                                                                             tmp_path):
+async def test_sigkill_mid_run_loses_no_job_and_redownloads_nothing_indexed(
+    noida, s3, xsim, tmp_path
+):
     """SIGKILL the media-downloader process mid-run, start it again: every job gets its stored
     result, and no URL whose result was already out is downloaded a second time."""
     settings = media_settings(noida, s3, xsim, media_concurrency=4, kafka_max_poll_records=50)
     t = uuid.uuid4().hex[:8]
-    jobs = [MediaJob(task_id="t-kill", post_id=str(i), type="image",
-                     original_url=f"https://pbs.twimg.com/media/{t}-{i}.jpg") for i in range(400)]
+    jobs = [
+        MediaJob(
+            task_id="t-kill",
+            post_id=str(i),
+            type="image",
+            original_url=f"https://pbs.twimg.com/media/{t}-{i}.jpg",
+        )
+        for i in range(400)
+    ]
     results: dict[str, MediaStored] = {}
-    table = await TopicTable(settings, MEDIA_STORED, lambda _k, r: results.setdefault(
-        r.post_id, r)).start()
+    table = await TopicTable(
+        settings, MEDIA_STORED, lambda _k, r: results.setdefault(r.post_id, r)
+    ).start()
     sim = SimMedia(xsim)
     seq = await sim.last_seq()
     await publish_jobs(settings, jobs)

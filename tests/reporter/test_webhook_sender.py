@@ -19,8 +19,13 @@ SECRET = "s3cret"
 
 
 def sender(client: httpx.AsyncClient, **kw) -> WebhookSender:
-    opts = dict(allow_hosts="127.0.0.1", max_attempts=4, backoff_base_s=0.01,
-                backoff_max_s=0.05, timeout_s=2)
+    opts = dict(
+        allow_hosts="127.0.0.1",
+        max_attempts=4,
+        backoff_base_s=0.01,
+        backoff_max_s=0.05,
+        timeout_s=2,
+    )
     opts.update(kw)
     return WebhookSender(client, SECRET, **opts)
 
@@ -29,7 +34,9 @@ async def test_signed_delivery_carries_idempotency_key_and_pause_answer():
     with WebhookServer(SECRET, pause_after_batches={"t_batch_002"}) as hook:
         async with httpx.AsyncClient() as c:
             first = await sender(c).deliver(hook.url, b'{"batch_id": "t_batch_001"}', "t_batch_001")
-            second = await sender(c).deliver(hook.url, b'{"batch_id": "t_batch_002"}', "t_batch_002")
+            second = await sender(c).deliver(
+                hook.url, b'{"batch_id": "t_batch_002"}', "t_batch_002"
+            )
     assert first.ok and first.next_batch_allowed and first.attempts == 1
     assert second.ok and second.next_batch_allowed is False
     got = hook.all()
@@ -84,7 +91,8 @@ async def test_an_endpoint_down_for_a_while_gets_its_report_when_back():
     url = f"http://127.0.0.1:{port}/hook"
     async with httpx.AsyncClient() as c:
         delivery = asyncio.create_task(
-            sender(c, max_attempts=0, backoff_max_s=0.05).deliver(url, b"{}", "k1"))
+            sender(c, max_attempts=0, backoff_max_s=0.05).deliver(url, b"{}", "k1")
+        )
         # Down for 1.5 s: at most 0.05 s between attempts, so well over 8 refused attempts.
         done, _ = await asyncio.wait({delivery}, timeout=1.5)
         assert not done, f"gave up while the endpoint was down: {delivery.result()}"
@@ -169,7 +177,8 @@ async def test_dns_failing_at_send_time_is_retried_not_dead_lettered(monkeypatch
     with WebhookServer(SECRET) as hook:
         async with httpx.AsyncClient() as c:
             d = await sender(c, max_attempts=0).deliver(
-                f"http://hook.flaky-dns.test:{hook.port}/hook", b"{}", "k1")
+                f"http://hook.flaky-dns.test:{hook.port}/hook", b"{}", "k1"
+            )
     assert d.ok and d.attempts == 4 and len(lookups) == 4
     assert len(hook.accepted()) == 1
 
@@ -178,7 +187,8 @@ async def test_localhost_by_name_is_refused_without_the_allow_list():
     with WebhookServer(SECRET) as hook:
         async with httpx.AsyncClient() as c:
             d = await sender(c, allow_hosts="").deliver(
-                f"http://localhost:{hook.port}/hook", b"{}", "k1")
+                f"http://localhost:{hook.port}/hook", b"{}", "k1"
+            )
     assert not d.ok and "non-public" in d.cause and hook.all() == []
 
 
@@ -187,7 +197,8 @@ async def test_delivery_connects_to_the_checked_ip_and_keeps_the_host(monkeypatc
     with WebhookServer(SECRET, fail_times=1) as hook:
         async with httpx.AsyncClient() as c:
             d = await sender(c, allow_hosts="127.0.0.0/8").deliver(
-                f"http://hook.pinned.test:{hook.port}/hook", b"{}", "k1")
+                f"http://hook.pinned.test:{hook.port}/hook", b"{}", "k1"
+            )
     assert d.ok and d.attempts == 2
     assert asked == ["hook.pinned.test"] * 2  # one lookup per attempt, the checked one
     assert [r.host for r in hook.all()] == [f"hook.pinned.test:{hook.port}"] * 2
@@ -204,36 +215,46 @@ def tls_for(name: str, tmp_path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
     (tmp_path / "cert.pem").write_bytes(cert_pem)
-    (tmp_path / "key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
     client = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
     return server, client
 
 
-async def test_https_to_the_checked_ip_verifies_the_certificate_of_the_name(monkeypatch,
-                                                                            tmp_path):
+async def test_https_to_the_checked_ip_verifies_the_certificate_of_the_name(monkeypatch, tmp_path):
     fake_dns(monkeypatch, {"hook.tls.test": [["127.0.0.1"]], "evil.tls.test": [["127.0.0.1"]]})
     server_ctx, client_ctx = tls_for("hook.tls.test", tmp_path)
     with WebhookServer(SECRET, tls=server_ctx) as hook:
         async with httpx.AsyncClient(verify=client_ctx) as c:
             ok = await sender(c, allow_hosts="127.0.0.1/32").deliver(
-                f"https://hook.tls.test:{hook.port}/hook", b"{}", "k1")
+                f"https://hook.tls.test:{hook.port}/hook", b"{}", "k1"
+            )
             # the same server under a name its certificate does not carry: refused by TLS
             wrong = await sender(c, allow_hosts="127.0.0.1/32", max_attempts=1).deliver(
-                f"https://evil.tls.test:{hook.port}/hook", b"{}", "k2")
+                f"https://evil.tls.test:{hook.port}/hook", b"{}", "k2"
+            )
     assert ok.ok, ok.cause
     assert [r.host for r in hook.all()] == [f"hook.tls.test:{hook.port}"]
     assert not wrong.ok and "CERTIFICATE_VERIFY_FAILED" in wrong.cause, wrong.cause

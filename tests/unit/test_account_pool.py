@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
-from libs.records.accounts import (AccountCommand, AccountEvent, AccountState, LeaseGrant,
-                                   LeaseRelease, LeaseRequest, LeaseWait, ProxyCommand,
-                                   ProxyState, TaskAccountWait)
+from libs.records.accounts import (
+    AccountCommand,
+    AccountEvent,
+    AccountState,
+    LeaseGrant,
+    LeaseRelease,
+    LeaseRequest,
+    LeaseWait,
+    ProxyCommand,
+    ProxyState,
+    TaskAccountWait,
+)
 from libs.secretbox import SecretBox, SecretKeyError
 from libs.settings import Settings
 from services.account_manager.admin import InputError, parse_import
@@ -26,7 +35,7 @@ class Clock:
 
 
 def dt(t: float) -> datetime:
-    return datetime.fromtimestamp(t, timezone.utc)
+    return datetime.fromtimestamp(t, UTC)
 
 
 @pytest.fixture
@@ -41,8 +50,14 @@ def clock():
 
 @pytest.fixture
 def pool(box, clock):
-    s = Settings(_env_file=None, x_rate_limits=f"{OP}:5", x_rate_window_s=60,
-                 account_lease_ttl_s=30, account_reset_margin_s=0.5, account_cooldown_s=100)
+    s = Settings(
+        _env_file=None,
+        x_rate_limits=f"{OP}:5",
+        x_rate_window_s=60,
+        account_lease_ttl_s=30,
+        account_reset_margin_s=0.5,
+        account_cooldown_s=100,
+    )
     return AccountPool(s, box, clock)
 
 
@@ -50,17 +65,35 @@ def add(pool, box, name, password=None, cookies=True):
     creds = {"auth_token": f"tok-{name}", "ct0": f"ct0-{name}"} if cookies else {}
     if password:
         creds["password"] = password
-    return pool.handle([AccountCommand(command_id=f"c-{name}", action="add", account_id=name,
-                                       name=name, secrets=box.seal(creds),
-                                       has_password=bool(password),
-                                       requested_at=dt(pool.clock()))])
+    return pool.handle(
+        [
+            AccountCommand(
+                command_id=f"c-{name}",
+                action="add",
+                account_id=name,
+                name=name,
+                secrets=box.seal(creds),
+                has_password=bool(password),
+                requested_at=dt(pool.clock()),
+            )
+        ]
+    )
 
 
 def request(pool, rid, requester="r1", task_id="t1", ttl=20):
     now = pool.clock()
-    return pool.handle([LeaseRequest(request_id=rid, requester=requester, operation=OP,
-                                     task_id=task_id, requested_at=dt(now),
-                                     valid_until=dt(now + ttl))])
+    return pool.handle(
+        [
+            LeaseRequest(
+                request_id=rid,
+                requester=requester,
+                operation=OP,
+                task_id=task_id,
+                requested_at=dt(now),
+                valid_until=dt(now + ttl),
+            )
+        ]
+    )
 
 
 def records(outs, kind):
@@ -68,8 +101,9 @@ def records(outs, kind):
 
 
 def event(pool, account, outcome="ok", **kw):
-    return pool.handle([AccountEvent(account_id=account, operation=OP, outcome=outcome,
-                                     at=dt(pool.clock()), **kw)])
+    return pool.handle(
+        [AccountEvent(account_id=account, operation=OP, outcome=outcome, at=dt(pool.clock()), **kw)]
+    )
 
 
 def test_grant_is_exclusive_and_budgeted_then_waits_until_reset(pool, box, clock):
@@ -84,8 +118,18 @@ def test_grant_is_exclusive_and_budgeted_then_waits_until_reset(pool, box, clock
     assert not records(outs, LeaseGrant) and wait[0].earliest_free_at is not None
     assert records(outs, TaskAccountWait)[0].waiting is True
     # The first lease comes back spent: nothing until the window resets (+ margin).
-    pool.handle([LeaseRelease(lease_id=g[0].lease_id, account_id="a", operation=OP, used=5,
-                              requester="r1", released_at=dt(clock.t))])
+    pool.handle(
+        [
+            LeaseRelease(
+                lease_id=g[0].lease_id,
+                account_id="a",
+                operation=OP,
+                used=5,
+                requester="r1",
+                released_at=dt(clock.t),
+            )
+        ]
+    )
     clock.t += 59
     assert not records(pool.tick(), LeaseGrant)
     clock.t += 1.6
@@ -98,8 +142,18 @@ def test_grant_is_exclusive_and_budgeted_then_waits_until_reset(pool, box, clock
 def test_partial_lease_leaves_the_rest_of_the_window(pool, box, clock):
     add(pool, box, "a")
     g = records(request(pool, "q1"), LeaseGrant)[0]
-    pool.handle([LeaseRelease(lease_id=g.lease_id, account_id="a", operation=OP, used=2,
-                              requester="r1", released_at=dt(clock.t))])
+    pool.handle(
+        [
+            LeaseRelease(
+                lease_id=g.lease_id,
+                account_id="a",
+                operation=OP,
+                used=2,
+                requester="r1",
+                released_at=dt(clock.t),
+            )
+        ]
+    )
     g2 = records(request(pool, "q2"), LeaseGrant)[0]
     assert g2.budget == 3
 
@@ -118,10 +172,21 @@ def test_expired_lease_counts_its_whole_budget(pool, box, clock):
 def test_rate_limit_headers_override_settings(pool, box, clock):
     add(pool, box, "a")
     g = records(request(pool, "q1"), LeaseGrant)[0]
-    event(pool, "a", rate_limit_limit=50, rate_limit_remaining=40,
-          rate_limit_reset=int(clock.t) + 300)
-    pool.handle([LeaseRelease(lease_id=g.lease_id, account_id="a", operation=OP, used=1,
-                              requester="r1", released_at=dt(clock.t))])
+    event(
+        pool, "a", rate_limit_limit=50, rate_limit_remaining=40, rate_limit_reset=int(clock.t) + 300
+    )
+    pool.handle(
+        [
+            LeaseRelease(
+                lease_id=g.lease_id,
+                account_id="a",
+                operation=OP,
+                used=1,
+                requester="r1",
+                released_at=dt(clock.t),
+            )
+        ]
+    )
     w = pool.accounts["a"].ops[OP]
     assert (w.limit, w.used) == (50, 10)
     assert w.window_reset == dt(int(clock.t) + 300)
@@ -144,7 +209,8 @@ def test_outcomes_change_status(pool, box, clock):
     outs = request(pool, "q1")
     assert not records(outs, LeaseGrant)
     assert records(outs, LeaseWait)[0].earliest_free_at.timestamp() == pytest.approx(
-        int(clock.t) + 120.5)
+        int(clock.t) + 120.5
+    )
     # b's login succeeds: it is leased at once with its new cookies.
     outs = pool.logged_in("b", {"auth_token": "new-tok", "ct0": "new-ct0"}, None)
     g = records(outs, LeaseGrant)
@@ -167,8 +233,11 @@ def test_state_survives_a_restart(pool, box, clock):
     outs = request(pool, "q1")
     g = records(outs, LeaseGrant)[0]
     event(pool, "b", "suspended", error="(64) suspended")
-    saved = {o.record.account_id: o.record for o in pool.handle([]) + outs
-             if isinstance(o.record, AccountState)}
+    saved = {
+        o.record.account_id: o.record
+        for o in pool.handle([]) + outs
+        if isinstance(o.record, AccountState)
+    }
     saved.update({a.account_id: a.model_copy(deep=True) for a in pool.accounts.values()})
     fresh = AccountPool(pool.s, box, clock)
     fresh.load([AccountState.decode(a.encode()) for a in saved.values()], [])
@@ -180,9 +249,18 @@ def test_state_survives_a_restart(pool, box, clock):
 
 def test_sticky_proxy_replaced_only_when_dead(pool, box, clock):
     for n in ("p1", "p2"):
-        pool.handle([ProxyCommand(command_id=n, action="add", proxy_id=n,
-                                  display=f"http://{n}:1", secrets=box.seal(f"http://{n}:1"),
-                                  requested_at=dt(clock.t))])
+        pool.handle(
+            [
+                ProxyCommand(
+                    command_id=n,
+                    action="add",
+                    proxy_id=n,
+                    display=f"http://{n}:1",
+                    secrets=box.seal(f"http://{n}:1"),
+                    requested_at=dt(clock.t),
+                )
+            ]
+        )
         pool.proxy_checked(n, True, 5.0, None)
     add(pool, box, "a")
     add(pool, box, "b")
@@ -215,8 +293,10 @@ def test_import_formats():
     lines = parse_import("alice:pw1:a@x.io:mailpw\n# comment\nbob:pw2:b@x.io:mailpw2:TOTPSECRET\n")
     assert [n for n, _ in lines] == ["alice", "bob"]
     assert lines[1][1]["totp_secret"] == "TOTPSECRET" and lines[0][1]["email"] == "a@x.io"
-    js = parse_import('[{"username": "c", "cookies": [{"name": "auth_token", "value": "T"},'
-                      ' {"name": "ct0", "value": "C"}]}]')
+    js = parse_import(
+        '[{"username": "c", "cookies": [{"name": "auth_token", "value": "T"},'
+        ' {"name": "ct0", "value": "C"}]}]'
+    )
     assert js[0][1]["auth_token"] == "T" and js[0][1]["cookies"]["ct0"] == "C"
     csv = parse_import("username,auth_token,ct0\nd,T2,C2\n")
     assert csv[0] == ("d", {"auth_token": "T2", "ct0": "C2"})
@@ -228,7 +308,9 @@ def test_proxy_ids_hide_credentials():
     from services.account_manager.admin import proxy_identity
 
     assert proxy_identity("http://user:secret@10.0.0.1:3128") == (
-        "http-10.0.0.1-3128", "http://10.0.0.1:3128")
+        "http-10.0.0.1-3128",
+        "http://10.0.0.1:3128",
+    )
     with pytest.raises(InputError):
         proxy_identity("ftp://10.0.0.1:21")
 
@@ -243,15 +325,30 @@ def test_no_account_ever_serves_means_no_earliest_time(pool, box):
 
 def prio_request(pool, rid, requester, priority, waited=0.0, ttl=200):
     now = pool.clock()
-    return pool.handle([LeaseRequest(request_id=rid, requester=requester, operation=OP,
-                                     task_id=f"task-{rid}", requested_at=dt(now),
-                                     valid_until=dt(now + ttl), priority=priority,
-                                     waiting_since=dt(now - waited))])
+    return pool.handle(
+        [
+            LeaseRequest(
+                request_id=rid,
+                requester=requester,
+                operation=OP,
+                task_id=f"task-{rid}",
+                requested_at=dt(now),
+                valid_until=dt(now + ttl),
+                priority=priority,
+                waiting_since=dt(now - waited),
+            )
+        ]
+    )
 
 
 def test_queue_serves_best_priority_across_replicas_with_aging(box, clock):
-    s = Settings(_env_file=None, x_rate_limits=f"{OP}:5", x_rate_window_s=60,
-                 account_lease_ttl_s=30, task_priority_aging_s=100)
+    s = Settings(
+        _env_file=None,
+        x_rate_limits=f"{OP}:5",
+        x_rate_window_s=60,
+        account_lease_ttl_s=30,
+        task_priority_aging_s=100,
+    )
     pool = AccountPool(s, box, clock)
     add(pool, box, "a")
     held = records(prio_request(pool, "first", "r0", 5), LeaseGrant)[0]
@@ -261,9 +358,19 @@ def test_queue_serves_best_priority_across_replicas_with_aging(box, clock):
     clock.t += 1
     assert records(prio_request(pool, "high", "r2", 1), LeaseWait)
     clock.t += 1
-    outs = pool.handle([LeaseRelease(lease_id=held.lease_id, account_id="a", operation=OP,
-                                     used=1, requester="r0", reason="done",
-                                     released_at=dt(clock.t))])
+    outs = pool.handle(
+        [
+            LeaseRelease(
+                lease_id=held.lease_id,
+                account_id="a",
+                operation=OP,
+                used=1,
+                requester="r0",
+                reason="done",
+                released_at=dt(clock.t),
+            )
+        ]
+    )
     grants = records(outs, LeaseGrant)
     assert [g.requester for g in grants] == ["r2"]  # the later, better request first
 
@@ -272,9 +379,19 @@ def test_queue_serves_best_priority_across_replicas_with_aging(box, clock):
     assert records(prio_request(pool, "fresh5", "r3", 5), LeaseWait)
     assert records(prio_request(pool, "old9", "r4", 9, waited=500), LeaseWait)
     clock.t += 1
-    outs = pool.handle([LeaseRelease(lease_id=g2.lease_id, account_id="a", operation=OP,
-                                     used=1, requester="r2", reason="done",
-                                     released_at=dt(clock.t))])
+    outs = pool.handle(
+        [
+            LeaseRelease(
+                lease_id=g2.lease_id,
+                account_id="a",
+                operation=OP,
+                used=1,
+                requester="r2",
+                reason="done",
+                released_at=dt(clock.t),
+            )
+        ]
+    )
     assert [g.requester for g in records(outs, LeaseGrant)] == ["r4"]
 
 
@@ -288,8 +405,18 @@ def test_no_lease_for_the_last_moment_of_a_window(pool, box, clock):
     g = records(request(pool, "q1", ttl=200), LeaseGrant)[0]
     reset = int(clock.t) + 10  # what X's headers say
     event(pool, "a", rate_limit_limit=5, rate_limit_remaining=3, rate_limit_reset=reset)
-    pool.handle([LeaseRelease(lease_id=g.lease_id, account_id="a", operation=OP, used=2,
-                              requester="r1", released_at=dt(clock.t))])
+    pool.handle(
+        [
+            LeaseRelease(
+                lease_id=g.lease_id,
+                account_id="a",
+                operation=OP,
+                used=2,
+                requester="r1",
+                released_at=dt(clock.t),
+            )
+        ]
+    )
     for t in (reset - EXPIRY_MARGIN_S + 0.2, reset + 0.2):  # window ending; ended, not rolled
         clock.t = t
         outs = request(pool, f"late{t}", ttl=200)

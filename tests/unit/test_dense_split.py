@@ -1,29 +1,37 @@
 """Dense slices cut finer: the decision from page 0, the children's windows, and the
 dedup-counter's rule for when a task whose slices were cut has ended."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from libs.records.tasks import SearchJob
 from services.dedup_counter.handler import slice_tally
 from services.scraper import split
 from services.task_gateway.scheduler import search_query
 
-D = datetime(2026, 9, 1, tzinfo=timezone.utc)
+D = datetime(2026, 9, 1, tzinfo=UTC)
 
 
 def job(**kw) -> SearchJob:
-    base = dict(task_id="t", slice_id="d20260901T000000", slice_count=2, keyword="kw",
-                query=search_query("kw", D, D + timedelta(days=1)), start_time=D,
-                end_time=D + timedelta(days=1))
+    base = dict(
+        task_id="t",
+        slice_id="d20260901T000000",
+        slice_count=2,
+        keyword="kw",
+        query=search_query("kw", D, D + timedelta(days=1)),
+        start_time=D,
+        end_time=D + timedelta(days=1),
+    )
     return SearchJob(**{**base, **kw})
 
 
 def test_oldest_post_time_is_the_smallest_snowflake_on_the_page():
-    t = datetime(2026, 9, 1, 22, 30, 5, 123000, tzinfo=timezone.utc)
+    t = datetime(2026, 9, 1, 22, 30, 5, 123000, tzinfo=UTC)
     ms = int(t.timestamp() * 1000) - split.TWEPOCH_MS
     older, newer = (ms << 22) | 5, ((ms + 60_000) << 22) | 7
-    body = ('{"entries":[{"entryId": "tweet-%d"},{"entryId":"tweet-%d"},'
-            '{"entryId":"cursor-bottom-0"}]}' % (newer, older))
+    body = (
+        '{"entries":[{"entryId": "tweet-%d"},{"entryId":"tweet-%d"},'
+        '{"entryId":"cursor-bottom-0"}]}' % (newer, older)
+    )
     assert split.oldest_post_time(body) == t
     assert split.oldest_post_time('{"entries":[]}') is None
 
@@ -45,12 +53,14 @@ def test_dense_only_when_the_rest_needs_two_parts_or_more():
 
 def test_children_cover_the_rest_in_whole_hours_of_about_split_pages_each():
     j = job()
-    oldest = datetime(2026, 9, 1, 23, 50, 0, 400000, tzinfo=timezone.utc)  # 143 pages left
+    oldest = datetime(2026, 9, 1, 23, 50, 0, 400000, tzinfo=UTC)  # 143 pages left
     until = oldest.replace(microsecond=0) + timedelta(seconds=1)
     big = split.children(j, oldest, 50)  # 3 parts of ~48 pages: 8 h each
     assert [(k.start_time, k.end_time) for k in big] == [
-        (D, D + timedelta(hours=8)), (D + timedelta(hours=8), D + timedelta(hours=16)),
-        (D + timedelta(hours=16), until)]
+        (D, D + timedelta(hours=8)),
+        (D + timedelta(hours=8), D + timedelta(hours=16)),
+        (D + timedelta(hours=16), until),
+    ]
     kids = split.children(j, oldest, 5)  # 29 parts wanted; an hour at least: 24
     assert len(kids) == 24
     assert kids[0].start_time == D and kids[-1].end_time == until

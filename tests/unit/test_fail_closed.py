@@ -27,12 +27,15 @@ def bare(**overrides) -> Settings:
     return Settings(_env_file=None, **overrides)
 
 
-@pytest.mark.parametrize("service, variables", [
-    ("task-gateway", ["XGET_API_TOKEN"]),
-    ("reporter", ["XGET_WEBHOOK_SECRET"]),
-    ("scraper", ["XGET_ACCOUNT_KEY"]),
-    ("account-manager", ["XGET_API_TOKEN", "XGET_ACCOUNT_KEY"]),
-])
+@pytest.mark.parametrize(
+    "service, variables",
+    [
+        ("task-gateway", ["XGET_API_TOKEN"]),
+        ("reporter", ["XGET_WEBHOOK_SECRET"]),
+        ("scraper", ["XGET_ACCOUNT_KEY"]),
+        ("account-manager", ["XGET_API_TOKEN", "XGET_ACCOUNT_KEY"]),
+    ],
+)
 def test_a_service_refuses_to_start_naming_each_missing_secret(service, variables):
     with pytest.raises(InsecureSecrets) as e:
         check_secrets(bare(), [service])
@@ -48,8 +51,10 @@ def test_old_defaults_and_placeholders_count_as_no_secret(value):
 
 
 def test_services_start_with_real_secrets_or_in_explicit_dev_mode():
-    check_secrets(bare(api_token="x" * 32, webhook_secret="y" * 32, account_key="z" * 32),
-                  ["task-gateway", "reporter", "scraper", "account-manager"])
+    check_secrets(
+        bare(api_token="x" * 32, webhook_secret="y" * 32, account_key="z" * 32),
+        ["task-gateway", "reporter", "scraper", "account-manager"],
+    )
     check_secrets(bare(insecure_dev_defaults=True), ["task-gateway", "reporter"])
     check_secrets(bare(), ["parser", "dedup-counter", "media-downloader"])  # use none
 
@@ -63,9 +68,14 @@ def test_kol_worker_needs_the_account_key_only_when_it_leases_x_accounts():
 def test_xget_run_exits_with_the_message_before_starting_anything(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("XGET_")}
     env.update(PYTHONPATH=str(REPO), XGET_API_TOKEN="change-me")
-    r = subprocess.run([sys.executable, "-m", "services.cli", "run", "task-gateway",
-                        "reporter"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                       timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "services.cli", "run", "task-gateway", "reporter"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 1
     assert "refusing to start task-gateway, reporter" in r.stderr
     assert "XGET_API_TOKEN" in r.stderr and "XGET_WEBHOOK_SECRET" in r.stderr
@@ -74,8 +84,7 @@ def test_xget_run_exits_with_the_message_before_starting_anything(tmp_path):
 
 async def test_the_gateway_accepts_nobody_with_an_empty_token():
     app = create_app(bare(insecure_dev_defaults=True), None, None)  # type: ignore[arg-type]
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://gw") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c:
         for header in ("Bearer ", "Bearer change-me", "Bearer x"):
             r = await c.get("/api/v1/tasks", headers={"Authorization": header})
             assert r.status_code == 401, header
@@ -84,14 +93,19 @@ async def test_the_gateway_accepts_nobody_with_an_empty_token():
 def test_make_up_generates_secrets_into_the_data_dir_once(tmp_path, capsys):
     settings = bare(data_dir=str(tmp_path / "data"))
     env = stack._child_env(settings, 9092, None)
-    files = {"XGET_API_TOKEN": "api.token", "XGET_WEBHOOK_SECRET": "webhook.secret",
-             "XGET_ACCOUNT_KEY": "account.key"}
+    files = {
+        "XGET_API_TOKEN": "api.token",
+        "XGET_WEBHOOK_SECRET": "webhook.secret",
+        "XGET_ACCOUNT_KEY": "account.key",
+    }
     for var, name in files.items():
         path = tmp_path / "data" / name
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert env[var] == path.read_text().strip() and len(env[var]) >= 32
-    check_secrets(Settings(_env_file=None, **{v[5:].lower(): env[v] for v in files}),
-                  ["task-gateway", "reporter", "account-manager"])
+    check_secrets(
+        Settings(_env_file=None, **{v[5:].lower(): env[v] for v in files}),
+        ["task-gateway", "reporter", "account-manager"],
+    )
     assert stack._child_env(settings, 9092, None) == env  # the same on the next `make up`
     assert env["XGET_API_TOKEN"] != env["XGET_WEBHOOK_SECRET"]
 

@@ -36,44 +36,50 @@ def _validation_error() -> ValidationError:
     raise AssertionError("unreachable")
 
 
-@pytest.mark.parametrize("exc, expected", [
-    (ch.OperationalError("Error executing HTTP request attempt 1"), "clickhouse"),
-    (ch.DatabaseError("Memory limit exceeded", code=241), "clickhouse"),
-    (ch.DatabaseError("Too many parts", code=252), "clickhouse"),
-    (ch.DatabaseError("HTTP driver received HTTP status 503"), "clickhouse"),
-    (ke.KafkaConnectionError("no broker"), "kafka"),
-    (ke.KafkaTimeoutError(), "kafka"),
-    (ke.OutOfOrderSequenceNumber(), "kafka"),
-    (ke.NotLeaderForPartitionError(), "kafka"),
-    (ServerError("502 Bad Gateway", 502), "object-store"),
-    (_s3_error("ServiceUnavailable"), "object-store"),
-    (_s3_error("SlowDown"), "object-store"),
-    (httpx.ConnectError("refused"), "network"),
-    (httpx.ReadTimeout("slow"), "network"),
-    (_http_status(503), "http"),
-    (_http_status(429), "http"),
-    (ConnectionRefusedError(111, "refused"), "network"),
-    (TimeoutError(), "network"),
-    (socket.gaierror(-2, "Name or service not known"), "network"),
-    (DependencyError("x", "every account is rate-limited"), "x"),
-])
+@pytest.mark.parametrize(
+    "exc, expected",
+    [
+        (ch.OperationalError("Error executing HTTP request attempt 1"), "clickhouse"),
+        (ch.DatabaseError("Memory limit exceeded", code=241), "clickhouse"),
+        (ch.DatabaseError("Too many parts", code=252), "clickhouse"),
+        (ch.DatabaseError("HTTP driver received HTTP status 503"), "clickhouse"),
+        (ke.KafkaConnectionError("no broker"), "kafka"),
+        (ke.KafkaTimeoutError(), "kafka"),
+        (ke.OutOfOrderSequenceNumber(), "kafka"),
+        (ke.NotLeaderForPartitionError(), "kafka"),
+        (ServerError("502 Bad Gateway", 502), "object-store"),
+        (_s3_error("ServiceUnavailable"), "object-store"),
+        (_s3_error("SlowDown"), "object-store"),
+        (httpx.ConnectError("refused"), "network"),
+        (httpx.ReadTimeout("slow"), "network"),
+        (_http_status(503), "http"),
+        (_http_status(429), "http"),
+        (ConnectionRefusedError(111, "refused"), "network"),
+        (TimeoutError(), "network"),
+        (socket.gaierror(-2, "Name or service not known"), "network"),
+        (DependencyError("x", "every account is rate-limited"), "x"),
+    ],
+)
 def test_a_dependency_failure_is_named(exc, expected):
     assert dependency_of(exc) == expected
 
 
-@pytest.mark.parametrize("exc", [
-    ch.DatabaseError("Cannot parse input: expected '\\t'", code=27),   # the row's fault
-    ch.DatabaseError("Unknown identifier", code=47),
-    ke.MessageSizeTooLargeError(),
-    ke.RecordTooLargeError(),
-    _s3_error("NoSuchBucket"),
-    _s3_error("AccessDenied"),
-    _http_status(404),
-    _http_status(400),
-    ValueError("bad record"),
-    KeyError("post_id"),
-    _validation_error(),
-])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ch.DatabaseError("Cannot parse input: expected '\\t'", code=27),  # the row's fault
+        ch.DatabaseError("Unknown identifier", code=47),
+        ke.MessageSizeTooLargeError(),
+        ke.RecordTooLargeError(),
+        _s3_error("NoSuchBucket"),
+        _s3_error("AccessDenied"),
+        _http_status(404),
+        _http_status(400),
+        ValueError("bad record"),
+        KeyError("post_id"),
+        _validation_error(),
+    ],
+)
 def test_a_records_own_fault_is_not_a_dependency(exc):
     assert dependency_of(exc) is None
 

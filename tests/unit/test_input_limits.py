@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -11,7 +11,7 @@ from libs.settings import Settings
 from services.task_gateway.api import OnDemandRequest
 from services.task_gateway.limits import FieldError, check_body, check_window, day_slice_count
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def settings(**kw) -> Settings:
@@ -24,13 +24,16 @@ def field_of(fn, *args) -> str:
     return e.value.field
 
 
-@pytest.mark.parametrize("start, end, days", [
-    ("2026-10-01T00:00:00", "2026-10-02T00:00:00", 1),
-    ("2026-10-01T12:00:00", "2026-10-02T00:00:00", 1),
-    ("2026-10-01T12:00:00", "2026-10-02T00:00:01", 2),
-    ("2026-10-01T00:00:00", "2026-10-04T00:00:00", 3),
-    ("2026-10-01T23:00:00-02:00", "2026-10-02T01:00:00-02:00", 1),  # both on 2 Oct UTC
-])
+@pytest.mark.parametrize(
+    "start, end, days",
+    [
+        ("2026-10-01T00:00:00", "2026-10-02T00:00:00", 1),
+        ("2026-10-01T12:00:00", "2026-10-02T00:00:00", 1),
+        ("2026-10-01T12:00:00", "2026-10-02T00:00:01", 2),
+        ("2026-10-01T00:00:00", "2026-10-04T00:00:00", 3),
+        ("2026-10-01T23:00:00-02:00", "2026-10-02T01:00:00-02:00", 1),  # both on 2 Oct UTC
+    ],
+)
 def test_day_slice_count_is_the_schedulers_day_slices(start, end, days):
     from services.task_gateway.scheduler import day_slices
 

@@ -74,8 +74,9 @@ def test_scaled_objects_name_real_groups_topics_and_partition_caps():
             m = t["metadata"]
             assert m["consumerGroup"] in groups, f"unknown consumer group {m['consumerGroup']}"
             assert m["topic"] in PARTITIONS, f"unknown topic {m['topic']}"
-            assert m["topic"] in {s.name for s in groups[m["consumerGroup"]].inputs}, \
+            assert m["topic"] in {s.name for s in groups[m["consumerGroup"]].inputs}, (
                 f"group {m['consumerGroup']} does not read {m['topic']}"
+            )
             assert int(m["lagThreshold"]) > 0 and int(m["activationLagThreshold"]) >= 0
             assert m["bootstrapServersFromEnv"] == "XGET_KAFKA_BOOTSTRAP"
             scaled_groups.add(m["consumerGroup"])

@@ -36,5 +36,6 @@ def test_x_media_hosts_are_rewritten_only_when_a_base_is_set():
     sim = make_settings(x_media_base="http://127.0.0.1:1/", x_video_base="http://127.0.0.1:2")
     assert source_url(url, "image", sim) == "http://127.0.0.1:1/media/abc.jpg?name=orig"
     assert source_url(video, "video", sim) == (
-        "http://127.0.0.1:2/ext_tw_video/1/pu/vid/avc1/720x720/a.mp4?tag=12")
+        "http://127.0.0.1:2/ext_tw_video/1/pu/vid/avc1/720x720/a.mp4?tag=12"
+    )
     assert source_url("https://example.com/x.jpg", "image", sim) == "https://example.com/x.jpg"

@@ -38,22 +38,30 @@ def docker_compose_config(env: dict[str, str], empty: Path) -> subprocess.Comple
     base = {k: v for k, v in os.environ.items() if k not in COMPOSE_SECRETS}
     # an empty --env-file: a developer's .env must not supply what the test leaves out
     empty.write_text("")
-    return subprocess.run([exe, "--env-file", str(empty), "-f", "docker-compose.yml", "config",
-                           "-q"], cwd=REPO, env={**base, **env}, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [exe, "--env-file", str(empty), "-f", "docker-compose.yml", "config", "-q"],
+        cwd=REPO,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_compose_file_validates_with_docker_compose(tmp_path):
-    r = docker_compose_config({name: f"ci-{name.lower()}" for name in COMPOSE_SECRETS},
-                              tmp_path / "empty.env")
+    r = docker_compose_config(
+        {name: f"ci-{name.lower()}" for name in COMPOSE_SECRETS}, tmp_path / "empty.env"
+    )
     assert r.returncode == 0, r.stderr
 
 
 @pytest.mark.parametrize("missing", COMPOSE_SECRETS)
 def test_compose_requires_every_secret(missing, tmp_path):
     """Fail closed: no default token, webhook secret or account key in the compose stack."""
-    r = docker_compose_config({name: f"ci-{name.lower()}" for name in COMPOSE_SECRETS
-                               if name != missing}, tmp_path / "empty.env")
+    r = docker_compose_config(
+        {name: f"ci-{name.lower()}" for name in COMPOSE_SECRETS if name != missing},
+        tmp_path / "empty.env",
+    )
     assert r.returncode != 0 and f"set {missing}" in r.stderr, r.stderr
 
 

@@ -20,7 +20,8 @@ def test_json_log_lines_carry_trace_and_task_ids():
     fmt = JsonFormatter()
     rec = logging.LogRecord("xget.test", logging.INFO, __file__, 1, "page %d", (3,), None)
     with provider.get_tracer("t").start_as_current_span(
-            "x", attributes={"xget.task_id": "od-1", "xget.keyword": "tesla"}) as sp:
+        "x", attributes={"xget.task_id": "od-1", "xget.keyword": "tesla"}
+    ) as sp:
         line = json.loads(fmt.format(rec))
     assert line["message"] == "page 3" and line["level"] == "INFO"
     assert line["trace_id"] == format(sp.get_span_context().trace_id, "032x")
@@ -74,8 +75,9 @@ def test_span_in_joins_the_records_trace_not_the_batchs(monkeypatch):
     record_headers = dict(headers)  # as Incoming.headers holds them
     assert tracing.trace_headers(record_headers) == (headers[1],)
     with tracer.start_as_current_span("batch of task b") as b:
-        with tracing.span_in(record_headers, "media download", **{"xget.task_id": "a",
-                                                                 "xget.none": None}):
+        with tracing.span_in(
+            record_headers, "media download", **{"xget.task_id": "a", "xget.none": None}
+        ):
             pass
         with tracing.span_in((), "no context carried"):
             pass

@@ -11,7 +11,7 @@ import copy
 import html
 import logging
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -22,26 +22,40 @@ from libs.records.posts import Post
 
 FIX = Path(os.environ.get("XGET_FIXTURES", "/work/shared/fixtures")) / "x"
 TWEET_FIXTURES = [
-    "raw_search.json", "raw_tweet_details.json", "raw_tweet_replies.json", "card_poll.json",
-    "card_audiospace.json", "manual_tweet_with_video_1.json", "_issue_28_1.json", "_issue_28_2.json",
+    "raw_search.json",
+    "raw_tweet_details.json",
+    "raw_tweet_replies.json",
+    "card_poll.json",
+    "card_audiospace.json",
+    "manual_tweet_with_video_1.json",
+    "_issue_28_1.json",
+    "_issue_28_2.json",
 ]
 USER_FIXTURES = [
-    "raw_followers.json", "raw_following.json", "raw_verified_followers.json",
-    "raw_retweeters.json", "raw_user_by_login.json",
+    "raw_followers.json",
+    "raw_following.json",
+    "raw_verified_followers.json",
+    "raw_retweeters.json",
+    "raw_user_by_login.json",
 ]
-NOW = datetime(2026, 7, 9, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 7, 9, 12, 0, tzinfo=UTC)
 
 pytestmark = pytest.mark.skipif(not FIX.is_dir(), reason="fixtures not present")
 
 
 # ----------------------------------------------------------------- independent JSON walkers
 
+
 def load(name: str) -> dict:
     return orjson.loads((FIX / name).read_bytes())
 
 
 def parse(doc_or_name, **kw):
-    body = (FIX / doc_or_name).read_bytes() if isinstance(doc_or_name, str) else orjson.dumps(doc_or_name)
+    body = (
+        (FIX / doc_or_name).read_bytes()
+        if isinstance(doc_or_name, str)
+        else orjson.dumps(doc_or_name)
+    )
     return parse_timeline_page(body, task_id="t1", keyword="kw", collected_at=NOW, **kw)
 
 
@@ -76,7 +90,9 @@ def timeline_tweets(doc) -> list[dict]:
 
 
 def all_tweets(doc) -> dict[str, dict]:
-    return {d["rest_id"]: d for d in walk(doc) if d.get("__typename") == "Tweet" and d.get("legacy")}
+    return {
+        d["rest_id"]: d for d in walk(doc) if d.get("__typename") == "Tweet" and d.get("legacy")
+    }
 
 
 def user_of(tweet: dict) -> dict:
@@ -88,7 +104,7 @@ def screen_name(u: dict) -> str:
 
 
 def x_time(s: str) -> datetime:
-    return datetime.strptime(s, "%a %b %d %H:%M:%S %z %Y").astimezone(timezone.utc)
+    return datetime.strptime(s, "%a %b %d %H:%M:%S %z %Y").astimezone(UTC)
 
 
 def by_id(page) -> dict[str, Post]:
@@ -96,6 +112,7 @@ def by_id(page) -> dict[str, Post]:
 
 
 # ----------------------------------------------------------------- every tweet fixture
+
 
 @pytest.mark.parametrize("name", TWEET_FIXTURES)
 def test_top_level_posts_in_entry_order_each_once(name):
@@ -122,7 +139,9 @@ def test_post_fields_match_raw(name):
         assert p.author_handle == "@" + handle
         assert p.author_id == u["rest_id"]
         assert p.author_name == ((u.get("core") or {}).get("name") or u["legacy"]["name"])
-        avatar = (u.get("avatar") or {}).get("image_url") or u["legacy"].get("profile_image_url_https")
+        avatar = (u.get("avatar") or {}).get("image_url") or u["legacy"].get(
+            "profile_image_url_https"
+        )
         assert p.author_avatar == avatar
         assert p.post_time == x_time(leg["created_at"])
         assert p.post_time.utcoffset().total_seconds() == 0
@@ -138,18 +157,36 @@ def test_post_fields_match_raw(name):
         assert p.conversation_id == leg["conversation_id_str"]
         assert orjson.loads(p.raw_data) == r
         assert p.keyword == "kw" and p.task_id == "t1" and p.collected_at == NOW
-        assert p.mentions == [m["screen_name"] for m in (
-            (r.get("note_tweet") or {}).get("note_tweet_results", {}).get("result", {})
-            .get("entity_set", {}).get("user_mentions") or leg["entities"].get("user_mentions", []))]
+        assert p.mentions == [
+            m["screen_name"]
+            for m in (
+                (r.get("note_tweet") or {})
+                .get("note_tweet_results", {})
+                .get("result", {})
+                .get("entity_set", {})
+                .get("user_mentions")
+                or leg["entities"].get("user_mentions", [])
+            )
+        ]
         assert all(not m.startswith("@") for m in p.mentions)
-        assert p.hashtags == [h["text"] for h in (
-            (r.get("note_tweet") or {}).get("note_tweet_results", {}).get("result", {})
-            .get("entity_set", {}).get("hashtags") or leg["entities"].get("hashtags", []))]
+        assert p.hashtags == [
+            h["text"]
+            for h in (
+                (r.get("note_tweet") or {})
+                .get("note_tweet_results", {})
+                .get("result", {})
+                .get("entity_set", {})
+                .get("hashtags")
+                or leg["entities"].get("hashtags", [])
+            )
+        ]
         # parent ids
         reply_to = leg.get("in_reply_to_status_id_str")
         if reply_to:
             assert p.parent_post_id == leg["conversation_id_str"]
-            assert p.parent_comment_id == (reply_to if reply_to != leg["conversation_id_str"] else None)
+            assert p.parent_comment_id == (
+                reply_to if reply_to != leg["conversation_id_str"] else None
+            )
         else:
             assert p.parent_post_id is None and p.parent_comment_id is None
         # post type
@@ -173,7 +210,9 @@ def test_post_fields_match_raw(name):
 def test_users_every_user_object_unique(name):
     doc = load(name)
     page = parse(name)
-    expected = {d["rest_id"] for d in walk(doc) if d.get("__typename") == "User" and d.get("rest_id")}
+    expected = {
+        d["rest_id"] for d in walk(doc) if d.get("__typename") == "User" and d.get("rest_id")
+    }
     got = [u.user_id for u in page.users]
     assert len(got) == len(set(got))
     assert set(got) == expected
@@ -197,9 +236,15 @@ def _user_matches(u, raw) -> bool:
 def _check_user(u, raw):
     leg = raw.get("legacy") or {}
     assert u.user_name == screen_name(raw)
-    assert u.followers == (raw.get("relationship_counts") or {}).get("followers", leg.get("followers_count"))
-    assert u.following == (raw.get("relationship_counts") or {}).get("following", leg.get("friends_count"))
-    assert u.statuses_count == (raw.get("tweet_counts") or {}).get("tweets", leg.get("statuses_count"))
+    assert u.followers == (raw.get("relationship_counts") or {}).get(
+        "followers", leg.get("followers_count")
+    )
+    assert u.following == (raw.get("relationship_counts") or {}).get(
+        "following", leg.get("friends_count")
+    )
+    assert u.statuses_count == (raw.get("tweet_counts") or {}).get(
+        "tweets", leg.get("statuses_count")
+    )
     created = (raw.get("core") or {}).get("created_at") or leg.get("created_at")
     assert u.created_at == created and u.created_at_time == x_time(created)
     assert u.blue_verified == bool(raw.get("is_blue_verified"))
@@ -217,12 +262,20 @@ def test_media_and_jobs_match_raw(name):
         raw_media = r["legacy"].get("extended_entities", {}).get("media", [])
         assert [m.original_url for m in p.post_images] == [m["media_url_https"] for m in raw_media]
         for m, rm in zip(p.post_images, raw_media):
-            assert m.type == {"photo": "image", "video": "video_cover", "animated_gif": "gif"}[rm["type"]]
-            assert (m.width, m.height) == (rm["original_info"]["width"], rm["original_info"]["height"])
+            assert (
+                m.type
+                == {"photo": "image", "video": "video_cover", "animated_gif": "gif"}[rm["type"]]
+            )
+            assert (m.width, m.height) == (
+                rm["original_info"]["width"],
+                rm["original_info"]["height"],
+            )
             if rm["type"] != "photo":
                 vi = rm["video_info"]
                 assert m.video_duration_ms == vi.get("duration_millis")
-                assert [v.url for v in m.video_variants] == [v["url"] for v in vi["variants"] if "bitrate" in v]
+                assert [v.url for v in m.video_variants] == [
+                    v["url"] for v in vi["variants"] if "bitrate" in v
+                ]
             else:
                 assert m.video_variants == [] and m.video_duration_ms is None
     # one job per media URL of each post and of its original
@@ -245,8 +298,13 @@ def test_raw_search_counts_from_readme():
     """raw_search: 20 timeline tweet entries, 25 tweets (5 quoted), 33 photos, 4 videos, 18 variants."""
     doc = load("raw_search.json")
     page = parse("raw_search.json")
-    entries = [e for e in doc["data"]["search_by_raw_query"]["search_timeline"]["timeline"]
-               ["instructions"][0]["entries"] if e["entryId"].startswith("tweet-")]
+    entries = [
+        e
+        for e in doc["data"]["search_by_raw_query"]["search_timeline"]["timeline"]["instructions"][
+            0
+        ]["entries"]
+        if e["entryId"].startswith("tweet-")
+    ]
     assert len(entries) == 20 and page.entries == 20
     assert [p.post_id for p in page.posts] == [e["entryId"].removeprefix("tweet-") for e in entries]
     # count media over top-level posts and the originals they carry, unique by URL
@@ -279,16 +337,20 @@ def test_note_tweet_full_text_and_links():
         note = r["note_tweet"]["note_tweet_results"]["result"]
         p = posts[r["rest_id"]]
         assert p.post_content == note["text"]
-        assert [lk.url for lk in p.post_links] == [u["url"] for u in note["entity_set"].get("urls", [])]
+        assert [lk.url for lk in p.post_links] == [
+            u["url"] for u in note["entity_set"].get("urls", [])
+        ]
         assert [lk.expanded_url for lk in p.post_links] == [
-            u["expanded_url"] for u in note["entity_set"].get("urls", [])]
+            u["expanded_url"] for u in note["entity_set"].get("urls", [])
+        ]
     longest = max(notes, key=lambda r: len(r["note_tweet"]["note_tweet_results"]["result"]["text"]))
     assert len(posts[longest["rest_id"]].post_content) > 280
     # a short post's links come from legacy.entities.urls
     for r in timeline_tweets(doc):
         if not r.get("note_tweet"):
             assert [lk.url for lk in posts[r["rest_id"]].post_links] == [
-                u["url"] for u in r["legacy"]["entities"].get("urls", [])]
+                u["url"] for u in r["legacy"]["entities"].get("urls", [])
+            ]
 
 
 def test_quotes_nested_and_standalone():
@@ -307,11 +369,13 @@ def test_quotes_nested_and_standalone():
         assert p.original_author_name == user_of(q)["core"]["name"]
         assert p.original_author_avatar == user_of(q)["avatar"]["image_url"]
         assert p.original_post_time == x_time(q["legacy"]["created_at"])
-        qtext = (q.get("note_tweet") or {}).get("note_tweet_results", {}).get("result", {}).get("text") \
-            or html.unescape(q["legacy"]["full_text"])
+        qtext = (q.get("note_tweet") or {}).get("note_tweet_results", {}).get("result", {}).get(
+            "text"
+        ) or html.unescape(q["legacy"]["full_text"])
         assert p.original_post_content == qtext
         assert [m.original_url for m in p.original_post_images] == [
-            m["media_url_https"] for m in q["legacy"].get("extended_entities", {}).get("media", [])]
+            m["media_url_https"] for m in q["legacy"].get("extended_entities", {}).get("media", [])
+        ]
         # nested-only originals are not top-level posts
         assert q["rest_id"] not in top_ids
         for j in page.media_jobs:
@@ -322,13 +386,18 @@ def test_quotes_nested_and_standalone():
 def test_quote_whose_original_is_missing():
     """A nested quote in raw_search carries quoted_status_id_str without the original."""
     doc = load("raw_search.json")
-    missing = [t for t in all_tweets(doc).values()
-               if t["legacy"].get("is_quote_status") and not t.get("quoted_status_result")]
+    missing = [
+        t
+        for t in all_tweets(doc).values()
+        if t["legacy"].get("is_quote_status") and not t.get("quoted_status_result")
+    ]
     assert missing
     target = missing[0]
     # make it a top-level post of a derived page: replace the first entry's result with it
     page_doc = copy.deepcopy(doc)
-    entry = page_doc["data"]["search_by_raw_query"]["search_timeline"]["timeline"]["instructions"][0]["entries"][0]
+    entry = page_doc["data"]["search_by_raw_query"]["search_timeline"]["timeline"]["instructions"][
+        0
+    ]["entries"][0]
     entry["content"]["itemContent"]["tweet_results"]["result"] = target
     p = parse(page_doc).posts[0]
     assert p.post_id == target["rest_id"]
@@ -389,8 +458,11 @@ def test_replies_parent_ids_tweet_details():
     posts = by_id(parse("raw_tweet_details.json"))
     replies = [r for r in timeline_tweets(doc) if r["legacy"].get("in_reply_to_status_id_str")]
     assert len(replies) == 36
-    nested = [r for r in replies
-              if r["legacy"]["in_reply_to_status_id_str"] != r["legacy"]["conversation_id_str"]]
+    nested = [
+        r
+        for r in replies
+        if r["legacy"]["in_reply_to_status_id_str"] != r["legacy"]["conversation_id_str"]
+    ]
     for r in replies:
         p = posts[r["rest_id"]]
         assert p.parent_post_id == r["legacy"]["conversation_id_str"]
@@ -403,14 +475,19 @@ def test_video_fixture_variants():
     posts = by_id(parse("manual_tweet_with_video_1.json"))
     n = 0
     for r in timeline_tweets(doc):
-        for rm, m in zip(r["legacy"].get("extended_entities", {}).get("media", []),
-                         posts[r["rest_id"]].post_images):
+        for rm, m in zip(
+            r["legacy"].get("extended_entities", {}).get("media", []),
+            posts[r["rest_id"]].post_images,
+        ):
             if rm["type"] == "video":
                 n += 1
                 assert m.type == "video_cover" and m.original_url == rm["media_url_https"]
-                assert len(m.video_variants) == sum(1 for v in rm["video_info"]["variants"] if "bitrate" in v)
+                assert len(m.video_variants) == sum(
+                    1 for v in rm["video_info"]["variants"] if "bitrate" in v
+                )
                 assert {v.bitrate for v in m.video_variants} == {
-                    v["bitrate"] for v in rm["video_info"]["variants"] if "bitrate" in v}
+                    v["bitrate"] for v in rm["video_info"]["variants"] if "bitrate" in v
+                }
     assert n >= 1
 
 
@@ -418,10 +495,15 @@ def test_visibility_wrapper_unwrapped():
     doc = load("raw_search.json")
     plain = parse("raw_search.json").posts[1]
     d = copy.deepcopy(doc)
-    item = d["data"]["search_by_raw_query"]["search_timeline"]["timeline"]["instructions"][0]["entries"][1]
+    item = d["data"]["search_by_raw_query"]["search_timeline"]["timeline"]["instructions"][0][
+        "entries"
+    ][1]
     res = item["content"]["itemContent"]["tweet_results"]
-    res["result"] = {"__typename": "TweetWithVisibilityResults", "tweet": res["result"],
-                     "tweetInterstitial": {"__typename": "ContextualTweetInterstitial"}}
+    res["result"] = {
+        "__typename": "TweetWithVisibilityResults",
+        "tweet": res["result"],
+        "tweetInterstitial": {"__typename": "ContextualTweetInterstitial"},
+    }
     wrapped = parse(d).posts[1]
     assert wrapped == plain  # raw_data is the inner tweet
 
@@ -430,20 +512,27 @@ def test_gif_mapping_derived():
     doc = load("manual_tweet_with_video_1.json")
     d = copy.deepcopy(doc)
     for t in walk(d):
-        for m in (t.get("legacy") or {}).get("extended_entities", {}).get("media", []) if isinstance(t.get("legacy"), dict) else []:
+        for m in (
+            (t.get("legacy") or {}).get("extended_entities", {}).get("media", [])
+            if isinstance(t.get("legacy"), dict)
+            else []
+        ):
             if m["type"] == "video":
                 m["type"] = "animated_gif"
     page = parse(d)
     gifs = [m for p in page.posts for m in p.post_images if m.type == "gif"]
     assert gifs and not any(m.type == "video_cover" for p in page.posts for m in p.post_images)
-    assert all(p.post_type == "video" for p in page.posts if any(m.type == "gif" for m in p.post_images))
+    assert all(
+        p.post_type == "video" for p in page.posts if any(m.type == "gif" for m in p.post_images)
+    )
 
 
 def test_absent_views_and_bookmarks_are_none():
     doc = load("raw_search.json")
     d = copy.deepcopy(doc)
-    r = d["data"]["search_by_raw_query"]["search_timeline"]["timeline"]["instructions"][0]["entries"][0][
-        "content"]["itemContent"]["tweet_results"]["result"]
+    r = d["data"]["search_by_raw_query"]["search_timeline"]["timeline"]["instructions"][0][
+        "entries"
+    ][0]["content"]["itemContent"]["tweet_results"]["result"]
     r.pop("views", None)
     r["legacy"].pop("bookmark_count", None)
     p = parse(d).posts[0]
@@ -464,8 +553,9 @@ def test_ids_are_strings_never_floats():
 def test_null_rest_id_author_skipped_with_log(caplog):
     doc = load("raw_search.json")
     d = copy.deepcopy(doc)
-    r = d["data"]["search_by_raw_query"]["search_timeline"]["timeline"]["instructions"][0]["entries"][2][
-        "content"]["itemContent"]["tweet_results"]["result"]
+    r = d["data"]["search_by_raw_query"]["search_timeline"]["timeline"]["instructions"][0][
+        "entries"
+    ][2]["content"]["itemContent"]["tweet_results"]["result"]
     user_of(r)["rest_id"] = None
     with caplog.at_level(logging.WARNING, logger="xget.parsing"):
         page = parse(d)
@@ -481,8 +571,9 @@ def test_null_rest_id_author_skipped_with_log(caplog):
 def test_author_without_any_user_skips_post_not_page():
     doc = load("raw_search.json")
     d = copy.deepcopy(doc)
-    r = d["data"]["search_by_raw_query"]["search_timeline"]["timeline"]["instructions"][0]["entries"][3][
-        "content"]["itemContent"]["tweet_results"]["result"]
+    r = d["data"]["search_by_raw_query"]["search_timeline"]["timeline"]["instructions"][0][
+        "entries"
+    ][3]["content"]["itemContent"]["tweet_results"]["result"]
     r["core"]["user_results"]["result"] = {"__typename": "User", "rest_id": None}
     page = parse(d)
     assert r["rest_id"] not in by_id(page)
@@ -492,7 +583,9 @@ def test_author_without_any_user_skips_post_not_page():
 def test_tombstone_entry_skipped():
     doc = load("raw_search.json")
     d = copy.deepcopy(doc)
-    e = d["data"]["search_by_raw_query"]["search_timeline"]["timeline"]["instructions"][0]["entries"][0]
+    e = d["data"]["search_by_raw_query"]["search_timeline"]["timeline"]["instructions"][0][
+        "entries"
+    ][0]
     e["content"]["itemContent"]["tweet_results"]["result"] = {"__typename": "TweetTombstone"}
     page = parse(d)
     assert len(page.posts) == 19 and "TweetTombstone" in page.skipped[0]
@@ -507,15 +600,19 @@ def test_bottom_cursor():
 
 # ----------------------------------------------------------------- errors
 
-@pytest.mark.parametrize("body,msg", [
-    (b'{"data": {"search_by_raw', "malformed JSON"),
-    (b"", "malformed JSON"),
-    (b'{"errors":[{"message":"Rate limit exceeded","code":88}]}', "Rate limit exceeded"),
-    (b'{"errors":[{"message":"Could not authenticate you","code":32}],"data":null}', "code 32"),
-    (b"[1,2,3]", "unexpected shape"),
-    (b'{"data":{"user":{"result":{"__typename":"User"}}}}', "no timeline instructions"),
-    (b'{"foo":1}', "no 'data'"),
-])
+
+@pytest.mark.parametrize(
+    "body,msg",
+    [
+        (b'{"data": {"search_by_raw', "malformed JSON"),
+        (b"", "malformed JSON"),
+        (b'{"errors":[{"message":"Rate limit exceeded","code":88}]}', "Rate limit exceeded"),
+        (b'{"errors":[{"message":"Could not authenticate you","code":32}],"data":null}', "code 32"),
+        (b"[1,2,3]", "unexpected shape"),
+        (b'{"data":{"user":{"result":{"__typename":"User"}}}}', "no timeline instructions"),
+        (b'{"foo":1}', "no 'data'"),
+    ],
+)
 def test_page_errors(body, msg):
     with pytest.raises(PageParseError) as ei:
         parse_timeline_page(body, task_id="t", keyword="k", collected_at=NOW)
@@ -528,13 +625,25 @@ def test_str_body_accepted():
 
 
 def test_empty_timeline_page():
-    body = orjson.dumps({"data": {"search_by_raw_query": {"search_timeline": {"timeline": {
-        "instructions": [{"type": "TimelineAddEntries", "entries": []}]}}}}})
+    body = orjson.dumps(
+        {
+            "data": {
+                "search_by_raw_query": {
+                    "search_timeline": {
+                        "timeline": {
+                            "instructions": [{"type": "TimelineAddEntries", "entries": []}]
+                        }
+                    }
+                }
+            }
+        }
+    )
     page = parse_timeline_page(body, task_id="t", keyword="k", collected_at=NOW)
     assert page.posts == [] and page.users == [] and page.cursor_bottom is None
 
 
 # ----------------------------------------------------------------- user pages
+
 
 @pytest.mark.parametrize("name", USER_FIXTURES)
 def test_users_page(name):
@@ -552,8 +661,11 @@ def test_users_page(name):
         r = raw[u.user_id]
         assert u.user_name == screen_name(r)
         assert u.avatar == r["avatar"]["image_url"]
-        assert u.followers == r["relationship_counts"]["followers"] if "relationship_counts" in r \
+        assert (
+            u.followers == r["relationship_counts"]["followers"]
+            if "relationship_counts" in r
             else u.followers == r["legacy"]["followers_count"]
+        )
         assert orjson.loads(u.raw_data) == r
 
 

@@ -1,7 +1,7 @@
 """The parser publishes a user again only when X says something new about them, or after
 the resend interval; every first sighting is published."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from libs.records.posts import XUser
@@ -20,8 +20,13 @@ class Clock:
 
 def user(uid: str, followers: int = 10) -> XUser:
     raw = f'{{"rest_id":"{uid}","legacy":{{"followers_count":{followers}}}}}'
-    return XUser(user_id=uid, user_name=f"u{uid}", followers=followers, raw_data=raw,
-                 seen_at=datetime.now(timezone.utc))
+    return XUser(
+        user_id=uid,
+        user_name=f"u{uid}",
+        followers=followers,
+        raw_data=raw,
+        seen_at=datetime.now(UTC),
+    )
 
 
 def key(u: XUser) -> tuple[str, str]:
@@ -73,11 +78,21 @@ def test_parser_publishes_a_pages_users_once_then_only_changed_ones():
     body = (FIXTURES / "raw_search.json").read_text()
 
     def users_sent(text: str, recent: RecentUsers) -> list[XUser]:
-        page = RawPage(task_id="t", slice_id="s0", page_no=0, keyword="k",
-                       operation="SearchTimeline", query="k",
-                       requested_at=datetime.now(timezone.utc), response=text)
-        return [o.record for o in parse_raw_page(Incoming("raw-pages", 0, 0, "t", page), recent)
-                if type(o.record) is XUser]
+        page = RawPage(
+            task_id="t",
+            slice_id="s0",
+            page_no=0,
+            keyword="k",
+            operation="SearchTimeline",
+            query="k",
+            requested_at=datetime.now(UTC),
+            response=text,
+        )
+        return [
+            o.record
+            for o in parse_raw_page(Incoming("raw-pages", 0, 0, "t", page), recent)
+            if type(o.record) is XUser
+        ]
 
     recent = RecentUsers(600, clock=Clock())
     first = users_sent(body, recent)

@@ -4,8 +4,8 @@ before the move (v1, body inside the value) still read the same."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -19,9 +19,17 @@ FIXTURES = Path(os.environ.get("XGET_FIXTURES", "/work/shared/fixtures")) / "x"
 
 
 def _page(body: str | None) -> RawPage:
-    return RawPage(task_id="t1", slice_id="s0", page_no=3, keyword="k", operation="SearchTimeline",
-                   query="k since:2026-01-01", requested_at=datetime(2026, 1, 2, tzinfo=timezone.utc),
-                   response=body, entries=20)
+    return RawPage(
+        task_id="t1",
+        slice_id="s0",
+        page_no=3,
+        keyword="k",
+        operation="SearchTimeline",
+        query="k since:2026-01-01",
+        requested_at=datetime(2026, 1, 2, tzinfo=UTC),
+        response=body,
+        entries=20,
+    )
 
 
 def test_page_body_is_the_header_bytes_and_not_in_the_value():

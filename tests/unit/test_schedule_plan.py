@@ -2,17 +2,18 @@
 times, the next run's window starts where the last fired one ended, and spacing follows the
 new frequency."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from libs.records.tasks import ScheduledTask, ScheduleState
 from services.task_gateway.schedules import Plan, run_task
 
-T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def task(**kw) -> ScheduledTask:
-    return ScheduledTask(task_id="s1", keyword="k", frequency="hourly", frequency_count=4,
-                         submitted_at=T0, **kw)
+    return ScheduledTask(
+        task_id="s1", keyword="k", frequency="hourly", frequency_count=4, submitted_at=T0, **kw
+    )
 
 
 def test_original_plan_is_the_submission_schedule():
@@ -36,8 +37,15 @@ def test_replan_anchors_on_the_last_fired_run_and_keeps_windows_contiguous():
     r1, r2 = run_task(t, 1, plan=old), run_task(t, 2, plan=new)
     assert r1.end_time == r2.start_time and r2.end_time - r2.start_time == timedelta(minutes=30)
     # the stored state gives the same plan back (a restart keeps it)
-    st = ScheduleState(task_id="s1", last_run=1, updated_at=T0, frequency="hourly",
-                       frequency_count=2, base_run=new.base_run, base_time=new.base_time)
+    st = ScheduleState(
+        task_id="s1",
+        last_run=1,
+        updated_at=T0,
+        frequency="hourly",
+        frequency_count=2,
+        base_run=new.base_run,
+        base_time=new.base_time,
+    )
     assert Plan.of(t, st) == new
 
 

@@ -44,13 +44,17 @@ def test_check_cli_exit_codes(tmp_path):
 def test_one_file_per_topic_record_version():
     """A file for the version each model writes and for every older one it still reads."""
     names = {p.name for p in SCHEMAS.glob("xget.*.avsc")}
-    assert names == {f"{m.schema_name}.v{v}.avsc" for m in topic_models()
-                     for v in (m.schema_version, *m.read_versions)}
+    assert names == {
+        f"{m.schema_name}.v{v}.avsc"
+        for m in topic_models()
+        for v in (m.schema_version, *m.read_versions)
+    }
     assert {"xget.Post.v1.avsc", "xget.Post.v2.avsc"} <= names
 
 
 def test_body_field_documented_where_it_travels_as_a_header():
     """v1 of a post carries raw_data inside the JSON value, v2 in the xget-body header."""
+
     def raw_data_doc(version: int) -> str:
         s = json.loads((SCHEMAS / f"xget.Post.v{version}.avsc").read_text())
         return next(f["doc"] for f in s["fields"] if f["name"] == "raw_data")
@@ -87,6 +91,7 @@ def _nested_models(model, acc):
 
 def _flat_types(ann):
     from typing import get_args
+
     args = get_args(ann)
     if not args:
         return [ann]

@@ -9,7 +9,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_env_example_matches_settings():
     assert (REPO / ".env.example").read_text() == env_example(), (
-        "regenerate with: python -m libs.settings > .env.example")
+        "regenerate with: python -m libs.settings > .env.example"
+    )
 
 
 def test_every_setting_is_in_env_example():

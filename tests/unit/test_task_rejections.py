@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 from libs.kafka import Incoming
@@ -13,13 +13,22 @@ from libs.records.tasks import TaskControl
 from libs.settings import Settings
 from services.task_gateway import rejections
 
-T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def letter(key: str, at: datetime, service: str = "scheduler",
-           topic: str = "p-task-commands") -> Incoming:
-    dl = DeadLetter(service=service, source_topic=topic, partition=0, offset=0, key=key,
-                    value="{}", error=f"refused {key}", failed_at=at)
+def letter(
+    key: str, at: datetime, service: str = "scheduler", topic: str = "p-task-commands"
+) -> Incoming:
+    dl = DeadLetter(
+        service=service,
+        source_topic=topic,
+        partition=0,
+        offset=0,
+        key=key,
+        value="{}",
+        error=f"refused {key}",
+        failed_at=at,
+    )
     return Incoming("p-dead-letters", 0, 0, key, dl)
 
 
@@ -31,10 +40,12 @@ def handle(batch, rows):
 
 def test_scheduler_dead_letters_of_task_commands_reject_their_key():
     rows: dict = {}
-    outs = handle([letter("a", T0), letter("b", T0, service="parser"),
-                   letter("c", T0, topic="p-posts")], rows)
+    outs = handle(
+        [letter("a", T0), letter("b", T0, service="parser"), letter("c", T0, topic="p-posts")], rows
+    )
     assert [(o.key, o.record.state, o.record.reason) for o in outs] == [
-        ("a", "rejected", "refused a")]
+        ("a", "rejected", "refused a")
+    ]
     assert outs[0].spec.name == "task-controls" and outs[0].record.updated_at == T0
 
 

@@ -10,8 +10,9 @@ from twscrape.utils import find_obj, get_by_path
 from libs.xclient import SKIP_ENTRY_PREFIXES, get_cursor, gql_entries
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "x"
-SEARCH_PAGES = [p for p in sorted(FIXTURES.glob("*.json"))
-                if "search_by_raw_query" in p.read_text()]
+SEARCH_PAGES = [
+    p for p in sorted(FIXTURES.glob("*.json")) if "search_by_raw_query" in p.read_text()
+]
 
 
 def generic_entries(obj):
@@ -46,6 +47,7 @@ def _classify_both(monkeypatch, text: str, cursor_in=None):
     import httpx
 
     from libs import xclient
+
     headers = httpx.Headers({"content-type": "application/json"})
     fast = xclient.classify(200, headers, text, cursor_in)
     with monkeypatch.context() as m:
@@ -57,6 +59,7 @@ def _classify_both(monkeypatch, text: str, cursor_in=None):
 @pytest.mark.parametrize("path", SEARCH_PAGES, ids=lambda p: p.name)
 def test_summary_matches_twscrape_on_search_pages(path):
     from libs.x_page_summary import summarize
+
     text = path.read_text()
     obj = json.loads(text)
     s = summarize(text)
@@ -76,42 +79,61 @@ def _search_doc(entries, errors=None, extra_instruction=None):
     insts = [{"type": "TimelineAddEntries", "entries": entries}]
     if extra_instruction:
         insts.append(extra_instruction)
-    doc = {"data": {"search_by_raw_query": {"search_timeline": {"timeline": {
-        "instructions": insts}}}}}
+    doc = {
+        "data": {"search_by_raw_query": {"search_timeline": {"timeline": {"instructions": insts}}}}
+    }
     if errors is not None:
         doc["errors"] = errors
     return json.dumps(doc, indent=1)  # whitespace X may send does not matter
 
 
 def _cursor(kind, value):
-    return {"entryId": f"cursor-{kind.lower()}-1", "content": {
-        "entryType": "TimelineTimelineCursor", "cursorType": kind, "value": value}}
+    return {
+        "entryId": f"cursor-{kind.lower()}-1",
+        "content": {"entryType": "TimelineTimelineCursor", "cursorType": kind, "value": value},
+    }
 
 
 TWEET = {"entryId": "tweet-1", "content": {"entryType": "TimelineTimelineItem"}}
 
 
-@pytest.mark.parametrize("text, cursor_in", [
-    # an end of timeline: no content entries and the same cursor again
-    (_search_doc([_cursor("Top", "t"), _cursor("Bottom", "b")]), "b"),
-    # a new cursor but no entries: not the end
-    (_search_doc([_cursor("Bottom", "b2")]), "b"),
-    # X's later pages move the bottom cursor into a TimelineReplaceEntry
-    (_search_doc([TWEET], extra_instruction={"type": "TimelineReplaceEntry",
-                                             "entry": _cursor("Bottom", "b3")}), None),
-    # partial errors next to data
-    (_search_doc([TWEET, _cursor("Bottom", "b4")],
-                 errors=[{"code": 88, "message": "Rate limit exceeded"}]), None),
-    (_search_doc([TWEET, _cursor("Bottom", "b5")], errors=[{"code": "x", "message": 5}]), None),
-    # no cursor in the instructions at all, entries without entryId, odd shapes
-    (_search_doc([TWEET]), None),
-    (_search_doc([{"content": {}}, _cursor("Bottom", "b6")]), None),
-    (_search_doc([{"entryId": 7, "content": "not an object"}]), None),
-    ('{"data": {"search_by_raw_query": null}}', None),
-    ('{"errors": [{"code": 32, "message": "Could not authenticate you"}]}', None),
-    ('{"data": {"search_by_raw_query": {"search_timeline": {"timeline": ', None),
-    ("[1, 2]", None),
-])
+@pytest.mark.parametrize(
+    "text, cursor_in",
+    [
+        # an end of timeline: no content entries and the same cursor again
+        (_search_doc([_cursor("Top", "t"), _cursor("Bottom", "b")]), "b"),
+        # a new cursor but no entries: not the end
+        (_search_doc([_cursor("Bottom", "b2")]), "b"),
+        # X's later pages move the bottom cursor into a TimelineReplaceEntry
+        (
+            _search_doc(
+                [TWEET],
+                extra_instruction={
+                    "type": "TimelineReplaceEntry",
+                    "entry": _cursor("Bottom", "b3"),
+                },
+            ),
+            None,
+        ),
+        # partial errors next to data
+        (
+            _search_doc(
+                [TWEET, _cursor("Bottom", "b4")],
+                errors=[{"code": 88, "message": "Rate limit exceeded"}],
+            ),
+            None,
+        ),
+        (_search_doc([TWEET, _cursor("Bottom", "b5")], errors=[{"code": "x", "message": 5}]), None),
+        # no cursor in the instructions at all, entries without entryId, odd shapes
+        (_search_doc([TWEET]), None),
+        (_search_doc([{"content": {}}, _cursor("Bottom", "b6")]), None),
+        (_search_doc([{"entryId": 7, "content": "not an object"}]), None),
+        ('{"data": {"search_by_raw_query": null}}', None),
+        ('{"errors": [{"code": 32, "message": "Could not authenticate you"}]}', None),
+        ('{"data": {"search_by_raw_query": {"search_timeline": {"timeline": ', None),
+        ("[1, 2]", None),
+    ],
+)
 def test_classify_edge_cases_same_with_and_without_summary(monkeypatch, text, cursor_in):
     fast, generic = _classify_both(monkeypatch, text, cursor_in)
     assert fast == generic

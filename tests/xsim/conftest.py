@@ -7,8 +7,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -33,9 +33,21 @@ def sim_url(tmp_path_factory) -> Iterator[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "TWS_TELEMETRY": "0"}
     with open(log_path, "wb") as logf:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "infra.xsim", "--host", "127.0.0.1", "--port", str(port),
-             "--seed", str(SEED)],
-            cwd=REPO, env=env, stdout=logf, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "infra.xsim",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--seed",
+                str(SEED),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 30
@@ -71,5 +83,9 @@ def admin(sim_url) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def settings(sim_url) -> Settings:
-    return Settings(_env_file=None, x_graphql_url=f"{sim_url}/i/api/graphql",
-                    x_transaction_id="static", x_request_timeout_s=5.0)
+    return Settings(
+        _env_file=None,
+        x_graphql_url=f"{sim_url}/i/api/graphql",
+        x_transaction_id="static",
+        x_request_timeout_s=5.0,
+    )

@@ -34,8 +34,9 @@ def tweets(body: str) -> list[dict]:
     return out
 
 
-async def page_all(client: XClient, acc: XAccount, query: str, count: int | None = None,
-                   max_pages: int = 500) -> tuple[list[str], list[PageResult]]:
+async def page_all(
+    client: XClient, acc: XAccount, query: str, count: int | None = None, max_pages: int = 500
+) -> tuple[list[str], list[PageResult]]:
     ids: list[str] = []
     results: list[PageResult] = []
     cursor = None

@@ -41,24 +41,31 @@ async def test_rate_limit_window_resets(settings, admin):
     try:
         hdr = {"cookie": "auth_token=winacc; ct0=x"}
         url = "/i/api/graphql/x/Followers"
-        assert admin.get(url, headers=hdr, params={"variables": '{"userId":"1"}'}).status_code == 200
+        assert (
+            admin.get(url, headers=hdr, params={"variables": '{"userId":"1"}'}).status_code == 200
+        )
         r = admin.get(url, headers=hdr, params={"variables": '{"userId":"1"}'})
         assert r.status_code == 429 and r.headers["x-rate-limit-remaining"] == "0"
         time.sleep(1.1)
-        assert admin.get(url, headers=hdr, params={"variables": '{"userId":"1"}'}).status_code == 200
+        assert (
+            admin.get(url, headers=hdr, params={"variables": '{"userId":"1"}'}).status_code == 200
+        )
     finally:
         admin.post("/_sim/config", json={"limits": {"Followers": 50}, "window_seconds": 900})
 
 
-@pytest.mark.parametrize("kind, outcome, status", [
-    ("suspended", "suspended", 403),
-    ("locked", "suspended", 403),
-    ("expired_cookies", "auth_failed", 401),
-    ("cloudflare_403", "blocked", 403),
-    ("rate_limit_no_headers", "rate_limited", 429),
-    ("http_5xx", "server_error", 503),
-    ("malformed_json", "malformed", 200),
-])
+@pytest.mark.parametrize(
+    "kind, outcome, status",
+    [
+        ("suspended", "suspended", 403),
+        ("locked", "suspended", 403),
+        ("expired_cookies", "auth_failed", 401),
+        ("cloudflare_403", "blocked", 403),
+        ("rate_limit_no_headers", "rate_limited", 429),
+        ("http_5xx", "server_error", 503),
+        ("malformed_json", "malformed", 200),
+    ],
+)
 async def test_fault_kinds_classified(settings, admin, kind, outcome, status):
     acc = account(kind)
     admin.post("/_sim/faults", json={"kind": kind, "account": acc.auth_token}).raise_for_status()
@@ -79,8 +86,16 @@ async def test_fault_kinds_classified(settings, admin, kind, outcome, status):
 
 async def test_fault_after_and_count(settings, admin):
     acc = account("ac")
-    admin.post("/_sim/faults", json={"kind": "http_5xx", "account": acc.auth_token,
-                                     "operation": "SearchTimeline", "after": 1, "count": 2})
+    admin.post(
+        "/_sim/faults",
+        json={
+            "kind": "http_5xx",
+            "account": acc.auth_token,
+            "operation": "SearchTimeline",
+            "after": 1,
+            "count": 2,
+        },
+    )
     client = XClient(settings)
     try:
         outs = [(await client.search_page(acc, Q, None)).outcome for _ in range(4)]
@@ -91,8 +106,9 @@ async def test_fault_after_and_count(settings, admin):
 
 async def test_slow_fault_and_timeout(settings, admin):
     acc = account("slow")
-    admin.post("/_sim/faults", json={"kind": "slow", "account": acc.auth_token, "delay_s": 0.3,
-                                     "count": 1})
+    admin.post(
+        "/_sim/faults", json={"kind": "slow", "account": acc.auth_token, "delay_s": 0.3, "count": 1}
+    )
     client = XClient(settings)
     try:
         r = await client.search_page(acc, Q, None)
@@ -100,8 +116,10 @@ async def test_slow_fault_and_timeout(settings, admin):
         # The log tells when the request came in and when it was answered.
         e = admin.get("/_sim/log").json()[-1]
         assert e["account"] == acc.auth_token and e["ts"] - e["received"] >= 0.3
-        admin.post("/_sim/faults", json={"kind": "slow", "account": acc.auth_token,
-                                         "delay_s": 2.0, "count": 1})
+        admin.post(
+            "/_sim/faults",
+            json={"kind": "slow", "account": acc.auth_token, "delay_s": 2.0, "count": 1},
+        )
         fast = XClient(settings.model_copy(update={"x_request_timeout_s": 0.5}))
         try:
             r = await fast.search_page(acc, Q, None)
@@ -116,8 +134,13 @@ async def test_network_error_when_nothing_listens():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    client = XClient(Settings(_env_file=None, x_graphql_url=f"http://127.0.0.1:{port}/i/api/graphql",
-                              x_transaction_id="static"))
+    client = XClient(
+        Settings(
+            _env_file=None,
+            x_graphql_url=f"http://127.0.0.1:{port}/i/api/graphql",
+            x_transaction_id="static",
+        )
+    )
     try:
         r = await client.search_page(account(), Q, None)
     finally:

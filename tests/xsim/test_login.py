@@ -40,8 +40,7 @@ def test_login_hands_out_cookies_and_expiry_refuses_them(sim_url, admin):
     assert r.status_code == 401 and r.json()["errors"][0]["code"] == 32
     # Unknown tokens (imported cookies) still work as before.
     other = account()
-    assert httpx.get(f"{sim_url}{op}", params=params,
-                     cookies=other.cookies).status_code == 200
+    assert httpx.get(f"{sim_url}{op}", params=params, cookies=other.cookies).status_code == 200
     listed = {a["username"]: a for a in admin.get("/_sim/accounts").json()}
     assert listed[name]["logins"] == 1 and "password" not in listed[name]
 
@@ -53,7 +52,9 @@ def test_sessions_can_expire_after_a_number_of_requests(sim_url, admin):
     op, params = "/i/api/graphql/x/UserByScreenName", {"variables": '{"screen_name":"x"}'}
     assert admin.post(f"/_sim/accounts/{name}/expire?after=-1").status_code == 400
     assert admin.post(f"/_sim/accounts/{name}/expire", params={"after": 2}).json() == {
-        "expired_sessions": 0, "expires_after_requests": 2}
+        "expired_sessions": 0,
+        "expires_after_requests": 2,
+    }
     assert [c.get(op, params=params).status_code for _ in range(4)] == [200, 200, 401, 401]
     listed = {a["username"]: a for a in admin.get("/_sim/accounts").json()}
     assert listed[name]["expired_sessions"] == 1
@@ -64,8 +65,9 @@ def test_sessions_can_expire_after_a_number_of_requests(sim_url, admin):
 
 def test_totp_account_needs_the_code(sim_url, admin):
     name, secret = f"t{uuid.uuid4().hex[:8]}", pyotp.random_base32()
-    admin.post("/_sim/accounts", json={"username": name, "password": "pw",
-                                       "totp_secret": secret}).raise_for_status()
+    admin.post(
+        "/_sim/accounts", json={"username": name, "password": "pw", "totp_secret": secret}
+    ).raise_for_status()
     c, r = _login(sim_url, name, "pw", code="000000")
     assert "incorrect" in r.text and "auth_token" not in c.cookies
     c, r = _login(sim_url, name, "pw", code=pyotp.TOTP(secret).now())

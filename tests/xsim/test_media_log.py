@@ -66,8 +66,11 @@ async def test_request_log_records_operation_account_cursor(settings, admin):
         r2 = await client.search_page(acc, q, r1.cursor_out)
     finally:
         await client.aclose()
-    rows = [e for e in admin.get("/_sim/log", params={"since_seq": start}).json()
-            if e["account"] == acc.auth_token]
+    rows = [
+        e
+        for e in admin.get("/_sim/log", params={"since_seq": start}).json()
+        if e["account"] == acc.auth_token
+    ]
     assert [e["operation"] for e in rows] == ["SearchTimeline", "SearchTimeline"]
     assert [e["cursor"] for e in rows] == [None, r1.cursor_out]
     assert all(e["raw_query"] == q and e["status"] == 200 and e["method"] == "GET" for e in rows)

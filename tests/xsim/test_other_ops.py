@@ -10,8 +10,11 @@ from libs.xclient import get_cursor, gql_entries
 
 
 def gql(admin, op: str, variables: dict, token: str = "ops"):
-    r = admin.get(f"/i/api/graphql/someId/{op}", params={"variables": orjson.dumps(variables).decode()},
-                  headers={"cookie": f"auth_token={token}; ct0=c"})
+    r = admin.get(
+        f"/i/api/graphql/someId/{op}",
+        params={"variables": orjson.dumps(variables).decode()},
+        headers={"cookie": f"auth_token={token}; ct0=c"},
+    )
     assert r.status_code == 200, r.text
     assert "x-rate-limit-remaining" in r.headers
     return r
@@ -22,12 +25,15 @@ def test_user_by_screen_name(admin):
     b = gql(admin, "UserByScreenName", {"screen_name": "bob"})
     ua, ub = parse_user(a), parse_user(b)
     assert ua.username == "alice" and ub.username == "bob"
-    assert ua.id != ub.id and ua.id == parse_user(gql(admin, "UserByScreenName",
-                                                      {"screen_name": "alice"})).id
+    assert (
+        ua.id != ub.id
+        and ua.id == parse_user(gql(admin, "UserByScreenName", {"screen_name": "alice"})).id
+    )
 
 
-@pytest.mark.parametrize("op, key", [("Following", "userId"), ("Followers", "userId"),
-                                     ("Retweeters", "tweetId")])
+@pytest.mark.parametrize(
+    "op, key", [("Following", "userId"), ("Followers", "userId"), ("Retweeters", "tweetId")]
+)
 def test_user_lists_page_to_the_configured_total(admin, op, key):
     seen: list[int] = []
     cursor = None

@@ -28,9 +28,14 @@ def _via(acc: XAccount, proxy_url: str) -> XAccount:
     return XAccount(acc.name, acc.auth_token, acc.ct0, proxy_url)
 
 
-@pytest.mark.parametrize("scheme,logged", [("http", "proxy GET http://localhost:"),
-                                           ("socks5", "proxy SOCKS5 127.0.0.1:"),
-                                           ("socks5h", "proxy SOCKS5 localhost:")])
+@pytest.mark.parametrize(
+    "scheme,logged",
+    [
+        ("http", "proxy GET http://localhost:"),
+        ("socks5", "proxy SOCKS5 127.0.0.1:"),
+        ("socks5h", "proxy SOCKS5 localhost:"),
+    ],
+)
 async def test_search_goes_through_the_accounts_proxy(settings, proxy, scheme, logged):
     """X is addressed by name (localhost): socks5 resolves it here, socks5h at the proxy."""
     acc = _via(account(f"px{scheme}"), f"{scheme}://127.0.0.1:{proxy.port}")
@@ -53,8 +58,9 @@ async def test_proxy_down_is_a_proxy_error(settings, scheme):
         port = s.getsockname()[1]
     client = XClient(settings)
     try:
-        r = await client.search_page(_via(account("pxdown"), f"{scheme}://127.0.0.1:{port}"),
-                                     Q, None)
+        r = await client.search_page(
+            _via(account("pxdown"), f"{scheme}://127.0.0.1:{port}"), Q, None
+        )
     finally:
         await client.aclose()
     assert r.outcome == "proxy_error" and r.http_status is None, r
@@ -75,8 +81,10 @@ async def test_connect_tunnel_reaches_the_target_or_answers_502(settings, proxy)
         w.write(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n\r\n".encode())
         head = await r.readuntil(b"\r\n\r\n")
         if b" 200 " in head:
-            w.write(f"GET /_sim/health HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
-                    f"connection: close\r\n\r\n".encode())
+            w.write(
+                f"GET /_sim/health HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+                f"connection: close\r\n\r\n".encode()
+            )
             head += await r.read()
         w.close()
         return head
@@ -95,13 +103,14 @@ class _HeadRecorder:
         self.heads: list[bytes] = []
         self.server = None
 
-    async def __aenter__(self) -> "_HeadRecorder":
+    async def __aenter__(self) -> _HeadRecorder:
         import asyncio
 
         async def handle(r, w):
             self.heads.append(await r.readuntil(b"\r\n\r\n"))
-            w.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                    b"content-length: 2\r\n\r\n{}")
+            w.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
+            )
             await w.drain()
             w.close()
 
@@ -116,8 +125,13 @@ class _HeadRecorder:
 def _offline_client() -> XClient:
     from libs.settings import Settings
 
-    return XClient(Settings(_env_file=None, x_graphql_url="http://x.example/i/api/graphql",
-                            x_transaction_id="static"))
+    return XClient(
+        Settings(
+            _env_file=None,
+            x_graphql_url="http://x.example/i/api/graphql",
+            x_transaction_id="static",
+        )
+    )
 
 
 async def test_proxy_credentials_go_in_proxy_authorization():
@@ -129,7 +143,8 @@ async def test_proxy_credentials_go_in_proxy_authorization():
         client = _offline_client()
         try:
             await client.search_page(
-                _via(account("pxauth"), f"http://alice:p%40ss@127.0.0.1:{rec.port}"), Q, None)
+                _via(account("pxauth"), f"http://alice:p%40ss@127.0.0.1:{rec.port}"), Q, None
+            )
         finally:
             await client.aclose()
     lines = rec.heads[0].decode().split("\r\n")

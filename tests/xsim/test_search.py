@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import orjson
@@ -51,8 +51,11 @@ async def test_post_method_answers_the_same(settings, admin):
         await get_c.aclose()
         await post_c.aclose()
     assert a == b == corpus(admin, "spacex", "2026-02-01", "2026-02-01_01:00:00_UTC")
-    methods = {e["method"] for e in admin.get("/_sim/log").json()
-               if e["operation"] == "SearchTimeline" and "spacex" in (e["raw_query"] or "")}
+    methods = {
+        e["method"]
+        for e in admin.get("/_sim/log").json()
+        if e["operation"] == "SearchTimeline" and "spacex" in (e["raw_query"] or "")
+    }
     assert methods == {"GET", "POST"}
 
 
@@ -63,8 +66,8 @@ async def test_ids_unique_across_keywords_and_time_ordered(settings, admin):
     assert not set(a) & set(b)
     for pid in a + b:
         assert isinstance(pid, str) and re.fullmatch(r"[1-9][0-9]{0,18}", pid)
-    lo = datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp() * 1000
-    hi = datetime(2026, 1, 2, tzinfo=timezone.utc).timestamp() * 1000
+    lo = datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000
+    hi = datetime(2026, 1, 2, tzinfo=UTC).timestamp() * 1000
     assert all(lo <= snowflake_ms(int(x)) < hi for x in a)
 
 
@@ -72,8 +75,9 @@ async def test_since_until_and_created_at(settings, admin):
     since, until = 1767268800, 1767268800 + 1800  # 2026-01-01 12:00 UTC, 30 minutes
     client = XClient(settings)
     try:
-        r = await client.search_page(account(), f"gold since_time:{since} until_time:{until}",
-                                     None, count=100)
+        r = await client.search_page(
+            account(), f"gold since_time:{since} until_time:{until}", None, count=100
+        )
     finally:
         await client.aclose()
     assert r.outcome == "ok" and r.entries == 30
@@ -89,7 +93,7 @@ async def test_since_until_and_created_at(settings, admin):
 async def test_window_without_since_is_capped_and_without_until_is_now(admin):
     r = admin.get("/_sim/corpus", params={"keyword": "cap", "until": "2026-01-01"}).json()
     assert r["count"] == 2000
-    now = datetime.now(timezone.utc).timestamp()
+    now = datetime.now(UTC).timestamp()
     r = admin.get("/_sim/corpus", params={"keyword": "live", "since": str(int(now - 3600))}).json()
     assert 59 <= r["count"] <= 61
     assert all(p["time"] < now + 1 for p in r["posts"])
@@ -107,8 +111,11 @@ async def test_density_is_configurable_per_keyword(admin):
 async def test_posts_keep_template_content_with_derived_ids(settings, sim_url, admin):
     fixture = orjson.loads(open(settings_fixture_path(), "rb").read())
     ins = fixture["data"]["search_by_raw_query"]["search_timeline"]["timeline"]["instructions"]
-    tpl = [e["content"]["itemContent"]["tweet_results"]["result"]
-           for e in ins[0]["entries"] if e["entryId"].startswith("tweet-")]
+    tpl = [
+        e["content"]["itemContent"]["tweet_results"]["result"]
+        for e in ins[0]["entries"]
+        if e["entryId"].startswith("tweet-")
+    ]
     fixture_ids = {t["rest_id"] for t in tpl}
     texts = {t["legacy"]["full_text"] for t in tpl}
     client = XClient(settings)
@@ -130,8 +137,11 @@ async def test_posts_keep_template_content_with_derived_ids(settings, sim_url, a
             assert q["rest_id"] not in fixture_ids and q["rest_id"] != tw["rest_id"]
             assert int(q["rest_id"]) < int(tw["rest_id"])  # the quoted post is older
     assert quotes >= 4
-    assert all(e["entryId"] == f"tweet-{e['sortIndex']}" for e in entries(r.body)
-               if e["entryId"].startswith("tweet-"))
+    assert all(
+        e["entryId"] == f"tweet-{e['sortIndex']}"
+        for e in entries(r.body)
+        if e["entryId"].startswith("tweet-")
+    )
 
 
 def settings_fixture_path():
@@ -144,10 +154,14 @@ async def test_raw_get_and_post_and_end_cursor(sim_url):
     q = {"rawQuery": "raw since:2026-03-01 until:2026-03-01_00:30:00_UTC", "count": 20}
     feats = orjson.dumps({"x": True}).decode()
     async with httpx.AsyncClient(base_url=sim_url) as c:
-        g = await c.get("/i/api/graphql/anyId123/SearchTimeline",
-                        params={"variables": orjson.dumps(q).decode(), "features": feats})
-        p = await c.post("/i/api/graphql/otherId/SearchTimeline",
-                         json={"variables": q, "features": {"x": True}, "queryId": "otherId"})
+        g = await c.get(
+            "/i/api/graphql/anyId123/SearchTimeline",
+            params={"variables": orjson.dumps(q).decode(), "features": feats},
+        )
+        p = await c.post(
+            "/i/api/graphql/otherId/SearchTimeline",
+            json={"variables": q, "features": {"x": True}, "queryId": "otherId"},
+        )
         assert g.status_code == p.status_code == 200
         assert post_ids(g.text) == post_ids(p.text) and len(post_ids(g.text)) == 20
         cur = [e for e in entries(g.text) if e["entryId"].startswith("cursor-bottom")][0]

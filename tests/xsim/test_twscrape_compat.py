@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import twscrape.api
 from twscrape import API, AccountsPool
 from twscrape.queue_client import XClIdGenStore
