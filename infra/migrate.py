@@ -60,7 +60,7 @@ def split_statements(sql: str) -> list[str]:
         s = s.strip()
         if s.endswith(";"):
             s = s[:-1].rstrip()
-        body = "\n".join(l for l in s.splitlines() if not l.strip().startswith("--")).strip()
+        body = "\n".join(ln for ln in s.splitlines() if not ln.strip().startswith("--")).strip()
         if body:
             stmts.append(s)
     return stmts

@@ -69,7 +69,7 @@ def _alive(pid: int | None, name: str) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return False
-    return PARTS[name] in cmdline and local._pid_alive(pid)
+    return PARTS[name] in cmdline and local.pid_alive(pid)
 
 
 def _supervisor_state(run: Path, name: str) -> Path:
@@ -195,7 +195,7 @@ def up(settings: Settings, *, xsim: bool = True, services: bool = True) -> int:
             cwd=os.getcwd(),
             env={**os.environ, **_child_env(settings, kafka_port, None)},
         )
-    tail = local._tail(logs / "migrate.log", 3)
+    tail = local.tail(logs / "migrate.log", 3)
     if rc != 0:
         print(f"migrations FAILED (see {logs / 'migrate.log'}):\n{tail}", file=sys.stderr)
         return 1

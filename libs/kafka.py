@@ -961,7 +961,7 @@ class ConsumerLoop:
         finally:
             for sp in spans:
                 sp.end()
-            for sp, incs in zip(spans, groups.values()):
+            for sp, incs in zip(spans, groups.values(), strict=False):
                 if len(incs) > 1:
                     # Task, keyword and service are on the group span; a record's own span
                     # says which record it is.

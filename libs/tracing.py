@@ -209,7 +209,7 @@ class JsonLinesExporter:
         self.path = path
         self._lock = threading.Lock()
 
-    def export(self, spans) -> SpanExportResult:
+    def export(self, spans):  # -> SpanExportResult (imported lazily with the SDK)
         from opentelemetry.sdk.trace.export import SpanExportResult
 
         lines = []

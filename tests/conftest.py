@@ -181,7 +181,7 @@ def clickhouse_http_dsn(clickhouse_http) -> str:
 
     db = f"t_{uuid.uuid4().hex[:12]}"
     req = urllib.request.Request(clickhouse_http, data=f"CREATE DATABASE {db}".encode())
-    with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310
+    with urllib.request.urlopen(req, timeout=30) as r:
         assert r.status == 200
     host = clickhouse_http.removeprefix("http://")
     return f"http://default:@{host}/{db}"

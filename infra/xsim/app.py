@@ -262,7 +262,7 @@ class Simulator:
         status = 200
         src, src_query = path, query
         if fault is not None and fault.kind == "alias":
-            src, src_query = (fault.as_path.split("?", 1) + [""])[:2]
+            src, src_query = [*fault.as_path.split("?", 1), ""][:2]
             fault = None
         if fault is None:
             body, ctype = media_for(src, src_query, self.config.media_pad_kb)

@@ -103,7 +103,7 @@ def parse_import(text: str) -> list[tuple[str, dict]]:
         if len(parts) < 2:
             raise InputError(f"line {n}: expected username:password:email:email_password")
         keys = ("username", "password", "email", "email_password", "totp_secret")
-        out.append(creds_from(dict(zip(keys, parts))))
+        out.append(creds_from(dict(zip(keys, parts, strict=False))))
     return out
 
 

@@ -161,7 +161,7 @@ class AccountManager:
         if w.proxy_checks:
             ids, w.proxy_checks = list(w.proxy_checks), set()
             results = await asyncio.gather(*(self._check_proxy(pid) for pid in ids))
-            for pid, (ok, latency, err) in zip(ids, results):
+            for pid, (ok, latency, err) in zip(ids, results, strict=False):
                 await self._send(self.pool.proxy_checked(pid, ok, latency, err))
         while w.tests:
             aid, command_id = w.tests.pop(0)

@@ -113,7 +113,7 @@ def read_entries(path: Path) -> list[str]:
 
 
 async def import_file(settings: Settings, path: Path) -> int:
-    if not path.is_file():
+    if not await asyncio.to_thread(path.is_file):
         _err(f"no such file: {path}")
         return 2
     try:

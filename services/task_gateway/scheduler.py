@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from datetime import UTC, datetime, time, timedelta
 
@@ -35,7 +36,7 @@ def day_slices(start: datetime, end: datetime) -> list[tuple[datetime, datetime]
         cuts.append(t)
         t += timedelta(days=1)
     cuts.append(end)
-    return list(zip(cuts, cuts[1:]))
+    return list(itertools.pairwise(cuts))
 
 
 def jobs_for(task: OnDemandTask) -> list[SearchJob]:
