@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from aiokafka import (
     AIOKafkaConsumer,
@@ -53,6 +54,9 @@ from .records.base import BODY_HEADER, SCHEMA_HEADER, Record
 from .records.dead_letter import DeadLetter
 from .settings import Settings
 from .topics import CATALOGUE, DEAD_LETTERS, TopicSpec, topic_name
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 log = logging.getLogger(__name__)
 
@@ -1079,14 +1083,14 @@ class Stalls:
 
 
 def _trace_outputs(
-    outs: list[Outgoing], incoming: list[Incoming], span_of: dict[int, object]
+    outs: list[Outgoing], incoming: list[Incoming], span_of: dict[int, Span]
 ) -> list[Outgoing]:
     """Give each output the trace context of the input it came from: same key, else same task
     id, else the batch's first record."""
     import dataclasses
 
     by_key = {inc.key: span_of[id(inc)] for inc in incoming if inc.key is not None}
-    by_task: dict[str, object] = {}
+    by_task: dict[str, Span] = {}
     for inc in incoming:
         task = getattr(inc.record, "task_id", None)
         if task:
@@ -1095,7 +1099,8 @@ def _trace_outputs(
     contexts: dict[int, list[tuple[str, bytes]]] = {}  # span → its headers, built once
     traced = []
     for out in outs:
-        sp = by_key.get(out.key) or by_task.get(getattr(out.record, "task_id", None)) or first
+        task_id = getattr(out.record, "task_id", None)
+        sp = (out.key is not None and by_key.get(out.key)) or by_task.get(task_id or "") or first
         ctx = contexts.get(id(sp))
         if ctx is None:
             ctx = contexts[id(sp)] = []

@@ -151,9 +151,10 @@ def report(first: Snapshot, second: Snapshot, target_s: float) -> list[GroupTopi
         for topic, tps in sorted(by_topic.items()):
             lags, consumed, produced = {}, 0, 0
             for tp in sorted(tps, key=lambda t: t.partition):
-                c2 = offsets[tp] if offsets[tp] is not None else second.start[tp]
-                c1 = first.committed.get(group, {}).get(tp)
-                c1 = c1 if c1 is not None else first.start.get(tp, c2)
+                at = offsets[tp]
+                c2: int = at if at is not None else second.start[tp]
+                was = first.committed.get(group, {}).get(tp)
+                c1: int = was if was is not None else first.start.get(tp, c2)
                 lags[tp.partition] = max(0, second.end[tp] - c2)
                 consumed += max(0, c2 - c1)
                 produced += max(0, second.end[tp] - first.end.get(tp, second.end[tp]))

@@ -327,6 +327,7 @@ class LeaseClient:
 
     async def _follow(self, tps: list[TopicPartition]) -> None:
         c = self._consumer
+        assert c is not None
         while True:
             try:
                 batch = await c.getmany(timeout_ms=500)

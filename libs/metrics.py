@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from typing import get_args
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -186,7 +187,7 @@ def observe_accounts(accounts: Iterable) -> None:
     """Account pool gauges from the account-manager's pool (AccountState records)."""
     from .records.accounts import AccountStatus
 
-    counts = dict.fromkeys(AccountStatus.__args__, 0)
+    counts = dict.fromkeys(get_args(AccountStatus), 0)
     health = []
     for a in accounts:
         if getattr(a, "removed", False):

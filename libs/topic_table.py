@@ -324,7 +324,8 @@ class _TableFeed:
     async def _check_after_reconnect(self) -> None:
         """After the feed's consumer reconnected, check every view against the broker."""
         if self._reconnects is None:
-            self._reconnects = ReconnectWatch(self._consumer)  # type: ignore[arg-type]
+            assert self._consumer is not None
+            self._reconnects = ReconnectWatch(self._consumer)
         if self._reconnects.replaced():
             log.info("topic tables: reconnected to the broker; checking the views against it")
             await self._verify(self._tables)
@@ -346,11 +347,10 @@ class _TableFeed:
             for tp, ident in list(t._last.items()):
                 if tp in wanted and held.get((tp, ident[0])) != ident:
                     t._truncated(tp, ends[tp])
+                    assert self._consumer is not None
                     self._consumer.seek(
                         tp,
-                        min(  # type: ignore[union-attr]
-                            v._next[tp] for v in self._tables if tp in v._next
-                        ),
+                        min(v._next[tp] for v in self._tables if tp in v._next),
                     )
 
     async def _poll(self) -> None:

@@ -103,7 +103,7 @@ def embedded_ipv4(ip: ipaddress._BaseAddress) -> ipaddress.IPv4Address | None:
     return None
 
 
-def is_public(ip: ipaddress._BaseAddress) -> bool:
+def is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """True only for a globally routable address (and a global embedded IPv4, if any)."""
     inner = embedded_ipv4(ip)
     if inner is not None and not is_public(inner):
@@ -137,7 +137,7 @@ class Target:
 def resolve(host: str, port: int) -> list[str]:
     """Every address `host` resolves to (the one DNS lookup of a check)."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(info[4][0].split("%", 1)[0] for info in infos))
+    return list(dict.fromkeys(str(info[4][0]).split("%", 1)[0] for info in infos))
 
 
 def check_url(url: str, allow_hosts: str = "") -> str:
