@@ -202,7 +202,7 @@ def up(settings: Settings, *, xsim: bool = True, services: bool = True) -> int:
     print(f"migrations {tail.splitlines()[-1] if tail else 'ok'}")
 
     # 4. simulator
-    xsim_url = f"http://127.0.0.1:{xsim_port}"
+    xsim_url: str | None = f"http://127.0.0.1:{xsim_port}"
     pid = _read_pid(run, "xsim")
     if _alive(pid, "xsim"):
         print(f"xsim      already running (pid {pid})")
@@ -245,7 +245,7 @@ def down(settings: Settings) -> int:
     _, run, _ = _paths(settings)
     for name in reversed(ORDER):
         pid = _read_pid(run, name)
-        if _alive(pid, name):
+        if pid is not None and _alive(pid, name):
             local.stop_pid(pid, group=True, timeout=15)
             print(f"{name:<9} stopped (pid {pid})")
         elif pid:
