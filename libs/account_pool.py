@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -28,7 +29,10 @@ class AccountSource(Protocol):
 
     async def acquire(self, op: str) -> XAccount: ...
 
-    def release(self, account: XAccount, op: str, result: PageResult | None) -> None: ...
+    # The local pool learns at once (None); a leased pool reports on Kafka (an awaitable).
+    def release(
+        self, account: XAccount, op: str, result: PageResult | None
+    ) -> Awaitable[None] | None: ...
 
 
 class NoUsableAccountError(RuntimeError):

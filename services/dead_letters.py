@@ -177,6 +177,7 @@ async def redrive(settings: Settings, found: list[Found]) -> RedriveResult:
         for f in todo:
             d = f.letter
             if is_dead_report(d):
+                assert d.key is not None, "a dead report is keyed by its task"
                 md = await producer.send_and_wait(replay_command(d.key, d.offset))
             else:
                 headers = []

@@ -215,6 +215,7 @@ async def followings(settings: Settings, mode: Mode, api_key: str | None) -> int
     )
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
+    assert main_task is not None
 
     def on_sigint() -> None:
         if job.stopping:  # second Ctrl-C: stop now (the cache already holds every answer)

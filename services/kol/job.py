@@ -274,6 +274,7 @@ class KolJob:
         a: Answer,
     ) -> KolPage:
         """The answer goes into the cache before anything else looks at it."""
+        assert self.source is not None, "only a source's answers are kept"
         st = self.stats
         final = False
         cursor_out = None
@@ -313,7 +314,8 @@ class KolJob:
         """True to try again (after a backoff); False to give up on this KOL for now."""
         st = self.stats
         if a.outcome in FATAL:
-            raise FatalSourceError(f"{self.source.name} source refused: {a.error}")
+            name = self.source.name if self.source is not None else "cache"
+            raise FatalSourceError(f"{name} source refused: {a.error}")
         if failures >= self.settings.kol_max_failures:
             st.kols_failed += 1
             st.failures.append(f"{kol.label}: {failures} failed calls, last {a.outcome}: {a.error}")

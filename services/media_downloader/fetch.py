@@ -13,7 +13,7 @@ import hashlib
 import logging
 import tempfile
 from dataclasses import dataclass
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, cast
 
 import httpx
 
@@ -184,7 +184,8 @@ class Fetcher:
             body.close()
             raise
         body.seek(0)
-        return Download(body, size, sha.hexdigest(), content_type)
+        # A SpooledTemporaryFile is a binary file object (typeshed does not say BinaryIO).
+        return Download(cast(BinaryIO, body), size, sha.hexdigest(), content_type)
 
     @staticmethod
     def _check_type(head: bytes, kind: Kind, rep: httpx.Response) -> str:
