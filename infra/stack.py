@@ -189,7 +189,7 @@ def up(settings: Settings, *, xsim: bool = True, services: bool = True) -> int:
     # 3. migrations (a subprocess: the chdb path must be free for the services process)
     with open(logs / "migrate.log", "ab") as out:
         rc = subprocess.call(
-            [sys.executable, "-m", "infra.migrate", "--dsn", settings.clickhouse_dsn],
+            [sys.executable, "-m", "libs.storage.migrate", "--dsn", settings.clickhouse_dsn],
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=os.getcwd(),

@@ -25,15 +25,16 @@ from libs.records.accounts import AccountCommand, AccountEvent
 from libs.secretbox import SecretBox
 from libs.settings import Settings
 from libs.topic_table import TopicTable
-from libs.topics import ACCOUNT_COMMANDS, ACCOUNT_EVENTS, ACCOUNT_STATE, LEASE_REQUESTS, PROXY_STATE
+from libs.topics import ACCOUNT_COMMANDS, ACCOUNT_STATE, PROXY_STATE
 from libs.xclient import XAccount, XClient
 
 from . import login as login_flow
+from .declaration import POOL
 from .pool import AccountPool
 
 log = logging.getLogger(__name__)
 
-SERVICE = "account-manager"
+SERVICE = POOL.name
 TICK_S = 0.05
 
 
@@ -46,8 +47,8 @@ class AccountManager:
         self.owner = False
         self.loop = ConsumerLoop(
             settings,
-            SERVICE,
-            [ACCOUNT_COMMANDS, ACCOUNT_EVENTS, LEASE_REQUESTS],
+            POOL.name,
+            POOL.inputs,
             self._handle,
             producer,
             on_assign=self._on_assign,

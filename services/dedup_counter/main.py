@@ -7,9 +7,9 @@ import asyncio
 from libs.kafka import ConsumerLoop
 from libs.settings import Settings
 from libs.storage.clickhouse import ClickHouseStore
-from libs.topics import POSTS, USERS
 from services.runtime import clickhouse_for, run_until, started_producer
 
+from .declaration import RECORDS
 from .handler import SERVICE, DedupCounter
 
 
@@ -22,8 +22,8 @@ async def serve(
         counter = DedupCounter(store)
         loop = ConsumerLoop(
             settings,
-            SERVICE,
-            [POSTS, USERS],
+            RECORDS.name,
+            RECORDS.inputs,
             counter.handle,
             producer,
             on_assign=counter.forget_async,

@@ -26,12 +26,13 @@ from libs.records.posts import MediaJob
 from libs.topics import MEDIA_STORED
 
 from .batch_index import BatchIndex, CommittedOffsets
+from .declaration import JOBS
 from .fetch import Fetcher, Kind, MediaFailure
 from .vault import MediaVault, StoredObject
 
 log = logging.getLogger(__name__)
 
-SERVICE = "media-downloader"
+SERVICE = JOBS.name
 
 
 @dataclass(frozen=True)

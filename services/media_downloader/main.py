@@ -13,10 +13,10 @@ from aiokafka import TopicPartition
 from libs.kafka import ConsumerLoop
 from libs.settings import Settings
 from libs.storage.objects import ObjectStore, open_object_store
-from libs.topics import MEDIA_JOBS
 from services.runtime import run_until, started_producer
 
 from .batch_index import BatchIndex
+from .declaration import JOBS
 from .fetch import Fetcher
 from .handler import SERVICE, MediaDownloader
 from .vault import MediaVault, until_stored
@@ -86,8 +86,8 @@ async def serve(settings: Settings, stop: asyncio.Event, store: ObjectStore | No
         )
         loop = ConsumerLoop(
             settings,
-            SERVICE,
-            [MEDIA_JOBS],
+            JOBS.name,
+            JOBS.inputs,
             downloader.handle,
             producer,
             on_assign=downloader.on_assign,

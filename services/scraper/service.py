@@ -38,12 +38,13 @@ from libs.topics import SEARCH_JOBS, TASK_CONTROLS, TASK_PROGRESS, topic_name
 from libs.tracing import record_span
 from libs.xclient import XClient
 
+from .declaration import JOBS
 from .ledger import PageLedger
 from .slice_runner import RecentPages, SliceDeps, run_slice
 
 log = logging.getLogger(__name__)
 
-SERVICE = "scraper"
+SERVICE = JOBS.name
 RETRY_BASE_S = 1.0  # a failed slice's retries: capped exponential backoff with jitter
 RETRY_MAX_S = 30.0
 
@@ -141,7 +142,7 @@ class ScraperService:
         await join(
             consumer,
             self.settings,
-            [topic_name(SEARCH_JOBS, self.settings.topic_prefix)],
+            [topic_name(t, self.settings.topic_prefix) for t in JOBS.inputs],
             listener=Listener(),
         )
         reconnects = ReconnectWatch(consumer)

@@ -9,11 +9,11 @@ import uvicorn
 
 from libs.kafka import ConsumerLoop
 from libs.settings import Settings
-from libs.topics import DEAD_LETTERS, TASK_COMMANDS
 from services.runtime import clickhouse_for, run_until, started_producer
 
 from . import rejections, scheduler
 from .api import create_app
+from .declaration import REJECTIONS, SCHEDULER
 from .kol_tasks import KolTaskView
 from .schedules import ScheduleRunner
 from .task_view import TaskView
@@ -50,15 +50,15 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await kol_view.start()
     sched = ConsumerLoop(
         settings,
-        scheduler.SERVICE,
-        [TASK_COMMANDS],
+        SCHEDULER.name,
+        SCHEDULER.inputs,
         scheduler.make_handler(settings, view.controls),
         producer,
     )
     refusals = ConsumerLoop(
         settings,
-        rejections.SERVICE,
-        [DEAD_LETTERS],
+        REJECTIONS.name,
+        REJECTIONS.inputs,
         rejections.make_handler(settings, view.controls),
         producer,
     )

@@ -15,11 +15,12 @@ from libs.topic_table import TopicTable
 from libs.topics import SEARCH_JOBS, TASK_CONTROLS
 from libs.webhooks import WebhookUrlError, check_url
 
+from .declaration import SCHEDULER
 from .limits import FieldError, check_body
 
 log = logging.getLogger(__name__)
 
-SERVICE = "scheduler"
+SERVICE = SCHEDULER.name
 
 
 def search_query(keyword: str, start: datetime, end: datetime) -> str:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.migrate import MIGRATIONS_DIR, MigrationError, apply_migrations, split_statements
 from libs.storage.clickhouse import ClickHouseStore, normalize_dsn
 from libs.storage.clickhouse import chdb_path as dsn_path
+from libs.storage.migrate import MIGRATIONS_DIR, MigrationError, apply_migrations, split_statements
 
 
 @pytest.fixture(params=["chdb", "http"])
@@ -100,7 +100,7 @@ def test_failed_migration_is_not_recorded(store, tmp_path):
 
 def test_repo_migrations_apply(store):
     if not any(MIGRATIONS_DIR.glob("[0-9]*_*.sql")):
-        pytest.skip("no migrations in infra/migrations yet")
+        pytest.skip("no migrations in libs/storage/migrations yet")
     first = apply_migrations(store)
     assert first, "expected the repo's migrations to apply on an empty database"
     assert apply_migrations(store) == []

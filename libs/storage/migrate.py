@@ -1,6 +1,6 @@
-"""Apply ClickHouse schema migrations: ``python -m infra.migrate [--dsn DSN] [--dir DIR]``.
+"""Apply ClickHouse schema migrations: ``python -m libs.storage.migrate [--dsn DSN] [--dir DIR]``.
 
-Migrations are the files ``infra/migrations/NNN_name.sql``, applied in ascending NNN order,
+Migrations are the files ``libs/storage/migrations/NNN_name.sql``, applied in ascending NNN order,
 each once. Applied versions are recorded in the ``schema_migrations`` table (version, name,
 checksum, applied_at). Re-running is a no-op; an already-applied file whose content changed is
 an error (write a new migration instead of editing an old one).
