@@ -28,6 +28,7 @@ from libs.parsing.followings import (
 )
 from libs.parsing.x import PageParseError
 from libs.records.kol import KolPage
+from libs.retry import RetryPolicy
 from libs.settings import Settings
 
 from .cache import KolCache
@@ -35,6 +36,8 @@ from .sources import FATAL, Answer, FollowingsSource
 from .store import Kol, KolPlanner, KolWriter, StoreUnavailable
 
 log = logging.getLogger(__name__)
+# A failed call is retried after 0.4 s, doubling (with jitter) up to 30 s.
+KOL_RETRY = RetryPolicy(base_s=0.4, cap_s=30.0)
 
 
 @dataclass
@@ -320,7 +323,7 @@ class KolJob:
             st.kols_failed += 1
             st.failures.append(f"{kol.label}: {failures} failed calls, last {a.outcome}: {a.error}")
             return False
-        await asyncio.sleep(min(30.0, 0.2 * 2**failures))
+        await asyncio.sleep(KOL_RETRY.delay(failures - 1))
         return not self.stopping
 
     @staticmethod

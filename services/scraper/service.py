@@ -20,7 +20,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from libs.consumer_watch import ConsumerWatch
-from libs.failures import Backoff, DependencyWatch, backoff_delay
+from libs.failures import Backoff, DependencyWatch
 from libs.kafka import (
     Producer,
     ReconnectWatch,
@@ -32,6 +32,7 @@ from libs.kafka import (
 )
 from libs.leases import LeaseClient
 from libs.records.tasks import SearchJob
+from libs.retry import backoff_delay
 from libs.settings import Settings
 from libs.topic_table import TopicTable
 from libs.topics import SEARCH_JOBS, TASK_CONTROLS, TASK_PROGRESS, topic_name
