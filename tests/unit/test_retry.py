@@ -15,7 +15,8 @@ NOW = datetime(2026, 12, 6, 12, 0, 0, tzinfo=UTC)
 def test_retry_after_in_seconds_and_as_an_http_date():
     assert retry_after_seconds("120") == 120.0
     assert retry_after_seconds(" 0 ") == 0.0
-    in_90s = format_datetime(NOW + timedelta(seconds=90), usegmt=True)  # "Sun, 06 Dec 2026 12:01:30 GMT"
+    # "Sun, 06 Dec 2026 12:01:30 GMT"
+    in_90s = format_datetime(NOW + timedelta(seconds=90), usegmt=True)
     assert retry_after_seconds(in_90s, now=NOW) == pytest.approx(90.0)
     past = format_datetime(NOW - timedelta(hours=1), usegmt=True)
     assert retry_after_seconds(past, now=NOW) == 0.0  # already due: retry at once
