@@ -16,8 +16,11 @@ but has lag, its per-replica speed is unknown and the recommendation is the part
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -26,6 +29,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from . import metrics
 from .kafka import consumer_for, partitions_of
 from .settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -73,6 +78,19 @@ def drain_seconds(lag: int, rate: float, inflow: float) -> float:
     return lag / net if net > 0 else math.inf
 
 
+@contextlib.contextmanager
+def _muted(*loggers: str) -> Iterator[None]:
+    """Silence `loggers` (below CRITICAL) for the block."""
+    saved = [(lg, lg.level) for lg in map(logging.getLogger, loggers)]
+    for lg, _ in saved:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in saved:
+            lg.setLevel(level)
+
+
 async def snapshot(settings: Settings, groups: dict[str, list[str]]) -> Snapshot:
     """End, start and committed offsets of every (group, topic) named (full topic names)."""
     topics = sorted({t for ts in groups.values() for t in ts})
@@ -102,13 +120,18 @@ async def snapshot(settings: Settings, groups: dict[str, list[str]]) -> Snapshot
                 tp: (offsets[tp].offset if tp in offsets and offsets[tp].offset >= 0 else None)
                 for tp in mine
             }
-        try:
-            described = await admin.describe_consumer_groups(list(groups))
-            for d in described:
-                for g in d.groups:
-                    members[g.group] = len(g.members)
-        except Exception:  # noqa: BLE001 - membership is a refinement; 1 member is assumed
-            pass
+        if settings.kafka_group_mode == "members":
+            # In assign mode no consumer joins on the broker: nothing to describe. A broker
+            # that cannot encode DescribeGroups (noida-db) makes aiokafka's connection log a
+            # traceback per attempt; the answer is only a refinement, so those are muted.
+            with _muted("aiokafka.conn", "aiokafka.admin.client"):
+                try:
+                    described = await admin.describe_consumer_groups(list(groups))
+                    for d in described:
+                        for g in d.groups:
+                            members[g.group] = len(g.members)
+                except Exception as e:  # noqa: BLE001 - membership is a refinement: 1 is assumed
+                    log.debug("describe groups failed: %s", e)
     finally:
         await admin.close()
     return Snapshot(time.monotonic(), end, start, committed, members)
