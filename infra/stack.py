@@ -237,7 +237,9 @@ def up(settings: Settings, *, xsim: bool = True, services: bool = True) -> int:
     else:
         print("services  skipped" + ("" if services else " (--no-services)"))
     _print_local_secrets(settings)
-    print(f"logs in {logs}; stop with: python -m infra.stack down")
+    print(f"logs in {logs}")
+    print("the CLI: .venv/bin/xget --help   (or `source .venv/bin/activate`, then xget)")
+    print("stop with: make down")
     return 0
 
 
