@@ -8,7 +8,6 @@ See `.env.example` for every variable with its meaning.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -502,11 +501,6 @@ class Settings(BaseSettings):
             if op.strip() == operation:
                 return int(n)
         return self.x_rate_default_limit
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()
 
 
 def env_example() -> str:

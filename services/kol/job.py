@@ -52,10 +52,6 @@ class Mode:
     def calls_allowed(self) -> bool:
         return not (self.resume or self.test)
 
-    @property
-    def writes_allowed(self) -> bool:
-        return not (self.dry_run or self.test)
-
 
 @dataclass
 class Stats:
