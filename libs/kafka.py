@@ -889,29 +889,8 @@ class ConsumerLoop:
         return batch
 
     async def _process(self, msgs: list[ConsumerRecord]) -> None:
-        incoming: list[Incoming] = []
-        outs: list[Outgoing] = []
-        for m in msgs:
-            spec = self.specs[m.topic]
-            try:
-                rec = decode(spec, m)
-            except Exception as e:  # noqa: BLE001 - any decode failure is a dead letter
-                outs.append(dead_letter_for(self.service, m, f"undecodable record: {e}"))
-                self.dead_lettered += 1
-                metrics.RECORDS_FAILED.labels(self.service, m.topic).inc()
-                continue
-            incoming.append(
-                Incoming(
-                    m.topic,
-                    m.partition,
-                    m.offset,
-                    m.key.decode() if m.key is not None else None,
-                    rec,
-                    dict(m.headers or ()),
-                    m.timestamp,
-                    m,
-                )
-            )
+        incoming, outs = decode_batch(self.service, self.specs, msgs)
+        self.dead_lettered += len(outs)
         if incoming and tracing.enabled():
             await self._handle_traced(incoming, msgs, outs)
         else:
@@ -984,45 +963,74 @@ class ConsumerLoop:
                     )
 
     async def _handle(self, incoming: list[Incoming], msgs: list[ConsumerRecord]) -> list[Outgoing]:
-        """The handler's outputs for the batch. A dependency's failure propagates (the loop
-        retries the batch later); any other failure isolates the records at fault: each is
-        handled alone, and only those that fail on their own are dead-lettered."""
+        outs = await handle_isolating(self.service, self.handler, incoming, msgs)
+        self.dead_lettered += sum(1 for o in outs if o.spec is DEAD_LETTERS)
+        return outs
+
+
+def decode_batch(
+    service: str, specs: dict[str, TopicSpec], msgs: list[ConsumerRecord]
+) -> tuple[list[Incoming], list[Outgoing]]:
+    """The batch's records decoded by their schema header, and a dead letter for each record
+    that cannot be (an unknown schema, a value its model refuses)."""
+    incoming: list[Incoming] = []
+    dead: list[Outgoing] = []
+    for m in msgs:
         try:
-            return await self.handler(incoming)
-        except HandlerError:
-            pass
+            rec = decode(specs[m.topic], m)
+        except Exception as e:  # noqa: BLE001 - any decode failure is a dead letter
+            dead.append(dead_letter_for(service, m, f"undecodable record: {e}"))
+            metrics.RECORDS_FAILED.labels(service, m.topic).inc()
+            continue
+        incoming.append(
+            Incoming(
+                m.topic,
+                m.partition,
+                m.offset,
+                m.key.decode() if m.key is not None else None,
+                rec,
+                dict(m.headers or ()),
+                m.timestamp,
+                m,
+            )
+        )
+    return incoming, dead
+
+
+async def handle_isolating(
+    service: str, handler: Handler, incoming: list[Incoming], msgs: list[ConsumerRecord]
+) -> list[Outgoing]:
+    """The handler's outputs for the batch. A dependency's failure propagates (the loop
+    retries the batch later); any other failure isolates the records at fault: each is
+    handled alone, and only those that fail on their own are dead-lettered."""
+    try:
+        return await handler(incoming)
+    except HandlerError:
+        pass
+    except Exception as e:
+        if dependency_of(e) is not None:
+            raise
+        log.exception("%s: batch of %d failed; retrying record by record", service, len(incoming))
+    by_pos = {(m.topic, m.partition, m.offset): m for m in msgs}
+    outs: list[Outgoing] = []
+    for inc in incoming:
+        try:
+            outs.extend(await handler([inc]))
         except Exception as e:
             if dependency_of(e) is not None:
-                raise
-            log.exception(
-                "%s: batch of %d failed; retrying record by record", self.service, len(incoming)
+                raise  # the whole batch waits: a record is never blamed for an outage
+            log.warning(
+                "%s dead-letters %s[%d]@%d: %s", service, inc.topic, inc.partition, inc.offset, e
             )
-        by_pos = {(m.topic, m.partition, m.offset): m for m in msgs}
-        outs: list[Outgoing] = []
-        for inc in incoming:
-            try:
-                outs.extend(await self.handler([inc]))
-            except Exception as e:
-                if dependency_of(e) is not None:
-                    raise  # the whole batch waits: a record is never blamed for an outage
-                log.warning(
-                    "%s dead-letters %s[%d]@%d: %s",
-                    self.service,
-                    inc.topic,
-                    inc.partition,
-                    inc.offset,
-                    e,
+            outs.append(
+                dead_letter_for(
+                    service,
+                    by_pos[(inc.topic, inc.partition, inc.offset)],
+                    f"{type(e).__name__}: {e}",
                 )
-                outs.append(
-                    dead_letter_for(
-                        self.service,
-                        by_pos[(inc.topic, inc.partition, inc.offset)],
-                        f"{type(e).__name__}: {e}",
-                    )
-                )
-                self.dead_lettered += 1
-                metrics.RECORDS_FAILED.labels(self.service, inc.topic).inc()
-        return outs
+            )
+            metrics.RECORDS_FAILED.labels(service, inc.topic).inc()
+    return outs
 
 
 class Stalls:
