@@ -8,6 +8,8 @@ decoding, batch handling and dead-lettering as the real consumer loop (libs/kafk
     out.on(POSTS)           # the records it would publish on posts
     out.dead_letters        # DeadLetter records, with their cause
 
+`MemoryProducer` takes the place of the Producer a service also publishes with directly.
+
 A dependency failure propagates out of `feed`, as it makes the real loop wait and retry.
 """
 
@@ -44,6 +46,23 @@ class Fed:
     def published(self) -> list[Outgoing]:
         """Outputs other than dead letters."""
         return [o for o in self.outputs if o.spec is not DEAD_LETTERS]
+
+
+class MemoryProducer:
+    """Stands in for the Producer a service publishes with outside its handler's return value
+    (the reporter's dead reports, a lease request): every send is kept, in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[Outgoing] = []
+
+    async def send_and_wait(self, out: Outgoing) -> None:
+        self.sent.append(out)
+
+    async def send_all(self, outs: Sequence[Outgoing]) -> None:
+        self.sent.extend(outs)
+
+    def on(self, spec: TopicSpec) -> list[Record]:
+        return [o.record for o in self.sent if o.spec is spec]
 
 
 class HandlerHarness:

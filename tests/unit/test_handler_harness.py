@@ -16,7 +16,15 @@ from libs.records.posts import MediaJob, Post, XUser
 from libs.records.tasks import TaskProgress
 from libs.storage.clickhouse import ClickHouseStore
 from libs.storage.migrate import apply_migrations
-from libs.topics import MEDIA_JOBS, POSTS, POSTS_TARGET_HEADER, RAW_PAGES, TASK_PROGRESS, USERS
+from libs.topics import (
+    DEAD_LETTERS,
+    MEDIA_JOBS,
+    POSTS,
+    POSTS_TARGET_HEADER,
+    RAW_PAGES,
+    TASK_PROGRESS,
+    USERS,
+)
 from services.dedup_counter.declaration import RECORDS
 from services.dedup_counter.handler import DedupCounter
 from services.parser.declaration import PAGES
@@ -143,3 +151,93 @@ async def test_counter_without_a_target_keeps_every_unique_post_once(store):
     out = await h.feed(*[h.record(POSTS, p, key=task, headers=hdr) for p in posts[:2]])
     assert [p.collected for p in out.on(TASK_PROGRESS)] == [len({p.post_id for p in posts})]
     assert counted(store, task) == len({p.post_id for p in posts})
+
+
+# --- reporter -----------------------------------------------------------------------------------
+async def test_reporter_cuts_a_completed_task_into_batches_each_post_reported_once(
+    store, tmp_path, make_settings
+):
+    """The reporter's handler learns of a task and its completion; its task worker cuts the
+    stored posts into batches of report_batch_size and delivers each to the client's webhook
+    (a real HTTP server), the last one marked completed."""
+    import math
+
+    import httpx
+    from aiokafka import TopicPartition
+
+    from libs.handler_harness import MemoryProducer
+    from libs.records.tasks import OnDemandTask
+    from libs.storage.objects import FileObjectStore
+    from libs.topics import TASK_COMMANDS
+    from libs.webhooks import WebhookSender
+    from services.reporter.declaration import TASKS
+    from services.reporter.service import Reporter
+    from services.reporter.store import ReportStore
+    from tests.webhook_server import WebhookServer
+
+    task = f"t-{uuid.uuid4().hex[:6]}"
+    counter = HandlerHarness(RECORDS, DedupCounter(store).handle)
+    posts = page_posts(task)
+    hdr = [(POSTS_TARGET_HEADER, b"0")]
+    (progress,) = (
+        await counter.feed(*[counter.record(POSTS, p, key=task, headers=hdr) for p in posts])
+    ).on(TASK_PROGRESS)
+    n = progress.collected
+    settings = make_settings(
+        report_batch_size=4,
+        report_media_wait_s=0,
+        report_tick_s=0.05,
+        webhook_allow_hosts="127.0.0.1",
+    )
+    with WebhookServer(settings.webhook_secret.get_secret_value()) as hook:
+        async with httpx.AsyncClient() as http:
+            sender = WebhookSender(
+                http, settings.webhook_secret.get_secret_value(), allow_hosts="127.0.0.1"
+            )
+            producer = MemoryProducer()
+            reporter = Reporter(
+                settings,
+                ReportStore(store),
+                FileObjectStore(tmp_path / "objects"),
+                sender,
+                producer,  # type: ignore[arg-type]
+            )
+            await reporter.on_assign(
+                {TopicPartition(f"{settings.topic_prefix}task-progress", p) for p in range(12)}
+            )
+            h = HandlerHarness(TASKS, reporter.handle)
+            command = OnDemandTask(
+                task_id=task,
+                keyword="tesla",
+                required_count=0,
+                start_time=AT.replace(day=1),
+                end_time=AT,
+                callback_url=hook.url,
+                submitted_at=AT,
+            )
+            done = progress.model_copy(update={"status": "completed", "end_reason": "exhausted"})
+            out = await h.feed(
+                h.record(TASK_COMMANDS, command, key=task), h.record(TASK_PROGRESS, done, key=task)
+            )
+            assert out.outputs == []  # the handler only records state; workers deliver
+            batches = math.ceil(n / 4)
+            await asyncio_wait(lambda: len(hook.accepted()) >= batches, 30, "every batch")
+            await reporter.close()
+    bodies = [r.body for r in hook.accepted()]
+    assert len(bodies) == batches and all(r.signature_ok for r in hook.accepted())
+    reported = [i for b in bodies for i in b["post_ids"]]
+    assert sorted(reported) == sorted({p.post_id for p in posts})  # each post exactly once
+    assert all(len(b["post_ids"]) <= 4 for b in bodies)
+    assert [b.get("completion_status") for b in bodies][-1] == "completed"
+    assert producer.on(DEAD_LETTERS) == []
+
+
+async def asyncio_wait(cond, timeout_s: float, what: str) -> None:
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
