@@ -244,6 +244,27 @@ class Settings(BaseSettings):
     estimate_seconds_per_page: float = Field(
         1.0, description="Assumed seconds per X page for completion estimates."
     )
+    # --- pricing (the design's calculator; services/task_gateway/pricing.py) ------------------
+    pricing_query_costs: str = Field(
+        "standard_query:0.016,single_tweet:0.05,profile_query:0.016,search_query:0.016",
+        description="Base price per query by kind, 'kind:usd,...' (the design's QUERY_COSTS).",
+    )
+    pricing_tiers: str = Field(
+        "5:0.0004,10:0.0008,30:0.0012,100:0.0016,inf:0.002",
+        description="Price per paid item by the queries in a request, 'max_queries:usd,...' "
+        "in rising order, the last 'inf' (the design's five tiers).",
+    )
+    pricing_free_items_per_query: int = Field(
+        40, ge=0, description="Items included in each query's base price (the first 2 pages)."
+    )
+    cost_x_request_usd_by_operation: str = Field(
+        "",
+        description="Actual cost per X request by operation, 'SearchTimeline:0.0002,...'; "
+        "an operation not named costs cost_per_x_request_usd.",
+    )
+    cost_per_media_gb_usd: float = Field(
+        0.02, ge=0, description="Actual cost of one GB of media stored (object store, traffic)."
+    )
 
     # --- scraper ---------------------------------------------------------------------------------
     scraper_concurrency: int = Field(8, description="Slices a scraper replica pages in parallel.")
