@@ -79,6 +79,7 @@ def event_for(
         proxy_id=proxy_id,
         requester=requester,
         at=now,
+        elapsed_ms=r.elapsed_ms,
     )
 
 
