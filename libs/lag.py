@@ -73,8 +73,11 @@ def drain_seconds(lag: int, rate: float, inflow: float) -> float:
     return lag / net if net > 0 else math.inf
 
 
-async def snapshot(settings: Settings, groups: dict[str, list[str]]) -> Snapshot:
-    """End, start and committed offsets of every (group, topic) named (full topic names)."""
+async def snapshot(
+    settings: Settings, groups: dict[str, list[str]], members: bool = True
+) -> Snapshot:
+    """End, start and committed offsets of every (group, topic) named (full topic names);
+    `members`: also each group's member count (a DescribeGroups some brokers cannot answer)."""
     topics = sorted({t for ts in groups.values() for t in ts})
     consumer = consumer_for(settings, None, "xget-lag")
     await consumer.start()
@@ -87,7 +90,7 @@ async def snapshot(settings: Settings, groups: dict[str, list[str]]) -> Snapshot
     finally:
         await consumer.stop()
     committed: dict[str, dict[TopicPartition, int | None]] = {}
-    members: dict[str, int] = {}
+    counts: dict[str, int] = {}
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="xget-lag")
     await admin.start()
     try:
@@ -103,15 +106,17 @@ async def snapshot(settings: Settings, groups: dict[str, list[str]]) -> Snapshot
                 for tp in mine
             }
         try:
+            if not members:
+                raise LookupError("members not asked for")
             described = await admin.describe_consumer_groups(list(groups))
             for d in described:
                 for g in d.groups:
-                    members[g.group] = len(g.members)
+                    counts[g.group] = len(g.members)
         except Exception:  # noqa: BLE001 - membership is a refinement; 1 member is assumed
             pass
     finally:
         await admin.close()
-    return Snapshot(time.monotonic(), end, start, committed, members)
+    return Snapshot(time.monotonic(), end, start, committed, counts)
 
 
 async def _ends_from_fetch(

@@ -130,6 +130,15 @@ PROXY_USABLE = Gauge(
     "1 when the proxy may carry requests (alive, enabled, not expired).",
     ["proxy"],
 )
+ALERTS_FIRING = Gauge(
+    "xget_alerts_firing",
+    "Alerts firing in the gateway's own evaluator, by name (services/task_gateway/alerts.py).",
+    ["alertname"],
+)
+TASKS_WITHOUT_PROGRESS = Gauge(
+    "xget_tasks_without_progress",
+    "Pending or running tasks that collected nothing for XGET_ALERT_TASK_STUCK_S (gateway).",
+)
 READY = Gauge(
     "xget_ready",
     "1 when a component of this process is ready (joined its group, serving).",
@@ -169,6 +178,13 @@ def metric_names() -> set[str]:
         MEDIA_BYTES_STORED,
         ACCOUNTS,
         ACCOUNT_POOL_HEALTH,
+        PROXIES,
+        PROXY_REQUESTS,
+        PROXY_SUCCESS_RATE,
+        PROXY_LATENCY_MS,
+        PROXY_USABLE,
+        ALERTS_FIRING,
+        TASKS_WITHOUT_PROGRESS,
         READY,
         DEPENDENCY_FAILURES,
         DEPENDENCY_DOWN,

@@ -323,6 +323,74 @@ class Settings(BaseSettings):
     proxy_dead_after: int = Field(
         2, ge=1, description="Failed checks in a row after which a proxy is dead and replaced."
     )
+    # --- alerts (libs/alerts.py; evaluated in the gateway, the same rules as Prometheus') --------
+    alert_webhook_url: str = Field(
+        "",
+        description="Where the gateway's alert evaluator POSTs each firing and resolved alert "
+        "(Alertmanager's webhook JSON, signed like reports); empty: shown only in "
+        "GET /api/v1/admin/alerts and the log.",
+    )
+    alert_eval_interval_s: float = Field(
+        30.0, gt=0, description="Seconds between two evaluations of the alert conditions."
+    )
+    alert_for_s: float = Field(
+        60.0, ge=0, description="A condition must hold this long before its alert fires."
+    )
+    alert_healthy_accounts_min_share: float = Field(
+        0.3, ge=0, le=1, description="Alert when fewer accounts than this share are healthy."
+    )
+    alert_min_usable_accounts: int = Field(
+        5, ge=0, description="Alert when fewer accounts than this can take a lease."
+    )
+    alert_error_rate_max: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Alert when more than this share of X requests fail (rate limits "
+        "excepted) within alert_error_window_s.",
+    )
+    alert_error_window_s: float = Field(
+        600.0, gt=0, description="The window of the X and proxy error rates."
+    )
+    alert_error_min_requests: int = Field(
+        20, ge=1, description="Error rates are judged only over at least this many requests."
+    )
+    alert_healthy_proxies_min_share: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="Alert when fewer enabled proxies than this share are usable (only when "
+        "proxies are configured).",
+    )
+    alert_min_usable_proxies: int = Field(
+        1,
+        ge=0,
+        description="Alert when fewer proxies than this are usable (only when proxies are "
+        "configured).",
+    )
+    alert_proxy_error_rate_max: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Alert when more than this share of a window's requests through "
+        "proxies fail because of the proxy.",
+    )
+    alert_consumer_lag_max: int = Field(
+        10_000, ge=0, description="Alert when a consumer group lags more records on a topic."
+    )
+    alert_dead_letters_window_s: float = Field(
+        900.0,
+        gt=0,
+        description="Alert while a dead letter arrived within this many seconds.",
+    )
+    alert_task_stuck_s: float = Field(
+        1800.0,
+        gt=0,
+        description="Alert when a pending or running task collected nothing new for this long.",
+    )
+    alert_recent_kept: int = Field(
+        200, ge=1, description="Resolved alerts GET /api/v1/admin/alerts keeps as 'recent'."
+    )
 
     # --- dedup-counter ---------------------------------------------------------------------------
     counter_batch_max: int = Field(5_000, description="Posts per ClickHouse insert at most.")

@@ -27,6 +27,8 @@ AccountStatus = Literal[
     "disabled",
 ]
 ProxyStatus = Literal["unchecked", "healthy", "dead"]
+# Request outcomes that are the proxy's fault, not the account's (per-proxy success rate).
+PROXY_FAULTS = ("proxy_error", "network_error", "blocked")
 EventOutcome = Literal[
     "ok",
     "rate_limited",
@@ -155,6 +157,15 @@ class ProxyState(Record):
     )
     last_used_at: datetime | None = None
 
+    def usable(self, now: float) -> bool:
+        """May carry requests: alive, not disabled by an operator, not expired."""
+        return (
+            not self.removed
+            and self.status != "dead"
+            and not self.disabled
+            and (self.expires_at is None or self.expires_at.timestamp() > now)
+        )
+
 
 class AccountEvent(Record):
     """One X request's outcome, reported by the scraper that made it."""
@@ -174,6 +185,9 @@ class AccountEvent(Record):
     requester: str = ""
     at: datetime
     elapsed_ms: float | None = Field(None, ge=0, description="How long the request took.")
+    task_id: str | None = Field(
+        None, description="The task the request was made for (its actual cost per task)."
+    )
 
 
 class LeaseRequest(Record):

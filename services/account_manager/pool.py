@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from libs.kafka import Outgoing
 from libs.leases import EXPIRY_MARGIN_S, effective_priority
 from libs.records.accounts import (
+    PROXY_FAULTS,
     AccountCommand,
     AccountEvent,
     AccountState,
@@ -53,18 +54,8 @@ BAD_FOR_HEALTH = {
 }
 
 
-# Outcomes that are the proxy's fault, not the account's (per-proxy success rate).
-PROXY_FAULTS = {"proxy_error", "network_error", "blocked"}
-
-
 def proxy_usable(p: ProxyState | None, now: float) -> bool:
-    """May carry requests: alive, not disabled by an operator, not expired."""
-    return (
-        p is not None
-        and p.status != "dead"
-        and not p.disabled
-        and (p.expires_at is None or p.expires_at.timestamp() > now)
-    )
+    return p is not None and p.usable(now)
 
 
 def _dt(ts: float) -> datetime:

@@ -26,7 +26,8 @@ from libs.settings import Settings
 from libs.topics import REPORT_CONTROLS, TASK_COMMANDS
 from libs.webhooks import WebhookUrlError, check_url
 
-from . import data_api, kol_tasks, pricing, tasks_api, unavailable
+from . import alerts as alerts_api
+from . import cost_api, data_api, kol_tasks, pricing, tasks_api, unavailable
 from .estimate import completion, estimate
 from .kol_tasks import KolTaskView
 from .limits import FieldError, check_body
@@ -136,6 +137,7 @@ def create_app(
     view: TaskView,
     get_store: data_api.StoreGetter | None = None,
     kol_view: KolTaskView | None = None,
+    alerts: alerts_api.AlertEvaluator | None = None,
 ) -> FastAPI:
     app = FastAPI(title="XGet task gateway", version="1")
     bearer = HTTPBearer(auto_error=False)
@@ -331,6 +333,9 @@ def create_app(
 
     app.include_router(tasks_api.create_router(settings, publish, view, auth))
     app.include_router(pricing.router(settings, auth))
+    if alerts is not None:
+        app.include_router(alerts_api.router(alerts, auth))
     if get_store is not None:
         app.include_router(data_api.create_router(settings, get_store, view, auth))
+        app.include_router(cost_api.create_router(settings, get_store, view, auth, kol_view))
     return app
