@@ -30,6 +30,7 @@ from libs.topics import (
 )
 from services.account_manager.service import SERVICE as ACCOUNT_MANAGER
 from services.dedup_counter.handler import SERVICE as DEDUP_COUNTER
+from services.dedup_counter.usage import SERVICE as USAGE_METER
 from services.kol.worker import SERVICE as KOL_WORKER
 from services.media_downloader.handler import SERVICE as MEDIA_DOWNLOADER
 from services.parser.handler import SERVICE as PARSER
@@ -102,7 +103,10 @@ WORKLOADS: tuple[Workload, ...] = (
     ),
     Workload(
         "dedup-counter",
-        (ConsumerGroup(DEDUP_COUNTER, (POSTS, USERS)),),
+        (
+            ConsumerGroup(DEDUP_COUNTER, (POSTS, USERS)),
+            ConsumerGroup(USAGE_METER, (ACCOUNT_EVENTS,)),
+        ),
         lag_threshold=10_000,
         activation_lag=100,
         compose_replicas=1,
