@@ -60,12 +60,3 @@ class UsageMeter:
             )
         return []
 
-
-async def x_requests(store: ClickHouseStore, task_id: str) -> dict[str, int]:
-    """X requests made for a task, per operation (each request once)."""
-    rows = await store.query_rows(
-        "SELECT operation, uniqExact(event_partition, event_offset) FROM task_x_requests "
-        "WHERE task_id = {t:String} GROUP BY operation",
-        {"t": task_id},
-    )
-    return {op: int(n) for op, n in rows}
