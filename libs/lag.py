@@ -91,8 +91,11 @@ def _muted(*loggers: str) -> Iterator[None]:
             lg.setLevel(level)
 
 
-async def snapshot(settings: Settings, groups: dict[str, list[str]]) -> Snapshot:
-    """End, start and committed offsets of every (group, topic) named (full topic names)."""
+async def snapshot(
+    settings: Settings, groups: dict[str, list[str]], members: bool = True
+) -> Snapshot:
+    """End, start and committed offsets of every (group, topic) named (full topic names);
+    `members`: also each group's member count (a DescribeGroups some brokers cannot answer)."""
     topics = sorted({t for ts in groups.values() for t in ts})
     consumer = consumer_for(settings, None, "xget-lag")
     await consumer.start()
@@ -105,7 +108,7 @@ async def snapshot(settings: Settings, groups: dict[str, list[str]]) -> Snapshot
     finally:
         await consumer.stop()
     committed: dict[str, dict[TopicPartition, int | None]] = {}
-    members: dict[str, int] = {}
+    counts: dict[str, int] = {}
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="xget-lag")
     await admin.start()
     try:
@@ -120,7 +123,7 @@ async def snapshot(settings: Settings, groups: dict[str, list[str]]) -> Snapshot
                 tp: (offsets[tp].offset if tp in offsets and offsets[tp].offset >= 0 else None)
                 for tp in mine
             }
-        if settings.kafka_group_mode == "members":
+        if members and settings.kafka_group_mode == "members":
             # In assign mode no consumer joins on the broker: nothing to describe. A broker
             # that cannot encode DescribeGroups (noida-db) makes aiokafka's connection log a
             # traceback per attempt; the answer is only a refinement, so those are muted.
@@ -129,12 +132,12 @@ async def snapshot(settings: Settings, groups: dict[str, list[str]]) -> Snapshot
                     described = await admin.describe_consumer_groups(list(groups))
                     for d in described:
                         for g in d.groups:
-                            members[g.group] = len(g.members)
+                            counts[g.group] = len(g.members)
                 except Exception as e:  # noqa: BLE001 - membership is a refinement: 1 is assumed
                     log.debug("describe groups failed: %s", e)
     finally:
         await admin.close()
-    return Snapshot(time.monotonic(), end, start, committed, members)
+    return Snapshot(time.monotonic(), end, start, committed, counts)
 
 
 async def _ends_from_fetch(

@@ -1,4 +1,5 @@
-"""dedup-counter entry point: posts + users → ClickHouse, progress → task-progress."""
+"""dedup-counter entry point: posts + users → ClickHouse, progress → task-progress; and the
+usage meter: X requests per task (account-events) → ClickHouse (usage.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from libs.settings import Settings
 from libs.storage.clickhouse import ClickHouseStore
 from services.runtime import clickhouse_for, run_until, started_producer
 
-from .declaration import RECORDS
+from . import usage
+from .declaration import RECORDS, USAGE
 from .handler import SERVICE, DedupCounter
 
 
@@ -31,6 +33,9 @@ async def serve(
             fill_ms=settings.counter_fill_ms,
             fill_records=settings.counter_batch_max,
         )
-        await run_until(loop, stop)
+        meter = ConsumerLoop(
+            settings, USAGE.name, USAGE.inputs, usage.UsageMeter(store).handle, producer
+        )
+        await asyncio.gather(run_until(loop, stop), run_until(meter, stop))
     finally:
         await producer.stop()

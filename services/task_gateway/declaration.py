@@ -1,5 +1,5 @@
-"""task-gateway: the HTTP API, the scheduler that turns task commands into search jobs, and the
-rejections that show a command dead-lettered as a rejected task."""
+"""task-gateway: the HTTP API, the scheduler that turns task commands into search jobs, the
+rejections that show a command dead-lettered as a rejected task, and the alerts evaluator."""
 
 from libs.declaration import ConsumerGroup, ServiceDeclaration
 from libs.topics import (
@@ -7,6 +7,7 @@ from libs.topics import (
     DEAD_LETTERS,
     KOL_COMMANDS,
     KOL_PROGRESS,
+    PROXY_STATE,
     REPORT_CONTROLS,
     SCHEDULE_STATE,
     SEARCH_JOBS,
@@ -36,6 +37,7 @@ DECLARATION = ServiceDeclaration(
         TASK_CONTROLS,
         TASK_ACCOUNT_WAITS,
         ACCOUNT_STATE,
+        PROXY_STATE,  # the alerts evaluator judges the proxy pool too
         SCHEDULE_STATE,
         KOL_COMMANDS,
         KOL_PROGRESS,

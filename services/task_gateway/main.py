@@ -12,6 +12,7 @@ from libs.settings import Settings
 from services.runtime import clickhouse_for, run_until, started_producer
 
 from . import rejections, scheduler
+from .alerts import DELIVERY_KEY, AlertEvaluator
 from .api import create_app
 from .declaration import REJECTIONS, SCHEDULER
 from .kol_tasks import KolTaskView
@@ -64,12 +65,18 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     )
     timer = ScheduleRunner(settings, producer, view.commands, view.controls)
     view.schedules = timer
+    alerts = AlertEvaluator(settings, view, lambda: timer.owns(DELIVERY_KEY))
     # ClickHouse opens on the first statistics/data request: a gateway that only takes tasks
     # never touches it (with chdb, another process may own the data path).
     api = _Api(
         settings,
         create_app(
-            settings, producer, view, lambda: clickhouse_for(settings, wait=False), kol_view
+            settings,
+            producer,
+            view,
+            lambda: clickhouse_for(settings, wait=False),
+            kol_view,
+            alerts,
         ),
     )
     log.info("task-gateway listening on http://%s:%d", settings.gateway_host, settings.gateway_port)
@@ -79,6 +86,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             run_until(sched, stop),
             run_until(refusals, stop),
             run_until(timer, stop),
+            run_until(alerts, stop),
         )
     finally:
         await kol_view.stop()
