@@ -26,7 +26,7 @@ from libs.records.console import AuditEntry
 from libs.settings import Settings
 from libs.topics import CONSOLE_AUDIT, TopicSpec, topic_name
 
-from .console_auth import SAFE_METHODS
+from .console_auth import SAFE_METHODS, route_template
 
 log = logging.getLogger(__name__)
 REFUSED = frozenset({401, 403, 429})
@@ -66,8 +66,7 @@ class AuditMiddleware:
     async def _record(self, scope: Scope, status: int, held: list[Message]) -> None:
         state = scope.get("state") or {}
         p = state.get("principal")
-        route = scope.get("route")
-        template = getattr(route, "path", None) or scope["path"]
+        template = route_template(scope)
         params = scope.get("path_params") or {}
         detail = ""
         if status >= 400:

@@ -423,3 +423,29 @@ def test_stack_up_prints_first_admin(noida, tmp_path):
     assert found, out.stdout
     again = up()
     assert again.returncode == 0 and "first admin" not in again.stdout
+
+
+async def test_a_route_added_later_without_auth_is_still_enforced(gw: Gateway):
+    """Another module's router that names no auth dependency gets the central policy."""
+    from fastapi import APIRouter
+
+    r = APIRouter()
+
+    @r.post("/api/v1/tasks/{task_id}/something-new")
+    async def something_new(task_id: str):
+        return {"done": task_id}
+
+    @r.get("/api/v1/something/report")
+    async def report():
+        return {"ok": True}
+
+    gw.app.include_router(r, prefix="")
+    async with gw.client() as c:
+        assert (await c.get("/api/v1/something/report")).status_code == 401
+        assert (await c.post("/api/v1/tasks/t1/something-new")).status_code == 401
+    async with gw.signed_in("view") as c:
+        assert (await c.get("/api/v1/something/report")).status_code == 200
+        assert (await c.post("/api/v1/tasks/t1/something-new")).status_code == 403
+    async with gw.signed_in("op") as c:
+        r2 = await c.post("/api/v1/tasks/t1/something-new")
+        assert r2.status_code == 200 and r2.json() == {"done": "t1"}
