@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .topics import DEAD_LETTERS, TopicSpec
+from .topics import DEAD_LETTERS, SERVICE_LOGS, TopicSpec
 
 
 @dataclass(frozen=True)
@@ -46,9 +46,10 @@ class ServiceDeclaration:
 
     @property
     def writes(self) -> frozenset[str]:
-        """Topic names this service may publish to: its outputs, and dead letters (every
-        consumer loop dead-letters a record it cannot handle)."""
-        return frozenset(s.name for s in (*self.outputs, DEAD_LETTERS))
+        """Topic names this service may publish to: its outputs, dead letters (every consumer
+        loop dead-letters a record it cannot handle) and service logs (every process ships
+        its warnings and errors, libs/log_shipper.py)."""
+        return frozenset(s.name for s in (*self.outputs, DEAD_LETTERS, SERVICE_LOGS))
 
     def group(self, name: str) -> ConsumerGroup:
         for g in self.groups:

@@ -12,6 +12,7 @@
   xget replay --since TIME [--task ID]   re-parse raw pages kept on raw-pages (no X request)
   xget accounts add|import|login|list|test|remove …   the X account pool
   xget proxies add|import|list|test|remove …          the proxy pool
+  xget users add NAME --role ROLE [--password-stdin] | list   console users
 
 `xget run all` is the embedded mode: every service in one process (one chdb owner), each
 still its own consumer group talking only through Kafka. In production run one service per
@@ -71,6 +72,11 @@ async def run_services(names: list[str], settings: Settings) -> None:
     stop_on_signals(stop)
     ops = await start_ops_server(settings)  # /metrics, /livez, /readyz: one per process
     setup_tracing(settings, "xget:" + ",".join(names))
+    from libs.log_shipper import LogShipper
+
+    # WARNING+ records of this process to the service-logs topic (the console's log view).
+    shipper = LogShipper(settings, "xget:" + ",".join(names)).install()
+    shipping = asyncio.create_task(shipper.run(), name="log-shipper")
     tasks = {}
     for name in names:
         module = importlib.import_module(SERVICES[name])
@@ -84,6 +90,8 @@ async def run_services(names: list[str], settings: Settings) -> None:
             await asyncio.gather(*tasks.values(), return_exceptions=True)
             raise failed[0].exception()  # type: ignore[misc]
     finally:
+        shipper.stop()
+        await asyncio.gather(shipping, return_exceptions=True)
         if ops is not None:
             ops.close()
         await close_stores()
@@ -201,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     from services.account_manager import cli as pool_cli
 
     pool_cli.add_parsers(sub)
+    from services.task_gateway import users_cli
+
+    users_cli.add_parsers(sub)
     dl = sub.add_parser("dead-letters", help="list, show or redrive dead letters")
     dl.add_argument("action", choices=["list", "show", "redrive"])
     dl.add_argument("id", nargs="?", help="PARTITION/OFFSET of one dead letter (from list)")
@@ -265,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         return kol_cli.main(args, settings)
     if args.cmd in ("accounts", "proxies"):
         return pool_cli.run(args, settings)
+    if args.cmd == "users":
+        return users_cli.run(args, settings)
     if args.cmd == "reports":
         from services.reporter.replay import replay_dead_reports
 

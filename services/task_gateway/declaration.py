@@ -4,6 +4,8 @@ rejections that show a command dead-lettered as a rejected task, and the alerts 
 from libs.declaration import ConsumerGroup, ServiceDeclaration
 from libs.topics import (
     ACCOUNT_STATE,
+    CONSOLE_AUDIT,
+    CONSOLE_USERS,
     DEAD_LETTERS,
     KOL_COMMANDS,
     KOL_PROGRESS,
@@ -30,6 +32,8 @@ DECLARATION = ServiceDeclaration(
         SCHEDULE_STATE,
         KOL_COMMANDS,
         REPORT_CONTROLS,
+        CONSOLE_USERS,  # console users and roles (compacted)
+        CONSOLE_AUDIT,  # every state-changing action
     ),
     reads=(
         TASK_COMMANDS,
@@ -38,6 +42,7 @@ DECLARATION = ServiceDeclaration(
         TASK_ACCOUNT_WAITS,
         ACCOUNT_STATE,
         PROXY_STATE,  # the alerts evaluator judges the proxy pool too
+        CONSOLE_USERS,
         SCHEDULE_STATE,
         KOL_COMMANDS,
         KOL_PROGRESS,

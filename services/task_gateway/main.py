@@ -14,6 +14,7 @@ from services.runtime import clickhouse_for, run_until, started_producer
 from . import rejections, scheduler
 from .alerts import DELIVERY_KEY, AlertEvaluator
 from .api import create_app
+from .console_users import ConsoleUsers
 from .declaration import REJECTIONS, SCHEDULER
 from .kol_tasks import KolTaskView
 from .schedules import ScheduleRunner
@@ -49,6 +50,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await view.start()
     kol_view = KolTaskView(settings)
     await kol_view.start()
+    users = await ConsoleUsers(settings, producer).start()
     sched = ConsumerLoop(
         settings,
         SCHEDULER.name,
@@ -76,7 +78,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             view,
             lambda: clickhouse_for(settings, wait=False),
             kol_view,
-            alerts,
+            alerts=alerts,
+            users=users,
         ),
     )
     log.info("task-gateway listening on http://%s:%d", settings.gateway_host, settings.gateway_port)
@@ -89,6 +92,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             run_until(alerts, stop),
         )
     finally:
+        await users.stop()
         await kol_view.stop()
         await view.stop()
         await producer.stop()
