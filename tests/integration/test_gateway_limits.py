@@ -47,6 +47,7 @@ BODIES = {
     "/api/v1/auth/login": {"username": "walker", "password": "walker-password"},
     "/api/v1/admin/users": {"username": "walker", "role": "viewer", "password": "walker-pw-1"},
     "/api/v1/admin/users/{username}": {"role": "viewer"},
+    "/api/v1/pricing/quote": {"type": "keyword_search", "keyword": "x"},
 }
 
 
@@ -68,7 +69,7 @@ async def gateway(noida):
         _no_clickhouse()
 
     users = await ConsoleUsers(settings, producer).start()
-    app = create_app(settings, producer, view, no_store, kol_view, users)
+    app = create_app(settings, producer, view, no_store, kol_view, users=users)
     try:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://gw", headers=AUTH
