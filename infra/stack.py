@@ -2,7 +2,8 @@
 
 ``up`` (idempotent — parts already running are left alone):
   1. noida-db (Kafka wire) with its data in ``DATA/kafka`` on port 9092 (``XGET_KAFKA_PORT``),
-  2. the topic catalogue (``XGET_TOPIC_PREFIX``), partition counts verified,
+  2. the topic catalogue (``XGET_TOPIC_PREFIX``), partition counts verified, with retention
+     from the broker's memory budget, and the retention guard (``infra/retention_guard.py``),
   3. ClickHouse migrations on ``XGET_CLICKHOUSE_DSN`` (run as a short subprocess, so this
      process never holds the chdb path that the services process will own),
   4. the X simulator on port 8090 (``XGET_XSIM_PORT``) when ``infra/xsim`` is runnable,
@@ -51,8 +52,13 @@ from libs.topics import retained_bytes_budget
 
 REPO_ROOT = local.REPO_ROOT
 # name -> a substring of its command line (guards against a recycled pid).
-PARTS = {"noida": "noida-db", "xsim": "infra.xsim", "services": "services.cli"}
-ORDER = ["noida", "xsim", "services"]
+PARTS = {
+    "noida": "noida-db",
+    "guard": "infra.retention_guard",
+    "xsim": "infra.xsim",
+    "services": "services.cli",
+}
+ORDER = ["noida", "guard", "xsim", "services"]
 
 
 def _paths(settings: Settings) -> tuple[Path, Path, Path]:
@@ -202,6 +208,24 @@ def up(settings: Settings, *, xsim: bool = True, services: bool = True) -> int:
             f"{retained_bytes_budget(budget) / 2**20:.0f} MiB of records; older ones are "
             "deleted (raw pages stay in the object store's raw_data/ archive)"
         )
+        # The retention guard: byte retention never deletes what a consumer has not read.
+        pid = _read_pid(run, "guard")
+        if _alive(pid, "guard"):
+            print(f"guard     already running (pid {pid})")
+        else:
+            h = local.start_process(
+                "retention-guard",
+                [sys.executable, "-m", "infra.retention_guard", "--budget-mb", str(budget)],
+                lambda: True,
+                log_dir=logs,
+                env=_child_env(settings, kafka_port, None),
+                cwd=os.getcwd(),
+                supervise=_supervisor_state(run, "guard"),
+            )
+            _write_pid(run, "guard", h.pid)
+            print(
+                f"guard     started  pid {h.pid}  (raises a topic's retention while a group lags)"
+            )
 
     # 3. migrations (a subprocess: the chdb path must be free for the services process)
     with open(logs / "migrate.log", "ab") as out:

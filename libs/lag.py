@@ -73,8 +73,11 @@ def drain_seconds(lag: int, rate: float, inflow: float) -> float:
     return lag / net if net > 0 else math.inf
 
 
-async def snapshot(settings: Settings, groups: dict[str, list[str]]) -> Snapshot:
-    """End, start and committed offsets of every (group, topic) named (full topic names)."""
+async def snapshot(
+    settings: Settings, groups: dict[str, list[str]], *, with_members: bool = True
+) -> Snapshot:
+    """End, start and committed offsets of every (group, topic) named (full topic names);
+    `with_members`: each group's member count too (DescribeGroups)."""
     topics = sorted({t for ts in groups.values() for t in ts})
     consumer = consumer_for(settings, None, "xget-lag")
     await consumer.start()
@@ -103,7 +106,7 @@ async def snapshot(settings: Settings, groups: dict[str, list[str]]) -> Snapshot
                 for tp in mine
             }
         try:
-            described = await admin.describe_consumer_groups(list(groups))
+            described = await admin.describe_consumer_groups(list(groups)) if with_members else []
             for d in described:
                 for g in d.groups:
                     members[g.group] = len(g.members)

@@ -105,3 +105,65 @@ async def test_a_stop_during_a_large_save_loses_nothing(restartable_noida):
         assert msg.value == b"the last record"
     finally:
         await consumer.stop()
+
+
+async def test_a_lagging_consumer_group_loses_nothing_to_the_budget(restartable_noida):
+    """Byte retention deletes whatever a consumer has read or not, as in Kafka: a parser
+    lagging further than raw-pages keeps would lose pages. The retention guard raises the
+    topic's retention.bytes while a declared group lags and lowers it back once it caught up;
+    topics no group lags on keep the budget's retention meanwhile."""
+    from aiokafka import AIOKafkaConsumer
+
+    from infra.retention_guard import RetentionGuard
+
+    broker = restartable_noida
+    prefix = f"g{uuid.uuid4().hex[:6]}-"
+    await local.create_topics(broker.address, prefix, CATALOGUE, broker_max_mb=BUDGET_MB)
+    settings = make_settings(kafka_bootstrap=broker.address, topic_prefix=prefix)
+    raw, posts = topic_name(RAW_PAGES, prefix), topic_name(POSTS, prefix)
+    raw_tps = [TopicPartition(raw, p) for p in range(RAW_PAGES.partitions)]
+    post_tps = [TopicPartition(posts, p) for p in range(POSTS.partitions)]
+    parser = AIOKafkaConsumer(
+        bootstrap_servers=broker.address, group_id=f"{prefix}parser", enable_auto_commit=False
+    )
+    await parser.start()
+    parser.assign(raw_tps)
+    await parser.commit({tp: 0 for tp in raw_tps})  # the parser has read nothing yet
+    guard = RetentionGuard(settings, BUDGET_MB)
+    base = guard.current["raw-pages"]
+    stop = asyncio.Event()
+    guarding = asyncio.create_task(guard.run(stop, interval_s=0.5))
+    producer = AIOKafkaProducer(bootstrap_servers=broker.address, linger_ms=5)
+    await producer.start()
+    try:
+        written, t0 = 0, time.monotonic()
+        while written < 40 * 2**20:  # 40 MiB: ~15 times what raw-pages keeps under the budget
+            for topic in (raw, posts):
+                await producer.send(topic, os.urandom(RECORD_KB * 512), key=uuid.uuid4().bytes)
+            written += RECORD_KB * 1024
+            ahead = t0 + written / (RATE_MB_S * 2**20) - time.monotonic()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+        await producer.flush()
+        await asyncio.sleep(5)  # retention sweeps after the last write
+        begin = await parser.beginning_offsets(raw_tps + post_tps)
+        assert all(begin[tp] == 0 for tp in raw_tps), "pages the parser had not read deleted"
+        assert sum(begin[tp] for tp in post_tps) > 0, "posts (no group lags) kept the budget"
+        assert guard.current["raw-pages"] > base
+
+        ends = await parser.end_offsets(raw_tps)
+        await parser.commit(ends)  # the parser caught up
+
+        async def trimmed() -> bool:
+            b = await parser.beginning_offsets(raw_tps)
+            return guard.current["raw-pages"] == base and sum(b.values()) > 0
+
+        deadline = time.monotonic() + 60
+        while not await trimmed():
+            assert time.monotonic() < deadline, "raw-pages not back to the budget's retention"
+            await asyncio.sleep(0.5)
+    finally:
+        stop.set()
+        await guarding
+        await producer.stop()
+        await parser.stop()
