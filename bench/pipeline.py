@@ -83,20 +83,6 @@ API_TOKEN = "bench-token"
 
 
 # --- RSS and CPU ----------------------------------------------------------------------------
-def _children_map() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        kids.setdefault(ppid, []).append(int(entry))
-    return kids
-
-
 def _cpu_s(pid: int) -> float:
     """utime + stime of one process, in seconds."""
     try:
@@ -109,18 +95,7 @@ def _cpu_s(pid: int) -> float:
 
 def sample_cpu(pids: dict[str, int]) -> dict[str, float]:
     """CPU seconds used so far by each process and its descendants."""
-    kids = _children_map()
-    out = {}
-    for name, pid in pids.items():
-        total, stack, seen = 0.0, [pid], set()
-        while stack:
-            p = stack.pop()
-            if p not in seen:
-                seen.add(p)
-                total += _cpu_s(p)
-                stack.extend(kids.get(p, ()))
-        out[name] = total
-    return out
+    return {name: sum(_cpu_s(p) for p in local.process_tree(pid)) for name, pid in pids.items()}
 
 
 def sample_rss(pids: dict[str, int]) -> dict[str, float]:
