@@ -61,3 +61,28 @@ def test_topic_configs_add_the_budget_only_on_the_embedded_broker():
     assert cfg["retention.ms"] == str(RAW_PAGES.retention_ms)  # time retention still applies
     assert cfg["retention.bytes"] == budget_configs(RAW_PAGES, 4096)["retention.bytes"]
     assert topic_configs(TASK_COMMANDS, broker_max_mb=4096)["cleanup.policy"] == "compact"
+
+
+def test_the_guard_raises_retention_while_a_group_lags_and_lowers_it_after():
+    from aiokafka import TopicPartition
+
+    from infra.retention_guard import readers, unread_share, wanted_retention
+    from libs.lag import Snapshot
+
+    base = 1000
+    assert wanted_retention(base, base, 0.1) == base  # reads within the newest quarter
+    assert wanted_retention(base, base, 0.5) == 2 * base  # half unread: double
+    assert wanted_retention(base, 4 * base, 1.0) == 8 * base  # at most twice per look
+    assert wanted_retention(base, 8 * base, 0.01) == base  # caught up: the budget's again
+
+    tp0, tp1 = TopicPartition("p-raw-pages", 0), TopicPartition("p-raw-pages", 1)
+    snap = Snapshot(
+        0.0,
+        end={tp0: 100, tp1: 100},
+        start={tp0: 0, tp1: 60},
+        committed={"p-parser": {tp0: 90, tp1: 70}, "p-never": {tp0: None, tp1: None}},
+    )
+    # partition 1 keeps 40 records, of which the parser has 30 unread; a group that never
+    # committed has no position to protect
+    assert unread_share(snap, "p-raw-pages") == 0.75
+    assert readers("p-", {"raw-pages"}) == {"p-parser": ["p-raw-pages"]}
