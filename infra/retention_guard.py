@@ -33,6 +33,10 @@ from libs.topics import CATALOGUE, TopicSpec, budget_configs, topic_name
 log = logging.getLogger("xget.retention_guard")
 
 READ_WITHIN = 0.25  # a group should have at most this share of a partition's records unread
+# The share is of what a partition holds, not of its retention: with nothing deleted yet, a
+# group that lags by a fixed share keeps asking for more. Past this many times the budget's
+# value (the whole unread log at any realistic lag) the guard raises no further.
+MAX_RAISE = 2**16
 LOWER_BELOW = READ_WITHIN / 4  # lowered once every group has less than this share unread
 
 
@@ -83,7 +87,7 @@ def wanted_retention(base: int, current: int, share: float) -> int:
     need = min(current * share / READ_WITHIN, 2 * current)
     if need <= base:
         return base
-    return base * 2 ** math.ceil(math.log2(need / base))
+    return base * min(MAX_RAISE, 2 ** math.ceil(math.log2(need / base)))
 
 
 class RetentionGuard:

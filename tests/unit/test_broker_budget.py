@@ -66,7 +66,7 @@ def test_topic_configs_add_the_budget_only_on_the_embedded_broker():
 def test_the_guard_raises_retention_while_a_group_lags_and_lowers_it_after():
     from aiokafka import TopicPartition
 
-    from infra.retention_guard import readers, unread_share, wanted_retention
+    from infra.retention_guard import MAX_RAISE, readers, unread_share, wanted_retention
     from libs.lag import Snapshot
 
     base = 1000
@@ -74,6 +74,7 @@ def test_the_guard_raises_retention_while_a_group_lags_and_lowers_it_after():
     assert wanted_retention(base, base, 0.5) == 2 * base  # half unread: double
     assert wanted_retention(base, 4 * base, 1.0) == 8 * base  # at most twice per look
     assert wanted_retention(base, 8 * base, 0.01) == base  # caught up: the budget's again
+    assert wanted_retention(base, MAX_RAISE * base, 1.0) == MAX_RAISE * base  # no further
 
     tp0, tp1 = TopicPartition("p-raw-pages", 0), TopicPartition("p-raw-pages", 1)
     snap = Snapshot(
