@@ -7,7 +7,7 @@ Kafka does: a consumer group that lags more than a topic keeps would find its po
 consumer group declared in infra/workloads.py on the budgeted topics and, when a group's unread
 records are more than a quarter of what a partition keeps, raises that topic's retention.bytes
 (powers of two of the budget's value) so the group reads within the newest quarter; once every
-group has caught up, it goes back to what the budget says. So the broker
+group has caught up (for 30 s), it goes back to what the budget says. So the broker
 stays within its budget while its consumers keep up, and holds more instead of losing records
 while one lags; a group that never committed has no position to protect and is left out.
 
@@ -38,6 +38,7 @@ READ_WITHIN = 0.25  # a group should have at most this share of a partition's re
 # value (the whole unread log at any realistic lag) the guard raises no further.
 MAX_RAISE = 2**16
 LOWER_BELOW = READ_WITHIN / 4  # lowered once every group has less than this share unread
+SETTLE_LOOKS = 15  # ... at this many looks in a row (30 s): a counter between batches is not
 
 
 def budgeted_topics(max_mb: int) -> dict[str, tuple[TopicSpec, int]]:
@@ -97,6 +98,7 @@ class RetentionGuard:
         self.topics = budgeted_topics(max_mb)
         self.groups = readers(settings.topic_prefix, set(self.topics))
         self.current = {name: base for name, (_spec, base) in self.topics.items()}
+        self.caught_up = dict.fromkeys(self.topics, 0)  # looks in a row with every group near
 
     async def check(self) -> dict[str, int]:
         """One look at the groups' positions; the retention.bytes changed (topic → value)."""
@@ -109,9 +111,10 @@ class RetentionGuard:
             cur = self.current[name]
             share = unread_share(snap, full)
             want = wanted_retention(base, cur, share)
+            self.caught_up[name] = self.caught_up[name] + 1 if share < LOWER_BELOW else 0
             if want > cur:
                 changes[name] = want
-            elif cur > base and share < LOWER_BELOW:  # every group caught up: back to budget
+            elif cur > base and self.caught_up[name] >= SETTLE_LOOKS:  # back to the budget's
                 changes[name] = want
         if changes:
             await self._apply(changes)
@@ -129,9 +132,13 @@ class RetentionGuard:
                 configs = topic_configs(spec, broker_max_mb=self.max_mb)
                 configs["retention.bytes"] = str(value)
                 full = topic_name(spec, self.settings.topic_prefix)
-                await admin.alter_configs(
+                responses = await admin.alter_configs(
                     [ConfigResource(ConfigResourceType.TOPIC, full, configs=configs)]
                 )
+                errors = [r[:2] for resp in responses for r in resp.resources if r[0] != 0]
+                if errors:
+                    log.warning("topic %s: retention.bytes %d refused: %s", full, value, errors)
+                    continue
                 log.warning(
                     "topic %s: retention.bytes %d -> %d per partition (budget's %d): %s",
                     full,

@@ -118,7 +118,10 @@ async def test_a_lagging_consumer_group_loses_nothing_to_the_budget(restartable_
 
     broker = restartable_noida
     prefix = f"g{uuid.uuid4().hex[:6]}-"
-    await local.create_topics(broker.address, prefix, CATALOGUE, broker_max_mb=BUDGET_MB)
+    # A budget whose retention leaves the guard a few seconds before the first deletion (at
+    # 96 MiB raw-pages keeps 180 KB a partition, filled in under a second here).
+    budget = 512
+    await local.create_topics(broker.address, prefix, CATALOGUE, broker_max_mb=budget)
     settings = make_settings(kafka_bootstrap=broker.address, topic_prefix=prefix)
     raw, posts = topic_name(RAW_PAGES, prefix), topic_name(POSTS, prefix)
     raw_tps = [TopicPartition(raw, p) for p in range(RAW_PAGES.partitions)]
@@ -129,7 +132,7 @@ async def test_a_lagging_consumer_group_loses_nothing_to_the_budget(restartable_
     await parser.start()
     parser.assign(raw_tps)
     await parser.commit({tp: 0 for tp in raw_tps})  # the parser has read nothing yet
-    guard = RetentionGuard(settings, BUDGET_MB)
+    guard = RetentionGuard(settings, budget)
     base = guard.current["raw-pages"]
     stop = asyncio.Event()
     guarding = asyncio.create_task(guard.run(stop, interval_s=0.5))
@@ -137,7 +140,7 @@ async def test_a_lagging_consumer_group_loses_nothing_to_the_budget(restartable_
     await producer.start()
     try:
         written, t0 = 0, time.monotonic()
-        while written < 40 * 2**20:  # 40 MiB: ~15 times what raw-pages keeps under the budget
+        while written < 80 * 2**20:  # 80 MiB: raw-pages keeps ~27 MiB under the budget
             for topic in (raw, posts):
                 await producer.send(topic, os.urandom(RECORD_KB * 512), key=uuid.uuid4().bytes)
             written += RECORD_KB * 1024
