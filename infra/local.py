@@ -27,16 +27,19 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from libs.topics import BUDGET_KEYS, CATALOGUE, TopicSpec, budget_configs, topic_name
+# Topic administration is library code; the launcher and the tests reach it from here too.
+from libs.run_sync import run_sync as run_sync
+from libs.topic_admin import create_topics as create_topics
+from libs.topic_admin import create_topics_sync as create_topics_sync
+from libs.topic_admin import topic_configs as topic_configs
 
 log = logging.getLogger(__name__)
 
@@ -88,29 +91,6 @@ def tansu_binary() -> str:
     if not path.is_file():
         raise FileNotFoundError(f"tansu binary not found at {path}")
     return str(path)
-
-
-def run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine to completion from sync code, even inside a running event loop
-    (it gets its own loop on a helper thread)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(factory())
-    box: dict[str, Any] = {}
-
-    def runner() -> None:
-        try:
-            box["value"] = asyncio.run(factory())
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-            box["error"] = exc
-
-    t = threading.Thread(target=runner, name="run-sync")
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 def tcp_ready(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -605,184 +585,6 @@ def start_chdb_http(
         cwd=REPO_ROOT,
         timeout=timeout,
     )
-
-
-# --- topics ------------------------------------------------------------------------------------
-def topic_configs(
-    spec: TopicSpec, default_retention_ms: int | None = None, broker_max_mb: int | None = None
-) -> dict[str, str]:
-    """The configs a catalogue topic is created with. `default_retention_ms` replaces the
-    broker's default retention of every topic that is neither compacted nor has its own
-    (tests use it to make a broker delete within minutes what Kafka deletes after 7 days).
-    `broker_max_mb`: the embedded broker's memory budget, which sets retention.bytes and
-    segment sizes (libs.topics.budget_configs); None on any other broker."""
-    configs: dict[str, str] = {}
-    if spec.compacted:
-        configs["cleanup.policy"] = "compact"
-    if spec.retention_ms is not None:
-        configs["retention.ms"] = str(spec.retention_ms)
-    elif default_retention_ms is not None and not spec.compacted:
-        configs["retention.ms"] = str(default_retention_ms)
-    if broker_max_mb is not None:
-        configs.update(budget_configs(spec, broker_max_mb))
-    return configs
-
-
-async def create_topics(
-    bootstrap: str,
-    prefix: str = "",
-    catalogue: Iterable[TopicSpec] = CATALOGUE,
-    *,
-    replication_factor: int = 1,
-    timeout_s: float = 30.0,
-    default_retention_ms: int | None = None,
-    broker_max_mb: int | None = None,
-) -> dict[str, int]:
-    """Create every catalogue topic (existing ones are fine), then verify partition counts.
-
-    Returns ``{topic: partitions}``. Raises RuntimeError when a topic exists with a different
-    partition count (partitions are never altered). An existing topic that keeps less than the
-    catalogue says is migrated here: to compaction (the upgrade that made task-commands,
-    search-jobs and kol-commands compacted: their records stop expiring from the moment this
-    runs) or to a longer retention (dead-letters' 30 days)."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
-
-    specs = list(catalogue)
-    wanted = {topic_name(s, prefix): s.partitions for s in specs}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        new = []
-        for s in specs:
-            name = topic_name(s, prefix)
-            if name in existing:
-                continue
-            new.append(
-                NewTopic(
-                    name,
-                    s.partitions,
-                    replication_factor,
-                    topic_configs=topic_configs(s, default_retention_ms, broker_max_mb),
-                )
-            )
-        if new:
-            try:
-                resp = await admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
-            except TopicAlreadyExistsError:
-                resp = None
-            for name, code, *rest in getattr(resp, "topic_errors", []) or []:
-                if code not in (0, 36):  # 36 = TOPIC_ALREADY_EXISTS (a concurrent creator)
-                    raise RuntimeError(f"creating topic {name} failed: error {code} {rest}")
-        await _migrate_existing(
-            admin,
-            [s for s in specs if topic_name(s, prefix) in existing],
-            prefix,
-            default_retention_ms,
-            broker_max_mb,
-        )
-        # Verify from metadata (retry briefly: metadata may lag creation).
-        deadline = time.monotonic() + timeout_s
-        while True:
-            actual = await _partition_counts(admin, list(wanted))
-            missing = [t for t in wanted if t not in actual]
-            wrong = {t: (actual[t], n) for t, n in wanted.items() if t in actual and actual[t] != n}
-            if wrong:
-                raise RuntimeError(
-                    "topics with the wrong partition count (actual, expected): "
-                    + ", ".join(f"{t}={v}" for t, v in wrong.items())
-                )
-            if not missing:
-                return actual
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"topics missing after creation: {missing}")
-            await asyncio.sleep(0.2)
-    finally:
-        await admin.close()
-
-
-async def _migrate_existing(
-    admin: Any,
-    specs: list[TopicSpec],
-    prefix: str,
-    default_retention_ms: int | None = None,
-    broker_max_mb: int | None = None,
-) -> None:
-    """Bring existing topics up to the catalogue where it keeps more than they do: compaction
-    where the catalogue compacts, a longer retention where it sets one. Never shortens a
-    retention or stops a compaction (that would delete records) — except the embedded
-    broker's budget (`broker_max_mb`), whose byte retention and segment sizes are set as
-    derived, whichever way they move."""
-    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-
-    wanted = {
-        topic_name(s, prefix): topic_configs(s, default_retention_ms, broker_max_mb) for s in specs
-    }
-    wanted = {n: c for n, c in wanted.items() if c}
-    if not wanted:
-        return
-    res = await admin.describe_configs(
-        [ConfigResource(ConfigResourceType.TOPIC, n) for n in wanted]
-    )
-    for r in res:
-        for _err, _msg, _type, name, entries in r.resources:
-            have = {e[0]: e[1] for e in entries}
-            want = wanted.get(name)
-            if not have or not want:
-                continue  # a broker that reports no configs is left alone
-            budget_moved = any(have.get(k) != want[k] for k in BUDGET_KEYS if k in want)
-            if not (
-                _keeps_less(have, want, "cleanup.policy")
-                or _keeps_less(have, want, "retention.ms")
-                or budget_moved
-            ):
-                continue
-            # AlterConfigs replaces the topic's whole config: the catalogue's settings, and
-            # whatever keeps more than they do as it was.
-            want = dict(want)
-            for key in ("retention.ms", "cleanup.policy"):
-                if key in want and key in have and not _keeps_less(have, want, key):
-                    want[key] = have[key]
-            await admin.alter_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, name, configs=want)]
-            )
-            log.warning(
-                "topic %s migrated to the catalogue's %s (it had %s)",
-                name,
-                want,
-                {k: have.get(k) for k in want},
-            )
-
-
-def _keeps_less(have: dict[str, str], want: dict[str, str], key: str) -> bool:
-    """Whether the topic's `key` setting keeps fewer records than the catalogue's."""
-    if key not in want or key not in have:
-        return False
-    if key == "cleanup.policy":
-        return "compact" in want[key] and "compact" not in have[key]
-    kept, wanted = int(have[key]), int(want[key])  # retention.ms; -1 is forever
-    return kept >= 0 and (wanted < 0 or wanted > kept)
-
-
-async def _partition_counts(admin: Any, topics: list[str]) -> dict[str, int]:
-    descs = await admin.describe_topics(topics)
-    out: dict[str, int] = {}
-    for d in descs:
-        if isinstance(d, dict):
-            name, err, parts = d.get("topic"), d.get("error_code", 0), d.get("partitions") or []
-        else:  # tuple form
-            err, name, _internal, parts = d[0], d[1], d[2], d[3]
-        if err == 0 and name and parts:
-            out[name] = len(parts)
-    return out
-
-
-def create_topics_sync(
-    bootstrap: str, prefix: str = "", catalogue: Iterable[TopicSpec] = CATALOGUE, **kw: Any
-) -> dict[str, int]:
-    specs = list(catalogue)
-    return run_sync(lambda: create_topics(bootstrap, prefix, specs, **kw))
 
 
 def start_proxy(

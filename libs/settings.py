@@ -23,6 +23,18 @@ class Settings(BaseSettings):
     # --- Kafka ---------------------------------------------------------------------------------
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
     topic_prefix: str = Field("", description="Prefix for every topic name (isolates test runs).")
+    topic_replication_factor: int = Field(
+        1,
+        ge=1,
+        description="Replicas of each topic `xget topics create` makes (3 on a production "
+        "cluster; the local brokers have one node).",
+    )
+    topic_min_insync_replicas: int = Field(
+        1,
+        ge=1,
+        description="min.insync.replicas of new topics (2 with 3 replicas: an acknowledged "
+        "write survives a broker's loss).",
+    )
     embedded_broker_max_mb: int = Field(
         4096,
         ge=64,

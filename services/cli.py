@@ -269,10 +269,13 @@ def main(argv: list[str] | None = None) -> int:
             pass
         return 0
     if args.cmd == "topics":
-        from infra.local import create_topics_sync
+        from libs.topic_admin import create_from_settings
 
-        create_topics_sync(settings.kafka_bootstrap, settings.topic_prefix)
-        print(f"topics ready on {settings.kafka_bootstrap}")
+        counts = create_from_settings(settings)
+        print(
+            f"{len(counts)} topics ready on {settings.kafka_bootstrap} (replication factor "
+            f"{settings.topic_replication_factor})"
+        )
         return 0
     if args.cmd in ("kol-followings", "kol"):
         return kol_cli.main(args, settings)
