@@ -25,7 +25,7 @@ from .data_api import StoreGetter
 from .kol_tasks import KolTaskView
 from .pricing import actual_cost, quote_for
 from .task_view import TaskView
-from .unavailable import DependencyUnavailable, root_cause
+from .unavailable import opened
 
 MEDIA_BYTES_SQL = (
     "SELECT sum(bytes) FROM media_objects FINAL WHERE status = 'stored' AND original_url IN "
@@ -65,12 +65,7 @@ def create_router(
     first, last = settings.api_earliest_time.year, settings.api_latest_time.year
 
     async def store() -> ClickHouseStore:
-        try:
-            return await get_store()
-        except Exception as e:
-            raise DependencyUnavailable(
-                "clickhouse", type(root_cause(e)).__name__, f"{type(e).__name__}: {e}"[:500]
-            ) from e
+        return await opened("clickhouse", get_store)
 
     @r.get("/api/v1/statistics/tasks/{task_id}/cost")
     async def task_cost(task_id: str = Path(max_length=text)) -> dict:
