@@ -213,6 +213,7 @@ class Alert:
     since: float  # when the condition started to hold
     fired_at: float | None = None
     resolved_at: float | None = None
+    sent_state: str | None = None  # the last state queued for delivery
 
     def view(self) -> dict:
         f = self.finding

@@ -187,11 +187,16 @@ class AlertEvaluator:
         for a in changed:
             level = logging.WARNING if a.state == "firing" else logging.INFO
             log.log(level, "alert %s %s: %s", a.finding.name, a.state, a.finding.summary)
-            if self.s.alert_webhook_url and self.delivers():
-                if len(self.undelivered) >= MAX_UNDELIVERED:
-                    dropped = self.undelivered.popleft()
-                    log.error("alert delivery backlog full: dropped %s", dropped["groupKey"])
-                self.undelivered.append(webhook_body(a))
+        if self.s.alert_webhook_url and self.delivers():
+            # Every state not sent yet, oldest first: also what changed while another replica
+            # was the one delivering (this one took over since).
+            for a in [*reversed(self.book.recent), *self.book.firing()]:
+                if a.sent_state != a.state:
+                    a.sent_state = a.state
+                    if len(self.undelivered) >= MAX_UNDELIVERED:
+                        dropped = self.undelivered.popleft()
+                        log.error("alert delivery backlog full: dropped %s", dropped["groupKey"])
+                    self.undelivered.append(webhook_body(a))
         await self.deliver()
 
     async def deliver(self) -> None:

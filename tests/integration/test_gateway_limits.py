@@ -38,6 +38,7 @@ BODIES = {
     "/api/v1/tasks/kol-followings": {"handles": ["someone"]},
     "/api/v1/tasks/{task_id}": {"priority": 3},
     "/api/v1/tasks/{task_id}/cancel": {"reason": "walk"},
+    "/api/v1/pricing/quote": {"keyword": "x", **WINDOW},
 }
 
 
