@@ -26,7 +26,7 @@ from libs.settings import Settings
 from libs.topics import REPORT_CONTROLS, TASK_COMMANDS
 from libs.webhooks import WebhookUrlError, check_url
 
-from . import data_api, kol_tasks, tasks_api, unavailable
+from . import data_api, kol_tasks, statistics_api, tasks_api, unavailable
 from .estimate import completion, estimate
 from .kol_tasks import KolTaskView
 from .limits import FieldError, check_body
@@ -323,5 +323,6 @@ def create_app(
 
     app.include_router(tasks_api.create_router(settings, publish, view, auth))
     if get_store is not None:
+        app.include_router(statistics_api.create_router(settings, get_store, view, auth))
         app.include_router(data_api.create_router(settings, get_store, view, auth))
     return app
