@@ -27,7 +27,7 @@ from libs.topics import REPORT_CONTROLS, TASK_COMMANDS
 from libs.webhooks import WebhookUrlError, check_url
 
 from . import alerts as alerts_api
-from . import cost_api, data_api, kol_tasks, pricing, tasks_api, unavailable
+from . import cost_api, data_api, kol_tasks, pricing, statistics_api, tasks_api, unavailable
 from .estimate import completion, estimate
 from .kol_tasks import KolTaskView
 from .limits import FieldError, check_body
@@ -336,6 +336,7 @@ def create_app(
     if alerts is not None:
         app.include_router(alerts_api.router(alerts, auth))
     if get_store is not None:
+        app.include_router(statistics_api.create_router(settings, get_store, view, auth))
         app.include_router(data_api.create_router(settings, get_store, view, auth))
         app.include_router(cost_api.create_router(settings, get_store, view, auth, kol_view))
     return app
