@@ -15,6 +15,7 @@ from libs.records.accounts import AccountEvent
 from libs.storage.clickhouse import ClickHouseStore
 
 SERVICE = "usage-meter"
+FILL_MS = 1000
 COLUMNS = (
     "task_id",
     "operation",
@@ -59,4 +60,3 @@ class UsageMeter:
                 dedup_token=f"usage-{first.partition}-{first.offset}-{last.offset}",
             )
         return []
-
