@@ -14,13 +14,14 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from libs.settings import Settings
 from libs.storage.clickhouse import ClickHouseStore
 
+from .api_models import ERRORS, NOT_FOUND, TAG_STATISTICS, KeywordMonth, MonthlyAll, TaskStatistics
 from .data_api import StoreGetter
 from .task_view import TaskView
 from .unavailable import DependencyUnavailable, root_cause
 
 
 def create_router(settings: Settings, get_store: StoreGetter, view: TaskView, auth) -> APIRouter:
-    r = APIRouter(dependencies=[Depends(auth)])
+    r = APIRouter(dependencies=[Depends(auth)], tags=[TAG_STATISTICS])
     # Bounds of every parameter (Settings.api_*): beyond them a 422 names the parameter.
     text = settings.api_max_string_length
     first, last = settings.api_earliest_time.year, settings.api_latest_time.year
@@ -33,12 +34,8 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView, au
                 "clickhouse", type(root_cause(e)).__name__, f"{type(e).__name__}: {e}"[:500]
             ) from e
 
-    @r.get("/api/v1/statistics/monthly")
-    async def monthly(
-        year: int = Query(..., ge=first, le=last),
-        month: int = Query(..., ge=1, le=12),
-        keyword: str | None = Query(None, min_length=1, max_length=text),
-    ):
+    async def month_counts(year: int, month: int, keyword: str | None) -> list[dict]:
+        """Unique posts per keyword collected in the month (one keyword, or all of them)."""
         ch = await store()
         params: dict = {"m": date(year, month, 1)}
         where = "month = {m:Date}"
@@ -50,28 +47,79 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView, au
             "GROUP BY keyword ORDER BY keyword",
             params,
         )
+        if keyword is not None and not rows:
+            rows = [(keyword, 0)]
         now = datetime.now(UTC)
-        items = [
+        return [
             {
                 "keyword": k,
-                "period": f"{year:04d}-{month:02d}",
+                "year": year,
+                "month": month,
                 "unique_posts_count": n,
+                "period": f"{year:04d}-{month:02d}",
                 "calculated_at": now,
             }
             for k, n in rows
         ]
-        if keyword is not None and not items:
-            items = [
-                {
-                    "keyword": keyword,
-                    "period": f"{year:04d}-{month:02d}",
-                    "unique_posts_count": 0,
-                    "calculated_at": now,
-                }
-            ]
-        return {"period": f"{year:04d}-{month:02d}", "statistics": items}
 
-    @r.get("/api/v1/statistics/tasks/{task_id}")
+    def year_q():
+        return Query(..., ge=first, le=last, description="年份 (year)")
+
+    def month_q():
+        return Query(..., ge=1, le=12, description="月份 (month, 1-12)")
+
+    @r.get(
+        "/api/v1/statistics/monthly",
+        response_model=MonthlyAll,
+        responses=ERRORS,
+        summary="月度去重统计 (all keywords, or one with keyword=)",
+    )
+    async def monthly(
+        year: int = year_q(),
+        month: int = month_q(),
+        keyword: str | None = Query(None, min_length=1, max_length=text),
+    ):
+        stats = await month_counts(year, month, keyword)
+        return {
+            "period": f"{year:04d}-{month:02d}",
+            "total_keywords": len(stats),
+            "statistics": stats,
+        }
+
+    # Declared before /monthly/{keyword}: "all" is this route, not a keyword.
+    @r.get(
+        "/api/v1/statistics/monthly/all",
+        response_model=MonthlyAll,
+        responses=ERRORS,
+        summary="获取所有关键词月度统计 (every keyword of a month)",
+    )
+    async def monthly_all(year: int = year_q(), month: int = month_q()):
+        stats = await month_counts(year, month, None)
+        return {
+            "period": f"{year:04d}-{month:02d}",
+            "total_keywords": len(stats),
+            "statistics": stats,
+        }
+
+    @r.get(
+        "/api/v1/statistics/monthly/{keyword}",
+        response_model=KeywordMonth,
+        responses=ERRORS,
+        summary="获取关键词月度去重统计 (one keyword)",
+    )
+    async def monthly_keyword(
+        keyword: str = Path(min_length=1, max_length=text),
+        year: int = year_q(),
+        month: int = month_q(),
+    ):
+        return (await month_counts(year, month, keyword))[0]
+
+    @r.get(
+        "/api/v1/statistics/tasks/{task_id}",
+        response_model=TaskStatistics,
+        responses={**ERRORS, **NOT_FOUND},
+        summary="获取任务完成统计 (a task's figures)",
+    )
     async def task_stats(task_id: str = Path(max_length=text)):
         status = view.status(task_id)
         ch = await store()
