@@ -74,10 +74,10 @@ def drain_seconds(lag: int, rate: float, inflow: float) -> float:
 
 
 async def snapshot(
-    settings: Settings, groups: dict[str, list[str]], members: bool = True
+    settings: Settings, groups: dict[str, list[str]], *, with_members: bool = True
 ) -> Snapshot:
     """End, start and committed offsets of every (group, topic) named (full topic names);
-    `members`: also each group's member count (a DescribeGroups some brokers cannot answer)."""
+    `with_members`: each group's member count too (DescribeGroups)."""
     topics = sorted({t for ts in groups.values() for t in ts})
     consumer = consumer_for(settings, None, "xget-lag")
     await consumer.start()
@@ -90,7 +90,7 @@ async def snapshot(
     finally:
         await consumer.stop()
     committed: dict[str, dict[TopicPartition, int | None]] = {}
-    counts: dict[str, int] = {}
+    members: dict[str, int] = {}
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="xget-lag")
     await admin.start()
     try:
@@ -106,17 +106,15 @@ async def snapshot(
                 for tp in mine
             }
         try:
-            if not members:
-                raise LookupError("members not asked for")
-            described = await admin.describe_consumer_groups(list(groups))
+            described = await admin.describe_consumer_groups(list(groups)) if with_members else []
             for d in described:
                 for g in d.groups:
-                    counts[g.group] = len(g.members)
+                    members[g.group] = len(g.members)
         except Exception:  # noqa: BLE001 - membership is a refinement; 1 member is assumed
             pass
     finally:
         await admin.close()
-    return Snapshot(time.monotonic(), end, start, committed, counts)
+    return Snapshot(time.monotonic(), end, start, committed, members)
 
 
 async def _ends_from_fetch(

@@ -1,7 +1,8 @@
 """Proxies an operator can steer, end to end, through a real SOCKS4 proxy (infra/proxy.py):
 per-proxy requests, success and latency in the admin API and on /metrics move with the
 requests that went through it; its region, provider, cost and expiry are kept; a disabled
-proxy carries no request until it is enabled; a proxy that dies raises the proxy alerts."""
+proxy carries no request until it is enabled (API and CLI); a proxy that dies raises the
+proxy alerts."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from infra.service_process import ServiceProcess, wait_until
 from tests.webhook_server import WebhookServer
 
 from .harness import Gateway, Simulator
-from .test_accounts import Admin
+from .test_accounts import Admin, cli
 from .test_alerts import delivered
 from .test_metrics import scrape, total
 from .test_pipeline import pipeline_settings
@@ -146,9 +147,11 @@ def test_socks4_proxy_metrics_disable_and_alerts(noida, xsim, tmp_path, chdb_pat
             m = scrape(f"http://127.0.0.1:{port}")
             assert total(m, "xget_proxy_usable", proxy=pid) == 0
 
-            # 3. Enabled again: the task goes through it.
-            r = admin.client.post(f"/api/v1/admin/proxies/{pid}/enable")
-            assert r.status_code == 200 and r.json()["enabled"], r.text
+            # 3. Enabled again (from the CLI this time): the task goes through it.
+            out = cli(settings, "proxies", "enable", pid)
+            assert out.returncode == 0 and f"{pid}: enabled" in out.stdout, out.stderr
+            listed = cli(settings, "proxies", "list")
+            assert pid in listed.stdout and "eu" in listed.stdout and "local" in listed.stdout
             wait_until(lambda: gw.status(task2)["status"] == "completed", 120, "the second task")
             # (its connection may be one kept alive from before: count requests, not tunnels)
             n2 = len(sim.search_requests(second))
