@@ -25,7 +25,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.query import SearchFilters
-from libs.settings import Settings, get_settings
+from libs.settings import Settings
 
 from .limits import check_body
 
@@ -126,11 +126,10 @@ def task_type(request: Any) -> str:
     return "keyword_search"
 
 
-def quote_for(request: Any, settings: Settings | None = None) -> dict:
+def quote_for(request: Any, settings: Settings) -> dict:
     """The quote of a task request (or task record): an on-demand or search request is one
     query, a scheduled one `frequency_count` queries per period; `query_count` and
     `expected_items` given on a quote request override both."""
-    settings = settings or get_settings()
     if hasattr(request, "handles"):
         # A KOL followings task: one standard query per KOL (their followings are not known
         # before they are fetched, so no items are expected).
