@@ -267,7 +267,7 @@ def create_app(
             "estimated_completion": extra.pop("finish", None) or completion(task.submitted_at, est),
             **extra,
             "estimate": est,
-            "quote": pricing.quote_for(task, settings),  # the design's price (pricing.py)
+            "quote": pricing.quote_task(task, settings),  # the design's price (pricing.py)
         }
 
     async def accept(

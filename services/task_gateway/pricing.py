@@ -130,16 +130,20 @@ def quote_for(request: Any, settings: Settings) -> dict:
     """The quote of a task request (or task record): an on-demand or search request is one
     query, a scheduled one `frequency_count` queries per period; `query_count` and
     `expected_items` given on a quote request override both."""
-    if hasattr(request, "handles"):
-        # A KOL followings task: one standard query per KOL (their followings are not known
-        # before they are fetched, so no items are expected).
-        n = len(request.handles) or getattr(request, "limit", None) or 1
-        return {**calculate(settings, "standard_query", n, 0), "type": "kol_followings"}
     kind = KIND_OF_TYPE[task_type(request)]
     query_count = getattr(request, "query_count", None) or getattr(request, "frequency_count", None)
     out = calculate(settings, kind, int(query_count or 1), _expected_items(settings, request, kind))
     out["type"] = task_type(request)
     return out
+
+
+def quote_task(task: Any, settings: Settings) -> dict:
+    """The quote every create answers: quote_for, and for a KOL followings task one standard
+    query per KOL (their followings are not known before they are fetched: no items)."""
+    if hasattr(task, "handles"):
+        n = len(task.handles) or getattr(task, "limit", None) or 1
+        return {**calculate(settings, "standard_query", n, 0), "type": "kol_followings"}
+    return quote_for(task, settings)
 
 
 class QuoteRequest(BaseModel):
