@@ -25,7 +25,15 @@ from libs.settings import Settings
 
 HEALTHY_ACCOUNT = ("active", "rate_limited")  # can take a lease (a rate limit only waits)
 NOT_AN_ERROR = ("ok", "rate_limited")  # a 429 is the budget running out, not a failure
-__all__ = ["PROXY_FAULTS", "AlertBook", "Facts", "Finding", "evaluate", "webhook_body"]
+__all__ = [
+    "NOT_AN_ERROR",
+    "PROXY_FAULTS",
+    "AlertBook",
+    "Facts",
+    "Finding",
+    "evaluate",
+    "webhook_body",
+]
 
 
 @dataclass
@@ -213,6 +221,7 @@ class Alert:
     since: float  # when the condition started to hold
     fired_at: float | None = None
     resolved_at: float | None = None
+    sent_state: str | None = None  # the last state queued for delivery
 
     def view(self) -> dict:
         f = self.finding

@@ -408,7 +408,9 @@ def decode(spec: TopicSpec, msg: ConsumerRecord) -> Record:
         raise ValueError(f"unknown schema {schema!r} on {spec.name} (this service reads {known})")
     if msg.value is None:
         raise ValueError("empty record value")
-    return model.decode(msg.value, headers.get(BODY_HEADER))
+    return model.decode(
+        msg.value, headers.get(BODY_HEADER), key=msg.key, timestamp_ms=msg.timestamp
+    )
 
 
 def dead_letter_for(service: str, msg: ConsumerRecord, error: str) -> Outgoing:

@@ -262,6 +262,22 @@ class Settings(BaseSettings):
     api_dependency_timeout_s: float = Field(
         10.0, gt=0, description="How long a request waits for the broker before a 503."
     )
+    api_default_window_days: int = Field(
+        7,
+        ge=1,
+        description="Window of a POST /api/v1/tasks/search without start/end: the last this "
+        "many days (the design's request has no window).",
+    )
+    account_admin_url: str = Field(
+        "",
+        description="Base URL of the account-manager's admin API, for the gateway's "
+        "/api/v1/admin/stats (empty: http://account_admin_host:account_admin_port).",
+    )
+    health_ready_urls: str = Field(
+        "",
+        description="Readiness URLs /api/v1/admin/health checks, as name=url,… (e.g. "
+        "parser=http://parser:9100/readyz). The gateway's own process is always checked.",
+    )
 
     estimate_posts_per_hour: float = Field(
         60.0, description="Assumed post density for estimates when required_count is 0."

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -36,6 +36,8 @@ class OnDemandTask(Record):
     """A client's on-demand collection: posts for a keyword in a time window."""
 
     schema_name = "xget.OnDemandTask"
+    # A client publishing straight onto task-commands may leave these out (libs.records.base).
+    intake_filled: ClassVar[dict[str, str]] = {"task_id": "key", "submitted_at": "timestamp"}
 
     task_id: str = Field(description="Client-chosen or gateway-assigned task id.")
     keyword: str = Field(min_length=1, max_length=512, description="X search keyword/query.")
@@ -154,6 +156,7 @@ class TaskProgress(Record):
     target: int = Field(ge=0, description="required_count; 0 = everything that exists.")
     slices_done: int = Field(0, ge=0)
     slice_count: int = Field(1, ge=1)
+    slices_failed: int = Field(0, ge=0, description="Slices that ended failed (X kept refusing).")
     end_reason: str | None = Field(None, description="Why it completed: target_reached/exhausted.")
     updated_at: datetime
 
@@ -188,6 +191,8 @@ class ScheduledTask(Record):
     (TaskControl) re-plans the runs not fired yet (ScheduleState keeps the plan in force)."""
 
     schema_name = "xget.ScheduledTask"
+    # A client publishing straight onto task-commands may leave these out (libs.records.base).
+    intake_filled: ClassVar[dict[str, str]] = {"task_id": "key", "submitted_at": "timestamp"}
 
     task_id: str
     keyword: str = Field(min_length=1, max_length=512)

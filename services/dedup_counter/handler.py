@@ -308,6 +308,7 @@ class DedupCounter:
             target=target,
             slices_done=slices_done,
             slice_count=slice_count,
+            slices_failed=sum(1 for v in memo.slices.values() if v[1] == "failed"),
             end_reason=end_reason,
             updated_at=now,
         )

@@ -33,8 +33,15 @@ async def serve(
             fill_ms=settings.counter_fill_ms,
             fill_records=settings.counter_batch_max,
         )
+        # Up to a second of requests per insert: one small insert per X page would cost the
+        # embedded ClickHouse more than the counting is worth; a task's cost lags by ≤ 1 s.
         meter = ConsumerLoop(
-            settings, USAGE.name, USAGE.inputs, usage.UsageMeter(store).handle, producer
+            settings,
+            USAGE.name,
+            USAGE.inputs,
+            usage.UsageMeter(store).handle,
+            producer,
+            fill_ms=usage.FILL_MS,
         )
         await asyncio.gather(run_until(loop, stop), run_until(meter, stop))
     finally:

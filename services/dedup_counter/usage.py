@@ -17,6 +17,7 @@ from libs.storage.clickhouse import ClickHouseStore
 from .declaration import USAGE
 
 SERVICE = USAGE.name
+FILL_MS = 1000
 COLUMNS = (
     "task_id",
     "operation",

@@ -32,7 +32,7 @@ import httpx
 from fastapi import APIRouter, Depends
 
 from libs import lag
-from libs.alerts import PROXY_FAULTS, AlertBook, Facts, evaluate, webhook_body
+from libs.alerts import NOT_AN_ERROR, PROXY_FAULTS, AlertBook, Facts, evaluate, webhook_body
 from libs.kafka import decode, follow_from_end
 from libs.metrics import ALERTS_FIRING, TASKS_WITHOUT_PROGRESS
 from libs.records.accounts import AccountEvent, AccountState, ProxyState
@@ -79,7 +79,16 @@ class AlertEvaluator:
     # --- facts ----------------------------------------------------------------------------------
 
     async def _follow_events(self) -> None:
-        """X request outcomes from now on (the error rates' window)."""
+        """X request outcomes from now on (the error rates' window); after a broker fault it
+        follows again from the end (a gap in the window only lowers the counts)."""
+        while not self._stop.is_set():
+            try:
+                await self._follow_events_once()
+            except Exception as e:  # noqa: BLE001 - the follower must outlive the broker
+                log.warning("alert evaluator: account-events not followed (%s); again in 5 s", e)
+                await asyncio.sleep(5.0)
+
+    async def _follow_events_once(self) -> None:
         consumer, _ = await follow_from_end(self.s, ACCOUNT_EVENTS, "xget-alerts")
         try:
             while not self._stop.is_set():
@@ -102,7 +111,7 @@ class AlertEvaluator:
         x = errs = px = perrs = 0
         for _, outcome, proxy in self.outcomes:
             x += 1
-            errs += outcome not in ("ok", "rate_limited")
+            errs += outcome not in NOT_AN_ERROR
             if proxy:
                 px += 1
                 perrs += outcome in PROXY_FAULTS
@@ -187,11 +196,16 @@ class AlertEvaluator:
         for a in changed:
             level = logging.WARNING if a.state == "firing" else logging.INFO
             log.log(level, "alert %s %s: %s", a.finding.name, a.state, a.finding.summary)
-            if self.s.alert_webhook_url and self.delivers():
-                if len(self.undelivered) >= MAX_UNDELIVERED:
-                    dropped = self.undelivered.popleft()
-                    log.error("alert delivery backlog full: dropped %s", dropped["groupKey"])
-                self.undelivered.append(webhook_body(a))
+        if self.s.alert_webhook_url and self.delivers():
+            # Every state not sent yet, oldest first: also what changed while another replica
+            # was the one delivering (this one took over since).
+            for a in [*reversed(self.book.recent), *self.book.firing()]:
+                if a.sent_state != a.state:
+                    a.sent_state = a.state
+                    if len(self.undelivered) >= MAX_UNDELIVERED:
+                        dropped = self.undelivered.popleft()
+                        log.error("alert delivery backlog full: dropped %s", dropped["groupKey"])
+                    self.undelivered.append(webhook_body(a))
         await self.deliver()
 
     async def deliver(self) -> None:

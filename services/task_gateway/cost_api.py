@@ -16,6 +16,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from libs.records.kol import KolTaskProgress
 from libs.settings import Settings
@@ -25,7 +26,69 @@ from .data_api import StoreGetter
 from .kol_tasks import KolTaskView
 from .pricing import actual_cost, quote_for
 from .task_view import TaskView
-from .unavailable import DependencyUnavailable, root_cause
+from .unavailable import opened
+
+_ACTUAL_EXAMPLE = {
+    "x_requests": {"SearchTimeline": {"requests": 26, "cost": 0.0052}},
+    "x_requests_total": 26,
+    "posts": 500,
+    "media_bytes": 1843200,
+    "kol_api_calls": 0,
+    "cost_usd": {
+        "x_requests": 0.0052,
+        "posts": 0.01,
+        "media": 0.000037,
+        "kol_api": 0.0,
+        "total": 0.015237,
+    },
+}
+
+
+class TaskCost(BaseModel):
+    """What a task spent so far at the configured prices, and the design's quote for it."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "task_id": "od-5f0c2a9e1b7d4c3a",
+                    "task_status": "completed",
+                    "final": True,
+                    "actual": _ACTUAL_EXAMPLE,
+                    "quote": {"kind": "search_query", "tier": 1, "total_cost": 0.2},
+                    "calculated_at": "2026-11-23T10:00:00Z",
+                }
+            ]
+        },
+    )
+    task_id: str
+    task_status: str
+    final: bool = Field(description="completed, failed or cancelled: the cost will not change.")
+    actual: dict = Field(description="Counts, and their cost in USD (pricing.actual_cost).")
+    quote: dict | None = Field(description="The design's quote for the task (pricing.py).")
+    calculated_at: datetime
+
+
+class MonthlyCost(BaseModel):
+    """Actual cost per keyword for a calendar month (UTC)."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "period": "2026-11",
+                    "costs": [{"keyword": "tesla", **_ACTUAL_EXAMPLE}],
+                    "calculated_at": "2026-11-23T10:00:00Z",
+                }
+            ]
+        },
+    )
+    period: str
+    costs: list[dict]
+    calculated_at: datetime
+
 
 MEDIA_BYTES_SQL = (
     "SELECT sum(bytes) FROM media_objects FINAL WHERE status = 'stored' AND original_url IN "
@@ -65,14 +128,9 @@ def create_router(
     first, last = settings.api_earliest_time.year, settings.api_latest_time.year
 
     async def store() -> ClickHouseStore:
-        try:
-            return await get_store()
-        except Exception as e:
-            raise DependencyUnavailable(
-                "clickhouse", type(root_cause(e)).__name__, f"{type(e).__name__}: {e}"[:500]
-            ) from e
+        return await opened("clickhouse", get_store)
 
-    @r.get("/api/v1/statistics/tasks/{task_id}/cost")
+    @r.get("/api/v1/statistics/tasks/{task_id}/cost", response_model=TaskCost)
     async def task_cost(task_id: str = Path(max_length=text)) -> dict:
         """What the task spent so far (live while it runs), and its quote."""
         status = view.status(task_id)
@@ -94,7 +152,7 @@ def create_router(
             "calculated_at": datetime.now(UTC),
         }
 
-    @r.get("/api/v1/statistics/cost/monthly")
+    @r.get("/api/v1/statistics/cost/monthly", response_model=MonthlyCost)
     async def monthly_cost(
         year: int = Query(..., ge=first, le=last),
         month: int = Query(..., ge=1, le=12),

@@ -137,6 +137,15 @@ def quote_for(request: Any, settings: Settings) -> dict:
     return out
 
 
+def quote_task(task: Any, settings: Settings) -> dict:
+    """The quote every create answers: quote_for, and for a KOL followings task one standard
+    query per KOL (their followings are not known before they are fetched: no items)."""
+    if hasattr(task, "handles"):
+        n = len(task.handles) or getattr(task, "limit", None) or 1
+        return {**calculate(settings, "standard_query", n, 0), "type": "kol_followings"}
+    return quote_for(task, settings)
+
+
 class QuoteRequest(BaseModel):
     """POST /api/v1/pricing/quote: a task request as it would be submitted, or the design's
     raw inputs (type, query_count, expected_items)."""

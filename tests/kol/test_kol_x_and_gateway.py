@@ -79,7 +79,7 @@ def test_gateway_task_runs_on_the_kol_worker_with_status(kol_env, tmp_path):
         )
         assert r.status_code == 200, r.text
         body = r.json()
-        assert body["status"] == "accepted" and body["next_execution"]
+        assert body["status"] == "success" and body["next_execution"]
         tid = body["task_id"]
 
         def status():

@@ -116,3 +116,31 @@ def test_an_alert_fires_after_its_for_time_once_and_resolves_once():
     assert one["endsAt"].startswith("1970-01-01T00:20:00")
     # A condition that clears while pending never fires nor resolves.
     assert book.update(f, 2000) == [] and book.update([], 2001) == []
+
+
+async def test_the_delivering_replica_sends_each_state_once_including_what_it_missed():
+    from services.task_gateway.alerts import AlertEvaluator
+
+    s = Settings(_env_file=None, alert_for_s=0, alert_webhook_url="http://receiver/hook")
+    owner = {"now": False}
+    ev = AlertEvaluator(s, view=None, delivers=lambda: owner["now"])  # type: ignore[arg-type]
+    facts = {"f": Facts(now=0, accounts=[], proxies=[])}  # no account: a shortage
+
+    async def fake_facts() -> Facts:
+        return facts["f"]
+
+    async def no_post() -> None:
+        return None
+
+    ev.facts, ev.deliver = fake_facts, no_post  # type: ignore[method-assign]
+    await ev.evaluate_once()
+    assert ev.book.firing() and not ev.undelivered  # another replica delivers
+    owner["now"] = True
+    await ev.evaluate_once()
+    await ev.evaluate_once()
+    assert [b["status"] for b in ev.undelivered] == ["firing"]  # taken over: sent once
+    facts["f"] = Facts(now=1, accounts=[acct(i, "active") for i in range(5)], proxies=[])
+    await ev.evaluate_once()
+    await ev.evaluate_once()
+    assert [b["status"] for b in ev.undelivered] == ["firing", "resolved"]
+    assert ev.view_all()["recent"][0]["state"] == "resolved"

@@ -145,3 +145,15 @@ def test_actual_cost_is_the_counts_times_the_prices():
     assert c["x_requests"]["SearchTimeline"] == {"requests": 7, "cost": 0.007}
     assert c["x_requests"]["UserByScreenName"] == {"requests": 2, "cost": 0.02}
     assert c["cost_usd"]["total"] == pytest.approx(0.007 + 0.02 + 0.013 + 1.0 + 1.5)
+
+
+def test_a_kol_followings_task_is_one_standard_query_per_kol():
+    from services.task_gateway.pricing import quote_task
+
+    class Kol:
+        handles = ("a", "b", "c", "d", "e", "f")
+        limit = None
+
+    q = quote_task(Kol(), SETTINGS)
+    assert (q["type"], q["query_count"], q["tier"]) == ("kol_followings", 6, 2)
+    assert q["total_cost"] == pytest.approx(6 * 0.016)
