@@ -32,8 +32,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from libs.kafka import Producer
 from libs.secretbox import SecretBox
 from libs.settings import Settings
+from libs.strict_params import reject_unknown
 
 from .admin import (
+    SECRET_KEYS,
     InputError,
     PoolAdmin,
     account_view,
@@ -52,6 +54,27 @@ class DisableProxy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str | None = Field(None, max_length=500, description="Shown with the proxy.")
+
+
+# The fields each free-form body may carry (their values are checked by creds_from and
+# proxy_fields); any other name is a 422 naming it, never dropped.
+ACCOUNT_BODY = frozenset({"username", "name", *SECRET_KEYS})
+PROXY_BODY = frozenset({"url", "region", "provider", "cost_per_gb", "expires_at"})
+
+
+def check_fields(body: dict, allowed: frozenset[str]) -> None:
+    unknown = sorted(k for k in body if k not in allowed)
+    if unknown:
+        raise HTTPException(
+            422,
+            [
+                {
+                    "field": k,
+                    "message": f"unknown field; this body takes: {', '.join(sorted(allowed))}",
+                }
+                for k in unknown
+            ],
+        )
 
 
 def create_router(admin: PoolAdmin, token: str) -> APIRouter:
@@ -77,6 +100,7 @@ def create_router(admin: PoolAdmin, token: str) -> APIRouter:
 
     @r.post("/accounts", status_code=201)
     async def add_account(body: dict = Body(...)):
+        check_fields(body, ACCOUNT_BODY)
         try:
             name, creds = creds_from(body)
         except InputError as e:
@@ -132,6 +156,7 @@ def create_router(admin: PoolAdmin, token: str) -> APIRouter:
 
     @r.post("/proxies", status_code=201)
     async def add_proxy(body: dict = Body(...)):
+        check_fields(body, PROXY_BODY)
         try:
             pid, cid = await admin.add_proxy(str(body.get("url") or ""), **proxy_fields(body))
         except InputError as e:
@@ -195,8 +220,12 @@ class AdminServer:
     def __init__(self, settings: Settings, producer: Producer, box: SecretBox):
         self.settings = settings
         self.admin = PoolAdmin(settings, producer, box)
-        app = FastAPI(title="XGet account-manager admin", version="1")
+        # The same rule as the gateway's (which forwards here): unknown names are a 422.
+        app = FastAPI(
+            title="XGet account-manager admin", version="1", dependencies=[Depends(reject_unknown)]
+        )
         app.include_router(create_router(self.admin, settings.api_token.get_secret_value()))
+        self.app = app
 
         @app.get("/health")
         async def health():

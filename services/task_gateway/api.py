@@ -21,6 +21,7 @@ from libs.query import HANDLE, SearchFilters
 from libs.records.reports import ReportsResume
 from libs.records.tasks import OnDemandTask, ScheduledTask, SearchType
 from libs.settings import Settings
+from libs.strict_params import StrictModel, document_rejections, reject_unknown
 from libs.topics import REPORT_CONTROLS, TASK_COMMANDS
 from libs.webhooks import WebhookUrlError, check_url
 
@@ -60,7 +61,6 @@ from .estimate import completion, estimate
 from .kol_tasks import KolTaskView
 from .limits import FieldError, check_body
 from .schedules import run_task
-from .strict import StrictModel, document_rejections, reject_unknown
 from .task_view import TaskView
 from .tasks_api import task_out
 

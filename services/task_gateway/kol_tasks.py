@@ -17,13 +17,13 @@ from pydantic import Field, ValidationError
 from libs.kafka import Outgoing
 from libs.records.kol import KolFollowingsTask, KolTaskProgress
 from libs.settings import Settings
+from libs.strict_params import StrictModel
 from libs.topic_table import TopicTable
 from libs.topics import KOL_COMMANDS, KOL_PROGRESS, TASK_ACCOUNT_WAITS
 
 from .api_models import CONFLICT, ERRORS, TAG_TASKS, TaskCreated
 from .estimate import kol_estimate
 from .limits import check_body
-from .strict import StrictModel
 from .task_view import TaskView
 
 

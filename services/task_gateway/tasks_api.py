@@ -16,6 +16,7 @@ from pydantic import Field
 from libs.kafka import Outgoing
 from libs.records.tasks import SearchType, TaskControl, TaskProgress
 from libs.settings import Settings
+from libs.strict_params import StrictModel
 from libs.topics import TASK_CONTROLS
 
 from .api_models import (
@@ -29,7 +30,6 @@ from .api_models import (
 )
 from .kol_tasks import KolTaskView
 from .limits import check_body
-from .strict import StrictModel
 from .task_view import TaskView
 
 Publish = Callable[[Outgoing], Awaitable[None]]

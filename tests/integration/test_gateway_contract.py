@@ -161,6 +161,8 @@ async def test_unknown_query_parameters_and_body_fields_are_422_on_every_route(g
     checked, failures = 0, []
     for path, methods in doc["paths"].items():
         for method, op in methods.items():
+            if op.get("x-xget-forwarded"):
+                continue  # handed to the account-manager, which applies the rule itself (below)
             params = op.get("parameters", [])
             path_values = {
                 p["name"]: PATH_VALUES.get(p["name"], "walk") for p in params if p["in"] == "path"

@@ -1,5 +1,5 @@
-"""Nothing silently ignored: on every route of the gateway an unknown query parameter or body
-field is a 422 naming it.
+"""Nothing silently ignored: on every route of an XGet HTTP API (the gateway, the
+account-manager's admin API) an unknown query parameter or body field is a 422 naming it.
 
 One app-level dependency (`reject_unknown`) runs before every route's own dependencies, so a
 route added later, by any router, is covered without doing anything. What a route accepts is
@@ -147,8 +147,10 @@ async def reject_unknown(request: Request) -> None:
     """The app-level dependency: 422 naming every query parameter and body field the matched
     route does not declare."""
     route = request.scope.get("route")
-    if not isinstance(route, APIRoute):
-        return
+    if not isinstance(route, APIRoute) or not route.include_in_schema:
+        return  # pages (the console, /docs) take whatever their own client-side router reads
+    if (route.openapi_extra or {}).get("x-xget-forwarded"):
+        return  # handed on whole: the API it is forwarded to applies this same rule
     errors = []
     allowed = declared_query(route)
     for name in dict.fromkeys(request.query_params.keys()):
