@@ -209,6 +209,48 @@ class ReportsResumed(BaseModel):
     message: str
 
 
+class ProgressOut(TaskStatusOut):
+    """The status, with the design's TaskProgress (total, collected, failed, percentage) at
+    the top level and the slices' figures."""
+
+    model_config = _open(
+        {
+            "task_id": "task_20240101_001",
+            "status": "running",
+            "progress": {"collected": 856, "target": 1000, "percentage": 85.6},
+            "created_at": "2024-01-01T08:00:00Z",
+            "updated_at": "2024-01-01T10:30:00Z",
+            "total": 1000,
+            "collected": 856,
+            "failed": 0,
+            "percentage": 85.6,
+            "slices_done": 0,
+            "slice_count": 1,
+            "end_reason": None,
+        }
+    )
+    total: int
+    collected: int
+    failed: int
+    percentage: float
+
+
+class CancelOut(TaskStatusOut):
+    """The design's {message, task_id}, with the task's status."""
+
+    model_config = _open(
+        {
+            "message": "任务已取消",
+            "task_id": "task_20240101_001",
+            "status": "cancelled",
+            "progress": {"collected": 856, "target": 1000, "percentage": 85.6},
+            "created_at": "2024-01-01T08:00:00Z",
+            "updated_at": "2024-01-01T10:30:00Z",
+        }
+    )
+    message: str
+
+
 # --- statistics -------------------------------------------------------------------------------
 
 
