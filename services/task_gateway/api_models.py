@@ -254,17 +254,18 @@ class CancelOut(TaskStatusOut):
 # --- statistics -------------------------------------------------------------------------------
 
 
+KEYWORD_MONTH_EXAMPLE: dict = {
+    "keyword": "人工智能",
+    "year": 2024,
+    "month": 1,
+    "unique_posts_count": 856,
+    "period": "2024-01",
+    "calculated_at": "2024-02-01T00:00:00Z",
+}
+
+
 class KeywordMonth(BaseModel):
-    model_config = _open(
-        {
-            "keyword": "人工智能",
-            "year": 2024,
-            "month": 1,
-            "unique_posts_count": 856,
-            "period": "2024-01",
-            "calculated_at": "2024-02-01T00:00:00Z",
-        }
-    )
+    model_config = _open(KEYWORD_MONTH_EXAMPLE)
     keyword: str
     year: int
     month: int
@@ -275,20 +276,7 @@ class KeywordMonth(BaseModel):
 
 class MonthlyAll(BaseModel):
     model_config = _open(
-        {
-            "period": "2024-01",
-            "total_keywords": 1,
-            "statistics": [
-                {
-                    "keyword": "人工智能",
-                    "year": 2024,
-                    "month": 1,
-                    "unique_posts_count": 856,
-                    "period": "2024-01",
-                    "calculated_at": "2024-02-01T00:00:00Z",
-                }
-            ],
-        }
+        {"period": "2024-01", "total_keywords": 1, "statistics": [KEYWORD_MONTH_EXAMPLE]}
     )
     period: str
     total_keywords: int

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import httpx
@@ -71,6 +71,18 @@ def root_cause(exc: BaseException) -> BaseException:
     """The innermost cause (e.g. ConnectionRefusedError under clickhouse-connect's error)."""
     *_, last = cause_chain(exc)
     return last
+
+
+async def opened_store(get_store: Callable[[], Awaitable[T]] | None) -> T:
+    """The ClickHouse store for a request; one that cannot be opened is a 503 naming it."""
+    if get_store is None:
+        raise DependencyUnavailable("clickhouse", "not configured")
+    try:
+        return await get_store()
+    except Exception as e:
+        raise DependencyUnavailable(
+            "clickhouse", type(root_cause(e)).__name__, f"{type(e).__name__}: {e}"[:500]
+        ) from e
 
 
 def install(app: FastAPI, settings: Settings) -> None:
