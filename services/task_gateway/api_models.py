@@ -114,7 +114,9 @@ class TaskProgressOut(BaseModel):
     model_config = ConfigDict(extra="allow")
     total: int = Field(description="Target: required count (0 = all there is), or KOLs.")
     collected: int
-    failed: int = Field(description="Day slices X kept refusing (KOL tasks: KOLs that failed).")
+    failed: int = Field(
+        description="Day slices X kept refusing (KOL tasks: KOLs whose list failed)."
+    )
     percentage: float
     target: int = Field(description="Same as total (the status endpoint's name).")
 

@@ -317,7 +317,7 @@ def _kol_out(kol_view: KolTaskView, task_id: str) -> dict | None:
         "progress": {
             **progress,
             "total": progress["target"],
-            "failed": 1 if st["status"] == "failed" else 0,
+            "failed": getattr(prog, "kols_failed", 0),
         },
         "started_at": kol_view.started.get(task_id),
         "completed_at": getattr(prog, "updated_at", None)
