@@ -113,6 +113,9 @@ def test_tasks_published_by_a_librdkafka_client_run(noida, xsim, s3, tmp_path, c
         task = gw.client.get(f"/api/v1/tasks/{bare}").json()
         assert task["parameters"]["priority"] == 5 and task["parameters"]["required_count"] == 0
         assert task["created_at"]  # submitted_at, filled from the record's timestamp
+        # the design's times and counts of a finished task
+        assert task["created_at"] <= task["started_at"] <= task["completed_at"], task
+        assert task["progress"]["failed"] == 0 and task["error_message"] is None
         # the scheduled task's first run fires at once (submitted_at = the record's time)
         wait_until(
             lambda: gw.client.get(f"/api/v1/tasks/{sched}").json().get("runs_fired", 0) >= 1,
