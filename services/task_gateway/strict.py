@@ -13,6 +13,7 @@ models of our own also say `extra="forbid"` (StrictModel), so the OpenAPI docume
 
 from __future__ import annotations
 
+import importlib.util
 import types
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -142,9 +143,7 @@ async def _form_fields(request: Request, route: APIRoute) -> dict | None:
     python-multipart missing, or an endpoint that reads the stream itself."""
     if route.body_field is None and route.dependant.request_param_name is not None:
         return None
-    try:
-        import python_multipart  # noqa: F401 - Starlette's form parser needs it
-    except ImportError:
+    if importlib.util.find_spec("python_multipart") is None:  # Starlette's form parser
         return None
     form = await request.form()  # FastAPI parsed a form body already: this is its cache
     return dict.fromkeys(form.keys())

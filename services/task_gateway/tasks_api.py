@@ -176,7 +176,7 @@ def create_router(
         if st["status"] in FINAL:
             raise HTTPException(409, f"task {task_id} is already {st['status']}")
         await write_control(task_id, state="cancelled", reason=body.reason if body else None)
-        return {"message": "任务已取消", **view.status(task_id)}  # the design's message
+        return {"message": "任务已取消", **known(task_id)}  # the design's message
 
     @r.patch(
         "/api/v1/tasks/{task_id}",
