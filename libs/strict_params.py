@@ -13,6 +13,7 @@ models of our own also say `extra="forbid"` (StrictModel), so the OpenAPI docume
 
 from __future__ import annotations
 
+import importlib.util
 import types
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -134,6 +135,20 @@ def _unknown_in(t: Any, value: Any, path: str) -> list[str] | None:
     return [] if not isinstance(value, dict) else None
 
 
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+async def _form_fields(request: Request, route: APIRoute) -> dict | None:
+    """A form's field names (values not needed). None when the form cannot be read here:
+    python-multipart missing, or an endpoint that reads the stream itself."""
+    if route.body_field is None and route.dependant.request_param_name is not None:
+        return None
+    if importlib.util.find_spec("python_multipart") is None:  # Starlette's form parser
+        return None
+    form = await request.form()  # FastAPI parsed a form body already: this is its cache
+    return dict.fromkeys(form.keys())
+
+
 def _error(location: str, field: str, value: Any, message: str) -> dict:
     return {
         "type": "extra_forbidden",
@@ -164,24 +179,26 @@ async def reject_unknown(request: Request) -> None:
                     f"unknown query parameter; this route takes: {takes}",
                 )
             )
-    body = await request.body()
-    if body.strip():
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype in FORM_TYPES:
+        data = await _form_fields(request, route)
+    else:
+        # A JSON route's body FastAPI has read already (cached); a route without one: read here.
+        body = await request.body()
         try:
-            data = orjson.loads(body)
+            data = orjson.loads(body) if body.strip() else None
         except orjson.JSONDecodeError:
             data = None  # FastAPI answers a malformed body itself
-        if route.body_field is None:
-            # An endpoint that takes the Request may read a raw body itself (an import file).
-            if isinstance(data, dict) and route.dependant.request_param_name is None:
-                for key, item in data.items():
-                    errors.append(
-                        _error("body", key, item, "unknown field: this route takes no body")
-                    )
-        elif data is not None:
-            for field in unknown_fields(route.body_field.field_info.annotation, data):
-                errors.append(
-                    _error("body", field, None, "unknown field (not part of this route's body)")
-                )
+    if route.body_field is None:
+        # An endpoint that takes the Request may read a raw body itself (an import file).
+        if isinstance(data, dict) and route.dependant.request_param_name is None:
+            for key, item in data.items():
+                errors.append(_error("body", key, item, "unknown field: this route takes no body"))
+    elif data is not None:
+        for field in unknown_fields(route.body_field.field_info.annotation, data):
+            errors.append(
+                _error("body", field, None, "unknown field (not part of this route's body)")
+            )
     if errors:
         raise RequestValidationError(errors)
 

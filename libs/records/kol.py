@@ -87,6 +87,7 @@ class KolTaskProgress(Record):
     status: Literal["pending", "running", "completed", "failed"]
     kols_done: int = Field(0, ge=0)
     kols_total: int = Field(0, ge=0)
+    kols_failed: int = Field(0, ge=0, description="KOLs whose list could not be fetched.")
     pages: int = Field(0, ge=0)
     rows: int = Field(0, ge=0)
     api_calls: int = Field(0, ge=0)

@@ -52,6 +52,7 @@ def progress_record(
         status=status,
         kols_done=st.kols_done,
         kols_total=st.kols_total,
+        kols_failed=st.kols_failed,
         pages=st.pages,
         rows=st.rows,
         api_calls=st.api_calls,

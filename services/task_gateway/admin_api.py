@@ -30,7 +30,7 @@ from libs.storage.objects import open_object_store
 from .api_models import ERRORS, TAG_ADMIN, Health, SystemStats
 from .kol_tasks import KolTaskView
 from .task_view import TaskView
-from .unavailable import DependencyUnavailable, root_cause
+from .unavailable import opened_store, root_cause
 
 HEALTH_TIMEOUT_S = 3.0
 # Task statuses that count as active (the design's 活跃任务数).
@@ -66,14 +66,7 @@ def create_router(
     objects: list[Any] = []  # the object store, opened on the first health check
 
     async def store():
-        if get_store is None:
-            raise DependencyUnavailable("clickhouse", "not configured")
-        try:
-            return await get_store()
-        except Exception as e:
-            raise DependencyUnavailable(
-                "clickhouse", type(root_cause(e)).__name__, f"{type(e).__name__}: {e}"[:500]
-            ) from e
+        return await opened_store(get_store)
 
     async def pool(path: str) -> tuple[list[dict], str | None]:
         """The account-manager's list at `path`, or the reason it could not be read."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Request
@@ -123,7 +124,7 @@ class SearchRequest(_WindowRequest):
     count: int | None = Field(
         None, ge=1, le=10000, description="Design's name of required_count (1-10000)."
     )
-    priority: int = Field(  # type: ignore[assignment]
+    priority: int = Field(
         5,
         ge=1,
         le=10,
@@ -349,13 +350,13 @@ def create_app(
             if not req.username or not HANDLE.match(req.username):
                 return _field_error("username", "user_profile needs an X handle")
             name = req.username.lstrip("@")
-            made = lambda: req.user_task(f"up-{uuid.uuid4().hex[:16]}", "UserByScreenName", name)  # noqa: E731
+            made = partial(req.user_task, f"up-{uuid.uuid4().hex[:16]}", "UserByScreenName", name)
         elif req.type == "retweeters":
             if not req.post_id or not req.post_id.isdigit() or len(req.post_id) > 19:
                 return _field_error(
                     "post_id", "retweeters needs the retweeted post's id (up to 19 digits)"
                 )
-            made = lambda: req.user_task(f"rt-{uuid.uuid4().hex[:16]}", "Retweeters", req.post_id)  # noqa: E731
+            made = partial(req.user_task, f"rt-{uuid.uuid4().hex[:16]}", "Retweeters", req.post_id)
         else:
             for name in ("start_time", "end_time"):
                 if getattr(req, name) is None:
@@ -372,7 +373,7 @@ def create_app(
                 if not req.post_id or not req.post_id.isdigit():
                     return _field_error("post_id", "quotes needs the quoted post's id (digits)")
                 keyword = f"quoted_tweet_id:{req.post_id}"
-            made = lambda: req.task(f"{req.type[:2]}-{uuid.uuid4().hex[:16]}", keyword, req.type)  # noqa: E731
+            made = partial(req.task, f"{req.type[:2]}-{uuid.uuid4().hex[:16]}", keyword, req.type)
         got = await accept(made, same_window=bool(own_window))
         if isinstance(got, JSONResponse):
             return got

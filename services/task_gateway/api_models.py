@@ -114,7 +114,9 @@ class TaskProgressOut(BaseModel):
     model_config = ConfigDict(extra="allow")
     total: int = Field(description="Target: required count (0 = all there is), or KOLs.")
     collected: int
-    failed: int = Field(description="Day slices X kept refusing (KOL tasks: KOLs that failed).")
+    failed: int = Field(
+        description="Day slices X kept refusing (KOL tasks: KOLs whose list failed)."
+    )
     percentage: float
     target: int = Field(description="Same as total (the status endpoint's name).")
 
@@ -209,20 +211,63 @@ class ReportsResumed(BaseModel):
     message: str
 
 
+class ProgressOut(TaskStatusOut):
+    """The status, with the design's TaskProgress (total, collected, failed, percentage) at
+    the top level and the slices' figures."""
+
+    model_config = _open(
+        {
+            "task_id": "task_20240101_001",
+            "status": "running",
+            "progress": {"collected": 856, "target": 1000, "percentage": 85.6},
+            "created_at": "2024-01-01T08:00:00Z",
+            "updated_at": "2024-01-01T10:30:00Z",
+            "total": 1000,
+            "collected": 856,
+            "failed": 0,
+            "percentage": 85.6,
+            "slices_done": 0,
+            "slice_count": 1,
+            "end_reason": None,
+        }
+    )
+    total: int
+    collected: int
+    failed: int
+    percentage: float
+
+
+class CancelOut(TaskStatusOut):
+    """The design's {message, task_id}, with the task's status."""
+
+    model_config = _open(
+        {
+            "message": "任务已取消",
+            "task_id": "task_20240101_001",
+            "status": "cancelled",
+            "progress": {"collected": 856, "target": 1000, "percentage": 85.6},
+            "created_at": "2024-01-01T08:00:00Z",
+            "updated_at": "2024-01-01T10:30:00Z",
+        }
+    )
+    message: str
+
+
 # --- statistics -------------------------------------------------------------------------------
 
 
+KEYWORD_MONTH_EXAMPLE: dict = {
+    "keyword": "人工智能",
+    "year": 2024,
+    "month": 1,
+    "unique_posts_count": 856,
+    "period": "2024-01",
+    "calculated_at": "2024-02-01T00:00:00Z",
+}
+
+
 class KeywordMonth(BaseModel):
-    model_config = _open(
-        {
-            "keyword": "人工智能",
-            "year": 2024,
-            "month": 1,
-            "unique_posts_count": 856,
-            "period": "2024-01",
-            "calculated_at": "2024-02-01T00:00:00Z",
-        }
-    )
+    model_config = _open(KEYWORD_MONTH_EXAMPLE)
     keyword: str
     year: int
     month: int
@@ -233,20 +278,7 @@ class KeywordMonth(BaseModel):
 
 class MonthlyAll(BaseModel):
     model_config = _open(
-        {
-            "period": "2024-01",
-            "total_keywords": 1,
-            "statistics": [
-                {
-                    "keyword": "人工智能",
-                    "year": 2024,
-                    "month": 1,
-                    "unique_posts_count": 856,
-                    "period": "2024-01",
-                    "calculated_at": "2024-02-01T00:00:00Z",
-                }
-            ],
-        }
+        {"period": "2024-01", "total_keywords": 1, "statistics": [KEYWORD_MONTH_EXAMPLE]}
     )
     period: str
     total_keywords: int

@@ -17,7 +17,7 @@ from libs.storage.clickhouse import ClickHouseStore
 from .api_models import ERRORS, NOT_FOUND, TAG_STATISTICS, KeywordMonth, MonthlyAll, TaskStatistics
 from .data_api import StoreGetter
 from .task_view import TaskView
-from .unavailable import DependencyUnavailable, root_cause
+from .unavailable import opened_store
 
 
 def create_router(settings: Settings, get_store: StoreGetter, view: TaskView, auth) -> APIRouter:
@@ -27,12 +27,7 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView, au
     first, last = settings.api_earliest_time.year, settings.api_latest_time.year
 
     async def store() -> ClickHouseStore:
-        try:
-            return await get_store()
-        except Exception as e:
-            raise DependencyUnavailable(
-                "clickhouse", type(root_cause(e)).__name__, f"{type(e).__name__}: {e}"[:500]
-            ) from e
+        return await opened_store(get_store)
 
     async def month_counts(year: int, month: int, keyword: str | None) -> list[dict]:
         """Unique posts per keyword collected in the month (one keyword, or all of them)."""
@@ -62,6 +57,14 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView, au
             for k, n in rows
         ]
 
+    async def month_all(year: int, month: int, keyword: str | None) -> dict:
+        stats = await month_counts(year, month, keyword)
+        return {
+            "period": f"{year:04d}-{month:02d}",
+            "total_keywords": len(stats),
+            "statistics": stats,
+        }
+
     def year_q():
         return Query(..., ge=first, le=last, description="年份 (year)")
 
@@ -79,12 +82,7 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView, au
         month: int = month_q(),
         keyword: str | None = Query(None, min_length=1, max_length=text),
     ):
-        stats = await month_counts(year, month, keyword)
-        return {
-            "period": f"{year:04d}-{month:02d}",
-            "total_keywords": len(stats),
-            "statistics": stats,
-        }
+        return await month_all(year, month, keyword)
 
     # Declared before /monthly/{keyword}: "all" is this route, not a keyword.
     @r.get(
@@ -94,12 +92,7 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView, au
         summary="获取所有关键词月度统计 (every keyword of a month)",
     )
     async def monthly_all(year: int = year_q(), month: int = month_q()):
-        stats = await month_counts(year, month, None)
-        return {
-            "period": f"{year:04d}-{month:02d}",
-            "total_keywords": len(stats),
-            "statistics": stats,
-        }
+        return await month_all(year, month, None)
 
     @r.get(
         "/api/v1/statistics/monthly/{keyword}",

@@ -24,6 +24,8 @@ from .api_models import (
     ERRORS,
     NOT_FOUND,
     TAG_TASKS,
+    CancelOut,
+    ProgressOut,
     TaskOut,
     TaskPage,
     TaskStatusOut,
@@ -141,15 +143,18 @@ def create_router(
     @r.get(
         "/api/v1/tasks/{task_id}/progress",
         tags=[TAG_TASKS],
-        response_model=TaskStatusOut,
+        response_model=ProgressOut,
         responses={**ERRORS, **NOT_FOUND},
         summary="获取任务进度 (progress)",
     )
     async def progress(task_id: str = Path(max_length=settings.api_max_string_length)):
         st = known(task_id)
         prog = view.progress.rows.get(task_id)
+        design = task_out(view, None, task_id)["progress"]  # type: ignore[index]
         return {
             **st,
+            # the design's TaskProgress at the top level: total, collected, failed, percentage
+            **{k: design[k] for k in ("total", "collected", "failed", "percentage")},
             "slices_done": getattr(prog, "slices_done", 0),
             "slice_count": getattr(prog, "slice_count", None),
             "end_reason": getattr(prog, "end_reason", None),
@@ -158,7 +163,7 @@ def create_router(
     @r.post(
         "/api/v1/tasks/{task_id}/cancel",
         tags=[TAG_TASKS],
-        response_model=TaskStatusOut,
+        response_model=CancelOut,
         responses={**ERRORS, **NOT_FOUND, **CONFLICT},
         summary="取消任务 (cancel)",
     )
@@ -171,7 +176,7 @@ def create_router(
         if st["status"] in FINAL:
             raise HTTPException(409, f"task {task_id} is already {st['status']}")
         await write_control(task_id, state="cancelled", reason=body.reason if body else None)
-        return view.status(task_id)
+        return {"message": "任务已取消", **known(task_id)}  # the design's message
 
     @r.patch(
         "/api/v1/tasks/{task_id}",
@@ -312,7 +317,7 @@ def _kol_out(kol_view: KolTaskView, task_id: str) -> dict | None:
         "progress": {
             **progress,
             "total": progress["target"],
-            "failed": 1 if st["status"] == "failed" else 0,
+            "failed": getattr(prog, "kols_failed", 0),
         },
         "started_at": kol_view.started.get(task_id),
         "completed_at": getattr(prog, "updated_at", None)

@@ -88,6 +88,21 @@ def test_monthly_unique_counts_and_data_api(noida, xsim, s3, tmp_path, chdb_path
         assert [(s["keyword"], s["unique_posts_count"]) for s in this["statistics"]] == [
             (keyword, 900)
         ]
+        # the design's routes: one keyword, and every keyword of the month
+        ym = {"year": now.year, "month": now.month}
+        one = gw.client.get(f"/api/v1/statistics/monthly/{keyword}", params=ym).json()
+        assert (one["keyword"], one["unique_posts_count"], one["period"]) == (
+            keyword,
+            900,
+            f"{now:%Y-%m}",
+        )
+        assert (one["year"], one["month"]) == (now.year, now.month)
+        every = gw.client.get("/api/v1/statistics/monthly/all", params=ym).json()
+        assert every["total_keywords"] == 1 and every["statistics"] == [
+            {**one, "calculated_at": every["statistics"][0]["calculated_at"]}
+        ]
+        other = gw.client.get("/api/v1/statistics/monthly/nothing-here", params=ym).json()
+        assert other["unique_posts_count"] == 0
 
         sa = gw.client.get(f"/api/v1/statistics/tasks/{ta}").json()
         sb = gw.client.get(f"/api/v1/statistics/tasks/{tb}").json()

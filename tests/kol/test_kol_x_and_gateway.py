@@ -90,6 +90,27 @@ def test_gateway_task_runs_on_the_kol_worker_with_status(kol_env, tmp_path):
         assert final["status"] == "completed", (final, proc.tail())
         assert final["progress"] == {"collected": 3, "target": 3, "percentage": 100.0}
         assert final["details"]["api_calls"] == 3 * 3 + 3  # pages + id lookups
+        # listed and read like any task, in the design's task fields
+        listed = httpx.get(
+            f"{base}/api/v1/tasks", headers=auth, params={"type": "kol_followings"}
+        ).json()
+        assert [t["task_id"] for t in listed["items"]] == [tid]
+        task = httpx.get(f"{base}/api/v1/tasks/{tid}", headers=auth).json()
+        assert (task["type"], task["mode"], task["status"]) == (
+            "kol_followings",
+            "kol",
+            "completed",
+        )
+        assert task["progress"] == {
+            "collected": 3,
+            "target": 3,
+            "percentage": 100.0,
+            "total": 3,
+            "failed": 0,
+        }
+        assert task["parameters"]["handles"] == env.handles[:3]
+        assert task["created_at"] <= task["started_at"] <= task["completed_at"], task
+        assert task["error_message"] is None
     finally:
         assert proc.stop(), proc.tail()
     _users, edges = _result(env)
