@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import httpx
@@ -108,3 +108,13 @@ async def within(settings: Settings, dependency: str, what: Awaitable[T]) -> T:
         raise DependencyUnavailable(
             dependency, f"no answer within {settings.api_dependency_timeout_s:g} s"
         ) from None
+
+
+async def store_or_unavailable(get_store: Callable[[], Awaitable[T]]) -> T:
+    """The ClickHouse store of a request; a store that cannot be opened is a 503."""
+    try:
+        return await get_store()
+    except Exception as e:
+        raise DependencyUnavailable(
+            "clickhouse", type(root_cause(e)).__name__, f"{type(e).__name__}: {e}"[:500]
+        ) from e
