@@ -368,19 +368,24 @@ def test_users_cli_add_and_list(noida):
     assert re.search(r"^carol\s+operator\s+active$", r.stdout, re.M), r.stdout
     assert "erin" not in r.stdout
 
-    async def sign_in() -> int:
+    async def sign_in(password: str = "carol-password-1") -> int:
         g = await Gateway(settings).start()
         try:
             async with g.client() as c:
                 r = await c.post(
                     "/api/v1/auth/login",
-                    json={"username": "carol", "password": "carol-password-1"},
+                    json={"username": "carol", "password": password},
                 )
                 return r.status_code
         finally:
             await g.stop()
 
     assert asyncio.run(sign_in()) == 200
+    r = xget("passwd", "carol", "--password-stdin", stdin="carol-password-2\n")
+    assert r.returncode == 0 and "new password for carol" in r.stdout, r.stderr
+    assert xget("passwd", "nobody", "--password-stdin", stdin="whatever-pw-1\n").returncode == 1
+    assert asyncio.run(sign_in("carol-password-1")) == 401
+    assert asyncio.run(sign_in("carol-password-2")) == 200
 
 
 async def test_first_admin_is_created_once(noida):
