@@ -30,7 +30,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -89,7 +89,7 @@ def tansu_binary() -> str:
     return str(path)
 
 
-def run_sync(factory: Callable[[], Awaitable[T]]) -> T:
+def run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine to completion from sync code, even inside a running event loop
     (it gets its own loop on a helper thread)."""
     try:
@@ -154,14 +154,14 @@ def kafka_ready(bootstrap: str) -> bool:
     return run_sync(lambda: _kafka_metadata_ok(bootstrap))
 
 
-def _tail(path: Path | None, n: int = 40) -> str:
+def tail(path: Path | None, n: int = 40) -> str:
     if path is None or not path.exists():
         return "(no log)"
     lines = path.read_text(errors="replace").splitlines()
     return "\n".join(lines[-n:])
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -214,7 +214,7 @@ def stop_pid(
     def alive() -> bool:
         if proc is not None:
             proc.poll()
-        return _group_alive(pid) if group else _pid_alive(pid)
+        return _group_alive(pid) if group else pid_alive(pid)
 
     if not alive():
         return
@@ -248,7 +248,7 @@ class ProcessHandle:
         return self.proc.poll() is None
 
     def log_tail(self, n: int = 40) -> str:
-        return _tail(self.log_path, n)
+        return tail(self.log_path, n)
 
     def stop(self, timeout: float = 10.0) -> None:
         stop_pid(self.proc.pid, group=True, timeout=timeout, proc=self.proc)
@@ -314,7 +314,7 @@ def start_process(
             handle.stop(timeout=2)
             raise StartError(
                 f"{name} exited with code {proc.returncode} before becoming ready; "
-                f"log {log_path}:\n{_tail(log_path)}"
+                f"log {log_path}:\n{tail(log_path)}"
             )
         try:
             if ready():
@@ -325,7 +325,7 @@ def start_process(
             handle.stop(timeout=2)
             raise StartError(
                 f"{name} not ready within {timeout:.0f}s ({' '.join(argv)}); "
-                f"log {log_path}:\n{_tail(log_path)}"
+                f"log {log_path}:\n{tail(log_path)}"
             )
         time.sleep(poll_interval)
 

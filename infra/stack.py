@@ -69,7 +69,7 @@ def _alive(pid: int | None, name: str) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return False
-    return PARTS[name] in cmdline and local._pid_alive(pid)
+    return PARTS[name] in cmdline and local.pid_alive(pid)
 
 
 def _supervisor_state(run: Path, name: str) -> Path:
@@ -209,20 +209,20 @@ def up(settings: Settings, *, xsim: bool = True, services: bool = True) -> int:
     # 3. migrations (a subprocess: the chdb path must be free for the services process)
     with open(logs / "migrate.log", "ab") as out:
         rc = subprocess.call(
-            [sys.executable, "-m", "infra.migrate", "--dsn", settings.clickhouse_dsn],
+            [sys.executable, "-m", "libs.storage.migrate", "--dsn", settings.clickhouse_dsn],
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=os.getcwd(),
             env={**os.environ, **_child_env(settings, kafka_port, None)},
         )
-    tail = local._tail(logs / "migrate.log", 3)
+    tail = local.tail(logs / "migrate.log", 3)
     if rc != 0:
         print(f"migrations FAILED (see {logs / 'migrate.log'}):\n{tail}", file=sys.stderr)
         return 1
     print(f"migrations {tail.splitlines()[-1] if tail else 'ok'}")
 
     # 4. simulator
-    xsim_url = f"http://127.0.0.1:{xsim_port}"
+    xsim_url: str | None = f"http://127.0.0.1:{xsim_port}"
     pid = _read_pid(run, "xsim")
     if _alive(pid, "xsim"):
         print(f"xsim      already running (pid {pid})")
@@ -258,7 +258,9 @@ def up(settings: Settings, *, xsim: bool = True, services: bool = True) -> int:
     else:
         print("services  skipped" + ("" if services else " (--no-services)"))
     _print_local_secrets(settings)
-    print(f"logs in {logs}; stop with: python -m infra.stack down")
+    print(f"logs in {logs}")
+    print("the CLI: .venv/bin/xget --help   (or `source .venv/bin/activate`, then xget)")
+    print("stop with: make down")
     return 0
 
 
@@ -266,7 +268,7 @@ def down(settings: Settings) -> int:
     _, run, _ = _paths(settings)
     for name in reversed(ORDER):
         pid = _read_pid(run, name)
-        if _alive(pid, name):
+        if pid is not None and _alive(pid, name):
             local.stop_pid(pid, group=True, timeout=15)
             print(f"{name:<9} stopped (pid {pid})")
         elif pid:

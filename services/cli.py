@@ -109,9 +109,9 @@ def _utc_time(text: str):
 
 
 async def lag_command(args, settings: Settings) -> int:
-    from infra.workloads import consumer_groups
     from libs import lag
     from libs.ops_server import start_ops_server
+    from services.declarations import consumer_groups
 
     declared = consumer_groups()
     unknown = [g for g in args.group or [] if g not in declared]
@@ -298,8 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "lag":
         return run_loop(lag_command(args, settings), settings)
     if args.cmd == "migrate":
-        from infra.migrate import apply_migrations
         from libs.storage.clickhouse import ClickHouseStore
+        from libs.storage.migrate import apply_migrations
 
         with ClickHouseStore(settings.clickhouse_dsn) as store:
             applied = apply_migrations(store)

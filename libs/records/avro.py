@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from libs import generated
+from libs.records.base import Record
 
 NAMESPACE = "xget"
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
@@ -148,10 +149,10 @@ def schema_for(model: type[BaseModel], version: int | None = None) -> dict:
     return _Builder(version).record(model, top=True)
 
 
-def topic_models() -> list[type[BaseModel]]:
+def topic_models() -> list[type[Record]]:
     from libs.topics import CATALOGUE
 
-    seen: dict[str, type[BaseModel]] = {}
+    seen: dict[str, type[Record]] = {}
     for spec in CATALOGUE:
         for m in spec.schemas:
             seen.setdefault(m.schema_id(), m)

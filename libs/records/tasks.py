@@ -17,6 +17,21 @@ USER_OPERATIONS = ("Retweeters", "UserByScreenName")
 SearchType = Literal["keyword_search", "user_timeline", "quotes", "user_profile", "retweeters"]
 
 
+def strip_keyword(v: str) -> str:
+    """A task's keyword without surrounding blanks; a blank keyword is an error."""
+    v = v.strip()
+    if not v:
+        raise ValueError("keyword must not be blank")
+    return v
+
+
+def check_task_id(v: str) -> str:
+    """A client-chosen task id: it names topics' keys and object-store paths, so a safe shape."""
+    if not v or len(v) > 128 or not all(c.isalnum() or c in "-_." for c in v):
+        raise ValueError("task_id must be 1-128 characters of letters, digits, '-', '_', '.'")
+    return v
+
+
 class OnDemandTask(Record):
     """A client's on-demand collection: posts for a keyword in a time window."""
 
@@ -76,17 +91,12 @@ class OnDemandTask(Record):
     @field_validator("keyword")
     @classmethod
     def _strip_keyword(cls, v: str) -> str:
-        v = v.strip()
-        if not v:
-            raise ValueError("keyword must not be blank")
-        return v
+        return strip_keyword(v)
 
     @field_validator("task_id")
     @classmethod
     def _task_id_shape(cls, v: str) -> str:
-        if not v or len(v) > 128 or not all(c.isalnum() or c in "-_." for c in v):
-            raise ValueError("task_id must be 1-128 characters of letters, digits, '-', '_', '.'")
-        return v
+        return check_task_id(v)
 
     @field_validator("start_time", "end_time")
     @classmethod
@@ -192,12 +202,12 @@ class ScheduledTask(Record):
     @field_validator("keyword")
     @classmethod
     def _strip(cls, v: str) -> str:
-        return OnDemandTask._strip_keyword(v)
+        return strip_keyword(v)
 
     @field_validator("task_id")
     @classmethod
     def _task_id_shape(cls, v: str) -> str:
-        return OnDemandTask._task_id_shape(v)
+        return check_task_id(v)
 
 
 class ScheduleState(Record):

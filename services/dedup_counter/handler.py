@@ -26,9 +26,11 @@ from libs.storage.clickhouse import ClickHouseStore
 from libs.storage.post_rows import POST_COLUMNS, post_row
 from libs.topics import POSTS_TARGET_HEADER, TASK_PROGRESS
 
+from .declaration import RECORDS
+
 log = logging.getLogger(__name__)
 
-SERVICE = "dedup-counter"
+SERVICE = RECORDS.name
 
 USER_COLUMNS = [
     "platform",

@@ -14,12 +14,13 @@ from libs.parsing import PageParseError, parse_timeline_page
 from libs.records.pages import RawPage, SliceEnd
 from libs.topics import MEDIA_JOBS, POSTS, POSTS_TARGET_HEADER, USERS
 
+from .declaration import PAGES
 from .recent_users import RecentUsers
 from .user_pages import is_user_page, task_users, user_outgoing
 
 log = logging.getLogger(__name__)
 
-SERVICE = "parser"
+SERVICE = PAGES.name
 
 
 def parse_raw_page(inc: Incoming, recent: RecentUsers | None = None) -> list[Outgoing]:

@@ -6,9 +6,9 @@ import asyncio
 
 from libs.kafka import ConsumerLoop
 from libs.settings import Settings
-from libs.topics import RAW_PAGES
 from services.runtime import run_until, started_producer
 
+from .declaration import PAGES
 from .handler import SERVICE, PageHandler
 
 
@@ -18,8 +18,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         await run_until(
             ConsumerLoop(
                 settings,
-                SERVICE,
-                [RAW_PAGES],
+                PAGES.name,
+                PAGES.inputs,
                 PageHandler(settings.parser_user_resend_s),
                 producer,
                 max_records=settings.parser_batch_pages,

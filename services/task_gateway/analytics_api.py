@@ -30,7 +30,6 @@ from typing import Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from infra.workloads import consumer_groups
 from libs import lag
 from libs.kafka import scan_partition
 from libs.records.accounts import AccountEvent, AccountState
@@ -38,6 +37,7 @@ from libs.records.dead_letter import DeadLetter
 from libs.settings import Settings
 from libs.storage.clickhouse import ClickHouseStore
 from libs.topics import ACCOUNT_EVENTS, DEAD_LETTERS, TopicSpec
+from services.declarations import consumer_groups
 from services.parser.replay import start_offsets
 
 from .data_api import StoreGetter

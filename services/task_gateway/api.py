@@ -24,12 +24,15 @@ from libs.settings import Settings
 from libs.topics import REPORT_CONTROLS, TASK_COMMANDS
 from libs.webhooks import WebhookUrlError, check_url
 
+from . import alerts as alerts_api
 from . import (
     analytics_api,
     console_api,
+    cost_api,
     data_api,
     kol_tasks,
     pool_forward,
+    pricing,
     static_ui,
     tasks_api,
     unavailable,
@@ -146,6 +149,7 @@ def create_app(
     view: TaskView,
     get_store: data_api.StoreGetter | None = None,
     kol_view: KolTaskView | None = None,
+    alerts: alerts_api.AlertEvaluator | None = None,
     users: ConsoleUsers | None = None,
 ) -> FastAPI:
     # Who may call what is decided once, for every route (console_auth): the bearer token or
@@ -217,6 +221,7 @@ def create_app(
                 "message": "task already exists (idempotent resubmission)",
                 "estimated_completion": completion(known.submitted_at, est),
                 "estimate": est,
+                "quote": pricing.quote_for(known, settings),
             }
         await publish(Outgoing(TASK_COMMANDS, task_id, task))
         view.commands.rows[task_id] = task  # read-your-writes before the table catches up
@@ -227,6 +232,7 @@ def create_app(
             "message": f"collecting '{task.keyword}'",
             "estimated_completion": completion(task.submitted_at, est),
             "estimate": est,
+            "quote": pricing.quote_for(task, settings),
         }
 
     @app.post("/api/v1/tasks/ondemand", dependencies=[Depends(auth)])
@@ -310,7 +316,13 @@ def create_app(
             view.commands.rows[task_id] = task
             message = f"collecting '{task.keyword}' {task.frequency_count} time(s) {task.frequency}"
         nxt = view.schedules.next_execution(task) if view.schedules else task.submitted_at
-        return {"status": "accepted", "task_id": task_id, "message": message, "next_execution": nxt}
+        return {
+            "status": "accepted",
+            "task_id": task_id,
+            "message": message,
+            "next_execution": nxt,
+            "quote": pricing.quote_for(task, settings),
+        }
 
     @app.get("/api/v1/tasks/{task_id}/status", dependencies=[Depends(auth)])
     async def task_status(task_id: str = Path(max_length=settings.api_max_string_length)):
@@ -334,8 +346,12 @@ def create_app(
         return {"status": "accepted", "task_id": task_id, "message": "reports resume"}
 
     app.include_router(tasks_api.create_router(settings, publish, view, auth))
+    app.include_router(pricing.router(settings, auth))
+    if alerts is not None:
+        app.include_router(alerts_api.router(alerts, auth))
     if get_store is not None:
         app.include_router(data_api.create_router(settings, get_store, view, auth))
+        app.include_router(cost_api.create_router(settings, get_store, view, auth, kol_view))
         app.include_router(analytics_api.create_router(settings, get_store, view))
     if users is not None:
         app.include_router(console_api.create_router(settings, users, auth))

@@ -9,12 +9,13 @@ import uvicorn
 
 from libs.kafka import ConsumerLoop
 from libs.settings import Settings
-from libs.topics import DEAD_LETTERS, TASK_COMMANDS
 from services.runtime import clickhouse_for, run_until, started_producer
 
 from . import rejections, scheduler
+from .alerts import DELIVERY_KEY, AlertEvaluator
 from .api import create_app
 from .console_users import ConsoleUsers
+from .declaration import REJECTIONS, SCHEDULER
 from .kol_tasks import KolTaskView
 from .schedules import ScheduleRunner
 from .task_view import TaskView
@@ -52,20 +53,21 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     users = await ConsoleUsers(settings, producer).start()
     sched = ConsumerLoop(
         settings,
-        scheduler.SERVICE,
-        [TASK_COMMANDS],
+        SCHEDULER.name,
+        SCHEDULER.inputs,
         scheduler.make_handler(settings, view.controls),
         producer,
     )
     refusals = ConsumerLoop(
         settings,
-        rejections.SERVICE,
-        [DEAD_LETTERS],
+        REJECTIONS.name,
+        REJECTIONS.inputs,
         rejections.make_handler(settings, view.controls),
         producer,
     )
     timer = ScheduleRunner(settings, producer, view.commands, view.controls)
     view.schedules = timer
+    alerts = AlertEvaluator(settings, view, lambda: timer.owns(DELIVERY_KEY))
     # ClickHouse opens on the first statistics/data request: a gateway that only takes tasks
     # never touches it (with chdb, another process may own the data path).
     api = _Api(
@@ -76,7 +78,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             view,
             lambda: clickhouse_for(settings, wait=False),
             kol_view,
-            users,
+            alerts=alerts,
+            users=users,
         ),
     )
     log.info("task-gateway listening on http://%s:%d", settings.gateway_host, settings.gateway_port)
@@ -86,6 +89,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             run_until(sched, stop),
             run_until(refusals, stop),
             run_until(timer, stop),
+            run_until(alerts, stop),
         )
     finally:
         await users.stop()

@@ -42,7 +42,7 @@ class DependencyUnavailable(DependencyError):
 
 # Classes the app registers a handler for: the library bases a dependency's failure comes as
 # (which of them is one is libs/failures.py's call; anything else of these is still a 500).
-HANDLED: tuple[type[BaseException], ...] = (
+HANDLED: tuple[type[Exception], ...] = (
     DependencyError,
     ClickHouseError,
     KafkaError,
