@@ -63,7 +63,7 @@ class Gateway:
             raise AssertionError("these tests do not reach ClickHouse")
 
         self.app = create_app(
-            self.settings, self.producer, self.view, no_store, self.kol_view, self.users
+            self.settings, self.producer, self.view, no_store, self.kol_view, users=self.users
         )
         return self
 

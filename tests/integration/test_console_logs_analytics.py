@@ -132,7 +132,7 @@ async def test_analytics_figures(noida, clickhouse_http_dsn):
     async def store_getter():
         return store
 
-    g.app = create_app(settings, g.producer, g.view, store_getter, g.kol_view, g.users)
+    g.app = create_app(settings, g.producer, g.view, store_getter, g.kol_view, users=g.users)
     try:
         await eventually(
             lambda: asyncio.sleep(0, "sim1" in g.view.accounts.rows), 20, "account state"

@@ -68,7 +68,7 @@ async def gateway(noida):
         _no_clickhouse()
 
     users = await ConsoleUsers(settings, producer).start()
-    app = create_app(settings, producer, view, no_store, kol_view, users)
+    app = create_app(settings, producer, view, no_store, kol_view, users=users)
     try:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://gw", headers=AUTH
