@@ -73,6 +73,18 @@ def root_cause(exc: BaseException) -> BaseException:
     return last
 
 
+async def opened_store(get_store: Callable[[], Awaitable[T]] | None) -> T:
+    """The ClickHouse store for a request; one that cannot be opened is a 503 naming it."""
+    if get_store is None:
+        raise DependencyUnavailable("clickhouse", "not configured")
+    try:
+        return await get_store()
+    except Exception as e:
+        raise DependencyUnavailable(
+            "clickhouse", type(root_cause(e)).__name__, f"{type(e).__name__}: {e}"[:500]
+        ) from e
+
+
 def install(app: FastAPI, settings: Settings) -> None:
     """Register the handlers: 503 + Retry-After for a dependency failure, 500 otherwise."""
 
@@ -108,13 +120,3 @@ async def within(settings: Settings, dependency: str, what: Awaitable[T]) -> T:
         raise DependencyUnavailable(
             dependency, f"no answer within {settings.api_dependency_timeout_s:g} s"
         ) from None
-
-
-async def store_or_unavailable(get_store: Callable[[], Awaitable[T]]) -> T:
-    """The ClickHouse store of a request; a store that cannot be opened is a 503."""
-    try:
-        return await get_store()
-    except Exception as e:
-        raise DependencyUnavailable(
-            "clickhouse", type(root_cause(e)).__name__, f"{type(e).__name__}: {e}"[:500]
-        ) from e
