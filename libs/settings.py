@@ -23,6 +23,14 @@ class Settings(BaseSettings):
     # --- Kafka ---------------------------------------------------------------------------------
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
     topic_prefix: str = Field("", description="Prefix for every topic name (isolates test runs).")
+    embedded_broker_max_mb: int = Field(
+        4096,
+        ge=64,
+        description="Memory budget (MiB of RSS) of the embedded noida-db broker that `make up` "
+        "starts: each topic's retention.bytes (and segment size) on it is derived from this "
+        "(libs/topics.py budget_configs), so the broker stays within it however much is "
+        "collected. 4096 suits a 24 GB machine. Not applied to other brokers.",
+    )
     kafka_idempotent_producer: bool = Field(
         True,
         description="Idempotent producer. Turn off for brokers without InitProducerId v0+ (Tansu).",

@@ -9,7 +9,7 @@
   xget dead-letters list|show|redrive [ID] [--service S] [--since T]
                                    dead letters: a table, one in full, re-publish (once)
   xget lag [--group G] [--watch]   lag, rate, time to drain, recommended replicas per group
-  xget replay --since TIME [--task ID]   re-parse raw pages kept on raw-pages (no X request)
+  xget replay --since TIME [--task ID]   re-parse raw pages: raw-pages + raw_data/ archive (no X)
   xget accounts add|import|login|list|test|remove …   the X account pool
   xget proxies add|import|list|test|remove …          the proxy pool
   xget users add NAME --role ROLE | passwd NAME | list    console users
@@ -217,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     dl.add_argument("id", nargs="?", help="PARTITION/OFFSET of one dead letter (from list)")
     dl.add_argument("--service", help="only this service's dead letters")
     dl.add_argument("--since", type=_utc_time, help="only those failed at or after this time")
-    rp = sub.add_parser("replay", help="re-run the parser over raw pages kept on raw-pages")
+    rp = sub.add_parser(
+        "replay", help="re-run the parser over raw pages (raw-pages, then the raw_data/ archive)"
+    )
     rp.add_argument(
         "--since",
         required=True,
@@ -291,8 +293,8 @@ def main(argv: list[str] | None = None) -> int:
 
         res = run_loop(replay(settings, args.since, args.task), settings)
         print(
-            f"replayed {res.pages} raw page(s) of {res.tasks} task(s): {res.records_out} "
-            f"record(s) re-derived, 0 X requests"
+            f"replayed {res.pages} raw page(s) of {res.tasks} task(s) ({res.archived_pages} "
+            f"from the raw_data/ archive): {res.records_out} record(s) re-derived, 0 X requests"
         )
         return 0
     if args.cmd == "lag":

@@ -117,7 +117,7 @@ class AlertEvaluator:
             g.group_id(prefix): [prefix + t.name for t in g.inputs]
             for g in consumer_groups().values()
         }
-        snap = await lag.snapshot(self.s, groups, members=False)
+        snap = await lag.snapshot(self.s, groups, with_members=False)
         lags: dict[tuple[str, str], int] = {}
         for group, committed in snap.committed.items():
             for tp, offset in committed.items():

@@ -149,6 +149,7 @@ def create_app(
     view: TaskView,
     get_store: data_api.StoreGetter | None = None,
     kol_view: KolTaskView | None = None,
+    *,
     alerts: alerts_api.AlertEvaluator | None = None,
     users: ConsoleUsers | None = None,
 ) -> FastAPI:

@@ -101,7 +101,7 @@ class AuditMiddleware:
             action=f"{scope['method']} {template}",
             target=", ".join(f"{k}={v}" for k, v in params.items()),
             status=status,
-            result=result_of(status),  # type: ignore[arg-type]
+            result=result_of(status),
             detail=detail,
         )
         write = self._write(entry)

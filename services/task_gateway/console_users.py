@@ -28,7 +28,7 @@ from libs.topic_table import TopicTable
 from libs.topics import CONSOLE_USERS
 
 ROLES: tuple[ConsoleRole, ...] = ("viewer", "operator", "admin")
-RANK = {r: i for i, r in enumerate(ROLES)}
+RANK: dict[str, int] = {r: i for i, r in enumerate(ROLES)}
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024  # argon2 hashes any length; a bound keeps a request from costing more
@@ -128,7 +128,7 @@ class ConsoleUsers:
             return await self._write(
                 ConsoleUser(
                     username=name,
-                    role=role,  # type: ignore[arg-type]
+                    role=role,
                     password_hash=pw_hash,
                     created_at=now,
                     updated_at=now,

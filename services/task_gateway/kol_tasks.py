@@ -76,6 +76,7 @@ class KolTaskView(TaskView):
                 "error": prog.error,
             }
         else:
+            assert isinstance(task, KolFollowingsTask)  # one of the two is there (checked above)
             done, total, status, updated, details = 0, 0, "pending", task.submitted_at, {}
         pct = 100.0 if status == "completed" else (round(100.0 * done / total, 2) if total else 0.0)
         return {

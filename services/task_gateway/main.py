@@ -33,7 +33,8 @@ class _Api:
             lifespan="off",
         )
         self.server = uvicorn.Server(config)
-        self.server.install_signal_handlers = lambda: None  # the process owns signals
+        # uvicorn's own hook, not in its type stubs: the process owns signals, not the server.
+        self.server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
 
     async def run(self) -> None:
         await self.server.serve()

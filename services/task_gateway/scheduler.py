@@ -117,7 +117,7 @@ def make_handler(settings: Settings, controls: TopicTable | None = None):
             reason = await refusal(inc)
             if reason is None:
                 accepted.append(inc)
-                if rejected_before(inc.key):
+                if inc.key is not None and rejected_before(inc.key):
                     outs.append(
                         Outgoing(
                             TASK_CONTROLS,

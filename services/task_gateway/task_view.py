@@ -3,6 +3,8 @@ account-manager's word on tasks waiting for an account)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from libs.records.accounts import AccountState, TaskAccountWait
 from libs.records.tasks import OnDemandTask, ScheduledTask, TaskControl, TaskProgress
 from libs.settings import Settings
@@ -17,6 +19,9 @@ from libs.topics import (
 
 from .schedules import run_id
 
+if TYPE_CHECKING:
+    from .schedules import ScheduleRunner
+
 
 class TaskView:
     def __init__(self, settings: Settings):
@@ -26,7 +31,8 @@ class TaskView:
         self.controls = TopicTable(settings, TASK_CONTROLS)
         self.accounts = TopicTable(settings, ACCOUNT_STATE)  # for estimates: the pool's size
         # A command refused at any stage is a `rejected` control (rejections.py).
-        self.schedules = None  # the ScheduleRunner, once the gateway wires it (next runs)
+        # The ScheduleRunner, once the gateway wires it (next runs).
+        self.schedules: ScheduleRunner | None = None
 
     def _tables(self) -> list[TopicTable]:
         return [self.commands, self.progress, self.account_waits, self.controls, self.accounts]

@@ -47,6 +47,7 @@ BODIES = {
     "/api/v1/auth/login": {"username": "walker", "password": "walker-password"},
     "/api/v1/admin/users": {"username": "walker", "role": "viewer", "password": "walker-pw-1"},
     "/api/v1/admin/users/{username}": {"role": "viewer"},
+    "/api/v1/pricing/quote": {"type": "keyword_search", "keyword": "x"},
 }
 
 

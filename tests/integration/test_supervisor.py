@@ -88,6 +88,8 @@ def test_stack_restarts_a_killed_broker_and_down_stops_everything(tmp_path):
     try:
         r = stack("up", "--no-xsim", "--no-services")
         assert r.returncode == 0, r.stdout + r.stderr
+        assert "memory budget 4096 MiB" in r.stdout and "guard     started" in r.stdout, r.stdout
+        guard = int((run / "guard.pid").read_text())
         supervisor = int((run / "noida.pid").read_text())
         broker = read_state(run / "noida.supervisor.json")["child_pid"]
         os.kill(broker, signal.SIGKILL)  # the broker dies: a crash
@@ -109,7 +111,9 @@ def test_stack_restarts_a_killed_broker_and_down_stops_everything(tmp_path):
     finally:
         r = stack("down")
     assert "noida     stopped" in r.stdout, r.stdout + r.stderr
+    assert "guard     stopped" in r.stdout, r.stdout
     assert supervisor is not None and not local._group_alive(supervisor)
+    assert not local._group_alive(guard)
     assert not local.pid_alive(broker)
     time.sleep(2.0)  # longer than the first backoff: nothing came back
     assert not local.tcp_ready("127.0.0.1", int(env["XGET_KAFKA_PORT"]))
