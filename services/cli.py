@@ -12,7 +12,7 @@
   xget replay --since TIME [--task ID]   re-parse raw pages: raw-pages + raw_data/ archive (no X)
   xget accounts add|import|login|list|test|remove …   the X account pool
   xget proxies add|import|list|test|remove …          the proxy pool
-  xget users add NAME --role ROLE [--password-stdin] | list   console users
+  xget users add NAME --role ROLE | passwd NAME | list    console users
 
 `xget run all` is the embedded mode: every service in one process (one chdb owner), each
 still its own consumer group talking only through Kafka. In production run one service per

@@ -42,7 +42,7 @@ from services.parser.replay import start_offsets
 
 from .data_api import StoreGetter
 from .task_view import TaskView
-from .unavailable import DependencyUnavailable, root_cause
+from .unavailable import opened_store
 
 ACTIVE = frozenset({"pending", "running", "waiting_for_accounts", "paused", "scheduled"})
 ERRORS_CACHE_S = 15.0
@@ -174,12 +174,7 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView) ->
     lag_lock = asyncio.Lock()
 
     async def store() -> ClickHouseStore:
-        try:
-            return await get_store()
-        except Exception as e:
-            raise DependencyUnavailable(
-                "clickhouse", type(root_cause(e)).__name__, f"{type(e).__name__}: {e}"[:500]
-            ) from e
+        return await opened_store(get_store)
 
     def active_tasks() -> int:
         n = 0

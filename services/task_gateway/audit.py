@@ -2,10 +2,12 @@
 
 An ASGI middleware around the whole app records each request whose method is not
 GET/HEAD/OPTIONS, after the app answered and before the answer leaves: the response is held
-until its entry is on `console-audit`, so an action the client saw succeed is in the log.
+until its entry is on `console-audit`, so an action the client saw succeed is in the log (a
+streamed answer is recorded at its first chunk and not held).
 Result: `done` (2xx/3xx), `refused` (401, 403, 429: not signed in, CSRF, role, lockout), or
 `failed` (any other error, e.g. a 422 or a 503). A refused request is never recorded as done.
-If the broker does not take the entry, the answer still goes out and the loss is logged.
+If the broker does not take the entry, the answer still goes out and the loss is logged; the
+entry of a 503 (a dependency down, often the broker) is written in the background.
 
 The log is read back by offset (one partition, newest first) by `read_audit`, so paging costs
 what the page holds, and every replica sees the same log.
@@ -13,6 +15,7 @@ what the page holds, and every replica sees the same log.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -42,6 +45,7 @@ class AuditMiddleware:
     def __init__(self, app: ASGIApp, publish: Callable[[Outgoing], Awaitable[object]]):
         self.app = app
         self.publish = publish
+        self._pending: set[asyncio.Task] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
@@ -49,19 +53,33 @@ class AuditMiddleware:
             return
         held: list[Message] = []
         status = 500
+        recorded = False
 
         async def hold(message: Message) -> None:
-            nonlocal status
+            # Held until the whole answer is there, then recorded, then sent. A streamed
+            # answer (more bodies to come) is recorded at its first body and then passes
+            # through, so an export is never held in memory.
+            nonlocal status, recorded
+            if recorded:
+                await send(message)
+                return
             if message["type"] == "http.response.start":
                 status = message["status"]
             held.append(message)
+            if message["type"] == "http.response.body" and message.get("more_body", False):
+                recorded = True
+                await self._record(scope, status, held)
+                for m in held:
+                    await send(m)
+                held.clear()
 
         try:
             await self.app(scope, receive, hold)
         finally:
-            await self._record(scope, status, held)
-            for m in held:
-                await send(m)
+            if not recorded:
+                await self._record(scope, status, held)
+                for m in held:
+                    await send(m)
 
     async def _record(self, scope: Scope, status: int, held: list[Message]) -> None:
         state = scope.get("state") or {}
@@ -86,6 +104,17 @@ class AuditMiddleware:
             result=result_of(status),
             detail=detail,
         )
+        write = self._write(entry)
+        if status == 503:
+            # A dependency is down (often the broker itself): the client is not kept waiting
+            # a second timeout for the entry of an action that did not happen.
+            task = asyncio.create_task(write)
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+        else:
+            await write
+
+    async def _write(self, entry: AuditEntry) -> None:
         try:
             await self.publish(Outgoing(CONSOLE_AUDIT, entry.entry_id, entry))
         except Exception:  # the answer goes out; the loss is logged

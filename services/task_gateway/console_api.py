@@ -14,7 +14,6 @@ GET    /api/v1/admin/logs            operator+ ?limit&offset: WARNING+ of every 
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -29,10 +28,10 @@ from libs.topics import CONSOLE_AUDIT, SERVICE_LOGS
 from .audit import read_newest
 from .console_auth import COOKIE, ROLE_KEY, Authorizer
 from .console_users import ConsoleUsers, LockedOut, UserError, public_view
+from .pool_forward import cut_url_credentials
 
 Role = Literal["admin", "operator", "viewer"]
 MASK = "********"
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
 
 
 class LoginRequest(BaseModel):
@@ -111,7 +110,7 @@ def _user_error(e: UserError) -> JSONResponse:
 
 
 def masked_settings(settings: Settings) -> list[dict]:
-    """Every setting with its effective value; secrets and URL credentials masked."""
+    """Every setting with its effective value; secrets masked, credentials cut out of URLs."""
     out = []
     for name, field in Settings.model_fields.items():
         value = getattr(settings, name)
@@ -119,7 +118,7 @@ def masked_settings(settings: Settings) -> list[dict]:
         if secret:
             value = MASK if value.get_secret_value() else ""
         elif isinstance(value, str):
-            value = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", value)
+            value = cut_url_credentials(value)
         elif isinstance(value, datetime):
             value = value.isoformat()
         out.append(

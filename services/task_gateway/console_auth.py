@@ -205,3 +205,21 @@ class Authorizer:
                 403, f"role {principal.role} may not do this: {need} or above is required"
             )
         return principal
+
+
+def document_roles(app) -> None:
+    """Every operation of the OpenAPI document says the role it needs (`x-xget-role`), from
+    the same policy the requests meet, so clients (the console) and readers of /docs see it."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        fresh = app.openapi_schema is None
+        doc = generate()
+        if fresh:
+            for path, ops in doc.get("paths", {}).items():
+                for method, op in ops.items():
+                    if isinstance(op, dict):
+                        op[ROLE_KEY] = required_role(method.upper(), path, op.get(ROLE_KEY))
+        return doc
+
+    app.openapi = openapi

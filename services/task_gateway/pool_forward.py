@@ -46,9 +46,14 @@ def strip_secrets(value: Any) -> Any:
         }
     if isinstance(value, list):
         return [strip_secrets(v) for v in value]
-    if isinstance(value, str) and "@" in value:
-        return _URL_USERINFO.sub(lambda m: m["scheme"], value)
+    if isinstance(value, str):
+        return cut_url_credentials(value)
     return value
+
+
+def cut_url_credentials(text: str) -> str:
+    """`scheme://user:password@host` -> `scheme://host`, wherever it occurs in `text`."""
+    return _URL_USERINFO.sub(lambda m: m["scheme"], text) if "@" in text else text
 
 
 def upstream_url(settings: Settings) -> str:

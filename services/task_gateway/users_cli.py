@@ -2,6 +2,8 @@
 
   xget users add NAME --role ROLE [--password-stdin]   the password is prompted twice, or read
                                                        from standard input (one line)
+  xget users passwd NAME [--password-stdin]           a new password; also ends a lockout
+                                                       and signs the user out everywhere
   xget users list
 
 Both work on the console-users topic directly (the gateway need not run); a running gateway
@@ -30,6 +32,11 @@ def add_parsers(sub) -> None:
     add.add_argument("name")
     add.add_argument("--role", required=True, choices=ROLES)
     add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    pw = act.add_parser("passwd", help="set a console user's password (and unlock it)")
+    pw.add_argument("name")
+    pw.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     act.add_parser("list", help="list console users")
@@ -71,11 +78,21 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         async def add(users: ConsoleUsers):
             return await users.add(args.name, args.role, password)
 
-        u = run_loop(_with_users(settings, add), settings)
+        async def passwd(users: ConsoleUsers):
+            return await users.update(args.name, password=password, unlock=True)
+
+        change = add if args.users_action == "add" else passwd
+        u = run_loop(_with_users(settings, change), settings)
     except UserError as e:
         print(f"{e.field}: {e.message}", file=sys.stderr)
         return 2
-    print(f"added {u.username} ({u.role})")
+    if u is None:
+        print(f"no user {args.name}", file=sys.stderr)
+        return 1
+    if args.users_action == "add":
+        print(f"added {u.username} ({u.role})")
+    else:
+        print(f"new password for {u.username}; unlocked, signed out everywhere")
     return 0
 
 

@@ -368,19 +368,24 @@ def test_users_cli_add_and_list(noida):
     assert re.search(r"^carol\s+operator\s+active$", r.stdout, re.M), r.stdout
     assert "erin" not in r.stdout
 
-    async def sign_in() -> int:
+    async def sign_in(password: str = "carol-password-1") -> int:
         g = await Gateway(settings).start()
         try:
             async with g.client() as c:
                 r = await c.post(
                     "/api/v1/auth/login",
-                    json={"username": "carol", "password": "carol-password-1"},
+                    json={"username": "carol", "password": password},
                 )
                 return r.status_code
         finally:
             await g.stop()
 
     assert asyncio.run(sign_in()) == 200
+    r = xget("passwd", "carol", "--password-stdin", stdin="carol-password-2\n")
+    assert r.returncode == 0 and "new password for carol" in r.stdout, r.stderr
+    assert xget("passwd", "nobody", "--password-stdin", stdin="whatever-pw-1\n").returncode == 1
+    assert asyncio.run(sign_in("carol-password-1")) == 401
+    assert asyncio.run(sign_in("carol-password-2")) == 200
 
 
 async def test_first_admin_is_created_once(noida):
@@ -439,6 +444,16 @@ async def test_a_route_added_later_without_auth_is_still_enforced(gw: Gateway):
     async def report():
         return {"ok": True}
 
+    @r.post("/api/v1/something/export")
+    async def export():
+        from fastapi.responses import StreamingResponse
+
+        async def rows():
+            for i in range(3):
+                yield f"row{i}\n".encode()
+
+        return StreamingResponse(rows(), media_type="text/csv")
+
     gw.app.include_router(r, prefix="")
     async with gw.client() as c:
         assert (await c.get("/api/v1/something/report")).status_code == 401
@@ -449,3 +464,11 @@ async def test_a_route_added_later_without_auth_is_still_enforced(gw: Gateway):
     async with gw.signed_in("op") as c:
         r2 = await c.post("/api/v1/tasks/t1/something-new")
         assert r2.status_code == 200 and r2.json() == {"done": "t1"}
+        # A streamed answer passes through whole (recorded at its first chunk, not held).
+        r3 = await c.post("/api/v1/something/export")
+        assert r3.status_code == 200 and r3.text == "row0\nrow1\nrow2\n"
+        actions = {(e["actor"], e["action"], e["result"]) for e in await _audit(c)}
+    assert ("op", "POST /api/v1/something/export", "done") in actions
+    assert ("op", "POST /api/v1/tasks/{task_id}/something-new", "done") in actions
+    assert ("view", "POST /api/v1/tasks/{task_id}/something-new", "refused") in actions
+    assert ("anonymous", "POST /api/v1/tasks/{task_id}/something-new", "refused") in actions

@@ -72,3 +72,20 @@ def test_strip_secrets_removes_every_secret_and_keeps_the_rest():
             }
         ]
     }
+
+
+def test_settings_view_masks_secrets_and_url_credentials():
+    from services.task_gateway.console_api import masked_settings
+
+    s = Settings(
+        api_token="tok-" + "x" * 30,
+        clickhouse_dsn="http://default:dbpass@10.0.0.1:8123/xget",
+        webhook_secret="",
+    )
+    view = {v["name"]: v for v in masked_settings(s)}
+    assert view["api_token"] == {**view["api_token"], "value": "********", "secret": True}
+    assert view["webhook_secret"]["value"] == ""  # unset: shown as unset
+    assert view["clickhouse_dsn"]["value"] == "http://10.0.0.1:8123/xget"
+    assert view["gateway_port"]["value"] == s.gateway_port
+    text = repr(view)
+    assert "dbpass" not in text and "tok-" not in text
