@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from services.task_gateway.strict import StrictModel, reject_unknown
+from libs.strict_params import StrictModel, reject_unknown
 
 
 class Inner(BaseModel):  # a plain model, as another engineer may write it
