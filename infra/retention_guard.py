@@ -97,13 +97,15 @@ class RetentionGuard:
         self.max_mb = max_mb
         self.topics = budgeted_topics(max_mb)
         self.groups = readers(settings.topic_prefix, set(self.topics))
-        self.current = {name: base for name, (_spec, base) in self.topics.items()}
+        self.current: dict[str, int] = {}  # what each topic has: read at the first look
         self.caught_up = dict.fromkeys(self.topics, 0)  # looks in a row with every group near
 
     async def check(self) -> dict[str, int]:
         """One look at the groups' positions; the retention.bytes changed (topic → value)."""
         if not self.groups:
             return {}
+        if not self.current:
+            self.current = await self._read_current()
         snap = await lag.snapshot(self.settings, self.groups, with_members=False)
         changes = {}
         for name, (spec, base) in self.topics.items():
@@ -114,11 +116,32 @@ class RetentionGuard:
             self.caught_up[name] = self.caught_up[name] + 1 if share < LOWER_BELOW else 0
             if want > cur:
                 changes[name] = want
-            elif cur > base and self.caught_up[name] >= SETTLE_LOOKS:  # back to the budget's
+            elif cur != base and self.caught_up[name] >= SETTLE_LOOKS:  # the budget's value
                 changes[name] = want
         if changes:
             await self._apply(changes)
         return changes
+
+    async def _read_current(self) -> dict[str, int]:
+        """Each budgeted topic's retention.bytes on the broker (raised by a guard before this
+        one, or an older budget's): the budget's value where it has none."""
+        current = {name: base for name, (_spec, base) in self.topics.items()}
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            names = {
+                topic_name(s, self.settings.topic_prefix): n for n, (s, _) in self.topics.items()
+            }
+            resources = [ConfigResource(ConfigResourceType.TOPIC, full) for full in names]
+            for resp in await admin.describe_configs(resources):
+                for _err, _msg, _type, full, entries in resp.resources:
+                    have = {e[0]: e[1] for e in entries}
+                    value = have.get("retention.bytes")
+                    if full in names and value not in (None, "-1"):
+                        current[names[full]] = int(value)
+        finally:
+            await admin.close()
+        return current
 
     async def _apply(self, changes: dict[str, int]) -> None:
         from infra.local import topic_configs
