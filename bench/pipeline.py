@@ -3,7 +3,8 @@
     PYTHONPATH=. python bench/pipeline.py [--posts N]
 
 Starts a fresh noida-db broker (temp data dir) as make up runs it — topics' retention from its
-memory budget (`--broker-mb`, 512 MiB here) and the retention guard — and the X simulator
+memory budget (`--broker-mb`, 512 MiB here), the retention guard and the scraper waiting for
+the parser beyond 500 unread raw pages — and the X simulator
 (denser beyond 60 days' worth of posts, so a 1M-post task fits the API's window), runs three
 service processes (task-gateway+scraper, parser, dedup-counter; temp chdb, objects in a temp
 dir), submits one on-demand task with required_count=N and times it from submit until the
@@ -70,6 +71,7 @@ BROKER_LABEL = "noida-db (broker)"
 # ~1 KiB a post on the topics), so its RSS is flat from there as it is under make up's 4096
 # MiB once a machine has collected a few million posts.
 BENCH_BROKER_MB = 512
+MAX_PARSER_LAG_PAGES = 500  # XGET_SCRAPER_MAX_PARSER_LAG_PAGES as make up sets it
 
 
 def density_for(n_posts: int) -> float:
@@ -296,6 +298,7 @@ def run(
             # share raw-pages as a consumer group (members).
             kafka_group_mode="assign" if parsers == 1 else "members",
             kafka_empty_fetch_backoff_ms=50,  # noida answers empty fetches at once
+            scraper_max_parser_lag_pages=MAX_PARSER_LAG_PAGES,  # as make up: the broker's memory
             topic_prefix=prefix,
             clickhouse_dsn=f"chdb://{tmp / 'chdb'}",
             object_store_url=f"file://{tmp / 'objects'}",

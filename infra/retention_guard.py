@@ -5,7 +5,8 @@ The memory budget (``XGET_EMBEDDED_BROKER_MAX_MB``) sets each topic's ``retentio
 Kafka does: a consumer group that lags more than a topic keeps would find its position deleted
 — the records lost and the service stuck on an offset out of range. This guard watches every
 consumer group declared in infra/workloads.py on the budgeted topics and, when a group's unread
-records are more than a quarter of what a partition keeps, raises that topic's retention.bytes
+records are more than a quarter of what a partition keeps while it deletes (or most of it
+before it has deleted anything), raises that topic's retention.bytes
 (powers of two of the budget's value) so the group reads within the newest quarter; once every
 group has caught up (for 30 s), it goes back to what the budget says. So the broker
 stays within its budget while its consumers keep up, and holds more instead of losing records
@@ -38,6 +39,11 @@ READ_WITHIN = 0.25  # a group should have at most this share of a partition's re
 # value (the whole unread log at any realistic lag) the guard raises no further.
 MAX_RAISE = 2**16
 LOWER_BELOW = READ_WITHIN / 4  # lowered once every group has less than this share unread
+# Before a partition deletes anything, what it holds is below its retention and the share is of
+# that, not of the retention: a parser a few hundred pages behind at a task's start would look
+# like all of it. So the guard raises only while the topic is deleting (a partition's start
+# moved since the last look), or ahead of that when a group has most of it unread.
+RAISE_AHEAD_ABOVE = 0.75
 SETTLE_LOOKS = 15  # ... at this many looks in a row (30 s): a counter between batches is not
 
 
@@ -97,28 +103,58 @@ class RetentionGuard:
         self.max_mb = max_mb
         self.topics = budgeted_topics(max_mb)
         self.groups = readers(settings.topic_prefix, set(self.topics))
-        self.current = {name: base for name, (_spec, base) in self.topics.items()}
+        self.current: dict[str, int] = {}  # what each topic has: read at the first look
         self.caught_up = dict.fromkeys(self.topics, 0)  # looks in a row with every group near
+        self.starts: dict = {}  # partition → its first offset at the last look
 
     async def check(self) -> dict[str, int]:
         """One look at the groups' positions; the retention.bytes changed (topic → value)."""
         if not self.groups:
             return {}
+        if not self.current:
+            self.current = await self._read_current()
         snap = await lag.snapshot(self.settings, self.groups, with_members=False)
         changes = {}
         for name, (spec, base) in self.topics.items():
             full = topic_name(spec, self.settings.topic_prefix)
             cur = self.current[name]
             share = unread_share(snap, full)
+            deleting = any(
+                start > self.starts.get(tp, start)
+                for tp, start in snap.start.items()
+                if tp.topic == full
+            )
             want = wanted_retention(base, cur, share)
             self.caught_up[name] = self.caught_up[name] + 1 if share < LOWER_BELOW else 0
-            if want > cur:
+            if want > cur and (deleting or share > RAISE_AHEAD_ABOVE):
                 changes[name] = want
-            elif cur > base and self.caught_up[name] >= SETTLE_LOOKS:  # back to the budget's
+            elif cur != base and self.caught_up[name] >= SETTLE_LOOKS:  # the budget's value
                 changes[name] = want
+        self.starts.update(snap.start)
         if changes:
             await self._apply(changes)
         return changes
+
+    async def _read_current(self) -> dict[str, int]:
+        """Each budgeted topic's retention.bytes on the broker (raised by a guard before this
+        one, or an older budget's): the budget's value where it has none."""
+        current = {name: base for name, (_spec, base) in self.topics.items()}
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            names = {
+                topic_name(s, self.settings.topic_prefix): n for n, (s, _) in self.topics.items()
+            }
+            resources = [ConfigResource(ConfigResourceType.TOPIC, full) for full in names]
+            for resp in await admin.describe_configs(resources):
+                for _err, _msg, _type, full, entries in resp.resources:
+                    have = {e[0]: e[1] for e in entries}
+                    value = have.get("retention.bytes")
+                    if full in names and value not in (None, "-1"):
+                        current[names[full]] = int(value)
+        finally:
+            await admin.close()
+        return current
 
     async def _apply(self, changes: dict[str, int]) -> None:
         from infra.local import topic_configs

@@ -125,6 +125,12 @@ def _child_env(settings: Settings, kafka_port: int, xsim_url: str | None) -> dic
         if settings.proxy_check_url == defaults["proxy_check_url"].default:
             env["XGET_PROXY_CHECK_URL"] = f"{xsim_url}/_sim/health"
     env.update(_local_secrets(settings))
+    # The embedded broker holds in memory every page the parser has not read: the scraper
+    # waits for the parser beyond 500 pages (~10k posts) instead.
+    embedded = settings.kafka_bootstrap == defaults["kafka_bootstrap"].default
+    lag_default = defaults["scraper_max_parser_lag_pages"].default
+    if embedded and settings.scraper_max_parser_lag_pages == lag_default:
+        env["XGET_SCRAPER_MAX_PARSER_LAG_PAGES"] = "500"
     # The embedded broker is noida-db, which never expires a killed group member.
     if settings.kafka_group_mode == defaults["kafka_group_mode"].default:
         env["XGET_KAFKA_GROUP_MODE"] = "assign"

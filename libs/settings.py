@@ -331,6 +331,15 @@ class Settings(BaseSettings):
 
     # --- scraper ---------------------------------------------------------------------------------
     scraper_concurrency: int = Field(8, description="Slices a scraper replica pages in parallel.")
+    scraper_max_parser_lag_pages: int = Field(
+        0,
+        ge=0,
+        description="The scraper asks X for no further page while the parser has more than "
+        "this many raw pages unread (its committed offsets on raw-pages), so the broker holds "
+        "at most that much of a lag; the parser is the pipeline's slowest stage, so nothing "
+        "is collected later for it. make up sets 500 on the embedded broker (its memory "
+        "budget); 0 = no limit.",
+    )
     scraper_split_pages: int = Field(
         50,
         ge=0,

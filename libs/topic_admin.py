@@ -150,7 +150,14 @@ async def _migrate_existing(
             want = wanted.get(name)
             if not have or not want:
                 continue  # a broker that reports no configs is left alone
-            budget_moved = any(have.get(k) != want[k] for k in BUDGET_KEYS if k in want)
+            # The budget's segment sizes as derived; its retention.bytes only where the topic
+            # has none: the retention guard owns it from then on (it may have raised it for a
+            # lagging group, and it moves it to a changed budget's value once none lags).
+            budget_moved = any(
+                have.get(k) != want[k]
+                for k in BUDGET_KEYS
+                if k in want and (k != "retention.bytes" or have.get(k) in (None, "-1"))
+            )
             if not (
                 _keeps_less(have, want, "cleanup.policy")
                 or _keeps_less(have, want, "retention.ms")
@@ -163,6 +170,8 @@ async def _migrate_existing(
             for key in ("retention.ms", "cleanup.policy"):
                 if key in want and key in have and not _keeps_less(have, want, key):
                     want[key] = have[key]
+            if have.get("retention.bytes") not in (None, "-1") and "retention.bytes" in want:
+                want["retention.bytes"] = have["retention.bytes"]
             await admin.alter_configs(
                 [ConfigResource(ConfigResourceType.TOPIC, name, configs=want)]
             )

@@ -39,6 +39,7 @@ from libs.topics import SEARCH_JOBS, TASK_CONTROLS, TASK_PROGRESS, topic_name
 from libs.tracing import record_span
 from libs.xclient import XClient
 
+from .backpressure import ParserLagGate
 from .declaration import JOBS
 from .ledger import PageLedger
 from .slice_runner import RecentPages, SliceDeps, run_slice
@@ -115,6 +116,9 @@ class ScraperService:
         await self.controls.start()
         await self.progress.wait_caught_up()
         await self.controls.wait_caught_up()
+        gate = await ParserLagGate(
+            self.settings, self.settings.scraper_max_parser_lag_pages
+        ).start()
         deps = SliceDeps(
             self.producer,
             self.ledger,
@@ -125,6 +129,7 @@ class ScraperService:
             controls=self.controls,
             split_pages=self.settings.scraper_split_pages,
             recent=self.recent,
+            gate=gate,
         )
         consumer = consumer_for(self.settings, self.group_id, SERVICE, offset_reset="none")
         # Slices run for minutes; the loop keeps polling (paused when full) so the group
@@ -168,6 +173,7 @@ class ScraperService:
             self.watch.stopped()
             await self._drop(consumer, list(self._running))
             await consumer.stop()
+            await gate.stop()
             await self.progress.stop()
             await self.controls.stop()
             await self.ledger.stop()

@@ -27,6 +27,7 @@ from libs.topics import RAW_PAGES, SEARCH_JOBS
 from libs.xclient import XClient
 
 from . import split
+from .backpressure import ParserLagGate
 from .ledger import PageLedger, SliceState, raw_page_key
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class SliceDeps:
     controls: TopicTable | None = None  # task-controls: pause / cancel
     split_pages: int = 0  # dense-slice threshold (settings.scraper_split_pages; 0 = never)
     recent: RecentPages | None = None  # answers kept to re-write after a broker fault
+    gate: ParserLagGate | None = None  # holds requests to X while the parser lags too far
 
 
 def task_priority(controls: TopicTable | None, job: SearchJob) -> int:
@@ -159,6 +161,8 @@ async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
                 return "exhausted"
             continue
 
+        if deps.gate is not None:
+            await deps.gate.wait()
         account = await deps.pool.acquire(
             job.operation, job.task_id, task_priority(deps.controls, job)
         )

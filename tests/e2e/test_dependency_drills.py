@@ -133,7 +133,9 @@ def test_a_dependency_down_mid_task_loses_and_duplicates_nothing(
                 assert gw.status(task_id)["status"] != "completed"
                 stack.clickhouse_up()
             else:
-                # Collecting goes on (it needs no bucket); media and batch files wait.
+                # X is still asked (the scraper needs no bucket); parsing waits for the raw-page
+                # archive (a page is archived before it counts as done), media and batch files
+                # for the bucket.
                 stack.s3_up()
         wait_until(
             lambda: any(b["completion_status"] == "completed" for b in _delivered(hooks, task_id)),

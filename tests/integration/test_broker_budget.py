@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from infra import local
 from libs.kafka import consumer_for
-from libs.topics import CATALOGUE, POSTS, RAW_PAGES, topic_name
+from libs.topics import CATALOGUE, POSTS, RAW_PAGES, budget_configs, topic_name
 
 from ..conftest import make_settings
 
@@ -107,6 +107,19 @@ async def test_a_stop_during_a_large_save_loses_nothing(restartable_noida):
         await consumer.stop()
 
 
+async def retention_bytes(bootstrap: str, topic: str) -> int:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        res = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        await admin.close()
+    return int({e[0]: e[1] for e in res[0].resources[0][4]}["retention.bytes"])
+
+
 async def test_a_lagging_consumer_group_loses_nothing_to_the_budget(restartable_noida):
     """Byte retention deletes whatever a consumer has read or not, as in Kafka: a parser
     lagging further than raw-pages keeps would lose pages. The retention guard raises the
@@ -133,7 +146,7 @@ async def test_a_lagging_consumer_group_loses_nothing_to_the_budget(restartable_
     parser.assign(raw_tps)
     await parser.commit({tp: 0 for tp in raw_tps})  # the parser has read nothing yet
     guard = RetentionGuard(settings, budget)
-    base = guard.current["raw-pages"]
+    base = int(budget_configs(RAW_PAGES, budget)["retention.bytes"])
     stop = asyncio.Event()
     guarding = asyncio.create_task(guard.run(stop, interval_s=0.5))
     producer = AIOKafkaProducer(bootstrap_servers=broker.address, linger_ms=5)
@@ -153,13 +166,16 @@ async def test_a_lagging_consumer_group_loses_nothing_to_the_budget(restartable_
         assert all(begin[tp] == 0 for tp in raw_tps), "pages the parser had not read deleted"
         assert sum(begin[tp] for tp in post_tps) > 0, "posts (no group lags) kept the budget"
         assert guard.current["raw-pages"] > base
+        # A second make up (topics created again) leaves the guard's raised value alone.
+        await local.create_topics(broker.address, prefix, CATALOGUE, broker_max_mb=budget)
+        assert await retention_bytes(broker.address, raw) == guard.current["raw-pages"]
 
         ends = await parser.end_offsets(raw_tps)
         await parser.commit(ends)  # the parser caught up
 
         async def trimmed() -> bool:
             b = await parser.beginning_offsets(raw_tps)
-            return guard.current["raw-pages"] == base and sum(b.values()) > 0
+            return guard.current.get("raw-pages") == base and sum(b.values()) > 0
 
         deadline = time.monotonic() + 60
         while not await trimmed():

@@ -87,3 +87,38 @@ def test_the_guard_raises_retention_while_a_group_lags_and_lowers_it_after():
     # committed has no position to protect
     assert unread_share(snap, "p-raw-pages") == 0.75
     assert readers("p-", {"raw-pages"}) == {"p-parser": ["p-raw-pages"]}
+
+
+def test_the_guard_raises_ahead_only_for_most_unread_and_otherwise_while_deleting(monkeypatch):
+    import asyncio
+
+    from aiokafka import TopicPartition
+
+    from infra import retention_guard
+    from libs.lag import Snapshot
+
+    guard = retention_guard.RetentionGuard(Settings(_env_file=None, topic_prefix="p-"), 512)
+    base = guard.topics["raw-pages"][1]
+    guard.current = {name: b for name, (_spec, b) in guard.topics.items()}
+    applied: list[dict] = []
+
+    async def apply(changes):
+        applied.append(changes)
+        guard.current.update(changes)
+
+    guard._apply = apply  # noqa: SLF001 - the broker is not part of this unit
+    tp = TopicPartition("p-raw-pages", 0)
+
+    def look(start: int, end: int, committed: int) -> dict:
+        snap = Snapshot(0.0, {tp: end}, {tp: start}, {"p-parser": {tp: committed}})
+
+        async def snapshot(*_a, **_k):
+            return snap
+
+        monkeypatch.setattr(retention_guard.lag, "snapshot", snapshot)
+        return asyncio.run(guard.check()).get("raw-pages")
+
+    assert look(0, 600, 100) == 2 * base  # 5/6 unread, nothing deleted yet: raised ahead
+    assert look(0, 1000, 500) is None  # half unread, nothing deleted: no raise
+    assert look(0, 1000, 500) is None
+    assert look(200, 1200, 700) == 4 * base  # half unread while deleting: raised

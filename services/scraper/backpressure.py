@@ -1,0 +1,82 @@
+"""The scraper waits for the parser: no request to X while the parser lags too far.
+
+On the embedded broker every record a topic holds is in the broker's memory. The parser is the
+pipeline's slowest stage, so a scraper free to page on fills raw-pages with pages the parser
+has not read, and the broker holds them all (its retention guard will not delete unread
+records): at 1M posts that was GBs. The gate holds each slice's next request to X while the
+parser's consumer group has more than `scraper_max_parser_lag_pages` raw pages unread, and
+opens again when it has read them. Nothing is collected later for it: the task completes when
+the parser is done either way, and the CPU the scraper does not spend goes to the parser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from libs import lag
+from libs.settings import Settings
+from libs.topics import RAW_PAGES, topic_name
+
+log = logging.getLogger(__name__)
+
+PARSER_SERVICE = "parser"  # services/parser/handler.py SERVICE: its consumer group
+
+
+class ParserLagGate:
+    def __init__(self, settings: Settings, max_pages: int, interval_s: float = 0.5):
+        self.settings = settings
+        self.max_pages = max_pages
+        self.interval_s = interval_s
+        self.group = f"{settings.topic_prefix}{PARSER_SERVICE}"
+        self.topic = topic_name(RAW_PAGES, settings.topic_prefix)
+        self.lag = 0
+        self._open = asyncio.Event()
+        self._open.set()
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> ParserLagGate:
+        if self.max_pages > 0:
+            self._task = asyncio.create_task(self._watch(), name="parser-lag-gate")
+        return self
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    @property
+    def holding(self) -> bool:
+        """Requests to X are held now."""
+        return not self._open.is_set()
+
+    async def wait(self) -> None:
+        """Return once the parser lags no more than the limit (at once when it does not)."""
+        await self._open.wait()
+
+    def unread(self, snap: lag.Snapshot) -> int:
+        """Raw pages the parser has not read: end − committed per partition (nothing for a
+        partition it never committed on: a parser not started yet holds nothing back)."""
+        committed = snap.committed.get(self.group, {})
+        return sum(
+            max(0, end - c) for tp, end in snap.end.items() if (c := committed.get(tp)) is not None
+        )
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                snap = await lag.snapshot(
+                    self.settings, {self.group: [self.topic]}, with_members=False
+                )
+                self.lag = self.unread(snap)
+                if self.lag > self.max_pages and self._open.is_set():
+                    log.info("parser %d raw pages behind: requests to X wait", self.lag)
+                    self._open.clear()
+                elif self.lag <= self.max_pages // 2 and not self._open.is_set():
+                    self._open.set()  # half way down: no flapping at the limit
+            except Exception as e:  # noqa: BLE001 - a broker fault: never hold X on it
+                log.warning("parser lag unknown (%s: %s): requests go on", type(e).__name__, e)
+                self._open.set()
+            await asyncio.sleep(self.interval_s)

@@ -1,0 +1,58 @@
+"""The scraper waits for the parser: its requests to X are held while the parser's consumer
+group has more raw pages unread than XGET_SCRAPER_MAX_PARSER_LAG_PAGES, and go on once it has
+read them (down to half the limit). Real noida-db; the group's commits made by hand."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from libs.topics import RAW_PAGES, topic_name
+from services.scraper.backpressure import ParserLagGate
+from tests.e2e.harness import fresh_prefix
+
+
+async def _until(predicate, within_s: float, what: str) -> None:
+    deadline = time.monotonic() + within_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+async def test_requests_wait_while_the_parser_lags_and_go_on_once_it_read(noida):
+    settings = noida.settings(topic_prefix=fresh_prefix(noida.bootstrap))
+    tp = TopicPartition(topic_name(RAW_PAGES, settings.topic_prefix), 0)
+    parser = AIOKafkaConsumer(
+        bootstrap_servers=noida.bootstrap,
+        group_id=f"{settings.topic_prefix}parser",
+        enable_auto_commit=False,
+    )
+    await parser.start()
+    producer = AIOKafkaProducer(bootstrap_servers=noida.bootstrap)
+    await producer.start()
+    gate = await ParserLagGate(settings, max_pages=5, interval_s=0.2).start()
+    try:
+        parser.assign([tp])
+        await parser.commit({tp: 0})
+        for i in range(4):
+            await producer.send_and_wait(tp.topic, b"page %d" % i, partition=0)
+        await asyncio.sleep(1)
+        assert not gate.holding  # 4 unread: within the limit
+        for i in range(4, 10):
+            await producer.send_and_wait(tp.topic, b"page %d" % i, partition=0)
+        await _until(lambda: gate.holding, 10, "the gate to hold at 10 unread pages")
+        waiter = asyncio.create_task(gate.wait())
+        await asyncio.sleep(1)
+        assert not waiter.done(), "a request went on while the parser lagged"
+        await parser.commit({tp: 6})  # 4 unread: under the limit, not yet half of it
+        await asyncio.sleep(1)
+        assert not waiter.done()
+        await parser.commit({tp: 8})  # 2 unread: half the limit
+        await asyncio.wait_for(waiter, 10)
+        assert gate.lag == 2
+    finally:
+        await gate.stop()
+        await producer.stop()
+        await parser.stop()
