@@ -31,9 +31,15 @@ FIXTURE = (
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def ch(chdb_path):
-    store = ClickHouseStore(f"chdb://{chdb_path}")
+@pytest.fixture(params=["chdb", "http"])
+def ch(request, chdb_path):
+    """Embedded chdb, and ClickHouse over HTTP (infra.chdb_http) as the drills run it."""
+    dsn = (
+        f"chdb://{chdb_path}"
+        if request.param == "chdb"
+        else request.getfixturevalue("clickhouse_http_dsn")
+    )
+    store = ClickHouseStore(dsn)
     apply_migrations(store)
     try:
         yield store
