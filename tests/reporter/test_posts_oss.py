@@ -222,3 +222,19 @@ async def test_a_fill_racing_a_replay_does_not_put_back_the_older_derivation(ch,
     row = (await rows(ch))[post.post_id]
     assert row.post_content.endswith(" (re-derived)")
     assert by_url(row)[url].media_status == "stored" and by_url(row)[url].oss_url
+
+
+async def test_lookups_take_a_counters_batch_of_ids(ch):
+    """A dedup-counter batch holds hundreds of posts and a media batch as many: the lookups
+    take them in one query (over HTTP, clickhouse-connect then sends them as a form)."""
+    counter = DedupCounter(ch)
+    (post,) = collected("task-e", T0)
+    await counter.handle(incoming([post]))
+    await report(ch, "task-e", [post.post_id], 1)
+    ids = [post.post_id, *(str(10**18 + i) for i in range(600))]
+    assert list(await post_oss.carried_rows(ch, ids)) == [post.post_id]
+    assert await post_oss.refresh(ch, ids) == 0  # nothing new to fill
+    assert (
+        await post_oss.media_results(ch, [f"https://pbs.twimg.com/m/{i}.jpg" for i in range(600)])
+        == {}
+    )
