@@ -10,6 +10,9 @@ the protocol clickhouse-connect's HTTP client speaks (https://clickhouse.com/doc
 * the query is the `query` URL parameter, or the body when there is none; the data of an
   `INSERT ... FORMAT fmt` is the body after the query (in the URL, or the body's first line,
   as clickhouse-connect sends inserts) and reaches the engine as `FROM INFILE`;
+* or both in a multipart/form-data body (fields `query` and `param_<name>`), as
+  clickhouse-connect sends a query whose parameters are too long for a URL (an IN list of a
+  few hundred ids);
 * `database`, `param_<name>` (server-side query parameters), `default_format` (TabSeparated
   unless the query names a FORMAT), and any other parameter is a query setting, except the
   transport ones a server answers itself (session_id, query_id, wait_end_of_query, ...);
@@ -34,6 +37,8 @@ import tempfile
 import threading
 import uuid
 import zlib
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
@@ -165,6 +170,19 @@ class Engine:
             self.conn.close()
 
 
+def form_fields(content_type: str, body: bytes) -> dict[str, str]:
+    """The named fields of a multipart/form-data body."""
+    msg = BytesParser(policy=HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body
+    )
+    out = {}
+    for part in msg.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if name:
+            out[str(name)] = (part.get_payload(decode=True) or b"").decode()
+    return out
+
+
 def _literal(value: str) -> str:
     if re.fullmatch(r"-?\d+(\.\d+)?", value):
         return value
@@ -208,6 +226,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def _query(self, body: bytes) -> None:
         args = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
+        ctype = self.headers.get("Content-Type", "")
+        if ctype.lower().startswith("multipart/form-data"):
+            args.update(form_fields(ctype, body))  # the query and its parameters, as fields
+            body = b""
         query_id = args.get("query_id") or str(uuid.uuid4())
         params = {k[len("param_") :]: v for k, v in args.items() if k.startswith("param_")}
         settings = {

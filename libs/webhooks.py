@@ -347,7 +347,13 @@ class WebhookSender:
             return None, None, f"{type(e).__name__}: {e}"[:300] or type(e).__name__, None
         status = resp.status_code
         if 200 <= status < 300:
-            return Delivery(True, 0, status, None, _next_allowed(resp)), status, "", None
+            answer = _answer(resp)
+            refused = _not_received(answer)
+            if refused is not None:
+                # The design's answer says "received"; a 2xx saying otherwise did not take
+                # the batch (its endpoint is up but busy or failing): sent again, as a 5xx is.
+                return None, status, refused, retry_after_seconds(resp.headers.get("retry-after"))
+            return Delivery(True, 0, status, None, _next_allowed(answer)), status, "", None
         cause = f"HTTP {status}: {resp.text[:200]}"
         if not retryable(status):
             return Delivery(False, 0, status, cause), status, cause, None
@@ -366,12 +372,26 @@ def _result(d: Delivery) -> str:
     return "gave_up"
 
 
-def _next_allowed(resp: httpx.Response) -> bool:
-    """The client's `{"status": "received", "next_batch_allowed": bool}`; anything else = go on."""
+def _answer(resp: httpx.Response) -> dict:
+    """The client's JSON answer (the design's `{"status": "received", "message": …,
+    "next_batch_allowed": bool}`); {} when the body is empty or not a JSON object."""
     try:
         data = resp.json()
     except ValueError:
-        return True
-    if isinstance(data, dict) and data.get("next_batch_allowed") is False:
-        return False
-    return True
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _not_received(answer: dict) -> str | None:
+    """The cause when a 2xx answer names a `status` other than the design's "received"; None
+    when the batch was received (that status, or an answer without one)."""
+    status = answer.get("status")
+    if status is None or status == "received":
+        return None
+    message = answer.get("message")
+    return f"client answered status {status!r}" + (f": {str(message)[:200]}" if message else "")
+
+
+def _next_allowed(answer: dict) -> bool:
+    """`next_batch_allowed: false` pauses the task's reports; anything else goes on."""
+    return answer.get("next_batch_allowed") is not False

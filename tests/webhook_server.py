@@ -20,6 +20,7 @@ class Received:
     signature_ok: bool
     status: int  # what the server answered
     host: str | None = None  # the Host header
+    answer: str = ""  # the `status` of a 200 answer ("received", or "busy" when told)
 
 
 @dataclass
@@ -30,6 +31,7 @@ class WebhookServer:
     fail_times: int = 0  # ...or to the next N requests only
     retry_after: str | None = None
     pause_after_batches: set[str] = field(default_factory=set)  # next_batch_allowed=false
+    busy_times: int = 0  # answer 200 {"status": "busy"} (not the design's "received") N times
     delay_s: float = 0.0  # hold each request this long before answering (a slow client)
     tls: ssl.SSLContext | None = None  # serve HTTPS with this server context
     requests: list[Received] = field(default_factory=list)
@@ -72,14 +74,26 @@ class WebhookServer:
                         )
                     )
                     allowed = body.get("batch_id") not in server.pause_after_batches
+                    answer = "received"
+                    if status == 200 and server.busy_times > 0:
+                        server.busy_times -= 1
+                        answer = "busy"
+                    server.requests[-1].answer = answer
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 if status != 200 and server.retry_after:
                     self.send_header("Retry-After", server.retry_after)
                 self.end_headers()
                 if status == 200:
+                    # The design's answer: {"status": "received", "message", "next_batch_allowed"}
                     self.wfile.write(
-                        json.dumps({"status": "received", "next_batch_allowed": allowed}).encode()
+                        json.dumps(
+                            {
+                                "status": answer,
+                                "message": "数据接收成功" if answer == "received" else "try later",
+                                "next_batch_allowed": allowed,
+                            }
+                        ).encode()
                     )
                 else:
                     self.wfile.write(b'{"error": "try later"}')
@@ -104,7 +118,7 @@ class WebhookServer:
 
     def accepted(self) -> list[Received]:
         with self._lock:
-            return [r for r in self.requests if r.status == 200]
+            return [r for r in self.requests if r.status == 200 and r.answer == "received"]
 
     def all(self) -> list[Received]:
         with self._lock:

@@ -6,10 +6,12 @@ re-serialized; only each post's own `result` object is serialized (its `raw_data
 
 twscrape 0.20.1 is reused where it covers a field: `to_old_obj` flattens a Tweet or User
 result of either X schema (legacy.* or the 2025+/2026 layout with `core`, `avatar`,
-`relationship_counts`, ... and `legacy: null`), `_get_views` reads view counts, `_parse_links`
-reads links. Our own code covers what twscrape does not: the timeline walk (top-level posts vs.
-nested originals), visibility unwrapping, raw_data, media type mapping with sizes and variants,
-parent ids, retweet full text, and skipping unusable users instead of raising.
+`relationship_counts`, ... and `legacy: null`), `_parse_links` reads links. Our own code
+covers what twscrape does not: the timeline walk (top-level posts vs. nested originals),
+visibility unwrapping, raw_data, media type mapping with sizes and every video variant, parent
+ids, retweet full text and its entities, counts of the post itself (twscrape's view count falls
+back to a retweet's original), a retweeted quote's quote, user pages of other layouts, and
+skipping unusable users instead of raising.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from twscrape.models import _get_views, _parse_links
+from twscrape.models import _parse_links
 from twscrape.utils import to_old_obj
 
 from libs.records.posts import MediaJob, Post, PostLink, PostMedia, VideoVariant, XUser
@@ -134,22 +136,25 @@ def _data_of(doc: Any) -> dict:
     return data
 
 
-def _find_instructions(data: dict) -> list | None:
-    """Breadth-first through objects only (not lists) to the first 'instructions' list."""
+def _find_first(data: dict, key: str, kind: type, depth: int = 6):
+    """Breadth-first through objects only (not lists) to the first `key` holding a `kind`."""
     level = [data]
-    for _ in range(6):
+    for _ in range(depth):
         nxt = []
         for o in level:
-            ins = o.get("instructions")
-            if isinstance(ins, list):
-                return ins
-            for v in o.values():
-                if isinstance(v, dict):
-                    nxt.append(v)
+            v = o.get(key)
+            if isinstance(v, kind):
+                return v
+            nxt.extend(x for x in o.values() if isinstance(x, dict))
         if not nxt:
             break
         level = nxt
     return None
+
+
+def _find_instructions(data: dict) -> list | None:
+    """The first 'instructions' list (a timeline's), breadth-first."""
+    return _find_first(data, "instructions", list)
 
 
 def _iter_entries(instructions: list):
@@ -260,14 +265,14 @@ def _media_of(flat: dict) -> list[PostMedia]:
             )
         elif mt in ("video", "animated_gif"):
             vi = m.get("video_info") or {}
-            # Like twscrape's MediaVideo: variants that carry a bitrate (the mp4 renditions);
-            # the bitrate-less HLS playlist is left out.
+            # Every variant X lists, in X's order: the mp4 renditions (with a bitrate) and the
+            # HLS playlist (application/x-mpegURL, no bitrate: null), so a client can pick.
             variants = [
                 VideoVariant(
-                    url=v["url"], content_type=v.get("content_type"), bitrate=v.get("bitrate")
+                    url=v["url"], content_type=v.get("content_type"), bitrate=_int(v.get("bitrate"))
                 )
                 for v in vi.get("variants") or ()
-                if "bitrate" in v and v.get("url")
+                if isinstance(v, dict) and v.get("url")
             ]
             out.append(
                 PostMedia(
@@ -285,11 +290,58 @@ def _media_of(flat: dict) -> list[PostMedia]:
 
 
 def _best_variant(m: PostMedia) -> str | None:
+    """The highest-bitrate mp4 to download (a playlist is no file to store)."""
     best = None
     for v in m.video_variants:
-        if best is None or (v.bitrate or 0) > (best.bitrate or 0):
+        if v.bitrate is None:
+            continue
+        if best is None or v.bitrate > (best.bitrate or 0):
             best = v
     return best.url if best else None
+
+
+def _entities_of(flat: dict) -> tuple[list[PostLink], list[str], list[str]]:
+    """(links, hashtags, mentions) of a post's full text: a long post's note_tweet entity set
+    (its text is the note's), else legacy.entities."""
+    note_ents = _note_entities(flat)
+    ents = flat.get("entities") or {}
+    if note_ents:
+        link_objs = _parse_links(flat, ["note_tweet.note_tweet_results.result.entity_set.urls"])
+        htags = note_ents.get("hashtags") or ents.get("hashtags") or ()
+        ments = note_ents.get("user_mentions") or ents.get("user_mentions") or ()
+    else:
+        link_objs = _parse_links(flat, ["entities.urls"])
+        htags = ents.get("hashtags") or ()
+        ments = ents.get("user_mentions") or ()
+    links = [PostLink(url=lk.tcourl, expanded_url=lk.url, display_url=lk.text) for lk in link_objs]
+    return (
+        links,
+        [h["text"] for h in htags if h.get("text")],
+        [m["screen_name"] for m in ments if m.get("screen_name")],
+    )
+
+
+def _views(flat: dict) -> int | None:
+    """The post's own view count; None when X shows none for it (a retweet's views object is
+    {"state": "Enabled"} without a count: the count X shows next to it is its original's)."""
+    for holder in ("ext_views", "views"):
+        v = flat.get(holder)
+        if isinstance(v, dict) and v.get("count") is not None:
+            return _int(v["count"])
+    return None
+
+
+def _counts(flat: dict, raw: dict) -> dict[str, int | None]:
+    """A post's counts as X gives them for that post (bookmarks None in captures without)."""
+    has_bm = "bookmark_count" in (raw.get("legacy") or raw)
+    return {
+        "comment_count": flat.get("reply_count") or 0,
+        "retweet_count": flat.get("retweet_count") or 0,
+        "like_count": flat.get("favorite_count") or 0,
+        "quote_count": flat.get("quote_count") or 0,
+        "view_count": _views(flat),
+        "bookmark_count": (flat.get("bookmark_count") or 0) if has_bm else None,
+    }
 
 
 # --------------------------------------------------------------------------- the parser
@@ -410,6 +462,26 @@ class _PageParser:
                 if su is not None:
                     self.user(su, f"media of post {flat.get('id_str')}")
 
+    def quote_of_original(self, o_flat: dict, flat: dict) -> dict:
+        """The original_quote_* fields of a retweet whose original quotes a post: the quoted
+        post's id, author and text (from the original's quoted_status_result; the id alone
+        when X sent no quoted object, as it does for a quote of a deleted post)."""
+        q_raw, q_flat, q_id = self.original(o_flat, "qt")
+        if q_id is None and flat.get("quoted_status_id_str"):
+            q_id = str(flat["quoted_status_id_str"])  # X's copy on the retweet itself
+        if q_id is None:
+            return {}
+        out: dict = {"original_quote_post_id": q_id}
+        if q_flat is not None:
+            q_user = self.author(q_flat, q_raw)
+            if q_user is not None:
+                out["original_quote_author_handle"] = f"@{q_user['screen_name']}"
+                out["original_quote_author_name"] = q_user.get("name")
+                out["original_quote_author_avatar"] = q_user.get("profile_image_url_https") or None
+            out["original_quote_post_time"] = parse_x_time(q_flat.get("created_at"))
+            out["original_quote_post_content"] = _text_of(q_flat)
+        return out
+
     def post(self, raw: dict) -> None:
         rid = raw.get("rest_id")
         if not rid:
@@ -430,17 +502,22 @@ class _PageParser:
         rt_raw, rt_flat, rt_id = self.original(flat, "rt")
         qt_raw, qt_flat, qt_id = self.original(flat, "qt")
         is_retweet = rt_id is not None
-        is_quote = bool(qt_id) or bool(flat.get("is_quote_status"))
+        # `is_quote` describes the post itself. X marks a retweet of a quote post with the
+        # quote's is_quote_status/quoted_status_id_str too; that quote is its original's.
+        is_quote = not is_retweet and (bool(qt_id) or bool(flat.get("is_quote_status")))
 
         text = _text_of(flat)
         o_raw, o_flat, o_id = (rt_raw, rt_flat, rt_id) if is_retweet else (qt_raw, qt_flat, qt_id)
         o_user = o_text = o_time = None
         o_media: list[PostMedia] = []
+        o_counts: dict[str, int | None] = {}
+        oq: dict = {}  # the retweeted post's own quote
         if o_flat is not None:
             o_user = self.author(o_flat, o_raw)
             o_text = _text_of(o_flat)
             o_time = parse_x_time(o_flat.get("created_at"))
             o_media = _media_of(o_flat)
+            o_counts = _counts(o_flat, o_raw)
             if o_media:
                 self.media_users(o_flat)
             # deeper originals (a quote inside a retweet): register their authors
@@ -448,9 +525,16 @@ class _PageParser:
                 r2, f2, _ = self.original(o_flat, which)
                 if r2 is not None:
                     self.nested_users(r2, f2, 2)
+            if is_retweet:
+                oq = self.quote_of_original(o_flat, flat)
+        entities = _entities_of(flat)
         if is_retweet and o_flat is not None and o_user is not None and text.endswith("…"):
-            # issue #42 of twscrape: the retweet's own text is cut at 140 chars
+            # issue #42 of twscrape: the retweet's own text is cut at 140 chars, and so are its
+            # entities. The content is rebuilt from the original's full text, and its links,
+            # hashtags and mentions are that text's: the original's, after "RT @author:".
             text = f"RT @{o_user['screen_name']}: {o_text}"
+            links, tags, names = _entities_of(o_flat)
+            entities = (links, tags, [o_user["screen_name"], *names])
         media = _media_of(flat)
         if media:
             self.media_users(flat)
@@ -465,19 +549,7 @@ class _PageParser:
         else:
             post_type = "text"
 
-        note_ents = _note_entities(flat)
-        ents = flat.get("entities") or {}
-        if note_ents:
-            link_objs = _parse_links(flat, ["note_tweet.note_tweet_results.result.entity_set.urls"])
-            htags = note_ents.get("hashtags") or ents.get("hashtags") or ()
-            ments = note_ents.get("user_mentions") or ents.get("user_mentions") or ()
-        else:
-            link_objs = _parse_links(flat, ["entities.urls"])
-            htags = ents.get("hashtags") or ()
-            ments = ents.get("user_mentions") or ()
-        links = [
-            PostLink(url=lk.tcourl, expanded_url=lk.url, display_url=lk.text) for lk in link_objs
-        ]
+        links, hashtags, mentions = entities
 
         conv = flat.get("conversation_id_str")
         reply_to = flat.get("in_reply_to_status_id_str")
@@ -487,7 +559,11 @@ class _PageParser:
             if str(reply_to) != parent_post_id:
                 parent_comment_id = str(reply_to)
 
-        has_bm = "bookmark_count" in (raw.get("legacy") or raw)
+        counts = _counts(flat, raw)
+        if is_retweet:
+            # A retweet cannot itself be retweeted (that retweets its original): the count X
+            # puts on it is the original's, which stays under original_retweet_count.
+            counts["retweet_count"] = None
         o_author_handle = f"@{o_user['screen_name']}" if o_user else None
         post = Post(
             post_url=f"https://x.com/{handle}/status/{pid}",
@@ -500,12 +576,7 @@ class _PageParser:
             post_time=parse_x_time(flat.get("created_at")),
             post_content=text,
             post_images=media,
-            comment_count=flat.get("reply_count") or 0,
-            retweet_count=flat.get("retweet_count") or 0,
-            like_count=flat.get("favorite_count") or 0,
-            quote_count=flat.get("quote_count") or 0,
-            view_count=_get_views(flat, rt_flat or {}),
-            bookmark_count=(flat.get("bookmark_count") or 0) if has_bm else None,
+            **counts,
             is_retweet=is_retweet,
             is_quote=is_quote,
             original_post_id=o_id,
@@ -517,9 +588,11 @@ class _PageParser:
             original_post_time=o_time,
             original_post_content=o_text,
             original_post_images=o_media,
+            **{f"original_{k}": v for k, v in o_counts.items()},
+            **oq,
             post_links=links,
-            hashtags=[h["text"] for h in htags if h.get("text")],
-            mentions=[m["screen_name"] for m in ments if m.get("screen_name")],
+            hashtags=hashtags,
+            mentions=mentions,
             lang=flat.get("lang") or None,
             conversation_id=str(conv) if conv else None,
             parent_post_id=parent_post_id,
@@ -634,24 +707,57 @@ def parse_timeline_page(
     )
 
 
+_USER_TYPES = ("User", "UserUnavailable")
+
+
+def _members_slice(data: dict) -> dict | None:
+    """A community member list's `members_slice` (X's membersSliceTimeline_Query answers
+    data.communityResults.result.members_slice: items_results + slice_info, no timeline)."""
+    return _find_first(data, "members_slice", dict, depth=4)
+
+
 def parse_users_page(body: str | bytes, *, collected_at: datetime) -> ParsedUsersPage:
-    """Parse a Followers/Following/Retweeters/BlueVerifiedFollowers or UserByScreenName page."""
+    """Parse a page of users: Followers/Following/Retweeters/BlueVerifiedFollowers timelines,
+    a community's member slice, or one UserByScreenName/UserByRestId user.
+
+    A page laid out otherwise raises PageParseError naming what it holds, so the caller
+    dead-letters it with the cause; a page is never read as "no users" because its layout
+    was not understood. A timeline whose entries are items other than users (and cursors)
+    is such a page when it yields no user."""
     if collected_at.tzinfo is None:
         collected_at = collected_at.replace(tzinfo=_UTC)
     data = _data_of(_loads(body))
     p = _PageParser("", "", collected_at)
     cursor = None
     instructions = _find_instructions(data)
-    if instructions is None:
+    members = _members_slice(data) if instructions is None else None
+    if members is not None:
+        items = members.get("items_results")
+        if not isinstance(items, list):
+            raise PageParseError("unexpected shape: members_slice without items_results")
+        for it in items:
+            p.user((it or {}).get("result") if isinstance(it, dict) else None, "member slice")
+        cursor = (members.get("slice_info") or {}).get("next_cursor") or None
+    elif instructions is None:
         # UserByScreenName / UserByRestId: data.user.result
         holder = next((v for v in data.values() if isinstance(v, dict) and "result" in v), None)
-        if holder is None:
-            raise PageParseError(
-                f"unexpected shape: no user timeline or user result "
-                f"(data keys: {sorted(data)[:10]})"
+        result = holder.get("result") if holder is not None else None
+        if not isinstance(result, dict) or (
+            result.get("__typename") not in _USER_TYPES
+            and not (result.get("rest_id") and ("legacy" in result or "core" in result))
+        ):
+            what = (
+                f"a {result.get('__typename') or 'typeless object'}"
+                if isinstance(result, dict)
+                else "no result"
             )
-        p.user(holder.get("result"), "response")
+            raise PageParseError(
+                f"unexpected shape: no user timeline, member slice or user result "
+                f"(data keys: {sorted(data)[:10]}; the result is {what})"
+            )
+        p.user(result, "response")
     else:
+        others: dict[str, int] = {}
         for content in _iter_entries(instructions):
             for ic in _item_contents(content):
                 tn = ic.get("itemType") or ic.get("__typename")
@@ -659,4 +765,13 @@ def parse_users_page(body: str | bytes, *, collected_at: datetime) -> ParsedUser
                     p.user((ic.get("user_results") or {}).get("result"), "timeline entry")
                 elif tn == "TimelineTimelineCursor":
                     cursor = _cursor_of(ic) or cursor
+                else:
+                    others[str(tn)] = others.get(str(tn), 0) + 1
+        if others and not p.users:
+            raise PageParseError(
+                "unexpected shape: a timeline of no users, its items are "
+                + ", ".join(f"{n} × {t}" for t, n in sorted(others.items()))
+            )
+        for t, n in sorted(others.items()):
+            p.skip(f"{n} timeline item(s) of type {t} on a page of users")
     return ParsedUsersPage(users=p.built_users(), skipped=p.skipped, cursor_bottom=cursor)

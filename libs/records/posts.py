@@ -11,6 +11,7 @@ from .base import Record
 
 PostType = Literal["text", "image", "video", "retweet", "quote"]
 MediaType = Literal["image", "video_cover", "gif"]
+MediaState = Literal["pending", "stored", "failed"]
 
 
 class VideoVariant(BaseModel):
@@ -30,7 +31,20 @@ class PostMedia(BaseModel):
     width: int | None = None
     height: int | None = None
     video_duration_ms: int | None = None
-    video_variants: list[VideoVariant] = Field(default_factory=list)
+    video_variants: list[VideoVariant] = Field(
+        default_factory=list,
+        description="Every variant X lists, in its order: mp4 renditions and the HLS playlist "
+        "(application/x-mpegURL, bitrate null).",
+    )
+    media_status: MediaState | None = Field(
+        None,
+        description="stored/failed once media-downloader tried it, pending before; None in "
+        "the parser's record (the posts row, batch file and API fill it).",
+    )
+    media_error: str | None = Field(None, description="Why storing it failed.")
+    video_oss_url: str | None = Field(
+        None, description="Object-store URL of the video, when the task asked for video."
+    )
 
 
 class PostLink(BaseModel):
@@ -60,13 +74,19 @@ class Post(Record):
     post_content: str = Field(description="Full text (note_tweet for long posts, RT text rebuilt).")
     post_images: list[PostMedia] = Field(default_factory=list)
     comment_count: int = 0
-    retweet_count: int = 0
+    retweet_count: int | None = Field(
+        0, description="None for a retweet: X shows its original's there (original_retweet_count)."
+    )
     like_count: int = 0
     quote_count: int = 0
-    view_count: int | None = Field(None, description="None when X did not report views.")
+    view_count: int | None = Field(
+        None, description="None when X gave no view count for the post itself (e.g. a retweet)."
+    )
     bookmark_count: int | None = Field(None, description="None in captures without bookmarks.")
     is_retweet: bool = False
-    is_quote: bool = False
+    is_quote: bool = Field(
+        False, description="The post itself quotes a post (a retweet of a quote post is not)."
+    )
     original_post_id: str | None = None
     original_author_avatar: str | None = None
     original_author_name: str | None = None
@@ -74,6 +94,22 @@ class Post(Record):
     original_post_time: datetime | None = None
     original_post_content: str | None = None
     original_post_images: list[PostMedia] = Field(default_factory=list)
+    # The original's counts, as X gives them for the original (a retweet's own are not these).
+    original_comment_count: int | None = None
+    original_retweet_count: int | None = None
+    original_like_count: int | None = None
+    original_quote_count: int | None = None
+    original_view_count: int | None = None
+    original_bookmark_count: int | None = None
+    # A retweet of a quote post: the post its original quotes (is_quote stays false).
+    original_quote_post_id: str | None = Field(
+        None, description="Retweet of a quote post: the post the retweeted post quotes."
+    )
+    original_quote_author_avatar: str | None = None
+    original_quote_author_name: str | None = None
+    original_quote_author_handle: str | None = Field(None, description="'@name'")
+    original_quote_post_time: datetime | None = None
+    original_quote_post_content: str | None = None
     post_links: list[PostLink] = Field(default_factory=list)
     hashtags: list[str] = Field(default_factory=list)
     mentions: list[str] = Field(default_factory=list, description="Handles without '@'.")

@@ -15,6 +15,12 @@ class WebhookReport(Record):
 
     schema_name = "xget.WebhookReport"
 
+    post_id: str = Field(
+        "",
+        description="The design's single post id: the batch's first post (post_ids[0]); for a "
+        "batch without posts, the retweeted post of a retweeters task, else the last post the "
+        "task reported before, else ''.",
+    )
     task_id: str
     keyword: str
     post_ids: list[str] = Field(description="Posts in this batch (new unique posts of the task).")

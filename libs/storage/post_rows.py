@@ -37,6 +37,18 @@ POST_COLUMNS = [
     "original_post_time",
     "original_post_content",
     "original_post_images",
+    "original_comment_count",
+    "original_retweet_count",
+    "original_like_count",
+    "original_quote_count",
+    "original_view_count",
+    "original_bookmark_count",
+    "original_quote_post_id",
+    "original_quote_author_avatar",
+    "original_quote_author_name",
+    "original_quote_author_handle",
+    "original_quote_post_time",
+    "original_quote_post_content",
     "post_links",
     "hashtags",
     "mentions",
@@ -57,6 +69,19 @@ POST_FIELDS = [c for c in POST_COLUMNS if c != "version"]
 SELECT_POST = ", ".join(POST_FIELDS)
 
 
+# Added to a posts row's version per object-store fact it holds (libs.storage.post_oss).
+STATUS_WEIGHT = {"stored": 2, "failed": 1}
+
+
+def oss_weight(p: Post) -> int:
+    """How many object-store facts the record holds: 1 for its batch file, 2 per stored media,
+    1 per failed one (a failure may still turn into a stored copy, never the other way)."""
+    w = 1 if p.oss_file_path else 0
+    for m in (*p.post_images, *p.original_post_images):
+        w += STATUS_WEIGHT.get(m.media_status or "", 0)
+    return w
+
+
 def post_row(p: Post) -> list:
     """The insert row. The large text columns (raw_data, the JSON lists) are handed over as
     UTF-8 bytes: clickhouse-connect writes bytes as they are, while a str column costs it
@@ -64,7 +89,9 @@ def post_row(p: Post) -> list:
     row: list[object] = []
     for c in POST_COLUMNS:
         if c == "version":
-            row.append(int(p.collected_at.timestamp() * 1000))
+            # The newest collection wins; of one collection, the row holding the most
+            # object-store facts (see libs.storage.post_oss).
+            row.append(int(p.collected_at.timestamp() * 1000) + oss_weight(p))
         elif c in _JSON_LISTS:
             row.append(orjson.dumps([m.model_dump(mode="json") for m in getattr(p, c)]))
         elif c == "raw_data":

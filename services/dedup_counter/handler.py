@@ -23,6 +23,7 @@ from libs.records.pages import SliceEnd
 from libs.records.posts import Post, TaskUser, XUser
 from libs.records.tasks import TaskProgress
 from libs.storage.clickhouse import ClickHouseStore
+from libs.storage.post_oss import carried_rows, carry
 from libs.storage.post_rows import POST_COLUMNS, post_row
 from libs.topics import POSTS_TARGET_HEADER, TASK_PROGRESS
 
@@ -226,7 +227,10 @@ class DedupCounter:
             )
             memo.post_ids.update(u.user_id for u in task_users)
         if store:
-            chosen = list(store.values())
+            # A post stored before (another task's, or this one's before a replay) keeps the
+            # media oss_urls and batch file its row already shows (counts are not touched).
+            prev = await carried_rows(self.store, list(store))
+            chosen = [carry(p, prev.get(p.post_id)) for p in store.values()]
             # Posts and billing rows first, the task's membership last: membership is what
             # decides "already counted" on a replay, so it must never run ahead of the data.
             await self.store.insert(

@@ -1,5 +1,6 @@
 """media-stored → ClickHouse `media_objects`: where each media URL landed (or why it failed),
-which the reporter reads to fill `oss_url` into batch files and the data API into posts."""
+which the reporter reads to fill `oss_url` into batch files and the data API into posts; the
+posts rows of those media get it too, once stored (libs.storage.post_oss)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import UTC, datetime
 
 from libs.kafka import Incoming, Outgoing
 from libs.records.media import MediaStored
+from libs.storage import post_oss
 from libs.storage.clickhouse import ClickHouseStore
 
 from .declaration import MEDIA
@@ -39,10 +41,12 @@ class MediaSink:
     async def handle(self, batch: list[Incoming]) -> list[Outgoing]:
         now = datetime.now(UTC)
         rows: dict[str, list] = {}
+        post_ids: set[str] = set()
         for inc in batch:
             m = inc.record
             if not isinstance(m, MediaStored):
                 continue
+            post_ids.add(m.post_id)
             prev = rows.get(m.original_url)
             # A stored result beats a failure of the same URL (another job's transient cause).
             if prev is not None and prev[1] == "stored" and m.status != "stored":
@@ -74,4 +78,7 @@ class MediaSink:
                 COLUMNS,
                 dedup_token=f"media:{first.topic}:{first.partition}:{first.offset}-{last.offset}",
             )
+            # After the results are in media_objects: a row written now holds them, and a
+            # post stored later carries them (or its batch fills them in).
+            await post_oss.refresh(self.store, sorted(post_ids))
         return []

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import orjson
 
 from libs.records.posts import Post
+from libs.storage import post_oss
 from libs.storage.clickhouse import ClickHouseStore
 from libs.storage.post_rows import SELECT_POST, post_from_row
 
@@ -238,20 +239,12 @@ class ReportStore:
 
     async def media_results(self, urls: list[str]) -> dict[str, dict]:
         """original_url → its media_objects row (stored or failed), for the URLs that have one."""
-        if not urls:
-            return {}
-        rows = await self.ch.query_dicts(
-            "SELECT original_url, status, cause, oss_url, width, height, video_oss_url "
-            "FROM media_objects FINAL WHERE original_url IN {u:Array(String)}",
-            {"u": urls},
-        )
-        return {r["original_url"]: r for r in rows}
+        return await post_oss.media_results(self.ch, urls)
 
-
-def media_urls(posts: list[Post]) -> list[str]:
-    return sorted(
-        {m.original_url for p in posts for m in (*p.post_images, *p.original_post_images)}
-    )
+    async def save_posts_oss(self, b: Batch, media: dict[str, dict]) -> int:
+        """The batch's posts rows again, with the media results and batch file its file shows
+        (only those that gain a fact); how many rows were written."""
+        return await post_oss.refresh(self.ch, b.post_ids, media, b.oss_file_path)
 
 
 def batch_file(
@@ -263,7 +256,8 @@ def batch_file(
     users: list[dict] = (),
 ) -> bytes:
     """The batch file: a JSON array of the client's full post records, with each media's
-    oss_url where it landed, and the task and file that reported them. A user task's file
+    oss_url where it landed (media_status stored/failed with media_error/pending), and the
+    task and file that reported them (the posts rows get the same, libs.storage.post_oss). A user task's file
     holds its user records instead (profile or retweeter, with the post/handle they belong to
     and the retweet time, None as X does not give it)."""
     out: list[dict] = [
@@ -279,21 +273,7 @@ def batch_file(
         for u in users
     ]
     for p in posts:
-        rec = p.model_dump(mode="json")
+        rec = post_oss.fill(p, media, path).model_dump(mode="json")
         rec.update(task_id=task_id, keyword=keyword, oss_file_path=path)
-        for key in ("post_images", "original_post_images"):
-            for m in rec[key]:
-                r = media.get(m["original_url"])
-                if r is not None:
-                    m["oss_url"] = r["oss_url"] if r["status"] == "stored" else None
-                    m["media_status"] = r["status"]
-                    if r["status"] != "stored":
-                        m["media_error"] = r["cause"]
-                    if r.get("video_oss_url"):
-                        m["video_oss_url"] = r["video_oss_url"]
-                    m["width"] = m.get("width") or r.get("width")
-                    m["height"] = m.get("height") or r.get("height")
-                else:
-                    m["media_status"] = "pending"
         out.append(rec)
     return orjson.dumps(out)

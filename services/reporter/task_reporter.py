@@ -19,11 +19,12 @@ from libs.kafka import Outgoing, Producer
 from libs.records.dead_letter import DeadLetter
 from libs.records.reports import WebhookReport
 from libs.settings import Settings
+from libs.storage import post_oss
 from libs.storage.objects import ObjectStore
 from libs.topics import DEAD_LETTERS
 from libs.webhooks import WebhookSender
 
-from .store import Batch, ReportStore, TaskState, batch_file, batch_path, media_urls
+from .store import Batch, ReportStore, TaskState, batch_file, batch_path
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +178,21 @@ class TaskReporter:
         self._waiting_since = now if st.collected > total else None
         return True
 
+    def _named_post(self, b: Batch, post_ids: list[str]) -> str:
+        """The report's single `post_id` (the design's field): the batch's first post; for a
+        retweeters task, the retweeted post; for an empty closing batch, the task's last
+        reported post; '' when there is none (a profile task, a task that found nothing)."""
+        if post_ids:
+            return post_ids[0]
+        # A user task's batches hold users (keyword 'retweeters:<post id>' or 'profile:<handle>').
+        kind, _, subject = self.state.keyword.partition(":")
+        if kind == "retweeters" and subject.isdigit():
+            return subject
+        if kind == "profile":
+            return ""
+        earlier = [i for x in self.batches if x.batch_no < b.batch_no for i in x.post_ids]
+        return earlier[-1] if earlier else ""
+
     async def _deliver(self, b: Batch) -> bool:
         st = self.state
         posts = await self.store.posts(b.post_ids)
@@ -184,7 +200,7 @@ class TaskReporter:
         # Ids that are not posts are a user task's users (a task collects one or the other).
         users = await self.store.task_users(st.task_id, [i for i in b.post_ids if i not in found])
         user_ids = {u["user_id"]: None for u in users}  # ordered
-        urls = media_urls(posts)
+        urls = post_oss.media_urls(posts)
         media = await self.store.media_results(urls)
         waited = (datetime.now(UTC) - b.created_at).total_seconds()
         if len(media) < len(urls) and waited < self.settings.report_media_wait_s:
@@ -194,10 +210,14 @@ class TaskReporter:
             batch_file(posts, media, st.task_id, st.keyword, b.oss_file_path, users),
             "application/json",
         )
+        # The posts rows show what the file shows (before the client hears of the file).
+        await self.store.save_posts_oss(b, media)
+        post_ids = [i for i in b.post_ids if i not in user_ids]
         report = WebhookReport(
+            post_id=self._named_post(b, post_ids),
             task_id=st.task_id,
             keyword=st.keyword,
-            post_ids=[i for i in b.post_ids if i not in user_ids],
+            post_ids=post_ids,
             user_ids=list(user_ids),
             oss_file_path=b.oss_file_path,
             batch_id=b.batch_id,

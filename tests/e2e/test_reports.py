@@ -103,6 +103,30 @@ def task_post_ids(chdb_dir: str, task_id: str) -> set[str]:
         }
 
 
+# The report body of the client's design ("搜索结果上报接口"): each field with its type.
+DESIGN_REPORT_FIELDS = {
+    "post_id": str,
+    "keyword": str,
+    "task_id": str,
+    "oss_file_path": str,
+    "batch_size": int,
+    "total_collected": int,
+    "completion_status": str,
+}
+
+
+def assert_design_report(body: dict) -> None:
+    """Every field of the design's report, with the design's name and type (extra fields of
+    ours, post_ids, batch_id, user_ids, are allowed next to them)."""
+    for name, kind in DESIGN_REPORT_FIELDS.items():
+        assert name in body, f"report lacks the design's {name!r}: {body}"
+        value = body[name]
+        assert isinstance(value, kind) and not isinstance(value, bool), (name, value)
+    assert body["completion_status"] in ("partial", "completed")
+    assert isinstance(body["post_ids"], list) and isinstance(body["user_ids"], list)
+    assert isinstance(body["batch_id"], str)
+
+
 def assert_reports_consistent(
     hook: WebhookServer, task_id: str, stored_ids: set[str], objects, late_batches: int = 0
 ) -> list[dict]:
@@ -123,7 +147,12 @@ def assert_reports_consistent(
     assert len(reported) == len(set(reported)), "a post was reported in two batches"
     assert set(reported) == stored_ids
     assert bodies[-1]["total_collected"] == len(stored_ids)
-    for b in bodies:
+    for i, b in enumerate(bodies):
+        assert_design_report(b)
+        # post_id names the batch's first post (an empty closing batch: the last one reported)
+        earlier = [pid for x in bodies[:i] for pid in x["post_ids"]]
+        named = b["post_ids"][0] if b["post_ids"] else (earlier[-1] if earlier else "")
+        assert b["post_id"] == named, (i, b)
         assert b["batch_size"] == len(b["post_ids"])
         assert b["oss_file_path"].startswith("data/") and b["oss_file_path"].endswith(
             f"/{b['batch_id']}.json"
@@ -202,6 +231,33 @@ def test_task_reported_in_signed_batches_with_files_and_media_in_the_bucket(
             served[m["original_url"]] = sim.client.get(path).content
         assert objects.get_sync(key) == served[m["original_url"]]
     assert seen_failed == {f[0] for f in MEDIA_FAULTS}
+
+    # A client reading `posts` directly sees what the batch files show: each media's oss_url
+    # and status, and the batch file; still one row per post, and no count moved.
+    def media_view(images: list[dict]) -> list[tuple]:
+        return [(m["original_url"], m["oss_url"], m["media_status"]) for m in images]
+
+    with ClickHouseStore(f"chdb://{chdb_path}") as ch:
+        rows = {
+            r["post_id"]: r
+            for r in ch.query_dicts_sync(
+                "SELECT post_id, task_id, oss_file_path, post_images, original_post_images "
+                "FROM posts FINAL WHERE post_id IN {ids:Array(String)}",
+                {"ids": sorted(stored)},
+            )
+        }
+        (tally,) = ch.query_rows_sync(
+            "SELECT (SELECT count() FROM posts FINAL WHERE task_id = {t:String}), "
+            "(SELECT uniqExact(post_id) FROM keyword_month_posts WHERE task_id = {t:String})",
+            {"t": task_id},
+        )
+    assert tally == (1000, 1000)
+    for b in bodies:
+        for rec in json.loads(objects.get_sync(b["oss_file_path"])):
+            row = rows[rec["post_id"]]
+            assert row["task_id"] == task_id and row["oss_file_path"] == b["oss_file_path"]
+            for key in ("post_images", "original_post_images"):
+                assert media_view(json.loads(row[key])) == media_view(rec[key]), rec["post_id"]
 
 
 def test_pause_then_resume_and_dead_letters_then_replay(noida, xsim, s3, tmp_path, chdb_path):

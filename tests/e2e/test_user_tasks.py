@@ -79,7 +79,7 @@ def test_retweeters_and_user_profile(noida, xsim, s3, tmp_path, chdb_path):
         assert again.status_code == 200 and "idempotent" in again.json()["message"], again.text
 
         for tid in (rt_id, up_id):
-            wait_until(lambda: completed_report(hook, tid), 120, f"{tid} reported")
+            wait_until(lambda tid=tid: completed_report(hook, tid), 120, f"{tid} reported")
             st = gw.status(tid)
             assert st["status"] == "completed", st
         assert gw.status(rt_id)["progress"]["collected"] == RETWEETERS
@@ -139,6 +139,7 @@ def test_retweeters_and_user_profile(noida, xsim, s3, tmp_path, chdb_path):
     assert reported == expected
     assert [b["batch_size"] for b in bodies] == [20, 20, 5]
     assert all(b["post_ids"] == [] for b in bodies)
+    assert {b["post_id"] for b in bodies} == {post_id}  # the design's post_id: the retweeted post
     assert bodies[-1]["completion_status"] == "completed"
     assert bodies[-1]["total_collected"] == RETWEETERS
     recs = json.loads(objects.get_sync(bodies[0]["oss_file_path"]))

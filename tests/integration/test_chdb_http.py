@@ -9,6 +9,8 @@ import urllib.request
 import clickhouse_connect
 import pytest
 
+from libs.storage.clickhouse import ClickHouseStore
+
 
 @pytest.mark.parametrize("compression", ["lz4", "zstd", "gzip", None])
 def test_large_streamed_insert_arrives_whole_in_every_encoding(clickhouse_http_dsn, compression):
@@ -41,3 +43,16 @@ def test_errors_come_back_as_clickhouse_errors(clickhouse_http, clickhouse_http_
     assert b"Unknown setting no_such_setting" in e.value.read()
     # and the server keeps answering
     assert client.command("SELECT 1") == 1
+
+
+def test_parameters_too_long_for_a_url_arrive_as_a_form(clickhouse_http_dsn):
+    """clickhouse-connect sends the query and its parameters as multipart/form-data once they
+    are too long for a URL (a few hundred ids in an IN list): they bind as from the URL."""
+    ids = [str(10**18 + i) for i in range(1000)]
+    with ClickHouseStore(clickhouse_http_dsn) as ch:
+        rows = ch.query_rows_sync(
+            "SELECT count(), min(x), max(x) FROM (SELECT arrayJoin({ids:Array(String)}) AS x) "
+            "WHERE x IN {ids:Array(String)} AND x != {none:String}",
+            {"ids": ids, "none": "n/a"},
+        )
+    assert rows == [(1000, ids[0], ids[-1])]

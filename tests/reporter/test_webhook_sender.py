@@ -44,6 +44,25 @@ async def test_signed_delivery_carries_idempotency_key_and_pause_answer():
     assert all(r.signature_ok for r in got)
 
 
+async def test_a_200_answer_that_is_not_received_is_sent_again():
+    """The design's answer is {"status": "received", ...}: a 200 naming another status did not
+    take the batch, so it is sent again (as a 5xx is), and the cause says what the client said."""
+    with WebhookServer(SECRET, busy_times=2) as hook:
+        async with httpx.AsyncClient() as c:
+            d = await sender(c).deliver(hook.url, b'{"batch_id": "t_batch_001"}', "t_batch_001")
+    assert d.ok and d.attempts == 3 and d.next_batch_allowed
+    assert [(r.status, r.answer) for r in hook.all()] == [
+        (200, "busy"),
+        (200, "busy"),
+        (200, "received"),
+    ]
+    with WebhookServer(SECRET, busy_times=10) as hook:
+        async with httpx.AsyncClient() as c:
+            d = await sender(c, max_attempts=2).deliver(hook.url, b"{}", "k1")
+    assert not d.ok and d.attempts == 2
+    assert d.cause == "gave up after 2 attempts: client answered status 'busy': try later"
+
+
 async def test_transient_5xx_is_retried_until_accepted_once():
     with WebhookServer(SECRET, fail_times=2) as hook:
         async with httpx.AsyncClient() as c:

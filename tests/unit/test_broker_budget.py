@@ -106,7 +106,7 @@ def test_the_guard_raises_ahead_only_for_most_unread_and_otherwise_while_deletin
         applied.append(changes)
         guard.current.update(changes)
 
-    guard._apply = apply  # noqa: SLF001 - the broker is not part of this unit
+    guard._apply = apply
     tp = TopicPartition("p-raw-pages", 0)
 
     def look(start: int, end: int, committed: int) -> dict:
