@@ -8,8 +8,8 @@ import pytest
 
 from libs.query import SearchFilters
 from libs.settings import Settings
-from services.task_gateway.api import OnDemandRequest
 from services.task_gateway.limits import FieldError, check_body, check_window, day_slice_count
+from services.task_gateway.task_requests import OnDemandRequest
 
 UTC = UTC
 
