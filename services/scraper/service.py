@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 SERVICE = "scraper"
 RETRY_BASE_S = 1.0  # a failed slice's retries: capped exponential backoff with jitter
 RETRY_MAX_S = 30.0
+DROP_TIMEOUT_S = 10.0  # how long stopping waits for cancelled slices
 
 
 class _Partition:
@@ -296,7 +297,18 @@ class ScraperService:
         for t in tasks:
             t.cancel()
         if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # Bounded: a slice stuck past its cancel must not keep the replica from stopping
+            # (its job stays uncommitted, so its next owner resumes it); where it hangs is
+            # logged.
+            _, stuck = await asyncio.wait(tasks, timeout=DROP_TIMEOUT_S)
+            for t in stuck:
+                frames = "".join(f"\n  {f.f_code.co_filename}:{f.f_lineno}" for f in t.get_stack())
+                log.error(
+                    "slice %s did not end within %ss of its cancel:%s",
+                    t.get_name(),
+                    DROP_TIMEOUT_S,
+                    frames,
+                )
         try:
             await self._commit(consumer)
         except Exception:  # noqa: BLE001

@@ -1,8 +1,8 @@
 """Scheduling that never blocks on an unrelated shortage, end to end (real broker, simulator,
 services as OS processes): work waiting for an account of its X operation is parked and holds
 no scraper slot, so tasks of other operations run at once; parked work resumes at the window
-reset by itself, also after a restart, where it left off; a cancel reaches parked work at
-once and nothing more is sent to X for it."""
+reset by itself, also after a restart, where it left off; a pause or cancel reaches parked
+work at once and nothing more is sent to X for it."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ def test_parked_search_holds_no_slot(noida, xsim, tmp_path, chdb_path):
     SearchTimeline on both accounts; a user_profile and a retweeters task submitted after it
     complete within seconds (their operations have budget), the search shows
     `waiting_for_accounts` with the reset time and resumes at the reset by itself; restarted
-    while parked, it resumes where it stood (no page asked twice); and once it is cancelled
+    while parked, it resumes where it stood (no page asked twice); paused while parked, X
+    receives nothing past the reset and it goes on once resumed; and once it is cancelled
     while parked, X receives no request for it."""
     uid = uuid.uuid4().hex[:6]
     sim = Simulator(xsim)
@@ -136,6 +137,17 @@ def test_parked_search_holds_no_slot(noida, xsim, tmp_path, chdb_path):
         reset = spend_window(reset, "after the restart", ready_at=time.time())
         pages = [(e["raw_query"], e["cursor"]) for e in searches(200)]
         assert len(pages) == len(set(pages)), "a page was asked twice"
+
+        # Paused while parked: nothing goes to X, even past the reset; resumed, it goes on
+        # at once (its window has budget again).
+        r = gw.client.patch(f"/api/v1/tasks/{wide}", json={"action": "pause"})
+        assert r.status_code == 200 and r.json()["status"] == "paused", r.text
+        paused_at = time.time()
+        time.sleep(max(0.0, reset + 5 - time.time()))
+        assert not [e for e in searches() if e["received"] > paused_at]
+        r = gw.client.patch(f"/api/v1/tasks/{wide}", json={"action": "resume"})
+        assert r.status_code == 200, r.text
+        reset = spend_window(time.time(), "after the resume")
 
         # Parked again, it is cancelled: nothing more goes to X for it.
         r = gw.client.post(f"/api/v1/tasks/{wide}/cancel", json={"reason": "test"})
