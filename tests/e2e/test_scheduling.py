@@ -126,6 +126,20 @@ def test_parked_search_holds_no_slot(noida, xsim, tmp_path, chdb_path):
         assert time.time() < reset, "the user tasks waited for the search's reset"
         assert not [e for e in searches() if e["status"] == 429]
 
+        # Another search's estimate knows the window is spent and the wide search is ahead.
+        r = gw.submit(
+            keyword=f"next{uid}",
+            required_count=20,
+            start_time="2026-08-01T00:00:00Z",
+            end_time="2026-08-02T00:00:00Z",
+        )
+        assert r.status_code == 200, r.text
+        est = r.json()["estimate"]
+        assert est["budget"]["left_in_window"] == 0, est
+        assert est["budget"]["queued_ahead_requests"] > 100, est  # the wide search's pages
+        assert est["seconds"] > reset - time.time(), est  # not before the reset
+        gw.client.post(f"/api/v1/tasks/{r.json()['task_id']}/cancel", json={})
+
         # At the reset the search resumes by itself.
         reset = spend_window(reset, "at the first reset")
 
