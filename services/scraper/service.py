@@ -42,6 +42,7 @@ from libs.xclient import XClient
 from .backpressure import ParserLagGate
 from .declaration import JOBS
 from .ledger import PageLedger
+from .parking import Parking
 from .slice_runner import RecentPages, SliceDeps, run_slice
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 SERVICE = JOBS.name
 RETRY_BASE_S = 1.0  # a failed slice's retries: capped exponential backoff with jitter
 RETRY_MAX_S = 30.0
+DROP_TIMEOUT_S = 10.0  # how long stopping waits for cancelled slices
 
 
 class _Partition:
@@ -99,6 +101,7 @@ class ScraperService:
         self.slices_done = 0
         self.slice_retries = 0
         self.recent = RecentPages()
+        self.parking = Parking()  # slices waiting for an account or paused hold no slot
         self._rewind_needed = False  # a broker fault: re-read jobs from the committed offsets
         self.group_id = f"{settings.topic_prefix}{SERVICE}"
         self.watch = ConsumerWatch(SERVICE, self.group_id)  # records in, lag, readiness
@@ -130,6 +133,7 @@ class ScraperService:
             split_pages=self.settings.scraper_split_pages,
             recent=self.recent,
             gate=gate,
+            parking=self.parking,
         )
         consumer = consumer_for(self.settings, self.group_id, SERVICE, offset_reset="none")
         # Slices run for minutes; the loop keeps polling (paused when full) so the group
@@ -181,8 +185,13 @@ class ScraperService:
             await self.xclient.aclose()
 
     async def _poll(self, consumer, deps: SliceDeps) -> None:
-        busy = sum(len(t) for t in self._running.values())
+        # A parked slice (waiting for an account of its operation, or paused) holds no slot:
+        # jobs of operations with budget are taken and run meanwhile.
+        parked = len(self.parking)
+        busy = sum(len(t) for t in self._running.values()) - parked
         free = self.settings.scraper_concurrency - busy
+        if parked >= self.settings.scraper_max_parked:
+            free = 0
         assigned = consumer.assignment()
         if free <= 0:
             consumer.pause(*assigned)
@@ -296,7 +305,18 @@ class ScraperService:
         for t in tasks:
             t.cancel()
         if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # Bounded: a slice stuck past its cancel must not keep the replica from stopping
+            # (its job stays uncommitted, so its next owner resumes it); where it hangs is
+            # logged.
+            _, stuck = await asyncio.wait(tasks, timeout=DROP_TIMEOUT_S)
+            for t in stuck:
+                frames = "".join(f"\n  {f.f_code.co_filename}:{f.f_lineno}" for f in t.get_stack())
+                log.error(
+                    "slice %s did not end within %ss of its cancel:%s",
+                    t.get_name(),
+                    DROP_TIMEOUT_S,
+                    frames,
+                )
         try:
             await self._commit(consumer)
         except Exception:  # noqa: BLE001

@@ -134,7 +134,7 @@ def create_router(
         if isinstance(got, JSONResponse):
             return got
         task, again = got
-        est = estimate(settings, task, view.active_accounts())
+        est = estimate(settings, task, view.active_accounts(), view.capacity(task))
         return created(task, again or message.format(task=task), est)
 
     @r.post(
@@ -182,7 +182,7 @@ def create_router(
         if isinstance(got, JSONResponse):
             return got
         task, again = got
-        est = estimate(settings, task, view.active_accounts())
+        est = estimate(settings, task, view.active_accounts(), view.capacity(task))
         out = task_out(view, kol_view, task.task_id) or {}
         return {
             **out,
@@ -236,7 +236,7 @@ def create_router(
         # The estimate is the next run's: the window it covers (one interval) collected
         # after it fires.
         run = run_task(task, max(0, view.schedules.last_run(task_id) + 1) if view.schedules else 0)
-        est = estimate(settings, run, view.active_accounts())
+        est = estimate(settings, run, view.active_accounts(), view.capacity(run))
         return created(task, message, est, next_execution=nxt, finish=completion(nxt, est))
 
     if kol_view is not None:

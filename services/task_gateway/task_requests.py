@@ -24,6 +24,9 @@ class ScheduledRequest(StrictModel):
     filters: SearchFilters | None = None
     callback_url: str | None = None
     download_video: bool = False
+    account_tag: str | None = Field(
+        None, max_length=64, description="Only accounts with this tag serve its runs."
+    )
 
 
 class _WindowRequest(StrictModel):
@@ -37,6 +40,9 @@ class _WindowRequest(StrictModel):
     callback_url: str | None = None
     filters: SearchFilters | None = None
     download_video: bool = False
+    account_tag: str | None = Field(
+        None, max_length=64, description="Only accounts with this tag serve the task."
+    )
 
     def task(
         self, task_id: str, keyword: str, search_type: SearchType | None = None
@@ -54,6 +60,7 @@ class _WindowRequest(StrictModel):
             download_video=self.download_video,
             submitted_at=datetime.now(UTC),
             search_type=search_type,
+            account_tag=self.account_tag,
         )
 
 
@@ -137,6 +144,7 @@ class SearchRequest(_WindowRequest):
             target=target,
             submitted_at=datetime.now(UTC),
             search_type=self.type,
+            account_tag=self.account_tag,
         )
 
 
