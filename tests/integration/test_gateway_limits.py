@@ -29,7 +29,12 @@ LONG = "a" * 20_000
 BAD_TIMES = ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z")
 
 # A valid request of each route: the walk changes one value at a time.
-PATH_VALUES = {"task_id": "walk-1", "post_id": "1234567890", "username": "someone"}
+PATH_VALUES = {
+    "task_id": "walk-1",
+    "post_id": "1234567890",
+    "username": "someone",
+    "key": "media/ab/walk.jpg",
+}
 QUERY_VALUES = {"year": 2026, "month": 11}
 BODIES = {
     "/api/v1/tasks/ondemand": {"keyword": "x", **WINDOW},
