@@ -186,10 +186,9 @@ def data_routes(r: APIRouter, settings: Settings, store: StoreOf) -> None:
         as search's `total`), streamed as CSV, JSON Lines or XLSX."""
         cols = export.EXPORT_COLUMNS + (["raw_data"] if include_raw else [])
         await store()  # ClickHouse down: a 503 now, not a broken download
-        chunks = export.rows(store, f, cols)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         return StreamingResponse(
-            export.WRITERS[format](chunks, cols),
+            export.WRITERS[format](store, f, cols),
             media_type=export.MEDIA_TYPES[format],
             headers={"Content-Disposition": f'attachment; filename="posts-{stamp}.{format}"'},
         )
