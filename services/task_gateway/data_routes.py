@@ -193,10 +193,12 @@ def data_routes(r: APIRouter, settings: Settings, store: StoreOf) -> None:
         """Every post the filters select (the same filters and order as search; as many rows
         as search's `total`), streamed as CSV, JSON Lines or XLSX."""
         cols = export.EXPORT_COLUMNS + (["raw_data"] if include_raw else [])
-        await store()  # ClickHouse down: a 503 now, not a broken download
+        # The first chunk is read before the answer starts: ClickHouse down is a 503, not a
+        # download that breaks off.
+        body = await export.started(export.WRITERS[format](store, f, cols))
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         return StreamingResponse(
-            export.WRITERS[format](store, f, cols),
+            body,
             media_type=export.MEDIA_TYPES[format],
             headers={"Content-Disposition": f'attachment; filename="posts-{stamp}.{format}"'},
         )
