@@ -70,7 +70,7 @@ def prepare(path: Path, posts: int, batch: int, fill_it: bool = True) -> int:
         # What a store that has been collecting for a while looks like: merged by the engine
         # in the background; wait (bounded) for the merges the fill started.
         t = time.perf_counter()
-        while time.perf_counter() - t < 900:
+        while time.perf_counter() - t < 300:
             running = store.query_rows_sync(
                 "SELECT count() FROM system.merges WHERE table = 'posts'"
             )[0][0]

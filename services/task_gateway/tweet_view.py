@@ -30,7 +30,7 @@ ITEM_FIELDS = (*POST_FIELDS, *DESIGN_FIELDS)
 _SOURCES = {
     "tweet_id": ("post_id",),
     "text": ("post_content",),
-    "user": ("author_id", "author_handle", "author_name"),
+    "user": ("author_id", "author_handle", "author_name", "author_avatar"),
     "reply_count": ("comment_count",),
     "urls": ("post_links",),
     "media": ("post_images",),

@@ -288,6 +288,8 @@ async def test_fields_and_raw_data(data_gw):
     assert [set(p) for p in slim["items"]] == [{"tweet_id", "text", "like_count"}] * 50
     assert slim["total"] == full["total"]
     assert len(orjson.dumps(slim)) * 5 < len(orjson.dumps(full)) < len(orjson.dumps(raw))
+    users = (await client.get(search, params={"limit": 5, "fields": "user"})).json()["items"]
+    assert all(set(p) == {"user"} and p["user"]["username"].startswith("A") for p in users)
     one = (await client.get("/api/v1/data/tweets/10001")).json()
     assert one["post_id"] == "10001" and one["raw_data"]  # the single post keeps its raw JSON
 
