@@ -4,15 +4,24 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup up down status run test test-fast bench bench-media bench-accounts bench-gateway schemas manifests bench-telemetry bench-soak
+.PHONY: setup system-packages lint up down status run test test-fast bench bench-media bench-accounts bench-gateway schemas manifests bench-telemetry bench-soak bench-scale
 
-setup: $(BIN)/xget  ## create the virtualenv with XGet, the local brokers and the S3 server
+setup: system-packages $(BIN)/xget  ## system packages, then the virtualenv with XGet, chdb, the local brokers, the S3 server and the checks
+
+system-packages:  ## chromium, docker-compose, nodejs and npm where missing (Debian)
+	@bash infra/system-packages.sh
 
 $(BIN)/xget: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[local,test]'
+	$(BIN)/pip install --quiet -e '.[embedded,local,test,dev]'
 	@touch $@
+
+lint: setup  ## ruff (lint and format), mypy, hadolint: what .ci/run checks before the tests
+	$(BIN)/ruff check libs services infra bench tests
+	$(BIN)/ruff format --check libs services infra bench tests
+	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
 
 up: setup  ## start broker, topics, migrations, X simulator and every service (embedded defaults)
 	$(BIN)/python -m infra.stack up
@@ -31,6 +40,9 @@ test-fast: setup  ## unit tests only
 
 bench: setup  ## end-to-end pipeline rate vs bare parsing (last line: ratio)
 	$(BIN)/python bench/pipeline.py
+
+bench-scale: setup  ## pipeline ratio at 1M posts ÷ at 10k, RSS growth, broker peak vs budget (last line: ratio)
+	$(BIN)/python bench/scale.py
 
 bench-media: setup  ## media stored through the media-downloader vs bare httpx download (last line: ratio)
 	$(BIN)/python bench/media.py

@@ -107,7 +107,7 @@ def run(k: int, limit: int, window: int, n_windows: int, keep: bool = False) -> 
         )
         # More work than the accounts can serve in the measured windows, over 6 tasks.
         per_task = (k * limit * PAGE_SIZE * (n_windows + 2)) // 6 + PAGE_SIZE
-        for i in range(6):
+        for _ in range(6):
             r = gw.post(
                 "/api/v1/tasks/ondemand",
                 json={

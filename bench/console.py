@@ -35,10 +35,10 @@ import httpx  # noqa: E402
 
 from bench.query_data import fill  # noqa: E402
 from infra import local  # noqa: E402
-from infra.migrate import apply_migrations  # noqa: E402
 from infra.service_process import ServiceProcess, wait_until  # noqa: E402
 from libs.settings import Settings  # noqa: E402
 from libs.storage.clickhouse import ClickHouseStore  # noqa: E402
+from libs.storage.migrate import apply_migrations  # noqa: E402
 from libs.topics import CATALOGUE  # noqa: E402
 from services.task_gateway.export import EXPORT_COLUMNS  # noqa: E402
 

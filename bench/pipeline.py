@@ -2,15 +2,19 @@
 
     PYTHONPATH=. python bench/pipeline.py [--posts N]
 
-Starts a fresh noida-db broker (temp data dir) and the X simulator, creates the topics, runs
-three service processes (task-gateway+scraper, parser, dedup-counter; temp chdb), submits one
-on-demand task with required_count=N and times it from submit until the gateway says
-`completed`. RSS (VmRSS, process + descendants) of each service process and the broker is
-sampled when progress crosses 10% and at 100%.
+Starts a fresh noida-db broker (temp data dir) as make up runs it — topics' retention from its
+memory budget (`--broker-mb`, 512 MiB here) and the retention guard — and the X simulator
+(denser beyond 60 days' worth of posts, so a 1M-post task fits the API's window), runs three
+service processes (task-gateway+scraper, parser, dedup-counter; temp chdb, objects in a temp
+dir), submits one on-demand task with required_count=N and times it from submit until the
+gateway says `completed`. RSS (VmRSS, process + descendants) of each service process and the
+broker is sampled when progress crosses 10% and at 100%, and every second for the peaks.
 
-Then the raw pages the scraper stored are read back from the raw-pages topic and the same
-number of pages (ceil(N / page size)) is parsed bare with `bench.bare_parse.bare_parse_rate`
-(json.loads + twscrape parse_tweets). Both rates count TOP-LEVEL POSTS: end-to-end the task's
+Then the stack is stopped and the raw pages the parser archived (raw_data/, in the temp object
+dir) are streamed back 100 at a time — never all in memory, so `--posts 1000000` works in one
+task — and ceil(N / page size) of them are parsed bare with `bench.bare_parse.bare_parse_rate`
+(json.loads + twscrape parse_tweets; each chunk's best of 3 up to 5,000 pages, one pass
+beyond). Both rates count TOP-LEVEL POSTS: end-to-end the task's
 collected posts, bare the post entries X returned on those pages (RawPage.entries, 20 a page);
 twscrape's own tweet count (which adds quoted originals) is printed for reference.
 
@@ -38,6 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -51,57 +56,33 @@ import httpx  # noqa: E402
 from bench.bare_parse import bare_parse_rate  # noqa: E402
 from infra import local  # noqa: E402
 from infra.service_process import ServiceProcess, all_alive, gateway_client, wait_until  # noqa: E402
-from libs.kafka import scan_partition  # noqa: E402
 from libs.records.pages import RawPage  # noqa: E402
 from libs.settings import Settings  # noqa: E402
-from libs.topics import CATALOGUE, RAW_PAGES  # noqa: E402
+from libs.storage.objects import FileObjectStore  # noqa: E402
+from libs.storage.raw_archive import RawArchive  # noqa: E402
+from libs.topics import CATALOGUE  # noqa: E402
 
 PAGE_SIZE = 20
 DENSITY_PER_HOUR = 60.0  # simulator default
+MAX_WINDOW_HOURS = 60 * 24  # larger tasks get a denser simulator, not a window past the limits
+BROKER_LABEL = "noida-db (broker)"
+# The broker's memory budget here: a 1M-post run fills it before 10% (~100 MiB of records at
+# ~1 KiB a post on the topics), so its RSS is flat from there as it is under make up's 4096
+# MiB once a machine has collected a few million posts.
+BENCH_BROKER_MB = 512
+
+
+def density_for(n_posts: int) -> float:
+    """Simulator posts per hour for a task of `n_posts`: the default up to 60 days' worth,
+    denser beyond (1M posts: 868/h over 60 days, within the API's 366-day window)."""
+    return max(DENSITY_PER_HOUR, n_posts * 1.25 / MAX_WINDOW_HOURS)
+
+
 WINDOW_END = datetime(2026, 10, 1, tzinfo=UTC)
 API_TOKEN = "bench-token"
 
 
-# --- RSS ------------------------------------------------------------------------------------------
-def _children_map() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        kids.setdefault(ppid, []).append(int(entry))
-    return kids
-
-
-def _vmrss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def tree_rss_mb(pid: int, kids: dict[int, list[int]] | None = None) -> float:
-    """VmRSS of `pid` and all its descendants, in MiB."""
-    kids = kids if kids is not None else _children_map()
-    total, stack, seen = 0, [pid], set()
-    while stack:
-        p = stack.pop()
-        if p in seen:
-            continue
-        seen.add(p)
-        total += _vmrss_kb(p)
-        stack.extend(kids.get(p, ()))
-    return total / 1024
-
-
+# --- RSS and CPU ----------------------------------------------------------------------------
 def _cpu_s(pid: int) -> float:
     """utime + stime of one process, in seconds."""
     try:
@@ -114,40 +95,72 @@ def _cpu_s(pid: int) -> float:
 
 def sample_cpu(pids: dict[str, int]) -> dict[str, float]:
     """CPU seconds used so far by each process and its descendants."""
-    kids = _children_map()
-    out = {}
-    for name, pid in pids.items():
-        total, stack, seen = 0.0, [pid], set()
-        while stack:
-            p = stack.pop()
-            if p not in seen:
-                seen.add(p)
-                total += _cpu_s(p)
-                stack.extend(kids.get(p, ()))
-        out[name] = total
-    return out
+    return {name: sum(_cpu_s(p) for p in local.process_tree(pid)) for name, pid in pids.items()}
 
 
 def sample_rss(pids: dict[str, int]) -> dict[str, float]:
-    kids = _children_map()
-    return {name: tree_rss_mb(pid, kids) for name, pid in pids.items()}
+    """VmRSS of each process and its descendants, in MiB."""
+    return {name: local.tree_rss_mb(pid) for name, pid in pids.items()}
 
 
-# --- service processes ---------------------------------------------------------------------------
-# --- raw pages read-back -------------------------------------------------------------------------
-async def _read_raw_pages(settings: Settings, task_id: str) -> list[RawPage]:
-    """The task's successful raw pages, read back verbatim from every raw-pages partition."""
-    pages = []
-    for partition in range(RAW_PAGES.partitions):
-        async for _msg, rec in scan_partition(settings, RAW_PAGES, partition, 0):
-            if (
-                isinstance(rec, RawPage)
-                and rec.task_id == task_id
-                and rec.response
-                and rec.outcome == "ok"
-            ):
-                pages.append(rec)
-    return pages
+# --- raw pages, streamed back from the archive ------------------------------------------------
+def archived_pages(objects_dir: Path, task_id: str, since: datetime) -> Iterator[RawPage]:
+    """The task's successful raw pages, read back verbatim from the raw_data/ archive the
+    parser wrote, one object at a time (a page once, however often it was archived)."""
+    archive = RawArchive(FileObjectStore(objects_dir))
+    seen: set[tuple[str, int]] = set()
+    for obj in local.run_sync(lambda: archive.objects(since)):
+        for a in local.run_sync(lambda o=obj: archive.pages(o)):
+            p = a.page
+            if p.task_id != task_id or not p.response or p.outcome != "ok":
+                continue
+            if (p.slice_id, p.page_no) not in seen:
+                seen.add((p.slice_id, p.page_no))
+                yield p
+
+
+def streamed_bare_rate(
+    pages: Iterator[RawPage], want_pages: int, repeat: int | None = None, chunk: int = 100
+) -> dict:
+    """The bare parse rate over up to `want_pages` pages, streamed `chunk` pages at a time
+    (never all of them in memory): each chunk parsed `repeat` times, its best time counted
+    (the bare rate is the ceiling: other load must not lower it). `repeat` None: 3 for small
+    runs, 1 beyond 5,000 pages, where one pass already takes minutes."""
+    if repeat is None:
+        repeat = 3 if want_pages <= 5_000 else 1
+    n_pages = top_level = tws_tweets = 0
+    seconds = 0.0
+    bodies: list[bytes] = []
+    warm = False
+
+    def parse(batch: list[bytes]) -> None:
+        nonlocal tws_tweets, seconds
+        tweets, best = min((bare_parse_rate(batch) for _ in range(repeat)), key=lambda r: r[1])
+        tws_tweets += tweets
+        seconds += best
+
+    for page in pages:
+        if n_pages >= want_pages:
+            break
+        body = page.response.encode()
+        if not warm:
+            bare_parse_rate([body])  # warm-up
+            warm = True
+        bodies.append(body)
+        n_pages += 1
+        top_level += page.entries
+        if len(bodies) >= chunk:
+            parse(bodies)
+            bodies = []
+    if bodies:
+        parse(bodies)
+    return {
+        "pages": n_pages,
+        "top_level": top_level,
+        "tws_tweets": tws_tweets,
+        "seconds": seconds,
+        "repeat": repeat,
+    }
 
 
 # --- one task --------------------------------------------------------------------------------------
@@ -156,7 +169,7 @@ def _run_task(
 ) -> dict:
     """Submit one on-demand task for n_posts and wait until the gateway says completed: its
     time, RSS at 10% and 100%, and CPU of every process from submit to completed."""
-    hours = math.ceil(n_posts / DENSITY_PER_HOUR * 1.25) + 2
+    hours = math.ceil(n_posts / density_for(n_posts) * 1.25) + 2
     start = WINDOW_END - timedelta(hours=hours)
     keyword = f"bench{uuid.uuid4().hex[:6]}"
 
@@ -177,12 +190,18 @@ def _run_task(
     task_id = r.json()["task_id"]
 
     rss: dict[str, dict[str, float]] = {}
+    peak: dict[str, float] = dict.fromkeys(pids, 0.0)
     status: dict = {}
     deadline = time.monotonic() + max(300, n_posts / 10)
+    next_peak = 0.0
     while True:
         status = gw.get(f"/api/v1/tasks/{task_id}/status").json()
         prog = status.get("progress") or {}
         pct = prog.get("percentage") or 0.0
+        if time.monotonic() >= next_peak:  # every process's peak, once a second
+            next_peak = time.monotonic() + 1
+            for name, mb in sample_rss(pids).items():
+                peak[name] = max(peak[name], mb)
         if "10%" not in rss and pct >= 10.0:
             rss["10%"] = sample_rss(pids)
         if status.get("status") == "completed":
@@ -206,13 +225,23 @@ def _run_task(
         "elapsed": elapsed,
         "collected": int(status["progress"]["collected"]),
         "rss": rss,
+        "peak": {n: max(peak[n], rss["100%"][n]) for n in pids},
         "cpu0": cpu0,
         "cpu1": cpu1,
     }
 
 
 # --- main ------------------------------------------------------------------------------------------
-def run(n_posts: int, keep: bool = False, parsers: int = 1, runs: int = 1) -> float:
+def run(
+    n_posts: int,
+    keep: bool = False,
+    parsers: int = 1,
+    runs: int = 1,
+    broker_mb: int = BENCH_BROKER_MB,
+    bare_repeat: int | None = None,
+) -> dict:
+    """One stack, `runs` tasks of `n_posts`; prints the tables and returns the figures
+    (ratio, rates, RSS at 10%/100% and peaks of the first task)."""
     tmp = Path(tempfile.mkdtemp(prefix="xget-bench-"))
     logs = tmp / "logs"
     logs.mkdir()
@@ -237,10 +266,25 @@ def run(n_posts: int, keep: bool = False, parsers: int = 1, runs: int = 1) -> fl
         xsim = local.start_xsim(log_dir=logs, timeout=60)
         handles.append(xsim)
         prefix = f"b{uuid.uuid4().hex[:8]}-"
-        local.create_topics_sync(broker.address, prefix, CATALOGUE)
+        # The embedded broker as make up runs it: retention from its memory budget, and the
+        # retention guard that keeps it from deleting what a consumer has not read.
+        local.create_topics_sync(broker.address, prefix, CATALOGUE, broker_max_mb=broker_mb)
+        handles.append(
+            local.start_process(
+                "retention-guard",
+                [sys.executable, "-m", "infra.retention_guard", "--budget-mb", str(broker_mb)],
+                lambda: True,
+                log_dir=logs,
+                env={
+                    "PYTHONPATH": str(REPO),
+                    "XGET_KAFKA_BOOTSTRAP": broker.address,
+                    "XGET_TOPIC_PREFIX": prefix,
+                },
+            )
+        )
         httpx.post(
             f"{xsim.address}/_sim/config",
-            json={"limits": {"SearchTimeline": 1_000_000}},
+            json={"limits": {"SearchTimeline": 1_000_000}, "default_density": density_for(n_posts)},
             timeout=10,
         ).raise_for_status()
 
@@ -289,12 +333,12 @@ def run(n_posts: int, keep: bool = False, parsers: int = 1, runs: int = 1) -> fl
         time.sleep(3)
         all_alive(services)
         # What the idle stack costs (consumers polling, timers), for reading the CPU table.
-        idle_pids = {s.name: s.proc.pid for s in services} | {"noida-db (broker)": broker.pid}
+        idle_pids = {s.name: s.proc.pid for s in services} | {BROKER_LABEL: broker.pid}
         idle0, idle_t0 = sample_cpu(idle_pids), time.perf_counter()
         time.sleep(2)
         idle1, idle_s = sample_cpu(idle_pids), time.perf_counter() - idle_t0
 
-        pids = {s.name: s.proc.pid for s in services} | {"noida-db (broker)": broker.pid}
+        pids = {s.name: s.proc.pid for s in services} | {BROKER_LABEL: broker.pid}
         cpu_pids = pids | {"x simulator": xsim.pid}
         results = [_run_task(gw, services, pids, cpu_pids, n_posts) for _ in range(runs)]
         first = results[0]
@@ -303,40 +347,33 @@ def run(n_posts: int, keep: bool = False, parsers: int = 1, runs: int = 1) -> fl
         cpu0, cpu1 = first["cpu0"], first["cpu1"]
         e2e_rate = collected / elapsed
 
-        # Same pages the pipeline fetched, read back verbatim from raw-pages.
-        raw = local.run_sync(lambda: _read_raw_pages(settings, task_id))
         # Parse on a quiet machine: nothing of the stack runs during the bare measurement.
         stop_all()
-        raw.sort(key=lambda p: (p.slice_id, p.page_no))
+        # Same pages the pipeline fetched, streamed back verbatim from the parser's archive.
         want_pages = math.ceil(n_posts / PAGE_SIZE)
-        pages = raw[:want_pages]
-        if not pages:
-            raise RuntimeError("no raw pages found on raw-pages")
-        bodies = [p.response.encode() for p in pages]
-        top_level = sum(p.entries for p in pages)
         logging.disable(logging.WARNING)
-        bare_parse_rate(bodies[:5])  # warm-up
-        # Best of 3: the bare rate is the ceiling, so noise from other load must not lower it.
-        tws_tweets, bare_s = min((bare_parse_rate(bodies) for _ in range(3)), key=lambda r: r[1])
-        bare_rate = top_level / bare_s
+        since = datetime.now(UTC) - timedelta(seconds=elapsed + 600)
+        bare = streamed_bare_rate(
+            archived_pages(tmp / "objects", task_id, since), want_pages, bare_repeat
+        )
+        if not bare["pages"]:
+            raise RuntimeError("no raw pages of the task in the raw_data/ archive")
+        bare_rate = bare["top_level"] / bare["seconds"]
 
         print(
             f"posts requested: {n_posts}; collected: {collected}; keyword {keyword}; "
-            f"window {hours} h"
-        )
-        print(
-            f"raw pages on raw-pages for the task: {len(raw)} "
-            f"({sum(p.entries for p in raw)} post entries)"
+            f"window {hours} h at {density_for(n_posts):.0f} posts/h"
         )
         print(
             f"end-to-end: {collected} posts in {elapsed:.2f}s = {e2e_rate:,.1f} posts/s "
             f"(submit -> status completed)"
         )
+        best = "best of 3 per chunk" if bare["repeat"] > 1 else "one pass"
         print(
-            f"bare parse (json.loads + twscrape parse_tweets, 1 core, best of 3): "
-            f"{len(pages)} pages, "
-            f"{top_level} top-level posts ({tws_tweets} twscrape tweets incl. quoted) in "
-            f"{bare_s:.3f}s = {bare_rate:,.1f} posts/s (top-level posts)"
+            f"bare parse (json.loads + twscrape parse_tweets, 1 core, {best}, streamed from "
+            f"the raw_data/ archive 100 pages at a time): {bare['pages']} pages, "
+            f"{bare['top_level']} top-level posts ({bare['tws_tweets']} twscrape tweets incl. "
+            f"quoted) in {bare['seconds']:.3f}s = {bare_rate:,.1f} posts/s (top-level posts)"
         )
         print("RSS MiB (VmRSS incl. children):")
         names = list(pids)
@@ -346,6 +383,12 @@ def run(n_posts: int, keep: bool = False, parsers: int = 1, runs: int = 1) -> fl
             print(f"  {n:<{w}}  {rss['10%'][n]:>8.1f}  {rss['100%'][n]:>8.1f}")
         tot10, tot100 = sum(rss["10%"].values()), sum(rss["100%"].values())
         print(f"  {'total':<{w}}  {tot10:>8.1f}  {tot100:>8.1f}")
+        grew = {n: rss["100%"][n] / rss["10%"][n] - 1 for n in names if rss["10%"][n] > 0}
+        print(
+            "RSS growth 10% -> 100%: "
+            + ", ".join(f"{n} {g * 100:+.0f}%" for n, g in grew.items())
+            + f"; broker peak {first['peak'][BROKER_LABEL]:.0f} MiB of its {broker_mb} MiB budget"
+        )
         print(
             f"CPU seconds from submit to completed (wall {elapsed:.2f}s, "
             f"{os.cpu_count()} cores; bare parse of the same posts would take "
@@ -386,7 +429,17 @@ def run(n_posts: int, keep: bool = False, parsers: int = 1, runs: int = 1) -> fl
             ratio = statistics.median(ratios)
             print(f"median of {runs}: {ratio:.3f}")
         print(f"ratio: {ratio:.3f}")
-        return ratio
+        return {
+            "ratio": ratio,
+            "e2e_rate": e2e_rate,
+            "bare_rate": bare_rate,
+            "collected": collected,
+            "elapsed": elapsed,
+            "rss": rss,
+            "peak": first["peak"],
+            "broker_mb": broker_mb,
+            "broker": BROKER_LABEL,
+        }
     finally:
         stop_all()
         if keep:
@@ -401,6 +454,13 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
     ap.add_argument("--parsers", type=int, default=1, help="parser replicas (processes)")
     ap.add_argument(
+        "--broker-mb",
+        type=int,
+        default=BENCH_BROKER_MB,
+        help="the broker's memory budget (XGET_EMBEDDED_BROKER_MAX_MB); small enough by "
+        "default that a 1M-post run reaches it before 10%%",
+    )
+    ap.add_argument(
         "--runs",
         type=int,
         default=1,
@@ -410,7 +470,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.runs < 1:
         ap.error("--runs must be at least 1")
-    run(args.posts, keep=args.keep, parsers=args.parsers, runs=args.runs)
+    run(args.posts, keep=args.keep, parsers=args.parsers, runs=args.runs, broker_mb=args.broker_mb)
 
 
 if __name__ == "__main__":

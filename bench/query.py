@@ -41,10 +41,10 @@ import httpx  # noqa: E402
 
 from bench.query_data import AUTHORS, HEAVY_AUTHOR, KEYWORD, fill, post_id_of  # noqa: E402
 from infra import local  # noqa: E402
-from infra.migrate import apply_migrations  # noqa: E402
 from infra.service_process import ServiceProcess, wait_until  # noqa: E402
 from libs.settings import Settings  # noqa: E402
 from libs.storage.clickhouse import ClickHouseStore  # noqa: E402
+from libs.storage.migrate import apply_migrations  # noqa: E402
 from libs.topics import CATALOGUE  # noqa: E402
 
 TOKEN = "bench-token"

@@ -227,7 +227,7 @@ class Soak:
         batches = {r.body["batch_id"]: r.body for r in self.hook.accepted()}
         reported = Counter(pid for b in batches.values() for pid in b.get("post_ids", ()))
         with ClickHouseStore(self.stack.dsn) as ch:
-            rows = Counter()
+            rows: Counter[str] = Counter()
             in_task: set[tuple[str, str]] = set()
             for task_id in self.tasks:
                 for pid, n in ch.query_rows_sync(

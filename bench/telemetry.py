@@ -55,6 +55,11 @@ PROCESSES = {
 }
 
 
+def services_cpu(services: list[ServiceProcess]) -> float:
+    """CPU seconds of every running service process together."""
+    return sum(cpu_seconds(svc.proc.pid) for svc in services if svc.proc is not None)
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and its reaped children (clock ticks → s)."""
     with open(f"/proc/{pid}/stat") as f:
@@ -124,7 +129,7 @@ def one_run(mode: str, broker: str, xsim: str, tmp: Path, n_posts: int) -> tuple
         time.sleep(3)  # parser and dedup-counter finish starting (assignment, migrations)
         all_alive(services)
         scraper.start()
-        cpu0 = sum(cpu_seconds(s.proc.pid) for s in services)
+        cpu0 = services_cpu(services)
         hours = math.ceil(n_posts / DENSITY_PER_HOUR * 1.25) + 2
         start = WINDOW_END - timedelta(hours=hours)
         t0 = time.perf_counter()
@@ -145,7 +150,7 @@ def one_run(mode: str, broker: str, xsim: str, tmp: Path, n_posts: int) -> tuple
             status = gw.get(f"/api/v1/tasks/{task_id}/status").json()
             if status.get("status") == "completed":
                 elapsed = time.perf_counter() - t0
-                cpu = sum(cpu_seconds(s.proc.pid) for s in services) - cpu0
+                cpu = services_cpu(services) - cpu0
                 break
             all_alive(services)
             if time.monotonic() > deadline:
@@ -154,8 +159,8 @@ def one_run(mode: str, broker: str, xsim: str, tmp: Path, n_posts: int) -> tuple
         collected = int(status["progress"]["collected"])
     finally:
         scraping.set()
-        for s in services:
-            s.stop()
+        for svc in services:
+            svc.stop()
     spans = sum(1 for f in run_dir.glob("*.spans.jsonl") for _ in f.open())
     if mode == "on" and spans == 0:
         raise RuntimeError("tracing was on but no span was written")

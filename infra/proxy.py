@@ -3,7 +3,7 @@
 Forwards absolute-form requests (`GET http://host/path HTTP/1.1`, what clients send to an
 HTTP proxy for http:// URLs) and tunnels `CONNECT host:port` (https:// URLs). On the same port
 it also speaks SOCKS5 (RFC 1928 CONNECT; no authentication, or any username/password per
-RFC 1929), told apart by the first byte. Each request is logged as one line
+RFC 1929) and SOCKS4/4a (CONNECT, any user id), told apart by the first byte. Each request is logged as one line
 `proxy METHOD TARGET STATUS` on stdout (`proxy SOCKS5 host:port ok` for a tunnel), so a test
 can see which proxy an account used. Not for production: no authentication, no limits.
 """
@@ -93,6 +93,28 @@ async def _socks5(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
     )
 
 
+async def _socks4(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A SOCKS4 (or SOCKS4a: a host name after the user id) CONNECT tunnel; the version byte
+    (4) was read already. Replies are 0x00 0x5A granted / 0x5B rejected."""
+    cmd = (await reader.readexactly(1))[0]
+    port = int.from_bytes(await reader.readexactly(2), "big")
+    ip = await reader.readexactly(4)
+    await reader.readuntil(b"\x00")  # user id: any is accepted
+    if ip[:3] == b"\x00\x00\x00" and ip[3] != 0:  # SOCKS4a
+        host = (await reader.readuntil(b"\x00"))[:-1].decode("idna")
+    else:
+        host = ".".join(str(b) for b in ip)
+    target = f"{host}:{port}"
+    granted, rejected = b"\x00\x5a" + bytes(6), b"\x00\x5b" + bytes(6)
+    if cmd != 1:
+        writer.write(rejected)
+        _say(f"proxy SOCKS4 {target} unsupported-command")
+        return
+    await _tunnel(
+        reader, writer, host, port, f"SOCKS4 {target}", (granted, "ok"), (rejected, "refused")
+    )
+
+
 async def _tunnel(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
@@ -121,10 +143,15 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             first = await reader.readexactly(1)
         except (asyncio.IncompleteReadError, ConnectionError):
             return
-        if first == b"\x05":
+        if first in (b"\x04", b"\x05"):
             try:
-                await _socks5(reader, writer)
-            except (asyncio.IncompleteReadError, ConnectionError, UnicodeError):
+                await (_socks4 if first == b"\x04" else _socks5)(reader, writer)
+            except (
+                asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError,
+                ConnectionError,
+                UnicodeError,
+            ):
                 pass
             return
         prefix = first

@@ -12,11 +12,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import SecretStr
 
 from libs.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,7 +60,11 @@ class ServiceProcess:
     `restarts()` says how often it had to."""
 
     # Short delays: the tests wait for the comeback.
-    SUPERVISOR_OPTS = {"backoff": 0.5, "backoff_max": 5.0, "healthy": 30.0}
+    SUPERVISOR_OPTS: ClassVar[dict[str, float]] = {
+        "backoff": 0.5,
+        "backoff_max": 5.0,
+        "healthy": 30.0,
+    }
 
     def __init__(
         self,
@@ -115,11 +122,11 @@ class ServiceProcess:
         process alone (a crash), which its supervisor then starts again."""
         assert self.proc is not None
         if self.supervised:
-            from infra.local import _pid_alive
+            from infra.local import pid_alive
 
             pid = wait_until(self.child_pid, 30, f"{self.name}'s service pid")
             os.kill(pid, signal.SIGKILL)
-            wait_until(lambda: not _pid_alive(pid), 10, f"{self.name} pid {pid} to die")
+            wait_until(lambda: not pid_alive(pid), 10, f"{self.name} pid {pid} to die")
             return
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)

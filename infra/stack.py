@@ -2,7 +2,8 @@
 
 ``up`` (idempotent — parts already running are left alone):
   1. noida-db (Kafka wire) with its data in ``DATA/kafka`` on port 9092 (``XGET_KAFKA_PORT``),
-  2. the topic catalogue (``XGET_TOPIC_PREFIX``), partition counts verified,
+  2. the topic catalogue (``XGET_TOPIC_PREFIX``), partition counts verified, with retention
+     from the broker's memory budget, and the retention guard (``infra/retention_guard.py``),
   3. ClickHouse migrations on ``XGET_CLICKHOUSE_DSN`` (run as a short subprocess, so this
      process never holds the chdb path that the services process will own),
   4. the X simulator on port 8090 (``XGET_XSIM_PORT``) when ``infra/xsim`` is runnable,
@@ -27,7 +28,11 @@ again with backoff (1 s doubling to 30 s, reset after 60 s up); ``DATA/run/NAME.
 counts the restarts.
 
 ``down`` stops them in reverse order (SIGTERM to each process group — supervisor and part
-together, so nothing is restarted — wait, SIGKILL).
+together, so nothing is restarted — wait, SIGKILL). The broker is waited for as long as it
+saves (SIGKILL only after 15 s without CPU); ``up`` waits for it as long as it loads.
+
+On the embedded broker, each topic's retention.bytes and segment size are derived from
+``XGET_EMBEDDED_BROKER_MAX_MB`` (libs.topics.budget_configs), which ``up`` prints.
 ``status`` prints each part with its pid and alive/dead.
 """
 
@@ -43,11 +48,17 @@ from pathlib import Path
 from infra import local
 from infra.supervise import read_state
 from libs.settings import Settings
+from libs.topics import retained_bytes_budget
 
 REPO_ROOT = local.REPO_ROOT
 # name -> a substring of its command line (guards against a recycled pid).
-PARTS = {"noida": "noida-db", "xsim": "infra.xsim", "services": "services.cli"}
-ORDER = ["noida", "xsim", "services"]
+PARTS = {
+    "noida": "noida-db",
+    "guard": "infra.retention_guard",
+    "xsim": "infra.xsim",
+    "services": "services.cli",
+}
+ORDER = ["noida", "guard", "xsim", "services"]
 
 
 def _paths(settings: Settings) -> tuple[Path, Path, Path]:
@@ -69,7 +80,7 @@ def _alive(pid: int | None, name: str) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return False
-    return PARTS[name] in cmdline and local._pid_alive(pid)
+    return PARTS[name] in cmdline and local.pid_alive(pid)
 
 
 def _supervisor_state(run: Path, name: str) -> Path:
@@ -162,6 +173,23 @@ def _print_local_secrets(settings: Settings) -> None:
             print(f"secret    XGET_{name.upper()} generated into {path} (mode 600)")
 
 
+def _first_admin(settings: Settings, bootstrap: str) -> None:
+    """A fresh system gets console user `admin` with a generated password, printed here once
+    (it is stored only as its hash); later `up`s find a user and print nothing."""
+    import asyncio
+
+    from services.task_gateway.users_cli import FIRST_ADMIN, ensure_first_admin
+
+    password = asyncio.run(
+        ensure_first_admin(settings.model_copy(update={"kafka_bootstrap": bootstrap}))
+    )
+    if password is not None:
+        print(
+            f"console   first admin created: user {FIRST_ADMIN!r} password {password!r} "
+            "(shown only now; add users with `xget users add`)"
+        )
+
+
 def up(settings: Settings, *, xsim: bool = True, services: bool = True) -> int:
     data, run, logs = _paths(settings)
     logs.mkdir(parents=True, exist_ok=True)
@@ -173,36 +201,69 @@ def up(settings: Settings, *, xsim: bool = True, services: bool = True) -> int:
     if _alive(pid, "noida"):
         print(f"noida     already running (pid {pid})")
     else:
+        snapshot = data / "kafka" / "kafka.json"
+        if snapshot.exists():  # it answers once all of it is loaded: ~20 s per GB
+            size_mb = snapshot.stat().st_size / 2**20
+            print(f"noida     loading its {size_mb:.0f} MiB snapshot…", flush=True)
         h = local.start_noida(
             data / "kafka", kafka_port, log_dir=logs, supervise=_supervisor_state(run, "noida")
         )
         _write_pid(run, "noida", h.pid)
         print(f"noida     started  pid {h.pid}  kafka {h.address}")
     bootstrap = f"127.0.0.1:{kafka_port}"
-    if settings.kafka_bootstrap != Settings.model_fields["kafka_bootstrap"].default:
+    embedded = settings.kafka_bootstrap == Settings.model_fields["kafka_bootstrap"].default
+    if not embedded:
         bootstrap = settings.kafka_bootstrap
 
-    # 2. topics
-    counts = local.create_topics_sync(bootstrap, settings.topic_prefix)
+    # 2. topics (on the embedded broker, retention within its memory budget)
+    budget = settings.embedded_broker_max_mb if embedded else None
+    counts = local.create_topics_sync(bootstrap, settings.topic_prefix, broker_max_mb=budget)
     print(f"topics    {len(counts)} ready ({', '.join(f'{t}:{n}' for t, n in counts.items())})")
+    if budget is not None:
+        print(
+            f"noida     memory budget {budget} MiB (XGET_EMBEDDED_BROKER_MAX_MB): topics keep "
+            f"{retained_bytes_budget(budget) / 2**20:.0f} MiB of records; older ones are "
+            "deleted (raw pages stay in the object store's raw_data/ archive)"
+        )
+        # The retention guard: byte retention never deletes what a consumer has not read.
+        pid = _read_pid(run, "guard")
+        if _alive(pid, "guard"):
+            print(f"guard     already running (pid {pid})")
+        else:
+            h = local.start_process(
+                "retention-guard",
+                [sys.executable, "-m", "infra.retention_guard", "--budget-mb", str(budget)],
+                lambda: True,
+                log_dir=logs,
+                env=_child_env(settings, kafka_port, None),
+                cwd=os.getcwd(),
+                supervise=_supervisor_state(run, "guard"),
+            )
+            _write_pid(run, "guard", h.pid)
+            print(
+                f"guard     started  pid {h.pid}  (raises a topic's retention while a group lags)"
+            )
+
+    # 2b. the console's first admin, on a system without console users (printed once)
+    _first_admin(settings, bootstrap)
 
     # 3. migrations (a subprocess: the chdb path must be free for the services process)
     with open(logs / "migrate.log", "ab") as out:
         rc = subprocess.call(
-            [sys.executable, "-m", "infra.migrate", "--dsn", settings.clickhouse_dsn],
+            [sys.executable, "-m", "libs.storage.migrate", "--dsn", settings.clickhouse_dsn],
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=os.getcwd(),
             env={**os.environ, **_child_env(settings, kafka_port, None)},
         )
-    tail = local._tail(logs / "migrate.log", 3)
+    tail = local.tail(logs / "migrate.log", 3)
     if rc != 0:
         print(f"migrations FAILED (see {logs / 'migrate.log'}):\n{tail}", file=sys.stderr)
         return 1
     print(f"migrations {tail.splitlines()[-1] if tail else 'ok'}")
 
     # 4. simulator
-    xsim_url = f"http://127.0.0.1:{xsim_port}"
+    xsim_url: str | None = f"http://127.0.0.1:{xsim_port}"
     pid = _read_pid(run, "xsim")
     if _alive(pid, "xsim"):
         print(f"xsim      already running (pid {pid})")
@@ -234,10 +295,13 @@ def up(settings: Settings, *, xsim: bool = True, services: bool = True) -> int:
         )
         _write_pid(run, "services", h.pid)
         print(f"services  started  pid {h.pid}  gateway {h.address}")
+        print(f"console   {h.address}/console/ (sign in as a console user; API docs: /docs)")
     else:
         print("services  skipped" + ("" if services else " (--no-services)"))
     _print_local_secrets(settings)
-    print(f"logs in {logs}; stop with: python -m infra.stack down")
+    print(f"logs in {logs}")
+    print("the CLI: .venv/bin/xget --help   (or `source .venv/bin/activate`, then xget)")
+    print("stop with: make down")
     return 0
 
 
@@ -245,8 +309,9 @@ def down(settings: Settings) -> int:
     _, run, _ = _paths(settings)
     for name in reversed(ORDER):
         pid = _read_pid(run, name)
-        if _alive(pid, name):
-            local.stop_pid(pid, group=True, timeout=15)
+        if pid is not None and _alive(pid, name):
+            # The broker saves all it holds on SIGTERM (25 s at 1M posts): never cut short.
+            local.stop_pid(pid, group=True, timeout=15, patient=name == "noida")
             print(f"{name:<9} stopped (pid {pid})")
         elif pid:
             print(f"{name:<9} was not running (stale pid {pid})")

@@ -126,7 +126,7 @@ def supervised_argv(argv: list[str], state: Path | None = None, **opts: float) -
         out += ["--state", str(state)]
     for name, value in opts.items():
         out += [f"--{name.replace('_', '-')}", str(value)]
-    return out + ["--", *argv]
+    return [*out, "--", *argv]
 
 
 def read_state(path: Path) -> dict | None:

@@ -1,10 +1,11 @@
 """The X account pool: which account may send the next request of an X operation.
 
-This is the in-process pool built from `XGET_X_ACCOUNTS`: it honours X's rate-limit headers
-(an account that hit its window waits for the reset), parks accounts whose auth failed or
-that were suspended, and cools an account down after a Cloudflare block. The shared,
-cross-replica pool with leases is the account-manager's job; it can replace this one behind
-`AccountSource`, the interface the scraper and the KOL job use.
+`LocalAccountPool` is the in-process pool built from `XGET_X_ACCOUNTS`, used by the KOL job
+when `XGET_KOL_X_ACCOUNTS=local`: it honours X's rate-limit headers (an account that hit its
+window waits for the reset), parks accounts whose auth failed or that were suspended, and cools
+an account down after a Cloudflare block. Everything else (the scrapers, the KOL worker by
+default) leases accounts from the account-manager's shared pool (libs/leases.py), behind the
+same `AccountSource` interface.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -28,7 +30,10 @@ class AccountSource(Protocol):
 
     async def acquire(self, op: str) -> XAccount: ...
 
-    def release(self, account: XAccount, op: str, result: PageResult | None) -> None: ...
+    # The local pool learns at once (None); a leased pool reports on Kafka (an awaitable).
+    def release(
+        self, account: XAccount, op: str, result: PageResult | None
+    ) -> Awaitable[None] | None: ...
 
 
 class NoUsableAccountError(RuntimeError):

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
+
+from .retry import Backoff  # the dependency waits back off by the one retry policy
 
 T = TypeVar("T")
 
@@ -200,32 +201,6 @@ def _aiohttp(e: BaseException) -> str | None:
     if isinstance(e, (aiohttp.ClientConnectionError, aiohttp.ServerTimeoutError)):
         return "network"
     return None
-
-
-def backoff_delay(attempt: int, base_s: float = 0.5, cap_s: float = 30.0) -> float:
-    """The wait before retry `attempt` (0 for the first): capped exponential backoff with full
-    jitter (AWS's), a uniform time in [base/2, min(cap, base·2^attempt)], so replicas retrying
-    one dependency spread out instead of hitting it in step; base/2 keeps a retry from
-    spinning at ~0 s."""
-    ceiling = min(cap_s, base_s * 2 ** min(attempt, 32))
-    return random.uniform(min(base_s / 2, ceiling), ceiling)
-
-
-class Backoff:
-    """`backoff_delay` with its attempt count: `next_delay()` per failure, `reset()` on a
-    success."""
-
-    def __init__(self, base_s: float = 0.5, cap_s: float = 30.0):
-        self.base_s = base_s
-        self.cap_s = cap_s
-        self.attempts = 0
-
-    def next_delay(self) -> float:
-        self.attempts += 1
-        return backoff_delay(self.attempts - 1, self.base_s, self.cap_s)
-
-    def reset(self) -> None:
-        self.attempts = 0
 
 
 class DependencyWatch:

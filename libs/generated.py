@@ -61,7 +61,7 @@ def main(
         return 0
     want = generate()
     written = write(want, args.dir)
-    for p in written:
-        print(f"wrote {p}")
+    for path in written:
+        print(f"wrote {path}")
     print(f"{len(want)} files in {args.dir} ({len(written)} changed)")
     return 0

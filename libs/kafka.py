@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from aiokafka import (
     AIOKafkaConsumer,
@@ -53,6 +54,9 @@ from .records.base import BODY_HEADER, SCHEMA_HEADER, Record
 from .records.dead_letter import DeadLetter
 from .settings import Settings
 from .topics import CATALOGUE, DEAD_LETTERS, TopicSpec, topic_name
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 log = logging.getLogger(__name__)
 
@@ -404,7 +408,9 @@ def decode(spec: TopicSpec, msg: ConsumerRecord) -> Record:
         raise ValueError(f"unknown schema {schema!r} on {spec.name} (this service reads {known})")
     if msg.value is None:
         raise ValueError("empty record value")
-    return model.decode(msg.value, headers.get(BODY_HEADER))
+    return model.decode(
+        msg.value, headers.get(BODY_HEADER), key=msg.key, timestamp_ms=msg.timestamp
+    )
 
 
 def dead_letter_for(service: str, msg: ConsumerRecord, error: str) -> Outgoing:
@@ -885,29 +891,8 @@ class ConsumerLoop:
         return batch
 
     async def _process(self, msgs: list[ConsumerRecord]) -> None:
-        incoming: list[Incoming] = []
-        outs: list[Outgoing] = []
-        for m in msgs:
-            spec = self.specs[m.topic]
-            try:
-                rec = decode(spec, m)
-            except Exception as e:  # noqa: BLE001 - any decode failure is a dead letter
-                outs.append(dead_letter_for(self.service, m, f"undecodable record: {e}"))
-                self.dead_lettered += 1
-                metrics.RECORDS_FAILED.labels(self.service, m.topic).inc()
-                continue
-            incoming.append(
-                Incoming(
-                    m.topic,
-                    m.partition,
-                    m.offset,
-                    m.key.decode() if m.key is not None else None,
-                    rec,
-                    dict(m.headers or ()),
-                    m.timestamp,
-                    m,
-                )
-            )
+        incoming, outs = decode_batch(self.service, self.specs, msgs)
+        self.dead_lettered += len(outs)
         if incoming and tracing.enabled():
             await self._handle_traced(incoming, msgs, outs)
         else:
@@ -961,7 +946,7 @@ class ConsumerLoop:
         finally:
             for sp in spans:
                 sp.end()
-            for sp, incs in zip(spans, groups.values()):
+            for sp, incs in zip(spans, groups.values(), strict=False):
                 if len(incs) > 1:
                     # Task, keyword and service are on the group span; a record's own span
                     # says which record it is.
@@ -980,45 +965,74 @@ class ConsumerLoop:
                     )
 
     async def _handle(self, incoming: list[Incoming], msgs: list[ConsumerRecord]) -> list[Outgoing]:
-        """The handler's outputs for the batch. A dependency's failure propagates (the loop
-        retries the batch later); any other failure isolates the records at fault: each is
-        handled alone, and only those that fail on their own are dead-lettered."""
+        outs = await handle_isolating(self.service, self.handler, incoming, msgs)
+        self.dead_lettered += sum(1 for o in outs if o.spec is DEAD_LETTERS)
+        return outs
+
+
+def decode_batch(
+    service: str, specs: dict[str, TopicSpec], msgs: list[ConsumerRecord]
+) -> tuple[list[Incoming], list[Outgoing]]:
+    """The batch's records decoded by their schema header, and a dead letter for each record
+    that cannot be (an unknown schema, a value its model refuses)."""
+    incoming: list[Incoming] = []
+    dead: list[Outgoing] = []
+    for m in msgs:
         try:
-            return await self.handler(incoming)
-        except HandlerError:
-            pass
+            rec = decode(specs[m.topic], m)
+        except Exception as e:  # noqa: BLE001 - any decode failure is a dead letter
+            dead.append(dead_letter_for(service, m, f"undecodable record: {e}"))
+            metrics.RECORDS_FAILED.labels(service, m.topic).inc()
+            continue
+        incoming.append(
+            Incoming(
+                m.topic,
+                m.partition,
+                m.offset,
+                m.key.decode() if m.key is not None else None,
+                rec,
+                dict(m.headers or ()),
+                m.timestamp,
+                m,
+            )
+        )
+    return incoming, dead
+
+
+async def handle_isolating(
+    service: str, handler: Handler, incoming: list[Incoming], msgs: list[ConsumerRecord]
+) -> list[Outgoing]:
+    """The handler's outputs for the batch. A dependency's failure propagates (the loop
+    retries the batch later); any other failure isolates the records at fault: each is
+    handled alone, and only those that fail on their own are dead-lettered."""
+    try:
+        return await handler(incoming)
+    except HandlerError:
+        pass
+    except Exception as e:
+        if dependency_of(e) is not None:
+            raise
+        log.exception("%s: batch of %d failed; retrying record by record", service, len(incoming))
+    by_pos = {(m.topic, m.partition, m.offset): m for m in msgs}
+    outs: list[Outgoing] = []
+    for inc in incoming:
+        try:
+            outs.extend(await handler([inc]))
         except Exception as e:
             if dependency_of(e) is not None:
-                raise
-            log.exception(
-                "%s: batch of %d failed; retrying record by record", self.service, len(incoming)
+                raise  # the whole batch waits: a record is never blamed for an outage
+            log.warning(
+                "%s dead-letters %s[%d]@%d: %s", service, inc.topic, inc.partition, inc.offset, e
             )
-        by_pos = {(m.topic, m.partition, m.offset): m for m in msgs}
-        outs: list[Outgoing] = []
-        for inc in incoming:
-            try:
-                outs.extend(await self.handler([inc]))
-            except Exception as e:
-                if dependency_of(e) is not None:
-                    raise  # the whole batch waits: a record is never blamed for an outage
-                log.warning(
-                    "%s dead-letters %s[%d]@%d: %s",
-                    self.service,
-                    inc.topic,
-                    inc.partition,
-                    inc.offset,
-                    e,
+            outs.append(
+                dead_letter_for(
+                    service,
+                    by_pos[(inc.topic, inc.partition, inc.offset)],
+                    f"{type(e).__name__}: {e}",
                 )
-                outs.append(
-                    dead_letter_for(
-                        self.service,
-                        by_pos[(inc.topic, inc.partition, inc.offset)],
-                        f"{type(e).__name__}: {e}",
-                    )
-                )
-                self.dead_lettered += 1
-                metrics.RECORDS_FAILED.labels(self.service, inc.topic).inc()
-        return outs
+            )
+            metrics.RECORDS_FAILED.labels(service, inc.topic).inc()
+    return outs
 
 
 class Stalls:
@@ -1079,14 +1093,14 @@ class Stalls:
 
 
 def _trace_outputs(
-    outs: list[Outgoing], incoming: list[Incoming], span_of: dict[int, object]
+    outs: list[Outgoing], incoming: list[Incoming], span_of: dict[int, Span]
 ) -> list[Outgoing]:
     """Give each output the trace context of the input it came from: same key, else same task
     id, else the batch's first record."""
     import dataclasses
 
     by_key = {inc.key: span_of[id(inc)] for inc in incoming if inc.key is not None}
-    by_task: dict[str, object] = {}
+    by_task: dict[str, Span] = {}
     for inc in incoming:
         task = getattr(inc.record, "task_id", None)
         if task:
@@ -1095,7 +1109,8 @@ def _trace_outputs(
     contexts: dict[int, list[tuple[str, bytes]]] = {}  # span → its headers, built once
     traced = []
     for out in outs:
-        sp = by_key.get(out.key) or by_task.get(getattr(out.record, "task_id", None)) or first
+        task_id = getattr(out.record, "task_id", None)
+        sp = (out.key is not None and by_key.get(out.key)) or by_task.get(task_id or "") or first
         ctx = contexts.get(id(sp))
         if ctx is None:
             ctx = contexts[id(sp)] = []

@@ -16,8 +16,11 @@ but has lag, its per-replica speed is unknown and the recommendation is the part
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -26,6 +29,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from . import metrics
 from .kafka import consumer_for, partitions_of
 from .settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -73,8 +78,24 @@ def drain_seconds(lag: int, rate: float, inflow: float) -> float:
     return lag / net if net > 0 else math.inf
 
 
-async def snapshot(settings: Settings, groups: dict[str, list[str]]) -> Snapshot:
-    """End, start and committed offsets of every (group, topic) named (full topic names)."""
+@contextlib.contextmanager
+def _muted(*loggers: str) -> Iterator[None]:
+    """Silence `loggers` (below CRITICAL) for the block."""
+    saved = [(lg, lg.level) for lg in map(logging.getLogger, loggers)]
+    for lg, _ in saved:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in saved:
+            lg.setLevel(level)
+
+
+async def snapshot(
+    settings: Settings, groups: dict[str, list[str]], *, with_members: bool = True
+) -> Snapshot:
+    """End, start and committed offsets of every (group, topic) named (full topic names);
+    `with_members`: each group's member count too (DescribeGroups)."""
     topics = sorted({t for ts in groups.values() for t in ts})
     consumer = consumer_for(settings, None, "xget-lag")
     await consumer.start()
@@ -87,7 +108,7 @@ async def snapshot(settings: Settings, groups: dict[str, list[str]]) -> Snapshot
     finally:
         await consumer.stop()
     committed: dict[str, dict[TopicPartition, int | None]] = {}
-    members: dict[str, int] = {}
+    counts: dict[str, int] = {}
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="xget-lag")
     await admin.start()
     try:
@@ -102,16 +123,21 @@ async def snapshot(settings: Settings, groups: dict[str, list[str]]) -> Snapshot
                 tp: (offsets[tp].offset if tp in offsets and offsets[tp].offset >= 0 else None)
                 for tp in mine
             }
-        try:
-            described = await admin.describe_consumer_groups(list(groups))
-            for d in described:
-                for g in d.groups:
-                    members[g.group] = len(g.members)
-        except Exception:  # noqa: BLE001 - membership is a refinement; 1 member is assumed
-            pass
+        if with_members and settings.kafka_group_mode == "members":
+            # In assign mode no consumer joins on the broker: nothing to describe. A broker
+            # that cannot encode DescribeGroups (noida-db) makes aiokafka's connection log a
+            # traceback per attempt; the answer is only a refinement, so those are muted.
+            with _muted("aiokafka.conn", "aiokafka.admin.client"):
+                try:
+                    described = await admin.describe_consumer_groups(list(groups))
+                    for d in described:
+                        for g in d.groups:
+                            counts[g.group] = len(g.members)
+                except Exception as e:  # noqa: BLE001 - membership is a refinement: 1 is assumed
+                    log.debug("describe groups failed: %s", e)
     finally:
         await admin.close()
-    return Snapshot(time.monotonic(), end, start, committed, members)
+    return Snapshot(time.monotonic(), end, start, committed, counts)
 
 
 async def _ends_from_fetch(
@@ -151,9 +177,10 @@ def report(first: Snapshot, second: Snapshot, target_s: float) -> list[GroupTopi
         for topic, tps in sorted(by_topic.items()):
             lags, consumed, produced = {}, 0, 0
             for tp in sorted(tps, key=lambda t: t.partition):
-                c2 = offsets[tp] if offsets[tp] is not None else second.start[tp]
-                c1 = first.committed.get(group, {}).get(tp)
-                c1 = c1 if c1 is not None else first.start.get(tp, c2)
+                at = offsets[tp]
+                c2: int = at if at is not None else second.start[tp]
+                was = first.committed.get(group, {}).get(tp)
+                c1: int = was if was is not None else first.start.get(tp, c2)
                 lags[tp.partition] = max(0, second.end[tp] - c2)
                 consumed += max(0, c2 - c1)
                 produced += max(0, second.end[tp] - first.end.get(tp, second.end[tp]))

@@ -52,6 +52,7 @@ def event_for(
     lease_id: str | None,
     requester: str,
     proxy_id: str | None,
+    task_id: str | None = None,
 ) -> AccountEvent:
     """The account-events record for one X request's result."""
     now = datetime.now(UTC)
@@ -64,6 +65,7 @@ def event_for(
             error="request aborted",
             requester=requester,
             proxy_id=proxy_id,
+            task_id=task_id,
             at=now,
         )
     return AccountEvent(
@@ -79,6 +81,8 @@ def event_for(
         proxy_id=proxy_id,
         requester=requester,
         at=now,
+        elapsed_ms=r.elapsed_ms,
+        task_id=task_id,
     )
 
 
@@ -272,11 +276,19 @@ class LeaseClient:
         async with self._changed:
             self._changed.notify_all()
 
-    async def release(self, account: XAccount, operation: str, result: PageResult | None) -> None:
+    async def release(
+        self,
+        account: XAccount,
+        operation: str,
+        result: PageResult | None,
+        task_id: str | None = None,
+    ) -> None:
         lease = self.leases.get((operation, account.name))
         lease_id = lease.grant.lease_id if lease else None
         proxy_id = lease.grant.proxy_id if lease else None
-        self._report(event_for(account.name, operation, result, lease_id, self.requester, proxy_id))
+        self._report(
+            event_for(account.name, operation, result, lease_id, self.requester, proxy_id, task_id)
+        )
         if lease is None:
             return
         lease.in_flight = max(0, lease.in_flight - 1)
@@ -327,6 +339,7 @@ class LeaseClient:
 
     async def _follow(self, tps: list[TopicPartition]) -> None:
         c = self._consumer
+        assert c is not None
         while True:
             try:
                 batch = await c.getmany(timeout_ms=500)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from typing import get_args
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -107,6 +108,38 @@ ACCOUNTS = Gauge(
 ACCOUNT_POOL_HEALTH = Gauge(
     "xget_account_pool_health", "Mean health score (0–1) of the accounts that are not disabled."
 )
+# Per proxy, from the account-manager's pool (X requests reported on account-events, and its
+# own health checks). Gauges of the pool's totals, so a restarted manager carries them on.
+PROXIES = Gauge(
+    "xget_proxies", "Proxies by status (healthy, unchecked, dead, disabled, expired).", ["status"]
+)
+PROXY_REQUESTS = Gauge(
+    "xget_proxy_requests",
+    "X requests made through the proxy, by result (ok, failed).",
+    ["proxy", "result"],
+)
+PROXY_SUCCESS_RATE = Gauge(
+    "xget_proxy_success_rate",
+    "Share of the proxy's X requests that did not fail because of it (1 with no request).",
+    ["proxy"],
+)
+PROXY_LATENCY_MS = Gauge(
+    "xget_proxy_latency_ms", "Moving average of the proxy's X request latency (ms).", ["proxy"]
+)
+PROXY_USABLE = Gauge(
+    "xget_proxy_usable",
+    "1 when the proxy may carry requests (alive, enabled, not expired).",
+    ["proxy"],
+)
+ALERTS_FIRING = Gauge(
+    "xget_alerts_firing",
+    "Alerts firing in the gateway's own evaluator, by name (services/task_gateway/alerts.py).",
+    ["alertname"],
+)
+TASKS_WITHOUT_PROGRESS = Gauge(
+    "xget_tasks_without_progress",
+    "Pending or running tasks that collected nothing for XGET_ALERT_TASK_STUCK_S (gateway).",
+)
 READY = Gauge(
     "xget_ready",
     "1 when a component of this process is ready (joined its group, serving).",
@@ -146,6 +179,13 @@ def metric_names() -> set[str]:
         MEDIA_BYTES_STORED,
         ACCOUNTS,
         ACCOUNT_POOL_HEALTH,
+        PROXIES,
+        PROXY_REQUESTS,
+        PROXY_SUCCESS_RATE,
+        PROXY_LATENCY_MS,
+        PROXY_USABLE,
+        ALERTS_FIRING,
+        TASKS_WITHOUT_PROGRESS,
         READY,
         DEPENDENCY_FAILURES,
         DEPENDENCY_DOWN,
@@ -186,7 +226,7 @@ def observe_accounts(accounts: Iterable) -> None:
     """Account pool gauges from the account-manager's pool (AccountState records)."""
     from .records.accounts import AccountStatus
 
-    counts = dict.fromkeys(AccountStatus.__args__, 0)
+    counts = dict.fromkeys(get_args(AccountStatus), 0)
     health = []
     for a in accounts:
         if getattr(a, "removed", False):
@@ -197,3 +237,33 @@ def observe_accounts(accounts: Iterable) -> None:
     for status, n in counts.items():
         ACCOUNTS.labels(status).set(n)
     ACCOUNT_POOL_HEALTH.set(sum(health) / len(health) if health else 0.0)
+
+
+def proxy_status(p, now: float) -> str:
+    """healthy, unchecked, dead, disabled or expired: what an operator sees first."""
+    if p.disabled:
+        return "disabled"
+    if p.expires_at is not None and p.expires_at.timestamp() <= now:
+        return "expired"
+    return p.status
+
+
+def observe_proxies(proxies: Iterable) -> None:
+    """Proxy gauges from the account-manager's pool (ProxyState records)."""
+    now = time.time()
+    counts = dict.fromkeys(("healthy", "unchecked", "dead", "disabled", "expired"), 0)
+    for p in proxies:
+        if getattr(p, "removed", False):
+            continue
+        status = proxy_status(p, now)
+        counts[status] = counts.get(status, 0) + 1
+        PROXY_REQUESTS.labels(p.proxy_id, "ok").set(p.requests - p.request_failures)
+        PROXY_REQUESTS.labels(p.proxy_id, "failed").set(p.request_failures)
+        PROXY_SUCCESS_RATE.labels(p.proxy_id).set(
+            1 - p.request_failures / p.requests if p.requests else 1.0
+        )
+        if p.request_latency_ms is not None:
+            PROXY_LATENCY_MS.labels(p.proxy_id).set(p.request_latency_ms)
+        PROXY_USABLE.labels(p.proxy_id).set(1 if status in ("healthy", "unchecked") else 0)
+    for status, n in counts.items():
+        PROXIES.labels(status).set(n)

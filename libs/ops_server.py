@@ -57,6 +57,15 @@ class Health:
     def broken(self, component: str, why: str) -> None:
         self._broken[component] = why
 
+    def components(self) -> dict[str, str | None]:
+        """Each registered component -> None when ready, else why not."""
+        out: dict[str, str | None] = {
+            c: None if ok else "not ready" for c, ok in self._ready.items()
+        }
+        for c, why in self._waiting.items():
+            out[c] = f"waiting for {why}"
+        return dict(sorted(out.items()))
+
     def not_ready(self) -> list[str]:
         return sorted({c for c, ok in self._ready.items() if not ok} | set(self._waiting))
 

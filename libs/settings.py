@@ -8,7 +8,6 @@ See `.env.example` for every variable with its meaning.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -24,6 +23,26 @@ class Settings(BaseSettings):
     # --- Kafka ---------------------------------------------------------------------------------
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
     topic_prefix: str = Field("", description="Prefix for every topic name (isolates test runs).")
+    topic_replication_factor: int = Field(
+        1,
+        ge=1,
+        description="Replicas of each topic `xget topics create` makes (3 on a production "
+        "cluster; the local brokers have one node).",
+    )
+    topic_min_insync_replicas: int = Field(
+        1,
+        ge=1,
+        description="min.insync.replicas of new topics (2 with 3 replicas: an acknowledged "
+        "write survives a broker's loss).",
+    )
+    embedded_broker_max_mb: int = Field(
+        4096,
+        ge=64,
+        description="Memory budget (MiB of RSS) of the embedded noida-db broker that `make up` "
+        "starts: each topic's retention.bytes (and segment size) on it is derived from this "
+        "(libs/topics.py budget_configs), so the broker stays within it however much is "
+        "collected. 4096 suits a 24 GB machine. Not applied to other brokers.",
+    )
     kafka_idempotent_producer: bool = Field(
         True,
         description="Idempotent producer. Turn off for brokers without InitProducerId v0+ (Tansu).",
@@ -175,6 +194,34 @@ class Settings(BaseSettings):
         "Never in production.",
     )
 
+    # --- web console (services/task_gateway/console_*.py) ------------------------------------
+    console_session_ttl_s: int = Field(
+        8 * 3600, ge=60, description="A console sign-in lasts this long (the cookie's Max-Age)."
+    )
+    console_lockout_failures: int = Field(
+        5, ge=1, description="Wrong passwords in a row after which a console user is locked."
+    )
+    console_lockout_s: int = Field(
+        900, ge=1, description="How long a locked console user's sign-in is refused (429)."
+    )
+    console_dist_dir: str = Field(
+        "web/dist", description="The built console (npm run build) served at /console/."
+    )
+    account_admin_url: str = Field(
+        "",
+        description="Base URL of the account-manager's admin API the gateway forwards "
+        "/api/v1/admin/accounts|proxies to; empty: http://account_admin_host:account_admin_port.",
+    )
+    log_ship_level: str = Field(
+        "WARNING", description="Log records at or above this level go to the service-logs topic."
+    )
+    log_ship_per_minute: int = Field(
+        120,
+        ge=0,
+        description="At most this many log records a minute per process go to service-logs "
+        "(the rest are counted as dropped); 0 ships none.",
+    )
+
     # --- gateway input limits: anything beyond is a 422 naming the field ---------------------
     api_max_window_days: int = Field(
         366,
@@ -215,6 +262,22 @@ class Settings(BaseSettings):
     api_dependency_timeout_s: float = Field(
         10.0, gt=0, description="How long a request waits for the broker before a 503."
     )
+    api_default_window_days: int = Field(
+        7,
+        ge=1,
+        description="Window of a POST /api/v1/tasks/search without start/end: the last this "
+        "many days (the design's request has no window).",
+    )
+    account_admin_url: str = Field(
+        "",
+        description="Base URL of the account-manager's admin API, for the gateway's "
+        "/api/v1/admin/stats (empty: http://account_admin_host:account_admin_port).",
+    )
+    health_ready_urls: str = Field(
+        "",
+        description="Readiness URLs /api/v1/admin/health checks, as name=url,… (e.g. "
+        "parser=http://parser:9100/readyz). The gateway's own process is always checked.",
+    )
 
     estimate_posts_per_hour: float = Field(
         60.0, description="Assumed post density for estimates when required_count is 0."
@@ -243,6 +306,27 @@ class Settings(BaseSettings):
     )
     estimate_seconds_per_page: float = Field(
         1.0, description="Assumed seconds per X page for completion estimates."
+    )
+    # --- pricing (the design's calculator; services/task_gateway/pricing.py) ------------------
+    pricing_query_costs: str = Field(
+        "standard_query:0.016,single_tweet:0.05,profile_query:0.016,search_query:0.016",
+        description="Base price per query by kind, 'kind:usd,...' (the design's QUERY_COSTS).",
+    )
+    pricing_tiers: str = Field(
+        "5:0.0004,10:0.0008,30:0.0012,100:0.0016,inf:0.002",
+        description="Price per paid item by the queries in a request, 'max_queries:usd,...' "
+        "in rising order, the last 'inf' (the design's five tiers).",
+    )
+    pricing_free_items_per_query: int = Field(
+        40, ge=0, description="Items included in each query's base price (the first 2 pages)."
+    )
+    cost_x_request_usd_by_operation: str = Field(
+        "",
+        description="Actual cost per X request by operation, 'SearchTimeline:0.0002,...'; "
+        "an operation not named costs cost_per_x_request_usd.",
+    )
+    cost_per_media_gb_usd: float = Field(
+        0.02, ge=0, description="Actual cost of one GB of media stored (object store, traffic)."
     )
 
     # --- scraper ---------------------------------------------------------------------------------
@@ -301,6 +385,74 @@ class Settings(BaseSettings):
     proxy_check_interval_s: float = Field(30.0, gt=0, description="Seconds between proxy checks.")
     proxy_dead_after: int = Field(
         2, ge=1, description="Failed checks in a row after which a proxy is dead and replaced."
+    )
+    # --- alerts (libs/alerts.py; evaluated in the gateway, the same rules as Prometheus') --------
+    alert_webhook_url: str = Field(
+        "",
+        description="Where the gateway's alert evaluator POSTs each firing and resolved alert "
+        "(Alertmanager's webhook JSON, signed like reports); empty: shown only in "
+        "GET /api/v1/admin/alerts and the log.",
+    )
+    alert_eval_interval_s: float = Field(
+        30.0, gt=0, description="Seconds between two evaluations of the alert conditions."
+    )
+    alert_for_s: float = Field(
+        60.0, ge=0, description="A condition must hold this long before its alert fires."
+    )
+    alert_healthy_accounts_min_share: float = Field(
+        0.3, ge=0, le=1, description="Alert when fewer accounts than this share are healthy."
+    )
+    alert_min_usable_accounts: int = Field(
+        5, ge=0, description="Alert when fewer accounts than this can take a lease."
+    )
+    alert_error_rate_max: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Alert when more than this share of X requests fail (rate limits "
+        "excepted) within alert_error_window_s.",
+    )
+    alert_error_window_s: float = Field(
+        600.0, gt=0, description="The window of the X and proxy error rates."
+    )
+    alert_error_min_requests: int = Field(
+        20, ge=1, description="Error rates are judged only over at least this many requests."
+    )
+    alert_healthy_proxies_min_share: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="Alert when fewer enabled proxies than this share are usable (only when "
+        "proxies are configured).",
+    )
+    alert_min_usable_proxies: int = Field(
+        1,
+        ge=0,
+        description="Alert when fewer proxies than this are usable (only when proxies are "
+        "configured).",
+    )
+    alert_proxy_error_rate_max: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Alert when more than this share of a window's requests through "
+        "proxies fail because of the proxy.",
+    )
+    alert_consumer_lag_max: int = Field(
+        10_000, ge=0, description="Alert when a consumer group lags more records on a topic."
+    )
+    alert_dead_letters_window_s: float = Field(
+        900.0,
+        gt=0,
+        description="Alert while a dead letter arrived within this many seconds.",
+    )
+    alert_task_stuck_s: float = Field(
+        1800.0,
+        gt=0,
+        description="Alert when a pending or running task collected nothing new for this long.",
+    )
+    alert_recent_kept: int = Field(
+        200, ge=1, description="Resolved alerts GET /api/v1/admin/alerts keeps as 'recent'."
     )
 
     # --- dedup-counter ---------------------------------------------------------------------------
@@ -502,11 +654,6 @@ class Settings(BaseSettings):
             if op.strip() == operation:
                 return int(n)
         return self.x_rate_default_limit
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()
 
 
 def env_example() -> str:

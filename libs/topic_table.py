@@ -202,7 +202,7 @@ class TopicTable:
         Returns the truncations found so far."""
         assert self._feed is not None, "start() first"
         self._sync_to = {}
-        await self._feed._change("verify", self)  # noqa: SLF001
+        await self._feed._change("verify", self)
         ends = self._sync_to
         if not await self.wait_for(
             lambda: all(self._next.get(tp, 0) >= end for tp, end in ends.items()), timeout
@@ -292,9 +292,9 @@ class _TableFeed:
                 if what == "verify":
                     # Asking for the ends connects to the broker if the feed had not yet:
                     # a reconnect is visible after it.
-                    ends = await c.end_offsets(list(table._next))  # noqa: SLF001
+                    ends = await c.end_offsets(list(table._next))
                     await self._check_after_reconnect()
-                    table._sync_to = ends  # noqa: SLF001
+                    table._sync_to = ends
                     fut.set_result(None)
                     continue
                 if what == "leave":
@@ -303,20 +303,20 @@ class _TableFeed:
                     fut.set_result(None)
                     continue
                 tps = await partitions_of(c, table.topic)
-                table._attach(await c.end_offsets(tps))  # noqa: SLF001
+                table._attach(await c.end_offsets(tps))
                 self._tables.append(table)
                 joined.append(fut)
             except BaseException as e:  # noqa: BLE001 - the joiner gets the failure
                 fut.set_exception(e)
         tps = sorted(
-            {tp for t in self._tables for tp in t._next},  # noqa: SLF001
+            {tp for t in self._tables for tp in t._next},
             key=lambda tp: (tp.topic, tp.partition),
         )
         if tps:
             c.assign(tps)
             # Each partition from the earliest offset any of its views still needs.
             for tp in tps:
-                c.seek(tp, min(t._next[tp] for t in self._tables if tp in t._next))  # noqa: SLF001
+                c.seek(tp, min(t._next[tp] for t in self._tables if tp in t._next))
         for fut in joined:
             if not fut.done():
                 fut.set_result(None)
@@ -324,7 +324,8 @@ class _TableFeed:
     async def _check_after_reconnect(self) -> None:
         """After the feed's consumer reconnected, check every view against the broker."""
         if self._reconnects is None:
-            self._reconnects = ReconnectWatch(self._consumer)  # type: ignore[arg-type]
+            assert self._consumer is not None
+            self._reconnects = ReconnectWatch(self._consumer)
         if self._reconnects.replaced():
             log.info("topic tables: reconnected to the broker; checking the views against it")
             await self._verify(self._tables)
@@ -335,23 +336,22 @@ class _TableFeed:
         the broker no longer holds at that offset reads the partition again."""
         wanted: dict[TopicPartition, set[int]] = {}
         for t in tables:
-            for tp, (offset, _ts, _h) in t._last.items():  # noqa: SLF001
-                if tp not in t._repair:  # noqa: SLF001
+            for tp, (offset, _ts, _h) in t._last.items():
+                if tp not in t._repair:
                     wanted.setdefault(tp, set()).add(offset)
         if not wanted:
             return
         held = await _records_at(self.settings, wanted)
         ends = await self._consumer.end_offsets(list(wanted))  # type: ignore[union-attr]
         for t in tables:
-            for tp, ident in list(t._last.items()):  # noqa: SLF001
+            for tp, ident in list(t._last.items()):
                 if tp in wanted and held.get((tp, ident[0])) != ident:
-                    t._truncated(tp, ends[tp])  # noqa: SLF001
+                    t._truncated(tp, ends[tp])
+                    assert self._consumer is not None
                     self._consumer.seek(
                         tp,
-                        min(  # type: ignore[union-attr]
-                            v._next[tp] for v in self._tables if tp in v._next
-                        ),
-                    )  # noqa: SLF001
+                        min(v._next[tp] for v in self._tables if tp in v._next),
+                    )
 
     async def _poll(self) -> None:
         c = self._consumer
@@ -380,19 +380,15 @@ class _TableFeed:
             ends = await c.end_offsets(list(positions))
             for tp, end in ends.items():
                 for t in self._tables:
-                    if t._next.get(tp, 0) > end:  # noqa: SLF001
-                        t._truncated(tp, end)  # noqa: SLF001
+                    if t._next.get(tp, 0) > end:
+                        t._truncated(tp, end)
                 c.seek(
                     tp,
                     min(
-                        (
-                            t._next[tp]
-                            for t in self._tables  # noqa: SLF001
-                            if tp in t._next
-                        ),
+                        (t._next[tp] for t in self._tables if tp in t._next),
                         default=0,
                     ),
-                )  # noqa: SLF001
+                )
             return
         except KafkaError as e:
             log.warning("topic tables: fetch failed: %s", e)
@@ -404,29 +400,29 @@ class _TableFeed:
         changed: set[int] = set()
         for tp, msgs in batch.items():
             for t in by_topic.get(tp.topic, ()):
-                if t._apply(tp, msgs):  # noqa: SLF001
+                if t._apply(tp, msgs):
                     changed.add(id(t))
         for t in self._tables:
-            if not t._caught_up.is_set():  # noqa: SLF001
+            if not t._caught_up.is_set():
                 await self._check_caught_up(t)
-            for tp, (end, _shadow) in list(t._repair.items()):  # noqa: SLF001
+            for tp, (end, _shadow) in list(t._repair.items()):
                 if await c.position(tp) >= end:  # read again up to the end it had
-                    t._swap(tp)  # noqa: SLF001
+                    t._swap(tp)
                     changed.add(id(t))
             if id(t) in changed:
-                await t._notify()  # noqa: SLF001
+                await t._notify()
 
     async def _check_caught_up(self, t: TopicTable) -> None:
         c = self._consumer
         assert c is not None
-        for tp in t._next:  # noqa: SLF001
+        for tp in t._next:
             hw = c.highwater(tp)
             if hw is None:
                 return  # no fetch answered for this partition yet; an empty one answers 0
             # The feed read every record this view needs below its position, in order.
-            if await c.position(tp) < max(hw, t._end_at_start[tp]):  # noqa: SLF001
+            if await c.position(tp) < max(hw, t._end_at_start[tp]):
                 return
-        t._caught_up.set()  # noqa: SLF001
+        t._caught_up.set()
 
 
 async def _records_at(

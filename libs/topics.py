@@ -22,6 +22,7 @@ from .records.accounts import (
     TaskAccountWait,
 )
 from .records.base import Record
+from .records.console import AuditEntry, ConsoleUser, ServiceLog
 from .records.dead_letter import DeadLetter, DeadLetterRedrive
 from .records.kol import KolCacheCleared, KolFollowingsTask, KolPage, KolTaskProgress
 from .records.media import MediaStored
@@ -257,6 +258,34 @@ KOL_PROGRESS = TopicSpec(
 )
 KOL_TOPICS: tuple[TopicSpec, ...] = (KOL_PAGES, KOL_COMMANDS, KOL_PROGRESS)
 
+# The web console (services/task_gateway/console_*.py). One partition each: small, and the
+# audit and log views page by offset in one ordered log.
+CONSOLE_USERS = TopicSpec(
+    "console-users",
+    1,
+    "username",
+    (ConsoleUser,),
+    compacted=True,
+    doc="Console users: role, argon2 hash, lockout, revoked sessions (compacted).",
+)
+CONSOLE_AUDIT = TopicSpec(
+    "console-audit",
+    1,
+    "entry_id",
+    (AuditEntry,),
+    retention_ms=400 * 24 * 3600 * 1000,
+    doc="Audit log of every state-changing API request, done or refused (kept 400 days).",
+)
+SERVICE_LOGS = TopicSpec(
+    "service-logs",
+    1,
+    "process",
+    (ServiceLog,),
+    retention_ms=7 * 24 * 3600 * 1000,
+    doc="WARNING+ log records of every service process, rate-bounded (kept 7 days).",
+)
+CONSOLE_TOPICS: tuple[TopicSpec, ...] = (CONSOLE_USERS, CONSOLE_AUDIT, SERVICE_LOGS)
+
 CATALOGUE: tuple[TopicSpec, ...] = (
     TASK_COMMANDS,
     SEARCH_JOBS,
@@ -280,8 +309,64 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     DEAD_LETTERS,
     DEAD_LETTER_REDRIVES,
     *KOL_TOPICS,
+    *CONSOLE_TOPICS,
 )
 
 
 def topic_name(spec: TopicSpec, prefix: str = "") -> str:
     return f"{prefix}{spec.name}"
+
+
+# --- the embedded broker's memory budget ------------------------------------------------------
+# noida-db keeps every retained record batch in memory and snapshots all of it as JSON every
+# few seconds, so its RSS follows what its topics hold. It enforces retention.bytes (per
+# partition, as Kafka does) by deleting whole segments, oldest first, in a sweep every few
+# seconds; a segment rolls at segment.bytes, 1 GiB by default, so without a small segment size
+# retention.bytes deletes nothing. Measured on noida-db 0.2.3: RSS = ~10 MiB idle + ~5x the
+# bytes retained (records + their JSON snapshot), plus what arrives between two sweeps.
+BROKER_BASE_MB = 48  # idle broker, allocator slack and the compacted topics' current records
+BROKER_RSS_PER_BYTE = 8  # retained bytes -> RSS: records, JSON snapshot, inflow between sweeps
+SEGMENTS_PER_RETENTION = 4  # a partition holds retention.bytes + at most one segment more
+COMPACTED_SEGMENT_MS = 10 * 60 * 1000  # compaction never touches the active segment: roll it
+# Shares of the budget's retained bytes per delete-policy topic (compacted topics are bounded
+# by their keys, not bytes; kol-pages is the never-pay-twice KOL cache, kept until cleared).
+BUDGET_SHARES: dict[str, float] = {
+    "raw-pages": 0.45,
+    "posts": 0.30,
+    "users": 0.05,
+    "media-jobs": 0.04,
+    "media-stored": 0.04,
+    "dead-letters": 0.04,
+    "account-events": 0.03,
+    "report-controls": 0.01,
+    "account-commands": 0.01,
+    "account-lease-requests": 0.02,
+    "account-lease-grants": 0.01,
+}
+MIN_SEGMENT_BYTES = 16 * 1024  # a segment holds at least one batch, whatever this says
+BUDGET_KEYS = ("retention.bytes", "segment.bytes", "segment.ms")  # what budget_configs sets
+
+
+def retained_bytes_budget(max_mb: int) -> int:
+    """Bytes all the budgeted topics may retain together for an RSS of `max_mb` MiB."""
+    return max(0, (max_mb - BROKER_BASE_MB) * 1024 * 1024 // BROKER_RSS_PER_BYTE)
+
+
+def budget_configs(spec: TopicSpec, max_mb: int) -> dict[str, str]:
+    """The retention configs `spec` gets on the embedded broker with a budget of `max_mb` MiB:
+    its share of the retained bytes split over its partitions as retention.bytes, segments a
+    quarter of that (retention deletes whole segments), and for compacted topics a segment
+    that rolls every 10 minutes so compaction can clean it. {} for a topic the budget leaves
+    alone. Retention by time (retention.ms) still applies as the catalogue says."""
+    if spec.compacted:
+        return {"segment.ms": str(COMPACTED_SEGMENT_MS)}
+    share = BUDGET_SHARES.get(spec.name)
+    if share is None:
+        return {}
+    # A partition keeps retention.bytes and up to one segment more (the one being filled).
+    kept_per_partition = int(retained_bytes_budget(max_mb) * share) // spec.partitions
+    segment = max(MIN_SEGMENT_BYTES, kept_per_partition // (SEGMENTS_PER_RETENTION + 1))
+    return {
+        "retention.bytes": str(segment * SEGMENTS_PER_RETENTION),
+        "segment.bytes": str(segment),
+    }

@@ -28,6 +28,7 @@ import logging
 import random
 import threading
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import orjson
 from opentelemetry import context as otel_context
@@ -85,27 +86,35 @@ def setup_tracing(settings: Settings, service: str, exporter=None) -> None:
     if _installed or (kind == "none" and exporter is None):
         return
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
-    sized = {"max_queue_size": QUEUE_SPANS, "max_export_batch_size": EXPORT_BATCH}
+
+    def batched(exp: SpanExporter, delay_ms: float | None = None) -> BatchSpanProcessor:
+        return BatchSpanProcessor(
+            exp,
+            max_queue_size=QUEUE_SPANS,
+            max_export_batch_size=EXPORT_BATCH,
+            schedule_delay_millis=delay_ms,
+        )
+
+    processor: SpanProcessor
     if exporter is not None:
         processor = SimpleSpanProcessor(exporter)
     elif kind == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        processor = BatchSpanProcessor(
-            OTLPSpanExporter(endpoint=settings.otlp_endpoint.rstrip("/") + "/v1/traces"), **sized
+        processor = batched(
+            OTLPSpanExporter(endpoint=settings.otlp_endpoint.rstrip("/") + "/v1/traces")
         )
     elif kind == "console":
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-        processor = BatchSpanProcessor(ConsoleSpanExporter(), **sized)
+        processor = batched(ConsoleSpanExporter())
     else:  # file
-        processor = BatchSpanProcessor(
-            JsonLinesExporter(settings.trace_file), schedule_delay_millis=500, **sized
-        )
+        # Duck-typed SpanExporter: subclassing would import the SDK with this module.
+        processor = batched(cast(SpanExporter, JsonLinesExporter(settings.trace_file)), 500)
     provider.add_span_processor(processor)
     _processor = processor
     trace.set_tracer_provider(provider)
@@ -209,7 +218,7 @@ class JsonLinesExporter:
         self.path = path
         self._lock = threading.Lock()
 
-    def export(self, spans) -> SpanExportResult:
+    def export(self, spans):  # -> SpanExportResult (imported lazily with the SDK)
         from opentelemetry.sdk.trace.export import SpanExportResult
 
         lines = []

@@ -21,21 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import email.utils
 import hashlib
 import hmac
 import ipaddress
-import random
 import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import httpx
 
 from . import metrics, tracing
+from .retry import RetryPolicy, retry_after_seconds
 
 SIGNATURE_HEADER = "X-XGet-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -103,7 +101,7 @@ def embedded_ipv4(ip: ipaddress._BaseAddress) -> ipaddress.IPv4Address | None:
     return None
 
 
-def is_public(ip: ipaddress._BaseAddress) -> bool:
+def is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """True only for a globally routable address (and a global embedded IPv4, if any)."""
     inner = embedded_ipv4(ip)
     if inner is not None and not is_public(inner):
@@ -137,7 +135,7 @@ class Target:
 def resolve(host: str, port: int) -> list[str]:
     """Every address `host` resolves to (the one DNS lookup of a check)."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(info[4][0].split("%", 1)[0] for info in infos))
+    return list(dict.fromkeys(str(info[4][0]).split("%", 1)[0] for info in infos))
 
 
 def check_url(url: str, allow_hosts: str = "") -> str:
@@ -211,21 +209,6 @@ class Delivery:
     stopped: bool = False  # the service is stopping: neither delivered nor failed
 
 
-def _retry_after(resp: httpx.Response) -> float | None:
-    raw = resp.headers.get("retry-after")
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-        return max(0.0, (when - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
-
-
 def retryable(status: int) -> bool:
     return status in (408, 425, 429) or status >= 500
 
@@ -260,12 +243,11 @@ class WebhookSender:
         self.give_up_after_s = give_up_after_s
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
+        self.retry = RetryPolicy(backoff_base_s, backoff_max_s, max_retry_after_s=backoff_max_s)
         self.timeout_s = timeout_s
 
     def _delay(self, attempt: int, hint: float | None) -> float:
-        if hint is not None:
-            return min(hint, self.backoff_max_s)
-        return random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1)))
+        return self.retry.delay(attempt - 1, hint)
 
     async def deliver(
         self,
@@ -369,7 +351,7 @@ class WebhookSender:
         cause = f"HTTP {status}: {resp.text[:200]}"
         if not retryable(status):
             return Delivery(False, 0, status, cause), status, cause, None
-        return None, status, cause, _retry_after(resp)
+        return None, status, cause, retry_after_seconds(resp.headers.get("retry-after"))
 
 
 def _result(d: Delivery) -> str:

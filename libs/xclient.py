@@ -502,7 +502,7 @@ class XClient:
             if account.proxy and isinstance(e, aiohttp.ClientConnectorError):
                 return fail("proxy_error", f"{type(e).__name__}: {e}")
             return fail("network_error", f"{type(e).__name__}: {e}")
-        except Exception as e:  # transaction-id generation (XClIdGen) and the like
+        except Exception as e:  # noqa: BLE001 - transaction-id generation (XClIdGen) and the like: the account's request failed, the slice goes on
             log.warning("x request failed for account %s: %s", account.name, type(e).__name__)
             return fail("network_error", f"{type(e).__name__}: {e}")
 

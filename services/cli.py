@@ -9,9 +9,10 @@
   xget dead-letters list|show|redrive [ID] [--service S] [--since T]
                                    dead letters: a table, one in full, re-publish (once)
   xget lag [--group G] [--watch]   lag, rate, time to drain, recommended replicas per group
-  xget replay --since TIME [--task ID]   re-parse raw pages kept on raw-pages (no X request)
+  xget replay --since TIME [--task ID]   re-parse raw pages: raw-pages + raw_data/ archive (no X)
   xget accounts add|import|login|list|test|remove …   the X account pool
   xget proxies add|import|list|test|remove …          the proxy pool
+  xget users add NAME --role ROLE [--password-stdin] | list   console users
 
 `xget run all` is the embedded mode: every service in one process (one chdb owner), each
 still its own consumer group talking only through Kafka. In production run one service per
@@ -71,6 +72,11 @@ async def run_services(names: list[str], settings: Settings) -> None:
     stop_on_signals(stop)
     ops = await start_ops_server(settings)  # /metrics, /livez, /readyz: one per process
     setup_tracing(settings, "xget:" + ",".join(names))
+    from libs.log_shipper import LogShipper
+
+    # WARNING+ records of this process to the service-logs topic (the console's log view).
+    shipper = LogShipper(settings, "xget:" + ",".join(names)).install()
+    shipping = asyncio.create_task(shipper.run(), name="log-shipper")
     tasks = {}
     for name in names:
         module = importlib.import_module(SERVICES[name])
@@ -84,6 +90,8 @@ async def run_services(names: list[str], settings: Settings) -> None:
             await asyncio.gather(*tasks.values(), return_exceptions=True)
             raise failed[0].exception()  # type: ignore[misc]
     finally:
+        shipper.stop()
+        await asyncio.gather(shipping, return_exceptions=True)
         if ops is not None:
             ops.close()
         await close_stores()
@@ -101,9 +109,9 @@ def _utc_time(text: str):
 
 
 async def lag_command(args, settings: Settings) -> int:
-    from infra.workloads import consumer_groups
     from libs import lag
     from libs.ops_server import start_ops_server
+    from services.declarations import consumer_groups
 
     declared = consumer_groups()
     unknown = [g for g in args.group or [] if g not in declared]
@@ -201,12 +209,17 @@ def main(argv: list[str] | None = None) -> int:
     from services.account_manager import cli as pool_cli
 
     pool_cli.add_parsers(sub)
+    from services.task_gateway import users_cli
+
+    users_cli.add_parsers(sub)
     dl = sub.add_parser("dead-letters", help="list, show or redrive dead letters")
     dl.add_argument("action", choices=["list", "show", "redrive"])
     dl.add_argument("id", nargs="?", help="PARTITION/OFFSET of one dead letter (from list)")
     dl.add_argument("--service", help="only this service's dead letters")
     dl.add_argument("--since", type=_utc_time, help="only those failed at or after this time")
-    rp = sub.add_parser("replay", help="re-run the parser over raw pages kept on raw-pages")
+    rp = sub.add_parser(
+        "replay", help="re-run the parser over raw pages (raw-pages, then the raw_data/ archive)"
+    )
     rp.add_argument(
         "--since",
         required=True,
@@ -256,15 +269,20 @@ def main(argv: list[str] | None = None) -> int:
             pass
         return 0
     if args.cmd == "topics":
-        from infra.local import create_topics_sync
+        from libs.topic_admin import create_from_settings
 
-        create_topics_sync(settings.kafka_bootstrap, settings.topic_prefix)
-        print(f"topics ready on {settings.kafka_bootstrap}")
+        counts = create_from_settings(settings)
+        print(
+            f"{len(counts)} topics ready on {settings.kafka_bootstrap} (replication factor "
+            f"{settings.topic_replication_factor})"
+        )
         return 0
     if args.cmd in ("kol-followings", "kol"):
         return kol_cli.main(args, settings)
     if args.cmd in ("accounts", "proxies"):
         return pool_cli.run(args, settings)
+    if args.cmd == "users":
+        return users_cli.run(args, settings)
     if args.cmd == "reports":
         from services.reporter.replay import replay_dead_reports
 
@@ -278,15 +296,15 @@ def main(argv: list[str] | None = None) -> int:
 
         res = run_loop(replay(settings, args.since, args.task), settings)
         print(
-            f"replayed {res.pages} raw page(s) of {res.tasks} task(s): {res.records_out} "
-            f"record(s) re-derived, 0 X requests"
+            f"replayed {res.pages} raw page(s) of {res.tasks} task(s) ({res.archived_pages} "
+            f"from the raw_data/ archive): {res.records_out} record(s) re-derived, 0 X requests"
         )
         return 0
     if args.cmd == "lag":
         return run_loop(lag_command(args, settings), settings)
     if args.cmd == "migrate":
-        from infra.migrate import apply_migrations
         from libs.storage.clickhouse import ClickHouseStore
+        from libs.storage.migrate import apply_migrations
 
         with ClickHouseStore(settings.clickhouse_dsn) as store:
             applied = apply_migrations(store)

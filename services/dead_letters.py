@@ -107,7 +107,9 @@ def render_table(found: list[Found]) -> str:
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1] for r in rows
+    )
 
 
 def render_one(f: Found) -> str:
@@ -175,6 +177,7 @@ async def redrive(settings: Settings, found: list[Found]) -> RedriveResult:
         for f in todo:
             d = f.letter
             if is_dead_report(d):
+                assert d.key is not None, "a dead report is keyed by its task"
                 md = await producer.send_and_wait(replay_command(d.key, d.offset))
             else:
                 headers = []

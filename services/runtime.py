@@ -70,7 +70,7 @@ async def clickhouse_for(settings: Settings, *, wait: bool = True) -> ClickHouse
     if store is None:
         store = _stores[settings.clickhouse_dsn] = ClickHouseStore(settings.clickhouse_dsn)
     if settings.clickhouse_dsn not in _migrated:
-        from infra.migrate import apply_migrations
+        from libs.storage.migrate import apply_migrations
 
         migrate = lambda: asyncio.to_thread(apply_migrations, store)  # noqa: E731
         if wait:  # started while ClickHouse is down: wait for it (not ready), never exit

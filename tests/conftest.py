@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +31,27 @@ from libs.settings import Settings
 from libs.topics import CATALOGUE, TopicSpec, topic_name
 
 SESSION_ID = uuid.uuid4().hex[:8]
+
+# System packages the suite drives (installed by `make setup` / infra/system-packages.sh). A
+# missing one fails the run at once, naming it, instead of a test timing out on it later.
+SYSTEM_PARTS = {
+    Settings.model_fields["chromium_path"].default: "chromium (password logins, console tests)",
+    "docker-compose": "docker-compose (validates docker-compose.yml)",
+}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    missing = [
+        what
+        for exe, what in SYSTEM_PARTS.items()
+        if not (shutil.which(exe) or (os.path.isabs(exe) and os.access(exe, os.X_OK)))
+    ]
+    if missing:
+        pytest.exit(
+            "missing system packages: " + "; ".join(missing) + ". Run `make setup` "
+            "(infra/system-packages.sh installs them with apt-get).",
+            returncode=4,
+        )
 
 
 # Services refuse to start with empty or default secrets (libs/fail_closed.py): every test
@@ -181,7 +204,7 @@ def clickhouse_http_dsn(clickhouse_http) -> str:
 
     db = f"t_{uuid.uuid4().hex[:12]}"
     req = urllib.request.Request(clickhouse_http, data=f"CREATE DATABASE {db}".encode())
-    with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310
+    with urllib.request.urlopen(req, timeout=30) as r:
         assert r.status == 200
     host = clickhouse_http.removeprefix("http://")
     return f"http://default:@{host}/{db}"

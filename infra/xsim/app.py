@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import time
 from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -68,6 +70,16 @@ def _loads_param(value) -> dict:
         return value
     obj = orjson.loads(value)
     return obj if isinstance(obj, dict) else {}
+
+
+def retry_after_header(fault) -> dict[str, str]:
+    """A 429's Retry-After: seconds, or the HTTP-date form (both are HTTP's)."""
+    if fault.retry_after is None:
+        return {}
+    if fault.retry_after_date:
+        when = datetime.now(UTC) + timedelta(seconds=fault.retry_after)
+        return {"retry-after": email.utils.format_datetime(when, usegmt=True)}
+    return {"retry-after": str(fault.retry_after)}
 
 
 class Simulator:
@@ -262,7 +274,7 @@ class Simulator:
         status = 200
         src, src_query = path, query
         if fault is not None and fault.kind == "alias":
-            src, src_query = (fault.as_path.split("?", 1) + [""])[:2]
+            src, src_query = [*fault.as_path.split("?", 1), ""][:2]
             fault = None
         if fault is None:
             body, ctype = media_for(src, src_query, self.config.media_pad_kb)
@@ -274,13 +286,7 @@ class Simulator:
             rep = Response(b"", status)
         elif fault.kind == "429":
             status = 429
-            rep = Response(
-                b"",
-                429,
-                headers={}
-                if fault.retry_after is None
-                else {"retry-after": str(fault.retry_after)},
-            )
+            rep = Response(b"", 429, headers=retry_after_header(fault))
         elif fault.kind == "html":
             rep = Response(HTML_PAGE, 200, media_type="text/html; charset=utf-8")
         else:  # huge: a valid head of the path's type, then zeros

@@ -10,6 +10,7 @@ per (keyword, time, kind) and time-ordered.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import re
 import time
@@ -111,7 +112,7 @@ class KeywordSeries:
 
     @classmethod
     def make(cls, keyword: str, density_per_hour: float, seed: int) -> KeywordSeries:
-        interval = max(1, int(round(3_600_000 / max(density_per_hour, 1e-9))))
+        interval = max(1, round(3_600_000 / max(density_per_hour, 1e-9)))
         return cls(
             keyword,
             interval,
@@ -167,5 +168,5 @@ def decode_cursor(value: str | None, kind: str, tag: int) -> tuple[int, int] | N
         if magic != "xsim1" or k != kind or int(t) != tag:
             return None
         return int(nxt), int(lo)
-    except Exception:
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):  # not a cursor of ours
         return None

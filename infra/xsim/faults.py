@@ -92,6 +92,7 @@ class MediaFault:
     chunked: bool = False  # huge: stream without Content-Length
     count: int | None = None  # fire this many times, then serve normally; None = forever
     retry_after: int | None = None  # 429: Retry-After seconds
+    retry_after_date: bool = False  # 429: Retry-After as an HTTP date that many seconds ahead
     as_path: str = ""  # alias: answer the bytes of this media path (same bytes, two URLs)
     fired: int = 0
 
@@ -113,6 +114,7 @@ class MediaFaultBook:
             bool(spec.get("chunked")),
             None if count is None else int(count),
             None if retry_after is None else int(retry_after),
+            bool(spec.get("retry_after_date")),
             str(spec.get("as_path") or ""),
         )
         self.faults.append(f)

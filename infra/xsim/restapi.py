@@ -17,6 +17,7 @@ OpenAPI example (userName, profilePicture, followers, following, statusesCount, 
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import orjson
 
@@ -30,7 +31,7 @@ MAX_PAGE = 200
 
 def _get(obj: dict, *paths: str):
     for path in paths:
-        cur = obj
+        cur: Any = obj
         for part in path.split("."):
             cur = cur.get(part) if isinstance(cur, dict) else None
         if cur not in (None, ""):

@@ -152,6 +152,8 @@ def _tweet_template(entry: dict) -> Template:
             kind = free[0]
         roles[tid] = kind
 
+    if main is None:
+        raise ValueError("the template's focal entry holds no tweet")
     leg = main["legacy"]
     assign(main["rest_id"], 0)
     quoted = unwrap_tweet((main.get("quoted_status_result") or {}).get("result"))

@@ -154,6 +154,7 @@ class Timelines:
     def user_by_screen_name(self, variables: dict) -> bytes:
         name = str(variables.get("screen_name") or "XDevelopers")
         uid = str(user_id_of_name(self.config.seed, name))
+        assert self.fx.user is not None, "the corpus has no user template"
         return self.fx.user.render(
             {"UID": uid.encode(), "GID": user_gid(uid), "SN": orjson.dumps(name)[1:-1]}
         )
@@ -162,4 +163,5 @@ class Timelines:
         focal = str(variables.get("focalTweetId") or "")
         if not re.fullmatch(r"[0-9]{1,19}", focal):
             focal = self.fx.tweet_detail_focal
+        assert self.fx.tweet_detail is not None, "the corpus has no TweetDetail template"
         return self.fx.tweet_detail.render({"FOCAL": focal.encode()})

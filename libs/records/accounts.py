@@ -27,6 +27,8 @@ AccountStatus = Literal[
     "disabled",
 ]
 ProxyStatus = Literal["unchecked", "healthy", "dead"]
+# Request outcomes that are the proxy's fault, not the account's (per-proxy success rate).
+PROXY_FAULTS = ("proxy_error", "network_error", "blocked")
 EventOutcome = Literal[
     "ok",
     "rate_limited",
@@ -64,10 +66,17 @@ class ProxyCommand(Record):
     schema_name = "xget.ProxyCommand"
 
     command_id: str
-    action: Literal["add", "remove", "test"]
+    action: Literal["add", "remove", "test", "enable", "disable"]
     proxy_id: str = Field(description="scheme-host-port, without credentials.")
     display: str = Field("", description="scheme://host:port, without credentials (add).")
     secrets: str | None = Field(None, description="Fernet token of the full proxy URL (add).")
+    region: str | None = Field(None, description="Where the proxy exits (add; us, eu, asia…).")
+    provider: str | None = Field(None, description="Who sells it (add).")
+    cost_per_gb: float | None = Field(None, ge=0, description="USD per GB (add).")
+    expires_at: datetime | None = Field(
+        None, description="When the proxy's lease with its provider ends (add)."
+    )
+    reason: str | None = Field(None, description="Why it was disabled (disable).")
     requested_at: datetime
 
 
@@ -133,6 +142,29 @@ class ProxyState(Record):
     added_at: datetime
     updated_at: datetime
     removed: bool = False
+    region: str = Field("global", description="Where the proxy exits (us, eu, asia, global…).")
+    provider: str = Field("unknown", description="Who sells it.")
+    cost_per_gb: float = Field(0.0, ge=0, description="USD per GB.")
+    expires_at: datetime | None = Field(None, description="No account uses it after this.")
+    disabled: bool = Field(False, description="Disabled by an operator: carries no request.")
+    disabled_reason: str | None = None
+    requests: int = Field(0, ge=0, description="X requests made through it (account-events).")
+    request_failures: int = Field(
+        0, ge=0, description="Of those, failed because of the proxy or the network."
+    )
+    request_latency_ms: float | None = Field(
+        None, description="Moving average of its X requests' latency."
+    )
+    last_used_at: datetime | None = None
+
+    def usable(self, now: float) -> bool:
+        """May carry requests: alive, not disabled by an operator, not expired."""
+        return (
+            not self.removed
+            and self.status != "dead"
+            and not self.disabled
+            and (self.expires_at is None or self.expires_at.timestamp() > now)
+        )
 
 
 class AccountEvent(Record):
@@ -152,6 +184,10 @@ class AccountEvent(Record):
     proxy_id: str | None = None
     requester: str = ""
     at: datetime
+    elapsed_ms: float | None = Field(None, ge=0, description="How long the request took.")
+    task_id: str | None = Field(
+        None, description="The task the request was made for (its actual cost per task)."
+    )
 
 
 class LeaseRequest(Record):

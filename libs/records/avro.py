@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from libs import generated
+from libs.records.base import Record
 
 NAMESPACE = "xget"
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
@@ -36,6 +37,11 @@ WIRE_NOTE = (
     "Kafka header 'xget-schema' = '{id}'."
 )
 DATETIME_NOTE = "JSON wire format: ISO-8601 string (UTC)."
+INTAKE_NOTE = {
+    "key": "May be left out by a publisher: filled on intake with the record's Kafka key.",
+    "timestamp": "May be left out by a publisher: filled on intake with the record's Kafka "
+    "timestamp (its create time).",
+}
 BODY_NOTE = (
     "Not in the JSON value: travels as the Kafka header 'xget-body', its UTF-8 bytes verbatim."
 )
@@ -106,6 +112,9 @@ class _Builder:
                 doc = f"{doc} {DATETIME_NOTE}".strip()
             if top and fname == getattr(model, "body_field", None) and self._body_in_header(model):
                 doc = f"{doc} {BODY_NOTE}".strip()
+            filled = getattr(model, "intake_filled", {}).get(fname) if top else None
+            if filled:
+                doc = f"{doc} {INTAKE_NOTE[filled]}".strip()
             if doc:
                 f["doc"] = doc
             default = _default_of(info)
@@ -120,6 +129,12 @@ class _Builder:
         if top:
             sid = model.schema_id(self.version) if hasattr(model, "schema_id") else full
             doc = f"{doc}\n\n{WIRE_NOTE.format(id=sid)}".strip()
+            filled = getattr(model, "intake_filled", {})
+            if filled:  # a record clients publish themselves: what they must write
+                must = [n for n, i in model.model_fields.items() if i.is_required()]
+                must = [n for n in must if n not in filled]
+                doc = f"{doc} A publisher must set: {', '.join(must) or 'no field'}; the rest "
+                doc += "have defaults or are filled on intake."
         if doc:
             out["doc"] = doc
         out["fields"] = fields
@@ -148,10 +163,10 @@ def schema_for(model: type[BaseModel], version: int | None = None) -> dict:
     return _Builder(version).record(model, top=True)
 
 
-def topic_models() -> list[type[BaseModel]]:
+def topic_models() -> list[type[Record]]:
     from libs.topics import CATALOGUE
 
-    seen: dict[str, type[BaseModel]] = {}
+    seen: dict[str, type[Record]] = {}
     for spec in CATALOGUE:
         for m in spec.schemas:
             seen.setdefault(m.schema_id(), m)

@@ -16,6 +16,7 @@ still reads the versions in `read_versions`, whose records may sit on a topic fo
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import ClassVar
 
 import orjson
@@ -35,6 +36,9 @@ class Record(BaseModel):
     # The str field that travels as the BODY_HEADER from version body_since on (see above).
     body_field: ClassVar[str | None] = None
     body_since: ClassVar[int] = 1
+    # Fields a publisher may leave out: filled on intake from the Kafka record itself, so
+    # every reader of the record fills the same value (field -> "key" | "timestamp").
+    intake_filled: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def schema_id(cls, version: int | None = None) -> str:
@@ -65,9 +69,17 @@ class Record(BaseModel):
         return None if value is None else value.encode()
 
     @classmethod
-    def decode(cls, value: bytes, body: bytes | None = None):
+    def decode(
+        cls,
+        value: bytes,
+        body: bytes | None = None,
+        *,
+        key: bytes | None = None,
+        timestamp_ms: int | None = None,
+    ):
         """A record from its JSON value and, from body_since on, its BODY_HEADER bytes (a
-        record of an older version has the body inside the value)."""
+        record of an older version has the body inside the value). `key` and `timestamp_ms`
+        (the Kafka record's) fill the `intake_filled` fields a publisher left out."""
         # orjson, then validating the dict: a third faster than model_validate_json on records
         # that carry large JSON strings, whose escapes orjson reads with SIMD. Malformed JSON
         # raises orjson.JSONDecodeError, and a body that is not UTF-8 UnicodeDecodeError, both
@@ -75,4 +87,20 @@ class Record(BaseModel):
         data = orjson.loads(value)
         if body is not None and cls.body_field is not None and isinstance(data, dict):
             data[cls.body_field] = body.decode()
+        if cls.intake_filled and isinstance(data, dict):
+            _fill_on_intake(cls.intake_filled, data, key, timestamp_ms)
         return cls.model_validate(data)
+
+
+def _fill_on_intake(
+    fields: dict[str, str], data: dict, key: bytes | None, timestamp_ms: int | None
+) -> None:
+    """The fields a publisher left out (absent or null), from the Kafka record: its key, or
+    its timestamp (the producer's create time, the same for every consumer of the record)."""
+    for name, source in fields.items():
+        if data.get(name) is not None:
+            continue
+        if source == "key" and key is not None:
+            data[name] = key.decode(errors="replace")
+        elif source == "timestamp" and timestamp_ms is not None and timestamp_ms >= 0:
+            data[name] = datetime.fromtimestamp(timestamp_ms / 1000, UTC)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -59,6 +59,7 @@ class KolFollowingsTask(Record):
     """Fetch the followings of some KOLs (handles) or of every KOL not yet done."""
 
     schema_name = "xget.KolFollowingsTask"
+    intake_filled: ClassVar[dict[str, str]] = {"task_id": "key", "submitted_at": "timestamp"}
 
     task_id: str
     handles: list[str] = Field(default_factory=list, description="Empty = every KOL.")

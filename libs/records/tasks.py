@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -17,10 +17,27 @@ USER_OPERATIONS = ("Retweeters", "UserByScreenName")
 SearchType = Literal["keyword_search", "user_timeline", "quotes", "user_profile", "retweeters"]
 
 
+def strip_keyword(v: str) -> str:
+    """A task's keyword without surrounding blanks; a blank keyword is an error."""
+    v = v.strip()
+    if not v:
+        raise ValueError("keyword must not be blank")
+    return v
+
+
+def check_task_id(v: str) -> str:
+    """A client-chosen task id: it names topics' keys and object-store paths, so a safe shape."""
+    if not v or len(v) > 128 or not all(c.isalnum() or c in "-_." for c in v):
+        raise ValueError("task_id must be 1-128 characters of letters, digits, '-', '_', '.'")
+    return v
+
+
 class OnDemandTask(Record):
     """A client's on-demand collection: posts for a keyword in a time window."""
 
     schema_name = "xget.OnDemandTask"
+    # A client publishing straight onto task-commands may leave these out (libs.records.base).
+    intake_filled: ClassVar[dict[str, str]] = {"task_id": "key", "submitted_at": "timestamp"}
 
     task_id: str = Field(description="Client-chosen or gateway-assigned task id.")
     keyword: str = Field(min_length=1, max_length=512, description="X search keyword/query.")
@@ -76,17 +93,12 @@ class OnDemandTask(Record):
     @field_validator("keyword")
     @classmethod
     def _strip_keyword(cls, v: str) -> str:
-        v = v.strip()
-        if not v:
-            raise ValueError("keyword must not be blank")
-        return v
+        return strip_keyword(v)
 
     @field_validator("task_id")
     @classmethod
     def _task_id_shape(cls, v: str) -> str:
-        if not v or len(v) > 128 or not all(c.isalnum() or c in "-_." for c in v):
-            raise ValueError("task_id must be 1-128 characters of letters, digits, '-', '_', '.'")
-        return v
+        return check_task_id(v)
 
     @field_validator("start_time", "end_time")
     @classmethod
@@ -144,6 +156,7 @@ class TaskProgress(Record):
     target: int = Field(ge=0, description="required_count; 0 = everything that exists.")
     slices_done: int = Field(0, ge=0)
     slice_count: int = Field(1, ge=1)
+    slices_failed: int = Field(0, ge=0, description="Slices that ended failed (X kept refusing).")
     end_reason: str | None = Field(None, description="Why it completed: target_reached/exhausted.")
     updated_at: datetime
 
@@ -178,6 +191,8 @@ class ScheduledTask(Record):
     (TaskControl) re-plans the runs not fired yet (ScheduleState keeps the plan in force)."""
 
     schema_name = "xget.ScheduledTask"
+    # A client publishing straight onto task-commands may leave these out (libs.records.base).
+    intake_filled: ClassVar[dict[str, str]] = {"task_id": "key", "submitted_at": "timestamp"}
 
     task_id: str
     keyword: str = Field(min_length=1, max_length=512)
@@ -192,12 +207,12 @@ class ScheduledTask(Record):
     @field_validator("keyword")
     @classmethod
     def _strip(cls, v: str) -> str:
-        return OnDemandTask._strip_keyword(v)
+        return strip_keyword(v)
 
     @field_validator("task_id")
     @classmethod
     def _task_id_shape(cls, v: str) -> str:
-        return OnDemandTask._task_id_shape(v)
+        return check_task_id(v)
 
 
 class ScheduleState(Record):

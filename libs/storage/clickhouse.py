@@ -151,7 +151,7 @@ class ClickHouseStore:
     def _query_dicts(client: Any, sql: str, parameters: dict | None, settings: dict | None):
         res = client.query(sql, parameters=parameters, settings=settings)
         names = res.column_names
-        return [dict(zip(names, r)) for r in res.result_rows]
+        return [dict(zip(names, r, strict=False)) for r in res.result_rows]
 
     @staticmethod
     def _raw_query(

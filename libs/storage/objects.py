@@ -27,6 +27,7 @@ import io
 import json
 import os
 import tempfile
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,10 +99,33 @@ def _norm_meta(metadata: dict[str, str] | None) -> dict[str, str]:
     return {str(k).lower(): str(v) for k, v in (metadata or {}).items()}
 
 
-class _AsyncFacade:
+class _AsyncFacade(ABC):
     """Async methods that run the backend's sync twins in a worker thread. A failure of the
     store itself (down, 5xx, network) comes out as DependencyError("object-store"), so a
     consumer waits it out instead of blaming the record (libs/failures.py)."""
+
+    # The backend's blocking twins (every store implements these).
+    @abstractmethod
+    def put_stream_sync(
+        self,
+        key: str,
+        stream: BinaryIO,
+        size: int,
+        content_type: str,
+        metadata: dict[str, str] | None,
+    ) -> ObjectInfo: ...
+
+    @abstractmethod
+    def get_sync(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def stat_sync(self, key: str) -> ObjectInfo | None: ...
+
+    @abstractmethod
+    def list_sync(self, prefix: str = "") -> list[str]: ...
+
+    @abstractmethod
+    def delete_sync(self, keys: Iterable[str]) -> None: ...
 
     async def _io(self, fn, *args):
         try:
@@ -368,14 +392,17 @@ class S3ObjectStore(_AsyncFacade):
         metadata: dict[str, str] | None = None,
     ) -> ObjectInfo:
         """Store `size` bytes read from `stream` (multipart above minio's part size)."""
+        # minio's parameter type is a dict of str | list | tuple values; ours are all str.
         meta = _norm_meta(metadata)
+        # minio's parameter type is a dict of str | list | tuple values; ours are all str.
+        minio_meta: dict[str, str | list[str] | tuple[str]] = dict(meta or {})
         res = self.client.put_object(
             self.bucket,
             check_key(key),
             stream,
             size,
             content_type=content_type or DEFAULT_CONTENT_TYPE,
-            metadata=meta or None,
+            metadata=minio_meta or None,
         )
         return ObjectInfo(
             key=key,

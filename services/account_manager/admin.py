@@ -25,6 +25,9 @@ from libs.topics import ACCOUNT_COMMANDS, ACCOUNT_STATE, PROXY_STATE
 SECRET_KEYS = ("auth_token", "ct0", "cookies", "password", "email", "email_password", "totp_secret")
 
 
+PROXY_SCHEMES = ("http", "https", "socks4", "socks5", "socks5h")
+
+
 class InputError(ValueError):
     """Operator input that cannot be used, with the reason."""
 
@@ -103,16 +106,16 @@ def parse_import(text: str) -> list[tuple[str, dict]]:
         if len(parts) < 2:
             raise InputError(f"line {n}: expected username:password:email:email_password")
         keys = ("username", "password", "email", "email_password", "totp_secret")
-        out.append(creds_from(dict(zip(keys, parts))))
+        out.append(creds_from(dict(zip(keys, parts, strict=False))))
     return out
 
 
 def proxy_identity(url: str) -> tuple[str, str]:
     """A proxy URL → (proxy_id, display), neither holding its credentials."""
     u = urlparse(url.strip())
-    if u.scheme not in ("http", "https", "socks5", "socks5h") or not u.hostname or not u.port:
+    if u.scheme not in PROXY_SCHEMES or not u.hostname or not u.port:
         raise InputError(
-            "a proxy is scheme://[user:pass@]host:port with scheme http, https or socks5"
+            "a proxy is scheme://[user:pass@]host:port with scheme " + ", ".join(PROXY_SCHEMES)
         )
     return f"{u.scheme}-{u.hostname}-{u.port}", f"{u.scheme}://{u.hostname}:{u.port}"
 
@@ -155,15 +158,56 @@ def proxy_view(p: ProxyState) -> dict:
     return {
         "id": p.proxy_id,
         "proxy": p.display,
-        "status": p.status,
+        "status": "disabled" if p.disabled else p.status,
+        "enabled": not p.disabled,
+        "disabled_reason": p.disabled_reason,
+        "region": p.region,
+        "provider": p.provider,
+        "cost_per_gb": p.cost_per_gb,
+        "expires_at": p.expires_at,
+        "expired": p.expires_at is not None and p.expires_at <= datetime.now(UTC),
         "checks": p.checks,
         "success_rate": p.success_rate,
         "latency_ms": p.latency_ms,
         "failures_in_row": p.failures_in_row,
         "last_check_at": p.last_check_at,
         "last_error": p.last_error,
+        # X requests through the proxy (reported by the scrapers on account-events)
+        "requests": p.requests,
+        "request_failures": p.request_failures,
+        "request_success_rate": (
+            round(1 - p.request_failures / p.requests, 4) if p.requests else None
+        ),
+        "request_latency_ms": p.request_latency_ms,
+        "last_used_at": p.last_used_at,
         "updated_at": p.updated_at,
     }
+
+
+def proxy_fields(entry: dict) -> dict:
+    """The operator's description of a proxy (add): region, provider, cost_per_gb,
+    expires_at. Raises InputError naming a bad field."""
+    out: dict = {}
+    for name in ("region", "provider"):
+        v = entry.get(name)
+        if v is not None:
+            if not isinstance(v, str) or not 0 < len(v) <= 64:
+                raise InputError(f"{name}: a name of 1-64 characters")
+            out[name] = v
+    if entry.get("cost_per_gb") is not None:
+        try:
+            out["cost_per_gb"] = float(entry["cost_per_gb"])
+        except (TypeError, ValueError):
+            raise InputError("cost_per_gb: a number of USD per GB") from None
+        if not 0 <= out["cost_per_gb"] < 1e6:
+            raise InputError("cost_per_gb: a number of USD per GB between 0 and 1,000,000")
+    if entry.get("expires_at") is not None:
+        try:
+            t = datetime.fromisoformat(str(entry["expires_at"]).replace("Z", "+00:00"))
+        except ValueError:
+            raise InputError("expires_at: an ISO time, e.g. 2027-01-01T00:00:00Z") from None
+        out["expires_at"] = t if t.tzinfo else t.replace(tzinfo=UTC)
+    return out
 
 
 # --- the admin -------------------------------------------------------------------------------
@@ -240,7 +284,8 @@ class PoolAdmin:
             raise InputError(f"no account {account_id}")
         return await self._account_cmd(action, account_id)
 
-    async def add_proxy(self, url: str) -> tuple[str, str]:
+    async def add_proxy(self, url: str, **fields) -> tuple[str, str]:
+        """Add (or update) a proxy; `fields` as proxy_fields() returns them."""
         pid, display = proxy_identity(url)
         cid = uuid.uuid4().hex
         cmd = ProxyCommand(
@@ -250,16 +295,21 @@ class PoolAdmin:
             display=display,
             secrets=self.box.seal(url.strip()),
             requested_at=datetime.now(UTC),
+            **fields,
         )
         await self.producer.send_and_wait(Outgoing(ACCOUNT_COMMANDS, pid, cmd))
         return pid, cid
 
-    async def proxy_action(self, action: str, proxy_id: str) -> str:
+    async def proxy_action(self, action: str, proxy_id: str, reason: str | None = None) -> str:
         if self.proxy(proxy_id) is None:
             raise InputError(f"no proxy {proxy_id}")
         cid = uuid.uuid4().hex
         cmd = ProxyCommand(
-            command_id=cid, action=action, proxy_id=proxy_id, requested_at=datetime.now(UTC)
+            command_id=cid,
+            action=action,
+            proxy_id=proxy_id,
+            reason=reason,
+            requested_at=datetime.now(UTC),
         )
         await self.producer.send_and_wait(Outgoing(ACCOUNT_COMMANDS, proxy_id, cmd))
         return cid

@@ -10,9 +10,13 @@
   POST   /api/v1/admin/accounts/{id}/test       one search with the account; its outcome
   POST   /api/v1/admin/accounts/{id}/refresh    log in again (password accounts)
   GET    /api/v1/admin/proxies                  list with health
-  POST   /api/v1/admin/proxies                  add {url}
+  POST   /api/v1/admin/proxies                  add {url, region, provider, cost_per_gb,
+                                                expires_at}
+  GET    /api/v1/admin/proxies/{id}             one, with its X request counts and latency
   DELETE /api/v1/admin/proxies/{id}
   POST   /api/v1/admin/proxies/{id}/test        check it now
+  POST   /api/v1/admin/proxies/{id}/enable      carries requests again
+  POST   /api/v1/admin/proxies/{id}/disable     {reason}: its accounts move to other proxies
 """
 
 from __future__ import annotations
@@ -23,16 +27,31 @@ import secrets
 import uvicorn
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
 
 from libs.kafka import Producer
 from libs.secretbox import SecretBox
 from libs.settings import Settings
 
-from .admin import InputError, PoolAdmin, account_view, creds_from, parse_import, proxy_view
+from .admin import (
+    InputError,
+    PoolAdmin,
+    account_view,
+    creds_from,
+    parse_import,
+    proxy_fields,
+    proxy_view,
+)
 
 log = logging.getLogger(__name__)
 APPLY_TIMEOUT_S = 15.0
 LOGIN_TIMEOUT_S = 90.0
+
+
+class DisableProxy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(None, max_length=500, description="Shown with the proxy.")
 
 
 def create_router(admin: PoolAdmin, token: str) -> APIRouter:
@@ -114,13 +133,38 @@ def create_router(admin: PoolAdmin, token: str) -> APIRouter:
     @r.post("/proxies", status_code=201)
     async def add_proxy(body: dict = Body(...)):
         try:
-            pid, cid = await admin.add_proxy(str(body.get("url") or ""))
+            pid, cid = await admin.add_proxy(str(body.get("url") or ""), **proxy_fields(body))
         except InputError as e:
             raise HTTPException(422, str(e)) from None
         p = await admin.wait_proxy(pid, cid, APPLY_TIMEOUT_S)
         if p is None:
             raise HTTPException(504, "the account-manager did not apply the command in time")
         return proxy_view(p)
+
+    @r.get("/proxies/{proxy_id}")
+    async def get_proxy(proxy_id: str):
+        p = admin.proxy(proxy_id)
+        if p is None:
+            raise HTTPException(404, f"no proxy {proxy_id}")
+        return proxy_view(p)
+
+    async def _switch(proxy_id: str, action: str, reason: str | None) -> dict:
+        try:
+            cid = await admin.proxy_action(action, proxy_id, reason)
+        except InputError as e:
+            raise HTTPException(404, str(e)) from None
+        p = await admin.wait_proxy(proxy_id, cid, APPLY_TIMEOUT_S)
+        if p is None:
+            raise HTTPException(504, "the account-manager did not apply the command in time")
+        return proxy_view(p)
+
+    @r.post("/proxies/{proxy_id}/enable")
+    async def enable_proxy(proxy_id: str):
+        return await _switch(proxy_id, "enable", None)
+
+    @r.post("/proxies/{proxy_id}/disable")
+    async def disable_proxy(proxy_id: str, body: DisableProxy | None = None):
+        return await _switch(proxy_id, "disable", body.reason if body else None)
 
     @r.delete("/proxies/{proxy_id}")
     async def remove_proxy(proxy_id: str):

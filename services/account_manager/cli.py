@@ -7,7 +7,8 @@
   xget accounts list [--json]
   xget accounts test ID          one search with the account; prints the outcome
   xget accounts remove ID
-  xget proxies add URL | import FILE | list [--json] | test ID | remove ID
+  xget proxies add URL [--region R --provider P --cost-per-gb N --expires-at T]
+  xget proxies import FILE | list [--json] | test ID | remove ID | enable ID | disable ID
 
 Secrets are sealed with XGET_ACCOUNT_KEY before they leave this process and never printed.
 Passwords may come from the environment instead of the command line: --password-env VAR.
@@ -33,6 +34,7 @@ from .admin import (
     creds_from,
     parse_cookie_string,
     parse_import,
+    proxy_fields,
     proxy_view,
 )
 
@@ -62,10 +64,18 @@ def add_parsers(sub) -> None:
 
     prx = sub.add_parser("proxies", help="the proxy pool")
     p = prx.add_subparsers(dest="action", required=True)
-    p.add_parser("add").add_argument("url", help="scheme://[user:pass@]host:port")
+    padd = p.add_parser("add", help="add or update a proxy")
+    padd.add_argument("url", help="scheme://[user:pass@]host:port (http, https, socks4, socks5)")
+    padd.add_argument("--region", help="where it exits: us, eu, asia, global…")
+    padd.add_argument("--provider", help="who sells it")
+    padd.add_argument("--cost-per-gb", type=float, help="USD per GB")
+    padd.add_argument("--expires-at", help="ISO time its subscription ends")
     p.add_parser("import", help="one proxy URL per line").add_argument("file", type=Path)
-    for name in ("test", "remove"):
+    for name in ("test", "remove", "enable"):
         p.add_parser(name).add_argument("id")
+    pdis = p.add_parser("disable", help="no request goes through it; its accounts move")
+    pdis.add_argument("id")
+    pdis.add_argument("--reason")
     pls = p.add_parser("list")
     pls.add_argument("--json", action="store_true")
 
@@ -171,21 +181,46 @@ async def _proxies(admin: PoolAdmin, args) -> int:
                 if ln.strip() and not ln.startswith("#")
             ]
         )
+        fields = (
+            proxy_fields(
+                {
+                    "region": args.region,
+                    "provider": args.provider,
+                    "cost_per_gb": args.cost_per_gb,
+                    "expires_at": args.expires_at,
+                }
+            )
+            if args.action == "add"
+            else {}
+        )
         for url in urls:
-            pid, _ = await admin.add_proxy(url)
+            pid, _ = await admin.add_proxy(url, **fields)
             print(f"added {pid}")
+        return 0
+    if args.action in ("enable", "disable"):
+        cid = await admin.proxy_action(args.action, args.id, getattr(args, "reason", None))
+        p = await admin.wait_proxy(args.id, cid, WAIT_S)
+        if p is None:
+            print("the account-manager did not apply the command in time")
+            return 1
+        print(f"{p.proxy_id}: {'disabled' if p.disabled else 'enabled'}")
         return 0
     if args.action == "list":
         rows = [proxy_view(p) for p in admin.list_proxies()]
         if args.json:
             _print_json(rows)
             return 0
-        print(f"{'ID':<32} {'STATUS':<10} {'OK%':>5} {'MS':>7} LAST ERROR")
+        print(
+            f"{'ID':<32} {'STATUS':<10} {'OK%':>5} {'MS':>7} {'REQS':>7} {'REQ OK%':>7} "
+            f"{'REGION':<8} {'PROVIDER':<12} LAST ERROR"
+        )
         for r in rows:
             ms = f"{r['latency_ms']:.0f}" if r["latency_ms"] is not None else "-"
+            rok = r["request_success_rate"]
             print(
                 f"{r['id']:<32} {r['status']:<10} {100 * r['success_rate']:>5.0f} {ms:>7} "
-                f"{r['last_error'] or ''}"
+                f"{r['requests']:>7} {'-' if rok is None else f'{100 * rok:.0f}':>7} "
+                f"{r['region']:<8} {r['provider']:<12} {r['last_error'] or ''}"
             )
         return 0
     if args.action == "remove":

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from libs.kafka import Outgoing
 from libs.leases import EXPIRY_MARGIN_S, effective_priority
 from libs.records.accounts import (
+    PROXY_FAULTS,
     AccountCommand,
     AccountEvent,
     AccountState,
@@ -51,6 +52,10 @@ BAD_FOR_HEALTH = {
     "malformed",
     "network_error",
 }
+
+
+def proxy_usable(p: ProxyState | None, now: float) -> bool:
+    return p is not None and p.usable(now)
 
 
 def _dt(ts: float) -> datetime:
@@ -241,9 +246,22 @@ class AccountPool:
                 self.proxies[c.proxy_id] = p
             else:
                 p.secrets = c.secrets or p.secrets
+            # Re-adding a proxy updates what the operator says of it.
+            p.region = c.region or p.region
+            p.provider = c.provider or p.provider
+            p.cost_per_gb = c.cost_per_gb if c.cost_per_gb is not None else p.cost_per_gb
+            p.expires_at = c.expires_at or p.expires_at
             self.work.proxy_checks.add(c.proxy_id)
         elif p is None:
             return
+        elif c.action in ("disable", "enable"):
+            p.disabled = c.action == "disable"
+            p.disabled_reason = (c.reason or "disabled by an operator") if p.disabled else None
+            log.info("proxy %s %sd", p.proxy_id, c.action)
+            # Accounts on a disabled proxy move to another now; an enabled one takes new
+            # accounts (and those left without a proxy) again.
+            for a in self.accounts.values():
+                self._assign_proxy(a)
         elif c.action == "remove":
             p.removed = True
             p.last_command_id = c.command_id
@@ -317,7 +335,8 @@ class AccountPool:
             self._cool(a, now, f"blocked: {e.error}")
             if a.proxy_id:
                 self.work.proxy_checks.add(a.proxy_id)
-        elif e.outcome == "proxy_error" and a.proxy_id in self.proxies:
+        self._proxy_request(e)
+        if e.outcome == "proxy_error" and a.proxy_id in self.proxies:
             p = self.proxies[a.proxy_id]
             p.failures_in_row += 1
             p.last_error = e.error
@@ -330,6 +349,27 @@ class AccountPool:
         if a.status == "active" and a.health < self.s.account_min_health:
             self._cool(a, now, f"health {a.health:.2f} below {self.s.account_min_health}")
         self._mark(a)
+
+    def _proxy_request(self, e: AccountEvent) -> None:
+        """Per-proxy request counts and latency, from the outcome of each X request made
+        through it. Only the proxy's own failures (its errors, the network, a block of its
+        address) count against it; X refusing the account does not."""
+        p = self.proxies.get(e.proxy_id) if e.proxy_id else None
+        if p is None:
+            return
+        p.requests += 1
+        if e.outcome in PROXY_FAULTS:
+            p.request_failures += 1
+        if e.elapsed_ms is not None:
+            p.request_latency_ms = (
+                e.elapsed_ms
+                if p.request_latency_ms is None
+                else round(
+                    (1 - HEALTH_ALPHA) * p.request_latency_ms + HEALTH_ALPHA * e.elapsed_ms, 3
+                )
+            )
+        p.last_used_at = e.at
+        self._dirty_proxies.add(p.proxy_id)
 
     def _cool(self, a: AccountState, now: float, reason: str) -> None:
         if a.status in ("active", "rate_limited", "cooling_down"):
@@ -462,11 +502,12 @@ class AccountPool:
     def _proxy_ok(self, a: AccountState) -> bool:
         if not self.proxies:
             return a.proxy_id is None or a.proxy_id not in self.proxies
+        now = self.clock()
         p = self.proxies.get(a.proxy_id) if a.proxy_id else None
-        if p is None or p.status == "dead":
+        if not proxy_usable(p, now):
             self._assign_proxy(a)
             p = self.proxies.get(a.proxy_id) if a.proxy_id else None
-        return p is not None and p.status != "dead"
+        return proxy_usable(p, now)
 
     def _try_grant(self, r: LeaseRequest, now: float) -> bool:
         free = [a for a in self.accounts.values() if self._usable(a, r.operation, now)]
@@ -552,10 +593,11 @@ class AccountPool:
 
     def _assign_proxy(self, a: AccountState) -> None:
         """Sticky: an account keeps its proxy until that proxy dies or is removed."""
+        now = self.clock()
         current = self.proxies.get(a.proxy_id) if a.proxy_id else None
-        if current is not None and current.status != "dead":
+        if proxy_usable(current, now):
             return
-        alive = [p for p in self.proxies.values() if p.status != "dead"]
+        alive = [p for p in self.proxies.values() if proxy_usable(p, now)]
         if not alive:
             if a.proxy_id is not None and current is None:
                 a.proxy_id = None  # its proxy was removed and none is left

@@ -15,26 +15,46 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime
+from urllib.parse import urlparse
 
-import httpx
+import aiohttp
+import aiohttp_socks
 
 from libs.kafka import ConsumerLoop, Incoming, Outgoing, Producer
 from libs.leases import event_for
-from libs.metrics import observe_accounts
+from libs.metrics import observe_accounts, observe_proxies
 from libs.records.accounts import AccountCommand, AccountEvent
 from libs.secretbox import SecretBox
 from libs.settings import Settings
 from libs.topic_table import TopicTable
-from libs.topics import ACCOUNT_COMMANDS, ACCOUNT_EVENTS, ACCOUNT_STATE, LEASE_REQUESTS, PROXY_STATE
+from libs.topics import ACCOUNT_COMMANDS, ACCOUNT_STATE, PROXY_STATE
 from libs.xclient import XAccount, XClient
 
 from . import login as login_flow
+from .declaration import POOL
 from .pool import AccountPool
 
 log = logging.getLogger(__name__)
 
-SERVICE = "account-manager"
+SERVICE = POOL.name
 TICK_S = 0.05
+
+
+async def check_through(proxy_url: str, url: str) -> int:
+    """GET `url` through the proxy the way X requests go (aiohttp; aiohttp-socks for
+    socks4/socks5/socks5h, which httpx cannot do for socks4): the HTTP status."""
+    scheme = urlparse(proxy_url).scheme.lower()
+    timeout = aiohttp.ClientTimeout(total=10.0)
+    if scheme.startswith("socks"):
+        fixed = f"socks5{proxy_url[len(scheme) :]}" if scheme == "socks5h" else proxy_url
+        connector = aiohttp_socks.ProxyConnector.from_url(fixed, rdns=scheme == "socks5h")
+        async with (
+            aiohttp.ClientSession(connector=connector, timeout=timeout) as c,
+            c.get(url) as r,
+        ):
+            return r.status
+    async with aiohttp.ClientSession(timeout=timeout) as c, c.get(url, proxy=proxy_url) as r:
+        return r.status
 
 
 class AccountManager:
@@ -46,8 +66,8 @@ class AccountManager:
         self.owner = False
         self.loop = ConsumerLoop(
             settings,
-            SERVICE,
-            [ACCOUNT_COMMANDS, ACCOUNT_EVENTS, LEASE_REQUESTS],
+            POOL.name,
+            POOL.inputs,
             self._handle,
             producer,
             on_assign=self._on_assign,
@@ -137,6 +157,7 @@ class AccountManager:
                 try:
                     await self._send(self.pool.tick())
                     observe_accounts(self.pool.accounts.values())
+                    observe_proxies(self.pool.proxies.values())
                 except Exception:
                     log.exception("tick failed")
             await asyncio.sleep(TICK_S)
@@ -157,11 +178,12 @@ class AccountManager:
         w = self.pool.work
         if time.time() >= self._proxy_checks_due:
             self._proxy_checks_due = time.time() + self.settings.proxy_check_interval_s
-            w.proxy_checks.update(self.pool.proxies)
+            # A disabled proxy carries nothing, checks included, until it is enabled.
+            w.proxy_checks.update(pid for pid, p in self.pool.proxies.items() if not p.disabled)
         if w.proxy_checks:
             ids, w.proxy_checks = list(w.proxy_checks), set()
             results = await asyncio.gather(*(self._check_proxy(pid) for pid in ids))
-            for pid, (ok, latency, err) in zip(ids, results):
+            for pid, (ok, latency, err) in zip(ids, results, strict=False):
                 await self._send(self.pool.proxy_checked(pid, ok, latency, err))
         while w.tests:
             aid, command_id = w.tests.pop(0)
@@ -181,10 +203,9 @@ class AccountManager:
         url = self.box.open(p.secrets)
         t0 = time.perf_counter()
         try:
-            async with httpx.AsyncClient(proxy=url, timeout=10.0) as c:
-                r = await c.get(self.settings.proxy_check_url)
-            ok = r.status_code < 500
-            return ok, (time.perf_counter() - t0) * 1000, None if ok else f"HTTP {r.status_code}"
+            status = await check_through(url, self.settings.proxy_check_url)
+            ok = status < 500
+            return ok, (time.perf_counter() - t0) * 1000, None if ok else f"HTTP {status}"
         except Exception as e:  # noqa: BLE001 - any failure is a failed check
             return False, None, f"{type(e).__name__}: {e}"[:300]
 

@@ -26,9 +26,11 @@ from libs.storage.clickhouse import ClickHouseStore
 from libs.storage.post_rows import POST_COLUMNS, post_row
 from libs.topics import POSTS_TARGET_HEADER, TASK_PROGRESS
 
+from .declaration import RECORDS
+
 log = logging.getLogger(__name__)
 
-SERVICE = "dedup-counter"
+SERVICE = RECORDS.name
 
 USER_COLUMNS = [
     "platform",
@@ -310,6 +312,7 @@ class DedupCounter:
             target=target,
             slices_done=slices_done,
             slice_count=slice_count,
+            slices_failed=sum(1 for v in memo.slices.values() if v[1] == "failed"),
             end_reason=end_reason,
             updated_at=now,
         )

@@ -1,4 +1,5 @@
-"""dedup-counter entry point: posts + users → ClickHouse, progress → task-progress."""
+"""dedup-counter entry point: posts + users → ClickHouse, progress → task-progress; and the
+usage meter: X requests per task (account-events) → ClickHouse (usage.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import asyncio
 from libs.kafka import ConsumerLoop
 from libs.settings import Settings
 from libs.storage.clickhouse import ClickHouseStore
-from libs.topics import POSTS, USERS
 from services.runtime import clickhouse_for, run_until, started_producer
 
+from . import usage
+from .declaration import RECORDS, USAGE
 from .handler import SERVICE, DedupCounter
 
 
@@ -22,8 +24,8 @@ async def serve(
         counter = DedupCounter(store)
         loop = ConsumerLoop(
             settings,
-            SERVICE,
-            [POSTS, USERS],
+            RECORDS.name,
+            RECORDS.inputs,
             counter.handle,
             producer,
             on_assign=counter.forget_async,
@@ -31,6 +33,16 @@ async def serve(
             fill_ms=settings.counter_fill_ms,
             fill_records=settings.counter_batch_max,
         )
-        await run_until(loop, stop)
+        # Up to a second of requests per insert: one small insert per X page would cost the
+        # embedded ClickHouse more than the counting is worth; a task's cost lags by ≤ 1 s.
+        meter = ConsumerLoop(
+            settings,
+            USAGE.name,
+            USAGE.inputs,
+            usage.UsageMeter(store).handle,
+            producer,
+            fill_ms=usage.FILL_MS,
+        )
+        await asyncio.gather(run_until(loop, stop), run_until(meter, stop))
     finally:
         await producer.stop()

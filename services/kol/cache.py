@@ -111,7 +111,7 @@ class KolCache:
                 and m.page_no not in by_no
             ):
                 by_no[m.page_no] = m
-        out = []
+        out: list[CachedPage] = []
         while len(out) in by_no:
             out.append(by_no[len(out)])
             if out[-1].final:

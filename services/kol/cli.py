@@ -113,7 +113,7 @@ def read_entries(path: Path) -> list[str]:
 
 
 async def import_file(settings: Settings, path: Path) -> int:
-    if not path.is_file():
+    if not await asyncio.to_thread(path.is_file):
         _err(f"no such file: {path}")
         return 2
     try:
@@ -215,6 +215,7 @@ async def followings(settings: Settings, mode: Mode, api_key: str | None) -> int
     )
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
+    assert main_task is not None
 
     def on_sigint() -> None:
         if job.stopping:  # second Ctrl-C: stop now (the cache already holds every answer)

@@ -28,6 +28,7 @@ from libs.parsing.followings import (
 )
 from libs.parsing.x import PageParseError
 from libs.records.kol import KolPage
+from libs.retry import RetryPolicy
 from libs.settings import Settings
 
 from .cache import KolCache
@@ -35,6 +36,8 @@ from .sources import FATAL, Answer, FollowingsSource
 from .store import Kol, KolPlanner, KolWriter, StoreUnavailable
 
 log = logging.getLogger(__name__)
+# A failed call is retried after 0.4 s, doubling (with jitter) up to 30 s.
+KOL_RETRY = RetryPolicy(base_s=0.4, cap_s=30.0)
 
 
 @dataclass
@@ -48,10 +51,6 @@ class Mode:
     @property
     def calls_allowed(self) -> bool:
         return not (self.resume or self.test)
-
-    @property
-    def writes_allowed(self) -> bool:
-        return not (self.dry_run or self.test)
 
 
 @dataclass
@@ -274,6 +273,7 @@ class KolJob:
         a: Answer,
     ) -> KolPage:
         """The answer goes into the cache before anything else looks at it."""
+        assert self.source is not None, "only a source's answers are kept"
         st = self.stats
         final = False
         cursor_out = None
@@ -313,12 +313,13 @@ class KolJob:
         """True to try again (after a backoff); False to give up on this KOL for now."""
         st = self.stats
         if a.outcome in FATAL:
-            raise FatalSourceError(f"{self.source.name} source refused: {a.error}")
+            name = self.source.name if self.source is not None else "cache"
+            raise FatalSourceError(f"{name} source refused: {a.error}")
         if failures >= self.settings.kol_max_failures:
             st.kols_failed += 1
             st.failures.append(f"{kol.label}: {failures} failed calls, last {a.outcome}: {a.error}")
             return False
-        await asyncio.sleep(min(30.0, 0.2 * 2**failures))
+        await asyncio.sleep(KOL_RETRY.delay(failures - 1))
         return not self.stopping
 
     @staticmethod

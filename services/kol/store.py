@@ -16,9 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from infra.migrate import apply_migrations
 from libs.parsing.followings import FollowedUser
 from libs.storage.clickhouse import ClickHouseStore
+from libs.storage.migrate import apply_migrations
 
 log = logging.getLogger(__name__)
 

@@ -32,13 +32,14 @@ from libs.settings import Settings
 from libs.topics import KOL_COMMANDS, KOL_PROGRESS, topic_name
 
 from .cache import KolCache
+from .declaration import COMMANDS
 from .job import KolJob, Mode, Stats
 from .sources import SourceError, make_source
 from .store import KolPlanner, KolWriter, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-SERVICE = "kol-worker"
+SERVICE = COMMANDS.name
 PUBLISH_EVERY_S = 1.0
 
 
@@ -159,7 +160,11 @@ class KolWorker:
         consumer = consumer_for(self.settings, self.group_id, SERVICE)
         consumer._max_poll_interval_ms = 3_600_000  # noqa: SLF001 - a task may run for hours
         await consumer.start()
-        await join(consumer, self.settings, [topic_name(KOL_COMMANDS, self.settings.topic_prefix)])
+        await join(
+            consumer,
+            self.settings,
+            [topic_name(t, self.settings.topic_prefix) for t in COMMANDS.inputs],
+        )
         try:
             while not self._stop.is_set():
                 try:

@@ -104,7 +104,9 @@ class BatchIndex:
         entries: dict[str, StoredObject] = {}
         ranges: list[tuple[int, int, frozenset[str]]] = []
         ordered = sorted(live)
-        for key, part in zip(ordered, await asyncio.gather(*(self._load(k) for k in ordered))):
+        for key, part in zip(
+            ordered, await asyncio.gather(*(self._load(k) for k in ordered)), strict=False
+        ):
             entries.update(part)
             first, last = offsets_of(key)  # type: ignore[misc]
             ranges.append((first, last, frozenset(part)))

@@ -13,10 +13,11 @@ import hashlib
 import logging
 import tempfile
 from dataclasses import dataclass
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, cast
 
 import httpx
 
+from libs.retry import RetryPolicy, retry_after_seconds
 from libs.settings import Settings
 
 from .sniff import IMAGE_TYPES, SNIFF_BYTES, VIDEO_TYPES, declared_type, sniff
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 Kind = Literal["image", "video"]
 SPOOL_MEMORY_BYTES = 8 * 1024 * 1024
 MAX_RETRY_AFTER_S = 60.0
+MAX_BACKOFF_S = 30.0  # a media host answering 5xx: retries within the job, not for hours
 X_MEDIA_HOSTS = {"image": "https://pbs.twimg.com", "video": "https://video.twimg.com"}
 
 
@@ -66,13 +68,6 @@ def source_url(url: str, kind: Kind, settings: Settings) -> str:
     return url
 
 
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return min(MAX_RETRY_AFTER_S, max(0.0, float(value))) if value else None
-    except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
-
-
 class Fetcher:
     """`media_concurrency` clients of one connection each, lent one per request.
 
@@ -84,6 +79,9 @@ class Fetcher:
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        self.retry = RetryPolicy(
+            settings.media_backoff_s, MAX_BACKOFF_S, max_retry_after_s=MAX_RETRY_AFTER_S
+        )
         tls = httpx.create_ssl_context()  # shared: one CA bundle load, not one per client
         self._idle: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
         self._clients = [
@@ -123,11 +121,7 @@ class Fetcher:
                 self._idle.put_nowait(client)
             if attempt == attempts:
                 raise MediaFailure(f"{transient.cause} after {attempts} attempts") from None
-            delay = (
-                transient.retry_after
-                if transient.retry_after is not None
-                else self.settings.media_backoff_s * 2 ** (attempt - 1)
-            )
+            delay = self.retry.delay(attempt - 1, transient.retry_after)
             log.info(
                 "media %s: %s; retry %d/%d in %.2fs",
                 target,
@@ -145,7 +139,9 @@ class Fetcher:
             async with client.stream("GET", url) as rep:
                 status = rep.status_code
                 if status in (408, 429) or status >= 500:
-                    raise _Transient(f"http {status}", _retry_after(rep.headers.get("retry-after")))
+                    raise _Transient(
+                        f"http {status}", retry_after_seconds(rep.headers.get("retry-after"))
+                    )
                 if status != 200:
                     raise MediaFailure(f"http {status}")
                 length = rep.headers.get("content-length")
@@ -184,7 +180,8 @@ class Fetcher:
             body.close()
             raise
         body.seek(0)
-        return Download(body, size, sha.hexdigest(), content_type)
+        # A SpooledTemporaryFile is a binary file object (typeshed does not say BinaryIO).
+        return Download(cast(BinaryIO, body), size, sha.hexdigest(), content_type)
 
     @staticmethod
     def _check_type(head: bytes, kind: Kind, rep: httpx.Response) -> str:

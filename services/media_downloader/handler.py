@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import urlsplit
 
 from aiokafka import TopicPartition
@@ -25,12 +26,13 @@ from libs.records.posts import MediaJob
 from libs.topics import MEDIA_STORED
 
 from .batch_index import BatchIndex, CommittedOffsets
+from .declaration import JOBS
 from .fetch import Fetcher, Kind, MediaFailure
 from .vault import MediaVault, StoredObject
 
 log = logging.getLogger(__name__)
 
-SERVICE = "media-downloader"
+SERVICE = JOBS.name
 
 
 @dataclass(frozen=True)
@@ -114,12 +116,14 @@ class MediaDownloader:
             download.close()
 
     async def handle(self, batch: list[Incoming]) -> list[Outgoing]:
-        jobs = [inc.record for inc in batch]
+        jobs = [cast(MediaJob, inc.record) for inc in batch]  # the topic's only schema
         wanted: dict[tuple[str, Kind], asyncio.Task[Outcome]] = {}
-        for inc in batch:
-            job = inc.record
-            assert isinstance(job, MediaJob)
-            for url, kind in ((job.original_url, "image"), (job.video_url, "video")):
+        for inc, job in zip(batch, jobs, strict=True):
+            pairs: tuple[tuple[str | None, Kind], ...] = (
+                (job.original_url, "image"),
+                (job.video_url, "video"),
+            )
+            for url, kind in pairs:
                 if url and (url, kind) not in wanted:
                     wanted[(url, kind)] = asyncio.create_task(self.resolve(url, kind, inc))
         try:
@@ -157,12 +161,16 @@ class MediaDownloader:
             entries: dict[str, StoredObject] = {}
             covered = True
             for inc in incs:
-                job = inc.record
-                for key in ((job.original_url, "image"), (job.video_url, "video")):
-                    found = outcome.get(key)
-                    if isinstance(found, StoredObject):
-                        entries[key[0]] = found
-                        covered = covered and self.index.covers(tp, inc.offset, key[0])
+                job = cast(MediaJob, inc.record)
+                pairs: tuple[tuple[str | None, Kind], ...] = (
+                    (job.original_url, "image"),
+                    (job.video_url, "video"),
+                )
+                for url, kind in pairs:
+                    found = outcome.get((url, kind)) if url else None
+                    if url and isinstance(found, StoredObject):
+                        entries[url] = found
+                        covered = covered and self.index.covers(tp, inc.offset, url)
             if entries and not covered:
                 writes.append(
                     self.index.write(

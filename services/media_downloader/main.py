@@ -13,10 +13,10 @@ from aiokafka import TopicPartition
 from libs.kafka import ConsumerLoop
 from libs.settings import Settings
 from libs.storage.objects import ObjectStore, open_object_store
-from libs.topics import MEDIA_JOBS
 from services.runtime import run_until, started_producer
 
 from .batch_index import BatchIndex
+from .declaration import JOBS
 from .fetch import Fetcher
 from .handler import SERVICE, MediaDownloader
 from .vault import MediaVault, until_stored
@@ -63,10 +63,12 @@ async def serve(settings: Settings, stop: asyncio.Event, store: ObjectStore | No
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(threads, thread_name_prefix="media-store")
     )
+
     # The store may be down at start: wait for it rather than take `xget run all` down.
-    store = store or await until_stored(
-        "open", lambda: asyncio.to_thread(open_object_store, settings, pool_size=threads)
-    )
+    async def opened() -> ObjectStore:
+        return await asyncio.to_thread(open_object_store, settings, pool_size=threads)
+
+    objects = store if store is not None else await until_stored("open", opened)
     fetcher = Fetcher(settings)
     producer = await started_producer(settings, SERVICE)
     try:
@@ -78,14 +80,14 @@ async def serve(settings: Settings, stop: asyncio.Event, store: ObjectStore | No
 
         downloader = MediaDownloader(
             fetcher,
-            MediaVault(store, settings.media_recent_urls),
-            BatchIndex(store, settings.media_index_gc_s),
+            MediaVault(objects, settings.media_recent_urls),
+            BatchIndex(objects, settings.media_index_gc_s),
             committed,
         )
         loop = ConsumerLoop(
             settings,
-            SERVICE,
-            [MEDIA_JOBS],
+            JOBS.name,
+            JOBS.inputs,
             downloader.handle,
             producer,
             on_assign=downloader.on_assign,

@@ -12,14 +12,16 @@ import logging
 from libs.kafka import Incoming, Outgoing
 from libs.parsing import PageParseError, parse_timeline_page
 from libs.records.pages import RawPage, SliceEnd
+from libs.storage.raw_archive import RawArchive
 from libs.topics import MEDIA_JOBS, POSTS, POSTS_TARGET_HEADER, USERS
 
+from .declaration import PAGES
 from .recent_users import RecentUsers
 from .user_pages import is_user_page, task_users, user_outgoing
 
 log = logging.getLogger(__name__)
 
-SERVICE = "parser"
+SERVICE = PAGES.name
 
 
 def parse_raw_page(inc: Incoming, recent: RecentUsers | None = None) -> list[Outgoing]:
@@ -98,10 +100,17 @@ async def handle(batch: list[Incoming]) -> list[Outgoing]:
 
 
 class PageHandler:
-    """The parser service's handler: publishes an unchanged user at most every `resend_s`."""
+    """The parser service's handler: archives the batch's raw pages to the object store
+    (libs/storage/raw_archive.py) before anything else — the consumer loop commits the batch's
+    offsets only after this returns, so a page counts as done only once archived (a store that
+    is down is waited out, the batch handled again) — then parses them, publishing an
+    unchanged user at most every `resend_s`."""
 
-    def __init__(self, user_resend_s: float):
+    def __init__(self, user_resend_s: float, archive: RawArchive | None = None):
         self.recent = RecentUsers(user_resend_s)
+        self.archive = archive
 
     async def __call__(self, batch: list[Incoming]) -> list[Outgoing]:
+        if self.archive is not None:
+            await self.archive.archive(batch)
         return parse_batch(batch, self.recent)

@@ -10,11 +10,11 @@ from libs.failures import until_available
 from libs.kafka import ConsumerLoop
 from libs.settings import Settings
 from libs.storage.objects import open_object_store
-from libs.topics import MEDIA_STORED, REPORT_CONTROLS, TASK_COMMANDS, TASK_PROGRESS
 from libs.webhooks import WebhookSender
 from services.runtime import clickhouse_for, run_until, started_producer
 
 from . import media_sink
+from .declaration import MEDIA, TASKS
 from .service import SERVICE, Reporter
 from .store import ReportStore
 
@@ -43,8 +43,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         reporter = Reporter(settings, store, objects, sender, producer)
         loop = ConsumerLoop(
             settings,
-            SERVICE,
-            [TASK_COMMANDS, TASK_PROGRESS, REPORT_CONTROLS],
+            TASKS.name,
+            TASKS.inputs,
             reporter.handle,
             producer,
             on_assign=reporter.on_assign,
@@ -52,8 +52,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         )
         media = ConsumerLoop(
             settings,
-            media_sink.SERVICE,
-            [MEDIA_STORED],
+            MEDIA.name,
+            MEDIA.inputs,
             media_sink.MediaSink(ch).handle,
             producer,
             fill_ms=100,

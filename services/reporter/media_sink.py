@@ -9,7 +9,9 @@ from libs.kafka import Incoming, Outgoing
 from libs.records.media import MediaStored
 from libs.storage.clickhouse import ClickHouseStore
 
-SERVICE = "reporter-media"
+from .declaration import MEDIA
+
+SERVICE = MEDIA.name
 COLUMNS = [
     "original_url",
     "status",

@@ -42,7 +42,7 @@ async def dead_reports(settings: Settings, task_id: str | None = None) -> list[t
     seen: dict[tuple[str, int], None] = {}
     async for found in dead_letters(settings, service="reporter"):
         rec = found.letter
-        if is_dead_report(rec) and (task_id is None or rec.key == task_id):
+        if is_dead_report(rec) and rec.key is not None and task_id in (None, rec.key):
             seen.setdefault((rec.key, rec.offset), None)
     return list(seen)
 

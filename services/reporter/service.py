@@ -24,12 +24,13 @@ from libs.storage.objects import ObjectStore
 from libs.topics import TASK_PROGRESS, topic_name
 from libs.webhooks import WebhookSender
 
+from .declaration import TASKS
 from .store import ReportStore, TaskState
 from .task_reporter import TaskReporter
 
 log = logging.getLogger(__name__)
 
-SERVICE = "reporter"
+SERVICE = TASKS.name
 
 
 class Reporter:

@@ -20,7 +20,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from libs.consumer_watch import ConsumerWatch
-from libs.failures import Backoff, DependencyWatch, backoff_delay
+from libs.failures import Backoff, DependencyWatch
 from libs.kafka import (
     Producer,
     ReconnectWatch,
@@ -32,18 +32,20 @@ from libs.kafka import (
 )
 from libs.leases import LeaseClient
 from libs.records.tasks import SearchJob
+from libs.retry import backoff_delay
 from libs.settings import Settings
 from libs.topic_table import TopicTable
 from libs.topics import SEARCH_JOBS, TASK_CONTROLS, TASK_PROGRESS, topic_name
 from libs.tracing import record_span
 from libs.xclient import XClient
 
+from .declaration import JOBS
 from .ledger import PageLedger
 from .slice_runner import RecentPages, SliceDeps, run_slice
 
 log = logging.getLogger(__name__)
 
-SERVICE = "scraper"
+SERVICE = JOBS.name
 RETRY_BASE_S = 1.0  # a failed slice's retries: capped exponential backoff with jitter
 RETRY_MAX_S = 30.0
 
@@ -141,7 +143,7 @@ class ScraperService:
         await join(
             consumer,
             self.settings,
-            [topic_name(SEARCH_JOBS, self.settings.topic_prefix)],
+            [topic_name(t, self.settings.topic_prefix) for t in JOBS.inputs],
             listener=Listener(),
         )
         reconnects = ReconnectWatch(consumer)

@@ -171,7 +171,7 @@ async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
         try:
             result = await fetch_page(deps, account, job, state.cursor)
         finally:
-            await deps.pool.release(account, job.operation, result)
+            await deps.pool.release(account, job.operation, result, task_id=job.task_id)
 
         page = RawPage(
             task_id=job.task_id,

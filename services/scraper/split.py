@@ -16,6 +16,7 @@ the ledger then finds them started or done and X is never asked twice.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from datetime import UTC, datetime, time, timedelta
@@ -87,7 +88,7 @@ def children(job: SearchJob, oldest: datetime, split_pages: int) -> list[SearchJ
         t += span
     cuts.append(until)
     out = []
-    for s, e in zip(cuts, cuts[1:]):
+    for s, e in itertools.pairwise(cuts):
         q = _UNTIL.sub(f"until:{x_time(e)}", _SINCE.sub(f"since:{x_time(s)}", job.query))
         out.append(
             job.model_copy(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
+from libs.records.kol import KolFollowingsTask
 from libs.records.tasks import OnDemandTask
 from libs.settings import Settings
 
@@ -55,3 +56,44 @@ def estimate(settings: Settings, task: OnDemandTask, active_accounts: int) -> di
 
 def completion(submitted_at: datetime, est: dict) -> datetime:
     return submitted_at + timedelta(seconds=est["seconds"])
+
+
+# A KOL's following list is assumed this long when estimating (X shows up to thousands).
+ASSUMED_KOL_FOLLOWINGS = 500
+# KOLs assumed by a task for "all" KOLs without a limit (the gateway does not count them).
+ASSUMED_ALL_KOLS = 100
+
+
+def kol_estimate(settings: Settings, task: KolFollowingsTask) -> dict:
+    """Calls and time for a KOL followings task: per KOL one lookup and the pages of its
+    list at the source's page size, one call per XGET_KOL_API_INTERVAL_S (api) or at the
+    Following limit of one account (x)."""
+    kols = len(task.handles) or task.limit or ASSUMED_ALL_KOLS
+    if settings.kol_source == "api":
+        page, per_call_s = settings.kol_api_page_size, settings.kol_api_interval_s
+        price = settings.kol_api_price_per_call
+        basis = f"{settings.kol_api_page_size} followings per call, one call per "
+        basis += f"{settings.kol_api_interval_s} s"
+    else:
+        page, price = settings.kol_x_page_size, settings.cost_per_x_request_usd
+        per_call_s = settings.x_rate_window_s / settings.rate_limit("Following")
+        basis = f"{settings.rate_limit('Following')} Following requests per "
+        basis += f"{settings.x_rate_window_s} s"
+    calls = kols * (1 + math.ceil(ASSUMED_KOL_FOLLOWINGS / page))
+    followings = kols * ASSUMED_KOL_FOLLOWINGS
+    basis += f"; {kols} KOL(s) assumed {ASSUMED_KOL_FOLLOWINGS} followings each"
+    if not task.handles and not task.limit:
+        basis += f" ({ASSUMED_ALL_KOLS} KOLs assumed for 'all')"
+    usd = calls * price
+    return {
+        "posts": followings,
+        "x_requests": calls,
+        "seconds": round(calls * per_call_s, 1),
+        "basis": basis,
+        "cost_usd": {
+            "x_requests": round(usd, 6),
+            "posts": 0.0,
+            "total": round(usd, 6),
+            "per_1000_posts": round(1000 * usd / followings, 6) if followings else 0.0,
+        },
+    }

@@ -12,7 +12,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from libs.kafka import Outgoing
 from libs.records.kol import KolFollowingsTask, KolTaskProgress
@@ -20,11 +20,14 @@ from libs.settings import Settings
 from libs.topic_table import TopicTable
 from libs.topics import KOL_COMMANDS, KOL_PROGRESS, TASK_ACCOUNT_WAITS
 
+from .api_models import CONFLICT, ERRORS, TAG_TASKS, TaskCreated
+from .estimate import kol_estimate
 from .limits import check_body
+from .strict import StrictModel
 from .task_view import TaskView
 
 
-class KolFollowingsRequest(BaseModel):
+class KolFollowingsRequest(StrictModel):
     task_id: str | None = None
     handles: list[str] | Literal["all"] = Field(
         description='KOL handles (or ids), or "all" for every KOL not yet done.'
@@ -35,9 +38,11 @@ class KolFollowingsRequest(BaseModel):
 class KolTaskView(TaskView):
     """The same two-table read model as on-demand tasks, over the KOL topics."""
 
-    def __init__(self, settings: Settings):  # noqa: super().__init__ would read other topics
+    # No super().__init__(): it would read the on-demand topics; these tables replace them.
+    def __init__(self, settings: Settings):
         self.commands = TopicTable(settings, KOL_COMMANDS)
-        self.progress = TopicTable(settings, KOL_PROGRESS)
+        self.progress = TopicTable(settings, KOL_PROGRESS, on_record=self._progress_seen)
+        self.started: dict[str, datetime] = {}
         # TaskView.start/stop/waiting_for_accounts read it (merge of issues 4 and 6).
         self.account_waits = TopicTable(settings, TASK_ACCOUNT_WAITS)
 
@@ -53,6 +58,16 @@ class KolTaskView(TaskView):
 
     def waiting_for_accounts(self, task_id: str) -> dict | None:
         return None
+
+    def task_ids(self) -> list[str]:
+        ids = {k for k, v in self.commands.rows.items() if isinstance(v, KolFollowingsTask)}
+        return sorted(
+            ids | {k for k, v in self.progress.rows.items() if isinstance(v, KolTaskProgress)}
+        )
+
+    def kol_task(self, task_id: str) -> KolFollowingsTask | None:
+        t = self.commands.rows.get(task_id)
+        return t if isinstance(t, KolFollowingsTask) else None
 
     def status(self, task_id: str) -> dict | None:
         task = self.commands.rows.get(task_id)
@@ -75,6 +90,7 @@ class KolTaskView(TaskView):
                 "error": prog.error,
             }
         else:
+            assert isinstance(task, KolFollowingsTask)  # one of the two is there (checked above)
             done, total, status, updated, details = 0, 0, "pending", task.submitted_at, {}
         pct = 100.0 if status == "completed" else (round(100.0 * done / total, 2) if total else 0.0)
         return {
@@ -90,11 +106,19 @@ class KolTaskView(TaskView):
         }
 
 
-def router(settings: Settings, publish, view: KolTaskView, auth) -> APIRouter:
-    """`publish` writes one record (the app's: a broker that does not answer is a 503)."""
+def router(settings: Settings, publish, view: KolTaskView, auth, created) -> APIRouter:
+    """`publish` writes one record (the app's: a broker that does not answer is a 503);
+    `created(task, message, estimate)` is the app's answer to a create."""
     r = APIRouter()
 
-    @r.post("/api/v1/tasks/kol-followings", dependencies=[Depends(auth)])
+    @r.post(
+        "/api/v1/tasks/kol-followings",
+        dependencies=[Depends(auth)],
+        tags=[TAG_TASKS],
+        response_model=TaskCreated,
+        responses={**ERRORS, **CONFLICT},
+        summary="KOL following lists",
+    )
     async def create_kol_followings(req: KolFollowingsRequest):
         check_body(settings, req)
         task_id = req.task_id or f"kol-{uuid.uuid4().hex[:16]}"
@@ -131,20 +155,20 @@ def router(settings: Settings, publish, view: KolTaskView, auth) -> APIRouter:
         if isinstance(known, KolFollowingsTask):
             if (known.handles, known.limit) != (task.handles, task.limit):
                 raise HTTPException(409, f"task {task_id} exists with a different body")
-            return {
-                "status": "accepted",
-                "task_id": task_id,
-                "message": "task already exists (idempotent resubmission)",
-                "next_execution": known.submitted_at,
-            }
+            return created(
+                known,
+                "task already exists (idempotent resubmission)",
+                kol_estimate(settings, known),
+                next_execution=known.submitted_at,
+            )
         await publish(Outgoing(KOL_COMMANDS, task_id, task))
         view.commands.rows[task_id] = task  # read-your-writes before the table catches up
         what = f"{len(handles)} KOL(s)" if handles else "every KOL not yet done"
-        return {
-            "status": "accepted",
-            "task_id": task_id,
-            "message": f"fetching the followings of {what}",
-            "next_execution": task.submitted_at,
-        }
+        return created(
+            task,
+            f"fetching the followings of {what}",
+            kol_estimate(settings, task),
+            next_execution=task.submitted_at,
+        )
 
     return r

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, date, datetime, timedelta
+from typing import Any, cast
 
 from pydantic import BaseModel
 
@@ -98,7 +99,8 @@ def check_body(settings: Settings, body: BaseModel | None) -> None:
         return
     _walk(settings, body, "")
     if "start_time" in type(body).model_fields and "end_time" in type(body).model_fields:
-        check_window(settings, body.start_time, body.end_time)
+        window = cast(Any, body)  # a task model: both fields are declared (checked above)
+        check_window(settings, window.start_time, window.end_time)
 
 
 # Body fields with their own ceiling instead of api_max_number.

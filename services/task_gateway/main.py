@@ -9,11 +9,13 @@ import uvicorn
 
 from libs.kafka import ConsumerLoop
 from libs.settings import Settings
-from libs.topics import DEAD_LETTERS, TASK_COMMANDS
 from services.runtime import clickhouse_for, run_until, started_producer
 
 from . import rejections, scheduler
+from .alerts import DELIVERY_KEY, AlertEvaluator
 from .api import create_app
+from .console_users import ConsoleUsers
+from .declaration import REJECTIONS, SCHEDULER
 from .kol_tasks import KolTaskView
 from .schedules import ScheduleRunner
 from .task_view import TaskView
@@ -31,7 +33,8 @@ class _Api:
             lifespan="off",
         )
         self.server = uvicorn.Server(config)
-        self.server.install_signal_handlers = lambda: None  # the process owns signals
+        # uvicorn's own hook, not in its type stubs: the process owns signals, not the server.
+        self.server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
 
     async def run(self) -> None:
         await self.server.serve()
@@ -48,28 +51,36 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await view.start()
     kol_view = KolTaskView(settings)
     await kol_view.start()
+    users = await ConsoleUsers(settings, producer).start()
     sched = ConsumerLoop(
         settings,
-        scheduler.SERVICE,
-        [TASK_COMMANDS],
+        SCHEDULER.name,
+        SCHEDULER.inputs,
         scheduler.make_handler(settings, view.controls),
         producer,
     )
     refusals = ConsumerLoop(
         settings,
-        rejections.SERVICE,
-        [DEAD_LETTERS],
+        REJECTIONS.name,
+        REJECTIONS.inputs,
         rejections.make_handler(settings, view.controls),
         producer,
     )
     timer = ScheduleRunner(settings, producer, view.commands, view.controls)
     view.schedules = timer
+    alerts = AlertEvaluator(settings, view, lambda: timer.owns(DELIVERY_KEY))
     # ClickHouse opens on the first statistics/data request: a gateway that only takes tasks
     # never touches it (with chdb, another process may own the data path).
     api = _Api(
         settings,
         create_app(
-            settings, producer, view, lambda: clickhouse_for(settings, wait=False), kol_view
+            settings,
+            producer,
+            view,
+            lambda: clickhouse_for(settings, wait=False),
+            kol_view,
+            alerts=alerts,
+            users=users,
         ),
     )
     log.info("task-gateway listening on http://%s:%d", settings.gateway_host, settings.gateway_port)
@@ -79,8 +90,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             run_until(sched, stop),
             run_until(refusals, stop),
             run_until(timer, stop),
+            run_until(alerts, stop),
         )
     finally:
+        await users.stop()
         await kol_view.stop()
         await view.stop()
         await producer.stop()

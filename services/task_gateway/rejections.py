@@ -22,9 +22,10 @@ from libs.settings import Settings
 from libs.topic_table import TopicTable
 from libs.topics import TASK_COMMANDS, TASK_CONTROLS, topic_name
 
+from .declaration import REJECTIONS
 from .scheduler import SERVICE as SCHEDULER
 
-SERVICE = "task-rejections"
+SERVICE = REJECTIONS.name
 
 
 def make_handler(settings: Settings, controls: TopicTable):

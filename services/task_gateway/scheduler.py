@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from datetime import UTC, datetime, time, timedelta
 
@@ -14,11 +15,12 @@ from libs.topic_table import TopicTable
 from libs.topics import SEARCH_JOBS, TASK_CONTROLS
 from libs.webhooks import WebhookUrlError, check_url
 
+from .declaration import SCHEDULER
 from .limits import FieldError, check_body
 
 log = logging.getLogger(__name__)
 
-SERVICE = "scheduler"
+SERVICE = SCHEDULER.name
 
 
 def search_query(keyword: str, start: datetime, end: datetime) -> str:
@@ -35,7 +37,7 @@ def day_slices(start: datetime, end: datetime) -> list[tuple[datetime, datetime]
         cuts.append(t)
         t += timedelta(days=1)
     cuts.append(end)
-    return list(zip(cuts, cuts[1:]))
+    return list(itertools.pairwise(cuts))
 
 
 def jobs_for(task: OnDemandTask) -> list[SearchJob]:
@@ -115,7 +117,7 @@ def make_handler(settings: Settings, controls: TopicTable | None = None):
             reason = await refusal(inc)
             if reason is None:
                 accepted.append(inc)
-                if rejected_before(inc.key):
+                if inc.key is not None and rejected_before(inc.key):
                     outs.append(
                         Outgoing(
                             TASK_CONTROLS,

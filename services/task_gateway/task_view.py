@@ -3,6 +3,9 @@ account-manager's word on tasks waiting for an account)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import TYPE_CHECKING
+
 from libs.records.accounts import AccountState, TaskAccountWait
 from libs.records.tasks import OnDemandTask, ScheduledTask, TaskControl, TaskProgress
 from libs.settings import Settings
@@ -17,16 +20,28 @@ from libs.topics import (
 
 from .schedules import run_id
 
+if TYPE_CHECKING:
+    from .schedules import ScheduleRunner
+
 
 class TaskView:
     def __init__(self, settings: Settings):
         self.commands = TopicTable(settings, TASK_COMMANDS)
-        self.progress = TopicTable(settings, TASK_PROGRESS)
+        self.progress = TopicTable(settings, TASK_PROGRESS, on_record=self._progress_seen)
+        # task id -> the first progress this view read (its started_at): after the compacted
+        # topic dropped the earliest records, the earliest one kept.
+        self.started: dict[str, datetime] = {}
         self.account_waits = TopicTable(settings, TASK_ACCOUNT_WAITS)
         self.controls = TopicTable(settings, TASK_CONTROLS)
         self.accounts = TopicTable(settings, ACCOUNT_STATE)  # for estimates: the pool's size
         # A command refused at any stage is a `rejected` control (rejections.py).
-        self.schedules = None  # the ScheduleRunner, once the gateway wires it (next runs)
+        # The ScheduleRunner, once the gateway wires it (next runs).
+        self.schedules: ScheduleRunner | None = None
+
+    def _progress_seen(self, task_id: str | None, rec) -> None:
+        at = getattr(rec, "updated_at", None)
+        if task_id is not None and at is not None and getattr(rec, "status", None) != "pending":
+            self.started.setdefault(task_id, at)
 
     def _tables(self) -> list[TopicTable]:
         return [self.commands, self.progress, self.account_waits, self.controls, self.accounts]

@@ -11,14 +11,25 @@ from typing import Literal, get_args
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from libs.kafka import Outgoing
-from libs.records.tasks import SearchType, TaskControl
+from libs.records.tasks import SearchType, TaskControl, TaskProgress
 from libs.settings import Settings
 from libs.topics import TASK_CONTROLS
 
+from .api_models import (
+    CONFLICT,
+    ERRORS,
+    NOT_FOUND,
+    TAG_TASKS,
+    TaskOut,
+    TaskPage,
+    TaskStatusOut,
+)
+from .kol_tasks import KolTaskView
 from .limits import check_body
+from .strict import StrictModel
 from .task_view import TaskView
 
 Publish = Callable[[Outgoing], Awaitable[None]]
@@ -35,11 +46,13 @@ STATUSES = (
     "rejected",
 )
 FINAL = ("completed", "failed", "cancelled", "rejected")
-# The list's `type` filter: how the task was created, or the search type it runs.
-TASK_TYPES = ("ondemand", "scheduled", *get_args(SearchType))
+# The list's `type` filter: how the task was created (mode), or the type it runs.
+TASK_TYPES = ("ondemand", "scheduled", "kol", *get_args(SearchType), "kol_followings")
+# What ends a task, and when (completed_at): the statuses after which nothing runs.
+ENDED = ("completed", "failed", "cancelled", "rejected")
 
 
-class TaskPatch(BaseModel):
+class TaskPatch(StrictModel):
     priority: int | None = Field(None, ge=1, le=10, description="1 is the highest.")
     action: Literal["pause", "resume"] | None = None
     reason: str | None = Field(None, max_length=500)
@@ -48,11 +61,13 @@ class TaskPatch(BaseModel):
     frequency_count: int | None = Field(None, ge=1, le=3600, description="Runs per period.")
 
 
-class CancelBody(BaseModel):
+class CancelBody(StrictModel):
     reason: str | None = Field(None, max_length=500)
 
 
-def create_router(settings: Settings, publish: Publish, view: TaskView, auth) -> APIRouter:
+def create_router(
+    settings: Settings, publish: Publish, view: TaskView, auth, kol_view: KolTaskView | None = None
+) -> APIRouter:
     """`publish` writes one record (the app's: a broker that does not answer is a 503)."""
     r = APIRouter(dependencies=[Depends(auth)])
 
@@ -70,35 +85,35 @@ def create_router(settings: Settings, publish: Publish, view: TaskView, auth) ->
         view.controls.rows[task_id] = ctl  # read-your-writes before the table catches up
         return ctl
 
-    @r.get("/api/v1/tasks")
+    @r.get(
+        "/api/v1/tasks",
+        tags=[TAG_TASKS],
+        response_model=TaskPage,
+        responses=ERRORS,
+        summary="获取任务列表 (list tasks)",
+    )
     async def list_tasks(
-        status: Literal[STATUSES] | None = None,  # type: ignore[valid-type]
-        type: Literal[TASK_TYPES] | None = None,  # type: ignore[valid-type]
+        status: Literal[STATUSES] | None = Query(None, description="Task status."),  # type: ignore[valid-type]
+        type: Literal[TASK_TYPES] | None = Query(  # type: ignore[valid-type]
+            None, description="ondemand, scheduled or kol (mode), or the task's type."
+        ),
         keyword: str | None = Query(None, min_length=1, max_length=settings.api_max_string_length),
         limit: int = Query(50, ge=1, le=settings.api_max_page_size),
         offset: int = Query(0, ge=0, le=settings.api_max_offset),
     ):
+        """Every task, KOL tasks included, newest first, in the design's task fields."""
         items = []
-        for task_id in view.task_ids():
-            st = view.status(task_id)
-            task = view.task(task_id)
-            if st is None or (status and st["status"] != status):
+        ids = view.task_ids() + (kol_view.task_ids() if kol_view is not None else [])
+        for task_id in dict.fromkeys(ids):
+            out = task_out(view, kol_view, task_id)
+            if out is None or (status and out["status"] != status):
                 continue
-            task = task or view.scheduled(task_id)
-            kind, search_type = _kinds(view, task_id)
-            if keyword and (task is None or task.keyword != keyword):
+            if keyword and out["keyword"] != keyword:
                 continue
-            if type and type not in (kind, search_type):
+            if type and type not in (out["mode"], out["type"]):
                 continue
-            items.append(
-                {
-                    **st,
-                    "type": kind,
-                    "search_type": search_type,
-                    "keyword": task.keyword if task else None,
-                    "priority": _priority(view, task_id),
-                }
-            )
+            out.pop("task", None)  # the command itself: GET /tasks/{id} shows it
+            items.append(out)
         items.sort(
             key=lambda x: (x["created_at"] or datetime.min.replace(tzinfo=UTC), x["task_id"]),
             reverse=True,
@@ -110,20 +125,26 @@ def create_router(settings: Settings, publish: Publish, view: TaskView, auth) ->
             "items": items[offset : offset + limit],
         }
 
-    @r.get("/api/v1/tasks/{task_id}")
+    @r.get(
+        "/api/v1/tasks/{task_id}",
+        tags=[TAG_TASKS],
+        response_model=TaskOut,
+        responses={**ERRORS, **NOT_FOUND},
+        summary="获取任务详情 (read a task)",
+    )
     async def get_task(task_id: str = Path(max_length=settings.api_max_string_length)):
-        st = known(task_id)
-        task = view.task(task_id) or view.scheduled(task_id)
-        kind, search_type = _kinds(view, task_id)
-        return {
-            **st,
-            "type": kind,
-            "search_type": search_type,
-            "priority": _priority(view, task_id),
-            "task": task.model_dump(mode="json") if task else None,
-        }
+        out = task_out(view, kol_view, task_id)
+        if out is None:
+            raise HTTPException(404, f"no task {task_id}")
+        return out
 
-    @r.get("/api/v1/tasks/{task_id}/progress")
+    @r.get(
+        "/api/v1/tasks/{task_id}/progress",
+        tags=[TAG_TASKS],
+        response_model=TaskStatusOut,
+        responses={**ERRORS, **NOT_FOUND},
+        summary="获取任务进度 (progress)",
+    )
     async def progress(task_id: str = Path(max_length=settings.api_max_string_length)):
         st = known(task_id)
         prog = view.progress.rows.get(task_id)
@@ -134,7 +155,13 @@ def create_router(settings: Settings, publish: Publish, view: TaskView, auth) ->
             "end_reason": getattr(prog, "end_reason", None),
         }
 
-    @r.post("/api/v1/tasks/{task_id}/cancel")
+    @r.post(
+        "/api/v1/tasks/{task_id}/cancel",
+        tags=[TAG_TASKS],
+        response_model=TaskStatusOut,
+        responses={**ERRORS, **NOT_FOUND, **CONFLICT},
+        summary="取消任务 (cancel)",
+    )
     async def cancel(
         task_id: str = Path(max_length=settings.api_max_string_length),
         body: CancelBody | None = None,
@@ -146,7 +173,13 @@ def create_router(settings: Settings, publish: Publish, view: TaskView, auth) ->
         await write_control(task_id, state="cancelled", reason=body.reason if body else None)
         return view.status(task_id)
 
-    @r.patch("/api/v1/tasks/{task_id}")
+    @r.patch(
+        "/api/v1/tasks/{task_id}",
+        tags=[TAG_TASKS],
+        response_model=TaskStatusOut,
+        responses={**ERRORS, **NOT_FOUND, **CONFLICT},
+        summary="pause, resume, priority, frequency",
+    )
     async def patch(
         body: TaskPatch, task_id: str = Path(max_length=settings.api_max_string_length)
     ):
@@ -197,7 +230,7 @@ def create_router(settings: Settings, publish: Publish, view: TaskView, auth) ->
     return r
 
 
-def _kinds(view: TaskView, task_id: str) -> tuple[str, str]:
+def _kinds(view: TaskView, task_id: str) -> tuple[str, str]:  # (mode, type)
     """(ondemand|scheduled, search type) of a task."""
     if view.scheduled(task_id) is not None:
         return "scheduled", "keyword_search"
@@ -211,3 +244,79 @@ def _priority(view: TaskView, task_id: str) -> int | None:
         return ctl.priority
     task = view.task(task_id) or view.scheduled(task_id)
     return task.priority if task else None
+
+
+def task_out(view: TaskView, kol_view: KolTaskView | None, task_id: str) -> dict | None:
+    """A task in the design's TaskResponse fields (type, status, parameters, progress
+    {total, collected, failed, percentage}, created/started/completed_at, error_message),
+    with the status details of GET …/status (reason, waiting_for_accounts, runs…)."""
+    st = view.status(task_id)
+    if st is None and kol_view is not None:
+        return _kol_out(kol_view, task_id)
+    if st is None:
+        return None
+    task = view.task(task_id) or view.scheduled(task_id)
+    mode, kind = _kinds(view, task_id)
+    prog = view.progress.rows.get(task_id)
+    ctl = view.control(task_id)
+    failed = 0
+    if isinstance(prog, TaskProgress):
+        failed = prog.slices_failed or (prog.slice_count if prog.end_reason == "failed" else 0)
+    completed_at = None
+    if st["status"] in ENDED:
+        completed_at = (
+            ctl.updated_at
+            if ctl is not None and st["status"] in ("cancelled", "rejected")
+            else getattr(prog, "updated_at", None)
+        )
+    parameters = (
+        task.model_dump(mode="json", exclude={"task_id", "submitted_at"}, exclude_none=True)
+        if task
+        else {}
+    )
+    progress = st.get("progress") or {"collected": 0, "target": 0, "percentage": 0.0}
+    return {
+        **st,
+        "type": kind,
+        "mode": mode,
+        "search_type": kind,
+        "keyword": task.keyword if task else None,
+        "priority": _priority(view, task_id),
+        "parameters": parameters,
+        "progress": {**progress, "total": progress["target"], "failed": failed},
+        "started_at": view.started.get(task_id),
+        "completed_at": completed_at,
+        "error_message": st.get("reason") if st["status"] in ("failed", "rejected") else None,
+        "task": task.model_dump(mode="json") if task else None,
+    }
+
+
+def _kol_out(kol_view: KolTaskView, task_id: str) -> dict | None:
+    st = kol_view.status(task_id)
+    if st is None:
+        return None
+    task = kol_view.kol_task(task_id)
+    prog = kol_view.progress.rows.get(task_id)
+    error = st["details"].get("error")
+    progress = st["progress"]
+    return {
+        **st,
+        "type": "kol_followings",
+        "mode": "kol",
+        "search_type": "kol_followings",
+        "keyword": None,
+        "priority": None,
+        "parameters": task.model_dump(mode="json", exclude={"task_id", "submitted_at"})
+        if task
+        else {},
+        "progress": {
+            **progress,
+            "total": progress["target"],
+            "failed": 1 if st["status"] == "failed" else 0,
+        },
+        "started_at": kol_view.started.get(task_id),
+        "completed_at": getattr(prog, "updated_at", None)
+        if st["status"] in ("completed", "failed")
+        else None,
+        "error_message": error if st["status"] == "failed" else None,
+    }

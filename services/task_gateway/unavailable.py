@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import httpx
@@ -42,7 +42,7 @@ class DependencyUnavailable(DependencyError):
 
 # Classes the app registers a handler for: the library bases a dependency's failure comes as
 # (which of them is one is libs/failures.py's call; anything else of these is still a 500).
-HANDLED: tuple[type[BaseException], ...] = (
+HANDLED: tuple[type[Exception], ...] = (
     DependencyError,
     ClickHouseError,
     KafkaError,
@@ -108,3 +108,14 @@ async def within(settings: Settings, dependency: str, what: Awaitable[T]) -> T:
         raise DependencyUnavailable(
             dependency, f"no answer within {settings.api_dependency_timeout_s:g} s"
         ) from None
+
+
+async def opened(dependency: str, open_it: Callable[[], Awaitable[T]]) -> T:
+    """The dependency's client (e.g. the ClickHouse store a route opens on first use); any
+    failure to open it is that dependency being unavailable (503), whatever it raised."""
+    try:
+        return await open_it()
+    except Exception as e:
+        raise DependencyUnavailable(
+            dependency, type(root_cause(e)).__name__, f"{type(e).__name__}: {e}"[:500]
+        ) from e

@@ -208,7 +208,7 @@ def test_two_scrapers_never_exceed_an_account_limit(noida, xsim, tmp_path, chdb_
         ServiceProcess(
             f"scraper{i}", ["scraper"], settings.model_copy(update={"metrics_port": port}), tmp_path
         )
-        for i, port in zip((1, 2), ports)
+        for i, port in zip((1, 2), ports, strict=False)
     ]
     gw = Gateway(settings)
     seen_waiting = []

@@ -101,7 +101,10 @@ def test_metrics_move_while_a_task_runs(noida, xsim, tmp_path, chdb_path):
                 # Records after the target (the slice's end marker) may still be on their way
                 # when the last report goes out: wait until every hop has read what it got.
                 a = scrape(base)
-                d = lambda n, **ls: total(a, n, **ls) - total(before, n, **ls)
+
+                def d(n, **ls):
+                    return total(a, n, **ls) - total(before, n, **ls)
+
                 return (
                     a
                     if (

@@ -131,7 +131,7 @@ def test_ondemand_task_collects_exactly_the_requested_posts(
         assert r.status_code == 200, r.text
         body = r.json()
         task_id = body["task_id"]
-        assert body["status"] == "accepted" and body["estimated_completion"]
+        assert body["status"] == "success" and body["estimated_completion"]
 
         final = wait_until(
             lambda: (s := gw.status(task_id))["status"] == "completed" and s,

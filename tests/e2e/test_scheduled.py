@@ -4,6 +4,7 @@ of the gateway/scheduler loses no run and fires none twice."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import uuid
 from collections import Counter
@@ -76,7 +77,7 @@ def test_hourly_runs_are_spread_incremental_and_survive_a_sigkill(
     log = [e for e in sim.search_requests(keyword) if e.get("status") == 200]
     windows = sorted({since_until(e["raw_query"]) for e in log})
     assert len(windows) >= 4
-    for (s1, u1), (s2, u2) in zip(windows, windows[1:]):
+    for (_s1, u1), (s2, u2) in itertools.pairwise(windows):
         assert u1 == s2, "a gap or an overlap between runs"
         assert (u2 - s2).total_seconds() == pytest.approx(9, abs=1)
     # The second run asks X only for posts newer than the first run's newest.
@@ -163,7 +164,7 @@ def test_frequency_change_replans_the_next_runs(noida, xsim, s3, tmp_path, chdb_
     assert spans[fired_at_change:] == pytest.approx(
         [18.0] * (len(spans) - fired_at_change), abs=0.01
     )
-    for (_, e1), (s2, _) in zip(windows, windows[1:]):
+    for (_, e1), (s2, _) in itertools.pairwise(windows):
         assert e1 == s2, "a gap or an overlap between runs"
     # No run fired twice: each window was searched by one run only, each page asked once.
     log = [

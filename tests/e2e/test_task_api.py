@@ -243,7 +243,7 @@ def test_generic_search_types(noida, xsim, s3, tmp_path, chdb_path):
         assert listed(type="ondemand") == set(ids.values())
         assert listed(type="keyword_search") == listed(type="scheduled") == set()
         got = gw.client.get(f"/api/v1/tasks/{ids['qt']}").json()
-        assert (got["type"], got["search_type"]) == ("ondemand", "quotes")
+        assert (got["mode"], got["type"]) == ("ondemand", "quotes")
         assert gw.client.get("/api/v1/tasks", params={"type": "followers"}).status_code == 422
         for body, field in (
             ({"type": "user_timeline"}, "username"),

@@ -87,14 +87,17 @@ def test_retweeters_and_user_profile(noida, xsim, s3, tmp_path, chdb_path):
         for kind, tid in (("retweeters", rt_id), ("user_profile", up_id)):
             items = gw.client.get("/api/v1/tasks", params={"type": kind}).json()["items"]
             assert [t["task_id"] for t in items] == [tid], items
-            assert items[0]["type"] == "ondemand" and items[0]["search_type"] == kind
+            assert items[0]["mode"] == "ondemand" and items[0]["type"] == kind
 
         # Bad input names the field.
         for body, field in (
             ({"type": "retweeters", "post_id": "abc"}, "post_id"),
             ({"type": "retweeters"}, "post_id"),
             ({"type": "user_profile", "username": "no spaces"}, "username"),
-            ({"type": "keyword_search", "keyword": "k"}, "start_time"),
+            (
+                {"type": "keyword_search", "keyword": "k", "end_time": "2026-10-01T00:00:00Z"},
+                "start_time",  # half a window: the default is for none
+            ),
         ):
             r = search(**body)
             assert r.status_code == 422 and r.json()["detail"][0]["field"] == field, r.text

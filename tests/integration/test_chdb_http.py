@@ -36,7 +36,7 @@ def test_errors_come_back_as_clickhouse_errors(clickhouse_http, clickhouse_http_
         client.command("SELECT * FROM no_such_table")
     req = urllib.request.Request(f"{clickhouse_http}/?no_such_setting=1", data=b"SELECT 1")
     with pytest.raises(urllib.error.HTTPError) as e:
-        urllib.request.urlopen(req, timeout=30)  # noqa: S310
+        urllib.request.urlopen(req, timeout=30)
     assert e.value.code == 500 and e.value.headers["X-ClickHouse-Exception-Code"] == "115"
     assert b"Unknown setting no_such_setting" in e.value.read()
     # and the server keeps answering

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.migrate import MIGRATIONS_DIR, MigrationError, apply_migrations, split_statements
 from libs.storage.clickhouse import ClickHouseStore, normalize_dsn
 from libs.storage.clickhouse import chdb_path as dsn_path
+from libs.storage.migrate import MIGRATIONS_DIR, MigrationError, apply_migrations, split_statements
 
 
 @pytest.fixture(params=["chdb", "http"])
@@ -79,7 +79,7 @@ def test_migrations_idempotent_and_checksum(store, tmp_path):
         "001_first.sql",
         "CREATE TABLE IF NOT EXISTS a (x UInt64) ENGINE = MergeTree ORDER BY x;\n",
     )
-    with pytest.raises(MigrationError, match="001_first.sql was changed after it was applied"):
+    with pytest.raises(MigrationError, match=r"001_first\.sql was changed after it was applied"):
         apply_migrations(store, mig)
 
 
@@ -91,7 +91,7 @@ def test_failed_migration_is_not_recorded(store, tmp_path):
         "001_bad.sql",
         "CREATE TABLE IF NOT EXISTS ok1 (x UInt8) ENGINE = Memory;\nSELEC nonsense;\n",
     )
-    with pytest.raises(MigrationError, match="001_bad.sql failed"):
+    with pytest.raises(MigrationError, match=r"001_bad\.sql failed"):
         apply_migrations(store, mig)
     assert store.query_rows_sync("SELECT count() FROM schema_migrations") == [(0,)]
     _write(mig, "001_bad.sql", "CREATE TABLE IF NOT EXISTS ok1 (x UInt8) ENGINE = Memory;\n")
@@ -100,7 +100,7 @@ def test_failed_migration_is_not_recorded(store, tmp_path):
 
 def test_repo_migrations_apply(store):
     if not any(MIGRATIONS_DIR.glob("[0-9]*_*.sql")):
-        pytest.skip("no migrations in infra/migrations yet")
+        pytest.skip("no migrations in libs/storage/migrations yet")
     first = apply_migrations(store)
     assert first, "expected the repo's migrations to apply on an empty database"
     assert apply_migrations(store) == []
@@ -240,7 +240,9 @@ def test_failed_insert_with_unchanged_types_is_raised_once(store):
     twice and the next good insert goes through."""
     store.command_sync("CREATE TABLE small (k String, n UInt8) ENGINE = MergeTree ORDER BY k")
     store.insert_sync("small", [["a", 1]], ["k", "n"])
-    with pytest.raises(Exception):
+    # The client refuses the row while serialising it; its exception class depends on the
+    # column type and the driver version, and the point is that the good rows still land.
+    with pytest.raises(Exception):  # noqa: B017
         store.insert_sync("small", [["b", "not a number"]], ["k", "n"])
     store.insert_sync("small", [["c", 3]], ["k", "n"])
     assert store.query_rows_sync("SELECT k, n FROM small ORDER BY k") == [("a", 1), ("c", 3)]

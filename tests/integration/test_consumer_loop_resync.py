@@ -93,7 +93,10 @@ async def _scenario(broker: local.RestartableNoida) -> tuple[bool, list[str], di
         for _ in range(3):  # the producer is replaced once (its sequence state is gone)
             try:
                 await producer.send_all(
-                    [control(keys[i], r) for i, r in zip(range(4, 8), ["E", "F", "G", "H"])]
+                    [
+                        control(keys[i], r)
+                        for i, r in zip(range(4, 8), ["E", "F", "G", "H"], strict=False)
+                    ]
                 )
                 break
             except ProducerReplaced:

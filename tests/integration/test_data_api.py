@@ -17,10 +17,10 @@ import httpx
 import orjson
 import pytest
 
-from infra.migrate import apply_migrations
 from libs.kafka import Producer
 from libs.records.posts import Post, PostMedia, XUser
 from libs.storage.clickhouse import ClickHouseStore
+from libs.storage.migrate import apply_migrations
 from libs.storage.objects import FileObjectStore
 from libs.storage.post_rows import POST_COLUMNS, post_row
 from services.dedup_counter.handler import USER_COLUMNS, user_row

@@ -24,7 +24,7 @@ async def _idle_streak(settings, topic: str, seconds: float):
     await consumer.seek_to_end(tp)
     await consumer.getmany(timeout_ms=10)  # starts the fetch loop
     await asyncio.sleep(seconds)
-    return consumer._fetcher._xget_empty_fetches, consumer  # noqa: SLF001
+    return consumer._fetcher._xget_empty_fetches, consumer
 
 
 async def test_idle_consumer_backs_off_and_still_gets_the_next_record(noida):
@@ -39,7 +39,7 @@ async def test_idle_consumer_backs_off_and_still_gets_the_next_record(noida):
         await send_raw(noida.bootstrap, topic, b"wake-up", key=b"k", partition=0)
         assert await next_values(consumer, 10) == [b"wake-up"]
         # A fetch with records starts the wait over.
-        assert consumer._fetcher._xget_empty_fetches <= 2  # noqa: SLF001
+        assert consumer._fetcher._xget_empty_fetches <= 2
     finally:
         await consumer.stop()
 
@@ -55,10 +55,10 @@ def test_zero_restores_aiokafkas_own_fetch():
     from aiokafka.consumer import fetcher
 
     install_empty_fetch_backoff(50, 400)
-    wrapped = fetcher.Fetcher._proc_fetch_request  # noqa: SLF001
+    wrapped = fetcher.Fetcher._proc_fetch_request
     assert hasattr(wrapped, "__xget_original__")
     install_empty_fetch_backoff(0)
-    assert fetcher.Fetcher._proc_fetch_request is wrapped.__xget_original__  # noqa: SLF001
+    assert fetcher.Fetcher._proc_fetch_request is wrapped.__xget_original__
 
 
 async def test_a_record_published_in_the_same_process_wakes_a_waiting_consumer(noida):
@@ -81,7 +81,7 @@ async def test_a_record_published_in_the_same_process_wakes_a_waiting_consumer(n
         await consumer.getmany(timeout_ms=10)
         # The first fetch came back empty: the consumer is in its 60 s wait.
         deadline = time.monotonic() + 10
-        while not getattr(consumer._fetcher, "_xget_empty_fetches", 0):  # noqa: SLF001
+        while not getattr(consumer._fetcher, "_xget_empty_fetches", 0):
             assert time.monotonic() < deadline, "no empty fetch"
             await asyncio.sleep(0.02)
         user = XUser(user_id="1", user_name="wake", seen_at="2026-11-24T00:00:00Z")

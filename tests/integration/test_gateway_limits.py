@@ -17,6 +17,7 @@ from libs.records.base import SCHEMA_HEADER
 from libs.records.tasks import OnDemandTask
 from services.task_gateway import scheduler
 from services.task_gateway.api import create_app
+from services.task_gateway.console_users import ConsoleUsers
 from services.task_gateway.kol_tasks import KolTaskView
 from services.task_gateway.task_view import TaskView
 from tests.e2e.harness import fresh_prefix
@@ -34,6 +35,8 @@ PATH_VALUES = {
     "post_id": "1234567890",
     "username": "someone",
     "key": "media/ab/walk.jpg",
+    "rest": "acc1/test",  # accounts/proxies forwarded by path (pool_forward.py)
+    "keyword": "someword",
 }
 QUERY_VALUES = {"year": 2026, "month": 11}
 BODIES = {
@@ -43,6 +46,10 @@ BODIES = {
     "/api/v1/tasks/kol-followings": {"handles": ["someone"]},
     "/api/v1/tasks/{task_id}": {"priority": 3},
     "/api/v1/tasks/{task_id}/cancel": {"reason": "walk"},
+    "/api/v1/auth/login": {"username": "walker", "password": "walker-password"},
+    "/api/v1/admin/users": {"username": "walker", "role": "viewer", "password": "walker-pw-1"},
+    "/api/v1/admin/users/{username}": {"role": "viewer"},
+    "/api/v1/pricing/quote": {"type": "keyword_search", "keyword": "x"},
 }
 
 
@@ -63,13 +70,15 @@ async def gateway(noida):
     async def no_store():
         _no_clickhouse()
 
-    app = create_app(settings, producer, view, no_store, kol_view)
+    users = await ConsoleUsers(settings, producer).start()
+    app = create_app(settings, producer, view, no_store, kol_view, users=users)
     try:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://gw", headers=AUTH
         ) as client:
             yield settings, app, client
     finally:
+        await users.stop()
         await kol_view.stop()
         await view.stop()
         await producer.stop()

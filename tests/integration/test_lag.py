@@ -99,3 +99,31 @@ def test_xget_lag_prints_each_declared_group(broker, request, monkeypatch, capsy
     expected = sum(before.end.values()) - sum(before.start.values()) + 2 * RAW_PAGES.partitions
     assert fields[1] == topic and int(fields[2]) == expected
     assert cli.main(["lag", "--group", "nope"]) == 2
+
+
+def test_xget_lag_prints_the_table_and_nothing_else(noida):
+    """noida-db cannot encode DescribeGroups; aiokafka's connection used to print a traceback
+    per attempt (85 lines around the table). The operator sees the table, and nothing on stderr."""
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "XGET_KAFKA_BOOTSTRAP": noida.bootstrap,
+        "XGET_TOPIC_PREFIX": noida.prefix,
+        "XGET_KAFKA_GROUP_MODE": "members",  # the production mode: groups are described
+    }
+    r = subprocess.run(
+        [sys.executable, "-m", "services.cli", "lag", "--group", "parser", "--sample", "0.2"],
+        env=env,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:3] == ["GROUP", "TOPIC", "LAG"]
+    assert all(x.startswith(("GROUP", f"{noida.prefix}parser ")) for x in lines if x.strip())

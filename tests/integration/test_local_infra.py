@@ -153,6 +153,64 @@ def test_stop_escalates_to_sigkill(tmp_path):
     assert time.monotonic() - t < 5
 
 
+BUSY_3S = "import time\nt = time.time()\nwhile time.time() - t < 3:\n    pass\n"
+
+
+def test_a_patient_start_waits_while_the_process_loads(tmp_path):
+    """noida-db loads its whole snapshot before it answers (21 s at 1M posts): a patient
+    start waits as long as the process works; `timeout` only bounds it sitting idle."""
+    import sys
+
+    code = BUSY_3S + "print('up', flush=True)\ntime.sleep(60)"
+
+    def ready() -> bool:
+        return "up" in (tmp_path / "loader.log").read_text()
+
+    argv = [sys.executable, "-c", code]
+    h = local.start_process("loader", argv, ready, log_dir=tmp_path, timeout=1, patient=True)
+    try:
+        assert h.alive() and ready()
+    finally:
+        h.stop(timeout=1)
+    (tmp_path / "loader.log").unlink()
+    with pytest.raises(local.StartError, match="not ready within 1s"):
+        local.start_process("loader", argv, ready, log_dir=tmp_path, timeout=1)
+
+
+def test_a_patient_stop_lets_a_saving_process_finish(tmp_path):
+    """A process that keeps working after SIGTERM (noida-db saving) is not SIGKILLed while it
+    works, however long; one that sits idle is, after `timeout` (test_stop_escalates_to_sigkill)."""
+    import signal
+    import sys
+    import time
+
+    code = (
+        "import signal, time\n"
+        "def save(*_):\n"
+        "    t = time.time()\n"
+        "    while time.time() - t < 3:\n"
+        "        pass\n"
+        "    open('saved', 'w').write('all of it')\n"
+        "    raise SystemExit(0)\n"
+        "signal.signal(signal.SIGTERM, save)\n"
+        "print('up', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    h = local.start_process(
+        "saver",
+        [sys.executable, "-c", code],
+        lambda: "up" in (tmp_path / "saver.log").read_text(),
+        log_dir=tmp_path,
+        cwd=tmp_path,
+        patient=True,
+    )
+    t = time.monotonic()
+    h.stop(timeout=1)
+    assert time.monotonic() - t > 2.5
+    assert h.proc.returncode == 0, f"killed by signal {signal.Signals(-h.proc.returncode).name}"
+    assert (tmp_path / "saved").read_text() == "all of it"
+
+
 def test_xsim_fixture_healthy(xsim):
     import urllib.request
 

@@ -146,6 +146,8 @@ async def test_put_stream_stores_large_bodies_from_a_file(store, tmp_path):
     assert info.size == len(data)
     assert await store.get("media/vi/deo.mp4") == data
     assert (await store.stat("media/vi/deo.mp4")).content_type == "video/mp4"
-    with pytest.raises(Exception):
+    # A stream shorter than its declared length fails inside the S3 client (its class depends on
+    # where the stream ends); what matters is that no partial object is left behind.
+    with pytest.raises(Exception):  # noqa: B017
         await store.put_stream("media/sh/ort.jpg", io.BytesIO(b"abc"), 10, "image/jpeg")
     assert await store.stat("media/sh/ort.jpg") is None

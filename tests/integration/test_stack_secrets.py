@@ -43,7 +43,7 @@ def test_make_up_generates_the_secrets_the_services_require(tmp_path):
 
     try:
         r = stack("up", "--no-xsim")
-        assert r.returncode == 0, r.stdout + r.stderr + local._tail(data / "logs/services.log", 40)
+        assert r.returncode == 0, r.stdout + r.stderr + local.tail(data / "logs/services.log", 40)
         assert "services  started" in r.stdout, r.stdout
         for var, name in (
             ("XGET_API_TOKEN", "api.token"),

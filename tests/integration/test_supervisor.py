@@ -4,6 +4,7 @@ also through `python -m infra.stack` (`make up` / `make down`)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -47,7 +48,7 @@ def test_a_crashing_child_is_restarted_with_capped_doubling_backoff_then_stopped
     try:
         wait_until(lambda: len(_starts(starts)) >= 6, 30, "six starts")
         t = _starts(starts)
-        gaps = [b - a for a, b in zip(t, t[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(t)]
         slack = 0.45  # a child's interpreter start, on a busy machine
         assert 0.5 <= gaps[0] < 0.5 + slack, gaps  # first delay
         assert 1.0 <= gaps[1] < 1.0 + slack, gaps  # doubled
@@ -87,6 +88,8 @@ def test_stack_restarts_a_killed_broker_and_down_stops_everything(tmp_path):
     try:
         r = stack("up", "--no-xsim", "--no-services")
         assert r.returncode == 0, r.stdout + r.stderr
+        assert "memory budget 4096 MiB" in r.stdout and "guard     started" in r.stdout, r.stdout
+        guard = int((run / "guard.pid").read_text())
         supervisor = int((run / "noida.pid").read_text())
         broker = read_state(run / "noida.supervisor.json")["child_pid"]
         os.kill(broker, signal.SIGKILL)  # the broker dies: a crash
@@ -108,8 +111,10 @@ def test_stack_restarts_a_killed_broker_and_down_stops_everything(tmp_path):
     finally:
         r = stack("down")
     assert "noida     stopped" in r.stdout, r.stdout + r.stderr
+    assert "guard     stopped" in r.stdout, r.stdout
     assert supervisor is not None and not local._group_alive(supervisor)
-    assert not local._pid_alive(broker)
+    assert not local._group_alive(guard)
+    assert not local.pid_alive(broker)
     time.sleep(2.0)  # longer than the first backoff: nothing came back
     assert not local.tcp_ready("127.0.0.1", int(env["XGET_KAFKA_PORT"]))
 
@@ -125,4 +130,4 @@ def test_a_killed_supervisor_takes_its_child_with_it(tmp_path):
     child = wait_until(lambda: (read_state(state) or {}).get("child_pid"), 30, "the child")
     sup.kill()
     sup.wait(10)
-    wait_until(lambda: not local._pid_alive(child), 10, "the child to die with its supervisor")
+    wait_until(lambda: not local.pid_alive(child), 10, "the child to die with its supervisor")

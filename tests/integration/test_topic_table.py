@@ -58,7 +58,7 @@ async def test_views_share_one_consumer_and_a_late_view_reads_from_the_start(noi
             assert await view.wait_for(lambda v=view: v.rows["t-a"].reason == "n=89", 30)
 
         # One consumer behind all three views.
-        assert first._feed is late._feed is other._feed  # noqa: SLF001
+        assert first._feed is late._feed is other._feed
         # Each view saw every record of the key once, in order, from the first on: the feed
         # went back to the start for the late view without replaying anything to the first.
         assert seen(first_log, "t-a") == list(range(90))
@@ -78,14 +78,14 @@ async def test_the_feed_closes_with_its_last_view_and_a_new_view_starts_a_new_on
     try:
         await producer.send_and_wait(Outgoing(TASK_CONTROLS, "t-b", control("t-b", 1)))
         view = await TopicTable(settings, TASK_CONTROLS).start()
-        feed = view._feed  # noqa: SLF001
+        feed = view._feed
         assert await view.wait_for(lambda: "t-b" in view.rows, 30)
         await view.stop()
-        assert feed.closed and feed._consumer is None  # noqa: SLF001
+        assert feed.closed and feed._consumer is None
 
         again = await TopicTable(settings, TASK_CONTROLS).start()
         try:
-            assert again._feed is not feed  # noqa: SLF001
+            assert again._feed is not feed
             assert await again.wait_for(lambda: "t-b" in again.rows, 30)
         finally:
             await again.stop()
@@ -129,12 +129,12 @@ async def test_views_stopped_one_after_the_other_close_the_consumer(noida):
             ]
             for v in views:
                 await v.wait_caught_up(30)
-            feed = views[0]._feed  # noqa: SLF001
+            feed = views[0]._feed
             for v in views:
                 stopping = asyncio.ensure_future(v.stop())
                 done, _ = await asyncio.wait({stopping}, timeout=20)
                 assert done, "stopping a view hung"
-            assert feed.closed and feed._consumer is None  # noqa: SLF001
+            assert feed.closed and feed._consumer is None
     finally:
         await producer.stop()
 

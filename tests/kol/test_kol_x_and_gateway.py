@@ -79,7 +79,7 @@ def test_gateway_task_runs_on_the_kol_worker_with_status(kol_env, tmp_path):
         )
         assert r.status_code == 200, r.text
         body = r.json()
-        assert body["status"] == "accepted" and body["next_execution"]
+        assert body["status"] == "success" and body["next_execution"]
         tid = body["task_id"]
 
         def status():
@@ -92,7 +92,7 @@ def test_gateway_task_runs_on_the_kol_worker_with_status(kol_env, tmp_path):
         assert final["details"]["api_calls"] == 3 * 3 + 3  # pages + id lookups
     finally:
         assert proc.stop(), proc.tail()
-    users, edges = _result(env)
+    _users, edges = _result(env)
     assert edges == {(h, uid) for h in env.handles[:3] for uid in env.expected(h)}
 
 
@@ -165,7 +165,7 @@ def test_kol_worker_waits_out_a_clickhouse_outage_and_pays_no_call_twice(kol_env
         assert proc.stop(), proc.tail()
     assert len(env.calls(since)) == 3 * 3  # no followings page bought twice
     try:
-        users, edges = _result(env)
+        _users, edges = _result(env)
         assert edges == {(h, uid) for h in env.handles[:3] for uid in env.expected(h)}
     finally:
         clickhouse.stop()

@@ -280,3 +280,22 @@ async def test_media_reused_by_later_posts_is_not_fetched_again_and_old_index_is
         while await store.list("media-index/"):
             assert time.monotonic() < deadline, "index objects below the commit not deleted"
             await asyncio.sleep(0.2)
+
+
+async def test_a_retry_after_http_date_is_honoured(noida, s3, xsim, sim):
+    """A CDN answering 429 with `Retry-After: <HTTP date>` (the form many CDNs send) is asked
+    again only once that time has come, not after our own much shorter backoff."""
+    t = token()
+    await sim.fault(
+        path_contains=f"{t}-later", kind="429", count=1, retry_after=3, retry_after_date=True
+    )
+    settings = media_settings(noida, s3, xsim, media_attempts=3, media_backoff_s=0.05)
+    seq = await sim.last_seq()
+    async with MediaRun(settings) as run:
+        await publish_jobs(settings, [job(f"https://pbs.twimg.com/media/{t}-later.jpg")])
+        (result,) = await run.wait_results(1)
+    gets = await sim.media_gets(seq, t)
+    assert [e["status"] for e in gets] == [429, 200]
+    # The date has one-second resolution: the retry comes at least ~2 s after the 429.
+    assert gets[1]["received"] - gets[0]["ts"] >= 2.0, gets
+    assert result.status == "stored"

@@ -1,6 +1,7 @@
 """Dense slices cut finer: the decision from page 0, the children's windows, and the
 dedup-counter's rule for when a task whose slices were cut has ended."""
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 from libs.records.tasks import SearchJob
@@ -29,8 +30,8 @@ def test_oldest_post_time_is_the_smallest_snowflake_on_the_page():
     ms = int(t.timestamp() * 1000) - split.TWEPOCH_MS
     older, newer = (ms << 22) | 5, ((ms + 60_000) << 22) | 7
     body = (
-        '{"entries":[{"entryId": "tweet-%d"},{"entryId":"tweet-%d"},'
-        '{"entryId":"cursor-bottom-0"}]}' % (newer, older)
+        f'{{"entries":[{{"entryId": "tweet-{newer}"}},{{"entryId":"tweet-{older}"}},'
+        '{"entryId":"cursor-bottom-0"}]}'
     )
     assert split.oldest_post_time(body) == t
     assert split.oldest_post_time('{"entries":[]}') is None
@@ -64,7 +65,7 @@ def test_children_cover_the_rest_in_whole_hours_of_about_split_pages_each():
     kids = split.children(j, oldest, 5)  # 29 parts wanted; an hour at least: 24
     assert len(kids) == 24
     assert kids[0].start_time == D and kids[-1].end_time == until
-    for a, b in zip(kids, kids[1:]):
+    for a, b in itertools.pairwise(kids):
         assert a.end_time == b.start_time and b.start_time.minute == 0
     assert kids[3].query == search_query("kw", D + timedelta(hours=3), D + timedelta(hours=4))
     assert {k.parent_slice_id for k in kids} == {j.slice_id}

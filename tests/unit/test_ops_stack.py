@@ -82,7 +82,15 @@ def test_every_service_runs_a_real_command_with_health_and_replicas():
         replicas = svc["deploy"]["replicas"]
         assert replicas == workloads[name].compose_replicas, name
         assert 1 <= replicas <= workloads[name].max_replicas, name
-    for infra in ("redpanda", "clickhouse", "minio", "otel-collector", "prometheus", "grafana"):
+    for infra in (
+        "redpanda",
+        "clickhouse",
+        "minio",
+        "otel-collector",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+    ):
         assert infra in services
         assert "image" in services[infra] and ":" in services[infra]["image"], infra
 
@@ -121,6 +129,52 @@ def test_alert_rules_name_exported_metrics():
     assert any("xget_x_requests_total" in e for e in alerts.values())  # error rate
     assert any("xget_consumer_lag" in e and "deriv" in e for e in alerts.values())  # growing
     assert any("xget_records_failed_total" in e and "increase" in e for e in alerts.values())
+
+
+def test_every_alert_says_what_to_do_and_the_evaluator_knows_the_designs_conditions():
+    """Each rule names an action; the design's conditions (and lag, dead letters, stuck
+    tasks) are rules under the same names as the gateway's own evaluator uses."""
+    from libs.alerts import Facts, evaluate
+    from libs.settings import Settings
+
+    doc = yaml.safe_load((INFRA / "prometheus" / "alerts.yml").read_text())
+    rules = {r["alert"]: r for g in doc["groups"] for r in g["rules"]}
+    for name, rule in rules.items():
+        assert len(rule["annotations"].get("action", "")) > 20, f"{name} says what to do"
+    # Everything the evaluator can raise, with every condition provoked at once.
+    s = Settings(_env_file=None, alert_min_usable_proxies=1)
+    facts = Facts(
+        now=0.0,
+        accounts=[],
+        proxies=[],
+        x_requests=100,
+        x_errors=90,
+        proxy_requests=100,
+        proxy_errors=90,
+        lags={("parser", "raw-pages"): 10**6},
+        dead_letters=1,
+        stuck_tasks={"t": 10**6},
+    )
+    raised = {f.name for f in evaluate(s, facts)}
+    assert raised <= set(rules), raised - set(rules)
+    assert {"XGetAccountShortage", "XGetXErrorRate", "XGetProxyErrorRate"} <= raised
+    assert {"XGetConsumerLag", "XGetDeadLetters", "XGetTaskStuck"} <= raised
+    for name in ("XGetHealthyAccountsLow", "XGetHealthyProxiesLow", "XGetProxyShortage"):
+        assert name in rules
+
+
+def test_alertmanager_routes_every_alert_to_the_webhook_and_prometheus_sends_to_it():
+    am = yaml.safe_load((INFRA / "alertmanager" / "alertmanager.yml").read_text())
+    receivers = {r["name"]: r for r in am["receivers"]}
+    assert am["route"]["receiver"] == "webhook"
+    (hook,) = receivers["webhook"]["webhook_configs"]
+    assert hook["send_resolved"] and hook["url"] == "ALERT_WEBHOOK_URL"  # set from the env
+    prom = yaml.safe_load((INFRA / "prometheus" / "prometheus.yml").read_text())
+    targets = prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert targets == ["alertmanager:9093"]
+    svc = compose()["services"]["alertmanager"]
+    assert "XGET_ALERT_WEBHOOK_URL" in svc["environment"]
+    assert any("alertmanager.yml" in v for v in svc["volumes"])
 
 
 def test_dashboard_panels_name_exported_metrics():

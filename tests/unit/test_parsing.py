@@ -261,7 +261,7 @@ def test_media_and_jobs_match_raw(name):
         p = posts[r["rest_id"]]
         raw_media = r["legacy"].get("extended_entities", {}).get("media", [])
         assert [m.original_url for m in p.post_images] == [m["media_url_https"] for m in raw_media]
-        for m, rm in zip(p.post_images, raw_media):
+        for m, rm in zip(p.post_images, raw_media, strict=False):
             assert (
                 m.type
                 == {"photo": "image", "video": "video_cover", "animated_gif": "gif"}[rm["type"]]
@@ -478,6 +478,7 @@ def test_video_fixture_variants():
         for rm, m in zip(
             r["legacy"].get("extended_entities", {}).get("media", []),
             posts[r["rest_id"]].post_images,
+            strict=False,
         ):
             if rm["type"] == "video":
                 n += 1
@@ -692,5 +693,5 @@ def test_2026_layout_legacy_null_derived():
             t["legacy"] = None
     got = parse(d).posts
     assert [p.post_id for p in got] == [p.post_id for p in want]
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=False):
         assert a.model_dump(exclude={"raw_data"}) == b.model_dump(exclude={"raw_data"})

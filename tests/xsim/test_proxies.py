@@ -1,4 +1,4 @@
-"""XClient through an account's proxy: HTTP forward, SOCKS5 and SOCKS5h, each proxy seen in
+"""XClient through an account's proxy: HTTP forward, SOCKS5, SOCKS5h and SOCKS4, each seen in
 the proxy's own log, and a proxy that is down classified as the proxy's fault."""
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ def _via(acc: XAccount, proxy_url: str) -> XAccount:
         ("http", "proxy GET http://localhost:"),
         ("socks5", "proxy SOCKS5 127.0.0.1:"),
         ("socks5h", "proxy SOCKS5 localhost:"),
+        ("socks4", "proxy SOCKS4 127.0.0.1:"),
     ],
 )
 async def test_search_goes_through_the_accounts_proxy(settings, proxy, scheme, logged):
@@ -51,7 +52,7 @@ async def test_search_goes_through_the_accounts_proxy(settings, proxy, scheme, l
     assert logged in proxy.log_tail(200)
 
 
-@pytest.mark.parametrize("scheme", ["http", "socks5"])
+@pytest.mark.parametrize("scheme", ["http", "socks5", "socks4"])
 async def test_proxy_down_is_a_proxy_error(settings, scheme):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -183,3 +184,13 @@ async def test_account_without_proxy_uses_the_environments_proxy(monkeypatch):
         finally:
             await client.aclose()
     assert rec.heads == [] and r.outcome == "network_error", r  # x.example is not resolvable
+
+
+@pytest.mark.parametrize("scheme", ["http", "socks4", "socks5", "socks5h"])
+async def test_the_managers_proxy_check_goes_through_every_scheme(settings, proxy, scheme):
+    """The account-manager's health check speaks each scheme an account may use (httpx, which
+    it used before, has no socks4)."""
+    from services.account_manager.service import check_through
+
+    health = settings.x_graphql_url.split("/i/api")[0] + "/_sim/health"
+    assert await check_through(f"{scheme}://127.0.0.1:{proxy.port}", health) == 200

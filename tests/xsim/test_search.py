@@ -164,15 +164,15 @@ async def test_raw_get_and_post_and_end_cursor(sim_url):
         )
         assert g.status_code == p.status_code == 200
         assert post_ids(g.text) == post_ids(p.text) and len(post_ids(g.text)) == 20
-        cur = [e for e in entries(g.text) if e["entryId"].startswith("cursor-bottom")][0]
+        cur = next(e for e in entries(g.text) if e["entryId"].startswith("cursor-bottom"))
         q2 = {**q, "cursor": cur["content"]["value"]}
         r2 = await c.post("/i/api/graphql/x/SearchTimeline", json={"variables": q2})
         assert len(post_ids(r2.text)) == 10
-        cur2 = [e for e in entries(r2.text) if e["entryId"].startswith("cursor-bottom")][0]
+        cur2 = next(e for e in entries(r2.text) if e["entryId"].startswith("cursor-bottom"))
         q3 = {**q, "cursor": cur2["content"]["value"]}
         r3 = await c.post("/i/api/graphql/x/SearchTimeline", json={"variables": q3})
         assert post_ids(r3.text) == []
-        cur3 = [e for e in entries(r3.text) if e["entryId"].startswith("cursor-bottom")][0]
+        cur3 = next(e for e in entries(r3.text) if e["entryId"].startswith("cursor-bottom"))
         assert cur3["content"]["value"] == cur2["content"]["value"]
 
 

@@ -1,6 +1,6 @@
-"""Apply ClickHouse schema migrations: ``python -m infra.migrate [--dsn DSN] [--dir DIR]``.
+"""Apply ClickHouse schema migrations: ``python -m libs.storage.migrate [--dsn DSN] [--dir DIR]``.
 
-Migrations are the files ``infra/migrations/NNN_name.sql``, applied in ascending NNN order,
+Migrations are the files ``libs/storage/migrations/NNN_name.sql``, applied in ascending NNN order,
 each once. Applied versions are recorded in the ``schema_migrations`` table (version, name,
 checksum, applied_at). Re-running is a no-op; an already-applied file whose content changed is
 an error (write a new migration instead of editing an old one).
@@ -60,7 +60,7 @@ def split_statements(sql: str) -> list[str]:
         s = s.strip()
         if s.endswith(";"):
             s = s[:-1].rstrip()
-        body = "\n".join(l for l in s.splitlines() if not l.strip().startswith("--")).strip()
+        body = "\n".join(ln for ln in s.splitlines() if not ln.strip().startswith("--")).strip()
         if body:
             stmts.append(s)
     return stmts

@@ -1,0 +1,186 @@
+"""Byte retention on the embedded broker never deletes what a consumer has not read yet.
+
+The memory budget (``XGET_EMBEDDED_BROKER_MAX_MB``) sets each topic's ``retention.bytes``
+(libs.topics.budget_configs), which noida-db enforces whatever its consumers have read, as
+Kafka does: a consumer group that lags more than a topic keeps would find its position deleted
+— the records lost and the service stuck on an offset out of range. This guard watches every
+consumer group declared in infra/workloads.py on the budgeted topics and, when a group's unread
+records are more than a quarter of what a partition keeps, raises that topic's retention.bytes
+(powers of two of the budget's value) so the group reads within the newest quarter; once every
+group has caught up (for 30 s), it goes back to what the budget says. So the broker
+stays within its budget while its consumers keep up, and holds more instead of losing records
+while one lags; a group that never committed has no position to protect and is left out.
+
+Run by ``make up`` (``python -m infra.retention_guard --budget-mb N``) beside the broker, as a
+supervised part; ``bench/pipeline.py`` runs it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import sys
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from libs import lag
+from libs.settings import Settings
+from libs.topics import CATALOGUE, TopicSpec, budget_configs, topic_name
+
+log = logging.getLogger("xget.retention_guard")
+
+READ_WITHIN = 0.25  # a group should have at most this share of a partition's records unread
+# The share is of what a partition holds, not of its retention: with nothing deleted yet, a
+# group that lags by a fixed share keeps asking for more. Past this many times the budget's
+# value (the whole unread log at any realistic lag) the guard raises no further.
+MAX_RAISE = 2**16
+LOWER_BELOW = READ_WITHIN / 4  # lowered once every group has less than this share unread
+SETTLE_LOOKS = 15  # ... at this many looks in a row (30 s): a counter between batches is not
+
+
+def budgeted_topics(max_mb: int) -> dict[str, tuple[TopicSpec, int]]:
+    """Catalogue topics with a byte retention under `max_mb`: name → (spec, retention.bytes)."""
+    out = {}
+    for spec in CATALOGUE:
+        cfg = budget_configs(spec, max_mb)
+        if "retention.bytes" in cfg:
+            out[spec.name] = (spec, int(cfg["retention.bytes"]))
+    return out
+
+
+def readers(prefix: str, topics: set[str]) -> dict[str, list[str]]:
+    """group id → the budgeted topics (full names) it reads, from infra/workloads.py."""
+    from infra.workloads import consumer_groups
+
+    groups: dict[str, list[str]] = {}
+    for g in consumer_groups().values():
+        mine = [prefix + s.name for s in g.inputs if s.name in topics]
+        if mine:
+            groups[g.group_id(prefix)] = mine
+    return groups
+
+
+def unread_share(snap: lag.Snapshot, topic: str) -> float:
+    """The largest share of a partition's kept records that a group has not read (0..1+);
+    partitions a group never committed on are left out."""
+    worst = 0.0
+    for tp, end in snap.end.items():
+        if tp.topic != topic:
+            continue
+        kept = end - snap.start.get(tp, 0)
+        if kept <= 0:
+            continue
+        for offsets in snap.committed.values():
+            committed = offsets.get(tp)
+            if committed is not None:
+                worst = max(worst, (end - committed) / kept)
+    return worst
+
+
+def wanted_retention(base: int, current: int, share: float) -> int:
+    """The retention.bytes a topic should have: `base` (the budget's) times a power of two,
+    large enough that the laggiest group's unread records fit within its newest quarter (at
+    most twice `current` at a time: a group that read nothing has all of it unread, however
+    much that is, and doubling at every look outgrows any inflow)."""
+    need = min(current * share / READ_WITHIN, 2 * current)
+    if need <= base:
+        return base
+    return base * min(MAX_RAISE, 2 ** math.ceil(math.log2(need / base)))
+
+
+class RetentionGuard:
+    def __init__(self, settings: Settings, max_mb: int):
+        self.settings = settings
+        self.max_mb = max_mb
+        self.topics = budgeted_topics(max_mb)
+        self.groups = readers(settings.topic_prefix, set(self.topics))
+        self.current = {name: base for name, (_spec, base) in self.topics.items()}
+        self.caught_up = dict.fromkeys(self.topics, 0)  # looks in a row with every group near
+
+    async def check(self) -> dict[str, int]:
+        """One look at the groups' positions; the retention.bytes changed (topic → value)."""
+        if not self.groups:
+            return {}
+        snap = await lag.snapshot(self.settings, self.groups, with_members=False)
+        changes = {}
+        for name, (spec, base) in self.topics.items():
+            full = topic_name(spec, self.settings.topic_prefix)
+            cur = self.current[name]
+            share = unread_share(snap, full)
+            want = wanted_retention(base, cur, share)
+            self.caught_up[name] = self.caught_up[name] + 1 if share < LOWER_BELOW else 0
+            if want > cur:
+                changes[name] = want
+            elif cur > base and self.caught_up[name] >= SETTLE_LOOKS:  # back to the budget's
+                changes[name] = want
+        if changes:
+            await self._apply(changes)
+        return changes
+
+    async def _apply(self, changes: dict[str, int]) -> None:
+        from infra.local import topic_configs
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            for name, value in changes.items():
+                spec, base = self.topics[name]
+                # AlterConfigs replaces the topic's whole config: the catalogue's, this value.
+                configs = topic_configs(spec, broker_max_mb=self.max_mb)
+                configs["retention.bytes"] = str(value)
+                full = topic_name(spec, self.settings.topic_prefix)
+                responses = await admin.alter_configs(
+                    [ConfigResource(ConfigResourceType.TOPIC, full, configs=configs)]
+                )
+                errors = [r[:2] for resp in responses for r in resp.resources if r[0] != 0]
+                if errors:
+                    log.warning("topic %s: retention.bytes %d refused: %s", full, value, errors)
+                    continue
+                log.warning(
+                    "topic %s: retention.bytes %d -> %d per partition (budget's %d): %s",
+                    full,
+                    self.current[name],
+                    value,
+                    base,
+                    "a consumer group lags" if value > self.current[name] else "caught up",
+                )
+                self.current[name] = value
+        finally:
+            await admin.close()
+
+    async def run(self, stop: asyncio.Event, interval_s: float = 2.0) -> None:
+        while not stop.is_set():
+            try:
+                await self.check()
+            except Exception as e:  # noqa: BLE001 - a broker restarting: look again later
+                log.warning("retention guard: %s: %s", type(e).__name__, e)
+            try:
+                await asyncio.wait_for(stop.wait(), interval_s)
+            except TimeoutError:
+                pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m infra.retention_guard", description=__doc__)
+    ap.add_argument("--budget-mb", type=int, required=True, help="the broker's memory budget")
+    ap.add_argument("--interval", type=float, default=2.0, help="seconds between looks")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = Settings()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        from services.runtime import stop_on_signals
+
+        stop_on_signals(stop)
+        await RetentionGuard(settings, args.budget_mb).run(stop, args.interval)
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,350 @@
+"""The gateway's response bodies as pydantic models, for the OpenAPI document (with examples)
+and as the contract the tests hold the answers to. Field names and types follow the client's
+design (seeds/xget-design.md "API服务设计" and "业务API接口设计"); our extra fields are declared
+too, and every model allows more (extra="allow") so an answer is never cut to the model.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Tags of the OpenAPI document, one per area.
+TAG_TASKS = "tasks"
+TAG_STATISTICS = "statistics"
+TAG_ADMIN = "admin"
+TAG_DATA = "data"
+
+
+def _open(example: dict) -> ConfigDict:
+    return ConfigDict(extra="allow", json_schema_extra={"examples": [example]})
+
+
+class FieldProblem(BaseModel):
+    field: str | None = Field(description="The parameter or body field, dotted for nested ones.")
+    message: str
+
+
+class Rejection(BaseModel):
+    """Every 422 of the gateway: an invalid, out-of-range or unknown parameter or field."""
+
+    model_config = _open(
+        {
+            "status": "rejected",
+            "detail": [
+                {
+                    "field": "colour",
+                    "message": "unknown query parameter; this route takes: limit, offset",
+                }
+            ],
+        }
+    )
+    status: Literal["rejected"]
+    detail: list[FieldProblem]
+
+
+class Problem(BaseModel):
+    """401, 404, 409: what is wrong."""
+
+    model_config = _open({"detail": "no task od-0123456789abcdef"})
+    detail: str
+
+
+class Unavailable(BaseModel):
+    """503: a dependency (broker, ClickHouse, object store) is down; retry after Retry-After."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "Missing or wrong bearer token"},
+    422: {"model": Rejection, "description": "A parameter or field is invalid or unknown"},
+    503: {"model": Unavailable, "description": "A dependency is unavailable (Retry-After)"},
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "No such"}}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": Problem, "description": "Same task id, different body"}
+}
+
+# --- tasks ------------------------------------------------------------------------------------
+
+
+class Estimate(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    posts: int = Field(description="What the task collects: posts, users or followings.")
+    x_requests: int = Field(description="Requests to X (or the KOL source) it will take.")
+    seconds: float
+    basis: str
+    cost_usd: dict[str, float]
+
+
+class TaskCreated(BaseModel):
+    """Design: {status: "success", task_id, message, estimated_completion | next_execution}."""
+
+    model_config = _open(
+        {
+            "status": "success",
+            "task_id": "task_20240101_002",
+            "message": "按需搜索任务创建成功: collecting 'ChatGPT'",
+            "estimated_completion": "2024-01-01T12:00:00Z",
+            "estimate": {
+                "posts": 1000,
+                "x_requests": 50,
+                "seconds": 50.0,
+                "basis": "2 active account(s) at 50 requests per 900 s",
+                "cost_usd": {"x_requests": 0.05, "posts": 0.4, "total": 0.45},
+            },
+        }
+    )
+    status: Literal["success"]
+    task_id: str
+    message: str
+    estimated_completion: datetime = Field(
+        description="When the task (a scheduled task: its next run) should be done."
+    )
+    next_execution: datetime | None = Field(
+        None, description="Scheduled tasks: when the next run fires."
+    )
+    estimate: Estimate
+
+
+class TaskProgressOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    total: int = Field(description="Target: required count (0 = all there is), or KOLs.")
+    collected: int
+    failed: int = Field(description="Day slices X kept refusing (KOL tasks: KOLs that failed).")
+    percentage: float
+    target: int = Field(description="Same as total (the status endpoint's name).")
+
+
+TASK_EXAMPLE: dict = {
+    "task_id": "task_20240101_002",
+    "type": "keyword_search",
+    "status": "running",
+    "parameters": {
+        "keyword": "ChatGPT",
+        "required_count": 1000,
+        "priority": 2,
+        "start_time": "2024-01-01T00:00:00Z",
+        "end_time": "2024-01-01T23:59:59Z",
+    },
+    "progress": {
+        "total": 1000,
+        "collected": 856,
+        "failed": 0,
+        "percentage": 85.6,
+        "target": 1000,
+    },
+    "created_at": "2024-01-01T08:00:00Z",
+    "started_at": "2024-01-01T08:00:02Z",
+    "completed_at": None,
+    "error_message": None,
+    "updated_at": "2024-01-01T10:30:00Z",
+    "mode": "ondemand",
+    "keyword": "ChatGPT",
+    "priority": 2,
+}
+
+
+class TaskOut(BaseModel):
+    """Design's TaskResponse, plus our status details (reason, waiting_for_accounts, runs…)."""
+
+    model_config = _open(TASK_EXAMPLE)
+    task_id: str
+    type: str = Field(
+        description="keyword_search, user_timeline, user_profile (the design's), quotes, "
+        "retweeters or kol_followings."
+    )
+    status: str = Field(
+        description="pending, running, completed, failed, cancelled (the design's), scheduled, "
+        "waiting_for_accounts, paused, rejected."
+    )
+    parameters: dict[str, Any]
+    progress: TaskProgressOut | None
+    created_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    error_message: str | None
+    updated_at: datetime | None
+    mode: Literal["ondemand", "scheduled", "kol"]
+    keyword: str | None = None
+    priority: int | None = None
+
+
+class TaskPage(BaseModel):
+    model_config = _open({"total": 1, "limit": 50, "offset": 0, "items": [TASK_EXAMPLE]})
+    total: int
+    limit: int
+    offset: int
+    items: list[TaskOut]
+
+
+class TaskStatusOut(BaseModel):
+    """Design's status: {task_id, status, progress {collected, target, percentage}, ...}."""
+
+    model_config = _open(
+        {
+            "task_id": "task_20240101_001",
+            "status": "running",
+            "progress": {"collected": 856, "target": 1000, "percentage": 85.6},
+            "created_at": "2024-01-01T08:00:00Z",
+            "updated_at": "2024-01-01T10:30:00Z",
+        }
+    )
+    task_id: str
+    status: str
+    progress: dict[str, Any]
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+class ReportsResumed(BaseModel):
+    model_config = _open(
+        {"status": "accepted", "task_id": "task_20240101_001", "message": "reports resume"}
+    )
+    status: Literal["accepted"]
+    task_id: str
+    message: str
+
+
+# --- statistics -------------------------------------------------------------------------------
+
+
+class KeywordMonth(BaseModel):
+    model_config = _open(
+        {
+            "keyword": "人工智能",
+            "year": 2024,
+            "month": 1,
+            "unique_posts_count": 856,
+            "period": "2024-01",
+            "calculated_at": "2024-02-01T00:00:00Z",
+        }
+    )
+    keyword: str
+    year: int
+    month: int
+    unique_posts_count: int
+    period: str
+    calculated_at: datetime
+
+
+class MonthlyAll(BaseModel):
+    model_config = _open(
+        {
+            "period": "2024-01",
+            "total_keywords": 1,
+            "statistics": [
+                {
+                    "keyword": "人工智能",
+                    "year": 2024,
+                    "month": 1,
+                    "unique_posts_count": 856,
+                    "period": "2024-01",
+                    "calculated_at": "2024-02-01T00:00:00Z",
+                }
+            ],
+        }
+    )
+    period: str
+    total_keywords: int
+    statistics: list[KeywordMonth]
+
+
+class TaskStatistics(BaseModel):
+    model_config = _open(
+        {
+            "task_id": "task_20240101_001",
+            "total_collected": 856,
+            "unique_posts": 850,
+            "duplicate_rate": 0.007,
+            "task_status": "completed",
+            "keyword": "人工智能",
+            "created_at": "2024-01-01T08:00:00Z",
+            "completed_at": "2024-01-01T10:30:00Z",
+        }
+    )
+    task_id: str
+    total_collected: int
+    unique_posts: int
+    duplicate_rate: float
+    task_status: str
+    keyword: str | None
+    created_at: datetime | None
+    completed_at: datetime | None
+
+
+# --- admin ------------------------------------------------------------------------------------
+
+
+class SystemStats(BaseModel):
+    """Design's SystemStats, plus the parts it sums (tasks, posts, accounts, proxies,
+    throughput)."""
+
+    model_config = _open(
+        {
+            "total_tweets": 125000,
+            "total_users": 40210,
+            "active_tasks": 3,
+            "healthy_accounts": 18,
+            "available_proxies": 9,
+            "today_collected": 5200,
+            "system_uptime": "3 days, 4:05:06",
+            "last_updated": "2024-01-01T12:00:00Z",
+            "tasks": {"total": 40, "by_status": {"running": 3, "completed": 37}},
+            "accounts": {"total": 20, "by_status": {"active": 18, "rate_limited": 2}},
+            "proxies": {"total": 10, "by_status": {"healthy": 9, "dead": 1}},
+            "throughput": {"posts_last_hour": 900, "posts_per_minute": 15.0},
+        }
+    )
+    total_tweets: int
+    total_users: int
+    active_tasks: int
+    healthy_accounts: int
+    available_proxies: int
+    today_collected: int
+    system_uptime: str
+    last_updated: datetime
+    tasks: dict[str, Any]
+    accounts: dict[str, Any]
+    proxies: dict[str, Any]
+    throughput: dict[str, Any]
+
+
+class DependencyHealth(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    status: Literal["ok", "down", "not_ready"]
+    detail: str | None = None
+    latency_ms: float | None = None
+
+
+class Health(BaseModel):
+    model_config = _open(
+        {
+            "status": "healthy",
+            "checked_at": "2024-01-01T12:00:00Z",
+            "dependencies": {
+                "broker": {"status": "ok", "latency_ms": 3.1},
+                "clickhouse": {"status": "ok", "latency_ms": 1.2},
+                "object_store": {"status": "ok", "latency_ms": 4.0},
+            },
+            "services": {
+                "task-gateway": {"status": "ok"},
+                "account-manager": {"status": "ok"},
+            },
+        }
+    )
+    status: Literal["healthy", "unhealthy"]
+    checked_at: datetime
+    dependencies: dict[str, DependencyHealth]
+    services: dict[str, DependencyHealth]
+
+
+OPENAPI_TAGS = [
+    {"name": TAG_TASKS, "description": "任务管理: create, list, read, control tasks."},
+    {"name": TAG_STATISTICS, "description": "数据统计: unique posts per keyword per month."},
+    {"name": TAG_DATA, "description": "数据查询: stored posts and users."},
+    {"name": TAG_ADMIN, "description": "系统管理: system statistics and health."},
+]

@@ -1,0 +1,172 @@
+"""The embedded broker within its memory budget, and a stop that never cuts its save short.
+
+noida-db keeps every retained record in memory (and snapshots all of it as JSON): without
+byte retention its RSS follows everything ever written. With the topics created under a
+budget (libs.topics.budget_configs: retention.bytes and small segments, which it enforces by
+deleting whole segments), writing three times the budget through the two largest topics keeps
+its RSS under the budget, and the newest records stay readable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+
+from infra import local
+from libs.kafka import consumer_for
+from libs.topics import CATALOGUE, POSTS, RAW_PAGES, topic_name
+
+from ..conftest import make_settings
+
+BUDGET_MB = 96
+WRITE_MB = 3 * BUDGET_MB
+RATE_MB_S = 5.0  # ~3x the pipeline's inflow (raw pages + posts, zstd) at 1,650 posts/s
+RECORD_KB = 40
+
+
+async def test_broker_rss_stays_under_its_budget_while_three_budgets_are_written(
+    restartable_noida,
+):
+    broker = restartable_noida
+    prefix = f"b{uuid.uuid4().hex[:6]}-"
+    await local.create_topics(broker.address, prefix, CATALOGUE, broker_max_mb=BUDGET_MB)
+    topics = [topic_name(RAW_PAGES, prefix), topic_name(POSTS, prefix)]
+    producer = AIOKafkaProducer(bootstrap_servers=broker.address, linger_ms=5)
+    await producer.start()
+    peak, written, records, t0, sampled = 0.0, 0, 0, time.monotonic(), 0.0
+    try:
+        while written < WRITE_MB * 2**20:
+            for topic in topics:  # incompressible: bytes in = bytes held
+                await producer.send(topic, os.urandom(RECORD_KB * 512), key=uuid.uuid4().bytes)
+            written, records = written + RECORD_KB * 1024, records + 1
+            ahead = t0 + written / (RATE_MB_S * 2**20) - time.monotonic()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+            if time.monotonic() - sampled > 0.2:
+                peak, sampled = max(peak, local.tree_rss_mb(broker.handle.pid)), time.monotonic()
+        await producer.flush()
+        settle = time.monotonic() + 6  # two retention sweeps and snapshots after the last write
+        while time.monotonic() < settle:
+            peak = max(peak, local.tree_rss_mb(broker.handle.pid))
+            await asyncio.sleep(0.2)
+    finally:
+        await producer.stop()
+    print(f"broker RSS peak {peak:.0f} MiB (budget {BUDGET_MB} MiB) after {records} records")
+    assert peak < BUDGET_MB, f"broker RSS peaked at {peak:.0f} MiB, budget {BUDGET_MB} MiB"
+
+    consumer = consumer_for(make_settings(kafka_bootstrap=broker.address), None, "budget-test")
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in range(RAW_PAGES.partitions)]
+        begin, end = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    assert sum(end[tp] for tp in tps if tp.topic == topics[0]) == records  # all were written
+    deleted = sum(begin.values())
+    kept = sum(end[tp] - begin[tp] for tp in tps)
+    assert deleted > records, "retention deleted less than half of what was written"
+    assert kept > 0 and all(end[tp] - begin[tp] > 0 for tp in tps), "the newest records stay"
+
+
+async def test_a_stop_during_a_large_save_loses_nothing(restartable_noida):
+    """noida-db saves everything it holds on SIGTERM, longer the more it holds (25 s at 1M
+    posts). The stop waits for it however long it works (a SIGKILL only after `timeout`
+    seconds without CPU), so every record acknowledged before the stop is there after the
+    restart — including the last ones, which no periodic snapshot had yet."""
+    broker = restartable_noida
+    topic = f"s{uuid.uuid4().hex[:6]}-big"
+    producer = AIOKafkaProducer(bootstrap_servers=broker.address, linger_ms=5)
+    await producer.start()
+    try:
+        for _ in range(50 * 1024 // RECORD_KB):  # 50 MiB: a save of ~0.2 GB of JSON, ~8 s
+            await producer.send(topic, os.urandom(RECORD_KB * 1024), partition=0)
+        await producer.flush()
+        last = await producer.send_and_wait(topic, b"the last record", partition=0)
+    finally:
+        await producer.stop()
+    t = time.monotonic()
+    broker.handle.stop(timeout=0.5)  # idle-CPU window: a plain stop would SIGKILL at 0.5 s
+    stopped_after = time.monotonic() - t
+    print(f"the broker saved for {stopped_after:.1f}s")
+    assert stopped_after > 2, f"the save took {stopped_after:.2f}s: too small to prove much"
+    broker.start()
+    consumer = consumer_for(make_settings(kafka_bootstrap=broker.address), None, "stop-test")
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        assert (await consumer.end_offsets([tp]))[tp] == last.offset + 1
+        consumer.assign([tp])
+        consumer.seek(tp, last.offset)
+        msg = await asyncio.wait_for(consumer.getone(), 30)
+        assert msg.value == b"the last record"
+    finally:
+        await consumer.stop()
+
+
+async def test_a_lagging_consumer_group_loses_nothing_to_the_budget(restartable_noida):
+    """Byte retention deletes whatever a consumer has read or not, as in Kafka: a parser
+    lagging further than raw-pages keeps would lose pages. The retention guard raises the
+    topic's retention.bytes while a declared group lags and lowers it back once it caught up;
+    topics no group lags on keep the budget's retention meanwhile."""
+    from aiokafka import AIOKafkaConsumer
+
+    from infra.retention_guard import RetentionGuard
+
+    broker = restartable_noida
+    prefix = f"g{uuid.uuid4().hex[:6]}-"
+    # A budget whose retention leaves the guard a few seconds before the first deletion (at
+    # 96 MiB raw-pages keeps 180 KB a partition, filled in under a second here).
+    budget = 512
+    await local.create_topics(broker.address, prefix, CATALOGUE, broker_max_mb=budget)
+    settings = make_settings(kafka_bootstrap=broker.address, topic_prefix=prefix)
+    raw, posts = topic_name(RAW_PAGES, prefix), topic_name(POSTS, prefix)
+    raw_tps = [TopicPartition(raw, p) for p in range(RAW_PAGES.partitions)]
+    post_tps = [TopicPartition(posts, p) for p in range(POSTS.partitions)]
+    parser = AIOKafkaConsumer(
+        bootstrap_servers=broker.address, group_id=f"{prefix}parser", enable_auto_commit=False
+    )
+    await parser.start()
+    parser.assign(raw_tps)
+    await parser.commit({tp: 0 for tp in raw_tps})  # the parser has read nothing yet
+    guard = RetentionGuard(settings, budget)
+    base = guard.current["raw-pages"]
+    stop = asyncio.Event()
+    guarding = asyncio.create_task(guard.run(stop, interval_s=0.5))
+    producer = AIOKafkaProducer(bootstrap_servers=broker.address, linger_ms=5)
+    await producer.start()
+    try:
+        written, t0 = 0, time.monotonic()
+        while written < 80 * 2**20:  # 80 MiB: raw-pages keeps ~27 MiB under the budget
+            for topic in (raw, posts):
+                await producer.send(topic, os.urandom(RECORD_KB * 512), key=uuid.uuid4().bytes)
+            written += RECORD_KB * 1024
+            ahead = t0 + written / (RATE_MB_S * 2**20) - time.monotonic()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+        await producer.flush()
+        await asyncio.sleep(5)  # retention sweeps after the last write
+        begin = await parser.beginning_offsets(raw_tps + post_tps)
+        assert all(begin[tp] == 0 for tp in raw_tps), "pages the parser had not read deleted"
+        assert sum(begin[tp] for tp in post_tps) > 0, "posts (no group lags) kept the budget"
+        assert guard.current["raw-pages"] > base
+
+        ends = await parser.end_offsets(raw_tps)
+        await parser.commit(ends)  # the parser caught up
+
+        async def trimmed() -> bool:
+            b = await parser.beginning_offsets(raw_tps)
+            return guard.current["raw-pages"] == base and sum(b.values()) > 0
+
+        deadline = time.monotonic() + 60
+        while not await trimmed():
+            assert time.monotonic() < deadline, "raw-pages not back to the budget's retention"
+            await asyncio.sleep(0.5)
+    finally:
+        stop.set()
+        await guarding
+        await producer.stop()
+        await parser.stop()

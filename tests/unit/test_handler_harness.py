@@ -1,0 +1,243 @@
+"""Service handlers driven through libs/handler_harness.py: no broker, the real decoding,
+batching and dead-lettering of the consumer loop, the real ClickHouse engine (chdb) where the
+handler stores."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from libs.handler_harness import HandlerHarness
+from libs.records.pages import RawPage, SliceEnd
+from libs.records.posts import MediaJob, Post, XUser
+from libs.records.tasks import TaskProgress
+from libs.storage.clickhouse import ClickHouseStore
+from libs.storage.migrate import apply_migrations
+from libs.topics import (
+    DEAD_LETTERS,
+    MEDIA_JOBS,
+    POSTS,
+    POSTS_TARGET_HEADER,
+    RAW_PAGES,
+    TASK_PROGRESS,
+    USERS,
+)
+from services.dedup_counter.declaration import RECORDS
+from services.dedup_counter.handler import DedupCounter
+from services.parser.declaration import PAGES
+from services.parser.handler import PageHandler
+
+FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "x"
+AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def raw_page(response: str | None, *, page_no: int = 0, final: bool = False, **kw) -> RawPage:
+    fields = {
+        "task_id": "t1",
+        "slice_id": "s0",
+        "page_no": page_no,
+        "keyword": "tesla",
+        "operation": "SearchTimeline",
+        "query": "tesla",
+        "requested_at": AT,
+        "response": response,
+        "final": final,
+        "end_reason": "exhausted" if final else None,
+        "required_count": 0,
+        **kw,
+    }
+    return RawPage(**fields)
+
+
+# --- parser -------------------------------------------------------------------------------------
+async def test_parser_turns_a_real_page_into_posts_users_and_media_jobs():
+    h = HandlerHarness(PAGES, PageHandler(user_resend_s=0))
+    page = raw_page((FIXTURES / "raw_search.json").read_text(), final=True)
+    out = await h.feed(h.record(RAW_PAGES, page, key="t1"))
+    posts = [r for r in out.on(POSTS) if isinstance(r, Post)]
+    assert posts and all(p.task_id == "t1" and p.keyword == "tesla" for p in posts)
+    assert out.on(USERS) and all(isinstance(u, XUser) for u in out.on(USERS))
+    assert out.on(MEDIA_JOBS) and all(isinstance(j, MediaJob) for j in out.on(MEDIA_JOBS))
+    # The slice's end comes after its last post, on the same (task-keyed) topic.
+    assert isinstance(out.on(POSTS)[-1], SliceEnd)
+    assert out.dead_letters == []
+
+
+async def test_an_unparsable_page_is_dead_lettered_with_its_cause_and_its_slice_still_ends():
+    h = HandlerHarness(PAGES, PageHandler(user_resend_s=0))
+    good = raw_page((FIXTURES / "raw_search.json").read_text(), page_no=0)
+    bad = raw_page('{"data": {"search_by_raw_query": 7}}', page_no=1, final=True)
+    out = await h.feed(h.record(RAW_PAGES, good, key="t1"), h.record(RAW_PAGES, bad, key="t1"))
+    (dl,) = out.dead_letters
+    assert dl.service == "parser" and dl.offset == 1
+    assert dl.error.startswith("page 1 of t1/s0 unparsable:"), dl.error
+    # The good page's posts are not lost with the bad one, and the slice is closed.
+    assert any(isinstance(r, Post) for r in out.on(POSTS))
+    ends = [r for r in out.on(POSTS) if isinstance(r, SliceEnd)]
+    assert [(e.slice_id, e.pages) for e in ends] == [("s0", 2)]
+
+
+async def test_a_record_no_model_can_read_is_dead_lettered_not_handled():
+    h = HandlerHarness(PAGES, PageHandler(user_resend_s=0))
+    out = await h.feed(
+        h.raw(RAW_PAGES, b'{"task_id": 1}', [("xget-schema", b"xget.RawPage/v99")], key="t1"),
+        h.raw(RAW_PAGES, b"not json", [("xget-schema", RawPage.schema_id().encode())], key="t1"),
+    )
+    assert out.published == []
+    causes = [d.error for d in out.dead_letters]
+    assert len(causes) == 2 and all(c.startswith("undecodable record:") for c in causes)
+    assert "unknown schema" in causes[0]
+    assert "unknown schema" not in causes[1]  # a known schema whose value is not JSON
+
+
+# --- dedup-counter ------------------------------------------------------------------------------
+@pytest.fixture
+def store(chdb_path):
+    s = ClickHouseStore(f"chdb://{chdb_path}")
+    apply_migrations(s)
+    yield s
+    s.close()
+
+
+def page_posts(task_id: str) -> list[Post]:
+    from libs.parsing import parse_timeline_page
+
+    page = parse_timeline_page(
+        (FIXTURES / "raw_search.json").read_bytes(),
+        task_id=task_id,
+        keyword="tesla",
+        collected_at=AT,
+    )
+    return page.posts
+
+
+def counted(store: ClickHouseStore, task_id: str) -> int:
+    return store.query_rows_sync(
+        "SELECT uniqExact(post_id) FROM task_posts WHERE task_id = {t:String}", {"t": task_id}
+    )[0][0]
+
+
+async def test_counter_accepts_the_first_n_unique_posts_and_a_redelivery_decides_the_same(store):
+    task = f"t-{uuid.uuid4().hex[:6]}"
+    posts = page_posts(task)
+    assert len(posts) >= 5
+    target = 3
+    hdr = [(POSTS_TARGET_HEADER, str(target).encode())]
+    h = HandlerHarness(RECORDS, DedupCounter(store).handle)
+    # A duplicate inside the batch (X repeats posts across pages) and more than the target.
+    batch = [h.record(POSTS, p, key=task, headers=hdr) for p in [posts[0], *posts[:5]]]
+    out = await h.feed(*batch)
+    (progress,) = out.on(TASK_PROGRESS)
+    assert isinstance(progress, TaskProgress)
+    assert (progress.task_id, progress.collected) == (task, target)
+    assert counted(store, task) == target
+    # The same records again (a crash before the commit): the same decision, no double count.
+    again = HandlerHarness(RECORDS, DedupCounter(store).handle)
+    out2 = await again.feed(*[again.record(POSTS, p, key=task, headers=hdr) for p in posts[:5]])
+    assert [p.collected for p in out2.on(TASK_PROGRESS)] == [target]
+    assert counted(store, task) == target
+    assert out.dead_letters == out2.dead_letters == []
+
+
+async def test_counter_without_a_target_keeps_every_unique_post_once(store):
+    task = f"t-{uuid.uuid4().hex[:6]}"
+    posts = page_posts(task)
+    h = HandlerHarness(RECORDS, DedupCounter(store).handle)
+    hdr = [(POSTS_TARGET_HEADER, b"0")]
+    await h.feed(*[h.record(POSTS, p, key=task, headers=hdr) for p in posts])
+    out = await h.feed(*[h.record(POSTS, p, key=task, headers=hdr) for p in posts[:2]])
+    assert [p.collected for p in out.on(TASK_PROGRESS)] == [len({p.post_id for p in posts})]
+    assert counted(store, task) == len({p.post_id for p in posts})
+
+
+# --- reporter -----------------------------------------------------------------------------------
+async def test_reporter_cuts_a_completed_task_into_batches_each_post_reported_once(
+    store, tmp_path, make_settings
+):
+    """The reporter's handler learns of a task and its completion; its task worker cuts the
+    stored posts into batches of report_batch_size and delivers each to the client's webhook
+    (a real HTTP server), the last one marked completed."""
+    import math
+
+    import httpx
+    from aiokafka import TopicPartition
+
+    from libs.handler_harness import MemoryProducer
+    from libs.records.tasks import OnDemandTask
+    from libs.storage.objects import FileObjectStore
+    from libs.topics import TASK_COMMANDS
+    from libs.webhooks import WebhookSender
+    from services.reporter.declaration import TASKS
+    from services.reporter.service import Reporter
+    from services.reporter.store import ReportStore
+    from tests.webhook_server import WebhookServer
+
+    task = f"t-{uuid.uuid4().hex[:6]}"
+    counter = HandlerHarness(RECORDS, DedupCounter(store).handle)
+    posts = page_posts(task)
+    hdr = [(POSTS_TARGET_HEADER, b"0")]
+    (progress,) = (
+        await counter.feed(*[counter.record(POSTS, p, key=task, headers=hdr) for p in posts])
+    ).on(TASK_PROGRESS)
+    n = progress.collected
+    settings = make_settings(
+        report_batch_size=4,
+        report_media_wait_s=0,
+        report_tick_s=0.05,
+        webhook_allow_hosts="127.0.0.1",
+    )
+    with WebhookServer(settings.webhook_secret.get_secret_value()) as hook:
+        async with httpx.AsyncClient() as http:
+            sender = WebhookSender(
+                http, settings.webhook_secret.get_secret_value(), allow_hosts="127.0.0.1"
+            )
+            producer = MemoryProducer()
+            reporter = Reporter(
+                settings,
+                ReportStore(store),
+                FileObjectStore(tmp_path / "objects"),
+                sender,
+                producer,  # type: ignore[arg-type]
+            )
+            await reporter.on_assign(
+                {TopicPartition(f"{settings.topic_prefix}task-progress", p) for p in range(12)}
+            )
+            h = HandlerHarness(TASKS, reporter.handle)
+            command = OnDemandTask(
+                task_id=task,
+                keyword="tesla",
+                required_count=0,
+                start_time=AT.replace(day=1),
+                end_time=AT,
+                callback_url=hook.url,
+                submitted_at=AT,
+            )
+            done = progress.model_copy(update={"status": "completed", "end_reason": "exhausted"})
+            out = await h.feed(
+                h.record(TASK_COMMANDS, command, key=task), h.record(TASK_PROGRESS, done, key=task)
+            )
+            assert out.outputs == []  # the handler only records state; workers deliver
+            batches = math.ceil(n / 4)
+            await asyncio_wait(lambda: len(hook.accepted()) >= batches, 30, "every batch")
+            await reporter.close()
+    bodies = [r.body for r in hook.accepted()]
+    assert len(bodies) == batches and all(r.signature_ok for r in hook.accepted())
+    reported = [i for b in bodies for i in b["post_ids"]]
+    assert sorted(reported) == sorted({p.post_id for p in posts})  # each post exactly once
+    assert all(len(b["post_ids"]) <= 4 for b in bodies)
+    assert [b.get("completion_status") for b in bodies][-1] == "completed"
+    assert producer.on(DEAD_LETTERS) == []
+
+
+async def asyncio_wait(cond, timeout_s: float, what: str) -> None:
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
