@@ -527,3 +527,17 @@ async def test_newest_first_across_id_lengths(data_gw):
         )
         got += [p["post_id"] for p in r.json()["items"]]
     assert got == want
+
+
+def test_s3_objects_stream_in_chunks(s3):
+    """The media route's reader against S3 (moto): the object's bytes in chunks, a missing key
+    a KeyError."""
+    from libs.storage.objects import open_object_store
+
+    store = open_object_store(s3.settings())
+    data = bytes(range(256)) * 1000
+    store.put_sync("media/cd/v.jpg", data, "image/jpeg")
+    chunks = list(store.iter_sync("media/cd/v.jpg", chunk_size=65536))
+    assert len(chunks) > 1 and b"".join(chunks) == data
+    with pytest.raises(KeyError):
+        next(store.iter_sync("media/cd/none.jpg"))
