@@ -34,6 +34,7 @@ PATH_VALUES = {
     "task_id": "walk-1",
     "post_id": "1234567890",
     "username": "someone",
+    "key": "media/ab/walk.jpg",
     "rest": "acc1/test",  # accounts/proxies forwarded by path (pool_forward.py)
     "keyword": "someword",
 }

@@ -30,6 +30,7 @@ CLICKHOUSE_ROUTES = [
     ("/api/v1/data/users/someone", {}),
     ("/api/v1/data/users/someone/tweets", {}),
     ("/api/v1/data/analytics/trending", {"hours": 24}),
+    ("/api/v1/data/tweets/export", {"format": "csv", "keyword": "x"}),
 ]
 
 
