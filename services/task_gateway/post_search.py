@@ -32,7 +32,7 @@ SORTS = {
     "retweets": "retweet_count DESC, post_id DESC",
 }
 Sort = Literal["newest", "oldest", "likes", "retweets"]
-# A word of the full-text index (infra/migrations/007_post_search.sql): ASCII letters and
+# A word of the full-text index (libs/storage/migrations/008_post_search.sql): ASCII letters and
 # digits; anything else separates words.
 _WORD = re.compile(r"[A-Za-z0-9]+")
 

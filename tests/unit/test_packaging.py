@@ -74,3 +74,12 @@ def test_every_k8s_workload_runs_non_root_on_a_read_only_root():
                 assert sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"], path.name
                 assert not sc["allowPrivilegeEscalation"], path.name
                 assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"], path.name
+
+
+def test_shipped_migrations_have_one_file_per_version():
+    """Branches that each add `00N_*.sql` must not ship two files of one version (the second
+    would never run where the first was applied)."""
+    from libs.storage.migrate import MIGRATIONS_DIR, discover
+
+    found = discover(MIGRATIONS_DIR)
+    assert len(found) == len(list(MIGRATIONS_DIR.glob("[0-9]*_*.sql")))
