@@ -140,7 +140,7 @@ def _find_first(data: dict, key: str, kind: type, depth: int = 6):
     """Breadth-first through objects only (not lists) to the first `key` holding a `kind`."""
     level = [data]
     for _ in range(depth):
-        nxt = []
+        nxt: list[dict] = []
         for o in level:
             v = o.get(key)
             if isinstance(v, kind):
@@ -443,7 +443,7 @@ class _PageParser:
 
     def nested_users(self, raw: dict | None, flat: dict | None, depth: int) -> None:
         """Register authors of originals nested deeper (e.g. the quote inside a retweet)."""
-        if raw is None or depth > 3:
+        if raw is None or flat is None or depth > 3:
             return
         self.author(flat, raw)
         self.media_users(flat)
@@ -472,7 +472,7 @@ class _PageParser:
         if q_id is None:
             return {}
         out: dict = {"original_quote_post_id": q_id}
-        if q_flat is not None:
+        if q_flat is not None and q_raw is not None:
             q_user = self.author(q_flat, q_raw)
             if q_user is not None:
                 out["original_quote_author_handle"] = f"@{q_user['screen_name']}"
@@ -505,70 +505,32 @@ class _PageParser:
         # `is_quote` describes the post itself. X marks a retweet of a quote post with the
         # quote's is_quote_status/quoted_status_id_str too; that quote is its original's.
         is_quote = not is_retweet and (bool(qt_id) or bool(flat.get("is_quote_status")))
+        o_raw, o_flat, o_id = (rt_raw, rt_flat, rt_id) if is_retweet else (qt_raw, qt_flat, qt_id)
+        orig = self.original_fields(flat, o_raw, o_flat, o_id, is_retweet)
 
         text = _text_of(flat)
-        o_raw, o_flat, o_id = (rt_raw, rt_flat, rt_id) if is_retweet else (qt_raw, qt_flat, qt_id)
-        o_user = o_text = o_time = None
-        o_media: list[PostMedia] = []
-        o_counts: dict[str, int | None] = {}
-        oq: dict = {}  # the retweeted post's own quote
-        if o_flat is not None:
-            o_user = self.author(o_flat, o_raw)
-            o_text = _text_of(o_flat)
-            o_time = parse_x_time(o_flat.get("created_at"))
-            o_media = _media_of(o_flat)
-            o_counts = _counts(o_flat, o_raw)
-            if o_media:
-                self.media_users(o_flat)
-            # deeper originals (a quote inside a retweet): register their authors
-            for which in ("rt", "qt"):
-                r2, f2, _ = self.original(o_flat, which)
-                if r2 is not None:
-                    self.nested_users(r2, f2, 2)
-            if is_retweet:
-                oq = self.quote_of_original(o_flat, flat)
-        entities = _entities_of(flat)
+        links, hashtags, mentions = _entities_of(flat)
+        o_user, o_text = orig.user, orig.fields["original_post_content"]
         if is_retweet and o_flat is not None and o_user is not None and text.endswith("…"):
             # issue #42 of twscrape: the retweet's own text is cut at 140 chars, and so are its
             # entities. The content is rebuilt from the original's full text, and its links,
             # hashtags and mentions are that text's: the original's, after "RT @author:".
             text = f"RT @{o_user['screen_name']}: {o_text}"
-            links, tags, names = _entities_of(o_flat)
-            entities = (links, tags, [o_user["screen_name"], *names])
+            links, hashtags, names = _entities_of(o_flat)
+            mentions = [o_user["screen_name"], *names]
         media = _media_of(flat)
         if media:
             self.media_users(flat)
-        if is_retweet:
-            post_type = "retweet"
-        elif is_quote:
-            post_type = "quote"
-        elif any(m.type != "image" for m in media):
-            post_type = "video"
-        elif media:
-            post_type = "image"
-        else:
-            post_type = "text"
-
-        links, hashtags, mentions = entities
-
-        conv = flat.get("conversation_id_str")
-        reply_to = flat.get("in_reply_to_status_id_str")
-        parent_post_id = parent_comment_id = None
-        if reply_to:
-            parent_post_id = str(conv) if conv else None
-            if str(reply_to) != parent_post_id:
-                parent_comment_id = str(reply_to)
 
         counts = _counts(flat, raw)
         if is_retweet:
             # A retweet cannot itself be retweeted (that retweets its original): the count X
             # puts on it is the original's, which stays under original_retweet_count.
             counts["retweet_count"] = None
-        o_author_handle = f"@{o_user['screen_name']}" if o_user else None
         post = Post(
             post_url=f"https://x.com/{handle}/status/{pid}",
             post_id=pid,
-            post_type=post_type,
+            post_type=_post_type(is_retweet, is_quote, media),
             author_id=str(au["id_str"]) if au.get("id_str") else None,
             author_avatar=au.get("profile_image_url_https") or None,
             author_name=au.get("name"),
@@ -579,30 +541,64 @@ class _PageParser:
             **counts,
             is_retweet=is_retweet,
             is_quote=is_quote,
-            original_post_id=o_id,
-            original_author_avatar=(o_user.get("profile_image_url_https") or None)
-            if o_user
-            else None,
-            original_author_name=o_user.get("name") if o_user else None,
-            original_author_handle=o_author_handle,
-            original_post_time=o_time,
-            original_post_content=o_text,
-            original_post_images=o_media,
-            **{f"original_{k}": v for k, v in o_counts.items()},
-            **oq,
+            **orig.fields,
             post_links=links,
             hashtags=hashtags,
             mentions=mentions,
             lang=flat.get("lang") or None,
-            conversation_id=str(conv) if conv else None,
-            parent_post_id=parent_post_id,
-            parent_comment_id=parent_comment_id,
+            **_thread_of(flat),
             keyword=self.keyword,
             task_id=self.task_id,
             collected_at=self.collected_at,
             raw_data=raw_data,
         )
         self.posts.append(post)
+        self.media_jobs_for(pid, media, orig.fields["original_post_images"])
+
+    def original_fields(
+        self,
+        flat: dict,
+        o_raw: dict | None,
+        o_flat: dict | None,
+        o_id: str | None,
+        is_retweet: bool,
+    ) -> _Original:
+        """The record's original_* fields from the retweeted or quoted post (all None, no
+        media, when there is none), with its author's users registered."""
+        fields: dict = {
+            "original_post_id": o_id,
+            "original_author_avatar": None,
+            "original_author_name": None,
+            "original_author_handle": None,
+            "original_post_time": None,
+            "original_post_content": None,
+            "original_post_images": [],
+        }
+        if o_flat is None or o_raw is None:  # one comes with the other (self.original)
+            return _Original(None, fields)
+        o_user = self.author(o_flat, o_raw)
+        o_media = _media_of(o_flat)
+        if o_media:
+            self.media_users(o_flat)
+        # deeper originals (a quote inside a retweet): register their authors
+        for which in ("rt", "qt"):
+            r2, f2, _ = self.original(o_flat, which)
+            if r2 is not None:
+                self.nested_users(r2, f2, 2)
+        if o_user:
+            fields["original_author_avatar"] = o_user.get("profile_image_url_https") or None
+            fields["original_author_name"] = o_user.get("name")
+            fields["original_author_handle"] = f"@{o_user['screen_name']}"
+        fields["original_post_time"] = parse_x_time(o_flat.get("created_at"))
+        fields["original_post_content"] = _text_of(o_flat)
+        fields["original_post_images"] = o_media
+        fields.update({f"original_{k}": v for k, v in _counts(o_flat, o_raw).items()})
+        if is_retweet:
+            fields.update(self.quote_of_original(o_flat, flat))  # the retweeted post's quote
+        return _Original(o_user, fields)
+
+    def media_jobs_for(self, pid: str, media: list[PostMedia], o_media: list[PostMedia]) -> None:
+        """One media job per URL of the post (its own media and its original's)."""
         for lst, of_original in ((media, False), (o_media, True)):
             for m in lst:
                 k = (pid, m.original_url)
@@ -619,6 +615,38 @@ class _PageParser:
                         of_original=of_original,
                     )
                 )
+
+
+@dataclass
+class _Original:
+    user: dict | None  # the original's author as X gave it
+    fields: dict  # the Post's original_* fields
+
+
+def _post_type(is_retweet: bool, is_quote: bool, media: list[PostMedia]) -> str:
+    if is_retweet:
+        return "retweet"
+    if is_quote:
+        return "quote"
+    if any(m.type != "image" for m in media):
+        return "video"
+    return "image" if media else "text"
+
+
+def _thread_of(flat: dict) -> dict:
+    """conversation_id, and the post (and comment) a reply answers."""
+    conv = flat.get("conversation_id_str")
+    reply_to = flat.get("in_reply_to_status_id_str")
+    parent_post_id = parent_comment_id = None
+    if reply_to:
+        parent_post_id = str(conv) if conv else None
+        if str(reply_to) != parent_post_id:
+            parent_comment_id = str(reply_to)
+    return {
+        "conversation_id": str(conv) if conv else None,
+        "parent_post_id": parent_post_id,
+        "parent_comment_id": parent_comment_id,
+    }
 
 
 def xuser_from_flat(flat: dict, raw: dict, seen_at: datetime, raw_data: str) -> XUser:
