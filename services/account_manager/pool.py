@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from libs.kafka import Outgoing
-from libs.leases import EXPIRY_MARGIN_S, effective_priority
+from libs.leases import effective_priority
 from libs.records.accounts import (
     PRIORITY_ORDER,
     PROXY_FAULTS,
@@ -42,6 +42,8 @@ from libs.records.base import Record
 from libs.secretbox import SecretBox
 from libs.settings import Settings
 from libs.topics import ACCOUNT_STATE, LEASE_GRANTS, PROXY_STATE, TASK_ACCOUNT_WAITS
+
+from . import windows
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +169,7 @@ class AccountPool:
     def _serve(self, now: float) -> None:
         still: list[Queued] = []
         for q in sorted(self.queue, key=lambda q: self._rank(q, now)):
-            if _ts(q.request.valid_until) <= now:
+            if q.request.valid_until.timestamp() <= now:
                 continue  # the requester asks again
             if not self._try_grant(q.request, now):
                 still.append(q)
@@ -336,9 +338,9 @@ class AccountPool:
             return
         now = self.clock()
         w = self._window(a, e.operation)
-        self._roll(w, now)
+        windows.roll(w, now, self.s.account_reset_margin_s)
         w.used += 1
-        self._roll_calendar(w, now)
+        windows.roll_calendar(w, now)
         w.day_used += 1
         w.hour_used += 1
         a.last_used_at = e.at
@@ -434,35 +436,9 @@ class AccountPool:
         if w is None or w.lease_id != r.lease_id:
             return  # expired already (counted in full) or a duplicate
         w.used = max(w.used, w.lease_used_before + r.used)
-        self._count_lease(w, r.used)
-        self._end_lease(w)
+        windows.count_lease(w, r.used, self.clock())
+        windows.end_lease(w)
         self._mark(a)
-
-    def _count_lease(self, w: OpWindow, used: int) -> None:
-        """The day's and hour's counts are at least what the lease made (its events may come
-        later, or never): an operator's cap holds even when outcomes are lost."""
-        self._roll_calendar(w, self.clock())
-        if w.lease_granted_at is None:
-            return
-        if w.day == w.lease_granted_at.strftime("%Y-%m-%d"):
-            w.day_used = max(w.day_used, w.lease_day_before + used)
-        if w.hour == w.lease_granted_at.strftime("%Y-%m-%dT%H"):
-            w.hour_used = max(w.hour_used, w.lease_hour_before + used)
-
-    @staticmethod
-    def _roll_calendar(w: OpWindow, now: float) -> None:
-        """A new UTC day or hour starts its count at 0."""
-        d = _dt(now)
-        today, hour = d.strftime("%Y-%m-%d"), d.strftime("%Y-%m-%dT%H")
-        if w.day != today:
-            w.day, w.day_used = today, 0
-        if w.hour != hour:
-            w.hour, w.hour_used = hour, 0
-
-    @staticmethod
-    def _end_lease(w: OpWindow) -> None:
-        w.lease_id = w.lease_holder = w.lease_expires = w.lease_granted_at = None
-        w.lease_budget = w.lease_used_before = w.lease_day_before = w.lease_hour_before = 0
 
     # --- leases -------------------------------------------------------------------------------
 
@@ -536,27 +512,12 @@ class AccountPool:
                 and now >= w.lease_expires.timestamp()
             ):
                 w.used = max(w.used, w.lease_used_before + w.lease_budget)
-                self._count_lease(w, w.lease_budget)
-                self._end_lease(w)
+                windows.count_lease(w, w.lease_budget, self.clock())
+                windows.end_lease(w)
                 changed = True
-            changed |= self._roll(w, now)
+            changed |= windows.roll(w, now, self.s.account_reset_margin_s)
         if changed:
             self._mark(a)
-
-    def _roll(self, w: OpWindow, now: float) -> bool:
-        m = self.s.account_reset_margin_s
-        changed = False
-        if w.blocked_until is not None and now >= w.blocked_until.timestamp() + m:
-            w.blocked_until = None
-            changed = True
-        if (
-            w.window_reset is not None
-            and now >= w.window_reset.timestamp() + m
-            and w.lease_id is None
-        ):
-            w.used, w.window_reset = 0, None
-            changed = True
-        return changed
 
     def _usable(self, a: AccountState, op: str, now: float, tag: str | None = None) -> bool:
         if a.removed or a.disabled or a.status not in ("active", "rate_limited"):
@@ -568,43 +529,9 @@ class AccountPool:
         w = self._window(a, op)
         if w.lease_id is not None or w.blocked_until is not None:
             return False
-        if self._left(a, op, w, now) <= 0 or self._window_ending(w, now):
+        if windows.left(a, op, w, now) <= 0 or windows.window_ending(w, now):
             return False
         return self._proxy_ok(a)
-
-    def _left(self, a: AccountState, op: str, w: OpWindow, now: float) -> int:
-        """Requests the account may still make for `op` now: X's window, then the operator's
-        daily and hourly caps."""
-        self._roll_calendar(w, now)
-        left = w.limit - w.used
-        if op in a.daily_caps:
-            left = min(left, a.daily_caps[op] - w.day_used)
-        if op in a.hourly_caps:
-            left = min(left, a.hourly_caps[op] - w.hour_used)
-        return left
-
-    @staticmethod
-    def _cap_ends(a: AccountState, op: str, w: OpWindow, now: float) -> float | None:
-        """When an operator's cap that stops the account lifts (next UTC hour or day)."""
-        d = _dt(now)
-        day_used, hour_used = w.day_used, w.hour_used
-        if w.lease_id is not None:  # a lease out may spend its whole budget
-            day_used = max(day_used, w.lease_day_before + w.lease_budget)
-            hour_used = max(hour_used, w.lease_hour_before + w.lease_budget)
-        ends = []
-        if op in a.hourly_caps and hour_used >= a.hourly_caps[op]:
-            ends.append(d.replace(minute=0, second=0, microsecond=0).timestamp() + 3600)
-        if op in a.daily_caps and day_used >= a.daily_caps[op]:
-            midnight = d.replace(hour=0, minute=0, second=0, microsecond=0)
-            ends.append(midnight.timestamp() + 86400)
-        return max(ends) if ends else None
-
-    @staticmethod
-    def _window_ending(w: OpWindow, now: float) -> bool:
-        """The window ends too soon for a lease: a scraper stops using a lease EXPIRY_MARGIN_S
-        before its end, and a lease ends with the window. Granting one would consume the
-        request while giving the scraper nothing; it waits for the reset instead."""
-        return w.window_reset is not None and now >= w.window_reset.timestamp() - EXPIRY_MARGIN_S
 
     def _proxy_ok(self, a: AccountState) -> bool:
         if not self.proxies:
@@ -643,15 +570,12 @@ class AccountPool:
         w.lease_id, w.lease_holder = lease_id, r.requester
         # Capped: a lease whose scraper dies counts its whole budget as used, so a large limit
         # (from X's headers) must not let one crash idle the account for the whole window.
-        w.lease_budget = min(self._left(a, r.operation, w, now), self.s.account_lease_max_budget)
+        w.lease_budget = min(windows.left(a, r.operation, w, now), self.s.account_lease_max_budget)
         w.lease_used_before = w.used
         w.lease_day_before, w.lease_hour_before = w.day_used, w.hour_used
         w.lease_granted_at = _dt(now)
         w.lease_expires = _dt(expires)
-        creds = self.box.open(a.secrets) if a.secrets else {}
-        proxy_url = None
-        if a.proxy_id and a.proxy_id in self.proxies and self.proxies[a.proxy_id].secrets:
-            proxy_url = self.box.open(self.proxies[a.proxy_id].secrets)
+        creds, proxy_url = self._opened(a)
         sealed = self.box.seal(
             {"auth_token": creds.get("auth_token"), "ct0": creds.get("ct0"), "proxy_url": proxy_url}
         )
@@ -700,9 +624,9 @@ class AccountPool:
                 t = max(t, w.blocked_until.timestamp() + m)
             if w.lease_expires is not None:
                 t = max(t, w.lease_expires.timestamp())
-            if w.window_reset is not None and (w.used >= w.limit or self._window_ending(w, t)):
+            if w.window_reset is not None and (w.used >= w.limit or windows.window_ending(w, t)):
                 t = max(t, w.window_reset.timestamp() + m)
-            if (capped := self._cap_ends(a, op, w, now)) is not None:
+            if (capped := windows.cap_ends(a, op, w, now)) is not None:
                 t = max(t, capped)
             times.append(t)
         return min(times) if times else None
@@ -820,7 +744,7 @@ class AccountPool:
             if (
                 now - last >= idle
                 and w.blocked_until is None
-                and self._left(a, CHECK_OPERATION, w, now) > 0
+                and windows.left(a, CHECK_OPERATION, w, now) > 0
             ):
                 due.append(a.account_id)
         return sorted(due)
@@ -869,11 +793,12 @@ class AccountPool:
 
     def credentials(self, account_id: str) -> tuple[dict, str | None]:
         """Decrypted credentials and proxy URL, for the service's own logins and tests."""
-        a = self.accounts[account_id]
+        return self._opened(self.accounts[account_id])
+
+    def _opened(self, a: AccountState) -> tuple[dict, str | None]:
         creds = self.box.open(a.secrets) if a.secrets else {}
-        proxy_url = None
-        if a.proxy_id and a.proxy_id in self.proxies and self.proxies[a.proxy_id].secrets:
-            proxy_url = self.box.open(self.proxies[a.proxy_id].secrets)
+        p = self.proxies.get(a.proxy_id) if a.proxy_id else None
+        proxy_url = self.box.open(p.secrets) if p is not None and p.secrets else None
         return creds, proxy_url
 
     def _mark(self, a: AccountState) -> None:
