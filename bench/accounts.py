@@ -66,7 +66,8 @@ class Stack:
     def __init__(self, k: int, limits: dict[str, int], window: int, name: str, keep: bool):
         self.k, self.limits, self.window, self.name, self.keep = k, limits, window, name, keep
         self.tmp = Path(tempfile.mkdtemp(prefix=f"xget-bench-{name}-"))
-        self.broker = self.xsim = None
+        self.broker: local.ProcessHandle | None = None
+        self.xsim: local.ProcessHandle | None = None
         self.services: list[ServiceProcess] = []
 
     def __enter__(self) -> Stack:

@@ -179,7 +179,8 @@ def form_fields(content_type: str, body: bytes) -> dict[str, str]:
     for part in msg.iter_parts():
         name = part.get_param("name", header="content-disposition")
         if name:
-            out[str(name)] = (part.get_payload(decode=True) or b"").decode()
+            payload = part.get_payload(decode=True)
+            out[str(name)] = payload.decode() if isinstance(payload, bytes) else str(payload or "")
     return out
 
 

@@ -209,8 +209,9 @@ class Settings(BaseSettings):
     )
     account_admin_url: str = Field(
         "",
-        description="Base URL of the account-manager's admin API the gateway forwards "
-        "/api/v1/admin/accounts|proxies to; empty: http://account_admin_host:account_admin_port.",
+        description="Base URL of the account-manager's admin API: the gateway forwards "
+        "/api/v1/admin/accounts|proxies to it and reads /api/v1/admin/stats' pool figures "
+        "from it; empty: http://account_admin_host:account_admin_port.",
     )
     log_ship_level: str = Field(
         "WARNING", description="Log records at or above this level go to the service-logs topic."
@@ -267,11 +268,6 @@ class Settings(BaseSettings):
         ge=1,
         description="Window of a POST /api/v1/tasks/search without start/end: the last this "
         "many days (the design's request has no window).",
-    )
-    account_admin_url: str = Field(
-        "",
-        description="Base URL of the account-manager's admin API, for the gateway's "
-        "/api/v1/admin/stats (empty: http://account_admin_host:account_admin_port).",
     )
     health_ready_urls: str = Field(
         "",

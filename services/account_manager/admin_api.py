@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 
@@ -298,8 +299,9 @@ class AdminServer:
             lifespan="off",
         )
         self.server = uvicorn.Server(config)
-        self.server.install_signal_handlers = lambda: None  # the process owns signals
-        self._task = None
+        # uvicorn's own hook, not in its type stubs: the process owns signals, not the server.
+        self.server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
+        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         import asyncio

@@ -12,9 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from libs.settings import Settings
+
+if TYPE_CHECKING:  # playwright is imported only when a login runs
+    from playwright.async_api import ProxySettings
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +38,11 @@ class LoginError(RuntimeError):
     pass
 
 
-def _proxy_option(proxy_url: str | None) -> dict | None:
+def _proxy_option(proxy_url: str | None) -> ProxySettings | None:
     if not proxy_url:
         return None
     u = urlparse(proxy_url)
-    opt = {"server": f"{u.scheme}://{u.hostname}:{u.port}"}
+    opt: ProxySettings = {"server": f"{u.scheme}://{u.hostname}:{u.port}"}
     if u.username:
         opt["username"] = u.username
         opt["password"] = u.password or ""

@@ -23,7 +23,7 @@ import aiohttp_socks
 from libs.kafka import ConsumerLoop, Incoming, Outgoing, Producer
 from libs.leases import event_for
 from libs.metrics import observe_accounts, observe_proxies
-from libs.records.accounts import AccountCommand, AccountEvent
+from libs.records.accounts import AccountCommand, AccountEvent, AccountState, ProxyState
 from libs.secretbox import SecretBox
 from libs.settings import Settings
 from libs.topic_table import TopicTable
@@ -96,7 +96,10 @@ class AccountManager:
             await accounts.stop()
             await proxies.stop()
         self.pool = AccountPool(self.settings, self.box)
-        self.pool.load(list(accounts.rows.values()), list(proxies.rows.values()))
+        self.pool.load(
+            [a for a in accounts.rows.values() if isinstance(a, AccountState)],
+            [p for p in proxies.rows.values() if isinstance(p, ProxyState)],
+        )
         self.owner = True
         log.info(
             "account-manager owns the pool: %d accounts, %d proxies",

@@ -17,6 +17,7 @@ import logging
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
 from libs.kafka import Incoming, Outgoing
 from libs.records.pages import SliceEnd
@@ -200,21 +201,21 @@ class DedupCounter:
         memo = await self._memo(task_id)
         collected = memo.collected
 
-        store: dict[str, Post] = {}
+        members: dict[str, Post | TaskUser] = {}
         new_ids: list[str] = []
         for inc in posts:
-            p: Post = inc.record  # type: ignore[assignment]
+            p = cast(Post | TaskUser, inc.record)  # filtered above
             pid = _member_id(p)
-            if pid in memo.post_ids or pid in store:
-                store.setdefault(pid, p)
+            if pid in memo.post_ids or pid in members:
+                members.setdefault(pid, p)
             elif target == 0 or collected < target:
-                store[pid] = p
+                members[pid] = p
                 new_ids.append(pid)
                 collected += 1
         first, last = items[0], items[-1]
         token = f"{task_id}:{first.topic}:{first.partition}:{first.offset}-{last.offset}"
-        task_users = [u for u in store.values() if isinstance(u, TaskUser)]
-        store = {k: v for k, v in store.items() if isinstance(v, Post)}
+        task_users = [u for u in members.values() if isinstance(u, TaskUser)]
+        store = {k: v for k, v in members.items() if isinstance(v, Post)}
         if task_users:
             # The user first, the task's membership last (as for posts below).
             await self.store.insert(
@@ -295,7 +296,8 @@ class DedupCounter:
         slices_done = len(memo.slices)
         slice_count, all_ended = slice_tally(memo.slices)
         reasons = {v[1] for v in memo.slices.values()}
-        keyword = posts[0].record.keyword if posts else ends[0].keyword  # type: ignore[union-attr]
+        first_rec = cast(Post | TaskUser, posts[0].record) if posts else ends[0]
+        keyword = first_rec.keyword
 
         end_reason = None
         if target and collected >= target:

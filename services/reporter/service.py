@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any, cast
 
 from aiokafka import TopicPartition
 
@@ -92,15 +93,18 @@ class Reporter:
     async def handle(self, batch: list[Incoming]) -> list[Outgoing]:
         changed: dict[str, TaskState] = {}
         controls: list = []
-        missing = {i.record.task_id for i in batch if i.record.task_id not in self.states}
+        # Every record on the reporter's inputs names its task.
+        ids = {cast(Any, i.record).task_id for i in batch}
+        missing = {t for t in ids if t not in self.states}
         if missing:
             for st in await self.store.load_tasks(sorted(missing)):
                 self.states[st.task_id] = st
         for inc in batch:
             rec = inc.record
             carried = tracing.trace_headers(inc.headers)
-            if carried and rec.task_id in self.states:
-                self.states[rec.task_id].trace = carried
+            task_id = cast(Any, rec).task_id
+            if carried and task_id in self.states:
+                self.states[task_id].trace = carried
             if isinstance(rec, OnDemandTask) and inc.key != rec.task_id:
                 continue  # not a task: the scheduler rejects it under its key
             if isinstance(rec, OnDemandTask):

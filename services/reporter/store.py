@@ -5,6 +5,7 @@ the media results it fills into batch files. Every write is a new row version; r
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -253,7 +254,7 @@ def batch_file(
     task_id: str,
     keyword: str,
     path: str,
-    users: list[dict] = (),
+    users: Sequence[dict] = (),
 ) -> bytes:
     """The batch file: a JSON array of the client's full post records, with each media's
     oss_url where it landed (media_status stored/failed with media_error/pending), and the

@@ -74,8 +74,8 @@ class PageLedger:
     async def start(self) -> None:
         await self.table.start()
         await self.table.wait_caught_up()
-        self._offsets = consumer_for(self.settings, None, "scraper-offsets")
-        await self._offsets.start()
+        offsets = self._offsets = consumer_for(self.settings, None, "scraper-offsets")
+        await offsets.start()
 
     async def stop(self) -> None:
         await self.table.stop()
@@ -85,7 +85,9 @@ class PageLedger:
     async def raw_partition(self, job: SearchJob) -> int:
         """The raw-pages partition of a slice: fixed by its key (see raw_page_key)."""
         name = topic_name(RAW_PAGES, self.settings.topic_prefix)
-        return partition_for_key(raw_page_key(job), await self.producer.partitions_for(name))
+        return partition_for_key(
+            raw_page_key(job), sorted(await self.producer.partitions_for(name))
+        )
 
     async def resync(self) -> None:
         """Make the checkpoint view what the broker holds now (after a broker fault: the
@@ -165,6 +167,7 @@ class PageLedger:
         tp = TopicPartition(topic_name(RAW_PAGES, self.settings.topic_prefix), partition)
         # Nothing of this slice can be older than the partition's current end. Brokers that
         # under-report the end (Tansu) only make recovery read a little more.
+        assert self._offsets is not None, "started"
         end = (await self._offsets.end_offsets([tp]))[tp]
         await self._write(
             job,

@@ -299,7 +299,7 @@ class ScraperService:
 
     async def _drop(self, consumer, tps) -> None:
         """Stop slices of partitions this member no longer owns; their new owner resumes them."""
-        tasks = []
+        tasks: list[asyncio.Task] = []
         for tp in list(tps):
             tasks.extend(self._running.pop(tp, {}).values())
         for t in tasks:

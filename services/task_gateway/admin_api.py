@@ -29,19 +29,13 @@ from libs.storage.objects import open_object_store
 
 from .api_models import ERRORS, TAG_ADMIN, Health, SystemStats
 from .kol_tasks import KolTaskView
+from .pool_forward import admin_base_url
 from .task_view import TaskView
 from .unavailable import opened_store, root_cause
 
 HEALTH_TIMEOUT_S = 3.0
 # Task statuses that count as active (the design's 活跃任务数).
 ACTIVE = ("pending", "running", "waiting_for_accounts")
-
-
-def admin_base_url(settings: Settings) -> str:
-    url = settings.account_admin_url or (
-        f"http://{settings.account_admin_host}:{settings.account_admin_port}"
-    )
-    return url.rstrip("/")
 
 
 def ready_urls(settings: Settings) -> dict[str, str]:

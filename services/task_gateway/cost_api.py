@@ -14,6 +14,7 @@ other.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,7 +29,7 @@ from .pricing import actual_cost, quote_for
 from .task_view import TaskView
 from .unavailable import opened
 
-_ACTUAL_EXAMPLE = {
+_ACTUAL_EXAMPLE: dict[str, Any] = {
     "x_requests": {"SearchTimeline": {"requests": 26, "cost": 0.0052}},
     "x_requests_total": 26,
     "posts": 500,

@@ -56,16 +56,17 @@ def cut_url_credentials(text: str) -> str:
     return _URL_USERINFO.sub(lambda m: m["scheme"], text) if "@" in text else text
 
 
-def upstream_url(settings: Settings) -> str:
-    return (
-        settings.account_admin_url.rstrip("/")
-        or f"http://{settings.account_admin_host}:{settings.account_admin_port}"
+def admin_base_url(settings: Settings) -> str:
+    """The account-manager's admin API (the one place its address is worked out)."""
+    url = settings.account_admin_url or (
+        f"http://{settings.account_admin_host}:{settings.account_admin_port}"
     )
+    return url.rstrip("/")
 
 
 def create_router(settings: Settings) -> APIRouter:
     r = APIRouter(tags=["accounts and proxies"])
-    base = upstream_url(settings)
+    base = admin_base_url(settings)
     token = settings.api_token.get_secret_value()
     # A test or refresh waits for X (a login can take a minute and a half upstream).
     client = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=5.0))

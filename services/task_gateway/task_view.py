@@ -202,6 +202,7 @@ class TaskView:
         prog = self.progress.rows.get(task_id)
         if task is None and prog is None:
             return None
+        status: str  # the view's statuses are more than progress's running/completed
         if isinstance(prog, TaskProgress):
             status, collected, updated = prog.status, prog.collected, prog.updated_at
             target = prog.target

@@ -225,7 +225,7 @@ def create_router(
         elif body.action == "resume":
             changes.update(state="active", reason=None)
         await write_control(task_id, **changes)
-        out = {**view.status(task_id), "priority": _priority(view, task_id)}
+        out = {**(view.status(task_id) or {}), "priority": _priority(view, task_id)}
         sched = view.scheduled(task_id)
         if sched is not None and view.schedules is not None:
             plan = view.schedules.pending_plan(sched)
