@@ -122,3 +122,5 @@ def test_the_guard_raises_ahead_only_for_most_unread_and_otherwise_while_deletin
     assert look(0, 1000, 500) is None  # half unread, nothing deleted: no raise
     assert look(0, 1000, 500) is None
     assert look(200, 1200, 700) == 4 * base  # half unread while deleting: raised
+    assert look(200, 1300, 200) is None  # all unread, not deleting: no further than 4x ahead
+    assert look(300, 1400, 200) == 8 * base  # deleting: raised on
