@@ -6,7 +6,15 @@ export PYTHONPATH := $(CURDIR)
 
 .PHONY: setup up down status run test test-fast bench bench-media bench-accounts bench-gateway schemas manifests bench-telemetry bench-soak
 
-setup: $(BIN)/xget  ## create the virtualenv with XGet, the local brokers and the S3 server
+setup: $(BIN)/xget web/dist/index.html  ## the virtualenv (XGet, local brokers, S3 server) and the built web console
+
+# The web console (web/, served by the gateway at /console/): npm ci when the lock file
+# changes, a build when a source does. Node and npm from the machine (.ci/run installs them).
+WEB_SRC := $(shell find web/src web/public -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json
+web/node_modules/.package-lock.json: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+web/dist/index.html: web/node_modules/.package-lock.json $(WEB_SRC)
+	cd web && npm run build
 
 $(BIN)/xget: pyproject.toml
 	$(PY) -m venv $(VENV)
