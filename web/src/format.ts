@@ -59,3 +59,11 @@ const PROXY_TAGS: Record<string, TagType> = { healthy: 'success', unchecked: 'in
 export const proxyTag = (s: string): TagType => PROXY_TAGS[s] || 'info'
 
 export const label = (s: string | null | undefined): string => (s ? s.replace(/_/g, ' ') : '—')
+
+/** The money figure of an estimate or cost answer: `cost_usd` is a breakdown with `total`. */
+export function totalUsd(x: any): number | null {
+  if (!x) return null
+  const c = x.cost_usd ?? x.cost ?? x.total_cost
+  if (c === null || c === undefined) return null
+  return typeof c === 'object' ? c.total ?? null : Number(c)
+}

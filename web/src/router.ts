@@ -1,6 +1,6 @@
 import { createRouter, createWebHashHistory } from 'vue-router'
 import { request } from './api'
-import { session, setUser, can, type Role } from './session'
+import { session, setUser, can, maybeSignedIn, type Role } from './session'
 
 // Hash history: the gateway serves one index.html at /console/, deep links need no fallback.
 // Every page is its own chunk, so the sign-in page ships only what it renders.
@@ -28,10 +28,12 @@ const router = createRouter({
 })
 
 router.beforeEach(async (to) => {
+  if (!session.checked && !maybeSignedIn()) session.checked = true
   if (!session.checked) {
     try {
       setUser(await request<{ username: string; role: Role; csrf_token?: string }>('GET', '/api/v1/auth/me', undefined, { quiet401: true }))
     } catch {
+      localStorage.removeItem('xget.signedIn') // expired or signed out elsewhere
       session.checked = true
     }
   }

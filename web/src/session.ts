@@ -20,7 +20,13 @@ export function can(what: 'operate' | 'admin'): boolean {
   return (RANK[session.role] || 0) >= need
 }
 
+// Only a hint that a session cookie may exist (the cookie itself is HttpOnly): without it the
+// console goes straight to the sign-in page instead of asking /auth/me for a certain 401.
+const HINT = 'xget.signedIn'
+export const maybeSignedIn = (): boolean => localStorage.getItem(HINT) === '1'
+
 export function setUser(me: { username: string; role: Role; csrf_token?: string | null }): void {
+  localStorage.setItem(HINT, '1')
   session.username = me.username
   session.role = me.role
   if (me.csrf_token) session.csrf = me.csrf_token
@@ -28,6 +34,7 @@ export function setUser(me: { username: string; role: Role; csrf_token?: string 
 }
 
 export function signedOut(): void {
+  localStorage.removeItem(HINT)
   session.username = ''
   session.role = ''
   session.csrf = ''
