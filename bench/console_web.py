@@ -57,7 +57,7 @@ class FirstPage:
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:  # noqa: D102 - no access log on stderr
+    def log_message(self, *args) -> None:  # no access log on stderr
         pass
 
 
