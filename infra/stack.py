@@ -162,6 +162,23 @@ def _print_local_secrets(settings: Settings) -> None:
             print(f"secret    XGET_{name.upper()} generated into {path} (mode 600)")
 
 
+def _first_admin(settings: Settings, bootstrap: str) -> None:
+    """A fresh system gets console user `admin` with a generated password, printed here once
+    (it is stored only as its hash); later `up`s find a user and print nothing."""
+    import asyncio
+
+    from services.task_gateway.users_cli import FIRST_ADMIN, ensure_first_admin
+
+    password = asyncio.run(
+        ensure_first_admin(settings.model_copy(update={"kafka_bootstrap": bootstrap}))
+    )
+    if password is not None:
+        print(
+            f"console   first admin created: user {FIRST_ADMIN!r} password {password!r} "
+            "(shown only now; add users with `xget users add`)"
+        )
+
+
 def up(settings: Settings, *, xsim: bool = True, services: bool = True) -> int:
     data, run, logs = _paths(settings)
     logs.mkdir(parents=True, exist_ok=True)
@@ -185,6 +202,9 @@ def up(settings: Settings, *, xsim: bool = True, services: bool = True) -> int:
     # 2. topics
     counts = local.create_topics_sync(bootstrap, settings.topic_prefix)
     print(f"topics    {len(counts)} ready ({', '.join(f'{t}:{n}' for t, n in counts.items())})")
+
+    # 2b. the console's first admin, on a system without console users (printed once)
+    _first_admin(settings, bootstrap)
 
     # 3. migrations (a subprocess: the chdb path must be free for the services process)
     with open(logs / "migrate.log", "ab") as out:
@@ -234,6 +254,7 @@ def up(settings: Settings, *, xsim: bool = True, services: bool = True) -> int:
         )
         _write_pid(run, "services", h.pid)
         print(f"services  started  pid {h.pid}  gateway {h.address}")
+        print(f"console   {h.address}/console/ (sign in as a console user; API docs: /docs)")
     else:
         print("services  skipped" + ("" if services else " (--no-services)"))
     _print_local_secrets(settings)

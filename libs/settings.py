@@ -175,6 +175,34 @@ class Settings(BaseSettings):
         "Never in production.",
     )
 
+    # --- web console (services/task_gateway/console_*.py) ------------------------------------
+    console_session_ttl_s: int = Field(
+        8 * 3600, ge=60, description="A console sign-in lasts this long (the cookie's Max-Age)."
+    )
+    console_lockout_failures: int = Field(
+        5, ge=1, description="Wrong passwords in a row after which a console user is locked."
+    )
+    console_lockout_s: int = Field(
+        900, ge=1, description="How long a locked console user's sign-in is refused (429)."
+    )
+    console_dist_dir: str = Field(
+        "web/dist", description="The built console (npm run build) served at /console/."
+    )
+    account_admin_url: str = Field(
+        "",
+        description="Base URL of the account-manager's admin API the gateway forwards "
+        "/api/v1/admin/accounts|proxies to; empty: http://account_admin_host:account_admin_port.",
+    )
+    log_ship_level: str = Field(
+        "WARNING", description="Log records at or above this level go to the service-logs topic."
+    )
+    log_ship_per_minute: int = Field(
+        120,
+        ge=0,
+        description="At most this many log records a minute per process go to service-logs "
+        "(the rest are counted as dropped); 0 ships none.",
+    )
+
     # --- gateway input limits: anything beyond is a 422 naming the field ---------------------
     api_max_window_days: int = Field(
         366,

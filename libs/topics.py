@@ -22,6 +22,7 @@ from .records.accounts import (
     TaskAccountWait,
 )
 from .records.base import Record
+from .records.console import AuditEntry, ConsoleUser, ServiceLog
 from .records.dead_letter import DeadLetter, DeadLetterRedrive
 from .records.kol import KolCacheCleared, KolFollowingsTask, KolPage, KolTaskProgress
 from .records.media import MediaStored
@@ -257,6 +258,34 @@ KOL_PROGRESS = TopicSpec(
 )
 KOL_TOPICS: tuple[TopicSpec, ...] = (KOL_PAGES, KOL_COMMANDS, KOL_PROGRESS)
 
+# The web console (services/task_gateway/console_*.py). One partition each: small, and the
+# audit and log views page by offset in one ordered log.
+CONSOLE_USERS = TopicSpec(
+    "console-users",
+    1,
+    "username",
+    (ConsoleUser,),
+    compacted=True,
+    doc="Console users: role, argon2 hash, lockout, revoked sessions (compacted).",
+)
+CONSOLE_AUDIT = TopicSpec(
+    "console-audit",
+    1,
+    "entry_id",
+    (AuditEntry,),
+    retention_ms=400 * 24 * 3600 * 1000,
+    doc="Audit log of every state-changing API request, done or refused (kept 400 days).",
+)
+SERVICE_LOGS = TopicSpec(
+    "service-logs",
+    1,
+    "process",
+    (ServiceLog,),
+    retention_ms=7 * 24 * 3600 * 1000,
+    doc="WARNING+ log records of every service process, rate-bounded (kept 7 days).",
+)
+CONSOLE_TOPICS: tuple[TopicSpec, ...] = (CONSOLE_USERS, CONSOLE_AUDIT, SERVICE_LOGS)
+
 CATALOGUE: tuple[TopicSpec, ...] = (
     TASK_COMMANDS,
     SEARCH_JOBS,
@@ -280,6 +309,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     DEAD_LETTERS,
     DEAD_LETTER_REDRIVES,
     *KOL_TOPICS,
+    *CONSOLE_TOPICS,
 )
 
 

@@ -12,6 +12,7 @@
   xget replay --since TIME [--task ID]   re-parse raw pages kept on raw-pages (no X request)
   xget accounts add|import|login|list|test|remove …   the X account pool
   xget proxies add|import|list|test|remove …          the proxy pool
+  xget users add NAME --role ROLE [--password-stdin] | list   console users
 
 `xget run all` is the embedded mode: every service in one process (one chdb owner), each
 still its own consumer group talking only through Kafka. In production run one service per
@@ -201,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     from services.account_manager import cli as pool_cli
 
     pool_cli.add_parsers(sub)
+    from services.task_gateway import users_cli
+
+    users_cli.add_parsers(sub)
     dl = sub.add_parser("dead-letters", help="list, show or redrive dead letters")
     dl.add_argument("action", choices=["list", "show", "redrive"])
     dl.add_argument("id", nargs="?", help="PARTITION/OFFSET of one dead letter (from list)")
@@ -265,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         return kol_cli.main(args, settings)
     if args.cmd in ("accounts", "proxies"):
         return pool_cli.run(args, settings)
+    if args.cmd == "users":
+        return users_cli.run(args, settings)
     if args.cmd == "reports":
         from services.reporter.replay import replay_dead_reports
 

@@ -7,7 +7,6 @@ client may publish there directly; everything else follows from that topic.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -15,7 +14,6 @@ from typing import Literal
 from fastapi import Depends, FastAPI, HTTPException, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, ValidationError
 
 from libs.kafka import Outgoing, Producer
@@ -26,7 +24,19 @@ from libs.settings import Settings
 from libs.topics import REPORT_CONTROLS, TASK_COMMANDS
 from libs.webhooks import WebhookUrlError, check_url
 
-from . import data_api, kol_tasks, tasks_api, unavailable
+from . import (
+    analytics_api,
+    console_api,
+    data_api,
+    kol_tasks,
+    pool_forward,
+    static_ui,
+    tasks_api,
+    unavailable,
+)
+from .audit import AuditMiddleware
+from .console_auth import Authorizer
+from .console_users import ConsoleUsers
 from .estimate import completion, estimate
 from .kol_tasks import KolTaskView
 from .limits import FieldError, check_body
@@ -136,21 +146,19 @@ def create_app(
     view: TaskView,
     get_store: data_api.StoreGetter | None = None,
     kol_view: KolTaskView | None = None,
+    users: ConsoleUsers | None = None,
 ) -> FastAPI:
-    app = FastAPI(title="XGet task gateway", version="1")
-    bearer = HTTPBearer(auto_error=False)
-    token = settings.api_token.get_secret_value()
-
-    def auth(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        # An empty token accepts nobody (services refuse to start without one anyway).
-        if (
-            not token
-            or creds is None
-            or not secrets.compare_digest(creds.credentials.encode(), token.encode())
-        ):
-            raise HTTPException(
-                401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
-            )
+    # Who may call what is decided once, for every route (console_auth): the bearer token or
+    # a console session, CSRF, and the role the route needs. An empty token accepts nobody.
+    # `auth` is the same callable, so routes that name it run it once per request.
+    auth = Authorizer(settings, users)
+    app = FastAPI(
+        title="XGet task gateway",
+        version="1",
+        docs_url=None,  # served from local files by static_ui (works offline)
+        redoc_url=None,
+        dependencies=[Depends(auth)],
+    )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, e: RequestValidationError):
@@ -165,6 +173,10 @@ def create_app(
     async def publish(out: Outgoing) -> None:
         """Write one command; a broker that does not acknowledge it in time is a 503."""
         await unavailable.within(settings, "kafka", producer.send_and_wait(out))
+
+    # Every state-changing request, done or refused, goes to the audit log (audit.py).
+    app.add_middleware(AuditMiddleware, publish=publish)
+    static_ui.install(app, settings)
 
     if kol_view is not None:
         app.include_router(kol_tasks.router(settings, publish, kol_view, auth))
@@ -324,4 +336,8 @@ def create_app(
     app.include_router(tasks_api.create_router(settings, publish, view, auth))
     if get_store is not None:
         app.include_router(data_api.create_router(settings, get_store, view, auth))
+        app.include_router(analytics_api.create_router(settings, get_store, view))
+    if users is not None:
+        app.include_router(console_api.create_router(settings, users, auth))
+    app.include_router(pool_forward.create_router(settings))
     return app

@@ -14,6 +14,7 @@ from services.runtime import clickhouse_for, run_until, started_producer
 
 from . import rejections, scheduler
 from .api import create_app
+from .console_users import ConsoleUsers
 from .kol_tasks import KolTaskView
 from .schedules import ScheduleRunner
 from .task_view import TaskView
@@ -48,6 +49,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await view.start()
     kol_view = KolTaskView(settings)
     await kol_view.start()
+    users = await ConsoleUsers(settings, producer).start()
     sched = ConsumerLoop(
         settings,
         scheduler.SERVICE,
@@ -69,7 +71,12 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     api = _Api(
         settings,
         create_app(
-            settings, producer, view, lambda: clickhouse_for(settings, wait=False), kol_view
+            settings,
+            producer,
+            view,
+            lambda: clickhouse_for(settings, wait=False),
+            kol_view,
+            users,
         ),
     )
     log.info("task-gateway listening on http://%s:%d", settings.gateway_host, settings.gateway_port)
@@ -81,6 +88,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             run_until(timer, stop),
         )
     finally:
+        await users.stop()
         await kol_view.stop()
         await view.stop()
         await producer.stop()

@@ -17,6 +17,7 @@ from libs.records.base import SCHEMA_HEADER
 from libs.records.tasks import OnDemandTask
 from services.task_gateway import scheduler
 from services.task_gateway.api import create_app
+from services.task_gateway.console_users import ConsoleUsers
 from services.task_gateway.kol_tasks import KolTaskView
 from services.task_gateway.task_view import TaskView
 from tests.e2e.harness import fresh_prefix
@@ -29,7 +30,12 @@ LONG = "a" * 20_000
 BAD_TIMES = ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z")
 
 # A valid request of each route: the walk changes one value at a time.
-PATH_VALUES = {"task_id": "walk-1", "post_id": "1234567890", "username": "someone"}
+PATH_VALUES = {
+    "task_id": "walk-1",
+    "post_id": "1234567890",
+    "username": "someone",
+    "rest": "acc1/test",  # accounts/proxies forwarded by path (pool_forward.py)
+}
 QUERY_VALUES = {"year": 2026, "month": 11}
 BODIES = {
     "/api/v1/tasks/ondemand": {"keyword": "x", **WINDOW},
@@ -38,6 +44,9 @@ BODIES = {
     "/api/v1/tasks/kol-followings": {"handles": ["someone"]},
     "/api/v1/tasks/{task_id}": {"priority": 3},
     "/api/v1/tasks/{task_id}/cancel": {"reason": "walk"},
+    "/api/v1/auth/login": {"username": "walker", "password": "walker-password"},
+    "/api/v1/admin/users": {"username": "walker", "role": "viewer", "password": "walker-pw-1"},
+    "/api/v1/admin/users/{username}": {"role": "viewer"},
 }
 
 
@@ -58,13 +67,15 @@ async def gateway(noida):
     async def no_store():
         _no_clickhouse()
 
-    app = create_app(settings, producer, view, no_store, kol_view)
+    users = await ConsoleUsers(settings, producer).start()
+    app = create_app(settings, producer, view, no_store, kol_view, users)
     try:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://gw", headers=AUTH
         ) as client:
             yield settings, app, client
     finally:
+        await users.stop()
         await kol_view.stop()
         await view.stop()
         await producer.stop()

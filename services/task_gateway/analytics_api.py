@@ -1,0 +1,274 @@
+"""Figures for the console's analytics page, under /api/v1/admin/analytics/ (viewer+).
+
+  summary      collected today vs yesterday (trend %), X request success rate today, active
+               tasks, total posts
+  collection   unique posts collected per hour over 24 h (granularity=hour) or per day over
+               30 days (granularity=day)
+  keywords     unique posts per keyword over the last `days`
+  accounts     account usage distribution: X requests today per account, with status, health
+  monthly      unique posts per keyword per calendar month (the billing figures)
+  errors       X request outcomes per hour (account-events) and dead letters per hour by
+               service and cause (dead-letters), over the last `hours`
+  lag          consumer lag, rate, inflow, time to drain and recommended replicas per group and
+               topic: the figures of `xget lag` (libs/lag.py), over a `sample_s` sample
+
+Posts are counted from ClickHouse (task_posts, keyword_month_posts, posts; uniqExact, so exact
+before merges); X outcomes and dead letters are read from their topics over the window
+asked for, and the result is kept for ERRORS_CACHE_S so a page polling every 2 s does not
+re-read a day of events each time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from typing import Literal
+
+from fastapi import APIRouter, Query
+
+from infra.workloads import consumer_groups
+from libs import lag
+from libs.kafka import scan_partition
+from libs.records.accounts import AccountEvent, AccountState
+from libs.records.dead_letter import DeadLetter
+from libs.settings import Settings
+from libs.storage.clickhouse import ClickHouseStore
+from libs.topics import ACCOUNT_EVENTS, DEAD_LETTERS, TopicSpec
+from services.parser.replay import start_offsets
+
+from .data_api import StoreGetter
+from .task_view import TaskView
+from .unavailable import DependencyUnavailable, root_cause
+
+ACTIVE = frozenset({"pending", "running", "waiting_for_accounts", "paused", "scheduled"})
+ERRORS_CACHE_S = 15.0
+PREFIX = "/api/v1/admin/analytics"
+
+
+def _utc(t: datetime) -> datetime:
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
+
+
+def _hour(t: datetime) -> datetime:
+    return _utc(t).replace(minute=0, second=0, microsecond=0)
+
+
+def cause_of(error: str) -> str:
+    """A dead letter's cause for grouping: the error's first clause, e.g. 'ValidationError'."""
+    head = error.strip().splitlines()[0] if error.strip() else "unknown"
+    return head.split(":", 1)[0].strip()[:80] or "unknown"
+
+
+async def _scan_since(settings: Settings, spec: TopicSpec, since: datetime):
+    ranges = await start_offsets(settings, int(since.timestamp() * 1000), spec)
+    for p, (start, end) in sorted(ranges.items()):
+        if start < end:
+            async for _, rec in scan_partition(
+                settings, spec, p, start, end_offset=end, deadline_s=60
+            ):
+                yield rec
+
+
+def create_router(settings: Settings, get_store: StoreGetter, view: TaskView) -> APIRouter:
+    r = APIRouter(tags=["analytics"])
+    errors_cache: dict[int, tuple[float, dict]] = {}
+
+    async def store() -> ClickHouseStore:
+        try:
+            return await get_store()
+        except Exception as e:
+            raise DependencyUnavailable(
+                "clickhouse", type(root_cause(e)).__name__, f"{type(e).__name__}: {e}"[:500]
+            ) from e
+
+    def active_tasks() -> int:
+        n = 0
+        for task_id in view.task_ids():
+            st = view.status(task_id)
+            if st is not None and st["status"] in ACTIVE:
+                n += 1
+        return n
+
+    def accounts() -> list[AccountState]:
+        return [
+            a for a in view.accounts.rows.values() if isinstance(a, AccountState) and not a.removed
+        ]
+
+    @r.get(f"{PREFIX}/summary")
+    async def summary():
+        """Key figures: today's unique posts with the trend against yesterday (UTC days), X
+        request success rate today (from the account pool's per-day counts and events),
+        active tasks, total stored posts."""
+        ch = await store()
+        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        rows = await ch.query_rows(
+            "SELECT uniqExactIf(post_id, collected_at >= {t:DateTime64(3, 'UTC')}), "
+            "uniqExactIf(post_id, collected_at < {t:DateTime64(3, 'UTC')}) FROM task_posts "
+            "WHERE collected_at >= {y:DateTime64(3, 'UTC')}",
+            {"t": today, "y": today - timedelta(days=1)},
+        )
+        collected_today, yesterday = rows[0]
+        total = (await ch.query_rows("SELECT uniqExact(post_id) FROM posts"))[0][0]
+        outcomes = (await errors_window(24))["x_outcome_totals"]
+        requests = sum(outcomes.values())
+        trend = round(100.0 * (collected_today - yesterday) / yesterday, 1) if yesterday else None
+        return {
+            "collected_today": collected_today,
+            "collected_yesterday": yesterday,
+            "trend_percent": trend,
+            "x_requests_24h": requests,
+            "x_success_rate_24h": round(outcomes.get("ok", 0) / requests, 4) if requests else None,
+            "active_tasks": active_tasks(),
+            "total_posts": total,
+            "at": datetime.now(UTC),
+        }
+
+    @r.get(f"{PREFIX}/collection")
+    async def collection(granularity: Literal["hour", "day"] = Query("hour")):
+        """Unique posts collected per hour over the last 24 h, or per day over 30 days (UTC);
+        every bucket is present, empty ones with 0."""
+        ch = await store()
+        now = datetime.now(UTC)
+        if granularity == "hour":
+            start, step, fn = _hour(now) - timedelta(hours=23), timedelta(hours=1), "toStartOfHour"
+            n = 24
+        else:
+            start = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=29)
+            step, fn, n = timedelta(days=1), "toStartOfDay", 30
+        rows = await ch.query_rows(
+            f"SELECT {fn}(collected_at) AS b, uniqExact(post_id) FROM task_posts "
+            "WHERE collected_at >= {s:DateTime64(3, 'UTC')} GROUP BY b ORDER BY b",
+            {"s": start},
+        )
+        got = {_utc(b): c for b, c in rows}
+        buckets = [
+            {"start": start + i * step, "posts": got.get(start + i * step, 0)} for i in range(n)
+        ]
+        return {"granularity": granularity, "buckets": buckets}
+
+    @r.get(f"{PREFIX}/keywords")
+    async def keywords(days: int = Query(30, ge=1, le=366), limit: int = Query(20, ge=1, le=500)):
+        """Unique posts per keyword collected over the last `days`, largest first."""
+        ch = await store()
+        rows = await ch.query_rows(
+            "SELECT keyword, uniqExact(post_id) AS n FROM task_posts "
+            "WHERE collected_at >= {s:DateTime64(3, 'UTC')} GROUP BY keyword "
+            "ORDER BY n DESC, keyword LIMIT {l:UInt32}",
+            {"s": datetime.now(UTC) - timedelta(days=days), "l": limit},
+        )
+        return {"days": days, "keywords": [{"keyword": k, "posts": n} for k, n in rows]}
+
+    @r.get(f"{PREFIX}/accounts")
+    async def account_usage():
+        """Account usage distribution: X requests made today (UTC) per account and operation,
+        with each account's status and health."""
+        today = datetime.now(UTC).date().isoformat()
+        out = []
+        for a in sorted(accounts(), key=lambda a: a.account_id):
+            ops = {op: w.day_used for op, w in a.ops.items() if w.day == today}
+            out.append(
+                {
+                    "account": a.account_id,
+                    "status": a.status,
+                    "health": a.health,
+                    "requests_today": sum(ops.values()),
+                    "by_operation": ops,
+                    "last_used_at": a.last_used_at,
+                }
+            )
+        return {"day": today, "accounts": out}
+
+    @r.get(f"{PREFIX}/monthly")
+    async def monthly(months: int = Query(6, ge=1, le=36)):
+        """Unique posts per keyword per calendar month of collection (UTC): the billing
+        figures of GET /api/v1/statistics/monthly, for the last `months` months."""
+        ch = await store()
+        d = datetime.now(UTC).date().replace(day=1)
+        for _ in range(months - 1):
+            d = (d - timedelta(days=1)).replace(day=1)
+        rows = await ch.query_rows(
+            "SELECT month, keyword, uniqExact(post_id) FROM keyword_month_posts "
+            "WHERE month >= {m:Date} GROUP BY month, keyword ORDER BY month, keyword",
+            {"m": d},
+        )
+        return {
+            "from": d.isoformat()[:7],
+            "statistics": [
+                {
+                    "period": m.isoformat()[:7] if isinstance(m, date) else str(m)[:7],
+                    "keyword": k,
+                    "unique_posts_count": n,
+                }
+                for m, k, n in rows
+            ],
+        }
+
+    async def errors_window(hours: int) -> dict:
+        hit = errors_cache.get(hours)
+        if hit is not None and time.monotonic() - hit[0] < ERRORS_CACHE_S:
+            return hit[1]
+        since = datetime.now(UTC) - timedelta(hours=hours)
+        outcomes: Counter = Counter()
+        totals: Counter = Counter()
+        async for rec in _scan_since(settings, ACCOUNT_EVENTS, since):
+            if isinstance(rec, AccountEvent) and rec.at >= since:
+                outcomes[(_hour(rec.at), rec.outcome)] += 1
+                totals[rec.outcome] += 1
+        dead: Counter = Counter()
+        async for rec in _scan_since(settings, DEAD_LETTERS, since):
+            if isinstance(rec, DeadLetter) and rec.failed_at >= since:
+                dead[(_hour(rec.failed_at), rec.service, cause_of(rec.error))] += 1
+        result = {
+            "hours": hours,
+            "x_outcome_totals": dict(totals),
+            "x_outcomes": [
+                {"hour": h, "outcome": o, "count": n} for (h, o), n in sorted(outcomes.items())
+            ],
+            "dead_letters": [
+                {"hour": h, "service": s, "cause": c, "count": n}
+                for (h, s, c), n in sorted(dead.items())
+            ],
+        }
+        errors_cache[hours] = (time.monotonic(), result)
+        return result
+
+    @r.get(f"{PREFIX}/errors")
+    async def errors(hours: int = Query(24, ge=1, le=168)):
+        """Errors by kind over time: X request outcomes per hour (every outcome, `ok`
+        included, so rates can be drawn) and dead letters per hour by service and cause."""
+        return await errors_window(hours)
+
+    @r.get(f"{PREFIX}/lag")
+    async def consumer_lag(sample_s: float = Query(2.0, ge=0.5, le=10.0)):
+        """Per consumer group and input topic: lag, consumption rate and inflow (records/s
+        over `sample_s`), time to drain and recommended replicas, as `xget lag` prints."""
+        declared = consumer_groups()
+        groups = {
+            g.group_id(settings.topic_prefix): [settings.topic_prefix + s.name for s in g.inputs]
+            for g in declared.values()
+        }
+        first = await lag.snapshot(settings, groups)
+        await asyncio.sleep(sample_s)
+        second = await lag.snapshot(settings, groups)
+        rows = lag.report(first, second, 300.0)
+        return {
+            "sample_s": sample_s,
+            "groups": [
+                {
+                    "group": x.group,
+                    "topic": x.topic,
+                    "lag": x.lag,
+                    "partitions": x.partitions,
+                    "rate": round(x.rate, 2),
+                    "inflow": round(x.inflow, 2),
+                    "drain_s": None if x.drain_s == float("inf") else round(x.drain_s, 1),
+                    "members": x.members,
+                    "recommended_replicas": x.recommended_replicas,
+                }
+                for x in rows
+            ],
+        }
+
+    return r

@@ -1,0 +1,118 @@
+"""Accounts and proxies through the gateway: `/api/v1/admin/accounts…` and
+`/api/v1/admin/proxies…` are forwarded, by path, to the account-manager's admin API
+(services/account_manager/admin_api.py, at XGET_ACCOUNT_ADMIN_URL or
+account_admin_host:account_admin_port) with the API token, so an endpoint added there (enable,
+disable, tags, …) works here without a change.
+
+The role is the gateway's (console_auth: reads viewer+, changes operator+). Secrets are
+write-only: an account or proxy may be added with cookies, passwords or a proxy URL with
+credentials, but no answer carries one back. Every JSON answer is cleaned (`strip_secrets`),
+an answer that is not JSON is refused (502) rather than passed on unread, and the upstream's
+Set-Cookie and other headers are dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse
+
+from libs.settings import Settings
+
+from .unavailable import DependencyUnavailable
+
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+PREFIXES = ("accounts", "proxies")
+# A key that names a secret (cookies, passwords, tokens, TOTP seeds, proxy URLs, keys).
+SECRET_KEY = re.compile(
+    r"(password|passwd|secret|token|cookie|ct0|totp|api_?key|authorization|proxy_url|credential)",
+    re.I,
+)
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
+FORWARDED_REQUEST_HEADERS = ("content-type", "accept")
+
+
+def strip_secrets(value: Any) -> Any:
+    """The value without any key that names a secret (a boolean such as `has_password` says
+    whether there is one and stays), and with credentials cut out of URLs in strings."""
+    if isinstance(value, dict):
+        return {
+            k: strip_secrets(v)
+            for k, v in value.items()
+            if not (SECRET_KEY.search(str(k)) and not isinstance(v, bool))
+        }
+    if isinstance(value, list):
+        return [strip_secrets(v) for v in value]
+    if isinstance(value, str) and "@" in value:
+        return _URL_USERINFO.sub(lambda m: m["scheme"], value)
+    return value
+
+
+def upstream_url(settings: Settings) -> str:
+    return (
+        settings.account_admin_url.rstrip("/")
+        or f"http://{settings.account_admin_host}:{settings.account_admin_port}"
+    )
+
+
+def create_router(settings: Settings) -> APIRouter:
+    r = APIRouter(tags=["accounts and proxies"])
+    base = upstream_url(settings)
+    token = settings.api_token.get_secret_value()
+    # A test or refresh waits for X (a login can take a minute and a half upstream).
+    client = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=5.0))
+
+    async def forward(request: Request) -> JSONResponse:
+        # The query string goes on verbatim: the account-manager declares and checks it.
+        url = base + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        headers = {h: request.headers[h] for h in FORWARDED_REQUEST_HEADERS if h in request.headers}
+        headers["authorization"] = f"Bearer {token}"
+        try:
+            up = await client.request(
+                request.method, url, content=await request.body(), headers=headers
+            )
+        except httpx.HTTPError as e:
+            raise DependencyUnavailable(
+                "account-manager", type(e).__name__, f"{type(e).__name__}: {e}"
+            ) from e
+        if up.status_code == 401:  # the token is the gateway's, not the caller's
+            raise DependencyUnavailable(
+                "account-manager", "it refused the gateway's token (XGET_API_TOKEN differs)"
+            )
+        try:
+            body = up.json() if up.content else None
+        except ValueError:
+            return JSONResponse(
+                {
+                    "status": "error",
+                    "detail": f"the account-manager answered {up.status_code} with a body that "
+                    "is not JSON; not passed on",
+                },
+                502,
+            )
+        return JSONResponse(strip_secrets(body), up.status_code)
+
+    async def forward_sub(
+        request: Request, rest: str = Path(max_length=settings.api_max_string_length)
+    ) -> JSONResponse:
+        return await forward(request)
+
+    for prefix in PREFIXES:
+        for path in (f"/api/v1/admin/{prefix}", f"/api/v1/admin/{prefix}/{{rest:path}}"):
+            for method in METHODS:
+                sub = "rest" in path
+                r.add_api_route(
+                    path,
+                    forward_sub if sub else forward,
+                    methods=[method],
+                    name=f"forward_{prefix}{'_sub' if sub else ''}_{method.lower()}",
+                    summary=f"{prefix} (forwarded to the account-manager's admin API)",
+                    description="Forwarded by path with the API token; GET needs viewer, any "
+                    "other method operator. Answers never carry a secret (cookies, passwords, "
+                    "tokens, proxy credentials).",
+                    openapi_extra={"x-xget-forwarded": True},
+                )
+    return r
