@@ -563,9 +563,28 @@ def xuser_from_flat(flat: dict, raw: dict, seen_at: datetime, raw_data: str) -> 
         statuses_count=flat.get("statuses_count") or 0,
         verified=bool(flat.get("verified")),
         blue_verified=bool(flat.get("is_blue_verified")),
+        **_profile_extras(flat, raw),
         seen_at=seen_at,
         raw_data=raw_data,
     )
+
+
+def _profile_extras(flat: dict, raw: dict) -> dict:
+    """protected, location, website and banner, from the legacy fields or X's newer layout
+    (top-level location/website/privacy/banner objects), whichever the user has."""
+
+    def sub(name: str, key: str):
+        v = raw.get(name)
+        return v.get(key) if isinstance(v, dict) else None
+
+    urls = (((flat.get("entities") or {}).get("url") or {}).get("urls")) or [{}]
+    protected = flat.get("protected")
+    return {
+        "protected": bool(protected if protected is not None else sub("privacy", "protected")),
+        "location": flat.get("location") or sub("location", "location") or None,
+        "website": urls[0].get("expanded_url") or flat.get("url") or sub("website", "url") or None,
+        "banner_url": flat.get("profile_banner_url") or sub("banner", "image_url") or None,
+    }
 
 
 def _cursor_of(ic: dict) -> str | None:

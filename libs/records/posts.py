@@ -112,6 +112,10 @@ class XUser(Record):
     statuses_count: int = 0
     verified: bool = False
     blue_verified: bool = False
+    protected: bool = False
+    location: str | None = None
+    website: str | None = Field(None, description="The profile's URL, expanded when X gives it.")
+    banner_url: str | None = None
     seen_at: datetime
     raw_data: str = Field("", description="The user's raw JSON object from X.")
 

@@ -27,7 +27,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
@@ -68,6 +68,7 @@ class ObjectStore(Protocol):
         metadata: dict[str, str] | None = None,
     ) -> ObjectInfo: ...
     async def get(self, key: str) -> bytes: ...
+    def iter_sync(self, key: str, chunk_size: int = 65536) -> Iterator[bytes]: ...
     async def exists(self, key: str) -> bool: ...
     async def stat(self, key: str) -> ObjectInfo | None: ...
     async def list(self, prefix: str = "") -> list[str]: ...
@@ -245,6 +246,17 @@ class FileObjectStore(_AsyncFacade):
         except (FileNotFoundError, IsADirectoryError):
             raise KeyError(key) from None
 
+    def iter_sync(self, key: str, chunk_size: int = 65536) -> Iterator[bytes]:
+        """The object's bytes in chunks, never all in memory (KeyError when absent, raised
+        by the first next())."""
+        try:
+            f = self._path(key).open("rb")
+        except (FileNotFoundError, IsADirectoryError):
+            raise KeyError(key) from None
+        with f:
+            while chunk := f.read(chunk_size):
+                yield chunk
+
     def exists_sync(self, key: str) -> bool:
         return self._path(key).is_file()
 
@@ -384,6 +396,23 @@ class S3ObjectStore(_AsyncFacade):
             raise
         try:
             return resp.read()
+        finally:
+            resp.close()
+            resp.release_conn()
+
+    def iter_sync(self, key: str, chunk_size: int = 65536) -> Iterator[bytes]:
+        """The object's bytes in chunks, never all in memory (KeyError when absent, raised
+        by the first next())."""
+        from minio.error import S3Error
+
+        try:
+            resp = self.client.get_object(self.bucket, check_key(key))
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
+                raise KeyError(key) from None
+            raise
+        try:
+            yield from resp.stream(chunk_size)
         finally:
             resp.close()
             resp.release_conn()

@@ -46,7 +46,7 @@ async def collect_again(settings, posts: list[dict], task_id: str, when: datetim
         for p in posts:
             rec = Post.model_validate(
                 {
-                    **p,
+                    **{k: v for k, v in p.items() if k in Post.model_fields},
                     "task_id": task_id,
                     "collected_at": when,
                     "hashtags": ["XGetBilling", f"h{int(p['post_id']) % 3}"],
@@ -98,17 +98,19 @@ def test_monthly_unique_counts_and_data_api(noida, xsim, s3, tmp_path, chdb_path
 
         # Data API: every post of the keyword, pages without overlap.
         page1 = gw.client.get(
-            "/api/v1/data/tweets/search", params={"keyword": keyword, "limit": 500}
+            "/api/v1/data/tweets/search",
+            params={"task_keyword": keyword, "limit": 500, "include_raw": True},
         ).json()
         page2 = gw.client.get(
-            "/api/v1/data/tweets/search", params={"keyword": keyword, "limit": 500, "offset": 500}
+            "/api/v1/data/tweets/search",
+            params={"task_keyword": keyword, "limit": 500, "offset": 500, "include_raw": True},
         ).json()
         assert page1["total"] == 900
         ids = [p["post_id"] for p in page1["items"] + page2["items"]]
         assert len(ids) == len(set(ids)) == 900
         liked = gw.client.get(
             "/api/v1/data/tweets/search",
-            params={"keyword": keyword, "min_likes": 100, "limit": 1000},
+            params={"task_keyword": keyword, "min_likes": 100, "limit": 1000},
         ).json()
         assert liked["total"] == sum(
             1 for p in page1["items"] + page2["items"] if p["like_count"] >= 100

@@ -35,6 +35,7 @@ PATH_VALUES = {
     "post_id": "1234567890",
     "username": "someone",
     "rest": "acc1/test",  # accounts/proxies forwarded by path (pool_forward.py)
+    "key": "media/ab/walk.jpg",
 }
 QUERY_VALUES = {"year": 2026, "month": 11}
 BODIES = {

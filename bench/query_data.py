@@ -1,0 +1,141 @@
+"""Synthetic posts shaped like real ones, generated inside ClickHouse (bench/query.py, and
+bench/console.py for its 100,000 rows).
+
+Every row is a function of its number n (cityHash64 of n and a salt), so a fill is
+reproducible and needs no Python per row. The shape, against real X posts:
+
+- post_id: 19 digits, increasing with post_time (X's ids are time-ordered snowflakes).
+- post_time: evenly over the `days` before the fill (default 365: twelve months of monthly
+  statistics); collected_at up to an hour after it.
+- author_handle: 200,000 authors with a heavy tail (author = floor(200000 * u^3)): the busiest
+  author writes ~1.7 % of all posts (170k at 10M), most write a handful. HEAVY_AUTHOR is
+  that busiest one.
+- post_content: 8 to 47 words (avg ~140 characters, X's typical length) drawn from a
+  30,000-word vocabulary with a Zipf-like skew, then 0-3 hashtags; KEYWORD ("python") is in
+  12 % of posts (1.2M matches at 10M), "rust" in 3 %, "golang" in 0.1 %.
+- hashtags: 0-3 of 500 tags, skewed (trending has a clear top).
+- post_type: 15 % retweet, 5 % quote, 25 % image, 10 % video, else text; image and video
+  posts carry one media item in post_images (so has_media is true for 35 %).
+- like_count: floor(200000 * u^6) (median ~3,000, a long tail to 200k); retweets a fifth of
+  likes, replies a tenth, quotes a fiftieth, views 40 times the likes.
+- lang: en 40 %, then ja, zh, es, pt, ko, fr, de (10 % each... see LANGS).
+- task_id / keyword: ten tasks of n % 10 (1M posts each at 10M), five task keywords.
+- raw_data: ~9.5 KB of JSON per post (real posts carry 7-12 KB): the post's own fields and a
+  repetitive padding, so it costs its size to generate and to read back but compresses far
+  better than real JSON (the fill stays within a shared machine's disk). No timed query reads
+  raw_data except for the rows a page returns.
+
+task_posts and keyword_month_posts get the same rows as the collection would write them.
+"""
+
+from __future__ import annotations
+
+KEYWORD = "python"
+HEAVY_AUTHOR = "u0"
+AUTHORS = 200_000
+TASKS = 10
+TASK_KEYWORDS = ["python", "rust", "ai", "data", "cloud"]
+LANGS = ["en", "en", "en", "en", "ja", "zh", "es", "pt", "ko", "fr"]
+
+
+def _u(salt: int) -> str:
+    """A uniform [0, 1) of the row number and a salt."""
+    return f"(cityHash64(n, {salt}) % 1000003) / 1000003"
+
+
+def posts_select(start: int, count: int, total: int, days: int = 365) -> str:
+    """A SELECT of rows start..start+count-1 of a `total`-row fill, in `posts` column order
+    (see libs.storage.post_rows.POST_COLUMNS). `now()` anchors the time range."""
+    span_ms = days * 86_400_000
+    langs = "[" + ",".join(f"'{x}'" for x in LANGS) + "]"
+    kws = "[" + ",".join(f"'{x}'" for x in TASK_KEYWORDS) + "]"
+    return f"""
+SELECT
+  'x' AS platform, post_id,
+  concat('https://x.com/', substring(author_handle, 2), '/status/', post_id) AS post_url,
+  post_type, toString(100000000 + a) AS author_id,
+  concat('https://pbs.twimg.com/profile_images/', toString(a), '/avatar_normal.jpg')
+    AS author_avatar,
+  concat('User ', toString(a)) AS author_name, author_handle, post_time, post_content,
+  if(post_type IN ('image', 'video'),
+     concat('[{{"original_url":"https://pbs.twimg.com/media/', post_id, '.jpg",',
+            '"oss_url":null,"type":"', if(post_type = 'image', 'image', 'video_cover'),
+            '","width":1200,"height":675,"video_duration_ms":null,"video_variants":[]}}]'),
+     '[]') AS post_images,
+  intDiv(like_count, 10) AS comment_count, intDiv(like_count, 5) AS retweet_count, like_count,
+  intDiv(like_count, 50) AS quote_count, like_count * 40 AS view_count,
+  intDiv(like_count, 20) AS bookmark_count,
+  post_type = 'retweet' AS is_retweet, post_type = 'quote' AS is_quote,
+  if(post_type IN ('retweet', 'quote'), toString(toUInt64(post_id) - 1000), NULL)
+    AS original_post_id,
+  NULL AS original_author_avatar, NULL AS original_author_name,
+  if(post_type IN ('retweet', 'quote'), '@u1', NULL) AS original_author_handle,
+  if(post_type IN ('retweet', 'quote'), post_time - INTERVAL 1 HOUR, NULL) AS original_post_time,
+  if(post_type IN ('retweet', 'quote'), 'the original post', NULL) AS original_post_content,
+  '[]' AS original_post_images, '[]' AS post_links, hashtags,
+  if(cityHash64(n, 9) % 4 = 0, ['u1'], []) AS mentions,
+  arrayElement({langs}, 1 + cityHash64(n, 10) % {len(LANGS)}) AS lang,
+  post_id AS conversation_id, NULL AS parent_post_id, NULL AS parent_comment_id,
+  NULL AS oss_file_path,
+  arrayElement({kws}, 1 + (n % {TASKS}) % {len(TASK_KEYWORDS)}) AS keyword,
+  concat('bench-task-', toString(n % {TASKS})) AS task_id,
+  post_time + toIntervalSecond(cityHash64(n, 11) % 3600) AS collected_at,
+  concat('{{"__typename":"Tweet","rest_id":"', post_id, '","legacy":{{"full_text":',
+         toJSONString(post_content), ',"favorite_count":', toString(like_count),
+         ',"lang":"', lang, '"}},"padding":"',
+         repeat('{{"k":"v","n":0123456789}}', 350 + cityHash64(n, 12) % 40), '"}}') AS raw_data,
+  toUInt64(toUnixTimestamp64Milli(collected_at)) AS version
+FROM (
+  SELECT
+    number AS n,
+    toString(1700000000000000000 + n * 1000) AS post_id,
+    toDateTime64(now(), 3, 'UTC') - toIntervalMillisecond({span_ms})
+      + toIntervalMillisecond(intDiv(n * {span_ms}, {total})) AS post_time,
+    toUInt32(floor({AUTHORS} * pow({_u(1)}, 3))) AS a,
+    concat('@u', toString(a)) AS author_handle,
+    multiIf(cityHash64(n, 2) % 100 < 15, 'retweet', cityHash64(n, 2) % 100 < 20, 'quote',
+            cityHash64(n, 2) % 100 < 45, 'image', cityHash64(n, 2) % 100 < 55, 'video', 'text')
+      AS post_type,
+    arrayMap(i -> concat('tag', toString(floor(500 * pow((cityHash64(n, 300 + i) % 1000003)
+      / 1000003, 2)))), range(cityHash64(n, 3) % 4)) AS hashtags,
+    concat(
+      arrayStringConcat(arrayMap(i -> concat('w', toString(floor(30000 * pow(
+        (cityHash64(n, 100 + i) % 1000003) / 1000003, 2)))), range(8 + cityHash64(n, 4) % 40)),
+        ' '),
+      multiIf(cityHash64(n, 5) % 1000 < 120, ' Python is great',
+              cityHash64(n, 5) % 1000 < 150, ' rust',
+              cityHash64(n, 5) % 1000 < 151, ' golang', ''),
+      arrayStringConcat(arrayMap(t -> concat(' #', t), hashtags))) AS post_content,
+    toUInt64(floor(200000 * pow({_u(6)}, 6))) AS like_count
+  FROM numbers({start}, {count})
+)
+"""
+
+
+def fill(store, total: int, batch: int = 50_000, days: int = 365, log=print) -> None:
+    """Insert `total` synthetic posts (and their task_posts / keyword_month_posts rows) in
+    batches of `batch`, printing progress. `store` is a libs.storage ClickHouseStore."""
+    from libs.storage.post_rows import POST_COLUMNS
+
+    cols = ", ".join(POST_COLUMNS)
+    # Small blocks: a batch's raw_data is ~0.5 GB before compression.
+    settings = {"max_block_size": 8192, "min_insert_block_size_rows": batch}
+    for start in range(0, total, batch):
+        count = min(batch, total - start)
+        store.command_sync(
+            f"INSERT INTO posts ({cols}) {posts_select(start, count, total, days)}",
+            settings=settings,
+        )
+        lo, hi = 1700000000000000000 + start * 1000, 1700000000000000000 + (start + count) * 1000
+        rng = f"post_id >= '{lo}' AND post_id < '{hi}'"
+        store.command_sync(
+            "INSERT INTO task_posts SELECT task_id, post_id, keyword, collected_at "
+            f"FROM posts WHERE {rng}"
+        )
+        store.command_sync(
+            "INSERT INTO keyword_month_posts SELECT keyword, toStartOfMonth(collected_at), "
+            f"post_id, task_id, collected_at FROM posts WHERE {rng}"
+        )
+        done = start + count
+        if done == total or (done // batch) % 10 == 0:
+            log(f"  filled {done:,} / {total:,} posts")
