@@ -72,6 +72,11 @@ async def run_services(names: list[str], settings: Settings) -> None:
     stop_on_signals(stop)
     ops = await start_ops_server(settings)  # /metrics, /livez, /readyz: one per process
     setup_tracing(settings, "xget:" + ",".join(names))
+    from libs.log_shipper import LogShipper
+
+    # WARNING+ records of this process to the service-logs topic (the console's log view).
+    shipper = LogShipper(settings, "xget:" + ",".join(names)).install()
+    shipping = asyncio.create_task(shipper.run(), name="log-shipper")
     tasks = {}
     for name in names:
         module = importlib.import_module(SERVICES[name])
@@ -85,6 +90,8 @@ async def run_services(names: list[str], settings: Settings) -> None:
             await asyncio.gather(*tasks.values(), return_exceptions=True)
             raise failed[0].exception()  # type: ignore[misc]
     finally:
+        shipper.stop()
+        await asyncio.gather(shipping, return_exceptions=True)
         if ops is not None:
             ops.close()
         await close_stores()

@@ -15,7 +15,8 @@
 Posts are counted from ClickHouse (task_posts, keyword_month_posts, posts; uniqExact, so exact
 before merges); X outcomes and dead letters are read from their topics over the window
 asked for, and the result is kept for ERRORS_CACHE_S so a page polling every 2 s does not
-re-read a day of events each time.
+re-read a day of events each time; a lag measurement is shared by the requests that arrive
+while it runs and reused for LAG_CACHE_S.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
 
 from infra.workloads import consumer_groups
 from libs import lag
@@ -44,7 +46,101 @@ from .unavailable import DependencyUnavailable, root_cause
 
 ACTIVE = frozenset({"pending", "running", "waiting_for_accounts", "paused", "scheduled"})
 ERRORS_CACHE_S = 15.0
+LAG_CACHE_S = 2.0  # a page polling every 2 s gets one measurement per poll, not one each
 PREFIX = "/api/v1/admin/analytics"
+
+
+class Summary(BaseModel):
+    collected_today: int
+    collected_yesterday: int
+    trend_percent: float | None  # None when nothing was collected yesterday
+    x_requests_24h: int
+    x_success_rate_24h: float | None  # 0..1; None without requests
+    active_tasks: int
+    total_posts: int
+    at: datetime
+
+
+class Bucket(BaseModel):
+    start: datetime
+    posts: int
+
+
+class Collection(BaseModel):
+    granularity: Literal["hour", "day"]
+    buckets: list[Bucket]
+
+
+class KeywordPosts(BaseModel):
+    keyword: str
+    posts: int
+
+
+class Keywords(BaseModel):
+    days: int
+    keywords: list[KeywordPosts]
+
+
+class AccountUsage(BaseModel):
+    account: str
+    status: str
+    health: float
+    requests_today: int
+    by_operation: dict[str, int]
+    last_used_at: datetime | None
+
+
+class AccountsUsage(BaseModel):
+    day: str
+    accounts: list[AccountUsage]
+
+
+class MonthlyKeyword(BaseModel):
+    period: str  # YYYY-MM
+    keyword: str
+    unique_posts_count: int
+
+
+class Monthly(BaseModel):
+    from_: str = Field(alias="from")
+    statistics: list[MonthlyKeyword]
+
+
+class OutcomeCount(BaseModel):
+    hour: datetime
+    outcome: str
+    count: int
+
+
+class DeadLetterCount(BaseModel):
+    hour: datetime
+    service: str
+    cause: str
+    count: int
+
+
+class Errors(BaseModel):
+    hours: int
+    x_outcome_totals: dict[str, int]
+    x_outcomes: list[OutcomeCount]
+    dead_letters: list[DeadLetterCount]
+
+
+class GroupLag(BaseModel):
+    group: str
+    topic: str
+    lag: int
+    partitions: dict[int, int]
+    rate: float
+    inflow: float
+    drain_s: float | None  # None: does not drain at the current rates
+    members: int
+    recommended_replicas: int
+
+
+class Lag(BaseModel):
+    sample_s: float
+    groups: list[GroupLag]
 
 
 def _utc(t: datetime) -> datetime:
@@ -74,6 +170,8 @@ async def _scan_since(settings: Settings, spec: TopicSpec, since: datetime):
 def create_router(settings: Settings, get_store: StoreGetter, view: TaskView) -> APIRouter:
     r = APIRouter(tags=["analytics"])
     errors_cache: dict[int, tuple[float, dict]] = {}
+    lag_cache: dict[float, tuple[float, dict]] = {}
+    lag_lock = asyncio.Lock()
 
     async def store() -> ClickHouseStore:
         try:
@@ -96,7 +194,7 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView) ->
             a for a in view.accounts.rows.values() if isinstance(a, AccountState) and not a.removed
         ]
 
-    @r.get(f"{PREFIX}/summary")
+    @r.get(f"{PREFIX}/summary", response_model=Summary)
     async def summary():
         """Key figures: today's unique posts with the trend against yesterday (UTC days), X
         request success rate today (from the account pool's per-day counts and events),
@@ -125,7 +223,7 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView) ->
             "at": datetime.now(UTC),
         }
 
-    @r.get(f"{PREFIX}/collection")
+    @r.get(f"{PREFIX}/collection", response_model=Collection)
     async def collection(granularity: Literal["hour", "day"] = Query("hour")):
         """Unique posts collected per hour over the last 24 h, or per day over 30 days (UTC);
         every bucket is present, empty ones with 0."""
@@ -148,7 +246,7 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView) ->
         ]
         return {"granularity": granularity, "buckets": buckets}
 
-    @r.get(f"{PREFIX}/keywords")
+    @r.get(f"{PREFIX}/keywords", response_model=Keywords)
     async def keywords(days: int = Query(30, ge=1, le=366), limit: int = Query(20, ge=1, le=500)):
         """Unique posts per keyword collected over the last `days`, largest first."""
         ch = await store()
@@ -160,7 +258,7 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView) ->
         )
         return {"days": days, "keywords": [{"keyword": k, "posts": n} for k, n in rows]}
 
-    @r.get(f"{PREFIX}/accounts")
+    @r.get(f"{PREFIX}/accounts", response_model=AccountsUsage)
     async def account_usage():
         """Account usage distribution: X requests made today (UTC) per account and operation,
         with each account's status and health."""
@@ -180,7 +278,7 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView) ->
             )
         return {"day": today, "accounts": out}
 
-    @r.get(f"{PREFIX}/monthly")
+    @r.get(f"{PREFIX}/monthly", response_model=Monthly, response_model_by_alias=True)
     async def monthly(months: int = Query(6, ge=1, le=36)):
         """Unique posts per keyword per calendar month of collection (UTC): the billing
         figures of GET /api/v1/statistics/monthly, for the last `months` months."""
@@ -234,16 +332,25 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView) ->
         errors_cache[hours] = (time.monotonic(), result)
         return result
 
-    @r.get(f"{PREFIX}/errors")
+    @r.get(f"{PREFIX}/errors", response_model=Errors)
     async def errors(hours: int = Query(24, ge=1, le=168)):
         """Errors by kind over time: X request outcomes per hour (every outcome, `ok`
         included, so rates can be drawn) and dead letters per hour by service and cause."""
         return await errors_window(hours)
 
-    @r.get(f"{PREFIX}/lag")
+    @r.get(f"{PREFIX}/lag", response_model=Lag)
     async def consumer_lag(sample_s: float = Query(2.0, ge=0.5, le=10.0)):
         """Per consumer group and input topic: lag, consumption rate and inflow (records/s
         over `sample_s`), time to drain and recommended replicas, as `xget lag` prints."""
+        async with lag_lock:  # concurrent pollers share one measurement
+            hit = lag_cache.get(sample_s)
+            if hit is not None and time.monotonic() - hit[0] < LAG_CACHE_S:
+                return hit[1]
+            result = await measure_lag(sample_s)
+            lag_cache[sample_s] = (time.monotonic(), result)
+            return result
+
+    async def measure_lag(sample_s: float) -> dict:
         declared = consumer_groups()
         groups = {
             g.group_id(settings.topic_prefix): [settings.topic_prefix + s.name for s in g.inputs]

@@ -35,7 +35,7 @@ from . import (
     unavailable,
 )
 from .audit import AuditMiddleware
-from .console_auth import Authorizer
+from .console_auth import Authorizer, document_roles
 from .console_users import ConsoleUsers
 from .estimate import completion, estimate
 from .kol_tasks import KolTaskView
@@ -340,4 +340,5 @@ def create_app(
     if users is not None:
         app.include_router(console_api.create_router(settings, users, auth))
     app.include_router(pool_forward.create_router(settings))
+    document_roles(app)
     return app

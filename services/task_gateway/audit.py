@@ -2,7 +2,8 @@
 
 An ASGI middleware around the whole app records each request whose method is not
 GET/HEAD/OPTIONS, after the app answered and before the answer leaves: the response is held
-until its entry is on `console-audit`, so an action the client saw succeed is in the log.
+until its entry is on `console-audit`, so an action the client saw succeed is in the log (a
+streamed answer is recorded at its first chunk and not held).
 Result: `done` (2xx/3xx), `refused` (401, 403, 429: not signed in, CSRF, role, lockout), or
 `failed` (any other error, e.g. a 422 or a 503). A refused request is never recorded as done.
 If the broker does not take the entry, the answer still goes out and the loss is logged.
@@ -26,7 +27,7 @@ from libs.records.console import AuditEntry
 from libs.settings import Settings
 from libs.topics import CONSOLE_AUDIT, TopicSpec, topic_name
 
-from .console_auth import SAFE_METHODS
+from .console_auth import SAFE_METHODS, route_template
 
 log = logging.getLogger(__name__)
 REFUSED = frozenset({401, 403, 429})
@@ -49,25 +50,38 @@ class AuditMiddleware:
             return
         held: list[Message] = []
         status = 500
+        recorded = False
 
         async def hold(message: Message) -> None:
-            nonlocal status
+            # Held until the whole answer is there, then recorded, then sent. A streamed
+            # answer (more bodies to come) is recorded at its first body and then passes
+            # through, so an export is never held in memory.
+            nonlocal status, recorded
+            if recorded:
+                await send(message)
+                return
             if message["type"] == "http.response.start":
                 status = message["status"]
             held.append(message)
+            if message["type"] == "http.response.body" and message.get("more_body", False):
+                recorded = True
+                await self._record(scope, status, held)
+                for m in held:
+                    await send(m)
+                held.clear()
 
         try:
             await self.app(scope, receive, hold)
         finally:
-            await self._record(scope, status, held)
-            for m in held:
-                await send(m)
+            if not recorded:
+                await self._record(scope, status, held)
+                for m in held:
+                    await send(m)
 
     async def _record(self, scope: Scope, status: int, held: list[Message]) -> None:
         state = scope.get("state") or {}
         p = state.get("principal")
-        route = scope.get("route")
-        template = getattr(route, "path", None) or scope["path"]
+        template = route_template(scope)
         params = scope.get("path_params") or {}
         detail = ""
         if status >= 400:

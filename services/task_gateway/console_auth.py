@@ -53,16 +53,29 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
 ADMIN_PREFIXES = ("/api/v1/admin/users", "/api/v1/admin/settings")
 
 
-def required_role(method: str, path: str, override: str | None = None) -> str:
-    """The role a route needs: "public", "viewer", "operator" or "admin"."""
+def required_role(
+    method: str, path: str, override: str | None = None, concrete: str | None = None
+) -> str:
+    """The role a route needs: "public", "viewer", "operator" or "admin". `path` is the
+    route's template, `concrete` the request's own path (checked too, so a template that
+    lacks a prefix never escapes the admin rule)."""
     if override:
         return override
-    for key in ((method, path), ("*", path)):
-        if key in ROUTE_ROLES:
-            return ROUTE_ROLES[key]
-    if any(path == p or path.startswith(p + "/") for p in ADMIN_PREFIXES):
-        return "admin"
+    for p in (path, concrete or path):
+        for key in ((method, p), ("*", p)):
+            if key in ROUTE_ROLES:
+                return ROUTE_ROLES[key]
+    for p in (path, concrete or path):
+        if any(p == a or p.startswith(a + "/") for a in ADMIN_PREFIXES):
+            return "admin"
     return "viewer" if method in SAFE_METHODS else "operator"
+
+
+def route_template(scope) -> str:
+    """The matched route's path template with every prefix (FastAPI keeps the effective
+    route of an included router in its own scope entry), else the request path."""
+    ctx = (scope.get("fastapi") or {}).get("effective_route_context")
+    return getattr(ctx, "path", None) or getattr(scope.get("route"), "path", None) or scope["path"]
 
 
 @dataclass(frozen=True)
@@ -154,9 +167,10 @@ class Authorizer:
 
     async def __call__(self, request: Request) -> Principal | None:
         route = request.scope.get("route")
-        template = getattr(route, "path", request.url.path)
         extra = getattr(route, "openapi_extra", None) or {}
-        need = required_role(request.method, template, extra.get(ROLE_KEY))
+        need = required_role(
+            request.method, route_template(request.scope), extra.get(ROLE_KEY), request.url.path
+        )
         creds = await self._bearer(request)
         principal: Principal | None = None
         if creds is not None:
@@ -191,3 +205,21 @@ class Authorizer:
                 403, f"role {principal.role} may not do this: {need} or above is required"
             )
         return principal
+
+
+def document_roles(app) -> None:
+    """Every operation of the OpenAPI document says the role it needs (`x-xget-role`), from
+    the same policy the requests meet, so clients (the console) and readers of /docs see it."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        fresh = app.openapi_schema is None
+        doc = generate()
+        if fresh:
+            for path, ops in doc.get("paths", {}).items():
+                for method, op in ops.items():
+                    if isinstance(op, dict):
+                        op[ROLE_KEY] = required_role(method.upper(), path, op.get(ROLE_KEY))
+        return doc
+
+    app.openapi = openapi

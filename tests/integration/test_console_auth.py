@@ -423,3 +423,47 @@ def test_stack_up_prints_first_admin(noida, tmp_path):
     assert found, out.stdout
     again = up()
     assert again.returncode == 0 and "first admin" not in again.stdout
+
+
+async def test_a_route_added_later_without_auth_is_still_enforced(gw: Gateway):
+    """Another module's router that names no auth dependency gets the central policy."""
+    from fastapi import APIRouter
+
+    r = APIRouter()
+
+    @r.post("/api/v1/tasks/{task_id}/something-new")
+    async def something_new(task_id: str):
+        return {"done": task_id}
+
+    @r.get("/api/v1/something/report")
+    async def report():
+        return {"ok": True}
+
+    @r.post("/api/v1/something/export")
+    async def export():
+        from fastapi.responses import StreamingResponse
+
+        async def rows():
+            for i in range(3):
+                yield f"row{i}\n".encode()
+
+        return StreamingResponse(rows(), media_type="text/csv")
+
+    gw.app.include_router(r, prefix="")
+    async with gw.client() as c:
+        assert (await c.get("/api/v1/something/report")).status_code == 401
+        assert (await c.post("/api/v1/tasks/t1/something-new")).status_code == 401
+    async with gw.signed_in("view") as c:
+        assert (await c.get("/api/v1/something/report")).status_code == 200
+        assert (await c.post("/api/v1/tasks/t1/something-new")).status_code == 403
+    async with gw.signed_in("op") as c:
+        r2 = await c.post("/api/v1/tasks/t1/something-new")
+        assert r2.status_code == 200 and r2.json() == {"done": "t1"}
+        # A streamed answer passes through whole (recorded at its first chunk, not held).
+        r3 = await c.post("/api/v1/something/export")
+        assert r3.status_code == 200 and r3.text == "row0\nrow1\nrow2\n"
+        actions = {(e["actor"], e["action"], e["result"]) for e in await _audit(c)}
+    assert ("op", "POST /api/v1/something/export", "done") in actions
+    assert ("op", "POST /api/v1/tasks/{task_id}/something-new", "done") in actions
+    assert ("view", "POST /api/v1/tasks/{task_id}/something-new", "refused") in actions
+    assert ("anonymous", "POST /api/v1/tasks/{task_id}/something-new", "refused") in actions

@@ -168,6 +168,16 @@ async def test_docs_load_from_local_assets_only(noida):
             assert doc["openapi"].startswith("3.1")  # Swagger UI 5 renders 3.1
             assert "/api/v1/admin/analytics/summary" in doc["paths"]
             assert "/api/v1/auth/login" in doc["paths"]
+            roles = {
+                (m.upper(), p): op["x-xget-role"]
+                for p, ops in doc["paths"].items()
+                for m, op in ops.items()
+            }
+            assert roles[("POST", "/api/v1/auth/login")] == "public"
+            assert roles[("GET", "/api/v1/admin/users")] == "admin"
+            assert roles[("POST", "/api/v1/tasks/ondemand")] == "operator"
+            assert roles[("GET", "/api/v1/admin/analytics/summary")] == "viewer"
+            assert roles[("GET", "/api/v1/admin/audit")] == "operator"
     finally:
         await g.stop()
 
