@@ -140,11 +140,28 @@ def data_routes(r: APIRouter, settings: Settings, store: StoreOf) -> None:
         total = (await ch.query_rows(f"SELECT count() FROM posts FINAL WHERE {where}", params))[0][
             0
         ]
-        rows = await ch.query_dicts(
-            f"SELECT {', '.join(cols)} FROM posts FINAL WHERE {where} ORDER BY {f.order_by} "
-            "LIMIT {lim:UInt32} OFFSET {off:UInt64}",
-            {**params, "lim": limit, "off": offset},
-        )
+        rows = None
+        page_params = {**params, "lim": limit, "off": offset}
+        if f.sort == "newest" and total >= offset + limit:
+            # X's post ids are time-ordered (snowflakes: the creation time in ms, then a
+            # sequence), so among 19-digit ids (every post since mid-2018) newest-first is the
+            # table's own sort key, read backwards: ClickHouse stops after the page instead of
+            # sorting every match. Shorter (older) ids all come after them; a page that reaches
+            # them takes the general sort below.
+            rows = await ch.query_dicts(
+                f"SELECT {', '.join(cols)} FROM posts FINAL WHERE ({where}) "
+                "AND length(post_id) = 19 ORDER BY post_id DESC "
+                "LIMIT {lim:UInt32} OFFSET {off:UInt64}",
+                page_params,
+            )
+            if len(rows) < limit:
+                rows = None
+        if rows is None:
+            rows = await ch.query_dicts(
+                f"SELECT {', '.join(cols)} FROM posts FINAL WHERE {where} ORDER BY {f.order_by} "
+                "LIMIT {lim:UInt32} OFFSET {off:UInt64}",
+                page_params,
+            )
         return {"total": total, "limit": limit, "offset": offset, "items": await items(rows, keys)}
 
     @r.get("/api/v1/data/tweets/search")

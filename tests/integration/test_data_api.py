@@ -492,3 +492,34 @@ async def test_media_through_the_gateway(data_gw):
     assert (
         await client.get(m["thumbnail_url"], headers={"Authorization": "Bearer no"})
     ).status_code == 401
+
+
+async def test_newest_first_across_id_lengths(data_gw):
+    """Newest-first pages read X's time-ordered ids backwards while the page holds 19-digit
+    ids only; a page that reaches the older, shorter ids still comes out in time order."""
+    client, posts, store = data_gw
+    extra = []
+    for i in range(30):
+        new = i % 2 == 0  # 19-digit ids are the newer posts (since mid-2018), 18-digit older
+        pid = str((1_800_000_000_000_000_000 if new else 900_000_000_000_000_000) + i * 1000)
+        when = (T0 + timedelta(days=30, minutes=i)) if new else (T0 - timedelta(days=900 - i))
+        extra.append(
+            posts[0].model_copy(
+                update={
+                    "post_id": pid,
+                    "post_time": when,
+                    "post_content": f"snowflake order {i}",
+                    "post_url": f"https://x.com/a0/status/{pid}",
+                }
+            )
+        )
+    await store.insert("posts", [post_row(p) for p in extra], POST_COLUMNS)
+    want = _expect(extra, lambda p: True)
+    got = []
+    for offset in range(0, 35, 7):
+        r = await client.get(
+            "/api/v1/data/tweets/search",
+            params={"keyword": "snowflake", "limit": 7, "offset": offset},
+        )
+        got += [p["post_id"] for p in r.json()["items"]]
+    assert got == want
