@@ -31,6 +31,7 @@ from . import (
     kol_tasks,
     pool_forward,
     static_ui,
+    task_detail_api,
     tasks_api,
     unavailable,
 )
@@ -337,6 +338,7 @@ def create_app(
     if get_store is not None:
         app.include_router(data_api.create_router(settings, get_store, view, auth))
         app.include_router(analytics_api.create_router(settings, get_store, view))
+        app.include_router(task_detail_api.create_router(settings, get_store, view, publish))
     if users is not None:
         app.include_router(console_api.create_router(settings, users, auth))
     app.include_router(pool_forward.create_router(settings))
