@@ -191,7 +191,8 @@ class Watched:
         self.page.fill("#login-username", name)
         self.page.fill("#login-password", password or self.stack.passwords[name])
         self.page.get_by_role("button", name="Sign in").click()
-        self.page.wait_for_function("() => !location.hash.startsWith('#/login')")
+        self.page.get_by_test_id("role").wait_for()  # the signed-in shell
+        self.page.get_by_test_id("pager").wait_for()  # the first page (Tweet search) settled
 
     def csrf(self) -> str:
         r = self.context.request.get(f"{self.stack.base}/api/v1/auth/me")
@@ -202,8 +203,16 @@ class Watched:
         self.context.close()
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.call_report = report
+    return report
+
+
 @pytest.fixture
-def watched(browser, console_stack) -> Iterator:
+def watched(request, browser, console_stack) -> Iterator:
     pages: list[Watched] = []
 
     def make() -> Watched:
@@ -212,7 +221,11 @@ def watched(browser, console_stack) -> Iterator:
         return w
 
     yield make
-    for w in pages:
+    report = getattr(request.node, "call_report", None)
+    for i, w in enumerate(pages):
+        if report is not None and report.failed:  # what the page showed when it failed
+            shot(w.page, f"FAILED-{request.node.name}-{i}")
+            print(f"page {i} problems: {w.problems}")
         w.close()
 
 
