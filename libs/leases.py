@@ -19,6 +19,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -26,7 +27,14 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from libs.kafka import Outgoing, Producer, decode, follow_from_end
-from libs.records.accounts import AccountEvent, LeaseGrant, LeaseRelease, LeaseRequest, LeaseWait
+from libs.records.accounts import (
+    AccountEvent,
+    LeaseGrant,
+    LeaseRelease,
+    LeaseRequest,
+    LeaseRevoke,
+    LeaseWait,
+)
 from libs.secretbox import SecretBox
 from libs.settings import Settings
 from libs.topics import ACCOUNT_EVENTS, LEASE_GRANTS, LEASE_REQUESTS
@@ -92,6 +100,10 @@ class Lease:
     last_used: float = 0.0
     reset_at: float | None = None  # x-rate-limit-reset seen on this lease
 
+    def fits(self, tag: str | None) -> bool:
+        """The lease's account may serve a caller that asks for `tag` (None: any account)."""
+        return tag is None or tag in self.grant.tags
+
     def usable(self, now: float) -> bool:
         end = self.grant.expires_at.timestamp()
         if self.reset_at is not None:
@@ -110,14 +122,17 @@ class LeaseClient:
         self.granted = 0
         self._changed = asyncio.Condition()
         self._tickets = itertools.count()
-        self._waiting: dict[int, tuple[str, int, float]] = {}  # ticket -> (op, priority, since)
+        # ticket -> (op, priority, since, account tag)
+        self._waiting: dict[int, tuple[str, int, float, str | None]] = {}
         self._busy: dict[tuple[str, str], tuple[int, float]] = {}  # (op, task) -> (prio, last)
         # Each waiting caller's lease request id -> whether the manager has granted it. A
         # granted request is gone from the manager's queue: its caller, if still without a
         # lease (a sibling took it, or it ended before it could be used), asks again at once.
         self._requests: dict[str, bool] = {}
+        self._told_wait: dict[str, LeaseWait] = {}  # request id -> the manager said "wait"
         self._consumer = None
         self._tasks: list[asyncio.Task] = []
+        self._closed = False
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -132,6 +147,9 @@ class LeaseClient:
         return self
 
     async def stop(self) -> None:
+        self._closed = True  # callers still waiting give up (see _acquire)
+        async with self._changed:
+            self._changed.notify_all()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -146,15 +164,22 @@ class LeaseClient:
     # --- using accounts -------------------------------------------------------------------------
 
     async def acquire(
-        self, operation: str, task_id: str | None = None, priority: int = 5
+        self,
+        operation: str,
+        task_id: str | None = None,
+        priority: int = 5,
+        tag: str | None = None,
+        on_wait: Callable[[LeaseWait], None] | None = None,
     ) -> XAccount:
-        """An account for one request of `operation`. While accounts are scarce, waiting
-        callers are served best effective priority first: `priority` (1 highest) improved by
-        one level per `task_priority_aging_s` waited, so low priorities are never starved."""
+        """An account for one request of `operation` (with `tag`, if given). While accounts
+        are scarce, waiting callers are served best effective priority first: `priority` (1
+        highest) improved by one level per `task_priority_aging_s` waited, so low priorities
+        are never starved. `on_wait` is called when the manager answers that no account can
+        serve now (the caller's work is then parked: scraper/slice_runner.py)."""
         ticket = next(self._tickets)
-        self._waiting[ticket] = (operation, priority, time.time())
+        self._waiting[ticket] = (operation, priority, time.time(), tag)
         try:
-            account = await self._acquire(operation, task_id, ticket)
+            account = await self._acquire(operation, task_id, ticket, tag, on_wait)
             # Held "busy" for a moment: a task paging serially is between two requests most
             # of the time, and lower priorities must not take the budget in those gaps.
             self._busy[(operation, task_id or f"#{ticket}")] = (priority, time.time())
@@ -164,15 +189,21 @@ class LeaseClient:
             async with self._changed:
                 self._changed.notify_all()  # the next in line may take what is free
 
-    def _first_in_line(self, ticket: int, operation: str, now: float) -> bool:
+    def _first_in_line(self, ticket: int, operation: str, now: float, free: list[Lease]) -> bool:
         aging = self.settings.task_priority_aging_s
 
         def rank(t: int) -> tuple:
-            _, prio, since = self._waiting[t]
+            _, prio, since, _ = self._waiting[t]
             return (effective_priority(prio, since, now, aging), since, t)
 
         mine = rank(ticket)
-        if not all(rank(t) >= mine for t, (op, _, _) in self._waiting.items() if op == operation):
+        # Only waiters that could take one of these leases are ahead (a tag may rule one out).
+        rivals = [
+            t
+            for t, (op, _, _, tag) in self._waiting.items()
+            if op == operation and any(lz.fits(tag) for lz in free)
+        ]
+        if not all(rank(t) >= mine for t in rivals):
             return False
         hold = self.settings.task_priority_hold_s
         for (op, _key), (prio, last) in list(self._busy.items()):
@@ -182,31 +213,49 @@ class LeaseClient:
                 return False  # a better task is mid-flight and will ask again at once
         return True
 
-    def _best_waiting(self, operation: str, now: float) -> tuple[int, float]:
+    def _best_waiting(self, operation: str, tag: str | None, now: float) -> tuple[int, float]:
         """(priority, waiting since) of this replica's best waiter for `operation`: what a
         lease request says, so the manager ranks replicas' requests as this client ranks its
         own waiters (a granted lease goes to the best local waiter anyway)."""
         aging = self.settings.task_priority_aging_s
-        waiters = [(p, since) for op, p, since in self._waiting.values() if op == operation]
+        waiters = [
+            (p, since) for op, p, since, t in self._waiting.values() if op == operation and t == tag
+        ]
         if not waiters:
             return 5, now
         return min(waiters, key=lambda w: (effective_priority(w[0], w[1], now, aging), w[1]))
 
-    async def _acquire(self, operation: str, task_id: str | None, ticket: int) -> XAccount:
+    async def _acquire(
+        self,
+        operation: str,
+        task_id: str | None,
+        ticket: int,
+        tag: str | None,
+        on_wait: Callable[[LeaseWait], None] | None,
+    ) -> XAccount:
         asked_until = 0.0
         request_id: str | None = None
         try:
             while True:
+                if self._closed:
+                    # Stopped: a waiter whose cancellation was lost in a race (asyncio.wait_for
+                    # may return instead of raising when both happen at once) ends here.
+                    raise asyncio.CancelledError("the lease client stopped")
                 now = time.time()
                 free = [
-                    lz for (op, _), lz in self.leases.items() if op == operation and lz.usable(now)
+                    lz
+                    for (op, _), lz in self.leases.items()
+                    if op == operation and lz.usable(now) and lz.fits(tag)
                 ]
-                if free and self._first_in_line(ticket, operation, now):
+                if free and self._first_in_line(ticket, operation, now, free):
                     lease = max(free, key=lambda lz: lz.grant.budget - lz.used)
                     lease.used += 1
                     lease.in_flight += 1
                     lease.last_used = now
                     return lease.account
+                if request_id is not None and (told := self._told_wait.pop(request_id, None)):
+                    if on_wait is not None:
+                        on_wait(told)
                 if request_id is not None and self._requests.get(request_id):
                     del self._requests[request_id]  # answered: no longer queued anywhere
                     request_id, asked_until = None, 0.0
@@ -216,9 +265,11 @@ class LeaseClient:
                     request_id = uuid.uuid4().hex
                     self._requests[request_id] = False
                     asked_until = now + self.settings.account_request_wait_s
-                    prio, since = self._best_waiting(operation, now)
+                    prio, since = self._best_waiting(operation, tag, now)
                     try:
-                        await self._ask(request_id, operation, task_id, asked_until, prio, since)
+                        await self._ask(
+                            request_id, operation, task_id, asked_until, prio, since, tag
+                        )
                     except KafkaError as e:
                         # The broker is away: ask again (a new request) in a second.
                         log.warning(
@@ -235,6 +286,7 @@ class LeaseClient:
         finally:
             if request_id is not None:
                 self._requests.pop(request_id, None)
+                self._told_wait.pop(request_id, None)
 
     async def _ask(
         self,
@@ -244,6 +296,7 @@ class LeaseClient:
         asked_until: float,
         prio: int,
         since: float,
+        tag: str | None = None,
     ) -> None:
         await self.producer.send_and_wait(
             Outgoing(
@@ -254,6 +307,7 @@ class LeaseClient:
                     requester=self.requester,
                     operation=operation,
                     task_id=task_id,
+                    account_tag=tag,
                     requested_at=datetime.now(UTC),
                     valid_until=datetime.fromtimestamp(asked_until, UTC),
                     priority=prio,
@@ -350,15 +404,25 @@ class LeaseClient:
                     self._changed.notify_all()
 
     def _answer(self, rec) -> bool:
+        if isinstance(rec, LeaseRevoke):
+            lease = self.leases.get((rec.operation, rec.account_id))
+            if lease is not None and lease.grant.lease_id == rec.lease_id:
+                lease.done = True  # no more requests; the reaper gives it back when idle
+                log.info(
+                    "lease of %s for %s revoked: %s", rec.account_id, rec.operation, rec.reason
+                )
+            return False
         if isinstance(rec, LeaseWait):
             self.waits[rec.operation] = rec
+            if rec.request_id in self._requests:
+                self._told_wait[rec.request_id] = rec
             log.info(
                 "waiting for an account for %s (earliest %s): %s",
                 rec.operation,
                 rec.earliest_free_at,
                 rec.reason,
             )
-            return False
+            return True  # the waiting caller learns it is parked
         if not isinstance(rec, LeaseGrant):
             return False
         creds = self.box.open(rec.secrets)

@@ -274,7 +274,14 @@ class Settings(BaseSettings):
     )
 
     # --- scraper ---------------------------------------------------------------------------------
-    scraper_concurrency: int = Field(8, description="Slices a scraper replica pages in parallel.")
+    scraper_concurrency: int = Field(
+        8,
+        description="Slices a scraper replica pages in parallel; a slice parked waiting for an "
+        "account (or paused) holds no slot.",
+    )
+    scraper_max_parked: int = Field(
+        1000, ge=0, description="Parked slices a replica keeps before it takes no more jobs."
+    )
     scraper_split_pages: int = Field(
         50,
         ge=0,
@@ -323,6 +330,24 @@ class Settings(BaseSettings):
         1.0, ge=0, description="A scraper gives back a lease nobody used for this long."
     )
     account_test_query: str = Field("from:x", description="Search `xget accounts test` sends.")
+    account_idle_check_s: float = Field(
+        600.0,
+        ge=0,
+        description="An account unused (and unchecked) this long is checked with one cheap "
+        "request (UserByScreenName of itself), so a dead account is found before a task "
+        "needs it; 0 turns the checks off.",
+    )
+    account_cookie_max_age_s: float = Field(
+        14 * 86400.0,
+        gt=0,
+        description="How long the cookies of a manager login last when the login page does "
+        "not say (password accounts).",
+    )
+    account_cookie_refresh_s: float = Field(
+        86400.0,
+        ge=0,
+        description="A password account logs in again this long before its cookies expire.",
+    )
     proxy_check_url: str = Field(
         "https://x.com/robots.txt", description="URL fetched through each proxy to check it."
     )

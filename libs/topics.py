@@ -16,6 +16,7 @@ from .records.accounts import (
     LeaseGrant,
     LeaseRelease,
     LeaseRequest,
+    LeaseRevoke,
     LeaseWait,
     ProxyCommand,
     ProxyState,
@@ -182,7 +183,7 @@ LEASE_GRANTS = TopicSpec(
     "account-lease-grants",
     1,
     "requester",
-    (LeaseGrant, LeaseWait),
+    (LeaseGrant, LeaseWait, LeaseRevoke),
     retention_ms=3600 * 1000,
     doc="The manager's answers; each scraper replica reads them from the end.",
 )

@@ -371,6 +371,15 @@ class Simulator:
         self.sessions.expire_later(name, after)
         return _json({"expired_sessions": 0, "expires_after_requests": after})
 
+    async def token_expire(self, request: Request) -> Response:
+        """Expire imported cookies (an auth_token the simulator did not issue): X then answers
+        401 code 32 to every request made with them, as it does when a session ends."""
+        token = (orjson.loads(await request.body() or b"{}") or {}).get("auth_token")
+        if not token or not isinstance(token, str):
+            return _json({"error": "auth_token is required"}, 400)
+        self.sessions.expire_token(token)
+        return _json({"expired": True})
+
     async def corpus(self, request: Request) -> Response:
         qp = request.query_params
         raw = qp.get("query")
@@ -419,6 +428,7 @@ def create_app(
         Route("/_sim/accounts", sim.accounts_get, methods=["GET"]),
         Route("/_sim/accounts", sim.accounts_post, methods=["POST"]),
         Route("/_sim/accounts/{username}/expire", sim.account_expire, methods=["POST"]),
+        Route("/_sim/tokens/expire", sim.token_expire, methods=["POST"]),
         Route("/i/flow/login", sim.login.start, methods=["GET"]),
         Route("/i/flow/login/username", sim.login.username, methods=["POST"]),
         Route("/i/flow/login/password", sim.login.password, methods=["POST"]),

@@ -81,6 +81,11 @@ class Sessions:
         """The account's live sessions serve `after` more requests, then expire."""
         self.expire_after[username.lower()] = after
 
+    def expire_token(self, token: str) -> None:
+        """An imported token (or an issued one) is no longer accepted."""
+        name = self.tokens.pop(token, None)
+        self.expired[token] = name or token
+
     def expire(self, username: str) -> int:
         name = username.lower()
         gone = [t for t, n in self.tokens.items() if n == name]

@@ -27,6 +27,10 @@ AccountStatus = Literal[
     "disabled",
 ]
 ProxyStatus = Literal["unchecked", "healthy", "dead"]
+# The design's account priorities: leases go to `high` accounts first, `backup` ones only when
+# no other account can serve.
+AccountPriority = Literal["high", "normal", "low", "backup"]
+PRIORITY_ORDER = {"high": 0, "normal": 1, "low": 2, "backup": 3}
 EventOutcome = Literal[
     "ok",
     "rate_limited",
@@ -46,8 +50,17 @@ class AccountCommand(Record):
     schema_name = "xget.AccountCommand"
 
     command_id: str = Field(description="Unique; the state record names the last one applied.")
-    action: Literal["add", "remove", "disable", "enable", "login", "test"]
+    action: Literal["add", "remove", "disable", "enable", "login", "test", "set"]
     account_id: str = Field(description="Lower-case X user name.")
+    reason: str | None = Field(None, description="Why (disable, enable): shown with the account.")
+    priority: AccountPriority | None = Field(None, description="New priority (set).")
+    tags: list[str] | None = Field(None, description="New tags, replacing the old ones (set).")
+    daily_caps: dict[str, int] | None = Field(
+        None, description="Requests per UTC day per X operation, on top of X's limits (set)."
+    )
+    hourly_caps: dict[str, int] | None = Field(
+        None, description="Requests per UTC hour per X operation, on top of X's limits (set)."
+    )
     name: str = Field("", description="X user name as given (add).")
     secrets: str | None = Field(
         None,
@@ -82,10 +95,15 @@ class OpWindow(BaseModel):
     blocked_until: datetime | None = Field(None, description="Rate-limited until (429 / reset).")
     day: str = Field("", description="UTC date of day_used (YYYY-MM-DD).")
     day_used: int = Field(0, ge=0)
+    hour: str = Field("", description="UTC hour of hour_used (YYYY-MM-DDTHH).")
+    hour_used: int = Field(0, ge=0)
     lease_id: str | None = Field(None, description="The lease holding this operation, if any.")
     lease_holder: str | None = None
     lease_budget: int = Field(0, ge=0, description="Requests the lease may make.")
     lease_used_before: int = Field(0, ge=0, description="`used` when the lease was granted.")
+    lease_day_before: int = Field(0, ge=0, description="`day_used` when the lease was granted.")
+    lease_hour_before: int = Field(0, ge=0, description="`hour_used` when it was granted.")
+    lease_granted_at: datetime | None = None
     lease_expires: datetime | None = None
 
 
@@ -113,6 +131,28 @@ class AccountState(Record):
     added_at: datetime
     updated_at: datetime
     removed: bool = Field(False, description="Removed by an operator (compaction keeps the last).")
+    disabled: bool = Field(
+        False, description="Disabled by an operator: no lease; the status and windows are kept."
+    )
+    disabled_reason: str | None = None
+    disabled_at: datetime | None = None
+    priority: AccountPriority = "normal"
+    tags: list[str] = Field(default_factory=list, description="Tasks may ask for a tag.")
+    daily_caps: dict[str, int] = Field(
+        default_factory=dict, description="Requests per UTC day per operation (operator's cap)."
+    )
+    hourly_caps: dict[str, int] = Field(
+        default_factory=dict, description="Requests per UTC hour per operation (operator's cap)."
+    )
+    requests: int = Field(0, ge=0, description="X requests reported since it was added.")
+    successes: int = Field(0, ge=0, description="Of those, answered ok.")
+    errors: dict[str, int] = Field(default_factory=dict, description="Failed requests by kind.")
+    last_checked_at: datetime | None = Field(
+        None, description="Last scheduled check of the idle account (a cheap request)."
+    )
+    cookies_expire_at: datetime | None = Field(
+        None, description="When the cookies of the manager's last login expire (password accounts)."
+    )
 
 
 class ProxyState(Record):
@@ -163,6 +203,7 @@ class LeaseRequest(Record):
     requester: str = Field(description="The scraper replica (answers are keyed by it).")
     operation: str
     task_id: str | None = Field(None, description="For 'waiting for accounts' in task status.")
+    account_tag: str | None = Field(None, description="Only accounts with this tag may serve.")
     requested_at: datetime
     valid_until: datetime = Field(description="The requester stops waiting for an answer then.")
     priority: int = Field(
@@ -208,6 +249,20 @@ class LeaseGrant(Record):
     proxy_id: str | None = None
     secrets: str = Field(description="Fernet token of {auth_token, ct0, proxy_url}.")
     granted_at: datetime
+    tags: list[str] = Field(default_factory=list, description="The account's tags.")
+
+
+class LeaseRevoke(Record):
+    """The manager ends a lease early (the account was disabled or removed): the holder sends
+    no more requests with it and gives it back."""
+
+    schema_name = "xget.LeaseRevoke"
+
+    requester: str
+    lease_id: str
+    account_id: str
+    operation: str
+    reason: str
 
 
 class LeaseWait(Record):

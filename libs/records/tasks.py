@@ -51,6 +51,9 @@ class OnDemandTask(Record):
         description="The generic search form's type (POST /api/v1/tasks/search); none "
         "for an on-demand keyword search.",
     )
+    account_tag: str | None = Field(
+        None, max_length=64, description="Only accounts with this tag serve the task."
+    )
 
     def kind(self) -> str:
         """The search type, for listing: the form's, else what the operation implies."""
@@ -130,6 +133,7 @@ class SearchJob(Record):
         description="Set on a finer slice the scraper cut from a dense slice: the slice "
         "that handed it part of its window. None: cut by the scheduler.",
     )
+    account_tag: str | None = Field(None, description="The task's account_tag.")
 
 
 class TaskProgress(Record):
@@ -188,6 +192,9 @@ class ScheduledTask(Record):
     callback_url: str | None = None
     download_video: bool = False
     submitted_at: datetime = Field(description="Anchor of the schedule: the first run's time.")
+    account_tag: str | None = Field(
+        None, max_length=64, description="Only accounts with this tag serve its runs."
+    )
 
     @field_validator("keyword")
     @classmethod

@@ -117,6 +117,19 @@ def proxy_identity(url: str) -> tuple[str, str]:
     return f"{u.scheme}-{u.hostname}-{u.port}", f"{u.scheme}://{u.hostname}:{u.port}"
 
 
+def parse_caps(items: list[str] | None) -> dict[str, int] | None:
+    """['SearchTimeline=100', …] (CLI) → {op: n}. Raises InputError naming the bad item."""
+    if items is None:
+        return None
+    caps = {}
+    for item in items:
+        op, sep, n = item.partition("=")
+        if not sep or not op.strip() or not n.strip().isdigit():
+            raise InputError(f"a cap is OPERATION=REQUESTS, e.g. SearchTimeline=200 (got {item!r})")
+        caps[op.strip()] = int(n)
+    return caps
+
+
 # --- views -----------------------------------------------------------------------------------
 
 
@@ -129,6 +142,9 @@ def account_view(a: AccountState) -> dict:
             "window_reset": w.window_reset,
             "rate_limited_until": w.blocked_until,
             "today": w.day_used,
+            "this_hour": w.hour_used,
+            "daily_cap": a.daily_caps.get(op),
+            "hourly_cap": a.hourly_caps.get(op),
             "leased": w.lease_id is not None,
         }
     return {
@@ -137,6 +153,21 @@ def account_view(a: AccountState) -> dict:
         "status": a.status,
         "reason": a.status_reason,
         "until": a.status_until,
+        "enabled": not a.disabled,
+        "disabled_reason": a.disabled_reason,
+        "disabled_at": a.disabled_at,
+        "priority": a.priority,
+        "tags": a.tags,
+        "daily_caps": a.daily_caps,
+        "hourly_caps": a.hourly_caps,
+        "counts": {
+            "requests": a.requests,
+            "successes": a.successes,
+            "errors": a.errors,
+            "last_used_at": a.last_used_at,
+        },
+        "last_checked_at": a.last_checked_at,
+        "cookies_expire_at": a.cookies_expire_at,
         "health": a.health,
         "proxy": a.proxy_id,
         "has_password": a.has_password,
@@ -235,10 +266,12 @@ class PoolAdmin:
             has_password=bool(creds.get("password")),
         )
 
-    async def account_action(self, action: str, account_id: str) -> str:
+    async def account_action(self, action: str, account_id: str, **kw) -> str:
+        """A command on a known account (`reason` for enable/disable; priority, tags and caps
+        for `set`)."""
         if self.account(account_id) is None:
             raise InputError(f"no account {account_id}")
-        return await self._account_cmd(action, account_id)
+        return await self._account_cmd(action, account_id, **kw)
 
     async def add_proxy(self, url: str) -> tuple[str, str]:
         pid, display = proxy_identity(url)
@@ -274,6 +307,18 @@ class PoolAdmin:
             return isinstance(a, AccountState) and a.last_command_id == command_id and also(a)
 
         if await self.accounts.wait_for(done, timeout):
+            return self.accounts.rows[account_id.lower()]  # type: ignore[return-value]
+        return None
+
+    async def wait_leases_back(self, account_id: str, timeout: float) -> AccountState | None:
+        """The account's state once it holds no lease (after a disable: its holders gave the
+        revoked leases back, so no request is sent with it any more); None on timeout."""
+
+        def back() -> bool:
+            a = self.accounts.rows.get(account_id.lower())
+            return isinstance(a, AccountState) and all(w.lease_id is None for w in a.ops.values())
+
+        if await self.accounts.wait_for(back, timeout):
             return self.accounts.rows[account_id.lower()]  # type: ignore[return-value]
         return None
 

@@ -9,6 +9,9 @@
   DELETE /api/v1/admin/accounts/{id}
   POST   /api/v1/admin/accounts/{id}/test       one search with the account; its outcome
   POST   /api/v1/admin/accounts/{id}/refresh    log in again (password accounts)
+  POST   /api/v1/admin/accounts/{id}/disable    {reason}: no more leases; its state is kept
+  POST   /api/v1/admin/accounts/{id}/enable     {reason}: leases again
+  PATCH  /api/v1/admin/accounts/{id}            {priority, tags, daily_caps, hourly_caps}
   GET    /api/v1/admin/proxies                  list with health
   POST   /api/v1/admin/proxies                  add {url}
   DELETE /api/v1/admin/proxies/{id}
@@ -23,8 +26,10 @@ import secrets
 import uvicorn
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
 
 from libs.kafka import Producer
+from libs.records.accounts import AccountPriority
 from libs.secretbox import SecretBox
 from libs.settings import Settings
 
@@ -33,6 +38,30 @@ from .admin import InputError, PoolAdmin, account_view, creds_from, parse_import
 log = logging.getLogger(__name__)
 APPLY_TIMEOUT_S = 15.0
 LOGIN_TIMEOUT_S = 90.0
+LEASES_BACK_TIMEOUT_S = 30.0
+
+
+class Reason(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(None, max_length=500, description="Why; shown with the account.")
+
+
+class AccountSettings(BaseModel):
+    """What an operator sets on an account; a field left out is unchanged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    priority: AccountPriority | None = Field(
+        None, description="high, normal, low, or backup (used only when no other can serve)."
+    )
+    tags: list[str] | None = Field(None, description="Replaces the tags; tasks ask for one.")
+    daily_caps: dict[str, int] | None = Field(
+        None, description="Requests per UTC day per X operation, e.g. {'SearchTimeline': 500}."
+    )
+    hourly_caps: dict[str, int] | None = Field(
+        None, description="Requests per UTC hour per X operation."
+    )
 
 
 def create_router(admin: PoolAdmin, token: str) -> APIRouter:
@@ -106,6 +135,37 @@ def create_router(admin: PoolAdmin, token: str) -> APIRouter:
         if a is None:
             raise HTTPException(504, "the login did not finish in time")
         return account_view(a)
+
+    async def _apply(account_id: str, action: str, **kw) -> dict:
+        _account(account_id)
+        cid = await admin.account_action(action, account_id, **kw)
+        a = await admin.wait_account(account_id, cid, APPLY_TIMEOUT_S)
+        if a is None:
+            raise HTTPException(504, "the account-manager did not apply the command in time")
+        if action == "disable":
+            # Answered once the revoked leases are back: from then on nothing is sent with it.
+            back = await admin.wait_leases_back(account_id, LEASES_BACK_TIMEOUT_S)
+            if back is None:
+                raise HTTPException(
+                    504, "disabled, but a scraper still holds a lease of it (it ends by itself)"
+                )
+            a = back
+        return account_view(a)
+
+    @r.post("/accounts/{account_id}/disable")
+    async def disable_account(account_id: str, body: Reason | None = None):
+        return await _apply(account_id, "disable", reason=body.reason if body else None)
+
+    @r.post("/accounts/{account_id}/enable")
+    async def enable_account(account_id: str, body: Reason | None = None):
+        return await _apply(account_id, "enable", reason=body.reason if body else None)
+
+    @r.patch("/accounts/{account_id}")
+    async def set_account(account_id: str, body: AccountSettings):
+        for field, caps in (("daily_caps", body.daily_caps), ("hourly_caps", body.hourly_caps)):
+            if any(n < 0 for n in (caps or {}).values()):
+                raise HTTPException(422, f"{field}: a cap is a number of requests, 0 or more")
+        return await _apply(account_id, "set", **body.model_dump(exclude_none=True))
 
     @r.get("/proxies")
     async def list_proxies():

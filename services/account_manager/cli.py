@@ -7,6 +7,10 @@
   xget accounts list [--json]
   xget accounts test ID          one search with the account; prints the outcome
   xget accounts remove ID
+  xget accounts disable ID [--reason TEXT]   no more leases; the account keeps its state
+  xget accounts enable ID [--reason TEXT]
+  xget accounts set ID [--priority high|normal|low|backup] [--tags a,b]
+                       [--daily-cap OP=N …] [--hourly-cap OP=N …]
   xget proxies add URL | import FILE | list [--json] | test ID | remove ID
 
 Secrets are sealed with XGET_ACCOUNT_KEY before they leave this process and never printed.
@@ -31,6 +35,7 @@ from .admin import (
     PoolAdmin,
     account_view,
     creds_from,
+    parse_caps,
     parse_cookie_string,
     parse_import,
     proxy_view,
@@ -57,6 +62,20 @@ def add_parsers(sub) -> None:
     imp.add_argument("file", type=Path)
     for name in ("login", "test", "remove"):
         a.add_parser(name).add_argument("id")
+    for name in ("disable", "enable"):
+        p_ = a.add_parser(name)
+        p_.add_argument("id")
+        p_.add_argument("--reason", help="why (shown with the account)")
+    st = a.add_parser("set", help="priority, tags and caps of an account")
+    st.add_argument("id")
+    st.add_argument("--priority", choices=["high", "normal", "low", "backup"])
+    st.add_argument("--tags", help="comma-separated; replaces the account's tags ('' clears)")
+    st.add_argument(
+        "--daily-cap", action="append", metavar="OP=N", help="requests per UTC day (repeatable)"
+    )
+    st.add_argument(
+        "--hourly-cap", action="append", metavar="OP=N", help="requests per UTC hour (repeatable)"
+    )
     ls = a.add_parser("list")
     ls.add_argument("--json", action="store_true")
 
@@ -127,12 +146,51 @@ async def _accounts(admin: PoolAdmin, args) -> int:
         if args.json:
             _print_json(rows)
             return 0
-        print(f"{'ID':<24} {'STATUS':<13} {'HEALTH':>6} {'PROXY':<28} REASON")
+        print(
+            f"{'ID':<24} {'STATUS':<13} {'ON':<3} {'PRIO':<7} {'HEALTH':>6} {'REQS':>6} "
+            f"{'PROXY':<28} REASON"
+        )
         for r in rows:
+            reason = r["reason"] or ""
+            if not r["enabled"]:
+                reason = f"disabled: {r['disabled_reason']}" + (f"; {reason}" if reason else "")
             print(
-                f"{r['id']:<24} {r['status']:<13} {r['health']:>6.2f} {r['proxy'] or '-':<28} "
-                f"{r['reason'] or ''}"
+                f"{r['id']:<24} {r['status']:<13} {'yes' if r['enabled'] else 'no':<3} "
+                f"{r['priority']:<7} {r['health']:>6.2f} {r['counts']['requests']:>6} "
+                f"{r['proxy'] or '-':<28} {reason}"
             )
+        return 0
+    if args.action in ("disable", "enable", "set"):
+        kw: dict = {}
+        if args.action == "set":
+            kw = {
+                "priority": args.priority,
+                "tags": [t for t in args.tags.split(",")] if args.tags is not None else None,
+                "daily_caps": parse_caps(args.daily_cap),
+                "hourly_caps": parse_caps(args.hourly_cap),
+            }
+            kw = {k: v for k, v in kw.items() if v is not None}
+            if not kw:
+                raise InputError("nothing to set: give --priority, --tags or a cap")
+        else:
+            kw = {"reason": args.reason}
+        cid = await admin.account_action(args.action, args.id, **kw)
+        a = await admin.wait_account(args.id, cid, WAIT_S)
+        if a is None:
+            print("queued; the account-manager has not applied it yet (is it running?)")
+            return 1
+        if args.action == "disable":
+            # Done once the revoked leases are back: nothing is sent with it from then on.
+            a = await admin.wait_leases_back(args.id, WAIT_S) or a
+            if any(w.lease_id for w in a.ops.values()):
+                print("disabled; a scraper still holds a lease of it (it ends by itself)")
+        v = account_view(a)
+        state = "enabled" if v["enabled"] else f"disabled ({v['disabled_reason']})"
+        print(
+            f"{a.account_id}: {state}, status {a.status}, priority {a.priority}, "
+            f"tags {','.join(a.tags) or '-'}, daily caps {a.daily_caps or '-'}, "
+            f"hourly caps {a.hourly_caps or '-'}"
+        )
         return 0
     if args.action == "remove":
         await admin.account_action("remove", args.id)

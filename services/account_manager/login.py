@@ -52,8 +52,11 @@ async def _error_text(page) -> str | None:
     return None
 
 
-async def login(settings: Settings, username: str, creds: dict, proxy_url: str | None) -> dict:
-    """Log in; returns the cookie jar {name: value} (with auth_token and ct0) or raises."""
+async def login(
+    settings: Settings, username: str, creds: dict, proxy_url: str | None
+) -> tuple[dict, float | None]:
+    """Log in; returns the cookie jar {name: value} (with auth_token and ct0) and when the
+    session cookies expire (unix seconds; None for a session cookie), or raises."""
     from playwright.async_api import async_playwright
 
     password = creds.get("password")
@@ -84,9 +87,15 @@ async def login(settings: Settings, username: str, creds: dict, proxy_url: str |
             deadline = time.monotonic() + STEP_TIMEOUT_MS / 1000
             answered: set[str] = set()
             while time.monotonic() < deadline:
-                cookies = {c["name"]: c["value"] for c in await ctx.cookies()}
+                jar = await ctx.cookies()
+                cookies = {c["name"]: c["value"] for c in jar}
                 if cookies.get("auth_token") and cookies.get("ct0"):
-                    return cookies
+                    ends = [
+                        float(c["expires"])
+                        for c in jar
+                        if c["name"] in ("auth_token", "ct0") and c.get("expires", -1) > 0
+                    ]
+                    return cookies, (min(ends) if ends else None)
                 if (err := await _error_text(page)) is not None:
                     raise LoginError(err)
                 code = page.locator(CODE_SEL)

@@ -23,12 +23,14 @@ from datetime import UTC, datetime
 from libs.kafka import Outgoing
 from libs.leases import EXPIRY_MARGIN_S, effective_priority
 from libs.records.accounts import (
+    PRIORITY_ORDER,
     AccountCommand,
     AccountEvent,
     AccountState,
     LeaseGrant,
     LeaseRelease,
     LeaseRequest,
+    LeaseRevoke,
     LeaseWait,
     OpWindow,
     ProxyCommand,
@@ -43,6 +45,9 @@ from libs.topics import ACCOUNT_STATE, LEASE_GRANTS, PROXY_STATE, TASK_ACCOUNT_W
 log = logging.getLogger(__name__)
 
 HEALTH_ALPHA = 0.1  # weight of the newest outcome in the health score
+# The scheduled check of an idle account: one profile lookup of itself, X's cheapest read
+# with a generous limit (95 per window), so the check never takes a search from a task.
+CHECK_OPERATION = "UserByScreenName"
 BAD_FOR_HEALTH = {
     "auth_failed",
     "suspended",
@@ -186,6 +191,9 @@ class AccountPool:
                     a.status, a.status_reason = "active", None
             a.secrets = c.secrets or a.secrets
             a.has_password = c.has_password or a.has_password
+            if has_cookies and a.has_password:
+                # Imported cookies: their age is unknown, so they count from now.
+                a.cookies_expire_at = _dt(now + self.s.account_cookie_max_age_s)
             if not has_cookies and a.has_password:
                 a.status, a.status_reason = "needs_login", "added without cookies"
                 self.work.logins.add(a.account_id)
@@ -197,17 +205,36 @@ class AccountPool:
             log.warning("%s for unknown account %s ignored", c.action, c.account_id)
             return
         elif c.action == "remove":
+            self._revoke(a, "removed")
             a.removed, a.status, a.status_reason = True, "disabled", "removed"
             self._mark(a)
             a.last_command_id = c.command_id
             self._flush_removed(a)
             return
         elif c.action == "disable":
-            a.status, a.status_reason, a.status_until = "disabled", "disabled by an operator", None
+            # The account keeps its status, windows and counts; it just gets no lease, and the
+            # leases it holds end now (their holders send nothing more with them).
+            a.disabled, a.disabled_at = True, _dt(now)
+            a.disabled_reason = c.reason or "disabled by an operator"
+            self._revoke(a, f"disabled: {a.disabled_reason}")
+            log.info("account %s disabled: %s", a.account_id, a.disabled_reason)
         elif c.action == "enable":
+            a.disabled, a.disabled_reason, a.disabled_at = False, None, None
             if a.status in ("disabled", "suspended", "banned", "cooling_down"):
                 a.status, a.status_reason, a.status_until = "active", None, None
                 a.health = max(a.health, self.s.account_min_health + 0.2)
+            log.info("account %s enabled%s", a.account_id, f": {c.reason}" if c.reason else "")
+        elif c.action == "set":
+            # Leases granted under the old tags or caps end: the new ones hold from now.
+            self._revoke(a, "the account's settings changed")
+            if c.priority is not None:
+                a.priority = c.priority
+            if c.tags is not None:
+                a.tags = sorted({t.strip() for t in c.tags if t.strip()})
+            if c.daily_caps is not None:
+                a.daily_caps = {op: n for op, n in c.daily_caps.items() if n >= 0}
+            if c.hourly_caps is not None:
+                a.hourly_caps = {op: n for op, n in c.hourly_caps.items() if n >= 0}
         elif c.action == "login":
             if a.has_password:
                 self.work.logins.add(a.account_id)
@@ -219,6 +246,25 @@ class AccountPool:
             return  # marked applied with the test's outcome
         a.last_command_id = c.command_id
         self._mark(a)
+
+    def _revoke(self, a: AccountState, reason: str) -> None:
+        """End the account's leases early: the holder stops using them and gives them back
+        (their requests are counted when they come back, or in full when they expire)."""
+        for op, w in a.ops.items():
+            if w.lease_id is not None and w.lease_holder is not None:
+                self._out.append(
+                    Outgoing(
+                        LEASE_GRANTS,
+                        w.lease_holder,
+                        LeaseRevoke(
+                            requester=w.lease_holder,
+                            lease_id=w.lease_id,
+                            account_id=a.account_id,
+                            operation=op,
+                            reason=reason,
+                        ),
+                    )
+                )
 
     def _flush_removed(self, a: AccountState) -> None:
         # Keep the tombstone-like record on the topic, drop it from the live pool.
@@ -274,11 +320,15 @@ class AccountPool:
         w = self._window(a, e.operation)
         self._roll(w, now)
         w.used += 1
-        today = _dt(now).strftime("%Y-%m-%d")
-        if w.day != today:
-            w.day, w.day_used = today, 0
+        self._roll_calendar(w, now)
         w.day_used += 1
+        w.hour_used += 1
         a.last_used_at = e.at
+        a.requests += 1
+        if e.outcome == "ok":
+            a.successes += 1
+        else:
+            a.errors[e.outcome] = a.errors.get(e.outcome, 0) + 1
         if e.rate_limit_limit is not None and e.rate_limit_limit > 0:
             w.limit = e.rate_limit_limit
         if e.rate_limit_reset is not None and e.rate_limit_reset > now:
@@ -344,13 +394,35 @@ class AccountPool:
         if w is None or w.lease_id != r.lease_id:
             return  # expired already (counted in full) or a duplicate
         w.used = max(w.used, w.lease_used_before + r.used)
+        self._count_lease(w, r.used)
         self._end_lease(w)
         self._mark(a)
 
+    def _count_lease(self, w: OpWindow, used: int) -> None:
+        """The day's and hour's counts are at least what the lease made (its events may come
+        later, or never): an operator's cap holds even when outcomes are lost."""
+        self._roll_calendar(w, self.clock())
+        if w.lease_granted_at is None:
+            return
+        if w.day == w.lease_granted_at.strftime("%Y-%m-%d"):
+            w.day_used = max(w.day_used, w.lease_day_before + used)
+        if w.hour == w.lease_granted_at.strftime("%Y-%m-%dT%H"):
+            w.hour_used = max(w.hour_used, w.lease_hour_before + used)
+
+    @staticmethod
+    def _roll_calendar(w: OpWindow, now: float) -> None:
+        """A new UTC day or hour starts its count at 0."""
+        d = _dt(now)
+        today, hour = d.strftime("%Y-%m-%d"), d.strftime("%Y-%m-%dT%H")
+        if w.day != today:
+            w.day, w.day_used = today, 0
+        if w.hour != hour:
+            w.hour, w.hour_used = hour, 0
+
     @staticmethod
     def _end_lease(w: OpWindow) -> None:
-        w.lease_id = w.lease_holder = w.lease_expires = None
-        w.lease_budget = w.lease_used_before = 0
+        w.lease_id = w.lease_holder = w.lease_expires = w.lease_granted_at = None
+        w.lease_budget = w.lease_used_before = w.lease_day_before = w.lease_hour_before = 0
 
     # --- leases -------------------------------------------------------------------------------
 
@@ -365,8 +437,13 @@ class AccountPool:
         self._serve(now)
         if not any(q.request.request_id == r.request_id for q in self.queue):
             return  # granted (or already expired)
-        earliest = self.earliest_free(r.operation, now)
-        reason = "waiting for accounts" if earliest is not None else "no usable account"
+        earliest = self.earliest_free(r.operation, now, r.account_tag)
+        if earliest is not None:
+            reason = "waiting for accounts"
+        elif r.account_tag:
+            reason = f"no usable account with tag {r.account_tag!r}"
+        else:
+            reason = "no usable account"
         self._out.append(
             Outgoing(
                 LEASE_GRANTS,
@@ -419,6 +496,7 @@ class AccountPool:
                 and now >= w.lease_expires.timestamp()
             ):
                 w.used = max(w.used, w.lease_used_before + w.lease_budget)
+                self._count_lease(w, w.lease_budget)
                 self._end_lease(w)
                 changed = True
             changed |= self._roll(w, now)
@@ -440,17 +518,46 @@ class AccountPool:
             changed = True
         return changed
 
-    def _usable(self, a: AccountState, op: str, now: float) -> bool:
-        if a.removed or a.status not in ("active", "rate_limited"):
+    def _usable(self, a: AccountState, op: str, now: float, tag: str | None = None) -> bool:
+        if a.removed or a.disabled or a.status not in ("active", "rate_limited"):
+            return False
+        if tag is not None and tag not in a.tags:
             return False
         if a.health < self.s.account_min_health:
             return False
         w = self._window(a, op)
         if w.lease_id is not None or w.blocked_until is not None:
             return False
-        if w.limit - w.used <= 0 or self._window_ending(w, now):
+        if self._left(a, op, w, now) <= 0 or self._window_ending(w, now):
             return False
         return self._proxy_ok(a)
+
+    def _left(self, a: AccountState, op: str, w: OpWindow, now: float) -> int:
+        """Requests the account may still make for `op` now: X's window, then the operator's
+        daily and hourly caps."""
+        self._roll_calendar(w, now)
+        left = w.limit - w.used
+        if op in a.daily_caps:
+            left = min(left, a.daily_caps[op] - w.day_used)
+        if op in a.hourly_caps:
+            left = min(left, a.hourly_caps[op] - w.hour_used)
+        return left
+
+    @staticmethod
+    def _cap_ends(a: AccountState, op: str, w: OpWindow, now: float) -> float | None:
+        """When an operator's cap that stops the account lifts (next UTC hour or day)."""
+        d = _dt(now)
+        day_used, hour_used = w.day_used, w.hour_used
+        if w.lease_id is not None:  # a lease out may spend its whole budget
+            day_used = max(day_used, w.lease_day_before + w.lease_budget)
+            hour_used = max(hour_used, w.lease_hour_before + w.lease_budget)
+        ends = []
+        if op in a.hourly_caps and hour_used >= a.hourly_caps[op]:
+            ends.append(d.replace(minute=0, second=0, microsecond=0).timestamp() + 3600)
+        if op in a.daily_caps and day_used >= a.daily_caps[op]:
+            midnight = d.replace(hour=0, minute=0, second=0, microsecond=0)
+            ends.append(midnight.timestamp() + 86400)
+        return max(ends) if ends else None
 
     @staticmethod
     def _window_ending(w: OpWindow, now: float) -> bool:
@@ -469,14 +576,18 @@ class AccountPool:
         return p is not None and p.status != "dead"
 
     def _try_grant(self, r: LeaseRequest, now: float) -> bool:
-        free = [a for a in self.accounts.values() if self._usable(a, r.operation, now)]
+        free = [
+            a for a in self.accounts.values() if self._usable(a, r.operation, now, r.account_tag)
+        ]
         if not free:
             return False
-        # The healthiest, least used account: health in steps of 0.1 so a tiny difference
+        # The operator's priority first (backup accounts only when no other can serve), then
+        # the healthiest, least used account: health in steps of 0.1 so a tiny difference
         # does not make one account take every lease.
         a = min(
             free,
             key=lambda a: (
+                PRIORITY_ORDER[a.priority],
                 -round(a.health, 1),
                 a.ops[r.operation].used,
                 a.ops[r.operation].day_used,
@@ -491,8 +602,10 @@ class AccountPool:
         w.lease_id, w.lease_holder = lease_id, r.requester
         # Capped: a lease whose scraper dies counts its whole budget as used, so a large limit
         # (from X's headers) must not let one crash idle the account for the whole window.
-        w.lease_budget = min(w.limit - w.used, self.s.account_lease_max_budget)
+        w.lease_budget = min(self._left(a, r.operation, w, now), self.s.account_lease_max_budget)
         w.lease_used_before = w.used
+        w.lease_day_before, w.lease_hour_before = w.day_used, w.hour_used
+        w.lease_granted_at = _dt(now)
         w.lease_expires = _dt(expires)
         creds = self.box.open(a.secrets) if a.secrets else {}
         proxy_url = None
@@ -517,6 +630,7 @@ class AccountPool:
                     proxy_id=a.proxy_id,
                     secrets=sealed,
                     granted_at=_dt(now),
+                    tags=list(a.tags),
                 ),
             )
         )
@@ -524,12 +638,14 @@ class AccountPool:
             self._task_wait(r.task_id, r.operation, False, None, "")
         return True
 
-    def earliest_free(self, op: str, now: float) -> float | None:
+    def earliest_free(self, op: str, now: float, tag: str | None = None) -> float | None:
         """When an account may next serve `op` (None: none ever will without an operator)."""
         m = self.s.account_reset_margin_s
         times: list[float] = []
         for a in self.accounts.values():
-            if a.removed or a.status in ("suspended", "banned", "disabled"):
+            if a.removed or a.disabled or a.status in ("suspended", "banned", "disabled"):
+                continue
+            if tag is not None and tag not in a.tags:
                 continue
             if a.status == "needs_login":
                 if a.has_password:
@@ -545,6 +661,8 @@ class AccountPool:
                 t = max(t, w.lease_expires.timestamp())
             if w.window_reset is not None and (w.used >= w.limit or self._window_ending(w, t)):
                 t = max(t, w.window_reset.timestamp() + m)
+            if (capped := self._cap_ends(a, op, w, now)) is not None:
+                t = max(t, capped)
             times.append(t)
         return min(times) if times else None
 
@@ -610,7 +728,13 @@ class AccountPool:
 
     # --- slow work reporting back -------------------------------------------------------------
 
-    def logged_in(self, account_id: str, cookies: dict | None, error: str | None) -> list[Outgoing]:
+    def logged_in(
+        self,
+        account_id: str,
+        cookies: dict | None,
+        error: str | None,
+        expires_at: float | None = None,
+    ) -> list[Outgoing]:
         a = self.accounts.get(account_id)
         if a is None:
             return []
@@ -621,6 +745,7 @@ class AccountPool:
             a.secrets = self.box.seal(creds)
             a.logins += 1
             a.last_login_at = _dt(now)
+            a.cookies_expire_at = _dt(expires_at or now + self.s.account_cookie_max_age_s)
             a.status, a.status_reason, a.status_until = "active", None, None
             a.health = max(a.health, self.s.account_min_health + 0.2)
             log.info("account %s logged in", account_id)
@@ -635,6 +760,60 @@ class AccountPool:
             a.last_command_id = self.login_commands.pop(account_id)
         self._mark(a)
         return self.tick()
+
+    def due_checks(self, now: float) -> list[str]:
+        """Idle accounts to check now: active, enabled, holding no lease, and neither used nor
+        checked for account_idle_check_s (with room left for the check's request)."""
+        idle = self.s.account_idle_check_s
+        if idle <= 0:
+            return []
+        due = []
+        for a in self.accounts.values():
+            if a.removed or a.disabled or a.status != "active":
+                continue
+            if any(w.lease_id is not None for w in a.ops.values()):
+                continue
+            last = max(_ts(a.last_used_at) or _ts(a.added_at) or 0.0, _ts(a.last_checked_at) or 0.0)
+            w = self._window(a, CHECK_OPERATION)
+            if (
+                now - last >= idle
+                and w.blocked_until is None
+                and self._left(a, CHECK_OPERATION, w, now) > 0
+            ):
+                due.append(a.account_id)
+        return sorted(due)
+
+    def checked(self, account_id: str, event: AccountEvent) -> list[Outgoing]:
+        """A scheduled check's outcome: counted like any request (a dead account is marked
+        as a task's request would mark it)."""
+        a = self.accounts.get(account_id)
+        if a is None:
+            return []
+        self._event(event)
+        a.last_checked_at = _dt(self.clock())
+        a.last_test = f"scheduled check: {event.outcome}" + (
+            f": {event.error}" if event.error else ""
+        )
+        self._mark(a)
+        return self.tick()
+
+    def due_logins(self, now: float) -> None:
+        """Password accounts whose cookies expire within account_cookie_refresh_s log in
+        again now, before a task meets the expired cookies."""
+        for a in self.accounts.values():
+            if (
+                a.has_password
+                and not a.removed
+                and not a.disabled
+                and a.status in ("active", "rate_limited")
+                and a.cookies_expire_at is not None
+                and a.cookies_expire_at.timestamp() - now <= self.s.account_cookie_refresh_s
+                # cookies that come back short-lived are not refreshed in a loop
+                and now - (_ts(a.last_login_at) or 0.0) >= self.s.account_cooldown_s
+            ):
+                if a.account_id not in self.work.logins:
+                    log.info("account %s: cookies expire soon, logging in again", a.account_id)
+                self.work.logins.add(a.account_id)
 
     def tested(self, account_id: str, command_id: str, event: AccountEvent) -> list[Outgoing]:
         if account_id not in self.accounts:

@@ -29,7 +29,7 @@ from libs.topics import ACCOUNT_COMMANDS, ACCOUNT_EVENTS, ACCOUNT_STATE, LEASE_R
 from libs.xclient import XAccount, XClient
 
 from . import login as login_flow
-from .pool import AccountPool
+from .pool import CHECK_OPERATION, AccountPool
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,11 @@ class AccountManager:
         if not self.owner:
             return
         w = self.pool.work
+        self.pool.due_logins(time.time())
+        for aid in self.pool.due_checks(time.time()):
+            if self.owner and aid in self.pool.accounts:
+                event = await self._check_account(aid)
+                await self._send(self.pool.checked(aid, event))
         if time.time() >= self._proxy_checks_due:
             self._proxy_checks_due = time.time() + self.settings.proxy_check_interval_s
             w.proxy_checks.update(self.pool.proxies)
@@ -214,13 +219,29 @@ class AccountManager:
             account_id, "SearchTimeline", r, None, SERVICE, self.pool.accounts[account_id].proxy_id
         )
 
+    async def _check_account(self, account_id: str) -> AccountEvent:
+        """The scheduled check of an idle account: its own profile (pool.CHECK_OPERATION)."""
+        creds, proxy_url = self.pool.credentials(account_id)
+        a = self.pool.accounts[account_id]
+        client = XClient(self.settings)
+        try:
+            r = await client.user_by_screen_name(
+                XAccount(
+                    account_id, creds.get("auth_token") or "", creds.get("ct0") or "", proxy_url
+                ),
+                a.name,
+            )
+        finally:
+            await client.aclose()
+        return event_for(account_id, CHECK_OPERATION, r, None, SERVICE, a.proxy_id)
+
     async def _login(self, account_id: str) -> None:
         creds, proxy_url = self.pool.credentials(account_id)
         name = self.pool.accounts[account_id].name
         log.info("logging %s in through %s", account_id, self.settings.x_login_url)
         try:
-            cookies = await login_flow.login(self.settings, name, creds, proxy_url)
-            outs = self.pool.logged_in(account_id, cookies, None)
+            cookies, expires_at = await login_flow.login(self.settings, name, creds, proxy_url)
+            outs = self.pool.logged_in(account_id, cookies, None, expires_at)
         except Exception as e:  # noqa: BLE001 - every failure is reported on the account
             outs = self.pool.logged_in(account_id, None, f"{type(e).__name__}: {e}"[:300])
         await self._send(outs)

@@ -39,6 +39,7 @@ from libs.tracing import record_span
 from libs.xclient import XClient
 
 from .ledger import PageLedger
+from .parking import Parking
 from .slice_runner import RecentPages, SliceDeps, run_slice
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ class ScraperService:
         self.slices_done = 0
         self.slice_retries = 0
         self.recent = RecentPages()
+        self.parking = Parking()  # slices waiting for an account or paused hold no slot
         self._rewind_needed = False  # a broker fault: re-read jobs from the committed offsets
         self.group_id = f"{settings.topic_prefix}{SERVICE}"
         self.watch = ConsumerWatch(SERVICE, self.group_id)  # records in, lag, readiness
@@ -123,6 +125,7 @@ class ScraperService:
             controls=self.controls,
             split_pages=self.settings.scraper_split_pages,
             recent=self.recent,
+            parking=self.parking,
         )
         consumer = consumer_for(self.settings, self.group_id, SERVICE, offset_reset="none")
         # Slices run for minutes; the loop keeps polling (paused when full) so the group
@@ -173,8 +176,13 @@ class ScraperService:
             await self.xclient.aclose()
 
     async def _poll(self, consumer, deps: SliceDeps) -> None:
-        busy = sum(len(t) for t in self._running.values())
+        # A parked slice (waiting for an account of its operation, or paused) holds no slot:
+        # jobs of operations with budget are taken and run meanwhile.
+        parked = len(self.parking)
+        busy = sum(len(t) for t in self._running.values()) - parked
         free = self.settings.scraper_concurrency - busy
+        if parked >= self.settings.scraper_max_parked:
+            free = 0
         assigned = consumer.assignment()
         if free <= 0:
             consumer.pause(*assigned)

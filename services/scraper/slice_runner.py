@@ -20,19 +20,23 @@ from datetime import UTC, datetime
 
 from libs.kafka import Outgoing, Producer
 from libs.leases import ACCOUNT_REFUSED, LeaseClient
+from libs.records.accounts import LeaseWait
 from libs.records.pages import RawPage
 from libs.records.tasks import SearchJob, TaskControl, TaskProgress
 from libs.topic_table import TopicTable
 from libs.topics import RAW_PAGES, SEARCH_JOBS
-from libs.xclient import XClient
+from libs.xclient import XAccount, XClient
 
 from . import split
 from .ledger import PageLedger, SliceState, raw_page_key
+from .parking import Parking
 
 log = logging.getLogger(__name__)
 
 # Transient X answers retried on another account/after backoff before the slice gives up.
 MAX_TRANSIENT_FAILURES = 8
+# How soon a pause or cancel reaches a slice that waits for an account.
+CONTROL_CHECK_S = 0.2
 
 
 class RecentPages:
@@ -69,6 +73,7 @@ class SliceDeps:
     controls: TopicTable | None = None  # task-controls: pause / cancel
     split_pages: int = 0  # dense-slice threshold (settings.scraper_split_pages; 0 = never)
     recent: RecentPages | None = None  # answers kept to re-write after a broker fault
+    parking: Parking | None = None  # slices waiting for an account or paused: no slot held
 
 
 def task_priority(controls: TopicTable | None, job: SearchJob) -> int:
@@ -118,9 +123,13 @@ async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
         if ctl == "cancelled":
             return await _finish(job, deps, state, "cancelled")
         if ctl == "paused":
-            await deps.controls.wait_for(  # type: ignore[union-attr]
-                lambda: control_state(deps.controls, job.task_id) != "paused", 5.0
-            )
+            _park(deps, job, "paused")
+            try:
+                await deps.controls.wait_for(  # type: ignore[union-attr]
+                    lambda: control_state(deps.controls, job.task_id) != "paused", 5.0
+                )
+            finally:
+                _unpark(deps, job)
             continue
         if task_completed(deps.progress, job.task_id):
             return await _finish(job, deps, state, "target_reached")
@@ -159,13 +168,9 @@ async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
                 return "exhausted"
             continue
 
-        account = await deps.pool.acquire(
-            job.operation, job.task_id, task_priority(deps.controls, job)
-        )
-        if control_state(deps.controls, job.task_id) != "active":
-            # Paused or cancelled while waiting for an account: X is not asked.
-            await deps.pool.unused(account, job.operation)
-            continue
+        account = await _account(job, deps)
+        if account is None:
+            continue  # paused or cancelled while it waited: X is not asked
         started = datetime.now(UTC)
         result = None
         try:
@@ -230,6 +235,65 @@ async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
         failures = 0
         if not await _advance(job, deps, state, page, md.offset):
             return "exhausted"
+
+
+def _park(deps: SliceDeps, job: SearchJob, why: str) -> None:
+    if deps.parking is not None:
+        deps.parking.park(job, why)
+
+
+def _unpark(deps: SliceDeps, job: SearchJob) -> None:
+    if deps.parking is not None:
+        deps.parking.unpark(job)
+
+
+def _hand_back(deps: SliceDeps, job: SearchJob, get: asyncio.Future) -> None:
+    """An account granted to a slice that was cancelled meanwhile goes back unused."""
+    if not get.cancelled() and get.exception() is None:
+        asyncio.get_running_loop().create_task(deps.pool.unused(get.result(), job.operation))
+
+
+async def _account(job: SearchJob, deps: SliceDeps) -> XAccount | None:
+    """An account for the slice's next request, or None once the task is paused or
+    cancelled. While the account-manager says no account can serve the operation now, the
+    slice is parked (it holds no slot); a pause or cancel ends the wait within
+    CONTROL_CHECK_S, and nothing is sent to X for it."""
+    parked = False
+
+    def on_wait(_: LeaseWait) -> None:
+        nonlocal parked
+        if not parked:
+            parked = True
+            _park(deps, job, f"waiting for an account for {job.operation}")
+
+    get = asyncio.ensure_future(
+        deps.pool.acquire(
+            job.operation,
+            job.task_id,
+            task_priority(deps.controls, job),
+            tag=job.account_tag,
+            on_wait=on_wait,
+        )
+    )
+    try:
+        while not get.done():
+            await asyncio.wait({get}, timeout=CONTROL_CHECK_S)
+            if not get.done() and control_state(deps.controls, job.task_id) != "active":
+                get.cancel()
+                await asyncio.wait({get})
+    finally:
+        if not get.done():  # this slice itself was cancelled (revoked, stopping)
+            get.cancel()
+            get.add_done_callback(lambda t: _hand_back(deps, job, t))
+        if parked:
+            _unpark(deps, job)
+    if get.cancelled():
+        return None
+    account = get.result()
+    if control_state(deps.controls, job.task_id) != "active":
+        await deps.pool.unused(account, job.operation)  # granted as the task was paused
+        return None
+    return account
 
 
 async def _advance(

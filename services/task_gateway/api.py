@@ -53,6 +53,9 @@ class ScheduledRequest(BaseModel):
     filters: SearchFilters | None = None
     callback_url: str | None = None
     download_video: bool = False
+    account_tag: str | None = Field(
+        None, max_length=64, description="Only accounts with this tag serve its runs."
+    )
 
 
 class _WindowRequest(BaseModel):
@@ -66,6 +69,9 @@ class _WindowRequest(BaseModel):
     callback_url: str | None = None
     filters: SearchFilters | None = None
     download_video: bool = False
+    account_tag: str | None = Field(
+        None, max_length=64, description="Only accounts with this tag serve the task."
+    )
 
     def task(
         self, task_id: str, keyword: str, search_type: SearchType | None = None
@@ -83,6 +89,7 @@ class _WindowRequest(BaseModel):
             download_video=self.download_video,
             submitted_at=datetime.now(UTC),
             search_type=search_type,
+            account_tag=self.account_tag,
         )
 
 
@@ -114,6 +121,7 @@ class SearchRequest(_WindowRequest):
             target=target,
             submitted_at=datetime.now(UTC),
             search_type=self.type,
+            account_tag=self.account_tag,
         )
 
 
@@ -211,7 +219,7 @@ def create_app(
             )
             if not same:
                 raise HTTPException(409, f"task {task_id} exists with a different body")
-            est = estimate(settings, known, view.active_accounts())
+            est = estimate(settings, known, view.active_accounts(), view.capacity(known))
             return {
                 "status": "accepted",
                 "task_id": task_id,
@@ -221,7 +229,7 @@ def create_app(
             }
         await publish(Outgoing(TASK_COMMANDS, task_id, task))
         view.commands.rows[task_id] = task  # read-your-writes before the table catches up
-        est = estimate(settings, task, view.active_accounts())
+        est = estimate(settings, task, view.active_accounts(), view.capacity(task))
         return {
             "status": "accepted",
             "task_id": task_id,

@@ -57,6 +57,7 @@ def jobs_for(task: OnDemandTask) -> list[SearchJob]:
                 required_count=task.required_count,
                 start_time=task.start_time,
                 end_time=task.end_time,
+                account_tag=task.account_tag,
             )
         ]
     slices = day_slices(task.start_time, task.end_time)
@@ -73,6 +74,7 @@ def jobs_for(task: OnDemandTask) -> list[SearchJob]:
             start_time=s,
             end_time=e,
             download_video=task.download_video,
+            account_tag=task.account_tag,
         )
         for s, e in slices
     ]

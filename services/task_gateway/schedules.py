@@ -110,6 +110,7 @@ def run_task(
         filters=task.filters,
         download_video=task.download_video,
         submitted_at=end,
+        account_tag=task.account_tag,
     )
 
 

@@ -3,6 +3,9 @@ account-manager's word on tasks waiting for an account)."""
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
+
 from libs.records.accounts import AccountState, TaskAccountWait
 from libs.records.tasks import OnDemandTask, ScheduledTask, TaskControl, TaskProgress
 from libs.settings import Settings
@@ -15,11 +18,13 @@ from libs.topics import (
     TASK_PROGRESS,
 )
 
+from .estimate import Capacity, capacity, requests_for
 from .schedules import run_id
 
 
 class TaskView:
     def __init__(self, settings: Settings):
+        self.settings = settings
         self.commands = TopicTable(settings, TASK_COMMANDS)
         self.progress = TopicTable(settings, TASK_PROGRESS)
         self.account_waits = TopicTable(settings, TASK_ACCOUNT_WAITS)
@@ -30,6 +35,38 @@ class TaskView:
 
     def _tables(self) -> list[TopicTable]:
         return [self.commands, self.progress, self.account_waits, self.controls, self.accounts]
+
+    def capacity(self, task: OnDemandTask, now: datetime | None = None) -> Capacity:
+        """The pool's budget for the task's operation now, and the requests of the tasks
+        queued ahead of it (same operation and account tag, priority at least as high,
+        submitted before it, not finished)."""
+        c = capacity(
+            self.settings,
+            (a for a in self.accounts.rows.values() if isinstance(a, AccountState)),
+            task.operation,
+            task.account_tag,
+            now,
+        )
+        for other in self.commands.rows.values():
+            if (
+                not isinstance(other, OnDemandTask)
+                or other.task_id == task.task_id
+                or other.operation != task.operation
+                or other.account_tag != task.account_tag
+                or other.priority > task.priority
+                or other.submitted_at > task.submitted_at
+            ):
+                continue
+            ctl = self.control(other.task_id)
+            if ctl is not None and ctl.state in ("cancelled", "rejected"):
+                continue
+            prog = self.progress.rows.get(other.task_id)
+            if isinstance(prog, TaskProgress) and prog.status == "completed":
+                continue
+            posts, requests = requests_for(self.settings, other)
+            done = prog.collected if isinstance(prog, TaskProgress) else 0
+            c.ahead += math.ceil(requests * max(0.0, 1 - done / posts)) if posts else requests
+        return c
 
     def active_accounts(self) -> int:
         return sum(
@@ -166,7 +203,7 @@ class TaskView:
             status, reason = "cancelled", ctl.reason
         elif ctl is not None and ctl.state == "paused" and status != "completed":
             status, reason = "paused", ctl.reason
-        elif status == "running" and self.waiting_for_accounts(task_id):
+        elif status in ("pending", "running") and self.waiting_for_accounts(task_id):
             status = "waiting_for_accounts"
         if status in ("completed", "failed"):
             pct = 100.0
