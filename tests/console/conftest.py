@@ -185,6 +185,7 @@ class Watched:
 
     def goto(self, route: str) -> None:
         self.page.goto(f"{self.stack.console}#{route}")
+        self.page.wait_for_function("r => location.hash === '#' + r", arg=route)
 
     def sign_in(self, name: str, password: str | None = None) -> None:
         self.goto("/login")
