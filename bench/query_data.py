@@ -4,6 +4,9 @@ bench/console.py for its 100,000 rows).
 Every row is a function of its number n (cityHash64 of n and a salt), so a fill is
 reproducible and needs no Python per row. The shape, against real X posts:
 
+- Rows are generated newest first: row n is posted n/total of the way back from the fill's
+  start, so a fill stopped (or resumed) part-way is a dense recent store, as a real one
+  that has been collecting for a shorter while.
 - post_id: 19 digits, increasing with post_time (X's ids are time-ordered snowflakes).
 - post_time: evenly over the `days` before the fill (default 365: twelve months of monthly
   statistics); collected_at up to an hour after it.
@@ -30,6 +33,7 @@ task_posts and keyword_month_posts get the same rows as the collection would wri
 
 from __future__ import annotations
 
+ID_BASE = 1_900_000_000_000_000_000  # row n's id is ID_BASE - n * 1000: newer rows, larger ids
 KEYWORD = "python"
 HEAVY_AUTHOR = "u0"
 AUTHORS = 200_000
@@ -43,9 +47,10 @@ def _u(salt: int) -> str:
     return f"(cityHash64(n, {salt}) % 1000003) / 1000003"
 
 
-def posts_select(start: int, count: int, total: int, days: int = 365) -> str:
+def posts_select(start: int, count: int, total: int, anchor_ms: int, days: int = 365) -> str:
     """A SELECT of rows start..start+count-1 of a `total`-row fill, in `posts` column order
-    (see libs.storage.post_rows.POST_COLUMNS). `now()` anchors the time range."""
+    (see libs.storage.post_rows.POST_COLUMNS); row 0 is posted at `anchor_ms` (Unix ms)."""
+    anchor = f"fromUnixTimestamp64Milli(toInt64({anchor_ms}), 'UTC')"
     span_ms = days * 86_400_000
     langs = "[" + ",".join(f"'{x}'" for x in LANGS) + "]"
     kws = "[" + ",".join(f"'{x}'" for x in TASK_KEYWORDS) + "]"
@@ -88,9 +93,8 @@ SELECT
 FROM (
   SELECT
     number AS n,
-    toString(1700000000000000000 + n * 1000) AS post_id,
-    toDateTime64(now(), 3, 'UTC') - toIntervalMillisecond({span_ms})
-      + toIntervalMillisecond(intDiv(n * {span_ms}, {total})) AS post_time,
+    toString({ID_BASE} - n * 1000) AS post_id,
+    {anchor} - toIntervalMillisecond(intDiv(n * {span_ms}, {total})) AS post_time,
     toUInt32(floor({AUTHORS} * pow({_u(1)}, 3))) AS a,
     concat('@u', toString(a)) AS author_handle,
     multiIf(cityHash64(n, 2) % 100 < 15, 'retweet', cityHash64(n, 2) % 100 < 20, 'quote',
@@ -112,22 +116,47 @@ FROM (
 """
 
 
+def post_id_of(n: int) -> str:
+    return str(ID_BASE - n * 1000)
+
+
 def fill(store, total: int, batch: int = 50_000, days: int = 365, log=print) -> None:
     """Insert `total` synthetic posts (and their task_posts / keyword_month_posts rows) in
-    batches of `batch`, printing progress. `store` is a libs.storage ClickHouseStore."""
+    batches of `batch`, printing progress. `store` is a libs.storage ClickHouseStore.
+
+    Resumable: the fill's time anchor is kept in a table, and a fill that was stopped goes on
+    from its last whole batch (a batch inserted twice is the same rows: the tables' engines
+    keep one, and every count the API answers is exact)."""
     from libs.storage.post_rows import POST_COLUMNS
 
+    store.command_sync(
+        "CREATE TABLE IF NOT EXISTS bench_fill (total UInt64, anchor_ms Int64, days UInt32) "
+        "ENGINE = TinyLog"
+    )
+    meta = store.query_rows_sync("SELECT total, anchor_ms, days FROM bench_fill")
+    if meta and (meta[0][0], meta[0][2]) != (total, days):
+        raise SystemExit(f"this store holds a fill of {meta[0][0]:,} posts over {meta[0][2]} days")
+    if not meta:
+        import time
+
+        anchor_ms = int(time.time() * 1000)
+        store.command_sync(f"INSERT INTO bench_fill VALUES ({total}, {anchor_ms}, {days})")
+    else:
+        anchor_ms = meta[0][1]
+    have = store.query_rows_sync("SELECT count() FROM posts")[0][0]
+    first = min(have // batch * batch, total)
+    if first:
+        log(f"  resuming at post {first:,} of {total:,}")
     cols = ", ".join(POST_COLUMNS)
     # Small blocks: a batch's raw_data is ~0.5 GB before compression.
     settings = {"max_block_size": 8192, "min_insert_block_size_rows": batch}
-    for start in range(0, total, batch):
+    for start in range(first, total, batch):
         count = min(batch, total - start)
         store.command_sync(
-            f"INSERT INTO posts ({cols}) {posts_select(start, count, total, days)}",
+            f"INSERT INTO posts ({cols}) {posts_select(start, count, total, anchor_ms, days)}",
             settings=settings,
         )
-        lo, hi = 1700000000000000000 + start * 1000, 1700000000000000000 + (start + count) * 1000
-        rng = f"post_id >= '{lo}' AND post_id < '{hi}'"
+        rng = f"post_id > '{post_id_of(start + count)}' AND post_id <= '{post_id_of(start)}'"
         store.command_sync(
             "INSERT INTO task_posts SELECT task_id, post_id, keyword, collected_at "
             f"FROM posts WHERE {rng}"
@@ -138,4 +167,4 @@ def fill(store, total: int, batch: int = 50_000, days: int = 365, log=print) -> 
         )
         done = start + count
         if done == total or (done // batch) % 10 == 0:
-            log(f"  filled {done:,} / {total:,} posts")
+            log(f"  filled {done:,} / {total:,} posts", flush=True)

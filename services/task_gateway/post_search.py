@@ -61,7 +61,7 @@ def post_filter_params(settings: Settings) -> Callable[..., PostFilter]:
     text = settings.api_max_string_length
     num = settings.api_max_number
 
-    def params(
+    async def params(
         keyword: str | None = Query(
             None,
             min_length=1,
@@ -145,8 +145,8 @@ def without(params: Callable[..., PostFilter], *names: str) -> Callable[..., Pos
     """The dependency with some filters left out (a route whose path names the user)."""
     sig = inspect.signature(params)
 
-    def narrower(**kw) -> PostFilter:
-        return params(**kw, **dict.fromkeys(names))
+    async def narrower(**kw) -> PostFilter:
+        return await params(**kw, **dict.fromkeys(names))
 
     narrower.__signature__ = sig.replace(  # type: ignore[attr-defined]
         parameters=[p for p in sig.parameters.values() if p.name not in names]
