@@ -116,6 +116,7 @@ def console_stack(noida, xsim, tmp_path_factory) -> Iterator[ConsoleStack]:
         str(tmp / "chdb"),
         console_dist_dir=str(dist),
         console_lockout_s=LOCKOUT_S,
+        webhook_allow_hosts="127.0.0.1",  # the replay test's local webhook
     )
     proc = ServiceProcess("console-all", ["all"], settings, tmp).start()
     stack = ConsoleStack(
