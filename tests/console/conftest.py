@@ -117,6 +117,7 @@ def console_stack(noida, xsim, tmp_path_factory) -> Iterator[ConsoleStack]:
         console_dist_dir=str(dist),
         console_lockout_s=LOCKOUT_S,
         webhook_allow_hosts="127.0.0.1",  # the replay test's local webhook
+        proxy_check_url=f"{xsim}/_sim/health",  # the proxies test's checks reach it
     )
     proc = ServiceProcess("console-all", ["all"], settings, tmp).start()
     stack = ConsoleStack(
