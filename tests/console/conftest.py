@@ -187,7 +187,10 @@ class Watched:
 
     def goto(self, route: str) -> None:
         self.page.goto(f"{self.stack.console}#{route}")
-        self.page.wait_for_function("r => location.hash === '#' + r", arg=route)
+        # the app may reorder the query; the page is the path
+        self.page.wait_for_function(
+            "r => location.hash.split('?')[0] === '#' + r.split('?')[0]", arg=route
+        )
 
     def sign_in(self, name: str, password: str | None = None) -> None:
         self.goto("/login")
