@@ -6,10 +6,18 @@ export PYTHONPATH := $(CURDIR)
 
 .PHONY: setup system-packages lint up down status run test test-fast bench bench-media bench-accounts bench-gateway schemas manifests bench-telemetry bench-soak bench-scale
 
-setup: system-packages $(BIN)/xget  ## system packages, then the virtualenv with XGet, chdb, the local brokers, the S3 server and the checks
+setup: system-packages $(BIN)/xget web/dist/index.html  ## system packages, the virtualenv (XGet, chdb, local brokers, S3 server, checks) and the built web console
 
 system-packages:  ## chromium, docker-compose, nodejs and npm where missing (Debian)
 	@bash infra/system-packages.sh
+
+# The web console (web/, served by the gateway at /console/): npm ci when the lock file
+# changes, a build when a source does. Node and npm from the machine (system-packages).
+WEB_SRC := $(shell find web/src web/public -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json
+web/node_modules/.package-lock.json: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+web/dist/index.html: web/node_modules/.package-lock.json $(WEB_SRC)
+	cd web && npm run build
 
 $(BIN)/xget: pyproject.toml
 	$(PY) -m venv $(VENV)

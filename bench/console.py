@@ -11,8 +11,8 @@ sampling the gateway's RSS every 50 ms. Targets: ratio ≥ 0.5, RSS during the e
 +50 MB of before it.
 
 The console's own figures (JavaScript shipped for the first page, time to its `load` event in
-Chromium) are measured by `console_page_figures` below (to be filled by the web console's
-build); the last line stays `ratio: X` = gateway rows/s ÷ bare rows/s.
+Chromium) are measured by `console_page_figures` below (bench/console_web.py); the last line
+stays `ratio: X` = gateway rows/s ÷ bare rows/s.
 """
 
 from __future__ import annotations
@@ -73,8 +73,10 @@ def bare_rows_per_s(ch_dir: Path, posts: int) -> float:
 
 def console_page_figures() -> None:
     """JavaScript shipped for the console's first page (target ≤ 500 KB gzipped) and the time
-    to its `load` event in Chromium: added with the web console (web/)."""
-    print("console page figures: not measured yet (the web console adds them here)")
+    to its `load` event in Chromium (bench/console_web.py: web/dist served at /console/)."""
+    from bench.console_web import report
+
+    report()
 
 
 def main() -> int:

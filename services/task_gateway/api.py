@@ -28,6 +28,7 @@ from . import (
     static_ui,
     statistics_api,
     task_create_api,
+    task_detail_api,
     tasks_api,
     unavailable,
 )
@@ -105,6 +106,7 @@ def create_app(
         app.include_router(data_api.create_router(settings, get_store, view, auth), tags=[TAG_DATA])
         app.include_router(cost_api.create_router(settings, get_store, view, auth, kol_view))
         app.include_router(analytics_api.create_router(settings, get_store, view))
+        app.include_router(task_detail_api.create_router(settings, get_store, view, publish))
     if users is not None:
         app.include_router(console_api.create_router(settings, users, auth))
     app.include_router(pool_forward.create_router(settings))

@@ -46,6 +46,7 @@ BODIES = {
     "/api/v1/tasks/kol-followings": {"handles": ["someone"]},
     "/api/v1/tasks/{task_id}": {"priority": 3},
     "/api/v1/tasks/{task_id}/cancel": {"reason": "walk"},
+    "/api/v1/tasks/{task_id}/batches/replay": {"batch_no": 1},  # task_detail_api.py
     "/api/v1/auth/login": {"username": "walker", "password": "walker-password"},
     "/api/v1/admin/users": {"username": "walker", "role": "viewer", "password": "walker-pw-1"},
     "/api/v1/admin/users/{username}": {"role": "viewer"},
