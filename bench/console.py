@@ -119,13 +119,13 @@ def main() -> int:
             total = r.json()["total"]
             client.get(url, params={"format": "csv", "min_likes": 100_000}).raise_for_status()
             time.sleep(2)
-            before = rss_mb(gw.proc.pid)
+            before = rss_mb(gw.pid)
             peak = [before]
             done = threading.Event()
 
             def sample() -> None:
                 while not done.is_set():
-                    peak[0] = max(peak[0], rss_mb(gw.proc.pid))
+                    peak[0] = max(peak[0], rss_mb(gw.pid))
                     time.sleep(0.05)
 
             sampler = threading.Thread(target=sample, daemon=True)

@@ -85,7 +85,7 @@ def serve_dist(dist: Path = DIST) -> Iterator[str]:
 
 def measure(base: str, runs: int = 5) -> FirstPage:
     """Open {base}/console/ `runs` times, each in a fresh context, as a first visit."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import Response, sync_playwright
 
     url = base.rstrip("/") + "/console/"
     loads: list[float] = []
@@ -97,14 +97,12 @@ def measure(base: str, runs: int = 5) -> FirstPage:
                 ctx = browser.new_context()
                 page = ctx.new_page()
                 got: dict[str, bytes] = {}
-                page.on(
-                    "response",
-                    lambda r, got=got: (
-                        r.request.resource_type == "script"
-                        and r.ok
-                        and got.setdefault(r.url, r.body())
-                    ),
-                )
+
+                def keep_script(r: Response, got: dict[str, bytes] = got) -> None:
+                    if r.request.resource_type == "script" and r.ok:
+                        got.setdefault(r.url, r.body())
+
+                page.on("response", keep_script)
                 page.goto(url, wait_until="load")
                 # the sign-in form is rendered: the route's lazy chunk has arrived too
                 page.locator("#login-username").wait_for()

@@ -60,7 +60,7 @@ from infra.service_process import ServiceProcess, all_alive, gateway_client, wai
 from libs.records.pages import RawPage  # noqa: E402
 from libs.settings import Settings  # noqa: E402
 from libs.storage.objects import FileObjectStore  # noqa: E402
-from libs.storage.raw_archive import RawArchive  # noqa: E402
+from libs.storage.raw_archive import ArchivedPage, ArchiveObject, RawArchive  # noqa: E402
 from libs.topics import CATALOGUE  # noqa: E402
 
 PAGE_SIZE = 20
@@ -112,7 +112,11 @@ def archived_pages(objects_dir: Path, task_id: str, since: datetime) -> Iterator
     archive = RawArchive(FileObjectStore(objects_dir))
     seen: set[tuple[str, int]] = set()
     for obj in local.run_sync(lambda: archive.objects(since)):
-        for a in local.run_sync(lambda o=obj: archive.pages(o)):
+
+        async def pages_of(o: ArchiveObject = obj) -> list[ArchivedPage]:
+            return await archive.pages(o)
+
+        for a in local.run_sync(pages_of):
             p = a.page
             if p.task_id != task_id or not p.response or p.outcome != "ok":
                 continue
@@ -144,6 +148,8 @@ def streamed_bare_rate(
     for page in pages:
         if n_pages >= want_pages:
             break
+        if page.response is None:  # only pages X answered are archived
+            continue
         body = page.response.encode()
         if not warm:
             bare_parse_rate([body])  # warm-up
@@ -336,12 +342,12 @@ def run(
         time.sleep(3)
         all_alive(services)
         # What the idle stack costs (consumers polling, timers), for reading the CPU table.
-        idle_pids = {s.name: s.proc.pid for s in services} | {BROKER_LABEL: broker.pid}
+        idle_pids = {s.name: s.pid for s in services} | {BROKER_LABEL: broker.pid}
         idle0, idle_t0 = sample_cpu(idle_pids), time.perf_counter()
         time.sleep(2)
         idle1, idle_s = sample_cpu(idle_pids), time.perf_counter() - idle_t0
 
-        pids = {s.name: s.proc.pid for s in services} | {BROKER_LABEL: broker.pid}
+        pids = {s.name: s.pid for s in services} | {BROKER_LABEL: broker.pid}
         cpu_pids = pids | {"x simulator": xsim.pid}
         results = [_run_task(gw, services, pids, cpu_pids, n_posts) for _ in range(runs)]
         first = results[0]

@@ -57,7 +57,7 @@ PROCESSES = {
 
 def services_cpu(services: list[ServiceProcess]) -> float:
     """CPU seconds of every running service process together."""
-    return sum(cpu_seconds(svc.proc.pid) for svc in services if svc.proc is not None)
+    return sum(cpu_seconds(svc.pid) for svc in services if svc.proc is not None)
 
 
 def cpu_seconds(pid: int) -> float:

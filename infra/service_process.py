@@ -107,6 +107,13 @@ class ServiceProcess:
 
         return read_state(self.state_path) or {}
 
+    @property
+    def pid(self) -> int:
+        """The started process's pid (the supervisor's, in supervised mode)."""
+        if self.proc is None:
+            raise RuntimeError(f"{self.name} was not started")
+        return self.proc.pid
+
     def child_pid(self) -> int | None:
         """The service's own pid (supervised mode; else the process's pid)."""
         if not self.supervised:

@@ -79,7 +79,8 @@ class _Emitter:
     def __init__(self, producer: Producer, task_id: str | None, since_ms: int):
         self.producer, self.task_id, self.since_ms = producer, task_id, since_ms
         self.batch: list[Incoming] = []
-        self.result, self.tasks = ReplayResult(), set()
+        self.result = ReplayResult()
+        self.tasks: set[str] = set()
 
     async def add(self, inc: Incoming, *, archived: bool) -> None:
         page = inc.record
@@ -135,6 +136,8 @@ async def replay(settings: Settings, since: datetime, task_id: str | None = None
             async for msg, rec in scan_partition(
                 settings, RAW_PAGES, partition, start, end_offset=end, deadline_s=600
             ):
+                if rec is None:
+                    continue  # undecodable: the parser dead-lettered it when it came
                 key = msg.key.decode() if msg.key is not None else None
                 headers = dict(msg.headers or ())
                 inc = Incoming(

@@ -139,7 +139,7 @@ def data_routes(r: APIRouter, settings: Settings, store: StoreOf) -> None:
         who = await authors(posts) if keys is None or "user" in keys else {}
         return [tweet_view.select(tweet_view.tweet_item(p, who), keys) for p in posts]
 
-    async def page(f: PostFilter, limit: int, offset: int, fields) -> dict:
+    async def page(f: PostFilter, limit: int, offset: int, fields) -> Response:
         keys, cols = fields
         where, params = where_sql(f)
         ch = await store()

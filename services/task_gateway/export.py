@@ -112,6 +112,7 @@ async def chunks(
                 p.update(dict(zip(names, last[0], strict=True)))
             sql = f"SELECT {_select(columns, fmt)} FROM posts FINAL WHERE {w} ORDER BY {ph.order}"
             ch = await store()
+            got: list[tuple] | bytes
             if fmt is None:
                 got = await ch.query_rows(sql, p, settings=_READ_SETTINGS)
             else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Literal
 
@@ -57,7 +57,7 @@ class PostFilter(BaseModel):
         return SORTS[self.sort]
 
 
-def post_filter_params(settings: Settings) -> Callable[..., PostFilter]:
+def post_filter_params(settings: Settings) -> Callable[..., Awaitable[PostFilter]]:
     text = settings.api_max_string_length
     num = settings.api_max_number
 
@@ -141,7 +141,9 @@ def post_filter_params(settings: Settings) -> Callable[..., PostFilter]:
     return params
 
 
-def without(params: Callable[..., PostFilter], *names: str) -> Callable[..., PostFilter]:
+def without(
+    params: Callable[..., Awaitable[PostFilter]], *names: str
+) -> Callable[..., Awaitable[PostFilter]]:
     """The dependency with some filters left out (a route whose path names the user)."""
     sig = inspect.signature(params)
 
@@ -156,7 +158,8 @@ def without(params: Callable[..., PostFilter], *names: str) -> Callable[..., Pos
 
 def where_sql(f: PostFilter) -> tuple[str, dict]:
     """The WHERE clause (over `posts`) and its bound parameters."""
-    where, p = [], {}
+    where: list[str] = []
+    p: dict[str, object] = {}
     if f.keyword is not None:
         if f.keyword.isascii():
             # Every word through the full-text index: exact, without reading post_content.
