@@ -97,15 +97,17 @@ class Scraper:
         self.producer = HookedProducer(log, **hooks)
         self.leases = MemoryLeases([account])
         self.xclient = XClient(settings)
+        # In-memory twins of the Producer, TopicTable and LeaseClient: the methods
+        # run_slice and PageLedger call, answered from `log` and `account`.
         self.deps = SliceDeps(
-            producer=self.producer,  # type: ignore[arg-type]  # the Producer's in-memory twin
-            ledger=PageLedger(settings, self.producer, MemoryLedgerLog(log)),  # type: ignore[arg-type]
-            progress=MemoryTable(log, TASK_PROGRESS),  # type: ignore[arg-type]
-            pool=self.leases,  # type: ignore[arg-type]
+            producer=self.producer,
+            ledger=PageLedger(settings, self.producer, MemoryLedgerLog(log)),
+            progress=MemoryTable(log, TASK_PROGRESS),
+            pool=self.leases,
             xclient=self.xclient,
             page_size=PAGE_SIZE,
             target_wait_s=5.0,
-            controls=MemoryTable(log, TASK_CONTROLS),  # type: ignore[arg-type]
+            controls=MemoryTable(log, TASK_CONTROLS),
             recent=RecentPages(),
         )
 
