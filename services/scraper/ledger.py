@@ -11,18 +11,27 @@ checkpoint view what the broker holds (`resync()`, libs/topic_table.py), then re
 first page after the checkpoint that the broker does not have (only an unbroken run of pages
 counts). A raw page is written at a higher offset than the slice's previous one, unless the
 broker lost records: `written()` then raises BrokerLostRecords (a KafkaError).
+
+Every read of the broker goes through one `LedgerLog` (the checkpoint view, the raw-pages
+partitions, their ends and their records): `BrokerLog` in production; the handler harness
+(libs/handler_harness.py) gives the ledger an in-memory log instead, so the slice runner is
+tested without a broker by the same ledger code.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
 
 from libs.kafka import Outgoing, Producer, consumer_for, partition_for_key, scan_partition
+from libs.records.base import Record
 from libs.records.pages import RawPage, SliceCheckpoint
 from libs.records.tasks import SearchJob
 from libs.settings import Settings
@@ -60,34 +69,98 @@ def raw_page_key(job: SearchJob) -> str:
     return checkpoint_key(job.task_id, job.slice_id)
 
 
-class PageLedger:
-    WRITTEN_TASKS = 1_000  # tasks whose own entries are remembered (least recent dropped)
+class CheckpointView(Protocol):
+    """The scrape-checkpoints view the ledger reads (TopicTable's part of it)."""
+
+    @property
+    def rows(self) -> dict[str, Record]: ...
+
+    async def verify(self) -> int: ...
+
+
+class LedgerLog(Protocol):
+    """Everything the ledger reads from the broker: the seam an in-memory log fills in."""
+
+    @property
+    def checkpoints(self) -> CheckpointView: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def raw_partitions(self) -> list[int]:
+        """The raw-pages partitions."""
+        ...
+
+    async def raw_end(self, partition: int) -> int:
+        """The offset the next raw page written to `partition` gets (at least)."""
+        ...
+
+    def raw_pages(
+        self, partition: int, start: int
+    ) -> AsyncIterator[tuple[ConsumerRecord, Record | None]]:
+        """The records of a raw-pages partition from `start` to its end, decoded (None for
+        one that cannot be)."""
+        ...
+
+
+class BrokerLog:
+    """The ledger's reads of the real broker: the checkpoint topic's view, ListOffsets ends
+    through one consumer, raw-pages partitions read with scan_partition."""
 
     def __init__(self, settings: Settings, producer: Producer):
         self.settings = settings
         self.producer = producer
-        self.table = TopicTable(settings, SCRAPE_CHECKPOINTS)
-        self._offsets = None
-        # task -> checkpoint key -> entries this replica wrote (task_entries; newest tasks)
-        self._written_entries: OrderedDict[str, dict[str, int]] = OrderedDict()
+        self.checkpoints = TopicTable(settings, SCRAPE_CHECKPOINTS)
+        self._offsets: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
-        await self.table.start()
-        await self.table.wait_caught_up()
+        await self.checkpoints.start()
+        await self.checkpoints.wait_caught_up()
         offsets = self._offsets = consumer_for(self.settings, None, "scraper-offsets")
         await offsets.start()
 
     async def stop(self) -> None:
-        await self.table.stop()
+        await self.checkpoints.stop()
         if self._offsets is not None:
             await self._offsets.stop()
 
+    async def raw_partitions(self) -> list[int]:
+        name = topic_name(RAW_PAGES, self.settings.topic_prefix)
+        return sorted(await self.producer.partitions_for(name))
+
+    async def raw_end(self, partition: int) -> int:
+        tp = TopicPartition(topic_name(RAW_PAGES, self.settings.topic_prefix), partition)
+        # Brokers that under-report the end (Tansu) only make recovery read a little more.
+        assert self._offsets is not None, "started"
+        return (await self._offsets.end_offsets([tp]))[tp]
+
+    def raw_pages(
+        self, partition: int, start: int
+    ) -> AsyncIterator[tuple[ConsumerRecord, Record | None]]:
+        return scan_partition(self.settings, RAW_PAGES, partition, start)
+
+
+class PageLedger:
+    WRITTEN_TASKS = 1_000  # tasks whose own entries are remembered (least recent dropped)
+
+    def __init__(self, settings: Settings, producer: Producer, log: LedgerLog | None = None):
+        self.settings = settings
+        self.producer = producer
+        self.log: LedgerLog = log if log is not None else BrokerLog(settings, producer)
+        self.table = self.log.checkpoints
+        # task -> checkpoint key -> entries this replica wrote (task_entries; newest tasks)
+        self._written_entries: OrderedDict[str, dict[str, int]] = OrderedDict()
+
+    async def start(self) -> None:
+        await self.log.start()
+
+    async def stop(self) -> None:
+        await self.log.stop()
+
     async def raw_partition(self, job: SearchJob) -> int:
         """The raw-pages partition of a slice: fixed by its key (see raw_page_key)."""
-        name = topic_name(RAW_PAGES, self.settings.topic_prefix)
-        return partition_for_key(
-            raw_page_key(job), sorted(await self.producer.partitions_for(name))
-        )
+        return partition_for_key(raw_page_key(job), await self.log.raw_partitions())
 
     async def resync(self) -> None:
         """Make the checkpoint view what the broker holds now (after a broker fault: the
@@ -114,9 +187,7 @@ class PageLedger:
             return state
         # page_no -> what the newest copy of that page says (not its body)
         found: dict[int, tuple[int, str | None, bool, str | None, datetime | None]] = {}
-        async for msg, rec in scan_partition(
-            self.settings, RAW_PAGES, cp.raw_partition, cp.raw_offset_floor
-        ):
+        async for msg, rec in self.log.raw_pages(cp.raw_partition, cp.raw_offset_floor):
             state.raw_offset = max(state.raw_offset, msg.offset)
             if (
                 isinstance(rec, RawPage)
@@ -164,11 +235,8 @@ class PageLedger:
     async def begin(self, job: SearchJob) -> SliceState:
         """Record that a slice starts, before its first request to X."""
         partition = await self.raw_partition(job)
-        tp = TopicPartition(topic_name(RAW_PAGES, self.settings.topic_prefix), partition)
-        # Nothing of this slice can be older than the partition's current end. Brokers that
-        # under-report the end (Tansu) only make recovery read a little more.
-        assert self._offsets is not None, "started"
-        end = (await self._offsets.end_offsets([tp]))[tp]
+        # Nothing of this slice can be older than the partition's current end.
+        end = await self.log.raw_end(partition)
         await self._write(
             job,
             partition,

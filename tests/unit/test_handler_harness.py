@@ -241,3 +241,46 @@ async def asyncio_wait(cond, timeout_s: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+async def test_memory_log_answers_as_the_broker_and_views_read_it_back():
+    """What MemoryProducer writes lands where the real Producer would put it (Kafka's key
+    partitioner, offsets from 0 per partition), and a view reads it back decoded, latest per
+    key, waking a waiter when it arrives."""
+    from libs.handler_harness import MemoryLog, MemoryProducer, MemoryTable
+    from libs.kafka import Outgoing, partition_for_key
+
+    log = MemoryLog()
+    producer = MemoryProducer(log)
+    table = MemoryTable(log, TASK_PROGRESS)
+
+    def progress(task_id: str, collected: int) -> Outgoing:
+        p = TaskProgress(
+            task_id=task_id,
+            keyword="k",
+            status="running",
+            collected=collected,
+            target=10,
+            updated_at=AT,
+        )
+        return Outgoing(TASK_PROGRESS, task_id, p)
+
+    parts = sorted(await producer.partitions_for(TASK_PROGRESS.name))
+    assert parts == list(range(TASK_PROGRESS.partitions))
+    mds = [await producer.send_and_wait(progress("t1", n)) for n in (1, 2)]
+    at = partition_for_key("t1", parts)
+    assert [(m.topic, m.partition, m.offset) for m in mds] == [
+        (TASK_PROGRESS.name, at, 0),
+        (TASK_PROGRESS.name, at, 1),
+    ]
+    assert log.end(TASK_PROGRESS, at) == 2
+    row = table.rows["t1"]
+    assert isinstance(row, TaskProgress) and row.collected == 2
+    assert not await table.wait_for(lambda: "t2" in table.rows, 0.05)
+    await producer.send_and_wait(progress("t2", 5))
+    assert await table.wait_for(lambda: "t2" in table.rows, 1.0)
+    assert sorted(r.collected for r in log.read(TASK_PROGRESS) if isinstance(r, TaskProgress)) == [
+        1,
+        2,
+        5,
+    ]
