@@ -33,6 +33,9 @@ class SimAccount:
     logins: int = 0
     login_failures: int = 0
     expired_sessions: int = 0
+    # > 0: each session (its cookies) expires this long after the login, as X's do; the
+    # cookies carry that max-age, so a client can see when to log in again.
+    session_ttl_s: float = 0.0
 
     def public(self) -> dict:
         d = asdict(self)
@@ -50,12 +53,19 @@ class Sessions:
     # name -> requests its live sessions may still make before they expire (cookies that die
     # mid-task at a known point, so a test need not race a poll against a fast pipeline)
     expire_after: dict[str, int] = field(default_factory=dict)
+    issued_at: dict[str, float] = field(default_factory=dict)  # live auth_token -> login time
 
     def register(self, spec: dict) -> SimAccount:
         name = str(spec.get("username") or "").strip()
         if not name or not spec.get("password"):
             raise ValueError("username and password are required")
-        acc = SimAccount(name, str(spec["password"]), spec.get("email"), spec.get("totp_secret"))
+        acc = SimAccount(
+            name,
+            str(spec["password"]),
+            spec.get("email"),
+            spec.get("totp_secret"),
+            session_ttl_s=float(spec.get("session_ttl_s") or 0.0),
+        )
         self.accounts[name.lower()] = acc
         return acc
 
@@ -63,6 +73,13 @@ class Sessions:
         """(rate-limit/fault key, session expired?) for a request's auth_token."""
         name = self.tokens.get(token)
         if name is not None:
+            acc = self.accounts.get(name)
+            if acc is not None and acc.session_ttl_s > 0:
+                if time.time() - self.issued_at.get(token, time.time()) > acc.session_ttl_s:
+                    del self.tokens[token]
+                    self.expired[token] = name
+                    acc.expired_sessions += 1
+                    return name, True
             left = self.expire_after.get(name)
             if left is None:
                 return name, False
@@ -99,6 +116,7 @@ class Sessions:
     def issue(self, acc: SimAccount) -> tuple[str, str]:
         token = secrets.token_hex(20)
         self.tokens[token] = acc.username.lower()
+        self.issued_at[token] = time.time()
         acc.logins += 1
         return token, secrets.token_hex(32)
 
@@ -211,8 +229,9 @@ class LoginFlow:
     def _success(self, acc: SimAccount) -> Response:
         token, ct0 = self.sessions.issue(acc)
         rep = RedirectResponse("/home", status_code=302)
-        rep.set_cookie("auth_token", token, httponly=True, path="/")
-        rep.set_cookie("ct0", ct0, path="/")
+        ttl = int(acc.session_ttl_s) if acc.session_ttl_s > 0 else None
+        rep.set_cookie("auth_token", token, httponly=True, path="/", max_age=ttl)
+        rep.set_cookie("ct0", ct0, path="/", max_age=ttl)
         rep.set_cookie("twid", f"u%3D{abs(hash(acc.username)) % 10**18}", path="/")
         return rep
 

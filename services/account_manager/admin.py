@@ -360,7 +360,7 @@ class PoolAdmin:
             return self.accounts.rows[account_id.lower()]  # type: ignore[return-value]
         return None
 
-    async def wait_leases_back(self, account_id: str, timeout: float) -> AccountState | None:
+    async def wait_leases_back(self, account_id: str, within_s: float) -> AccountState | None:
         """The account's state once it holds no lease (after a disable: its holders gave the
         revoked leases back, so no request is sent with it any more); None on timeout."""
 
@@ -368,7 +368,7 @@ class PoolAdmin:
             a = self.accounts.rows.get(account_id.lower())
             return isinstance(a, AccountState) and all(w.lease_id is None for w in a.ops.values())
 
-        if await self.accounts.wait_for(back, timeout):
+        if await self.accounts.wait_for(back, within_s):
             return self.accounts.rows[account_id.lower()]  # type: ignore[return-value]
         return None
 

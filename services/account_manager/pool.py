@@ -339,10 +339,14 @@ class AccountPool:
         now = self.clock()
         w = self._window(a, e.operation)
         windows.roll(w, now, self.s.account_reset_margin_s)
-        w.used += 1
         windows.roll_calendar(w, now)
-        w.day_used += 1
-        w.hour_used += 1
+        if e.lease_id is None or e.lease_id == w.lease_id:
+            w.used += 1
+            w.day_used += 1
+            w.hour_used += 1
+        # else: the request of a lease that has ended, already counted when it came back (or
+        # in full when it expired): counting it again would overstate the window and the
+        # operator's caps (a day's cap for the rest of the day).
         a.last_used_at = e.at
         a.requests += 1
         if e.outcome == "ok":

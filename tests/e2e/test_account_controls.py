@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import datetime
 
 import pytest
 
@@ -181,3 +182,58 @@ def test_operator_controls(noida, xsim, tmp_path, chdb_path):
     finally:
         manager.stop()
         core.stop()
+
+
+def test_password_cookies_refreshed_before_they_expire(noida, xsim, tmp_path, chdb_path):
+    """A password account whose sessions last 60 s (the simulator's cookies say so): the
+    account-manager reads the expiry from the login page's cookies and logs in again 30 s
+    before it, so the scheduled checks that use the account meanwhile never meet expired
+    cookies (no 401 in the simulator's log), and the account stays active."""
+    uid = uuid.uuid4().hex[:6]
+    sim = Simulator(xsim)
+    name, password = f"pat{uid}", f"pw-{uuid.uuid4().hex}"
+    ttl = 60
+    r = sim.client.post(
+        "/_sim/accounts", json={"username": name, "password": password, "session_ttl_s": ttl}
+    )
+    r.raise_for_status()
+    settings = pipeline_settings(
+        noida,
+        xsim,
+        tmp_path,
+        chdb_path,
+        x_accounts="",
+        x_login_url=f"{xsim}/i/flow/login",
+        account_cookie_refresh_s=30,
+        account_cooldown_s=5,
+        account_idle_check_s=2,
+    )
+    manager = ServiceProcess("am", ["account-manager"], settings, tmp_path).start()
+    admin = Admin(settings)
+    try:
+        wait_until(lambda: manager.alive() and admin.ready(), 60, manager.tail())
+        admin.add(username=name, password=password)
+        first = wait_until(
+            lambda: (a := admin.account(name))["status"] == "active" and a["logins"] >= 1 and a,
+            90,
+            f"the first login through Chromium\n{manager.tail()}",
+        )
+        expires = datetime.fromisoformat(first["cookies_expire_at"]).timestamp()
+        assert expires - time.time() <= ttl, first  # the cookies' own expiry, not a default
+        again = wait_until(
+            lambda: (a := admin.account(name))["logins"] >= 2 and a,
+            ttl + 30,
+            f"a login before the cookies expire\n{manager.tail()}",
+        )
+        refreshed = datetime.fromisoformat(again["last_login_at"]).timestamp()
+        assert refreshed < expires, (refreshed, expires)
+        # Past the first cookies' expiry, with checks every 2 s: none was refused.
+        time.sleep(max(0.0, expires + 8 - time.time()))
+        requests = [e for e in sim.log() if e.get("account") == name.lower()]
+        checks = [e for e in requests if e.get("operation") == "UserByScreenName"]
+        seen = [(e["operation"], e["status"], round(e["received"] - expires, 1)) for e in requests]
+        assert checks and [e for e in checks if e["received"] > expires], (seen, manager.tail())
+        assert not [e for e in requests if e["status"] == 401], requests
+        assert admin.account(name)["status"] == "active"
+    finally:
+        manager.stop()

@@ -229,3 +229,18 @@ def test_password_accounts_log_in_before_their_cookies_expire(box, clock):
     pool.logged_in("p", {"auth_token": "t4", "ct0": "c4"}, None, expires_at=clock.t + 60)
     pool.due_logins(clock.t + 1)
     assert pool.work.logins == set()
+
+
+def test_late_outcomes_of_a_returned_lease_are_not_counted_twice(pool, box, clock):
+    """A lease comes back saying it made 3 requests before their outcomes arrive: the day's
+    count (and so a daily cap) stays at 3."""
+    add(pool, box, "a")
+    command(pool, "a", "set", daily_caps={OP: 5})
+    g = records(request(pool, "q1"), LeaseGrant)[0]
+    release(pool, g, 3)
+    for _ in range(3):
+        event(pool, "a", lease_id=g.lease_id)
+    w = pool.accounts["a"].ops[OP]
+    assert (w.used, w.day_used) == (3, 3)
+    assert pool.accounts["a"].requests == 3  # the account's own counts see every request
+    assert records(request(pool, "q2"), LeaseGrant)[0].budget == 2
