@@ -47,12 +47,12 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 os.environ.setdefault("TWS_TELEMETRY", "0")
 
-import httpx  # noqa: E402
+import httpx
 
-from infra import local  # noqa: E402
-from infra.service_process import ServiceProcess, all_alive, gateway_client, wait_until  # noqa: E402
-from libs.settings import Settings  # noqa: E402
-from libs.topics import CATALOGUE  # noqa: E402
+from infra import local
+from infra.service_process import ServiceProcess, all_alive, gateway_client, wait_until
+from libs.settings import Settings
+from libs.topics import CATALOGUE
 
 PAGE_SIZE = 20
 API_TOKEN = "bench-token"

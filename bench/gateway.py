@@ -29,12 +29,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import httpx  # noqa: E402
+import httpx
 
-from infra import local  # noqa: E402
-from infra.service_process import ServiceProcess, wait_until  # noqa: E402
-from libs.settings import Settings  # noqa: E402
-from libs.topics import CATALOGUE  # noqa: E402
+from infra import local
+from infra.service_process import ServiceProcess, wait_until
+from libs.settings import Settings
+from libs.topics import CATALOGUE
 
 TOKEN = "bench-token"
 WINDOW = {"start_time": "2026-10-01T00:00:00Z", "end_time": "2026-10-02T00:00:00Z"}
@@ -196,7 +196,7 @@ def main() -> int:
         try:
             bare.terminate()
             bare.wait(10)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - teardown of a process that may be gone already
             pass
         for h in reversed(handles):
             h.stop()

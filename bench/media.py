@@ -35,18 +35,18 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import httpx  # noqa: E402
+import httpx
 
-from infra import local  # noqa: E402
-from infra.service_process import ServiceProcess, wait_until  # noqa: E402
-from libs.kafka import Outgoing, Producer  # noqa: E402
-from libs.records.media import MediaStored  # noqa: E402
-from libs.records.posts import MediaJob  # noqa: E402
-from libs.settings import Settings  # noqa: E402
-from libs.storage.objects import open_object_store  # noqa: E402
-from libs.topic_table import TopicTable  # noqa: E402
-from libs.topics import CATALOGUE, MEDIA_JOBS, MEDIA_STORED  # noqa: E402
-from services.media_downloader.fetch import source_url  # noqa: E402
+from infra import local
+from infra.service_process import ServiceProcess, wait_until
+from libs.kafka import Outgoing, Producer
+from libs.records.media import MediaStored
+from libs.records.posts import MediaJob
+from libs.settings import Settings
+from libs.storage.objects import open_object_store
+from libs.topic_table import TopicTable
+from libs.topics import CATALOGUE, MEDIA_JOBS, MEDIA_STORED
+from services.media_downloader.fetch import source_url
 
 
 async def bare_download(urls: list[str], concurrency: int) -> tuple[float, int]:
@@ -217,7 +217,7 @@ def run(n_jobs: int, kb: int, concurrency: int) -> float:
         for h in reversed(handles):
             try:
                 h.stop()
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 - teardown goes on; the failure is printed
                 print(f"stopping {h.name}: {e!r}", file=sys.stderr)
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -52,16 +52,16 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 os.environ.setdefault("TWS_TELEMETRY", "0")
 
-import httpx  # noqa: E402
+import httpx
 
-from bench.bare_parse import bare_parse_rate  # noqa: E402
-from infra import local  # noqa: E402
-from infra.service_process import ServiceProcess, all_alive, gateway_client, wait_until  # noqa: E402
-from libs.records.pages import RawPage  # noqa: E402
-from libs.settings import Settings  # noqa: E402
-from libs.storage.objects import FileObjectStore  # noqa: E402
-from libs.storage.raw_archive import ArchivedPage, ArchiveObject, RawArchive  # noqa: E402
-from libs.topics import CATALOGUE  # noqa: E402
+from bench.bare_parse import bare_parse_rate
+from infra import local
+from infra.service_process import ServiceProcess, all_alive, gateway_client, wait_until
+from libs.records.pages import RawPage
+from libs.settings import Settings
+from libs.storage.objects import FileObjectStore
+from libs.storage.raw_archive import ArchivedPage, ArchiveObject, RawArchive
+from libs.topics import CATALOGUE
 
 PAGE_SIZE = 20
 DENSITY_PER_HOUR = 60.0  # simulator default
@@ -260,12 +260,12 @@ def run(
         for s in services:
             try:
                 s.stop()
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 - teardown goes on; the failure is printed
                 print(f"stopping {s.name}: {e!r}", file=sys.stderr)
         for h in reversed(handles):
             try:
                 h.stop()
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 - teardown goes on; the failure is printed
                 print(f"stopping {h.name}: {e!r}", file=sys.stderr)
 
     try:

@@ -37,15 +37,15 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import httpx  # noqa: E402
+import httpx
 
-from bench.query_data import AUTHORS, HEAVY_AUTHOR, KEYWORD, fill, post_id_of  # noqa: E402
-from infra import local  # noqa: E402
-from infra.service_process import ServiceProcess, wait_until  # noqa: E402
-from libs.settings import Settings  # noqa: E402
-from libs.storage.clickhouse import ClickHouseStore  # noqa: E402
-from libs.storage.migrate import apply_migrations  # noqa: E402
-from libs.topics import CATALOGUE  # noqa: E402
+from bench.query_data import AUTHORS, HEAVY_AUTHOR, KEYWORD, fill, post_id_of
+from infra import local
+from infra.service_process import ServiceProcess, wait_until
+from libs.settings import Settings
+from libs.storage.clickhouse import ClickHouseStore
+from libs.storage.migrate import apply_migrations
+from libs.topics import CATALOGUE
 
 TOKEN = "bench-token"
 TARGET_MS = 300.0

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench import pipeline  # noqa: E402
+from bench import pipeline
 
 RSS_GROWTH_TARGET = 0.20
 

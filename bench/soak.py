@@ -48,17 +48,17 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 os.environ.setdefault("TWS_TELEMETRY", "0")
 
-import httpx  # noqa: E402
+import httpx
 
-from infra import local  # noqa: E402
-from infra.separate_stack import SERVICES, SeparateStack  # noqa: E402
-from infra.service_process import gateway_client, wait_until  # noqa: E402
-from libs.kafka import scan_partition  # noqa: E402
-from libs.settings import Settings  # noqa: E402
-from libs.storage.clickhouse import ClickHouseStore  # noqa: E402
-from libs.topics import CATALOGUE, DEAD_LETTERS  # noqa: E402
-from services.task_gateway.scheduler import search_query  # noqa: E402
-from tests.webhook_server import WebhookServer  # noqa: E402
+from infra import local
+from infra.separate_stack import SERVICES, SeparateStack
+from infra.service_process import gateway_client, wait_until
+from libs.kafka import scan_partition
+from libs.settings import Settings
+from libs.storage.clickhouse import ClickHouseStore
+from libs.topics import CATALOGUE, DEAD_LETTERS
+from services.task_gateway.scheduler import search_query
+from tests.webhook_server import WebhookServer
 
 SECRET = "soak-secret"
 WINDOW = timedelta(hours=12)  # 720 posts at the simulator's 60 an hour

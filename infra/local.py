@@ -124,7 +124,7 @@ async def _kafka_metadata_ok(bootstrap: str) -> bool:
     finally:
         try:
             await admin.close()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - closing a probe client of a broker that may be gone
             pass
 
 
@@ -514,7 +514,7 @@ def _repo_module_env() -> dict[str, str]:
 def _answers_200(url: str) -> Callable[[], bool]:
     def ready() -> bool:
         try:
-            with urllib.request.urlopen(url, timeout=1) as r:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=1) as r:  # noqa: S310 - a readiness probe of a local part's http:// URL
                 return r.status == 200
         except (OSError, ValueError):
             return False

@@ -34,7 +34,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     finally:
         try:
             writer.close()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - closing a socket the peer may have reset
             pass
 
 
@@ -180,7 +180,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
     finally:
         try:
             writer.close()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - closing a socket the peer may have reset
             pass
 
 

@@ -336,7 +336,7 @@ class Producer:
             if partition is None:
                 if topic not in parts:
                     parts[topic] = sorted(await p.partitions_for(topic))
-                partition = p._partitioner(key, parts[topic], parts[topic])  # noqa: SLF001
+                partition = p._partitioner(key, parts[topic], parts[topic])  # noqa: SLF001 - aiokafka's own partitioner, so batches land where send() would
             groups.setdefault((topic, partition), []).append((key, o.record.encode(), _headers(o)))
         futures = []
         for (topic, partition), records in groups.items():
@@ -479,10 +479,10 @@ def install_empty_fetch_backoff(ms: int, max_ms: int | None = None) -> None:
     """
     from aiokafka.consumer import fetcher
 
-    current = fetcher.Fetcher._proc_fetch_request  # noqa: SLF001
+    current = fetcher.Fetcher._proc_fetch_request  # noqa: SLF001 - aiokafka has no hook for its empty-fetch backoff (see above)
     original = getattr(current, "__xget_original__", current)
     if ms <= 0:
-        fetcher.Fetcher._proc_fetch_request = original  # noqa: SLF001
+        fetcher.Fetcher._proc_fetch_request = original  # noqa: SLF001 - restoring aiokafka's own method
         return
     cap = max(ms, max_ms if max_ms is not None else ms)
 
@@ -516,8 +516,9 @@ def install_empty_fetch_backoff(ms: int, max_ms: int | None = None) -> None:
             self._xget_empty_fetches = 0  # records are there: poll at the short wait again
         return got_records
 
+    # Marks our wrapper, so installing again wraps aiokafka's own method, not ours.
     proc_fetch_request.__xget_original__ = original  # type: ignore[attr-defined]
-    fetcher.Fetcher._proc_fetch_request = proc_fetch_request  # noqa: SLF001
+    fetcher.Fetcher._proc_fetch_request = proc_fetch_request  # noqa: SLF001 - aiokafka has no hook for its empty-fetch backoff (see above)
 
 
 def install_fetcher_close_fix() -> None:
@@ -542,6 +543,7 @@ def install_fetcher_close_fix() -> None:
             await asyncio.wait({task}, timeout=0.05)
         await original(self)
 
+    # Marks our wrapper, so installing again wraps aiokafka's own method, not ours.
     close.__xget_original__ = original  # type: ignore[attr-defined]
     fetcher.Fetcher.close = close
 
@@ -559,7 +561,7 @@ class ReconnectWatch:
         """True after a connection was lost or replaced, until `checked()` marks it handled.
         A lost connection counts at once, before anything reconnects: aiokafka keeps a
         closed connection in its table until its next request to that node."""
-        conns = self.consumer._client._conns  # noqa: SLF001
+        conns = self.consumer._client._conns  # noqa: SLF001 - aiokafka exposes no connection events; its table is the truth
         for k, conn in conns.items():
             if conn.connected():
                 self._seen.setdefault(k, conn)  # a connection to a node not seen before
@@ -572,7 +574,7 @@ class ReconnectWatch:
         are the ones to compare with from now on."""
         self._seen = {
             k: c
-            for k, c in self.consumer._client._conns.items()  # noqa: SLF001
+            for k, c in self.consumer._client._conns.items()  # noqa: SLF001 - aiokafka exposes no connection events; its table is the truth
             if c.connected()
         }
 
@@ -629,7 +631,7 @@ async def partitions_of(consumer: AIOKafkaConsumer, name: str) -> list[TopicPart
         # Ask about every topic: a client that already follows topics asks about those only,
         # and naming a missing topic in a metadata request makes some brokers create it (with
         # the broker's default partition count, not the catalogue's).
-        md = await consumer._client.fetch_all_metadata()  # noqa: SLF001
+        md = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - the one metadata request that names no topic (see above)
         parts = md.partitions_for_topic(name) or set()
     if not parts:
         raise RuntimeError(f"topic {name} does not exist: run `xget topics create`")

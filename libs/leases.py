@@ -397,7 +397,7 @@ class LeaseClient:
         while True:
             try:
                 batch = await c.getmany(timeout_ms=500)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 - a fetch failure of any kind: log and fetch again
                 log.warning("lease grants fetch failed: %s", e)
                 await asyncio.sleep(0.5)
                 continue
@@ -408,7 +408,7 @@ class LeaseClient:
                         continue
                     try:
                         rec = decode(LEASE_GRANTS, m)
-                    except Exception as e:  # noqa: BLE001
+                    except Exception as e:  # noqa: BLE001 - a record no model reads is skipped, never fatal to the client
                         log.warning("undecodable lease answer skipped: %s", e)
                         continue
                     got |= self._answer(rec)

@@ -147,7 +147,7 @@ class TopicTable:
             repair = self._repair.get(tp)
             try:
                 rec = decode(self.spec, m)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 - an undecodable record is skipped by a view, never fatal
                 log.warning("table %s skips %s@%d: %s", self.spec.name, m.partition, m.offset, e)
                 rec = None
             key = m.key.decode() if m.key is not None else None
@@ -342,7 +342,8 @@ class _TableFeed:
         if not wanted:
             return
         held = await _records_at(self.settings, wanted)
-        ends = await self._consumer.end_offsets(list(wanted))  # type: ignore[union-attr]
+        assert self._consumer is not None  # verified only while the feed runs
+        ends = await self._consumer.end_offsets(list(wanted))
         for t in tables:
             for tp, ident in list(t._last.items()):
                 if tp in wanted and held.get((tp, ident[0])) != ident:
@@ -370,7 +371,8 @@ class _TableFeed:
         try:
             batch = await get
         except asyncio.CancelledError:
-            if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+            me = asyncio.current_task()
+            if me is not None and me.cancelling():
                 raise
             return
         except OffsetOutOfRangeError as e:

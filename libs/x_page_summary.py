@@ -77,7 +77,7 @@ def _error_list(errors: list[_Error] | None) -> list[tuple[int, str]]:
     out = []
     for e in errors or ():
         try:
-            code = int(e.code)  # type: ignore[call-overload]
+            code = int(e.code)  # type: ignore[call-overload]  # X sends a number or a string
         except (TypeError, ValueError):
             code = -1
         out.append((code, str(e.message)))

@@ -88,7 +88,9 @@ async def run_services(names: list[str], settings: Settings) -> None:
         if failed:
             stop.set()
             await asyncio.gather(*tasks.values(), return_exceptions=True)
-            raise failed[0].exception()  # type: ignore[misc]
+            exc = failed[0].exception()
+            assert exc is not None  # `failed` holds the tasks that raised
+            raise exc
     finally:
         shipper.stop()
         await asyncio.gather(shipping, return_exceptions=True)

@@ -72,7 +72,7 @@ async def clickhouse_for(settings: Settings, *, wait: bool = True) -> ClickHouse
     if settings.clickhouse_dsn not in _migrated:
         from libs.storage.migrate import apply_migrations
 
-        migrate = lambda: asyncio.to_thread(apply_migrations, store)  # noqa: E731
+        migrate = lambda: asyncio.to_thread(apply_migrations, store)  # noqa: E731 - one callable handed to two waits below
         if wait:  # started while ClickHouse is down: wait for it (not ready), never exit
             await until_available("clickhouse migrations", migrate)
         else:

@@ -75,7 +75,7 @@ class _Builder:
             )
             inner = inner if isinstance(inner, list) else [inner]
             return ["null", *inner] if type(None) in get_args(ann) else inner
-        if origin is list or origin is typing.List:  # noqa: UP006
+        if origin is list or origin is typing.List:  # noqa: UP006 - a model may still annotate typing.List
             (item,) = get_args(ann) or (Any,)
             return {"type": "array", "items": self.type_of(item, owner, field)}
         if origin is dict:

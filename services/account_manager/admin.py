@@ -13,6 +13,7 @@ import io
 import json
 import uuid
 from datetime import UTC, datetime
+from typing import cast
 from urllib.parse import urlparse
 
 from libs.kafka import Outgoing, Producer
@@ -357,7 +358,7 @@ class PoolAdmin:
             return isinstance(a, AccountState) and a.last_command_id == command_id and also(a)
 
         if await self.accounts.wait_for(done, timeout):
-            return self.accounts.rows[account_id.lower()]  # type: ignore[return-value]
+            return cast(AccountState, self.accounts.rows[account_id.lower()])
         return None
 
     async def wait_leases_back(self, account_id: str, within_s: float) -> AccountState | None:
@@ -369,7 +370,7 @@ class PoolAdmin:
             return isinstance(a, AccountState) and all(w.lease_id is None for w in a.ops.values())
 
         if await self.accounts.wait_for(back, within_s):
-            return self.accounts.rows[account_id.lower()]  # type: ignore[return-value]
+            return cast(AccountState, self.accounts.rows[account_id.lower()])
         return None
 
     async def wait_proxy(
@@ -380,5 +381,5 @@ class PoolAdmin:
             return isinstance(p, ProxyState) and p.last_command_id == command_id and also(p)
 
         if await self.proxies.wait_for(done, timeout):
-            return self.proxies.rows[proxy_id]  # type: ignore[return-value]
+            return cast(ProxyState, self.proxies.rows[proxy_id])
         return None

@@ -319,6 +319,6 @@ class AdminServer:
         if self._task is not None:
             try:
                 await self._task
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - stopping: the server's end is logged by uvicorn
                 pass
         await self.admin.stop()

@@ -204,7 +204,7 @@ class KolWorker:
         try:
             task = decode(KOL_COMMANDS, m)
             assert isinstance(task, KolFollowingsTask)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - any decode failure is a dead letter
             await self.producer.send_and_wait(dead_letter_for(SERVICE, m, f"undecodable: {e}"))
             self.watch.failed(m.topic)
             await consumer.commit({tp: m.offset + 1})

@@ -108,7 +108,7 @@ class BatchIndex:
             ordered, await asyncio.gather(*(self._load(k) for k in ordered)), strict=False
         ):
             entries.update(part)
-            first, last = offsets_of(key)  # type: ignore[misc]
+            first, last = offsets_of(key)  # type: ignore[misc]  # an index key (checked above)
             ranges.append((first, last, frozenset(part)))
         self._keys[tp] = live
         if entries:

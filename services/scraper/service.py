@@ -138,7 +138,7 @@ class ScraperService:
         consumer = consumer_for(self.settings, self.group_id, SERVICE, offset_reset="none")
         # Slices run for minutes; the loop keeps polling (paused when full) so the group
         # never thinks this member is stuck.
-        consumer._max_poll_interval_ms = 600_000  # noqa: SLF001
+        consumer._max_poll_interval_ms = 600_000  # noqa: SLF001 - aiokafka's setting, without its start-time check
         await consumer.start()
         service = self
 
@@ -218,7 +218,7 @@ class ScraperService:
         part.add(m.offset)
         try:
             job = decode(SEARCH_JOBS, m)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - any decode failure is a dead letter
             asyncio.get_running_loop().create_task(self._dead_letter(tp, m, str(e)))
             return
         assert isinstance(job, SearchJob)
@@ -319,7 +319,7 @@ class ScraperService:
                 )
         try:
             await self._commit(consumer)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - the new owner re-reads from the last commit
             pass
         for tp in list(tps):
             self._parts.pop(tp, None)

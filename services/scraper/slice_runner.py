@@ -127,7 +127,8 @@ async def run_slice(job: SearchJob, deps: SliceDeps) -> str:
         if ctl == "paused":
             _park(deps, job, "paused")
             try:
-                await deps.controls.wait_for(  # type: ignore[union-attr]
+                assert deps.controls is not None  # paused: a control said so
+                await deps.controls.wait_for(
                     lambda: control_state(deps.controls, job.task_id) != "paused", 5.0
                 )
             finally:
@@ -320,7 +321,7 @@ async def _split(job: SearchJob, deps: SliceDeps, state: SliceState) -> str:
     The children are published before the slice ends, so a crash in between repeats them."""
     kids = split.children(
         job,
-        state.oldest_post_time,  # type: ignore[arg-type]
+        state.oldest_post_time,  # type: ignore[arg-type]  # set: a split follows page 0
         deps.split_pages,
     )
     for kid in kids:

@@ -101,7 +101,7 @@ class KolTaskView(TaskView):
             "details": details,
             "created_at": task.submitted_at
             if isinstance(task, KolFollowingsTask)
-            else prog.created_at,  # type: ignore[union-attr]
+            else prog.created_at,  # type: ignore[union-attr]  # one of the two is there
             "updated_at": updated,
         }
 

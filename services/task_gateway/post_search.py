@@ -150,6 +150,7 @@ def without(
     async def narrower(**kw) -> PostFilter:
         return await params(**kw, **dict.fromkeys(names))
 
+    # FastAPI reads a dependency's parameters from __signature__.
     narrower.__signature__ = sig.replace(  # type: ignore[attr-defined]
         parameters=[p for p in sig.parameters.values() if p.name not in names]
     )

@@ -90,8 +90,8 @@ class SearchRequest(_WindowRequest):
     end_date: datetime | None = Field(None, description="Design's name of end_time.")
     # user_profile and retweeters fetch a user list, not a window of posts; searches without
     # a window cover the last XGET_API_DEFAULT_WINDOW_DAYS days
-    start_time: datetime | None = None  # type: ignore[assignment]
-    end_time: datetime | None = None  # type: ignore[assignment]
+    start_time: datetime | None = None  # type: ignore[assignment]  # optional here (above)
+    end_time: datetime | None = None  # type: ignore[assignment]  # optional here (above)
 
     @field_validator("priority", mode="before")
     @classmethod

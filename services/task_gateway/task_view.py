@@ -207,10 +207,11 @@ class TaskView:
             status, collected, updated = prog.status, prog.collected, prog.updated_at
             target = prog.target
         else:
-            status, collected, updated = "pending", 0, task.submitted_at  # type: ignore[union-attr]
-            target = task.required_count  # type: ignore[union-attr]
+            assert task is not None  # no progress yet: the command is there (checked above)
+            status, collected, updated = "pending", 0, task.submitted_at
+            target = task.required_count
         reason = None
-        if status == "completed" and prog.end_reason == "failed":  # type: ignore[union-attr]
+        if status == "completed" and isinstance(prog, TaskProgress) and prog.end_reason == "failed":
             status, reason = "failed", "every slice failed (X kept refusing; see dead letters)"
         ctl = self.control(task_id)
         if ctl is not None and ctl.state == "cancelled":

@@ -95,6 +95,7 @@ def create_router(
         summary="获取任务列表 (list tasks)",
     )
     async def list_tasks(
+        # A Literal of the status tuple: FastAPI lists the values (mypy wants them literal).
         status: Literal[STATUSES] | None = Query(None, description="Task status."),  # type: ignore[valid-type]
         type: Literal[TASK_TYPES] | None = Query(  # type: ignore[valid-type]
             None, description="ondemand, scheduled or kol (mode), or the task's type."
@@ -150,7 +151,7 @@ def create_router(
     async def progress(task_id: str = Path(max_length=settings.api_max_string_length)):
         st = known(task_id)
         prog = view.progress.rows.get(task_id)
-        design = task_out(view, None, task_id)["progress"]  # type: ignore[index]
+        design = task_out(view, None, task_id)["progress"]  # type: ignore[index]  # known above
         return {
             **st,
             # the design's TaskProgress at the top level: total, collected, failed, percentage
