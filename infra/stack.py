@@ -223,7 +223,12 @@ def up(settings: Settings, *, xsim: bool = True, services: bool = True) -> int:
 
     # 2. topics (on the embedded broker, retention within its memory budget)
     budget = settings.embedded_broker_max_mb if embedded else None
-    counts = local.create_topics_sync(bootstrap, settings.topic_prefix, broker_max_mb=budget)
+    counts = local.create_topics_sync(
+        bootstrap,
+        settings.topic_prefix,
+        broker_max_mb=budget,
+        partitions=settings.partition_counts(),
+    )
     print(f"topics    {len(counts)} ready ({', '.join(f'{t}:{n}' for t, n in counts.items())})")
     if budget is not None:
         print(

@@ -29,6 +29,13 @@ class Settings(BaseSettings):
         description="Replicas of each topic `xget topics create` makes (3 on a production "
         "cluster; the local brokers have one node).",
     )
+    topic_partitions: str = Field(
+        "",
+        description="Partition counts other than the catalogue's, as topic=count,… (e.g. "
+        "raw-pages=24,posts=24: more replicas of their consumers). `xget topics create` makes "
+        "them so, and every service must run with the same value: the reporter and the "
+        "schedule runners work out which partition owns a task from it.",
+    )
     topic_min_insync_replicas: int = Field(
         1,
         ge=1,
@@ -670,6 +677,28 @@ class Settings(BaseSettings):
         "nothing (the pages hold no cycles): 20,000 measured ~8% less CPU per parsed "
         "page. 0 keeps Python's default.",
     )
+
+    @field_validator("topic_partitions")
+    @classmethod
+    def _partition_counts(cls, v: str) -> str:
+        from .topics import CATALOGUE
+
+        known = {s.name for s in CATALOGUE}
+        for part in filter(None, (p.strip() for p in v.split(","))):
+            name, _, n = part.partition("=")
+            if name.strip() not in known:
+                raise ValueError(f"topic_partitions: no topic {name.strip()!r} in the catalogue")
+            if not n.strip().isdigit() or int(n) < 1:
+                raise ValueError(f"topic_partitions: {part!r} needs a count of 1 or more")
+        return v
+
+    def partition_counts(self) -> dict[str, int]:
+        """Topic name -> partitions, where the settings differ from the catalogue."""
+        out = {}
+        for part in filter(None, (p.strip() for p in self.topic_partitions.split(","))):
+            name, _, n = part.partition("=")
+            out[name.strip()] = int(n)
+        return out
 
     @field_validator("api_earliest_time", "api_latest_time")
     @classmethod

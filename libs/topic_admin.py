@@ -54,8 +54,9 @@ async def create_topics(
     default_retention_ms: int | None = None,
     broker_max_mb: int | None = None,
     min_insync_replicas: int | None = None,
+    partitions: dict[str, int] | None = None,
 ) -> dict[str, int]:
-    """Create every catalogue topic (existing ones are fine), then verify partition counts.
+    """Create every catalogue topic (`partitions`: counts other than the catalogue's) (existing ones are fine), then verify partition counts.
 
     Returns ``{topic: partitions}``. Raises RuntimeError when a topic exists with a different
     partition count (partitions are never altered). An existing topic that keeps less than the
@@ -66,7 +67,8 @@ async def create_topics(
     from aiokafka.errors import TopicAlreadyExistsError
 
     specs = list(catalogue)
-    wanted = {topic_name(s, prefix): s.partitions for s in specs}
+    counts = partitions or {}
+    wanted = {topic_name(s, prefix): counts.get(s.name, s.partitions) for s in specs}
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
     try:
@@ -79,7 +81,7 @@ async def create_topics(
             new.append(
                 NewTopic(
                     name,
-                    s.partitions,
+                    wanted[name],
                     replication_factor,
                     topic_configs=topic_configs(
                         s, default_retention_ms, broker_max_mb, min_insync_replicas
@@ -216,11 +218,13 @@ def create_topics_sync(
 
 def create_from_settings(settings: Settings) -> dict[str, int]:
     """`xget topics create`: the catalogue on the configured cluster, with the replication
-    factor and min.insync.replicas of the settings (partition counts are the catalogue's: the
-    services compute which partition owns a key from them)."""
+    factor, min.insync.replicas and partition counts of the settings (every service must run
+    with the same counts: the reporter and the schedule runners work out from them which
+    partition owns a task)."""
     return create_topics_sync(
         settings.kafka_bootstrap,
         settings.topic_prefix,
         replication_factor=settings.topic_replication_factor,
         min_insync_replicas=settings.topic_min_insync_replicas,
+        partitions=settings.partition_counts(),
     )

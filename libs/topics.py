@@ -8,6 +8,7 @@ forbid auto-creation. A service's parallelism is capped by its input topic's par
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .records.accounts import (
     AccountCommand,
@@ -29,6 +30,9 @@ from .records.kol import KolCacheCleared, KolFollowingsTask, KolPage, KolTaskPro
 from .records.media import MediaStored
 from .records.pages import RawPage, SliceCheckpoint, SliceEnd
 from .records.posts import MediaJob, Post, TaskUser, XUser
+
+if TYPE_CHECKING:
+    from .settings import Settings
 from .records.reports import ReportsReplay, ReportsResume
 from .records.tasks import (
     OnDemandTask,
@@ -316,6 +320,13 @@ CATALOGUE: tuple[TopicSpec, ...] = (
 
 def topic_name(spec: TopicSpec, prefix: str = "") -> str:
     return f"{prefix}{spec.name}"
+
+
+def partition_count(spec: TopicSpec, settings: Settings | None = None) -> int:
+    """The topic's partitions: the settings' count (XGET_TOPIC_PARTITIONS) or the catalogue's."""
+    if settings is None:
+        return spec.partitions
+    return settings.partition_counts().get(spec.name, spec.partitions)
 
 
 # --- the embedded broker's memory budget ------------------------------------------------------

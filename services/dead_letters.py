@@ -33,7 +33,7 @@ from libs.records.base import BODY_HEADER, SCHEMA_HEADER
 from libs.records.dead_letter import DeadLetter, DeadLetterRedrive
 from libs.settings import Settings
 from libs.topic_table import TopicTable
-from libs.topics import DEAD_LETTER_REDRIVES, DEAD_LETTERS
+from libs.topics import DEAD_LETTER_REDRIVES, DEAD_LETTERS, partition_count
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ async def dead_letters(
 async def find(settings: Settings, dead_letter_id: str) -> Found | None:
     """The dead letter at PARTITION/OFFSET, or None."""
     p, o = parse_id(dead_letter_id)
-    if not 0 <= p < DEAD_LETTERS.partitions or o < 0:
+    if not 0 <= p < partition_count(DEAD_LETTERS, settings) or o < 0:
         return None
     async for msg, rec in scan_partition(settings, DEAD_LETTERS, p, o, end_offset=o + 1):
         if msg.offset == o and isinstance(rec, DeadLetter):

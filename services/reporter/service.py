@@ -22,7 +22,7 @@ from libs.records.reports import ReportsReplay, ReportsResume
 from libs.records.tasks import OnDemandTask, TaskProgress
 from libs.settings import Settings
 from libs.storage.objects import ObjectStore
-from libs.topics import TASK_PROGRESS, topic_name
+from libs.topics import TASK_PROGRESS, partition_count, topic_name
 from libs.webhooks import WebhookSender
 
 from .declaration import TASKS
@@ -54,6 +54,7 @@ class Reporter:
         self._runs: dict[str, asyncio.Task] = {}
         self.owned: set[int] = set()
         self._progress_topic = topic_name(TASK_PROGRESS, settings.topic_prefix)
+        self._progress_partitions = partition_count(TASK_PROGRESS, settings)
         # The batches' store and bucket, as the task workers meet them (the consumer loop
         # watches its own handler separately).
         self.outages = DependencyWatch(
@@ -64,7 +65,7 @@ class Reporter:
 
     # --- ownership -----------------------------------------------------------------------------
     def owns(self, task_id: str) -> bool:
-        return partition_for_key(task_id, range(TASK_PROGRESS.partitions)) in self.owned
+        return partition_for_key(task_id, range(self._progress_partitions)) in self.owned
 
     async def on_assign(self, tps: set[TopicPartition]) -> None:
         new = {tp.partition for tp in tps if tp.topic == self._progress_topic} - self.owned
@@ -72,7 +73,7 @@ class Reporter:
         ids = [
             t
             for t in await self.store.unfinished_task_ids()
-            if partition_for_key(t, range(TASK_PROGRESS.partitions)) in new
+            if partition_for_key(t, range(self._progress_partitions)) in new
         ]
         for st in await self.store.load_tasks(ids) if ids else []:
             self.states[st.task_id] = st

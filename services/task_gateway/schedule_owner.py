@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from libs.kafka import consumer_for, join, partition_for_key
 from libs.settings import Settings
-from libs.topics import SCHEDULE_STATE, topic_name
+from libs.topics import SCHEDULE_STATE, partition_count, topic_name
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class ScheduleOwnership:
         record below `ends`; `lock` is held by the runner while it fires runs."""
         self.settings = settings
         self.topic = topic_name(SCHEDULE_STATE, settings.topic_prefix)
+        self.partitions = partition_count(SCHEDULE_STATE, settings)
         self.group_id = f"{settings.topic_prefix}schedule-runner"
         self.owned: set[int] = set()
         self._caught_up = caught_up
@@ -51,7 +52,7 @@ class ScheduleOwnership:
         self._consumer: AIOKafkaConsumer | None = None
 
     def owns(self, task_id: str) -> bool:
-        return partition_for_key(task_id, range(SCHEDULE_STATE.partitions)) in self.owned
+        return partition_for_key(task_id, range(self.partitions)) in self.owned
 
     async def start(self) -> None:
         c = self._consumer = consumer_for(self.settings, self.group_id, "schedule-runner")
