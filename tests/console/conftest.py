@@ -105,7 +105,7 @@ class ConsoleStack:
             return c.post("/api/v1/auth/login", json={"username": name, "password": password})
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def console_stack(noida, xsim, tmp_path_factory) -> Iterator[ConsoleStack]:
     dist = built_console()
     tmp = tmp_path_factory.mktemp("console")
@@ -136,7 +136,10 @@ def console_stack(noida, xsim, tmp_path_factory) -> Iterator[ConsoleStack]:
         proc.stop()
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running in the main
+# thread while it is open, which would break every later test that calls asyncio.run; and the
+# console's stack need not run beside the rest of the suite.
+@pytest.fixture(scope="package")
 def browser():
     from playwright.sync_api import sync_playwright
 
