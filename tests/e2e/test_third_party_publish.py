@@ -131,7 +131,9 @@ def test_tasks_published_by_a_librdkafka_client_run(noida, xsim, s3, tmp_path, c
         # System statistics and health over the running stack.
         posts = set()
         for kw in (f"kw{tag}", f"kw{tag}b", f"kw{tag}s"):
-            r = gw.client.get("/api/v1/data/tweets/search", params={"keyword": kw, "limit": 1000})
+            r = gw.client.get(
+                "/api/v1/data/tweets/search", params={"task_keyword": kw, "limit": 1000}
+            )
             assert r.status_code == 200, r.text
             posts |= {p["post_id"] for p in r.json()["items"]}
         stats = gw.client.get("/api/v1/admin/stats").json()
