@@ -108,7 +108,7 @@ def test_tasks_readable_and_schedules_firing_after_retention_and_restart(noida, 
         assert od.json()["status"] == "pending" and od.json()["task"]["required_count"] == 50
         sc = gw.get("/api/v1/tasks/sc-kept")
         assert sc.status_code == 200, sc.text
-        assert sc.json()["type"] == "scheduled" and sc.json()["status"] == "scheduled"
+        assert sc.json()["mode"] == "scheduled" and sc.json()["status"] == "scheduled"
         fired_before = sc.json()["runs_fired"]
         # It keeps firing after the restart (the runs missed while it was down, then new ones)
         wait_until(
