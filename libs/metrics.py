@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import get_args
 
+from prometheus_client import REGISTRY as REGISTRY  # re-exported: the process registry
 from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
