@@ -38,6 +38,98 @@ class ReplayRequest(BaseModel):
     )
 
 
+class SliceOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    slice_id: str
+    slice_count: int | None = None
+    end_reason: str | None = None
+    pages: int
+    ended_at: datetime | None = None
+
+
+class SlicesOut(BaseModel):
+    """A task's ended slices and the X requests they made."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "task_id": "od-5f0c2a9e1b7d4c3a",
+                    "slice_count": 1,
+                    "slices_done": 1,
+                    "x_requests": 3,
+                    "items": [
+                        {
+                            "slice_id": "d20260801T000000",
+                            "slice_count": 1,
+                            "end_reason": "target_reached",
+                            "pages": 3,
+                            "ended_at": "2026-12-06T06:30:58Z",
+                        }
+                    ],
+                }
+            ]
+        },
+    )
+    task_id: str
+    slice_count: int | None = None
+    slices_done: int | None = None
+    x_requests: int
+    items: list[SliceOut]
+
+
+class BatchOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    batch_no: int
+    batch_id: str
+    post_count: int
+    delivery_state: str = Field(description="delivered, retrying, dead_lettered or pending.")
+    attempts: int
+    last_error: str | None = None
+
+
+class BatchesOut(BaseModel):
+    """Every batch reported for a task, with its delivery state."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "task_id": "od-5f0c2a9e1b7d4c3a",
+                    "states": {"delivered": 1},
+                    "items": [
+                        {
+                            "batch_no": 1,
+                            "batch_id": "od-5f0c2a9e1b7d4c3a_batch_001",
+                            "post_count": 40,
+                            "delivery_state": "delivered",
+                            "attempts": 0,
+                            "last_error": None,
+                        }
+                    ],
+                }
+            ]
+        },
+    )
+    task_id: str
+    states: dict[str, int]
+    items: list[BatchOut]
+
+
+class ReplayOut(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [{"status": "accepted", "task_id": "od-5f0c2a9e1b7d4c3a", "replayed": [2]}]
+        },
+    )
+    status: str
+    task_id: str
+    replayed: list[int]
+
+
 def _utc(t: datetime | None) -> datetime | None:
     return t.replace(tzinfo=UTC) if isinstance(t, datetime) and t.tzinfo is None else t
 
@@ -82,7 +174,7 @@ def create_router(
             b["created_at"], b["delivered_at"] = _utc(b["created_at"]), _utc(b["delivered_at"])
         return rows
 
-    @r.get("/api/v1/tasks/{task_id}/slices")
+    @r.get("/api/v1/tasks/{task_id}/slices", response_model=SlicesOut)
     async def slices(task_id: str = task_id_param):
         """The task's slices that have ended (a slice is a UTC day of the window, or an hour
         cut from a dense day), with the pages each fetched from X; `x_requests` is their sum
@@ -105,7 +197,7 @@ def create_router(
             "items": rows,
         }
 
-    @r.get("/api/v1/tasks/{task_id}/batches")
+    @r.get("/api/v1/tasks/{task_id}/batches", response_model=BatchesOut)
     async def batches(task_id: str = task_id_param):
         """Every batch reported for the task, in order, with its delivery state."""
         known(task_id)
@@ -115,7 +207,7 @@ def create_router(
             counts[b["delivery_state"]] = counts.get(b["delivery_state"], 0) + 1
         return {"task_id": task_id, "states": counts, "items": items}
 
-    @r.post("/api/v1/tasks/{task_id}/batches/replay")
+    @r.post("/api/v1/tasks/{task_id}/batches/replay", response_model=ReplayOut)
     async def replay(task_id: str = task_id_param, body: ReplayRequest | None = None):
         """Send dead-lettered batches to the webhook again (one, or all of the task's)."""
         known(task_id)
