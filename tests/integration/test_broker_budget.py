@@ -82,7 +82,7 @@ async def test_a_stop_during_a_large_save_loses_nothing(restartable_noida):
     producer = AIOKafkaProducer(bootstrap_servers=broker.address, linger_ms=5)
     await producer.start()
     try:
-        for _ in range(50 * 1024 // RECORD_KB):  # 50 MiB: a save of ~0.2 GB of JSON, ~8 s
+        for _ in range(100 * 1024 // RECORD_KB):  # 100 MiB: a save of ~0.4 GB of JSON
             await producer.send(topic, os.urandom(RECORD_KB * 1024), partition=0)
         await producer.flush()
         last = await producer.send_and_wait(topic, b"the last record", partition=0)
@@ -92,7 +92,8 @@ async def test_a_stop_during_a_large_save_loses_nothing(restartable_noida):
     broker.handle.stop(timeout=0.5)  # idle-CPU window: a plain stop would SIGKILL at 0.5 s
     stopped_after = time.monotonic() - t
     print(f"the broker saved for {stopped_after:.1f}s")
-    assert stopped_after > 2, f"the save took {stopped_after:.2f}s: too small to prove much"
+    # Longer than twice the idle window: a stop that was not patient would have killed it.
+    assert stopped_after > 1.0, f"the save took {stopped_after:.2f}s: too small to prove much"
     broker.start()
     consumer = consumer_for(make_settings(kafka_bootstrap=broker.address), None, "stop-test")
     await consumer.start()
