@@ -57,12 +57,9 @@ def test_actual_cost_is_the_simulators_requests_times_the_prices(noida, xsim, tm
             r.raise_for_status()
             return r.json()
 
-        # While it runs the cost grows with it.
-        wait_until(
-            lambda: cost()["actual"]["x_requests_total"] > 0 and not cost()["final"],
-            60,
-            "a running task's cost",
-        )
+        # The cost shows the requests as they are made (the usage meter flushes each second, so
+        # a fast task may already be final when its first cost is read).
+        wait_until(lambda: cost()["actual"]["x_requests_total"] > 0, 120, "the task's first costs")
         wait_until(lambda: gw.status(task_id)["status"] == "completed", 120, "the task")
         asked = sim.search_requests(keyword)  # every request X received for the task
         assert any(e.get("status") == 503 for e in asked), "the injected failures happened"
