@@ -14,6 +14,19 @@ from libs.topic_admin import topic_configs
 from libs.topics import CATALOGUE, POSTS, TASK_COMMANDS, topic_name
 
 
+async def xget_topics_create(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`xget topics create` as an operator runs it: a process of its own, outside the repo."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "services.cli", "topics", "create"],
+        env=env,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_min_insync_replicas_only_when_it_protects_anything():
     assert "min.insync.replicas" not in topic_configs(POSTS, min_insync_replicas=1)
     assert topic_configs(POSTS, min_insync_replicas=2)["min.insync.replicas"] == "2"
@@ -28,15 +41,7 @@ async def test_xget_topics_create_makes_the_catalogue_with_the_settings(noida):
         "XGET_TOPIC_PREFIX": prefix,
         "XGET_TOPIC_REPLICATION_FACTOR": "1",
     }
-    r = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "services.cli", "topics", "create"],
-        env=env,
-        cwd="/",
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = await xget_topics_create(env)
     assert r.returncode == 0, r.stderr
     assert f"{len(CATALOGUE)} topics ready" in r.stdout and "replication factor 1" in r.stdout
     admin = AIOKafkaAdminClient(bootstrap_servers=noida.bootstrap)
@@ -74,15 +79,7 @@ async def test_xget_topics_create_takes_partitions_from_the_settings(noida):
         "XGET_TOPIC_PREFIX": prefix,
         "XGET_TOPIC_PARTITIONS": "raw-pages=16,task-progress=9",
     }
-    r = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "services.cli", "topics", "create"],
-        env=env,
-        cwd="/",
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = await xget_topics_create(env)
     assert r.returncode == 0, r.stderr
     admin = AIOKafkaAdminClient(bootstrap_servers=noida.bootstrap)
     await admin.start()
