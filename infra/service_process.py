@@ -5,6 +5,8 @@ tests and by the benchmarks.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import signal
 import subprocess
@@ -51,6 +53,23 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
         f"timed out after {timeout}s waiting for {what}"
         + (f" (last error: {last_exc!r})" if last_exc else "")
     )
+
+
+async def wait_until_async(
+    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1
+) -> Any:
+    """`wait_until` for a test that runs services in its own event loop: the loop keeps
+    running between checks, and `predicate` may return an awaitable (it is awaited)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
 
 
 class ServiceProcess:

@@ -114,6 +114,11 @@ class OpWindow(BaseModel):
     lease_hour_before: int = Field(0, ge=0, description="`hour_used` when it was granted.")
     lease_granted_at: datetime | None = None
     lease_expires: datetime | None = None
+    lease_revoked: bool = Field(
+        False,
+        description="The lease was revoked (the account was disabled or its settings changed) "
+        "and its holder has not given it back yet: it may still send requests with it.",
+    )
 
 
 class AccountState(Record):

@@ -28,6 +28,11 @@ SECRET_KEYS = ("auth_token", "ct0", "cookies", "password", "email", "email_passw
 
 PROXY_SCHEMES = ("http", "https", "socks4", "socks5", "socks5h")
 
+# Commands that end the account's leases: the CLI and the API answer them once those leases
+# are back (wait_leases_back), naming what was done, or say this when a holder keeps one.
+REVOKING = {"disable": "disabled", "set": "applied"}
+STILL_HELD = "a scraper still holds a lease granted before it (it ends by itself)"
+
 
 class InputError(ValueError):
     """Operator input that cannot be used, with the reason."""
@@ -362,12 +367,14 @@ class PoolAdmin:
         return None
 
     async def wait_leases_back(self, account_id: str, within_s: float) -> AccountState | None:
-        """The account's state once it holds no lease (after a disable: its holders gave the
-        revoked leases back, so no request is sent with it any more); None on timeout."""
+        """The account's state once every lease the manager revoked is back (after a disable,
+        no request is sent with it any more; after a change of its tags or caps, none under
+        the old ones); None on timeout. Leases granted since, under the new settings, are not
+        waited for."""
 
         def back() -> bool:
             a = self.accounts.rows.get(account_id.lower())
-            return isinstance(a, AccountState) and all(w.lease_id is None for w in a.ops.values())
+            return isinstance(a, AccountState) and not any(w.lease_revoked for w in a.ops.values())
 
         if await self.accounts.wait_for(back, within_s):
             return cast(AccountState, self.accounts.rows[account_id.lower()])

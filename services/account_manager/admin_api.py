@@ -11,7 +11,9 @@
   POST   /api/v1/admin/accounts/{id}/refresh    log in again (password accounts)
   POST   /api/v1/admin/accounts/{id}/disable    {reason}: no more leases; its state is kept
   POST   /api/v1/admin/accounts/{id}/enable     {reason}: leases again
-  PATCH  /api/v1/admin/accounts/{id}            {priority, tags, daily_caps, hourly_caps}
+  PATCH  /api/v1/admin/accounts/{id}            {priority, tags, daily_caps, hourly_caps}:
+                                                answered once the leases granted under the
+                                                old settings are back
   GET    /api/v1/admin/proxies                  list with health
   POST   /api/v1/admin/proxies                  add {url, region, provider, cost_per_gb,
                                                 expires_at}
@@ -40,7 +42,9 @@ from libs.settings import Settings
 from libs.strict_params import reject_unknown
 
 from .admin import (
+    REVOKING,
     SECRET_KEYS,
+    STILL_HELD,
     InputError,
     PoolAdmin,
     account_view,
@@ -185,13 +189,13 @@ def create_router(admin: PoolAdmin, token: str) -> APIRouter:
         a = await admin.wait_account(account_id, cid, APPLY_TIMEOUT_S)
         if a is None:
             raise HTTPException(504, "the account-manager did not apply the command in time")
-        if action == "disable":
-            # Answered once the revoked leases are back: from then on nothing is sent with it.
+        if action in REVOKING:
+            # Answered once the revoked leases are back: from then on nothing is sent with it
+            # (disable), or nothing under its old tags and caps (set). Before, a scraper that
+            # has not read the revoke yet may still use a lease granted under the old ones.
             back = await admin.wait_leases_back(account_id, LEASES_BACK_TIMEOUT_S)
             if back is None:
-                raise HTTPException(
-                    504, "disabled, but a scraper still holds a lease of it (it ends by itself)"
-                )
+                raise HTTPException(504, f"{REVOKING[action]}, but {STILL_HELD}")
             a = back
         return account_view(a)
 

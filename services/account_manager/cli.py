@@ -32,6 +32,8 @@ from libs.secretbox import SecretKeyError
 from libs.settings import Settings
 
 from .admin import (
+    REVOKING,
+    STILL_HELD,
     InputError,
     PoolAdmin,
     account_view,
@@ -189,11 +191,13 @@ async def _accounts(admin: PoolAdmin, args) -> int:
         if a is None:
             print("queued; the account-manager has not applied it yet (is it running?)")
             return 1
-        if args.action == "disable":
-            # Done once the revoked leases are back: nothing is sent with it from then on.
-            a = await admin.wait_leases_back(args.id, WAIT_S) or a
-            if any(w.lease_id for w in a.ops.values()):
-                print("disabled; a scraper still holds a lease of it (it ends by itself)")
+        if args.action in REVOKING:
+            # Done once the revoked leases are back: nothing is sent with it from then on
+            # (disable), or nothing under its old tags and caps (set).
+            back = await admin.wait_leases_back(args.id, WAIT_S)
+            if back is None:
+                print(f"{REVOKING[args.action]}; {STILL_HELD}")
+            a = back or a
         v = account_view(a)
         state = "enabled" if v["enabled"] else f"disabled ({v['disabled_reason']})"
         print(

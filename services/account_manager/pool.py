@@ -256,9 +256,16 @@ class AccountPool:
 
     def _revoke(self, a: AccountState, reason: str) -> None:
         """End the account's leases early: the holder stops using them and gives them back
-        (their requests are counted when they come back, or in full when they expire)."""
+        (their requests are counted when they come back, or in full when they expire).
+
+        Until the holder reads the revoke it may go on using the lease, with the budget it was
+        granted under the old settings; the lease is marked revoked until it is back, so the
+        operator's command is answered only then (admin.wait_leases_back): from that answer
+        on, nothing is sent with the account under the old settings."""
         for op, w in a.ops.items():
             if w.lease_id is not None and w.lease_holder is not None:
+                w.lease_revoked = True
+                self._mark(a)
                 self._out.append(
                     Outgoing(
                         LEASE_GRANTS,

@@ -38,6 +38,7 @@ def roll_calendar(w: OpWindow, now: float) -> None:
 
 def end_lease(w: OpWindow) -> None:
     w.lease_id = w.lease_holder = w.lease_expires = w.lease_granted_at = None
+    w.lease_revoked = False
     w.lease_budget = w.lease_used_before = w.lease_day_before = w.lease_hour_before = 0
 
 

@@ -5,20 +5,13 @@ read them (down to half the limit). Real noida-db; the group's commits made by h
 from __future__ import annotations
 
 import asyncio
-import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from infra.service_process import wait_until_async
 from libs.topics import RAW_PAGES, topic_name
 from services.scraper.backpressure import ParserLagGate
 from tests.e2e.harness import fresh_prefix
-
-
-async def _until(predicate, within_s: float, what: str) -> None:
-    deadline = time.monotonic() + within_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
 
 
 async def test_requests_wait_while_the_parser_lags_and_go_on_once_it_read(noida):
@@ -42,7 +35,7 @@ async def test_requests_wait_while_the_parser_lags_and_go_on_once_it_read(noida)
         assert not gate.holding  # 4 unread: within the limit
         for i in range(4, 10):
             await producer.send_and_wait(tp.topic, b"page %d" % i, partition=0)
-        await _until(lambda: gate.holding, 10, "the gate to hold at 10 unread pages")
+        await wait_until_async(lambda: gate.holding, 10, "the gate to hold at 10 unread pages")
         waiter = asyncio.create_task(gate.wait())
         await asyncio.sleep(1)
         assert not waiter.done(), "a request went on while the parser lagged"

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from aiokafka import TopicPartition
 from prometheus_client import REGISTRY
 
+from infra.service_process import wait_until_async
 from infra.tcp_relay import TcpRelay
 from libs.kafka import Outgoing, Producer, consumer_for
 from libs.records.pages import RawPage
@@ -42,14 +43,6 @@ def raw_page(n: int, final: bool = False) -> Outgoing:
         end_reason="exhausted" if final else None,
     )
     return Outgoing(RAW_PAGES, "arch-task/s0", page, partition=0)
-
-
-async def _until(predicate, within_s: float, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + within_s
-    while not await predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
 
 
 async def test_parser_waits_out_an_object_store_outage_and_archives_every_page(noida, s3):
@@ -81,7 +74,7 @@ async def test_parser_waits_out_an_object_store_outage_and_archives_every_page(n
 
         try:
             await producer.send_all([raw_page(0)])
-            await _until(lambda: _has(archived, 1), 60, "the first page archived")
+            await wait_until_async(lambda: _has(archived, 1), 60, "the first page archived")
 
             relay.down()  # the bucket goes off the network
             await producer.send_all([raw_page(n) for n in range(1, 5)] + [raw_page(5, True)])
@@ -90,14 +83,16 @@ async def test_parser_waits_out_an_object_store_outage_and_archives_every_page(n
                 labels = {"service": "parser", "dependency": "object-store"}
                 return REGISTRY.get_sample_value("xget_dependency_down", labels) == 1
 
-            await _until(waiting, 60, "the parser to wait for the object store")
+            await wait_until_async(waiting, 60, "the parser to wait for the object store")
             await asyncio.sleep(2)  # a few more attempts while it is down
             assert await slice_ends() == 0, "a page was handled before it was archived"
             assert await dead_letters(settings) == []
 
             relay.up()
-            await _until(lambda: _has(archived, 6), 60, "every page archived once it is back")
-            await _until(lambda: _positive(slice_ends), 30, "the slice's end parsed")
+            await wait_until_async(
+                lambda: _has(archived, 6), 60, "every page archived once it is back"
+            )
+            await wait_until_async(lambda: _positive(slice_ends), 30, "the slice's end parsed")
             pages = await archived()
             assert sorted({a.page.page_no for a in pages}) == list(range(6))
             assert all(a.page.task_id == "arch-task" for a in pages)

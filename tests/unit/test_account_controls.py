@@ -11,6 +11,7 @@ import pytest
 from libs.records.accounts import (
     AccountCommand,
     AccountEvent,
+    AccountState,
     LeaseGrant,
     LeaseRelease,
     LeaseRequest,
@@ -105,6 +106,39 @@ def test_disable_revokes_leases_keeps_state_and_enable_serves_again(pool, box, c
     outs = command(pool, "a", "enable", reason="cleared")
     assert not pool.accounts["a"].disabled and pool.accounts["a"].disabled_reason is None
     assert records(outs, LeaseGrant)[0].request_id == "q2"  # the queued request, at once
+
+
+def test_a_lease_revoked_by_a_change_of_caps_is_marked_until_it_is_back(box, clock):
+    """Its holder may use a revoked lease, with the budget of the old caps, until it reads the
+    revoke: the state records (what the admin API and the CLI read) say so until the lease is
+    back or has expired, and only then do they answer. A lease granted after the change, under
+    the new caps, is not marked (nothing waits for it)."""
+    s = Settings(_env_file=None, x_rate_limits=f"{OP}:50", x_rate_window_s=600)
+    pool = AccountPool(s, box, clock)
+    add(pool, box, "a")
+    old = records(request(pool, "q1"), LeaseGrant)[0]
+    assert old.budget == 50
+
+    def state(outs) -> AccountState:
+        return [o.record for o in outs if isinstance(o.record, AccountState)][-1]
+
+    outs = command(pool, "a", "set", daily_caps={OP: 2})
+    assert [r.lease_id for r in records(outs, LeaseRevoke)] == [old.lease_id]
+    w = state(outs).ops[OP]
+    assert (w.lease_id, w.lease_revoked) == (old.lease_id, True)
+    outs = release(pool, old, 1)  # one request made with it before the holder read the revoke
+    w = state(outs).ops[OP]
+    assert (w.lease_id, w.lease_revoked, w.day_used) == (None, False, 1)
+    new = records(request(pool, "q2"), LeaseGrant)[0]
+    assert new.budget == 1  # the new cap: 2 a day, 1 spent
+    assert not pool.accounts["a"].ops[OP].lease_revoked
+
+    # A revoked lease that is never given back is no longer marked once it has expired.
+    outs = command(pool, "a", "set", hourly_caps={OP: 5})
+    assert state(outs).ops[OP].lease_revoked
+    clock.t += s.account_lease_ttl_s
+    w = state(pool.tick()).ops[OP]
+    assert (w.lease_id, w.lease_revoked, w.day_used) == (None, False, 2)
 
 
 def test_priority_orders_accounts_and_backup_serves_last(pool, box, clock):
