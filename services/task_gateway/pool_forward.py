@@ -8,7 +8,7 @@ The role is the gateway's (console_auth: reads viewer+, changes operator+). Secr
 write-only: an account or proxy may be added with cookies, passwords or a proxy URL with
 credentials, but no answer carries one back. Every JSON answer is cleaned (`strip_secrets`),
 an answer that is not JSON is refused (502) rather than passed on unread, and the upstream's
-Set-Cookie and other headers are dropped.
+Set-Cookie and other headers are dropped (but a list's X-Total-Count).
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ SECRET_KEY = re.compile(
 )
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
 FORWARDED_REQUEST_HEADERS = ("content-type", "accept")
+# The one answer header passed back: a list's length (the upstream's other headers stay there).
+FORWARDED_RESPONSE_HEADERS = ("x-total-count",)
 
 
 def strip_secrets(value: Any) -> Any:
@@ -99,7 +101,8 @@ def create_router(settings: Settings) -> APIRouter:
                 },
                 502,
             )
-        return JSONResponse(strip_secrets(body), up.status_code)
+        passed = {h: up.headers[h] for h in FORWARDED_RESPONSE_HEADERS if h in up.headers}
+        return JSONResponse(strip_secrets(body), up.status_code, headers=passed)
 
     async def forward_sub(
         request: Request, rest: str = Path(max_length=settings.api_max_string_length)

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Literal, get_args
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
@@ -26,12 +26,13 @@ from .api_models import (
     TAG_TASKS,
     CancelOut,
     ProgressOut,
+    TASK_EXAMPLE,
     TaskOut,
-    TaskPage,
     TaskStatusOut,
 )
 from .kol_tasks import KolTaskView
 from .limits import check_body
+from .paging import page_headers, paged_responses
 from .task_view import TaskView
 
 Publish = Callable[[Outgoing], Awaitable[None]]
@@ -90,11 +91,13 @@ def create_router(
     @r.get(
         "/api/v1/tasks",
         tags=[TAG_TASKS],
-        response_model=TaskPage,
-        responses=ERRORS,
+        response_model=list[TaskOut],
+        responses={**ERRORS, **paged_responses("A page of tasks", [TASK_EXAMPLE])},
         summary="获取任务列表 (list tasks)",
     )
     async def list_tasks(
+        request: Request,
+        response: Response,
         # A Literal of the status tuple: FastAPI lists the values (mypy wants them literal).
         status: Literal[STATUSES] | None = Query(None, description="Task status."),  # type: ignore[valid-type]
         type: Literal[TASK_TYPES] | None = Query(  # type: ignore[valid-type]
@@ -104,7 +107,9 @@ def create_router(
         limit: int = Query(50, ge=1, le=settings.api_max_page_size),
         offset: int = Query(0, ge=0, le=settings.api_max_offset),
     ):
-        """Every task, KOL tasks included, newest first, in the design's task fields."""
+        """Every task, KOL tasks included, newest first, in the design's task fields: the
+        body is the page (a JSON list), X-Total-Count the number of matching tasks, Link the
+        next and previous pages."""
         items = []
         ids = view.task_ids() + (kol_view.task_ids() if kol_view is not None else [])
         for task_id in dict.fromkeys(ids):
@@ -121,12 +126,10 @@ def create_router(
             key=lambda x: (x["created_at"] or datetime.min.replace(tzinfo=UTC), x["task_id"]),
             reverse=True,
         )
-        return {
-            "total": len(items),
-            "limit": limit,
-            "offset": offset,
-            "items": items[offset : offset + limit],
-        }
+        response.headers.update(
+            page_headers(request, len(items), limit, offset, settings.api_max_offset)
+        )
+        return items[offset : offset + limit]
 
     @r.get(
         "/api/v1/tasks/{task_id}",
