@@ -14,8 +14,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 from fastapi.responses import StreamingResponse
+from starlette.datastructures import URL
 
 from libs.query import HANDLE
 from libs.settings import Settings
@@ -26,7 +27,7 @@ from libs.storage.post_rows import POST_FIELDS
 from . import export, tweet_view
 from .api_models import ERRORS, TWEET_EXAMPLE, TweetOut
 from .limits import FieldError
-from .paging import page_headers, paged_responses
+from .paging import page_headers, paged_responses, request_url
 from .post_search import PostFilter, post_filter_params, where_sql, without
 
 USER_FIELDS = (
@@ -141,7 +142,7 @@ def data_routes(r: APIRouter, settings: Settings, store: StoreOf) -> None:
         who = await authors(posts) if keys is None or "user" in keys else {}
         return [tweet_view.select(tweet_view.tweet_item(p, who), keys) for p in posts]
 
-    async def page(request: Request, f: PostFilter, limit: int, offset: int, fields) -> Response:
+    async def page(url: URL, f: PostFilter, limit: int, offset: int, fields) -> Response:
         """The page as a bare list (the design's List[TweetResponse]), its total and the
         neighbouring pages in headers (paging.py)."""
         keys, cols = fields
@@ -174,7 +175,7 @@ def data_routes(r: APIRouter, settings: Settings, store: StoreOf) -> None:
             )
         return _json(
             await items(rows, keys),
-            page_headers(request, total, limit, offset, settings.api_max_offset),
+            page_headers(url, total, limit, offset, settings.api_max_offset),
         )
 
     # Each route returns its Response itself (orjson); the model documents the list.
@@ -185,10 +186,10 @@ def data_routes(r: APIRouter, settings: Settings, store: StoreOf) -> None:
 
     @r.get("/api/v1/data/tweets/search", summary="搜索推文 (search stored posts)", **listed)
     async def search(
-        request: Request,
         f: PostFilter = Depends(filters),
         paging: tuple[int, int] = Depends(page_params),
         fields=Depends(field_params),
+        url: URL = Depends(request_url),
     ):
         """Stored posts matching every filter given, newest first (or `sort`), a page at a
         time: the body is the page (a JSON list), X-Total-Count the exact number of matches,
@@ -196,7 +197,7 @@ def data_routes(r: APIRouter, settings: Settings, store: StoreOf) -> None:
         TweetResponse names (tweet_id, text, user, reply_count, urls, media, created_at);
         raw_data only with include_raw=true or fields=raw_data; `fields=` answers only the
         fields named."""
-        return await page(request, f, *paging, fields)
+        return await page(url, f, *paging, fields)
 
     @r.get("/api/v1/data/tweets/export")
     async def export_posts(
@@ -242,15 +243,15 @@ def data_routes(r: APIRouter, settings: Settings, store: StoreOf) -> None:
 
     @r.get("/api/v1/data/users/{username}/tweets", summary="获取用户的推文列表", **listed)
     async def user_tweets(
-        request: Request,
         username: str = Path(max_length=text, pattern=HANDLE.pattern),
         f: PostFilter = Depends(user_filters),
         paging: tuple[int, int] = Depends(page_params),
         fields=Depends(field_params),
+        url: URL = Depends(request_url),
     ):
         """The user's stored posts, with every other filter of search, paged as search."""
         f.username = username
-        return await page(request, f, *paging, fields)
+        return await page(url, f, *paging, fields)
 
     @r.get("/api/v1/data/analytics/trending")
     async def trending(

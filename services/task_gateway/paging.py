@@ -12,14 +12,19 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Request
+from starlette.datastructures import URL
 
 TOTAL_HEADER = "X-Total-Count"
 LINK_HEADER = "Link"
 
 
-def page_headers(
-    request: Request, total: int, limit: int, offset: int, max_offset: int
-) -> dict[str, str]:
+async def request_url(request: Request) -> URL:
+    """The request's URL, as a dependency: an endpoint that takes the Request itself is taken
+    for one that reads a raw body (libs.strict_params), and would accept unknown body fields."""
+    return request.url
+
+
+def page_headers(url: URL, total: int, limit: int, offset: int, max_offset: int) -> dict[str, str]:
     """X-Total-Count, and Link when there is a next or a previous page. A next page whose
     offset the route would refuse (beyond `max_offset`) is not linked."""
     links = []
@@ -30,8 +35,7 @@ def page_headers(
     headers = {TOTAL_HEADER: str(total)}
     if links:
         headers[LINK_HEADER] = ", ".join(
-            f'<{request.url.include_query_params(limit=limit, offset=o)}>; rel="{rel}"'
-            for o, rel in links
+            f'<{url.include_query_params(limit=limit, offset=o)}>; rel="{rel}"' for o, rel in links
         )
     return headers
 
@@ -43,7 +47,7 @@ PAGE_HEADERS_DOC: dict[str, Any] = {
         "schema": {"type": "integer", "minimum": 0},
     },
     LINK_HEADER: {
-        "description": 'RFC 8288: the next and previous pages, e.g. `<https://host/api/v1/tasks'
+        "description": "RFC 8288: the next and previous pages, e.g. `<https://host/api/v1/tasks"
         '?limit=50&offset=100>; rel="next", <https://host/api/v1/tasks?limit=50&offset=0>; '
         'rel="prev"`. Absent when there is neither.',
         "schema": {"type": "string"},

@@ -9,9 +9,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Literal, get_args
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import Field
+from starlette.datastructures import URL
 
 from libs.kafka import Outgoing
 from libs.records.tasks import SearchType, TaskControl, TaskProgress
@@ -24,15 +25,15 @@ from .api_models import (
     ERRORS,
     NOT_FOUND,
     TAG_TASKS,
+    TASK_EXAMPLE,
     CancelOut,
     ProgressOut,
-    TASK_EXAMPLE,
     TaskOut,
     TaskStatusOut,
 )
 from .kol_tasks import KolTaskView
 from .limits import check_body
-from .paging import page_headers, paged_responses
+from .paging import page_headers, paged_responses, request_url
 from .task_view import TaskView
 
 Publish = Callable[[Outgoing], Awaitable[None]]
@@ -96,7 +97,6 @@ def create_router(
         summary="获取任务列表 (list tasks)",
     )
     async def list_tasks(
-        request: Request,
         response: Response,
         # A Literal of the status tuple: FastAPI lists the values (mypy wants them literal).
         status: Literal[STATUSES] | None = Query(None, description="Task status."),  # type: ignore[valid-type]
@@ -106,6 +106,7 @@ def create_router(
         keyword: str | None = Query(None, min_length=1, max_length=settings.api_max_string_length),
         limit: int = Query(50, ge=1, le=settings.api_max_page_size),
         offset: int = Query(0, ge=0, le=settings.api_max_offset),
+        url: URL = Depends(request_url),
     ):
         """Every task, KOL tasks included, newest first, in the design's task fields: the
         body is the page (a JSON list), X-Total-Count the number of matching tasks, Link the
@@ -127,7 +128,7 @@ def create_router(
             reverse=True,
         )
         response.headers.update(
-            page_headers(request, len(items), limit, offset, settings.api_max_offset)
+            page_headers(url, len(items), limit, offset, settings.api_max_offset)
         )
         return items[offset : offset + limit]
 

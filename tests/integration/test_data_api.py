@@ -378,7 +378,9 @@ async def test_design_examples_answer_the_designs_fields(data_gw):
             "end_date": "2026-10-30T00:00:00",
         },
     )
-    assert r.status_code == 200 and r.json() and all(t["user"]["username"] == "A0" for t in r.json())
+    assert (
+        r.status_code == 200 and r.json() and all(t["user"]["username"] == "A0" for t in r.json())
+    )
     tr = await client.get("/api/v1/data/analytics/trending", params={"hours": 168, "limit": 20})
     assert tr.status_code == 200
     body = tr.json()
