@@ -47,7 +47,7 @@ def test_every_page_loads_clean_and_accessible(watched, console_stack):
         f"task {task_id} to complete\n{console_stack.proc.tail()}",
     )
     post = api.get("/api/v1/data/tweets/search", params={"task_id": task_id, "limit": 1}).json()
-    handle = post["items"][0]["author_handle"].lstrip("@")
+    handle = post[0]["author_handle"].lstrip("@")
 
     w = watched()
     page = w.page

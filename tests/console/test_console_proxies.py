@@ -48,7 +48,7 @@ def test_operator_manages_a_proxy(watched, console_stack, tmp_path):
             60,
             "the deleted proxy to leave the table",
         )
-        listed = console_stack.api.get("/api/v1/admin/proxies").json()["proxies"]
+        listed = console_stack.api.get("/api/v1/admin/proxies").json()
         assert all(not p["proxy"].endswith(f":{port}") for p in listed)
         assert w.problems == []
     finally:
