@@ -14,6 +14,7 @@ Set-Cookie and other headers are dropped (but a list's X-Total-Count).
 from __future__ import annotations
 
 import re
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
@@ -71,7 +72,12 @@ def create_router(settings: Settings) -> APIRouter:
     base = admin_base_url(settings)
     token = settings.api_token.get_secret_value()
     # A test or refresh waits for X (a login can take a minute and a half upstream).
-    client = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=5.0))
+    # One client serves every caller, so it keeps no cookie: one the upstream set would
+    # otherwise be sent back with everyone's later requests (a policy that allows no domain).
+    client = httpx.AsyncClient(
+        timeout=httpx.Timeout(120.0, connect=5.0),
+        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+    )
 
     async def forward(request: Request) -> JSONResponse:
         # The query string goes on verbatim: the account-manager declares and checks it.

@@ -129,7 +129,8 @@ async def test_forwarding_by_path_strips_secrets_and_enforces_roles(forwarding):
         ("GET", "/api/v1/admin/proxies/p1/plain", ""),
     ]
     assert all(s["auth"] == f"Bearer {TOKEN}" for s in seen)  # the gateway's token
-    assert all(s["cookie"] is None and s["csrf"] is None for s in seen)  # session stays here
+    # the session stays here, and the cookie the upstream set (the list) is never sent back
+    assert all(s["cookie"] is None and s["csrf"] is None for s in seen)
     assert seen[1]["body"] == '{"reason":"x"}'
     # A viewer reads but never changes; the refusal is the gateway's (upstream sees nothing).
     async with g.signed_in("view") as c:
