@@ -116,7 +116,7 @@ def main() -> int:
             # through (the engine's caches of the columns): "before" is the idle gateway
             r = client.get(f"{base}/api/v1/data/tweets/search", params={"limit": 50})
             r.raise_for_status()
-            total = r.json()["total"]
+            total = int(r.headers["X-Total-Count"])
             client.get(url, params={"format": "csv", "min_likes": 100_000}).raise_for_status()
             time.sleep(2)
             before = rss_mb(gw.pid)

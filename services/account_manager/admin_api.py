@@ -1,7 +1,7 @@
 """Admin HTTP API of the account-manager (bearer XGET_API_TOKEN), on its own port
 (XGET_ACCOUNT_ADMIN_PORT): its own router, so a gateway could mount it too.
 
-  GET    /api/v1/admin/accounts                 list (never a secret)
+  GET    /api/v1/admin/accounts                 list (never a secret); ?status=
   POST   /api/v1/admin/accounts                 add one {username, auth_token, ct0 | cookies |
                                                 password, email, email_password, totp_secret}
   POST   /api/v1/admin/accounts/import          bulk: the body is an import file (text)
@@ -14,7 +14,7 @@
   PATCH  /api/v1/admin/accounts/{id}            {priority, tags, daily_caps, hourly_caps}:
                                                 answered once the leases granted under the
                                                 old settings are back
-  GET    /api/v1/admin/proxies                  list with health
+  GET    /api/v1/admin/proxies                  list with health; ?status=
   POST   /api/v1/admin/proxies                  add {url, region, provider, cost_per_gb,
                                                 expires_at}
   GET    /api/v1/admin/proxies/{id}             one, with its X request counts and latency
@@ -22,6 +22,9 @@
   POST   /api/v1/admin/proxies/{id}/test        check it now
   POST   /api/v1/admin/proxies/{id}/enable      carries requests again
   POST   /api/v1/admin/proxies/{id}/disable     {reason}: its accounts move to other proxies
+
+The two lists answer a bare JSON list (the design's List[AccountResponse] and
+List[ProxyResponse]) with its length in X-Total-Count, as the gateway's paged lists do.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import logging
 import secrets
 
 import uvicorn
-from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -110,6 +113,18 @@ def check_fields(body: dict, allowed: frozenset[str]) -> None:
         )
 
 
+# The design's list filter (账号状态过滤 / 代理状态过滤): the views' `status`, exactly.
+STATUS_FILTER = Query(None, min_length=1, max_length=32, description="Only this status.")
+TOTAL_HEADER = "X-Total-Count"
+
+
+def listed(response: Response, rows: list[dict], status: str | None) -> list[dict]:
+    """The rows of `status` (all without one), their number in X-Total-Count."""
+    rows = [v for v in rows if status is None or v["status"] == status]
+    response.headers[TOTAL_HEADER] = str(len(rows))
+    return rows
+
+
 def create_router(admin: PoolAdmin, token: str) -> APIRouter:
     bearer = HTTPBearer(auto_error=False)
 
@@ -128,8 +143,8 @@ def create_router(admin: PoolAdmin, token: str) -> APIRouter:
         return a
 
     @r.get("/accounts")
-    async def list_accounts():
-        return {"accounts": [account_view(a) for a in admin.list_accounts()]}
+    async def list_accounts(response: Response, status: str | None = STATUS_FILTER):
+        return listed(response, [account_view(a) for a in admin.list_accounts()], status)
 
     @r.post("/accounts", status_code=201)
     async def add_account(body: dict = Body(...)):
@@ -215,8 +230,8 @@ def create_router(admin: PoolAdmin, token: str) -> APIRouter:
         return await _apply(account_id, "set", **body.model_dump(exclude_none=True))
 
     @r.get("/proxies")
-    async def list_proxies():
-        return {"proxies": [proxy_view(p) for p in admin.list_proxies()]}
+    async def list_proxies(response: Response, status: str | None = STATUS_FILTER):
+        return listed(response, [proxy_view(p) for p in admin.list_proxies()], status)
 
     @r.post("/proxies", status_code=201)
     async def add_proxy(body: dict = Body(...)):

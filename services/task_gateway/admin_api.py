@@ -70,8 +70,11 @@ def create_router(
                     admin_base_url(settings) + path, headers={"Authorization": f"Bearer {token}"}
                 )
             resp.raise_for_status()
-            return next(iter(resp.json().values())), None
-        except (httpx.HTTPError, ValueError, StopIteration) as e:
+            rows = resp.json()  # the design's List[AccountResponse] / List[ProxyResponse]
+            if not isinstance(rows, list):
+                raise ValueError(f"not a list: {type(rows).__name__}")
+            return rows, None
+        except (httpx.HTTPError, ValueError) as e:
             return [], f"account-manager admin API: {type(e).__name__}"
 
     @r.get(

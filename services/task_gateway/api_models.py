@@ -175,14 +175,6 @@ class TaskOut(BaseModel):
     priority: int | None = None
 
 
-class TaskPage(BaseModel):
-    model_config = _open({"total": 1, "limit": 50, "offset": 0, "items": [TASK_EXAMPLE]})
-    total: int
-    limit: int
-    offset: int
-    items: list[TaskOut]
-
-
 class TaskStatusOut(BaseModel):
     """Design's status: {task_id, status, progress {collected, target, percentage}, ...}."""
 
@@ -306,6 +298,78 @@ class TaskStatistics(BaseModel):
     keyword: str | None
     created_at: datetime | None
     completed_at: datetime | None
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+class UserInfoOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    user_id: str
+    username: str
+    display_name: str
+    verified: bool
+    followers_count: int
+
+
+class MediaItemOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    url: str = Field(description="Our stored copy when there is one, else X's URL.")
+    width: int | None
+    height: int | None
+
+
+TWEET_EXAMPLE: dict = {
+    "tweet_id": "1875432100123456789",
+    "text": "Trying the new model today #ChatGPT",
+    "user": {
+        "user_id": "44196397",
+        "username": "someone",
+        "display_name": "Some One",
+        "verified": False,
+        "followers_count": 1200,
+        "profile_image_url": "https://pbs.twimg.com/profile_images/1/a.jpg",
+    },
+    "like_count": 12,
+    "retweet_count": 3,
+    "reply_count": 1,
+    "quote_count": 0,
+    "view_count": 950,
+    "hashtags": ["ChatGPT"],
+    "mentions": [],
+    "urls": ["https://example.org/post"],
+    "media": [],
+    "created_at": "2024-01-01T09:15:00Z",
+    "collected_at": "2024-01-01T09:20:02Z",
+    "post_id": "1875432100123456789",
+    "post_url": "https://x.com/someone/status/1875432100123456789",
+    "post_content": "Trying the new model today #ChatGPT",
+    "author_handle": "@someone",
+    "keyword": "ChatGPT",
+    "task_id": "task_20240101_002",
+}
+
+
+class TweetOut(BaseModel):
+    """Design's TweetResponse, next to our post record (post_id, post_content, author_*, …;
+    `fields=` answers a subset)."""
+
+    model_config = _open(TWEET_EXAMPLE)
+    tweet_id: str
+    text: str
+    user: UserInfoOut
+    like_count: int
+    retweet_count: int
+    reply_count: int
+    quote_count: int
+    view_count: int | None
+    hashtags: list[str]
+    mentions: list[str]
+    urls: list[str]
+    media: list[MediaItemOut]
+    created_at: datetime
+    collected_at: datetime
 
 
 # --- admin ------------------------------------------------------------------------------------

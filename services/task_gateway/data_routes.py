@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 from fastapi.responses import StreamingResponse
+from starlette.datastructures import URL
 
 from libs.query import HANDLE
 from libs.settings import Settings
@@ -24,7 +25,9 @@ from libs.storage.objects import check_key, open_object_store
 from libs.storage.post_rows import POST_FIELDS
 
 from . import export, tweet_view
+from .api_models import ERRORS, TWEET_EXAMPLE, TweetOut
 from .limits import FieldError
+from .paging import page_headers, paged_responses, request_url
 from .post_search import PostFilter, post_filter_params, where_sql, without
 
 USER_FIELDS = (
@@ -50,10 +53,10 @@ def _post_dict(row: dict) -> dict:
     return out
 
 
-def _json(body: Any) -> Response:
+def _json(body: Any, headers: dict[str, str] | None = None) -> Response:
     """The answer serialised by orjson at once: FastAPI's generic encoder walks every value of
     a page of posts (~40 ms of CPU for 50 posts, measured)."""
-    return Response(orjson.dumps(body), media_type="application/json")
+    return Response(orjson.dumps(body), media_type="application/json", headers=headers)
 
 
 def data_routes(r: APIRouter, settings: Settings, store: StoreOf) -> None:
@@ -139,7 +142,9 @@ def data_routes(r: APIRouter, settings: Settings, store: StoreOf) -> None:
         who = await authors(posts) if keys is None or "user" in keys else {}
         return [tweet_view.select(tweet_view.tweet_item(p, who), keys) for p in posts]
 
-    async def page(f: PostFilter, limit: int, offset: int, fields) -> Response:
+    async def page(url: URL, f: PostFilter, limit: int, offset: int, fields) -> Response:
+        """The page as a bare list (the design's List[TweetResponse]), its total and the
+        neighbouring pages in headers (paging.py)."""
         keys, cols = fields
         where, params = where_sql(f)
         ch = await store()
@@ -169,20 +174,30 @@ def data_routes(r: APIRouter, settings: Settings, store: StoreOf) -> None:
                 page_params,
             )
         return _json(
-            {"total": total, "limit": limit, "offset": offset, "items": await items(rows, keys)}
+            await items(rows, keys),
+            page_headers(url, total, limit, offset, settings.api_max_offset),
         )
 
-    @r.get("/api/v1/data/tweets/search")
+    # Each route returns its Response itself (orjson); the model documents the list.
+    listed: dict[str, Any] = {
+        "response_model": list[TweetOut],
+        "responses": {**ERRORS, **paged_responses("A page of posts", [TWEET_EXAMPLE])},
+    }
+
+    @r.get("/api/v1/data/tweets/search", summary="搜索推文 (search stored posts)", **listed)
     async def search(
         f: PostFilter = Depends(filters),
         paging: tuple[int, int] = Depends(page_params),
         fields=Depends(field_params),
+        url: URL = Depends(request_url),
     ):
         """Stored posts matching every filter given, newest first (or `sort`), a page at a
-        time: `total` is the exact number of matches. Each item is our post record plus the
-        design's TweetResponse names (tweet_id, text, user, reply_count, urls, media,
-        created_at); raw_data only with include_raw=true or fields=raw_data."""
-        return await page(f, *paging, fields)
+        time: the body is the page (a JSON list), X-Total-Count the exact number of matches,
+        Link the next and previous pages. Each item is our post record plus the design's
+        TweetResponse names (tweet_id, text, user, reply_count, urls, media, created_at);
+        raw_data only with include_raw=true or fields=raw_data; `fields=` answers only the
+        fields named."""
+        return await page(url, f, *paging, fields)
 
     @r.get("/api/v1/data/tweets/export")
     async def export_posts(
@@ -191,7 +206,7 @@ def data_routes(r: APIRouter, settings: Settings, store: StoreOf) -> None:
         include_raw: bool = Query(False, description="Also export raw_data (X's JSON)."),
     ):
         """Every post the filters select (the same filters and order as search; as many rows
-        as search's `total`), streamed as CSV, JSON Lines or XLSX."""
+        as search's X-Total-Count), streamed as CSV, JSON Lines or XLSX."""
         cols = export.EXPORT_COLUMNS + (["raw_data"] if include_raw else [])
         # The first chunk is read before the answer starts: ClickHouse down is a 503, not a
         # download that breaks off.
@@ -226,16 +241,17 @@ def data_routes(r: APIRouter, settings: Settings, store: StoreOf) -> None:
             raise HTTPException(404, f"no user {username}")
         return _json(tweet_view.user_item(rows[0]))
 
-    @r.get("/api/v1/data/users/{username}/tweets")
+    @r.get("/api/v1/data/users/{username}/tweets", summary="获取用户的推文列表", **listed)
     async def user_tweets(
         username: str = Path(max_length=text, pattern=HANDLE.pattern),
         f: PostFilter = Depends(user_filters),
         paging: tuple[int, int] = Depends(page_params),
         fields=Depends(field_params),
+        url: URL = Depends(request_url),
     ):
-        """The user's stored posts, with every other filter of search."""
+        """The user's stored posts, with every other filter of search, paged as search."""
         f.username = username
-        return await page(f, *paging, fields)
+        return await page(url, f, *paging, fields)
 
     @r.get("/api/v1/data/analytics/trending")
     async def trending(

@@ -8,12 +8,13 @@ The role is the gateway's (console_auth: reads viewer+, changes operator+). Secr
 write-only: an account or proxy may be added with cookies, passwords or a proxy URL with
 credentials, but no answer carries one back. Every JSON answer is cleaned (`strip_secrets`),
 an answer that is not JSON is refused (502) rather than passed on unread, and the upstream's
-Set-Cookie and other headers are dropped.
+Set-Cookie and other headers are dropped (but a list's X-Total-Count).
 """
 
 from __future__ import annotations
 
 import re
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
@@ -33,6 +34,8 @@ SECRET_KEY = re.compile(
 )
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
 FORWARDED_REQUEST_HEADERS = ("content-type", "accept")
+# The one answer header passed back: a list's length (the upstream's other headers stay there).
+FORWARDED_RESPONSE_HEADERS = ("x-total-count",)
 
 
 def strip_secrets(value: Any) -> Any:
@@ -69,7 +72,12 @@ def create_router(settings: Settings) -> APIRouter:
     base = admin_base_url(settings)
     token = settings.api_token.get_secret_value()
     # A test or refresh waits for X (a login can take a minute and a half upstream).
-    client = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=5.0))
+    # One client serves every caller, so it keeps no cookie: one the upstream set would
+    # otherwise be sent back with everyone's later requests (a policy that allows no domain).
+    client = httpx.AsyncClient(
+        timeout=httpx.Timeout(120.0, connect=5.0),
+        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+    )
 
     async def forward(request: Request) -> JSONResponse:
         # The query string goes on verbatim: the account-manager declares and checks it.
@@ -99,7 +107,8 @@ def create_router(settings: Settings) -> APIRouter:
                 },
                 502,
             )
-        return JSONResponse(strip_secrets(body), up.status_code)
+        passed = {h: up.headers[h] for h in FORWARDED_RESPONSE_HEADERS if h in up.headers}
+        return JSONResponse(strip_secrets(body), up.status_code, headers=passed)
 
     async def forward_sub(
         request: Request, rest: str = Path(max_length=settings.api_max_string_length)

@@ -9,9 +9,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Literal, get_args
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import Field
+from starlette.datastructures import URL
 
 from libs.kafka import Outgoing
 from libs.records.tasks import SearchType, TaskControl, TaskProgress
@@ -24,14 +25,15 @@ from .api_models import (
     ERRORS,
     NOT_FOUND,
     TAG_TASKS,
+    TASK_EXAMPLE,
     CancelOut,
     ProgressOut,
     TaskOut,
-    TaskPage,
     TaskStatusOut,
 )
 from .kol_tasks import KolTaskView
 from .limits import check_body
+from .paging import page_headers, paged_responses, request_url
 from .task_view import TaskView
 
 Publish = Callable[[Outgoing], Awaitable[None]]
@@ -90,11 +92,12 @@ def create_router(
     @r.get(
         "/api/v1/tasks",
         tags=[TAG_TASKS],
-        response_model=TaskPage,
-        responses=ERRORS,
+        response_model=list[TaskOut],
+        responses={**ERRORS, **paged_responses("A page of tasks", [TASK_EXAMPLE])},
         summary="获取任务列表 (list tasks)",
     )
     async def list_tasks(
+        response: Response,
         # A Literal of the status tuple: FastAPI lists the values (mypy wants them literal).
         status: Literal[STATUSES] | None = Query(None, description="Task status."),  # type: ignore[valid-type]
         type: Literal[TASK_TYPES] | None = Query(  # type: ignore[valid-type]
@@ -103,8 +106,11 @@ def create_router(
         keyword: str | None = Query(None, min_length=1, max_length=settings.api_max_string_length),
         limit: int = Query(50, ge=1, le=settings.api_max_page_size),
         offset: int = Query(0, ge=0, le=settings.api_max_offset),
+        url: URL = Depends(request_url),
     ):
-        """Every task, KOL tasks included, newest first, in the design's task fields."""
+        """Every task, KOL tasks included, newest first, in the design's task fields: the
+        body is the page (a JSON list), X-Total-Count the number of matching tasks, Link the
+        next and previous pages."""
         items = []
         ids = view.task_ids() + (kol_view.task_ids() if kol_view is not None else [])
         for task_id in dict.fromkeys(ids):
@@ -121,12 +127,10 @@ def create_router(
             key=lambda x: (x["created_at"] or datetime.min.replace(tzinfo=UTC), x["task_id"]),
             reverse=True,
         )
-        return {
-            "total": len(items),
-            "limit": limit,
-            "offset": offset,
-            "items": items[offset : offset + limit],
-        }
+        response.headers.update(
+            page_headers(url, len(items), limit, offset, settings.api_max_offset)
+        )
+        return items[offset : offset + limit]
 
     @r.get(
         "/api/v1/tasks/{task_id}",

@@ -4,6 +4,7 @@ accessibility violation, and a screenshot of it is saved under test-output/conso
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -47,7 +48,7 @@ def test_every_page_loads_clean_and_accessible(watched, console_stack):
         f"task {task_id} to complete\n{console_stack.proc.tail()}",
     )
     post = api.get("/api/v1/data/tweets/search", params={"task_id": task_id, "limit": 1}).json()
-    handle = post["items"][0]["author_handle"].lstrip("@")
+    handle = post[0]["author_handle"].lstrip("@")
 
     w = watched()
     page = w.page
@@ -75,6 +76,13 @@ def test_every_page_loads_clean_and_accessible(watched, console_stack):
             page.locator("canvas").first.wait_for()
             page.locator("td", has_text="dedup").first.wait_for(timeout=30_000)
         found += check(w, name)
+
+    # The task list pages with the API's total (the list's X-Total-Count header).
+    tasks_total = api.get("/api/v1/tasks", params={"limit": 1}).headers["X-Total-Count"]
+    assert int(tasks_total) >= 1
+    w.goto("/tasks")
+    total = page.locator(".el-pagination__total", has_text=re.compile(rf"^Total {tasks_total}$"))
+    total.wait_for()
 
     # The detail drawer of a post, the new-task form, and the other Settings tabs.
     w.goto(f"/data/tweets?task_id={task_id}&has_media=true")

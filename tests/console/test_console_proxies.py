@@ -1,6 +1,7 @@
 """Proxies in Chromium: an operator adds a (real, local) proxy through the form, sees it in
 the table with host, port and type, tests it (healthy, with a latency) and deletes it; the
-credentials typed never come back. (Location and enable/disable come with h-alerts' proxy
+credentials typed never come back. Before there is a proxy, the latency and success cards show
+"—", not a 0 that reads as a measurement. (Location and enable/disable come with h-alerts' proxy
 fields, not on this branch yet.)"""
 
 from __future__ import annotations
@@ -22,6 +23,15 @@ def test_operator_manages_a_proxy(watched, console_stack, tmp_path):
         page = w.page
         w.sign_in("oper1")
         w.goto("/proxies")
+        # no proxy yet: the cards say there is no figure, not a measured 0 ms / 0.0 %
+        assert console_stack.api.get("/api/v1/admin/proxies").json() == []
+        latency, success = (
+            page.get_by_test_id("proxy-latency"),
+            page.get_by_test_id("proxy-success"),
+        )
+        page.locator("[data-testid=proxy-table]", has_text="No proxy").wait_for()
+        assert _figure(latency) == _figure(success) == "—"
+        shot(page, "proxies-00-empty")
         page.get_by_role("button", name="Add proxy").click()
         dialog = page.locator(".el-dialog", has_text="Add a proxy")
         dialog.get_by_placeholder("http://user:pass@10.0.0.5:3128").fill(
@@ -39,6 +49,9 @@ def test_operator_manages_a_proxy(watched, console_stack, tmp_path):
         row.get_by_role("button", name="Test").click()
         row.locator("[data-testid=proxy-status]", has_text="healthy").wait_for(timeout=60_000)
         assert row.locator("td").nth(5).inner_text().endswith("ms")
+        # one measured proxy: its figures are the cards' averages
+        wait_until(lambda: _figure(latency).endswith("ms"), 30, "the latency card")
+        assert _figure(success).endswith("%") and _figure(success) != "—"
         shot(page, "proxies-01-tested")
 
         row.get_by_role("button", name="Delete").click()
@@ -48,8 +61,13 @@ def test_operator_manages_a_proxy(watched, console_stack, tmp_path):
             60,
             "the deleted proxy to leave the table",
         )
-        listed = console_stack.api.get("/api/v1/admin/proxies").json()["proxies"]
+        listed = console_stack.api.get("/api/v1/admin/proxies").json()
         assert all(not p["proxy"].endswith(f":{port}") for p in listed)
         assert w.problems == []
     finally:
         proxy.stop()
+
+
+def _figure(card) -> str:
+    """An el-statistic card's figure as shown: the value and its unit, if any."""
+    return " ".join(card.locator(".el-statistic__content").inner_text().split())

@@ -92,6 +92,14 @@ def test_operator_controls(noida, xsim, tmp_path, chdb_path):
         after = requests_of("cat", expired_at)
         assert after and {e["operation"] for e in after} == {"UserByScreenName"}, after
         assert {e["status"] for e in after} == {401}
+        # the design's List[AccountResponse]: a bare list, its length in X-Total-Count, and
+        # its status filter
+        r = admin.client.get("/api/v1/admin/accounts")
+        assert r.status_code == 200 and isinstance(r.json(), list), r.text
+        assert {x["id"] for x in r.json()} == set(names.values())
+        assert r.headers["X-Total-Count"] == "3"
+        r = admin.client.get("/api/v1/admin/accounts", params={"status": "needs_login"})
+        assert [x["id"] for x in r.json()] == [names["cat"]] and r.headers["X-Total-Count"] == "1"
 
         # 2. bob disabled (CLI): no request reaches X with bob's cookies; enabled again
         # (admin API), he serves the next task while ann is disabled.

@@ -27,7 +27,7 @@ START, END = "2026-10-01T00:00:00Z", "2026-10-02T00:00:00Z"
 def task_posts(gw: Gateway, keyword: str) -> list[dict]:
     r = gw.client.get("/api/v1/data/tweets/search", params={"task_keyword": keyword, "limit": 1000})
     r.raise_for_status()
-    return r.json()["items"]
+    return r.json()
 
 
 def monthly(gw: Gateway, keyword: str) -> int:

@@ -140,10 +140,10 @@ def test_cancel_pause_resume_reject_list(noida, xsim, s3, tmp_path, chdb_path):
 
             # List, read, progress.
             listed = gw.client.get("/api/v1/tasks", params={"status": "cancelled"}).json()
-            assert tc in [t["task_id"] for t in listed["items"]]
+            assert tc in [t["task_id"] for t in listed]
             listed = gw.client.get("/api/v1/tasks", params={"keyword": kw_pause}).json()
-            assert [t["task_id"] for t in listed["items"]] == [tp]
-            assert listed["items"][0]["priority"] == 2
+            assert [t["task_id"] for t in listed] == [tp]
+            assert listed[0]["priority"] == 2
             got = gw.client.get(f"/api/v1/tasks/{tc}").json()
             assert got["task"]["keyword"] == kw_cancel and got["priority"] == 7
             prog = gw.client.get(f"/api/v1/tasks/{tp}/progress").json()
@@ -236,7 +236,7 @@ def test_generic_search_types(noida, xsim, s3, tmp_path, chdb_path):
         def listed(**params) -> set[str]:
             r = gw.client.get("/api/v1/tasks", params={**params, "limit": 500})
             assert r.status_code == 200, r.text
-            return {t["task_id"] for t in r.json()["items"]} & set(ids.values())
+            return {t["task_id"] for t in r.json()} & set(ids.values())
 
         assert listed(type="user_timeline") == {ids["ut"]}
         assert listed(type="quotes") == {ids["qt"]}

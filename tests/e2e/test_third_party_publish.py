@@ -135,7 +135,7 @@ def test_tasks_published_by_a_librdkafka_client_run(noida, xsim, s3, tmp_path, c
                 "/api/v1/data/tweets/search", params={"task_keyword": kw, "limit": 1000}
             )
             assert r.status_code == 200, r.text
-            posts |= {p["post_id"] for p in r.json()["items"]}
+            posts |= {p["post_id"] for p in r.json()}
         stats = gw.client.get("/api/v1/admin/stats").json()
         assert stats["total_tweets"] == len(posts) >= 150, stats
         assert stats["today_collected"] in (len(posts), 0)  # 0: the test crossed midnight UTC

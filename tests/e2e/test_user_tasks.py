@@ -85,7 +85,7 @@ def test_retweeters_and_user_profile(noida, xsim, s3, tmp_path, chdb_path):
         assert gw.status(rt_id)["progress"]["collected"] == RETWEETERS
         assert gw.status(up_id)["progress"]["collected"] == 1
         for kind, tid in (("retweeters", rt_id), ("user_profile", up_id)):
-            items = gw.client.get("/api/v1/tasks", params={"type": kind}).json()["items"]
+            items = gw.client.get("/api/v1/tasks", params={"type": kind}).json()
             assert [t["task_id"] for t in items] == [tid], items
             assert items[0]["mode"] == "ondemand" and items[0]["type"] == kind
 

@@ -11,6 +11,7 @@ import io
 import re
 import zipfile
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 from xml.etree import ElementTree
 
 import httpx
@@ -172,8 +173,8 @@ async def _ids(client: httpx.AsyncClient, path: str = "/api/v1/data/tweets/searc
     r = await client.get(path, params={"limit": 1000, **params})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["total"] == len(body["items"])
-    return [p["post_id"] for p in body["items"]]
+    assert int(r.headers["X-Total-Count"]) == len(body)
+    return [p["post_id"] for p in body]
 
 
 def _expect(posts, pred) -> list[str]:
@@ -234,26 +235,26 @@ async def test_each_filter_narrows_as_a_user_expects(data_gw):
     )
     # sort
     r = await client.get("/api/v1/data/tweets/search", params={"sort": "likes", "limit": 5})
-    liked = [p["post_id"] for p in r.json()["items"]]
+    liked = [p["post_id"] for p in r.json()]
     assert liked == [p.post_id for p in sorted(posts, key=lambda p: -p.like_count)[:5]]
 
 
 async def test_pages_add_up_to_the_exact_total(data_gw):
+    """Following the Link header's rel="next" from the first page reads every match once, in
+    order; each page says the exact total."""
     client, posts, _ = data_gw
-    seen, offset = [], 0
-    while True:
-        r = (
-            await client.get(
-                "/api/v1/data/tweets/search",
-                params={"keyword": "python", "limit": 17, "offset": offset},
-            )
-        ).json()
-        assert r["total"] == len(_expect(posts, lambda p: "python" in _words(p)))
-        if not r["items"]:
-            break
-        seen += [p["post_id"] for p in r["items"]]
-        offset += 17
-    assert len(seen) == len(set(seen)) == r["total"]
+    want = _expect(posts, lambda p: "python" in _words(p))
+    seen: list[str] = []
+    url: str | None = "/api/v1/data/tweets/search?keyword=python&limit=17"
+    pages = 0
+    while url is not None:
+        r = await client.get(url)
+        assert r.status_code == 200, r.text
+        assert int(r.headers["X-Total-Count"]) == len(want)
+        seen += [p["post_id"] for p in r.json()]
+        url = r.links.get("next", {}).get("url")
+        pages += 1
+    assert seen == want and pages == -(-len(want) // 17)
 
 
 async def test_bad_values_name_their_field(data_gw):
@@ -278,17 +279,17 @@ async def test_bad_values_name_their_field(data_gw):
 async def test_fields_and_raw_data(data_gw):
     client, _, _ = data_gw
     search = "/api/v1/data/tweets/search"
-    full = (await client.get(search, params={"limit": 50})).json()
-    assert all("raw_data" not in p for p in full["items"])
+    r = await client.get(search, params={"limit": 50})
+    full, full_total = r.json(), r.headers["X-Total-Count"]
+    assert all("raw_data" not in p for p in full)
     raw = (await client.get(search, params={"limit": 50, "include_raw": "true"})).json()
-    assert all(p["raw_data"].startswith('{"rest_id"') for p in raw["items"])
-    slim = (
-        await client.get(search, params={"limit": 50, "fields": "tweet_id,text,like_count"})
-    ).json()
-    assert [set(p) for p in slim["items"]] == [{"tweet_id", "text", "like_count"}] * 50
-    assert slim["total"] == full["total"]
+    assert all(p["raw_data"].startswith('{"rest_id"') for p in raw)
+    r = await client.get(search, params={"limit": 50, "fields": "tweet_id,text,like_count"})
+    slim = r.json()
+    assert [set(p) for p in slim] == [{"tweet_id", "text", "like_count"}] * 50
+    assert r.headers["X-Total-Count"] == full_total
     assert len(orjson.dumps(slim)) * 5 < len(orjson.dumps(full)) < len(orjson.dumps(raw))
-    users = (await client.get(search, params={"limit": 5, "fields": "user"})).json()["items"]
+    users = (await client.get(search, params={"limit": 5, "fields": "user"})).json()
     assert all(set(p) == {"user"} and p["user"]["username"].startswith("A") for p in users)
     one = (await client.get("/api/v1/data/tweets/10001")).json()
     assert one["post_id"] == "10001" and one["raw_data"]  # the single post keeps its raw JSON
@@ -348,8 +349,8 @@ async def test_design_examples_answer_the_designs_fields(data_gw):
     # 1. 搜索推文: GET /api/v1/data/tweets/search?keyword=python&limit=50
     r = await client.get("/api/v1/data/tweets/search?keyword=python&limit=50")
     assert r.status_code == 200
-    items = r.json()["items"]
-    assert items
+    items = r.json()
+    assert isinstance(items, list) and items
     for t in items:
         _conforms(t, TWEET_RESPONSE)
         _conforms(t["user"], USER_INFO)
@@ -377,11 +378,57 @@ async def test_design_examples_answer_the_designs_fields(data_gw):
             "end_date": "2026-10-30T00:00:00",
         },
     )
-    assert r.status_code == 200 and r.json()["items"]
+    assert (
+        r.status_code == 200 and r.json() and all(t["user"]["username"] == "A0" for t in r.json())
+    )
     tr = await client.get("/api/v1/data/analytics/trending", params={"hours": 168, "limit": 20})
     assert tr.status_code == 200
     body = tr.json()
     assert body["time_range_hours"] == 168 and isinstance(body["trending_topics"], list)
+
+
+def _link_query(r: httpx.Response, rel: str) -> dict[str, list[str]] | None:
+    """The query of the Link header's `rel` page (None when there is none)."""
+    link = r.links.get(rel)
+    return None if link is None else parse_qs(urlsplit(link["url"]).query)
+
+
+async def test_lists_are_the_designs_bare_list_with_total_and_links(data_gw):
+    """The design's List[TweetResponse]: a middle page is a JSON list of TweetResponses (the
+    right posts), X-Total-Count the exact number of matches, Link the pages either side with
+    every other parameter kept; the first page has no prev, the last no next."""
+    client, posts, _ = data_gw
+    want = _expect(posts, lambda p: "python" in _words(p))
+    assert len(want) > 30
+    for path, mine in (
+        ("/api/v1/data/tweets/search", want),
+        (
+            "/api/v1/data/users/a1/tweets",
+            _expect(posts, lambda p: p.author_handle == "@A1" and "python" in _words(p)),
+        ),
+    ):
+        r = await client.get(path, params={"keyword": "python", "limit": 5, "offset": 5})
+        assert r.status_code == 200, r.text
+        page = r.json()
+        assert isinstance(page, list) and len(page) == 5
+        for t in page:
+            _conforms(t, TWEET_RESPONSE)
+            _conforms(t["user"], USER_INFO)
+        assert [t["tweet_id"] for t in page] == mine[5:10]
+        assert int(r.headers["X-Total-Count"]) == len(mine)
+        assert _link_query(r, "next") == {"keyword": ["python"], "limit": ["5"], "offset": ["10"]}
+        assert _link_query(r, "prev") == {"keyword": ["python"], "limit": ["5"], "offset": ["0"]}
+        assert urlsplit(r.links["next"]["url"]).path == path
+    first = await client.get("/api/v1/data/tweets/search", params={"keyword": "python"})
+    assert "prev" not in first.links and _link_query(first, "next")["offset"] == ["50"]
+    last = await client.get(
+        "/api/v1/data/tweets/search", params={"keyword": "python", "offset": len(want) - 3}
+    )
+    assert len(last.json()) == 3 and "next" not in last.links
+    assert _link_query(last, "prev")["offset"] == [str(max(0, len(want) - 53))]
+    none = await client.get("/api/v1/data/tweets/search", params={"keyword": "pyth"})
+    assert none.json() == [] and none.headers["X-Total-Count"] == "0"
+    assert "Link" not in none.headers
 
 
 async def test_trending_topics_count_posts_likes_and_retweets(data_gw):
@@ -425,9 +472,9 @@ def _xlsx_rows(data: bytes) -> list[list[str]]:
 async def test_export_holds_exactly_the_search_total(data_gw):
     client, _, _ = data_gw
     flt = {"keyword": "python", "has_media": "true"}
-    s = (await client.get("/api/v1/data/tweets/search", params={**flt, "limit": 1000})).json()
-    ids = [p["post_id"] for p in s["items"]]
-    assert 0 < s["total"] < N
+    s = await client.get("/api/v1/data/tweets/search", params={**flt, "limit": 1000})
+    ids = [p["post_id"] for p in s.json()]
+    assert 0 < int(s.headers["X-Total-Count"]) == len(ids) < N
     url = "/api/v1/data/tweets/export"
 
     r = await client.get(url, params={**flt, "format": "csv"})
@@ -525,7 +572,7 @@ async def test_newest_first_across_id_lengths(data_gw):
             "/api/v1/data/tweets/search",
             params={"keyword": "snowflake", "limit": 7, "offset": offset},
         )
-        got += [p["post_id"] for p in r.json()["items"]]
+        got += [p["post_id"] for p in r.json()]
     assert got == want
 
 

@@ -11,6 +11,7 @@ import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -305,15 +306,16 @@ async def test_design_examples_answer_the_design_fields(gateway):
     # 任务管理API: list (status filter, limit, offset) and read
     r = await client.get("/api/v1/tasks", params={"limit": 50, "offset": 0})
     assert r.status_code == 200, r.text
-    items = r.json()["items"]
+    items = r.json()  # the design's List[TaskResponse]: the bare list
+    assert isinstance(items, list) and int(r.headers["X-Total-Count"]) == len(items)
     for item in items:
         assert not mismatches(item, TASK_RESPONSE), item
     listed = {i["task_id"] for i in items}
     assert {"task_20240101_002", created["task_id"], kol["task_id"]} <= listed
     r = await client.get("/api/v1/tasks", params={"type": "kol_followings"})
-    assert [i["task_id"] for i in r.json()["items"]] == [kol["task_id"]]
+    assert [i["task_id"] for i in r.json()] == [kol["task_id"]]
     r = await client.get("/api/v1/tasks", params={"status": "pending"})
-    assert r.status_code == 200 and all(i["status"] == "pending" for i in r.json()["items"])
+    assert r.status_code == 200 and all(i["status"] == "pending" for i in r.json())
     for task_id in ("task_20240101_002", kol["task_id"], "task_20240101_001"):
         r = await client.get(f"/api/v1/tasks/{task_id}")
         assert r.status_code == 200 and not mismatches(r.json(), TASK_RESPONSE), r.text
@@ -353,8 +355,47 @@ async def test_design_examples_answer_the_design_fields(gateway):
     assert health["services"]["account-manager"]["status"] == "down"
 
 
+async def test_task_list_pages_are_the_designs_bare_list(gateway):
+    """GET /api/v1/tasks at a middle offset: a JSON list of TaskResponses (the right ones,
+    newest first), X-Total-Count the exact number of tasks of the filter, Link the next and
+    previous pages with the filter kept."""
+    _, _, client = gateway
+    keyword = f"pages-{uuid.uuid4().hex[:6]}"
+    made = []
+    for i in range(7):
+        r = await client.post(
+            "/api/v1/tasks/search",
+            json={"type": "keyword_search", "keyword": keyword, "count": 10 + i},
+        )
+        assert r.status_code == 200, r.text
+        made.append(r.json()["task_id"])
+    # (a created task is listed at once: the gateway's view reads its own writes)
+    r = await client.get("/api/v1/tasks", params={"keyword": keyword, "limit": 100})
+    newest_first = [t["task_id"] for t in r.json()]
+    assert sorted(newest_first) == sorted(made) and "Link" not in r.headers
+    r = await client.get("/api/v1/tasks", params={"keyword": keyword, "limit": 2, "offset": 2})
+    assert r.status_code == 200, r.text
+    page = r.json()
+    assert isinstance(page, list) and [t["task_id"] for t in page] == newest_first[2:4]
+    for t in page:
+        assert not mismatches(t, TASK_RESPONSE), t
+    assert r.headers["X-Total-Count"] == "7"
+    nxt, prev = (parse_qs(urlsplit(r.links[rel]["url"]).query) for rel in ("next", "prev"))
+    assert nxt == {"keyword": [keyword], "limit": ["2"], "offset": ["4"]}
+    assert prev == {"keyword": [keyword], "limit": ["2"], "offset": ["0"]}
+    # following next to the end reads every task once; the last page links no further
+    seen, url, pages = [], r.links["prev"]["url"], 0
+    while url:
+        r = await client.get(url)
+        seen += [t["task_id"] for t in r.json()]
+        url, pages = r.links.get("next", {}).get("url"), pages + 1
+    assert seen == newest_first and pages == 4
+
+
 # The endpoints this contract covers: each documents its answer with a model and an example.
 OWN = ("/api/v1/tasks", "/api/v1/statistics", "/api/v1/admin/stats", "/api/v1/admin/health")
+# The design's list endpoints (List[TaskResponse], List[TweetResponse]).
+LISTS = ("/api/v1/tasks", "/api/v1/data/tweets/search", "/api/v1/data/users/{username}/tweets")
 
 
 async def test_openapi_has_tags_models_examples_and_the_real_422(gateway):
@@ -368,13 +409,23 @@ async def test_openapi_has_tags_models_examples_and_the_real_422(gateway):
             assert op.get("tags"), f"{where}: no tag"
             ref = op["responses"]["422"]["content"]["application/json"]["schema"]["$ref"]
             assert ref == "#/components/schemas/Rejection", where
-            if path.startswith(OWN):
+            if path.startswith(OWN) or path in LISTS:
                 own += 1
-                ok = op["responses"]["200"]["content"]["application/json"]["schema"]
+                answer = op["responses"]["200"]
+                ok = answer["content"]["application/json"]["schema"]
+                if path in LISTS:  # the design's List[...]: an array of the model, and headers
+                    assert ok["type"] == "array", f"{where}: {ok}"
+                    assert isinstance(answer["content"]["application/json"]["example"], list)
+                    assert set(answer["headers"]) == {"X-Total-Count", "Link"}, where
+                    ok = ok["items"]
                 model = schemas[ok["$ref"].rsplit("/", 1)[1]]
                 assert model.get("examples"), f"{where}: no example"
                 assert model.get("properties"), where
-    assert own >= 14, own
+    assert own >= 16, own
+    assert {n: schemas[n]["required"][:3] for n in ("TaskOut", "TweetOut")} == {
+        "TaskOut": ["task_id", "type", "status"],
+        "TweetOut": ["tweet_id", "text", "user"],
+    }
     assert "HTTPValidationError" not in schemas  # never sent, so not documented
     # and a 422 is what the document says
     rejection = schemas["Rejection"]

@@ -138,7 +138,7 @@ async def test_refused_and_mismatched_commands_show_rejected(noida):
         assert full["status"] == "rejected" and full["task"] is None, full
         # the task the record named was never created, and no phantom task is pending
         assert (await gw.status(named))[0] == 404
-        listed = (await gw.http.get("/api/v1/tasks", headers=AUTH)).json()["items"]
+        listed = (await gw.http.get("/api/v1/tasks", headers=AUTH)).json()
         assert {i["task_id"]: i["status"] for i in listed} == {
             private: "rejected",
             phantom: "rejected",

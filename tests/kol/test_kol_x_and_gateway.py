@@ -94,7 +94,7 @@ def test_gateway_task_runs_on_the_kol_worker_with_status(kol_env, tmp_path):
         listed = httpx.get(
             f"{base}/api/v1/tasks", headers=auth, params={"type": "kol_followings"}
         ).json()
-        assert [t["task_id"] for t in listed["items"]] == [tid]
+        assert [t["task_id"] for t in listed] == [tid]
         task = httpx.get(f"{base}/api/v1/tasks/{tid}", headers=auth).json()
         assert (task["type"], task["mode"], task["status"]) == (
             "kol_followings",

@@ -54,6 +54,15 @@ export async function request<T = unknown>(
   body?: unknown,
   opts: RequestOptions = {},
 ): Promise<T> {
+  return (await send<T>(method, path, body, opts)).data
+}
+
+async function send<T>(
+  method: string,
+  path: string,
+  body?: unknown,
+  opts: RequestOptions = {},
+): Promise<{ data: T; headers: Headers }> {
   const headers: Record<string, string> = { Accept: 'application/json' }
   if (UNSAFE.has(method) && session.csrf) headers['X-CSRF-Token'] = session.csrf
   let payload: BodyInit | undefined
@@ -76,11 +85,24 @@ export async function request<T = unknown>(
     if (res.status === 401 && !opts.quiet401) signedOut()
     throw parseError(res.status, data)
   }
-  return data as T
+  return { data: data as T, headers: res.headers }
 }
 
 export const get = <T = unknown>(path: string, query?: Record<string, unknown>) =>
   request<T>('GET', withQuery(path, query))
+/** One page of a list route: the body is the page (the client's design answers a bare JSON
+ * list), the exact number of matches is the X-Total-Count header. */
+export interface Page<T> {
+  items: T[]
+  total: number
+}
+
+export async function getPage<T = unknown>(path: string, query?: Record<string, unknown>): Promise<Page<T>> {
+  const { data, headers } = await send<T[]>('GET', withQuery(path, query))
+  const total = headers.get('X-Total-Count')
+  if (!Array.isArray(data) || total === null) throw new ApiError(200, `${path}: not a paged list (no X-Total-Count)`)
+  return { items: data, total: Number(total) }
+}
 export const post = <T = unknown>(path: string, body?: unknown, opts?: RequestOptions) =>
   request<T>('POST', path, body, opts)
 export const patch = <T = unknown>(path: string, body?: unknown) => request<T>('PATCH', path, body)
