@@ -142,7 +142,11 @@ def parse_caps(items: list[str] | None) -> dict[str, int] | None:
 # --- views -----------------------------------------------------------------------------------
 
 
-def account_view(a: AccountState) -> dict:
+def account_view(a: AccountState, window_s: int) -> dict:
+    """The operator's view of an account: the design's AccountResponse fields first, then ours.
+
+    `window_s` is X's rate-limit window (settings.x_rate_window_s): an operation without a
+    daily cap may make at most `limit` requests in each window of the day."""
     ops = {}
     for op, w in a.ops.items():
         ops[op] = {
@@ -156,7 +160,20 @@ def account_view(a: AccountState) -> dict:
             "hourly_cap": a.hourly_caps.get(op),
             "leased": w.lease_id is not None,
         }
+    windows_a_day = max(1, 86_400 // window_s)
     return {
+        # The design's AccountResponse (xget-design.md "系统管理API"): its success rate is 1.0
+        # before any request, as its AccountMetrics computes it; today's use and the day's
+        # limit are summed over the X operations the account has served.
+        "account_id": a.account_id,
+        "username": a.name,
+        "health_score": a.health,
+        "success_rate": round(a.successes / a.requests, 4) if a.requests else 1.0,
+        "daily_used": sum(w.day_used for w in a.ops.values()),
+        "daily_limit": sum(
+            a.daily_caps.get(op, w.limit * windows_a_day) for op, w in a.ops.items()
+        ),
+        "last_used": a.last_used_at,
         "id": a.account_id,
         "name": a.name,
         "status": a.status,
@@ -192,7 +209,15 @@ def account_view(a: AccountState) -> dict:
 
 
 def proxy_view(p: ProxyState) -> dict:
+    """The design's ProxyResponse fields first, then ours. `latency_ms` is null until a check
+    has measured one."""
+    u = urlparse(p.display)
     return {
+        "proxy_id": p.proxy_id,
+        "host": u.hostname,
+        "port": u.port,
+        "type": u.scheme,
+        "location": p.region,
         "id": p.proxy_id,
         "proxy": p.display,
         "status": "disabled" if p.disabled else p.status,
@@ -205,7 +230,7 @@ def proxy_view(p: ProxyState) -> dict:
         "expired": p.expires_at is not None and p.expires_at <= datetime.now(UTC),
         "checks": p.checks,
         "success_rate": p.success_rate,
-        "latency_ms": p.latency_ms,
+        "latency_ms": round(p.latency_ms) if p.latency_ms is not None else None,
         "failures_in_row": p.failures_in_row,
         "last_check_at": p.last_check_at,
         "last_error": p.last_error,

@@ -144,7 +144,11 @@ def create_router(admin: PoolAdmin, token: str) -> APIRouter:
 
     @r.get("/accounts")
     async def list_accounts(response: Response, status: str | None = STATUS_FILTER):
-        return listed(response, [account_view(a) for a in admin.list_accounts()], status)
+        return listed(
+            response,
+            [account_view(a, admin.settings.x_rate_window_s) for a in admin.list_accounts()],
+            status,
+        )
 
     @r.post("/accounts", status_code=201)
     async def add_account(body: dict = Body(...)):
@@ -157,7 +161,7 @@ def create_router(admin: PoolAdmin, token: str) -> APIRouter:
         a = await admin.wait_account(name, cid, APPLY_TIMEOUT_S)
         if a is None:
             raise HTTPException(504, "the account-manager did not apply the command in time")
-        return account_view(a)
+        return account_view(a, admin.settings.x_rate_window_s)
 
     @r.post("/accounts/import")
     async def import_accounts(request: Request):
@@ -171,7 +175,7 @@ def create_router(admin: PoolAdmin, token: str) -> APIRouter:
 
     @r.get("/accounts/{account_id}")
     async def get_account(account_id: str):
-        return account_view(_account(account_id))
+        return account_view(_account(account_id), admin.settings.x_rate_window_s)
 
     @r.delete("/accounts/{account_id}")
     async def remove_account(account_id: str):
@@ -196,7 +200,7 @@ def create_router(admin: PoolAdmin, token: str) -> APIRouter:
         a = await admin.wait_account(account_id, cid, LOGIN_TIMEOUT_S)
         if a is None:
             raise HTTPException(504, "the login did not finish in time")
-        return account_view(a)
+        return account_view(a, admin.settings.x_rate_window_s)
 
     async def _apply(account_id: str, action: str, **kw) -> dict:
         _account(account_id)
@@ -212,7 +216,7 @@ def create_router(admin: PoolAdmin, token: str) -> APIRouter:
             if back is None:
                 raise HTTPException(504, f"{REVOKING[action]}, but {STILL_HELD}")
             a = back
-        return account_view(a)
+        return account_view(a, admin.settings.x_rate_window_s)
 
     @r.post("/accounts/{account_id}/disable")
     async def disable_account(account_id: str, body: Reason | None = None):

@@ -154,7 +154,7 @@ async def _accounts(admin: PoolAdmin, args) -> int:
         print(f"queued {len(entries)} account(s): " + ", ".join(n for n, _ in entries))
         return 0
     if args.action == "list":
-        rows = [account_view(a) for a in admin.list_accounts()]
+        rows = [account_view(a, admin.settings.x_rate_window_s) for a in admin.list_accounts()]
         if args.json:
             _print_json(rows)
             return 0
@@ -198,7 +198,7 @@ async def _accounts(admin: PoolAdmin, args) -> int:
             if back is None:
                 print(f"{REVOKING[args.action]}; {STILL_HELD}")
             a = back or a
-        v = account_view(a)
+        v = account_view(a, admin.settings.x_rate_window_s)
         state = "enabled" if v["enabled"] else f"disabled ({v['disabled_reason']})"
         print(
             f"{a.account_id}: {state}, status {a.status}, priority {a.priority}, "

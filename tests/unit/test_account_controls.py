@@ -20,6 +20,7 @@ from libs.records.accounts import (
 )
 from libs.secretbox import SecretBox
 from libs.settings import Settings
+from services.account_manager.admin import account_view
 from services.account_manager.pool import CHECK_OPERATION, AccountPool
 
 from .test_account_pool import OP, Clock, add, dt, event, records, request
@@ -278,3 +279,24 @@ def test_late_outcomes_of_a_returned_lease_are_not_counted_twice(pool, box, cloc
     assert (w.used, w.day_used) == (3, 3)
     assert pool.accounts["a"].requests == 3  # the account's own counts see every request
     assert records(request(pool, "q2"), LeaseGrant)[0].budget == 2
+
+
+def test_an_account_reads_as_the_designs_account_response(pool, box, clock):
+    """GET /api/v1/admin/accounts answers the design's AccountResponse fields, with their
+    types: a new account's success rate is 1.0 (as the design's metrics compute it), today's
+    use is the requests it made, and the day's limit is X's window limit over the day until an
+    operator caps it."""
+    add(pool, box, "a")
+    window_s = pool.s.x_rate_window_s  # 60 s here: 1,440 windows of 5 requests a day
+    v = account_view(pool.accounts["a"], window_s)
+    assert (v["account_id"], v["username"], v["status"]) == ("a", "a", "active")
+    assert (v["success_rate"], v["health_score"], v["daily_used"]) == (1.0, 1.0, 0)
+    assert v["last_used"] is None
+    for outcome in ("ok", "ok", "server_error"):  # three requests reported by a scraper
+        event(pool, "a", outcome, http_status=503 if outcome != "ok" else None)
+    v = account_view(pool.accounts["a"], window_s)
+    assert v["daily_used"] == 3 and v["daily_limit"] == 5 * 1440
+    assert v["success_rate"] == round(2 / 3, 4) and isinstance(v["success_rate"], float)
+    assert v["last_used"] == dt(clock.t) and 0 < v["health_score"] < 1
+    command(pool, "a", "set", daily_caps={OP: 100})
+    assert account_view(pool.accounts["a"], window_s)["daily_limit"] == 100

@@ -80,6 +80,10 @@ def test_requests_through_a_proxy_count_in_its_metrics(pool, box):
     view = proxy_view(p)
     assert view["request_success_rate"] == 0.75 and view["requests"] == 4
     assert (view["region"], view["provider"], view["cost_per_gb"]) == ("us", "acme", 1.5)
+    # The design's ProxyResponse fields, with their types.
+    assert (view["proxy_id"], view["host"], view["port"], view["type"]) == ("p1", "p1", 1, "socks4")
+    assert (view["location"], view["status"], view["latency_ms"]) == ("us", "healthy", 5)
+    assert isinstance(view["success_rate"], float)
     observe_proxies(pool.proxies.values())
     assert sample("xget_proxy_requests", proxy="p1", result="ok") == 3
     assert sample("xget_proxy_requests", proxy="p1", result="failed") == 1
