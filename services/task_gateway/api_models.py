@@ -375,6 +375,64 @@ class TweetOut(BaseModel):
 # --- admin ------------------------------------------------------------------------------------
 
 
+ACCOUNT_EXAMPLE = {
+    "account_id": "newsbot",
+    "username": "newsbot",
+    "status": "active",
+    "health_score": 0.97,
+    "success_rate": 0.991,
+    "daily_used": 412,
+    "daily_limit": 4800,
+    "last_used": "2026-12-06T08:30:00Z",
+    "enabled": True,
+    "priority": "normal",
+    "tags": ["news"],
+}
+PROXY_EXAMPLE = {
+    "proxy_id": "socks5-10.0.0.7-1080",
+    "host": "10.0.0.7",
+    "port": 1080,
+    "type": "socks5",
+    "location": "us",
+    "status": "healthy",
+    "latency_ms": 182,
+    "success_rate": 0.98,
+}
+
+
+class AccountOut(BaseModel):
+    """Design's AccountResponse, next to the account-manager's view (enabled, priority, tags,
+    caps, per-operation windows, counts; never a secret)."""
+
+    model_config = _open(ACCOUNT_EXAMPLE)
+    account_id: str
+    username: str
+    status: str
+    health_score: float
+    success_rate: float = Field(description="1.0 before any request, as the design computes it.")
+    daily_used: int = Field(description="Requests today (UTC), over every X operation.")
+    daily_limit: int = Field(
+        description="Over the X operations it serves: its daily cap, or X's window limit "
+        "times the windows in a day."
+    )
+    last_used: datetime | None
+
+
+class ProxyOut(BaseModel):
+    """Design's ProxyResponse, next to the account-manager's view (requests, failures, region,
+    provider, cost, expiry; never its credentials)."""
+
+    model_config = _open(PROXY_EXAMPLE)
+    proxy_id: str
+    host: str
+    port: int
+    type: str = Field(description="http, https, socks4, socks5 or socks5h.")
+    location: str
+    status: str
+    latency_ms: int | None = Field(description="Of the last good check; null before one.")
+    success_rate: float
+
+
 class SystemStats(BaseModel):
     """Design's SystemStats, plus the parts it sums (tasks, posts, accounts, proxies,
     throughput)."""

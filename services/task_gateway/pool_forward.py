@@ -23,10 +23,15 @@ from fastapi.responses import JSONResponse
 
 from libs.settings import Settings
 
+from .api_models import AccountOut, ProxyOut
+from .paging import PAGE_HEADERS_DOC, TOTAL_HEADER
 from .unavailable import DependencyUnavailable
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 PREFIXES = ("accounts", "proxies")
+# The design's lists (List[AccountResponse], List[ProxyResponse]), documented here as the
+# account-manager answers them; the answer itself is passed on, not re-validated.
+LIST_MODELS: dict[str, Any] = {"accounts": list[AccountOut], "proxies": list[ProxyOut]}
 # A key that names a secret (cookies, passwords, tokens, TOTP seeds, proxy URLs, keys).
 SECRET_KEY = re.compile(
     r"(password|passwd|secret|token|cookie|ct0|totp|api_?key|authorization|proxy_url|credential)",
@@ -119,6 +124,7 @@ def create_router(settings: Settings) -> APIRouter:
         for path in (f"/api/v1/admin/{prefix}", f"/api/v1/admin/{prefix}/{{rest:path}}"):
             for method in METHODS:
                 sub = "rest" in path
+                listing = not sub and method == "GET"
                 r.add_api_route(
                     path,
                     forward_sub if sub else forward,
@@ -129,5 +135,17 @@ def create_router(settings: Settings) -> APIRouter:
                     "other method operator. Answers never carry a secret (cookies, passwords, "
                     "tokens, proxy credentials).",
                     openapi_extra={"x-xget-forwarded": True},
+                    responses=(
+                        {
+                            200: {
+                                "model": LIST_MODELS[prefix],
+                                "description": f"The design's {prefix} list (bare), with "
+                                "its length in X-Total-Count.",
+                                "headers": {TOTAL_HEADER: PAGE_HEADERS_DOC[TOTAL_HEADER]},
+                            }
+                        }
+                        if listing
+                        else None
+                    ),
                 )
     return r

@@ -426,6 +426,24 @@ async def test_openapi_has_tags_models_examples_and_the_real_422(gateway):
         "TaskOut": ["task_id", "type", "status"],
         "TweetOut": ["tweet_id", "text", "user"],
     }
+    # The account-manager's lists, forwarded: documented as the design's List[AccountResponse]
+    # and List[ProxyResponse] with every field of the design's models.
+    design = {
+        "/api/v1/admin/accounts": {
+            "account_id", "username", "status", "health_score", "success_rate",
+            "daily_used", "daily_limit", "last_used",
+        },
+        "/api/v1/admin/proxies": {
+            "proxy_id", "host", "port", "type", "location", "status", "latency_ms",
+            "success_rate",
+        },
+    }  # fmt: skip
+    for path, fields in design.items():
+        answer = doc["paths"][path]["get"]["responses"]["200"]
+        ok = answer["content"]["application/json"]["schema"]
+        assert ok["type"] == "array" and "X-Total-Count" in answer["headers"], path
+        model = schemas[ok["items"]["$ref"].rsplit("/", 1)[1]]
+        assert set(model["required"]) == fields and model.get("examples"), path
     assert "HTTPValidationError" not in schemas  # never sent, so not documented
     # and a 422 is what the document says
     rejection = schemas["Rejection"]
