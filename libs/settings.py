@@ -258,6 +258,14 @@ class Settings(BaseSettings):
     )
     api_max_offset: int = Field(1_000_000, ge=0, description="Largest `offset` of a listing.")
     api_max_page_size: int = Field(1000, ge=1, description="Largest `limit` of a listing.")
+    api_exact_total_limit: int = Field(
+        10_000,
+        ge=0,
+        description="A post search's `total` is counted exactly up to this many stored matches; "
+        "beyond it, unless exact_total=true is asked, it is the number of stored rows that "
+        "match (X-Total-Count-Exact: false), which counts a post collected again since "
+        "ClickHouse last merged its parts once per copy.",
+    )
     api_max_string_length: int = Field(
         1024, ge=16, description="Longest string in a request (path, query or body)."
     )

@@ -1,8 +1,9 @@
 """The data API (`/api/v1/data/*`): stored posts and users, trending hashtags, the export of a
 filter's posts, and media objects through the gateway.
 
-Every query binds its values as server-side parameters, never by formatting SQL. Totals are
-exact (FINAL), so they are right before ClickHouse has merged parts.
+Every query binds its values as server-side parameters, never by formatting SQL. Posts are
+read with FINAL (their newest row), so they are right before ClickHouse has merged parts; a
+search's page and total: post_query.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from libs.storage.clickhouse import ClickHouseStore
 from libs.storage.objects import check_key, open_object_store
 from libs.storage.post_rows import POST_FIELDS
 
-from . import export, tweet_view
+from . import export, post_query, tweet_view
 from .limits import FieldError
-from .post_search import PostFilter, post_filter_params, where_sql, without
+from .post_search import PostFilter, post_filter_params, without
 
 USER_FIELDS = (
     "user_id, user_name, name, avatar, description, created_at, created_at_time, "
@@ -139,50 +140,41 @@ def data_routes(r: APIRouter, settings: Settings, store: StoreOf) -> None:
         who = await authors(posts) if keys is None or "user" in keys else {}
         return [tweet_view.select(tweet_view.tweet_item(p, who), keys) for p in posts]
 
-    async def page(f: PostFilter, limit: int, offset: int, fields) -> Response:
+    async def page(f: PostFilter, limit: int, offset: int, fields, exact: bool) -> Response:
         keys, cols = fields
-        where, params = where_sql(f)
         ch = await store()
-        total = (await ch.query_rows(f"SELECT count() FROM posts FINAL WHERE {where}", params))[0][
-            0
-        ]
-        rows = None
-        page_params = {**params, "lim": limit, "off": offset}
-        if f.sort == "newest" and total >= offset + limit:
-            # X's post ids are time-ordered (snowflakes: the creation time in ms, then a
-            # sequence), so among 19-digit ids (every post since mid-2018) newest-first is the
-            # table's own sort key, read backwards: ClickHouse stops after the page instead of
-            # sorting every match. Shorter (older) ids all come after them; a page that reaches
-            # them takes the general sort below.
-            rows = await ch.query_dicts(
-                f"SELECT {', '.join(cols)} FROM posts FINAL WHERE ({where}) "
-                "AND length(post_id) = 19 ORDER BY post_id DESC "
-                "LIMIT {lim:UInt32} OFFSET {off:UInt64}",
-                page_params,
-            )
-            if len(rows) < limit:
-                rows = None
-        if rows is None:
-            rows = await ch.query_dicts(
-                f"SELECT {', '.join(cols)} FROM posts FINAL WHERE {where} ORDER BY {f.order_by} "
-                "LIMIT {lim:UInt32} OFFSET {off:UInt64}",
-                page_params,
-            )
-        return _json(
+        # post_query: exact up to api_exact_total_limit matches (or when asked), else flagged.
+        total, is_exact = await post_query.total(ch, f, settings.api_exact_total_limit, exact)
+        rows = await post_query.page(ch, f, cols, limit, offset)
+        out = _json(
             {"total": total, "limit": limit, "offset": offset, "items": await items(rows, keys)}
         )
+        out.headers["X-Total-Count-Exact"] = "true" if is_exact else "false"
+        return out
+
+    async def exact_param(
+        exact_total: bool = Query(
+            False,
+            description="Count `total` exactly however many posts match (slower beyond "
+            "api_exact_total_limit matches, where it is otherwise the stored rows that match; "
+            "the X-Total-Count-Exact header says which).",
+        ),
+    ) -> bool:
+        return exact_total
 
     @r.get("/api/v1/data/tweets/search")
     async def search(
         f: PostFilter = Depends(filters),
         paging: tuple[int, int] = Depends(page_params),
         fields=Depends(field_params),
+        exact: bool = Depends(exact_param),
     ):
         """Stored posts matching every filter given, newest first (or `sort`), a page at a
-        time: `total` is the exact number of matches. Each item is our post record plus the
-        design's TweetResponse names (tweet_id, text, user, reply_count, urls, media,
-        created_at); raw_data only with include_raw=true or fields=raw_data."""
-        return await page(f, *paging, fields)
+        time: `total` is the number of matches (exact unless X-Total-Count-Exact: false).
+        Each item is our post record plus the design's TweetResponse names (tweet_id, text,
+        user, reply_count, urls, media, created_at); raw_data only with include_raw=true or
+        fields=raw_data."""
+        return await page(f, *paging, fields, exact)
 
     @r.get("/api/v1/data/tweets/export")
     async def export_posts(
@@ -232,10 +224,11 @@ def data_routes(r: APIRouter, settings: Settings, store: StoreOf) -> None:
         f: PostFilter = Depends(user_filters),
         paging: tuple[int, int] = Depends(page_params),
         fields=Depends(field_params),
+        exact: bool = Depends(exact_param),
     ):
         """The user's stored posts, with every other filter of search."""
         f.username = username
-        return await page(f, *paging, fields)
+        return await page(f, *paging, fields, exact)
 
     @r.get("/api/v1/data/analytics/trending")
     async def trending(
