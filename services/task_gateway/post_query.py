@@ -10,8 +10,9 @@ read time, ~1 s for a million matches on a busy 2-core host. Instead:
   after the page; a user's posts come from author_posts, sorted by handle then id), then only
   those posts are read with FINAL and checked against the filter on their newest row. A post
   matches the same on every row except by its counts (post_search.where_parts), so they all
-  pass unless a count changed since an older row matched; then (and for deep pages) FINAL
-  over the matches answers.
+  pass unless a count changed since an older row matched. A filter with few matches (up to
+  FEW posts, any order) is read the same way, all its posts by id; otherwise (and for
+  deep pages) FINAL over the matches answers.
 - The total: count() of the matching rows costs nothing more than the filter (a keyword's
   count comes from the text index's posting lists alone) and is exact when no matching post
   has a second row yet; the exact number is uniqExact(post_id) over the matching rows (counts:
@@ -27,9 +28,11 @@ from libs.storage.clickhouse import ClickHouseStore
 
 from .post_search import PostFilter, where_parts
 
-# Pages ending past this many posts are read with FINAL over the matches (in the sorting key's
-# order when newest first) rather than as candidate ids first.
+# Newest-first pages ending past this many posts, and filters matching more than FEW posts
+# (in another order), are read with FINAL over the matches, not by id: reading a post by id
+# reads its granule (~1,000 rows) of every column asked for.
 MAX_CHECKED = 1000
+FEW = 200
 _NEWEST_ROW = "argMax(tuple({c}), version).1"  # tuple: a NULL of the newest row stays NULL
 
 
@@ -99,26 +102,35 @@ async def page(
     all_of = " AND ".join(fixed + changing) or "1"
     select = f"SELECT {', '.join(cols)} FROM posts FINAL"
     paged = {**p, "lim": limit, "off": offset}
-    # 19-digit ids (every post since mid-2018) sort as their time; shorter, older ids all come
-    # after them: a page that reaches them takes the general query at the end.
+    if author_only(f):
+        src, cond, cp = "author_posts", "author_lc = {u:String}", _author(f)
+    else:
+        src, cond, cp = "posts", all_of, p
+    # Each candidate's newest row is read with FINAL and checked against the counts'
+    # conditions (the others hold for every row of a post): all pass unless a count changed
+    # since an older row matched.
+    checked = (
+        f"{select} WHERE post_id IN {{ids:Array(String)}} AND ({' AND '.join(changing) or '1'})"
+    )
     if f.sort == "newest" and offset + limit <= MAX_CHECKED:
-        if author_only(f):
-            src, cond, cp = "author_posts", "author_lc = {u:String}", _author(f)
-        else:
-            src, cond, cp = "posts", all_of, p
+        # 19-digit ids (every post since mid-2018) sort as their time; shorter, older ids all
+        # come after them: a page that reaches them is answered below.
         ids = await _newest_ids(ch, src, cond, cp, offset + limit)
         if len(ids) == offset + limit:
-            # Each candidate's newest row, checked against the counts' conditions (the others
-            # hold for every row of a post): all pass unless a count changed since an older
-            # row matched.
-            rows = await ch.query_dicts(
-                f"{select} WHERE post_id IN {{ids:Array(String)}} "
-                f"AND ({' AND '.join(changing) or '1'}) ORDER BY post_id DESC",
-                {**p, "ids": ids},
-            )
+            rows = await ch.query_dicts(f"{checked} ORDER BY post_id DESC", {**p, "ids": ids})
             if len(rows) == len(ids):
                 return rows[offset:]
-    elif f.sort == "newest":
+    # Few matches (a user with a handful of posts, a rare word): all of them by id, sorted.
+    few = await ch.query_rows(
+        f"SELECT DISTINCT post_id FROM {src} WHERE {cond} LIMIT {{lim:UInt64}}",
+        {**cp, "lim": FEW + 1},
+    )
+    if len(few) <= FEW:
+        return await ch.query_dicts(
+            f"{checked} ORDER BY {f.order_by} LIMIT {{lim:UInt32}} OFFSET {{off:UInt64}}",
+            {**paged, "ids": [r[0] for r in few]},
+        )
+    if f.sort == "newest":
         # Deep pages: FINAL, still reading the sorting key backwards.
         rows = await ch.query_dicts(
             f"{select} WHERE ({all_of}) AND length(post_id) = 19 ORDER BY post_id DESC "
