@@ -111,23 +111,19 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView, au
 
     async def task_sets(ch: ClickHouseStore, task_id: str) -> tuple[str | None, int, int]:
         """(the task's keyword, its unique posts, how many of them other tasks of the keyword
-        also collected), from the sets of post ids in task_counts (migration 013): exact
-        before any merge. The shared count is |T| + |others| - |T ∪ others|."""
+        also collected), from the sets of post ids in task_counts (migration 013), one pass
+        over the keyword's sets: exact before any merge. Shared = |T| + |others| - |T ∪ others|."""
         rows = await ch.query_rows(
-            "SELECT any(keyword), uniqExactMerge(posts) FROM task_counts "
-            "WHERE task_id = {t:String}",
+            "SELECT anyIf(keyword, task_id = {t:String}), "
+            "uniqExactMergeIf(posts, task_id = {t:String}), "
+            "uniqExactMergeIf(posts, task_id != {t:String}), uniqExactMerge(posts) "
+            "FROM task_counts WHERE keyword = "
+            "(SELECT any(keyword) FROM task_counts WHERE task_id = {t:String})",
             {"t": task_id},
         )
-        keyword, total = rows[0] if rows else (None, 0)
+        keyword, total, others, both = rows[0]
         if not total:
             return keyword, 0, 0
-        others, both = (
-            await ch.query_rows(
-                "SELECT uniqExactMergeIf(posts, task_id != {t:String}), uniqExactMerge(posts) "
-                "FROM task_counts WHERE keyword = {k:String}",
-                {"t": task_id, "k": keyword},
-            )
-        )[0]
         return keyword, total, total + others - both
 
     @r.get(
