@@ -7,9 +7,9 @@ inside ClickHouse; shapes, sizes and distributions in bench/query_data.py) in ba
 --batch rows, printing progress, then lets ClickHouse merge, starts a noida-db broker and the
 task-gateway as a process on that data, and times sequential requests of each endpoint:
 
-- keyword search, 1.2M matches at 10M (`keyword=python&limit=50`: its total is the stored
-  rows matching, flagged X-Total-Count-Exact: false, beyond api_exact_total_limit matches;
-  the exact count with exact_total=true is timed too, outside the ratio);
+- keyword search, 1.2M matches at 10M (`keyword=python&limit=50`: beyond
+  api_exact_total_limit matches its total is a lower bound, X-Total-Count-Exact: false; the
+  exact count with exact_total=true is timed too, outside the ratio);
 - the same with filters (start_date 90 days back, min_likes, has_media, lang);
 - a user's posts (the busiest author, 1.7 % of all posts, and random ones);
 - a post by id (random ids);
@@ -183,7 +183,7 @@ def main() -> int:
                 exact = r.headers.get("X-Total-Count-Exact") == "true"
                 print(
                     f"keyword '{KEYWORD}': total {int(total):,} "
-                    f"({'exact' if exact else 'stored rows matching, not exact'})"
+                    f"({'exact' if exact else 'a lower bound, not exact'})"
                 )
             for name, urls in endpoints.items():
                 results.append(measure(client, name, urls, args.requests))

@@ -261,10 +261,9 @@ class Settings(BaseSettings):
     api_exact_total_limit: int = Field(
         10_000,
         ge=0,
-        description="A post search's `total` is counted exactly up to this many stored matches; "
-        "beyond it, unless exact_total=true is asked, it is the number of stored rows that "
-        "match (X-Total-Count-Exact: false), which counts a post collected again since "
-        "ClickHouse last merged its parts once per copy.",
+        description="A post search reads at most one more than this many stored matches to "
+        "count its `total`: exact when that was all of them, else a lower bound (at least that "
+        "many posts match; X-Total-Count-Exact: false) unless exact_total=true is asked.",
     )
     api_max_string_length: int = Field(
         1024, ge=16, description="Longest string in a request (path, query or body)."

@@ -143,7 +143,8 @@ def data_routes(r: APIRouter, settings: Settings, store: StoreOf) -> None:
     async def page(f: PostFilter, limit: int, offset: int, fields, exact: bool) -> Response:
         keys, cols = fields
         ch = await store()
-        # post_query: exact up to api_exact_total_limit matches (or when asked), else flagged.
+        # post_query: exact up to api_exact_total_limit matches (or when asked), else a lower
+        # bound, flagged.
         total, is_exact = await post_query.total(ch, f, settings.api_exact_total_limit, exact)
         rows = await post_query.page(ch, f, cols, limit, offset)
         out = _json(
@@ -156,8 +157,8 @@ def data_routes(r: APIRouter, settings: Settings, store: StoreOf) -> None:
         exact_total: bool = Query(
             False,
             description="Count `total` exactly however many posts match (slower beyond "
-            "api_exact_total_limit matches, where it is otherwise the stored rows that match; "
-            "the X-Total-Count-Exact header says which).",
+            "api_exact_total_limit matches, where it is otherwise a lower bound; the "
+            "X-Total-Count-Exact header says which).",
         ),
     ) -> bool:
         return exact_total

@@ -13,13 +13,13 @@ read time, ~1 s for a million matches on a busy 2-core host. Instead:
   pass unless a count changed since an older row matched. A filter with few matches (up to
   FEW posts, any order) is read the same way, all its posts by id; otherwise (and for
   deep pages) FINAL over the matches answers.
-- The total: count() of the matching rows costs nothing more than the filter (a keyword's
-  count comes from the text index's posting lists alone) and is exact when no matching post
-  has a second row yet; the exact number is uniqExact(post_id) over the matching rows (counts:
-  each post's newest row, argMax by version, decides). Up to
-  Settings.api_exact_total_limit rows, or when the caller asks (exact_total=true), the total
-  is exact; beyond, it is the row count, flagged as not exact (X-Total-Count-Exact: false).
-  A user's posts (no other filter) are always exact: uniqExact over that user's author_posts.
+- The total: the posts among the matching rows, uniqExact(post_id) (with a count filter,
+  each post's newest row, argMax by version, decides). ClickHouse reads the matching rows up
+  to one past Settings.api_exact_total_limit and stops: when they were all of them the total
+  is exact; otherwise it is a lower bound (that many posts match, at least), flagged
+  X-Total-Count-Exact: false. exact_total=true reads every match (about a second for a
+  million). A user's posts (no other filter) are always exact: uniqExact over that user's
+  author_posts, which holds nothing but their ids.
 """
 
 from __future__ import annotations
@@ -59,21 +59,30 @@ async def total(
         return rows[0][0], True
     fixed, changing, p = where_parts(f)
     where = " AND ".join(fixed + changing) or "1"
-    stored = (await ch.query_rows(f"SELECT count() FROM posts WHERE {where}", p))[0][0]
-    if not stored or (stored > exact_limit and not exact):
-        return stored, not stored
     fixed_sql = " AND ".join(fixed) or "1"
+    # The matching rows: all of them when an exact count is asked for, else up to one past the
+    # limit (ClickHouse stops reading there).
+    probe = f"SELECT post_id FROM posts WHERE {where}"
+    if not exact:
+        probe += " LIMIT {probe:UInt64}"
+    q = {**p, "probe": exact_limit + 1}
     if not changing:
-        sql = f"SELECT uniqExact(post_id) FROM posts WHERE {fixed_sql}"
-    else:
-        # Every row of the posts the fixed conditions select, grouped by post: its newest row
-        # decides the counts' conditions.
-        _, newest, _ = where_parts(f, lambda c: _NEWEST_ROW.format(c=c))
-        sql = (
-            f"SELECT count() FROM (SELECT post_id FROM posts WHERE {fixed_sql} "
-            f"GROUP BY post_id HAVING {' AND '.join(newest)})"
-        )
-    return (await ch.query_rows(sql, p))[0][0], True
+        rows, posts = (
+            await ch.query_rows(f"SELECT count(), uniqExact(post_id) FROM ({probe})", q)
+        )[0]
+        return posts, exact or rows <= exact_limit
+    # Every row of those posts, grouped by post: its newest row decides the counts' conditions.
+    _, newest, _ = where_parts(f, lambda c: _NEWEST_ROW.format(c=c))
+    having = " AND ".join(newest)
+    if exact:  # one pass over what the fixed conditions select
+        sql = f"SELECT post_id FROM posts WHERE {fixed_sql} GROUP BY post_id HAVING {having}"
+        return (await ch.query_rows(f"SELECT count() FROM ({sql})", q))[0][0], True
+    rows = (await ch.query_rows(f"SELECT count() FROM ({probe})", q))[0][0]
+    sql = (
+        f"SELECT post_id FROM posts WHERE {fixed_sql} AND post_id IN ({probe}) "
+        f"GROUP BY post_id HAVING {having}"
+    )
+    return (await ch.query_rows(f"SELECT count() FROM ({sql})", q))[0][0], rows <= exact_limit
 
 
 async def _newest_ids(ch: ClickHouseStore, src: str, cond: str, params: dict, n: int) -> list[str]:

@@ -607,10 +607,19 @@ async def test_counts_are_exact_before_parts_merge(data_gw):
     r = await client.get("/api/v1/data/users/again/tweets", params={"limit": 100})
     assert r.json()["total"] == 30 and r.headers["X-Total-Count-Exact"] == "true"
     assert [p["post_id"] for p in r.json()["items"]] == newest
-    # Beyond the exact limit the total is the stored rows, flagged; asked for, it is exact.
+    # The total reads the matching rows up to one past the exact limit: all 80 read, it is
+    # exact; more rows than that match, it is a lower bound, flagged; asked for, exact.
     f = PostFilter(keyword="collected")
-    assert await post_query.total(store, f, exact_limit=50, exact=False) == (80, False)
-    assert await post_query.total(store, f, exact_limit=50, exact=True) == (30, True)
+    liked = PostFilter(keyword="collected", min_likes=100)
+    assert await post_query.total(store, f, exact_limit=80, exact=False) == (30, True)
+    assert await post_query.total(store, liked, exact_limit=40, exact=False) == (15, True)
+    for g, posts_matching, rows in ((f, 30, 80), (liked, 15, 40)):  # rows: 500 likes
+        n, exact = await post_query.total(store, g, exact_limit=rows - 1, exact=False)
+        assert not exact and 0 < n <= posts_matching
+        assert await post_query.total(store, g, exact_limit=10, exact=True) == (
+            posts_matching,
+            True,
+        )
     r = await client.get(
         "/api/v1/data/tweets/search", params={"keyword": "collected", "exact_total": "true"}
     )
