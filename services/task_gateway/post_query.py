@@ -60,29 +60,35 @@ async def total(
     fixed, changing, p = where_parts(f)
     where = " AND ".join(fixed + changing) or "1"
     fixed_sql = " AND ".join(fixed) or "1"
-    # The matching rows: all of them when an exact count is asked for, else up to one past the
-    # limit (ClickHouse stops reading there).
-    probe = f"SELECT post_id FROM posts WHERE {where}"
-    if not exact:
-        probe += " LIMIT {probe:UInt64}"
-    q = {**p, "probe": exact_limit + 1}
-    if not changing:
-        rows, posts = (
-            await ch.query_rows(f"SELECT count(), uniqExact(post_id) FROM ({probe})", q)
-        )[0]
-        return posts, exact or rows <= exact_limit
-    # Every row of those posts, grouped by post: its newest row decides the counts' conditions.
     _, newest, _ = where_parts(f, lambda c: _NEWEST_ROW.format(c=c))
-    having = " AND ".join(newest)
-    if exact:  # one pass over what the fixed conditions select
-        sql = f"SELECT post_id FROM posts WHERE {fixed_sql} GROUP BY post_id HAVING {having}"
-        return (await ch.query_rows(f"SELECT count() FROM ({sql})", q))[0][0], True
-    rows = (await ch.query_rows(f"SELECT count() FROM ({probe})", q))[0][0]
-    sql = (
-        f"SELECT post_id FROM posts WHERE {fixed_sql} AND post_id IN ({probe}) "
-        f"GROUP BY post_id HAVING {having}"
+    having = " AND ".join(newest)  # on a post's rows grouped: its newest row decides the counts
+    if exact:
+        if not changing:
+            sql = f"SELECT uniqExact(post_id) FROM posts WHERE {where}"
+        else:  # one pass over what the fixed conditions select
+            sql = (
+                f"SELECT count() FROM (SELECT post_id FROM posts WHERE {fixed_sql} "
+                f"GROUP BY post_id HAVING {having})"
+            )
+        return (await ch.query_rows(sql, p))[0][0], True
+    # The matching rows up to one past the limit (ClickHouse stops reading there): when that
+    # was all of them the count is exact, else a lower bound.
+    ids = [
+        r[0]
+        for r in await ch.query_rows(
+            f"SELECT post_id FROM posts WHERE {where} LIMIT {{probe:UInt64}}",
+            {**p, "probe": exact_limit + 1},
+        )
+    ]
+    complete = len(ids) <= exact_limit
+    if not changing or not ids:
+        return len(set(ids)), complete
+    rows = await ch.query_rows(
+        f"SELECT count() FROM (SELECT post_id FROM posts WHERE {fixed_sql} "
+        f"AND post_id IN {{ids:Array(String)}} GROUP BY post_id HAVING {having})",
+        {**p, "ids": sorted(set(ids))},
     )
-    return (await ch.query_rows(f"SELECT count() FROM ({sql})", q))[0][0], rows <= exact_limit
+    return rows[0][0], complete
 
 
 async def _newest_ids(ch: ClickHouseStore, src: str, cond: str, params: dict, n: int) -> list[str]:
