@@ -184,7 +184,7 @@ def data_routes(r: APIRouter, settings: Settings, store: StoreOf) -> None:
         include_raw: bool = Query(False, description="Also export raw_data (X's JSON)."),
     ):
         """Every post the filters select (the same filters and order as search; as many rows
-        as search's `total`), streamed as CSV, JSON Lines or XLSX."""
+        as search's exact `total`), streamed as CSV, JSON Lines or XLSX."""
         cols = export.EXPORT_COLUMNS + (["raw_data"] if include_raw else [])
         # The first chunk is read before the answer starts: ClickHouse down is a 503, not a
         # download that breaks off.
