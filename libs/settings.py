@@ -258,6 +258,13 @@ class Settings(BaseSettings):
     )
     api_max_offset: int = Field(1_000_000, ge=0, description="Largest `offset` of a listing.")
     api_max_page_size: int = Field(1000, ge=1, description="Largest `limit` of a listing.")
+    api_exact_total_limit: int = Field(
+        10_000,
+        ge=0,
+        description="A post search reads at most one more than this many stored matches to "
+        "count its `total`: exact when that was all of them, else a lower bound (at least that "
+        "many posts match; X-Total-Count-Exact: false) unless exact_total=true is asked.",
+    )
     api_max_string_length: int = Field(
         1024, ge=16, description="Longest string in a request (path, query or body)."
     )

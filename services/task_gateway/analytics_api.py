@@ -282,7 +282,7 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView) ->
         for _ in range(months - 1):
             d = (d - timedelta(days=1)).replace(day=1)
         rows = await ch.query_rows(
-            "SELECT month, keyword, uniqExact(post_id) FROM keyword_month_posts "
+            "SELECT month, keyword, uniqExactMerge(posts) FROM keyword_month_counts "
             "WHERE month >= {m:Date} GROUP BY month, keyword ORDER BY month, keyword",
             {"m": d},
         )

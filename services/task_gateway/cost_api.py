@@ -186,7 +186,7 @@ def create_router(
             params["k"] = keyword
         posts = dict(
             await ch.query_rows(
-                f"SELECT keyword, uniqExact(post_id) FROM keyword_month_posts WHERE {where} "
+                f"SELECT keyword, uniqExactMerge(posts) FROM keyword_month_counts WHERE {where} "
                 "GROUP BY keyword",
                 params,
             )

@@ -1,8 +1,9 @@
 """The data API (`/api/v1/data/*`): stored posts and users, trending hashtags, the export of a
 filter's posts, and media objects through the gateway.
 
-Every query binds its values as server-side parameters, never by formatting SQL. Totals are
-exact (FINAL), so they are right before ClickHouse has merged parts.
+Every query binds its values as server-side parameters, never by formatting SQL. Posts are
+read with FINAL (their newest row), so they are right before ClickHouse has merged parts; a
+search's page and total: post_query.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ from libs.storage.clickhouse import ClickHouseStore
 from libs.storage.objects import check_key, open_object_store
 from libs.storage.post_rows import POST_FIELDS
 
-from . import export, tweet_view
+from . import export, post_query, tweet_view
 from .api_models import ERRORS, TWEET_EXAMPLE, TweetOut
 from .limits import FieldError
-from .paging import page_headers, paged_responses, request_url
-from .post_search import PostFilter, post_filter_params, where_sql, without
+from .paging import paged_responses, request_url, search_headers
+from .post_search import PostFilter, post_filter_params, without
 
 USER_FIELDS = (
     "user_id, user_name, name, avatar, description, created_at, created_at_time, "
@@ -142,46 +143,39 @@ def data_routes(r: APIRouter, settings: Settings, store: StoreOf) -> None:
         who = await authors(posts) if keys is None or "user" in keys else {}
         return [tweet_view.select(tweet_view.tweet_item(p, who), keys) for p in posts]
 
-    async def page(url: URL, f: PostFilter, limit: int, offset: int, fields) -> Response:
+    async def page(
+        url: URL, f: PostFilter, limit: int, offset: int, fields, exact: bool
+    ) -> Response:
         """The page as a bare list (the design's List[TweetResponse]), its total and the
         neighbouring pages in headers (paging.py)."""
         keys, cols = fields
-        where, params = where_sql(f)
         ch = await store()
-        total = (await ch.query_rows(f"SELECT count() FROM posts FINAL WHERE {where}", params))[0][
-            0
-        ]
-        rows = None
-        page_params = {**params, "lim": limit, "off": offset}
-        if f.sort == "newest" and total >= offset + limit:
-            # X's post ids are time-ordered (snowflakes: the creation time in ms, then a
-            # sequence), so among 19-digit ids (every post since mid-2018) newest-first is the
-            # table's own sort key, read backwards: ClickHouse stops after the page instead of
-            # sorting every match. Shorter (older) ids all come after them; a page that reaches
-            # them takes the general sort below.
-            rows = await ch.query_dicts(
-                f"SELECT {', '.join(cols)} FROM posts FINAL WHERE ({where}) "
-                "AND length(post_id) = 19 ORDER BY post_id DESC "
-                "LIMIT {lim:UInt32} OFFSET {off:UInt64}",
-                page_params,
-            )
-            if len(rows) < limit:
-                rows = None
-        if rows is None:
-            rows = await ch.query_dicts(
-                f"SELECT {', '.join(cols)} FROM posts FINAL WHERE {where} ORDER BY {f.order_by} "
-                "LIMIT {lim:UInt32} OFFSET {off:UInt64}",
-                page_params,
-            )
-        return _json(
-            await items(rows, keys),
-            page_headers(url, total, limit, offset, settings.api_max_offset),
+        # post_query: exact up to api_exact_total_limit matches (or when asked), else a lower
+        # bound, flagged.
+        total, is_exact = await post_query.total(ch, f, settings.api_exact_total_limit, exact)
+        rows = await post_query.page(ch, f, cols, limit, offset)
+        headers = search_headers(
+            url, total, is_exact, len(rows), limit, offset, settings.api_max_offset
         )
+        return _json(await items(rows, keys), headers)
+
+    async def exact_param(
+        exact_total: bool = Query(
+            False,
+            description="Count `total` exactly however many posts match (slower beyond "
+            "api_exact_total_limit matches, where it is otherwise a lower bound; the "
+            "X-Total-Count-Exact header says which).",
+        ),
+    ) -> bool:
+        return exact_total
 
     # Each route returns its Response itself (orjson); the model documents the list.
     listed: dict[str, Any] = {
         "response_model": list[TweetOut],
-        "responses": {**ERRORS, **paged_responses("A page of posts", [TWEET_EXAMPLE])},
+        "responses": {
+            **ERRORS,
+            **paged_responses("A page of posts", [TWEET_EXAMPLE], exactness=True),
+        },
     }
 
     @r.get("/api/v1/data/tweets/search", summary="搜索推文 (search stored posts)", **listed)
@@ -190,14 +184,15 @@ def data_routes(r: APIRouter, settings: Settings, store: StoreOf) -> None:
         paging: tuple[int, int] = Depends(page_params),
         fields=Depends(field_params),
         url: URL = Depends(request_url),
+        exact: bool = Depends(exact_param),
     ):
         """Stored posts matching every filter given, newest first (or `sort`), a page at a
-        time: the body is the page (a JSON list), X-Total-Count the exact number of matches,
-        Link the next and previous pages. Each item is our post record plus the design's
-        TweetResponse names (tweet_id, text, user, reply_count, urls, media, created_at);
-        raw_data only with include_raw=true or fields=raw_data; `fields=` answers only the
-        fields named."""
-        return await page(url, f, *paging, fields)
+        time: the body is the page (a JSON list), X-Total-Count the number of matches (exact
+        unless X-Total-Count-Exact: false), Link the next and previous pages. Each item is our
+        post record plus the design's TweetResponse names (tweet_id, text, user, reply_count,
+        urls, media, created_at); raw_data only with include_raw=true or fields=raw_data;
+        `fields=` answers only the fields named."""
+        return await page(url, f, *paging, fields, exact)
 
     @r.get("/api/v1/data/tweets/export")
     async def export_posts(
@@ -206,7 +201,7 @@ def data_routes(r: APIRouter, settings: Settings, store: StoreOf) -> None:
         include_raw: bool = Query(False, description="Also export raw_data (X's JSON)."),
     ):
         """Every post the filters select (the same filters and order as search; as many rows
-        as search's X-Total-Count), streamed as CSV, JSON Lines or XLSX."""
+        as search's exact count), streamed as CSV, JSON Lines or XLSX."""
         cols = export.EXPORT_COLUMNS + (["raw_data"] if include_raw else [])
         # The first chunk is read before the answer starts: ClickHouse down is a 503, not a
         # download that breaks off.
@@ -248,10 +243,11 @@ def data_routes(r: APIRouter, settings: Settings, store: StoreOf) -> None:
         paging: tuple[int, int] = Depends(page_params),
         fields=Depends(field_params),
         url: URL = Depends(request_url),
+        exact: bool = Depends(exact_param),
     ):
         """The user's stored posts, with every other filter of search, paged as search."""
         f.username = username
-        return await page(url, f, *paging, fields)
+        return await page(url, f, *paging, fields, exact)
 
     @r.get("/api/v1/data/analytics/trending")
     async def trending(

@@ -15,6 +15,8 @@ from fastapi import Request
 from starlette.datastructures import URL
 
 TOTAL_HEADER = "X-Total-Count"
+# Post searches: whether X-Total-Count is exact or a lower bound (data_routes, post_query).
+EXACT_HEADER = "X-Total-Count-Exact"
 LINK_HEADER = "Link"
 
 
@@ -40,10 +42,26 @@ def page_headers(url: URL, total: int, limit: int, offset: int, max_offset: int)
     return headers
 
 
+def search_headers(
+    url: URL, total: int, exact: bool, on_page: int, limit: int, offset: int, max_offset: int
+) -> dict[str, str]:
+    """page_headers for a post search whose total may be a lower bound (`exact` false): a
+    full page then links the next one even where the bound ends, and X-Total-Count-Exact
+    says which it is."""
+    more = not exact and on_page == limit
+    headers = page_headers(
+        url, max(total, offset + limit + 1) if more else total, limit, offset, max_offset
+    )
+    headers[TOTAL_HEADER] = str(total)
+    headers[EXACT_HEADER] = "true" if exact else "false"
+    return headers
+
+
 # The headers in the OpenAPI document of every paged route (its 200 answer).
 PAGE_HEADERS_DOC: dict[str, Any] = {
     TOTAL_HEADER: {
-        "description": "The exact number of matches (all pages).",
+        "description": "The number of matches (all pages): exact, but for a post search "
+        "whose X-Total-Count-Exact is false (a lower bound).",
         "schema": {"type": "integer", "minimum": 0},
     },
     LINK_HEADER: {
@@ -55,13 +73,24 @@ PAGE_HEADERS_DOC: dict[str, Any] = {
 }
 
 
-def paged_responses(description: str, example: list) -> dict[int | str, dict[str, Any]]:
+EXACT_HEADER_DOC: dict[str, Any] = {
+    "description": "`true` when X-Total-Count is the exact number of matches; `false` when "
+    "more than XGET_API_EXACT_TOTAL_LIMIT stored rows match and it is a lower bound "
+    "(`exact_total=true` counts exactly).",
+    "schema": {"type": "string", "enum": ["true", "false"]},
+}
+
+
+def paged_responses(
+    description: str, example: list, *, exactness: bool = False
+) -> dict[int | str, dict[str, Any]]:
     """The 200 entry of `responses=` for a paged route (merge with the error entries): the
-    headers, and an example of the list itself."""
+    headers (with X-Total-Count-Exact for a post search), and an example of the list."""
+    headers = {**PAGE_HEADERS_DOC, **({EXACT_HEADER: EXACT_HEADER_DOC} if exactness else {})}
     return {
         200: {
             "description": description,
-            "headers": PAGE_HEADERS_DOC,
+            "headers": headers,
             "content": {"application/json": {"example": example}},
         }
     }

@@ -159,7 +159,21 @@ def without(
 
 def where_sql(f: PostFilter) -> tuple[str, dict]:
     """The WHERE clause (over `posts`) and its bound parameters."""
+    fixed, changing, p = where_parts(f)
+    return (" AND ".join(fixed + changing) or "1"), p
+
+
+def where_parts(
+    f: PostFilter, newest: Callable[[str], str] = lambda column: column
+) -> tuple[list[str], list[str], dict]:
+    """The filter's conditions over `posts` in two lists, and their bound parameters:
+    - on what every stored version of a post says alike (its text, time, author, language,
+      type, media, the tasks that collected it): a post matches when any of its rows does;
+    - on its counts (min_likes, min_retweets), which a later collection changes: only the
+      post's newest row (the one FINAL reads) decides; `newest(column)` is how a condition
+      names such a column (an aggregate over a post's rows, in a GROUP BY post_id)."""
     where: list[str] = []
+    changing: list[str] = []
     p: dict[str, object] = {}
     if f.keyword is not None:
         if f.keyword.isascii():
@@ -190,13 +204,14 @@ def where_sql(f: PostFilter) -> tuple[str, dict]:
         where.append("lower(author_handle) = {u:String}")
         p["u"] = "@" + f.username.lstrip("@").lower()
     if f.min_likes is not None:
-        where.append("like_count >= {ml:UInt64}")
+        changing.append(f"{newest('like_count')} >= {{ml:UInt64}}")
         p["ml"] = f.min_likes
     if f.min_retweets is not None:
-        where.append("retweet_count >= {mr:UInt64}")
+        changing.append(f"{newest('retweet_count')} >= {{mr:UInt64}}")
         p["mr"] = f.min_retweets
     if f.has_media is not None:
-        where.append("(post_images != '[]') = {hm:Bool}")
+        # post_images != '[]', kept as its own column (migration 013)
+        where.append("has_media = {hm:Bool}")
         p["hm"] = f.has_media
     if f.lang is not None:
         where.append("lang = {lg:String}")
@@ -204,4 +219,4 @@ def where_sql(f: PostFilter) -> tuple[str, dict]:
     if f.post_type:
         where.append("post_type IN {pt:Array(String)}")
         p["pt"] = f.post_type
-    return (" AND ".join(where) or "1"), p
+    return where, changing, p

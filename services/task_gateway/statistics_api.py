@@ -37,8 +37,10 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView, au
         if keyword is not None:
             where += " AND keyword = {k:String}"
             params["k"] = keyword
+        # keyword_month_counts holds each (keyword, month)'s set of post ids (migration 013):
+        # the union of the sets stored now, exact before any merge.
         rows = await ch.query_rows(
-            f"SELECT keyword, uniqExact(post_id) FROM keyword_month_posts WHERE {where} "
+            f"SELECT keyword, uniqExactMerge(posts) FROM keyword_month_counts WHERE {where} "
             "GROUP BY keyword ORDER BY keyword",
             params,
         )
@@ -107,6 +109,23 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView, au
     ):
         return (await month_counts(year, month, keyword))[0]
 
+    async def task_sets(ch: ClickHouseStore, task_id: str) -> tuple[str | None, int, int]:
+        """(the task's keyword, its unique posts, how many of them other tasks of the keyword
+        also collected), from the sets of post ids in task_counts (migration 013), one pass
+        over the keyword's sets: exact before any merge. Shared = |T| + |others| - |T ∪ others|."""
+        rows = await ch.query_rows(
+            "SELECT anyIf(keyword, task_id = {t:String}), "
+            "uniqExactMergeIf(posts, task_id = {t:String}), "
+            "uniqExactMergeIf(posts, task_id != {t:String}), uniqExactMerge(posts) "
+            "FROM task_counts WHERE keyword = "
+            "(SELECT any(keyword) FROM task_counts WHERE task_id = {t:String})",
+            {"t": task_id},
+        )
+        keyword, total, others, both = rows[0]
+        if not total:
+            return keyword, 0, 0
+        return keyword, total, total + others - both
+
     @r.get(
         "/api/v1/statistics/tasks/{task_id}",
         response_model=TaskStatistics,
@@ -116,27 +135,25 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView, au
     async def task_stats(task_id: str = Path(max_length=text)):
         status = view.status(task_id)
         ch = await store()
-        rows = await ch.query_rows(
-            "SELECT any(keyword), uniqExact(post_id), min(collected_at) FROM task_posts "
-            "WHERE task_id = {t:String}",
-            {"t": task_id},
-        )
-        keyword, total, _ = rows[0]
+        keyword, total, shared = await task_sets(ch, task_id)
         if status is None and not total:
             raise HTTPException(404, f"no task {task_id}")
         # A post is a duplicate for this task when another task collected it, for the same
-        # keyword, before this task did: the client was already billed for it.
-        dup = (
-            await ch.query_rows(
-                "SELECT count() FROM (SELECT post_id, min(collected_at) AS mine FROM task_posts "
-                " WHERE task_id = {t:String} GROUP BY post_id) AS m "
-                "INNER JOIN (SELECT post_id, min(collected_at) AS first FROM task_posts "
-                " WHERE keyword = {k:String} AND task_id != {t:String} AND post_id IN "
-                " (SELECT post_id FROM task_posts WHERE task_id = {t:String}) GROUP BY post_id) AS o "
-                "USING post_id WHERE o.first < m.mine",
-                {"t": task_id, "k": keyword or ""},
-            )
-        )[0][0]
+        # keyword, before this task did: the client was already billed for it. Only a post
+        # the task shares with another task of its keyword can be one.
+        dup = 0
+        if shared:
+            dup = (
+                await ch.query_rows(
+                    "SELECT count() FROM (SELECT post_id, min(collected_at) AS mine FROM task_posts "
+                    " WHERE task_id = {t:String} GROUP BY post_id) AS m "
+                    "INNER JOIN (SELECT post_id, min(collected_at) AS first FROM task_posts "
+                    " WHERE keyword = {k:String} AND task_id != {t:String} AND post_id IN "
+                    " (SELECT post_id FROM task_posts WHERE task_id = {t:String}) GROUP BY post_id) AS o "
+                    "USING post_id WHERE o.first < m.mine",
+                    {"t": task_id, "k": keyword or ""},
+                )
+            )[0][0]
         task = view.task(task_id)
         prog = view.progress.rows.get(task_id)
         completed_at = (

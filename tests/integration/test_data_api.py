@@ -25,7 +25,7 @@ from libs.storage.migrate import apply_migrations
 from libs.storage.objects import FileObjectStore
 from libs.storage.post_rows import POST_COLUMNS, post_row
 from services.dedup_counter.handler import USER_COLUMNS, user_row
-from services.task_gateway import export
+from services.task_gateway import export, post_query
 from services.task_gateway.api import create_app
 from services.task_gateway.kol_tasks import KolTaskView
 from services.task_gateway.post_search import PostFilter
@@ -77,6 +77,25 @@ def make_posts() -> list[Post]:
     return posts
 
 
+async def _collect(store: ClickHouseStore, posts: list[Post]) -> None:
+    """Store posts as the dedup-counter does: the posts, their billing rows, the tasks'
+    membership (one insert, so one new part, per table)."""
+    await store.insert("posts", [post_row(p) for p in posts], POST_COLUMNS)
+    await store.insert(
+        "keyword_month_posts",
+        [
+            [p.keyword, p.collected_at.date().replace(day=1), p.post_id, p.task_id, p.collected_at]
+            for p in posts
+        ],
+        ["keyword", "month", "post_id", "task_id", "collected_at"],
+    )
+    await store.insert(
+        "task_posts",
+        [[p.task_id, p.post_id, p.keyword, p.collected_at] for p in posts],
+        ["task_id", "post_id", "keyword", "collected_at"],
+    )
+
+
 @pytest.fixture
 async def data_gw(noida, chdb_path, tmp_path):
     objects_dir = tmp_path / "objects"
@@ -89,20 +108,7 @@ async def data_gw(noida, chdb_path, tmp_path):
     store = ClickHouseStore(settings.clickhouse_dsn)
     apply_migrations(store)
     posts = make_posts()
-    await store.insert("posts", [post_row(p) for p in posts], POST_COLUMNS)
-    await store.insert(
-        "task_posts",
-        [[p.task_id, p.post_id, p.keyword, p.collected_at] for p in posts],
-        ["task_id", "post_id", "keyword", "collected_at"],
-    )
-    await store.insert(
-        "keyword_month_posts",
-        [
-            [p.keyword, p.collected_at.date().replace(day=1), p.post_id, p.task_id, p.collected_at]
-            for p in posts
-        ],
-        ["keyword", "month", "post_id", "task_id", "collected_at"],
-    )
+    await _collect(store, posts)
     user = XUser(
         user_id="500",
         user_name="A0",
@@ -574,6 +580,108 @@ async def test_newest_first_across_id_lengths(data_gw):
         )
         got += [p["post_id"] for p in r.json()]
     assert got == want
+
+
+async def test_counts_are_exact_before_parts_merge(data_gw):
+    """A post stored more than once (collected again, by another task, or a batch delivered
+    twice) before ClickHouse merges the parts is one post everywhere: search totals and pages,
+    a user's posts, the monthly and the task statistics; a count filter reads the post's
+    newest collection only."""
+    client, posts, store = data_gw
+    tables = ["posts", "task_posts", "keyword_month_posts"]
+    tables += ["author_posts", "task_counts", "keyword_month_counts"]
+    for t in tables:
+        await store.command(f"SYSTEM STOP MERGES {t}")
+    t1 = T0 + timedelta(days=40)  # collected in November 2026
+    first = [
+        posts[0].model_copy(
+            update={
+                "post_id": str(1_850_000_000_000_000_000 + i * 1000),
+                "post_url": f"https://x.com/again/status/{1_850_000_000_000_000_000 + i * 1000}",
+                "author_handle": "@Again",
+                "post_time": T0 + timedelta(days=30, minutes=i),
+                "post_content": f"collected twice {i}",
+                "like_count": 500 if i % 2 == 0 else 5,
+                "keyword": "kw-r",
+                "task_id": "task-r1",
+                "collected_at": t1,
+            }
+        )
+        for i in range(30)
+    ]
+    # Collected again an hour later by another task of the keyword: the likes have changed.
+    again = [
+        p.model_copy(
+            update={
+                "like_count": 5 if p.like_count == 500 else 500,
+                "task_id": "task-r2",
+                "collected_at": t1 + timedelta(hours=1),
+            }
+        )
+        for p in first
+    ]
+    await _collect(store, first)
+    await _collect(store, again)
+    # Part of the first batch delivered again within another batch (an identical insert
+    # would be dropped by the tables' insert deduplication).
+    await _collect(store, first[:20])
+    stored = "SELECT count() FROM posts WHERE hasAllTokens(post_content, 'collected')"
+    assert (await store.query_rows(stored))[0][0] == 80  # 2-3 rows a post: nothing merged
+
+    newest = [p.post_id for p in reversed(first)]
+    r = await client.get("/api/v1/data/tweets/search", params={"keyword": "collected"})
+    assert r.headers["X-Total-Count-Exact"] == "true"
+    assert r.headers["X-Total-Count"] == "30"
+    assert [p["post_id"] for p in r.json()] == newest
+    got = []
+    for offset in range(0, 30, 7):  # newest-first pages: candidate ids, then their rows
+        r = await client.get(
+            "/api/v1/data/tweets/search",
+            params={"keyword": "collected", "limit": 7, "offset": offset},
+        )
+        got += [p["post_id"] for p in r.json()]
+    assert got == newest
+    # min_likes: the newest collection decides (odd posts now have 500 likes, even ones 5).
+    for limit in (50, 5):
+        r = await client.get(
+            "/api/v1/data/tweets/search",
+            params={"keyword": "collected", "min_likes": 100, "limit": limit},
+        )
+        liked = [p["post_id"] for p in r.json()]
+        assert r.headers["X-Total-Count"] == "15"
+        assert liked == [pid for pid in newest if int(pid) // 1000 % 2 == 1][:limit]
+        assert {p["like_count"] for p in r.json()} == {500}
+    r = await client.get("/api/v1/data/users/again/tweets", params={"limit": 100})
+    assert r.headers["X-Total-Count"] == "30" and r.headers["X-Total-Count-Exact"] == "true"
+    assert [p["post_id"] for p in r.json()] == newest
+    # The total reads the matching rows up to one past the exact limit: all 80 read, it is
+    # exact; more rows than that match, it is a lower bound, flagged; asked for, exact.
+    f = PostFilter(keyword="collected")
+    liked = PostFilter(keyword="collected", min_likes=100)
+    assert await post_query.total(store, f, exact_limit=80, exact=False) == (30, True)
+    assert await post_query.total(store, liked, exact_limit=40, exact=False) == (15, True)
+    for g, posts_matching, rows in ((f, 30, 80), (liked, 15, 40)):  # rows: 500 likes
+        n, exact = await post_query.total(store, g, exact_limit=rows - 1, exact=False)
+        assert not exact and 0 < n <= posts_matching
+        assert await post_query.total(store, g, exact_limit=10, exact=True) == (
+            posts_matching,
+            True,
+        )
+    r = await client.get(
+        "/api/v1/data/tweets/search", params={"keyword": "collected", "exact_total": "true"}
+    )
+    assert r.headers["X-Total-Count"] == "30" and r.headers["X-Total-Count-Exact"] == "true"
+
+    month = (
+        await client.get("/api/v1/statistics/monthly/kw-r", params={"year": 2026, "month": 11})
+    ).json()
+    assert month["unique_posts_count"] == 30
+    s1 = (await client.get("/api/v1/statistics/tasks/task-r1")).json()
+    s2 = (await client.get("/api/v1/statistics/tasks/task-r2")).json()
+    assert (s1["total_collected"], s1["unique_posts"], s1["duplicate_rate"]) == (30, 30, 0.0)
+    # task-r2 collected every post after task-r1 had: all duplicates for it
+    assert (s2["total_collected"], s2["unique_posts"], s2["duplicate_rate"]) == (30, 0, 1.0)
+    assert (await store.query_rows(stored))[0][0] == 80  # still unmerged
 
 
 def test_s3_objects_stream_in_chunks(s3):
