@@ -26,6 +26,7 @@ BUDGET_MB = 96
 WRITE_MB = 3 * BUDGET_MB
 RATE_MB_S = 5.0  # ~3x the pipeline's inflow (raw pages + posts, zstd) at 1,650 posts/s
 RECORD_KB = 40
+RAW_MB_S = 3.0  # raw pages into the small pipeline: ~6x the bench's at ~650 posts/s
 
 
 async def test_broker_rss_stays_under_its_budget_while_three_budgets_are_written(
@@ -222,19 +223,23 @@ async def test_a_pipeline_writing_three_budgets_keeps_the_broker_within_it_and_l
     pages, page_kb, posts_a_page = 3 * budget * 1024 // (16 + 8), 16, 20  # 3 budgets in all
     stop = asyncio.Event()
     guard = RetentionGuard(settings, budget)
+    # The gate looks every 0.1 s here: what arrives between two looks adds to the lag it
+    # allows, and this budget's partitions are ~5x smaller than the bench's (512 MiB) while
+    # the pages come ~6x faster than the pipeline's (3 MB/s).
     gate = await ParserLagGate(
-        settings, max_pages=0, interval_s=0.2, max_bytes=parser_lag_bytes(budget)
+        settings, max_pages=0, interval_s=0.1, max_bytes=parser_lag_bytes(budget)
     ).start()
     producer = AIOKafkaProducer(bootstrap_servers=broker.address, linger_ms=5)
     await producer.start()
     read: dict[str, int] = {}
+    all_read = asyncio.Event()  # the dedup-counter group read every post
+    ready = {"parser": asyncio.Event(), "dedup-counter": asyncio.Event()}
 
     async def group(service: str, topic: str, then=None) -> None:
         """A consumer group that reads `topic`, handing each batch to `then` and committing
         after it; it fails on any gap in the offsets it reads (a position the broker deleted
         is reset to the earliest record still held: a gap)."""
         consumer = AIOKafkaConsumer(
-            topic,
             bootstrap_servers=broker.address,
             group_id=f"{prefix}{service}",
             enable_auto_commit=False,
@@ -242,6 +247,12 @@ async def test_a_pipeline_writing_three_budgets_keeps_the_broker_within_it_and_l
             max_partition_fetch_bytes=1 << 20,
         )
         await consumer.start()
+        # Every partition, its position committed before anything is written (make up's
+        # services start before a task; group mode "assign"), as the gate and guard need.
+        tps = [TopicPartition(topic, p) for p in range(RAW_PAGES.partitions)]
+        consumer.assign(tps)
+        await consumer.commit({tp: 0 for tp in tps})
+        ready[service].set()
         expected: dict[TopicPartition, int] = {}
         try:
             while not stop.is_set():
@@ -251,6 +262,8 @@ async def test_a_pipeline_writing_three_budgets_keeps_the_broker_within_it_and_l
                         assert m.offset == expected.get(tp, 0), f"{service}: {tp} skipped"
                         expected[tp] = m.offset + 1
                     read[service] = read.get(service, 0) + len(msgs)
+                    if read.get("dedup-counter", 0) == pages * posts_a_page:
+                        all_read.set()
                     if then is not None:
                         await then(msgs)
                 if batch:
@@ -272,21 +285,30 @@ async def test_a_pipeline_writing_three_budgets_keeps_the_broker_within_it_and_l
         asyncio.create_task(group("dedup-counter", posts)),
         asyncio.create_task(watch_guard()),
     ]
+
+    async def unless_a_worker_fails(step) -> None:
+        """Await `step`; a worker that ends meanwhile (a failed check) fails the test now."""
+        task = asyncio.ensure_future(step)
+        done, _ = await asyncio.wait([task, *workers], return_when=asyncio.FIRST_COMPLETED)
+        for w in workers:
+            if w in done:
+                task.cancel()
+                w.result()
+                raise AssertionError(f"{w} ended")
+        await task
+
     try:
+        for event in ready.values():
+            await unless_a_worker_fails(event.wait())
+        t0 = time.monotonic()
         for i in range(pages):
-            await gate.wait()
+            await unless_a_worker_fails(gate.wait())
             await producer.send(raw, os.urandom(page_kb * 1024), key=b"slice-%d" % (i % 8))
-            for w in workers:
-                if w.done():
-                    w.result()  # a failed group fails the test now
+            ahead = t0 + (i + 1) * page_kb / 1024 / RAW_MB_S - time.monotonic()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
         await producer.flush()
-        deadline = time.monotonic() + 120
-        while read.get("dedup-counter", 0) < pages * posts_a_page:
-            assert time.monotonic() < deadline, f"read {read} of {pages} pages"
-            for w in workers:
-                if w.done():
-                    w.result()
-            await asyncio.sleep(0.2)
+        await asyncio.wait_for(unless_a_worker_fails(all_read.wait()), 120)
         await asyncio.sleep(3)  # a retention sweep and a snapshot after the last record
     finally:
         stop.set()

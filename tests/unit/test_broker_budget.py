@@ -81,7 +81,7 @@ def test_the_guard_keeps_every_group_within_half_the_retention_in_bytes():
     assert wanted_retention(base, 400) == base  # within half: the budget's
     assert wanted_retention(base, 600) == 2 * base  # more than half unread: doubled
     assert wanted_retention(base, 3900) == 8 * base  # the smallest power of two that holds it
-    assert wanted_retention(base, 600, 0.25) == 4 * base  # (lowering keeps a quarter)
+    assert wanted_retention(base, 600, 0.4) == 2 * base  # (lowering keeps 40%)
     assert wanted_retention(base, 10**12) == MAX_RAISE * base  # no further
 
     tp0, tp1 = TopicPartition("p-raw-pages", 0), TopicPartition("p-raw-pages", 1)
@@ -141,3 +141,9 @@ def test_the_guard_raises_at_once_and_lowers_after_thirty_seconds_within_a_quart
     assert look(base, base // 10) == base  # ... to the budget's
     for _ in range(retention_guard.SETTLE_LOOKS + 2):
         assert look(base, base // 3) is None  # within half of the budget's: stays there
+    # A parser the scraper's gate holds at a quarter (and a bit) of the retention lets a
+    # raise go back down: the gate keeps it there, the budget's is enough.
+    assert look(base, base * 3 // 4) == 2 * base
+    for _ in range(retention_guard.SETTLE_LOOKS - 1):
+        assert look(base, base * 3 // 10) is None
+    assert look(base, base * 3 // 10) == base
