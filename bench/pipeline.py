@@ -9,7 +9,8 @@ the parser beyond 500 unread raw pages — and the X simulator
 service processes (task-gateway+scraper, parser, dedup-counter; temp chdb, objects in a temp
 dir), submits one on-demand task with required_count=N and times it from submit until the
 gateway says `completed`. RSS (VmRSS, process + descendants) of each service process and the
-broker is sampled when progress crosses 10% and at 100%, and every second for the peaks.
+broker is sampled every second; at 10% and at 100% each process's highest sample of the last
+10 s is reported (noida-db's RSS swings ~2x with its snapshot every 1-2 s), and the peaks.
 
 Then the stack is stopped and the raw pages the parser archived (raw_data/, in the temp object
 dir) are streamed back 100 at a time — never all in memory, so `--posts 1000000` works in one
