@@ -43,7 +43,7 @@ log = logging.getLogger("xget.retention_guard")
 
 READ_WITHIN = 0.5  # a group should have at most this share of the retention unread
 # Lowered to a value every group is this far within... above the share producers wait at
-# (libs.topics.PRODUCER_LAG_SHARE, 0.25): a parser held there by the scraper's gate must not
+# (libs.topics.PRODUCER_LAG_SHARE, an eighth): a parser held there by the scraper's gate must not
 # keep a raise for ever (a 1M-post bench run kept raw-pages at twice the budget's all along).
 LOWER_BELOW = 0.4
 SETTLE_LOOKS = 15  # ... at this many looks in a row (30 s): a counter between batches is not

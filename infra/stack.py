@@ -126,7 +126,7 @@ def _child_env(settings: Settings, kafka_port: int, xsim_url: str | None) -> dic
             env["XGET_PROXY_CHECK_URL"] = f"{xsim_url}/_sim/health"
     env.update(_local_secrets(settings))
     # The embedded broker holds in memory every page the parser has not read: the scraper
-    # waits for the parser beyond 500 pages (~10k posts), and beyond a quarter of what a
+    # waits for the parser beyond 500 pages (~10k posts), and beyond an eighth of what a
     # raw-pages partition keeps under the memory budget (so the retention guard never has to
     # raise it past the budget).
     embedded = settings.kafka_bootstrap == defaults["kafka_bootstrap"].default

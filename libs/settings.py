@@ -358,7 +358,7 @@ class Settings(BaseSettings):
         ge=0,
         description="The scraper asks X for no further page while the parser has more than "
         "this many bytes unread on any one raw-pages partition (from the broker's log sizes). "
-        "make up sets it from XGET_EMBEDDED_BROKER_MAX_MB on the embedded broker (a quarter of "
+        "make up sets it from XGET_EMBEDDED_BROKER_MAX_MB on the embedded broker (an eighth of "
         "raw-pages' retention.bytes: the retention guard then never needs to raise it, and "
         "the broker stays within its budget); 0 = no limit.",
     )

@@ -369,9 +369,11 @@ BUDGET_KEYS = ("retention.bytes", "segment.bytes", "segment.ms")  # what budget_
 
 # A consumer group's records are safe while it has at most the retention unread; the retention
 # guard (infra/retention_guard.py) keeps every group within half of it, raising retention.bytes
-# when one lags further. Producers wait for their consumers within a quarter, so that under the
-# budget the guard never has to (a raise holds more than the budget).
-PRODUCER_LAG_SHARE = 0.25
+# when one lags further. Producers wait for their consumers within an eighth, so that under the
+# budget the guard does not have to (a raise holds more than the budget): the gate looks every
+# 0.5 s and pages arrive meanwhile, and a parser starved of CPU lags on. At a quarter a 1M-post
+# bench run (load ~10 on 2 cores) still had raw-pages raised to twice the budget's 8 times.
+PRODUCER_LAG_SHARE = 0.125
 
 
 def parser_lag_bytes(max_mb: int) -> int:
