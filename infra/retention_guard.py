@@ -4,13 +4,20 @@ The memory budget (``XGET_EMBEDDED_BROKER_MAX_MB``) sets each topic's ``retentio
 (libs.topics.budget_configs), which noida-db enforces whatever its consumers have read, as
 Kafka does: a consumer group that lags more than a topic keeps would find its position deleted
 — the records lost and the service stuck on an offset out of range. This guard watches every
-consumer group declared in infra/workloads.py on the budgeted topics and, when a group's unread
-records are more than a quarter of what a partition keeps while it deletes (or most of it
-before it has deleted anything), raises that topic's retention.bytes
-(powers of two of the budget's value) so the group reads within the newest quarter; once every
-group has caught up (for 30 s), it goes back to what the budget says. So the broker
-stays within its budget while its consumers keep up, and holds more instead of losing records
-while one lags; a group that never committed has no position to protect and is left out.
+consumer group declared in infra/workloads.py on the budgeted topics every 2 s and compares,
+per partition, the bytes a group has not read (its unread records times the partition's mean
+record size, from DescribeLogDirs: libs/log_dirs.py) with the topic's retention.bytes. A
+partition deletes its oldest segments only while it would still hold retention.bytes without
+them, so a group's records are safe while they are at most that; the guard keeps them within
+half of it (the other half is the inflow until its next look) by raising the topic's
+retention.bytes to the budget's value times a power of two, and goes back down once every
+group has been within 40% of the lower value for 30 s. A group that never committed has
+no position to protect and is left out.
+
+In normal operation nothing is raised: the producers wait for their consumers within the
+budget (the scraper for the parser: libs.topics.parser_lag_bytes), so the broker stays within
+its budget; a raise is the exception (a consumer down or far behind), logged, and the broker
+then holds more rather than lose a record.
 
 Run by ``make up`` (``python -m infra.retention_guard --budget-mb N``) beside the broker, as a
 supervised part; ``bench/pipeline.py`` runs it too.
@@ -24,30 +31,23 @@ import logging
 import math
 import sys
 
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from libs import lag
+from libs import lag, log_dirs
 from libs.settings import Settings
 from libs.topics import CATALOGUE, TopicSpec, budget_configs, topic_name
 
 log = logging.getLogger("xget.retention_guard")
 
-READ_WITHIN = 0.25  # a group should have at most this share of a partition's records unread
-# The share is of what a partition holds, not of its retention: with nothing deleted yet, a
-# group that lags by a fixed share keeps asking for more. Past this many times the budget's
-# value (the whole unread log at any realistic lag) the guard raises no further.
-MAX_RAISE = 2**16
-LOWER_BELOW = READ_WITHIN / 2  # lowered once every group has less than this share unread
-# Before a partition deletes anything, what it holds is below its retention and the share is of
-# that, not of the retention: a parser a few hundred pages behind at a task's start would look
-# like all of it, and doubling on that kept the whole log (a 200k-post bench run: 929 MiB against
-# a 512 MiB budget). So the guard raises while the topic is deleting (a partition's start moved
-# since the last look), and ahead of that, when a group has most of it unread, to at most four
-# times the budget's value.
-RAISE_AHEAD_ABOVE = 0.75
-MAX_AHEAD = 4  # raised ahead at most to this many times the budget's; beyond, only while deleting
+READ_WITHIN = 0.5  # a group should have at most this share of the retention unread
+# Lowered to a value every group is this far within... above the share producers wait at
+# (libs.topics.PRODUCER_LAG_SHARE, an eighth): a parser held there by the scraper's gate must not
+# keep a raise for ever (a 1M-post bench run kept raw-pages at twice the budget's all along).
+LOWER_BELOW = 0.4
 SETTLE_LOOKS = 15  # ... at this many looks in a row (30 s): a counter between batches is not
+MAX_RAISE = 2**16  # at most this many times the budget's value
 
 
 def budgeted_topics(max_mb: int) -> dict[str, tuple[TopicSpec, int]]:
@@ -72,29 +72,25 @@ def readers(prefix: str, topics: set[str]) -> dict[str, list[str]]:
     return groups
 
 
-def unread_share(snap: lag.Snapshot, topic: str) -> float:
-    """The largest share of a partition's kept records that a group has not read (0..1+);
-    partitions a group never committed on are left out."""
+def unread_bytes(snap: lag.Snapshot, held: dict[TopicPartition, int], topic: str) -> float:
+    """The most bytes any group has unread on one partition of `topic`; partitions a group
+    never committed on are left out."""
     worst = 0.0
     for tp, end in snap.end.items():
         if tp.topic != topic:
             continue
-        kept = end - snap.start.get(tp, 0)
-        if kept <= 0:
-            continue
         for offsets in snap.committed.values():
             committed = offsets.get(tp)
             if committed is not None:
-                worst = max(worst, (end - committed) / kept)
+                start = snap.start.get(tp, 0)
+                worst = max(worst, log_dirs.unread_bytes(tp, start, end, committed, held))
     return worst
 
 
-def wanted_retention(base: int, current: int, share: float) -> int:
-    """The retention.bytes a topic should have: `base` (the budget's) times a power of two,
-    large enough that the laggiest group's unread records fit within its newest quarter (at
-    most twice `current` at a time: a group that read nothing has all of it unread, however
-    much that is, and doubling at every look outgrows any inflow)."""
-    need = min(current * share / READ_WITHIN, 2 * current)
+def wanted_retention(base: int, unread: float, within: float = READ_WITHIN) -> int:
+    """The retention.bytes a topic should have: `base` (the budget's) times the smallest
+    power of two that holds `unread` bytes within its `within` share."""
+    need = unread / within
     if need <= base:
         return base
     return base * min(MAX_RAISE, 2 ** math.ceil(math.log2(need / base)))
@@ -107,8 +103,7 @@ class RetentionGuard:
         self.topics = budgeted_topics(max_mb)
         self.groups = readers(settings.topic_prefix, set(self.topics))
         self.current: dict[str, int] = {}  # what each topic has: read at the first look
-        self.caught_up = dict.fromkeys(self.topics, 0)  # looks in a row with every group near
-        self.starts: dict = {}  # partition → its first offset at the last look
+        self.settled = dict.fromkeys(self.topics, 0)  # looks in a row it could be lowered
 
     async def check(self) -> dict[str, int]:
         """One look at the groups' positions; the retention.bytes changed (topic → value)."""
@@ -117,25 +112,20 @@ class RetentionGuard:
         if not self.current:
             self.current = await self._read_current()
         snap = await lag.snapshot(self.settings, self.groups, with_members=False)
+        held = await log_dirs.partition_bytes(self.settings.kafka_bootstrap)
         changes = {}
         for name, (spec, base) in self.topics.items():
             full = topic_name(spec, self.settings.topic_prefix)
             cur = self.current[name]
-            share = unread_share(snap, full)
-            deleting = any(
-                start > self.starts.get(tp, start)
-                for tp, start in snap.start.items()
-                if tp.topic == full
-            )
-            want = wanted_retention(base, cur, share)
-            self.caught_up[name] = self.caught_up[name] + 1 if share < LOWER_BELOW else 0
-            if want > cur and deleting:
+            unread = unread_bytes(snap, held, full)
+            want = wanted_retention(base, unread)
+            lower = wanted_retention(base, unread, LOWER_BELOW)  # ≥ want: room to spare
+            self.settled[name] = self.settled[name] + 1 if lower < cur else 0
+            if want > cur:
                 changes[name] = want
-            elif want > cur and share > RAISE_AHEAD_ABOVE and cur < MAX_AHEAD * base:
-                changes[name] = min(want, MAX_AHEAD * base)
-            elif cur != base and self.caught_up[name] >= SETTLE_LOOKS:  # the budget's value
-                changes[name] = want
-        self.starts.update(snap.start)
+            elif self.settled[name] >= SETTLE_LOOKS:
+                changes[name] = lower
+                self.settled[name] = 0
         if changes:
             await self._apply(changes)
         return changes

@@ -48,7 +48,7 @@ from pathlib import Path
 from infra import local
 from infra.supervise import read_state
 from libs.settings import Settings
-from libs.topics import retained_bytes_budget
+from libs.topics import parser_lag_bytes, retained_bytes_budget
 
 REPO_ROOT = local.REPO_ROOT
 # name -> a substring of its command line (guards against a recycled pid).
@@ -126,11 +126,18 @@ def _child_env(settings: Settings, kafka_port: int, xsim_url: str | None) -> dic
             env["XGET_PROXY_CHECK_URL"] = f"{xsim_url}/_sim/health"
     env.update(_local_secrets(settings))
     # The embedded broker holds in memory every page the parser has not read: the scraper
-    # waits for the parser beyond 500 pages (~10k posts) instead.
+    # waits for the parser beyond 500 pages (~10k posts), and beyond an eighth of what a
+    # raw-pages partition keeps under the memory budget (so the retention guard never has to
+    # raise it past the budget).
     embedded = settings.kafka_bootstrap == defaults["kafka_bootstrap"].default
     lag_default = defaults["scraper_max_parser_lag_pages"].default
     if embedded and settings.scraper_max_parser_lag_pages == lag_default:
         env["XGET_SCRAPER_MAX_PARSER_LAG_PAGES"] = "500"
+    lag_bytes_default = defaults["scraper_max_parser_lag_bytes"].default
+    if embedded and settings.scraper_max_parser_lag_bytes == lag_bytes_default:
+        env["XGET_SCRAPER_MAX_PARSER_LAG_BYTES"] = str(
+            parser_lag_bytes(settings.embedded_broker_max_mb)
+        )
     # The embedded broker is noida-db, which never expires a killed group member.
     if settings.kafka_group_mode == defaults["kafka_group_mode"].default:
         env["XGET_KAFKA_GROUP_MODE"] = "assign"

@@ -43,12 +43,15 @@ class Settings(BaseSettings):
         "write survives a broker's loss).",
     )
     embedded_broker_max_mb: int = Field(
-        4096,
+        1024,
         ge=64,
-        description="Memory budget (MiB of RSS) of the embedded noida-db broker that `make up` "
-        "starts: each topic's retention.bytes (and segment size) on it is derived from this "
-        "(libs/topics.py budget_configs), so the broker stays within it however much is "
-        "collected. 4096 suits a 24 GB machine. Not applied to other brokers.",
+        description="Memory budget (MiB of RSS, its snapshot saves included) of the embedded "
+        "noida-db broker that `make up` starts: each topic's retention.bytes (and segment "
+        "size) on it is derived from this (libs/topics.py budget_configs), and the scraper "
+        "waits for the parser within it, so the broker stays within it however much is "
+        "collected. At 1024 it levels off after ~70k posts (raw-pages then keeps its newest "
+        "~55 MiB, ~3,400 pages; the raw_data/ archive keeps them all). Not applied to other "
+        "brokers.",
     )
     kafka_idempotent_producer: bool = Field(
         True,
@@ -356,6 +359,15 @@ class Settings(BaseSettings):
         "at most that much of a lag; the parser is the pipeline's slowest stage, so nothing "
         "is collected later for it. make up sets 500 on the embedded broker (its memory "
         "budget); 0 = no limit.",
+    )
+    scraper_max_parser_lag_bytes: int = Field(
+        0,
+        ge=0,
+        description="The scraper asks X for no further page while the parser has more than "
+        "this many bytes unread on any one raw-pages partition (from the broker's log sizes). "
+        "make up sets it from XGET_EMBEDDED_BROKER_MAX_MB on the embedded broker (an eighth of "
+        "raw-pages' retention.bytes: the retention guard then never needs to raise it, and "
+        "the broker stays within its budget); 0 = no limit.",
     )
     scraper_split_pages: int = Field(
         50,

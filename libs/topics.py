@@ -339,24 +339,47 @@ def partition_count(spec: TopicSpec, settings: Settings | None = None) -> int:
 BROKER_BASE_MB = 48  # idle broker, allocator slack and the compacted topics' current records
 BROKER_RSS_PER_BYTE = 8  # retained bytes -> RSS: records, JSON snapshot, inflow between sweeps
 SEGMENTS_PER_RETENTION = 4  # a partition holds retention.bytes + at most one segment more
-COMPACTED_SEGMENT_MS = 10 * 60 * 1000  # compaction never touches the active segment: roll it
+# Compaction never touches the active segment: roll it every minute, so a compacted topic
+# written on every X request (account-state, scrape-checkpoints) holds about its keys' latest
+# records plus a minute of updates, not ten (a 1M-post run grew them by ~8 MiB each in 10 min).
+COMPACTED_SEGMENT_MS = 60 * 1000
 # Shares of the budget's retained bytes per delete-policy topic (compacted topics are bounded
 # by their keys, not bytes; kol-pages is the never-pay-twice KOL cache, kept until cleared).
+# Every delete-policy topic has one: service-logs is written all the time by every process and
+# console-audit with every state-changing request, for months (production Kafka keeps them 7 and
+# 400 days by time; the embedded broker keeps their newest records within the budget).
 BUDGET_SHARES: dict[str, float] = {
     "raw-pages": 0.45,
-    "posts": 0.30,
+    "posts": 0.28,
     "users": 0.05,
     "media-jobs": 0.04,
     "media-stored": 0.04,
-    "dead-letters": 0.04,
+    "dead-letters": 0.03,
     "account-events": 0.03,
+    "service-logs": 0.03,
+    "console-audit": 0.02,
     "report-controls": 0.01,
     "account-commands": 0.01,
-    "account-lease-requests": 0.02,
-    "account-lease-grants": 0.01,
+    "account-lease-requests": 0.005,
+    "account-lease-grants": 0.005,
 }
 MIN_SEGMENT_BYTES = 16 * 1024  # a segment holds at least one batch, whatever this says
 BUDGET_KEYS = ("retention.bytes", "segment.bytes", "segment.ms")  # what budget_configs sets
+
+
+# A consumer group's records are safe while it has at most the retention unread; the retention
+# guard (infra/retention_guard.py) keeps every group within half of it, raising retention.bytes
+# when one lags further. Producers wait for their consumers within an eighth, so that under the
+# budget the guard does not have to (a raise holds more than the budget): the gate looks every
+# 0.5 s and pages arrive meanwhile, and a parser starved of CPU lags on. At a quarter a 1M-post
+# bench run (load ~10 on 2 cores) still had raw-pages raised to twice the budget's 8 times.
+PRODUCER_LAG_SHARE = 0.125
+
+
+def parser_lag_bytes(max_mb: int) -> int:
+    """Bytes the parser may have unread on one raw-pages partition before the scraper waits
+    (XGET_SCRAPER_MAX_PARSER_LAG_BYTES), under a budget of `max_mb` MiB."""
+    return int(int(budget_configs(RAW_PAGES, max_mb)["retention.bytes"]) * PRODUCER_LAG_SHARE)
 
 
 def retained_bytes_budget(max_mb: int) -> int:
@@ -368,7 +391,7 @@ def budget_configs(spec: TopicSpec, max_mb: int) -> dict[str, str]:
     """The retention configs `spec` gets on the embedded broker with a budget of `max_mb` MiB:
     its share of the retained bytes split over its partitions as retention.bytes, segments a
     quarter of that (retention deletes whole segments), and for compacted topics a segment
-    that rolls every 10 minutes so compaction can clean it. {} for a topic the budget leaves
+    that rolls every minute so compaction can clean it. {} for a topic the budget leaves
     alone. Retention by time (retention.ms) still applies as the catalogue says."""
     if spec.compacted:
         return {"segment.ms": str(COMPACTED_SEGMENT_MS)}

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 
-from libs import lag
+from libs import lag, log_dirs
 from libs.settings import Settings
 from libs.topics import RAW_PAGES, topic_name
 
@@ -25,19 +25,23 @@ PARSER_SERVICE = "parser"  # services/parser/handler.py SERVICE: its consumer gr
 
 
 class ParserLagGate:
-    def __init__(self, settings: Settings, max_pages: int, interval_s: float = 0.5):
+    def __init__(
+        self, settings: Settings, max_pages: int, interval_s: float = 0.5, max_bytes: int = 0
+    ):
         self.settings = settings
         self.max_pages = max_pages
+        self.max_bytes = max_bytes  # per partition; 0 = no limit
         self.interval_s = interval_s
         self.group = f"{settings.topic_prefix}{PARSER_SERVICE}"
         self.topic = topic_name(RAW_PAGES, settings.topic_prefix)
         self.lag = 0
+        self.lag_bytes = 0.0  # the most unread bytes on one partition (with max_bytes)
         self._open = asyncio.Event()
         self._open.set()
         self._task: asyncio.Task | None = None
 
     async def start(self) -> ParserLagGate:
-        if self.max_pages > 0:
+        if self.max_pages > 0 or self.max_bytes > 0:
             self._task = asyncio.create_task(self._watch(), name="parser-lag-gate")
         return self
 
@@ -64,6 +68,24 @@ class ParserLagGate:
             max(0, end - c) for tp, end in snap.end.items() if (c := committed.get(tp)) is not None
         )
 
+    async def unread_bytes(self, snap: lag.Snapshot) -> float:
+        """The most bytes the parser has not read on one raw-pages partition."""
+        committed = snap.committed.get(self.group, {})
+        held = await log_dirs.partition_bytes(self.settings.kafka_bootstrap)
+        return max(
+            (
+                log_dirs.unread_bytes(tp, snap.start.get(tp, 0), end, c, held)
+                for tp, end in snap.end.items()
+                if (c := committed.get(tp)) is not None
+            ),
+            default=0.0,
+        )
+
+    def _over(self, share: float) -> bool:
+        """The parser lags by more than `share` of a limit."""
+        pages = self.max_pages > 0 and self.lag > self.max_pages * share
+        return pages or (self.max_bytes > 0 and self.lag_bytes > self.max_bytes * share)
+
     async def _watch(self) -> None:
         while True:
             try:
@@ -71,10 +93,16 @@ class ParserLagGate:
                     self.settings, {self.group: [self.topic]}, with_members=False
                 )
                 self.lag = self.unread(snap)
-                if self.lag > self.max_pages and self._open.is_set():
-                    log.info("parser %d raw pages behind: requests to X wait", self.lag)
+                if self.max_bytes > 0:
+                    self.lag_bytes = await self.unread_bytes(snap)
+                if self._over(1.0) and self._open.is_set():
+                    log.info(
+                        "parser %d raw pages (%.0f KB on one partition) behind: requests to X wait",
+                        self.lag,
+                        self.lag_bytes / 1024,
+                    )
                     self._open.clear()
-                elif self.lag <= self.max_pages // 2 and not self._open.is_set():
+                elif not self._over(0.5) and not self._open.is_set():
                     self._open.set()  # half way down: no flapping at the limit
             except Exception as e:  # noqa: BLE001 - a broker fault: never hold X on it
                 log.warning("parser lag unknown (%s: %s): requests go on", type(e).__name__, e)

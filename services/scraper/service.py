@@ -120,7 +120,9 @@ class ScraperService:
         await self.progress.wait_caught_up()
         await self.controls.wait_caught_up()
         gate = await ParserLagGate(
-            self.settings, self.settings.scraper_max_parser_lag_pages
+            self.settings,
+            self.settings.scraper_max_parser_lag_pages,
+            max_bytes=self.settings.scraper_max_parser_lag_bytes,
         ).start()
         deps = SliceDeps(
             self.producer,

@@ -26,6 +26,7 @@ BUDGET_MB = 96
 WRITE_MB = 3 * BUDGET_MB
 RATE_MB_S = 5.0  # ~3x the pipeline's inflow (raw pages + posts, zstd) at 1,650 posts/s
 RECORD_KB = 40
+RAW_MB_S = 3.0  # raw pages into the small pipeline: ~6x the bench's at ~650 posts/s
 
 
 async def test_broker_rss_stays_under_its_budget_while_three_budgets_are_written(
@@ -187,3 +188,140 @@ async def test_a_lagging_consumer_group_loses_nothing_to_the_budget(restartable_
         await guarding
         await producer.stop()
         await parser.stop()
+
+
+def vm_hwm_mb(pid: int) -> float:
+    """The process's peak resident memory since it started (VmHWM), in MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for pid {pid}")
+
+
+async def test_a_pipeline_writing_three_budgets_keeps_the_broker_within_it_and_loses_nothing(
+    restartable_noida,
+):
+    """The embedded stack in small: a scraper that waits at the gate make up sets from the
+    budget (XGET_SCRAPER_MAX_PARSER_LAG_BYTES), a parser group turning each raw page into 20
+    posts, a dedup-counter group reading the posts, the retention guard — on a fresh broker
+    whose budget is a fraction of what goes through it. Its peak RSS (VmHWM: every save
+    included) stays under the budget, and each group reads every record once, in order, none
+    deleted before it was read."""
+    from aiokafka import AIOKafkaConsumer
+
+    from infra.retention_guard import RetentionGuard
+    from libs.topics import parser_lag_bytes
+    from services.scraper.backpressure import ParserLagGate
+
+    broker = restartable_noida
+    budget = BUDGET_MB
+    prefix = f"p{uuid.uuid4().hex[:6]}-"
+    await local.create_topics(broker.address, prefix, CATALOGUE, broker_max_mb=budget)
+    settings = make_settings(kafka_bootstrap=broker.address, topic_prefix=prefix)
+    raw, posts = topic_name(RAW_PAGES, prefix), topic_name(POSTS, prefix)
+    pages, page_kb, posts_a_page = 3 * budget * 1024 // (16 + 8), 16, 20  # 3 budgets in all
+    stop = asyncio.Event()
+    guard = RetentionGuard(settings, budget)
+    # The gate looks every 0.1 s here: what arrives between two looks adds to the lag it
+    # allows, and this budget's partitions are ~5x smaller than the bench's (512 MiB) while
+    # the pages come ~6x faster than the pipeline's (3 MB/s).
+    gate = await ParserLagGate(
+        settings, max_pages=0, interval_s=0.1, max_bytes=parser_lag_bytes(budget)
+    ).start()
+    producer = AIOKafkaProducer(bootstrap_servers=broker.address, linger_ms=5)
+    await producer.start()
+    read: dict[str, int] = {}
+    all_read = asyncio.Event()  # the dedup-counter group read every post
+    ready = {"parser": asyncio.Event(), "dedup-counter": asyncio.Event()}
+
+    async def group(service: str, topic: str, then=None) -> None:
+        """A consumer group that reads `topic`, handing each batch to `then` and committing
+        after it; it fails on any gap in the offsets it reads (a position the broker deleted
+        is reset to the earliest record still held: a gap)."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=broker.address,
+            group_id=f"{prefix}{service}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=1 << 20,
+        )
+        await consumer.start()
+        # Every partition, its position committed before anything is written (make up's
+        # services start before a task; group mode "assign"), as the gate and guard need.
+        tps = [TopicPartition(topic, p) for p in range(RAW_PAGES.partitions)]
+        consumer.assign(tps)
+        await consumer.commit({tp: 0 for tp in tps})
+        ready[service].set()
+        expected: dict[TopicPartition, int] = {}
+        try:
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=200, max_records=8 * posts_a_page)
+                for tp, msgs in batch.items():
+                    for m in msgs:
+                        assert m.offset == expected.get(tp, 0), f"{service}: {tp} skipped"
+                        expected[tp] = m.offset + 1
+                    read[service] = read.get(service, 0) + len(msgs)
+                    if read.get("dedup-counter", 0) == pages * posts_a_page:
+                        all_read.set()
+                    if then is not None:
+                        await then(msgs)
+                if batch:
+                    await consumer.commit()
+        finally:
+            await consumer.stop()
+
+    async def parse(msgs) -> None:
+        for _ in range(len(msgs) * posts_a_page):
+            await producer.send(posts, os.urandom(400), key=b"task-1")
+
+    async def watch_guard() -> None:
+        while not stop.is_set():
+            await guard.check()
+            await asyncio.sleep(0.5)
+
+    workers = [
+        asyncio.create_task(group("parser", raw, parse)),
+        asyncio.create_task(group("dedup-counter", posts)),
+        asyncio.create_task(watch_guard()),
+    ]
+
+    async def unless_a_worker_fails(step) -> None:
+        """Await `step`; a worker that ends meanwhile (a failed check) fails the test now."""
+        task = asyncio.ensure_future(step)
+        done, _ = await asyncio.wait([task, *workers], return_when=asyncio.FIRST_COMPLETED)
+        for w in workers:
+            if w in done:
+                task.cancel()
+                w.result()
+                raise AssertionError(f"{w} ended")
+        await task
+
+    try:
+        for event in ready.values():
+            await unless_a_worker_fails(event.wait())
+        t0 = time.monotonic()
+        for i in range(pages):
+            await unless_a_worker_fails(gate.wait())
+            await producer.send(raw, os.urandom(page_kb * 1024), key=b"slice-%d" % (i % 8))
+            ahead = t0 + (i + 1) * page_kb / 1024 / RAW_MB_S - time.monotonic()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+        await producer.flush()
+        await asyncio.wait_for(unless_a_worker_fails(all_read.wait()), 120)
+        await asyncio.sleep(3)  # a retention sweep and a snapshot after the last record
+    finally:
+        stop.set()
+        await asyncio.gather(*workers, return_exceptions=True)
+        await gate.stop()
+        await producer.stop()
+    for w in workers:
+        w.result()
+    peak = vm_hwm_mb(broker.handle.pid)
+    print(
+        f"{pages} pages ({pages * page_kb // 1024} MiB) and {pages * posts_a_page} posts "
+        f"through a {budget} MiB broker: VmHWM {peak:.0f} MiB; retention raised by the guard: "
+        f"{ {n: v for n, v in guard.current.items() if v != guard.topics[n][1]} }"
+    )
+    assert read == {"parser": pages, "dedup-counter": pages * posts_a_page}
+    assert peak < budget, f"broker peaked at {peak:.0f} MiB, budget {budget} MiB"

@@ -88,7 +88,7 @@ def test_stack_restarts_a_killed_broker_and_down_stops_everything(tmp_path):
     try:
         r = stack("up", "--no-xsim", "--no-services")
         assert r.returncode == 0, r.stdout + r.stderr
-        assert "memory budget 4096 MiB" in r.stdout and "guard     started" in r.stdout, r.stdout
+        assert "memory budget 1024 MiB" in r.stdout and "guard     started" in r.stdout, r.stdout
         guard = int((run / "guard.pid").read_text())
         supervisor = int((run / "noida.pid").read_text())
         broker = read_state(run / "noida.supervisor.json")["child_pid"]

@@ -28,8 +28,8 @@ def kept_at_most(max_mb: int) -> int:
     return total
 
 
-def test_default_budget_suits_a_24_gb_machine():
-    assert Settings().embedded_broker_max_mb == 4096
+def test_default_budget_levels_off_early_in_a_large_task():
+    assert Settings(_env_file=None).embedded_broker_max_mb == 1024
     assert abs(sum(BUDGET_SHARES.values()) - 1.0) < 1e-9
 
 
@@ -50,8 +50,16 @@ def test_segments_are_a_fraction_of_retention_so_retention_can_delete():
     assert int(cfg["segment.bytes"]) < 1 << 30
 
 
+def test_every_delete_policy_topic_but_the_kol_cache_has_a_share():
+    # A topic without one keeps whatever its time retention says: service-logs is written all
+    # the time (7 days of it would be GBs in the broker's memory), console-audit for 400 days.
+    for spec in CATALOGUE:
+        if not spec.compacted and spec is not KOL_PAGES:
+            assert spec.name in BUDGET_SHARES, spec.name
+
+
 def test_compacted_topics_roll_segments_and_the_kol_cache_is_kept():
-    assert budget_configs(TASK_COMMANDS, 4096) == {"segment.ms": str(10 * 60 * 1000)}
+    assert budget_configs(TASK_COMMANDS, 4096) == {"segment.ms": str(60 * 1000)}
     assert budget_configs(KOL_PAGES, 4096) == {}  # the KOL never-pay-twice cache
 
 
@@ -63,18 +71,18 @@ def test_topic_configs_add_the_budget_only_on_the_embedded_broker():
     assert topic_configs(TASK_COMMANDS, broker_max_mb=4096)["cleanup.policy"] == "compact"
 
 
-def test_the_guard_raises_retention_while_a_group_lags_and_lowers_it_after():
+def test_the_guard_keeps_every_group_within_half_the_retention_in_bytes():
     from aiokafka import TopicPartition
 
-    from infra.retention_guard import MAX_RAISE, readers, unread_share, wanted_retention
+    from infra.retention_guard import MAX_RAISE, readers, unread_bytes, wanted_retention
     from libs.lag import Snapshot
 
     base = 1000
-    assert wanted_retention(base, base, 0.1) == base  # reads within the newest quarter
-    assert wanted_retention(base, base, 0.5) == 2 * base  # half unread: double
-    assert wanted_retention(base, 4 * base, 1.0) == 8 * base  # at most twice per look
-    assert wanted_retention(base, 8 * base, 0.01) == base  # caught up: the budget's again
-    assert wanted_retention(base, MAX_RAISE * base, 1.0) == MAX_RAISE * base  # no further
+    assert wanted_retention(base, 400) == base  # within half: the budget's
+    assert wanted_retention(base, 600) == 2 * base  # more than half unread: doubled
+    assert wanted_retention(base, 3900) == 8 * base  # the smallest power of two that holds it
+    assert wanted_retention(base, 600, 0.4) == 2 * base  # (lowering keeps 40%)
+    assert wanted_retention(base, 10**12) == MAX_RAISE * base  # no further
 
     tp0, tp1 = TopicPartition("p-raw-pages", 0), TopicPartition("p-raw-pages", 1)
     snap = Snapshot(
@@ -83,13 +91,14 @@ def test_the_guard_raises_retention_while_a_group_lags_and_lowers_it_after():
         start={tp0: 0, tp1: 60},
         committed={"p-parser": {tp0: 90, tp1: 70}, "p-never": {tp0: None, tp1: None}},
     )
-    # partition 1 keeps 40 records, of which the parser has 30 unread; a group that never
-    # committed has no position to protect
-    assert unread_share(snap, "p-raw-pages") == 0.75
+    held = {tp0: 100_000, tp1: 80_000}  # 1,000 and 2,000 bytes a record
+    # partition 1 keeps 40 records of 2,000 bytes, of which the parser has 30 unread; a group
+    # that never committed has no position to protect
+    assert unread_bytes(snap, held, "p-raw-pages") == 60_000
     assert readers("p-", {"raw-pages"}) == {"p-parser": ["p-raw-pages"]}
 
 
-def test_the_guard_raises_ahead_only_for_most_unread_and_otherwise_while_deleting(monkeypatch):
+def test_the_guard_raises_at_once_and_lowers_after_thirty_seconds_within_a_quarter(monkeypatch):
     import asyncio
 
     from aiokafka import TopicPartition
@@ -109,18 +118,32 @@ def test_the_guard_raises_ahead_only_for_most_unread_and_otherwise_while_deletin
     guard._apply = apply
     tp = TopicPartition("p-raw-pages", 0)
 
-    def look(start: int, end: int, committed: int) -> dict:
-        snap = Snapshot(0.0, {tp: end}, {tp: start}, {"p-parser": {tp: committed}})
+    def look(kept_bytes: int, unread_bytes: int) -> int | None:
+        # 1,000 records kept, of `kept_bytes` together; the parser has read all but a share
+        unread = round(1000 * unread_bytes / kept_bytes)
+        snap = Snapshot(0.0, {tp: 2000}, {tp: 1000}, {"p-parser": {tp: 2000 - unread}})
 
         async def snapshot(*_a, **_k):
             return snap
 
+        async def partition_bytes(*_a, **_k):
+            return {tp: kept_bytes}
+
         monkeypatch.setattr(retention_guard.lag, "snapshot", snapshot)
+        monkeypatch.setattr(retention_guard.log_dirs, "partition_bytes", partition_bytes)
         return asyncio.run(guard.check()).get("raw-pages")
 
-    assert look(0, 600, 100) == 2 * base  # 5/6 unread, nothing deleted yet: raised ahead
-    assert look(0, 1000, 500) is None  # half unread, nothing deleted: no raise
-    assert look(0, 1000, 500) is None
-    assert look(200, 1200, 700) == 4 * base  # half unread while deleting: raised
-    assert look(200, 1300, 200) is None  # all unread, not deleting: no further than 4x ahead
-    assert look(300, 1400, 200) == 8 * base  # deleting: raised on
+    assert look(base, base // 3) is None  # a third of the retention unread: nothing to do
+    assert look(base, base * 3 // 4) == 2 * base  # three quarters: raised at once
+    assert look(3 * base, 3 * base) == 8 * base  # the group read nothing: raised to hold it
+    for _ in range(retention_guard.SETTLE_LOOKS - 1):
+        assert look(base, base // 10) is None  # caught up: lowered only after 30 s ...
+    assert look(base, base // 10) == base  # ... to the budget's
+    for _ in range(retention_guard.SETTLE_LOOKS + 2):
+        assert look(base, base // 3) is None  # within half of the budget's: stays there
+    # A parser the scraper's gate holds at a quarter (and a bit) of the retention lets a
+    # raise go back down: the gate keeps it there, the budget's is enough.
+    assert look(base, base * 3 // 4) == 2 * base
+    for _ in range(retention_guard.SETTLE_LOOKS - 1):
+        assert look(base, base * 3 // 10) is None
+    assert look(base, base * 3 // 10) == base
