@@ -75,7 +75,7 @@ async def test_requests_wait_while_the_parser_has_too_many_bytes_unread_on_a_par
         assert not gate.holding  # ~31 KB unread: within 45 KB
         for _ in range(3):
             await producer.send_and_wait(tp.topic, page, partition=0)
-        await _until(lambda: gate.holding, 10, "the gate to hold at ~62 KB unread")
+        await wait_until_async(lambda: gate.holding, 10, "the gate to hold at ~62 KB unread")
         waiter = asyncio.create_task(gate.wait())
         await parser.commit({tp: 3})  # ~31 KB unread: under the limit, not yet half of it
         await asyncio.sleep(1)
