@@ -18,7 +18,9 @@ TAG_ADMIN = "admin"
 TAG_DATA = "data"
 
 
-def _open(example: dict) -> ConfigDict:
+def open_model(example: dict) -> ConfigDict:
+    """A response model's config: extra fields allowed (ours beside the design's), and its
+    example in the OpenAPI document."""
     return ConfigDict(extra="allow", json_schema_extra={"examples": [example]})
 
 
@@ -30,7 +32,7 @@ class FieldProblem(BaseModel):
 class Rejection(BaseModel):
     """Every 422 of the gateway: an invalid, out-of-range or unknown parameter or field."""
 
-    model_config = _open(
+    model_config = open_model(
         {
             "status": "rejected",
             "detail": [
@@ -48,7 +50,7 @@ class Rejection(BaseModel):
 class Problem(BaseModel):
     """401, 404, 409: what is wrong."""
 
-    model_config = _open({"detail": "no task od-0123456789abcdef"})
+    model_config = open_model({"detail": "no task od-0123456789abcdef"})
     detail: str
 
 
@@ -83,7 +85,7 @@ class Estimate(BaseModel):
 class TaskCreated(BaseModel):
     """Design: {status: "success", task_id, message, estimated_completion | next_execution}."""
 
-    model_config = _open(
+    model_config = open_model(
         {
             "status": "success",
             "task_id": "task_20240101_002",
@@ -153,7 +155,7 @@ TASK_EXAMPLE: dict = {
 class TaskOut(BaseModel):
     """Design's TaskResponse, plus our status details (reason, waiting_for_accounts, runs…)."""
 
-    model_config = _open(TASK_EXAMPLE)
+    model_config = open_model(TASK_EXAMPLE)
     task_id: str
     type: str = Field(
         description="keyword_search, user_timeline, user_profile (the design's), quotes, "
@@ -178,7 +180,7 @@ class TaskOut(BaseModel):
 class TaskStatusOut(BaseModel):
     """Design's status: {task_id, status, progress {collected, target, percentage}, ...}."""
 
-    model_config = _open(
+    model_config = open_model(
         {
             "task_id": "task_20240101_001",
             "status": "running",
@@ -195,7 +197,7 @@ class TaskStatusOut(BaseModel):
 
 
 class ReportsResumed(BaseModel):
-    model_config = _open(
+    model_config = open_model(
         {"status": "accepted", "task_id": "task_20240101_001", "message": "reports resume"}
     )
     status: Literal["accepted"]
@@ -207,7 +209,7 @@ class ProgressOut(TaskStatusOut):
     """The status, with the design's TaskProgress (total, collected, failed, percentage) at
     the top level and the slices' figures."""
 
-    model_config = _open(
+    model_config = open_model(
         {
             "task_id": "task_20240101_001",
             "status": "running",
@@ -232,7 +234,7 @@ class ProgressOut(TaskStatusOut):
 class CancelOut(TaskStatusOut):
     """The design's {message, task_id}, with the task's status."""
 
-    model_config = _open(
+    model_config = open_model(
         {
             "message": "任务已取消",
             "task_id": "task_20240101_001",
@@ -259,7 +261,7 @@ KEYWORD_MONTH_EXAMPLE: dict = {
 
 
 class KeywordMonth(BaseModel):
-    model_config = _open(KEYWORD_MONTH_EXAMPLE)
+    model_config = open_model(KEYWORD_MONTH_EXAMPLE)
     keyword: str
     year: int
     month: int
@@ -269,7 +271,7 @@ class KeywordMonth(BaseModel):
 
 
 class MonthlyAll(BaseModel):
-    model_config = _open(
+    model_config = open_model(
         {"period": "2024-01", "total_keywords": 1, "statistics": [KEYWORD_MONTH_EXAMPLE]}
     )
     period: str
@@ -278,7 +280,7 @@ class MonthlyAll(BaseModel):
 
 
 class TaskStatistics(BaseModel):
-    model_config = _open(
+    model_config = open_model(
         {
             "task_id": "task_20240101_001",
             "total_collected": 856,
@@ -355,7 +357,7 @@ class TweetOut(BaseModel):
     """Design's TweetResponse, next to our post record (post_id, post_content, author_*, …;
     `fields=` answers a subset)."""
 
-    model_config = _open(TWEET_EXAMPLE)
+    model_config = open_model(TWEET_EXAMPLE)
     tweet_id: str
     text: str
     user: UserInfoOut
@@ -404,7 +406,7 @@ class AccountOut(BaseModel):
     """Design's AccountResponse, next to the account-manager's view (enabled, priority, tags,
     caps, per-operation windows, counts; never a secret)."""
 
-    model_config = _open(ACCOUNT_EXAMPLE)
+    model_config = open_model(ACCOUNT_EXAMPLE)
     account_id: str
     username: str
     status: str
@@ -422,7 +424,7 @@ class ProxyOut(BaseModel):
     """Design's ProxyResponse, next to the account-manager's view (requests, failures, region,
     provider, cost, expiry; never its credentials)."""
 
-    model_config = _open(PROXY_EXAMPLE)
+    model_config = open_model(PROXY_EXAMPLE)
     proxy_id: str
     host: str
     port: int
@@ -437,7 +439,7 @@ class SystemStats(BaseModel):
     """Design's SystemStats, plus the parts it sums (tasks, posts, accounts, proxies,
     throughput)."""
 
-    model_config = _open(
+    model_config = open_model(
         {
             "total_tweets": 125000,
             "total_users": 40210,
@@ -475,7 +477,7 @@ class DependencyHealth(BaseModel):
 
 
 class Health(BaseModel):
-    model_config = _open(
+    model_config = open_model(
         {
             "status": "healthy",
             "checked_at": "2024-01-01T12:00:00Z",

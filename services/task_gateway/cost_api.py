@@ -17,12 +17,13 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from libs.records.kol import KolTaskProgress
 from libs.settings import Settings
 from libs.storage.clickhouse import ClickHouseStore
 
+from .api_models import open_model
 from .data_api import StoreGetter
 from .kol_tasks import KolTaskView
 from .pricing import actual_cost, quote_for
@@ -48,20 +49,15 @@ _ACTUAL_EXAMPLE: dict[str, Any] = {
 class TaskCost(BaseModel):
     """What a task spent so far at the configured prices, and the design's quote for it."""
 
-    model_config = ConfigDict(
-        extra="allow",
-        json_schema_extra={
-            "examples": [
-                {
-                    "task_id": "od-5f0c2a9e1b7d4c3a",
-                    "task_status": "completed",
-                    "final": True,
-                    "actual": _ACTUAL_EXAMPLE,
-                    "quote": {"kind": "search_query", "tier": 1, "total_cost": 0.2},
-                    "calculated_at": "2026-11-23T10:00:00Z",
-                }
-            ]
-        },
+    model_config = open_model(
+        {
+            "task_id": "od-5f0c2a9e1b7d4c3a",
+            "task_status": "completed",
+            "final": True,
+            "actual": _ACTUAL_EXAMPLE,
+            "quote": {"kind": "search_query", "tier": 1, "total_cost": 0.2},
+            "calculated_at": "2026-11-23T10:00:00Z",
+        }
     )
     task_id: str
     task_status: str
@@ -74,17 +70,12 @@ class TaskCost(BaseModel):
 class MonthlyCost(BaseModel):
     """Actual cost per keyword for a calendar month (UTC)."""
 
-    model_config = ConfigDict(
-        extra="allow",
-        json_schema_extra={
-            "examples": [
-                {
-                    "period": "2026-11",
-                    "costs": [{"keyword": "tesla", **_ACTUAL_EXAMPLE}],
-                    "calculated_at": "2026-11-23T10:00:00Z",
-                }
-            ]
-        },
+    model_config = open_model(
+        {
+            "period": "2026-11",
+            "costs": [{"keyword": "tesla", **_ACTUAL_EXAMPLE}],
+            "calculated_at": "2026-11-23T10:00:00Z",
+        }
     )
     period: str
     costs: list[dict]

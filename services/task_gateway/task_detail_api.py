@@ -24,6 +24,7 @@ from libs.settings import Settings
 from libs.storage.clickhouse import ClickHouseStore
 from services.reporter.replay import replay_command
 
+from .api_models import open_model
 from .task_view import TaskView
 from .unavailable import DependencyUnavailable, root_cause
 
@@ -50,27 +51,22 @@ class SliceOut(BaseModel):
 class SlicesOut(BaseModel):
     """A task's ended slices and the X requests they made."""
 
-    model_config = ConfigDict(
-        extra="allow",
-        json_schema_extra={
-            "examples": [
+    model_config = open_model(
+        {
+            "task_id": "od-5f0c2a9e1b7d4c3a",
+            "slice_count": 1,
+            "slices_done": 1,
+            "x_requests": 3,
+            "items": [
                 {
-                    "task_id": "od-5f0c2a9e1b7d4c3a",
+                    "slice_id": "d20260801T000000",
                     "slice_count": 1,
-                    "slices_done": 1,
-                    "x_requests": 3,
-                    "items": [
-                        {
-                            "slice_id": "d20260801T000000",
-                            "slice_count": 1,
-                            "end_reason": "target_reached",
-                            "pages": 3,
-                            "ended_at": "2026-12-06T06:30:58Z",
-                        }
-                    ],
+                    "end_reason": "target_reached",
+                    "pages": 3,
+                    "ended_at": "2026-12-06T06:30:58Z",
                 }
-            ]
-        },
+            ],
+        }
     )
     task_id: str
     slice_count: int | None = None
@@ -92,26 +88,21 @@ class BatchOut(BaseModel):
 class BatchesOut(BaseModel):
     """Every batch reported for a task, with its delivery state."""
 
-    model_config = ConfigDict(
-        extra="allow",
-        json_schema_extra={
-            "examples": [
+    model_config = open_model(
+        {
+            "task_id": "od-5f0c2a9e1b7d4c3a",
+            "states": {"delivered": 1},
+            "items": [
                 {
-                    "task_id": "od-5f0c2a9e1b7d4c3a",
-                    "states": {"delivered": 1},
-                    "items": [
-                        {
-                            "batch_no": 1,
-                            "batch_id": "od-5f0c2a9e1b7d4c3a_batch_001",
-                            "post_count": 40,
-                            "delivery_state": "delivered",
-                            "attempts": 0,
-                            "last_error": None,
-                        }
-                    ],
+                    "batch_no": 1,
+                    "batch_id": "od-5f0c2a9e1b7d4c3a_batch_001",
+                    "post_count": 40,
+                    "delivery_state": "delivered",
+                    "attempts": 0,
+                    "last_error": None,
                 }
-            ]
-        },
+            ],
+        }
     )
     task_id: str
     states: dict[str, int]
@@ -119,11 +110,8 @@ class BatchesOut(BaseModel):
 
 
 class ReplayOut(BaseModel):
-    model_config = ConfigDict(
-        extra="allow",
-        json_schema_extra={
-            "examples": [{"status": "accepted", "task_id": "od-5f0c2a9e1b7d4c3a", "replayed": [2]}]
-        },
+    model_config = open_model(
+        {"status": "accepted", "task_id": "od-5f0c2a9e1b7d4c3a", "replayed": [2]}
     )
     status: str
     task_id: str
