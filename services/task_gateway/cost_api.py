@@ -26,6 +26,7 @@ from libs.storage.clickhouse import ClickHouseStore
 from .api_models import open_model
 from .data_api import StoreGetter
 from .kol_tasks import KolTaskView
+from .month_counts import unique_posts_per_keyword
 from .pricing import actual_cost, quote_for
 from .task_view import TaskView
 from .unavailable import opened
@@ -170,18 +171,7 @@ def create_router(
                 continue
             ops = per_kw.setdefault(t.keyword, {})
             ops[op] = ops.get(op, 0) + int(n)
-        params: dict = {"m": start}
-        where = "month = {m:Date}"
-        if keyword is not None:
-            where += " AND keyword = {k:String}"
-            params["k"] = keyword
-        posts = dict(
-            await ch.query_rows(
-                f"SELECT keyword, uniqExactMerge(posts) FROM keyword_month_counts WHERE {where} "
-                "GROUP BY keyword",
-                params,
-            )
-        )
+        posts = await unique_posts_per_keyword(ch, start, keyword)
         keywords = sorted(set(per_kw) | set(posts) | ({keyword} if keyword else set()))
         return {
             "period": f"{year:04d}-{month:02d}",

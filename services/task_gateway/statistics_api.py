@@ -16,6 +16,7 @@ from libs.storage.clickhouse import ClickHouseStore
 
 from .api_models import ERRORS, NOT_FOUND, TAG_STATISTICS, KeywordMonth, MonthlyAll, TaskStatistics
 from .data_api import StoreGetter
+from .month_counts import unique_posts_per_keyword
 from .task_view import TaskView
 from .unavailable import opened_store
 
@@ -31,19 +32,8 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView, au
 
     async def month_counts(year: int, month: int, keyword: str | None) -> list[dict]:
         """Unique posts per keyword collected in the month (one keyword, or all of them)."""
-        ch = await store()
-        params: dict = {"m": date(year, month, 1)}
-        where = "month = {m:Date}"
-        if keyword is not None:
-            where += " AND keyword = {k:String}"
-            params["k"] = keyword
-        # keyword_month_counts holds each (keyword, month)'s set of post ids (migration 013):
-        # the union of the sets stored now, exact before any merge.
-        rows = await ch.query_rows(
-            f"SELECT keyword, uniqExactMerge(posts) FROM keyword_month_counts WHERE {where} "
-            "GROUP BY keyword ORDER BY keyword",
-            params,
-        )
+        counts = await unique_posts_per_keyword(await store(), date(year, month, 1), keyword)
+        rows = list(counts.items())
         if keyword is not None and not rows:
             rows = [(keyword, 0)]
         now = datetime.now(UTC)
