@@ -28,7 +28,9 @@ reproducible and needs no Python per row. The shape, against real X posts:
   better than real JSON (the fill stays within a shared machine's disk). No timed query reads
   raw_data except for the rows a page returns.
 
-task_posts and keyword_month_posts get the same rows as the collection would write them.
+task_posts and keyword_month_posts get the same rows as the collection would write them, and
+report_batches a delivered batch per task for every REPORT_BATCH rows (posts' oss_file_path
+stays null, so every page looks its posts' batch files up: the worst case).
 """
 
 from __future__ import annotations
@@ -38,8 +40,23 @@ KEYWORD = "python"
 HEAVY_AUTHOR = "u0"
 AUTHORS = 200_000
 TASKS = 10
+REPORT_BATCH = 1000  # rows of the fill per report batch of each task (100 posts at 10 tasks)
 TASK_KEYWORDS = ["python", "rust", "ai", "data", "cloud"]
 LANGS = ["en", "en", "en", "en", "ja", "zh", "es", "pt", "ko", "fr"]
+
+
+# The columns posts_select answers, in its order: the others (a retweet's original counts and
+# quoted post, migration 007) are left to their defaults, null.
+FILL_COLUMNS = [
+    "platform", "post_id", "post_url", "post_type", "author_id", "author_avatar", "author_name",
+    "author_handle", "post_time", "post_content", "post_images", "comment_count",
+    "retweet_count", "like_count", "quote_count", "view_count", "bookmark_count", "is_retweet",
+    "is_quote", "original_post_id", "original_author_avatar", "original_author_name",
+    "original_author_handle", "original_post_time", "original_post_content",
+    "original_post_images", "post_links", "hashtags", "mentions", "lang", "conversation_id",
+    "parent_post_id", "parent_comment_id", "oss_file_path", "keyword", "task_id",
+    "collected_at", "raw_data", "version",
+]  # fmt: skip
 
 
 def _u(salt: int) -> str:
@@ -48,8 +65,7 @@ def _u(salt: int) -> str:
 
 
 def posts_select(start: int, count: int, total: int, anchor_ms: int, days: int = 365) -> str:
-    """A SELECT of rows start..start+count-1 of a `total`-row fill, in `posts` column order
-    (see libs.storage.post_rows.POST_COLUMNS); row 0 is posted at `anchor_ms` (Unix ms)."""
+    """A SELECT of rows start..start+count-1 of a `total`-row fill, FILL_COLUMNS; row 0 is posted at `anchor_ms` (Unix ms)."""
     anchor = f"fromUnixTimestamp64Milli(toInt64({anchor_ms}), 'UTC')"
     span_ms = days * 86_400_000
     langs = "[" + ",".join(f"'{x}'" for x in LANGS) + "]"
@@ -127,8 +143,6 @@ def fill(store, total: int, batch: int = 50_000, days: int = 365, log=print) -> 
     Resumable: the fill's time anchor is kept in a table, and a fill that was stopped goes on
     from its last whole batch (a batch inserted twice is the same rows: the tables' engines
     keep one, and every count the API answers is exact)."""
-    from libs.storage.post_rows import POST_COLUMNS
-
     store.command_sync(
         "CREATE TABLE IF NOT EXISTS bench_fill (total UInt64, anchor_ms Int64, days UInt32) "
         "ENGINE = TinyLog"
@@ -147,7 +161,13 @@ def fill(store, total: int, batch: int = 50_000, days: int = 365, log=print) -> 
     first = min(have // batch * batch, total)
     if first:
         log(f"  resuming at post {first:,} of {total:,}")
-    cols = ", ".join(POST_COLUMNS)
+    if batch % REPORT_BATCH:
+        raise SystemExit(f"--batch must be a multiple of {REPORT_BATCH:,} (a report batch)")
+    if first and not store.query_rows_sync("SELECT count() FROM report_batches")[0][0]:
+        # a store filled before the fill wrote report batches: theirs first
+        for start in range(0, first, batch):
+            _fill_batches(store, start, batch)
+    cols = ", ".join(FILL_COLUMNS)
     # Small blocks: a batch's raw_data is ~0.5 GB before compression.
     settings = {"max_block_size": 8192, "min_insert_block_size_rows": batch}
     for start in range(first, total, batch):
@@ -165,6 +185,27 @@ def fill(store, total: int, batch: int = 50_000, days: int = 365, log=print) -> 
             "INSERT INTO keyword_month_posts SELECT keyword, toStartOfMonth(collected_at), "
             f"post_id, task_id, collected_at FROM posts WHERE {rng}"
         )
+        _fill_batches(store, start, count)
         done = start + count
         if done == total or (done // batch) % 10 == 0:
             log(f"  filled {done:,} / {total:,} posts", flush=True)
+
+
+def _fill_batches(store, start: int, count: int) -> None:
+    """The report batches of rows start..start+count-1, as the reporter writes them: each
+    task's posts of every REPORT_BATCH rows in one delivered batch (100 posts at 10 tasks),
+    its post_ids the batch's membership."""
+    rng = f"post_id > '{post_id_of(start + count)}' AND post_id <= '{post_id_of(start)}'"
+    store.command_sync(
+        "INSERT INTO report_batches (task_id, batch_no, batch_id, keyword, post_ids, "
+        "oss_file_path, completion_status, total_collected, state, attempts, last_error, "
+        "created_at, delivered_at, version) "
+        "SELECT task_id, toUInt32(intDiv(n, {b})) AS no, concat(task_id, ':', toString(no)), "
+        "any(keyword), groupArray(post_id), "
+        "concat('reports/', task_id, '/batch_', toString(no), '.json'), 'partial', count(), "
+        "'delivered', 1, NULL, max(collected_at), max(collected_at), "
+        "toUInt64(toUnixTimestamp64Milli(max(collected_at))) "
+        f"FROM (SELECT task_id, keyword, post_id, collected_at, "
+        f"intDiv({ID_BASE} - toUInt64(post_id), 1000) AS n FROM posts WHERE {rng}) "
+        "GROUP BY task_id, no".replace("{b}", str(REPORT_BATCH))
+    )

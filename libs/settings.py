@@ -123,6 +123,12 @@ class Settings(BaseSettings):
         "chdb://.xget/clickhouse",
         description="chdb://PATH for the embedded engine or http(s)://user:pass@host:8123/db.",
     )
+    clickhouse_slow_query_ms: float = Field(
+        2000.0,
+        ge=0,
+        description="A ClickHouse call taking longer than this (its wait behind the calls before "
+        "it included) is logged as a WARNING with the head of its SQL (never its parameters).",
+    )
 
     # --- object storage ------------------------------------------------------------------------
     object_store_url: str = Field(

@@ -68,7 +68,9 @@ async def clickhouse_for(settings: Settings, *, wait: bool = True) -> ClickHouse
     once (an HTTP request, which answers 503 instead)."""
     store = _stores.get(settings.clickhouse_dsn)
     if store is None:
-        store = _stores[settings.clickhouse_dsn] = ClickHouseStore(settings.clickhouse_dsn)
+        store = _stores[settings.clickhouse_dsn] = ClickHouseStore(
+            settings.clickhouse_dsn, slow_query_ms=settings.clickhouse_slow_query_ms
+        )
     if settings.clickhouse_dsn not in _migrated:
         from libs.storage.migrate import apply_migrations
 

@@ -43,7 +43,9 @@ Insert deduplication tokens — measured with chdb 4.4 / ClickHouse 26.9:
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -83,13 +85,19 @@ def chdb_path(dsn: str) -> str | None:
 # 649 -> 787 MiB over 75k posts, back to 626 after a purge). One second returns them as the
 # work goes, at no measurable CPU cost (same CPU-seconds for the same inserts).
 CHDB_MALLOC_CONF = "dirty_decay_ms:1000,muzzy_decay_ms:0"
+log = logging.getLogger("xget.clickhouse")
 
 
 class ClickHouseStore:
     """Async (and sync) facade over one clickhouse-connect client on one worker thread."""
 
-    def __init__(self, dsn: str, **client_kwargs: Any) -> None:
+    def __init__(
+        self, dsn: str, *, slow_query_ms: float | None = None, **client_kwargs: Any
+    ) -> None:
         self.dsn = normalize_dsn(dsn)
+        # A call that takes longer (waiting for the worker thread included) is logged with
+        # its SQL's head, never its parameters; None logs none.
+        self.slow_query_ms = slow_query_ms
         self.is_embedded = self.dsn.startswith("chdb://")
         self._client_kwargs = client_kwargs
         self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(
@@ -116,10 +124,33 @@ class ClickHouseStore:
         return self._client
 
     def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Any:
+        queued = time.perf_counter()
+
         def job() -> T:
-            return fn(self._get_client(), *args, **kwargs)
+            started = time.perf_counter()
+            try:
+                return fn(self._get_client(), *args, **kwargs)
+            finally:
+                self._log_if_slow(queued, started, args)
 
         return job
+
+    def _log_if_slow(self, queued: float, started: float, args: tuple) -> None:
+        """One WARNING for a call over slow_query_ms: how long it ran, and how long it waited
+        behind the calls before it (one worker thread serialises them)."""
+        if self.slow_query_ms is None:
+            return
+        now = time.perf_counter()
+        if (now - queued) * 1000 < self.slow_query_ms:
+            return
+        what = args[0] if args and isinstance(args[0], str) else "insert"
+        log.warning(
+            "clickhouse call took %.0f ms (ran %.0f ms, queued %.0f ms): %s",
+            (now - queued) * 1000,
+            (now - started) * 1000,
+            (started - queued) * 1000,
+            " ".join(what.split())[:300],
+        )
 
     def _executor_or_raise(self) -> ThreadPoolExecutor:
         if self._executor is None:

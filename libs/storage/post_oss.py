@@ -120,14 +120,15 @@ def media_urls(posts: list[Post]) -> list[str]:
 
 
 async def batch_paths(ch: ClickHouseStore, posts: list[Post]) -> dict[str, str]:
-    """post_id → the latest batch file of the post's own task that holds it (read through
-    the task key of report_batches; a post its task has not reported yet has none)."""
+    """post_id → the latest batch file of the post's own task that holds it (a post its task
+    has not reported yet has none). post_batches (migration 014) is report_batches'
+    membership sorted by post id: the posts' own rows, not every batch of their tasks."""
     if not posts:
         return {}
     rows = await ch.query_rows(
-        "SELECT pid, argMax(oss_file_path, created_at) FROM report_batches FINAL "
-        "ARRAY JOIN post_ids AS pid WHERE task_id IN {t:Array(String)} AND "
-        "pid IN {ids:Array(String)} GROUP BY pid",
+        "SELECT post_id, argMax(oss_file_path, created_at) FROM post_batches FINAL "
+        "WHERE post_id IN {ids:Array(String)} AND task_id IN {t:Array(String)} "
+        "GROUP BY post_id",
         {"t": sorted({p.task_id for p in posts}), "ids": [p.post_id for p in posts]},
     )
     return {r[0]: r[1] for r in rows}

@@ -110,8 +110,9 @@ def data_routes(r: APIRouter, settings: Settings, store: StoreOf) -> None:
             files = {
                 row[0]: row[1]
                 for row in await ch.query_rows(
-                    "SELECT pid, argMax(oss_file_path, created_at) FROM report_batches FINAL "
-                    "ARRAY JOIN post_ids AS pid WHERE pid IN {ids:Array(String)} GROUP BY pid",
+                    # post_batches: report_batches' membership sorted by post id (014)
+                    "SELECT post_id, argMax(oss_file_path, created_at) FROM post_batches FINAL "
+                    "WHERE post_id IN {ids:Array(String)} GROUP BY post_id",
                     {"ids": ids},
                 )
             }

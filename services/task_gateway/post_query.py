@@ -8,13 +8,14 @@ read time, ~1 s for a million matches on a busy 2-core host. Instead:
 - The page, newest first: the ids of the newest matching posts are read without FINAL, in
   the table's own order (post ids are time-ordered snowflakes: `ORDER BY post_id DESC` stops
   after the page; a user's posts come from author_posts, sorted by handle then id), then only
-  those posts are read with FINAL and checked against the filter on their newest row. A post
+  those posts are read with FINAL, from post_cards (their columns but raw_data in granules of
+  128 rows, migration 014), and checked against the filter on their newest row. A post
   matches the same on every row except by its counts (post_search.where_parts), so they all
   pass unless a count changed since an older row matched. A filter with few matches (up to
   FEW posts, any order) is read the same way, all its posts by id; otherwise (and for
   deep pages) FINAL over the matches answers.
-- The total: the posts among the matching rows, uniqExact(post_id) (with a count filter,
-  each post's newest row, argMax by version, decides). ClickHouse reads the matching rows up
+- The total: the posts among the matching rows, distinct ids (with a count filter, each
+  post's newest row decides: the rows FINAL keeps). ClickHouse reads the matching rows up
   to one past Settings.api_exact_total_limit and stops: when they were all of them the total
   is exact; otherwise it is a lower bound (that many posts match, at least), flagged
   X-Total-Count-Exact: false. exact_total=true reads every match (about a second for a
@@ -30,10 +31,12 @@ from .post_search import PostFilter, where_parts
 
 # Newest-first pages ending past this many posts, and filters matching more than FEW posts
 # (in another order), are read with FINAL over the matches, not by id: reading a post by id
-# reads its granule (~1,000 rows) of every column asked for.
+# reads its granule (128 rows of post_cards) of every column asked for.
 MAX_CHECKED = 1000
 FEW = 200
-_NEWEST_ROW = "argMax(tuple({c}), version).1"  # tuple: a NULL of the newest row stays NULL
+# FINAL with a WHERE: conditions apply to each post's newest row only (a condition moved to
+# PREWHERE, or a skip index dropping the granule of a newer row, would let an older row match).
+FINAL_FILTERS = {"optimize_move_to_prewhere_if_final": 0, "use_skip_indexes_if_final_exact_mode": 1}
 
 
 def author_only(f: PostFilter) -> bool:
@@ -59,36 +62,31 @@ async def total(
         return rows[0][0], True
     fixed, changing, p = where_parts(f)
     where = " AND ".join(fixed + changing) or "1"
-    fixed_sql = " AND ".join(fixed) or "1"
-    _, newest, _ = where_parts(f, lambda c: _NEWEST_ROW.format(c=c))
-    having = " AND ".join(newest)  # on a post's rows grouped: its newest row decides the counts
-    if exact:
-        if not changing:
+    if not changing:
+        # What every row of a post says alike: the distinct ids among the matching rows.
+        if exact:
             sql = f"SELECT uniqExact(post_id) FROM posts WHERE {where}"
-        else:  # one pass over what the fixed conditions select
-            sql = (
-                f"SELECT count() FROM (SELECT post_id FROM posts WHERE {fixed_sql} "
-                f"GROUP BY post_id HAVING {having})"
-            )
-        return (await ch.query_rows(sql, p))[0][0], True
-    # The matching rows up to one past the limit (ClickHouse stops reading there): when that
-    # was all of them the count is exact, else a lower bound.
-    ids = [
-        r[0]
-        for r in await ch.query_rows(
+            return (await ch.query_rows(sql, p))[0][0], True
+        # The matching rows up to one past the limit (ClickHouse stops reading there): when
+        # that was all of them the count is exact, else a lower bound.
+        rows = await ch.query_rows(
             f"SELECT post_id FROM posts WHERE {where} LIMIT {{probe:UInt64}}",
             {**p, "probe": exact_limit + 1},
         )
-    ]
-    complete = len(ids) <= exact_limit
-    if not changing or not ids:
-        return len(set(ids)), complete
+        return len({r[0] for r in rows}), len(rows) <= exact_limit
+    # A count condition: each post's newest row decides, the row FINAL keeps. FINAL filters
+    # after choosing it (the settings say so whatever the server's defaults) and stops at the
+    # LIMIT: one pass over the matches, no GROUP BY.
+    sql = f"SELECT post_id FROM posts FINAL WHERE {where}"
+    if exact:
+        rows = await ch.query_rows(f"SELECT count() FROM ({sql})", p, settings=FINAL_FILTERS)
+        return rows[0][0], True
     rows = await ch.query_rows(
-        f"SELECT count() FROM (SELECT post_id FROM posts WHERE {fixed_sql} "
-        f"AND post_id IN {{ids:Array(String)}} GROUP BY post_id HAVING {having})",
-        {**p, "ids": sorted(set(ids))},
+        f"SELECT count() FROM ({sql} LIMIT {{probe:UInt64}})",
+        {**p, "probe": exact_limit + 1},
+        settings=FINAL_FILTERS,
     )
-    return rows[0][0], complete
+    return rows[0][0], rows[0][0] <= exact_limit
 
 
 async def _newest_ids(ch: ClickHouseStore, src: str, cond: str, params: dict, n: int) -> list[str]:
@@ -116,6 +114,9 @@ async def page(
     fixed, changing, p = where_parts(f)
     all_of = " AND ".join(fixed + changing) or "1"
     select = f"SELECT {', '.join(cols)} FROM posts FINAL"
+    # Posts read by id come from post_cards (migration 014: granules of 128 rows, every column
+    # but raw_data), unless raw_data is asked for.
+    by_id = select if "raw_data" in cols else f"SELECT {', '.join(cols)} FROM post_cards FINAL"
     paged = {**p, "lim": limit, "off": offset}
     if author_only(f):
         src, cond, cp = "author_posts", "author_lc = {u:String}", _author(f)
@@ -125,14 +126,16 @@ async def page(
     # conditions (the others hold for every row of a post): all pass unless a count changed
     # since an older row matched.
     checked = (
-        f"{select} WHERE post_id IN {{ids:Array(String)}} AND ({' AND '.join(changing) or '1'})"
+        f"{by_id} WHERE post_id IN {{ids:Array(String)}} AND ({' AND '.join(changing) or '1'})"
     )
     if f.sort == "newest" and offset + limit <= MAX_CHECKED:
         # 19-digit ids (every post since mid-2018) sort as their time; shorter, older ids all
         # come after them: a page that reaches them is answered below.
         ids = await _newest_ids(ch, src, cond, cp, offset + limit)
         if len(ids) == offset + limit:
-            rows = await ch.query_dicts(f"{checked} ORDER BY post_id DESC", {**p, "ids": ids})
+            rows = await ch.query_dicts(
+                f"{checked} ORDER BY post_id DESC", {**p, "ids": ids}, settings=FINAL_FILTERS
+            )
             if len(rows) == len(ids):
                 return rows[offset:]
     # Few matches (a user with a handful of posts, a rare word): all of them by id, sorted.
@@ -144,6 +147,7 @@ async def page(
         return await ch.query_dicts(
             f"{checked} ORDER BY {f.order_by} LIMIT {{lim:UInt32}} OFFSET {{off:UInt64}}",
             {**paged, "ids": [r[0] for r in few]},
+            settings=FINAL_FILTERS,
         )
     if f.sort == "newest":
         # Deep pages: FINAL, still reading the sorting key backwards.
@@ -151,10 +155,12 @@ async def page(
             f"{select} WHERE ({all_of}) AND length(post_id) = 19 ORDER BY post_id DESC "
             "LIMIT {lim:UInt32} OFFSET {off:UInt64}",
             paged,
+            settings=FINAL_FILTERS,
         )
         if len(rows) == limit:
             return rows
     return await ch.query_dicts(
         f"{select} WHERE {all_of} ORDER BY {f.order_by} LIMIT {{lim:UInt32}} OFFSET {{off:UInt64}}",
         paged,
+        settings=FINAL_FILTERS,
     )

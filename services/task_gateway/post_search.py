@@ -163,15 +163,12 @@ def where_sql(f: PostFilter) -> tuple[str, dict]:
     return (" AND ".join(fixed + changing) or "1"), p
 
 
-def where_parts(
-    f: PostFilter, newest: Callable[[str], str] = lambda column: column
-) -> tuple[list[str], list[str], dict]:
+def where_parts(f: PostFilter) -> tuple[list[str], list[str], dict]:
     """The filter's conditions over `posts` in two lists, and their bound parameters:
     - on what every stored version of a post says alike (its text, time, author, language,
       type, media, the tasks that collected it): a post matches when any of its rows does;
     - on its counts (min_likes, min_retweets), which a later collection changes: only the
-      post's newest row (the one FINAL reads) decides; `newest(column)` is how a condition
-      names such a column (an aggregate over a post's rows, in a GROUP BY post_id)."""
+      post's newest row (the one FINAL reads) decides."""
     where: list[str] = []
     changing: list[str] = []
     p: dict[str, object] = {}
@@ -204,10 +201,10 @@ def where_parts(
         where.append("lower(author_handle) = {u:String}")
         p["u"] = "@" + f.username.lstrip("@").lower()
     if f.min_likes is not None:
-        changing.append(f"{newest('like_count')} >= {{ml:UInt64}}")
+        changing.append("like_count >= {ml:UInt64}")
         p["ml"] = f.min_likes
     if f.min_retweets is not None:
-        changing.append(f"{newest('retweet_count')} >= {{mr:UInt64}}")
+        changing.append("retweet_count >= {mr:UInt64}")
         p["mr"] = f.min_retweets
     if f.has_media is not None:
         # post_images != '[]', kept as its own column (migration 013)
