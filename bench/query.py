@@ -70,16 +70,21 @@ def prepare(path: Path, posts: int, batch: int, fill_it: bool = True) -> int:
             print(f"filled in {time.perf_counter() - t:,.0f} s")
         held = store.query_rows_sync("SELECT count() FROM posts FINAL")[0][0]
         # What a store that has been collecting for a while looks like: merged by the engine
-        # in the background; wait (bounded) for the merges the fill started.
+        # in the background; wait (bounded) for the merges the fill started, and for the
+        # count tables' forced merge of parts past its age (migration 015).
         t = time.perf_counter()
-        while time.perf_counter() - t < 300:
+        while time.perf_counter() - t < 420:
             running = store.query_rows_sync(
                 "SELECT count() FROM system.merges WHERE table = 'posts'"
             )[0][0]
             mut = store.query_rows_sync(
                 "SELECT count() FROM system.mutations WHERE table = 'posts' AND NOT is_done"
             )[0][0]
-            if not running and not mut:
+            states = store.query_rows_sync(
+                "SELECT max(n) FROM (SELECT count() AS n FROM system.parts WHERE active AND "
+                "table IN ('task_counts', 'keyword_month_counts') GROUP BY table)"
+            )[0][0]
+            if not running and not mut and states <= 1:
                 break
             time.sleep(5)
         parts, size = store.query_rows_sync(
