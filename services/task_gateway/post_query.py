@@ -8,8 +8,8 @@ read time, ~1 s for a million matches on a busy 2-core host. Instead:
 - The page, newest first: the ids of the newest matching posts are read without FINAL, in
   the table's own order (post ids are time-ordered snowflakes: `ORDER BY post_id DESC` stops
   after the page; a user's posts come from author_posts, sorted by handle then id), then only
-  those posts are read with FINAL, from post_cards (their columns but raw_data in granules of
-  128 rows, migration 014), and checked against the filter on their newest row. A post
+  those posts are read with FINAL, from post_cards (post_cards.py), and checked against the
+  filter on their newest row. A post
   matches the same on every row except by its counts (post_search.where_parts), so they all
   pass unless a count changed since an older row matched. A filter with few matches (up to
   FEW posts, any order) is read the same way, all its posts by id; otherwise (and for
@@ -27,11 +27,12 @@ from __future__ import annotations
 
 from libs.storage.clickhouse import ClickHouseStore
 
+from . import post_cards
 from .post_search import PostFilter, where_parts
 
 # Newest-first pages ending past this many posts, and filters matching more than FEW posts
 # (in another order), are read with FINAL over the matches, not by id: reading a post by id
-# reads its granule (128 rows of post_cards) of every column asked for.
+# reads its granule (128 rows of post_cards).
 MAX_CHECKED = 1000
 FEW = 200
 # FINAL with a WHERE: conditions apply to each post's newest row only (a condition moved to
@@ -114,9 +115,6 @@ async def page(
     fixed, changing, p = where_parts(f)
     all_of = " AND ".join(fixed + changing) or "1"
     select = f"SELECT {', '.join(cols)} FROM posts FINAL"
-    # Posts read by id come from post_cards (migration 014: granules of 128 rows, every column
-    # but raw_data), unless raw_data is asked for.
-    by_id = select if "raw_data" in cols else f"SELECT {', '.join(cols)} FROM post_cards FINAL"
     paged = {**p, "lim": limit, "off": offset}
     if author_only(f):
         src, cond, cp = "author_posts", "author_lc = {u:String}", _author(f)
@@ -124,18 +122,22 @@ async def page(
         src, cond, cp = "posts", all_of, p
     # Each candidate's newest row is read with FINAL and checked against the counts'
     # conditions (the others hold for every row of a post): all pass unless a count changed
-    # since an older row matched.
-    checked = (
-        f"{by_id} WHERE post_id IN {{ids:Array(String)}} AND ({' AND '.join(changing) or '1'})"
-    )
+    # since an older row matched. From post_cards (post_cards.py), unless raw_data is asked for.
+    checked = f"post_id IN {{ids:Array(String)}} AND ({' AND '.join(changing) or '1'})"
+
+    async def by_id(order_limit: str, params: dict) -> list[dict]:
+        if "raw_data" not in cols:
+            return await post_cards.read(ch, cols, checked, params, order_limit, FINAL_FILTERS)
+        return await ch.query_dicts(
+            f"{select} WHERE {checked} {order_limit}", params, settings=FINAL_FILTERS
+        )
+
     if f.sort == "newest" and offset + limit <= MAX_CHECKED:
         # 19-digit ids (every post since mid-2018) sort as their time; shorter, older ids all
         # come after them: a page that reaches them is answered below.
         ids = await _newest_ids(ch, src, cond, cp, offset + limit)
         if len(ids) == offset + limit:
-            rows = await ch.query_dicts(
-                f"{checked} ORDER BY post_id DESC", {**p, "ids": ids}, settings=FINAL_FILTERS
-            )
+            rows = await by_id("ORDER BY post_id DESC", {**p, "ids": ids})
             if len(rows) == len(ids):
                 return rows[offset:]
     # Few matches (a user with a handful of posts, a rare word): all of them by id, sorted.
@@ -144,10 +146,9 @@ async def page(
         {**cp, "lim": FEW + 1},
     )
     if len(few) <= FEW:
-        return await ch.query_dicts(
-            f"{checked} ORDER BY {f.order_by} LIMIT {{lim:UInt32}} OFFSET {{off:UInt64}}",
+        return await by_id(
+            f"ORDER BY {f.order_by} LIMIT {{lim:UInt32}} OFFSET {{off:UInt64}}",
             {**paged, "ids": [r[0] for r in few]},
-            settings=FINAL_FILTERS,
         )
     if f.sort == "newest":
         # Deep pages: FINAL, still reading the sorting key backwards.

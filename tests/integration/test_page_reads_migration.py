@@ -1,5 +1,5 @@
 """Migration 014 on a store that already holds posts and report batches: post_cards (a page's
-columns in small granules) and post_batches (batch membership by post id) start out holding
+columns as one JSON card, in small granules) and post_batches (batch membership by post id) start out holding
 exactly what was stored before, every later write reaches them in the same insert, and the
 data API's readers (a page of posts, a post's batch file) answer from them what they answered
 from posts and report_batches."""
@@ -9,13 +9,15 @@ from __future__ import annotations
 import shutil
 from datetime import UTC, datetime, timedelta
 
+import orjson
+
 from libs.records.posts import Post
 from libs.storage.clickhouse import ClickHouseStore
 from libs.storage.migrate import MIGRATIONS_DIR, apply_migrations
 from libs.storage.post_oss import batch_paths
 from libs.storage.post_rows import POST_COLUMNS, post_row
 from services.reporter.store import BATCH_COLUMNS, Batch
-from services.task_gateway import post_query, tweet_view
+from services.task_gateway import post_cards, post_query, tweet_view
 from services.task_gateway.post_search import PostFilter
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
@@ -30,12 +32,14 @@ def _post(i: int, likes: int, collected: datetime) -> Post:
         post_type="text",
         author_handle="@Carol",
         post_time=T0 + timedelta(minutes=i),
-        post_content=f"post number {i}",
+        # what JSON must escape, and text beyond ASCII: the card gives it back unchanged
+        post_content=f'post number {i}: "quoted" \\ a/b\t🚀 中文\nnext line',
+        hashtags=["中文", 'a"b'],
         like_count=likes,
         keyword="kw",
         task_id="task-1",
         collected_at=collected,
-        raw_data='{"rest_id": "%s"}' % pid,
+        raw_data=orjson.dumps({"rest_id": pid}).decode(),
     )
 
 
@@ -44,8 +48,8 @@ def _batch(no: int, ids: list[str], path: str, at: datetime, task: str = "task-1
 
 
 async def _cards(store: ClickHouseStore) -> list[dict]:
-    cols = ", ".join(PAGE_COLUMNS)
-    return await store.query_dicts(f"SELECT {cols} FROM post_cards FINAL ORDER BY post_id")
+    rows = await store.query_rows("SELECT card FROM post_cards FINAL ORDER BY post_id")
+    return [post_cards.from_card(r[0], PAGE_COLUMNS) for r in rows]
 
 
 async def _newest(store: ClickHouseStore) -> list[dict]:

@@ -1,29 +1,36 @@
--- A page of posts at millions of posts (issue 17): reading 50 posts by id read 50 granules of
--- `posts`, and a granule there is ~1,000 rows (the adaptive granularity of ~10 KB rows: raw_data),
--- of every column asked for: ~150 ms of decompression for 50 random posts at 7M, measured.
--- Settings.index_granularity cannot change on an existing table, so the page's columns (every
--- column but raw_data) get their own copy, post_cards: sorted by post_id like posts, in
--- granules of 128 rows and small compressed blocks, fed by a materialized view in the same
--- INSERT as posts (it never lags or runs ahead) and kept newest-row-wins like posts
--- (ReplacingMergeTree(version), read with FINAL). Pages read it; raw_data, asked for, is still read from posts.
--- The search filters' indexes stay on posts only: post_cards is only ever read by post id.
--- Compressed blocks of 4-16 KiB (ClickHouse's default is 64 KiB-1 MiB): a granule is read by
--- decompressing the blocks that hold it, and with 128-row granules a 64 KiB block of a narrow
--- column spans dozens of them. 50 posts by id at 2M rows: 247 ms median with small blocks,
--- 658 ms with the default blocks, 1,204 ms with 8,192-row granules (same rows, measured side
--- by side on a loaded host).
-CREATE TABLE IF NOT EXISTS post_cards AS posts
+-- A page of posts at millions of posts (issue 17). Reading 50 posts by id read 50 granules of
+-- `posts`, a granule there ~1,000 rows (the adaptive granularity of ~10 KB rows: raw_data), of
+-- each of the 49 columns a page answers (~80 files with the null maps and array sizes): ~150 ms
+-- for 50 random posts at 7M on a quiet host. Granularity cannot change on an existing table,
+-- and even in granules of 128 rows the 80 files of 50 scattered granules cost ~4,000 seeks and
+-- block decompressions. So a page's columns get their own copy, post_cards, one row per stored
+-- row of posts:
+-- * `card`: the 49 columns as one JSON object (formatRowNoNewline 'JSONEachRow'), read back by
+--   services/task_gateway/post_cards.py into the values the columns would have given;
+-- * post_time, like_count, retweet_count: what a page sorts or filters its posts by;
+-- * sorted by post_id in granules of 128 rows and compressed blocks of 4-16 KiB (ClickHouse's
+--   default blocks of 64 KiB-1 MiB would span dozens of granules), ZSTD for the card;
+-- * newest row wins, as in posts: ReplacingMergeTree(version), read with FINAL;
+-- * fed by a materialized view in the same INSERT as posts: it never lags or runs ahead.
+-- 50 posts by id at 2M rows, side by side on a loaded host: 36 ms median from cards, 240 ms
+-- from the columns in small granules, 1,204 ms in 8,192-row granules. raw_data, asked for, is
+-- still read from posts.
+CREATE TABLE IF NOT EXISTS post_cards
+(
+    post_id       String,
+    post_time     DateTime64(3, 'UTC'),
+    like_count    UInt64,
+    retweet_count Nullable(UInt64),
+    card          String CODEC(ZSTD(3)) COMMENT 'the page columns of posts as a JSON object',
+    version       UInt64
+)
 ENGINE = ReplacingMergeTree(version)
 ORDER BY post_id
 SETTINGS index_granularity = 128, min_compress_block_size = 4096, max_compress_block_size = 16384;
 
-ALTER TABLE post_cards DROP INDEX IF EXISTS content_text;
-ALTER TABLE post_cards DROP INDEX IF EXISTS author_lc;
-ALTER TABLE post_cards DROP INDEX IF EXISTS post_time_mm;
-ALTER TABLE post_cards DROP COLUMN IF EXISTS raw_data;
-
 CREATE MATERIALIZED VIEW IF NOT EXISTS post_cards_mv TO post_cards AS
-SELECT platform, post_id, post_url, post_type, author_id, author_avatar, author_name,
+SELECT post_id, post_time, like_count, retweet_count,
+       formatRowNoNewline('JSONEachRow', platform, post_id, post_url, post_type, author_id, author_avatar, author_name,
        author_handle, post_time, post_content, post_images, comment_count, retweet_count,
        like_count, quote_count, view_count, bookmark_count, is_retweet, is_quote,
        original_post_id, original_author_avatar, original_author_name, original_author_handle,
@@ -32,22 +39,15 @@ SELECT platform, post_id, post_url, post_type, author_id, author_avatar, author_
        original_bookmark_count, original_quote_post_id, original_quote_author_avatar,
        original_quote_author_name, original_quote_author_handle, original_quote_post_time,
        original_quote_post_content, post_links, hashtags, mentions, lang, conversation_id,
-       parent_post_id, parent_comment_id, oss_file_path, keyword, task_id, collected_at, version
+       parent_post_id, parent_comment_id, oss_file_path, keyword, task_id, collected_at) AS card,
+       version
 FROM posts;
 
 -- The posts stored before this migration, copied once (a copy overlapping a concurrent write
 -- is the same row twice: ReplacingMergeTree keeps one).
-INSERT INTO post_cards (platform, post_id, post_url, post_type, author_id, author_avatar,
-       author_name, author_handle, post_time, post_content, post_images, comment_count,
-       retweet_count, like_count, quote_count, view_count, bookmark_count, is_retweet, is_quote,
-       original_post_id, original_author_avatar, original_author_name, original_author_handle,
-       original_post_time, original_post_content, original_post_images, original_comment_count,
-       original_retweet_count, original_like_count, original_quote_count, original_view_count,
-       original_bookmark_count, original_quote_post_id, original_quote_author_avatar,
-       original_quote_author_name, original_quote_author_handle, original_quote_post_time,
-       original_quote_post_content, post_links, hashtags, mentions, lang, conversation_id,
-       parent_post_id, parent_comment_id, oss_file_path, keyword, task_id, collected_at, version)
-SELECT platform, post_id, post_url, post_type, author_id, author_avatar, author_name,
+INSERT INTO post_cards (post_id, post_time, like_count, retweet_count, card, version)
+SELECT post_id, post_time, like_count, retweet_count,
+       formatRowNoNewline('JSONEachRow', platform, post_id, post_url, post_type, author_id, author_avatar, author_name,
        author_handle, post_time, post_content, post_images, comment_count, retweet_count,
        like_count, quote_count, view_count, bookmark_count, is_retweet, is_quote,
        original_post_id, original_author_avatar, original_author_name, original_author_handle,
@@ -56,7 +56,8 @@ SELECT platform, post_id, post_url, post_type, author_id, author_avatar, author_
        original_bookmark_count, original_quote_post_id, original_quote_author_avatar,
        original_quote_author_name, original_quote_author_handle, original_quote_post_time,
        original_quote_post_content, post_links, hashtags, mentions, lang, conversation_id,
-       parent_post_id, parent_comment_id, oss_file_path, keyword, task_id, collected_at, version
+       parent_post_id, parent_comment_id, oss_file_path, keyword, task_id, collected_at),
+       version
 FROM posts;
 
 -- Which batch file holds a post: the data API showed each post's newest batch file by
