@@ -75,10 +75,12 @@ async def total(
             {**p, "probe": exact_limit + 1},
         )
         return len({r[0] for r in rows}), len(rows) <= exact_limit
-    # A count condition: each post's newest row decides, the row FINAL keeps. FINAL filters
-    # after choosing it (the settings say so whatever the server's defaults) and stops at the
-    # LIMIT: one pass over the matches, no GROUP BY.
-    sql = f"SELECT post_id FROM posts FINAL WHERE {where}"
+    # A count condition: each post's newest row decides, the row FINAL keeps: WHERE filters
+    # after FINAL chose it (the settings say so whatever the server's defaults). What every
+    # row of a post says alike filters before, as PREWHERE (read first, dropping the granules
+    # and rows of every other post). One pass over the matches, stopping at the LIMIT.
+    pre = f"PREWHERE {' AND '.join(fixed)} " if fixed else ""
+    sql = f"SELECT post_id FROM posts FINAL {pre}WHERE {' AND '.join(changing)}"
     if exact:
         rows = await ch.query_rows(f"SELECT count() FROM ({sql})", p, settings=FINAL_FILTERS)
         return rows[0][0], True
