@@ -29,6 +29,10 @@ ratio. Later tasks also pay for a fuller stack (noida-db's
 periodic snapshot grows with the data it holds, chdb merges bigger parts), so the first task is
 the one to compare with single runs.
 
+`--bare-sample N` measures the bare rate as bench/scale.py does instead: an evenly spaced sample
+of N of the task's pages, best of 7 passes. The broker's bytes per topic (DescribeLogDirs) at 10%
+and 100% of the task are printed beside the RSS: the broker's RSS follows them.
+
 The last line is `ratio: <end-to-end posts/s ÷ bare parse posts/s>`.
 """
 
@@ -598,10 +602,24 @@ def main() -> None:
         help="tasks run one after another on the same stack; the last line is then "
         "the median ratio (a shared host's noise moves single runs)",
     )
+    ap.add_argument(
+        "--bare-sample",
+        type=int,
+        default=0,
+        help="the bare rate from an evenly spaced sample of this many of the task's pages, "
+        "best of 7 passes (bench/scale.py's way), instead of a streamed pass over all of them",
+    )
     args = ap.parse_args()
     if args.runs < 1:
         ap.error("--runs must be at least 1")
-    run(args.posts, keep=args.keep, parsers=args.parsers, runs=args.runs, broker_mb=args.broker_mb)
+    run(
+        args.posts,
+        keep=args.keep,
+        parsers=args.parsers,
+        runs=args.runs,
+        broker_mb=args.broker_mb,
+        bare_sample=args.bare_sample,
+    )
 
 
 if __name__ == "__main__":
