@@ -29,6 +29,10 @@ ratio. Later tasks also pay for a fuller stack (noida-db's
 periodic snapshot grows with the data it holds, chdb merges bigger parts), so the first task is
 the one to compare with single runs.
 
+`--bare-sample N` measures the bare rate as bench/scale.py does instead: an evenly spaced sample
+of N of the task's pages, best of 7 passes. The broker's bytes per topic (DescribeLogDirs) at 10%
+and 100% of the task are printed beside the RSS: the broker's RSS follows them.
+
 The last line is `ratio: <end-to-end posts/s ÷ bare parse posts/s>`.
 """
 
@@ -45,7 +49,7 @@ import tempfile
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -59,6 +63,7 @@ import httpx
 from bench.bare_parse import bare_parse_rate
 from infra import local
 from infra.service_process import ServiceProcess, all_alive, gateway_client, wait_until
+from libs import log_dirs
 from libs.records.pages import RawPage
 from libs.settings import Settings
 from libs.storage.objects import FileObjectStore
@@ -109,6 +114,17 @@ def sample_cpu(pids: dict[str, int]) -> dict[str, float]:
 def sample_rss(pids: dict[str, int]) -> dict[str, float]:
     """VmRSS of each process and its descendants, in MiB."""
     return {name: local.tree_rss_mb(pid) for name, pid in pids.items()}
+
+
+def topic_bytes(bootstrap: str, prefix: str) -> dict[str, int]:
+    """Bytes each topic holds on the broker (DescribeLogDirs), by catalogue name: what the
+    broker's RSS follows (libs/topics.py: ~8 bytes of RSS per byte retained)."""
+    held = local.run_sync(lambda: log_dirs.partition_bytes(bootstrap))
+    out: dict[str, int] = {}
+    for tp, n in held.items():
+        name = tp.topic.removeprefix(prefix)
+        out[name] = out.get(name, 0) + n
+    return out
 
 
 # --- raw pages, streamed back from the archive ------------------------------------------------
@@ -177,12 +193,62 @@ def streamed_bare_rate(
     }
 
 
+def sample_pages(pages: Iterator[RawPage], total: int, size: int) -> list[tuple[bytes, int]]:
+    """An evenly spaced sample of about `size` of the `total` pages `pages` yields (every
+    total/size-th, from the first): each page's body and its top-level posts. Only the sample
+    is held, so it works at any task size."""
+    step = max(1, total // size)
+    out: list[tuple[bytes, int]] = []
+    for i, page in enumerate(pages):
+        if i >= step * size:
+            break
+        if i % step == 0 and page.response is not None:
+            out.append((page.response.encode(), page.entries))
+    return out
+
+
+def alternating_bare_rates(samples: list[list[tuple[bytes, int]]], rounds: int) -> list[dict]:
+    """The bare parse rate (top-level posts/s) of each sample of pages, measured alternately:
+    `rounds` rounds, each parsing every sample once in turn, each sample's fastest round
+    counted. On a shared host the load drifts over minutes; taking turns puts every sample
+    under the same load, and the fastest round is the least disturbed one (the bare rate is a
+    ceiling: other load must not lower it)."""
+    if samples and samples[0]:
+        bare_parse_rate([samples[0][0][0]])  # warm-up
+    best = [math.inf] * len(samples)
+    tweets = [0] * len(samples)
+    for _ in range(rounds):
+        for i, sample in enumerate(samples):
+            tweets[i], seconds = bare_parse_rate([body for body, _ in sample])
+            best[i] = min(best[i], seconds)
+    out = []
+    for sample, tws, seconds in zip(samples, tweets, best, strict=True):
+        top_level = sum(n for _, n in sample)
+        out.append(
+            {
+                "pages": len(sample),
+                "top_level": top_level,
+                "tws_tweets": tws,
+                "seconds": seconds,
+                "rate": top_level / seconds,
+                "rounds": rounds,
+            }
+        )
+    return out
+
+
 # --- one task --------------------------------------------------------------------------------------
 def _run_task(
-    gw, services: list[ServiceProcess], pids: dict[str, int], cpu_pids: dict[str, int], n_posts: int
+    gw,
+    services: list[ServiceProcess],
+    pids: dict[str, int],
+    cpu_pids: dict[str, int],
+    n_posts: int,
+    topics_now: Callable[[], dict[str, int]],
 ) -> dict:
     """Submit one on-demand task for n_posts and wait until the gateway says completed: its
-    time, RSS at 10% and 100%, and CPU of every process from submit to completed."""
+    time, RSS and the broker's bytes per topic (`topics_now`) at 10% and 100%, and CPU of
+    every process from submit to completed."""
     hours = math.ceil(n_posts / density_for(n_posts) * 1.25) + 2
     start = WINDOW_END - timedelta(hours=hours)
     keyword = f"bench{uuid.uuid4().hex[:6]}"
@@ -204,6 +270,7 @@ def _run_task(
     task_id = r.json()["task_id"]
 
     rss: dict[str, dict[str, float]] = {}
+    held: dict[str, dict[str, int]] = {}  # the broker's bytes per topic
     peak: dict[str, float] = dict.fromkeys(pids, 0.0)
     recent: deque[tuple[float, dict[str, float]]] = deque()  # the last RSS_WINDOW_S of samples
     status: dict = {}
@@ -229,11 +296,14 @@ def _run_task(
                 peak[name] = max(peak[name], mb)
         if "10%" not in rss and pct >= 10.0:
             rss["10%"] = rss_now()
+            held["10%"] = topics_now()
         if status.get("status") == "completed":
             elapsed = time.perf_counter() - t0
             rss["100%"] = rss_now()
             cpu1 = sample_cpu(cpu_pids)
+            held["100%"] = topics_now()
             rss.setdefault("10%", rss["100%"])
+            held.setdefault("10%", held["100%"])
             break
         if status.get("status") == "failed":
             raise RuntimeError(f"task failed: {status}")
@@ -250,10 +320,24 @@ def _run_task(
         "elapsed": elapsed,
         "collected": int(status["progress"]["collected"]),
         "rss": rss,
+        "held": held,
         "peak": {n: max(peak[n], rss["100%"][n]) for n in pids},
         "cpu0": cpu0,
         "cpu1": cpu1,
     }
+
+
+def print_topic_bytes(held: dict[str, dict[str, int]], min_bytes: int = 50_000) -> None:
+    """The broker's bytes per topic at 10% and 100% of the task (topics holding any)."""
+    names = [n for n in held["100%"] if max(held["10%"].get(n, 0), held["100%"][n]) >= min_bytes]
+    names.sort(key=lambda n: -held["100%"][n])
+    print(
+        "broker's topics, MB held at 10% -> 100% (DescribeLogDirs): "
+        + ", ".join(
+            f"{n} {held['10%'].get(n, 0) / 1e6:.2f} -> {held['100%'][n] / 1e6:.2f}" for n in names
+        )
+        + f"; all {sum(held['10%'].values()) / 1e6:.1f} -> {sum(held['100%'].values()) / 1e6:.1f}"
+    )
 
 
 # --- main ------------------------------------------------------------------------------------------
@@ -264,9 +348,14 @@ def run(
     runs: int = 1,
     broker_mb: int = BENCH_BROKER_MB,
     bare_repeat: int | None = None,
+    bare_sample: int = 0,
+    bare_rounds: int = 7,
 ) -> dict:
     """One stack, `runs` tasks of `n_posts`; prints the tables and returns the figures
-    (ratio, rates, RSS at 10%/100% and peaks of the first task)."""
+    (ratio, rates, RSS at 10%/100% and peaks of the first task). `bare_sample` > 0: the bare
+    rate from an evenly spaced sample of that many of the task's pages, best of `bare_rounds`
+    passes (returned as "sample" too, for bench/scale.py to measure again beside another
+    run's), instead of one streamed pass over all of them."""
     tmp = Path(tempfile.mkdtemp(prefix="xget-bench-"))
     logs = tmp / "logs"
     logs.mkdir()
@@ -367,7 +456,17 @@ def run(
 
         pids = {s.name: s.pid for s in services} | {BROKER_LABEL: broker.pid}
         cpu_pids = pids | {"x simulator": xsim.pid}
-        results = [_run_task(gw, services, pids, cpu_pids, n_posts) for _ in range(runs)]
+        results = [
+            _run_task(
+                gw,
+                services,
+                pids,
+                cpu_pids,
+                n_posts,
+                lambda: topic_bytes(broker.address, prefix),
+            )
+            for _ in range(runs)
+        ]
         first = results[0]
         task_id, keyword, hours = first["task_id"], first["keyword"], first["hours"]
         collected, elapsed, rss = first["collected"], first["elapsed"], first["rss"]
@@ -380,9 +479,16 @@ def run(
         want_pages = math.ceil(n_posts / PAGE_SIZE)
         logging.disable(logging.WARNING)
         since = datetime.now(UTC) - timedelta(seconds=elapsed + 600)
-        bare = streamed_bare_rate(
-            archived_pages(tmp / "objects", task_id, since), want_pages, bare_repeat
-        )
+        pages = archived_pages(tmp / "objects", task_id, since)
+        sample: list[tuple[bytes, int]] = []
+        if bare_sample:
+            sample = sample_pages(pages, want_pages, bare_sample)
+            bare = alternating_bare_rates([sample], bare_rounds)[0]
+            how = f"best of {bare_rounds} passes over an evenly spaced sample of the task's pages"
+        else:
+            bare = streamed_bare_rate(pages, want_pages, bare_repeat)
+            how = "best of 3 per chunk" if bare["repeat"] > 1 else "one pass"
+            how += ", streamed from the raw_data/ archive 100 pages at a time"
         if not bare["pages"]:
             raise RuntimeError("no raw pages of the task in the raw_data/ archive")
         bare_rate = bare["top_level"] / bare["seconds"]
@@ -395,10 +501,9 @@ def run(
             f"end-to-end: {collected} posts in {elapsed:.2f}s = {e2e_rate:,.1f} posts/s "
             f"(submit -> status completed)"
         )
-        best = "best of 3 per chunk" if bare["repeat"] > 1 else "one pass"
         print(
-            f"bare parse (json.loads + twscrape parse_tweets, 1 core, {best}, streamed from "
-            f"the raw_data/ archive 100 pages at a time): {bare['pages']} pages, "
+            f"bare parse (json.loads + twscrape parse_tweets, 1 core, {how}, read back from "
+            f"the raw_data/ archive): {bare['pages']} pages, "
             f"{bare['top_level']} top-level posts ({bare['tws_tweets']} twscrape tweets incl. "
             f"quoted) in {bare['seconds']:.3f}s = {bare_rate:,.1f} posts/s (top-level posts)"
         )
@@ -416,6 +521,7 @@ def run(
             + ", ".join(f"{n} {g * 100:+.0f}%" for n, g in grew.items())
             + f"; broker peak {first['peak'][BROKER_LABEL]:.0f} MiB of its {broker_mb} MiB budget"
         )
+        print_topic_bytes(first["held"])
         print(
             f"CPU seconds from submit to completed (wall {elapsed:.2f}s, "
             f"{os.cpu_count()} cores; bare parse of the same posts would take "
@@ -463,9 +569,11 @@ def run(
             "collected": collected,
             "elapsed": elapsed,
             "rss": rss,
+            "held": first["held"],
             "peak": first["peak"],
             "broker_mb": broker_mb,
             "broker": BROKER_LABEL,
+            "sample": sample,
         }
     finally:
         stop_all()
@@ -494,10 +602,24 @@ def main() -> None:
         help="tasks run one after another on the same stack; the last line is then "
         "the median ratio (a shared host's noise moves single runs)",
     )
+    ap.add_argument(
+        "--bare-sample",
+        type=int,
+        default=0,
+        help="the bare rate from an evenly spaced sample of this many of the task's pages, "
+        "best of 7 passes (bench/scale.py's way), instead of a streamed pass over all of them",
+    )
     args = ap.parse_args()
     if args.runs < 1:
         ap.error("--runs must be at least 1")
-    run(args.posts, keep=args.keep, parsers=args.parsers, runs=args.runs, broker_mb=args.broker_mb)
+    run(
+        args.posts,
+        keep=args.keep,
+        parsers=args.parsers,
+        runs=args.runs,
+        broker_mb=args.broker_mb,
+        bare_sample=args.bare_sample,
+    )
 
 
 if __name__ == "__main__":

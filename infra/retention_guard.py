@@ -73,17 +73,19 @@ def readers(prefix: str, topics: set[str]) -> dict[str, list[str]]:
 
 
 def unread_bytes(snap: lag.Snapshot, held: dict[TopicPartition, int], topic: str) -> float:
-    """The most bytes any group has unread on one partition of `topic`; partitions a group
-    never committed on are left out."""
+    """The most bytes any group has unread on one partition of `topic`. A group that never
+    committed on `topic` is left out; one that has reads a partition it never committed on
+    from its first record (services in group mode assign commit no position up front), so
+    all of that partition is unread."""
     worst = 0.0
-    for tp, end in snap.end.items():
-        if tp.topic != topic:
+    for offsets in snap.committed.values():
+        mine = {tp: c for tp, c in offsets.items() if tp.topic == topic}
+        if all(c is None for c in mine.values()):
             continue
-        for offsets in snap.committed.values():
-            committed = offsets.get(tp)
-            if committed is not None:
-                start = snap.start.get(tp, 0)
-                worst = max(worst, log_dirs.unread_bytes(tp, start, end, committed, held))
+        for tp, committed in mine.items():
+            start, end = snap.start.get(tp, 0), snap.end.get(tp, 0)
+            at = start if committed is None else committed
+            worst = max(worst, log_dirs.unread_bytes(tp, start, end, at, held))
     return worst
 
 

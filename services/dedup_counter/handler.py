@@ -1,8 +1,9 @@
 """dedup-counter: stores posts and users in ClickHouse and keeps exact per-task progress.
 
-Which posts a task has collected is decided from ClickHouse (`task_posts`), read once per task
-and then kept in step with this instance's own writes (see TaskMemo), so a re-delivered batch
-makes exactly the same decisions as the first delivery:
+Which posts a task has collected is decided from ClickHouse (`task_posts`): each batch asks it
+which of the batch's posts the task already has, and how many the task has is read once per
+task and then kept in step with this instance's own writes (see TaskMemo), so a re-delivered
+batch makes exactly the same decisions as the first delivery:
   * a post the task already has is stored again (harmless: ReplacingMergeTree) and not counted;
   * a new post is accepted while the task is under its target (0 = no target);
   * past the target, posts of pages that were already in flight are dropped.
@@ -119,15 +120,16 @@ class TaskMemo:
     memo stays equal to `task_posts`/`task_slices` as long as every write it made succeeded.
     It is loaded from ClickHouse on first sight (after a start or a rebalance) and dropped on
     any failure, so a replayed batch is decided from ClickHouse exactly as before.
+
+    It holds how many members the task has, not which: a set of a task's ids grows with the
+    task (~100 MiB for 1M posts), so each batch asks ClickHouse which of its own ids the task
+    already has instead (`DedupCounter._known`: task_posts and task_users are sorted by task
+    and id, so that reads a granule or two per part whatever the task's size).
     """
 
-    post_ids: set[str]
+    collected: int
     # slice_id → (slice_count, end_reason, parent_slice_id, children)
     slices: dict[str, tuple[int, str, str | None, int]]
-
-    @property
-    def collected(self) -> int:
-        return len(self.post_ids)
 
 
 class DedupCounter:
@@ -178,9 +180,9 @@ class DedupCounter:
             self._memos.move_to_end(task_id)
             return memo
         # A task collects posts or users (user tasks: task_users), never both.
-        ids = await self.store.query_rows(
-            "SELECT DISTINCT post_id FROM task_posts WHERE task_id = {t:String} UNION DISTINCT "
-            "SELECT DISTINCT user_id FROM task_users WHERE task_id = {t:String}",
+        counted = await self.store.query_rows(
+            "SELECT count() FROM (SELECT post_id FROM task_posts WHERE task_id = {t:String} "
+            "UNION DISTINCT SELECT user_id FROM task_users WHERE task_id = {t:String})",
             {"t": task_id},
         )
         slices = await self.store.query_rows(
@@ -188,11 +190,23 @@ class DedupCounter:
             "FROM task_slices FINAL WHERE task_id = {t:String}",
             {"t": task_id},
         )
-        memo = TaskMemo({r[0] for r in ids}, {r[0]: (r[1], r[2], r[3], r[4]) for r in slices})
+        memo = TaskMemo(int(counted[0][0]), {r[0]: (r[1], r[2], r[3], r[4]) for r in slices})
         self._memos[task_id] = memo
         while len(self._memos) > self.MEMO_TASKS:
             self._memos.popitem(last=False)
         return memo
+
+    async def _known(self, task_id: str, ids: list[str]) -> set[str]:
+        """Which of `ids` the task has already collected (posts or, user tasks, users)."""
+        if not ids:
+            return set()
+        rows = await self.store.query_rows(
+            "SELECT post_id FROM task_posts WHERE task_id = {t:String} AND post_id IN "
+            "{ids:Array(String)} UNION DISTINCT SELECT user_id FROM task_users "
+            "WHERE task_id = {t:String} AND user_id IN {ids:Array(String)}",
+            {"t": task_id, "ids": ids},
+        )
+        return {r[0] for r in rows}
 
     async def _task_batch(self, task_id: str, items: list[Incoming]) -> Outgoing:
         posts = [i for i in items if isinstance(i.record, (Post, TaskUser))]
@@ -200,13 +214,16 @@ class DedupCounter:
         target = self._target(items)
         memo = await self._memo(task_id)
         collected = memo.collected
+        known = await self._known(
+            task_id, list(dict.fromkeys(_member_id(cast(Post | TaskUser, i.record)) for i in posts))
+        )
 
         members: dict[str, Post | TaskUser] = {}
         new_ids: list[str] = []
         for inc in posts:
             p = cast(Post | TaskUser, inc.record)  # filtered above
             pid = _member_id(p)
-            if pid in memo.post_ids or pid in members:
+            if pid in known or pid in members:
                 members.setdefault(pid, p)
             elif target == 0 or collected < target:
                 members[pid] = p
@@ -230,7 +247,6 @@ class DedupCounter:
                 TASK_USER_COLUMNS,
                 dedup_token=f"tu:{token}",
             )
-            memo.post_ids.update(u.user_id for u in task_users)
         if store:
             # A post stored before (another task's, or this one's before a replay) keeps the
             # media oss_urls and batch file its row already shows (counts are not touched).
@@ -256,7 +272,7 @@ class DedupCounter:
                 ["task_id", "post_id", "keyword", "collected_at"],
                 dedup_token=f"tp:{token}",
             )
-            memo.post_ids.update(new_ids)
+        memo.collected = collected  # every member counted is written now
         now = datetime.now(UTC)
         if ends:
             await self.store.insert(

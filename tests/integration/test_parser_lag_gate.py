@@ -87,3 +87,26 @@ async def test_requests_wait_while_the_parser_has_too_many_bytes_unread_on_a_par
             assert 0 < gate.lag_bytes < 22_500
         finally:
             await gate.stop()
+
+
+async def test_pages_on_a_partition_the_parser_never_committed_on_count_as_unread(noida):
+    """The parser reads a partition it never committed on from its first record, so every
+    page there is unread: the gate holds for them too (it used to leave such a partition out,
+    and the scraper filled it unseen until the parser's first commit there)."""
+    async with raw_pages_and_parser(noida) as (settings, tp, parser, producer):
+        fresh = TopicPartition(tp.topic, 1)  # no commit of the group there
+        gate = await ParserLagGate(settings, max_pages=5, interval_s=0.2).start()
+        try:
+            for i in range(10):
+                await producer.send_and_wait(tp.topic, b"page %d" % i, partition=1)
+            await wait_until_async(lambda: gate.holding, 10, "the gate to hold at 10 unread pages")
+            assert gate.lag == 10
+            waiter = asyncio.create_task(gate.wait())
+            await asyncio.sleep(1)
+            assert not waiter.done(), "a request went on while the parser lagged"
+            parser.assign([tp, fresh])
+            await parser.commit({fresh: 8})  # 2 unread: half the limit
+            await asyncio.wait_for(waiter, 10)
+            assert gate.lag == 2
+        finally:
+            await gate.stop()

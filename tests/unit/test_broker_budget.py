@@ -96,6 +96,10 @@ def test_the_guard_keeps_every_group_within_half_the_retention_in_bytes():
     # that never committed has no position to protect
     assert unread_bytes(snap, held, "p-raw-pages") == 60_000
     assert readers("p-", {"raw-pages"}) == {"p-parser": ["p-raw-pages"]}
+    # a partition the parser never committed on while it committed on another: it reads it
+    # from its first record, so all 40 records held there (80,000 bytes) are unread
+    snap.committed["p-parser"][tp1] = None
+    assert unread_bytes(snap, held, "p-raw-pages") == 80_000
 
 
 def test_the_guard_raises_at_once_and_lowers_after_thirty_seconds_within_a_quarter(monkeypatch):
