@@ -65,7 +65,8 @@ def _u(salt: int) -> str:
 
 
 def posts_select(start: int, count: int, total: int, anchor_ms: int, days: int = 365) -> str:
-    """A SELECT of rows start..start+count-1 of a `total`-row fill, FILL_COLUMNS; row 0 is posted at `anchor_ms` (Unix ms)."""
+    """A SELECT of rows start..start+count-1 of a `total`-row fill, FILL_COLUMNS in order;
+    row 0 is posted at `anchor_ms` (Unix ms)."""
     anchor = f"fromUnixTimestamp64Milli(toInt64({anchor_ms}), 'UTC')"
     span_ms = days * 86_400_000
     langs = "[" + ",".join(f"'{x}'" for x in LANGS) + "]"
@@ -200,12 +201,13 @@ def _fill_batches(store, start: int, count: int) -> None:
         "INSERT INTO report_batches (task_id, batch_no, batch_id, keyword, post_ids, "
         "oss_file_path, completion_status, total_collected, state, attempts, last_error, "
         "created_at, delivered_at, version) "
-        "SELECT task_id, toUInt32(intDiv(n, {b})) AS no, concat(task_id, ':', toString(no)), "
+        f"SELECT task_id, toUInt32(intDiv(n, {REPORT_BATCH})) AS no, "
+        "concat(task_id, ':', toString(no)), "
         "any(keyword), groupArray(post_id), "
         "concat('reports/', task_id, '/batch_', toString(no), '.json'), 'partial', count(), "
         "'delivered', 1, NULL, max(collected_at), max(collected_at), "
         "toUInt64(toUnixTimestamp64Milli(max(collected_at))) "
         f"FROM (SELECT task_id, keyword, post_id, collected_at, "
         f"intDiv({ID_BASE} - toUInt64(post_id), 1000) AS n FROM posts WHERE {rng}) "
-        "GROUP BY task_id, no".replace("{b}", str(REPORT_BATCH))
+        "GROUP BY task_id, no"
     )

@@ -131,11 +131,11 @@ class ClickHouseStore:
             try:
                 return fn(self._get_client(), *args, **kwargs)
             finally:
-                self._log_if_slow(queued, started, args)
+                self._log_if_slow(queued, started, fn, args)
 
         return job
 
-    def _log_if_slow(self, queued: float, started: float, args: tuple) -> None:
+    def _log_if_slow(self, queued: float, started: float, fn: Callable, args: tuple) -> None:
         """One WARNING for a call over slow_query_ms: how long it ran, and how long it waited
         behind the calls before it (one worker thread serialises them)."""
         if self.slow_query_ms is None:
@@ -143,7 +143,8 @@ class ClickHouseStore:
         now = time.perf_counter()
         if (now - queued) * 1000 < self.slow_query_ms:
             return
-        what = args[0] if args and isinstance(args[0], str) else "insert"
+        # an insert's first argument is its table; every other call's is its SQL
+        what = f"INSERT INTO {args[0]}" if fn == self._insert else str(args[0]) if args else "?"
         log.warning(
             "clickhouse call took %.0f ms (ran %.0f ms, queued %.0f ms): %s",
             (now - queued) * 1000,

@@ -35,8 +35,9 @@ from .post_search import PostFilter, where_parts
 # reads its granule (128 rows of post_cards).
 MAX_CHECKED = 1000
 FEW = 200
-# FINAL with a WHERE: conditions apply to each post's newest row only (a condition moved to
-# PREWHERE, or a skip index dropping the granule of a newer row, would let an older row match).
+# FINAL with a WHERE: its conditions apply to each post's newest row only (a count condition
+# moved to PREWHERE, or a skip index dropping the granule of a newer row, would let an older
+# row match). Conditions every row of a post shares may be PREWHERE on purpose (total()).
 FINAL_FILTERS = {"optimize_move_to_prewhere_if_final": 0, "use_skip_indexes_if_final_exact_mode": 1}
 
 

@@ -246,3 +246,33 @@ def test_failed_insert_with_unchanged_types_is_raised_once(store):
         store.insert_sync("small", [["b", "not a number"]], ["k", "n"])
     store.insert_sync("small", [["c", 3]], ["k", "n"])
     assert store.query_rows_sync("SELECT k, n FROM small ORDER BY k") == [("a", 1), ("c", 3)]
+
+
+def test_slow_calls_are_logged_without_their_parameters(chdb_path, caplog):
+    """Over slow_query_ms a call is one WARNING naming its SQL (an insert: its table) and how
+    long it ran and queued; the values bound to it never appear. No threshold, no log."""
+    secret = "bound-value-never-logged"
+    quiet = ClickHouseStore(f"chdb://{chdb_path}")
+    try:
+        with caplog.at_level("WARNING", logger="xget.clickhouse"):
+            quiet.query_rows_sync("SELECT {s:String}", {"s": secret})
+        assert not caplog.records
+    finally:
+        quiet.close()
+    s = ClickHouseStore(f"chdb://{chdb_path}", slow_query_ms=0)
+    try:
+        s.command_sync("CREATE TABLE logged (k String) ENGINE = MergeTree ORDER BY k")
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="xget.clickhouse"):
+            s.insert_sync("logged", [[secret]], ["k"])
+            s.query_rows_sync("SELECT count()\n  FROM logged WHERE k = {s:String}", {"s": secret})
+        lines = [r.getMessage() for r in caplog.records]
+        assert len(lines) == 2, lines
+        assert lines[0].startswith("clickhouse call took ") and lines[0].endswith(
+            ": INSERT INTO logged"
+        )
+        assert "ran " in lines[1] and "queued " in lines[1]
+        assert lines[1].endswith(": SELECT count() FROM logged WHERE k = {s:String}")
+        assert not any(secret in line for line in lines)
+    finally:
+        s.close()
