@@ -165,12 +165,11 @@ class DedupCounter:
                 self._memos.pop(task_id, None)  # unknown how far the writes got
                 raise
         if users:
-            first, last = batch[0], batch[-1]
             await self.store.insert(
                 "users",
                 [user_row(u) for u in users.values()],
                 USER_COLUMNS,
-                dedup_token=f"users:{first.topic}:{first.partition}:{first.offset}-{last.offset}",
+                dedup=True,
             )
         return outs
 
@@ -229,8 +228,6 @@ class DedupCounter:
                 members[pid] = p
                 new_ids.append(pid)
                 collected += 1
-        first, last = items[0], items[-1]
-        token = f"{task_id}:{first.topic}:{first.partition}:{first.offset}-{last.offset}"
         task_users = [u for u in members.values() if isinstance(u, TaskUser)]
         store = {k: v for k, v in members.items() if isinstance(v, Post)}
         if task_users:
@@ -239,13 +236,13 @@ class DedupCounter:
                 "users",
                 [user_row(u) for u in task_users],
                 USER_COLUMNS,
-                dedup_token=f"tusers:{token}",
+                dedup=True,
             )
             await self.store.insert(
                 "task_users",
                 [task_user_row(u) for u in task_users],
                 TASK_USER_COLUMNS,
-                dedup_token=f"tu:{token}",
+                dedup=True,
             )
         if store:
             # A post stored before (another task's, or this one's before a replay) keeps the
@@ -255,7 +252,7 @@ class DedupCounter:
             # Posts and billing rows first, the task's membership last: membership is what
             # decides "already counted" on a replay, so it must never run ahead of the data.
             await self.store.insert(
-                "posts", [post_row(p) for p in chosen], POST_COLUMNS, dedup_token=f"posts:{token}"
+                "posts", [post_row(p) for p in chosen], POST_COLUMNS, dedup=True
             )
             await self.store.insert(
                 "keyword_month_posts",
@@ -264,13 +261,13 @@ class DedupCounter:
                     for p in chosen
                 ],
                 ["keyword", "month", "post_id", "task_id", "collected_at"],
-                dedup_token=f"kmp:{token}",
+                dedup=True,
             )
             await self.store.insert(
                 "task_posts",
                 [[task_id, p.post_id, p.keyword, p.collected_at] for p in chosen],
                 ["task_id", "post_id", "keyword", "collected_at"],
-                dedup_token=f"tp:{token}",
+                dedup=True,
             )
         memo.collected = collected  # every member counted is written now
         now = datetime.now(UTC)
@@ -300,7 +297,7 @@ class DedupCounter:
                     "parent_slice_id",
                     "children",
                 ],
-                dedup_token=f"slices:{token}",
+                dedup=True,
             )
             for e in ends:
                 memo.slices[e.slice_id] = (

@@ -54,11 +54,10 @@ class UsageMeter:
     async def handle(self, batch: list[Incoming]) -> list[Outgoing]:
         rows = rows_of(batch)
         if rows:
-            first, last = batch[0], batch[-1]
             await self.store.insert(
                 "task_x_requests",
                 rows,
                 COLUMNS,
-                dedup_token=f"usage-{first.partition}-{first.offset}-{last.offset}",
+                dedup=True,
             )
         return []

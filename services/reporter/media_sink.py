@@ -71,12 +71,11 @@ class MediaSink:
                 version,
             ]
         if rows:
-            first, last = batch[0], batch[-1]
             await self.store.insert(
                 "media_objects",
                 list(rows.values()),
                 COLUMNS,
-                dedup_token=f"media:{first.topic}:{first.partition}:{first.offset}-{last.offset}",
+                dedup=True,
             )
             # After the results are in media_objects: a row written now holds them, and a
             # post stored later carries them (or its batch fills them in).

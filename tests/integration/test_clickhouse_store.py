@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from libs.storage.clickhouse import ClickHouseStore, normalize_dsn
+from libs.storage.clickhouse import ClickHouseStore, content_token, normalize_dsn
 from libs.storage.clickhouse import chdb_path as dsn_path
 from libs.storage.migrate import MIGRATIONS_DIR, MigrationError, apply_migrations, split_statements
 
@@ -106,39 +106,54 @@ def test_repo_migrations_apply(store):
     assert apply_migrations(store) == []
 
 
-async def test_dedup_token_drops_retried_insert(store):
+async def test_a_retried_insert_is_dropped_and_any_other_rows_are_stored(store):
     await store.command(
         "CREATE TABLE posts_t (post_id String, v UInt32) ENGINE = ReplacingMergeTree "
         "ORDER BY post_id SETTINGS non_replicated_deduplication_window = 1000"
     )
+    await store.command("SYSTEM STOP MERGES posts_t")
     rows = [("1", 1), ("2", 1), ("3", 1)]
     cols = ["post_id", "v"]
-    assert await store.insert("posts_t", rows, cols, dedup_token="posts:0:100-102") == 3
-    await store.insert("posts_t", rows, cols, dedup_token="posts:0:100-102")  # the retry
+    assert await store.insert("posts_t", rows, cols, dedup=True) == 3
+    await store.insert("posts_t", list(rows), cols, dedup=True)  # the retry
     assert await store.query_rows("SELECT count() FROM posts_t") == [(3,)]
-    await store.insert("posts_t", [("4", 1)], cols, dedup_token="posts:0:103-103")
-    await store.insert("posts_t", [("4", 1)], cols, dedup_token="posts:0:103-103")
-    assert await store.query_rows("SELECT count() FROM posts_t") == [(4,)]
-    # Same data under a new token is a new batch (counts the same keys twice until FINAL).
-    await store.command("SYSTEM STOP MERGES posts_t")
-    await store.insert("posts_t", rows, cols, dedup_token="posts:1:0-2")
+    # Other rows are stored however alike: one value changed, or split differently.
+    await store.insert("posts_t", [("1", 2), ("2", 1), ("3", 1)], cols, dedup=True)
+    await store.insert("posts_t", [("4", 1)], cols, dedup=True)
+    await store.insert("posts_t", [("4", 1)], cols, dedup=True)  # the retry
     assert await store.query_rows("SELECT count() FROM posts_t") == [(7,)]
-    assert await store.query_rows("SELECT count() FROM posts_t FINAL") == [(4,)]
+    assert await store.query_rows("SELECT post_id, v FROM posts_t FINAL ORDER BY post_id") == [
+        ("1", 2),
+        ("2", 1),
+        ("3", 1),
+        ("4", 1),
+    ]
 
 
-async def test_dedup_token_needs_window_setting(store):
+def test_content_token_tells_apart_what_only_looks_alike():
+    cols = ["a", "b"]
+    token = content_token("t", cols, [("x", None)])
+    assert token == content_token("t", cols, [("x", None)])
+    assert token != content_token("t", cols, [("x", "None")])
+    assert token != content_token("u", cols, [("x", None)])  # another table
+    assert content_token("t", cols, [("ab", "c")]) != content_token("t", cols, [("a", "bc")])
+    assert content_token("t", ["a"], [(1,)]) != content_token("t", ["a"], [(1.0,)])
+    assert content_token("t", ["a"], [(1,), (2,)]) != content_token("t", ["a"], [(2,), (1,)])
+
+
+async def test_dedup_needs_window_setting(store):
     """Documented fact: on a plain MergeTree without non_replicated_deduplication_window the
     token is silently ignored (server default window = 0)."""
     await store.command("CREATE TABLE nowin (k UInt32) ENGINE = MergeTree ORDER BY k")
     for _ in range(2):
-        await store.insert("nowin", [(1,), (2,)], ["k"], dedup_token="same")
+        await store.insert("nowin", [(1,), (2,)], ["k"], dedup=True)
     assert await store.query_rows("SELECT count() FROM nowin") == [(4,)]
     await store.command(
         "CREATE TABLE win (k UInt32) ENGINE = MergeTree ORDER BY k "
         "SETTINGS non_replicated_deduplication_window = 100"
     )
     for _ in range(2):
-        await store.insert("win", [(1,), (2,)], ["k"], dedup_token="same")
+        await store.insert("win", [(1,), (2,)], ["k"], dedup=True)
     assert await store.query_rows("SELECT count() FROM win") == [(2,)]
     # Caveat: with the window, identical batches WITHOUT a token collapse (data-hash dedup).
     for _ in range(2):
@@ -154,9 +169,9 @@ async def test_final_and_uniqexact_exact_before_merges(store):
     await store.command("SYSTEM STOP MERGES p")
     ts = datetime(2026, 11, 1, tzinfo=UTC)
     cols = ["keyword", "post_id", "collected_at", "v"]
-    await store.insert("p", [("ai", str(i), ts, 1) for i in range(0, 100)], cols, dedup_token="a")
-    await store.insert("p", [("ai", str(i), ts, 2) for i in range(50, 150)], cols, dedup_token="b")
-    await store.insert("p", [("ml", str(i), ts, 1) for i in range(0, 10)], cols, dedup_token="c")
+    await store.insert("p", [("ai", str(i), ts, 1) for i in range(0, 100)], cols)
+    await store.insert("p", [("ai", str(i), ts, 2) for i in range(50, 150)], cols)
+    await store.insert("p", [("ml", str(i), ts, 1) for i in range(0, 10)], cols)
     parts = await store.query_rows(
         "SELECT count() FROM system.parts "
         "WHERE database = currentDatabase() AND table = 'p' AND active"
@@ -202,7 +217,7 @@ async def test_concurrent_calls_are_serialised(store):
         "SETTINGS non_replicated_deduplication_window = 1000"
     )
     await asyncio.gather(
-        *(store.insert("c", [(i,)], ["k"], dedup_token=f"t{i}") for i in range(40)),
+        *(store.insert("c", [(i,)], ["k"], dedup=True) for i in range(40)),
         *(store.query_rows("SELECT count() FROM c") for _ in range(20)),
     )
     assert await store.query_rows("SELECT count(), uniqExact(k) FROM c") == [(40, 40)]

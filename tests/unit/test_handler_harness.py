@@ -153,6 +153,51 @@ async def test_counter_without_a_target_keeps_every_unique_post_once(store):
     assert counted(store, task) == len({p.post_id for p in posts})
 
 
+async def test_other_posts_at_offsets_a_restarted_broker_gave_anew_are_stored_and_counted(store):
+    """A broker restored from an older snapshot hands out offsets it had already given: the
+    records at those offsets are now other posts. They are stored and counted, not taken for
+    a retry of the batch that had those offsets before (and silently dropped), so the task's
+    count, its stored posts and the keyword's billing rows stay equal."""
+    task = f"t-{uuid.uuid4().hex[:6]}"
+    posts = page_posts(task)
+    assert len(posts) >= 6
+    hdr = [(POSTS_TARGET_HEADER, b"0")]
+    counter = DedupCounter(store)  # the same process before and after the broker's restart
+    before = HandlerHarness(RECORDS, counter.handle)
+    await before.feed(*[before.record(POSTS, p, key=task, headers=hdr) for p in posts[:3]])
+    after = HandlerHarness(RECORDS, counter.handle)  # offsets from 0 again
+    out = await after.feed(*[after.record(POSTS, p, key=task, headers=hdr) for p in posts[3:6]])
+    ids = {p.post_id for p in posts[:6]}
+    assert [p.collected for p in out.on(TASK_PROGRESS)] == [len(ids)]
+    assert counted(store, task) == len(ids)
+    stored = store.query_rows_sync(
+        "SELECT uniqExact(post_id) FROM posts WHERE task_id = {t:String}", {"t": task}
+    )[0][0]
+    billed = store.query_rows_sync(
+        "SELECT uniqExact(post_id) FROM keyword_month_posts WHERE task_id = {t:String}",
+        {"t": task},
+    )[0][0]
+    assert stored == billed == len(ids)
+
+
+async def test_other_users_at_offsets_a_restarted_broker_gave_anew_are_stored(store):
+    counter = DedupCounter(store)
+    tag = uuid.uuid4().hex[:6]
+
+    def user(n: int) -> XUser:
+        return XUser(user_id=f"{tag}{n}", user_name=f"u{tag}{n}", seen_at=AT)
+
+    before = HandlerHarness(RECORDS, counter.handle)
+    await before.feed(*[before.record(USERS, user(n), key=user(n).user_id) for n in (1, 2)])
+    after = HandlerHarness(RECORDS, counter.handle)  # offsets from 0 again
+    await after.feed(*[after.record(USERS, user(n), key=user(n).user_id) for n in (3, 4)])
+    rows = store.query_rows_sync(
+        "SELECT user_id FROM users FINAL WHERE startsWith(user_id, {t:String}) ORDER BY user_id",
+        {"t": tag},
+    )
+    assert [r[0] for r in rows] == [f"{tag}{n}" for n in (1, 2, 3, 4)]
+
+
 # --- reporter -----------------------------------------------------------------------------------
 async def test_reporter_cuts_a_completed_task_into_batches_each_post_reported_once(
     store, tmp_path, make_settings
