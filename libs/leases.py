@@ -66,6 +66,7 @@ def event_for(
     now = datetime.now(UTC)
     if r is None:
         return AccountEvent(
+            event_id=uuid.uuid4().hex,
             account_id=account_id,
             lease_id=lease_id,
             operation=operation,
@@ -77,6 +78,7 @@ def event_for(
             at=now,
         )
     return AccountEvent(
+        event_id=uuid.uuid4().hex,
         account_id=account_id,
         lease_id=lease_id,
         operation=operation,

@@ -217,6 +217,12 @@ class AccountEvent(Record):
 
     schema_name = "xget.AccountEvent"
 
+    event_id: str = Field(
+        "",
+        description="Unique per request (a uuid), so a request is metered once wherever a "
+        "broker puts its record; empty from older scrapers (their place on the topic identifies "
+        "those).",
+    )
     account_id: str
     lease_id: str | None = None
     operation: str

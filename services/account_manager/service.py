@@ -222,6 +222,7 @@ class AccountManager:
         now = datetime.now(UTC)
         if not creds.get("auth_token"):
             return AccountEvent(
+                event_id=uuid.uuid4().hex,
                 account_id=account_id,
                 operation="SearchTimeline",
                 outcome="auth_failed",

@@ -3,9 +3,11 @@
 (services/task_gateway/pricing.py). Runs in the dedup-counter, the service that writes the
 exact counts: the same store, the same at-least-once loop, its own consumer group.
 
-Each row is keyed by the event's partition and offset: a batch handled again after a crash
-inserts the same rows (dedup token = the batch's first and last offsets, and the
-ReplacingMergeTree key), so every request counts once.
+A request is identified by its event id (an older scraper's events, without one, by their
+partition and offset): a batch handled again after a crash inserts the same rows (dropped as
+a retry, and the same ReplacingMergeTree key), and the readers count distinct identities
+(libs/storage/x_requests.py), so every request counts once. The place alone is not an
+identity: a broker restored from an older snapshot gives offsets anew.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .declaration import USAGE
 SERVICE = USAGE.name
 FILL_MS = 1000
 COLUMNS = (
+    "event_id",
     "task_id",
     "operation",
     "outcome",
@@ -33,6 +36,7 @@ COLUMNS = (
 def rows_of(batch: list[Incoming]) -> list[tuple]:
     return [
         (
+            e.event_id,
             e.task_id,
             e.operation,
             e.outcome,

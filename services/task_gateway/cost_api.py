@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from libs.records.kol import KolTaskProgress
 from libs.settings import Settings
 from libs.storage.clickhouse import ClickHouseStore
+from libs.storage.x_requests import REQUEST_ID
 
 from .api_models import open_model
 from .data_api import StoreGetter
@@ -94,7 +95,7 @@ MEDIA_BYTES_SQL = (
 async def spent(ch: ClickHouseStore, ids: list[str]) -> tuple[dict[str, int], int, int]:
     """(X requests per operation, unique posts, media bytes) of these task ids together."""
     rows = await ch.query_rows(
-        "SELECT operation, uniqExact(task_id, event_partition, event_offset) "
+        f"SELECT operation, uniqExact(task_id, {REQUEST_ID}) "
         "FROM task_x_requests WHERE task_id IN {ids:Array(String)} GROUP BY operation",
         {"ids": ids},
     )
@@ -157,7 +158,7 @@ def create_router(
         start = date(year, month, 1)
         end = date(year + (month == 12), month % 12 + 1, 1)
         rows = await ch.query_rows(
-            "SELECT task_id, operation, uniqExact(event_partition, event_offset) "
+            f"SELECT task_id, operation, uniqExact({REQUEST_ID}) "
             "FROM task_x_requests WHERE at >= {s:Date} AND at < {e:Date} "
             "GROUP BY task_id, operation",
             {"s": start, "e": end},

@@ -198,6 +198,46 @@ async def test_other_users_at_offsets_a_restarted_broker_gave_anew_are_stored(st
     assert [r[0] for r in rows] == [f"{tag}{n}" for n in (1, 2, 3, 4)]
 
 
+async def test_each_x_request_is_metered_once_even_at_offsets_a_restarted_broker_gave_anew(
+    store,
+):
+    """A task's actual cost counts its X requests: the same events handled again count once,
+    other requests at offsets a restored broker gave anew count too (before, they were merged
+    away with the earlier request at that offset), and an event of an older scraper without an
+    id is still counted by its place."""
+    from libs.leases import event_for
+    from libs.records.accounts import AccountEvent
+    from libs.topics import ACCOUNT_EVENTS
+    from services.dedup_counter.declaration import USAGE
+    from services.dedup_counter.usage import UsageMeter
+    from services.task_gateway.cost_api import spent
+
+    task = f"t-{uuid.uuid4().hex[:6]}"
+
+    def request(op: str) -> AccountEvent:
+        return event_for("acc1", op, None, "lease1", "scraper-1", None, task_id=task)
+
+    meter = UsageMeter(store)
+    first = [request("SearchTimeline"), request("SearchTimeline")]
+    before = HandlerHarness(USAGE, meter.handle)
+    await before.feed(*[before.record(ACCOUNT_EVENTS, e, key="acc1") for e in first])
+    again = HandlerHarness(USAGE, meter.handle)  # a crash before the commit: the same records
+    await again.feed(*[again.record(ACCOUNT_EVENTS, e, key="acc1") for e in first])
+    assert (await spent(store, [task]))[0] == {"SearchTimeline": 2}
+    # The broker came back from an older snapshot: other requests at offsets 0 and 1 again.
+    after = HandlerHarness(USAGE, meter.handle)
+    later = [request("SearchTimeline"), request("UserByScreenName")]
+    await after.feed(*[after.record(ACCOUNT_EVENTS, e, key="acc1") for e in later])
+    await store.command("OPTIMIZE TABLE task_x_requests FINAL")  # what a merge would collapse
+    assert (await spent(store, [task]))[0] == {"SearchTimeline": 3, "UserByScreenName": 1}
+    # An older scraper's event (no id) is metered once by its place, delivered twice.
+    old = request("SearchTimeline").model_copy(update={"event_id": ""})
+    m = after.record(ACCOUNT_EVENTS, old, key="acc1")
+    await after.feed(m)
+    await after.feed(m)
+    assert (await spent(store, [task]))[0] == {"SearchTimeline": 4, "UserByScreenName": 1}
+
+
 # --- reporter -----------------------------------------------------------------------------------
 async def test_reporter_cuts_a_completed_task_into_batches_each_post_reported_once(
     store, tmp_path, make_settings
