@@ -56,6 +56,7 @@ class TaskReporter:
         self._waiting_since: float | None = None  # monotonic time unreported posts first seen
         self._loaded = False
         self._load_lock = asyncio.Lock()
+        self._missing_warned: int | None = None  # the count _warn_missing last spoke of
 
     async def load(self) -> None:
         """Read the task's batches once (the run loop and a replay may both ask first)."""
@@ -159,6 +160,7 @@ class TaskReporter:
                 return False
             ids = await self.store.unreported_post_ids(st.task_id, min(unreported, size))
             if not ids:
+                self._warn_missing(reported)
                 return False
         total = reported + len(ids)
         no = max((b.batch_no for b in self.batches), default=0) + 1
@@ -177,6 +179,22 @@ class TaskReporter:
         self.batches.append(batch)
         self._waiting_since = now if st.collected > total else None
         return True
+
+    def _warn_missing(self, reported: int) -> None:
+        """Progress counts posts that are not stored (they should never differ: the counter
+        counts what it wrote). Said once per count, so an operator sees why the task's
+        reports wait, instead of a silent stall."""
+        st = self.state
+        if self._missing_warned == st.collected:
+            return
+        self._missing_warned = st.collected
+        log.warning(
+            "task %s: progress counts %d collected, %d reported, but no unreported post of it "
+            "is stored; its reports wait for them",
+            st.task_id,
+            st.collected,
+            reported,
+        )
 
     def _named_post(self, b: Batch, post_ids: list[str]) -> str:
         """The report's single `post_id` (the design's field): the batch's first post; for a

@@ -317,6 +317,49 @@ async def test_reporter_cuts_a_completed_task_into_batches_each_post_reported_on
     assert producer.on(DEAD_LETTERS) == []
 
 
+async def test_reports_waiting_for_posts_that_were_never_stored_say_so_once(
+    store, tmp_path, make_settings, caplog
+):
+    """Should progress ever count posts that are not stored, the task's reports cannot finish:
+    the reporter cuts what is stored, then warns once (not per tick) why it waits."""
+    import asyncio
+    import logging
+
+    from libs.handler_harness import MemoryProducer
+    from libs.storage.objects import FileObjectStore
+    from services.reporter.store import ReportStore, TaskState
+    from services.reporter.task_reporter import TaskReporter
+
+    task = f"t-{uuid.uuid4().hex[:6]}"
+    counter = HandlerHarness(RECORDS, DedupCounter(store).handle)
+    posts = page_posts(task)
+    hdr = [(POSTS_TARGET_HEADER, b"0")]
+    await counter.feed(*[counter.record(POSTS, p, key=task, headers=hdr) for p in posts])
+    stored = counted(store, task)
+    state = TaskState(task, "tesla", status="completed", collected=stored + 2)
+    settings = make_settings(report_batch_size=1000, report_media_wait_s=0)
+    w = TaskReporter(
+        state,
+        ReportStore(store),
+        FileObjectStore(tmp_path / "objects"),
+        None,  # type: ignore[arg-type] - no webhook is called: nothing is due
+        MemoryProducer(),  # type: ignore[arg-type]
+        settings,
+        asyncio.Event(),
+    )
+    await w.load()
+    with caplog.at_level(logging.WARNING, logger="services.reporter.task_reporter"):
+        assert await w.step()  # the stored posts are cut into a batch
+        w.batches[0].state = "delivered"
+        assert not await w.step() and not await w.step()
+    assert w.reported == stored and not w.finished()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        f"task {task}: progress counts {stored + 2} collected, {stored} reported, but no "
+        "unreported post of it is stored; its reports wait for them"
+    ]
+
+
 async def asyncio_wait(cond, timeout_s: float, what: str) -> None:
     import asyncio
     import time
