@@ -702,15 +702,14 @@ class Settings(BaseSettings):
         "nothing (the pages hold no cycles): 20,000 measured ~8% less CPU per parsed "
         "page. 0 keeps Python's default.",
     )
-    malloc_mmap_threshold_kb: int = Field(
-        128,
+    malloc_trim_interval_s: float = Field(
+        10.0,
         ge=0,
-        description="glibc's M_MMAP_THRESHOLD, fixed, in `xget` commands (libs/allocator.py): "
-        "every allocation from this size up gets its own mapping, returned to the system when "
-        "freed. glibc's default raises the threshold to the size of each large block freed, "
-        "after which page-sized buffers (raw X pages, their JSON) fragment the heap: the "
-        "gateway+scraper of a 1M-post task grew from ~210 to ~390-590 MiB and kept it. 0 keeps "
-        "glibc's dynamic default; ignored where the C library is not glibc.",
+        description="Seconds between two malloc_trim(0) calls in `xget` commands "
+        "(libs/allocator.py): the freed space that bursts of page-sized buffers leave in "
+        "glibc's heap goes back to the system (the gateway+scraper of a 1M-post task grew "
+        "from ~210 to ~390-590 MiB and kept it). 0: never; ignored where the C library is not "
+        "glibc.",
     )
 
     @field_validator("topic_partitions")

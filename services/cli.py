@@ -31,7 +31,7 @@ from collections.abc import Coroutine
 from datetime import UTC
 from typing import Any, TypeVar
 
-from libs.allocator import fix_mmap_threshold
+from libs.allocator import start_trimming
 from libs.settings import Settings
 
 T = TypeVar("T")
@@ -39,9 +39,9 @@ T = TypeVar("T")
 
 def run_loop(coro: Coroutine[Any, Any, T], settings: Settings) -> T:
     """Run a command's coroutine on the configured event loop (Settings.event_loop), with the
-    garbage collector tuned by Settings.gc_gen0_threshold and the C allocator by
-    Settings.malloc_mmap_threshold_kb."""
-    fix_mmap_threshold(settings.malloc_mmap_threshold_kb)
+    garbage collector tuned by Settings.gc_gen0_threshold and the C allocator's heap trimmed
+    every Settings.malloc_trim_interval_s."""
+    start_trimming(settings.malloc_trim_interval_s)
     if settings.gc_gen0_threshold:
         gc.set_threshold(settings.gc_gen0_threshold, *gc.get_threshold()[1:])
     if settings.event_loop == "uvloop":
