@@ -102,7 +102,12 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView, au
     async def task_sets(ch: ClickHouseStore, task_id: str) -> tuple[str | None, int, int]:
         """(the task's keyword, its unique posts, how many of them other tasks of the keyword
         also collected), from the sets of post ids in task_counts (migration 013), one pass
-        over the keyword's sets: exact before any merge. Shared = |T| + |others| - |T ∪ others|."""
+        over the keyword's sets: exact before any merge. Shared = |T| + |others| - |T ∪ others|.
+        The cost is reading the states (~25 ms of CPU per million ids) and the union (~35 ms
+        per million): |T| and |others| are nearly free (a merge into an empty uniqExact state
+        adopts the read one). Measured no cheaper, side by side on a 10M store (issue 17): the
+        three sizes as UNION ALL branches, reads split over two threads, sizes of single
+        states by finalizeAggregation."""
         rows = await ch.query_rows(
             "SELECT anyIf(keyword, task_id = {t:String}), "
             "uniqExactMergeIf(posts, task_id = {t:String}), "
