@@ -21,11 +21,8 @@ the same as with the threshold fixed. The trim is what runs.
 from __future__ import annotations
 
 import ctypes
-import logging
 import sys
 import threading
-
-log = logging.getLogger(__name__)
 
 
 def _malloc_trim():

@@ -104,7 +104,7 @@ def content_token(table: str, column_names: Sequence[str], rows: Sequence[Sequen
     Python took 130 ms. Equal rows that pickle differently (objects shared differently) only
     make an insert the table's ReplacingMergeTree collapses anyway."""
     h = hashlib.sha256(pickle.dumps((table, tuple(column_names)), protocol=5))
-    h.update(pickle.dumps(rows if isinstance(rows, list) else list(rows), protocol=5))
+    h.update(pickle.dumps(rows, protocol=5))
     return f"{table}:{h.hexdigest()[:32]}"
 
 
@@ -222,15 +222,15 @@ class ClickHouseStore:
     ) -> int:
         if not rows:
             return 0
+        names = list(column_names)
+        data = rows if isinstance(rows, list) else list(rows)
         s = dict(settings or {})
         if dedup:
-            s["insert_deduplication_token"] = content_token(table, column_names, rows)
+            s["insert_deduplication_token"] = content_token(table, names, data)
             s.setdefault("insert_deduplicate", 1)
         database = None
         if "." in table and not table.startswith("`"):
             database, table = table.split(".", 1)
-        names = list(column_names)
-        data = rows if isinstance(rows, list) else list(rows)
         key = (database, table, tuple(names))
 
         def describe() -> list[Any]:
