@@ -246,7 +246,19 @@ def watched(request, browser, console_stack) -> Iterator:
         w.close()
 
 
+def settle(page, timeout_ms: int = 10_000) -> None:
+    """Wait until no finite CSS animation or transition is running. A dialog fading in has
+    its text at partial opacity: axe then measures a contrast the user never sees once the
+    fade ends, and a screenshot catches it half drawn. Endless ones (spinners) are left."""
+    page.wait_for_function(
+        """() => document.getAnimations().every(a =>
+            a.playState !== 'running' || a.effect?.getComputedTiming().iterations === Infinity)""",
+        timeout=timeout_ms,
+    )
+
+
 def shot(page, name: str) -> Path:
+    settle(page)
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
@@ -254,7 +266,8 @@ def shot(page, name: str) -> Path:
 
 
 def axe_serious(page) -> list[dict]:
-    """Serious and critical axe-core violations of the page as it is now."""
+    """Serious and critical axe-core violations of the page once its animations end."""
+    settle(page)
     if not page.evaluate("() => typeof window.axe !== 'undefined'"):
         page.add_script_tag(path=str(AXE))
     return page.evaluate(
