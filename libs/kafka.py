@@ -697,17 +697,23 @@ class ConsumerLoop:
         on_revoke: Callable[[set[TopicPartition]], Awaitable[None]] | None = None,
         fill_ms: int = 0,
         fill_records: int = 2_000,
+        fill_bytes: int | None = None,
         max_records: int | None = None,
     ):
         """`fill_ms`: after a batch arrives, keep fetching up to this long (or `fill_records`)
         before handling it — fewer, larger sink writes for a service whose cost is per batch
         (dedup-counter's ClickHouse inserts); the client-side twin of fetch.min.bytes.
+        `fill_bytes`: stop filling once the batch's records hold this many bytes (values and
+        headers), overshooting by about one record: a service's memory follows its batch
+        (the dedup-counter holds ~60 KB per post while it writes one), so a consumer that
+        catches up on a backlog must not take batches many times its usual size.
         `max_records`: at most this many records a batch (default kafka_max_poll_records), for
         a service whose records are heavy: nothing of a batch goes out before all of it is
         handled, so smaller batches keep the next service busy sooner."""
         self.max_records = max_records
         self.fill_ms = fill_ms
         self.fill_records = fill_records
+        self.fill_bytes = fill_bytes
         self.settings = settings
         self.on_assign = on_assign
         self.on_revoke = on_revoke
@@ -882,14 +888,28 @@ class ConsumerLoop:
     async def _fill(self, consumer: AIOKafkaConsumer, batch: dict) -> dict:
         deadline = time.monotonic() + self.fill_ms / 1000
         count = sum(len(v) for v in batch.values())
+        sizes = [record_bytes(m) for v in batch.values() for m in v]
+        size, largest = sum(sizes), max(sizes, default=1)
+        limit = self.fill_bytes
         while count < self.fill_records and not self._stop.is_set():
+            if limit is not None and size >= limit:
+                break
             left_ms = int((deadline - time.monotonic()) * 1000)
             if left_ms <= 0:
                 break
-            more = await consumer.getmany(timeout_ms=left_ms, max_records=self.fill_records - count)
+            want = self.fill_records - count
+            if limit is not None:
+                # as many as fit in the bytes left were each the largest seen, and at least
+                # one: the batch ends at most about one record past the limit
+                want = max(1, min(want, (limit - size) // max(largest, 1)))
+            more = await consumer.getmany(timeout_ms=left_ms, max_records=want)
             for tp, ms in more.items():
                 batch.setdefault(tp, []).extend(ms)
                 count += len(ms)
+                for m in ms:
+                    n = record_bytes(m)
+                    size += n
+                    largest = max(largest, n)
         return batch
 
     async def _process(self, msgs: list[ConsumerRecord]) -> None:
@@ -970,6 +990,11 @@ class ConsumerLoop:
         outs = await handle_isolating(self.service, self.handler, incoming, msgs)
         self.dead_lettered += sum(1 for o in outs if o.spec is DEAD_LETTERS)
         return outs
+
+
+def record_bytes(m: ConsumerRecord) -> int:
+    """The bytes a consumed record holds: its value and its headers' values."""
+    return max(m.serialized_value_size, 0) + sum(len(v) for _, v in m.headers or ())
 
 
 def decode_batch(

@@ -519,6 +519,13 @@ class Settings(BaseSettings):
 
     # --- dedup-counter ---------------------------------------------------------------------------
     counter_batch_max: int = Field(5_000, description="Posts per ClickHouse insert at most.")
+    counter_batch_max_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1,
+        description="Bytes of posts records (with their raw JSON) per ClickHouse insert at most "
+        "(~1,500 posts of ~11 KB). The counter holds ~60 KB per post of a batch while it "
+        "writes it, so this, not the lag it catches up on, sets its memory.",
+    )
     parser_batch_pages: int = Field(
         8,
         ge=1,

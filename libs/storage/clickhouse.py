@@ -102,10 +102,23 @@ def content_token(table: str, column_names: Sequence[str], rows: Sequence[Sequen
     holds (None and "None", 1 and 1.0 differ), and at C speed — SHA-256 (hardware-accelerated)
     of a 2,000-post batch with its raw JSON takes ~40 ms, where hashing value by value in
     Python took 130 ms. Equal rows that pickle differently (objects shared differently) only
-    make an insert the table's ReplacingMergeTree collapses anyway."""
+    make an insert the table's ReplacingMergeTree collapses anyway. The pickle streams into
+    the hash in frames of ~64 KiB, the same bytes pickle.dumps would give (so the same
+    token) without a second copy of the batch in memory: 45 MB for 5,000 posts."""
     h = hashlib.sha256(pickle.dumps((table, tuple(column_names)), protocol=5))
-    h.update(pickle.dumps(rows, protocol=5))
+    pickle.Pickler(_HashSink(h), protocol=5).dump(rows)
     return f"{table}:{h.hexdigest()[:32]}"
+
+
+class _HashSink:
+    """A file-like object that feeds what is written to it into a hash."""
+
+    def __init__(self, h: Any):
+        self.write_to = h.update
+
+    def write(self, b: bytes) -> int:
+        self.write_to(b)
+        return len(b)
 
 
 class ClickHouseStore:

@@ -32,6 +32,7 @@ async def serve(
             on_revoke=counter.forget_async,
             fill_ms=settings.counter_fill_ms,
             fill_records=settings.counter_batch_max,
+            fill_bytes=settings.counter_batch_max_bytes,
         )
         # Up to a second of requests per insert: one small insert per X page would cost the
         # embedded ClickHouse more than the counting is worth; a task's cost lags by ≤ 1 s.

@@ -141,6 +141,20 @@ def test_content_token_tells_apart_what_only_looks_alike():
     assert content_token("t", ["a"], [(1,), (2,)]) != content_token("t", ["a"], [(2,), (1,)])
 
 
+def test_content_token_of_a_big_batch_is_the_one_the_previous_release_computed():
+    """The token streams the pickle into the hash: a retry of an insert that a counter of
+    the previous release (which hashed pickle.dumps of the rows) wrote is still dropped."""
+    import hashlib
+    import pickle
+
+    cols = ["post_id", "raw", "n"]
+    rows = [(str(i), "x" * 9_000 + str(i), i) for i in range(300)]  # ~2.7 MB, many frames
+    h = hashlib.sha256(pickle.dumps(("posts", tuple(cols)), protocol=5))
+    h.update(pickle.dumps(rows, protocol=5))
+    assert content_token("posts", cols, rows) == f"posts:{h.hexdigest()[:32]}"
+    assert content_token("posts", cols, rows[:-1]) != content_token("posts", cols, rows)
+
+
 async def test_dedup_needs_window_setting(store):
     """Documented fact: on a plain MergeTree without non_replicated_deduplication_window the
     token is silently ignored (server default window = 0)."""
