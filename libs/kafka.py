@@ -888,9 +888,11 @@ class ConsumerLoop:
     async def _fill(self, consumer: AIOKafkaConsumer, batch: dict) -> dict:
         deadline = time.monotonic() + self.fill_ms / 1000
         count = sum(len(v) for v in batch.values())
-        sizes = [record_bytes(m) for v in batch.values() for m in v]
-        size, largest = sum(sizes), max(sizes, default=1)
         limit = self.fill_bytes
+        size = largest = 0  # counted only under a bound
+        if limit is not None:
+            sizes = [record_bytes(m) for v in batch.values() for m in v]
+            size, largest = sum(sizes), max(sizes, default=0)
         while count < self.fill_records and not self._stop.is_set():
             if limit is not None and size >= limit:
                 break
@@ -906,10 +908,11 @@ class ConsumerLoop:
             for tp, ms in more.items():
                 batch.setdefault(tp, []).extend(ms)
                 count += len(ms)
-                for m in ms:
-                    n = record_bytes(m)
-                    size += n
-                    largest = max(largest, n)
+                if limit is not None:
+                    for m in ms:
+                        n = record_bytes(m)
+                        size += n
+                        largest = max(largest, n)
         return batch
 
     async def _process(self, msgs: list[ConsumerRecord]) -> None:

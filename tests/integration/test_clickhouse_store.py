@@ -4,6 +4,8 @@ embedded chdb engine (`chdb://`) and ClickHouse's HTTP interface (`http://`, inf
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import pickle
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -144,9 +146,6 @@ def test_content_token_tells_apart_what_only_looks_alike():
 def test_content_token_of_a_big_batch_is_the_one_the_previous_release_computed():
     """The token streams the pickle into the hash: a retry of an insert that a counter of
     the previous release (which hashed pickle.dumps of the rows) wrote is still dropped."""
-    import hashlib
-    import pickle
-
     cols = ["post_id", "raw", "n"]
     rows = [(str(i), "x" * 9_000 + str(i), i) for i in range(300)]  # ~2.7 MB, many frames
     h = hashlib.sha256(pickle.dumps(("posts", tuple(cols)), protocol=5))
