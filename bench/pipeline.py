@@ -48,7 +48,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -62,26 +61,35 @@ import httpx
 
 from bench.bare_parse import bare_parse_rate
 from infra import local
+from infra.retention_guard import RetentionGuard
 from infra.service_process import ServiceProcess, all_alive, gateway_client, wait_until
 from libs import log_dirs
 from libs.records.pages import RawPage
 from libs.settings import Settings
 from libs.storage.objects import FileObjectStore
 from libs.storage.raw_archive import ArchivedPage, ArchiveObject, RawArchive
-from libs.topics import CATALOGUE, parser_lag_bytes
+from libs.topics import CATALOGUE, RAW_PAGES, parser_lag_bytes
 
 PAGE_SIZE = 20
 DENSITY_PER_HOUR = 60.0  # simulator default
 MAX_WINDOW_HOURS = 60 * 24  # larger tasks get a denser simulator, not a window past the limits
 BROKER_LABEL = "noida-db (broker)"
-# The broker's memory budget here: a 1M-post run fills its topics' retention by ~30k posts,
-# well before 10% (raw-pages keeps ~22 MiB, ~1,400 pages of ~16 KiB), so its RSS is flat from
-# there, as it is under make up's default of 1024 MiB from ~70k posts on.
+# The broker's memory budget here, smaller than make up's 1024 MiB so that a run reaches it.
 BENCH_BROKER_MB = 512
-# RSS at 10% and at 100% of a task: each process's highest once-a-second sample over the 10 s
-# up to that point. noida-db's RSS swings ~2x with its snapshot (a copy of every record and its
-# JSON, every 1-2 s): one instant's sample would measure where in that cycle it fell.
+# RSS at 10% and at 100% of a task: each process's highest once-a-second sample over the first
+# tenth of the task (at least 10 s), and over an equally long stretch up to its end. Peaks, not
+# instants: noida-db's RSS swings ~2x with its snapshot (a copy of every record and its JSON,
+# every 1-2 s) and the dedup-counter's by ~250 MiB with chdb's merges of `posts`, so one
+# instant's sample, or a 10 s window, measured where in those cycles it fell (a 1M-post run
+# compared a 10 s window without a merge, 673 MiB, with one that held one, 887).
 RSS_WINDOW_S = 10.0
+# Warming the stack first (--warm N): a task of N posts of another keyword spread over
+# WARM_DAYS day slices. The broker keeps retention.bytes per partition, and one task's pages
+# reach raw-pages' 12 partitions only slice by slice (keyed by slice: ~8 of them by 10% of a
+# 60-day 1M-post task), so on a fresh broker its RSS rises until every partition has held its
+# retention once (+54% from 10% to 100% of a 1M-post run), then stays there: what a machine in
+# service has reached long ago. 200 day slices give every partition ~17 slices.
+WARM_DAYS = 200
 MAX_PARSER_LAG_PAGES = 500  # XGET_SCRAPER_MAX_PARSER_LAG_PAGES as make up sets it
 
 
@@ -237,6 +245,63 @@ def alternating_bare_rates(samples: list[list[tuple[bytes, int]]], rounds: int) 
     return out
 
 
+# --- warming the stack ------------------------------------------------------------------------
+def warm_stack(gw, sim_url: str, settings: Settings, broker_mb: int, n_posts: int) -> None:
+    """Bring the stack to where a machine in service stands before the measured task: one
+    task collecting every post of another keyword, `n_posts` spread over WARM_DAYS day slices
+    (so raw-pages' partitions each get ~17 slices), waited on until completed, then until the
+    retention guard has lowered whatever it raised meanwhile (30 s after the consumers caught
+    up). Prints how long it took and how many of raw-pages' partitions hold their retention."""
+    keyword = f"warm{uuid.uuid4().hex[:6]}"
+    httpx.post(
+        f"{sim_url}/_sim/config",
+        json={"densities": {keyword: n_posts / (WARM_DAYS * 24)}},
+        timeout=10,
+    ).raise_for_status()
+    t0 = time.perf_counter()
+    r = gw.post(
+        "/api/v1/tasks/ondemand",
+        json={
+            "keyword": keyword,
+            "priority": 3,
+            "required_count": 0,  # every post of the window
+            "start_time": (WINDOW_END - timedelta(days=WARM_DAYS))
+            .isoformat()
+            .replace("+00:00", "Z"),
+            "end_time": WINDOW_END.isoformat().replace("+00:00", "Z"),
+        },
+    )
+    if r.status_code != 200:
+        raise RuntimeError(f"warm-up submit failed: {r.status_code} {r.text}")
+    task_id = r.json()["task_id"]
+    status: dict = {}
+
+    def done() -> bool:
+        nonlocal status
+        status = gw.get(f"/api/v1/tasks/{task_id}/status").json()
+        if status.get("status") == "failed":
+            raise RuntimeError(f"warm-up task failed: {status}")
+        return status.get("status") == "completed"
+
+    wait_until(done, max(300, n_posts / 100), "the warm-up task to complete")
+    guard = RetentionGuard(settings, broker_mb)
+    budget = {name: base for name, (_spec, base) in guard.topics.items()}
+    wait_until(
+        lambda: local.run_sync(guard.read_current) == budget,
+        120,
+        "the retention guard to lower what it raised during the warm-up",
+    )
+    keep = budget[RAW_PAGES.name]
+    held = local.run_sync(lambda: log_dirs.partition_bytes(settings.kafka_bootstrap))
+    raw = [n for tp, n in held.items() if tp.topic == settings.topic_prefix + RAW_PAGES.name]
+    print(
+        f"warm-up: {status['progress']['collected']} posts of {keyword} over {WARM_DAYS} days in "
+        f"{time.perf_counter() - t0:.1f}s; raw-pages partitions holding their retention.bytes "
+        f"({keep / 1e6:.2f} MB): {sum(n >= keep for n in raw)} of {len(raw)}",
+        flush=True,
+    )
+
+
 # --- one task --------------------------------------------------------------------------------------
 def _run_task(
     gw,
@@ -271,35 +336,32 @@ def _run_task(
 
     rss: dict[str, dict[str, float]] = {}
     held: dict[str, dict[str, int]] = {}  # the broker's bytes per topic
-    peak: dict[str, float] = dict.fromkeys(pids, 0.0)
-    recent: deque[tuple[float, dict[str, float]]] = deque()  # the last RSS_WINDOW_S of samples
+    samples: list[tuple[float, dict[str, float]]] = []  # (monotonic time, RSS of each process)
     status: dict = {}
-    deadline = time.monotonic() + max(300, n_posts / 10)
-    next_peak = 0.0
+    t_submit = time.monotonic()
+    deadline = t_submit + max(300, n_posts / 10)
+    next_sample = 0.0
+    first_tenth = RSS_WINDOW_S  # how long the first tenth of the task took (at least 10 s)
 
-    def rss_now() -> dict[str, float]:
-        """Each process's highest RSS over the last RSS_WINDOW_S seconds, this instant's
-        included: the broker's swings ~2x with its snapshot every 1-2 s."""
-        now = time.monotonic()
-        recent.append((now, sample_rss(pids)))
-        while recent[0][0] < now - RSS_WINDOW_S:
-            recent.popleft()
-        return {n: max(sample[n] for _, sample in recent) for n in pids}
+    def peak_since(since: float) -> dict[str, float]:
+        """Each process's highest RSS sampled since `since`, this instant's included."""
+        samples.append((time.monotonic(), sample_rss(pids)))
+        return {n: max(s[n] for t, s in samples if t >= since) for n in pids}
 
     while True:
         status = gw.get(f"/api/v1/tasks/{task_id}/status").json()
         prog = status.get("progress") or {}
         pct = prog.get("percentage") or 0.0
-        if time.monotonic() >= next_peak:  # every process's peak, once a second
-            next_peak = time.monotonic() + 1
-            for name, mb in rss_now().items():
-                peak[name] = max(peak[name], mb)
+        if time.monotonic() >= next_sample:  # every process's RSS, once a second
+            next_sample = time.monotonic() + 1
+            samples.append((time.monotonic(), sample_rss(pids)))
         if "10%" not in rss and pct >= 10.0:
-            rss["10%"] = rss_now()
+            first_tenth = max(RSS_WINDOW_S, time.monotonic() - t_submit)
+            rss["10%"] = peak_since(t_submit)
             held["10%"] = topics_now()
         if status.get("status") == "completed":
             elapsed = time.perf_counter() - t0
-            rss["100%"] = rss_now()
+            rss["100%"] = peak_since(time.monotonic() - first_tenth)
             cpu1 = sample_cpu(cpu_pids)
             held["100%"] = topics_now()
             rss.setdefault("10%", rss["100%"])
@@ -321,7 +383,7 @@ def _run_task(
         "collected": int(status["progress"]["collected"]),
         "rss": rss,
         "held": held,
-        "peak": {n: max(peak[n], rss["100%"][n]) for n in pids},
+        "peak": {n: max(s[n] for _, s in samples) for n in pids},
         "cpu0": cpu0,
         "cpu1": cpu1,
     }
@@ -350,12 +412,14 @@ def run(
     bare_repeat: int | None = None,
     bare_sample: int = 0,
     bare_rounds: int = 7,
+    warm_posts: int = 0,
 ) -> dict:
     """One stack, `runs` tasks of `n_posts`; prints the tables and returns the figures
     (ratio, rates, RSS at 10%/100% and peaks of the first task). `bare_sample` > 0: the bare
     rate from an evenly spaced sample of that many of the task's pages, best of `bare_rounds`
     passes (returned as "sample" too, for bench/scale.py to measure again beside another
-    run's), instead of one streamed pass over all of them."""
+    run's), instead of one streamed pass over all of them. `warm_posts` > 0: warm_stack() with
+    that many posts first."""
     tmp = Path(tempfile.mkdtemp(prefix="xget-bench-"))
     logs = tmp / "logs"
     logs.mkdir()
@@ -448,6 +512,8 @@ def run(
         # Let the parser and dedup-counter finish starting (consumers assigned, migrations).
         time.sleep(3)
         all_alive(services)
+        if warm_posts:
+            warm_stack(gw, xsim.address, settings, broker_mb, warm_posts)
         # What the idle stack costs (consumers polling, timers), for reading the CPU table.
         idle_pids = {s.name: s.pid for s in services} | {BROKER_LABEL: broker.pid}
         idle0, idle_t0 = sample_cpu(idle_pids), time.perf_counter()
@@ -609,6 +675,13 @@ def main() -> None:
         help="the bare rate from an evenly spaced sample of this many of the task's pages, "
         "best of 7 passes (bench/scale.py's way), instead of a streamed pass over all of them",
     )
+    ap.add_argument(
+        "--warm",
+        type=int,
+        default=0,
+        help="warm the stack first with a task of this many posts of another keyword over "
+        f"{WARM_DAYS} days, so every partition of the broker's topics holds its retention",
+    )
     args = ap.parse_args()
     if args.runs < 1:
         ap.error("--runs must be at least 1")
@@ -619,6 +692,7 @@ def main() -> None:
         runs=args.runs,
         broker_mb=args.broker_mb,
         bare_sample=args.bare_sample,
+        warm_posts=args.warm,
     )
 
 

@@ -112,7 +112,7 @@ class RetentionGuard:
         if not self.groups:
             return {}
         if not self.current:
-            self.current = await self._read_current()
+            self.current = await self.read_current()
         snap = await lag.snapshot(self.settings, self.groups, with_members=False)
         held = await log_dirs.partition_bytes(self.settings.kafka_bootstrap)
         changes = {}
@@ -132,7 +132,7 @@ class RetentionGuard:
             await self._apply(changes)
         return changes
 
-    async def _read_current(self) -> dict[str, int]:
+    async def read_current(self) -> dict[str, int]:
         """Each budgeted topic's retention.bytes on the broker (raised by a guard before this
         one, or an older budget's): the budget's value where it has none."""
         current = {name: base for name, (_spec, base) in self.topics.items()}
