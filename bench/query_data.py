@@ -22,7 +22,11 @@ reproducible and needs no Python per row. The shape, against real X posts:
 - like_count: floor(200000 * u^6) (median ~3,000, a long tail to 200k); retweets a fifth of
   likes, replies a tenth, quotes a fiftieth, views 40 times the likes.
 - lang: en 40 %, then ja, zh, es, pt, ko, fr, de (10 % each... see LANGS).
-- task_id / keyword: ten tasks of n % 10 (1M posts each at 10M), five task keywords.
+- task_id / keyword: ten tasks of n % 10 (1M posts each at 10M), five task keywords, so
+  tasks k and k+5 share a keyword; and they overlap, as scheduled runs of one keyword do: a
+  fifth of each task's posts (cityHash64(n, 13) % 5 = 0) were also collected by its twin, half
+  an hour before or after it (task_posts and keyword_month_posts rows, OVERLAP_SHARE): each
+  task then holds 1.2M posts at 10M, 400k of them shared, ~200k collected first by its twin.
 - raw_data: ~9.5 KB of JSON per post (real posts carry 7-12 KB): the post's own fields and a
   repetitive padding, so it costs its size to generate and to read back but compresses far
   better than real JSON (the fill stays within a shared machine's disk). No timed query reads
@@ -40,6 +44,7 @@ KEYWORD = "python"
 HEAVY_AUTHOR = "u0"
 AUTHORS = 200_000
 TASKS = 10
+OVERLAP_SHARE = 5  # one post in this many is collected by the twin task too
 REPORT_BATCH = 1000  # rows of the fill per report batch of each task (100 posts at 10 tasks)
 TASK_KEYWORDS = ["python", "rust", "ai", "data", "cloud"]
 LANGS = ["en", "en", "en", "en", "ja", "zh", "es", "pt", "ko", "fr"]
@@ -168,6 +173,14 @@ def fill(store, total: int, batch: int = 50_000, days: int = 365, log=print) -> 
         # a store filled before the fill wrote report batches: theirs first
         for start in range(0, first, batch):
             _fill_batches(store, start, batch)
+    store.command_sync(
+        "CREATE TABLE IF NOT EXISTS bench_fill_overlap (done UInt8) ENGINE = TinyLog"
+    )
+    if not store.query_rows_sync("SELECT count() FROM bench_fill_overlap")[0][0]:
+        # a store filled before the tasks overlapped: the overlap of its rows first
+        for start in range(0, first, batch):
+            _fill_overlap(store, start, batch)
+        store.command_sync("INSERT INTO bench_fill_overlap VALUES (1)")
     cols = ", ".join(FILL_COLUMNS)
     # Small blocks: a batch's raw_data is ~0.5 GB before compression.
     settings = {"max_block_size": 8192, "min_insert_block_size_rows": batch}
@@ -186,10 +199,31 @@ def fill(store, total: int, batch: int = 50_000, days: int = 365, log=print) -> 
             "INSERT INTO keyword_month_posts SELECT keyword, toStartOfMonth(collected_at), "
             f"post_id, task_id, collected_at FROM posts WHERE {rng}"
         )
+        _fill_overlap(store, start, count)
         _fill_batches(store, start, count)
         done = start + count
         if done == total or (done // batch) % 10 == 0:
             log(f"  filled {done:,} / {total:,} posts", flush=True)
+
+
+def _fill_overlap(store, start: int, count: int) -> None:
+    """Rows start..start+count-1 that the twin task of the same keyword collected too (one in
+    OVERLAP_SHARE), half an hour before or after the task itself, as its collection writes
+    them: a task_posts and a keyword_month_posts row."""
+    rng = f"post_id > '{post_id_of(start + count)}' AND post_id <= '{post_id_of(start)}'"
+    twin = (
+        f"SELECT concat('bench-task-', toString((n + {TASKS // 2}) % {TASKS})) AS task_id, "
+        "post_id, keyword, "
+        "collected_at + toIntervalSecond(if(cityHash64(n, 14) % 2 = 0, -1800, 1800)) AS at "
+        f"FROM (SELECT post_id, keyword, collected_at, "
+        f"intDiv({ID_BASE} - toUInt64(post_id), 1000) AS n FROM posts WHERE {rng}) "
+        f"WHERE cityHash64(n, 13) % {OVERLAP_SHARE} = 0"
+    )
+    store.command_sync(f"INSERT INTO task_posts SELECT task_id, post_id, keyword, at FROM ({twin})")
+    store.command_sync(
+        "INSERT INTO keyword_month_posts SELECT keyword, toStartOfMonth(at), post_id, task_id, "
+        f"at FROM ({twin})"
+    )
 
 
 def _fill_batches(store, start: int, count: int) -> None:

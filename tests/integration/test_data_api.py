@@ -686,6 +686,53 @@ async def test_counts_are_exact_before_parts_merge(data_gw):
     assert (await store.query_rows(stored))[0][0] == 80  # still unmerged
 
 
+async def test_a_duplicate_is_a_post_another_task_of_the_keyword_had_first(data_gw):
+    """A task's duplicates are the posts another task of its keyword collected before it did
+    (the client was billed for them then): not those collected at the same instant or later,
+    nor those another keyword's task had; a post a task collected twice counts once, at its
+    first collection."""
+    client, posts, store = data_gw
+    t = T0 + timedelta(days=40)
+
+    def post(i: int, task: str, keyword: str, at: datetime) -> Post:
+        pid = str(1_860_000_000_000_000_000 + i * 1000)
+        return posts[0].model_copy(
+            update={
+                "post_id": pid,
+                "post_url": f"https://x.com/dup/status/{pid}",
+                "post_content": f"overlap {i}",
+                "keyword": keyword,
+                "task_id": task,
+                "collected_at": at,
+            }
+        )
+
+    hour = timedelta(hours=1)
+    d1 = [post(i, "task-d1", "kw-d", t) for i in range(10)] + [
+        post(0, "task-d1", "kw-d", t + 2 * hour)
+    ]
+    d2 = (
+        [post(i, "task-d2", "kw-d", t - hour) for i in range(4)]  # before task-d1
+        + [post(i, "task-d2", "kw-d", t) for i in (4, 5)]  # at the same instant
+        + [post(i, "task-d2", "kw-d", t + hour) for i in (6, 7, 10, 11)]  # after
+    )
+    e1 = [post(i, "task-e1", "kw-e", t - 2 * hour) for i in (8, 9)]  # another keyword, first
+    for batch in (d1, d2, e1):
+        await _collect(store, batch)
+
+    async def figures(task: str) -> tuple[int, int, float]:
+        r = await client.get(f"/api/v1/statistics/tasks/{task}")
+        assert r.status_code == 200, r.text
+        s = r.json()
+        return s["total_collected"], s["unique_posts"], s["duplicate_rate"]
+
+    assert await figures("task-d1") == (10, 6, 0.4)  # posts 0-3: task-d2 had them an hour before
+    assert await figures("task-d2") == (10, 8, 0.2)  # posts 6, 7: task-d1 had them first
+    assert await figures("task-e1") == (2, 2, 0.0)
+    r = await client.get("/api/v1/statistics/tasks/task-none")
+    assert r.status_code == 404 and "task-none" in r.text
+
+
 def test_s3_objects_stream_in_chunks(s3):
     """The media route's reader against S3 (moto): the object's bytes in chunks, a missing key
     a KeyError."""
