@@ -245,6 +245,27 @@ def alternating_bare_rates(samples: list[list[tuple[bytes, int]]], rounds: int) 
     return out
 
 
+def submit_task(gw, keyword: str, required_count: int, start: datetime) -> str:
+    """Submit an on-demand task for `keyword` from `start` to WINDOW_END; its id."""
+
+    def z(t: datetime) -> str:
+        return t.isoformat().replace("+00:00", "Z")
+
+    r = gw.post(
+        "/api/v1/tasks/ondemand",
+        json={
+            "keyword": keyword,
+            "priority": 3,
+            "required_count": required_count,
+            "start_time": z(start),
+            "end_time": z(WINDOW_END),
+        },
+    )
+    if r.status_code != 200:
+        raise RuntimeError(f"submit failed: {r.status_code} {r.text}")
+    return r.json()["task_id"]
+
+
 # --- warming the stack ------------------------------------------------------------------------
 def warm_stack(gw, sim_url: str, settings: Settings, broker_mb: int, n_posts: int) -> None:
     """Bring the stack to where a machine in service stands before the measured task: one
@@ -259,21 +280,8 @@ def warm_stack(gw, sim_url: str, settings: Settings, broker_mb: int, n_posts: in
         timeout=10,
     ).raise_for_status()
     t0 = time.perf_counter()
-    r = gw.post(
-        "/api/v1/tasks/ondemand",
-        json={
-            "keyword": keyword,
-            "priority": 3,
-            "required_count": 0,  # every post of the window
-            "start_time": (WINDOW_END - timedelta(days=WARM_DAYS))
-            .isoformat()
-            .replace("+00:00", "Z"),
-            "end_time": WINDOW_END.isoformat().replace("+00:00", "Z"),
-        },
-    )
-    if r.status_code != 200:
-        raise RuntimeError(f"warm-up submit failed: {r.status_code} {r.text}")
-    task_id = r.json()["task_id"]
+    # every post of the window
+    task_id = submit_task(gw, keyword, 0, WINDOW_END - timedelta(days=WARM_DAYS))
     status: dict = {}
 
     def done() -> bool:
@@ -320,19 +328,7 @@ def _run_task(
 
     cpu0 = sample_cpu(cpu_pids)
     t0 = time.perf_counter()
-    r = gw.post(
-        "/api/v1/tasks/ondemand",
-        json={
-            "keyword": keyword,
-            "priority": 3,
-            "required_count": n_posts,
-            "start_time": start.isoformat().replace("+00:00", "Z"),
-            "end_time": WINDOW_END.isoformat().replace("+00:00", "Z"),
-        },
-    )
-    if r.status_code != 200:
-        raise RuntimeError(f"submit failed: {r.status_code} {r.text}")
-    task_id = r.json()["task_id"]
+    task_id = submit_task(gw, keyword, n_posts, start)
 
     rss: dict[str, dict[str, float]] = {}
     held: dict[str, dict[str, int]] = {}  # the broker's bytes per topic
