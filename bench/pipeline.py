@@ -9,8 +9,11 @@ the parser beyond 500 unread raw pages — and the X simulator
 service processes (task-gateway+scraper, parser, dedup-counter; temp chdb, objects in a temp
 dir), submits one on-demand task with required_count=N and times it from submit until the
 gateway says `completed`. RSS (VmRSS, process + descendants) of each service process and the
-broker is sampled every second; at 10% and at 100% each process's highest sample of the last
-10 s is reported (noida-db's RSS swings ~2x with its snapshot every 1-2 s), and the peaks.
+broker is sampled every second; at 10% each process's highest sample over the task's first
+tenth is reported and at 100% its highest over as long up to the end (noida-db's RSS swings
+~2x with its snapshot every 1-2 s, the dedup-counter's with chdb's merges), and the peaks.
+`--warm N` first runs a task of N posts of another keyword over 200 day slices, so that every
+partition of the broker's topics holds its retention, as on a machine in service.
 
 Then the stack is stopped and the raw pages the parser archived (raw_data/, in the temp object
 dir) are streamed back 100 at a time — never all in memory, so `--posts 1000000` works in one
@@ -654,8 +657,8 @@ def main() -> None:
         "--broker-mb",
         type=int,
         default=BENCH_BROKER_MB,
-        help="the broker's memory budget (XGET_EMBEDDED_BROKER_MAX_MB); small enough by "
-        "default that a 1M-post run reaches it before 10%%",
+        help="the broker's memory budget (XGET_EMBEDDED_BROKER_MAX_MB); half of make up's "
+        "default, so that a run reaches it",
     )
     ap.add_argument(
         "--runs",
