@@ -190,7 +190,7 @@ def fill(store, total: int, batch: int = 50_000, days: int = 365, log=print) -> 
             f"INSERT INTO posts ({cols}) {posts_select(start, count, total, anchor_ms, days)}",
             settings=settings,
         )
-        rng = f"post_id > '{post_id_of(start + count)}' AND post_id <= '{post_id_of(start)}'"
+        rng = _id_range(start, count)
         store.command_sync(
             "INSERT INTO task_posts SELECT task_id, post_id, keyword, collected_at "
             f"FROM posts WHERE {rng}"
@@ -206,11 +206,16 @@ def fill(store, total: int, batch: int = 50_000, days: int = 365, log=print) -> 
             log(f"  filled {done:,} / {total:,} posts", flush=True)
 
 
+def _id_range(start: int, count: int) -> str:
+    """The condition on post_id that selects rows start..start+count-1 of the fill."""
+    return f"post_id > '{post_id_of(start + count)}' AND post_id <= '{post_id_of(start)}'"
+
+
 def _fill_overlap(store, start: int, count: int) -> None:
     """Rows start..start+count-1 that the twin task of the same keyword collected too (one in
     OVERLAP_SHARE), half an hour before or after the task itself, as its collection writes
     them: a task_posts and a keyword_month_posts row."""
-    rng = f"post_id > '{post_id_of(start + count)}' AND post_id <= '{post_id_of(start)}'"
+    rng = _id_range(start, count)
     twin = (
         f"SELECT concat('bench-task-', toString((n + {TASKS // 2}) % {TASKS})) AS task_id, "
         "post_id, keyword, "
@@ -230,7 +235,7 @@ def _fill_batches(store, start: int, count: int) -> None:
     """The report batches of rows start..start+count-1, as the reporter writes them: each
     task's posts of every REPORT_BATCH rows in one delivered batch (100 posts at 10 tasks),
     its post_ids the batch's membership."""
-    rng = f"post_id > '{post_id_of(start + count)}' AND post_id <= '{post_id_of(start)}'"
+    rng = _id_range(start, count)
     store.command_sync(
         "INSERT INTO report_batches (task_id, batch_no, batch_id, keyword, post_ids, "
         "oss_file_path, completion_status, total_collected, state, attempts, last_error, "
