@@ -73,7 +73,7 @@ def prepare(path: Path, posts: int, batch: int, fill_it: bool = True) -> int:
         # in the background; wait (bounded) for the merges the fill started, of every table
         # (a merge left running, e.g. post_cards' 2 GB one, restarts from scratch in the next
         # process that opens the store and takes a core from the timed requests), and for the
-        # monthly count table's forced merge of parts past its age (migration 015).
+        # count tables' forced merge of parts past its age (migration 015).
         unfinished = "SELECT count() FROM system.mutations WHERE NOT is_done"
         t = time.perf_counter()
         while time.perf_counter() - t < 900:
@@ -81,7 +81,7 @@ def prepare(path: Path, posts: int, batch: int, fill_it: bool = True) -> int:
             mut = store.query_rows_sync(unfinished)[0][0]
             states = store.query_rows_sync(
                 "SELECT max(n) FROM (SELECT count() AS n FROM system.parts WHERE active AND "
-                "table = 'keyword_month_counts' GROUP BY table)"
+                "table IN ('task_counts', 'keyword_month_counts') GROUP BY table)"
             )[0][0]
             if not running and not mut and states <= 1:
                 break

@@ -106,7 +106,7 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView, au
         earlier (ties are not duplicates).
 
         One pass over the keyword's tasks' rows of task_posts (each task's range of its sorting
-        key, found through task_keywords, migration 017): per post, the earliest time this task collected it
+        key, found through task_counts): per post, the earliest time this task collected it
         and the earliest any other task did. Measured side by side on the 10M-post bench store
         whose tasks overlap (bench/query_data.py: 2 tasks of 1.2M posts sharing 400k), median
         of 5: the sets' sizes from task_counts' uniqExact states (265 ms) plus a join of the
@@ -116,7 +116,7 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView, au
         by the id as a number (~10 % faster; ids are digit strings by contract, not checked
         in the store)."""
         found = await ch.query_rows(
-            "SELECT any(keyword) FROM task_keywords WHERE task_id = {t:String} HAVING count() > 0",
+            "SELECT any(keyword) FROM task_counts WHERE task_id = {t:String} HAVING count() > 0",
             {"t": task_id},
         )
         if not found:
@@ -128,7 +128,7 @@ def create_router(settings: Settings, get_store: StoreGetter, view: TaskView, au
                 " SELECT minIfOrNull(collected_at, task_id = {t:String}) AS mine,"
                 "  minIfOrNull(collected_at, task_id != {t:String}) AS theirs"
                 " FROM task_posts"
-                " WHERE task_id IN (SELECT task_id FROM task_keywords WHERE keyword = {k:String})"
+                " WHERE task_id IN (SELECT task_id FROM task_counts WHERE keyword = {k:String})"
                 " GROUP BY post_id)",
                 {"t": task_id, "k": keyword},
             )

@@ -589,7 +589,7 @@ async def test_counts_are_exact_before_parts_merge(data_gw):
     newest collection only."""
     client, posts, store = data_gw
     tables = ["posts", "task_posts", "keyword_month_posts"]
-    tables += ["author_posts", "task_keywords", "keyword_month_counts"]
+    tables += ["author_posts", "task_counts", "keyword_month_counts"]
     for t in tables:
         await store.command(f"SYSTEM STOP MERGES {t}")
     t1 = T0 + timedelta(days=40)  # collected in November 2026
